@@ -1,0 +1,207 @@
+"""BLAKE3 / SHA-256 over buffers and memory-mapped file regions, using every core, in flat memory."""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from pathlib import Path
+from typing import Literal
+
+import blake3 as _blake3
+
+from ..errors import InputError
+
+__all__ = [
+    "AUTO_THREADS",
+    "PARALLEL_THRESHOLD",
+    "WINDOW",
+    "Bytes32",
+    "blake3_digest",
+    "blake3_hasher",
+    "hash_file",
+    "hash_file_region",
+    "hash_mapped_region",
+    "parse_bytes32",
+    "sha256_digest",
+    "to_hex",
+]
+
+Algorithm = Literal["blake3", "sha256"]
+
+#: ``max_threads`` value that lets BLAKE3 use every core.
+AUTO_THREADS: int = _blake3.blake3.AUTO
+
+#: Buffers at least this large are hashed by BLAKE3 on every core; below it the thread start-up
+#: costs more than it saves (measured: 1 MiB already runs ~1.7x faster on 2 cores).
+PARALLEL_THRESHOLD: int = 1 << 20
+
+#: File regions are hashed through ``mmap`` in windows of this size; each window is dropped from
+#: the process (``MADV_DONTNEED``) once hashed, so resident memory stays near one window per
+#: hashing thread however large the file is.
+WINDOW: int = 16 << 20
+
+_PAGE = mmap.PAGESIZE
+
+
+class Bytes32(bytes):
+    """A 32-byte digest or id: ``bytes`` that prints as ``0x`` + 64 lowercase hex.
+
+    Compares and hashes equal to the plain ``bytes`` (so web3 and dict lookups accept it).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: bytes | bytearray | memoryview | str) -> "Bytes32":
+        if isinstance(value, str):
+            return parse_bytes32(value)
+        raw = bytes(value)
+        if len(raw) != 32:
+            raise InputError(f"a 32-byte id was expected, got {len(raw)} bytes; pass a full 0x + 64 hex id")
+        return super().__new__(cls, raw)
+
+    def __str__(self) -> str:
+        return "0x" + self.hex()
+
+    def __repr__(self) -> str:
+        return f"Bytes32({str(self)!r})"
+
+    def to_json(self) -> str:
+        return str(self)
+
+    @property
+    def hex0x(self) -> str:
+        """The ``0x`` + 64 hex form."""
+        return str(self)
+
+
+def to_hex(value: bytes) -> str:
+    """``0x`` + lowercase hex of ``value`` (any length)."""
+    return "0x" + bytes(value).hex()
+
+
+def parse_bytes32(value: str | bytes | bytearray | memoryview) -> Bytes32:
+    """Parse ``0x`` + 64 hex (case-insensitive, ``0x`` optional) or 32 raw bytes into a Bytes32.
+
+    Raises:
+        InputError: not 32 bytes / not hex.
+    """
+    if isinstance(value, Bytes32):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return Bytes32(bytes(value))
+    if not isinstance(value, str):
+        raise InputError(f"an id must be a 0x-prefixed hex string, got {type(value).__name__}")
+    text = value.strip()
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    if len(text) != 64:
+        raise InputError(f"an id is 0x + 64 hex digits, got {value!r} ({len(text)} digits)")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise InputError(f"an id is 0x + 64 hex digits, got {value!r} (not hex)") from None
+    return bytes.__new__(Bytes32, raw)
+
+
+def blake3_hasher(size_hint: int = 0, *, threads: int | None = None, **kwargs) -> "_blake3.blake3":
+    """A BLAKE3 hasher that uses every core when ``size_hint`` reaches PARALLEL_THRESHOLD.
+
+    ``threads`` forces a ``max_threads`` value (1 = single-threaded); extra keyword arguments
+    (``key``, ``derive_key_context``) go to ``blake3.blake3``.
+    """
+    if threads is None:
+        threads = AUTO_THREADS if size_hint >= PARALLEL_THRESHOLD else 1
+    return _blake3.blake3(max_threads=threads, **kwargs)
+
+
+def blake3_digest(data, *, prefix: bytes = b"", threads: int | None = None) -> Bytes32:
+    """BLAKE3-256 of ``prefix + data`` (``data``: any contiguous buffer; no copy is made)."""
+    view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    hasher = blake3_hasher(len(view), threads=threads)
+    if prefix:
+        hasher.update(prefix)
+    hasher.update(view)
+    return Bytes32(hasher.digest())
+
+
+def sha256_digest(data, *, prefix: bytes = b"") -> Bytes32:
+    """SHA-256 of ``prefix + data`` (``data``: any contiguous buffer; no copy is made)."""
+    view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+    hasher = hashlib.sha256(prefix)
+    hasher.update(view)
+    return Bytes32(hasher.digest())
+
+
+def _new(algorithm: Algorithm, size: int, threads: int | None):
+    if algorithm == "blake3":
+        return blake3_hasher(size, threads=threads)
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    raise ValueError(f"unknown hash algorithm {algorithm!r}; use 'blake3' or 'sha256'")
+
+
+def hash_mapped_region(
+    mapped: mmap.mmap,
+    start: int,
+    end: int,
+    *,
+    algorithm: Algorithm = "blake3",
+    prefix: bytes = b"",
+    threads: int | None = None,
+    window: int = WINDOW,
+) -> Bytes32:
+    """Hash ``mapped[start:end]`` window by window, releasing each window's pages once hashed.
+
+    Safe to call from several threads on the same map (each on its own region): the GIL is
+    released while hashing, and dropping a page another thread still needs only makes it fault
+    back in from the page cache.
+    """
+    if not 0 <= start <= end <= len(mapped):
+        raise ValueError(f"region [{start}, {end}) is outside the {len(mapped)}-byte map")
+    hasher = _new(algorithm, end - start, threads)
+    if prefix:
+        hasher.update(prefix)
+    with memoryview(mapped) as whole:
+        position = start
+        while position < end:
+            stop = min(end, position + window)
+            with whole[position:stop] as chunk:
+                hasher.update(chunk)
+            aligned = position - position % _PAGE
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED, aligned, stop - aligned)
+            except OSError:  # pragma: no cover - advisory only
+                pass
+            position = stop
+    return Bytes32(hasher.digest())
+
+
+def hash_file_region(
+    path: str | os.PathLike,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    algorithm: Algorithm = "blake3",
+    prefix: bytes = b"",
+    threads: int | None = None,
+) -> Bytes32:
+    """Hash bytes ``[start, end)`` of a file (``end=None``: to the end) through mmap, in flat memory."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        end = size if end is None else end
+        if not 0 <= start <= end <= size:
+            raise InputError(f"{path}: region [{start}, {end}) is outside the file ({size} bytes)")
+        if start == end:
+            hasher = _new(algorithm, 0, threads)
+            hasher.update(prefix)
+            return Bytes32(hasher.digest())
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return hash_mapped_region(mapped, start, end, algorithm=algorithm, prefix=prefix, threads=threads)
+
+
+def hash_file(
+    path: str | os.PathLike, *, algorithm: Algorithm = "blake3", prefix: bytes = b"", threads: int | None = None
+) -> Bytes32:
+    """Hash a whole file (``prefix`` first) through mmap, in flat memory, on every core for BLAKE3."""
+    return hash_file_region(Path(path), 0, None, algorithm=algorithm, prefix=prefix, threads=threads)

@@ -1,0 +1,1 @@
+"""Elements: strict safetensors parsing and writing, content ids and manifests, splitting models."""
