@@ -32,6 +32,7 @@ from registry.elements.content_id import (
     manifest_of,
     tensor_digest,
     tensor_entries,
+    tensor_entries_of_data,
     tensor_set_content_id,
 )
 from registry.elements.safetensors_format import DuplicateTensorError, dtype_of_numpy, write_safetensors
@@ -367,3 +368,14 @@ def test_random_tensor_sets_in_random_orders_keep_one_id(tmp_path_factory, array
     reference = _doc_reference()["tensors_id"]
     expected = reference([(n, header[n]["dtype"], list(a.shape), a.tobytes()) for n, a in arrays.items()])
     assert str(canonical) == expected
+
+
+def test_in_memory_tensors_have_the_id_of_the_file_they_would_be_written_to(tmp_path, model_arrays):
+    entries = tensor_entries_of_data(model_arrays)
+    assert str(tensor_set_content_id(entries)) == MODEL_ID
+    assert entries == tensor_entries(MODEL)
+    lazy = [("b", "U8", (2,), lambda: b"\1\2"), ("a", "F32", (1,), np.ones(1, np.float32))]
+    path = write_safetensors(tmp_path / "lazy.safetensors", lazy).path
+    assert tensor_set_content_id(tensor_entries_of_data(lazy)) == content_id(path)
+    with pytest.raises(InputError, match="needs 4 bytes"):
+        tensor_entries_of_data([("a", "F32", (1,), b"\0")])

@@ -56,6 +56,10 @@ __all__ = [
     "open_tensors",
     "write_safetensors",
     "tensor_nbytes",
+    "tensor_bytes",
+    "normalize_tensors",
+    "build_header",
+    "parse_header_bytes",
     "numpy_dtype",
     "dtype_of_numpy",
     "SafetensorsError",
@@ -782,7 +786,13 @@ def dtype_of_numpy(array_dtype) -> str:
         raise InputError(f"numpy dtype {name} has no safetensors equivalent") from None
 
 
-def _normalize(tensors: Any) -> list[TensorSpec]:
+def normalize_tensors(tensors: Any) -> list[TensorSpec]:
+    """Tensors in any form ``write_safetensors`` accepts, as ``(name, dtype, shape, data)`` sorted
+    by name (data not yet produced: callables stay callables).
+
+    Raises:
+        InputError: duplicate or reserved names, unknown dtypes, bad shapes.
+    """
     items: Iterable[Any]
     if isinstance(tensors, Mapping):
         items = []
@@ -821,6 +831,14 @@ def _normalize(tensors: Any) -> list[TensorSpec]:
         specs.append((name, dtype, shape, data))
     specs.sort(key=lambda spec: _name_key(spec[0]))
     return specs
+
+
+def tensor_bytes(name: str, data: Any) -> memoryview:
+    """The raw little-endian bytes of tensor data (bytes, buffer, numpy array or a callable
+    producing one) as a flat byte memoryview, copying only to fix byte order or contiguity."""
+    if callable(data) and not hasattr(data, "shape"):
+        data = data()
+    return _as_bytes_view(name, data)
 
 
 def _as_bytes_view(name: str, data: Any) -> memoryview:
@@ -891,7 +909,7 @@ def write_safetensors(
         InputError: bad names/dtypes/shapes/metadata, or data whose length does not match.
     """
     path = Path(path)
-    specs = _normalize(tensors)
+    specs = normalize_tensors(tensors)
     header, sizes = build_header(specs, metadata)
     temporary = path.with_name(path.name + ".incomplete")
     try:
@@ -899,9 +917,7 @@ def write_safetensors(
             out.write(struct.pack("<Q", len(header)))
             out.write(header)
             for (name, dtype, shape, data), size in zip(specs, sizes):
-                if callable(data) and not hasattr(data, "shape"):
-                    data = data()
-                view = _as_bytes_view(name, data)
+                view = tensor_bytes(name, data)
                 if view.nbytes != size:
                     raise InputError(
                         f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}"
