@@ -100,7 +100,7 @@ class TensorEntry:
             raise ManifestError(f"tensor name must be a string, got {name!r}")
         if dtype not in DTYPE_BITS:
             raise ManifestError(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 64 for d in shape):
             raise ManifestError(f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}")
         try:
             expected = tensor_nbytes(dtype, shape)

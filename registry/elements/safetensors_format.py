@@ -332,8 +332,12 @@ def _entry_fields(path: Path, name: str, pairs: Any) -> dict[str, Any]:
     return fields
 
 
+_U64_MAX = (1 << 64) - 1
+
+
 def _is_uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """A JSON integer that fits the format's u64 (booleans are not integers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64_MAX
 
 
 def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> SafetensorsHeader:
@@ -394,7 +398,7 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
         for dim in shape:
             if not _is_uint(dim):
                 raise InvalidShapeError(
-                    path, f"tensor {name!r}: shape {_plain(shape)} has a dimension that is not a non-negative integer", name
+                    path, f"tensor {name!r}: shape {_plain(shape)} has a dimension that is not an integer in 0..2**64-1", name
                 )
         offsets = fields["data_offsets"]
         if not (isinstance(offsets, list) and not isinstance(offsets, _Pairs) and len(offsets) == 2
@@ -599,6 +603,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.name.endswith(INDEX_SUFFIX):
         return _single(read_header(path))
     try:
+        size = path.stat().st_size
+        if size > MAX_HEADER_SIZE:
+            raise ShardIndexError(path, f"index is {size} bytes, over the {MAX_HEADER_SIZE}-byte limit")
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
