@@ -507,3 +507,8 @@ def test_a_directory_without_weights_is_an_input_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(InputError, match="no .safetensors weights"):
         read_checkpoint(tmp_path)
+
+
+def test_public_api_names_all_exist():
+    for name in sf.__all__:
+        assert hasattr(sf, name), name
