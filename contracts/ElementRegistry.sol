@@ -342,22 +342,32 @@ contract ElementRegistry is IElementRegistry {
         return keccak256(abi.encode(spdxId, flags));
     }
 
-    /// @dev The EIP-712 struct hash of `Record(publisher, input...)`.
-    function _recordId(address publisher, RecordInput calldata input) private pure returns (RecordId) {
-        return RecordId.wrap(
-            keccak256(
-                abi.encode(
-                    RECORD_TYPEHASH,
-                    publisher,
-                    input.contentId,
-                    input.cidCodec,
-                    input.cidDigest,
-                    input.licenseId,
-                    input.kind,
-                    keccak256(abi.encodePacked(input.parents))
-                )
-            )
-        );
+    /// @dev The EIP-712 struct hash of `Record(publisher, input...)`, hashed in scratch memory past the
+    /// free memory pointer so that a batch does not grow memory with every record.
+    function _recordId(address publisher, RecordInput calldata input) private pure returns (RecordId recordId) {
+        // Reading the fields through Solidity validates them (a dirty uint8 reverts).
+        bytes32 typeHash = RECORD_TYPEHASH;
+        bytes32 contentId = input.contentId;
+        uint8 cidCodec = input.cidCodec;
+        bytes32 cidDigest = input.cidDigest;
+        uint32 licenseId = input.licenseId;
+        uint8 kind = input.kind;
+        RecordId[] calldata parents = input.parents;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            let size := shl(5, parents.length)
+            calldatacopy(ptr, parents.offset, size)
+            let parentsHash := keccak256(ptr, size)
+            mstore(ptr, typeHash)
+            mstore(add(ptr, 0x20), publisher)
+            mstore(add(ptr, 0x40), contentId)
+            mstore(add(ptr, 0x60), cidCodec)
+            mstore(add(ptr, 0x80), cidDigest)
+            mstore(add(ptr, 0xa0), licenseId)
+            mstore(add(ptr, 0xc0), kind)
+            mstore(add(ptr, 0xe0), parentsHash)
+            recordId := keccak256(ptr, 0x100)
+        }
     }
 
     function _checkSignature(bytes32 digest, bytes calldata signature, address publisher) private pure {

@@ -42,7 +42,7 @@ CONTRACT_NAME = "ElementRegistry"
 SETTINGS = {
     "optimizer": {"enabled": True, "runs": 10_000},
     "evmVersion": "cancun",
-    "viaIR": False,
+    "viaIR": True,
     "metadata": {"bytecodeHash": "ipfs", "appendCBOR": True},
     "outputSelection": {
         MAIN_SOURCE: {CONTRACT_NAME: ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "evm.deployedBytecode.immutableReferences", "evm.methodIdentifiers"]}
