@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -30,8 +29,6 @@ from .errors import (
     WrongChainError,
     decode_revert,
 )
-
-_ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 
 __all__ = ["Chain", "connect", "MEMORY", "ANVIL_MNEMONIC", "anvil_dev_accounts", "memory_dev_accounts"]
 
@@ -67,19 +64,21 @@ def anvil_dev_accounts(count: int = 10, mnemonic: str = ANVIL_MNEMONIC) -> list[
     return [Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
 
+def _parse_tester_data(arg: object) -> bytes | None:
+    """eth-tester's TransactionFailed carries the revert data as bytes or as the repr of bytes."""
+    if isinstance(arg, (bytes, bytearray)):
+        return bytes(arg)
+    text = str(arg)
+    if text.startswith(("b'", 'b"')):
+        try:
+            return bytes(ast.literal_eval(text))
+        except (ValueError, SyntaxError):
+            return None
+    return None
+
+
 def _revert_data(exc: BaseException) -> bytes | None:
-    """The revert data carried by a web3 / eth-tester exception, if any."""
-    if _TesterFailed is not None and isinstance(exc, _TesterFailed):
-        # web3's tester provider re-raises "execution reverted: <repr of the data bytes>", or the
-        # decoded text of an Error(string).
-        message = str(exc.args[0]) if exc.args else ""
-        reason = message.removeprefix("execution reverted: ")
-        if reason.startswith(("b'", 'b"')):
-            try:
-                return bytes(ast.literal_eval(reason))
-            except (ValueError, SyntaxError):
-                return None
-        return _ERROR_STRING + abi_encode(["string"], [reason]) if reason else b""
+    """The revert data carried by a web3 exception, if any."""
     data = getattr(exc, "data", None)
     if isinstance(data, dict):  # some nodes nest it
         data = data.get("data")
@@ -132,6 +131,21 @@ class Chain:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def _revert(self, exc: BaseException, tx: dict, namer: Callable[[int], str] | None, block: Any = "latest") -> ChainError:
+        """The decoded error of a revert.
+
+        web3's tester provider turns revert data that happens to decode as a string into text and
+        drops the selector, so on ``memory`` the call is replayed on eth-tester to get the bytes.
+        """
+        if _TesterFailed is not None and isinstance(exc, _TesterFailed) and self.is_memory:
+            call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+            try:
+                self.w3.provider.ethereum_tester.call(call, block)
+            except _TesterFailed as replayed:
+                return decode_revert(_parse_tester_data(replayed.args[0] if replayed.args else b""), namer)
+            return TransactionFailed("the in-process chain refused the transaction, but the replayed call passed")
+        return decode_revert(_revert_data(exc), namer)
+
     def rpc(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run a read, turning a dead endpoint into :class:`RpcUnavailableError`."""
         try:
@@ -157,7 +171,7 @@ class Chain:
         try:
             return bytes(self.w3.eth.call(tx, block_identifier=block))
         except _REVERT_TYPES as exc:
-            raise decode_revert(_revert_data(exc), namer) from None
+            raise self._revert(exc, tx, namer, block) from None
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
@@ -190,7 +204,7 @@ class Chain:
             try:
                 estimate = self.w3.eth.estimate_gas(base)
             except _REVERT_TYPES as exc:
-                raise decode_revert(_revert_data(exc), namer) from None
+                raise self._revert(exc, base, namer) from None
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
@@ -207,7 +221,7 @@ class Chain:
                     tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
                 except _REVERT_TYPES as exc:
                     self._nonces.pop(sender, None)
-                    raise decode_revert(_revert_data(exc), namer) from None
+                    raise self._revert(exc, base, namer) from None
                 except Exception as exc:
                     self._nonces.pop(sender, None)
                     if _is_connection_error(exc):

@@ -299,7 +299,9 @@ class Registry:
             )
         return self.account
 
-    def _send(self, function: str, args: list, gas: int | None = None) -> dict:
+    def transact(self, function: str, args: list, gas: int | None = None) -> dict:
+        """Low level: send a call of contract function ``function`` with ABI ``args`` from the bound
+        account, wait for the receipt and return it (reverts raise the decoded errors)."""
         data = self.contract.encode_abi(function, args=args)
         receipt = self.chain.transact(self._signer(), {"to": self.address, "data": data}, gas=gas, namer=self._license_name)
         self.last_receipt = receipt
@@ -316,7 +318,7 @@ class Registry:
         """
         account = self._signer()
         record_id = record.record_id(account.address)
-        self._send("publish", [record.as_abi()], gas)
+        self.transact("publish", [record.as_abi()], gas)
         return record_id
 
     def publish_batch(self, records: Sequence[RecordInput], *, chunk: int = _BATCH_CHUNK) -> list[bytes]:
@@ -328,7 +330,7 @@ class Registry:
         account = self._signer()
         ids = [r.record_id(account.address) for r in records]
         for start in range(0, len(records), chunk):
-            self._send("publishBatch", [[r.as_abi() for r in records[start : start + chunk]]])
+            self.transact("publishBatch", [[r.as_abi() for r in records[start : start + chunk]]])
         return ids
 
     def sign_publish(
@@ -400,13 +402,13 @@ class Registry:
     def publish_signed(self, signed: SignedPublish, *, gas: int | None = None) -> bytes:
         """Send a signed publish from the bound account (the relayer pays); returns the record id."""
         args = [signed.input.as_abi(), signed.publisher, signed.nonce, signed.deadline, signed.signature]
-        self._send("publishSigned", args, gas)
+        self.transact("publishSigned", args, gas)
         return signed.record_id
 
     def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
         """Yank one of the bound account's records; returns False if it was already yanked."""
         rid = to_bytes32(record_id, "record id")
-        receipt = self._send("yank", [rid], gas)
+        receipt = self.transact("yank", [rid], gas)
         return bool(self.contract.events.RecordYanked().process_receipt(receipt, errors=_DISCARD))
 
     def add_license(self, spdx_id: str, flags: int, *, gas: int | None = None) -> LicenseTerms:
@@ -414,7 +416,7 @@ class Registry:
         existing = self.license_id_of(spdx_id, flags)
         if existing:
             return self.license(existing)
-        receipt = self._send("addLicense", [spdx_id, flags], gas)
+        receipt = self.transact("addLicense", [spdx_id, flags], gas)
         events = self.contract.events.LicenseAdded().process_receipt(receipt, errors=_DISCARD)
         license_id = events[0]["args"]["licenseId"] if events else self.license_id_of(spdx_id, flags)
         return self.license(license_id)
