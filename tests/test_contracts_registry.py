@@ -269,14 +269,17 @@ def test_the_licence_error_names_the_first_offending_parent(registry_on):
 def test_the_off_chain_check_raises_what_the_chain_raises(registry_on):
     reg = registry_on
     bob = other(reg)
+    share_alike = reg.publish(leaf(reg, "CC-BY-SA-4.0"))
     cases = [
-        (reg.publish(leaf(reg, "CC-BY-ND-4.0")), "MIT"),
-        (reg.publish(leaf(reg, "CC-BY-NC-4.0")), "MIT"),
-        (reg.publish(leaf(reg, "CC-BY-SA-4.0")), "GPL-3.0-only"),
-        (content(), "MIT"),  # unknown parent
+        ([reg.publish(leaf(reg, "CC-BY-ND-4.0"))], "MIT"),
+        ([reg.publish(leaf(reg, "CC-BY-NC-4.0"))], "MIT"),
+        ([share_alike], "GPL-3.0-only"),
+        ([content()], "MIT"),  # unknown parent
+        # parent by parent, in id order: the rule of the first parent fires before the unknown last one
+        ([share_alike, b"\xff" * 32], "MIT"),
     ]
-    for parent, spdx in cases:
-        child = RecordInput(content(), CID_RAW, lic(reg, spdx), Kind.COMPOSITION, [parent])
+    for parents, spdx in cases:
+        child = RecordInput(content(), CID_RAW, lic(reg, spdx), Kind.COMPOSITION, parents)
         with pytest.raises(ChainError) as offchain:
             bob.check_publish([child])
         with pytest.raises(ChainError) as onchain:

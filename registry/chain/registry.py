@@ -502,8 +502,8 @@ class Registry:
             child_license = self.license(record.license_id, missing_ok=True)
             if child_license is None:
                 raise make_error("UnknownLicense", {"licenseId": record.license_id}, self._license_name)
-            parents = []
-            for parent in record.parents:
+            names = {i: t.spdx_id for i, t in self._licenses.items()}
+            for parent in record.parents:  # the contract's order: existence, then the rules, per parent
                 if parent in pending:
                     parent_publisher, parent_license = pending[parent]
                 else:
@@ -511,8 +511,7 @@ class Registry:
                     if state is None or state["publisher"] == _ZERO_ADDRESS:
                         raise make_error("UnknownParent", {"parentId": _hex(parent)})
                     parent_publisher, parent_license = state["publisher"], state["licenseId"]
-                parents.append((_hex(parent), parent_publisher, self.license(parent_license)))
-            check_derivative(publisher, child_license, parents, {i: t.spdx_id for i, t in self._licenses.items()})
+                check_derivative(publisher, child_license, [(_hex(parent), parent_publisher, self.license(parent_license))], names)
             pending[record.record_id(publisher)] = (publisher, record.license_id)
 
     # -- reading: licences --------------------------------------------------------------------
