@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+/// @notice The id of a record: the EIP-712 struct hash of the whole claim, see {IElementRegistry-recordIdOf}.
+/// @dev Because the id commits to every field of the claim (publisher, content id, CID, licence, kind and
+/// parents), a client re-derives it from event data to check what it read, and computes it before sending
+/// (which is how a batch names parents published earlier in the same batch).
+type RecordId is bytes32;
+
+/// @title IElementRegistry
+/// @notice A neutral registry of claims about content-addressed AI model components ("elements").
+/// A record says: this publisher claims this content (a 32-byte content id), stored at this IPFS CID,
+/// under this licence term set, derived from these parent records. Records are immutable except for a
+/// yank flag their publisher may set; ids are never reused. There is no owner, no admin, no upgrade
+/// path and no fee.
+/// @dev Storage holds one packed word per record (what the contract needs to enforce its rules and
+/// what a batched view needs to locate the record); the content id, the CID and the parent ids live in
+/// the {RecordPublished} event, which is the index. The record id commits to all of them.
+interface IElementRegistry {
+    // ---------------------------------------------------------------------------------------------
+    // Types
+    // ---------------------------------------------------------------------------------------------
+
+    /// @notice A claim to publish.
+    /// @param contentId The content id of the element (a digest of its tensors, or of a file's bytes).
+    /// @param cidCodec The CIDv1 multicodec, 0x55 (raw) or 0x70 (dag-pb); 0 for a CIDv0 (dag-pb).
+    /// @param cidDigest The sha2-256 digest inside the CID's multihash.
+    /// @param licenseId The licence term set the content is published under (see {licenses}).
+    /// @param kind What the content is: 0 element, 1 composition, 2 file (config, tokenizer), 3 adapter;
+    /// other values are accepted and left to clients.
+    /// @param parents The records this content derives from, in strictly ascending order of id, at most
+    /// {MAX_PARENTS}; each must exist when this record is published.
+    struct RecordInput {
+        bytes32 contentId;
+        uint8 cidCodec;
+        bytes32 cidDigest;
+        uint32 licenseId;
+        uint8 kind;
+        RecordId[] parents;
+    }
+
+    /// @notice What storage holds about a record. A record that does not exist reads as all zeros.
+    /// @param publisher The account that made the claim (the signer for a signed publish).
+    /// @param licenseId The licence term set of the record.
+    /// @param blockNumber The block the record was published in (where its {RecordPublished} event is).
+    /// @param kind The kind given at publication.
+    /// @param cidCodec The CID codec given at publication (0 for a CIDv0).
+    /// @param parentCount The number of parents.
+    /// @param yanked Whether the publisher has yanked the record.
+    struct RecordState {
+        address publisher;
+        uint32 licenseId;
+        uint40 blockNumber;
+        uint8 kind;
+        uint8 cidCodec;
+        uint8 parentCount;
+        bool yanked;
+    }
+
+    /// @notice A licence term set: an SPDX licence identifier (or a `LicenseRef-` name) and the flags a
+    /// machine checks (see {COMMERCIAL_USE}, {DERIVATIVES}, {SHARE_ALIKE}, {ATTRIBUTION}).
+    struct LicenseTerms {
+        string spdxId;
+        uint8 flags;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Errors
+    // ---------------------------------------------------------------------------------------------
+
+    /// @notice The content id is zero.
+    error ZeroContentId();
+
+    /// @notice The CID digest is zero.
+    error ZeroCidDigest();
+
+    /// @notice The CID codec is not 0 (CIDv0), 0x55 (raw) or 0x70 (dag-pb).
+    error UnsupportedCidCodec(uint8 cidCodec);
+
+    /// @notice No licence term set has this id.
+    error UnknownLicense(uint32 licenseId);
+
+    /// @notice A record has more parents than {MAX_PARENTS}.
+    error TooManyParents(uint256 count, uint256 max);
+
+    /// @notice Parents are not in strictly ascending order of id (this also refuses duplicates).
+    error ParentsNotAscending(uint256 index, RecordId parentId);
+
+    /// @notice A parent record does not exist (yet).
+    error UnknownParent(RecordId parentId);
+
+    /// @notice Licence rule: the parent's licence does not allow derivatives.
+    error DerivativesNotAllowed(RecordId parentId, uint32 parentLicenseId);
+
+    /// @notice Licence rule: the parent's licence is non-commercial and the child's allows commercial use.
+    error CommercialUseNotAllowed(RecordId parentId, uint32 parentLicenseId, uint32 childLicenseId);
+
+    /// @notice Licence rule: the parent's licence is share-alike and the child is not under the same terms.
+    error ShareAlikeRequired(RecordId parentId, uint32 parentLicenseId, uint32 childLicenseId);
+
+    /// @notice No record has this id.
+    error UnknownRecord(RecordId recordId);
+
+    /// @notice Only the publisher of a record may yank it.
+    error NotPublisher(RecordId recordId, address publisher, address caller);
+
+    /// @notice The signed publish came after its deadline.
+    error ExpiredSignature(uint256 deadline);
+
+    /// @notice The nonce of a signed publish is not the publisher's next nonce.
+    error InvalidAccountNonce(address publisher, uint256 currentNonce);
+
+    /// @notice The signature is malformed (not 65 bytes, high s, or bad v).
+    error InvalidSignature();
+
+    /// @notice The signature is valid but made by another account than the publisher.
+    error InvalidSigner(address signer, address publisher);
+
+    /// @notice A licence identifier is empty, longer than {MAX_SPDX_LENGTH} bytes, or holds a byte
+    /// outside printable ASCII.
+    error InvalidLicenseIdentifier(string spdxId);
+
+    /// @notice Licence flags use bits that have no meaning.
+    error InvalidLicenseFlags(uint8 flags);
+
+    // ---------------------------------------------------------------------------------------------
+    // Events
+    // ---------------------------------------------------------------------------------------------
+
+    /// @notice A record was published. With {LicenseAdded} and {RecordYanked} this rebuilds the registry.
+    /// @param recordId The new record's id.
+    /// @param contentId The content id claimed.
+    /// @param publisher The account making the claim.
+    /// @param cidCodec The CID codec (0 for a CIDv0).
+    /// @param cidDigest The sha2-256 digest of the CID.
+    /// @param licenseId The licence term set.
+    /// @param kind The kind of content.
+    /// @param parents The parent record ids.
+    event RecordPublished(
+        RecordId indexed recordId,
+        bytes32 indexed contentId,
+        address indexed publisher,
+        uint8 cidCodec,
+        bytes32 cidDigest,
+        uint32 licenseId,
+        uint8 kind,
+        RecordId[] parents
+    );
+
+    /// @notice A record was yanked by its publisher. It stays readable; clients show the flag.
+    event RecordYanked(RecordId indexed recordId, address indexed publisher);
+
+    /// @notice A licence term set was added (at deployment for the built-in ones).
+    event LicenseAdded(uint32 indexed licenseId, bytes32 indexed termsHash, string spdxId, uint8 flags);
+
+    // ---------------------------------------------------------------------------------------------
+    // Constants
+    // ---------------------------------------------------------------------------------------------
+
+    /// @notice The most parents a record may have (the fan-in cap).
+    function MAX_PARENTS() external view returns (uint256);
+
+    /// @notice The longest licence identifier, in bytes.
+    function MAX_SPDX_LENGTH() external view returns (uint256);
+
+    /// @notice Licence flag: commercial use is allowed.
+    function COMMERCIAL_USE() external view returns (uint8);
+
+    /// @notice Licence flag: derivatives are allowed.
+    function DERIVATIVES() external view returns (uint8);
+
+    /// @notice Licence flag: derivatives must be under the same terms.
+    function SHARE_ALIKE() external view returns (uint8);
+
+    /// @notice Licence flag: attribution is required (informative; parent links are the attribution).
+    function ATTRIBUTION() external view returns (uint8);
+
+    /// @notice The EIP-712 type hash of `Record`, whose struct hash is the record id.
+    function RECORD_TYPEHASH() external view returns (bytes32);
+
+    /// @notice The EIP-712 type hash of `Publish`, the message a publisher signs for {publishSigned}.
+    function PUBLISH_TYPEHASH() external view returns (bytes32);
+
+    // ---------------------------------------------------------------------------------------------
+    // Publishing
+    // ---------------------------------------------------------------------------------------------
+
+    /// @notice Publishes a record claimed by the caller.
+    /// @dev Publishing a claim that already exists (same id) changes nothing, emits nothing and returns
+    /// its id, so a client that retries is safe. Licence rules are checked against every parent published
+    /// by another account: a parent without {DERIVATIVES} refuses the child; a parent without
+    /// {COMMERCIAL_USE} refuses a child with it; a {SHARE_ALIKE} parent refuses a child under other terms.
+    /// A publisher is not bound by the terms of its own records.
+    /// @param input The claim.
+    /// @return recordId The record's id.
+    function publish(RecordInput calldata input) external returns (RecordId recordId);
+
+    /// @notice Publishes many records claimed by the caller, in order, in one transaction.
+    /// @dev A record may name records earlier in the batch as parents (compute their ids with
+    /// {recordIdOf}). Each record follows the rules of {publish}.
+    /// @param inputs The claims.
+    /// @return recordIds The records' ids, in input order.
+    function publishBatch(RecordInput[] calldata inputs) external returns (RecordId[] memory recordIds);
+
+    /// @notice Publishes a record claimed by `publisher`, who signed it with EIP-712; anyone may send it.
+    /// @dev The signed message is `Publish(Record record,uint256 nonce,uint256 deadline)` (see
+    /// {PUBLISH_TYPEHASH}) in the domain of {eip712Domain}; `nonce` must equal {nonces}(publisher) and is
+    /// used up even when the record already exists.
+    /// @param input The claim.
+    /// @param publisher The signer, who becomes the record's publisher.
+    /// @param nonce The publisher's next nonce.
+    /// @param deadline The last block timestamp at which the signature is valid.
+    /// @param signature The 65-byte signature (r, s, v).
+    /// @return recordId The record's id.
+    function publishSigned(
+        RecordInput calldata input,
+        address publisher,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external returns (RecordId recordId);
+
+    /// @notice Marks one of the caller's records as yanked. Yanking a yanked record changes nothing.
+    /// @param recordId The record to yank.
+    function yank(RecordId recordId) external;
+
+    /// @notice Adds a licence term set, or returns the id of the one with the same terms.
+    /// @param spdxId An SPDX licence identifier or expression, or a `LicenseRef-` name: 1 to
+    /// {MAX_SPDX_LENGTH} bytes of printable ASCII.
+    /// @param flags A combination of {COMMERCIAL_USE}, {DERIVATIVES}, {SHARE_ALIKE} and {ATTRIBUTION}.
+    /// @return licenseId The term set's id.
+    function addLicense(string calldata spdxId, uint8 flags) external returns (uint32 licenseId);
+
+    // ---------------------------------------------------------------------------------------------
+    // Reading
+    // ---------------------------------------------------------------------------------------------
+
+    /// @notice Reads many records in one call; an unknown id reads as all zeros (publisher 0).
+    function records(RecordId[] calldata recordIds) external view returns (RecordState[] memory);
+
+    /// @notice The id a record gets when `publisher` publishes `input`.
+    function recordIdOf(address publisher, RecordInput calldata input) external pure returns (RecordId);
+
+    /// @notice The number of licence term sets; their ids run from 1 to this number.
+    function licenseCount() external view returns (uint32);
+
+    /// @notice Reads many licence term sets in one call; an unknown id reads as an empty identifier.
+    function licenses(uint32[] calldata licenseIds) external view returns (LicenseTerms[] memory);
+
+    /// @notice The id of the term set with exactly these terms, or 0 when there is none.
+    function licenseIdOf(string calldata spdxId, uint8 flags) external view returns (uint32);
+
+    /// @notice The next nonce of a publisher for {publishSigned}.
+    function nonces(address publisher) external view returns (uint256);
+
+    /// @notice The EIP-712 domain separator of this registry on the current chain.
+    function DOMAIN_SEPARATOR() external view returns (bytes32);
+
+    /// @notice The EIP-712 domain (EIP-5267).
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        );
+}

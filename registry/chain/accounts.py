@@ -1,0 +1,131 @@
+"""The account that signs: from ELEMENTS_PRIVATE_KEY or an encrypted keystore, never a CLI argument.
+
+Where a key comes from, first match wins:
+
+1. ``ELEMENTS_PRIVATE_KEY`` (``Settings.private_key``): a hex private key, for CI and devnets;
+2. ``--keystore`` / ``ELEMENTS_KEYSTORE`` (``Settings.keystore``): a path to an eth-account
+   (Web3 Secret Storage) keystore file, or the name of one in ``$ELEMENTS_HOME/keystores/``;
+   its password comes from ``ELEMENTS_KEYSTORE_PASSWORD`` or, on a terminal, a prompt;
+3. on the in-process chain and on a devnet, the chain's first funded dev account.
+
+Keys are never printed, logged or put in exception messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from .errors import AccountError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .network import Chain
+
+__all__ = ["account_from_key", "account_from_keystore", "create_keystore", "keystore_path", "load_account"]
+
+
+def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> LocalAccount:
+    """An account from a hex private key (``0x`` optional).
+
+    Raises:
+        AccountError: not 32 bytes of hex, or not a valid secp256k1 key (the key is not echoed).
+    """
+    text = private_key.strip()
+    body = text[2:] if text[:2].lower() == "0x" else text
+    if len(body) != 64:
+        raise AccountError(f"{source} is not a private key: expected 0x + 64 hex digits, got {len(body)} characters")
+    try:
+        key = bytes.fromhex(body)
+    except ValueError:
+        raise AccountError(f"{source} is not a private key: it holds non-hex characters") from None
+    try:
+        return Account.from_key(key)
+    except Exception:
+        raise AccountError(f"{source} is not a valid secp256k1 private key (zero or above the curve order)") from None
+
+
+def keystore_path(keystore: str, home: Path | None = None) -> Path:
+    """Resolve a keystore: an existing path, else ``home/keystores/<name>[.json]``."""
+    path = Path(keystore).expanduser()
+    if path.exists() or home is None:
+        return path
+    for candidate in (home / "keystores" / keystore, home / "keystores" / f"{keystore}.json"):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def account_from_keystore(keystore: str, password: str | None, home: Path | None = None, prompt: bool = True) -> LocalAccount:
+    """Decrypt a keystore file.
+
+    Args:
+        keystore: a path, or a name in ``home/keystores/``.
+        password: the password; when ``None`` and stdin is a terminal, it is asked for.
+
+    Raises:
+        AccountError: the file is missing or not a keystore, no password, or a wrong password.
+    """
+    path = keystore_path(keystore, home)
+    try:
+        encrypted = json.loads(path.read_text())
+    except FileNotFoundError:
+        where = f" or {home / 'keystores'}" if home else ""
+        raise AccountError(f"keystore {keystore!r} not found (looked for the path{where}); check --keystore / ELEMENTS_KEYSTORE") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AccountError(f"keystore {path} is not readable JSON ({exc}); point --keystore at an eth-account keystore") from None
+    if password is None:
+        if prompt and sys.stdin.isatty():
+            import getpass
+
+            password = getpass.getpass(f"password for {path.name}: ")
+        else:
+            raise AccountError(f"keystore {path} needs a password: set ELEMENTS_KEYSTORE_PASSWORD (or run on a terminal)")
+    try:
+        key = Account.decrypt(encrypted, password)
+    except ValueError:
+        raise AccountError(f"wrong password for keystore {path} (or a corrupt file)") from None
+    except Exception as exc:
+        raise AccountError(f"keystore {path} is not an eth-account keystore ({type(exc).__name__})") from None
+    return Account.from_key(key)
+
+
+def create_keystore(home: Path, name: str, password: str, private_key: str | None = None) -> tuple[Path, LocalAccount]:
+    """Write a new encrypted keystore ``home/keystores/<name>.json`` (a fresh key unless one is given).
+
+    Raises:
+        AccountError: the keystore exists already, or the key is malformed.
+    """
+    account = account_from_key(private_key, "the private key") if private_key else Account.create()
+    directory = Path(home) / "keystores"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    if path.exists():
+        raise AccountError(f"keystore {path} exists already; choose another name")
+    tmp = path.with_name(path.name + ".incomplete")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(Account.encrypt(account.key, password), handle)
+    os.replace(tmp, path)
+    return path, account
+
+
+def load_account(settings: "Settings", chain: "Chain | None" = None, prompt: bool = True) -> LocalAccount | None:
+    """The account for this run (see the module docstring), or ``None`` if none is configured.
+
+    Raises:
+        AccountError: a key or keystore is configured but unusable.
+    """
+    if settings.private_key:
+        return account_from_key(settings.private_key)
+    if settings.keystore:
+        return account_from_keystore(settings.keystore, settings.keystore_password, settings.home, prompt)
+    if chain is not None and chain.dev_accounts:
+        return chain.dev_accounts[0]
+    return None

@@ -1,0 +1,708 @@
+"""Typed bindings of the ElementRegistry contract.
+
+A :class:`Registry` is bound to one chain, one address and (for writes) one account::
+
+    chain = connect("memory")
+    reg = Registry.deploy(chain, chain.dev_accounts[0])          # or Registry.attach(chain)
+    mit = reg.license_by_spdx("MIT")
+    rid = reg.publish(RecordInput(content_id, "bafk...", mit.license_id, Kind.ELEMENT))
+    [record] = reg.records([rid])                                # a Record, or None if unknown
+    reg.claims(content_id)                                       # every claim of that content
+
+What the contract stores per record is one packed word (publisher, licence, block, kind, codec,
+parent count, yanked); the content id, the CID and the parents come from the record's
+``RecordPublished`` event, which :meth:`Registry.records` reads from exactly the record's block and
+checks against the record id (which commits to every field) before returning it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from eth_abi import encode as abi_encode
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+
+from ..errors import InputError, IntegrityError
+from .cids import join_cid, split_cid
+from .deploy import Deployment, artifact, deploy_registry, find_registry
+from .errors import AccountError, ChainError, RecordNotFoundError, make_error
+from .licenses import LicenseTerms, check_derivative
+from .network import Chain
+
+__all__ = [
+    "Kind",
+    "RecordInput",
+    "Record",
+    "SignedPublish",
+    "Registry",
+    "MAX_PARENTS",
+    "RECORD_TYPE",
+    "PUBLISH_TYPE",
+    "RECORD_TYPEHASH",
+    "PUBLISH_TYPEHASH",
+    "record_id_of",
+    "to_bytes32",
+]
+
+MAX_PARENTS = 16
+RECORD_TYPE = (
+    "Record(address publisher,bytes32 contentId,uint8 cidCodec,bytes32 cidDigest,uint32 licenseId,uint8 kind,bytes32[] parents)"
+)
+PUBLISH_TYPE = "Publish(Record record,uint256 nonce,uint256 deadline)" + RECORD_TYPE
+RECORD_TYPEHASH = keccak(RECORD_TYPE.encode())
+PUBLISH_TYPEHASH = keccak(PUBLISH_TYPE.encode())
+EIP712_NAME = "ElementRegistry"
+EIP712_VERSION = "1"
+
+# How many ids go into one eth_call / one eth_getLogs topic list, and how many blocks one log query
+# spans at most when it gathers records from several blocks (public RPCs limit both).
+_READ_CHUNK = 256
+_LOG_SPAN = 2_000
+_BATCH_CHUNK = 200
+
+
+class Kind(IntEnum):
+    """What a record's content is (other values are accepted by the contract)."""
+
+    ELEMENT = 0
+    COMPOSITION = 1
+    FILE = 2
+    ADAPTER = 3
+
+
+def to_bytes32(value: Any, what: str = "id") -> bytes:
+    """Parse ``0x`` + 64 hex (or 64 hex, or 32 raw bytes) into 32 bytes.
+
+    Raises:
+        InputError: anything else.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) == 32:
+            return raw
+        raise InputError(f"a {what} has 32 bytes, got {len(raw)}")
+    text = str(value).strip()
+    body = text[2:] if text[:2].lower() == "0x" else text
+    if len(body) != 64:
+        raise InputError(f"{text!r} is not a {what} (expected 0x + 64 hex digits)")
+    try:
+        return bytes.fromhex(body)
+    except ValueError:
+        raise InputError(f"{text!r} is not a {what} (expected 0x + 64 hex digits)") from None
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+@dataclass(frozen=True)
+class RecordInput:
+    """A claim to publish.
+
+    Args:
+        content_id: the content id (32 bytes or ``0x`` hex).
+        cid: where the bytes (or the recipe) live: a CID string, its binary form or a ``CID``.
+        license_id: the licence term set's id (see :meth:`Registry.license_by_spdx`).
+        kind: a :class:`Kind` (or another small integer).
+        parents: parent record ids; sorted ascending here, as the contract requires.
+
+    Raises:
+        InputError: malformed ids or CID, duplicate parents, more than 16 parents, bad kind.
+    """
+
+    content_id: bytes
+    cid: str
+    license_id: int
+    kind: int = Kind.ELEMENT
+    parents: tuple[bytes, ...] = ()
+    cid_codec: int = field(init=False)
+    cid_digest: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "content_id", to_bytes32(self.content_id, "content id"))
+        codec, digest = split_cid(self.cid)
+        set_(self, "cid_codec", codec)
+        set_(self, "cid_digest", digest)
+        set_(self, "cid", join_cid(codec, digest))
+        if not isinstance(self.license_id, int) or not 0 <= self.license_id < 2**32:
+            raise InputError(f"licence id {self.license_id!r} is not a uint32; look it up with Registry.license_by_spdx")
+        if not isinstance(self.kind, int) or not 0 <= self.kind < 256:
+            raise InputError(f"kind {self.kind!r} is not in 0..255 (see registry.chain.Kind)")
+        set_(self, "kind", Kind(self.kind) if self.kind in Kind._value2member_map_ else int(self.kind))
+        parents = sorted(to_bytes32(p, "parent record id") for p in self.parents)
+        for a, b in zip(parents, parents[1:]):
+            if a == b:
+                raise InputError(f"parent {_hex(a)} is listed twice; list each parent once")
+        if len(parents) > MAX_PARENTS:
+            raise InputError(
+                f"a record may have at most {MAX_PARENTS} parents, this one has {len(parents)}; publish an "
+                "intermediate composition that groups some of them"
+            )
+        set_(self, "parents", tuple(parents))
+
+    def as_abi(self) -> tuple:
+        """The ``RecordInput`` tuple in the contract's field order."""
+        return (self.content_id, self.cid_codec, self.cid_digest, self.license_id, int(self.kind), list(self.parents))
+
+    def record_id(self, publisher: str) -> bytes:
+        """The id this claim gets when ``publisher`` publishes it."""
+        return record_id_of(publisher, self)
+
+
+def record_id_of(publisher: str, record: "RecordInput | Record") -> bytes:
+    """The record id: the EIP-712 struct hash of ``Record`` (same as the contract's ``recordIdOf``)."""
+    parents_hash = keccak(b"".join(record.parents))
+    return keccak(
+        abi_encode(
+            ["bytes32", "address", "bytes32", "uint8", "bytes32", "uint32", "uint8", "bytes32"],
+            [
+                RECORD_TYPEHASH,
+                to_checksum_address(publisher),
+                record.content_id,
+                record.cid_codec,
+                record.cid_digest,
+                record.license_id,
+                int(record.kind),
+                parents_hash,
+            ],
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """A published claim, as read back from the chain.
+
+    Attributes:
+        record_id: the record's id (32 bytes).
+        publisher: the publisher's checksummed address.
+        content_id: the content claimed (32 bytes).
+        cid: the CID string (as Kubo prints it); ``cid_codec`` / ``cid_digest`` are its parts.
+        license_id: the licence term set.
+        kind: the kind (a :class:`Kind` when known).
+        parents: the parent record ids, ascending.
+        block_number: the block it was published in.
+        yanked: whether its publisher yanked it.
+        transaction_hash: the transaction that published it.
+        log_index: the event's index in its block (with the block, the publication order).
+    """
+
+    record_id: bytes
+    publisher: str
+    content_id: bytes
+    cid: str
+    cid_codec: int
+    cid_digest: bytes
+    license_id: int
+    kind: int
+    parents: tuple[bytes, ...]
+    block_number: int
+    yanked: bool
+    transaction_hash: bytes = b""
+    log_index: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "record_id": _hex(self.record_id),
+            "publisher": self.publisher,
+            "content_id": _hex(self.content_id),
+            "cid": self.cid,
+            "license_id": self.license_id,
+            "kind": self.kind.name.lower() if isinstance(self.kind, Kind) else self.kind,
+            "parents": [_hex(p) for p in self.parents],
+            "block_number": self.block_number,
+            "yanked": self.yanked,
+            "transaction_hash": _hex(self.transaction_hash) if self.transaction_hash else None,
+        }
+
+
+@dataclass(frozen=True)
+class SignedPublish:
+    """A publish signed by its publisher (EIP-712), ready for any account to send."""
+
+    input: RecordInput
+    publisher: str
+    nonce: int
+    deadline: int
+    signature: bytes
+    record_id: bytes
+
+
+class Registry:
+    """The ElementRegistry on one chain, optionally bound to an account for writes.
+
+    Attributes:
+        chain: the :class:`Chain`.
+        address: the contract address (checksummed).
+        account: the account that signs and pays for writes (``None``: read-only).
+        deploy_block: the block the registry was created in (where log queries start).
+        last_receipt: the receipt of the last transaction this object sent.
+    """
+
+    def __init__(self, chain: Chain, address: str, account: LocalAccount | None = None, deploy_block: int = 0) -> None:
+        self.chain = chain
+        self.address = to_checksum_address(address)
+        self.account = account
+        self.deploy_block = deploy_block
+        self.contract = chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
+        self.last_receipt: dict | None = None
+        self._licenses: dict[int, LicenseTerms] = {}
+        self._published_topic = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(cls, chain: Chain, account: LocalAccount, home: Path | None = None) -> "Registry":
+        """Deploy the registry (idempotent, CREATE2) and bind ``account`` to it.
+
+        Records the deployment in ``home/deployments.json`` when ``home`` is given.
+        """
+        deployment = deploy_registry(chain, account, home)
+        return cls(chain, deployment.address, account, deployment.block)
+
+    @classmethod
+    def attach(
+        cls, chain: Chain, address: str | None = None, home: Path | None = None, account: LocalAccount | None = None
+    ) -> "Registry":
+        """Bind to an existing registry: ``address``, else the deployments file, else the CREATE2 address.
+
+        Raises:
+            NoRegistryError: no registry (of this version) there; run `elements deploy`.
+        """
+        deployment = find_registry(chain, address, home)
+        return cls(chain, deployment.address, account, deployment.block)
+
+    def with_account(self, account: LocalAccount | None) -> "Registry":
+        """The same registry, bound to another account (caches are shared)."""
+        other = Registry(self.chain, self.address, account, self.deploy_block)
+        other._licenses = self._licenses
+        return other
+
+    @property
+    def deployment(self) -> Deployment:
+        return Deployment(self.chain.chain_id, self.address, self.deploy_block)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _signer(self) -> LocalAccount:
+        if self.account is None:
+            raise AccountError(
+                "no account to send from: set ELEMENTS_PRIVATE_KEY or --keystore/ELEMENTS_KEYSTORE "
+                "(on `memory` and a devnet the funded dev accounts are used)"
+            )
+        return self.account
+
+    def transact(self, function: str, args: list, gas: int | None = None) -> dict:
+        """Low level: send a call of contract function ``function`` with ABI ``args`` from the bound
+        account, wait for the receipt and return it (reverts raise the decoded errors)."""
+        data = self.contract.encode_abi(function, args=args)
+        receipt = self.chain.transact(self._signer(), {"to": self.address, "data": data}, gas=gas, namer=self._license_name)
+        self.last_receipt = receipt
+        return receipt
+
+    def publish(self, record: RecordInput, *, gas: int | None = None) -> bytes:
+        """Publish one claim from the bound account; returns its record id.
+
+        Publishing a claim that already exists sends a transaction that changes nothing and
+        returns the same id (a retry is harmless).
+
+        Raises:
+            RegistryRevert subclasses, e.g. UnknownParentError, LicenseViolation subclasses.
+        """
+        account = self._signer()
+        record_id = record.record_id(account.address)
+        self.transact("publish", [record.as_abi()], gas)
+        return record_id
+
+    def publish_batch(self, records: Sequence[RecordInput], *, chunk: int = _BATCH_CHUNK) -> list[bytes]:
+        """Publish many claims in as few transactions as possible (``chunk`` records each), in order.
+
+        A record may name an earlier record of the same call as a parent (its id is
+        ``records[i].record_id(publisher)``).
+        """
+        account = self._signer()
+        ids = [r.record_id(account.address) for r in records]
+        for start in range(0, len(records), chunk):
+            self.transact("publishBatch", [[r.as_abi() for r in records[start : start + chunk]]])
+        return ids
+
+    def sign_publish(
+        self, record: RecordInput, account: LocalAccount | None = None, *, nonce: int | None = None, deadline: int | None = None
+    ) -> SignedPublish:
+        """Sign a publish as ``account`` (default: the bound one) for someone else to send.
+
+        Args:
+            nonce: the publisher's next nonce (read from the chain when omitted).
+            deadline: the last valid block timestamp (default: one hour after the latest block).
+        """
+        signer = account or self._signer()
+        if nonce is None:
+            nonce = self.nonce(signer.address)
+        if deadline is None:
+            latest = self.chain.rpc("reading the latest block", lambda: self.chain.w3.eth.get_block("latest"))
+            deadline = int(latest["timestamp"]) + 3600
+        message = self.typed_data(record, signer.address, nonce, deadline)
+        signature = signer.sign_message(encode_typed_data(full_message=message)).signature
+        return SignedPublish(record, to_checksum_address(signer.address), nonce, deadline, bytes(signature), record.record_id(signer.address))
+
+    def typed_data(self, record: RecordInput, publisher: str, nonce: int, deadline: int) -> dict:
+        """The EIP-712 message of a signed publish (what a wallet shows and signs)."""
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Publish": [
+                    {"name": "record", "type": "Record"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+                "Record": [
+                    {"name": "publisher", "type": "address"},
+                    {"name": "contentId", "type": "bytes32"},
+                    {"name": "cidCodec", "type": "uint8"},
+                    {"name": "cidDigest", "type": "bytes32"},
+                    {"name": "licenseId", "type": "uint32"},
+                    {"name": "kind", "type": "uint8"},
+                    {"name": "parents", "type": "bytes32[]"},
+                ],
+            },
+            "primaryType": "Publish",
+            "domain": {
+                "name": EIP712_NAME,
+                "version": EIP712_VERSION,
+                "chainId": self.chain.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "record": {
+                    "publisher": to_checksum_address(publisher),
+                    "contentId": record.content_id,
+                    "cidCodec": record.cid_codec,
+                    "cidDigest": record.cid_digest,
+                    "licenseId": record.license_id,
+                    "kind": int(record.kind),
+                    "parents": list(record.parents),
+                },
+                "nonce": nonce,
+                "deadline": deadline,
+            },
+        }
+
+    def publish_signed(self, signed: SignedPublish, *, gas: int | None = None) -> bytes:
+        """Send a signed publish from the bound account (the relayer pays); returns the record id."""
+        args = [signed.input.as_abi(), signed.publisher, signed.nonce, signed.deadline, signed.signature]
+        self.transact("publishSigned", args, gas)
+        return signed.record_id
+
+    def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
+        """Yank one of the bound account's records; returns False if it was already yanked."""
+        rid = to_bytes32(record_id, "record id")
+        receipt = self.transact("yank", [rid], gas)
+        return bool(self.contract.events.RecordYanked().process_receipt(receipt, errors=_DISCARD))
+
+    def add_license(self, spdx_id: str, flags: int, *, gas: int | None = None) -> LicenseTerms:
+        """Add a licence term set (or find the one with the same terms, sending nothing)."""
+        existing = self.license_id_of(spdx_id, flags)
+        if existing:
+            return self.license(existing)
+        receipt = self.transact("addLicense", [spdx_id, flags], gas)
+        events = self.contract.events.LicenseAdded().process_receipt(receipt, errors=_DISCARD)
+        license_id = events[0]["args"]["licenseId"] if events else self.license_id_of(spdx_id, flags)
+        return self.license(license_id)
+
+    # -- reading: records ---------------------------------------------------------------------
+
+    def record_id(self, record: RecordInput, publisher: str | None = None) -> bytes:
+        """The id ``record`` gets when published by ``publisher`` (default: the bound account)."""
+        return record.record_id(publisher or self._signer().address)
+
+    def records(self, record_ids: Iterable[Any]) -> list[Record | None]:
+        """Read many records in one view call (per 256) plus the log queries of their blocks.
+
+        Returns a list aligned with ``record_ids``: a :class:`Record`, or ``None`` for an id that
+        has no record.
+
+        Raises:
+            IntegrityError: the node returned event data that does not hash to the record id.
+        """
+        ids = [to_bytes32(r, "record id") for r in record_ids]
+        states = self._states(ids)
+        present = {rid: st for rid, st in zip(ids, states) if st["publisher"] != _ZERO_ADDRESS}
+        events = self._events_for(present)
+        out: list[Record | None] = []
+        for rid in ids:
+            if rid not in present:
+                out.append(None)
+                continue
+            out.append(self._record(rid, present[rid], events.get(rid)))
+        return out
+
+    def record(self, record_id: Any) -> Record:
+        """Read one record.
+
+        Raises:
+            RecordNotFoundError: no record has this id on this chain.
+        """
+        (record,) = self.records([record_id])
+        if record is None:
+            raise RecordNotFoundError(
+                f"no record {_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
+            )
+        return record
+
+    def exists(self, record_ids: Iterable[Any]) -> list[bool]:
+        """Whether each record exists (one view call, no logs)."""
+        ids = [to_bytes32(r, "record id") for r in record_ids]
+        return [st["publisher"] != _ZERO_ADDRESS for st in self._states(ids)]
+
+    def claims(self, content_id: Any) -> list[Record]:
+        """Every claim of a content id, in publication order (one log query, one view call)."""
+        cid = to_bytes32(content_id, "content id")
+        logs = self._logs([self._published_topic, None, cid])
+        return self._from_logs(logs)
+
+    def records_by(self, publisher: str) -> list[Record]:
+        """Every record of a publisher, in publication order."""
+        topic = b"\0" * 12 + bytes.fromhex(to_checksum_address(publisher)[2:])
+        return self._from_logs(self._logs([self._published_topic, None, None, topic]))
+
+    def all_records(self) -> list[Record]:
+        """Every record of the registry, in publication order (for small registries and tests)."""
+        return self._from_logs(self._logs([self._published_topic]))
+
+    def nonce(self, publisher: str) -> int:
+        """The next nonce of ``publisher`` for a signed publish."""
+        return int(self.contract.functions.nonces(to_checksum_address(publisher)).call())
+
+    def check_publish(self, records: Sequence[RecordInput], publisher: str | None = None) -> None:
+        """Check claims off-chain against the contract's rules before sending anything.
+
+        Reads the parents and licences in batched calls; parents may be earlier records of
+        ``records`` (as in a batch). Raises what the contract would raise.
+
+        Raises:
+            UnknownLicenseError, UnknownParentError, LicenseViolation subclasses.
+        """
+        publisher = to_checksum_address(publisher or self._signer().address)
+        pending: dict[bytes, tuple[str, int]] = {}
+        wanted = sorted({p for r in records for p in r.parents})
+        states = dict(zip(wanted, self._states(wanted))) if wanted else {}
+        for record in records:
+            child_license = self.license(record.license_id, missing_ok=True)
+            if child_license is None:
+                raise make_error("UnknownLicense", {"licenseId": record.license_id}, self._license_name)
+            names = {i: t.spdx_id for i, t in self._licenses.items()}
+            for parent in record.parents:  # the contract's order: existence, then the rules, per parent
+                if parent in pending:
+                    parent_publisher, parent_license = pending[parent]
+                else:
+                    state = states.get(parent)
+                    if state is None or state["publisher"] == _ZERO_ADDRESS:
+                        raise make_error("UnknownParent", {"parentId": _hex(parent)})
+                    parent_publisher, parent_license = state["publisher"], state["licenseId"]
+                check_derivative(publisher, child_license, [(_hex(parent), parent_publisher, self.license(parent_license))], names)
+            pending[record.record_id(publisher)] = (publisher, record.license_id)
+
+    # -- reading: licences --------------------------------------------------------------------
+
+    def license_count(self) -> int:
+        return int(self.contract.functions.licenseCount().call())
+
+    def licenses(self) -> list[LicenseTerms]:
+        """Every licence term set, by id."""
+        count = self.license_count()
+        self._load_licenses([i for i in range(1, count + 1) if i not in self._licenses])
+        return [self._licenses[i] for i in range(1, count + 1)]
+
+    def license(self, license_id: int, missing_ok: bool = False) -> LicenseTerms | None:
+        """One licence term set by id.
+
+        Raises:
+            RecordNotFoundError: no such term set (unless ``missing_ok``, which returns None).
+        """
+        if license_id not in self._licenses:
+            self._load_licenses([license_id])
+        terms = self._licenses.get(license_id)
+        if terms is None and not missing_ok:
+            raise RecordNotFoundError(
+                f"no licence term set {license_id} on {self.chain.name}; list them with Registry.licenses()"
+            )
+        return terms
+
+    def license_by_spdx(self, spdx_id: str) -> LicenseTerms:
+        """The term set for an SPDX id (case-insensitive); the lowest id wins (built-ins first).
+
+        Raises:
+            RecordNotFoundError: none has this identifier; add one with :meth:`add_license`.
+        """
+        wanted = spdx_id.strip().lower()
+        for terms in self.licenses():
+            if terms.spdx_id.lower() == wanted:
+                return terms
+        raise RecordNotFoundError(
+            f"no licence term set for {spdx_id!r} on {self.chain.name}; use a built-in (e.g. MIT, Apache-2.0, "
+            "CC-BY-4.0) or add one with Registry.add_license"
+        )
+
+    def license_id_of(self, spdx_id: str, flags: int) -> int:
+        """The id of the term set with exactly these terms, or 0."""
+        return int(self.contract.functions.licenseIdOf(spdx_id, flags).call())
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _license_name(self, license_id: int) -> str | None:
+        terms = self._licenses.get(license_id)
+        if terms is None:
+            try:
+                terms = self.license(license_id, missing_ok=True)
+            except Exception:
+                return None
+        return terms.spdx_id if terms else None
+
+    def _load_licenses(self, ids: list[int]) -> None:
+        for start in range(0, len(ids), _READ_CHUNK):
+            part = [i for i in ids[start : start + _READ_CHUNK] if 0 < i < 2**32]
+            if not part:
+                continue
+            rows = self.chain.rpc("reading licences", lambda: self.contract.functions.licenses(part).call())
+            for license_id, (spdx_id, flags) in zip(part, rows):
+                if spdx_id:  # an unknown id reads as an empty identifier
+                    self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
+
+    def _states(self, ids: list[bytes]) -> list[dict]:
+        out: list[dict] = []
+        for start in range(0, len(ids), _READ_CHUNK):
+            part = ids[start : start + _READ_CHUNK]
+            rows = self.chain.rpc("reading records", lambda: self.contract.functions.records(part).call())
+            for publisher, license_id, block, kind, codec, parent_count, yanked in rows:
+                out.append(
+                    {
+                        "publisher": to_checksum_address(publisher),
+                        "licenseId": license_id,
+                        "blockNumber": block,
+                        "kind": kind,
+                        "cidCodec": codec,
+                        "parentCount": parent_count,
+                        "yanked": yanked,
+                    }
+                )
+        return out
+
+    def _events_for(self, present: dict[bytes, dict]) -> dict[bytes, Any]:
+        """The RecordPublished logs of these records, querying only the blocks they are in."""
+        by_block: dict[int, list[bytes]] = {}
+        for rid, state in present.items():
+            by_block.setdefault(state["blockNumber"], []).append(rid)
+        found: dict[bytes, Any] = {}
+        blocks = sorted(by_block)
+        i = 0
+        while i < len(blocks):
+            j = i
+            while j + 1 < len(blocks) and blocks[j + 1] - blocks[i] < _LOG_SPAN:
+                j += 1
+            ids = [rid for b in blocks[i : j + 1] for rid in by_block[b]]
+            for start in range(0, len(ids), _READ_CHUNK):
+                part = ids[start : start + _READ_CHUNK]
+                for log in self._logs([self._published_topic, part], blocks[i], blocks[j]):
+                    found[bytes(log["topics"][1])] = log
+            i = j + 1
+        return found
+
+    def _logs(self, topics: list, from_block: int | None = None, to_block: int | None = None) -> list:
+        start = self.deploy_block if from_block is None else from_block
+        end = self.chain.block_number() if to_block is None else to_block
+        return self._logs_range(topics, start, end, depth=0)
+
+    def _logs_range(self, topics: list, start: int, end: int, depth: int) -> list:
+        if start > end:
+            return []
+        flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": _topics(topics)}
+        try:
+            return list(self.chain.rpc("reading logs", lambda: self.chain.w3.eth.get_logs(flt)))
+        except ChainError:
+            raise
+        except Exception as exc:
+            # Public RPCs cap the block range or the result count: halve the range and retry.
+            if depth >= 24 or start == end:
+                raise ChainError(f"{self.chain.rpc_url} refused a log query for blocks {start}-{end}: {exc}") from None
+            mid = (start + end) // 2
+            return self._logs_range(topics, start, mid, depth + 1) + self._logs_range(topics, mid + 1, end, depth + 1)
+
+    def _decode(self, log: Any) -> dict:
+        event = self.contract.events.RecordPublished().process_log(log)
+        return dict(event["args"])
+
+    def _from_logs(self, logs: list) -> list[Record]:
+        logs = sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
+        ids = [bytes(log["topics"][1]) for log in logs]
+        states = dict(zip(ids, self._states(ids))) if ids else {}
+        return [self._record(rid, states[rid], log) for rid, log in zip(ids, logs)]
+
+    def _record(self, rid: bytes, state: dict, log: Any) -> Record:
+        if log is None:
+            raise ChainError(
+                f"{self.chain.rpc_url} returned no RecordPublished event for record {_hex(rid)} in block "
+                f"{state['blockNumber']}; the node may have pruned its logs (use an archive RPC)"
+            )
+        args = self._decode(log)
+        parents = tuple(bytes(p) for p in args["parents"])
+        record = Record(
+            record_id=rid,
+            publisher=to_checksum_address(args["publisher"]),
+            content_id=bytes(args["contentId"]),
+            cid=join_cid(args["cidCodec"], bytes(args["cidDigest"])),
+            cid_codec=args["cidCodec"],
+            cid_digest=bytes(args["cidDigest"]),
+            license_id=args["licenseId"],
+            kind=Kind(args["kind"]) if args["kind"] in Kind._value2member_map_ else args["kind"],
+            parents=parents,
+            block_number=int(log["blockNumber"]),
+            yanked=bool(state["yanked"]),
+            transaction_hash=bytes(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+        )
+        # Never trust: the id commits to every field, and storage must agree with the event.
+        if record_id_of(record.publisher, record) != rid or bytes(args["recordId"]) != rid:
+            raise IntegrityError(f"the event data of record {_hex(rid)} does not hash to its id; the RPC at {self.chain.rpc_url} is lying")
+        if (
+            state["publisher"] != record.publisher
+            or state["licenseId"] != record.license_id
+            or state["blockNumber"] != record.block_number
+            or state["parentCount"] != len(parents)
+        ):
+            raise IntegrityError(f"storage and event disagree for record {_hex(rid)} at {self.chain.rpc_url}")
+        return record
+
+
+_ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+def _topics(topics: list) -> list:
+    out = []
+    for topic in topics:
+        if topic is None:
+            out.append(None)
+        elif isinstance(topic, list):
+            out.append([_hex(t) for t in topic])
+        else:
+            out.append(_hex(topic))
+    while out and out[-1] is None:
+        out.pop()
+    return out
+
+
+try:  # web3 >= 6
+    from web3.logs import DISCARD as _DISCARD
+except ImportError:  # pragma: no cover
+    _DISCARD = None

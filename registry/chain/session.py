@@ -1,0 +1,88 @@
+"""From resolved :class:`~registry.config.Settings` to a connected chain and a bound registry.
+
+This is what commands and the upper layers call::
+
+    registry = open_registry(settings)          # connect, load the key, find (or on memory deploy)
+    registry.publish(...)
+
+* ``memory``: a fresh in-process chain; the registry is deployed on it at once (it is empty
+  in every process) and the first funded dev account signs unless a key is configured.
+* a URL or a named network: the chain id is checked against the network entry (if it has one),
+  the registry is found (``--registry``, else the deployments file, else its CREATE2 address),
+  and the key comes from ELEMENTS_PRIVATE_KEY or the keystore (a devnet falls back to its dev
+  accounts).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import to_checksum_address
+
+from .accounts import load_account
+from .errors import AccountError, NoRegistryError
+from .network import Chain, connect
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["network_entry", "open_chain", "open_registry", "require_account"]
+
+
+def network_entry(settings: "Settings") -> dict[str, Any]:
+    """The config file's entry for ``settings.network`` (empty when no network is named)."""
+    if not settings.network:
+        return {}
+    return dict(settings.file.get("networks", {}).get(settings.network) or {})
+
+
+def open_chain(settings: "Settings") -> Chain:
+    """Connect to the chain the settings name, checking its chain id against the network entry.
+
+    Raises:
+        UnknownNetworkError, RpcUnavailableError, WrongChainError.
+    """
+    entry = network_entry(settings)
+    expected = entry.get("chain_id")
+    return connect(
+        settings.rpc_url or "memory",
+        expected_chain_id=int(expected) if expected is not None else None,
+        dev_accounts=bool(entry.get("dev_accounts")),
+    )
+
+
+def open_registry(settings: "Settings", chain: Chain | None = None, write: bool = False) -> Registry:
+    """The registry the settings point at, bound to the configured account.
+
+    Args:
+        settings: resolved settings.
+        chain: an already connected chain (default: :func:`open_chain`).
+        write: require an account (raise :class:`AccountError` if none is configured).
+
+    Raises:
+        NoRegistryError: nothing deployed there (run `elements deploy`).
+        AccountError: a malformed key, or none while ``write`` is set.
+    """
+    chain = chain or open_chain(settings)
+    account = load_account(settings, chain)
+    if chain.is_memory:
+        registry = Registry.deploy(chain, chain.dev_accounts[0]).with_account(account)
+        if settings.registry and to_checksum_address(settings.registry) != registry.address:
+            raise NoRegistryError(
+                f"the in-process chain has the registry at {registry.address}, not {settings.registry}; drop --registry"
+            )
+    else:
+        registry = Registry.attach(chain, settings.registry, settings.home, account)
+    if write:
+        require_account(registry)
+    return registry
+
+
+def require_account(registry: Registry) -> None:
+    """Raise :class:`AccountError` unless the registry is bound to an account."""
+    if registry.account is None:
+        raise AccountError(
+            f"no key to sign with on {registry.chain.name}: set ELEMENTS_PRIVATE_KEY, or --keystore/ELEMENTS_KEYSTORE "
+            "(an encrypted keystore in $ELEMENTS_HOME/keystores/)"
+        )

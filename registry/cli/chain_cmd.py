@@ -1,0 +1,168 @@
+"""Chain commands: ``deploy``, ``devnet`` and ``licenses``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from ..chain.accounts import load_account
+from ..chain.deploy import deploy_registry
+from ..chain.devnet import ANVIL_CHAIN_ID, Anvil
+from ..chain.errors import AccountError
+from ..chain.licenses import describe_flags
+from ..chain.session import open_chain, open_registry
+from ..config import Settings, load_config_file, save_config_file
+from ..errors import InputError
+from ._app import Result, add_command, emit
+
+__all__ = ["register"]
+
+DEVNET_NETWORK = "devnet"
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    add_command(
+        sub,
+        common,
+        "deploy",
+        _deploy,
+        help="deploy the registry through the CREATE2 deployer (idempotent) and record its address",
+        examples=(
+            "  elements deploy --network devnet                       the devnet from `elements devnet`\n"
+            "  ELEMENTS_PRIVATE_KEY=0x... elements deploy --rpc-url https://sepolia.example/rpc\n"
+            "  elements deploy --json                                 (memory: a throw-away in-process chain)\n"
+        ),
+    )
+    devnet = add_command(
+        sub,
+        common,
+        "devnet",
+        _devnet,
+        help="run a local anvil chain with the registry deployed (foreground, Ctrl-C stops it)",
+        examples=(
+            "  elements devnet                                 http://127.0.0.1:8545, state in $ELEMENTS_HOME/devnet/\n"
+            "  elements devnet --port 8600 --state ./chain.json\n"
+            "  elements --network devnet ls                    (from another shell)\n"
+        ),
+    )
+    devnet.add_argument("--port", type=int, default=8545, help="TCP port on 127.0.0.1 (default 8545)")
+    devnet.add_argument("--state", type=Path, default=None, help="state file (default $ELEMENTS_HOME/devnet/state.json)")
+    add_command(
+        sub,
+        common,
+        "licenses",
+        _licenses,
+        help="list the registry's licence term sets",
+        examples="  elements licenses\n  elements --network devnet licenses --json\n",
+    )
+
+
+def _deploy(args: argparse.Namespace, settings: Settings) -> Result:
+    chain = open_chain(settings)
+    account = load_account(settings, chain)
+    if account is None:
+        raise AccountError(
+            f"no key to pay for the deployment on {chain.name}: set ELEMENTS_PRIVATE_KEY or --keystore/ELEMENTS_KEYSTORE"
+        )
+    deployment = deploy_registry(chain, account, settings.home)
+    recorded = None if chain.is_memory else str(settings.home / "deployments.json")
+    data = {**deployment.to_json(), "rpc_url": chain.rpc_url, "deployments_file": recorded}
+    verb = "deployed" if deployment.created else "already deployed"
+    lines = [f"registry {verb} at {deployment.address} on {chain.name}, block {deployment.block}"]
+    if recorded:
+        lines.append(f"recorded in {recorded}")
+    else:
+        lines.append("(the in-process chain ends with this command; `elements devnet` gives a chain that persists)")
+    return Result(data=data, human="\n".join(lines))
+
+
+def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port} is not a TCP port (1-65535)")
+    state = args.state or settings.home / "devnet" / "state.json"
+    _check_port_free(args.port)
+    anvil = Anvil(port=args.port, state=state.expanduser().resolve(), log=settings.home / "devnet" / "anvil.log")
+    anvil.start()
+    # Ctrl-C and SIGTERM both stop the devnet cleanly (a shell may have started us with SIGINT ignored).
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        chain = anvil.connect()
+        deployment = deploy_registry(chain, chain.dev_accounts[0], settings.home)
+        config_path = _record_network(settings.home, anvil, deployment.address, state)
+        accounts = [{"address": a.address, "private_key": "0x" + a.key.hex()} for a in chain.dev_accounts]
+        data = {
+            "rpc_url": anvil.url,
+            "chain_id": ANVIL_CHAIN_ID,
+            "registry": deployment.address,
+            "registry_block": deployment.block,
+            "state": str(state),
+            "network": DEVNET_NETWORK,
+            "config": str(config_path),
+            "accounts": accounts,
+        }
+        emit(Result(data=data, human=lambda: _print_devnet(data)), settings)
+        sys.stdout.flush()
+        anvil.wait()
+        return Result(data={"stopped": True, "state": str(state)}, human=f"anvil exited; state in {state}", exit_code=2)
+    except KeyboardInterrupt:
+        anvil.stop()
+        return Result(data=None, human=f"devnet stopped; state saved to {state}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        anvil.stop()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as anvil does: TIME_WAIT is no conflict
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise InputError(f"port {port} on 127.0.0.1 is in use (another devnet?); pass --port N") from None
+
+
+def _record_network(home: Path, anvil: Anvil, registry: str, state: Path) -> Path:
+    config = load_config_file(home)
+    networks = config.setdefault("networks", {})
+    networks[DEVNET_NETWORK] = {
+        "rpc_url": anvil.url,
+        "chain_id": ANVIL_CHAIN_ID,
+        "registry": registry,
+        "dev_accounts": True,
+        "state": str(state),
+    }
+    return save_config_file(home, config)
+
+
+def _print_devnet(data: dict) -> None:
+    print(f"devnet running: {data['rpc_url']} (chain id {data['chain_id']})")
+    print(f"registry:       {data['registry']}")
+    print(f"state file:     {data['state']}")
+    print(f"network:        '{data['network']}' written to {data['config']}")
+    print("funded dev accounts (anvil's public test keys; never use them for value):")
+    for account in data["accounts"][:4]:
+        print(f"  {account['address']}  {account['private_key']}")
+    print(f"  ... and {len(data['accounts']) - 4} more")
+    print("use it from another shell:  export ELEMENTS_NETWORK=devnet   (or --network devnet)")
+    print("Ctrl-C stops it and saves the state.")
+
+
+def _licenses(args: argparse.Namespace, settings: Settings) -> Result:
+    registry = open_registry(settings)
+    terms = registry.licenses()
+
+    def human() -> None:
+        print(f"{'id':>4}  {'licence':<30} flags")
+        for t in terms:
+            print(f"{t.license_id:>4}  {t.spdx_id:<30} {describe_flags(t.flags)}")
+
+    return Result(data=[t.to_json() for t in terms], human=human)

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Measure the gas of every public function of the registry and write gas-snapshot.json.
+
+Gas is measured on the in-process EVM (py-evm, Prague rules) with fixed inputs, so the numbers
+are exact and reproducible; ``tests/test_chain_gas.py`` fails when the committed snapshot differs
+from a fresh measurement or misses a goal. Every figure is the ``gasUsed`` of a whole transaction,
+the 21,000 base included. Parent links are measured with parents published by another account
+(the licence checks run, the dearer path).
+
+Usage::
+
+    scripts/gas_snapshot.py            # measure and write gas-snapshot.json
+    scripts/gas_snapshot.py --check    # exit 1 if gas-snapshot.json is stale
+    scripts/gas_snapshot.py --rpc-url http://127.0.0.1:8545   # measure on another chain (print only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from eth_utils import keccak  # noqa: E402
+
+from registry.chain import Kind, RecordInput, Registry, connect  # noqa: E402
+
+SNAPSHOT = ROOT / "gas-snapshot.json"
+CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"  # sha256("hello\n"), raw leaves
+BATCH = 50
+GOALS = {
+    "publish leaf": 70_000,
+    "publishBatch of 50, per record": 45_000,
+    "parent link, each (16 parents)": 23_000,
+}
+
+
+def _content(label: str) -> bytes:
+    return keccak(text=f"elements gas snapshot: {label}")
+
+
+def measure(rpc_url: str = "memory") -> dict[str, int]:
+    """Run the fixed scenario on a fresh registry and return ``{case: gas}``."""
+    chain = connect(rpc_url, dev_accounts=rpc_url != "memory")
+    alice, bob, relayer = chain.dev_accounts[:3]
+    deployer = Registry.deploy(chain, alice)
+    gas: dict[str, int] = {}
+    if deployer.chain.is_memory:
+        # The deployment transaction (CREATE2 through the canonical deployer).
+        block = chain.w3.eth.get_block(deployer.deploy_block, full_transactions=True)
+        deploy_tx = [t for t in block["transactions"] if t["to"] and t["to"].lower() == "0x4e59b44847b379578588920ca78fbf26c0b4956c"]
+        gas["deploy (CREATE2)"] = chain.w3.eth.get_transaction_receipt(deploy_tx[0]["hash"])["gasUsed"]
+    reg = deployer.with_account(alice)
+    by_bob = deployer.with_account(bob)
+    mit = reg.license_by_spdx("MIT").license_id
+
+    def used() -> int:
+        return int(reg.last_receipt["gasUsed"])
+
+    leaf = RecordInput(_content("leaf"), CID, mit, Kind.ELEMENT)
+    reg.publish(leaf)
+    gas["publish leaf"] = used()
+    reg.publish(leaf)
+    gas["publish again (idempotent retry)"] = used()
+
+    # Parents from another publisher, so every link runs the licence checks.
+    parents = by_bob.publish_batch([RecordInput(_content(f"parent {i}"), CID, mit, Kind.ELEMENT) for i in range(16)])
+    for count in (1, 4, 16):
+        child = RecordInput(_content(f"child of {count}"), CID, mit, Kind.COMPOSITION, parents=parents[:count])
+        reg.publish(child)
+        gas[f"publish with {count} parent{'s' if count > 1 else ''}"] = used()
+    gas["parent link, each (16 parents)"] = (gas["publish with 16 parents"] - gas["publish leaf"]) // 16
+
+    batch = [RecordInput(_content(f"batch {i}"), CID, mit, Kind.ELEMENT) for i in range(BATCH)]
+    reg.publish_batch(batch)
+    gas["publishBatch of 50"] = used()
+    gas["publishBatch of 50, per record"] = gas["publishBatch of 50"] // BATCH
+
+    relayed = reg.with_account(relayer)
+    for label in ("first signature of a publisher", "next signature"):
+        record = RecordInput(_content(f"signed {label}"), CID, mit, Kind.ELEMENT)
+        signed = reg.sign_publish(record, alice, deadline=2**40)
+        relayed.publish_signed(signed)
+        gas[f"publishSigned, {label}"] = int(relayed.last_receipt["gasUsed"])
+
+    reg.yank(reg.record_id(leaf))
+    gas["yank"] = used()
+    reg.add_license("LicenseRef-Elements-Gas-Snapshot", 3)
+    gas["addLicense"] = used()
+    return gas
+
+
+def render(gas: dict[str, int]) -> str:
+    return json.dumps(dict(sorted(gas.items())), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if gas-snapshot.json differs from a fresh measurement")
+    parser.add_argument("--rpc-url", default="memory", help="measure on this chain (only 'memory' writes the snapshot)")
+    args = parser.parse_args(argv)
+    gas = measure(args.rpc_url)
+    text = render(gas)
+    if args.rpc_url != "memory":
+        sys.stdout.write(text)
+        return 0
+    if args.check:
+        current = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
+        if current != text:
+            print("gas_snapshot: gas-snapshot.json is stale; run scripts/gas_snapshot.py", file=sys.stderr)
+            return 1
+        print("gas_snapshot: gas-snapshot.json is current")
+        return 0
+    tmp = SNAPSHOT.with_name(SNAPSHOT.name + ".incomplete")
+    tmp.write_text(text)
+    os.replace(tmp, SNAPSHOT)
+    sys.stdout.write(text)
+    for name, goal in GOALS.items():
+        print(f"goal {name}: {gas[name]:,} <= {goal:,} {'ok' if gas[name] <= goal else 'MISSED'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
