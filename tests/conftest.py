@@ -1,0 +1,3 @@
+"""Shared pytest plugins. Fixture modules live beside the tests and are registered here."""
+
+pytest_plugins = ["tests.kubo_fixtures"]
