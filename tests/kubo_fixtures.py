@@ -192,8 +192,7 @@ class OnlyHash:
         try:
             for chunk in source():
                 proc.stdin.write(chunk)
-            proc.stdin.close()
-            out, err = proc.communicate(timeout=600)
+            out, err = proc.communicate(timeout=600)  # closes stdin
         finally:
             if proc.poll() is None:
                 proc.kill()
