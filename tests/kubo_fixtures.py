@@ -204,3 +204,79 @@ class OnlyHash:
 @pytest.fixture(scope="session")
 def ipfs_only_hash(kubo_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> OnlyHash:
     return OnlyHash(tmp_path_factory.mktemp("kubo-only-hash"))
+
+
+# -- a hostile HTTP server (a lying gateway or a garbage "Kubo") ----------------------------------
+
+
+class HostileServer:
+    """A tiny HTTP server whose answers each test scripts: ``route(method, path, ...)``.
+
+    A route's body may be bytes or a callable ``(query) -> bytes``; ``length`` overrides the
+    Content-Length header (a larger value makes the connection break off mid-body).
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        routes = self.routes = {}
+        requests = self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def _answer(self):
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                requests.append((self.command, url.path, query, dict(self.headers)))
+                route = routes.get((self.command, url.path)) or routes.get((self.command, "*"))
+                if route is None:
+                    status, headers, body, declared = 404, {"Content-Type": "text/plain"}, b"404 page not found", None
+                else:
+                    status, headers, body, declared = route
+                if callable(body):
+                    body = body(query)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(declared if declared is not None else len(body)))
+                if declared is not None:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                if declared is not None:
+                    self.close_connection = True
+
+            do_GET = do_POST = _answer
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def route(self, method: str, path: str, body=b"", status: int = 200, headers: dict | None = None, length: int | None = None) -> None:
+        self.routes[(method, path)] = (status, headers or {}, body, length)
+
+    def reset(self) -> None:
+        self.routes.clear()
+        self.requests.clear()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def hostile_server():
+    server = HostileServer()
+    yield server
+    server.close()
