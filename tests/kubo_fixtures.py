@@ -134,6 +134,8 @@ def make_node(base: Path, name: str, peers: list[KuboNode] = ()) -> KuboNode:
     run_ipfs(repo, "config", "--json", "Discovery.MDNS.Enabled", "false")
     # No DHT: the nodes find content only through the peers they are connected to (bitswap).
     run_ipfs(repo, "config", "Routing.Type", "none")
+    # The gateway gives up on content no peer has quickly (504) instead of after 30 s.
+    run_ipfs(repo, "config", "Gateway.RetrievalTimeout", "3s")
     if peers:
         peering = [{"ID": p.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{p.swarm_port}"]} for p in peers]
         run_ipfs(repo, "config", "--json", "Peering.Peers", json.dumps(peering))
@@ -257,10 +259,14 @@ class HostileServer:
 
             do_GET = do_POST = _answer
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # clients that hang up are expected here
+                pass
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
 
     def route(self, method: str, path: str, body=b"", status: int = 200, headers: dict | None = None, length: int | None = None) -> None:

@@ -54,6 +54,10 @@ class Gateway:
         request = self._client.build_request("GET", f"{self.url}/ipfs/{cid}", params=params, headers=headers)
         try:
             response = self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise GatewayError(
+                f"gateway {self.url} did not answer {cid} in time ({type(exc).__name__}); try again or another gateway"
+            ) from None
         except httpx.TransportError as exc:
             raise GatewayError(
                 f"gateway {self.url} is unreachable ({type(exc).__name__}); check --gateway / ELEMENTS_GATEWAY"

@@ -70,6 +70,8 @@ class Kubo:
     def _post(self, command: str, *args: str, files=None, **options: Any) -> httpx.Response:
         try:
             response = self._client.post(command, params=self._params(args, options), files=files)
+        except httpx.TimeoutException:
+            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:.0f}s; try again later") from None
         except httpx.TransportError as exc:
             raise self._down(exc) from None
         if response.status_code != 200:
@@ -81,6 +83,8 @@ class Kubo:
         request = self._client.build_request("POST", command, params=self._params(args, options))
         try:
             response = self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:.0f}s; try again later") from None
         except httpx.TransportError as exc:
             raise self._down(exc) from None
         try:
