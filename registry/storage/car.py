@@ -34,6 +34,7 @@ __all__ = [
     "encode_header",
     "write_car",
     "export_car",
+    "car_chunks",
     "import_car",
     "IterStream",
 ]
@@ -282,6 +283,15 @@ def dag_blocks(roots: Sequence[CID], get_block: Callable[[CID], bytes]) -> Itera
                 continue
             seen.add(cid)
             yield cid, block
+
+
+def car_chunks(roots: Sequence[CID], get_block: Callable[[CID], bytes]) -> Iterator[bytes]:
+    """A CAR v1 of the DAGs under ``roots``, produced lazily, one section at a time."""
+    header = encode_header(roots)
+    yield encode_varint(len(header)) + header
+    for cid, block in dag_blocks(roots, get_block):
+        raw = bytes(cid)
+        yield encode_varint(len(raw) + len(block)) + raw + block
 
 
 def export_car(

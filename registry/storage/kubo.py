@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import httpx
 
-from .car import CarImport, IterStream, export_car, import_car
+from .car import CarImport, IterStream, car_chunks, import_car
 from .cid import CID, IDENTITY
 from .errors import BlockIntegrityError, BlockNotFound, CIDError, KuboError
 from .unixfs import read_file
@@ -221,13 +220,15 @@ class Kubo:
 
     # -- DAGs ---------------------------------------------------------------------------------
 
-    def dag_import(self, car: str | os.PathLike, *, pin_roots: bool = True) -> list[CID]:
-        """Import a CAR file; returns the roots Kubo reports (pinned when ``pin_roots``)."""
-        with open(car, "rb") as f:
-            answers = self._ndjson(
-                "dag/import", files={"file": ("dag.car", f, "application/vnd.ipld.car")},
-                **{"pin-roots": pin_roots, "stats": True},
-            )
+    def dag_import(self, car: str | os.PathLike | BinaryIO, *, pin_roots: bool = True) -> list[CID]:
+        """Import a CAR (a path or a readable stream); returns the roots Kubo reports (pinned when ``pin_roots``)."""
+        if isinstance(car, (str, os.PathLike)):
+            with open(car, "rb") as f:
+                return self.dag_import(f, pin_roots=pin_roots)
+        answers = self._ndjson(
+            "dag/import", files={"file": ("dag.car", car, "application/vnd.ipld.car")},
+            **{"pin-roots": pin_roots, "stats": True},
+        )
         roots = []
         for answer in answers:
             root = answer.get("Root") if isinstance(answer, dict) else None
@@ -242,16 +243,11 @@ class Kubo:
         """Put a whole DAG (read with ``get_block``, e.g. ``BlockStore.get``) into the node.
 
         The DAG travels as a CAR through ``dag/import``, so the node stores our blocks under
-        our CIDs, whatever its own import profile; the root is pinned when ``pin``.
+        our CIDs, whatever its own import profile; the root is pinned when ``pin``. The CAR is
+        produced while it is uploaded (chunked), so memory and disk stay flat.
         """
         root = CID.parse(root)
-        fd, tmp = tempfile.mkstemp(suffix=".car")
-        os.close(fd)
-        try:
-            export_car(root, get_block, tmp)
-            roots = self.dag_import(tmp, pin_roots=pin)
-        finally:
-            os.unlink(tmp)
+        roots = self.dag_import(IterStream(car_chunks([root], get_block)), pin_roots=pin)
         if root not in roots:
             raise KuboError(f"Kubo at {self.url} imported the CAR of {root} but reported roots {roots}")
         return root
@@ -264,7 +260,8 @@ class Kubo:
             BlockIntegrityError / CARError: the node sent wrong or malformed data (nothing stored).
         """
         root = CID.parse(root)
-        stream = IterStream(self._stream("dag/export", str(root), offline=offline or None, timeout=self._deadline()))
+        # No overall deadline: a big DAG may take long; a stalled stream ends in an HTTP read timeout.
+        stream = IterStream(self._stream("dag/export", str(root), offline=offline or None))
         try:
             return import_car(stream, store, where=f"Kubo at {self.url}", expect_roots=[root])
         except KuboNotFound:
