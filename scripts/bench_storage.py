@@ -7,7 +7,9 @@ On one generated file (1 GiB by default, in a temporary directory), in one run:
 - ``elements``: ``registry.storage.unixfs.add_file(path, profile=P)`` (the CID only);
 - ``kubo``:     ``ipfs add --only-hash --quieter`` with the same profile, on a daemon-less repo.
 
-Each runs in its own fresh process, the file warm in the page cache, best of ``--repeat``;
+Each runs in its own fresh process, the file warm in the page cache, in interleaved rounds
+(so load from other processes falls on all alike), best of ``--repeat``; CPU seconds are
+also shown (user + system), a figure that load on a shared machine does not skew;
 peak memory is each process's peak resident set (VmHWM of /proc/PID/status, read by the
 Python children themselves at their end and polled for Kubo; wait4's ru_maxrss would report
 this script's own size, which a vfork'd child inherits). Goals checked at
@@ -45,6 +47,7 @@ SHA256_CHILD = """
 import hashlib, json, mmap, sys, time
 with open(sys.argv[1], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
     t = time.perf_counter()
+    c = time.process_time()
     h = hashlib.sha256()
     view = memoryview(m)
     step = 16 << 20
@@ -54,9 +57,10 @@ with open(sys.argv[1], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_R
         m.madvise(mmap.MADV_DONTNEED, i, min(step, len(view) - i))
     digest = h.hexdigest()
     seconds = time.perf_counter() - t
+    cpu = time.process_time() - c
     view.release()
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"seconds": seconds, "result": digest, "peak_kib": int(hwm)}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "result": digest, "peak_kib": int(hwm)}))
 """
 
 ELEMENTS_CHILD = """
@@ -64,10 +68,12 @@ import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from registry.storage.unixfs import add_file
 t = time.perf_counter()
+c = time.process_time()
 cid = add_file(sys.argv[1], profile=sys.argv[2])
 seconds = time.perf_counter() - t
+cpu = time.process_time() - c
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"seconds": seconds, "result": str(cid), "peak_kib": int(hwm)}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "result": str(cid), "peak_kib": int(hwm)}))
 """
 
 
@@ -79,17 +85,18 @@ def parse_size(text: str) -> int:
     return int(number * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit])
 
 
-def run_child(argv: list[str], env: dict | None = None) -> tuple[float, str, float]:
-    """Run a process; returns (wall seconds, its output, peak RSS in MiB polled from /proc)."""
+def run_child(argv: list[str], env: dict | None = None) -> tuple[float, str, float, float]:
+    """Run a process; returns (wall seconds, its output, peak RSS MiB polled from /proc, CPU seconds)."""
     import threading
 
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     peak = [0]
+    done = threading.Event()
 
     def poll() -> None:
         status = f"/proc/{proc.pid}/status"
-        while proc.returncode is None:
+        while not done.is_set():
             try:
                 with open(status) as f:
                     for line in f:
@@ -101,12 +108,16 @@ def run_child(argv: list[str], env: dict | None = None) -> tuple[float, str, flo
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
-    out, err = proc.communicate()
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # wait4: the child's own CPU time
     wall = time.perf_counter() - start
+    done.set()
     watcher.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{argv[0]} failed: {err.decode()[-800:]}")
-    return wall, out.decode().strip(), peak[0] / 1024.0
+    return wall, out.decode().strip(), peak[0] / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def generate(path: Path, size: int) -> None:
@@ -139,38 +150,39 @@ def kubo_repo(base: Path, profile: str) -> tuple[dict, list[str]]:
 
 def bench_profile(path: Path, profile: str, repeat: int, base: Path) -> dict:
     size = path.stat().st_size
-    rows: dict[str, dict] = {}
-
-    def best(name: str, argv: list[str], env: dict | None = None, inner: bool = True) -> None:
-        runs = []
-        for _ in range(repeat):
-            wall, out, rss = run_child(argv, env)
+    py = sys.executable
+    tools = {
+        "sha256": ([py, "-c", SHA256_CHILD, str(path)], None, True),
+        "elements": ([py, "-c", ELEMENTS_CHILD, str(path), profile, str(ROOT)], None, True),
+    }
+    if IPFS.is_file():
+        env, flags = kubo_repo(base, profile)
+        # Kubo's time is its whole process (its start is ~30 ms; it has no inner timer).
+        tools["kubo"] = ([str(IPFS), "add", "--only-hash", "--quieter", *flags, str(path)], env, False)
+    runs: dict[str, list] = {name: [] for name in tools}
+    # Interleaved rounds, so that load from other processes falls on every tool alike.
+    for _ in range(repeat):
+        for name, (argv, env, inner) in tools.items():
+            wall, out, rss, cpu = run_child(argv, env)
             if inner:
                 answer = json.loads(out)
-                seconds, result = answer["seconds"], answer["result"]
+                seconds, result, cpu = answer["seconds"], answer["result"], answer["cpu"]
                 rss = max(rss, answer["peak_kib"] / 1024.0)
             else:
                 seconds, result = wall, out
-            runs.append((seconds, result, rss))
-        seconds = min(r[0] for r in runs)
+            runs[name].append((seconds, result, rss, cpu))
+    rows = {}
+    for name, samples in runs.items():
+        seconds = min(r[0] for r in samples)
         rows[name] = {
             "seconds": seconds,
             "mib_per_s": size / MiB / seconds,
-            "peak_rss_mib": max(r[2] for r in runs),
-            "result": runs[0][1],
+            "cpu_seconds": min(r[3] for r in samples),
+            "peak_rss_mib": max(r[2] for r in samples),
+            "result": samples[0][1],
         }
-
-    py = sys.executable
-    best("sha256", [py, "-c", SHA256_CHILD, str(path)])
-    best("elements", [py, "-c", ELEMENTS_CHILD, str(path), profile, str(ROOT)])
-    if IPFS.is_file():
-        env, flags = kubo_repo(base, profile)
-        # Kubo's time is its whole process (its start is ~30 ms; no inner timer exists).
-        best("kubo", [str(IPFS), "add", "--only-hash", "--quieter", *flags, str(path)], env, inner=False)
-        if rows["kubo"]["result"] != rows["elements"]["result"]:
-            raise SystemExit(
-                f"CID mismatch for {profile}: elements {rows['elements']['result']} != kubo {rows['kubo']['result']}"
-            )
+    if "kubo" in rows and rows["kubo"]["result"] != rows["elements"]["result"]:
+        raise SystemExit(f"CID mismatch for {profile}: elements {rows['elements']['result']} != kubo {rows['kubo']['result']}")
     return rows
 
 
@@ -198,9 +210,12 @@ def main() -> int:
     print(f"\nfile {args.size / MiB:.0f} MiB, {os.cpu_count()} CPUs, best of {args.repeat}")
     for profile, rows in results.items():
         print(f"\nprofile {profile}")
-        print(f"  {'':10} {'seconds':>8} {'MiB/s':>8} {'peak RSS MiB':>13}  result")
+        print(f"  {'':10} {'seconds':>8} {'MiB/s':>8} {'CPU s':>7} {'peak RSS MiB':>13}  result")
         for name, row in rows.items():
-            print(f"  {name:10} {row['seconds']:8.3f} {row['mib_per_s']:8.0f} {row['peak_rss_mib']:13.1f}  {row['result']}")
+            print(
+                f"  {name:10} {row['seconds']:8.3f} {row['mib_per_s']:8.0f} {row['cpu_seconds']:7.3f} "
+                f"{row['peak_rss_mib']:13.1f}  {row['result']}"
+            )
         ours = rows["elements"]
         print(f"  elements / sha256 single thread: {ours['mib_per_s'] / rows['sha256']['mib_per_s']:.2f}x")
         if "kubo" in rows:
@@ -208,6 +223,7 @@ def main() -> int:
             goal = ratio >= GOAL_RATIO
             ok &= goal
             print(f"  elements / kubo only-hash:       {ratio:.2f}x  (goal >= {GOAL_RATIO}x: {'met' if goal else 'NOT met'})")
+            print(f"  CPU time, kubo / elements:       {rows['kubo']['cpu_seconds'] / ours['cpu_seconds']:.2f}x")
         else:
             print("  kubo: .tools/bin/ipfs is absent (scripts/install_kubo.sh); no comparison")
         rss_ok = ours["peak_rss_mib"] < GOAL_RSS_MIB
