@@ -173,3 +173,19 @@ def test_ipfshttpclient_add_with_cid_version_1_gives_another_cid_than_kubo_and_u
     assert kubo_cli == ours == "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
     assert theirs == "bafybeihykld7uyxzogax6vgyvag42y7464eywpf55gxi5qpoisibh3c5wa"  # dag-pb leaf: raw-leaves=false
     assert theirs != ours
+
+
+def test_ipfshttpclient_dag_import_fails_on_a_car_with_two_roots(ipfshttpclient, kubo_node, tmp_path):
+    store = BlockStore(tmp_path / "blocks")
+    roots = [store.add_file(b"first root"), store.add_file(b"second root")]
+    car = tmp_path / "two.car"
+    from registry.storage.car import export_car
+
+    export_car(roots, store.get, car)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client = ipfshttpclient.Client(f"/ip4/127.0.0.1/tcp/{kubo_node.api_port}/http")
+        with open(car, "rb") as f, pytest.raises(AssertionError):
+            client.dag.imprt(f)
+        client.close()
+    assert kubo_node.client().dag_import(car) == roots  # ours reads every root line
