@@ -188,4 +188,4 @@ def test_ipfshttpclient_dag_import_fails_on_a_car_with_two_roots(ipfshttpclient,
         with open(car, "rb") as f, pytest.raises(AssertionError):
             client.dag.imprt(f)
         client.close()
-    assert kubo_node.client().dag_import(car) == roots  # ours reads every root line
+    assert sorted(kubo_node.client().dag_import(car)) == sorted(roots)  # every root line (Kubo orders them freely)

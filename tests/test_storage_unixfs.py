@@ -317,3 +317,22 @@ def test_walk_visits_each_block_once_depth_first():
     walked = [cid for cid, _ in walk_dag(root, sink.blocks.__getitem__)]
     assert walked[0] == root
     assert len(walked) == len(set(walked)) == len(sink.blocks)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.binary(max_size=6000),
+    chunk=st.integers(min_value=1, max_value=700),
+    links=st.integers(min_value=2, max_value=6),
+    raw=st.booleans(),
+)
+def test_any_file_in_any_layout_reads_back_exactly_and_hashes_the_same_from_a_stream(data, chunk, links, raw):
+    profile = Profile("prop", 1 if raw else 0, raw, chunk, links)
+    sink = RecordingSink()
+    root = add_file(data, store=sink, profile=profile, workers=1)
+    assert add_file(io.BytesIO(data), profile=profile, workers=3) == root
+    assert b"".join(read_file(root, sink.blocks.__getitem__)) == data
+    assert unixfs.file_size(root, sink.blocks.__getitem__) == len(data)

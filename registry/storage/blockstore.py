@@ -309,10 +309,7 @@ class Staging:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.discard()
-        elif self.dir.exists():
-            self.discard()
+        self.discard()  # after a commit there is nothing left; after a failure, nothing is kept
 
     @property
     def cids(self) -> list[CID]:
