@@ -136,7 +136,7 @@ def test_publish_puts_our_dag_into_kubo_pinned(kubo_node, tmp_path):
 @pytest.mark.kubo
 def test_content_put_into_node_a_is_fetched_through_node_b_over_bitswap(kubo_pair, tmp_path):
     a, b = kubo_pair
-    assert [p.split("/")[-1] for p in b.client().swarm_peers()] == [a.peer_id]  # peered to each other only
+    assert set(b.client().swarm_peers()) == {a.peer_id}  # peered to each other only
     publisher = BlockStore(tmp_path / "publisher")
     data = random.Random("distributed").randbytes(3_500_000)
     root = publisher.add_file(data)

@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     car = sub.add_parser(
         "car", help="move DAGs in and out as CAR files (interchangeable with `ipfs dag export/import`)",
         description="Move DAGs in and out as CAR v1 files, interchangeable with `ipfs dag export` / `ipfs dag import`.",
+        epilog=(
+            "examples:\n"
+            "  elements car export bafybei... -o model.car\n"
+            "  elements car import model.car\n"
+            "  elements car import model.car --ipfs-api http://127.0.0.1:5001\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     car_sub = car.add_subparsers(dest="car_command", metavar="COMMAND", required=True)
