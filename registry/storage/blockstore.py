@@ -1,0 +1,387 @@
+"""The local block store: one file per block under ``$ELEMENTS_HOME/blocks``.
+
+Layout (a block is keyed by its multihash, as Kubo's flatfs does, so a block reached as raw
+or as dag-pb, as CIDv0 or CIDv1, is one file)::
+
+    blocks/
+    ├── 7q/                         shard: the two characters before the last of the name
+    │   └── ciqd...7qa              base32 (lower, unpadded) multihash = the block's bytes
+    ├── .staging/<id>/              CAR and gateway imports, moved into place once complete
+    └── 7q/.ciqd...7qa.<id>.tmp     a write in progress (renamed into place when whole)
+
+Rules: a block is written to a temporary name and renamed into place, so a crash leaves
+either the whole block or nothing under its name (temporaries are never read and are swept
+by :meth:`BlockStore.clean_incomplete`). Every read is hashed against the CID asked for; a
+block that fails is removed (so it can be fetched again) and reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .cid import CID, IDENTITY, RAW
+from .errors import BlockIntegrityError, BlockNotFound, IncompleteDAG
+from .unixfs import DEFAULT_PROFILE, Profile, Source, add_file, links_of, read_file
+
+__all__ = ["BlockStore", "Staging"]
+
+BlockData = bytes | bytearray | memoryview | Sequence[bytes | bytearray | memoryview]
+
+
+def _name(cid: CID) -> str:
+    return base64.b32encode(cid.multihash).decode("ascii").rstrip("=").lower()
+
+
+def _parts(data: BlockData) -> list:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return [data]
+    return list(data)
+
+
+def _write_atomic(path: Path, parts: list, fsync: bool) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        total = sum(len(p) for p in parts)
+        written = os.writev(fd, parts) if parts else 0
+        if written != total:  # a short writev: finish part by part
+            view = memoryview(b"".join(bytes(p) for p in parts))[written:]
+            while view:
+                view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class BlockStore:
+    """Blocks on the local disk, verified on every read.
+
+    Args:
+        root: the directory (``$ELEMENTS_HOME/blocks``); created on the first write.
+        fsync: flush each block to disk before it is renamed into place (slower; a torn
+            block is caught on read anyway, removed, and fetched again).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, fsync: bool = False) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self._shards: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"BlockStore({str(self.root)!r})"
+
+    # -- single blocks ------------------------------------------------------------------------
+
+    def path_of(self, cid: CID) -> Path:
+        """Where a block lives (whether or not it is there)."""
+        name = _name(cid)
+        return self.root / name[-3:-1] / name
+
+    def has(self, cid: CID) -> bool:
+        if cid.hash_code == IDENTITY:
+            return True
+        return self.path_of(cid).is_file()
+
+    def put(self, cid: CID | str, data: BlockData, *, trusted: bool = False) -> CID:
+        """Store a block under its CID.
+
+        Args:
+            data: the block, or its parts in order (written without joining them).
+            trusted: skip hashing because the caller just computed ``cid`` from these bytes.
+
+        Raises:
+            BlockIntegrityError: ``data`` does not hash to ``cid``.
+        """
+        cid = CID.parse(cid)
+        parts = _parts(data)
+        if not trusted:
+            block = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+            cid.check(block, "the caller")
+            parts = [block]
+        if cid.hash_code == IDENTITY:
+            return cid
+        path = self.path_of(cid)
+        if path.is_file():
+            return cid
+        self._mkshard(path.parent)
+        _write_atomic(path, parts, self.fsync)
+        return cid
+
+    def put_block(self, data: bytes, codec: int = RAW, version: int = 1) -> CID:
+        """Hash and store a block; returns its CID."""
+        cid = CID.of(data, codec, version)
+        return self.put(cid, data, trusted=True)
+
+    def get(self, cid: CID | str) -> bytes:
+        """A block's bytes, checked against its CID.
+
+        Raises:
+            BlockNotFound: not in the store.
+            BlockIntegrityError: the stored bytes are corrupt (the file is removed).
+        """
+        cid = CID.parse(cid)
+        block = self._read(cid)
+        if not cid.matches(block):
+            self._quarantine(cid)
+            raise BlockIntegrityError(cid, f"the local block store ({self.path_of(cid)})", "removed it")
+        return block
+
+    def size(self, cid: CID | str) -> int:
+        """A block's size in bytes (not verified)."""
+        cid = CID.parse(cid)
+        try:
+            return self.path_of(cid).stat().st_size
+        except FileNotFoundError:
+            raise BlockNotFound(cid) from None
+
+    def delete(self, cid: CID | str) -> bool:
+        """Remove a block; returns whether it was there."""
+        cid = CID.parse(cid)
+        try:
+            self.path_of(cid).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _read(self, cid: CID) -> bytes:
+        if cid.hash_code == IDENTITY:
+            return cid.digest
+        try:
+            with open(self.path_of(cid), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise BlockNotFound(cid) from None
+
+    def _quarantine(self, cid: CID) -> None:
+        self.path_of(cid).unlink(missing_ok=True)
+
+    def _mkshard(self, shard: Path) -> None:
+        if shard.name not in self._shards:
+            shard.mkdir(parents=True, exist_ok=True)
+            self._shards.add(shard.name)
+
+    # -- DAGs and files -----------------------------------------------------------------------
+
+    def add_file(self, source: Source, profile: str | Profile = DEFAULT_PROFILE) -> CID:
+        """Import a file into the store (see :func:`registry.storage.unixfs.add_file`)."""
+        return add_file(source, store=self, profile=profile)
+
+    def missing(self, root: CID | str) -> list[CID]:
+        """The blocks of a DAG that the store lacks (empty when the DAG is complete).
+
+        Inner nodes are read and verified; raw leaves are only looked up (they are verified
+        when read). A corrupt node is removed and counted as missing.
+        """
+        return _missing(CID.parse(root), self.has, self.get)
+
+    def require(self, root: CID | str) -> CID:
+        """Raise :class:`IncompleteDAG` unless the whole DAG under ``root`` is here."""
+        root = CID.parse(root)
+        missing = self.missing(root)
+        if missing:
+            if missing == [root]:
+                raise BlockNotFound(root)
+            raise IncompleteDAG(root, missing)
+        return root
+
+    def cat(self, cid: CID | str) -> Iterator[bytes]:
+        """Stream a UnixFS file's bytes; every block is verified as it is read.
+
+        Raises:
+            BlockNotFound, BlockIntegrityError, DAGError: while iterating.
+        """
+        cid = CID.parse(cid)
+
+        def get(c: CID) -> bytes:
+            return self.get(c)
+
+        return read_file(cid, get, verify=False)
+
+    def export_file(self, cid: CID | str, path: str | os.PathLike) -> int:
+        """Write a UnixFS file to ``path`` atomically (a temporary name, then a rename).
+
+        Returns the number of bytes written. Nothing appears at ``path`` on any failure.
+        """
+        cid = CID.parse(cid)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.incomplete")
+        written = 0
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in self.cat(cid):
+                    out.write(chunk)
+                    written += len(chunk)
+                if self.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return written
+
+    def blocks(self, root: CID | str) -> Iterator[tuple[CID, bytes]]:
+        """Every block of a DAG once, depth first (the order of ``ipfs dag export``), verified."""
+        from .unixfs import walk_dag
+
+        return walk_dag(CID.parse(root), self.get, verify=False)
+
+    # -- staging and housekeeping -------------------------------------------------------------
+
+    def staging(self) -> "Staging":
+        """A private area for blocks that enter the store only once a whole import checks out."""
+        return Staging(self)
+
+    def clean_incomplete(self, older_than: float = 3600.0) -> int:
+        """Remove temporaries and staging areas left by crashed writes; returns how many."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        staging = self.root / ".staging"
+        if staging.is_dir():
+            for area in staging.iterdir():
+                if area.stat().st_mtime < cutoff:
+                    shutil.rmtree(area, ignore_errors=True)
+                    removed += 1
+        for shard in self.root.iterdir():
+            if not shard.is_dir() or shard.name.startswith("."):
+                continue
+            for entry in shard.iterdir():
+                if entry.name.endswith(".tmp") and entry.stat().st_mtime < cutoff:
+                    entry.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _missing(root: CID, has, get) -> list[CID]:
+    missing: list[CID] = []
+    seen: set[CID] = set()
+    stack = [root]
+    while stack:
+        cid = stack.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        if not has(cid):
+            missing.append(cid)
+            continue
+        if cid.codec == RAW:
+            continue
+        try:
+            block = get(cid)
+        except (BlockIntegrityError, BlockNotFound):
+            missing.append(cid)
+            continue
+        stack.extend(reversed(links_of(cid, block)))
+    return missing
+
+
+class Staging:
+    """Blocks held apart from the store until :meth:`commit` moves them in.
+
+    Use as a context manager: leaving it with an exception discards everything staged.
+    Blocks are verified when put; reads fall through to the store for blocks it holds.
+    """
+
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+        self.dir = store.root / ".staging" / uuid.uuid4().hex
+        self._staged: dict[bytes, CID] = {}
+        self.bytes = 0
+
+    def __enter__(self) -> "Staging":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.discard()  # after a commit there is nothing left; after a failure, nothing is kept
+
+    @property
+    def cids(self) -> list[CID]:
+        return list(self._staged.values())
+
+    def put(self, cid: CID, data: BlockData, *, trusted: bool = False) -> CID:
+        parts = _parts(data)
+        if not trusted:
+            block = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+            cid.check(block, "the import")
+            parts = [block]
+        if cid.hash_code == IDENTITY or cid.multihash in self._staged:
+            return cid
+        if not self._staged:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.dir / _name(cid), parts, False)
+        self._staged[cid.multihash] = cid
+        self.bytes += sum(len(p) for p in parts)
+        return cid
+
+    def has(self, cid: CID) -> bool:
+        return cid.multihash in self._staged or self.store.has(cid)
+
+    def staged(self, cid: CID) -> bool:
+        return cid.multihash in self._staged
+
+    def get(self, cid: CID) -> bytes:
+        if cid.multihash in self._staged:
+            with open(self.dir / _name(cid), "rb") as f:
+                block = f.read()
+            cid.check(block, "the staging area")
+            return block
+        return self.store.get(cid)
+
+    def missing(self, root: CID) -> list[CID]:
+        """Blocks of the DAG under ``root`` neither staged nor in the store."""
+        return _missing(root, self.has, self.get)
+
+    def reachable(self, roots: Sequence[CID]) -> set[bytes]:
+        """Multihashes of the staged blocks that the DAGs under ``roots`` use."""
+        used: set[bytes] = set()
+        seen: set[CID] = set()
+        stack = list(roots)
+        while stack:
+            cid = stack.pop()
+            if cid in seen or not self.has(cid):
+                continue
+            seen.add(cid)
+            if cid.multihash in self._staged:
+                used.add(cid.multihash)
+            if cid.codec != RAW:
+                stack.extend(links_of(cid, self.get(cid)))
+        return used
+
+    def commit(self) -> int:
+        """Move every staged block into the store; returns how many were new."""
+        added = 0
+        for multihash, cid in self._staged.items():
+            target = self.store.path_of(cid)
+            if target.is_file():
+                continue
+            self.store._mkshard(target.parent)
+            os.replace(self.dir / _name(cid), target)
+            added += 1
+        self._staged.clear()
+        self.discard()
+        return added
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self._staged.clear()
+        try:
+            self.dir.parent.rmdir()  # .staging, when no other import is running
+        except OSError:
+            pass

@@ -1,0 +1,342 @@
+"""A Kubo RPC client over httpx (every call is ``POST /api/v0/<command>``).
+
+Why not ``ipfshttpclient``: its last release (0.7.0, 2021) refuses every Kubo newer than
+0.7 in ``connect()`` and its ``add`` always sends ``raw-leaves=false``, so CIDv1 files get
+other CIDs than Kubo's CLI and ours (see ``docs/storage.md``, checked by
+``tests/test_storage_kubo.py``).
+
+Our DAGs enter Kubo block for block through ``dag/import`` of a CAR, so the node holds exactly
+our CIDs whatever its import settings; blocks and files read back are verified here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
+
+import httpx
+
+from .car import CarImport, IterStream, car_chunks, import_car
+from .cid import CID, IDENTITY
+from .errors import BlockIntegrityError, BlockNotFound, CIDError, KuboError
+from .unixfs import read_file
+
+__all__ = ["Kubo", "DEFAULT_TIMEOUT"]
+
+DEFAULT_TIMEOUT = 60.0
+
+
+class Kubo:
+    """One Kubo node's RPC API.
+
+    Args:
+        url: the API address, e.g. ``http://127.0.0.1:5001`` (a ``/ip4/.../tcp/N`` multiaddr works too).
+        timeout: seconds for a call; fetches that search the network are bounded by it as well.
+    """
+
+    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None) -> None:
+        self.url = _normalize(url)
+        self.timeout = timeout
+        self._client = httpx.Client(
+            base_url=self.url + "/api/v0/", timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport
+        )
+
+    def __repr__(self) -> str:
+        return f"Kubo({self.url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "Kubo":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _params(self, args: Sequence[str], options: dict[str, Any]) -> list[tuple[str, str]]:
+        params = [("arg", a) for a in args]
+        for key, value in options.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            params.append((key, str(value)))
+        return params
+
+    def _post(self, command: str, *args: str, files=None, **options: Any) -> httpx.Response:
+        try:
+            response = self._client.post(command, params=self._params(args, options), files=files)
+        except httpx.TimeoutException:
+            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:.0f}s; try again later") from None
+        except httpx.TransportError as exc:
+            raise self._down(exc) from None
+        if response.status_code != 200:
+            raise self._refused(command, response)
+        return response
+
+    def _stream(self, command: str, *args: str, **options: Any) -> Iterator[bytes]:
+        """POST and yield the body in chunks; an error after the headers ends in a KuboError."""
+        request = self._client.build_request("POST", command, params=self._params(args, options))
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:.0f}s; try again later") from None
+        except httpx.TransportError as exc:
+            raise self._down(exc) from None
+        try:
+            if response.status_code != 200:
+                response.read()
+                raise self._refused(command, response)
+            try:
+                yield from response.iter_bytes(1 << 16)
+            except httpx.TransportError as exc:
+                raise KuboError(f"Kubo at {self.url} broke off {command} ({exc}); try again") from None
+            error = response.headers.get("X-Stream-Error")
+            if error:
+                raise KuboError(f"Kubo at {self.url} failed in {command}: {error}")
+        finally:
+            response.close()
+
+    def _json(self, command: str, *args: str, **options: Any) -> Any:
+        response = self._post(command, *args, **options)
+        try:
+            return response.json()
+        except ValueError:
+            raise self._garbage(command, response.text) from None
+
+    def _ndjson(self, command: str, *args: str, files=None, **options: Any) -> list[Any]:
+        response = self._post(command, *args, files=files, **options)
+        out = []
+        for line in response.text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise self._garbage(command, line) from None
+        return out
+
+    def _down(self, exc: Exception) -> KuboError:
+        return KuboError(
+            f"Kubo RPC API at {self.url} is unreachable ({type(exc).__name__}); start it with `ipfs daemon` "
+            "or fix --ipfs-api / ELEMENTS_IPFS_API"
+        )
+
+    def _garbage(self, command: str, text: str) -> KuboError:
+        shown = text.strip().replace("\n", " ")[:80]
+        return KuboError(
+            f"{self.url} answered {command} with something that is not Kubo's API ({shown!r}); "
+            "check that --ipfs-api points at a Kubo RPC port (usually 5001)"
+        )
+
+    def _refused(self, command: str, response: httpx.Response) -> Exception:
+        try:
+            message = response.json().get("Message") or ""
+        except (ValueError, AttributeError):
+            message = ""
+        if not message:
+            if response.status_code in (404, 405) or "json" not in response.headers.get("content-type", ""):
+                return self._garbage(command, f"HTTP {response.status_code} {response.text}")
+            message = f"HTTP {response.status_code}"
+        lowered = message.lower()
+        if "not found" in lowered or "could not find" in lowered or "deadline exceeded" in lowered:
+            return KuboNotFound(f"Kubo at {self.url} does not have it ({message}); publish it there first")
+        return KuboError(f"Kubo at {self.url} refused {command}: {message}")
+
+    # -- node ---------------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The node's Kubo version, e.g. ``"0.42.0"``."""
+        data = self._json("version")
+        if not isinstance(data, dict) or not isinstance(data.get("Version"), str):
+            raise self._garbage("version", json.dumps(data))
+        return data["Version"]
+
+    def id(self) -> dict:
+        """The node's identity: ``ID`` (peer id) and ``Addresses``."""
+        data = self._json("id")
+        if not isinstance(data, dict) or "ID" not in data:
+            raise self._garbage("id", json.dumps(data))
+        return data
+
+    def swarm_connect(self, multiaddr: str) -> None:
+        self._json("swarm/connect", multiaddr)
+
+    def swarm_peers(self) -> list[str]:
+        data = self._json("swarm/peers")
+        return [p.get("Peer", "") for p in (data.get("Peers") or [])]
+
+    # -- blocks -------------------------------------------------------------------------------
+
+    def block_get(self, cid: CID | str, *, offline: bool = False) -> bytes:
+        """A block, verified against its CID.
+
+        Raises:
+            BlockNotFound: the node does not have it (and, unless ``offline``, found no peer that has it).
+            BlockIntegrityError: the node returned other bytes.
+        """
+        cid = CID.parse(cid)
+        if cid.hash_code == IDENTITY:
+            return cid.digest
+        try:
+            block = self._post("block/get", str(cid), offline=offline or None, timeout=self._deadline()).content
+        except KuboNotFound:
+            raise BlockNotFound(cid, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+        if not cid.matches(block):
+            raise BlockIntegrityError(cid, f"Kubo at {self.url}")
+        return block
+
+    def block_stat(self, cid: CID | str, *, offline: bool = True) -> int:
+        """A block's size; by default only blocks the node holds count (no network search)."""
+        cid = CID.parse(cid)
+        try:
+            data = self._json("block/stat", str(cid), offline=offline or None, timeout=self._deadline())
+        except KuboNotFound:
+            raise BlockNotFound(cid, f"Kubo at {self.url}", "publish it there first") from None
+        if not isinstance(data, dict) or not isinstance(data.get("Size"), int):
+            raise self._garbage("block/stat", json.dumps(data))
+        return data["Size"]
+
+    def has(self, cid: CID | str) -> bool:
+        """Whether the node holds the block itself (no network search)."""
+        try:
+            self.block_stat(cid, offline=True)
+            return True
+        except BlockNotFound:
+            return False
+
+    def block_put(self, data: bytes, codec: str = "raw") -> CID:
+        """Put one block; returns its CID (checked against our own hash of the bytes)."""
+        answer = self._json("block/put", files={"file": ("block", data)}, **{"cid-codec": codec})
+        try:
+            cid = CID.parse(answer["Key"])
+        except (KeyError, TypeError, CIDError):
+            raise self._garbage("block/put", json.dumps(answer)) from None
+        cid.check(data, f"Kubo at {self.url}")
+        return cid
+
+    # -- DAGs ---------------------------------------------------------------------------------
+
+    def dag_import(self, car: str | os.PathLike | BinaryIO, *, pin_roots: bool = True) -> list[CID]:
+        """Import a CAR (a path or a readable stream); returns the roots Kubo reports (pinned when ``pin_roots``)."""
+        if isinstance(car, (str, os.PathLike)):
+            with open(car, "rb") as f:
+                return self.dag_import(f, pin_roots=pin_roots)
+        answers = self._ndjson(
+            "dag/import", files={"file": ("dag.car", car, "application/vnd.ipld.car")},
+            **{"pin-roots": pin_roots, "stats": True},
+        )
+        roots = []
+        for answer in answers:
+            root = answer.get("Root") if isinstance(answer, dict) else None
+            if root is None:
+                continue
+            if root.get("PinErrorMsg"):
+                raise KuboError(f"Kubo at {self.url} imported but could not pin {root['Cid']['/']}: {root['PinErrorMsg']}")
+            roots.append(CID.parse(root["Cid"]["/"]))
+        return roots
+
+    def put_dag(self, root: CID | str, get_block: Callable[[CID], bytes], *, pin: bool = True) -> CID:
+        """Put a whole DAG (read with ``get_block``, e.g. ``BlockStore.get``) into the node.
+
+        The DAG travels as a CAR through ``dag/import``, so the node stores our blocks under
+        our CIDs, whatever its own import profile; the root is pinned when ``pin``. The CAR is
+        produced while it is uploaded (chunked), so memory and disk stay flat.
+        """
+        root = CID.parse(root)
+        roots = self.dag_import(IterStream(car_chunks([root], get_block)), pin_roots=pin)
+        if root not in roots:
+            raise KuboError(f"Kubo at {self.url} imported the CAR of {root} but reported roots {roots}")
+        return root
+
+    def dag_export(self, root: CID | str, store, *, offline: bool = False) -> CarImport:
+        """Fetch a whole DAG from the node into ``store``, every block verified, all or nothing.
+
+        Raises:
+            IncompleteDAG / BlockNotFound: the node could not provide every block in time.
+            BlockIntegrityError / CARError: the node sent wrong or malformed data (nothing stored).
+        """
+        root = CID.parse(root)
+        # No overall deadline: a big DAG may take long; a stalled stream ends in an HTTP read timeout.
+        stream = IterStream(self._stream("dag/export", str(root), offline=offline or None))
+        try:
+            return import_car(stream, store, where=f"Kubo at {self.url}", expect_roots=[root])
+        except KuboNotFound:
+            raise BlockNotFound(root, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+
+    # -- pins ---------------------------------------------------------------------------------
+
+    def pin_add(self, cid: CID | str, *, recursive: bool = True) -> None:
+        cid = CID.parse(cid)
+        answer = self._json("pin/add", str(cid), recursive=recursive, timeout=self._deadline())
+        pins = answer.get("Pins") if isinstance(answer, dict) else None
+        if not isinstance(pins, list):
+            raise self._garbage("pin/add", json.dumps(answer))
+
+    def pin_rm(self, cid: CID | str) -> None:
+        self._json("pin/rm", str(CID.parse(cid)))
+
+    def pin_ls(self, cid: CID | str | None = None, *, type: str = "recursive") -> dict[CID, str]:
+        """Pins of the node (or whether ``cid`` is pinned): CID -> pin type."""
+        args = [str(CID.parse(cid))] if cid is not None else []
+        try:
+            answer = self._json("pin/ls", *args, type=type)
+        except KuboError as exc:
+            if cid is not None and "not pinned" in str(exc):
+                return {}
+            raise
+        keys = answer.get("Keys") if isinstance(answer, dict) else None
+        if not isinstance(keys, dict):
+            raise self._garbage("pin/ls", json.dumps(answer))
+        return {CID.parse(k): v.get("Type", "") for k, v in keys.items()}
+
+    def is_pinned(self, cid: CID | str) -> bool:
+        cid = CID.parse(cid)
+        return any(c.multihash == cid.multihash for c in self.pin_ls(cid, type="all"))
+
+    # -- files --------------------------------------------------------------------------------
+
+    def cat(self, cid: CID | str, *, offline: bool = False) -> Iterator[bytes]:
+        """A UnixFS file's bytes, fetched block by block and verified (never trusting ``/cat``)."""
+        return read_file(CID.parse(cid), lambda c: self.block_get(c, offline=offline))
+
+    def cat_unverified(self, cid: CID | str) -> bytes:
+        """What the node's ``cat`` answers, as is (for comparisons in tests and diagnostics)."""
+        return self._post("cat", str(CID.parse(cid)), timeout=self._deadline()).content
+
+    def add_only_hash(self, data: bytes, flags: dict[str, Any] | None = None) -> CID:
+        """The CID the node's ``add`` would give ``data`` (``only-hash``; nothing is stored)."""
+        answers = self._ndjson(
+            "add", files={"file": ("file", data)}, **{"only-hash": True, "quieter": True, **(flags or {})}
+        )
+        try:
+            return CID.parse(answers[-1]["Hash"])
+        except (IndexError, KeyError, TypeError, CIDError):
+            raise self._garbage("add", json.dumps(answers)) from None
+
+    def _deadline(self) -> str:
+        # Kubo bounds its own work (and network search) a little before our HTTP timeout fires.
+        return f"{max(1.0, self.timeout - 1.0):.0f}s"
+
+
+class KuboNotFound(KuboError):
+    """Kubo reported that it does not have (or could not find) the content."""
+
+
+def _normalize(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if url.startswith("/ip4/") or url.startswith("/ip6/") or url.startswith("/dns"):
+        parts = url.strip("/").split("/")
+        if len(parts) >= 4 and parts[2] == "tcp":
+            host = f"[{parts[1]}]" if parts[0] == "ip6" else parts[1]
+            scheme = "https" if "https" in parts[4:] else "http"
+            return f"{scheme}://{host}:{parts[3]}"
+        raise KuboError(f"cannot use {url!r} as a Kubo API address; give http://HOST:PORT")
+    if "://" not in url:
+        url = "http://" + url
+    if url.endswith("/api/v0"):
+        url = url[: -len("/api/v0")]
+    return url

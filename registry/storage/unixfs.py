@@ -1,0 +1,509 @@
+"""UnixFS files: a streaming importer whose CIDs are Kubo's, and a verifying reader.
+
+The importer reproduces boxo's balanced layout (``ipld/unixfs/importer/balanced``) with the
+fixed-size chunker, for the profiles Kubo 0.42 names (``ipfs init --profile=...``, IPIP-499)::
+
+    profile          CID  leaves   chunk     links  Kubo flags
+    unixfs-v0-2015   v0   dag-pb   256 KiB   174    (Kubo's default; alias legacy-cid-v0)
+    unixfs-v1-2025   v1   raw      1 MiB     1024   the project default
+    cidv1            v1   raw      256 KiB   174    ipfs add --cid-version=1
+
+Layout rules (each is checked by a test against a real Kubo):
+
+- a file of one chunk is that chunk's leaf; an empty file is one empty leaf;
+- otherwise leaves are grouped left to right into nodes of ``max_links`` children, and
+  those nodes again, until one node remains (a lone leftover child still gets a parent);
+- a size that is an exact multiple of the chunk has no empty trailing chunk;
+- inner nodes are dag-pb ``File`` nodes: links (empty name, Tsize = sub-DAG bytes) then
+  Data ``{Type: File, filesize, blocksizes: [file bytes per child]}``;
+- dag-pb leaves are ``{Type: File, Data: chunk, filesize}`` (boxo keeps ``File``, not ``Raw``).
+
+Speed: leaves are hashed in batches by a thread pool (hashlib releases the GIL), straight
+from a memory map of the file (pages dropped again once hashed, so memory stays flat) or
+from a stream. Inner nodes, one per ``max_links`` leaves, are built on the calling thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Protocol, Sequence, Union
+
+from ..errors import InputError
+from .cid import CID, DAG_PB, IDENTITY, RAW, encode_varint
+from .dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW_TYPE, decode_node, decode_unixfs, encode_link, encode_node, encode_unixfs
+from .errors import BlockIntegrityError, DAGError
+
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "DEFAULT_PROFILE",
+    "get_profile",
+    "add_file",
+    "read_file",
+    "walk_dag",
+    "links_of",
+    "BlockSink",
+    "file_size",
+]
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+# Kubo refuses chunks over 2 MiB (boxo chunker.ChunkSizeLimit).
+MAX_CHUNK_SIZE = 2 * 1024 * 1024
+# A DAG deeper than this is not a file anyone imported: refuse instead of recursing.
+MAX_DEPTH = 64
+# Leaves are handed to the pool in batches of about this many bytes.
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The import parameters that decide a file's CID."""
+
+    name: str
+    cid_version: int
+    raw_leaves: bool
+    chunk_size: int
+    max_links: int
+
+    def __post_init__(self) -> None:
+        if self.cid_version not in (0, 1):
+            raise InputError(f"CID version {self.cid_version} does not exist; use 0 or 1")
+        if self.cid_version == 0 and self.raw_leaves:
+            raise InputError("raw leaves need CIDv1; use cid_version=1")
+        if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
+            raise InputError(f"chunk size {self.chunk_size} is outside 1..{MAX_CHUNK_SIZE} bytes")
+        if self.max_links < 2:
+            raise InputError(f"max links {self.max_links} must be at least 2")
+
+    def kubo_add_flags(self) -> list[str]:
+        """The ``ipfs add`` flags that give the same CIDs on any Kubo repo."""
+        return [
+            f"--cid-version={self.cid_version}",
+            f"--raw-leaves={'true' if self.raw_leaves else 'false'}",
+            f"--chunker=size-{self.chunk_size}",
+            f"--max-file-links={self.max_links}",
+        ]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "cid_version": self.cid_version,
+            "raw_leaves": self.raw_leaves,
+            "chunk_size": self.chunk_size,
+            "max_links": self.max_links,
+        }
+
+
+PROFILES: dict[str, Profile] = {
+    "unixfs-v1-2025": Profile("unixfs-v1-2025", 1, True, 1024 * 1024, 1024),
+    "unixfs-v0-2015": Profile("unixfs-v0-2015", 0, False, 256 * 1024, 174),
+    "cidv1": Profile("cidv1", 1, True, 256 * 1024, 174),
+}
+_ALIASES = {"legacy-cid-v0": "unixfs-v0-2015", "kubo-default": "unixfs-v0-2015", "cid-version-1": "cidv1"}
+DEFAULT_PROFILE = "unixfs-v1-2025"
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """A profile by name (or the profile itself).
+
+    Raises:
+        InputError: an unknown name.
+    """
+    if isinstance(profile, Profile):
+        return profile
+    name = _ALIASES.get(profile, profile)
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(PROFILES)
+        raise InputError(f"unknown UnixFS profile {profile!r}; use one of {known}") from None
+
+
+class BlockSink(Protocol):
+    """Where the importer puts blocks: anything with ``put(cid, parts, trusted=True)``."""
+
+    def put(self, cid: CID, data: bytes | Sequence[bytes | memoryview], *, trusted: bool = False) -> CID: ...
+
+
+# -- importer ---------------------------------------------------------------------------------
+
+_Entry = tuple[bytes, int, int]  # (CID bytes, Tsize, file bytes)
+
+
+class _Leaves:
+    """Hashes leaves of one profile; safe to call from several threads."""
+
+    def __init__(self, profile: Profile, sink: BlockSink | None) -> None:
+        self.profile = profile
+        self.sink = sink
+        if profile.raw_leaves:
+            self.prefix = b"\x01\x55\x12\x20"
+        elif profile.cid_version == 1:
+            self.prefix = b"\x01\x70\x12\x20"
+        else:
+            self.prefix = b"\x12\x20"
+
+    def leaf(self, chunk: memoryview | bytes) -> _Entry:
+        n = len(chunk)
+        if self.profile.raw_leaves:
+            digest = hashlib.sha256(chunk).digest()
+            if self.sink is not None:
+                self.sink.put(CID.parse(self.prefix + digest), [chunk], trusted=True)
+            return self.prefix + digest, n, n
+        # A dag-pb leaf is `0a len(Data) | 08 02 [12 len(chunk) chunk] 18 filesize`: hash the
+        # framing around the chunk instead of copying the chunk into a new buffer.
+        if n:
+            head = b"\x08\x02\x12" + encode_varint(n)
+        else:
+            head = b"\x08\x02"
+        tail = b"\x18" + encode_varint(n)
+        inner = len(head) + n + len(tail)
+        head = b"\x0a" + encode_varint(inner) + head
+        hasher = hashlib.sha256(head)
+        hasher.update(chunk)
+        hasher.update(tail)
+        cid_bytes = self.prefix + hasher.digest()
+        if self.sink is not None:
+            self.sink.put(CID.parse(cid_bytes), [head, chunk, tail], trusted=True)
+        return cid_bytes, len(head) + n + len(tail), n
+
+    def batch(self, view: memoryview, release: Callable[[], None] | None = None) -> list[_Entry]:
+        size = self.profile.chunk_size
+        try:
+            return [self.leaf(view[i : i + size]) for i in range(0, len(view), size)]
+        finally:
+            view.release()
+            if release is not None:
+                release()
+
+
+class _Tree:
+    """Groups entries bottom-up into dag-pb File nodes exactly as boxo's balanced layout does."""
+
+    def __init__(self, profile: Profile, sink: BlockSink | None) -> None:
+        self.max_links = profile.max_links
+        self.prefix = b"\x01\x70\x12\x20" if profile.cid_version == 1 else b"\x12\x20"
+        self.sink = sink
+        self.levels: list[list[_Entry]] = [[]]
+
+    def add(self, entry: _Entry, level: int = 0) -> None:
+        while True:
+            if level == len(self.levels):
+                self.levels.append([])
+            row = self.levels[level]
+            row.append(entry)
+            # A full node is final whatever follows: close it now so memory stays flat.
+            if len(row) < self.max_links:
+                return
+            entry = self._node(row)
+            self.levels[level] = []
+            level += 1
+
+    def finish(self) -> _Entry:
+        for level, row in enumerate(self.levels):
+            above = any(self.levels[level + 1 :])
+            if not above and len(row) == 1:
+                return row[0]
+            if row:
+                self.levels[level] = []
+                self.add(self._node(row), level + 1)
+        raise AssertionError("an import always has at least one leaf")
+
+    def _node(self, children: list[_Entry]) -> _Entry:
+        sizes = [c[2] for c in children]
+        filesize = sum(sizes)
+        data = encode_unixfs(FILE, b"", filesize, sizes)
+        block = encode_node((encode_link(c[0], c[1]) for c in children), data)
+        cid_bytes = self.prefix + hashlib.sha256(block).digest()
+        if self.sink is not None:
+            self.sink.put(CID.parse(cid_bytes), block, trusted=True)
+        return cid_bytes, len(block) + sum(c[1] for c in children), filesize
+
+
+def add_file(
+    source: Source,
+    store: BlockSink | None = None,
+    profile: str | Profile = DEFAULT_PROFILE,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CID:
+    """Import a file as UnixFS and return its CID, as ``ipfs add`` would with that profile.
+
+    Args:
+        source: a path, bytes, or a readable binary stream; read in constant memory.
+        store: where to put the blocks (a :class:`~registry.storage.blockstore.BlockStore`);
+            ``None`` only computes the CID (``ipfs add --only-hash``). Leaves are put before
+            the nodes that link to them and the root last.
+        profile: a profile name from :data:`PROFILES` or a :class:`Profile`.
+        workers: hashing threads (default: the number of CPUs, at most 8).
+        progress: called with the number of file bytes hashed, batch by batch.
+
+    Raises:
+        InputError: unknown profile, unreadable path.
+    """
+    prof = get_profile(profile)
+    leaves = _Leaves(prof, store)
+    tree = _Tree(prof, store)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    batch = max(1, BATCH_BYTES // prof.chunk_size) * prof.chunk_size
+    with _open(source) as reader:
+        any_leaf = False
+        pending: deque[Future] = deque()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="unixfs") if workers > 1 and reader.large(batch) else None
+        try:
+            for view, release in reader.batches(batch):
+                if pool is None:
+                    entries = leaves.batch(view, release)
+                    any_leaf |= bool(entries)
+                    for entry in entries:
+                        tree.add(entry)
+                    if progress:
+                        progress(sum(e[2] for e in entries))
+                    continue
+                pending.append(pool.submit(leaves.batch, view, release))
+                # A bounded window keeps memory flat on streams and page-dropping on maps.
+                while len(pending) > workers * 2:
+                    any_leaf |= _drain_one(pending, tree, progress)
+            while pending:
+                any_leaf |= _drain_one(pending, tree, progress)
+        finally:
+            for future in pending:
+                future.cancel()
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if not any_leaf:
+            tree.add(leaves.leaf(b""))
+    return CID.parse(tree.finish()[0])
+
+
+def _drain_one(pending: deque, tree: _Tree, progress: Callable[[int], None] | None) -> bool:
+    entries = pending.popleft().result()
+    for entry in entries:
+        tree.add(entry)
+    if progress:
+        progress(sum(e[2] for e in entries))
+    return bool(entries)
+
+
+class _Reader:
+    """Batches of a source as memoryviews, each with a callback run once it is hashed."""
+
+    def __init__(self, source: Source) -> None:
+        self._file = None
+        self._map = None
+        self._data: memoryview | None = None
+        self._stream: BinaryIO | None = None
+        self.size: int | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._data = memoryview(source).cast("B")
+            self.size = len(self._data)
+        elif isinstance(source, (str, os.PathLike)):
+            path = Path(source)
+            try:
+                self._file = open(path, "rb")
+            except IsADirectoryError:
+                raise InputError(f"{path} is a directory; give a file") from None
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror}") from None
+            self.size = os.fstat(self._file.fileno()).st_size
+            if self.size and _regular(self._file):
+                self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+                self._data = memoryview(self._map)
+            else:  # empty, a pipe or a device: read it as a stream
+                self._stream = self._file
+                self.size = None if not _regular(self._file) else self.size
+        elif hasattr(source, "read"):
+            self._stream = source  # type: ignore[assignment]
+        else:
+            raise InputError(f"cannot import a {type(source).__name__}; give a path, bytes or a binary stream")
+
+    def large(self, batch: int) -> bool:
+        return self.size is None or self.size > batch
+
+    def batches(self, batch: int) -> Iterator[tuple[memoryview, Callable[[], None] | None]]:
+        if self._data is not None:
+            for start in range(0, len(self._data), batch):
+                end = min(start + batch, len(self._data))
+                yield self._data[start:end], self._dropper(start, end)
+            return
+        stream = self._stream
+        assert stream is not None
+        while True:
+            buf = _read_full(stream, batch)
+            if not buf:
+                return
+            yield memoryview(buf), None
+            if len(buf) < batch:
+                return
+
+    def _dropper(self, start: int, end: int) -> Callable[[], None] | None:
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return None
+        mapped = self._map
+
+        def drop() -> None:
+            # Hashed pages leave this process's resident set (the page cache keeps them).
+            page = mmap.PAGESIZE
+            lo = start - start % page
+            try:
+                mapped.madvise(mmap.MADV_DONTNEED, lo, end - lo)
+            except (OSError, ValueError):  # advice only
+                pass
+
+        return drop
+
+    def close(self) -> None:
+        if self._data is not None:
+            self._data.release()
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a failed import left a view alive; the GC unmaps it later
+                pass
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> "_Reader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open(source: Source) -> _Reader:
+    return _Reader(source)
+
+
+def _regular(file: BinaryIO) -> bool:
+    import stat
+
+    return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+
+
+def _read_full(stream: BinaryIO, n: int) -> bytes:
+    """Read exactly ``n`` bytes, or fewer only at the end of the stream."""
+    first = stream.read(n)
+    if not first or len(first) == n:
+        return first or b""
+    parts = [first]
+    got = len(first)
+    while got < n:
+        more = stream.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+# -- reader -----------------------------------------------------------------------------------
+
+GetBlock = Callable[[CID], bytes]
+
+
+def _fetch(cid: CID, get_block: GetBlock, verify: bool) -> bytes:
+    if cid.hash_code == IDENTITY:
+        return cid.digest
+    block = get_block(cid)
+    if verify and not cid.matches(block):
+        raise BlockIntegrityError(cid, "the block source")
+    return block
+
+
+def links_of(cid: CID, block: bytes) -> list[CID]:
+    """The CIDs a block links to (raw blocks link to nothing).
+
+    Raises:
+        DAGError: a codec other than raw and dag-pb, or a malformed dag-pb block.
+    """
+    if cid.codec == RAW:
+        return []
+    if cid.codec == DAG_PB:
+        return [link.cid for link in decode_node(block).links]
+    raise DAGError(f"block {cid} has codec {cid.codec_name}; only UnixFS DAGs (dag-pb, raw) are supported")
+
+
+def walk_dag(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator[tuple[CID, bytes]]:
+    """Every block of a DAG once, depth first, links in order (the order of ``ipfs dag export``).
+
+    Raises:
+        BlockIntegrityError: a block that does not match its CID (when ``verify``).
+        DAGError: a malformed node or an unsupported codec.
+    """
+    seen: set[CID] = set()
+    stack = [(root, 0)]
+    while stack:
+        cid, depth = stack.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        if depth > MAX_DEPTH:
+            raise DAGError(f"DAG {root} is deeper than {MAX_DEPTH} levels; refusing it")
+        block = _fetch(cid, get_block, verify)
+        children = links_of(cid, block)
+        yield cid, block
+        stack.extend((child, depth + 1) for child in reversed(children))
+
+
+def read_file(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator[bytes]:
+    """Stream the bytes of a UnixFS file, checking every block and every size on the way.
+
+    Args:
+        root: the file's CID.
+        get_block: returns a block's bytes (raises BlockNotFound when absent).
+        verify: hash every block against its CID (leave on unless ``get_block`` already does).
+
+    Raises:
+        BlockIntegrityError: a block that does not match its CID.
+        DAGError: not a file (a directory, a symlink), or sizes that do not add up.
+    """
+    stack: list[tuple[CID, int | None, int]] = [(root, None, 0)]
+    while stack:
+        cid, expected, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DAGError(f"DAG {root} is deeper than {MAX_DEPTH} levels; refusing it")
+        block = _fetch(cid, get_block, verify)
+        if cid.codec == RAW:
+            if expected is not None and len(block) != expected:
+                raise DAGError(f"block {cid} holds {len(block)} bytes where its parent says {expected}")
+            if block:
+                yield block
+            continue
+        if cid.codec != DAG_PB:
+            raise DAGError(f"block {cid} has codec {cid.codec_name}; a UnixFS file is dag-pb or raw")
+        node = decode_node(block)
+        data = decode_unixfs(node.data)
+        if data.type in (DIRECTORY, HAMT_SHARD):
+            raise DAGError(f"{cid} is a UnixFS directory, not a file")
+        if data.type not in (FILE, RAW_TYPE):
+            raise DAGError(f"{cid} is a UnixFS {data.type_name}, not a file")
+        if len(data.blocksizes) != len(node.links):
+            raise DAGError(f"node {cid} has {len(node.links)} links but {len(data.blocksizes)} block sizes")
+        total = len(data.data) + sum(data.blocksizes)
+        if data.filesize is not None and data.filesize != total:
+            raise DAGError(f"node {cid} says {data.filesize} bytes but its parts add up to {total}")
+        if expected is not None and total != expected:
+            raise DAGError(f"node {cid} holds {total} bytes where its parent says {expected}")
+        if data.data:
+            yield data.data
+        for link, size in zip(reversed(node.links), reversed(data.blocksizes)):
+            stack.append((link.cid, size, depth + 1))
+
+
+def file_size(root: CID, get_block: GetBlock) -> int:
+    """The size of a UnixFS file, read from its root block alone."""
+    block = _fetch(root, get_block, True)
+    if root.codec == RAW:
+        return len(block)
+    if root.codec != DAG_PB:
+        raise DAGError(f"block {root} has codec {root.codec_name}; a UnixFS file is dag-pb or raw")
+    data = decode_unixfs(decode_node(block).data)
+    return len(data.data) + sum(data.blocksizes)
