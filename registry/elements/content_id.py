@@ -32,8 +32,10 @@ from .safetensors_format import (
     DTYPE_BITS,
     INDEX_SUFFIX,
     Checkpoint,
+    normalize_tensors,
     open_tensors,
     read_checkpoint,
+    tensor_bytes,
     tensor_nbytes,
 )
 
@@ -48,6 +50,7 @@ __all__ = [
     "ContentIdMismatch",
     "tensor_digest",
     "tensor_entries",
+    "tensor_entries_of_data",
     "tensor_set_content_id",
     "encode_tensor_table",
     "file_content_id",
@@ -97,7 +100,7 @@ class TensorEntry:
             raise ManifestError(f"tensor name must be a string, got {name!r}")
         if dtype not in DTYPE_BITS:
             raise ManifestError(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 64 for d in shape):
             raise ManifestError(f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}")
         try:
             expected = tensor_nbytes(dtype, shape)
@@ -199,6 +202,23 @@ def tensor_entries(source: str | os.PathLike | Checkpoint) -> list[TensorEntry]:
         TensorEntry(name, info.dtype, info.shape, digests[name], info.size)
         for name, info in sorted(checkpoint.tensors.items(), key=lambda item: _name_key(item[0]))
     ]
+
+
+def tensor_entries_of_data(tensors: Mapping[str, Any] | Iterable[Any]) -> list[TensorEntry]:
+    """The tensor table of in-memory tensors, given in any form ``write_safetensors`` accepts
+    (so a composition's content id can be known before its file is written).
+
+    Raises:
+        InputError: bad names, dtypes, shapes, or data whose length does not match.
+    """
+    entries = []
+    for name, dtype, shape, data in normalize_tensors(tensors):
+        size = tensor_nbytes(dtype, shape)
+        view = tensor_bytes(name, data)
+        if view.nbytes != size:
+            raise InputError(f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}")
+        entries.append(TensorEntry(name, dtype, tuple(shape), blake3_digest(view), size))
+    return entries
 
 
 def _canonical_json(document: Any) -> bytes:

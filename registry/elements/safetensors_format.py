@@ -56,6 +56,10 @@ __all__ = [
     "open_tensors",
     "write_safetensors",
     "tensor_nbytes",
+    "tensor_bytes",
+    "normalize_tensors",
+    "build_header",
+    "parse_header_bytes",
     "numpy_dtype",
     "dtype_of_numpy",
     "SafetensorsError",
@@ -328,8 +332,12 @@ def _entry_fields(path: Path, name: str, pairs: Any) -> dict[str, Any]:
     return fields
 
 
+_U64_MAX = (1 << 64) - 1
+
+
 def _is_uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """A JSON integer that fits the format's u64 (booleans are not integers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64_MAX
 
 
 def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> SafetensorsHeader:
@@ -390,7 +398,7 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
         for dim in shape:
             if not _is_uint(dim):
                 raise InvalidShapeError(
-                    path, f"tensor {name!r}: shape {_plain(shape)} has a dimension that is not a non-negative integer", name
+                    path, f"tensor {name!r}: shape {_plain(shape)} has a dimension that is not an integer in 0..2**64-1", name
                 )
         offsets = fields["data_offsets"]
         if not (isinstance(offsets, list) and not isinstance(offsets, _Pairs) and len(offsets) == 2
@@ -595,6 +603,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.name.endswith(INDEX_SUFFIX):
         return _single(read_header(path))
     try:
+        size = path.stat().st_size
+        if size > MAX_HEADER_SIZE:
+            raise ShardIndexError(path, f"index is {size} bytes, over the {MAX_HEADER_SIZE}-byte limit")
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
@@ -782,7 +793,13 @@ def dtype_of_numpy(array_dtype) -> str:
         raise InputError(f"numpy dtype {name} has no safetensors equivalent") from None
 
 
-def _normalize(tensors: Any) -> list[TensorSpec]:
+def normalize_tensors(tensors: Any) -> list[TensorSpec]:
+    """Tensors in any form ``write_safetensors`` accepts, as ``(name, dtype, shape, data)`` sorted
+    by name (data not yet produced: callables stay callables).
+
+    Raises:
+        InputError: duplicate or reserved names, unknown dtypes, bad shapes.
+    """
     items: Iterable[Any]
     if isinstance(tensors, Mapping):
         items = []
@@ -821,6 +838,14 @@ def _normalize(tensors: Any) -> list[TensorSpec]:
         specs.append((name, dtype, shape, data))
     specs.sort(key=lambda spec: _name_key(spec[0]))
     return specs
+
+
+def tensor_bytes(name: str, data: Any) -> memoryview:
+    """The raw little-endian bytes of tensor data (bytes, buffer, numpy array or a callable
+    producing one) as a flat byte memoryview, copying only to fix byte order or contiguity."""
+    if callable(data) and not hasattr(data, "shape"):
+        data = data()
+    return _as_bytes_view(name, data)
 
 
 def _as_bytes_view(name: str, data: Any) -> memoryview:
@@ -891,7 +916,7 @@ def write_safetensors(
         InputError: bad names/dtypes/shapes/metadata, or data whose length does not match.
     """
     path = Path(path)
-    specs = _normalize(tensors)
+    specs = normalize_tensors(tensors)
     header, sizes = build_header(specs, metadata)
     temporary = path.with_name(path.name + ".incomplete")
     try:
@@ -899,9 +924,7 @@ def write_safetensors(
             out.write(struct.pack("<Q", len(header)))
             out.write(header)
             for (name, dtype, shape, data), size in zip(specs, sizes):
-                if callable(data) and not hasattr(data, "shape"):
-                    data = data()
-                view = _as_bytes_view(name, data)
+                view = tensor_bytes(name, data)
                 if view.nbytes != size:
                     raise InputError(
                         f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}"

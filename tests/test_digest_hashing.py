@@ -1,0 +1,119 @@
+"""Hashing primitives: Bytes32 ids, BLAKE3 / SHA-256 of buffers and of mmap'ed file regions."""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+
+import blake3
+import numpy as np
+import pytest
+
+import registry.digest as digest
+from registry.digest import (
+    PARALLEL_THRESHOLD,
+    Bytes32,
+    blake3_digest,
+    hash_file,
+    hash_file_region,
+    parse_bytes32,
+    sha256_digest,
+    to_hex,
+)
+from registry.digest.hashing import hash_mapped_region
+from registry.errors import InputError
+
+
+def test_public_api_is_listed():
+    assert sorted(digest.__all__) == sorted(name for name in vars(digest) if not name.startswith("_") and name != "hashing"
+                                            and name != "annotations")
+
+
+def test_bytes32_prints_as_0x_and_64_hex_and_equals_plain_bytes():
+    raw = bytes(range(32))
+    value = Bytes32(raw)
+    assert str(value) == "0x" + raw.hex() and len(str(value)) == 66
+    assert value == raw and hash(value) == hash(raw)
+    assert {raw: 1}[value] == 1
+    assert value.to_json() == str(value)
+    assert repr(value) == f"Bytes32('0x{raw.hex()}')"
+
+
+@pytest.mark.parametrize("text", ["0x" + "ab" * 32, "AB" * 32, "0X" + "Ab" * 32, "  0x" + "ab" * 32 + "\n"])
+def test_parse_bytes32_accepts_hex_with_or_without_prefix(text):
+    assert parse_bytes32(text) == bytes([0xAB]) * 32
+    assert Bytes32(text) == bytes([0xAB]) * 32
+
+
+@pytest.mark.parametrize("bad", ["0x" + "ab" * 31, "0x" + "zz" * 32, "", "0x", b"\x00" * 31])
+def test_parse_bytes32_refuses_anything_else(bad):
+    with pytest.raises(InputError):
+        parse_bytes32(bad)
+
+
+def test_to_hex_formats_any_length():
+    assert to_hex(b"\x01\xff") == "0x01ff"
+
+
+@pytest.mark.parametrize("size", [0, 1, 1023, 1024, 1025, PARALLEL_THRESHOLD - 1, PARALLEL_THRESHOLD, PARALLEL_THRESHOLD * 3 + 17])
+def test_blake3_digest_matches_the_reference_single_threaded_hash(size):
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
+    expected = blake3.blake3(data.tobytes()).digest()
+    assert blake3_digest(data) == expected
+    assert blake3_digest(memoryview(data)) == expected
+    assert blake3_digest(data, threads=1) == expected
+    assert blake3_digest(data, prefix=b"dom\0") == blake3.blake3(b"dom\0" + data.tobytes()).digest()
+
+
+def test_sha256_digest_matches_hashlib():
+    data = os.urandom(100_000)
+    assert sha256_digest(data) == hashlib.sha256(data).digest()
+    assert sha256_digest(memoryview(data), prefix=b"p") == hashlib.sha256(b"p" + data).digest()
+
+
+def test_hash_file_matches_hashing_the_bytes(tmp_path):
+    data = os.urandom(3 * PARALLEL_THRESHOLD + 12345)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert hash_file(path) == blake3.blake3(data).digest()
+    assert hash_file(path, algorithm="sha256") == hashlib.sha256(data).digest()
+    assert hash_file(path, prefix=b"x") == blake3.blake3(b"x" + data).digest()
+    assert hash_file_region(path, 100, 200_000) == blake3.blake3(data[100:200_000]).digest()
+    assert hash_file_region(path, 5, 5, prefix=b"q") == blake3.blake3(b"q").digest()
+
+
+def test_hash_file_of_an_empty_file(tmp_path):
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    assert hash_file(path) == blake3.blake3(b"").digest()
+    assert hash_file(path, algorithm="sha256") == hashlib.sha256(b"").digest()
+
+
+@pytest.mark.parametrize("window", [4096, 4096 + 7, 65536])
+def test_windowed_region_hash_is_independent_of_window_boundaries(tmp_path, window):
+    data = os.urandom(300_001)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        for start, end in [(0, len(data)), (1, 299_999), (4095, 4097), (8192, 8192 + window * 3 + 1)]:
+            got = hash_mapped_region(mapped, start, end, window=window)
+            assert got == blake3.blake3(data[start:end]).digest()
+            got = hash_mapped_region(mapped, start, end, window=window, algorithm="sha256")
+            assert got == hashlib.sha256(data[start:end]).digest()
+        with pytest.raises(ValueError):
+            hash_mapped_region(mapped, 10, len(data) + 1)
+
+
+def test_region_outside_the_file_is_an_input_error(tmp_path):
+    path = tmp_path / "blob"
+    path.write_bytes(b"abc")
+    with pytest.raises(InputError, match="outside the file"):
+        hash_file_region(path, 0, 4)
+
+
+def test_unknown_algorithm_is_refused(tmp_path):
+    path = tmp_path / "blob"
+    path.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="unknown hash algorithm"):
+        hash_file(path, algorithm="md5")  # type: ignore[arg-type]
