@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
+import math
+from fractions import Fraction
 import json
 import shutil
 from pathlib import Path
@@ -92,3 +95,43 @@ def copy_model_sharded(destination: Path, shards: int = 3) -> Path:
 def leftovers(parent: Path, name: str) -> list[str]:
     """Temporary files an interrupted write would leave beside ``parent/name``."""
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(f".{name}."))
+
+
+# ------------------------------------------------------------------ exact rounding reference
+
+
+def _table(dtype: str) -> tuple[list[float], list[int]]:
+    """Every finite non-negative value of a 16-bit float format, sorted, with its bit pattern."""
+    bits = np.arange(0, 0x8000, dtype=np.uint16)
+    with np.errstate(invalid="ignore"):  # the NaN patterns
+        if dtype == "BF16":
+            values = (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        else:
+            values = bits.view(np.float16).astype(np.float64)
+    finite = np.isfinite(values)
+    pairs = sorted(zip(values[finite].tolist(), bits[finite].tolist()))
+    return [v for v, _ in pairs], [b for _, b in pairs]
+
+
+FLOAT16_TABLES = {dtype: _table(dtype) for dtype in ("BF16", "F16")}
+_OVERFLOW = {"BF16": 2.0**128, "F16": 2.0**16}  # where the next binade would start
+_INF_BITS = {"BF16": 0x7F80, "F16": 0x7C00}
+
+
+def reference_bits(x: float, dtype: str) -> int:
+    """Correct IEEE rounding of a float64 to BF16/F16 (nearest, ties to even), by exact search."""
+    values, bits = FLOAT16_TABLES[dtype]
+    sign = 0x8000 if math.copysign(1.0, x) < 0 else 0
+    a = Fraction(abs(x))
+    i = bisect.bisect_left(values, abs(x))
+    if i < len(values) and values[i] == abs(x):
+        return sign | bits[i]
+    lo_v, lo_b = values[i - 1], bits[i - 1]
+    if i < len(values):
+        hi_v, hi_b = values[i], bits[i]
+    else:  # above the largest finite value: the next candidate is infinity, as if at 2^(emax+1)
+        hi_v, hi_b = _OVERFLOW[dtype], _INF_BITS[dtype]
+    d_lo, d_hi = a - Fraction(lo_v), Fraction(hi_v) - a
+    if d_lo < d_hi or (d_lo == d_hi and lo_b % 2 == 0):
+        return sign | lo_b
+    return sign | hi_b
