@@ -35,8 +35,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..digest import Bytes32, blake3_hasher
-from ..elements.content_id import FILE_DOMAIN, TensorEntry, tensor_set_content_id
-from ..elements.safetensors_format import build_header, read_header
+from ..elements.content_id import FILE_DOMAIN, TensorEntry, tensor_entries, tensor_set_content_id
+from ..elements.safetensors_format import build_header
 from ..errors import InputError, IntegrityError
 from .plan import DERIVED_BLOCK_ELEMS, CopyPlan, Plan, TensorPlan, plan_tensors
 from .recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, load_recipe
@@ -59,7 +59,6 @@ __all__ = [
 DEFAULT_MAX_SHARD_SIZE = 5_000_000_000
 PROVENANCE_NAME = "elements-provenance.json"
 PROVENANCE_FORMAT = "elements.provenance/v1"
-COPY_CHUNK = 8 << 20
 
 Progress = Callable[[int, int], None]
 
@@ -359,30 +358,32 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     expected = {t.name: t.digest for t in recipe.output.tensors}
     metadata = dict(recipe.output.metadata)
     total = plan.total_bytes
-    done = 0
+    done = [0]
+
+    def advance(nbytes: int) -> None:
+        done[0] += nbytes
+        if progress:
+            progress(done[0], total)
+
     entries: list[TensorEntry] = []
     for shard, file_name in zip(shards, shard_names):
-        specs = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in shard]
-        header, _ = build_header(specs, metadata)
         path = directory / file_name
-        with open(path, "wb") as handle:
-            handle.write(struct.pack("<Q", len(header)))
-            handle.write(header)
-            for name in shard:
-                tensor = plan.tensors[name]
-                digest = _write_tensor(handle, tensor)
-                if name in expected and str(digest) != expected[name]:
-                    raise OutputMismatch(
-                        f"output tensor {name!r} has digest {digest} but the recipe's table says {expected[name]}; nothing was written"
-                    )
-                entries.append(TensorEntry(name, tensor.dtype, tuple(tensor.shape), digest, tensor.nbytes))
-                done += tensor.nbytes
-                if progress:
-                    progress(done, total)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        read_header(path)  # our own writer's output passes the strict parser, or we stop here
+        computed = _write_shard(path, shard, plan, metadata, advance, durable)
+        # Verify what is on disk: every tensor of the shard is hashed back from the file. A copied
+        # tensor must carry its input's manifest digest (this is where copies are verified); a
+        # derived one the digest computed while it was produced.
+        on_disk = {entry.name: entry for entry in tensor_entries(path)}
+        for name in shard:
+            tensor, entry = plan.tensors[name], on_disk[name]
+            if isinstance(tensor, CopyPlan):
+                tensor.element.check_digest(tensor.name, entry.digest)
+            elif entry.digest != computed[name]:
+                raise IntegrityError(f"{path} changed while it was being written (tensor {name!r}); assemble again")
+            if name in expected and str(entry.digest) != expected[name]:
+                raise OutputMismatch(
+                    f"output tensor {name!r} has digest {entry.digest} but the recipe's table says {expected[name]}; nothing was written"
+                )
+            entries.append(entry)
     if len(shards) > 1:
         index = {
             "metadata": {"total_size": total},
@@ -394,20 +395,47 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     return entries, shard_names
 
 
-def _write_tensor(handle, tensor: TensorPlan):
-    if isinstance(tensor, CopyPlan):
-        for chunk in tensor.element.stream(tensor.name, COPY_CHUNK):
-            handle.write(chunk)
-        return tensor.digest
-    hasher = blake3_hasher(tensor.nbytes)
+def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
+                 advance: Callable[[int], None], durable: bool) -> dict[str, Bytes32]:
+    """Write one safetensors file in canonical layout; returns the digests of derived tensors."""
+    specs = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
+    header, _ = build_header(specs, metadata)
+    computed: dict[str, Bytes32] = {}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        offset = _pwrite_all(fd, struct.pack("<Q", len(header)) + header, 0)
+        for name in names:
+            tensor = plan.tensors[name]
+            if isinstance(tensor, CopyPlan):
+                tensor.element.copy_unverified(tensor.name, fd, offset, advance)
+            else:
+                computed[name] = _write_derived(fd, offset, tensor, advance)
+            offset += tensor.nbytes
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return computed
+
+
+def _pwrite_all(fd: int, data, offset: int) -> int:
+    view = memoryview(data).cast("B")
     written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], offset + written)
+    return offset + written
+
+
+def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[int], None]) -> Bytes32:
+    hasher = blake3_hasher(tensor.nbytes)
+    start = offset
     for block in tensor.blocks(_block_elems(tensor)):
         view = memoryview(np.ascontiguousarray(block)).cast("B")
         hasher.update(view)
-        handle.write(view)
-        written += len(view)
-    if written != tensor.nbytes:  # pragma: no cover - a planning bug, never user input
-        raise AssertionError(f"tensor {tensor.describe()} produced {written} bytes, expected {tensor.nbytes}")
+        offset = _pwrite_all(fd, view, offset)
+        advance(len(view))
+    if offset - start != tensor.nbytes:  # pragma: no cover - a planning bug, never user input
+        raise AssertionError(f"tensor {tensor.describe()} produced {offset - start} bytes, expected {tensor.nbytes}")
     return Bytes32(hasher.digest())
 
 
