@@ -7,9 +7,11 @@ import copy
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 from registry.compose.delta import make_delta
 from registry.compose.engine import PROVENANCE_NAME, OutputExists, OutputMismatch, assemble, inspect_recipe, parse_size
@@ -106,10 +108,9 @@ def test_sharded_output_has_an_index_and_the_same_content_id(split_dir, tmp_path
     for shard in checkpoint.shards[:-1]:
         assert shard.data_size <= 20_000_000 or len(shard.tensors) == 1
     assert str(content_id(out)) == ORIGINAL_ID
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
     loaded = {}
     for shard in shards:
-        loaded.update(safetensors_numpy.load_file(str(out / shard)))
+        loaded.update(safetensors.numpy.load_file(str(out / shard)))
     assert all(loaded[n].tobytes() == a.tobytes() for n, (_, a) in original.items())
 
 
@@ -155,11 +156,32 @@ def test_three_layer_variant_assembles_and_loads(split_dir, tmp_path, original):
     config = json.loads((out / "config.json").read_text())
     assert config["num_hidden_layers"] == 3 and config["hidden_size"] == 384
     assert result.files["config.json"] == str(file_content_id(out / "config.json"))
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    assert safetensors_numpy.load_file(str(out / "model.safetensors"))["encoder.layer.2.output.dense.weight"].shape == (384, 1536)
-    transformers = pytest.importorskip("transformers", reason="transformers not installed: AutoConfig parsing not checked")
+    loaded = safetensors.numpy.load_file(str(out / "model.safetensors"))
+    assert loaded["encoder.layer.2.output.dense.weight"].shape == (384, 1536) and len(loaded) == 56
+
+
+def test_three_layer_config_parses_with_transformers(split_dir, tmp_path):
+    transformers = pytest.importorskip("transformers", reason="transformers not installed (optional extra): AutoConfig not checked")
+    out = tmp_path / "small"
+    assemble(parse_recipe(three_layer_recipe(split_dir)), LocalElementSource(split_dir), out)
     parsed = transformers.AutoConfig.from_pretrained(str(out))
-    assert parsed.num_hidden_layers == 3 and parsed.model_type == "bert"
+    assert parsed.num_hidden_layers == 3 and parsed.model_type == "bert" and parsed.hidden_size == 384
+
+
+def test_the_three_layer_example_in_the_docs_assembles(split_dir, tmp_path):
+    text = (Path(__file__).resolve().parent.parent / "docs/recipes.md").read_text()
+    example = text.split("```yaml\nformat: elements.recipe/v1\nname: minilm-3-layers\n", 1)[1].split("```", 1)[0]
+    recipe = load_recipe("format: elements.recipe/v1\nname: minilm-3-layers\n" + example)
+    result = assemble(recipe, LocalElementSource(split_dir), tmp_path / "doc")
+    direct = assemble(parse_recipe(three_layer_recipe(split_dir)), LocalElementSource(split_dir), tmp_path / "test")
+    assert result.content_id == direct.content_id and set(result.files) == {"config.json", "tokenizer.json"}
+
+
+def test_a_patch_that_keeps_a_value_keeps_the_original_config_bytes(split_dir, tmp_path):
+    doc = reassembly_recipe(split_dir)
+    doc["files"] = [dict(f, patch={"num_hidden_layers": 6}) if f["path"] == "config.json" else f for f in doc["files"]]
+    assemble(parse_recipe(doc), LocalElementSource(split_dir), tmp_path / "out")  # output.files still match
+    assert (tmp_path / "out/config.json").read_bytes() == (MODEL / "config.json").read_bytes()
 
 
 def _embed(model_dir, sentences):

@@ -225,3 +225,15 @@ def test_output_table_round_trips_and_sorts():
         "tensors": [{"name": "a", "dtype": "F16", "shape": [], "digest": C}, {"name": "b", "dtype": "F32", "shape": [2], "digest": B}],
         "files": [{"path": "config.json", "content_id": C}],
     }
+
+
+def test_every_public_name_of_the_compose_modules_exists():
+    import importlib
+
+    for module_name in ["recipe", "ops", "sources", "plan", "engine", "delta"]:
+        module = importlib.import_module(f"registry.compose.{module_name}")
+        assert module.__all__, module_name
+        missing = [name for name in module.__all__ if not hasattr(module, name)]
+        assert missing == [], f"registry.compose.{module_name}: {missing}"
+    split = importlib.import_module("registry.elements.split")
+    assert [name for name in split.__all__ if not hasattr(split, name)] == []

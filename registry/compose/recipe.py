@@ -54,6 +54,7 @@ __all__ = [
     "canonical_json",
     "with_record_ids",
     "check_relative_path",
+    "apply_renames",
 ]
 
 FORMAT = "elements.recipe/v1"
