@@ -158,3 +158,18 @@ def test_split_bad_input_is_one_line_exit_2(tmp_path, capsys):
 def test_assemble_local_needs_an_elements_directory(split_dir, tmp_path, capsys):
     code, _, err = run(capsys, "assemble-local", split_dir / "recipe.json", "--elements", tmp_path / "none", "-o", tmp_path / "o")
     assert code == 2 and "elements directory" in err and "does not exist" in err
+
+
+def test_assemble_local_saves_the_recipe_pinned_to_its_output(split_dir, tmp_path, capsys):
+    doc = reassembly_recipe(split_dir)
+    doc.pop("output")
+    doc["steps"].append({"op": "cast", "dtype": "F16", "select": ["pooler.*"]})
+    recipe = tmp_path / "cast.json"
+    recipe.write_text(json.dumps(doc))
+    code, _, err = run(capsys, "assemble-local", recipe, "--elements", split_dir, "-o", tmp_path / "a", "--save-recipe", tmp_path / "pinned.json")
+    assert code == 0, err
+    pinned = json.loads((tmp_path / "pinned.json").read_text())
+    assert pinned["output"]["content_id"] == str(content_id(tmp_path / "a"))
+    assert {t["name"]: t["dtype"] for t in pinned["output"]["tensors"]}["pooler.dense.weight"] == "F16"
+    code, _, err = run(capsys, "assemble-local", tmp_path / "pinned.json", "--elements", split_dir, "-o", tmp_path / "b")
+    assert code == 0, err

@@ -319,6 +319,14 @@ def test_refuses_an_existing_output_directory_unless_forced(work, tmp_path):
     assert leftovers(tmp_path, "out") == []
 
 
+def test_refuses_to_replace_the_directory_that_holds_its_inputs(work, tmp_path):
+    with pytest.raises(InputError, match="holds input"):
+        assemble(work / "recipe.json", LocalElementSource(work), work, force=True)
+    with pytest.raises(InputError, match="holds input"):
+        assemble(work / "recipe.json", LocalElementSource(work), work / "elements", force=True)
+    assert (work / "elements/pooler.safetensors").is_file() and leftovers(work, "elements") == []
+
+
 def test_refuses_paths_that_escape(work, tmp_path):
     doc = reassembly_recipe(work)
     doc["files"][0]["path"] = "../escaped.json"

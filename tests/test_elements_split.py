@@ -153,6 +153,17 @@ def test_split_refuses_an_existing_output_and_leaves_it_alone(tmp_path):
     assert leftovers(tmp_path, "out") == []
 
 
+def test_split_refuses_to_replace_the_model_it_splits(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    write_safetensors(model / "model.safetensors", {"a.weight": np.ones(3, dtype=np.float32)})
+    with pytest.raises(SplitError, match="holds the model"):
+        split_model(model, model, force=True)
+    with pytest.raises(SplitError, match="holds the model"):
+        split_model(model / "model.safetensors", tmp_path, force=True)
+    assert (model / "model.safetensors").is_file()
+
+
 def test_split_refuses_a_file_that_is_not_safetensors_and_writes_nothing(tmp_path):
     bogus = tmp_path / "model.safetensors"
     bogus.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")

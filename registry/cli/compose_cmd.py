@@ -5,6 +5,8 @@ reuse :func:`registry.compose.engine.assemble`."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 
 from ..compose.engine import DEFAULT_MAX_SHARD_SIZE, assemble, inspect_recipe, parse_size
@@ -52,6 +54,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements assemble-local three-layers.yaml --elements ./minilm-elements -o ./small --force\n"
             "  elements assemble-local recipe.json --elements ./parts -o ./out --max-shard-size 2GB\n"
             "  elements assemble-local recipe.json --elements ./parts --dry-run --json   plan only: table, predicted id\n"
+            "  elements assemble-local merge.yaml --elements ./parts -o ./merged --save-recipe merge.pinned.json\n"
         ),
     )
     assemble_local.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1)")
@@ -61,6 +64,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     assemble_local.add_argument("--max-shard-size", default=str(DEFAULT_MAX_SHARD_SIZE), metavar="SIZE",
                                 help="shard the weights above SIZE (default 5GB, as Hugging Face; e.g. 500MB, 64MiB)")
     assemble_local.add_argument("--dry-run", action="store_true", help="plan and check only; print the output table")
+    assemble_local.add_argument("--save-recipe", metavar="FILE",
+                                help="also write the recipe with its output (content id, tensor table, files) pinned to this result")
 
 
 class _Bar:
@@ -115,6 +120,13 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
         raise InputError("assemble-local needs -o OUT (or --dry-run)")
     with _Bar(settings, "assembling") as report:
         result = assemble(recipe, source, args.out, force=args.force, max_shard_size=max_shard_size, progress=report)
+    if args.save_recipe:
+        pinned = recipe.with_output(result.output_spec())
+        text = json.dumps(pinned.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        target = Path(args.save_recipe)
+        temporary = target.with_name(target.name + ".incomplete")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
 
     def human() -> None:
         print(f"assembled {len(result.tensors)} tensors ({result.total_bytes:,} bytes) into {result.path}")

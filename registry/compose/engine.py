@@ -11,11 +11,13 @@ Guarantees:
 
 - nothing is written before the whole recipe is planned against the inputs' manifests, and
   nothing is left in OUT (or beside it) when anything fails;
-- every input is verified against the content id the recipe pins (``sources``), every tensor
-  read is verified against its digest, and the output's content id, computed while writing, must
-  equal the recipe's expected one (and each tensor the expected table's row);
-- memory stays bounded by one block per source (8 MiB copies, 8 MiB float64 blocks for derived
-  tensors), not by tensor or model size;
+- every input is verified against the content id the recipe pins (``sources``); copied tensors
+  are moved by the kernel and each finished shard is hashed back from disk, so every copy is
+  checked against its input's manifest digest and the output's content id is computed from the
+  bytes actually written; inputs of derived tensors are verified as they are read; the content
+  id and each tensor must match the recipe's expected ones;
+- memory stays bounded by a few blocks (copies use none; derived tensors 2**20-element float64
+  blocks per source; hashing 16 MiB mmap windows), not by tensor or model size;
 - the bytes are the same on every run and machine: canonical safetensors layout (the elements
   layer's header encoder), tensors in name order, shards filled in that order, fixed numerics.
 """
@@ -303,6 +305,11 @@ def assemble(
     if reserved & set(provenance):
         raise InputError(f"provenance fields {', '.join(sorted(reserved & set(provenance)))} are set by the engine")
     with _opened(recipe, source) as elements:
+        resolved = out.resolve()
+        for element in elements.values():
+            data = element.path.resolve()
+            if resolved == data or resolved in data.parents:
+                raise InputError(f"output directory {out} holds input {element.ref.name!r} ({element.path}); choose another -o")
         plan = plan_tensors(recipe, elements)
         _check_expected_table(recipe, plan)
         file_plan = [(spec.path, elements[spec.source], spec.patch) for spec in recipe.files]

@@ -262,8 +262,12 @@ def split_model(
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not force:
         raise SplitError(f"output directory {out} exists; choose another --out or pass --force to replace it")
+    if out.resolve() == model.resolve() or out.resolve() in model.resolve().parents:
+        raise SplitError(f"output directory {out} holds the model {model}; choose another --out")
     checkpoint, files, skipped = _model_parts(model)
     names = checkpoint.names
+    if not names:
+        raise SplitError(f"{model} holds no tensors; there is nothing to split")
     if rules:
         groups = group_by_rules(names, [parse_rule(r) for r in rules])
     elif by == "layer":
