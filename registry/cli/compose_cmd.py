@@ -1,0 +1,136 @@
+"""Composition commands: ``split`` (a model into elements + recipe) and ``assemble-local``
+(a recipe from a local elements directory, no chain). ``compose`` / ``assemble`` join later and
+reuse :func:`registry.compose.engine.assemble`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..compose.engine import DEFAULT_MAX_SHARD_SIZE, assemble, inspect_recipe, parse_size
+from ..compose.recipe import load_recipe
+from ..compose.sources import LocalElementSource
+from ..config import Settings
+from ..elements.split import split_model
+from ..errors import InputError
+from ._app import Result, add_command, progress
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    split = add_command(
+        sub,
+        common,
+        "split",
+        cmd_split,
+        help="cut a model into element files (one per layer, plus config/tokenizer files) and a recipe",
+        examples=(
+            "  elements split ./all-MiniLM-L6-v2 --out ./minilm-elements\n"
+            "  elements split model.safetensors --out ./parts --by module\n"
+            "  elements split ./llama --out ./parts --rule 'model\\.layers\\.(\\d+)\\.=block_\\1' --rule '.*=rest'\n"
+            "  elements split ./model --out ./parts --json     the elements and content ids as JSON\n"
+        ),
+    )
+    split.add_argument("model", metavar="MODEL", help=".safetensors file, *.safetensors.index.json or Hugging Face model directory")
+    split.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist unless --force)")
+    group = split.add_mutually_exclusive_group()
+    group.add_argument("--by", choices=["layer", "module", "none"], default="layer",
+                       help="grouping: per transformer layer (default), per top-level module, or one element")
+    group.add_argument("--rule", action="append", metavar="REGEX=NAME",
+                       help="group tensors whose name matches REGEX into element NAME (\\1 allowed); repeatable, first match wins")
+    split.add_argument("--force", action="store_true", help="replace DIR if it exists")
+
+    assemble_local = add_command(
+        sub,
+        common,
+        "assemble-local",
+        cmd_assemble_local,
+        help="assemble a recipe from a local elements directory (the output of split), no chain needed",
+        examples=(
+            "  elements assemble-local ./minilm-elements/recipe.json --elements ./minilm-elements -o ./minilm\n"
+            "  elements assemble-local three-layers.yaml --elements ./minilm-elements -o ./small --force\n"
+            "  elements assemble-local recipe.json --elements ./parts -o ./out --max-shard-size 2GB\n"
+            "  elements assemble-local recipe.json --elements ./parts --dry-run --json   plan only: table, predicted id\n"
+            "  elements assemble-local merge.yaml --elements ./parts -o ./merged --save-recipe merge.pinned.json\n"
+        ),
+    )
+    assemble_local.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1)")
+    assemble_local.add_argument("--elements", required=True, metavar="DIR", help="directory holding the recipe's element files")
+    assemble_local.add_argument("-o", "--out", metavar="OUT", help="output model directory (must not exist unless --force)")
+    assemble_local.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    assemble_local.add_argument("--max-shard-size", default=str(DEFAULT_MAX_SHARD_SIZE), metavar="SIZE",
+                                help="shard the weights above SIZE (default 5GB, as Hugging Face; e.g. 500MB, 64MiB)")
+    assemble_local.add_argument("--dry-run", action="store_true", help="plan and check only; print the output table")
+    assemble_local.add_argument("--save-recipe", metavar="FILE",
+                                help="also write the recipe with its output (content id, tensor table, files) pinned to this result")
+
+
+class _Bar:
+    """A progress bar opened on the first ``(done, total)`` report, when the total is known."""
+
+    def __init__(self, settings: Settings, description: str) -> None:
+        self.settings, self.description = settings, description
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = progress(self.settings, total, self.description).__enter__()
+        self.bar.advance(done - self.done)
+        self.done = done
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
+    with _Bar(settings, "splitting") as report:
+        result = split_model(args.model, args.out, by=args.by, rules=args.rule, force=args.force, progress=report)
+
+    def human() -> None:
+        print(f"split {args.model} into {len(result.elements)} elements in {result.out_dir}")
+        print(f"model content id {result.content_id}")
+        width = max(len(e.name) for e in result.elements)
+        for e in result.elements:
+            what = f"{e.tensor_count} tensors" if e.kind == "tensors" else "file"
+            print(f"  {e.name:<{width}}  {e.content_id}  {e.size:>11,} B  {what}")
+        if result.skipped:
+            print(f"skipped (not safetensors, never read): {', '.join(result.skipped)}")
+        print(f"recipe: {result.recipe_path}")
+
+    return Result(data=result.to_json(), human=human)
+
+
+def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
+    recipe = load_recipe(Path(args.recipe))
+    source = LocalElementSource(args.elements)
+    max_shard_size = parse_size(args.max_shard_size)
+    if args.dry_run:
+        report = inspect_recipe(recipe, source)
+        predicted = report["content_id"] or "(known after assembly: derived tensors)"
+        return Result(data=report, human=f"{report['tensor_count']} tensors, {report['total_bytes']:,} bytes; content id {predicted}")
+    if not args.out:
+        raise InputError("assemble-local needs -o OUT (or --dry-run)")
+    with _Bar(settings, "assembling") as report:
+        result = assemble(recipe, source, args.out, force=args.force, max_shard_size=max_shard_size, progress=report)
+    if args.save_recipe:
+        pinned = recipe.with_output(result.output_spec())
+        text = json.dumps(pinned.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        target = Path(args.save_recipe)
+        temporary = target.with_name(target.name + ".incomplete")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
+
+    def human() -> None:
+        print(f"assembled {len(result.tensors)} tensors ({result.total_bytes:,} bytes) into {result.path}")
+        print(f"content id {result.content_id}" + (" (matches the recipe)" if recipe.output.content_id else ""))
+        print(f"weights: {', '.join(result.weight_files)}; files: {', '.join(result.files) or 'none'}")
+
+    return Result(data=result.to_json(), human=human)

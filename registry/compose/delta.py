@@ -1,0 +1,65 @@
+"""Fine-tune deltas: an element of only the tensors a fine-tune changed, and the override recipe.
+
+A fine-tune that touched k tensors is published as one element of those k tensors; the
+composition "base recipe + override(delta)" assembles to the fine-tuned model exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from ..elements.content_id import Manifest, tensor_entries, tensor_set_content_id
+from ..elements.safetensors_format import open_tensors, read_checkpoint, write_safetensors
+from .recipe import InputRef, OutputSpec, OutputTensor, Override, Recipe, RecipeError, check_relative_path
+
+__all__ = ["make_delta"]
+
+
+def make_delta(base: Recipe, finetuned: str | os.PathLike, elements_dir: str | os.PathLike,
+               name: str = "delta") -> tuple[Recipe, Manifest]:
+    """Write ``elements_dir/elements/<name>.safetensors`` (+ manifest) holding only the tensors of
+    ``finetuned`` that differ from ``base``'s output table, and return the recipe that overrides
+    them (its output pinned to the fine-tuned weights).
+
+    Raises:
+        RecipeError: ``base`` has no output table, the fine-tune adds or removes tensors (an
+            override cannot), nothing changed, or ``name`` is already an input.
+    """
+    if not base.output.tensors:
+        raise RecipeError("the base recipe has no output table; assemble it once and record its output first")
+    if name in base.inputs:
+        raise RecipeError(f"the base recipe already has an input named {name!r}; choose another delta name")
+    relative = check_relative_path(f"elements/{name}.safetensors", "delta name")
+    checkpoint = read_checkpoint(finetuned)
+    entries = {entry.name: entry for entry in tensor_entries(checkpoint)}
+    table = {row.name: row for row in base.output.tensors}
+    added, removed = sorted(set(entries) - set(table)), sorted(set(table) - set(entries))
+    if added or removed:
+        detail = ", ".join([f"adds {n!r}" for n in added[:2]] + [f"removes {n!r}" for n in removed[:2]])
+        raise RecipeError(f"the fine-tune {detail}; an override delta can only replace existing tensors")
+    changed = sorted(
+        (n for n, e in entries.items() if (e.dtype, e.shape, str(e.digest)) != (table[n].dtype, table[n].shape, table[n].digest)),
+        key=lambda n: n.encode("utf-8"),
+    )
+    if not changed:
+        raise RecipeError("the fine-tuned weights are identical to the base; there is no delta to publish")
+    root = Path(elements_dir)
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open_tensors(checkpoint) as views:
+        write_safetensors(path, [(n, entries[n].dtype, entries[n].shape, (lambda n=n: views[n])) for n in changed])
+    manifest = Manifest.for_tensors([entries[n] for n in changed], metadata={"name": name})
+    if Manifest.for_tensors(tensor_entries(path)).content_id != manifest.content_id:  # pragma: no cover - writer bug
+        raise AssertionError(f"delta element {path} does not hold the tensors it was written from")
+    (root / (relative + ".manifest.json")).write_bytes(manifest.to_json_bytes())
+    inputs = dict(base.inputs)
+    inputs[name] = InputRef(name=name, kind="tensors", content_id=str(manifest.content_id), path=relative)
+    output = OutputSpec(
+        content_id=str(tensor_set_content_id(entries.values())),
+        tensors=tuple(OutputTensor(e.name, e.dtype, e.shape, str(e.digest)) for e in sorted(entries.values(), key=lambda e: e.name)),
+        files=base.output.files,
+        metadata=base.output.metadata,
+    )
+    return replace(base, inputs=inputs, steps=(*base.steps, Override((name,))), output=output), manifest

@@ -1,0 +1,511 @@
+"""The assembly engine: a recipe plus an element source in, a verified model directory out.
+
+Output directory (written under a temporary name beside it, moved into place at the end)::
+
+    OUT/
+    ├── model.safetensors                 or model-0000i-of-0000n.safetensors + model.safetensors.index.json
+    ├── config.json, tokenizer.json ...   the recipe's files (JSON-merge-patched where asked)
+    └── elements-provenance.json          recipe content id and document, inputs, output ids
+
+Guarantees:
+
+- nothing is written before the whole recipe is planned against the inputs' manifests, and
+  nothing is left in OUT (or beside it) when anything fails;
+- every input is verified against the content id the recipe pins (``sources``); copied tensors
+  are moved by the kernel and each finished shard is hashed back from disk, so every copy is
+  checked against its input's manifest digest and the output's content id is computed from the
+  bytes actually written; inputs of derived tensors are verified as they are read; the content
+  id and each tensor must match the recipe's expected ones;
+- memory stays bounded by a few blocks (copies use none; derived tensors 2**20-element float64
+  blocks per source; hashing 16 MiB mmap windows), not by tensor or model size;
+- the bytes are the same on every run and machine: canonical safetensors layout (the elements
+  layer's header encoder), tensors in name order, shards filled in that order, fixed numerics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..digest import Bytes32, blake3_hasher
+from ..elements.content_id import FILE_DOMAIN, TensorEntry, tensor_entries, tensor_set_content_id
+from ..elements.safetensors_format import build_header
+from ..errors import InputError, IntegrityError
+from .plan import DERIVED_BLOCK_ELEMS, CopyPlan, Plan, TensorPlan, plan_tensors
+from .recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, load_recipe
+from .sources import ElementSource, FileElement, TensorElement
+
+__all__ = [
+    "DEFAULT_MAX_SHARD_SIZE",
+    "PROVENANCE_NAME",
+    "PROVENANCE_FORMAT",
+    "AssemblyResult",
+    "OutputExists",
+    "OutputMismatch",
+    "assemble",
+    "inspect_recipe",
+    "merge_patch",
+    "parse_size",
+]
+
+#: Shard above this many bytes of tensor data, like Hugging Face's ``max_shard_size="5GB"``.
+DEFAULT_MAX_SHARD_SIZE = 5_000_000_000
+PROVENANCE_NAME = "elements-provenance.json"
+PROVENANCE_FORMAT = "elements.provenance/v1"
+
+Progress = Callable[[int, int], None]
+
+
+class OutputExists(InputError):
+    """The output directory exists and --force was not given."""
+
+
+class OutputMismatch(IntegrityError):
+    """The assembled output differs from what the recipe says it must be."""
+
+
+@dataclass
+class AssemblyResult:
+    """What an assembly produced (also what a caller needs to fill a recipe's ``output``)."""
+
+    path: Path
+    content_id: str
+    tensors: list[TensorEntry]
+    weight_files: list[str]
+    files: dict[str, str]
+    recipe_content_id: str
+    largest_tensor: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.tensors)
+
+    def output_spec(self) -> OutputSpec:
+        """The ``output`` section that pins this result (content id, tensor table, files)."""
+        return OutputSpec(
+            content_id=self.content_id,
+            tensors=tuple(OutputTensor(e.name, e.dtype, e.shape, str(e.digest)) for e in self.tensors),
+            files=tuple(OutputFile(path, cid) for path, cid in sorted(self.files.items())),
+            metadata=tuple(sorted(self.metadata.items())),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "content_id": self.content_id,
+            "recipe_content_id": self.recipe_content_id,
+            "tensor_count": len(self.tensors),
+            "total_bytes": self.total_bytes,
+            "largest_tensor": self.largest_tensor,
+            "weight_files": self.weight_files,
+            "files": self.files,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """'5GB' (decimal, as Hugging Face), '512MiB' (binary) or a byte count.
+
+    Raises:
+        InputError: not a size.
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        raw = text.strip().upper().replace(" ", "")
+        number = raw.rstrip("KMGTIB")
+        unit = raw[len(number):]
+        try:
+            value = int(float(number) * _UNITS[unit])
+        except (ValueError, KeyError):
+            raise InputError(f"size {text!r} is not a size; write e.g. 5GB, 500MB, 64MiB or a byte count") from None
+    if value <= 0:
+        raise InputError(f"size {text!r} must be positive")
+    return value
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null deletes, anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")
+    patched = merge_patch(document, patch)
+    return (json.dumps(patched, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _safe_join(root: Path, relative: str) -> Path:
+    path = root / relative
+    resolved_root = root.resolve()
+    if resolved_root not in path.resolve().parents:
+        raise RecipeError(f"files path {relative!r} escapes the output directory")
+    return path
+
+
+def _shard_names(count: int) -> list[str]:
+    if count == 1:
+        return ["model.safetensors"]
+    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+def _partition(names: list[str], plan: Plan, max_shard_size: int) -> list[list[str]]:
+    # Hugging Face's rule: start a new shard when the next tensor would overflow a non-empty one.
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name in names:
+        nbytes = plan.tensors[name].nbytes
+        if shards[-1] and size + nbytes > max_shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def _block_elems(plan: TensorPlan) -> int:
+    if plan.row_aligned:
+        row = int(np.prod(plan.shape[1:], dtype=np.int64))
+        return max(1, DERIVED_BLOCK_ELEMS // row) * row
+    return DERIVED_BLOCK_ELEMS
+
+
+# --------------------------------------------------------------------------------------------
+# assembly
+
+
+@contextlib.contextmanager
+def _opened(recipe: Recipe, source: ElementSource):
+    elements: dict[str, TensorElement | FileElement] = {}
+    try:
+        for name in sorted(recipe.inputs):
+            elements[name] = source.open(recipe.inputs[name])
+        yield elements
+    finally:
+        for element in elements.values():
+            element.close()
+
+
+def _check_expected_table(recipe: Recipe, plan: Plan) -> None:
+    expected = recipe.output
+    if expected.tensors:
+        want = {t.name: t for t in expected.tensors}
+        have = plan.tensors
+        extra = sorted(set(have) - set(want))
+        missing = sorted(set(want) - set(have))
+        if extra or missing:
+            detail = (f"produces {', '.join(extra[:3])} not in the table" if extra else "") + (
+                ("; " if extra else "") + f"does not produce {', '.join(missing[:3])}" if missing else "")
+            raise OutputMismatch(f"the recipe's steps do not match its output table: it {detail}; fix the steps or the table")
+        for name, row in want.items():
+            p = have[name]
+            if (p.dtype, tuple(p.shape)) != (row.dtype, row.shape):
+                raise OutputMismatch(
+                    f"output tensor {name!r} would be {p.dtype}{list(p.shape)} but the recipe's table says {row.dtype}{list(row.shape)}"
+                )
+            if p.digest is not None and str(p.digest) != row.digest:
+                raise OutputMismatch(
+                    f"output tensor {name!r} would be copied with digest {p.digest} but the recipe's table says {row.digest}"
+                )
+    predicted = plan.predicted_content_id()
+    if expected.content_id and predicted and predicted != expected.content_id:
+        raise OutputMismatch(
+            f"the recipe's steps give content id {predicted} but it expects {expected.content_id}; the recipe is inconsistent"
+        )
+
+
+def inspect_recipe(recipe: Recipe | str | os.PathLike, source: ElementSource) -> dict[str, Any]:
+    """Plan a recipe without writing anything: the output table (digests where known in advance),
+    the predicted content id (when every tensor is a copy), sizes.
+
+    Raises:
+        RecipeError / ElementNotFound / ElementIntegrityError / OutputMismatch: as :func:`assemble`.
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    with _opened(recipe, source) as elements:
+        plan = plan_tensors(recipe, elements)
+        _check_expected_table(recipe, plan)
+        return {
+            "content_id": plan.predicted_content_id(),
+            "tensor_count": len(plan.tensors),
+            "total_bytes": plan.total_bytes,
+            "largest_tensor": plan.largest_tensor,
+            "tensors": [
+                {"name": n, "dtype": p.dtype, "shape": list(p.shape), "digest": str(p.digest) if p.digest else None,
+                 "from": p.describe()}
+                for n, p in sorted(plan.tensors.items(), key=lambda item: item[0].encode())
+            ],
+        }
+
+
+def assemble(
+    recipe: Recipe | str | os.PathLike,
+    source: ElementSource,
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    progress: Progress | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    durable: bool = True,
+) -> AssemblyResult:
+    """Assemble ``recipe`` from ``source`` into the directory ``out_dir``.
+
+    Args:
+        force: replace ``out_dir`` if it exists (only once the new output is complete).
+        max_shard_size: bytes of tensor data per shard; above it the weights are sharded.
+        progress: called as ``progress(bytes_done, bytes_total)`` while tensor data is written.
+        provenance: extra top-level fields for ``elements-provenance.json`` (chain id, registry,
+            composition record: filled by callers that resolved the recipe on chain).
+        durable: fsync every file before the output is moved into place.
+
+    Raises:
+        OutputExists: ``out_dir`` exists and ``force`` is false.
+        RecipeError: the recipe asks what its inputs cannot give (nothing is written).
+        ElementNotFound: the source lacks an input.
+        ElementIntegrityError: an input differs from the content id the recipe pins.
+        OutputMismatch: the output differs from the recipe's expected table or content id.
+    """
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    out = Path(out_dir)
+    if (out.exists() or out.is_symlink()) and not force:
+        raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+    provenance = dict(provenance or {})
+    reserved = {"format", "content_id", "recipe", "inputs", "weights", "files"}
+    if reserved & set(provenance):
+        raise InputError(f"provenance fields {', '.join(sorted(reserved & set(provenance)))} are set by the engine")
+    with _opened(recipe, source) as elements:
+        resolved = out.resolve()
+        for element in elements.values():
+            data = element.path.resolve()
+            if resolved == data or resolved in data.parents:
+                raise InputError(f"output directory {out} holds input {element.ref.name!r} ({element.path}); choose another -o")
+        plan = plan_tensors(recipe, elements)
+        _check_expected_table(recipe, plan)
+        file_plan = [(spec.path, elements[spec.source], spec.patch) for spec in recipe.files]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
+        temporary.mkdir()
+        try:
+            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, durable)
+            content_id = str(tensor_set_content_id(entries))
+            if recipe.output.content_id and content_id != recipe.output.content_id:
+                raise OutputMismatch(
+                    f"the assembled weights have content id {content_id} but the recipe expects "
+                    f"{recipe.output.content_id}; nothing was written"
+                )
+            files = _write_files(temporary, file_plan, recipe, durable)
+            recipe_content_id = recipe.content_id()
+            document = {
+                "format": PROVENANCE_FORMAT,
+                "content_id": content_id,
+                "recipe": {"content_id": recipe_content_id, "document": recipe.to_dict()},
+                "inputs": {
+                    name: {k: v for k, v in ref.to_dict().items() if k != "path"}
+                    for name, ref in sorted(recipe.inputs.items())
+                },
+                "weights": {"files": weight_files, "tensor_count": len(entries),
+                            "total_size": sum(e.size for e in entries)},
+                "files": files,
+                **provenance,
+            }
+            _write_bytes(temporary / PROVENANCE_NAME,
+                         (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"), durable)
+            _move_into_place(temporary, out, force, durable)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+    return AssemblyResult(
+        path=out,
+        content_id=content_id,
+        tensors=entries,
+        weight_files=weight_files,
+        files=files,
+        recipe_content_id=recipe_content_id,
+        largest_tensor=plan.largest_tensor,
+        metadata=dict(recipe.output.metadata),
+    )
+
+
+def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: int,
+                   progress: Progress | None, durable: bool) -> tuple[list[TensorEntry], list[str]]:
+    names = sorted(plan.tensors, key=lambda name: name.encode("utf-8"))
+    shards = _partition(names, plan, max_shard_size)
+    shard_names = _shard_names(len(shards))
+    expected = {t.name: t.digest for t in recipe.output.tensors}
+    metadata = dict(recipe.output.metadata)
+    total = plan.total_bytes
+    done = [0]
+
+    def advance(nbytes: int) -> None:
+        done[0] += nbytes
+        if progress:
+            progress(done[0], total)
+
+    entries: list[TensorEntry] = []
+    for shard, file_name in zip(shards, shard_names):
+        path = directory / file_name
+        computed = _write_shard(path, shard, plan, metadata, advance, durable)
+        # Verify what is on disk: every tensor of the shard is hashed back from the file. A copied
+        # tensor must carry its input's manifest digest (this is where copies are verified); a
+        # derived one the digest computed while it was produced.
+        on_disk = {entry.name: entry for entry in tensor_entries(path)}
+        for name in shard:
+            tensor, entry = plan.tensors[name], on_disk[name]
+            if isinstance(tensor, CopyPlan):
+                tensor.element.check_digest(tensor.name, entry.digest)
+            elif entry.digest != computed[name]:
+                raise IntegrityError(f"{path} changed while it was being written (tensor {name!r}); assemble again")
+            if name in expected and str(entry.digest) != expected[name]:
+                raise OutputMismatch(
+                    f"output tensor {name!r} has digest {entry.digest} but the recipe's table says {expected[name]}; nothing was written"
+                )
+            entries.append(entry)
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": total},
+            "weight_map": {name: file_name for shard, file_name in zip(shards, shard_names) for name in shard},
+        }
+        _write_bytes(directory / "model.safetensors.index.json",
+                     (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8"), durable)
+        return entries, ["model.safetensors.index.json", *shard_names]
+    return entries, shard_names
+
+
+def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
+                 advance: Callable[[int], None], durable: bool) -> dict[str, Bytes32]:
+    """Write one safetensors file in canonical layout; returns the digests of derived tensors."""
+    specs = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
+    header, _ = build_header(specs, metadata)
+    computed: dict[str, Bytes32] = {}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        offset = _pwrite_all(fd, struct.pack("<Q", len(header)) + header, 0)
+        for name in names:
+            tensor = plan.tensors[name]
+            if isinstance(tensor, CopyPlan):
+                tensor.element.copy_unverified(tensor.name, fd, offset, advance)
+            else:
+                computed[name] = _write_derived(fd, offset, tensor, advance)
+            offset += tensor.nbytes
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return computed
+
+
+def _pwrite_all(fd: int, data, offset: int) -> int:
+    view = memoryview(data).cast("B")
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], offset + written)
+    return offset + written
+
+
+def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[int], None]) -> Bytes32:
+    hasher = blake3_hasher(tensor.nbytes)
+    start = offset
+    for block in tensor.blocks(_block_elems(tensor)):
+        view = memoryview(np.ascontiguousarray(block)).cast("B")
+        hasher.update(view)
+        offset = _pwrite_all(fd, view, offset)
+        advance(len(view))
+    if offset - start != tensor.nbytes:  # pragma: no cover - a planning bug, never user input
+        raise AssertionError(f"tensor {tensor.describe()} produced {offset - start} bytes, expected {tensor.nbytes}")
+    return Bytes32(hasher.digest())
+
+
+def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for relative, element, patch in file_plan:
+        path = _safe_join(directory, relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _safe_join(directory, relative)  # again, now that parents exist
+        if patch is not None:
+            data = _patched_json(element.read_bytes(), patch, relative)
+            _write_bytes(path, data, durable)
+            hasher = blake3_hasher(len(data))
+            hasher.update(FILE_DOMAIN)
+            hasher.update(data)
+            files[relative] = "0x" + hasher.digest().hex()
+        else:
+            with open(path, "wb") as handle:
+                for chunk in element.stream():
+                    handle.write(chunk)
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
+            files[relative] = str(element.manifest.content_id)
+    files = dict(sorted(files.items()))
+    if recipe.output.files:
+        want = {f.path: f.content_id for f in recipe.output.files}
+        if want != files:
+            wrong = sorted(p for p in set(want) | set(files) if want.get(p) != files.get(p))
+            raise OutputMismatch(
+                f"output file(s) {', '.join(wrong[:3])} differ from the recipe's output.files; nothing was written"
+            )
+    return files
+
+
+def _write_bytes(path: Path, data: bytes, durable: bool) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        if durable:
+            os.fsync(handle.fileno())
+
+
+def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> None:
+    if durable:
+        for directory in [temporary, *[p for p in temporary.rglob("*") if p.is_dir()]]:
+            with contextlib.suppress(OSError):
+                fd = os.open(directory, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force")
+        old = out.parent / f".{out.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(out, old)
+        try:
+            os.rename(temporary, out)
+        except BaseException:
+            os.rename(old, out)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+    else:
+        os.rename(temporary, out)

@@ -1,0 +1,511 @@
+"""Planning: run a recipe's steps over manifests only, giving one lazy plan per output tensor.
+
+Every bad-input case that can be found without reading tensor data is found here, before a byte
+is written: a missing input, a selection that matches nothing, a layer that is not there, a name
+produced twice, shapes that cannot merge, dtypes that cannot cast, a LoRA pair that does not fit
+its target. A plan knows its output dtype, shape and (for copied tensors) digest; its data is
+produced block by block only when the engine writes it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from ..elements.content_id import TensorEntry, tensor_set_content_id
+from ..elements.safetensors_format import tensor_nbytes
+from . import ops
+from .recipe import (
+    Cast,
+    Linear,
+    Lora,
+    LoraParams,
+    Override,
+    Recipe,
+    RecipeError,
+    Selection,
+    Stack,
+    Take,
+    TaskArithmetic,
+    apply_renames,
+)
+from .sources import FileElement, TensorElement
+
+__all__ = [
+    "TensorPlan",
+    "CopyPlan",
+    "CastPlan",
+    "LinearPlan",
+    "TaskArithmeticPlan",
+    "LoraPlan",
+    "Plan",
+    "plan_tensors",
+    "DERIVED_BLOCK_ELEMS",
+]
+
+#: Elements per block for derived tensors: each float64 working array is at most 8 MiB.
+DERIVED_BLOCK_ELEMS = 1 << 20
+
+
+class TensorPlan:
+    """How one output tensor is produced. ``digest`` is known in advance for copies only."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    digest: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return tensor_nbytes(self.dtype, self.shape)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def row_aligned(self) -> bool:
+        """True when blocks must hold whole rows (a LoRA merge somewhere in the tree)."""
+        return False
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        """Flat raw-element arrays of ``block_elems`` elements (the last may be shorter)."""
+        raise NotImplementedError
+
+    def inputs(self) -> set[str]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class CopyPlan(TensorPlan):
+    """A tensor copied bit for bit from an input element (possibly under another name)."""
+
+    element: TensorElement
+    name: str
+
+    def __post_init__(self) -> None:
+        entry = self.element.entries[self.name]
+        self.dtype, self.shape, self.digest = entry.dtype, entry.shape, entry.digest
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        return self.element.blocks(self.name, block_elems)
+
+    def inputs(self) -> set[str]:
+        return {self.element.ref.name}
+
+    def describe(self) -> str:
+        return f"{self.element.ref.name}:{self.name}"
+
+
+def _float_blocks(plan: TensorPlan, block_elems: int) -> Iterator[np.ndarray]:
+    for block in plan.blocks(block_elems):
+        yield ops.to_float64(block, plan.dtype)
+
+
+@dataclass(eq=False)
+class CastPlan(TensorPlan):
+    child: TensorPlan
+    dtype: str
+
+    def __post_init__(self) -> None:
+        self.shape = self.child.shape
+
+    @property
+    def row_aligned(self) -> bool:
+        return self.child.row_aligned
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        for block in _float_blocks(self.child, block_elems):
+            yield ops.from_float64(block, self.dtype)
+
+    def inputs(self) -> set[str]:
+        return self.child.inputs()
+
+    def describe(self) -> str:
+        return f"cast({self.child.describe()}, {self.dtype})"
+
+
+@dataclass(eq=False)
+class LinearPlan(TensorPlan):
+    children: list[TensorPlan]
+    weights: list[float]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        self.shape = self.children[0].shape
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        streams = [_float_blocks(child, block_elems) for child in self.children]
+        for parts in zip(*streams):
+            yield ops.from_float64(ops.linear_block(parts, self.weights), self.dtype)
+
+    def inputs(self) -> set[str]:
+        return set().union(*(c.inputs() for c in self.children))
+
+    def describe(self) -> str:
+        return "linear(" + ", ".join(f"{w}*{c.describe()}" for c, w in zip(self.children, self.weights)) + ")"
+
+
+@dataclass(eq=False)
+class TaskArithmeticPlan(TensorPlan):
+    base: TensorPlan
+    children: list[TensorPlan]
+    weights: list[float]
+    dtype: str
+
+    def __post_init__(self) -> None:
+        self.shape = self.base.shape
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        base = _float_blocks(self.base, block_elems)
+        streams = [_float_blocks(child, block_elems) for child in self.children]
+        for base_block, *parts in zip(base, *streams):
+            yield ops.from_float64(ops.task_arithmetic_block(base_block, parts, self.weights), self.dtype)
+
+    def inputs(self) -> set[str]:
+        return self.base.inputs().union(*(c.inputs() for c in self.children))
+
+    def describe(self) -> str:
+        return f"task_arithmetic({self.base.describe()}, " + ", ".join(f"{w}*{c.describe()}" for c, w in zip(self.children, self.weights)) + ")"
+
+
+@dataclass(eq=False)
+class LoraPlan(TensorPlan):
+    base: TensorPlan
+    lora_a: CopyPlan
+    lora_b: CopyPlan
+    scale: float
+    fan_in_fan_out: bool
+    dtype: str
+
+    def __post_init__(self) -> None:
+        self.shape = self.base.shape
+
+    @property
+    def row_aligned(self) -> bool:
+        return True
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        row_len = self.shape[1]
+        if block_elems % row_len:  # pragma: no cover - the engine always asks for whole rows
+            raise AssertionError("LoRA blocks must hold whole rows")
+        a = ops.to_float64(self.lora_a.element.read_all(self.lora_a.name), self.lora_a.dtype)
+        b = ops.to_float64(self.lora_b.element.read_all(self.lora_b.name), self.lora_b.dtype)
+        row = 0
+        for block in _float_blocks(self.base, block_elems):
+            rows = block.size // row_len
+            merged = ops.lora_block(block.reshape(rows, row_len), a, b, self.scale, slice(row, row + rows), self.fan_in_fan_out)
+            row += rows
+            yield ops.from_float64(merged.reshape(-1), self.dtype)
+        assert row == self.shape[0]
+
+    def inputs(self) -> set[str]:
+        return self.base.inputs() | self.lora_a.inputs() | self.lora_b.inputs()
+
+    def describe(self) -> str:
+        return f"lora({self.base.describe()}, {self.lora_a.describe()}, {self.lora_b.describe()}, scale={self.scale})"
+
+
+@dataclass
+class Plan:
+    """The output of a recipe as lazy tensor plans (insertion order = step order)."""
+
+    tensors: dict[str, TensorPlan]
+    files: list[tuple[str, FileElement, Mapping | None]] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(plan.nbytes for plan in self.tensors.values())
+
+    @property
+    def largest_tensor(self) -> int:
+        return max((plan.nbytes for plan in self.tensors.values()), default=0)
+
+    def predicted_content_id(self) -> str | None:
+        """The output content id when every tensor is a copy (no data needed), else None."""
+        if any(plan.digest is None for plan in self.tensors.values()):
+            return None
+        return str(tensor_set_content_id(
+            TensorEntry(name, plan.dtype, plan.shape, plan.digest, plan.nbytes) for name, plan in self.tensors.items()
+        ))
+
+
+# --------------------------------------------------------------------------------------------
+# planning
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+class _Source:
+    """The union of one or more tensor elements, seen as one model."""
+
+    def __init__(self, names: tuple[str, ...], elements: Mapping[str, TensorElement], where: str) -> None:
+        self.label = "+".join(names)
+        self.tensors: dict[str, TensorElement] = {}
+        for input_name in names:
+            element = elements[input_name]
+            for tensor in element.names:
+                if tensor in self.tensors:
+                    raise RecipeError(
+                        f"{where}: tensor {tensor!r} is in both {self.tensors[tensor].ref.name!r} and {input_name!r}; "
+                        "a source's inputs must not overlap"
+                    )
+                self.tensors[tensor] = element
+
+    def copy(self, tensor: str) -> CopyPlan:
+        return CopyPlan(self.tensors[tensor], tensor)
+
+    def entry(self, tensor: str) -> TensorEntry:
+        return self.tensors[tensor].entries[tensor]
+
+
+def select(names: list[str], selection: Selection, where: str, what: str) -> list[str]:
+    """The names a selection picks, in the given order; every pattern must match something."""
+    if selection.is_all:
+        return list(names)
+    picked: set[str] = set()
+    for pattern in selection.select:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            kind = "tensor" if not any(c in pattern for c in "*?[") else "pattern"
+            raise RecipeError(f"{where}: {kind} {pattern!r} matches no tensor of {what}")
+        picked.update(hits)
+    if selection.match is not None:
+        regex = re.compile(selection.match)
+        hits = [n for n in names if regex.search(n)]
+        if not hits:
+            raise RecipeError(f"{where}: regex {selection.match!r} matches no tensor of {what}")
+        picked.update(hits)
+    if not selection.select and selection.match is None:
+        picked = set(names)
+    for pattern in selection.exclude:
+        picked = {n for n in picked if not fnmatch.fnmatchcase(n, pattern)}
+    if not picked:
+        raise RecipeError(f"{where}: the selection leaves no tensor of {what}")
+    return [n for n in names if n in picked]
+
+
+def _add(work: dict[str, TensorPlan], name: str, plan: TensorPlan, where: str, origin: dict[str, str]) -> None:
+    if name in work:
+        raise RecipeError(
+            f"{where}: tensor {name!r} is already produced by {origin[name]}; use an override step to replace it"
+        )
+    if not name or name == "__metadata__":
+        raise RecipeError(f"{where}: {name!r} is not a valid tensor name")
+    work[name] = plan
+    origin[name] = where
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype in ops.FLOAT_DTYPES
+
+
+def _merge_plans(where: str, name: str, plans: list[TensorPlan], labels: list[str]) -> str | None:
+    """Check same-named tensors can merge; returns None for floats, or a reason to copy."""
+    first = plans[0]
+    for plan, label in zip(plans[1:], labels[1:]):
+        if plan.shape != first.shape:
+            raise RecipeError(
+                f"{where}: shapes cannot merge: {name!r} is {list(first.shape)} in {labels[0]} and {list(plan.shape)} in {label}"
+            )
+    dtypes = {plan.dtype for plan in plans}
+    if all(_is_float(d) for d in dtypes):
+        return None
+    if len(dtypes) == 1 and len({bytes(p.digest) for p in plans if p.digest is not None}) == 1 and all(p.digest for p in plans):
+        return "identical"
+    raise RecipeError(
+        f"{where}: cannot merge {name!r}: {'/'.join(sorted(dtypes))} is not a float dtype and the sources differ; "
+        "exclude it from the merge and take it from one source"
+    )
+
+
+def _peft_matches(patterns: tuple[str, ...] | str | None, module: str) -> bool:
+    if patterns is None or patterns == "all-linear":
+        return True
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, module) is not None
+    return any(module == t or module.endswith("." + t) for t in patterns)
+
+
+def _pattern_value(pattern: tuple[tuple[str, object], ...], module: str, default):
+    # PEFT's get_pattern_key: the first key that matches a dotted suffix of the module name.
+    for key, value in pattern:
+        if re.match(rf"(.*\.)?({key})$", module):
+            return value
+    return default
+
+
+def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElement]) -> Plan:
+    """Run the recipe's steps over the (opened, verified) elements' manifests.
+
+    Raises:
+        RecipeError: anything the recipe asks that its inputs cannot give (see module docstring).
+    """
+    tensor_elements = {n: e for n, e in elements.items() if isinstance(e, TensorElement)}
+    work: dict[str, TensorPlan] = {}
+    origin: dict[str, str] = {}
+
+    def source(names: tuple[str, ...], where: str) -> _Source:
+        return _Source(names, tensor_elements, where)
+
+    for index, step in enumerate(recipe.steps):
+        where = f"steps[{index}] ({step.op})"
+        if isinstance(step, Take):
+            src = source(step.source, where)
+            for name in select(list(src.tensors), step.selection, where, f"input {src.label!r}"):
+                _add(work, apply_renames(step.rename, name), src.copy(name), where, origin)
+        elif isinstance(step, Override):
+            src = source(step.source, where)
+            for name in select(list(src.tensors), step.selection, where, f"input {src.label!r}"):
+                target = apply_renames(step.rename, name)
+                if target not in work:
+                    raise RecipeError(
+                        f"{where}: override tensor {target!r} is not in the composition yet; add it with a take step"
+                    )
+                work[target] = src.copy(name)
+                origin[target] = where
+        elif isinstance(step, Stack):
+            regex = step.layer_regex()
+            counter = step.start
+            for s_index, piece in enumerate(step.slices):
+                src = source(piece.source, f"{where}.slices[{s_index}]")
+                layers: dict[int, list[str]] = {}
+                for name in src.tensors:
+                    m = regex.match(name)
+                    if m:
+                        layers.setdefault(int(m.group(1)), []).append(name)
+                for layer in piece.layers:
+                    if layer not in layers:
+                        have = sorted(layers)
+                        span = f"layers {have[0]}-{have[-1]}" if have else f"no tensor named {step.prefix(0)!r}..."
+                        raise RecipeError(
+                            f"{where}.slices[{s_index}]: layer {layer} is not in input {src.label!r} (it has {span})"
+                        )
+                    old, new = step.prefix(layer), step.prefix(counter)
+                    for name in sorted(layers[layer], key=_natural):
+                        _add(work, new + name[len(old):], src.copy(name), where, origin)
+                    counter += 1
+        elif isinstance(step, (Linear, TaskArithmetic)):
+            bases = [source(step.base, where)] if isinstance(step, TaskArithmetic) else []
+            others = [source(s.source, where) for s in step.sources]
+            srcs = bases + others
+            first = srcs[0]
+            labels = [f"input {s.label!r}" for s in srcs]
+            names = select(list(first.tensors), step.selection, where, labels[0])
+            weights = [s.weight for s in step.sources]
+            if isinstance(step, Linear):
+                weights = ops.normalized_weights(weights, step.normalize)
+            for name in names:
+                for s, label in zip(srcs[1:], labels[1:]):
+                    if name not in s.tensors:
+                        raise RecipeError(f"{where}: tensor {name!r} is in {labels[0]} but not in {label}; shapes cannot merge")
+                plans: list[TensorPlan] = [s.copy(name) for s in srcs]
+                target = apply_renames(step.rename, name)
+                if _merge_plans(where, name, plans, labels) == "identical":
+                    _add(work, target, plans[0], where, origin)
+                    continue
+                dtype = step.dtype or plans[0].dtype
+                if isinstance(step, Linear):
+                    merged: TensorPlan = LinearPlan(plans, weights, dtype)
+                else:
+                    merged = TaskArithmeticPlan(plans[0], plans[1:], weights, dtype)
+                _add(work, target, merged, where, origin)
+        elif isinstance(step, Lora):
+            _plan_lora(step, where, work, origin, tensor_elements, elements)
+        elif isinstance(step, Cast):
+            names = list(work)
+            if step.selection.is_all:
+                chosen = [n for n in names if _is_float(work[n].dtype)]
+            else:
+                chosen = select(names, step.selection, where, "the composition")
+            for name in chosen:
+                plan = work[name]
+                if not _is_float(plan.dtype):
+                    raise RecipeError(
+                        f"{where}: cannot cast {name!r} from {plan.dtype} to {step.dtype}; only F64/F32/F16/BF16 tensors cast "
+                        "(exclude it from the selection)"
+                    )
+                if plan.dtype != step.dtype:
+                    work[name] = CastPlan(plan, step.dtype)
+        else:  # pragma: no cover - parse_recipe admits no other step
+            raise RecipeError(f"{where}: unknown step")
+    if not work:
+        raise RecipeError("the recipe's steps produce no tensor")
+    return Plan(tensors=work)
+
+
+def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict[str, str],
+               tensor_elements: Mapping[str, TensorElement], elements: Mapping) -> None:
+    adapter = tensor_elements[step.adapter]
+    if step.params is not None:
+        params = step.params
+    else:
+        config = elements[step.config]
+        try:
+            document = json.loads(config.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecipeError(f"{where}: adapter config {step.config!r} is not JSON ({exc})") from None
+        params = LoraParams.from_peft_config(document, f"adapter config {step.config!r}")
+    pairs: dict[str, dict[str, str]] = {}
+    suffixes = {".lora_A.weight": "A", ".lora_B.weight": "B"}
+    for tensor in adapter.names:
+        for suffix, which in suffixes.items():
+            if tensor.endswith(suffix):
+                break
+        else:
+            raise RecipeError(
+                f"{where}: adapter tensor {tensor!r} is not a lora_A/lora_B weight; only plain LoRA adapters "
+                "(no bias, DoRA, embedding or modules_to_save tensors) can be merged"
+            )
+        if not tensor.startswith(step.strip_prefix):
+            raise RecipeError(f"{where}: adapter tensor {tensor!r} does not start with {step.strip_prefix!r}; set strip_prefix")
+        module = tensor[len(step.strip_prefix): -len(suffix)]
+        pairs.setdefault(module, {})[which] = tensor
+    if not pairs:
+        raise RecipeError(f"{where}: adapter {step.adapter!r} holds no lora_A/lora_B weights")
+    for module in sorted(pairs, key=_natural):
+        pair = pairs[module]
+        if set(pair) != {"A", "B"}:
+            missing = "lora_B" if "A" in pair else "lora_A"
+            raise RecipeError(f"{where}: adapter has no {missing} weight for module {module!r}")
+        if not _peft_matches(params.target_modules, module):
+            raise RecipeError(f"{where}: adapter has weights for {module!r}, which its target_modules do not name")
+        a_entry, b_entry = adapter.entries[pair["A"]], adapter.entries[pair["B"]]
+        for entry in (a_entry, b_entry):
+            if len(entry.shape) != 2 or not _is_float(entry.dtype):
+                raise RecipeError(f"{where}: adapter tensor {entry.name!r} must be a 2-D float matrix, got {entry.dtype}{list(entry.shape)}")
+        rank, fan_in = a_entry.shape
+        fan_out, rank_b = b_entry.shape
+        expected_rank = _pattern_value(params.rank_pattern, module, params.r)
+        if rank != rank_b or rank != expected_rank:
+            raise RecipeError(
+                f"{where}: LoRA shapes for {module!r} do not fit: lora_A {list(a_entry.shape)}, lora_B {list(b_entry.shape)}, r={expected_rank}"
+            )
+        target = apply_renames(step.rename, module + ".weight")
+        if target not in work:
+            raise RecipeError(f"{where}: LoRA target {target!r} is not in the composition; take the base weights first or rename")
+        base = work[target]
+        expected_shape = (fan_in, fan_out) if params.fan_in_fan_out else (fan_out, fan_in)
+        if base.shape != expected_shape:
+            raise RecipeError(
+                f"{where}: shapes cannot merge: {target!r} is {list(base.shape)} but the LoRA update for it is "
+                f"{list(expected_shape)} (fan_in_fan_out={str(params.fan_in_fan_out).lower()})"
+            )
+        if not _is_float(base.dtype):
+            raise RecipeError(f"{where}: cannot merge LoRA into {target!r}: it is {base.dtype}, not a float dtype")
+        alpha = _pattern_value(params.alpha_pattern, module, params.lora_alpha)
+        scale = ops.lora_scale(alpha, expected_rank, params.use_rslora)
+        work[target] = LoraPlan(
+            base, CopyPlan(adapter, pair["A"]), CopyPlan(adapter, pair["B"]), scale, params.fan_in_fan_out,
+            step.dtype or base.dtype,
+        )
+        origin[target] = where

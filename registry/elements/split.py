@@ -1,0 +1,381 @@
+"""Split a model into elements: tensor groups as canonical safetensors files, other files as-is,
+a manifest beside each, and the recipe that reassembles the original exactly.
+
+Output layout (``elements split MODEL --out DIR``)::
+
+    DIR/
+    ├── recipe.json                                  elements.recipe/v1: takes every element back
+    ├── elements/<group>.safetensors                 one per tensor group (canonical writer)
+    ├── elements/<group>.safetensors.manifest.json   elements.manifest/v1, canonical JSON
+    ├── files/<relative path>                        config.json, tokenizer files, 1_Pooling/config.json ...
+    └── files/<relative path>.manifest.json
+
+Grouping ``--by layer`` (the default) finds the repeated blocks of a transformer: a tensor whose
+name has ``<root>(encoder.layer|decoder.layer|layers|layer|h|blocks|block).N.`` belongs to the
+element ``<root><container>.N``; every other tensor belongs to ``<root><next component>`` when
+it lives under a root that holds layers, else to its top-level component. That gives BERT
+``embeddings``, ``encoder.layer.N``, ``pooler``; Llama/Mistral/Qwen ``model.embed_tokens``,
+``model.layers.N``, ``model.norm``, ``lm_head``; GPT-2 ``wte``, ``wpe``, ``h.N``, ``ln_f`` (or
+``transformer.*``); anything else one element per top-level module. ``--rule REGEX=NAME`` groups
+by regex instead (first rule whose regex is found in the name wins; NAME may use ``\\1``).
+
+This module sits in the elements layer, below compose, so it writes the recipe as a plain JSON
+document (the format is specified in ``docs/recipes.md``; ``registry.compose.recipe`` parses it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import InputError
+from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
+from .safetensors_format import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint, write_safetensors
+
+__all__ = [
+    "RECIPE_FORMAT",
+    "MANIFEST_SUFFIX",
+    "SKIPPED_SUFFIXES",
+    "SplitElement",
+    "SplitResult",
+    "SplitError",
+    "group_by_layer",
+    "group_by_module",
+    "group_by_rules",
+    "parse_rule",
+    "split_model",
+]
+
+RECIPE_FORMAT = "elements.recipe/v1"
+MANIFEST_SUFFIX = ".manifest.json"
+#: Weight formats that are not safetensors (pickles and friends): never read, never copied.
+SKIPPED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx", ".gguf",
+                    ".safetensors", ".ot", ".mlmodel", ".tflite")
+
+_LAYER = re.compile(r"^(?P<root>(?:[^.]+\.)*?)(?P<container>(?:encoder|decoder)\.(?:layer|layers|block)|layers|layer|h|blocks|block)\.(?P<n>\d+)(?:\.|$)")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+_INPUT_NAME = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+class SplitError(InputError):
+    """A model that cannot be split as asked (bad rule, unmatched tensors, output exists)."""
+
+
+@dataclass(frozen=True)
+class SplitElement:
+    """One element written by a split."""
+
+    name: str
+    kind: str  # "tensors" | "file"
+    path: str  # relative to the output directory
+    content_id: str
+    size: int
+    tensor_count: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "path": self.path, "content_id": self.content_id,
+                "size": self.size, "tensor_count": self.tensor_count}
+
+
+@dataclass
+class SplitResult:
+    out_dir: Path
+    content_id: str
+    elements: list[SplitElement]
+    recipe_path: Path
+    recipe: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "content_id": self.content_id,
+            "recipe": str(self.recipe_path),
+            "elements": [e.to_json() for e in self.elements],
+            "skipped": self.skipped,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# grouping
+
+
+def _natural(name: str) -> list:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+
+
+def group_by_module(names: Iterable[str]) -> dict[str, list[str]]:
+    """One group per top-level module (the first dotted component)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split(".", 1)[0], []).append(name)
+    return _sorted_groups(groups)
+
+
+def group_by_layer(names: Iterable[str]) -> dict[str, list[str]]:
+    """Group tensors by transformer layer (see the module docstring); falls back to modules."""
+    names = list(names)
+    layer_of: dict[str, str] = {}
+    roots: set[str] = set()
+    for name in names:
+        m = _LAYER.match(name)
+        if m:
+            layer_of[name] = f"{m.group('root')}{m.group('container')}.{m.group('n')}"
+            roots.add(m.group("root"))
+    if not layer_of:
+        return group_by_module(names)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        group = layer_of.get(name)
+        if group is None:
+            root = max((r for r in roots if r and name.startswith(r)), key=len, default="")
+            group = root + name[len(root):].split(".", 1)[0]
+        groups.setdefault(group, []).append(name)
+    return _sorted_groups(groups)
+
+
+def parse_rule(text: str) -> tuple[re.Pattern[str], str]:
+    """``REGEX=NAME`` (split at the last '='); NAME may reference groups as ``\\1`` or ``\\g<x>``.
+
+    Raises:
+        SplitError: no '=', an empty side, or a regex that does not compile.
+    """
+    regex, sep, name = text.rpartition("=")
+    if not sep or not regex or not name:
+        raise SplitError(f"rule {text!r} must be REGEX=NAME, e.g. 'encoder\\.layer\\.(\\d+)\\.=layer_\\1'")
+    try:
+        return re.compile(regex), name
+    except re.error as exc:
+        raise SplitError(f"rule {text!r}: {regex!r} is not a valid regular expression ({exc})") from None
+
+
+def group_by_rules(names: Iterable[str], rules: list[tuple[re.Pattern[str], str]]) -> dict[str, list[str]]:
+    """Group by the first rule whose regex is found in the name; every tensor must match one.
+
+    Raises:
+        SplitError: a tensor no rule matches, or a NAME with a bad group reference.
+    """
+    groups: dict[str, list[str]] = {}
+    unmatched = []
+    for name in names:
+        for regex, template in rules:
+            m = regex.search(name)
+            if m:
+                try:
+                    group = m.expand(template)
+                except (re.error, IndexError) as exc:
+                    raise SplitError(f"rule name {template!r} does not fit its regex {regex.pattern!r} ({exc})") from None
+                if not group:
+                    raise SplitError(f"rule {regex.pattern!r}={template} gives an empty element name for {name!r}")
+                groups.setdefault(group, []).append(name)
+                break
+        else:
+            unmatched.append(name)
+    if unmatched:
+        raise SplitError(
+            f"{len(unmatched)} tensor(s) match no --rule (e.g. {unmatched[0]!r}); add a catch-all rule such as '.*=rest'"
+        )
+    return _sorted_groups(groups)
+
+
+def _sorted_groups(groups: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {g: sorted(groups[g], key=lambda n: n.encode("utf-8")) for g in sorted(groups, key=_natural)}
+
+
+# --------------------------------------------------------------------------------------------
+# the model on disk
+
+
+def _model_parts(model: Path) -> tuple[Checkpoint, list[tuple[str, Path]], list[str]]:
+    """The checkpoint, the other files (relative path, path) and the skipped files of MODEL."""
+    if not model.exists():
+        raise InputError(f"{model}: no such file or directory; give a .safetensors file or a model directory")
+    checkpoint = read_checkpoint(model)
+    if not model.is_dir():
+        return checkpoint, [], []
+    weight_paths = {p.resolve() for p in checkpoint.files}
+    files: list[tuple[str, Path]] = []
+    skipped: list[str] = []
+    for root, dirs, names in os.walk(model, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            relative = path.relative_to(model).as_posix()
+            if name.startswith(".") or path.resolve() in weight_paths:
+                continue
+            if not path.is_file():
+                skipped.append(relative)
+                continue
+            if name.lower().endswith(SKIPPED_SUFFIXES) or name.endswith(INDEX_SUFFIX):
+                skipped.append(relative)
+                continue
+            files.append((relative, path))
+    return checkpoint, files, skipped
+
+
+def _safe_group(group: str) -> str:
+    safe = _SAFE_NAME.sub("_", group).lstrip(".-") or "_"
+    return safe
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, i = name, 2
+    while candidate in taken:
+        candidate = f"{name}_{i}"
+        i += 1
+    taken.add(candidate)
+    return candidate
+
+
+def split_model(
+    model: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    by: str = "layer",
+    rules: list[str] | None = None,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> SplitResult:
+    """Split MODEL (a .safetensors file, an index, or a Hugging Face directory) into ``out_dir``.
+
+    Args:
+        by: ``layer`` (default), ``module`` (one element per top-level module) or ``none``
+            (all tensors in one element); ignored when ``rules`` are given.
+        rules: ``REGEX=NAME`` strings (see :func:`parse_rule`).
+        force: replace ``out_dir`` if it exists.
+        progress: called as ``progress(bytes_done, bytes_total)`` while elements are written.
+
+    Returns:
+        The elements written, the model's content id and the reassembling recipe.
+
+    Raises:
+        SafetensorsError: the weights are refused by the strict parser.
+        SplitError: a bad rule, tensors no rule matches, or ``out_dir`` exists without ``force``.
+    """
+    model = Path(model)
+    out = Path(out_dir)
+    if (out.exists() or out.is_symlink()) and not force:
+        raise SplitError(f"output directory {out} exists; choose another --out or pass --force to replace it")
+    if out.resolve() == model.resolve() or out.resolve() in model.resolve().parents:
+        raise SplitError(f"output directory {out} holds the model {model}; choose another --out")
+    checkpoint, files, skipped = _model_parts(model)
+    names = checkpoint.names
+    if not names:
+        raise SplitError(f"{model} holds no tensors; there is nothing to split")
+    if rules:
+        groups = group_by_rules(names, [parse_rule(r) for r in rules])
+    elif by == "layer":
+        groups = group_by_layer(names)
+    elif by == "module":
+        groups = group_by_module(names)
+    elif by == "none":
+        groups = {"weights": list(names)}
+    else:
+        raise SplitError(f"--by {by!r} is not known; use layer, module or none")
+
+    table = {entry.name: entry for entry in tensor_entries(checkpoint)}
+    model_content_id = str(tensor_set_content_id(table.values()))
+    metadata = checkpoint.shards[0].metadata if checkpoint.shards else {}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
+    (temporary / "elements").mkdir(parents=True)
+    try:
+        elements, inputs, steps = _write_tensor_elements(temporary, checkpoint, groups, table, progress)
+        file_elements, file_inputs, file_specs = _write_file_elements(temporary, files, set(inputs))
+        elements += file_elements
+        inputs.update(file_inputs)
+        recipe: dict[str, Any] = {
+            "format": RECIPE_FORMAT,
+            "name": model.name if model.is_dir() else model.stem,
+            "inputs": inputs,
+            "steps": steps,
+            "output": {
+                "content_id": model_content_id,
+                "tensors": [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape), "digest": str(e.digest)}
+                            for e in sorted(table.values(), key=lambda e: e.name.encode("utf-8"))],
+            },
+        }
+        if file_specs:
+            recipe["files"] = file_specs
+            recipe["output"]["files"] = [{"path": s["path"], "content_id": file_inputs[s["from"]]["content_id"]}
+                                         for s in file_specs]
+        if metadata != {"format": "pt"}:
+            recipe["output"]["metadata"] = dict(sorted(metadata.items()))
+        recipe_path = temporary / "recipe.json"
+        recipe_path.write_text(json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        if out.exists() or out.is_symlink():
+            old = out.parent / f".{out.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}"
+            os.rename(out, old)
+            os.rename(temporary, out)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        else:
+            os.rename(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return SplitResult(out, model_content_id, elements, out / "recipe.json", recipe, skipped)
+
+
+def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict[str, list[str]],
+                           table: dict[str, TensorEntry], progress) -> tuple[list[SplitElement], dict, list]:
+    elements: list[SplitElement] = []
+    inputs: dict[str, Any] = {}
+    steps: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    total = sum(entry.size for entry in table.values())
+    done = 0
+    with open_tensors(checkpoint) as views:
+        for group, members in groups.items():
+            name = _unique(_safe_group(group), taken)
+            relative = f"elements/{name}.safetensors"
+            path = directory / relative
+            write_safetensors(
+                path,
+                [(t, table[t].dtype, table[t].shape, (lambda t=t: views[t])) for t in members],
+            )
+            expected = Manifest.for_tensors([table[t] for t in members], metadata={"name": name})
+            written = Manifest.for_tensors(tensor_entries(path), metadata={"name": name})
+            if written.content_id != expected.content_id:  # pragma: no cover - a writer bug, never input
+                raise AssertionError(f"element {name} was written with content id {written.content_id}, expected {expected.content_id}")
+            (directory / (relative + MANIFEST_SUFFIX)).write_bytes(expected.to_json_bytes())
+            size = path.stat().st_size
+            elements.append(SplitElement(name, "tensors", relative, str(expected.content_id), size, len(members)))
+            inputs[name] = {"kind": "tensors", "content_id": str(expected.content_id), "path": relative}
+            steps.append({"op": "take", "from": [name]})
+            done += expected.size
+            if progress:
+                progress(done, total)
+    return elements, inputs, steps
+
+
+def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: set[str]):
+    elements: list[SplitElement] = []
+    inputs: dict[str, Any] = {}
+    specs: list[dict[str, Any]] = []
+    manifests = {relative + MANIFEST_SUFFIX for relative, _ in files}
+    for relative, source in files:
+        if relative in manifests:
+            raise SplitError(f"model file {relative} would collide with the manifest of {relative[: -len(MANIFEST_SUFFIX)]}; rename it")
+        stored = f"files/{relative}"
+        target = directory / stored
+        target.parent.mkdir(parents=True, exist_ok=True)
+        original = file_content_id(source)
+        shutil.copyfile(source, target)
+        content_id = file_content_id(target)
+        if content_id != original:
+            raise SplitError(f"{source} changed while it was being copied; split again")
+        name = _unique(_INPUT_NAME.sub("_", relative).lstrip(".-/") or "file", taken)
+        manifest = Manifest("file", content_id, (), None, {"name": relative})
+        (directory / (stored + MANIFEST_SUFFIX)).write_bytes(manifest.to_json_bytes())
+        size = target.stat().st_size
+        elements.append(SplitElement(name, "file", stored, str(content_id), size))
+        inputs[name] = {"kind": "file", "content_id": str(content_id), "path": stored}
+        specs.append({"path": relative, "from": name})
+    return elements, inputs, specs
