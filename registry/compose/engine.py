@@ -317,14 +317,14 @@ def assemble(
         temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
         temporary.mkdir()
         try:
-            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, durable)
+            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress)
             content_id = str(tensor_set_content_id(entries))
             if recipe.output.content_id and content_id != recipe.output.content_id:
                 raise OutputMismatch(
                     f"the assembled weights have content id {content_id} but the recipe expects "
                     f"{recipe.output.content_id}; nothing was written"
                 )
-            files = _write_files(temporary, file_plan, recipe, durable)
+            files = _write_files(temporary, file_plan, recipe)
             recipe_content_id = recipe.content_id()
             document = {
                 "format": PROVENANCE_FORMAT,
@@ -340,7 +340,7 @@ def assemble(
                 **provenance,
             }
             _write_bytes(temporary / PROVENANCE_NAME,
-                         (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"), durable)
+                         (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
             _move_into_place(temporary, out, force, durable)
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
@@ -358,7 +358,7 @@ def assemble(
 
 
 def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: int,
-                   progress: Progress | None, durable: bool) -> tuple[list[TensorEntry], list[str]]:
+                   progress: Progress | None) -> tuple[list[TensorEntry], list[str]]:
     names = sorted(plan.tensors, key=lambda name: name.encode("utf-8"))
     shards = _partition(names, plan, max_shard_size)
     shard_names = _shard_names(len(shards))
@@ -375,7 +375,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     entries: list[TensorEntry] = []
     for shard, file_name in zip(shards, shard_names):
         path = directory / file_name
-        computed = _write_shard(path, shard, plan, metadata, advance, durable)
+        computed = _write_shard(path, shard, plan, metadata, advance)
         # Verify what is on disk: every tensor of the shard is hashed back from the file. A copied
         # tensor must carry its input's manifest digest (this is where copies are verified); a
         # derived one the digest computed while it was produced.
@@ -397,13 +397,13 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
             "weight_map": {name: file_name for shard, file_name in zip(shards, shard_names) for name in shard},
         }
         _write_bytes(directory / "model.safetensors.index.json",
-                     (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8"), durable)
+                     (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         return entries, ["model.safetensors.index.json", *shard_names]
     return entries, shard_names
 
 
 def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
-                 advance: Callable[[int], None], durable: bool) -> dict[str, Bytes32]:
+                 advance: Callable[[int], None]) -> dict[str, Bytes32]:
     """Write one safetensors file in canonical layout; returns the digests of derived tensors."""
     specs = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
     header, _ = build_header(specs, metadata)
@@ -418,8 +418,6 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
             else:
                 computed[name] = _write_derived(fd, offset, tensor, advance)
             offset += tensor.nbytes
-        if durable:
-            os.fsync(fd)
     finally:
         os.close(fd)
     return computed
@@ -446,7 +444,7 @@ def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[
     return Bytes32(hasher.digest())
 
 
-def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> dict[str, str]:
+def _write_files(directory: Path, file_plan, recipe: Recipe) -> dict[str, str]:
     files: dict[str, str] = {}
     for relative, element, patch in file_plan:
         path = _safe_join(directory, relative)
@@ -454,7 +452,7 @@ def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> d
         _safe_join(directory, relative)  # again, now that parents exist
         if patch is not None:
             data = _patched_json(element.read_bytes(), patch, relative)
-            _write_bytes(path, data, durable)
+            _write_bytes(path, data)
             hasher = blake3_hasher(len(data))
             hasher.update(FILE_DOMAIN)
             hasher.update(data)
@@ -463,9 +461,6 @@ def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> d
             with open(path, "wb") as handle:
                 for chunk in element.stream():
                     handle.write(chunk)
-                handle.flush()
-                if durable:
-                    os.fsync(handle.fileno())
             files[relative] = str(element.manifest.content_id)
     files = dict(sorted(files.items()))
     if recipe.output.files:
@@ -478,21 +473,32 @@ def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> d
     return files
 
 
-def _write_bytes(path: Path, data: bytes, durable: bool) -> None:
+def _write_bytes(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file, then every directory, of ``root`` (in parallel: journaled file systems
+    commit concurrent fsyncs together, which costs far less than one after another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sync(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    paths = sorted(root.rglob("*"))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(sync, [p for p in paths if p.is_file()]))
+        list(pool.map(sync, [p for p in paths if p.is_dir()] + [root]))
 
 
 def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> None:
     if durable:
-        for directory in [temporary, *[p for p in temporary.rglob("*") if p.is_dir()]]:
-            with contextlib.suppress(OSError):
-                fd = os.open(directory, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
+        _fsync_tree(temporary)
     if out.exists() or out.is_symlink():
         if not force:
             raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force")
@@ -509,3 +515,10 @@ def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> 
             old.unlink()
     else:
         os.rename(temporary, out)
+    if durable:
+        with contextlib.suppress(OSError):
+            fd = os.open(out.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
