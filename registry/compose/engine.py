@@ -316,8 +316,9 @@ def assemble(
         out.parent.mkdir(parents=True, exist_ok=True)
         temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
         temporary.mkdir()
+        syncer = _Syncer(durable)
         try:
-            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress)
+            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, syncer)
             content_id = str(tensor_set_content_id(entries))
             if recipe.output.content_id and content_id != recipe.output.content_id:
                 raise OutputMismatch(
@@ -341,10 +342,13 @@ def assemble(
             }
             _write_bytes(temporary / PROVENANCE_NAME,
                          (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+            syncer.finish(temporary)
             _move_into_place(temporary, out, force, durable)
         except BaseException:
+            syncer.close()
             shutil.rmtree(temporary, ignore_errors=True)
             raise
+        syncer.close()
     return AssemblyResult(
         path=out,
         content_id=content_id,
@@ -358,7 +362,7 @@ def assemble(
 
 
 def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: int,
-                   progress: Progress | None) -> tuple[list[TensorEntry], list[str]]:
+                   progress: Progress | None, syncer: _Syncer) -> tuple[list[TensorEntry], list[str]]:
     names = sorted(plan.tensors, key=lambda name: name.encode("utf-8"))
     shards = _partition(names, plan, max_shard_size)
     shard_names = _shard_names(len(shards))
@@ -376,6 +380,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     for shard, file_name in zip(shards, shard_names):
         path = directory / file_name
         computed = _write_shard(path, shard, plan, metadata, advance)
+        syncer.file(path)
         # Verify what is on disk: every tensor of the shard is hashed back from the file. A copied
         # tensor must carry its input's manifest digest (this is where copies are verified); a
         # derived one the digest computed while it was produced.
@@ -478,27 +483,46 @@ def _write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _fsync_tree(root: Path) -> None:
-    """fsync every file, then every directory, of ``root`` (in parallel: journaled file systems
-    commit concurrent fsyncs together, which costs far less than one after another)."""
-    from concurrent.futures import ThreadPoolExecutor
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    def sync(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
-    paths = sorted(root.rglob("*"))
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(sync, [p for p in paths if p.is_file()]))
-        list(pool.map(sync, [p for p in paths if p.is_dir()] + [root]))
+class _Syncer:
+    """fsyncs each output file in background threads as soon as it is complete, so the flush to
+    disk overlaps the hashing that verifies it (and journaled file systems commit concurrent
+    fsyncs together); ``finish`` then covers any other file and every directory."""
+
+    def __init__(self, enabled: bool) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=4) if enabled else None
+        self.submitted: dict[Path, Any] = {}
+
+    def file(self, path: Path) -> None:
+        if self.pool is not None:
+            self.submitted[path] = self.pool.submit(_fsync_path, path)
+
+    def finish(self, root: Path) -> None:
+        if self.pool is None:
+            return
+        paths = sorted(root.rglob("*"))
+        for path in paths:
+            if path.is_file() and path not in self.submitted:
+                self.file(path)
+        for future in self.submitted.values():
+            future.result()
+        list(self.pool.map(_fsync_path, [p for p in paths if p.is_dir()] + [root]))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> None:
-    if durable:
-        _fsync_tree(temporary)
     if out.exists() or out.is_symlink():
         if not force:
             raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force")
