@@ -117,6 +117,7 @@ class Anvil:
             fd, name = tempfile.mkstemp(prefix="anvil-", suffix=".log")
             os.close(fd)
             self.log = Path(name)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log, "ab")
         self.process = subprocess.Popen(
             self.command(), stdout=self._log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -287,6 +287,7 @@ class Registry:
 
     @property
     def deployment(self) -> Deployment:
+        """Where this registry lives (chain id, address, creation block)."""
         return Deployment(self.chain.chain_id, self.address, self.deploy_block)
 
     # -- writing ------------------------------------------------------------------------------
@@ -517,6 +518,7 @@ class Registry:
     # -- reading: licences --------------------------------------------------------------------
 
     def license_count(self) -> int:
+        """The number of licence term sets (their ids run from 1 to this number)."""
         return int(self.contract.functions.licenseCount().call())
 
     def licenses(self) -> list[LicenseTerms]:
