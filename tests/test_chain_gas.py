@@ -55,3 +55,9 @@ def test_anvil_charges_the_same_gas_as_the_in_process_evm(anvil_registry):
     mit = reg.license_by_spdx("MIT").license_id
     reg.publish(RecordInput(gas_snapshot._content("leaf"), gas_snapshot.CID, mit, Kind.ELEMENT))
     assert reg.last_receipt["gasUsed"] == COMMITTED["publish leaf"]
+
+
+def test_the_contract_docs_carry_the_current_figures():
+    docs = (ROOT / "docs" / "contract.md").read_text()
+    for name, gas in COMMITTED.items():
+        assert f"{gas:,}" in docs, f"docs/contract.md lacks {name} = {gas:,}: update its gas table"

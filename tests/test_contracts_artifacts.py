@@ -123,3 +123,8 @@ def test_the_contract_computes_the_same_type_hashes():
     assert reg.contract.functions.MAX_PARENTS().call() == MAX_PARENTS
     fields = reg.contract.functions.eip712Domain().call()
     assert tuple(fields) == (b"\x0f", "ElementRegistry", "1", chain.chain_id, reg.address, b"\0" * 32, [])
+
+
+def test_the_contract_docs_name_the_current_address():
+    docs = (ROOT / "docs" / "contract.md").read_text()
+    assert registry_address() in docs, "docs/contract.md names an old registry address: update it"

@@ -8,7 +8,6 @@ With a state file, the chain is loaded from it at start and written back periodi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -173,11 +172,3 @@ class Anvil:
     def to_json(self) -> dict:
         return {"rpc_url": self.url, "chain_id": ANVIL_CHAIN_ID, "state": str(self.state) if self.state else None}
 
-
-def read_state_block(state: Path) -> int | None:
-    """The block number saved in an anvil state file, if it can be read (for messages)."""
-    try:
-        data = json.loads(Path(state).read_text())
-        return int(data.get("block", {}).get("number", "0x0"), 16)
-    except Exception:
-        return None

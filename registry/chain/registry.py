@@ -17,8 +17,7 @@ checks against the record id (which commits to every field) before returning it.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Iterable, Sequence
