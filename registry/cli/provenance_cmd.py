@@ -64,7 +64,6 @@ def open_read_registry(settings: Settings) -> Registry:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     from ..provenance.bom import write_bom
-    from ..provenance.index import ElementIndex
     from ..provenance.report import render
     from ..provenance.verify import Verifier, VerifyOptions, read_model
 
@@ -72,11 +71,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     registry = open_read_registry(settings)
     with Sources.from_settings(settings) as sources:
         verifier = Verifier(registry, sources, data_dir=settings.home / "cache" / "data")
-        index = None
         try:
             if not args.no_index:
-                index = ElementIndex.for_home(registry, verifier.documents, settings.home)
-                verifier.index = index
+                verifier.open_index(settings.home)
             options = VerifyOptions(trust=tuple(settings.trust), claim=args.claim, allow_yanked=args.allow_yanked)
             report = verifier.verify(args.path, options)
             data = report.to_json()
@@ -84,8 +81,6 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
                 path = write_bom(report, args.bom)
                 data["bom"] = str(path)
         finally:
-            if index is not None:
-                index.close()
             verifier.close()
 
     def human() -> None:

@@ -547,7 +547,21 @@ class Verifier:
         self.index = index
         self._records: dict[bytes, Record | None] = {}
 
+    def open_index(self, home: Path | None = None) -> Any:
+        """Attach the attribution index: cached under ``home`` (in memory without one, or on the
+        in-process chain). Returns it; :meth:`close` closes it."""
+        from .index import ElementIndex
+
+        if home is None:
+            self.index = ElementIndex(self.registry, self.documents, None)
+        else:
+            self.index = ElementIndex.for_home(self.registry, self.documents, home)
+        return self.index
+
     def close(self) -> None:
+        if self.index is not None and hasattr(self.index, "close"):
+            self.index.close()
+            self.index = None
         self.documents.close()
 
     # -- entry point ---------------------------------------------------------------------------
@@ -864,7 +878,10 @@ class Verifier:
         # Report the first blocker of the earliest verified claim, trusted ones first.
         trusted_first = sorted(blocked, key=lambda item: item[0].trusted is False)
         verdict = trusted_first[0][1]
-        return verdict, None, [f"claim {c.record_id} by {c.record.publisher}: {text}" for c, _, text in trusted_first]
+        reasons = [f"claim {c.record_id} by {c.record.publisher}: {text}" for c, _, text in trusted_first]
+        reasons += [f"claim {c.record_id} by {c.record.publisher} ({c.status}): {p}"
+                    for c in checks if c.status != "verified" and c.trusted is not False for p in c.problems[:1]]
+        return verdict, None, reasons
 
     # -- files of a directory ------------------------------------------------------------------
 
@@ -1139,10 +1156,17 @@ def _source_of(hit: Any, live: Mapping[bytes, Record | None]) -> Source:
 
 
 def verify_model(path: str | os.PathLike, registry: Registry, sources: Sources, options: VerifyOptions = VerifyOptions(),
-                 *, index: Any = None, data_dir: Path | None = None) -> Report:
-    """Verify the model at ``path`` against ``registry`` (see the module docstring)."""
-    verifier = Verifier(registry, sources, index=index, data_dir=data_dir)
+                 *, home: Path | None = None) -> Report:
+    """Verify the model at ``path`` against ``registry`` (see the module docstring).
+
+    Args:
+        home: ``ELEMENTS_HOME``: the attribution index and fetched element data are cached under
+            its ``cache/`` (default: both in memory / a temporary directory for this call).
+    """
+    verifier = Verifier(registry, sources, data_dir=home / "cache" / "data" if home is not None else None)
     try:
+        if options.attribute:
+            verifier.open_index(home)
         return verifier.verify(path, options)
     finally:
         verifier.close()
