@@ -49,7 +49,7 @@ __all__ = [
     "to_bytes32",
 ]
 
-MAX_PARENTS = 16
+MAX_PARENTS = 127
 RECORD_TYPE = (
     "Record(address publisher,bytes32 contentId,uint8 cidCodec,bytes32 cidDigest,uint32 licenseId,uint8 kind,bytes32[] parents)"
 )
@@ -112,7 +112,7 @@ class RecordInput:
         parents: parent record ids; sorted ascending here, as the contract requires.
 
     Raises:
-        InputError: malformed ids or CID, duplicate parents, more than 16 parents, bad kind.
+        InputError: malformed ids or CID, duplicate parents, more than MAX_PARENTS (127) parents, bad kind.
     """
 
     content_id: bytes
