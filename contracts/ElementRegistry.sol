@@ -11,7 +11,7 @@ import {PackedRecord, PackedRecordLibrary} from "./libraries/PackedRecord.sol";
 /// yank flag of a record by its publisher.
 contract ElementRegistry is IElementRegistry {
     /// @inheritdoc IElementRegistry
-    uint256 public constant override MAX_PARENTS = 16;
+    uint256 public constant override MAX_PARENTS = 127;
 
     /// @inheritdoc IElementRegistry
     uint256 public constant override MAX_SPDX_LENGTH = 128;

@@ -120,7 +120,9 @@ def bench(label: str, model: Path, work: Path, repeat: int, durable: bool) -> di
         copy = work / f"{label}-cp"
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(copy, ignore_errors=True)
+        os.sync()  # flush earlier writes (the split, the previous run) so neither side pays for them
         runs.append(_child(recipe, elements, out, "measure", durable))
+        os.sync()
         start = time.perf_counter()
         subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
         if durable:

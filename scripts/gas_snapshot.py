@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from eth_utils import keccak  # noqa: E402
 
-from registry.chain import Kind, RecordInput, Registry, connect  # noqa: E402
+from registry.chain import MAX_PARENTS, Kind, RecordInput, Registry, connect  # noqa: E402
 
 SNAPSHOT = ROOT / "gas-snapshot.json"
 CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"  # sha256("hello\n"), raw leaves
@@ -35,7 +35,7 @@ BATCH = 50
 GOALS = {
     "publish leaf": 70_000,
     "publishBatch of 50, per record": 45_000,
-    "parent link, each (16 parents)": 23_000,
+    "parent link, each (max parents)": 23_000,
 }
 
 
@@ -68,12 +68,12 @@ def measure(rpc_url: str = "memory") -> dict[str, int]:
     gas["publish again (idempotent retry)"] = used()
 
     # Parents from another publisher, so every link runs the licence checks.
-    parents = by_bob.publish_batch([RecordInput(_content(f"parent {i}"), CID, mit, Kind.ELEMENT) for i in range(16)])
-    for count in (1, 4, 16):
+    parents = by_bob.publish_batch([RecordInput(_content(f"parent {i}"), CID, mit, Kind.ELEMENT) for i in range(MAX_PARENTS)])
+    for count in (1, 4, MAX_PARENTS):
         child = RecordInput(_content(f"child of {count}"), CID, mit, Kind.COMPOSITION, parents=parents[:count])
         reg.publish(child)
         gas[f"publish with {count} parent{'s' if count > 1 else ''}"] = used()
-    gas["parent link, each (16 parents)"] = (gas["publish with 16 parents"] - gas["publish leaf"]) // 16
+    gas["parent link, each (max parents)"] = (gas[f"publish with {MAX_PARENTS} parents"] - gas["publish leaf"]) // MAX_PARENTS
 
     batch = [RecordInput(_content(f"batch {i}"), CID, mit, Kind.ELEMENT) for i in range(BATCH)]
     reg.publish_batch(batch)

@@ -1,5 +1,6 @@
 """Pytest fixtures for a real anvil devnet (npm ``@foundry-rs/anvil-linux-amd64``).
 
+* ``anvil_binary``: the binary, for tests that start their own anvil (skips if missing).
 * ``anvil``: one anvil process for the session, on a free loopback port, stopped at the end.
 * ``anvil_registry``: the registry deployed on it (through anvil's built-in CREATE2 deployer).
 * ``chain_backend``: parametrizes a test over ``"memory"`` (py-evm in process) and ``"anvil"``.
@@ -27,11 +28,18 @@ def _anvil_binary():
 
 
 @pytest.fixture(scope="session")
-def anvil(tmp_path_factory):
-    """A running anvil on 127.0.0.1:<free port>, for the whole session."""
+def anvil_binary():
+    """The anvil binary; skips (saying why) when it is not installed."""
     binary = _anvil_binary()
     if isinstance(binary, Exception):
         pytest.skip(f"anvil is not installed ({binary})")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def anvil(anvil_binary, tmp_path_factory):
+    """A running anvil on 127.0.0.1:<free port>, for the whole session."""
+    binary = anvil_binary
     log = tmp_path_factory.mktemp("anvil") / "anvil.log"
     node = Anvil(binary=binary, log=log)
     node.start()

@@ -14,6 +14,7 @@ from registry.compose.recipe import (
     RecipeError,
     Stack,
     canonical_json,
+    check_publishable,
     load_recipe,
     parse_recipe,
     with_record_ids,
@@ -128,6 +129,9 @@ def test_with_record_ids_pins_every_input_and_drops_paths():
     assert parse_recipe(pinned.to_dict()).canonical_json() == pinned.canonical_json()
     with pytest.raises(RecipeError, match="no record id for input\\(s\\) config, other"):
         with_record_ids(parsed, {"base": R1})
+    check_publishable(pinned)
+    with pytest.raises(RecipeError, match="input\\(s\\) base, config, other have no record id"):
+        check_publishable(parsed)
 
 
 def test_a_publishable_recipe_needs_only_record_and_content_ids():

@@ -157,7 +157,7 @@ def test_publish_refuses_a_fan_in_over_the_cap(registry_on):
         reg.transact("publish", [raw])
     assert info.value.error == "TooManyParents"
     assert info.value.values == {"count": MAX_PARENTS + 1, "max": MAX_PARENTS}
-    assert reg.contract.functions.MAX_PARENTS().call() == MAX_PARENTS == 16
+    assert reg.contract.functions.MAX_PARENTS().call() == MAX_PARENTS == 127
 
 
 def test_publish_refuses_parents_out_of_order_or_repeated(registry_on):

@@ -8,7 +8,6 @@ With a state file, the chain is loaded from it at start and written back periodi
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -117,6 +116,7 @@ class Anvil:
             fd, name = tempfile.mkstemp(prefix="anvil-", suffix=".log")
             os.close(fd)
             self.log = Path(name)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log, "ab")
         self.process = subprocess.Popen(
             self.command(), stdout=self._log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -172,11 +172,3 @@ class Anvil:
     def to_json(self) -> dict:
         return {"rpc_url": self.url, "chain_id": ANVIL_CHAIN_ID, "state": str(self.state) if self.state else None}
 
-
-def read_state_block(state: Path) -> int | None:
-    """The block number saved in an anvil state file, if it can be read (for messages)."""
-    try:
-        data = json.loads(Path(state).read_text())
-        return int(data.get("block", {}).get("number", "0x0"), 16)
-    except Exception:
-        return None

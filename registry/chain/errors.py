@@ -18,6 +18,7 @@ Every class derives from a root in :mod:`registry.errors` (and so from a built-i
     │   │                                 InvalidSigner
     │   └── InvalidLicenseError           InvalidLicenseIdentifier, InvalidLicenseFlags
     ├── TransactionFailed                 reverted or ran out of gas without a known reason
+    │   └── InsufficientFundsError        the sender cannot pay for gas
     ├── WrongChainError                   the RPC serves another chain than expected
     └── NoRegistryError                   no (or another) contract at the registry address
     ServiceError(ConnectionError)
@@ -55,6 +56,7 @@ __all__ = [
     "SignatureError",
     "InvalidLicenseError",
     "TransactionFailed",
+    "InsufficientFundsError",
     "WrongChainError",
     "NoRegistryError",
     "RpcUnavailableError",
@@ -143,6 +145,10 @@ class InvalidLicenseError(RegistryRevert):
 
 class TransactionFailed(ChainError):
     """A transaction reverted or ran out of gas without a reason this client knows."""
+
+
+class InsufficientFundsError(TransactionFailed):
+    """The sending account cannot pay for the transaction's gas."""
 
 
 class WrongChainError(ChainError):

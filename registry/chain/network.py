@@ -23,6 +23,7 @@ from web3 import Web3
 
 from .errors import (
     ChainError,
+    InsufficientFundsError,
     RpcUnavailableError,
     TransactionFailed,
     UnknownNetworkError,
@@ -208,7 +209,7 @@ class Chain:
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
-                raise TransactionFailed(f"the node refused to estimate gas: {exc}") from None
+                raise self._refused(sender, exc) from None
             # A margin for state that changes between estimate and inclusion (and the 63/64 rule).
             gas = int(estimate * 1.2) + 10_000
         base["gas"] = gas
@@ -228,7 +229,7 @@ class Chain:
                         raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
                     if attempt == 0 and "nonce" in str(exc).lower():
                         continue  # another client used this nonce: re-read it and sign again
-                    raise TransactionFailed(f"the node refused the transaction: {exc}") from None
+                    raise self._refused(sender, exc) from None
                 self._nonces[sender] = base["nonce"] + 1
                 break
         receipt = self.wait(tx_hash)
@@ -245,6 +246,14 @@ class Chain:
                 f"(gas used {receipt['gasUsed']} of {gas}); retry, or raise the gas limit"
             )
         return receipt
+
+    def _refused(self, sender: str, exc: BaseException) -> TransactionFailed:
+        text = str(exc)
+        if "insufficient funds" in text.lower() or "cannot afford" in text.lower():
+            return InsufficientFundsError(
+                f"{sender} has not enough ether on {self.name} to pay for gas; fund it, or use another key"
+            )
+        return TransactionFailed(f"the node refused the transaction: {text}")
 
     def send_raw(self, raw: bytes | str) -> dict:
         """Send an already-signed transaction and wait for its receipt."""

@@ -17,8 +17,7 @@ checks against the record id (which commits to every field) before returning it.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -50,7 +49,7 @@ __all__ = [
     "to_bytes32",
 ]
 
-MAX_PARENTS = 16
+MAX_PARENTS = 127
 RECORD_TYPE = (
     "Record(address publisher,bytes32 contentId,uint8 cidCodec,bytes32 cidDigest,uint32 licenseId,uint8 kind,bytes32[] parents)"
 )
@@ -113,7 +112,7 @@ class RecordInput:
         parents: parent record ids; sorted ascending here, as the contract requires.
 
     Raises:
-        InputError: malformed ids or CID, duplicate parents, more than 16 parents, bad kind.
+        InputError: malformed ids or CID, duplicate parents, more than MAX_PARENTS (127) parents, bad kind.
     """
 
     content_id: bytes
@@ -287,6 +286,7 @@ class Registry:
 
     @property
     def deployment(self) -> Deployment:
+        """Where this registry lives (chain id, address, creation block)."""
         return Deployment(self.chain.chain_id, self.address, self.deploy_block)
 
     # -- writing ------------------------------------------------------------------------------
@@ -517,6 +517,7 @@ class Registry:
     # -- reading: licences --------------------------------------------------------------------
 
     def license_count(self) -> int:
+        """The number of licence term sets (their ids run from 1 to this number)."""
         return int(self.contract.functions.licenseCount().call())
 
     def licenses(self) -> list[LicenseTerms]:

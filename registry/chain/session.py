@@ -68,6 +68,9 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
     account = load_account(settings, chain)
     if chain.is_memory:
         registry = Registry.deploy(chain, chain.dev_accounts[0]).with_account(account)
+        if account is not None and chain.balance(account.address) == 0:
+            # A configured key on the throw-away in-process chain: give it ether to pay for gas.
+            chain.transact(chain.dev_accounts[0], {"to": account.address, "value": 1000 * 10**18}, gas=21_000)
         if settings.registry and to_checksum_address(settings.registry) != registry.address:
             raise NoRegistryError(
                 f"the in-process chain has the registry at {registry.address}, not {settings.registry}; drop --registry"

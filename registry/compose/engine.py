@@ -316,15 +316,16 @@ def assemble(
         out.parent.mkdir(parents=True, exist_ok=True)
         temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
         temporary.mkdir()
+        syncer = _Syncer(durable)
         try:
-            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, durable)
+            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, syncer)
             content_id = str(tensor_set_content_id(entries))
             if recipe.output.content_id and content_id != recipe.output.content_id:
                 raise OutputMismatch(
                     f"the assembled weights have content id {content_id} but the recipe expects "
                     f"{recipe.output.content_id}; nothing was written"
                 )
-            files = _write_files(temporary, file_plan, recipe, durable)
+            files = _write_files(temporary, file_plan, recipe)
             recipe_content_id = recipe.content_id()
             document = {
                 "format": PROVENANCE_FORMAT,
@@ -340,11 +341,14 @@ def assemble(
                 **provenance,
             }
             _write_bytes(temporary / PROVENANCE_NAME,
-                         (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"), durable)
+                         (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+            syncer.finish(temporary)
             _move_into_place(temporary, out, force, durable)
         except BaseException:
+            syncer.close()
             shutil.rmtree(temporary, ignore_errors=True)
             raise
+        syncer.close()
     return AssemblyResult(
         path=out,
         content_id=content_id,
@@ -358,7 +362,7 @@ def assemble(
 
 
 def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: int,
-                   progress: Progress | None, durable: bool) -> tuple[list[TensorEntry], list[str]]:
+                   progress: Progress | None, syncer: _Syncer) -> tuple[list[TensorEntry], list[str]]:
     names = sorted(plan.tensors, key=lambda name: name.encode("utf-8"))
     shards = _partition(names, plan, max_shard_size)
     shard_names = _shard_names(len(shards))
@@ -375,7 +379,8 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     entries: list[TensorEntry] = []
     for shard, file_name in zip(shards, shard_names):
         path = directory / file_name
-        computed = _write_shard(path, shard, plan, metadata, advance, durable)
+        computed = _write_shard(path, shard, plan, metadata, advance)
+        syncer.file(path)
         # Verify what is on disk: every tensor of the shard is hashed back from the file. A copied
         # tensor must carry its input's manifest digest (this is where copies are verified); a
         # derived one the digest computed while it was produced.
@@ -397,13 +402,13 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
             "weight_map": {name: file_name for shard, file_name in zip(shards, shard_names) for name in shard},
         }
         _write_bytes(directory / "model.safetensors.index.json",
-                     (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8"), durable)
+                     (json.dumps(index, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         return entries, ["model.safetensors.index.json", *shard_names]
     return entries, shard_names
 
 
 def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
-                 advance: Callable[[int], None], durable: bool) -> dict[str, Bytes32]:
+                 advance: Callable[[int], None]) -> dict[str, Bytes32]:
     """Write one safetensors file in canonical layout; returns the digests of derived tensors."""
     specs = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
     header, _ = build_header(specs, metadata)
@@ -418,8 +423,6 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
             else:
                 computed[name] = _write_derived(fd, offset, tensor, advance)
             offset += tensor.nbytes
-        if durable:
-            os.fsync(fd)
     finally:
         os.close(fd)
     return computed
@@ -446,7 +449,7 @@ def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[
     return Bytes32(hasher.digest())
 
 
-def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> dict[str, str]:
+def _write_files(directory: Path, file_plan, recipe: Recipe) -> dict[str, str]:
     files: dict[str, str] = {}
     for relative, element, patch in file_plan:
         path = _safe_join(directory, relative)
@@ -454,7 +457,7 @@ def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> d
         _safe_join(directory, relative)  # again, now that parents exist
         if patch is not None:
             data = _patched_json(element.read_bytes(), patch, relative)
-            _write_bytes(path, data, durable)
+            _write_bytes(path, data)
             hasher = blake3_hasher(len(data))
             hasher.update(FILE_DOMAIN)
             hasher.update(data)
@@ -463,9 +466,6 @@ def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> d
             with open(path, "wb") as handle:
                 for chunk in element.stream():
                     handle.write(chunk)
-                handle.flush()
-                if durable:
-                    os.fsync(handle.fileno())
             files[relative] = str(element.manifest.content_id)
     files = dict(sorted(files.items()))
     if recipe.output.files:
@@ -478,21 +478,51 @@ def _write_files(directory: Path, file_plan, recipe: Recipe, durable: bool) -> d
     return files
 
 
-def _write_bytes(path: Path, data: bytes, durable: bool) -> None:
+def _write_bytes(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Syncer:
+    """fsyncs each output file in background threads as soon as it is complete, so the flush to
+    disk overlaps the hashing that verifies it (and journaled file systems commit concurrent
+    fsyncs together); ``finish`` then covers any other file and every directory."""
+
+    def __init__(self, enabled: bool) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=4) if enabled else None
+        self.submitted: dict[Path, Any] = {}
+
+    def file(self, path: Path) -> None:
+        if self.pool is not None:
+            self.submitted[path] = self.pool.submit(_fsync_path, path)
+
+    def finish(self, root: Path) -> None:
+        if self.pool is None:
+            return
+        paths = sorted(root.rglob("*"))
+        for path in paths:
+            if path.is_file() and path not in self.submitted:
+                self.file(path)
+        for future in self.submitted.values():
+            future.result()
+        list(self.pool.map(_fsync_path, [p for p in paths if p.is_dir()] + [root]))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> None:
-    if durable:
-        for directory in [temporary, *[p for p in temporary.rglob("*") if p.is_dir()]]:
-            with contextlib.suppress(OSError):
-                fd = os.open(directory, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
     if out.exists() or out.is_symlink():
         if not force:
             raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force")
@@ -509,3 +539,10 @@ def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> 
             old.unlink()
     else:
         os.rename(temporary, out)
+    if durable:
+        with contextlib.suppress(OSError):
+            fd = os.open(out.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

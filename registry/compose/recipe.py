@@ -53,6 +53,7 @@ __all__ = [
     "load_recipe",
     "canonical_json",
     "with_record_ids",
+    "check_publishable",
     "check_relative_path",
     "apply_renames",
 ]
@@ -1018,3 +1019,15 @@ def with_record_ids(recipe: Recipe, records: Mapping[str, str]) -> Recipe:
     if missing:
         raise RecipeError(f"no record id for input(s) {', '.join(sorted(missing))}; publish those elements first")
     return replace(recipe, inputs=inputs)
+
+
+def check_publishable(recipe: Recipe) -> None:
+    """Refuse a recipe that cannot be published: every input must carry a record id.
+
+    Raises:
+        RecipeError: naming the inputs that are only local files.
+    """
+    local = sorted(name for name, ref in recipe.inputs.items() if not ref.record)
+    if local:
+        shown = ", ".join(local[:5]) + (f" and {len(local) - 5} more" if len(local) > 5 else "")
+        raise RecipeError(f"input(s) {shown} have no record id; publish those elements and pin them with with_record_ids")
