@@ -34,7 +34,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
-from ..chain.errors import ChainError, RecordNotFoundError, TransactionFailed
+from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed
 from ..chain.licenses import LicenseTerms, describe_flags
 from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
 from ..errors import ElementsError, InputError, UnsafeFileError
@@ -55,7 +55,6 @@ __all__ = [
     "Estimate",
     "PublishReport",
     "UnknownLicenseName",
-    "InsufficientFunds",
     "TooManyParentsError",
     "kind_of",
     "prepare_element",
@@ -84,10 +83,6 @@ _PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,by
 
 class UnknownLicenseName(InputError):
     """The chain has no licence term set with this SPDX identifier."""
-
-
-class InsufficientFunds(ChainError):
-    """The publishing account cannot pay for the transactions."""
 
 
 class TooManyParentsError(InputError):
@@ -405,7 +400,7 @@ def plan_claims(registry: Registry, claims: Sequence[Claim], *, batch_size: int 
         InputError: claims made for another publisher than the registry's account.
         UnknownLicenseError, UnknownParentError, LicenseViolation subclasses: what the contract
             would refuse, before anything is sent.
-        InsufficientFunds: the account cannot pay for the missing claims.
+        InsufficientFundsError: the account cannot pay for the missing claims.
     """
     from ..chain.session import require_account
 
@@ -447,13 +442,13 @@ def _estimate(registry: Registry, publisher: str, batches: list[list[Claim]]) ->
 
 
 def require_funds(registry: Registry, plan: Plan) -> None:
-    """Raise :class:`InsufficientFunds` when the account cannot cover the plan's worst-case cost."""
+    """Raise :class:`InsufficientFundsError` when the account cannot cover the plan's worst-case cost."""
     estimate = plan.estimate
     if estimate is None or not plan.missing:
         return
     if estimate.balance < estimate.max_cost:
         publisher = registry.account.address
-        raise InsufficientFunds(
+        raise InsufficientFundsError(
             f"account {publisher} holds {estimate.balance / 10**18:.6g} ETH on {registry.chain.name} but publishing "
             f"{len(plan.missing)} record(s) may cost up to {estimate.max_cost / 10**18:.6g} ETH "
             f"({estimate.gas:,} gas at up to {estimate.max_fee_per_gas / 10**9:.3g} gwei); fund it and run the same command again"
@@ -593,7 +588,7 @@ def publish_claims(
         on_transaction: called after each mined transaction (progress).
 
     Raises:
-        What :func:`plan_claims` raises (nothing sent), InsufficientFunds (nothing sent),
+        What :func:`plan_claims` raises (nothing sent), InsufficientFundsError (nothing sent),
         KuboError (nothing sent), and for a failure mid-way RpcUnavailableError /
         TransactionFailed: the transactions mined so far stand, and running the same publish
         again sends only the rest.
