@@ -27,6 +27,7 @@ from ..compose.recipe import Recipe, RecipeError, parse_recipe
 from ..digest import Bytes32, parse_bytes32
 from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, TensorEntry, tensor_set_content_id
 from ..elements.safetensors_format import tensor_nbytes
+from ..elements.resolve import DocumentError as ResolveDocumentError
 from ..errors import IntegrityError
 from ..storage.fetch import Sources
 
@@ -36,8 +37,9 @@ __all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "output_table_ent
 MAX_DOCUMENT_BYTES = 64 << 20
 
 
-class DocumentError(IntegrityError):
-    """A record's document is malformed or does not describe the content the record claims."""
+class DocumentError(ResolveDocumentError):
+    """A record's document is malformed or does not describe the content the record claims
+    (the resolver's :class:`~registry.elements.resolve.DocumentError`, raised by verification)."""
 
 
 def output_table_entries(recipe: Recipe) -> list[TensorEntry]:
