@@ -132,6 +132,7 @@ def main() -> int:
             "verify_over_sha256_speedup": figures["sha256"]["wall"] / figures["verify"]["wall"],
         }
         result = {
+            "load_average": os.getloadavg()[0],
             "size_bytes": actual,
             "tensors": len(report.model.manifest.entries),
             "elements": len(published.elements),
@@ -146,7 +147,7 @@ def main() -> int:
             print(json.dumps(result, indent=2))
         else:
             print(f"{actual / MiB:.0f} MiB, {result['tensors']} tensors in {result['elements']} elements, "
-                  f"{os.cpu_count()} CPUs, page cache warm, one run each")
+                  f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f}), page cache warm, one run each")
             print(f"{'measurement':<16}{'wall s':>9}{'cpu s':>9}{'MiB/s':>10}")
             for name, entry in figures.items():
                 print(f"{name:<16}{entry['wall']:>9.3f}{entry['cpu']:>9.3f}{entry['mib_s']:>10,.0f}")
