@@ -420,3 +420,34 @@ def test_bad_paths_are_input_errors(world, store, tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(InputError):
         verify(registry, store, tmp_path / "notes.txt")
+
+
+def test_copied_tensors_are_checked_from_manifests_without_any_element_data(world, store, tmp_path):
+    registry, published = world
+    documents_only = BlockStore(tmp_path / "documents")
+    reader = registry.with_account(None)
+    for record in reader.records([published.composition, *published.records.values()]):
+        documents_only.put(record.cid, store.get(record.cid))  # manifests and the recipe: one block each
+    report = verify_model(WEIGHTS, reader, Sources(documents_only))
+    assert report.exit_code == 0 and report.accepted.counts() == {"match": 104}
+
+
+def test_without_a_composition_tensors_are_attributed_to_the_elements(store, tmp_path):
+    registry = new_registry()
+    split = split_model(MODEL, tmp_path / "split")
+    paths = [split.out_dir / e.path for e in split.elements if e.kind == "tensors"]
+    records = dict(zip([p.name.removesuffix(".safetensors") for p in paths], publish_files(registry, store, paths)))
+
+    def edit(tensors, shapes):
+        tensors.pop("pooler.dense.bias")
+        dtype, raw = tensors[QUERY3]
+        tensors[QUERY3] = (dtype, raw[::-1].copy())
+
+    report = verify(registry, store, changed_copy(tmp_path, edit))
+    attribution = report.attribution
+    assert report.exit_code == 1 and attribution.reference is None
+    assert attribution.counts() == {"match": 102, "differs": 1, "missing": 1}
+    [changed] = [t for t in attribution.tensors if t.status == "differs"]
+    assert changed.name == QUERY3 and changed.sources[0].record_id == records["encoder.layer.3"]
+    [missing] = attribution.missing
+    assert missing.name == "pooler.dense.bias" and missing.sources[0].record_id == records["pooler"]

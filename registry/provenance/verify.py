@@ -869,7 +869,9 @@ class Verifier:
         for check in verified:
             reason = _blocker(check, trust, options.allow_yanked)
             if reason is None:
-                reasons = []
+                reasons = [f"accepted although {what} was yanked (--allow-yanked)"
+                           for what in ([f"the claim {check.record_id}"] if check.yanked else [])
+                           + [f"ancestor {rid} ({check.nodes[rid].name or check.nodes[rid].kind})" for rid in check.yanked_ancestors]]
                 if len({c.record.publisher for c in checks}) > 1:
                     reasons.append(f"{len(checks)} claims by {len({c.record.publisher for c in checks})} publishers; "
                                    f"accepted the earliest eligible one, {check.record_id} (block {check.record.block_number})")
@@ -980,15 +982,18 @@ class Verifier:
             missing = [t for t in reference.tensors if t.status == "missing" and t.name not in renamed_from]
         elif self.index is not None:
             matched_records = {s.record_id for r in results if r.status == "match" for s in r.sources}
-            for rid, rows in self.index.tensors_of([to_bytes32(r) for r in matched_records]).items():
-                record = live.get(rid)
+            gone: dict[str, TensorResult] = {}
+            for rows in self.index.tensors_of([to_bytes32(r) for r in matched_records]).values():
                 for row in rows:
-                    if row.name not in entries and row.name not in renamed_from:
-                        src = _source_of(row, live)
-                        missing.append(TensorResult(row.name, "missing", row.dtype, row.shape, None, "0x" + bytes(row.digest).hex(),
-                                                    [src], message=f"{row.name} of {src.label()} is missing"))
-                del record
-            missing.sort(key=lambda t: t.name)
+                    if row.name in entries or row.name in renamed_from:
+                        continue
+                    src = _source_of(row, live)
+                    if row.name in gone:  # the same element claimed by several publishers
+                        gone[row.name].sources.append(src)
+                        continue
+                    gone[row.name] = TensorResult(row.name, "missing", row.dtype, row.shape, None, "0x" + bytes(row.digest).hex(),
+                                                  [src], message=f"{row.name} of {src.label()} is missing")
+            missing = sorted(gone.values(), key=lambda t: t.name.encode("utf-8"))
         return TensorAttribution(reference, results, missing, index_info, note)
 
     # -- helpers -------------------------------------------------------------------------------
