@@ -382,14 +382,15 @@ def _fee_parts(registry: Registry) -> tuple[int, int]:
 
 def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) -> int:
     data = registry.contract.encode_abi("publishBatch", args=[[c.record.as_abi() for c in batch]])
-    tx = {"from": publisher, "to": registry.address, "data": data, "value": 0}
+    # Gas price 0: the estimate must not depend on the balance (a dry run from an unfunded key).
+    tx = {"from": publisher, "to": registry.address, "data": data, "value": 0, "gasPrice": 0}
     try:
         return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))
     except ElementsError:
         raise
     except Exception as exc:
         # Replaying the call decodes a revert into the registry's own error (UnknownParent, ...).
-        registry.chain.call(tx, registry._license_name)
+        registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, registry._license_name)
         raise TransactionFailed(f"the node could not estimate the gas of publishBatch: {exc}") from None
 
 
