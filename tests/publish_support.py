@@ -108,11 +108,13 @@ class DroppingProxy:
     It forwards every request to ``upstream``; the ``n``-th request calling ``method`` (counting
     from 1) is forwarded too, so the node acts on it, but the answer is thrown away and the client's
     connection closed: the client never learns what happened. From then on every connection is
-    refused, like a node that went away. ``restore()`` makes it a plain proxy again.
+    cut, like a node that went away. ``restore()`` makes it a plain proxy again. With ``rewrite``
+    it changes answers instead (a lying node).
     """
 
-    def __init__(self, upstream: str, method: str = "eth_sendRawTransaction", n: int = 1) -> None:
+    def __init__(self, upstream: str, method: str = "eth_sendRawTransaction", n: int = 1, rewrite=None) -> None:
         self.upstream = urlsplit(upstream)
+        self.rewrite = rewrite  # (methods, answer bytes) -> answer bytes: a lying node
         self.method, self.n = method, n
         self.seen = 0
         self.dropped = False
@@ -146,6 +148,8 @@ class DroppingProxy:
                 response = connection.getresponse()
                 answer = response.read()
                 connection.close()
+                if proxy.rewrite is not None:
+                    answer = proxy.rewrite(methods, answer)
                 if drop:
                     proxy.dropped = True
                     self.close_connection = True
