@@ -34,7 +34,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
-from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed
+from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed, make_error
 from ..chain.licenses import LicenseTerms, describe_flags
 from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
 from ..errors import ElementsError, InputError, UnsafeFileError
@@ -655,6 +655,9 @@ def publish_elements(
     terms = resolve_license(registry, license)
     parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
     check_parent_count(registry, len(parent_ids), "each element")
+    for parent, exists in zip(parent_ids, registry.exists(parent_ids) if parent_ids else []):
+        if not exists:
+            raise make_error("UnknownParent", {"parentId": "0x" + parent.hex()})
     if parent_ids and resolver is not None:
         from .resolve import check_license_against_ancestors
 
