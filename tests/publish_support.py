@@ -76,26 +76,22 @@ def tensors_equal(a: str | Path, b: str | Path) -> bool:
 
 
 class CountingProvider:
-    """Counts the HTTP requests (JSON-RPC round trips) a web3 HTTPProvider makes."""
+    """Counts the HTTP requests (JSON-RPC round trips) a web3 HTTPProvider sends, batched or not,
+    and the methods in each."""
 
     def __init__(self, chain: Chain) -> None:
-        self.provider = chain.w3.provider
+        manager = chain.w3.provider._request_session_manager
         self.count = 0
         self.methods: list[list[str]] = []
-        original_single, original_batch = self.provider.make_request, self.provider.make_batch_request
+        post = manager.make_post_request
 
-        def single(method, params):
+        def counted(endpoint, data, *args, **kwargs):
             self.count += 1
-            self.methods.append([method])
-            return original_single(method, params)
+            body = json.loads(data)
+            self.methods.append([m["method"] for m in body] if isinstance(body, list) else [body["method"]])
+            return post(endpoint, data, *args, **kwargs)
 
-        def batch(requests):
-            self.count += 1
-            self.methods.append([m for m, _ in requests])
-            return original_batch(requests)
-
-        self.provider.make_request = single
-        self.provider.make_batch_request = batch
+        manager.make_post_request = counted
 
     def reset(self) -> None:
         self.count = 0
