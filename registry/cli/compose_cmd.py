@@ -1,6 +1,6 @@
-"""Composition commands: ``split`` (a model into elements + recipe) and ``assemble-local``
-(a recipe from a local elements directory, no chain). ``compose`` / ``assemble`` join later and
-reuse :func:`registry.compose.engine.assemble`."""
+"""Composition commands: ``split`` (a model into elements + recipe), ``assemble-local`` (a recipe
+from a local elements directory, no chain), ``compose`` (publish a recipe as a composition) and
+``assemble`` (build a published composition by hash). All reuse :func:`registry.compose.engine.assemble`."""
 
 from __future__ import annotations
 
@@ -66,6 +66,45 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     assemble_local.add_argument("--dry-run", action="store_true", help="plan and check only; print the output table")
     assemble_local.add_argument("--save-recipe", metavar="FILE",
                                 help="also write the recipe with its output (content id, tensor table, files) pinned to this result")
+
+    compose = add_command(
+        sub,
+        common,
+        "compose",
+        cmd_compose,
+        help="publish a recipe as a composition: inputs resolved and verified, assembled, claimed with every input as parent",
+        examples=(
+            "  elements --network devnet compose three-layers.yaml --license Apache-2.0\n"
+            "  elements compose merge.yaml --license CC-BY-NC-4.0 -o ./merged     keep the assembled model\n"
+            "  elements compose recipe.json --license MIT --dry-run --json         content id, gas and cost; nothing sent\n"
+            "every input needs `record: 0x…` (publish elements first); the licence is checked against every ancestor\n"
+        ),
+    )
+    compose.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1) whose inputs name records")
+    compose.add_argument("--license", required=True, metavar="SPDX", help="licence of the composition")
+    compose.add_argument("-o", "--out", metavar="OUT", help="keep the assembled model in OUT (default: assembled in a temporary directory)")
+    compose.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    compose.add_argument("--dry-run", action="store_true", help="assemble, check and estimate; store nothing in Kubo, send nothing")
+
+    assemble_cmd = add_command(
+        sub,
+        common,
+        "assemble",
+        cmd_assemble,
+        help="resolve a composition by hash, fetch and verify its elements, build the model into a directory",
+        examples=(
+            "  elements --network devnet assemble 0x<composition record id> -o ./model\n"
+            "  elements assemble 0x<content id> -o ./model --trust 0xPublisher   a content id: the trusted (or earliest) claim\n"
+            "  ELEMENTS_IPFS_API=http://127.0.0.1:5001 elements assemble 0x<id> -o ./model --force\n"
+            "the output's content id must equal the claim's; elements-provenance.json names the record, chain and registry\n"
+        ),
+    )
+    assemble_cmd.add_argument("hash", metavar="HASH", help="composition record id, or the content id of the weights")
+    assemble_cmd.add_argument("-o", "--out", required=True, metavar="OUT", help="output model directory (must not exist unless --force)")
+    assemble_cmd.add_argument("--force", action="store_true", help="replace OUT if it exists (only once the new one is complete)")
+    assemble_cmd.add_argument("--trust", action="append", metavar="ADDR", help="prefer compositions by this publisher (repeatable)")
+    assemble_cmd.add_argument("--max-shard-size", default=str(DEFAULT_MAX_SHARD_SIZE), metavar="SIZE",
+                              help="shard the weights above SIZE (default 5GB)")
 
 
 class _Bar:
@@ -134,3 +173,54 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
         print(f"weights: {', '.join(result.weight_files)}; files: {', '.join(result.files) or 'none'}")
 
     return Result(data=result.to_json(), human=human)
+
+
+def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..compose.publish import publish_composition
+    from .elements_cmd import _print_report, session
+
+    if args.out and args.dry_run:
+        raise InputError("--dry-run assembles in a temporary directory; drop -o")
+    with session(settings, write=True) as (registry, _, resolver), \
+            _Bar(settings, "fetching") as fetched, _Bar(settings, "assembling") as assembled:
+        report = publish_composition(
+            registry, resolver, Path(args.recipe), license=args.license, out=args.out, force=args.force,
+            dry_run=args.dry_run, progress=assembled, fetch_progress=fetched, work_dir=settings.home / "tmp",
+        )
+
+    def human() -> None:
+        _print_report(report.publish, "composition")
+        claim = report.claim
+        print(f"composition 0x{claim.record_id.hex()}: content id 0x{claim.record.content_id.hex()}, "
+              f"{len(report.recipe.inputs)} inputs, recipe {report.recipe_cid}")
+        if args.out:
+            print(f"assembled model kept in {args.out}")
+
+    return Result(data=report.to_json(), human=human)
+
+
+def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..compose.chain_source import assemble_composition
+    from .elements_cmd import session
+
+    max_shard_size = parse_size(args.max_shard_size)
+    with session(settings) as (_, _, resolver), _Bar(settings, "fetching") as fetched, _Bar(settings, "assembling") as assembled:
+        outcome = assemble_composition(
+            resolver, args.hash, args.out, force=args.force, trust=args.trust or settings.trust,
+            max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled,
+        )
+    result, node = outcome.result, outcome.composition
+
+    def human() -> None:
+        r = node.record
+        others = len(outcome.candidates) - 1
+        print(f"composition 0x{r.record_id.hex()} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, block {r.block_number})"
+              + (f"; {others} other claim(s) of this hash" if others > 0 else ""))
+        if r.yanked:
+            print("WARNING: its publisher yanked this composition")
+        print(f"{len(outcome.graph)} records resolved in {outcome.graph.round_trips} RPC round trips; every element verified")
+        print(f"assembled {len(result.tensors)} tensors ({result.total_bytes:,} bytes) into {result.path}")
+        print(f"content id {result.content_id} (matches the claim)")
+        print(f"weights: {', '.join(result.weight_files)}; files: {', '.join(result.files) or 'none'}; provenance: elements-provenance.json")
+
+    return Result(data=outcome.to_json(), human=human)

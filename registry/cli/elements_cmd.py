@@ -1,13 +1,42 @@
-"""Element commands: ``id`` (content ids). ``publish`` / ``resolve`` join this module later."""
+"""Element commands: ``id`` (content ids); publishing (``publish``, ``publish-model``, ``relay``,
+``add-license``, ``keys``); reading (``resolve``, ``show``, ``ls``).
+
+The commands are thin: the work is in :mod:`registry.elements.publish`,
+:mod:`registry.elements.resolve`, :mod:`registry.compose.publish` and :mod:`registry.chain.keystore`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
+from eth_utils import to_checksum_address
+
+from ..chain.errors import AccountError
+from ..chain.keystore import check_key_name, import_key, list_keys, new_key
+from ..chain.licenses import ATTRIBUTION, COMMERCIAL_USE, DERIVATIVES, SHARE_ALIKE, describe_flags
+from ..chain.registry import to_bytes32
+from ..chain.session import open_registry
 from ..config import Settings
 from ..elements.content_id import directory_ids, file_content_id, is_weights_path, manifest_of
-from ..errors import InputError
+from ..elements.publish import (
+    DEFAULT_BATCH_SIZE,
+    KINDS,
+    PublishReport,
+    element_claim,
+    load_signed,
+    prepare_element,
+    publish_elements,
+    relay_signed,
+    resolve_license,
+    sign_claims,
+    write_signed,
+)
+from ..elements.resolve import ResolvedRecord, Resolver, check_license_against_ancestors
+from ..errors import ElementsError, InputError, IntegrityError
+from ..storage.fetch import Sources
 from ._app import Result, add_command
 
 __all__ = ["register"]
@@ -29,6 +58,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         ),
     )
     parser.add_argument("path", metavar="PATH", help="file, .safetensors, *.safetensors.index.json or model directory")
+    _register_publishing(sub, common)
 
 
 def cmd_id(args: argparse.Namespace, settings: Settings) -> Result:
@@ -53,3 +83,483 @@ def cmd_id(args: argparse.Namespace, settings: Settings) -> Result:
     file_id = file_content_id(path)
     data = {"kind": "file", "path": str(path), "content_id": str(file_id), "size": path.stat().st_size}
     return Result(data=data, human=str(file_id))
+
+
+# ============================================================================================
+# publishing and reading records
+
+
+def _register_publishing(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    publish = add_command(
+        sub,
+        common,
+        "publish",
+        cmd_publish,
+        help="publish element files: content id + manifest into the block store (and Kubo), claims on chain",
+        examples=(
+            "  elements publish elements/encoder.layer.0.safetensors --license Apache-2.0\n"
+            "  elements publish adapter.safetensors --kind adapter --license CC-BY-NC-4.0 --parent 0x<base record>\n"
+            "  elements publish config.json tokenizer.json --license MIT --dry-run      what would be sent, gas and cost\n"
+            "  elements publish layer.safetensors --license MIT --sign-only signed.json  sign for a relayer (no gas)\n"
+            "  elements --network devnet publish *.safetensors --license MIT --ipfs-api http://127.0.0.1:5001 --json\n"
+            "a re-run publishes only what is missing (record ids are computed before sending)\n"
+        ),
+    )
+    publish.add_argument("paths", nargs="+", metavar="PATH", help="element files: .safetensors (tensors) or any other file")
+    publish.add_argument("--license", required=True, metavar="SPDX", help="licence of the elements (see `elements licenses`)")
+    publish.add_argument("--parent", action="append", default=[], metavar="ID", help="a parent record id (repeatable)")
+    publish.add_argument("--kind", choices=["element", "adapter", "file"], help="record kind (default: element for .safetensors, else file)")
+    publish.add_argument("--name", help="the element's name in its manifest (one PATH only; default: the file name)")
+    publish.add_argument("--dry-run", action="store_true", help="check and estimate only; store and send nothing")
+    publish.add_argument("--sign-only", metavar="FILE", help="write EIP-712 signatures for `elements relay` instead of sending")
+    publish.add_argument("--valid-for", type=float, default=24.0, metavar="HOURS", help="with --sign-only: hours the signatures stay valid (24)")
+    publish.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
+
+    model = add_command(
+        sub,
+        common,
+        "publish-model",
+        cmd_publish_model,
+        help="split a model, publish every element and the composition that reassembles it, in one go",
+        examples=(
+            "  elements publish-model ./all-MiniLM-L6-v2 --license Apache-2.0\n"
+            "  elements --network devnet publish-model model.safetensors --license MIT --by module\n"
+            "  elements publish-model ./model --license Apache-2.0 --dry-run --json\n"
+            "then: elements resolve 0x<composition record>; elements assemble 0x<composition record> -o ./model\n"
+        ),
+    )
+    model.add_argument("model", metavar="MODEL", help=".safetensors file, *.safetensors.index.json or Hugging Face model directory")
+    model.add_argument("--license", required=True, metavar="SPDX", help="licence of the elements and the composition")
+    group = model.add_mutually_exclusive_group()
+    group.add_argument("--by", choices=["layer", "module", "none"], default="layer", help="how to split (default: per layer)")
+    group.add_argument("--rule", action="append", metavar="REGEX=NAME", help="group tensors by regex (repeatable)")
+    model.add_argument("--dry-run", action="store_true", help="split, check and estimate only; store and send nothing")
+    model.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
+
+    relay = add_command(
+        sub,
+        common,
+        "relay",
+        cmd_relay,
+        help="send signed publishes (from `publish --sign-only`) from this account; the signer stays the publisher",
+        examples=(
+            "  ELEMENTS_PRIVATE_KEY=0x<relayer key> elements --network devnet relay signed.json\n"
+            "  elements --keystore relayer relay signed.json --json\n"
+        ),
+    )
+    relay.add_argument("file", metavar="FILE", help="the signed-publish JSON file")
+
+    add_license = add_command(
+        sub,
+        common,
+        "add-license",
+        cmd_add_license,
+        help="register a licence term set (an SPDX id or LicenseRef- name plus the flags a machine checks)",
+        examples=(
+            "  elements add-license LicenseRef-MyModel-1.0 --commercial --derivatives --attribution\n"
+            "  elements add-license CC-BY-NC-ND-4.0 --attribution                  non-commercial, no derivatives\n"
+            "adding terms that exist returns their id and sends nothing\n"
+        ),
+    )
+    add_license.add_argument("spdx", metavar="SPDX", help="SPDX licence id or LicenseRef-name (1-128 printable ASCII)")
+    add_license.add_argument("--commercial", action="store_true", help="commercial use is allowed")
+    add_license.add_argument("--derivatives", action="store_true", help="derivatives are allowed")
+    add_license.add_argument("--share-alike", action="store_true", help="derivatives must keep these terms")
+    add_license.add_argument("--attribution", action="store_true", help="attribution is required")
+
+    keys = add_command(
+        sub,
+        common,
+        "keys",
+        lambda args, settings: _usage(args),
+        help="encrypted keystores under $ELEMENTS_HOME/keystores: new, import, list",
+        examples=(
+            "  elements keys new alice                      a fresh key (password from ELEMENTS_KEYSTORE_PASSWORD or a prompt)\n"
+            "  elements keys import alice < key.txt          a private key from stdin (never from an argument)\n"
+            "  elements keys list\n"
+            "  elements --keystore alice publish x.safetensors --license MIT\n"
+        ),
+    )
+    keys.set_defaults(keys_parser=keys)
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    for action, handler, text in (
+        ("new", cmd_keys_new, "create a fresh key in an encrypted keystore"),
+        ("import", cmd_keys_import, "encrypt an existing private key (read from stdin or a prompt) into a keystore"),
+        ("list", cmd_keys_list, "list keystores and their addresses"),
+    ):
+        p = keys_sub.add_parser(action, help=text, description=text, parents=[common])
+        p.set_defaults(handler=handler)
+        if action != "list":
+            p.add_argument("name", metavar="NAME", help="keystore name (letters, digits, _ . -)")
+
+    resolve = add_command(
+        sub,
+        common,
+        "resolve",
+        cmd_resolve,
+        help="the record graph behind a hash (record id, content id or CID), every document fetched and checked",
+        examples=(
+            "  elements --network devnet resolve 0x<composition record id>\n"
+            "  elements resolve 0x<content id> --json          every claim of that content, earliest first, and their ancestors\n"
+            "  elements resolve bafkrei...                      the records whose document is this CID\n"
+            "  elements resolve 0x<id> --chain-only             records only, no documents\n"
+            "exit 1 when a document does not match its record\n"
+        ),
+    )
+    resolve.add_argument("hash", metavar="HASH", help="record id, content id (0x + 64 hex) or CID")
+    resolve.add_argument("--chain-only", action="store_true", help="do not fetch manifests and recipes")
+
+    show = add_command(
+        sub,
+        common,
+        "show",
+        cmd_show,
+        help="one record (a record id) or every claim of a content id, with its document",
+        examples="  elements show 0x<record id>\n  elements show 0x<content id> --json\n",
+    )
+    show.add_argument("hash", metavar="HASH", help="record id, content id or CID")
+
+    ls = add_command(
+        sub,
+        common,
+        "ls",
+        cmd_ls,
+        help="list records from the registry's events, oldest first",
+        examples=(
+            "  elements --network devnet ls\n"
+            "  elements ls --publisher 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 --kind composition\n"
+        ),
+    )
+    ls.add_argument("--publisher", metavar="ADDR", help="only this publisher's records")
+    ls.add_argument("--kind", choices=list(KINDS), help="only records of this kind")
+
+
+def _usage(args: argparse.Namespace) -> Result:
+    args.keys_parser.print_help()
+    raise InputError("choose an action: elements keys new|import|list")
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def session(settings: Settings, *, write: bool = False):
+    """The registry (bound to the configured key when ``write``), the sources, a resolver."""
+    registry = open_registry(settings, write=write)
+    sources = Sources.from_settings(settings)
+    try:
+        yield registry, sources, Resolver(registry, sources)
+    finally:
+        sources.close()
+
+
+def _short(value: str, keep: int = 10) -> str:
+    return value if len(value) <= keep + 4 else value[:keep] + "…"
+
+
+def _print_report(report: PublishReport, what: str = "record") -> None:
+    lic = f" under {report.license.spdx_id}" if report.license else ""
+    verb = "would publish" if report.dry_run else "published"
+    print(f"{report.publisher} on chain {report.chain_id}, registry {report.registry}{lic}")
+    for result in report.results:
+        claim = result.claim
+        status = {"published": "published", "present": "already there", "planned": "to publish"}[result.status]
+        print(f"{status:<13} {claim.kind_name:<11} {claim.label}")
+        print(f"{'':14}record  0x{claim.record_id.hex()}")
+        print(f"{'':14}content 0x{claim.record.content_id.hex()}")
+        data = f"  (data {claim.data_cid})" if claim.data_cid else ""
+        print(f"{'':14}cid     {claim.record.cid}{data}")
+        if result.transaction:
+            tx = result.transaction
+            print(f"{'':14}tx      {tx.hash}  block {tx.block}  gas ~{result.gas_share:,} ({tx.gas_used:,} for {tx.records} records)")
+    present = len(report.present)
+    if report.dry_run:
+        planned = len([r for r in report.results if r.status == "planned"])
+        print(f"dry run: {verb} {planned} {what}(s), {present} already there; nothing was stored or sent")
+        if report.estimate:
+            e = report.estimate
+            print(
+                f"estimated {e.gas:,} gas in {e.transactions} transaction(s): ~{e.cost / 10**18:.6g} ETH at "
+                f"{(e.base_fee + e.priority_fee) / 10**9:.4g} gwei (at most {e.max_cost / 10**18:.6g} ETH); "
+                f"balance {e.balance / 10**18:.6g} ETH"
+            )
+    else:
+        gas = sum(t.gas_used for t in report.transactions)
+        print(f"{len(report.published)} {what}(s) published, {present} already there; {len(report.transactions)} transaction(s), {gas:,} gas")
+        if report.pinned:
+            print(f"pinned {len(report.pinned)} DAG(s) in Kubo")
+
+
+# -- publish ------------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
+    if args.sign_only and args.dry_run:
+        raise InputError("--sign-only and --dry-run exclude each other")
+    with session(settings, write=True) as (registry, sources, resolver):
+        if args.sign_only:
+            return _sign_only(args, registry, sources, resolver)
+        report = publish_elements(
+            registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind,
+            name=args.name, sources=sources, dry_run=args.dry_run, batch_size=args.batch_size, resolver=resolver,
+        )
+    return Result(data=report.to_json(), human=lambda: _print_report(report, "element"))
+
+
+def _sign_only(args: argparse.Namespace, registry, sources, resolver) -> Result:
+    terms = resolve_license(registry, args.license)
+    parents = [to_bytes32(p, "parent record id") for p in args.parent]
+    if parents:
+        graph = resolver.graph(parents, documents=False)
+        check_license_against_ancestors(registry.account.address, terms, graph, parents)
+    prepared = [prepare_element(p, sources.store, kind=args.kind, name=args.name) for p in args.paths]
+    claims = [element_claim(p, registry.account.address, terms.license_id, parents) for p in prepared]
+    signed = sign_claims(registry, claims, valid_for=int(args.valid_for * 3600))
+    for claim, _ in signed:
+        for cid in claim.pins:  # the relayer sends the claim; the bytes must be reachable already
+            sources.publish(cid)
+    path = write_signed(args.sign_only, registry, signed)
+    data = {"file": str(path), "publisher": registry.account.address, "signed": [c.to_json() for c, _ in signed],
+            "already_present": len(claims) - len(signed)}
+
+    def human() -> None:
+        print(f"signed {len(signed)} record(s) as {registry.account.address} into {path} ({len(claims) - len(signed)} already on chain)")
+        for claim, s in signed:
+            print(f"  0x{claim.record_id.hex()}  {claim.label}  nonce {s.nonce}")
+        print(f"a relayer sends them with: elements relay {path}")
+
+    return Result(data=data, human=human)
+
+
+def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..compose.publish import publish_model
+    from .compose_cmd import _Bar
+
+    with session(settings, write=True) as (registry, sources, _):
+        with _Bar(settings, "splitting") as bar:
+            report = publish_model(
+                registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
+                dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp", split_progress=bar,
+            )
+
+    def human() -> None:
+        _print_report(report.publish)
+        claim = report.composition
+        print(f"composition of {args.model}: record 0x{claim.record_id.hex()}")
+        print(f"  content id 0x{claim.record.content_id.hex()} ({len(report.elements)} elements), recipe {report.recipe_cid}")
+        if not report.publish.dry_run:
+            print(f"assemble it anywhere with: elements assemble 0x{claim.record_id.hex()} -o DIR")
+
+    return Result(data=report.to_json(), human=human)
+
+
+def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
+    document = load_signed(args.file)
+    with session(settings, write=True) as (registry, _, _):
+        report = relay_signed(registry, document)
+        relayer = registry.account.address
+
+    def human() -> None:
+        _print_report(report)
+        print(f"relayed by {relayer} (who paid the gas); the records' publisher is {report.publisher}")
+
+    return Result(data={**report.to_json(), "relayer": relayer}, human=human)
+
+
+def cmd_add_license(args: argparse.Namespace, settings: Settings) -> Result:
+    flags = (COMMERCIAL_USE if args.commercial else 0) | (DERIVATIVES if args.derivatives else 0)
+    flags |= (SHARE_ALIKE if args.share_alike else 0) | (ATTRIBUTION if args.attribution else 0)
+    if args.share_alike and not args.derivatives:
+        raise InputError("--share-alike is about derivatives; add --derivatives too (or drop --share-alike)")
+    with session(settings, write=True) as (registry, _, _):
+        existing = registry.license_id_of(args.spdx, flags)
+        terms = registry.add_license(args.spdx, flags)
+    verb = "already registered as" if existing else "registered as"
+    return Result(
+        data={**terms.to_json(), "created": not existing},
+        human=f"{terms.spdx_id} ({describe_flags(terms.flags)}) {verb} licence {terms.license_id}; use --license {terms.spdx_id}",
+    )
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def _password(settings: Settings, confirm: bool) -> str:
+    if settings.keystore_password:
+        return settings.keystore_password
+    if not sys.stdin.isatty():
+        raise AccountError("no password: set ELEMENTS_KEYSTORE_PASSWORD, or run on a terminal to be asked")
+    import getpass
+
+    first = getpass.getpass("keystore password: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise AccountError("the passwords differ; nothing was written")
+    return first
+
+
+def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> Result:
+    check_key_name(args.name)
+    info = new_key(settings.home, args.name, _password(settings, confirm=True))
+    return Result(data=info.to_json(), human=f"created keystore {info.name}: {info.address} ({info.path}); use it with --keystore {info.name}")
+
+
+def cmd_keys_import(args: argparse.Namespace, settings: Settings) -> Result:
+    check_key_name(args.name)
+    if sys.stdin.isatty():
+        import getpass
+
+        private_key = getpass.getpass("private key (hex, not shown): ")
+    else:
+        private_key = sys.stdin.readline()
+    if not private_key.strip():
+        raise AccountError("no private key on stdin; pipe it in (elements keys import NAME < key.txt) or run on a terminal")
+    info = import_key(settings.home, args.name, _password(settings, confirm=True), private_key.strip())
+    return Result(data=info.to_json(), human=f"imported {info.address} into keystore {info.name} ({info.path}); use it with --keystore {info.name}")
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> Result:
+    keys = list_keys(settings.home)
+
+    def human() -> None:
+        if not keys:
+            print(f"no keystores in {settings.home / 'keystores'}; create one with `elements keys new NAME`")
+        for info in keys:
+            print(f"{info.name:<24} {info.address}  {info.path}")
+
+    return Result(data=[k.to_json() for k in keys], human=human)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _license_text(node) -> str:
+    return node.license.spdx_id if node.license else f"licence {node.record.license_id}"
+
+
+def _describe(node) -> str:
+    doc = node.document
+    if doc is None:
+        return f"[document: {node.document_error}]" if node.document_error else ""
+    if node.is_composition:
+        return f"recipe {doc.name or ''} ({len(doc.inputs)} inputs)".replace("  ", " ")
+    name = doc.metadata.get("name") or (doc.data or {}).get("name", "")
+    if doc.kind == "tensors":
+        return f"{name} ({len(doc.entries)} tensors, {doc.size:,} B)"
+    return f"{name} ({doc.size:,} B)"
+
+
+def _line(node) -> str:
+    r = node.record
+    flags = " YANKED" if r.yanked else ""
+    return (f"{node.kind_name:<11} 0x{r.record_id.hex()}  content 0x{r.content_id.hex()[:16]}…  {_license_text(node)}  "
+            f"by {r.publisher[:10]}…  block {r.block_number}{flags}  {_describe(node)}").rstrip()
+
+
+def _print_tree(graph) -> None:
+    shown: set[bytes] = set()
+
+    def walk(rid: bytes, prefix: str, last: bool, top: bool) -> None:
+        node = graph.nodes[rid]
+        branch = "" if top else ("└── " if last else "├── ")
+        again = rid in shown
+        print(prefix + branch + _line(node) + ("  (above)" if again and node.record.parents else ""))
+        if again:
+            return
+        shown.add(rid)
+        children = sorted(node.record.parents, key=lambda p: (graph.nodes[p].kind_name, _describe(graph.nodes[p])))
+        extension = "" if top else ("    " if last else "│   ")
+        for i, parent in enumerate(children):
+            walk(parent, prefix + extension, i == len(children) - 1, False)
+
+    for root in graph.roots:
+        walk(root, "", True, True)
+
+
+def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
+    with session(settings) as (registry, _, resolver):
+        graph = resolver.graph(args.hash, documents=not args.chain_only, strict=False)
+    failed = [n for n in graph.nodes.values() if n.document_failed]
+
+    def human() -> None:
+        _print_tree(graph)
+        claims = f"{len(graph.roots)} claims, " if len(graph.roots) > 1 else ""
+        print(f"{claims}{len(graph)} records, depth {graph.depth}, {graph.round_trips} RPC round trips "
+              f"(chain {graph.chain_id}, registry {graph.registry})")
+        missing = [n for n in graph.nodes.values() if n.document_error and not n.document_failed]
+        if missing:
+            print(f"{len(missing)} document(s) not available from the configured sources (--ipfs-api / --gateway)")
+        for node in failed:
+            print(f"VERIFICATION FAILED: 0x{node.record_id.hex()}: {node.document_error}", file=sys.stderr)
+
+    return Result(data=graph.to_json(), human=human, exit_code=1 if failed else 0)
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
+    with session(settings) as (registry, _, resolver):
+        records = resolver.lookup(args.hash)
+        nodes = []
+        for record in records:
+            document, error, failed = None, None, False
+            try:
+                document = resolver.document(record)
+            except ElementsError as exc:
+                error, failed = str(exc), isinstance(exc, IntegrityError)
+            nodes.append(ResolvedRecord(record, resolver.license(record.license_id), document, 0, error, failed))
+
+    def human() -> None:
+        if len(nodes) > 1:
+            print(f"{len(nodes)} claims of {args.hash}, earliest first:")
+        for node in nodes:
+            r = node.record
+            print(f"record     0x{r.record_id.hex()}{'  YANKED' if r.yanked else ''}")
+            print(f"kind       {node.kind_name}")
+            print(f"content id 0x{r.content_id.hex()}")
+            print(f"publisher  {r.publisher}")
+            lic = node.license
+            print(f"licence    {lic.spdx_id} ({describe_flags(lic.flags)})" if lic else f"licence    {r.license_id}")
+            print(f"cid        {r.cid}")
+            print(f"block      {r.block_number}  tx 0x{r.transaction_hash.hex()}")
+            for p in r.parents:
+                print(f"parent     0x{p.hex()}")
+            doc = node.document
+            if node.is_composition and doc is not None:
+                print(f"recipe     {doc.name or ''} {len(doc.steps)} steps, {len(doc.files)} files")
+                for name, ref in sorted(doc.inputs.items()):
+                    print(f"  input    {name:<28} {ref.record}")
+            elif doc is not None:
+                print(f"document   {_describe(node)}; data {doc.data['cid']}")
+                for entry in doc.entries[:8]:
+                    print(f"  tensor   {entry.name} {entry.dtype}{list(entry.shape)}")
+                if len(doc.entries) > 8:
+                    print(f"  ...      {len(doc.entries) - 8} more tensors")
+            elif node.document_error:
+                print(f"document   {'VERIFICATION FAILED: ' if node.document_failed else 'unavailable: '}{node.document_error}")
+            print()
+
+    failed = any(n.document_failed for n in nodes)
+    return Result(data=[n.to_json() for n in nodes], human=human, exit_code=1 if failed else 0)
+
+
+def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
+    with session(settings) as (registry, _, resolver):
+        if args.publisher:
+            try:
+                publisher = to_checksum_address(args.publisher)
+            except ValueError:
+                raise InputError(f"--publisher {args.publisher!r} is not an address (0x + 40 hex)") from None
+            records = registry.records_by(publisher)
+        else:
+            records = registry.all_records()
+        if args.kind:
+            records = [r for r in records if int(r.kind) == int(KINDS[args.kind])]
+        licences = {t.license_id: t for t in registry.licenses()}
+    nodes = [ResolvedRecord(r, licences.get(r.license_id)) for r in records]
+
+    def human() -> None:
+        if not nodes:
+            print("no records")
+        for node in nodes:
+            print(_line(node))
+        print(f"{len(nodes)} record(s)")
+
+    return Result(data=[n.to_json() for n in nodes], human=human)

@@ -1,0 +1,207 @@
+"""Elements from the chain: an :class:`ElementSource` that finds each recipe input by its record id,
+and :func:`assemble_composition`, which builds a published composition from its hash.
+
+For each input the source reads the record (already resolved in the composition's graph), checks
+that the record claims the content id the recipe pins, fetches the record's manifest and the data
+file it names from the sources (local block store, then Kubo, then gateways; every block checked
+against its CID) and hands the engine a local copy of the data file under
+``$ELEMENTS_HOME/cache/elements/<data CID>`` (derived data: safe to delete). The engine then checks
+the file against the manifest tensor by tensor, as for every source.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..chain.registry import Kind, Record, to_bytes32
+from ..elements.content_id import Manifest
+from ..elements.resolve import Graph, ResolvedRecord, Resolver
+from ..errors import InputError
+from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, assemble
+from .recipe import InputRef, Recipe, RecipeError
+from .sources import ElementIntegrityError, ElementNotFound, ElementSource
+
+__all__ = ["ChainElementSource", "AssembledComposition", "NotAComposition", "choose_composition", "assemble_composition"]
+
+Progress = Callable[[int, int], None]
+
+
+class NotAComposition(InputError):
+    """The hash names records, but none of them is a composition."""
+
+
+class ChainElementSource(ElementSource):
+    """Recipe inputs fetched by record id from the chain and the sources, verified.
+
+    Args:
+        resolver: a :class:`Resolver` with sources.
+        graph: a resolved graph holding the input records (else each record is read on demand).
+        cache_dir: where data files are exported for the engine (default: a ``cache/elements``
+            directory beside the block store).
+    """
+
+    def __init__(self, resolver: Resolver, graph: Graph | None = None, cache_dir: str | os.PathLike | None = None) -> None:
+        if resolver.sources is None:
+            raise InputError("assembling from the chain needs sources (a block store, and Kubo or gateways for remote data)")
+        self.resolver = resolver
+        self.graph = graph
+        store_root = Path(resolver.sources.store.root)
+        self.cache_dir = Path(cache_dir) if cache_dir else store_root.parent / "cache" / "elements"
+
+    def record(self, ref: InputRef) -> Record:
+        """The record behind an input, checked against the content id and kind the recipe pins."""
+        if not ref.record:
+            raise ElementNotFound(f"input {ref.name!r} has no record id; publish it and pin the recipe's inputs to records")
+        rid = to_bytes32(ref.record, "record id")
+        node = self.graph.nodes.get(rid) if self.graph is not None else None
+        record = node.record if node is not None else self.resolver.record(rid)
+        if "0x" + record.content_id.hex() != ref.content_id:
+            raise ElementIntegrityError(
+                f"input {ref.name!r}: record {ref.record} claims content id 0x{record.content_id.hex()}, the recipe pins {ref.content_id}"
+            )
+        if record.kind == Kind.COMPOSITION:
+            raise RecipeError(
+                f"input {ref.name!r} is composition record {ref.record}; use the elements of its recipe as inputs "
+                "(or assemble it and publish its weights as an element)"
+            )
+        return record
+
+    def manifest(self, ref: InputRef) -> Manifest:
+        record = self.record(ref)
+        node = self.graph.nodes.get(record.record_id) if self.graph is not None else None
+        document = node.document if node is not None and node.document is not None else self.resolver.document(record)
+        if not isinstance(document, Manifest):  # pragma: no cover - compositions are refused above
+            raise ElementIntegrityError(f"input {ref.name!r}: record {ref.record} has no element manifest")
+        return document
+
+    def data_path(self, ref: InputRef) -> Path:
+        manifest = self.manifest(ref)
+        cid = manifest.data["cid"]
+        path = self.cache_dir / cid
+        if path.is_file() and path.stat().st_size == manifest.data["size"]:
+            return path  # the engine verifies it against the manifest all the same
+        sources = self.resolver.sources
+        sources.ensure(cid)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        written = sources.store.export_file(cid, path)
+        if written != manifest.data["size"]:
+            path.unlink(missing_ok=True)
+            raise ElementIntegrityError(
+                f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
+            )
+        return path
+
+    def prefetch(self, recipe: Recipe, progress: Progress | None = None) -> int:
+        """Fetch every input's data before assembly (``progress(bytes_done, bytes_total)``).
+
+        Returns the bytes of data the inputs hold.
+        """
+        manifests = [(ref, self.manifest(ref)) for _, ref in sorted(recipe.inputs.items())]
+        total = sum(int(m.data["size"]) for _, m in manifests)
+        done = 0
+        for ref, manifest in manifests:
+            self.data_path(ref)
+            done += int(manifest.data["size"])
+            if progress:
+                progress(done, total)
+        return total
+
+
+@dataclass
+class AssembledComposition:
+    """A composition assembled from the chain: the record chosen, its graph, the engine's result."""
+
+    composition: ResolvedRecord
+    graph: Graph
+    result: AssemblyResult
+    candidates: list[Record]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "composition": self.composition.to_json(),
+            "chain_id": self.graph.chain_id,
+            "registry": self.graph.registry,
+            "claims": ["0x" + r.record_id.hex() for r in self.candidates],
+            "round_trips": self.graph.round_trips,
+            "records": len(self.graph),
+            "assembly": self.result.to_json(),
+        }
+
+
+def choose_composition(records: Sequence[Record], trust: Sequence[str] = ()) -> Record:
+    """The composition to build among the claims of a hash: a trusted publisher's earliest, else the
+    earliest that is not yanked, else the earliest.
+
+    Raises:
+        NotAComposition: none of the records is a composition.
+    """
+    compositions = [r for r in records if r.kind == Kind.COMPOSITION]
+    if not compositions:
+        kinds = ", ".join(sorted({(r.kind.name.lower() if isinstance(r.kind, Kind) else str(r.kind)) for r in records}))
+        raise NotAComposition(
+            f"the hash names {len(records)} record(s) of kind {kinds}, no composition; `elements show HASH` describes them, "
+            "`elements publish-model` or `elements compose` publishes a composition"
+        )
+    trusted = {t.lower() for t in trust}
+    for group in (
+        [r for r in compositions if r.publisher.lower() in trusted and not r.yanked],
+        [r for r in compositions if not r.yanked],
+        compositions,
+    ):
+        if group:
+            return group[0]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def assemble_composition(
+    resolver: Resolver,
+    query: str,
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    trust: Sequence[str] = (),
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    fetch_progress: Progress | None = None,
+    progress: Progress | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> AssembledComposition:
+    """Resolve a composition by record id or content id, fetch and verify its elements, assemble it.
+
+    The output's content id must be the one the composition record claims (else
+    :class:`OutputMismatch`, and nothing is left in ``out_dir``); ``elements-provenance.json``
+    names the composition record, the chain id and the registry.
+
+    Raises:
+        HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,
+        OutputMismatch, OutputExists, NotFoundError/ServiceError (data no source could provide).
+    """
+    from .engine import OutputExists
+
+    out = Path(out_dir)
+    if (out.exists() or out.is_symlink()) and not force:
+        raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+    candidates = resolver.lookup(query)
+    chosen = choose_composition(candidates, trust)
+    graph = resolver.graph([chosen.record_id], documents=True, strict=True)
+    node = graph.nodes[chosen.record_id]
+    recipe: Recipe = node.document
+    claimed = "0x" + chosen.content_id.hex()
+    # The claim is what the output must be: pin it even when the recipe leaves it open.
+    recipe = recipe.with_output(replace(recipe.output, content_id=claimed))
+    source = ChainElementSource(resolver, graph, cache_dir)
+    source.prefetch(recipe, fetch_progress)
+    license = node.license
+    provenance = {
+        "chain_id": graph.chain_id,
+        "registry": graph.registry,
+        "record": "0x" + chosen.record_id.hex(),
+        "publisher": chosen.publisher,
+        "license": license.spdx_id if license else None,
+        "block": chosen.block_number,
+        "yanked": chosen.yanked,
+    }
+    result = assemble(recipe, source, out, force=force, max_shard_size=max_shard_size, progress=progress, provenance=provenance)
+    return AssembledComposition(node, graph, result, list(candidates))

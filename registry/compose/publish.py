@@ -1,0 +1,240 @@
+"""Publishing compositions: a recipe as a claim (``compose``), and a whole model (``publish-model``).
+
+A composition record claims the content id of the weights its recipe assembles to; its CID is the
+CID of the canonical recipe (which pins every input to a record id with its content id and
+carries the output's tensor table), and every input record is a parent. So::
+
+    publish_composition(registry, resolver, "recipe.yaml", license="Apache-2.0")
+        resolve the input records (graph, documents checked) -> licence against every ancestor
+        -> fetch and verify the inputs, assemble (engine) -> output content id and table
+        -> store the canonical recipe -> claim (kind composition, inputs as parents)
+
+    publish_model(registry, store, "./all-MiniLM-L6-v2", license="Apache-2.0")
+        split -> publish every element -> the composition that reassembles the model exactly
+        (the recipe from split, inputs rewritten to record ids) in the same batch
+
+Both are idempotent (see :mod:`registry.elements.publish`): a re-run sends only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
+from ..chain.session import require_account
+from ..elements.publish import (
+    DEFAULT_BATCH_SIZE,
+    Claim,
+    PublishReport,
+    check_parent_count,
+    element_claim,
+    prepare_element,
+    publish_claims,
+    resolve_license,
+    store_document,
+)
+from ..elements.resolve import Resolver, check_license_against_ancestors
+from ..elements.split import split_model
+from ..errors import InputError
+from ..storage.blockstore import BlockStore
+from .chain_source import ChainElementSource
+from .engine import AssemblyResult, assemble
+from .recipe import Recipe, RecipeError, load_recipe, with_record_ids
+
+__all__ = ["CompositionReport", "ModelReport", "composition_claim", "publish_composition", "publish_model"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class CompositionReport:
+    """A published (or planned) composition: the claim's outcome and what it was computed from."""
+
+    publish: PublishReport
+    claim: Claim
+    recipe: Recipe
+    recipe_cid: str
+    assembly: AssemblyResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.publish.to_json()
+        out["composition"] = {
+            **self.claim.to_json(),
+            "recipe_cid": self.recipe_cid,
+            "recipe_content_id": self.recipe.content_id(),
+            "inputs": {name: ref.record for name, ref in sorted(self.recipe.inputs.items())},
+        }
+        if self.assembly is not None:
+            out["assembly"] = self.assembly.to_json()
+        return out
+
+
+@dataclass
+class ModelReport:
+    """A model published as elements plus the composition that reassembles it."""
+
+    publish: PublishReport
+    composition: Claim
+    elements: list[Claim]
+    recipe: Recipe
+    recipe_cid: str
+    model: str
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.publish.to_json()
+        out["model"] = self.model
+        out["composition"] = {
+            **self.composition.to_json(),
+            "recipe_cid": self.recipe_cid,
+            "recipe_content_id": self.recipe.content_id(),
+        }
+        return out
+
+
+def composition_claim(recipe: Recipe, content_id: Any, publisher: str, license_id: int, store: BlockStore | None, label: str) -> tuple[Claim, str]:
+    """The claim of a publishable recipe whose weights have ``content_id``; stores the canonical
+    recipe in ``store`` (``None``: CID only). Returns the claim and the recipe's CID."""
+    if not recipe.publishable:
+        missing = sorted(name for name, ref in recipe.inputs.items() if not ref.record)
+        raise RecipeError(
+            f"input(s) {', '.join(missing[:6])} have no record id; publish them (`elements publish FILE`) and pin them in the "
+            "recipe (`record: 0x…`), or publish a whole model with `elements publish-model`"
+        )
+    cid = str(store_document(recipe.canonical_json(), store))
+    parents = tuple(sorted({to_bytes32(ref.record, "record id") for ref in recipe.inputs.values()}))
+    record = RecordInput(content_id, cid, license_id, Kind.COMPOSITION, parents)
+    claim = Claim(label, record, record_id_of(publisher, record), publisher, None, 0, None, (cid,))
+    return claim, cid
+
+
+def publish_composition(
+    registry: Registry,
+    resolver: Resolver,
+    recipe: Recipe | str | os.PathLike,
+    *,
+    license: str | int,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+    fetch_progress: Progress | None = None,
+    work_dir: str | os.PathLike | None = None,
+) -> CompositionReport:
+    """Publish a recipe as a composition (see the module docstring).
+
+    Args:
+        out: keep the assembled model there (default: assembled in a temporary directory, removed).
+        dry_run: assemble and plan, store nothing in Kubo, send nothing.
+
+    Raises:
+        RecipeError: inputs without record ids, more inputs than MAX_PARENTS, a recipe the inputs
+            cannot satisfy; UnknownLicenseName; LicenseViolation subclasses (the ancestor named);
+            ElementIntegrityError / DocumentError (an input is not what its record claims);
+            OutputMismatch; what :func:`publish_claims` raises.
+    """
+    require_account(registry)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(Path(recipe))
+    label = recipe.name or "composition"
+    # Everything that can be refused is refused before the assembly's work.
+    if not recipe.publishable:
+        composition_claim(recipe, b"\1" * 32, registry.account.address, 0, None, label)  # raises the message
+    parents = sorted({to_bytes32(ref.record, "record id") for ref in recipe.inputs.values()})
+    check_parent_count(registry, len(parents), f"recipe {label!r} ({len(recipe.inputs)} inputs)")
+    terms = resolve_license(registry, license)
+    for parent, exists in zip(parents, registry.exists(parents)):
+        if not exists:
+            names = sorted(n for n, ref in recipe.inputs.items() if to_bytes32(ref.record) == parent)
+            raise RecipeError(
+                f"input {', '.join(names)} names record 0x{parent.hex()}, which does not exist on {registry.chain.name}; "
+                "publish that element first (or fix the record id)"
+            )
+    graph = resolver.graph(parents, documents=True, strict=True)
+    check_license_against_ancestors(registry.account.address, terms, graph, parents)
+    source = ChainElementSource(resolver, graph)
+    for ref in recipe.inputs.values():
+        source.record(ref)  # content id and kind against the recipe, before fetching anything
+    source.prefetch(recipe, fetch_progress)
+    scratch = None
+    if out is None:
+        scratch = Path(tempfile.mkdtemp(prefix="compose-", dir=work_dir))
+        target = scratch / "model"
+    else:
+        target = Path(out)
+    try:
+        result = assemble(recipe, source, target, force=force, progress=progress, durable=out is not None)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    pinned = recipe.with_output(result.output_spec())
+    store = None if dry_run else resolver.sources.store
+    claim, cid = composition_claim(pinned, result.content_id, registry.account.address, terms.license_id, store, label)
+    report = publish_claims(registry, [claim], sources=resolver.sources, dry_run=dry_run, batch_size=batch_size, license=terms)
+    return CompositionReport(report, claim, pinned, cid, result)
+
+
+def publish_model(
+    registry: Registry,
+    store: BlockStore,
+    model: str | os.PathLike,
+    *,
+    license: str | int,
+    sources=None,
+    by: str = "layer",
+    rules: Sequence[str] | None = None,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    work_dir: str | os.PathLike | None = None,
+    split_progress: Progress | None = None,
+    on_transaction=None,
+) -> ModelReport:
+    """Split a model, publish every element and the composition that reassembles it exactly.
+
+    The composition's content id is the model's weights' content id; its recipe is the one
+    ``split`` writes (every tensor bit for bit, the same files), with each input pinned to the
+    record just computed for it. Elements and composition go out in the same batch.
+
+    Raises:
+        UnknownLicenseName; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
+        what :func:`split_model` and :func:`publish_claims` raise.
+    """
+    require_account(registry)
+    terms = resolve_license(registry, license)
+    model = Path(model)
+    if not model.exists():
+        raise InputError(f"{model}: no such file or directory; give a .safetensors file or a model directory")
+    publisher = registry.account.address
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="publish-model-", dir=work_dir))
+    try:
+        split = split_model(model, scratch / "split", by=by, rules=list(rules) if rules else None, progress=split_progress)
+        label = split.recipe.get("name") or model.name
+        check_parent_count(registry, len(split.elements), f"model {label!r} split into {len(split.elements)} elements")
+        target = None if dry_run else store
+        claims: list[Claim] = []
+        record_ids: dict[str, str] = {}
+        for element in split.elements:
+            kind = Kind.ELEMENT if element.kind == "tensors" else Kind.FILE
+            name = element.name if element.kind == "tensors" else element.path.removeprefix("files/")
+            prepared = prepare_element(split.out_dir / element.path, target, kind=kind, name=name)
+            if "0x" + prepared.content_id.hex() != element.content_id:  # pragma: no cover - split's own check
+                raise InputError(f"element {element.name} changed after the split; run again")
+            claim = element_claim(prepared, publisher, terms.license_id)
+            claims.append(claim)
+            record_ids[element.name] = "0x" + claim.record_id.hex()
+        recipe = with_record_ids(load_recipe(split.recipe), record_ids)
+        composition, cid = composition_claim(recipe, split.content_id, publisher, terms.license_id, target, label)
+        report = publish_claims(
+            registry, [*claims, composition], sources=sources, dry_run=dry_run, batch_size=batch_size,
+            on_transaction=on_transaction, license=terms,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return ModelReport(report, composition, claims, recipe, cid, str(model))

@@ -1,0 +1,912 @@
+"""Resolving hashes to records and whole record graphs, with every document fetched and checked.
+
+A hash is a **record id** (one claim), a **content id** (every claim of that content, earliest
+first) or a **CID** (the records whose document it is). :meth:`Resolver.graph` returns the record
+graph behind it: the records, every ancestor through their parents, each with its licence terms
+and its document (the element manifest, or the composition's recipe)::
+
+    resolver = Resolver(registry, Sources.from_settings(settings))
+    graph = resolver.graph("0x…")                  # a record id or a content id
+    for node in graph:                             # ResolvedRecord, roots first, then by depth
+        node.record, node.license, node.document   # Record, LicenseTerms, Manifest | Recipe
+    resolver.claims(content_id)                    # [Record], earliest first
+
+**Round trips.** The graph is read level by level; each level is ONE JSON-RPC batch request
+(one HTTP round trip) holding the ``records(ids)`` view call and one ``eth_getLogs`` whose
+record-id topic is the OR-list of the level's ids (plus, in the first batch, the claims of a
+content id and the licence term sets). A graph whose longest path from the asked record to a
+leaf has ``d`` edges costs ``d + 1`` round trips, whatever its width. Nodes that cap log
+queries by block range make the resolver fall back, for that level, to
+:meth:`Registry.records`, which asks for the exact blocks instead (two more calls per level).
+The in-process chain has no batching; there every call is counted as one round trip.
+
+**Never trust.** Every event is re-hashed into its record id (which commits to every field) and
+compared with the storage word the view returns. Every document is fetched from the sources
+(local block store, then Kubo, then gateways: each block checked against its CID) and checked:
+a manifest must be canonical and state the record's content id (re-derived from its tensor
+table), a recipe must be canonical, state the record's content id as its output and pin every
+input to a parent record with that parent's content id.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+
+from ..chain.cids import join_cid, split_cid
+from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
+from ..chain.licenses import LicenseTerms, describe_flags
+from ..chain.registry import RECORD_TYPEHASH, Kind, Record, Registry, to_bytes32
+from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
+from .content_id import Manifest
+
+__all__ = [
+    "LICENSE_WINDOW",
+    "MAX_DOCUMENT_SIZE",
+    "ResolvedRecord",
+    "Graph",
+    "Resolver",
+    "HashNotFound",
+    "DocumentError",
+    "parse_hash",
+    "check_license_against_ancestors",
+]
+
+#: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
+LICENSE_WINDOW = 64
+#: The largest manifest or recipe document the resolver reads.
+MAX_DOCUMENT_SIZE = 16 << 20
+_IDS_PER_CALL = 256
+_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
+_RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
+_LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
+_ZERO_WORD = bytes(32)
+
+
+class HashNotFound(NotFoundError):
+    """No record, claim or document on this chain has the hash asked for."""
+
+
+class DocumentError(IntegrityError):
+    """A record's document (manifest or recipe) does not match the record."""
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def parse_hash(text: str) -> tuple[str, bytes]:
+    """Classify a hash: ``("id", 32 bytes)`` for a ``0x`` + 64 hex id (record or content id), or
+    ``("cid", codec byte + digest)`` for a CID.
+
+    Raises:
+        InputError: neither.
+    """
+    value = str(text).strip()
+    if value[:2].lower() == "0x" or (len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)):
+        return "id", to_bytes32(value, "record id or content id")
+    try:
+        codec, digest = split_cid(value)
+    except InputError:
+        raise InputError(
+            f"{value!r} is not a hash: give a record id or a content id (0x + 64 hex) or a CID (bafy…, Qm…)"
+        ) from None
+    return "cid", bytes([codec]) + digest
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class ResolvedRecord:
+    """One record of a graph.
+
+    Attributes:
+        record: the claim as the chain holds it (checked against its id).
+        license: its licence term set.
+        document: the element :class:`Manifest` or the composition's ``Recipe``; ``None`` when
+            documents were not asked for, or (non-strict) could not be fetched.
+        depth: edges from the nearest root.
+        document_error: why the document is missing or wrong (non-strict resolution only).
+    """
+
+    record: Record
+    license: LicenseTerms | None
+    document: Any = None
+    depth: int = 0
+    document_error: str | None = None
+    document_failed: bool = False
+
+    @property
+    def record_id(self) -> bytes:
+        return self.record.record_id
+
+    @property
+    def content_id(self) -> bytes:
+        return self.record.content_id
+
+    @property
+    def kind_name(self) -> str:
+        kind = self.record.kind
+        return kind.name.lower() if isinstance(kind, Kind) else f"kind {kind}"
+
+    @property
+    def is_composition(self) -> bool:
+        return self.record.kind == Kind.COMPOSITION
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.record.to_json()
+        out["kind"] = self.kind_name
+        out["depth"] = self.depth
+        out["license"] = self.license.to_json() if self.license else None
+        doc = self.document
+        if doc is None:
+            out["document"] = None
+        elif isinstance(doc, Manifest):
+            out["document"] = {
+                "type": "manifest",
+                "kind": doc.kind,
+                "data": doc.data,
+                "name": doc.metadata.get("name"),
+                "tensor_count": len(doc.entries),
+                "tensor_bytes": doc.size if doc.kind == "tensors" else None,
+            }
+        else:
+            out["document"] = {
+                "type": "recipe",
+                "name": getattr(doc, "name", None),
+                "recipe_content_id": doc.content_id(),
+                "inputs": {name: ref.record for name, ref in sorted(doc.inputs.items())},
+                "steps": len(doc.steps),
+                "files": [f.path for f in doc.files],
+            }
+        out["document_error"] = self.document_error
+        return out
+
+
+@dataclass
+class Graph:
+    """A record graph: the roots (what the hash named) and every ancestor.
+
+    Attributes:
+        query: the hash asked for.
+        roots: the root record ids (one for a record id; every claim, earliest first, for a
+            content id or CID).
+        nodes: record id -> :class:`ResolvedRecord`.
+        round_trips: RPC round trips the resolution took.
+    """
+
+    query: str
+    roots: list[bytes]
+    nodes: dict[bytes, ResolvedRecord]
+    round_trips: int = 0
+    chain_id: int = 0
+    registry: str = ""
+
+    def __iter__(self) -> Iterator[ResolvedRecord]:
+        """Nodes by depth, then publication order."""
+        return iter(sorted(self.nodes.values(), key=lambda n: (n.depth, n.record.block_number, n.record.log_index)))
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self.nodes
+
+    def __getitem__(self, record_id: Any) -> ResolvedRecord:
+        return self.nodes[to_bytes32(record_id, "record id")]
+
+    @property
+    def root(self) -> ResolvedRecord:
+        """The first root (the record asked for, or the earliest claim)."""
+        return self.nodes[self.roots[0]]
+
+    @property
+    def depth(self) -> int:
+        return max((n.depth for n in self.nodes.values()), default=0)
+
+    def parents(self, record_id: Any) -> list[ResolvedRecord]:
+        return [self.nodes[p] for p in self[record_id].record.parents]
+
+    def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
+        """Every ancestor of a record (not itself), nearest first."""
+        start = to_bytes32(record_id, "record id")
+        seen, order, frontier = {start}, [], [start]
+        while frontier:
+            following = []
+            for rid in frontier:
+                for parent in self.nodes[rid].record.parents:
+                    if parent not in seen:
+                        seen.add(parent)
+                        order.append(self.nodes[parent])
+                        following.append(parent)
+            frontier = following
+        return order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "chain_id": self.chain_id,
+            "registry": self.registry,
+            "roots": [_hex(r) for r in self.roots],
+            "depth": self.depth,
+            "round_trips": self.round_trips,
+            "records": [n.to_json() for n in self],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# the resolver
+
+
+@dataclass
+class _Call:
+    method: str
+    params: list
+    kind: str  # "states" | "logs" | "claims" | "licenses"
+    ids: list = field(default_factory=list)
+
+
+class Resolver:
+    """Reads records, claims and record graphs from a registry, and their documents from sources.
+
+    Args:
+        registry: a :class:`Registry` (read-only is enough).
+        sources: a :class:`registry.storage.fetch.Sources` for documents (``None``: chain only).
+        recipe_parser: turns a recipe document (dict) into a Recipe (default: the compose layer's
+            ``parse_recipe``, imported when first needed: recipes are specified there).
+        workers: parallel document fetches when remote sources are configured.
+    """
+
+    def __init__(self, registry: Registry, sources=None, *, recipe_parser: Callable[[Any], Any] | None = None, workers: int = 4) -> None:
+        self.registry = registry
+        self.sources = sources
+        self._recipe_parser = recipe_parser
+        self.workers = workers
+        self.round_trips = 0
+        self._licenses: dict[int, LicenseTerms] = dict(registry._licenses)
+        self._documents: dict[bytes, Any] = {}
+        self._batching = _supports_batches(registry)
+        self._checksums: dict[bytes, str] = {}
+        self._address_bytes = bytes.fromhex(registry.address[2:])
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def claims(self, content_id: Any) -> list[Record]:
+        """Every claim of a content id, earliest first (empty when none)."""
+        cid = to_bytes32(content_id, "content id")
+        records = self._run_levels([], claims_of=cid, follow=False)[1]
+        return sorted((r for r in records.values() if r.content_id == cid), key=lambda r: (r.block_number, r.log_index))
+
+    def records(self, record_ids: Iterable[Any]) -> list[Record | None]:
+        """Many records in one round trip (``None`` for an unknown id)."""
+        ids = [to_bytes32(r, "record id") for r in record_ids]
+        found = self._run_levels(ids, follow=False)[1]
+        return [found.get(rid) for rid in ids]
+
+    def record(self, record_id: Any) -> Record:
+        """One record.
+
+        Raises:
+            RecordNotFoundError: no record has this id here.
+        """
+        (record,) = self.records([record_id])
+        if record is None:
+            raise RecordNotFoundError(
+                f"no record {_hex(to_bytes32(record_id))} on {self.registry.chain.name} at {self.registry.address}; "
+                "check the id and the network (`elements ls` lists the records)"
+            )
+        return record
+
+    def license(self, license_id: int) -> LicenseTerms | None:
+        if license_id not in self._licenses:
+            self._read_licenses([license_id])
+        return self._licenses.get(license_id)
+
+    def lookup(self, query: str | bytes) -> list[Record]:
+        """The records a hash names: the record, or every claim of a content id, or the records
+        whose document is a CID (a scan of every record's event), earliest first.
+
+        Raises:
+            HashNotFound: none.
+        """
+        roots, records, _ = self._roots(query, follow=False)
+        return [records[r] for r in roots]
+
+    def graph(
+        self,
+        query: str | bytes | Sequence[Any],
+        *,
+        documents: bool = True,
+        strict: bool = True,
+        yanked: bool = True,
+    ) -> Graph:
+        """The record graph behind a hash (or behind several record ids).
+
+        Args:
+            query: a record id, content id or CID (text), or a list of record ids.
+            documents: fetch and check every record's document (manifest / recipe).
+            strict: raise on a missing or wrong document; else note it on the node.
+            yanked: keep yanked claims among the roots of a content id.
+
+        Raises:
+            HashNotFound, RecordNotFoundError: nothing has that hash / an id is unknown.
+            IntegrityError: the chain's data does not hash to its ids, a parent is missing,
+                or (strict) a document does not match its record.
+            NotFoundError / ServiceError (strict): a document no source could provide.
+        """
+        start = self.round_trips
+        roots, records, depth = self._roots(query, follow=True, yanked=yanked)
+        licences = {r.license_id for r in records.values()}
+        missing = [i for i in licences if i not in self._licenses]
+        if missing:
+            self._read_licenses(missing)
+        nodes = {rid: ResolvedRecord(r, self._licenses.get(r.license_id), None, depth[rid]) for rid, r in records.items()}
+        graph = Graph(
+            query if isinstance(query, str) else ",".join(_hex(to_bytes32(q)) for q in ([query] if isinstance(query, bytes) else query)),
+            roots, nodes, 0, self.registry.chain.chain_id, self.registry.address,
+        )
+        if documents:
+            self._attach_documents(graph, strict)
+        graph.round_trips = self.round_trips - start
+        return graph
+
+    def document(self, record: Record) -> Any:
+        """The checked document of one record (a Manifest, or a Recipe for a composition).
+
+        Raises:
+            DocumentError: it does not match the record; NotFoundError / ServiceError: no
+            source has it.
+        """
+        if record.record_id in self._documents:
+            return self._documents[record.record_id]
+        if self.sources is None:
+            raise NotFoundError(f"no sources to fetch the document {record.cid} of record {_hex(record.record_id)} from")
+        raw = self._fetch(record.cid)
+        document = self._check_document(record, raw)
+        self._documents[record.record_id] = document
+        return document
+
+    # -- reading the chain --------------------------------------------------------------------
+
+    def _roots(self, query, *, follow: bool, yanked: bool = True):
+        if isinstance(query, (list, tuple)):
+            ids = [to_bytes32(q, "record id") for q in query]
+            if not ids:
+                raise InputError("no record ids to resolve")
+            depth, records = self._run_levels(ids, follow=follow)
+            for rid in ids:
+                if rid not in records:
+                    raise RecordNotFoundError(
+                        f"no record {_hex(rid)} on {self.registry.chain.name} at {self.registry.address}; check the id and the network"
+                    )
+            return list(dict.fromkeys(ids)), records, depth
+        if isinstance(query, (bytes, bytearray)):
+            kind, value = "id", bytes(query)
+        else:
+            kind, value = parse_hash(query)
+        if kind == "cid":
+            matching = [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
+            self.round_trips += 2
+            if not matching:
+                raise HashNotFound(f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network")
+            ids = [r.record_id for r in matching]
+            depth, records = self._run_levels(ids, follow=follow)
+            return ids, records, depth
+        depth, records, roots = self._run_levels([value], claims_of=value, follow=follow, return_roots=True)
+        if not roots:
+            raise HashNotFound(
+                f"no record and no claim has hash {_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
+                "check the hash and the network (`elements id PATH` gives a file's content id)"
+            )
+        if not yanked and len(roots) > 1:
+            live = [r for r in roots if not records[r].yanked]
+            roots = live or roots
+        return roots, records, depth
+
+    def _run_levels(self, ids: list[bytes], *, claims_of: bytes | None = None, follow: bool = True, return_roots: bool = False):
+        """Read records level by level; returns ``(depth, records)`` (+ roots when asked).
+
+        ``ids`` are read as records; ``claims_of`` adds every claim of a content id as roots (the
+        ids that turn out not to be records are then dropped). With ``follow`` the parents are
+        read too, one level per round trip.
+        """
+        states: dict[bytes, tuple | None] = {}
+        logs: dict[bytes, dict] = {}
+        done: dict[bytes, Record] = {}
+        depth: dict[bytes, int] = {rid: 0 for rid in ids}
+        need_state, need_log = list(dict.fromkeys(ids)), list(dict.fromkeys(ids))
+        claim_roots: list[bytes] = []
+        first = True
+        licences_wanted: set[int] = set()
+        while need_state or need_log or claims_of is not None:
+            calls: list[_Call] = []
+            for start in range(0, len(need_state), _IDS_PER_CALL):
+                part = need_state[start : start + _IDS_PER_CALL]
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": _hex(_array_call(_RECORDS_SELECTOR, part))}, "latest"], "states", part))
+            for start in range(0, len(need_log), _IDS_PER_CALL):
+                part = need_log[start : start + _IDS_PER_CALL]
+                calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, part])], "logs", part))
+            if claims_of is not None:
+                calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
+            licence_ids = sorted(licences_wanted - set(self._licenses))
+            if first and len(self._licenses) < 14:
+                licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
+            if licence_ids:
+                data = _array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in licence_ids])
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": _hex(data)}, "latest"], "licenses", licence_ids))
+            results = self._execute(calls)
+            first = False
+            claims_of = None
+            need_state, need_log = [], []
+            fresh: list[bytes] = []
+            for call, result in zip(calls, results):
+                if call.kind == "states":
+                    for rid, row in zip(call.ids, self._decode_states(_as_bytes(result), len(call.ids))):
+                        states[rid] = None if row[0] == bytes(20) else row
+                elif call.kind == "licenses":
+                    rows = abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]
+                    for license_id, (spdx_id, flags) in zip(call.ids, rows):
+                        if spdx_id:
+                            self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
+                elif isinstance(result, _Fallback):
+                    # The node refused the log query (a capped block range): read these records the
+                    # slow way, through the exact blocks their storage names.
+                    if call.kind == "claims":
+                        for record in self.registry.claims(call.ids[0]):
+                            done[record.record_id] = record
+                            claim_roots.append(record.record_id)
+                            fresh.append(record.record_id)
+                        self.round_trips += 2
+                    else:
+                        for rid, record in zip(call.ids, self.registry.records(call.ids)):
+                            if record is not None:
+                                done[rid] = record
+                                fresh.append(rid)
+                        self.round_trips += 2
+                else:
+                    for log in result:
+                        event = self._decode_log(log)
+                        if event is None:
+                            continue
+                        rid = event["record_id"]
+                        if call.kind == "claims":
+                            if event["content_id"] != call.ids[0]:
+                                raise IntegrityError(f"{self.registry.chain.rpc_url} answered a claims query with a claim of another content id")
+                            if rid not in claim_roots:
+                                claim_roots.append(rid)
+                        elif rid not in call.ids:
+                            continue  # a node that answers more than asked: ignore the extra
+                        if rid not in logs:
+                            logs[rid] = event
+                            fresh.append(rid)
+            for rid in claim_roots:
+                depth.setdefault(rid, 0)
+                if rid not in states and rid not in done and rid not in need_state:
+                    need_state.append(rid)
+            for rid in fresh:
+                record_or_event = done.get(rid) or logs[rid]
+                parents = record_or_event.parents if isinstance(record_or_event, Record) else record_or_event["parents"]
+                licence = record_or_event.license_id if isinstance(record_or_event, Record) else record_or_event["license_id"]
+                licences_wanted.add(licence)
+                if not follow:
+                    continue
+                for parent in parents:
+                    if parent not in depth:
+                        depth[parent] = depth[rid] + 1
+                        need_state.append(parent)
+                        need_log.append(parent)
+        # Assemble and check every record whose state and event were read.
+        out: dict[bytes, Record] = dict(done)
+        for rid, event in logs.items():
+            state = states.get(rid)
+            if state is None:
+                raise IntegrityError(
+                    f"{self.registry.chain.rpc_url} returned an event for record {_hex(rid)} that the registry's storage does not hold"
+                )
+            out[rid] = self._record(rid, state, event)
+        for rid, state in states.items():
+            if state is not None and rid not in out:
+                raise ChainError(
+                    f"{self.registry.chain.rpc_url} returned no RecordPublished event for record {_hex(rid)} (block {state[2]}); "
+                    "the node may have pruned its logs (use an archive RPC)"
+                )
+        if follow:
+            for rid, record in list(out.items()):
+                for parent in record.parents:
+                    if parent not in out:
+                        raise IntegrityError(f"record {_hex(rid)} names parent {_hex(parent)}, which the registry does not hold")
+        depth = {rid: d for rid, d in depth.items() if rid in out}
+        if return_roots:
+            if ids and ids[0] in out:
+                roots = [ids[0]]
+            else:
+                roots = [r for r in claim_roots if r in out]
+                roots.sort(key=lambda r: (out[r].block_number, out[r].log_index))
+            # Roots of a content-id query are at depth 0; everything else is counted from them.
+            return depth, out, roots
+        return depth, out
+
+    def _filter(self, topics: list) -> dict:
+        encoded = []
+        for topic in topics:
+            if topic is None:
+                encoded.append(None)
+            elif isinstance(topic, list):
+                encoded.append([_hex(t) for t in topic])
+            else:
+                encoded.append(_hex(topic))
+        return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest", "topics": encoded}
+
+    def _execute(self, calls: list[_Call]) -> list[Any]:
+        """Run the calls in ONE round trip where the node batches, else one after the other."""
+        if not calls:
+            return []
+        chain = self.registry.chain
+        if self._batching:
+            self.round_trips += 1
+            try:
+                answers = chain.rpc("resolving records", lambda: chain.w3.provider.make_batch_request([(c.method, c.params) for c in calls]))
+            except ElementsError:
+                raise
+            except Exception as exc:
+                raise RpcUnavailableError(f"{chain.rpc_url} failed a batched request ({type(exc).__name__}: {exc})") from None
+            if not isinstance(answers, list) or len(answers) != len(calls):
+                # A node without batch support answers one error object: stop batching.
+                self._batching = False
+                self.round_trips -= 1
+                return self._execute(calls)
+            out = []
+            for call, answer in zip(calls, answers):
+                error = answer.get("error") if isinstance(answer, dict) else None
+                if error is None and isinstance(answer, dict) and "result" in answer:
+                    out.append(answer["result"])
+                elif call.method == "eth_getLogs":
+                    out.append(_Fallback(str(error)))
+                else:
+                    message = error.get("message") if isinstance(error, dict) else error
+                    raise ChainError(f"{chain.rpc_url} refused {call.method} ({message}); check the registry address and the node")
+            return out
+        out = []
+        for call in calls:
+            self.round_trips += 1
+            if call.method == "eth_call":
+                tx = call.params[0]
+                out.append(chain.rpc("reading records", lambda tx=tx: bytes(chain.w3.eth.call({"to": tx["to"], "data": tx["data"]}))))
+            else:
+                flt = dict(call.params[0])
+                flt["fromBlock"] = int(flt["fromBlock"], 16)
+                try:
+                    out.append(list(chain.rpc("reading logs", lambda flt=flt: chain.w3.eth.get_logs(flt))))
+                except ElementsError:
+                    raise
+                except Exception as exc:
+                    out.append(_Fallback(str(exc)))
+        return out
+
+    def _decode_log(self, log: Any) -> dict | None:
+        topics = [_as_bytes(t) for t in log["topics"]]
+        if log.get("removed") or len(topics) != 4 or topics[0] != _PUBLISHED_TOPIC:
+            return None
+        if _as_bytes(log["address"]) != self._address_bytes:
+            return None
+        data = _as_bytes(log["data"])
+        # RecordPublished's data: cidCodec, cidDigest, licenseId, kind, offset of parents (0xa0),
+        # then the parents array (length, ids). Decoded by hand (this is the hot path of a graph):
+        # a malformed encoding is refused here, a forged one fails the record id check.
+        if len(data) < 192 or (len(data) - 192) % 32 or _uint(data, 4) != 160 or _uint(data, 5) != (len(data) - 192) // 32:
+            raise IntegrityError(f"{self.registry.chain.rpc_url} returned a malformed RecordPublished event (record 0x{topics[1].hex()})")
+        codec, license_id, kind = _uint(data, 0), _uint(data, 2), _uint(data, 3)
+        if codec > 0xFF or kind > 0xFF or license_id >= 2**32 or topics[3][:12] != bytes(12):
+            raise IntegrityError(f"{self.registry.chain.rpc_url} returned an out-of-range RecordPublished event (record 0x{topics[1].hex()})")
+        return {
+            "record_id": topics[1],
+            "content_id": topics[2],
+            "publisher_raw": topics[3][12:],
+            "cid_codec": codec,
+            "cid_digest": data[32:64],
+            "license_id": license_id,
+            "kind": kind,
+            "parents": tuple(data[i : i + 32] for i in range(192, len(data), 32)),
+            "block_number": _as_int(log["blockNumber"]),
+            "log_index": _as_int(log["logIndex"]),
+            "transaction_hash": _as_bytes(log["transactionHash"]),
+        }
+
+    def _decode_states(self, data: bytes, count: int) -> list[tuple]:
+        """``records(ids)``' answer: ``(publisher 20 bytes, licence, block, kind, codec, parents, yanked)`` each."""
+        if len(data) != 64 + 224 * count or _uint(data, 0) != 32 or _uint(data, 1) != count:
+            raise IntegrityError(f"{self.registry.chain.rpc_url} answered records() with {len(data)} bytes for {count} ids; is this the registry?")
+        rows = []
+        for i in range(count):
+            base = 2 + 7 * i
+            word = data[32 * base : 32 * base + 32]
+            rows.append((word[12:], _uint(data, base + 1), _uint(data, base + 2), _uint(data, base + 3),
+                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0))
+        return rows
+
+    def _checksum(self, raw: bytes) -> str:
+        address = self._checksums.get(raw)
+        if address is None:
+            address = self._checksums[raw] = to_checksum_address(raw)
+        return address
+
+    def _record(self, rid: bytes, state: tuple, event: dict) -> Record:
+        try:
+            cid = join_cid(event["cid_codec"], event["cid_digest"])
+        except InputError:
+            raise IntegrityError(f"record {_hex(rid)} has CID codec {event['cid_codec']}, which the registry never accepts") from None
+        record = Record(
+            record_id=rid,
+            publisher=self._checksum(event["publisher_raw"]),
+            content_id=event["content_id"],
+            cid=cid,
+            cid_codec=event["cid_codec"],
+            cid_digest=event["cid_digest"],
+            license_id=event["license_id"],
+            kind=Kind(event["kind"]) if event["kind"] in Kind._value2member_map_ else event["kind"],
+            parents=event["parents"],
+            block_number=event["block_number"],
+            yanked=bool(state[6]),
+            transaction_hash=event["transaction_hash"],
+            log_index=event["log_index"],
+        )
+        # Never trust: the id commits to every field, and storage must agree with the event.
+        if _record_id(event) != rid:
+            raise IntegrityError(f"the event data of record {_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
+        publisher, license_id, block, _kind, _codec, parent_count, _yanked = state
+        if (
+            publisher != event["publisher_raw"]
+            or license_id != record.license_id
+            or block != record.block_number
+            or parent_count != len(record.parents)
+        ):
+            raise IntegrityError(f"storage and event disagree for record {_hex(rid)} at {self.registry.chain.rpc_url}")
+        return record
+
+    def _read_licenses(self, ids: list[int]) -> None:
+        ids = sorted({i for i in ids if 0 < i < 2**32})
+        if not ids:
+            return
+        data = _hex(_array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in ids]))
+        [result] = self._execute([_Call("eth_call", [{"to": self.registry.address, "data": data}, "latest"], "licenses", ids)])
+        for license_id, (spdx_id, flags) in zip(ids, abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]):
+            if spdx_id:
+                self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def _fetch(self, cid: str) -> bytes:
+        from ..storage.unixfs import file_size
+
+        root = self.sources.ensure(cid)
+        size = file_size(root, self.sources.store.get)
+        if size > MAX_DOCUMENT_SIZE:
+            raise DocumentError(f"document {cid} is {size:,} bytes; manifests and recipes are at most {MAX_DOCUMENT_SIZE:,}")
+        return b"".join(self.sources.store.cat(root))
+
+    def _parse_recipe(self, document: Any) -> Any:
+        if self._recipe_parser is None:
+            # Recipes are specified in the compose layer; it is imported only when a composition
+            # is met (the elements layer does not otherwise depend on it).
+            from ..compose.recipe import parse_recipe
+
+            self._recipe_parser = parse_recipe
+        return self._recipe_parser(document)
+
+    def _check_document(self, record: Record, raw: bytes) -> Any:
+        rid = _hex(record.record_id)
+        if record.kind == Kind.COMPOSITION:
+            import json
+
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not JSON ({exc})") from None
+            try:
+                recipe = self._parse_recipe(data)
+            except InputError as exc:
+                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not a valid recipe: {exc}") from None
+            if recipe.canonical_json() != raw:
+                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not in canonical form; it cannot be the published one")
+            if not recipe.publishable:
+                raise DocumentError(f"the recipe of composition {rid} has inputs without record ids; a published recipe pins every input")
+            if recipe.output.content_id and recipe.output.content_id != _hex(record.content_id):
+                raise DocumentError(
+                    f"composition {rid} claims content id {_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
+                )
+            parents = set(record.parents)
+            for name, ref in recipe.inputs.items():
+                if to_bytes32(ref.record) not in parents:
+                    raise DocumentError(f"the recipe of composition {rid} uses record {ref.record} (input {name!r}), which is not a parent of the record")
+            return recipe
+        try:
+            manifest = Manifest.from_json(raw, require_canonical=True)
+        except ElementsError as exc:
+            raise DocumentError(f"the manifest {record.cid} of record {rid} is invalid: {exc}") from None
+        if bytes(manifest.content_id) != record.content_id:
+            raise DocumentError(
+                f"record {rid} claims content id {_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
+            )
+        wanted = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}.get(record.kind)
+        if wanted and manifest.kind != wanted:
+            raise DocumentError(f"record {rid} is a {Kind(record.kind).name.lower()} but its manifest is of kind {manifest.kind!r}")
+        if manifest.data is None:
+            raise DocumentError(f"the manifest of record {rid} names no data CID; it cannot be fetched")
+        try:
+            split_cid(manifest.data["cid"])
+        except InputError:
+            raise DocumentError(f"the manifest of record {rid} names data CID {manifest.data['cid']!r}, which is not a CID") from None
+        return manifest
+
+    def _attach_documents(self, graph: Graph, strict: bool) -> None:
+        records = [n.record for n in graph.nodes.values()]
+        remote = self.sources is not None and (getattr(self.sources, "kubo", None) is not None or getattr(self.sources, "gateways", None))
+
+        def one(record: Record):
+            try:
+                return record.record_id, self.document(record), None
+            except (NotFoundError, ServiceError, IntegrityError) as exc:
+                if strict:
+                    raise
+                return record.record_id, None, exc
+
+        if remote and len(records) > 1:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="documents") as pool:
+                results = list(pool.map(one, records))
+        else:
+            results = [one(r) for r in records]
+        for rid, document, error in results:
+            node = graph.nodes[rid]
+            graph.nodes[rid] = ResolvedRecord(
+                node.record, node.license, document, node.depth,
+                None if error is None else str(error), isinstance(error, IntegrityError),
+            )
+        # Inputs of every recipe must carry their parent record's content id.
+        for node in graph.nodes.values():
+            recipe = node.document
+            if node.is_composition and recipe is not None:
+                for name, ref in recipe.inputs.items():
+                    parent = graph.nodes.get(to_bytes32(ref.record))
+                    if parent is not None and _hex(parent.content_id) != ref.content_id:
+                        error = DocumentError(
+                            f"the recipe of composition {_hex(node.record_id)} pins input {name!r} to content id {ref.content_id}, "
+                            f"but record {ref.record} claims {_hex(parent.content_id)}"
+                        )
+                        if strict:
+                            raise error
+                        graph.nodes[node.record_id] = ResolvedRecord(node.record, node.license, None, node.depth, str(error), True)
+
+
+class _Fallback:
+    """A log query the node refused; the level is read through :meth:`Registry.records`."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _uint(data: bytes, word: int) -> int:
+    return int.from_bytes(data[32 * word : 32 * word + 32], "big")
+
+
+def _array_call(selector: bytes, words: Sequence[bytes]) -> bytes:
+    """Calldata of ``f(T[])`` for a static 32-byte T: selector, offset, length, the words."""
+    return selector + (32).to_bytes(32, "big") + len(words).to_bytes(32, "big") + b"".join(words)
+
+
+def _record_id(event: dict) -> bytes:
+    """The record id (EIP-712 struct hash, as ``registry.chain.record_id_of``) from raw event fields:
+    every field is one static word, so the encoding is a concatenation."""
+    return keccak(
+        RECORD_TYPEHASH
+        + bytes(12) + event["publisher_raw"]
+        + event["content_id"]
+        + event["cid_codec"].to_bytes(32, "big")
+        + event["cid_digest"]
+        + event["license_id"].to_bytes(32, "big")
+        + event["kind"].to_bytes(32, "big")
+        + keccak(b"".join(event["parents"]))
+    )
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, str):
+        return bytes.fromhex(value[2:] if value[:2].lower() == "0x" else value)
+    return bytes(value)
+
+
+def _as_int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+def _supports_batches(registry: Registry) -> bool:
+    try:
+        from web3 import HTTPProvider
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(registry.chain.w3.provider, HTTPProvider)
+
+
+# --------------------------------------------------------------------------------------------
+# licences against a whole ancestry
+
+
+def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: Graph, parents: Iterable[Any]) -> None:
+    """Refuse, before anything is sent, a child whose licence breaks an ancestor's terms.
+
+    The registry checks a child against its parents. Off-chain, every ancestor is checked, with
+    the registry's rules (no derivatives; non-commercial stays non-commercial; share-alike keeps
+    the terms) and its exemption (a publisher is not bound by its own records). An ancestor binds
+    the child unless every path from the child to it passes through another record of the
+    ancestor's own publisher (who may re-license their own work). Parents are checked first, in
+    ascending id as the contract does, then the other ancestors, nearest first.
+
+    Raises:
+        DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError: the
+        message names the ancestor, its publisher, its licence, the path to it and the rule.
+    """
+    publisher = to_checksum_address(publisher)
+    parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
+    for pid in parent_ids:
+        if pid not in graph.nodes:
+            raise make_error("UnknownParent", {"parentId": _hex(pid)})
+    names = {}
+    for node in graph.nodes.values():
+        if node.license:
+            names[node.license.license_id] = node.license.spdx_id
+    names[child.license_id] = child.spdx_id
+    # For each foreign publisher, the records of theirs reachable from the child without passing
+    # through another record of theirs, with the path that reaches them.
+    binding: dict[bytes, list[bytes]] = {}
+    for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
+        frontier = [(pid, [pid]) for pid in parent_ids]
+        seen: set[bytes] = set()
+        while frontier:
+            following = []
+            for rid, path in frontier:
+                if rid in seen:
+                    continue
+                seen.add(rid)
+                node = graph.nodes[rid]
+                if node.record.publisher == owner:
+                    binding.setdefault(rid, path)
+                    continue  # past it, the owner's own re-licensing governs
+                following.extend((p, path + [p]) for p in sorted(node.record.parents))
+            frontier = following
+    ordered = sorted(binding, key=lambda rid: (len(binding[rid]) > 1, len(binding[rid]), rid))
+    for rid in ordered:
+        node = graph.nodes[rid]
+        terms = node.license
+        if terms is None:
+            raise IntegrityError(f"ancestor {_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
+        path = binding[rid]
+        values = {"parentId": _hex(rid), "parentLicenseId": terms.license_id, "childLicenseId": child.license_id}
+        rule = None
+        if not terms.derivatives:
+            rule = "DerivativesNotAllowed"
+        elif not terms.commercial_use and child.commercial_use:
+            rule = "CommercialUseNotAllowed"
+        elif terms.share_alike and terms.license_id != child.license_id:
+            rule = "ShareAlikeRequired"
+        if rule is None:
+            continue
+        error = make_error(rule, values if rule != "DerivativesNotAllowed" else {k: values[k] for k in ("parentId", "parentLicenseId")},
+                           lambda i: names.get(i))
+        if len(path) > 1:
+            via = " -> ".join(_hex(p)[:12] + "…" for p in path[:-1])
+            explanation = {
+                "DerivativesNotAllowed": "which does not allow derivatives",
+                "CommercialUseNotAllowed": f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence",
+                "ShareAlikeRequired": f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}",
+            }[rule]
+            error.args = (
+                f"ancestor record {_hex(rid)} (published by {node.record.publisher}, reached through {via}) is under "
+                f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
+            )
+        error.values["ancestorPath"] = [_hex(p) for p in path]
+        raise error
