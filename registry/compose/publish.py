@@ -148,6 +148,13 @@ def publish_composition(
     parents = sorted({to_bytes32(ref.record, "record id") for ref in recipe.inputs.values()})
     check_parent_count(registry, len(parents), f"recipe {label!r} ({len(recipe.inputs)} inputs)")
     terms = resolve_license(registry, license)
+    for parent, exists in zip(parents, registry.exists(parents)):
+        if not exists:
+            names = sorted(n for n, ref in recipe.inputs.items() if to_bytes32(ref.record) == parent)
+            raise RecipeError(
+                f"input {', '.join(names)} names record 0x{parent.hex()}, which does not exist on {registry.chain.name}; "
+                "publish that element first (or fix the record id)"
+            )
     graph = resolver.graph(parents, documents=True, strict=True)
     check_license_against_ancestors(registry.account.address, terms, graph, parents)
     source = ChainElementSource(resolver, graph)

@@ -34,7 +34,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
-from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed
+from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed, make_error
 from ..chain.licenses import LicenseTerms, describe_flags
 from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
 from ..errors import ElementsError, InputError, UnsafeFileError
@@ -382,14 +382,15 @@ def _fee_parts(registry: Registry) -> tuple[int, int]:
 
 def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) -> int:
     data = registry.contract.encode_abi("publishBatch", args=[[c.record.as_abi() for c in batch]])
-    tx = {"from": publisher, "to": registry.address, "data": data, "value": 0}
+    # Gas price 0: the estimate must not depend on the balance (a dry run from an unfunded key).
+    tx = {"from": publisher, "to": registry.address, "data": data, "value": 0, "gasPrice": 0}
     try:
         return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))
     except ElementsError:
         raise
     except Exception as exc:
         # Replaying the call decodes a revert into the registry's own error (UnknownParent, ...).
-        registry.chain.call(tx, registry._license_name)
+        registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, registry._license_name)
         raise TransactionFailed(f"the node could not estimate the gas of publishBatch: {exc}") from None
 
 
@@ -654,6 +655,9 @@ def publish_elements(
     terms = resolve_license(registry, license)
     parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
     check_parent_count(registry, len(parent_ids), "each element")
+    for parent, exists in zip(parent_ids, registry.exists(parent_ids) if parent_ids else []):
+        if not exists:
+            raise make_error("UnknownParent", {"parentId": "0x" + parent.hex()})
     if parent_ids and resolver is not None:
         from .resolve import check_license_against_ancestors
 

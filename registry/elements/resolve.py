@@ -40,7 +40,7 @@ from eth_utils import keccak, to_checksum_address
 from ..chain.cids import join_cid, split_cid
 from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
 from ..chain.licenses import LicenseTerms, describe_flags
-from ..chain.registry import Kind, Record, Registry, record_id_of, to_bytes32
+from ..chain.registry import RECORD_TYPEHASH, Kind, Record, Registry, to_bytes32
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from .content_id import Manifest
 
@@ -62,8 +62,9 @@ LICENSE_WINDOW = 64
 MAX_DOCUMENT_SIZE = 16 << 20
 _IDS_PER_CALL = 256
 _PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
-_STATE_TYPE = "(address,uint32,uint40,uint8,uint8,uint8,bool)[]"
-_ZERO_ADDRESS = "0x" + "00" * 20
+_RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
+_LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
+_ZERO_WORD = bytes(32)
 
 
 class HashNotFound(NotFoundError):
@@ -271,6 +272,8 @@ class Resolver:
         self._licenses: dict[int, LicenseTerms] = dict(registry._licenses)
         self._documents: dict[bytes, Any] = {}
         self._batching = _supports_batches(registry)
+        self._checksums: dict[bytes, str] = {}
+        self._address_bytes = bytes.fromhex(registry.address[2:])
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -425,8 +428,7 @@ class Resolver:
             calls: list[_Call] = []
             for start in range(0, len(need_state), _IDS_PER_CALL):
                 part = need_state[start : start + _IDS_PER_CALL]
-                data = self.registry.contract.encode_abi("records", args=[part])
-                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": data}, "latest"], "states", part))
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": _hex(_array_call(_RECORDS_SELECTOR, part))}, "latest"], "states", part))
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, part])], "logs", part))
@@ -436,8 +438,8 @@ class Resolver:
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
             if licence_ids:
-                data = self.registry.contract.encode_abi("licenses", args=[licence_ids])
-                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": data}, "latest"], "licenses", licence_ids))
+                data = _array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in licence_ids])
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": _hex(data)}, "latest"], "licenses", licence_ids))
             results = self._execute(calls)
             first = False
             claims_of = None
@@ -445,9 +447,8 @@ class Resolver:
             fresh: list[bytes] = []
             for call, result in zip(calls, results):
                 if call.kind == "states":
-                    rows = abi_decode([_STATE_TYPE], _as_bytes(result))[0]
-                    for rid, row in zip(call.ids, rows):
-                        states[rid] = None if row[0].lower() == _ZERO_ADDRESS else row
+                    for rid, row in zip(call.ids, self._decode_states(_as_bytes(result), len(call.ids))):
+                        states[rid] = None if row[0] == bytes(20) else row
                 elif call.kind == "licenses":
                     rows = abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]
                     for license_id, (spdx_id, flags) in zip(call.ids, rows):
@@ -592,22 +593,48 @@ class Resolver:
         topics = [_as_bytes(t) for t in log["topics"]]
         if log.get("removed") or len(topics) != 4 or topics[0] != _PUBLISHED_TOPIC:
             return None
-        if to_checksum_address(log["address"]) != self.registry.address:
+        if _as_bytes(log["address"]) != self._address_bytes:
             return None
-        codec, digest, license_id, kind, parents = abi_decode(["uint8", "bytes32", "uint32", "uint8", "bytes32[]"], _as_bytes(log["data"]))
+        data = _as_bytes(log["data"])
+        # RecordPublished's data: cidCodec, cidDigest, licenseId, kind, offset of parents (0xa0),
+        # then the parents array (length, ids). Decoded by hand (this is the hot path of a graph):
+        # a malformed encoding is refused here, a forged one fails the record id check.
+        if len(data) < 192 or (len(data) - 192) % 32 or _uint(data, 4) != 160 or _uint(data, 5) != (len(data) - 192) // 32:
+            raise IntegrityError(f"{self.registry.chain.rpc_url} returned a malformed RecordPublished event (record 0x{topics[1].hex()})")
+        codec, license_id, kind = _uint(data, 0), _uint(data, 2), _uint(data, 3)
+        if codec > 0xFF or kind > 0xFF or license_id >= 2**32 or topics[3][:12] != bytes(12):
+            raise IntegrityError(f"{self.registry.chain.rpc_url} returned an out-of-range RecordPublished event (record 0x{topics[1].hex()})")
         return {
             "record_id": topics[1],
             "content_id": topics[2],
-            "publisher": to_checksum_address(topics[3][12:]),
+            "publisher_raw": topics[3][12:],
             "cid_codec": codec,
-            "cid_digest": bytes(digest),
+            "cid_digest": data[32:64],
             "license_id": license_id,
             "kind": kind,
-            "parents": tuple(bytes(p) for p in parents),
+            "parents": tuple(data[i : i + 32] for i in range(192, len(data), 32)),
             "block_number": _as_int(log["blockNumber"]),
             "log_index": _as_int(log["logIndex"]),
             "transaction_hash": _as_bytes(log["transactionHash"]),
         }
+
+    def _decode_states(self, data: bytes, count: int) -> list[tuple]:
+        """``records(ids)``' answer: ``(publisher 20 bytes, licence, block, kind, codec, parents, yanked)`` each."""
+        if len(data) != 64 + 224 * count or _uint(data, 0) != 32 or _uint(data, 1) != count:
+            raise IntegrityError(f"{self.registry.chain.rpc_url} answered records() with {len(data)} bytes for {count} ids; is this the registry?")
+        rows = []
+        for i in range(count):
+            base = 2 + 7 * i
+            word = data[32 * base : 32 * base + 32]
+            rows.append((word[12:], _uint(data, base + 1), _uint(data, base + 2), _uint(data, base + 3),
+                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0))
+        return rows
+
+    def _checksum(self, raw: bytes) -> str:
+        address = self._checksums.get(raw)
+        if address is None:
+            address = self._checksums[raw] = to_checksum_address(raw)
+        return address
 
     def _record(self, rid: bytes, state: tuple, event: dict) -> Record:
         try:
@@ -616,7 +643,7 @@ class Resolver:
             raise IntegrityError(f"record {_hex(rid)} has CID codec {event['cid_codec']}, which the registry never accepts") from None
         record = Record(
             record_id=rid,
-            publisher=event["publisher"],
+            publisher=self._checksum(event["publisher_raw"]),
             content_id=event["content_id"],
             cid=cid,
             cid_codec=event["cid_codec"],
@@ -630,11 +657,11 @@ class Resolver:
             log_index=event["log_index"],
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
-        if record_id_of(record.publisher, record) != rid:
+        if _record_id(event) != rid:
             raise IntegrityError(f"the event data of record {_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
         publisher, license_id, block, _kind, _codec, parent_count, _yanked = state
         if (
-            to_checksum_address(publisher) != record.publisher
+            publisher != event["publisher_raw"]
             or license_id != record.license_id
             or block != record.block_number
             or parent_count != len(record.parents)
@@ -646,7 +673,7 @@ class Resolver:
         ids = sorted({i for i in ids if 0 < i < 2**32})
         if not ids:
             return
-        data = self.registry.contract.encode_abi("licenses", args=[ids])
+        data = _hex(_array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in ids]))
         [result] = self._execute([_Call("eth_call", [{"to": self.registry.address, "data": data}, "latest"], "licenses", ids)])
         for license_id, (spdx_id, flags) in zip(ids, abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]):
             if spdx_id:
@@ -761,6 +788,30 @@ class _Fallback:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+def _uint(data: bytes, word: int) -> int:
+    return int.from_bytes(data[32 * word : 32 * word + 32], "big")
+
+
+def _array_call(selector: bytes, words: Sequence[bytes]) -> bytes:
+    """Calldata of ``f(T[])`` for a static 32-byte T: selector, offset, length, the words."""
+    return selector + (32).to_bytes(32, "big") + len(words).to_bytes(32, "big") + b"".join(words)
+
+
+def _record_id(event: dict) -> bytes:
+    """The record id (EIP-712 struct hash, as ``registry.chain.record_id_of``) from raw event fields:
+    every field is one static word, so the encoding is a concatenation."""
+    return keccak(
+        RECORD_TYPEHASH
+        + bytes(12) + event["publisher_raw"]
+        + event["content_id"]
+        + event["cid_codec"].to_bytes(32, "big")
+        + event["cid_digest"]
+        + event["license_id"].to_bytes(32, "big")
+        + event["kind"].to_bytes(32, "big")
+        + keccak(b"".join(event["parents"]))
+    )
 
 
 def _as_bytes(value: Any) -> bytes:

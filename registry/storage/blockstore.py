@@ -324,11 +324,22 @@ class Staging:
         if cid.hash_code == IDENTITY or cid.multihash in self._staged:
             return cid
         if not self._staged:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self._make_dir()
         _write_atomic(self.dir / _name(cid), parts, False)
         self._staged[cid.multihash] = cid
         self.bytes += sum(len(p) for p in parts)
         return cid
+
+    def _make_dir(self) -> None:
+        # Another import in this process may remove an empty ``.staging`` (see discard) between
+        # our creating it and our directory in it: try again.
+        for attempt in range(5):
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                return
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
 
     def has(self, cid: CID) -> bool:
         return cid.multihash in self._staged or self.store.has(cid)

@@ -1,0 +1,210 @@
+"""publish-model and compose (registry.compose.publish) with the real all-MiniLM-L6-v2, then assembly
+by hash (registry.compose.chain_source), on the in-process chain and on anvil."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry.chain.errors import CommercialUseNotAllowedError, DerivativesNotAllowedError
+from registry.chain.registry import Kind, RecordInput
+from registry.compose.chain_source import assemble_composition
+from registry.compose.publish import publish_composition, publish_model
+from registry.compose.recipe import RecipeError, load_recipe
+from registry.elements.publish import TooManyParentsError, element_claim, prepare_element, publish_claims
+from registry.elements.resolve import Resolver
+from registry.elements.split import split_model
+from registry.storage.blockstore import BlockStore
+from registry.storage.fetch import Sources
+from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, raw_tensors, registry_for, tensors_equal
+
+
+@pytest.fixture
+def env(chain_backend, request, tmp_path):
+    anvil_registry = request.getfixturevalue("anvil_registry") if chain_backend == "anvil" else None
+    registry = registry_for(chain_backend, anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    sources = Sources(store)
+    return registry, store, sources, Resolver(registry, sources)
+
+
+def model_files():
+    return sorted(p.relative_to(MODEL).as_posix() for p in MODEL.rglob("*")
+                  if p.is_file() and not p.name.startswith(".") and p.name != "model.safetensors")
+
+
+def test_publish_model_then_assemble_by_hash_gives_the_original_model_bit_for_bit(env, tmp_path):
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="Apache-2.0", sources=sources, work_dir=tmp_path / "work")
+
+    assert len(report.elements) == 19 and len(report.publish.published) == 20
+    assert len(report.publish.transactions) == 1  # elements and composition in one batch
+    composition = registry.record(report.composition.record_id)
+    assert composition.kind == Kind.COMPOSITION
+    assert "0x" + composition.content_id.hex() == MODEL_CONTENT_ID  # the weights' content id
+    assert set(composition.parents) == {c.record_id for c in report.elements}
+    stored_recipe = b"".join(store.cat(composition.cid))
+    assert stored_recipe == report.recipe.canonical_json()
+    recipe = load_recipe(stored_recipe)
+    assert {ref.record for ref in recipe.inputs.values()} == {"0x" + c.record_id.hex() for c in report.elements}
+    assert all(ref.path is None for ref in recipe.inputs.values())
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+    outcome = assemble_composition(resolver, "0x" + composition.record_id.hex(), tmp_path / "out")
+    out = tmp_path / "out"
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert tensors_equal(out / "model.safetensors", MODEL / "model.safetensors")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
+        model_files() + ["model.safetensors", "elements-provenance.json"]
+    )
+    for name in model_files():
+        assert (out / name).read_bytes() == (MODEL / name).read_bytes(), name
+    provenance = json.loads((out / "elements-provenance.json").read_text())
+    assert provenance["record"] == "0x" + composition.record_id.hex()
+    assert provenance["chain_id"] == registry.chain.chain_id and provenance["registry"] == registry.address
+    assert provenance["content_id"] == MODEL_CONTENT_ID
+
+    # By content id (other tests may have claimed the same model: trust picks ours).
+    again = assemble_composition(resolver, MODEL_CONTENT_ID, tmp_path / "again", trust=[registry.account.address])
+    assert again.composition.record_id == composition.record_id
+    assert tensors_equal(tmp_path / "again" / "model.safetensors", MODEL / "model.safetensors")
+
+    rerun = publish_model(registry, store, MODEL, license="Apache-2.0", sources=sources)
+    assert rerun.publish.published == [] and len(rerun.publish.present) == 20
+
+
+def three_layer_recipe(elements: dict[str, object]) -> dict:
+    def ref(name):
+        claim = elements[name]
+        return {"content_id": "0x" + claim.record.content_id.hex(), "record": "0x" + claim.record_id.hex()}
+
+    names = ["embeddings", "pooler", "encoder.layer.0", "encoder.layer.2", "encoder.layer.5", "config.json", "tokenizer.json"]
+    return {
+        "format": "elements.recipe/v1",
+        "name": "minilm-3-layers",
+        "inputs": {name: ref(name) for name in names},
+        "steps": [
+            {"op": "take", "from": ["embeddings", "pooler"]},
+            {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
+                {"from": "encoder.layer.0", "layers": [0]},
+                {"from": "encoder.layer.2", "layers": [2]},
+                {"from": "encoder.layer.5", "layers": [5]},
+            ]},
+        ],
+        "files": [
+            {"path": "config.json", "from": "config.json", "patch": {"num_hidden_layers": 3}},
+            {"path": "tokenizer.json", "from": "tokenizer.json"},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def minilm_split(tmp_path_factory):
+    return split_model(MODEL, tmp_path_factory.mktemp("split") / "minilm")
+
+
+def _layer_file(split, n: int):
+    """Layer ``n`` as its own element file (split's copy: the content id the recipes pin)."""
+    return split.out_dir / "elements" / f"encoder.layer.{n}.safetensors"
+
+
+@pytest.fixture
+def published_model(env, tmp_path):
+    registry, store, sources, _ = env
+    report = publish_model(registry, store, MODEL, license="Apache-2.0", sources=sources)
+    return {c.label: c for c in report.elements}
+
+
+def test_a_three_layer_variant_is_composed_with_every_input_as_parent_and_assembles_by_hash(env, published_model, tmp_path):
+    registry, store, sources, resolver = env
+    recipe_path = tmp_path / "three.json"
+    recipe_path.write_text(json.dumps(three_layer_recipe(published_model)))
+
+    report = publish_composition(registry, resolver, recipe_path, license="Apache-2.0", out=tmp_path / "kept")
+    claim = report.claim
+    record = registry.record(claim.record_id)
+    assert record.kind == Kind.COMPOSITION
+    assert set(record.parents) == {published_model[n].record_id for n in three_layer_recipe(published_model)["inputs"]}
+    assert "0x" + record.content_id.hex() == report.assembly.content_id
+    stored = load_recipe(b"".join(store.cat(record.cid)))
+    assert stored.output.content_id == report.assembly.content_id and len(stored.output.tensors) == 6 + 3 * 16 + 2
+
+    outcome = assemble_composition(resolver, "0x" + record.record_id.hex(), tmp_path / "small")
+    small = raw_tensors(tmp_path / "small" / "model.safetensors")
+    original = raw_tensors(MODEL / "model.safetensors")
+    assert small["encoder.layer.1.attention.self.query.weight"] == original["encoder.layer.2.attention.self.query.weight"]
+    assert small["encoder.layer.2.output.dense.bias"] == original["encoder.layer.5.output.dense.bias"]
+    assert "encoder.layer.3.output.dense.bias" not in small
+    assert json.loads((tmp_path / "small" / "config.json").read_text())["num_hidden_layers"] == 3
+    assert outcome.result.content_id == "0x" + record.content_id.hex()
+    assert tensors_equal(tmp_path / "small" / "model.safetensors", tmp_path / "kept" / "model.safetensors")
+
+    again = publish_composition(registry, resolver, recipe_path, license="Apache-2.0")
+    assert again.publish.published == [] and again.claim.record_id == claim.record_id
+
+
+def test_a_composition_with_a_noncommercial_element_under_a_commercial_licence_names_the_element(env, published_model, minilm_split):
+    registry, store, sources, resolver = env
+    other = registry.with_account(funded_account(registry.chain))
+    layer = prepare_element(_layer_file(minilm_split, 2), store)
+    [nc] = publish_claims(other, [element_claim(layer, other.account.address, 7)]).results  # CC-BY-NC-4.0
+    recipe = three_layer_recipe(published_model)
+    recipe["inputs"]["encoder.layer.2"]["record"] = "0x" + nc.claim.record_id.hex()
+    block = registry.chain.block_number()
+
+    with pytest.raises(CommercialUseNotAllowedError) as info:
+        publish_composition(registry, resolver, load_recipe(recipe), license="Apache-2.0")
+    assert info.value.parent_id == "0x" + nc.claim.record_id.hex() and "CC-BY-NC-4.0" in str(info.value)
+    assert registry.chain.block_number() == block
+    accepted = publish_composition(registry, resolver, load_recipe(recipe), license="CC-BY-NC-4.0", dry_run=True)
+    assert [r.status for r in accepted.publish.results] == ["planned"]
+
+
+def test_a_composition_with_a_no_derivatives_element_is_refused(env, published_model, minilm_split):
+    registry, store, sources, resolver = env
+    other = registry.with_account(funded_account(registry.chain))
+    layer = prepare_element(_layer_file(minilm_split, 5), store)
+    [nd] = publish_claims(other, [element_claim(layer, other.account.address, 9)]).results  # CC-BY-ND-4.0
+    recipe = three_layer_recipe(published_model)
+    recipe["inputs"]["encoder.layer.5"]["record"] = "0x" + nd.claim.record_id.hex()
+    with pytest.raises(DerivativesNotAllowedError, match="does not allow derivatives"):
+        publish_composition(registry, resolver, load_recipe(recipe), license="CC-BY-ND-4.0")
+
+
+def test_relicensing_through_ones_own_intermediate_record_is_refused_naming_the_ancestor(env, published_model, minilm_split):
+    registry, store, sources, resolver = env
+    author = registry.with_account(funded_account(registry.chain))
+    layer = prepare_element(_layer_file(minilm_split, 0), store)
+    [original] = publish_claims(author, [element_claim(layer, author.account.address, 7)]).results  # CC-BY-NC-4.0
+    # Our own non-commercial derivative of it (allowed), then a composition of ours that would make
+    # it commercial: the contract checks only parents, and we are exempt from our own terms.
+    [ours] = publish_claims(registry, [element_claim(layer, registry.account.address, 7, [original.claim.record_id])]).results
+    recipe = three_layer_recipe(published_model)
+    recipe["inputs"]["encoder.layer.0"]["record"] = "0x" + ours.claim.record_id.hex()
+    parents = sorted({bytes.fromhex(r["record"][2:]) for r in recipe["inputs"].values()})
+    registry.check_publish([RecordInput(b"\1" * 32, ours.claim.record.cid, 3, Kind.COMPOSITION, parents)])  # the contract's view: fine
+
+    with pytest.raises(CommercialUseNotAllowedError) as info:
+        publish_composition(registry, resolver, load_recipe(recipe), license="Apache-2.0")
+    message = str(info.value)
+    assert f"ancestor record 0x{original.claim.record_id.hex()}" in message and author.account.address in message
+    assert info.value.values["ancestorPath"] == ["0x" + ours.claim.record_id.hex(), "0x" + original.claim.record_id.hex()]
+
+
+@pytest.mark.parametrize("chain_backend", ["memory"])
+def test_a_recipe_with_more_inputs_than_the_registry_allows_is_refused_naming_the_cap(env):
+    registry, store, sources, resolver = env
+    inputs = {f"f{i}": {"content_id": "0x" + f"{i:064x}", "record": "0x" + f"{i + 1:064x}"} for i in range(128)}
+    recipe = {"format": "elements.recipe/v1", "inputs": inputs, "steps": [{"op": "take", "from": ["f0"]}],
+              "files": [{"path": f"f{i}.txt", "from": f"f{i}"} for i in range(1, 128)]}
+    with pytest.raises(TooManyParentsError, match="needs 128 parents but .* at most 127"):
+        publish_composition(registry, resolver, load_recipe(recipe), license="MIT")
+
+
+@pytest.mark.parametrize("chain_backend", ["memory"])
+def test_a_recipe_whose_inputs_are_local_files_is_refused(env, tmp_path):
+    registry, store, sources, resolver = env
+    split = split_model(MODEL, tmp_path / "split")
+    with pytest.raises(RecipeError, match="have no record id"):
+        publish_composition(registry, resolver, split.recipe_path, license="MIT")

@@ -1,0 +1,131 @@
+"""Assembling published compositions by hash (registry.compose.chain_source): the claim is what the
+output must be, elements come from the store or Kubo and are verified, failures leave nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from registry.chain.registry import Kind, RecordInput
+from registry.compose.chain_source import ChainElementSource, NotAComposition, assemble_composition, choose_composition
+from registry.compose.engine import OutputExists, OutputMismatch
+from registry.compose.publish import publish_model
+from registry.compose.recipe import load_recipe
+from registry.compose.sources import ElementIntegrityError
+from registry.elements.publish import element_claim, prepare_element, publish_claims, store_document
+from registry.elements.resolve import Resolver
+from registry.storage.blockstore import BlockStore
+from registry.storage.fetch import Sources
+from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, random_tensors, registry_for, tensors_equal, write_raw_safetensors
+
+
+@pytest.fixture
+def env(tmp_path):
+    registry = registry_for("memory")
+    store = BlockStore(tmp_path / "blocks")
+    sources = Sources(store)
+    return registry, store, sources, Resolver(registry, sources)
+
+
+def published_pair(registry, store, tmp_path):
+    rng = np.random.default_rng(7)
+    path = tmp_path / "x.safetensors"
+    write_raw_safetensors(path, random_tensors(rng, ["a", "b"]), None)
+    element = prepare_element(path, store)
+    [leaf] = publish_claims(registry, [element_claim(element, registry.account.address, 2)]).results
+    return element, leaf.claim
+
+
+def composition_over(registry, store, element, leaf, content_id: bytes, output: bool = False):
+    recipe = {
+        "format": "elements.recipe/v1",
+        "inputs": {"x": {"content_id": "0x" + element.content_id.hex(), "record": "0x" + leaf.record_id.hex()}},
+        "steps": [{"op": "take", "from": ["x"], "select": ["a"]}],
+    }
+    if output:
+        recipe["output"] = {"content_id": "0x" + content_id.hex()}
+    cid = store_document(load_recipe(recipe).canonical_json(), store)
+    record = RecordInput(content_id, str(cid), 2, Kind.COMPOSITION, [leaf.record_id])
+    registry.publish(record)
+    return record.record_id(registry.account.address)
+
+
+def test_an_output_that_differs_from_the_claim_is_an_error_and_leaves_nothing(env, tmp_path):
+    registry, store, sources, resolver = env
+    element, leaf = published_pair(registry, store, tmp_path)
+    rid = composition_over(registry, store, element, leaf, b"\5" * 32)  # claims weights it does not build
+    out = tmp_path / "out"
+    with pytest.raises(OutputMismatch, match="expects 0x0505"):
+        assemble_composition(resolver, "0x" + rid.hex(), out)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_a_composition_without_an_output_section_is_held_to_its_claim(env, tmp_path):
+    registry, store, sources, resolver = env
+    element, leaf = published_pair(registry, store, tmp_path)
+    from registry.elements.content_id import tensor_entries, tensor_set_content_id
+
+    only_a = tensor_set_content_id([e for e in tensor_entries(element.path) if e.name == "a"])
+    rid = composition_over(registry, store, element, leaf, bytes(only_a))
+    outcome = assemble_composition(resolver, "0x" + rid.hex(), tmp_path / "out")
+    assert outcome.result.content_id == str(only_a)
+    assert [e.name for e in outcome.result.tensors] == ["a"]
+
+
+def test_an_element_hash_is_not_a_composition(env, tmp_path):
+    registry, store, sources, resolver = env
+    element, leaf = published_pair(registry, store, tmp_path)
+    with pytest.raises(NotAComposition, match="of kind element, no composition"):
+        assemble_composition(resolver, "0x" + leaf.record_id.hex(), tmp_path / "out")
+
+
+def test_an_existing_output_directory_is_refused_without_force(env, tmp_path):
+    registry, store, sources, resolver = env
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OutputExists, match="--force"):
+        assemble_composition(resolver, "0x" + "11" * 32, tmp_path / "out")
+
+
+def test_a_corrupted_cached_element_is_caught_before_the_output_appears(env, tmp_path):
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    rid = "0x" + report.composition.record_id.hex()
+    assemble_composition(resolver, rid, tmp_path / "first")
+    cache = store.root.parent / "cache" / "elements"
+    victim = max(cache.iterdir(), key=lambda p: p.stat().st_size)  # the embeddings
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ElementIntegrityError, match="does not match its digest"):
+        assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
+    assert not (tmp_path / "second").exists()
+
+
+def test_choosing_among_claims_prefers_trusted_then_live_then_earliest(env, tmp_path):
+    registry, store, sources, resolver = env
+    first = publish_model(registry, store, MODEL, license="MIT", sources=sources).composition
+    other = registry.with_account(funded_account(registry.chain))
+    second = publish_model(other, store, MODEL, license="MIT", sources=sources).composition
+    claims = resolver.lookup(MODEL_CONTENT_ID)
+    compositions = [c for c in claims if c.kind == Kind.COMPOSITION]
+    assert [c.record_id for c in compositions] == [first.record_id, second.record_id]
+    assert choose_composition(claims).record_id == first.record_id
+    assert choose_composition(claims, [other.account.address]).record_id == second.record_id
+    registry.yank(first.record_id)
+    assert choose_composition(Resolver(registry).lookup(MODEL_CONTENT_ID)).record_id == second.record_id
+
+
+def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(kubo_node, tmp_path):
+    registry = registry_for("memory")
+    publisher_store = BlockStore(tmp_path / "publisher" / "blocks")
+    with Sources(publisher_store, kubo_node.api_url) as sources:
+        report = publish_model(registry, publisher_store, MODEL, license="Apache-2.0", sources=sources)
+    reader_store = BlockStore(tmp_path / "reader" / "blocks")
+    with Sources(reader_store, kubo_node.api_url) as sources:
+        resolver = Resolver(registry, sources)
+        source = ChainElementSource(resolver)
+        assert source.cache_dir == tmp_path / "reader" / "cache" / "elements"
+        outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert tensors_equal(tmp_path / "out" / "model.safetensors", MODEL / "model.safetensors")
