@@ -55,7 +55,7 @@ from ..elements.content_id import (
     manifest_of,
 )
 from ..elements.safetensors_format import INDEX_SUFFIX
-from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
+from ..errors import ElementsError, InputError, NotFoundError, ServiceError
 from ..storage.fetch import Sources
 from .documents import DocumentError, Documents
 from .licensing import EffectiveLicense, effective_license
