@@ -54,6 +54,7 @@ from ..elements.content_id import (
     directory_ids,
     manifest_of,
 )
+from ..elements.resolve import Resolver
 from ..elements.safetensors_format import INDEX_SUFFIX
 from ..errors import ElementsError, InputError, NotFoundError, ServiceError
 from ..storage.fetch import Sources
@@ -543,6 +544,8 @@ class Verifier:
     def __init__(self, registry: Registry, sources: Sources, *, index: Any = None, data_dir: Path | None = None) -> None:
         self.registry = registry
         self.sources = sources
+        # The resolver reads many records in one JSON-RPC batch (events decoded by hand).
+        self.resolver = Resolver(registry, sources)
         self.documents = Documents(sources, data_dir)
         self.index = index
         self._records: dict[bytes, Record | None] = {}
@@ -1001,7 +1004,7 @@ class Verifier:
     def _read_records(self, ids: Sequence[bytes]) -> list[Record | None]:
         wanted = [i for i in dict.fromkeys(ids) if i not in self._records]
         if wanted:
-            for rid, record in zip(wanted, self.registry.records(wanted)):
+            for rid, record in zip(wanted, self.resolver.records(wanted)):
                 self._records[rid] = record
         return [self._records[i] for i in ids]
 
@@ -1009,7 +1012,7 @@ class Verifier:
         # Built-in term sets are fixed by the contract this client attached to (ids 1-14): no call.
         if 0 < license_id <= len(BUILTIN_LICENSES):
             return BUILTIN_LICENSES[license_id - 1]
-        return self.registry.license(license_id, missing_ok=True)
+        return self.resolver.license(license_id)
 
 
 # --------------------------------------------------------------------------------------------
