@@ -10,6 +10,7 @@ each, in this order, in this process:
                      (file serialization, SHA-256, 1 MiB reads), which signing and verifying run
 - ``sha256``         hashlib SHA-256 of the file's bytes, one stream (mmap)
 - ``blake3``         BLAKE3 of the file's bytes on every core (mmap, ``max_threads=AUTO``)
+- ``content-id``     the weights' content id alone (``elements id``): the hashing part of verify
 - ``verify``         ``registry.provenance.verify_model``: content id of every tensor, the claims
                      (one log query), the composition's recipe and every input manifest from the
                      block store, the ancestry from the chain, every tensor compared
@@ -91,6 +92,7 @@ def main() -> int:
     from registry.chain.network import connect
     from registry.chain.registry import Registry
     from registry.compose.publish import publish_model
+    from registry.elements.content_id import content_id
     from registry.provenance.verify import VerifyOptions, verify_model
     from registry.storage.blockstore import BlockStore
     from registry.storage.fetch import Sources
@@ -119,6 +121,8 @@ def main() -> int:
         figures["sha256"] = {"wall": wall, "cpu": cpu}
         digest, wall, cpu = timed(lambda: blake3_of(model))
         figures["blake3"] = {"wall": wall, "cpu": cpu}
+        digest, wall, cpu = timed(lambda: content_id(model))
+        figures["content-id"] = {"wall": wall, "cpu": cpu}
         report, wall, cpu = timed(lambda: verify_model(model, reader, sources, VerifyOptions()))
         figures["verify"] = {"wall": wall, "cpu": cpu}
         if report.exit_code != 0:

@@ -451,3 +451,24 @@ def test_without_a_composition_tensors_are_attributed_to_the_elements(store, tmp
     assert changed.name == QUERY3 and changed.sources[0].record_id == records["encoder.layer.3"]
     [missing] = attribution.missing
     assert missing.name == "pooler.dense.bias" and missing.sources[0].record_id == records["pooler"]
+
+
+def test_a_corrupted_cached_element_file_is_fetched_again(fresh, store, tmp_path):
+    from registry.provenance.verify import Verifier
+
+    registry, published = fresh
+    _, out = publish_lora(registry, store, published, tmp_path)
+    data = tmp_path / "data"
+    verifier = Verifier(registry.with_account(None), Sources(store), data_dir=data)
+    try:
+        assert verifier.verify(out).exit_code == 0
+        adapter = min(data.iterdir(), key=lambda p: p.stat().st_size)  # beside the two base layers' data
+        original = adapter.read_bytes()
+        adapter.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # the last lora_B value
+        again = Verifier(registry.with_account(None), Sources(store), data_dir=data)
+        report = again.verify(out)
+        again.close()
+        assert report.exit_code == 0 and report.accepted.counts() == {"match": 100, "recomputed": 4}
+        assert adapter.read_bytes() == original  # exported again from the verified blocks
+    finally:
+        verifier.close()

@@ -45,7 +45,7 @@ from ..chain.registry import Kind, Record, Registry, to_bytes32
 from ..compose.engine import PROVENANCE_NAME, merge_patch
 from ..compose.plan import DERIVED_BLOCK_ELEMS, CopyPlan, Plan, TensorPlan, plan_tensors
 from ..compose.recipe import InputRef, Recipe, RecipeError
-from ..compose.sources import FileElement, TensorElement
+from ..compose.sources import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher
 from ..elements.content_id import (
     Manifest,
@@ -56,7 +56,7 @@ from ..elements.content_id import (
 )
 from ..elements.resolve import Resolver
 from ..elements.safetensors_format import INDEX_SUFFIX
-from ..errors import ElementsError, InputError, NotFoundError, ServiceError
+from ..errors import ElementsError, InputError, NotFoundError, ServiceError, UnsafeFileError
 from ..storage.fetch import Sources
 from .documents import DocumentError, Documents
 from .licensing import EffectiveLicense, effective_license
@@ -458,8 +458,19 @@ class _ManifestTensorElement(TensorElement):
 
     def _element(self) -> TensorElement:
         if self._opened is None:
-            self._opened = TensorElement(self.ref, self.manifest, self._fetch())
+            self._local = self._fetch()
+            self._opened = TensorElement(self.ref, self.manifest, self._local)
         return self._opened
+
+    def refetch(self) -> None:
+        """Drop the local copy (a cached file that failed verification) so the next read fetches again."""
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+        local = getattr(self, "_local", None)
+        if local is not None:
+            local.unlink(missing_ok=True)
+            self._local = None
 
     def stream(self, name: str, chunk_bytes: int):
         return self._element().stream(name, chunk_bytes)
@@ -491,6 +502,27 @@ class _ManifestFileElement(FileElement):
     @path.setter
     def path(self, value: Path) -> None:
         self._path = value
+
+
+def _leaf_elements(plan: Any) -> list[Any]:
+    if isinstance(plan, CopyPlan):
+        return [plan.element]
+    children = [getattr(plan, name) for name in ("child", "base", "lora_a", "lora_b") if hasattr(plan, name)]
+    children += list(getattr(plan, "children", []))
+    return [leaf for child in children for leaf in _leaf_elements(child)]
+
+
+def _recompute_verified(plan: TensorPlan) -> str:
+    """Recompute a derived tensor; a cached input file that fails verification is fetched again once."""
+    try:
+        return _recompute_digest(plan)
+    except (ElementIntegrityError, UnsafeFileError):
+        elements = [e for e in _leaf_elements(plan) if isinstance(e, _ManifestTensorElement)]
+        if not elements:
+            raise
+        for element in elements:
+            element.refetch()
+        return _recompute_digest(plan)
 
 
 def _recompute_digest(plan: TensorPlan) -> str:
@@ -1082,7 +1114,7 @@ def _compare(model: Mapping[str, TensorEntry], expected: Mapping[str, _Expected]
                 result.status = "differs"
                 result.message = f"{name} differs from {src}"
         else:
-            recomputed = _recompute_digest(want.plan) if want.plan is not None else None
+            recomputed = _recompute_verified(want.plan) if want.plan is not None else None
             result.expected = recomputed
             if recomputed == str(entry.digest):
                 result.status = "recomputed"
