@@ -472,3 +472,20 @@ def test_a_corrupted_cached_element_file_is_fetched_again(fresh, store, tmp_path
         assert adapter.read_bytes() == original  # exported again from the verified blocks
     finally:
         verifier.close()
+
+
+def test_a_corrupted_cached_config_is_fetched_again(fresh, store, tmp_path):
+    from registry.provenance.verify import Verifier
+
+    registry, published = fresh
+    out = tmp_path / "small"
+    compose(registry, store, three_layer_doc(published), out=out)
+    data = tmp_path / "data"
+    first = Verifier(registry.with_account(None), Sources(store), data_dir=data)
+    assert first.verify(out).exit_code == 0
+    first.close()
+    [config] = list(data.iterdir())  # only the patched config.json needed its bytes
+    config.write_bytes(config.read_bytes().replace(b"384", b"385"))
+    again = Verifier(registry.with_account(None), Sources(store), data_dir=data)
+    assert again.verify(out).exit_code == 0
+    again.close()

@@ -503,6 +503,15 @@ class _ManifestFileElement(FileElement):
     def path(self, value: Path) -> None:
         self._path = value
 
+    def read_bytes(self) -> bytes:
+        try:
+            return super().read_bytes()
+        except ElementIntegrityError:  # a cached copy changed on disk: export it again, once
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
+                self._path = None
+            return super().read_bytes()
+
 
 def _leaf_elements(plan: Any) -> list[Any]:
     if isinstance(plan, CopyPlan):
