@@ -483,7 +483,8 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         _print_tree(graph)
         claims = f"{len(graph.roots)} claims, " if len(graph.roots) > 1 else ""
-        print(f"{claims}{len(graph)} records, depth {graph.depth}, {graph.round_trips} RPC round trips "
+        plural = "s" if len(graph) != 1 else ""
+        print(f"{claims}{len(graph)} record{plural}, depth {graph.depth}, {graph.round_trips} RPC round trips "
               f"(chain {graph.chain_id}, registry {graph.registry})")
         missing = [n for n in graph.nodes.values() if n.document_error and not n.document_failed]
         if missing:
