@@ -472,6 +472,28 @@ class Registry:
         logs = self._logs([self._published_topic, None, cid])
         return self._from_logs(logs)
 
+    def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
+        """Every claim of several content ids at once (one log query per 256 ids, one view call).
+
+        Returns ``{content id: [Record, ...]}`` with every asked id as a key (an empty list when
+        nothing claims it), each list in publication order.
+        """
+        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        logs: list = []
+        for start in range(0, len(ids), _READ_CHUNK):
+            logs += self._logs([self._published_topic, None, ids[start : start + _READ_CHUNK]])
+        out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
+        for record in self._from_logs(logs):
+            out[record.content_id].append(record)
+        return out
+
+    def records_between(self, from_block: int, to_block: int | None = None) -> list[Record]:
+        """Every record published in blocks ``from_block`` to ``to_block`` (inclusive; default the
+        latest), in publication order (what an incremental index reads)."""
+        start = max(int(from_block), self.deploy_block)
+        end = self.chain.block_number() if to_block is None else int(to_block)
+        return self._from_logs(self._logs([self._published_topic], start, end))
+
     def records_by(self, publisher: str) -> list[Record]:
         """Every record of a publisher, in publication order."""
         topic = b"\0" * 12 + bytes.fromhex(to_checksum_address(publisher)[2:])

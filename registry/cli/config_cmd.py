@@ -1,0 +1,168 @@
+"""`elements config`: show and change $ELEMENTS_HOME/config.json (networks, trust list, defaults)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from eth_utils import is_address, to_checksum_address
+
+from ..config import ENV, Settings, load_config_file, save_config_file
+from ..errors import ConfigError
+from ._app import Result, add_command
+
+# Keys `config set` accepts at the top level, and what each holds.
+SETTABLE = {
+    "rpc_url": "default JSON-RPC URL (or 'memory')",
+    "network": "default named network",
+    "registry": "default registry address",
+    "keystore": "default keystore name or path",
+    "ipfs_api": "default Kubo RPC API URL",
+    "gateways": "default trustless gateways, comma separated",
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = add_command(
+        sub, common, "config", _show, "show or change the configuration in $ELEMENTS_HOME/config.json",
+        examples=(
+            "  elements config show\n"
+            "  elements config set ipfs_api http://127.0.0.1:5001\n"
+            "  elements config network add sepolia --rpc-url https://rpc.sepolia.org --chain-id 11155111\n"
+            "  elements config trust add 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n"
+        ),
+    )
+    actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
+
+    add_command(actions, common, "show", _show, "print the configuration, the environment it reads, and where it lives")
+
+    p = add_command(actions, common, "set", _set, "set a default (" + ", ".join(SETTABLE) + ")")
+    p.add_argument("key", choices=sorted(SETTABLE))
+    p.add_argument("value")
+
+    p = add_command(actions, common, "unset", _unset, "remove a default")
+    p.add_argument("key", choices=sorted(SETTABLE))
+
+    net = add_command(actions, common, "network", _show, "named networks: add, remove")
+    net_actions = net.add_subparsers(dest="network_action", metavar="ACTION")
+    p = add_command(net_actions, common, "add", _network_add, "add or replace a named network",
+                    examples="  elements config network add sepolia --rpc-url https://rpc.sepolia.org --chain-id 11155111\n")
+    p.add_argument("name")
+    # --rpc-url and --registry are the global options, read here as the network's own.
+    p.add_argument("--chain-id", type=int, help="expected chain id (checked on every connection)")
+    p = add_command(net_actions, common, "rm", _network_rm, "remove a named network")
+    p.add_argument("name")
+
+    trust = add_command(actions, common, "trust", _show, "the trusted publishers `elements verify` checks against")
+    trust_actions = trust.add_subparsers(dest="trust_action", metavar="ACTION")
+    p = add_command(trust_actions, common, "add", _trust_add, "trust a publisher address")
+    p.add_argument("address")
+    p = add_command(trust_actions, common, "rm", _trust_rm, "stop trusting a publisher address")
+    p.add_argument("address")
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> Result:
+    data = {
+        "home": str(settings.home),
+        "config_file": str(settings.home / "config.json"),
+        "config": settings.file,
+        "effective": {
+            "rpc_url": settings.rpc_url,
+            "network": settings.network,
+            "registry": settings.registry,
+            "keystore": settings.keystore,
+            "ipfs_api": settings.ipfs_api,
+            "gateways": settings.gateways,
+            "trust": settings.trust,
+            "private_key": "set" if settings.private_key else None,
+        },
+        "environment": ENV,
+    }
+
+    def human() -> None:
+        print(f"home:        {data['home']}")
+        print(f"config file: {data['config_file']}")
+        for key, value in data["effective"].items():
+            if value not in (None, [], ""):
+                print(f"  {key:<12} {value}")
+        networks = settings.file.get("networks", {})
+        if networks:
+            print("networks:")
+            for name, entry in sorted(networks.items()):
+                print(f"  {name:<12} {entry.get('rpc_url')}  chain {entry.get('chain_id', '?')}  registry {entry.get('registry', '-')}")
+        print("environment variables:")
+        for name, meaning in ENV.items():
+            print(f"  {name:<27} {meaning}")
+
+    return Result(data=data, human=human)
+
+
+def _save(settings: Settings, config: dict, message: str) -> Result:
+    path = save_config_file(settings.home, config)
+    return Result(data={"ok": True, "config_file": str(path), "config": config}, human=f"{message} ({path})")
+
+
+def _set(args: argparse.Namespace, settings: Settings) -> Result:
+    config = load_config_file(settings.home)
+    value: object = args.value
+    if args.key == "gateways":
+        value = [g.strip() for g in args.value.split(",") if g.strip()]
+    if args.key == "registry":
+        value = _address(args.value)
+    config[args.key] = value
+    return _save(settings, config, f"set {args.key} = {value}")
+
+
+def _unset(args: argparse.Namespace, settings: Settings) -> Result:
+    config = load_config_file(settings.home)
+    config.pop(args.key, None)
+    return _save(settings, config, f"unset {args.key}")
+
+
+def _network_add(args: argparse.Namespace, settings: Settings) -> Result:
+    if not _NAME.match(args.name):
+        raise ConfigError(f"network name {args.name!r} must be letters, digits, '_', '.' or '-' (at most 64)")
+    rpc_url = getattr(args, "rpc_url", None)
+    if not rpc_url:
+        raise ConfigError(f"give the network's JSON-RPC URL: elements config network add {args.name} --rpc-url URL")
+    if not re.match(r"^(https?|wss?)://", rpc_url):
+        raise ConfigError(f"--rpc-url {rpc_url!r} is not an http(s) or ws(s) URL")
+    entry: dict = {"rpc_url": rpc_url}
+    if args.chain_id is not None:
+        entry["chain_id"] = args.chain_id
+    if getattr(args, "registry", None):
+        entry["registry"] = _address(args.registry)
+    config = load_config_file(settings.home)
+    config.setdefault("networks", {})[args.name] = entry
+    return _save(settings, config, f"network {args.name!r} -> {rpc_url}; use it with --network {args.name}")
+
+
+def _network_rm(args: argparse.Namespace, settings: Settings) -> Result:
+    config = load_config_file(settings.home)
+    if args.name not in config.get("networks", {}):
+        known = ", ".join(sorted(config.get("networks", {}))) or "none"
+        raise ConfigError(f"no network named {args.name!r} (known: {known})")
+    del config["networks"][args.name]
+    return _save(settings, config, f"removed network {args.name!r}")
+
+
+def _trust_add(args: argparse.Namespace, settings: Settings) -> Result:
+    address = _address(args.address)
+    config = load_config_file(settings.home)
+    trust = [a for a in config.get("trust", []) if a.lower() != address.lower()] + [address]
+    config["trust"] = trust
+    return _save(settings, config, f"trusting {address}")
+
+
+def _trust_rm(args: argparse.Namespace, settings: Settings) -> Result:
+    address = _address(args.address)
+    config = load_config_file(settings.home)
+    config["trust"] = [a for a in config.get("trust", []) if a.lower() != address.lower()]
+    return _save(settings, config, f"no longer trusting {address}")
+
+
+def _address(value: str) -> str:
+    if not is_address(value):
+        raise ConfigError(f"{value!r} is not an Ethereum address (0x + 40 hex digits)")
+    return to_checksum_address(value)

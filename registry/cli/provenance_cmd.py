@@ -1,0 +1,91 @@
+"""``elements verify``: the provenance of a model file or directory, down to the tensor.
+
+A thin wrapper over :mod:`registry.provenance`: it opens the registry read-only (no key needed),
+the stores (local block store, then Kubo, then gateways) and the attribution index under
+``$ELEMENTS_HOME/cache/provenance``, verifies, prints the report (rich, or ``--json``), writes
+the CycloneDX BOM when asked, and exits 0 verified / 1 not verified / 2 bad input or an
+unreachable chain or store.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..chain.registry import Registry
+from ..chain.session import open_chain
+from ..config import Settings
+from ..storage.fetch import Sources
+from ._app import Result, add_command
+
+__all__ = ["register", "open_read_registry"]
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    verify = add_command(
+        sub,
+        common,
+        "verify",
+        cmd_verify,
+        help="verify a model file or directory down to the tensor: claims, ancestry, licences, trust",
+        examples=(
+            "  elements verify ./all-MiniLM-L6-v2                       a model directory (weights, config, tokenizer)\n"
+            "  elements verify model.safetensors --json                  the whole report as JSON\n"
+            "  elements verify ./model --trust 0xAbC...                  only claims by this publisher count\n"
+            "  elements verify ./model --claim 0x<composition record>    check against one named composition\n"
+            "  elements verify ./model --bom model.cdx.json              also write a CycloneDX 1.6 BOM\n"
+            "  elements verify ./model --allow-yanked                    accept a yanked ancestor (still reported)\n"
+            "\n"
+            "exit codes: 0 verified (and trusted when a trust set is given); 1 not verified (mismatch, unknown,\n"
+            "untrusted, yanked ancestry, licence violation); 2 bad input, or the chain or a store unreachable.\n"
+            "The trust set is every --trust, else the 'trust' list in $ELEMENTS_HOME/config.json.\n"
+        ),
+    )
+    verify.add_argument("path", metavar="PATH", help=".safetensors file, *.safetensors.index.json, or a model directory")
+    verify.add_argument("--trust", action="append", metavar="ADDR", default=None,
+                        help="a trusted publisher address (repeatable); claims by others do not verify")
+    verify.add_argument("--claim", metavar="HASH", help="check the model against this composition (record id or its content id)")
+    verify.add_argument("--bom", metavar="FILE", help="write a CycloneDX 1.6 JSON bill of materials to FILE")
+    verify.add_argument("--allow-yanked", action="store_true", help="do not fail on yanked records in the ancestry (they are still reported)")
+    verify.add_argument("--no-index", action="store_true",
+                        help="do not read or update the attribution index (tensors are then compared with the named claim only)")
+
+
+def open_read_registry(settings: Settings) -> Registry:
+    """The registry the settings point at, read-only (no key is loaded or asked for).
+
+    Raises:
+        RpcUnavailableError, WrongChainError, UnknownNetworkError, NoRegistryError.
+    """
+    chain = open_chain(settings)
+    if chain.is_memory:
+        return Registry.deploy(chain, chain.dev_accounts[0]).with_account(None)
+    return Registry.attach(chain, settings.registry, settings.home)
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..provenance.bom import write_bom
+    from ..provenance.report import render
+    from ..provenance.verify import Verifier, VerifyOptions, read_model
+
+    read_model(args.path)  # refuse a bad path before connecting to anything
+    registry = open_read_registry(settings)
+    with Sources.from_settings(settings) as sources:
+        verifier = Verifier(registry, sources, data_dir=settings.home / "cache" / "data")
+        try:
+            if not args.no_index:
+                verifier.open_index(settings.home)
+            options = VerifyOptions(trust=tuple(settings.trust), claim=args.claim, allow_yanked=args.allow_yanked)
+            report = verifier.verify(args.path, options)
+            data = report.to_json()
+            if args.bom:
+                path = write_bom(report, args.bom)
+                data["bom"] = str(path)
+        finally:
+            verifier.close()
+
+    def human() -> None:
+        render(report)
+        if args.bom:
+            print(f"bill of materials (CycloneDX 1.6): {args.bom}")
+
+    return Result(data=data, human=human, exit_code=report.exit_code)

@@ -1,0 +1,171 @@
+"""The documents records point to, fetched through :class:`~registry.storage.fetch.Sources` and
+checked against the record before anyone uses them.
+
+A record's CID names a small canonical JSON document (``docs/architecture.md``):
+
+- an element manifest (``elements.manifest/v1``) for element, adapter and file records: its
+  content id is re-derived from its tensor table (``Manifest.from_json``) and must equal the
+  record's;
+- a recipe (``elements.recipe/v1``) for composition records: parsed strictly, and its
+  ``output.content_id`` (when present) must equal the record's.
+
+Element data (the ``data.cid`` of a manifest) is only fetched when a derived tensor has to be
+recomputed; it is exported to ``$ELEMENTS_HOME/cache/data/<cid>`` and verified tensor by tensor
+as it is read (``registry.compose.sources``), so a tampered cache file is caught, never used.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..chain.registry import Record
+from ..compose.recipe import FORMAT as RECIPE_FORMAT
+from ..compose.recipe import Recipe, RecipeError, parse_recipe
+from ..digest import Bytes32, parse_bytes32
+from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, TensorEntry, tensor_set_content_id
+from ..elements.safetensors_format import tensor_nbytes
+from ..elements.resolve import DocumentError as ResolveDocumentError
+from ..errors import IntegrityError
+from ..storage.fetch import Sources
+
+__all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "output_table_entries", "output_table_content_id", "record_label"]
+
+#: Manifests and recipes are small; anything larger than this is refused before it is parsed.
+MAX_DOCUMENT_BYTES = 64 << 20
+
+
+class DocumentError(ResolveDocumentError):
+    """A record's document is malformed or does not describe the content the record claims
+    (the resolver's :class:`~registry.elements.resolve.DocumentError`, raised by verification)."""
+
+
+def output_table_entries(recipe: Recipe) -> list[TensorEntry]:
+    """A recipe's output table as tensor entries (what the output's content id commits to)."""
+    return [TensorEntry(t.name, t.dtype, tuple(t.shape), parse_bytes32(t.digest), tensor_nbytes(t.dtype, t.shape))
+            for t in recipe.output.tensors]
+
+
+def output_table_content_id(recipe: Recipe) -> Bytes32:
+    return tensor_set_content_id(output_table_entries(recipe))
+
+
+def record_label(record: Record) -> str:
+    return "0x" + record.record_id.hex()
+
+
+class Documents:
+    """Fetch-and-check of record documents and element data, cached for one verification.
+
+    Args:
+        sources: where blocks come from (local store, then Kubo, then gateways).
+        data_dir: where element data files are exported (default: a temporary directory that
+            lives as long as this object).
+    """
+
+    def __init__(self, sources: Sources, data_dir: Path | None = None) -> None:
+        self.sources = sources
+        self._documents: dict[bytes, Manifest | Recipe] = {}
+        self._raw: dict[str, bytes] = {}
+        self._temporary: tempfile.TemporaryDirectory | None = None
+        self.data_dir = data_dir
+
+    def close(self) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def raw(self, cid: str) -> bytes:
+        """The bytes of the UnixFS file ``cid`` (fetched if needed, verified block by block).
+
+        Raises:
+            BlockNotFound / IncompleteDAG: no source has it; ServiceError: a source is down;
+            DocumentError: larger than :data:`MAX_DOCUMENT_BYTES`.
+        """
+        if cid not in self._raw:
+            parts: list[bytes] = []
+            size = 0
+            for chunk in self.sources.cat(cid):
+                size += len(chunk)
+                if size > MAX_DOCUMENT_BYTES:
+                    raise DocumentError(f"document {cid} is larger than {MAX_DOCUMENT_BYTES >> 20} MiB; a record points at data, not a manifest")
+                parts.append(bytes(chunk))
+            self._raw[cid] = b"".join(parts)
+        return self._raw[cid]
+
+    def of(self, record: Record) -> Manifest | Recipe:
+        """The record's document, checked against the record.
+
+        Raises:
+            DocumentError: not a manifest or recipe, or it describes other content.
+            BlockNotFound / IncompleteDAG / ServiceError: it cannot be fetched.
+        """
+        cached = self._documents.get(record.record_id)
+        if cached is not None:
+            return cached
+        raw = self.raw(record.cid)
+        label = record_label(record)
+        try:
+            document: Any = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise DocumentError(f"record {label} points at {record.cid}, which is not a JSON manifest or recipe") from None
+        form = document.get("format") if isinstance(document, dict) else None
+        claimed = "0x" + record.content_id.hex()
+        if form == MANIFEST_FORMAT:
+            try:
+                parsed: Manifest | Recipe = Manifest.from_json(document)
+            except (ManifestError, IntegrityError) as exc:
+                raise DocumentError(f"record {label}: its manifest {record.cid} is invalid: {exc}") from None
+            if str(parsed.content_id) != claimed:
+                raise DocumentError(
+                    f"record {label} claims content {claimed} but its manifest {record.cid} describes {parsed.content_id}"
+                )
+        elif form == RECIPE_FORMAT:
+            try:
+                parsed = parse_recipe(document)
+            except RecipeError as exc:
+                raise DocumentError(f"record {label}: its recipe {record.cid} is invalid: {exc}") from None
+            if parsed.output.content_id and parsed.output.content_id != claimed:
+                raise DocumentError(
+                    f"record {label} claims content {claimed} but its recipe {record.cid} says it builds {parsed.output.content_id}"
+                )
+            if parsed.output.tensors:
+                table = str(output_table_content_id(parsed))
+                if table != claimed:
+                    raise DocumentError(
+                        f"record {label} claims content {claimed} but the output table of its recipe {record.cid} hashes to {table}"
+                    )
+        else:
+            raise DocumentError(f"record {label} points at {record.cid}, whose format {form!r} is neither a manifest nor a recipe")
+        self._documents[record.record_id] = parsed
+        return parsed
+
+    # -- element data ------------------------------------------------------------------------
+
+    def data_file(self, manifest: Manifest, what: str) -> Path:
+        """A local file with the element's data (exported from the store; verified when read).
+
+        Raises:
+            DocumentError: the manifest has no data reference.
+            BlockNotFound / IncompleteDAG / ServiceError: the data cannot be fetched.
+        """
+        if not manifest.data or "cid" not in manifest.data:
+            raise DocumentError(f"{what}: its manifest has no data CID, so its tensors cannot be recomputed")
+        cid = str(manifest.data["cid"])
+        directory = self._data_directory()
+        path = directory / cid
+        if not path.is_file():
+            self.sources.ensure(cid)
+            self.sources.store.export_file(cid, path)
+        return path
+
+    def _data_directory(self) -> Path:
+        if self.data_dir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="elements-verify-")
+            self.data_dir = Path(self._temporary.name)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

@@ -1,0 +1,132 @@
+"""The effective licence of a model: the most restrictive terms across its whole ancestry.
+
+Every record in the ancestry (the claim itself, its recipe's inputs, their parents, and so on)
+contributes its term set (``registry.chain.licenses``):
+
+- commercial use is allowed only if **every** term set allows it;
+- derivatives may be made only if **every** term set allows them;
+- share-alike: a derivative must keep the terms of **every** share-alike ancestor (listed);
+- attribution: every ancestor whose terms require it is listed (record, publisher, content).
+
+A term set the chain does not know (a record naming an unknown licence id) counts as granting
+nothing. The SPDX expression is the distinct licences joined with ``AND`` (all of them apply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..chain.licenses import LicenseTerms
+from ..chain.registry import Record
+
+__all__ = ["Attribution", "EffectiveLicense", "effective_license"]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One ancestor that must be attributed."""
+
+    record_id: str
+    publisher: str
+    content_id: str
+    spdx_id: str
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, "publisher": self.publisher, "content_id": self.content_id,
+                "spdx_id": self.spdx_id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class EffectiveLicense:
+    """The combined terms of an ancestry (see the module docstring for the rules)."""
+
+    licenses: tuple[str, ...]
+    commercial_use: bool
+    derivatives: bool
+    share_alike: tuple[str, ...]
+    attribution: tuple[Attribution, ...]
+    no_commercial_use: tuple[str, ...] = ()
+    no_derivatives: tuple[str, ...] = ()
+    unknown_terms: tuple[str, ...] = ()
+
+    @property
+    def expression(self) -> str:
+        """An SPDX expression: every licence of the ancestry applies."""
+        if not self.licenses:
+            return "NOASSERTION"
+        if len(self.licenses) == 1:
+            return self.licenses[0]
+        return " AND ".join(self.licenses)
+
+    def summary(self) -> str:
+        parts = [
+            "commercial use " + ("allowed" if self.commercial_use else "NOT allowed"),
+            "derivatives " + ("allowed" if self.derivatives else "NOT allowed"),
+        ]
+        if self.share_alike:
+            parts.append("share-alike: derivatives keep " + ", ".join(self.share_alike))
+        parts.append(f"attribution: {len(self.attribution)} ancestor(s)" if self.attribution else "no attribution required")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expression": self.expression,
+            "licenses": list(self.licenses),
+            "commercial_use": self.commercial_use,
+            "derivatives": self.derivatives,
+            "share_alike": list(self.share_alike),
+            "attribution": [a.to_json() for a in self.attribution],
+            "no_commercial_use": list(self.no_commercial_use),
+            "no_derivatives": list(self.no_derivatives),
+            "unknown_terms": list(self.unknown_terms),
+        }
+
+
+def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str | None]]) -> EffectiveLicense:
+    """Combine the terms of ``(record, its term set or None, a display name)`` items.
+
+    Each record counts once however often it appears in the ancestry.
+    """
+    seen: set[bytes] = set()
+    licenses: list[str] = []
+    share_alike: list[str] = []
+    attribution: list[Attribution] = []
+    no_commercial: list[str] = []
+    no_derivatives: list[str] = []
+    unknown: list[str] = []
+    commercial = derivatives = True
+    for record, terms, name in ancestry:
+        if record.record_id in seen:
+            continue
+        seen.add(record.record_id)
+        rid = "0x" + record.record_id.hex()
+        if terms is None:
+            unknown.append(rid)
+            commercial = derivatives = False
+            no_commercial.append(rid)
+            no_derivatives.append(rid)
+            continue
+        if terms.spdx_id not in licenses:
+            licenses.append(terms.spdx_id)
+        if not terms.commercial_use:
+            commercial = False
+            no_commercial.append(rid)
+        if not terms.derivatives:
+            derivatives = False
+            no_derivatives.append(rid)
+        if terms.share_alike and terms.spdx_id not in share_alike:
+            share_alike.append(terms.spdx_id)
+        if terms.attribution:
+            attribution.append(Attribution(rid, record.publisher, "0x" + record.content_id.hex(), terms.spdx_id, name))
+    return EffectiveLicense(
+        licenses=tuple(licenses),
+        commercial_use=commercial,
+        derivatives=derivatives,
+        share_alike=tuple(share_alike),
+        attribution=tuple(attribution),
+        no_commercial_use=tuple(no_commercial),
+        no_derivatives=tuple(no_derivatives),
+        unknown_terms=tuple(unknown),
+    )

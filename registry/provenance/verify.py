@@ -1,0 +1,1175 @@
+"""Verify a downloaded model down to the tensor: every claim re-derived, never believed.
+
+``verify_model(path, registry, sources)`` takes a ``.safetensors`` file, a sharded checkpoint
+(``*.safetensors.index.json``) or a model directory, written by any tool, and:
+
+1. computes the weights' content id (and each other file's id in a directory);
+2. reads every claim of those ids from the chain in one call (:meth:`Registry.claims_of`);
+3. re-derives each claim of the weights:
+
+   - an **element** claim: the record's manifest (re-hashed to its content id) is compared with
+     the model tensor by tensor;
+   - a **composition** claim: the recipe is planned over its inputs' manifests (fetched, each
+     re-hashed to the content id the recipe pins and the input record claims); a copied tensor
+     is checked against the digest in its input's manifest without downloading any data; a
+     derived tensor (merge, LoRA, cast) is recomputed from its inputs' data (fetched and
+     verified) and its digest compared; the recipe must yield exactly the model's tensors; in a
+     directory every recipe file is checked by content id (patched files re-derived);
+
+4. walks every ancestor record (recipe inputs and on-chain parents, recursively): it must exist,
+   yanked records are reported, and every child/parent licence rule is checked off-chain;
+5. decides: the earliest claim that verifies, is trusted (when a trust set is given), has no
+   yanked ancestor (unless ``allow_yanked``) and breaks no licence is the accepted one;
+6. when no claim matches the whole model (or ``claim=`` names a composition that does not),
+   attributes tensor by tensor against the closest composition and the attribution index
+   (:mod:`registry.provenance.index`): matches, differences (naming the element each tensor
+   should have matched), renames, extras, missing and unknown tensors.
+
+Exit codes in :attr:`Report.exit_code`: 0 verified (and trusted), 1 not verified, 2 a document
+or element could not be fetched so nothing could be decided.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..chain.errors import LicenseViolation
+from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative
+from ..chain.registry import Kind, Record, Registry, to_bytes32
+from ..compose.engine import PROVENANCE_NAME, merge_patch
+from ..compose.plan import DERIVED_BLOCK_ELEMS, CopyPlan, Plan, TensorPlan, plan_tensors
+from ..compose.recipe import InputRef, Recipe, RecipeError
+from ..compose.sources import FileElement, TensorElement
+from ..digest import blake3_hasher
+from ..elements.content_id import (
+    Manifest,
+    TensorEntry,
+    bytes_content_id,
+    directory_ids,
+    manifest_of,
+)
+from ..elements.safetensors_format import INDEX_SUFFIX
+from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
+from ..storage.fetch import Sources
+from .documents import DocumentError, Documents
+from .licensing import EffectiveLicense, effective_license
+
+__all__ = [
+    "REPORT_FORMAT",
+    "TENSOR_STATUSES",
+    "ModelFiles",
+    "Source",
+    "TensorResult",
+    "FileResult",
+    "AncestorNode",
+    "ClaimCheck",
+    "TensorAttribution",
+    "Report",
+    "VerifyOptions",
+    "Verifier",
+    "read_model",
+    "verify_model",
+]
+
+REPORT_FORMAT = "elements.verify/v1"
+#: What a tensor's line in a report can say.
+TENSOR_STATUSES = ("match", "recomputed", "differs", "renamed", "missing", "extra", "unknown")
+_MAX_ANCESTORS = 10_000
+_UNAVAILABLE = (NotFoundError, ServiceError)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+# --------------------------------------------------------------------------------------------
+# the model on disk
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What the user gave: the weights' manifest and, for a directory, every other file's id."""
+
+    path: Path
+    form: str  # "file" | "index" | "directory"
+    manifest: Manifest
+    weight_files: tuple[str, ...]
+    files: dict[str, str]
+    provenance_note: str | None = None
+
+    @property
+    def content_id(self) -> str:
+        return str(self.manifest.content_id)
+
+    @property
+    def entries(self) -> dict[str, TensorEntry]:
+        return {entry.name: entry for entry in self.manifest.entries}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "form": self.form,
+            "content_id": self.content_id,
+            "tensor_count": len(self.manifest.entries),
+            "total_bytes": self.manifest.size,
+            "weight_files": list(self.weight_files),
+            "files": dict(self.files),
+            "provenance_note": self.provenance_note,
+        }
+
+
+def read_model(path: str | os.PathLike) -> ModelFiles:
+    """Hash a model: a .safetensors file, a sharded checkpoint index, or a model directory.
+
+    Raises:
+        InputError: no such path, no weights, or weights the strict parser refuses.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory; give a .safetensors file or a model directory")
+    if path.is_dir():
+        ids = directory_ids(path)
+        files = {name: str(file_id) for name, file_id in ids.files.items()}
+        note = PROVENANCE_NAME if PROVENANCE_NAME in files else None
+        files.pop(PROVENANCE_NAME, None)  # our own assembly note, not part of any recipe
+        return ModelFiles(path, "directory", ids.weights, ids.weight_files, files, note)
+    if path.name.endswith(".safetensors") or path.name.endswith(INDEX_SUFFIX):
+        manifest = manifest_of(path)
+        form = "index" if path.name.endswith(INDEX_SUFFIX) else "file"
+        return ModelFiles(path, form, manifest, (path.name,), {})
+    raise InputError(f"{path} is not a .safetensors file, a *{INDEX_SUFFIX} or a model directory; verify the weights")
+
+
+# --------------------------------------------------------------------------------------------
+# report data
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a tensor comes from (or should come from): an element record and a tensor in it."""
+
+    record_id: str | None
+    publisher: str | None
+    content_id: str | None
+    tensor: str | None
+    input: str | None = None
+    block: int | None = None
+    yanked: bool = False
+
+    def label(self) -> str:
+        what = f"element {self.content_id}" + (f" ({self.input})" if self.input else "")
+        return what + (f" by publisher {self.publisher}" if self.publisher else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, "publisher": self.publisher, "content_id": self.content_id,
+                "tensor": self.tensor, "input": self.input, "block": self.block, "yanked": self.yanked}
+
+
+@dataclass
+class TensorResult:
+    """One tensor's line: its status and where it comes from."""
+
+    name: str
+    status: str
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = None
+    digest: str | None = None
+    expected: str | None = None
+    sources: list[Source] = field(default_factory=list)
+    how: str | None = None
+    renamed_from: str | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("match", "recomputed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "dtype": self.dtype,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "digest": self.digest,
+            "expected": self.expected,
+            "sources": [s.to_json() for s in self.sources],
+            "how": self.how,
+            "renamed_from": self.renamed_from,
+            "message": self.message,
+        }
+
+
+@dataclass
+class FileResult:
+    """A non-tensor file of a directory: checked against the recipe, and who claims it."""
+
+    path: str
+    status: str  # match | differs | missing | extra | claimed | unclaimed
+    content_id: str | None
+    expected: str | None = None
+    input: str | None = None
+    record_id: str | None = None
+    publisher: str | None = None
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "content_id": self.content_id, "expected": self.expected,
+                "input": self.input, "record_id": self.record_id, "publisher": self.publisher, "claims": self.claims,
+                "message": self.message}
+
+
+@dataclass
+class AncestorNode:
+    """One record of a claim's ancestry (the claim itself is the root)."""
+
+    record_id: str
+    record: Record | None
+    license: LicenseTerms | None
+    role: str  # claim | input | parent
+    name: str | None = None
+    trusted: bool | None = None
+    children: list[str] = field(default_factory=list)
+    via: dict[str, list[str]] = field(default_factory=dict)  # child id -> ["input", "parent"]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str | None:
+        if self.record is None:
+            return None
+        kind = self.record.kind
+        return kind.name.lower() if isinstance(kind, Kind) else str(kind)
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.record
+        return {
+            "record_id": self.record_id,
+            "exists": record is not None,
+            "role": self.role,
+            "name": self.name,
+            "kind": self.kind,
+            "publisher": record.publisher if record else None,
+            "content_id": _hex(record.content_id) if record else None,
+            "cid": record.cid if record else None,
+            "block": record.block_number if record else None,
+            "yanked": record.yanked if record else None,
+            "license": self.license.to_json() if self.license else None,
+            "trusted": self.trusted,
+            "children": list(self.children),
+            "problems": list(self.problems),
+        }
+
+
+@dataclass
+class ClaimCheck:
+    """One claim of the model's content id (or the composition named with ``claim=``), re-derived."""
+
+    record: Record
+    license: LicenseTerms | None
+    kind: str  # composition | element | unknown
+    status: str = "verified"  # verified | mismatch | invalid | unavailable
+    trusted: bool | None = None
+    first: bool = False
+    problems: list[str] = field(default_factory=list)
+    tensors: list[TensorResult] = field(default_factory=list)
+    files: list[FileResult] = field(default_factory=list)
+    nodes: dict[str, AncestorNode] = field(default_factory=dict)
+    effective_license: EffectiveLicense | None = None
+    recipe_name: str | None = None
+    recipe_id: str | None = None
+    error: ElementsError | None = None
+
+    @property
+    def record_id(self) -> str:
+        return _hex(self.record.record_id)
+
+    @property
+    def yanked(self) -> bool:
+        return self.record.yanked
+
+    @property
+    def yanked_ancestors(self) -> list[str]:
+        return [rid for rid, node in self.nodes.items() if rid != self.record_id and node.record and node.record.yanked]
+
+    @property
+    def missing_ancestors(self) -> list[str]:
+        return [rid for rid, node in self.nodes.items() if node.record is None]
+
+    @property
+    def license_violations(self) -> list[str]:
+        return [p for node in self.nodes.values() for p in node.problems if p.startswith("licence:")]
+
+    @property
+    def untrusted_ancestors(self) -> list[str]:
+        return [rid for rid, node in self.nodes.items() if node.trusted is False]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for result in self.tensors:
+            out[result.status] = out.get(result.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.record
+        return {
+            "record_id": self.record_id,
+            "kind": self.kind,
+            "status": self.status,
+            "publisher": record.publisher,
+            "block": record.block_number,
+            "first": self.first,
+            "trusted": self.trusted,
+            "yanked": record.yanked,
+            "content_id": _hex(record.content_id),
+            "cid": record.cid,
+            "license": self.license.to_json() if self.license else None,
+            "recipe": {"name": self.recipe_name, "content_id": self.recipe_id} if self.kind == "composition" else None,
+            "problems": list(self.problems),
+            "yanked_ancestors": self.yanked_ancestors,
+            "missing_ancestors": self.missing_ancestors,
+            "license_violations": self.license_violations,
+            "untrusted_ancestors": self.untrusted_ancestors,
+            "tensor_counts": self.counts(),
+            "tensors": [t.to_json() for t in self.tensors],
+            "files": [f.to_json() for f in self.files],
+            "ancestry": {"root": self.record_id, "records": {rid: node.to_json() for rid, node in self.nodes.items()}},
+            "effective_license": self.effective_license.to_json() if self.effective_license else None,
+        }
+
+
+@dataclass
+class TensorAttribution:
+    """Tensor-by-tensor attribution when no claim matches the whole model."""
+
+    reference: ClaimCheck | None
+    tensors: list[TensorResult]
+    missing: list[TensorResult]
+    index: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for result in [*self.tensors, *self.missing]:
+            out[result.status] = out.get(result.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        ref = self.reference
+        return {
+            "reference": None if ref is None else {
+                "record_id": ref.record_id, "publisher": ref.record.publisher, "block": ref.record.block_number,
+                "content_id": _hex(ref.record.content_id), "recipe": ref.recipe_name, "status": ref.status,
+                "problems": ref.problems,
+            },
+            "counts": self.counts(),
+            "tensors": [t.to_json() for t in self.tensors],
+            "missing": [t.to_json() for t in self.missing],
+            "index": self.index,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Report:
+    """The whole verification: the model, every claim re-derived, the verdict, attribution."""
+
+    model: ModelFiles
+    verdict: str  # verified | untrusted | yanked | license-violation | mismatch | unknown | unavailable
+    exit_code: int
+    reasons: list[str]
+    claims: list[ClaimCheck]
+    accepted: ClaimCheck | None
+    trust: list[str]
+    allow_yanked: bool
+    chain: dict[str, Any]
+    files: list[FileResult] = field(default_factory=list)
+    attribution: TensorAttribution | None = None
+    claim_option: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def effective_license(self) -> EffectiveLicense | None:
+        if self.accepted is not None:
+            return self.accepted.effective_license
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": REPORT_FORMAT,
+            "verified": self.verified,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "reasons": list(self.reasons),
+            "model": self.model.to_json(),
+            "chain": dict(self.chain),
+            "trust": {"publishers": list(self.trust), "enforced": bool(self.trust)},
+            "policy": {"allow_yanked": self.allow_yanked},
+            "claim_option": self.claim_option,
+            "accepted_claim": self.accepted.record_id if self.accepted else None,
+            "effective_license": self.effective_license.to_json() if self.effective_license else None,
+            "claims": [c.to_json() for c in self.claims],
+            "files": [f.to_json() for f in self.files],
+            "attribution": self.attribution.to_json() if self.attribution else None,
+        }
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How to verify.
+
+    Attributes:
+        trust: publisher addresses whose claims are trusted (empty: trust is not enforced).
+        claim: a composition (record id, or the content id it claims) to check the model against.
+        allow_yanked: accept a claim whose ancestry holds a yanked record (reported either way).
+        attribute: run tensor attribution when no claim matches (default on).
+    """
+
+    trust: tuple[str, ...] = ()
+    claim: str | None = None
+    allow_yanked: bool = False
+    attribute: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# elements seen through their manifests (data fetched only when a derived tensor needs it)
+
+
+class _ManifestTensorElement(TensorElement):
+    """A recipe input known by its manifest; its data file is fetched on the first read."""
+
+    def __init__(self, ref: InputRef, manifest: Manifest, fetch: Callable[[], Path]) -> None:
+        self.ref = ref
+        self.manifest = manifest
+        self.entries = {entry.name: entry for entry in manifest.entries}
+        self.path = None  # type: ignore[assignment]
+        self._fd = None
+        self._fetch = fetch
+        self._opened: TensorElement | None = None
+
+    def _element(self) -> TensorElement:
+        if self._opened is None:
+            self._opened = TensorElement(self.ref, self.manifest, self._fetch())
+        return self._opened
+
+    def stream(self, name: str, chunk_bytes: int):
+        return self._element().stream(name, chunk_bytes)
+
+    def blocks(self, name: str, block_elems: int):
+        return self._element().blocks(name, block_elems)
+
+    def read_all(self, name: str):
+        return self._element().read_all(name)
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+class _ManifestFileElement(FileElement):
+    def __init__(self, ref: InputRef, manifest: Manifest, fetch: Callable[[], Path]) -> None:
+        self.ref = ref
+        self.manifest = manifest
+        self._fetch = fetch
+        self._path: Path | None = None
+
+    @property  # type: ignore[override]
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = self._fetch()
+        return self._path
+
+    @path.setter
+    def path(self, value: Path) -> None:
+        self._path = value
+
+
+def _recompute_digest(plan: TensorPlan) -> str:
+    if plan.row_aligned:
+        row = int(np.prod(plan.shape[1:], dtype=np.int64)) or 1
+        block_elems = max(1, DERIVED_BLOCK_ELEMS // row) * row
+    else:
+        block_elems = DERIVED_BLOCK_ELEMS
+    hasher = blake3_hasher(plan.nbytes)
+    for block in plan.blocks(block_elems):
+        hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))
+    return "0x" + hasher.digest().hex()
+
+
+def _patched_bytes(data: bytes, patch: Mapping, path: str) -> bytes:
+    # The engine's rule (docs/recipes.md "Files"): merge patch, indent 2, original key order.
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")
+    return (json.dumps(merge_patch(document, patch), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# the verifier
+
+
+@dataclass
+class _Expected:
+    dtype: str
+    shape: tuple[int, ...]
+    digest: str | None  # known in advance (copies; element claims)
+    sources: list[Source]
+    how: str | None = None
+    claimed: str | None = None  # the recipe's output table digest
+    plan: TensorPlan | None = None
+
+
+class Verifier:
+    """Verifies models against one registry and one set of stores.
+
+    Args:
+        registry: the registry (read-only is enough).
+        sources: where documents and element data come from.
+        index: the attribution index (``None``: attribution uses the closest claim only).
+        data_dir: where fetched element data is exported (default: a temporary directory).
+    """
+
+    def __init__(self, registry: Registry, sources: Sources, *, index: Any = None, data_dir: Path | None = None) -> None:
+        self.registry = registry
+        self.sources = sources
+        self.documents = Documents(sources, data_dir)
+        self.index = index
+        self._records: dict[bytes, Record | None] = {}
+
+    def open_index(self, home: Path | None = None) -> Any:
+        """Attach the attribution index: cached under ``home`` (in memory without one, or on the
+        in-process chain). Returns it; :meth:`close` closes it."""
+        from .index import ElementIndex
+
+        if home is None:
+            self.index = ElementIndex(self.registry, self.documents, None)
+        else:
+            self.index = ElementIndex.for_home(self.registry, self.documents, home)
+        return self.index
+
+    def close(self) -> None:
+        if self.index is not None and hasattr(self.index, "close"):
+            self.index.close()
+            self.index = None
+        self.documents.close()
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    def verify(self, path: str | os.PathLike, options: VerifyOptions = VerifyOptions()) -> Report:
+        """Verify the model at ``path``; see the module docstring.
+
+        Raises:
+            InputError: a bad path or weights file; a malformed ``claim``.
+            NotFoundError: ``claim`` names no composition on this chain.
+            ServiceError / ChainError: the chain is unreachable or has no registry.
+        """
+        model = read_model(path)
+        trust = tuple(_checksum(a) for a in options.trust)
+        ids = [model.content_id, *model.files.values()]
+        found = self.registry.claims_of(ids)  # the one call: the weights' and every file's claims
+        for records in found.values():
+            for record in records:
+                self._records[record.record_id] = record
+        weight_claims = found[to_bytes32(model.content_id)]
+        file_claims = {path_: found[to_bytes32(fid)] for path_, fid in model.files.items()}
+
+        if options.claim:
+            targets = self._named_claim(options.claim)
+        else:
+            targets = weight_claims
+        checks = [self.check_claim(record, model, trust) for record in targets]
+        if checks:
+            checks[0].first = not options.claim
+        verdict, accepted, reasons = self._decide(model, checks, trust, options)
+        exit_code = 0 if verdict == "verified" else (2 if verdict == "unavailable" else 1)
+
+        files = self._file_results(model, accepted or (checks[0] if len(checks) == 1 else None), file_claims)
+        attribution = None
+        matched = any(c.status == "verified" for c in checks)
+        if options.attribute and not matched and verdict != "unavailable":
+            reference = checks[0] if options.claim and checks and checks[0].status in ("mismatch",) else None
+            attribution = self.attribute(model, reference, trust)
+        return Report(
+            model=model,
+            verdict=verdict,
+            exit_code=exit_code,
+            reasons=reasons,
+            claims=checks,
+            accepted=accepted,
+            trust=list(trust),
+            allow_yanked=options.allow_yanked,
+            chain={"chain_id": self.registry.chain.chain_id, "registry": self.registry.address,
+                   "rpc": self.registry.chain.name},
+            files=files,
+            attribution=attribution,
+            claim_option=options.claim,
+        )
+
+    def _named_claim(self, value: str) -> list[Record]:
+        wanted = to_bytes32(value, "record id or content id")
+        (record,) = self._read_records([wanted])
+        if record is not None:
+            return [record]
+        claims = [r for r in self.registry.claims(wanted) if r.kind == Kind.COMPOSITION]
+        if not claims:
+            raise NotFoundError(
+                f"{value} is neither a record nor the content id of a composition on this registry "
+                f"({self.registry.address} on {self.registry.chain.name}); check the hash and --rpc-url/--network"
+            )
+        return claims
+
+    # -- one claim -------------------------------------------------------------------------------
+
+    def check_claim(self, record: Record, model: ModelFiles, trust: Sequence[str] = ()) -> ClaimCheck:
+        """Re-derive one claim against the model (the claim's content id need not be the model's)."""
+        check = ClaimCheck(record=record, license=self._license(record.license_id), kind="unknown",
+                           trusted=_trusted(record.publisher, trust))
+        try:
+            document = self.documents.of(record)
+        except DocumentError as exc:
+            check.status, check.problems = "invalid", [str(exc)]
+            self._ancestry(check, None, trust)
+            return check
+        except _UNAVAILABLE as exc:
+            check.status, check.problems, check.error = "unavailable", [f"its document cannot be fetched: {exc}"], exc
+            return check
+        try:
+            if isinstance(document, Recipe):
+                check.kind = "composition"
+                check.recipe_name, check.recipe_id = document.name, document.content_id()
+                self._ancestry(check, document, trust)
+                self._check_composition(check, document, model)
+            else:
+                check.kind = "element" if document.kind == "tensors" else "file"
+                self._ancestry(check, None, trust)
+                self._check_element(check, document, model)
+        except _UNAVAILABLE as exc:
+            check.status, check.error = "unavailable", exc
+            check.problems.append(f"an input cannot be fetched: {exc}")
+        if check.status == "verified" and record.content_id != to_bytes32(model.content_id):
+            check.status = "mismatch"
+        check.effective_license = effective_license(
+            (node.record, node.license, node.name) for node in check.nodes.values() if node.record is not None
+        )
+        return check
+
+    def _check_element(self, check: ClaimCheck, manifest: Manifest, model: ModelFiles) -> None:
+        if manifest.kind != "tensors":
+            check.status = "invalid"
+            check.problems.append(f"record {check.record_id} is a file element; it cannot claim tensors")
+            return
+        source = Source(check.record_id, check.record.publisher, str(manifest.content_id), None, None,
+                        check.record.block_number, check.record.yanked)
+        expected = {
+            e.name: _Expected(e.dtype, e.shape, str(e.digest), [Source(**{**source.__dict__, "tensor": e.name})])
+            for e in manifest.entries
+        }
+        check.tensors = _compare(model.entries, expected)
+        if not all(t.ok for t in check.tensors):
+            check.status = "mismatch"
+            check.problems.append(_summary(check.tensors))
+
+    def _check_composition(self, check: ClaimCheck, recipe: Recipe, model: ModelFiles) -> None:
+        elements: dict[str, TensorElement | FileElement] = {}
+        input_sources: dict[str, Source] = {}
+        for name, ref in sorted(recipe.inputs.items()):
+            if not ref.record:
+                check.problems.append(f"input {name!r} has no record id; a published recipe pins every input to a record")
+                continue
+            node = check.nodes.get(ref.record)
+            record = node.record if node else None
+            if record is None:
+                check.problems.append(f"input {name!r}: record {ref.record} does not exist on this registry")
+                continue
+            if _hex(record.content_id) != ref.content_id:
+                check.problems.append(
+                    f"input {name!r}: record {ref.record} claims content {_hex(record.content_id)}, the recipe pins {ref.content_id}"
+                )
+                continue
+            try:
+                manifest = self.documents.of(record)
+            except DocumentError as exc:
+                check.problems.append(f"input {name!r}: {exc}")
+                continue
+            if not isinstance(manifest, Manifest):
+                check.problems.append(f"input {name!r}: record {ref.record} is a composition; recipe inputs are elements")
+                continue
+            if manifest.kind != ref.kind:
+                check.problems.append(f"input {name!r} is used as {ref.kind} but record {ref.record} holds a {manifest.kind} element")
+                continue
+            fetch = _fetcher(self.documents, manifest, f"input {name!r} (record {ref.record})")
+            if manifest.kind == "tensors":
+                elements[name] = _ManifestTensorElement(ref, manifest, fetch)
+            else:
+                elements[name] = _ManifestFileElement(ref, manifest, fetch)
+            input_sources[name] = Source(ref.record, record.publisher, ref.content_id, None, name, record.block_number, record.yanked)
+        if check.problems:
+            check.status = "invalid"
+            return
+        try:
+            try:
+                plan = plan_tensors(recipe, elements)
+            except RecipeError as exc:
+                check.status = "invalid"
+                check.problems.append(f"its recipe cannot be planned over its inputs: {exc}")
+                return
+            expected = _expected_of_plan(plan, input_sources, recipe)
+            inconsistent = _output_table_problems(recipe, plan)
+            if inconsistent:
+                check.status = "invalid"
+                check.problems.extend(inconsistent)
+            check.tensors = _compare(model.entries, expected)
+            for result in check.tensors:
+                claimed = expected[result.name].claimed if result.name in expected else None
+                if result.status == "recomputed" and claimed and claimed != result.digest:
+                    check.status = "invalid"
+                    check.problems.append(f"its recipe's output table says {result.name} is {claimed} but recomputing it gives {result.digest}")
+            if not all(t.ok for t in check.tensors) and check.status == "verified":
+                check.status = "mismatch"
+                check.problems.append(_summary(check.tensors))
+            if model.form == "directory":
+                check.files = self._recipe_files(recipe, elements, input_sources, model)
+                bad = [f for f in check.files if f.status == "differs"]
+                if bad and check.status == "verified":
+                    check.status = "mismatch"
+                for f in bad:
+                    check.problems.append(f.message)
+        finally:
+            for element in elements.values():
+                element.close()
+
+    def _recipe_files(self, recipe: Recipe, elements: Mapping[str, Any], input_sources: Mapping[str, Source],
+                      model: ModelFiles) -> list[FileResult]:
+        results: list[FileResult] = []
+        listed = {f.path: f.content_id for f in recipe.output.files}
+        for spec in recipe.files:
+            ref = recipe.inputs[spec.source]
+            source = input_sources.get(spec.source)
+            if spec.patch is None:
+                expected = ref.content_id
+            else:
+                data = _patched_bytes(elements[spec.source].read_bytes(), spec.patch, spec.path)
+                expected = str(bytes_content_id(data))
+            actual = model.files.get(spec.path)
+            result = FileResult(spec.path, "match", actual, expected, spec.source,
+                                source.record_id if source else None, source.publisher if source else None)
+            if spec.path in listed and listed[spec.path] != expected:
+                result.status = "differs"
+                result.message = f"{spec.path}: the recipe's output table says {listed[spec.path]} but its file step gives {expected}"
+            elif actual is None:
+                result.status = "missing"
+                result.message = f"{spec.path} is part of the composition but not in the directory"
+            elif actual != expected:
+                result.status = "differs"
+                how = f"file element {ref.content_id} ({spec.source})" + (" patched" if spec.patch else "")
+                by = f" by publisher {source.publisher}" if source else ""
+                result.message = f"{spec.path} differs from {how}{by}: expected {expected}, found {actual}"
+            else:
+                result.message = f"{spec.path} matches file element {ref.content_id} ({spec.source})" + (" patched" if spec.patch else "")
+            results.append(result)
+        named = {spec.path for spec in recipe.files}
+        for path, file_id in model.files.items():
+            if path not in named:
+                results.append(FileResult(path, "extra", file_id, message=f"{path} is not part of the composition"))
+        return results
+
+    # -- ancestry ------------------------------------------------------------------------------
+
+    def _ancestry(self, check: ClaimCheck, recipe: Recipe | None, trust: Sequence[str]) -> None:
+        """Load the claim's ancestry (recipe inputs and parents, recursively) and check each record."""
+        root = check.record
+        nodes: dict[str, AncestorNode] = {}
+        root_id = _hex(root.record_id)
+        nodes[root_id] = AncestorNode(root_id, root, check.license, "claim", check.recipe_name, _trusted(root.publisher, trust))
+        edges: list[tuple[str, str, str, str | None]] = []  # child, parent, via, input name
+        if recipe is not None:
+            for name, ref in sorted(recipe.inputs.items()):
+                if ref.record:
+                    edges.append((root_id, ref.record, "input", name))
+        edges += [(root_id, _hex(p), "parent", None) for p in root.parents]
+        done = 0
+        while done < len(edges):
+            batch = edges[done:]
+            done = len(edges)
+            wanted = list(dict.fromkeys(parent for _, parent, _, _ in batch if parent not in nodes))
+            if len(nodes) + len(wanted) > _MAX_ANCESTORS:
+                check.problems.append(f"the ancestry has more than {_MAX_ANCESTORS} records; only the first were checked")
+                wanted = wanted[: max(0, _MAX_ANCESTORS - len(nodes))]
+            records = self._read_records([to_bytes32(w) for w in wanted])
+            names = {parent: name for _, parent, via, name in batch if name}
+            for rid, record in zip(wanted, records):
+                via = {v for _, parent, v, _ in batch if parent == rid}
+                node = AncestorNode(rid, record, self._license(record.license_id) if record else None,
+                                    "input" if "input" in via else "parent", names.get(rid),
+                                    _trusted(record.publisher, trust) if record else None)
+                if record is None:
+                    node.problems.append(f"record {rid} does not exist on this registry")
+                elif record.yanked:
+                    node.problems.append(f"record {rid} was yanked by its publisher {record.publisher}")
+                nodes[rid] = node
+                if record is not None:
+                    edges += [(rid, _hex(p), "parent", None) for p in record.parents]
+        for child, parent, via, name in edges:
+            if parent not in nodes or child not in nodes:
+                continue
+            child_node, parent_node = nodes[child], nodes[parent]
+            if parent not in child_node.children:
+                child_node.children.append(parent)
+            child_node.via.setdefault(parent, []).append(via)
+            if name and not parent_node.name:
+                parent_node.name = name
+        for child_id, child_node in nodes.items():
+            for parent_id in child_node.children:
+                self._check_license(child_node, nodes[parent_id])
+                if "input" in child_node.via[parent_id] and "parent" not in child_node.via[parent_id] and child_node.record is not None:
+                    child_node.problems.append(
+                        f"note: input {nodes[parent_id].name or parent_id} is not a parent on chain; its licence was checked here"
+                    )
+        check.nodes = nodes
+
+    def _check_license(self, child: AncestorNode, parent: AncestorNode) -> None:
+        if child.record is None or parent.record is None:
+            return
+        if child.license is None:
+            child.problems.append(f"licence: record {child.record_id} names licence {child.record.license_id}, unknown to the registry")
+            return
+        if parent.license is None:
+            child.problems.append(f"licence: parent {parent.record_id} names licence {parent.record.license_id}, unknown to the registry")
+            return
+        try:
+            check_derivative(child.record.publisher, child.license, [(parent.record_id, parent.record.publisher, parent.license)],
+                             {t.license_id: t.spdx_id for t in (child.license, parent.license)})
+        except LicenseViolation as exc:
+            child.problems.append(f"licence: {exc}")
+
+    # -- decision --------------------------------------------------------------------------------
+
+    def _decide(self, model: ModelFiles, checks: list[ClaimCheck], trust: Sequence[str],
+                options: VerifyOptions) -> tuple[str, ClaimCheck | None, list[str]]:
+        if not checks:
+            return "unknown", None, [f"no record on {self.registry.chain.name} claims content id {model.content_id}"]
+        verified = [c for c in checks if c.status == "verified"]
+        if not verified:
+            unavailable = [c for c in checks if c.status == "unavailable"]
+            if unavailable:
+                return "unavailable", None, [f"claim {c.record_id}: {p}" for c in unavailable for p in c.problems]
+            return "mismatch", None, [f"claim {c.record_id} by {c.record.publisher}: {p}" for c in checks for p in c.problems]
+        blocked: list[tuple[ClaimCheck, str, str]] = []
+        for check in verified:
+            reason = _blocker(check, trust, options.allow_yanked)
+            if reason is None:
+                reasons = []
+                if len({c.record.publisher for c in checks}) > 1:
+                    reasons.append(f"{len(checks)} claims by {len({c.record.publisher for c in checks})} publishers; "
+                                   f"accepted the earliest eligible one, {check.record_id} (block {check.record.block_number})")
+                return "verified", check, reasons
+            blocked.append((check, *reason))
+        # Report the first blocker of the earliest verified claim, trusted ones first.
+        trusted_first = sorted(blocked, key=lambda item: item[0].trusted is False)
+        verdict = trusted_first[0][1]
+        reasons = [f"claim {c.record_id} by {c.record.publisher}: {text}" for c, _, text in trusted_first]
+        reasons += [f"claim {c.record_id} by {c.record.publisher} ({c.status}): {p}"
+                    for c in checks if c.status != "verified" and c.trusted is not False for p in c.problems[:1]]
+        return verdict, None, reasons
+
+    # -- files of a directory ------------------------------------------------------------------
+
+    def _file_results(self, model: ModelFiles, check: ClaimCheck | None, file_claims: Mapping[str, list[Record]]) -> list[FileResult]:
+        if model.form != "directory":
+            return []
+        by_path = {f.path: f for f in check.files} if check is not None and check.kind == "composition" else {}
+        results: list[FileResult] = []
+        for path in sorted(set(model.files) | set(by_path)):
+            claims = [_record_summary(r) for r in file_claims.get(path, [])]
+            result = by_path.get(path)
+            if result is None:
+                status = "claimed" if claims else "unclaimed"
+                message = (f"{path} is claimed by {len(claims)} file record(s), earliest {claims[0]['record_id']} by {claims[0]['publisher']}"
+                           if claims else f"{path} is not claimed by any record")
+                result = FileResult(path, status, model.files[path], message=message)
+            result.claims = claims
+            results.append(result)
+        return results
+
+    # -- attribution -----------------------------------------------------------------------------
+
+    def attribute(self, model: ModelFiles, reference: ClaimCheck | None, trust: Sequence[str] = ()) -> TensorAttribution:
+        """Tensor-by-tensor attribution: the closest composition and the attribution index."""
+        entries = model.entries
+        index_info: dict[str, Any] = {}
+        note = None
+        by_digest: dict[bytes, list[Any]] = {}
+        by_name: dict[str, list[Any]] = {}
+        if self.index is not None:
+            try:
+                index_info = self.index.update()
+            except _UNAVAILABLE as exc:
+                note = f"the attribution index could not be fully updated: {exc}"
+                index_info = self.index.state()
+            by_digest = self.index.by_digest([bytes(e.digest) for e in entries.values()])
+            by_name = self.index.by_name(list(entries))
+            if reference is None:
+                for candidate in self.index.closest_compositions(entries.values()):
+                    (record,) = self._read_records([candidate])
+                    if record is None:
+                        continue
+                    check = self.check_claim(record, model, trust)
+                    if check.status in ("verified", "mismatch"):
+                        reference = check
+                        break
+        else:
+            note = "no attribution index: tensors are compared with the named claim only"
+        hit_records = {h.record_id for hits in [*by_digest.values(), *by_name.values()] for h in hits}
+        live = dict(zip(hit_records, self._read_records(list(hit_records))))
+        ref_results = {t.name: t for t in reference.tensors} if reference is not None else {}
+        results: list[TensorResult] = []
+        renamed_from: set[str] = set()
+        for name, entry in entries.items():
+            digest = bytes(entry.digest)
+            hits = [h for h in by_digest.get(digest, []) if live.get(h.record_id) is not None and h.role == "element"]
+            exact = [h for h in hits if h.name == name]
+            moved = [h for h in hits if h.name != name]
+            named = [h for h in by_name.get(name, []) if live.get(h.record_id) is not None and h.role == "element" and h.digest != digest]
+            ref = ref_results.get(name)
+            result = TensorResult(name, "unknown", entry.dtype, entry.shape, str(entry.digest))
+            if ref is not None and ref.status in ("match", "recomputed", "differs", "renamed"):
+                result.status, result.expected, result.how = ("match" if ref.ok else ref.status), ref.expected, ref.how
+                result.sources = list(ref.sources)
+                result.renamed_from = ref.renamed_from
+                result.message = ref.message
+                if ref.ok and not ref.sources:
+                    result.message = f"{name} matches {ref.how or 'the composition'}"
+                extra_sources = [_source_of(h, live) for h in exact if h.record_id not in {s.record_id for s in ref.sources}]
+                result.sources += extra_sources
+            elif exact:
+                result.status = "match"
+                result.sources = [_source_of(h, live) for h in exact]
+                result.message = f"{name} matches {result.sources[0].label()}" + (
+                    f" (not part of composition {reference.record_id})" if reference is not None else "")
+            elif moved:
+                result.status = "renamed"
+                result.sources = [_source_of(h, live) for h in moved]
+                result.renamed_from = moved[0].name
+                result.message = f"{name} is tensor {moved[0].name} of {result.sources[0].label()}, renamed"
+            elif named:
+                result.status = "differs"
+                result.sources = [_source_of(h, live) for h in named]
+                result.expected = "0x" + bytes(named[0].digest).hex()
+                result.message = f"{name} differs from {result.sources[0].label()}"
+            elif reference is not None:
+                result.status = "extra"
+                result.message = f"{name} is not in composition {reference.record_id} and matches no published element"
+            else:
+                result.message = f"{name} matches no published element (no tensor with this content or name)"
+            if result.renamed_from:
+                renamed_from.add(result.renamed_from)
+            results.append(result)
+        missing: list[TensorResult] = []
+        if reference is not None:
+            missing = [t for t in reference.tensors if t.status == "missing" and t.name not in renamed_from]
+        elif self.index is not None:
+            matched_records = {s.record_id for r in results if r.status == "match" for s in r.sources}
+            for rid, rows in self.index.tensors_of([to_bytes32(r) for r in matched_records]).items():
+                record = live.get(rid)
+                for row in rows:
+                    if row.name not in entries and row.name not in renamed_from:
+                        src = _source_of(row, live)
+                        missing.append(TensorResult(row.name, "missing", row.dtype, row.shape, None, "0x" + bytes(row.digest).hex(),
+                                                    [src], message=f"{row.name} of {src.label()} is missing"))
+                del record
+            missing.sort(key=lambda t: t.name)
+        return TensorAttribution(reference, results, missing, index_info, note)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _read_records(self, ids: Sequence[bytes]) -> list[Record | None]:
+        wanted = [i for i in dict.fromkeys(ids) if i not in self._records]
+        if wanted:
+            for rid, record in zip(wanted, self.registry.records(wanted)):
+                self._records[rid] = record
+        return [self._records[i] for i in ids]
+
+    def _license(self, license_id: int) -> LicenseTerms | None:
+        # Built-in term sets are fixed by the contract this client attached to (ids 1-14): no call.
+        if 0 < license_id <= len(BUILTIN_LICENSES):
+            return BUILTIN_LICENSES[license_id - 1]
+        return self.registry.license(license_id, missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# comparison
+
+
+def _fetcher(documents: Documents, manifest: Manifest, what: str) -> Callable[[], Path]:
+    return lambda: documents.data_file(manifest, what)
+
+
+def _expected_of_plan(plan: Plan, input_sources: Mapping[str, Source], recipe: Recipe) -> dict[str, _Expected]:
+    claimed = {t.name: t.digest for t in recipe.output.tensors}
+    out: dict[str, _Expected] = {}
+    for name, tensor in plan.tensors.items():
+        if isinstance(tensor, CopyPlan):
+            base = input_sources[tensor.element.ref.name]
+            sources = [Source(base.record_id, base.publisher, base.content_id, tensor.name, base.input, base.block, base.yanked)]
+            out[name] = _Expected(tensor.dtype, tuple(tensor.shape), str(tensor.digest), sources, None, claimed.get(name), tensor)
+        else:
+            sources = [input_sources[i] for i in sorted(tensor.inputs()) if i in input_sources]
+            out[name] = _Expected(tensor.dtype, tuple(tensor.shape), None, sources, tensor.describe(), claimed.get(name), tensor)
+    return out
+
+
+def _output_table_problems(recipe: Recipe, plan: Plan) -> list[str]:
+    table = {t.name: t for t in recipe.output.tensors}
+    if not table:
+        return []
+    problems = []
+    extra = sorted(set(plan.tensors) - set(table))
+    missing = sorted(set(table) - set(plan.tensors))
+    if extra or missing:
+        problems.append(f"its recipe's steps produce {len(extra)} tensor(s) its output table lacks and lack {len(missing)} it lists"
+                        f" (e.g. {(extra or missing)[0]}); the recipe is inconsistent")
+    for name in sorted(set(table) & set(plan.tensors)):
+        row, tensor = table[name], plan.tensors[name]
+        if (row.dtype, tuple(row.shape)) != (tensor.dtype, tuple(tensor.shape)):
+            problems.append(f"its recipe's output table says {name} is {row.dtype}{list(row.shape)} but its steps give {tensor.dtype}{list(tensor.shape)}")
+        elif tensor.digest is not None and str(tensor.digest) != row.digest:
+            problems.append(f"its recipe's output table says {name} is {row.digest} but its steps copy {tensor.digest}")
+    return problems
+
+
+def _compare(model: Mapping[str, TensorEntry], expected: Mapping[str, _Expected]) -> list[TensorResult]:
+    """Compare the model's tensors with what a claim says they are (recomputing derived ones)."""
+    results: dict[str, TensorResult] = {}
+    for name in sorted(set(model) | set(expected), key=lambda n: n.encode("utf-8")):
+        entry, want = model.get(name), expected.get(name)
+        if want is None:
+            results[name] = TensorResult(name, "extra", entry.dtype, entry.shape, str(entry.digest),
+                                         message=f"{name} is extra: the claim does not produce it")
+            continue
+        src = want.sources[0].label() if want.sources else "the claim"
+        if entry is None:
+            results[name] = TensorResult(name, "missing", want.dtype, want.shape, None, want.digest or want.claimed, want.sources, want.how,
+                                         message=f"{name} is missing (the claim takes it from {want.how or src})")
+            continue
+        result = TensorResult(name, "match", entry.dtype, entry.shape, str(entry.digest), want.digest, want.sources, want.how)
+        if (entry.dtype, tuple(entry.shape)) != (want.dtype, tuple(want.shape)):
+            result.status = "differs"
+            result.message = (f"{name} differs from {src}: it is {entry.dtype}{list(entry.shape)}, "
+                              f"expected {want.dtype}{list(want.shape)}")
+        elif want.digest is not None:
+            if want.digest == str(entry.digest):
+                result.message = f"{name} matches {src}"
+            else:
+                result.status = "differs"
+                result.message = f"{name} differs from {src}"
+        else:
+            recomputed = _recompute_digest(want.plan) if want.plan is not None else None
+            result.expected = recomputed
+            if recomputed == str(entry.digest):
+                result.status = "recomputed"
+                result.message = f"{name} recomputed from {want.how}"
+            else:
+                result.status = "differs"
+                result.message = f"{name} differs from its recomputation {want.how} (inputs: {', '.join(s.label() for s in want.sources)})"
+        results[name] = result
+    # A missing tensor whose content is present under another name was renamed.
+    missing_by_digest: dict[str, str] = {}
+    for name, result in results.items():
+        if result.status == "missing" and result.expected:
+            missing_by_digest.setdefault(result.expected, name)
+    for name, result in list(results.items()):
+        if result.status != "extra" or result.digest not in missing_by_digest:
+            continue
+        old = missing_by_digest.pop(result.digest)
+        gone = results.pop(old)
+        result.status = "renamed"
+        result.renamed_from = old
+        result.expected = gone.expected
+        result.sources = gone.sources
+        src = gone.sources[0].label() if gone.sources else "the claim"
+        result.message = f"{name} is {old} of {src}, renamed"
+    return list(results.values())
+
+
+def _summary(results: Iterable[TensorResult]) -> str:
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for result in results:
+        if result.ok:
+            continue
+        counts[result.status] = counts.get(result.status, 0) + 1
+        first.setdefault(result.status, result.message)
+    parts = [f"{n} {status}" for status, n in counts.items()]
+    return "the model does not match: " + ", ".join(parts) + (f" (first: {next(iter(first.values()))})" if first else "")
+
+
+def _blocker(check: ClaimCheck, trust: Sequence[str], allow_yanked: bool) -> tuple[str, str] | None:
+    if trust and not check.trusted:
+        return "untrusted", f"publisher {check.record.publisher} is not in the trust set"
+    if check.missing_ancestors:
+        return "mismatch", f"ancestor {check.missing_ancestors[0]} does not exist"
+    if check.license_violations:
+        return "license-violation", check.license_violations[0]
+    if not allow_yanked and check.yanked:
+        return "yanked", f"the claim {check.record_id} was yanked by its publisher"
+    if not allow_yanked and check.yanked_ancestors:
+        node = check.nodes[check.yanked_ancestors[0]]
+        return "yanked", f"ancestor {node.record_id}{' (' + node.name + ')' if node.name else ''} was yanked by {node.record.publisher}"
+    return None
+
+
+def _trusted(publisher: str, trust: Sequence[str]) -> bool | None:
+    if not trust:
+        return None
+    return publisher.lower() in {t.lower() for t in trust}
+
+
+def _checksum(address: str) -> str:
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(address):
+        raise InputError(f"--trust {address!r} is not an address (0x + 40 hex digits)")
+    return to_checksum_address(address)
+
+
+def _record_summary(record: Record) -> dict[str, Any]:
+    return {"record_id": _hex(record.record_id), "publisher": record.publisher, "block": record.block_number,
+            "yanked": record.yanked, "kind": record.to_json()["kind"]}
+
+
+def _source_of(hit: Any, live: Mapping[bytes, Record | None]) -> Source:
+    record = live.get(hit.record_id)
+    return Source(_hex(hit.record_id), record.publisher if record else hit.publisher, _hex(hit.content_id), hit.name,
+                  None, record.block_number if record else hit.block, bool(record and record.yanked))
+
+
+# --------------------------------------------------------------------------------------------
+# convenience
+
+
+def verify_model(path: str | os.PathLike, registry: Registry, sources: Sources, options: VerifyOptions = VerifyOptions(),
+                 *, home: Path | None = None) -> Report:
+    """Verify the model at ``path`` against ``registry`` (see the module docstring).
+
+    Args:
+        home: ``ELEMENTS_HOME``: the attribution index and fetched element data are cached under
+            its ``cache/`` (default: both in memory / a temporary directory for this call).
+    """
+    verifier = Verifier(registry, sources, data_dir=home / "cache" / "data" if home is not None else None)
+    try:
+        if options.attribute:
+            verifier.open_index(home)
+        return verifier.verify(path, options)
+    finally:
+        verifier.close()

@@ -1,0 +1,66 @@
+"""`elements config`: networks, trust list and defaults in $ELEMENTS_HOME/config.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.config import Settings
+
+ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {"ELEMENTS_HOME": str(home), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "registry", *args], capture_output=True, text=True, env=env)
+
+
+def test_network_add_then_settings_resolve_it(tmp_path: Path) -> None:
+    done = run(tmp_path, "config", "network", "add", "sepolia", "--rpc-url", "https://rpc.example", "--chain-id", "11155111")
+    assert done.returncode == 0, done.stderr
+    settings = Settings.resolve({"network": "sepolia"}, environ={"ELEMENTS_HOME": str(tmp_path)})
+    assert settings.rpc_url == "https://rpc.example"
+    assert settings.file["networks"]["sepolia"] == {"rpc_url": "https://rpc.example", "chain_id": 11155111}
+
+
+def test_trust_add_is_deduplicated_and_checksummed(tmp_path: Path) -> None:
+    for address in (ALICE.lower(), ALICE):
+        assert run(tmp_path, "config", "trust", "add", address).returncode == 0
+    assert json.loads((tmp_path / "config.json").read_text())["trust"] == [ALICE]
+    assert Settings.resolve({}, environ={"ELEMENTS_HOME": str(tmp_path)}).trust == [ALICE]
+    assert run(tmp_path, "config", "trust", "rm", ALICE).returncode == 0
+    assert json.loads((tmp_path / "config.json").read_text())["trust"] == []
+
+
+def test_show_json_lists_every_environment_variable(tmp_path: Path) -> None:
+    run(tmp_path, "config", "set", "ipfs_api", "http://127.0.0.1:5001")
+    done = run(tmp_path, "--json", "config", "show")
+    data = json.loads(done.stdout)
+    assert data["effective"]["ipfs_api"] == "http://127.0.0.1:5001"
+    assert "ELEMENTS_PRIVATE_KEY" in data["environment"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("config", "trust", "add", "0x12"), "is not an Ethereum address"),
+        (("config", "network", "rm", "nope"), "no network named 'nope'"),
+        (("config", "network", "add", "x"), "give the network's JSON-RPC URL"),
+        (("--network", "nope", "config", "show"), "unknown network 'nope'"),
+    ],
+)
+def test_bad_config_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple, message: str) -> None:
+    done = run(tmp_path, *args)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_corrupt_config_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{nope")
+    done = run(tmp_path, "config", "show")
+    assert done.returncode == 2 and "config.json is not valid JSON" in done.stderr

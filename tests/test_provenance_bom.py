@@ -1,0 +1,105 @@
+"""The CycloneDX 1.6 bill of materials: valid against the schema (the library's strict validator),
+the model as a machine-learning-model component with hashes and the effective licence, every
+ancestor record a component, the pedigree down the ancestry, dependencies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import blake3
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from registry.chain.network import connect
+from registry.chain.registry import Registry
+from registry.provenance.bom import BomInvalid, bom_json, validate_bom_json, write_bom
+from registry.provenance.verify import VerifyOptions, verify_model
+from registry.storage.blockstore import BlockStore
+from registry.storage.fetch import Sources
+from tests.provenance_support import MODEL, WEIGHTS, changed_weights, compose, publish_real_model, three_layer_doc
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    chain = connect("memory")
+    registry = Registry.deploy(chain, chain.dev_accounts[0])
+    store = BlockStore(tmp_path_factory.mktemp("blocks"))
+    return registry, store, publish_real_model(registry, store)
+
+
+def report_for(world, path, **options):
+    registry, store, _ = world
+    return verify_model(path, registry.with_account(None), Sources(store), VerifyOptions(**options))
+
+
+def valid(text: str) -> dict:
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    return json.loads(text)
+
+
+def props(component: dict) -> dict[str, str]:
+    return {p["name"]: p["value"] for p in component.get("properties", [])}
+
+
+def test_the_bom_of_a_verified_file_is_valid_and_describes_the_model(world):
+    _, _, published = world
+    document = valid(bom_json(report_for(world, WEIGHTS)))
+    assert document["bomFormat"] == "CycloneDX" and document["specVersion"] == "1.6"
+    model = document["metadata"]["component"]
+    assert model["type"] == "machine-learning-model" and model["name"] == "model.safetensors"
+    hashes = {h["alg"]: h["content"] for h in model["hashes"]}
+    data = WEIGHTS.read_bytes()
+    assert hashes == {"SHA-256": hashlib.sha256(data).hexdigest(), "BLAKE3": blake3.blake3(data).hexdigest()}
+    assert model["licenses"] == [{"expression": "Apache-2.0"}]
+    assert props(model)["elements:claim"] == published.composition and props(model)["elements:verdict"] == "verified"
+
+
+def test_every_ancestor_is_a_component_and_in_the_pedigree(world):
+    _, _, published = world
+    document = valid(bom_json(report_for(world, WEIGHTS)))
+    components = {props(c)["elements:record_id"]: c for c in document["components"]}
+    assert set(components) == {published.composition, *published.records.values()}
+    layer = components[published.records["encoder.layer.3"]]
+    assert layer["type"] == "machine-learning-model" and layer["name"] == "encoder.layer.3"
+    assert layer["externalReferences"][0]["url"].startswith("ipfs://")
+    assert components[published.records["config.json"]]["type"] == "file"
+    pedigree = document["metadata"]["component"]["pedigree"]
+    assert {props(a)["elements:record_id"] for a in pedigree["ancestors"]} == set(published.records.values())
+    dependencies = {d["ref"]: d.get("dependsOn", []) for d in document["dependencies"]}
+    assert dependencies[f"model:{published.recipe.output.content_id}"] == [f"record:{published.composition}"]
+    assert len(dependencies[f"record:{published.composition}"]) == len(published.records)
+
+
+def test_a_directory_bom_lists_each_file_with_its_hashes(world, tmp_path):
+    document = valid(bom_json(report_for(world, MODEL)))
+    files = {c["name"]: c for c in document["metadata"]["component"]["components"]}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(files)
+    config = (MODEL / "config.json").read_bytes()
+    assert {h["alg"]: h["content"] for h in files["config.json"]["hashes"]}["SHA-256"] == hashlib.sha256(config).hexdigest()
+
+
+def test_a_variant_names_only_the_elements_it_uses_as_ancestors(world, tmp_path):
+    registry, store, published = world
+    out = tmp_path / "small"
+    doc = three_layer_doc(published)
+    compose(registry, store, doc, out=out)
+    document = valid(bom_json(report_for(world, out)))
+    ancestors = {a["name"] for a in document["metadata"]["component"]["pedigree"]["ancestors"]}
+    assert ancestors == set(doc["inputs"]) and "encoder.layer.3" not in ancestors
+
+
+def test_an_unverified_model_still_gets_a_valid_bom_without_licence(world, tmp_path):
+    path = changed_weights(tmp_path / "model.safetensors", lambda t, s: t.pop("pooler.dense.bias"))
+    document = valid(bom_json(report_for(world, path)))
+    model = document["metadata"]["component"]
+    assert props(model)["elements:verdict"] == "unknown" and "licenses" not in model and "components" not in document
+
+
+def test_write_bom_is_atomic_and_validation_errors_are_named(world, tmp_path):
+    target = write_bom(report_for(world, WEIGHTS), tmp_path / "out" / "model.cdx.json")
+    valid(target.read_text())
+    assert [p.name for p in target.parent.iterdir()] == ["model.cdx.json"]
+    with pytest.raises(BomInvalid, match="CycloneDX 1.6"):
+        validate_bom_json(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"type": "nonsense", "name": "x"}]}))
