@@ -181,3 +181,29 @@ def test_a_node_that_alters_event_data_is_caught(anvil, anvil_registry, tmp_path
             Resolver(lying).graph([result.claim.record_id], documents=False)
     finally:
         proxy.close()
+
+
+def test_a_node_that_caps_log_ranges_is_read_through_exact_blocks(anvil, anvil_registry, tmp_path):
+    registry = registry_for("anvil", anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    claims = publish_graph(registry, store, tmp_path)
+
+    def cap(methods, answer):
+        # Like public RPCs: a log query from the deployment block to "latest" is refused.
+        document = json.loads(answer)
+        if isinstance(document, list):
+            for item in document:
+                if isinstance(item.get("result"), list) and item["result"] and isinstance(item["result"][0], dict) and "topics" in item["result"][0]:
+                    item.pop("result")
+                    item["error"] = {"code": -32005, "message": "query exceeds max block range 1000"}
+        return json.dumps(document).encode()
+
+    proxy = DroppingProxy(anvil.url, "none", 0, rewrite=cap)
+    try:
+        capped = Registry(connect(proxy.url), registry.address, None, registry.deploy_block)
+        graph = Resolver(capped, Sources(store)).graph("0x" + claims["R"].record_id.hex())
+    finally:
+        proxy.close()
+    assert {n.record.record_id for n in graph} == {c.record_id for c in claims.values()}
+    assert all(isinstance(n.document, Manifest) for n in graph)
+    assert graph.round_trips > 4  # the fallback costs calls, not correctness

@@ -17,7 +17,6 @@ from eth_utils import to_checksum_address
 from ..chain.errors import AccountError
 from ..chain.keystore import check_key_name, import_key, list_keys, new_key
 from ..chain.licenses import ATTRIBUTION, COMMERCIAL_USE, DERIVATIVES, SHARE_ALIKE, describe_flags
-from ..chain.registry import to_bytes32
 from ..chain.session import open_registry
 from ..config import Settings
 from ..elements.content_id import directory_ids, file_content_id, is_weights_path, manifest_of
@@ -25,16 +24,13 @@ from ..elements.publish import (
     DEFAULT_BATCH_SIZE,
     KINDS,
     PublishReport,
-    element_claim,
     load_signed,
-    prepare_element,
     publish_elements,
     relay_signed,
-    resolve_license,
-    sign_claims,
+    sign_elements,
     write_signed,
 )
-from ..elements.resolve import ResolvedRecord, Resolver, check_license_against_ancestors
+from ..elements.resolve import ResolvedRecord, Resolver
 from ..errors import ElementsError, InputError, IntegrityError
 from ..storage.fetch import Sources
 from ._app import Result, add_command
@@ -307,17 +303,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _sign_only(args: argparse.Namespace, registry, sources, resolver) -> Result:
-    terms = resolve_license(registry, args.license)
-    parents = [to_bytes32(p, "parent record id") for p in args.parent]
-    if parents:
-        graph = resolver.graph(parents, documents=False)
-        check_license_against_ancestors(registry.account.address, terms, graph, parents)
-    prepared = [prepare_element(p, sources.store, kind=args.kind, name=args.name) for p in args.paths]
-    claims = [element_claim(p, registry.account.address, terms.license_id, parents) for p in prepared]
-    signed = sign_claims(registry, claims, valid_for=int(args.valid_for * 3600))
-    for claim, _ in signed:
-        for cid in claim.pins:  # the relayer sends the claim; the bytes must be reachable already
-            sources.publish(cid)
+    claims, signed = sign_elements(
+        registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind, name=args.name,
+        sources=sources, resolver=resolver, valid_for=int(args.valid_for * 3600),
+    )
     path = write_signed(args.sign_only, registry, signed)
     data = {"file": str(path), "publisher": registry.account.address, "signed": [c.to_json() for c, _ in signed],
             "already_present": len(claims) - len(signed)}
@@ -483,7 +472,8 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         _print_tree(graph)
         claims = f"{len(graph.roots)} claims, " if len(graph.roots) > 1 else ""
-        print(f"{claims}{len(graph)} records, depth {graph.depth}, {graph.round_trips} RPC round trips "
+        plural = "s" if len(graph) != 1 else ""
+        print(f"{claims}{len(graph)} record{plural}, depth {graph.depth}, {graph.round_trips} RPC round trips "
               f"(chain {graph.chain_id}, registry {graph.registry})")
         missing = [n for n in graph.nodes.values() if n.document_error and not n.document_failed]
         if missing:

@@ -64,7 +64,9 @@ __all__ = [
     "max_parents",
     "plan_claims",
     "publish_claims",
+    "element_claims",
     "publish_elements",
+    "sign_elements",
     "sign_claims",
     "write_signed",
     "load_signed",
@@ -278,7 +280,7 @@ def resolve_license(registry: Registry, license: str | int) -> LicenseTerms:
             pass
     known = ", ".join(t.spdx_id for t in registry.licenses())
     raise UnknownLicenseName(
-        f"licence {text!r} is not registered on {registry.chain.name}; known: {known}. Add it with "
+        f"licence {text!r} is not registered on {registry.chain.name}; known (`elements licenses`): {known}. Add it with "
         f"`elements add-license {text if not text.isdigit() else 'SPDX-ID'} --commercial --derivatives [--share-alike] [--attribution]`"
     )
 
@@ -620,7 +622,7 @@ def publish_claims(
     return report
 
 
-def publish_elements(
+def element_claims(
     registry: Registry,
     paths: Sequence[str | os.PathLike],
     store: BlockStore | None,
@@ -629,21 +631,18 @@ def publish_elements(
     parents: Sequence[Any] = (),
     kind: str | int | None = None,
     name: str | None = None,
-    sources=None,
-    dry_run: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     resolver=None,
-    on_transaction: Callable[[TransactionInfo], None] | None = None,
-) -> PublishReport:
-    """Publish element files under one licence, each with the same parents.
+) -> tuple[LicenseTerms, list[Claim]]:
+    """Check the licence and parents, prepare the files (into ``store``) and make their claims.
 
     The licence is checked against every ancestor of the parents (with ``resolver``, a
-    :class:`registry.elements.resolve.Resolver`; else against the parents, as the contract does)
-    before anything is stored in Kubo or sent.
+    :class:`registry.elements.resolve.Resolver`; else against the parents, as the contract does,
+    when the claims are planned) before anything is stored.
 
     Raises:
-        InputError: no paths, ``name`` with several paths, a bad kind; UnknownLicenseName; what
-        :func:`prepare_element` and :func:`publish_claims` raise.
+        InputError: no paths, ``name`` with several paths, a bad kind; UnknownLicenseName;
+        UnknownParentError; TooManyParentsError; LicenseViolation subclasses; what
+        :func:`prepare_element` raises.
     """
     if not paths:
         raise InputError("nothing to publish: give one or more element files")
@@ -663,11 +662,64 @@ def publish_elements(
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)
-    prepared = [prepare_element(p, None if dry_run else store, kind=kind, name=name) for p in paths]
-    claims = [element_claim(p, registry.account.address, terms.license_id, parent_ids) for p in prepared]
+    prepared = [prepare_element(p, store, kind=kind, name=name) for p in paths]
+    return terms, [element_claim(p, registry.account.address, terms.license_id, parent_ids) for p in prepared]
+
+
+def publish_elements(
+    registry: Registry,
+    paths: Sequence[str | os.PathLike],
+    store: BlockStore | None,
+    *,
+    license: str | int,
+    parents: Sequence[Any] = (),
+    kind: str | int | None = None,
+    name: str | None = None,
+    sources=None,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    resolver=None,
+    on_transaction: Callable[[TransactionInfo], None] | None = None,
+) -> PublishReport:
+    """Publish element files under one licence, each with the same parents (see
+    :func:`element_claims` for the checks and :func:`publish_claims` for the sending).
+
+    Raises:
+        What :func:`element_claims` and :func:`publish_claims` raise.
+    """
+    terms, claims = element_claims(
+        registry, paths, None if dry_run else store, license=license, parents=parents, kind=kind, name=name, resolver=resolver
+    )
     return publish_claims(
         registry, claims, sources=sources, dry_run=dry_run, batch_size=batch_size, on_transaction=on_transaction, license=terms
     )
+
+
+def sign_elements(
+    registry: Registry,
+    paths: Sequence[str | os.PathLike],
+    store: BlockStore | None,
+    *,
+    license: str | int,
+    parents: Sequence[Any] = (),
+    kind: str | int | None = None,
+    name: str | None = None,
+    sources=None,
+    resolver=None,
+    valid_for: int = 24 * 3600,
+) -> tuple[list[Claim], list[tuple[Claim, SignedPublish]]]:
+    """Prepare element files and sign the claims not on chain yet, for a relayer.
+
+    The data and manifests go into ``store`` and, with ``sources`` holding a Kubo node, into Kubo
+    (pinned): the relayer sends only the claims, the bytes must be reachable already.
+
+    Returns:
+        every claim, and the signed ones (those not on chain yet).
+    """
+    _, claims = element_claims(registry, paths, store, license=license, parents=parents, kind=kind, name=name, resolver=resolver)
+    signed = sign_claims(registry, claims, valid_for=valid_for)
+    _pin(sources, [c for c, _ in signed])
+    return claims, signed
 
 
 # --------------------------------------------------------------------------------------------
