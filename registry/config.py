@@ -135,10 +135,10 @@ class Settings:
             networks = file.get("networks", {})
             if network not in networks:
                 known = ", ".join(sorted(networks)) or "none"
-                raise ConfigError(
-                    f"unknown network {network!r} (known: {known}); add it with "
-                    f"`elements config network add {network} --rpc-url URL`"
-                )
+                fix = f"add it with `elements config network add {network} --rpc-url URL`"
+                if network == "devnet":
+                    fix = "start a devnet with `elements devnet` (it adds the network 'devnet'), or " + fix
+                raise ConfigError(f"unknown network {network!r} (known: {known}); {fix}")
             entry = networks[network]
             rpc_url = entry.get("rpc_url", rpc_url)
             registry = registry or entry.get("registry")

@@ -77,7 +77,10 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
         encrypted = json.loads(path.read_text())
     except FileNotFoundError:
         where = f" or {home / 'keystores'}" if home else ""
-        raise AccountError(f"keystore {keystore!r} not found (looked for the path{where}); check --keystore / ELEMENTS_KEYSTORE") from None
+        raise AccountError(
+            f"keystore {keystore!r} not found (looked for the path{where}); check --keystore / ELEMENTS_KEYSTORE "
+            f"(`elements keys list` shows the keystores, `elements keys new {keystore}` creates one)"
+        ) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise AccountError(f"keystore {path} is not readable JSON ({exc}); point --keystore at an eth-account keystore") from None
     if password is None:

@@ -86,6 +86,6 @@ def require_account(registry: Registry) -> None:
     """Raise :class:`AccountError` unless the registry is bound to an account."""
     if registry.account is None:
         raise AccountError(
-            f"no key to sign with on {registry.chain.name}: set ELEMENTS_PRIVATE_KEY, or --keystore/ELEMENTS_KEYSTORE "
-            "(an encrypted keystore in $ELEMENTS_HOME/keystores/)"
+            f"no key to sign with on {registry.chain.name}: create one with `elements keys new NAME` and pass "
+            "--keystore NAME (or ELEMENTS_KEYSTORE), or set ELEMENTS_PRIVATE_KEY"
         )

@@ -18,7 +18,7 @@ from typing import Sequence
 from .. import __version__
 from ..config import Settings
 from ..errors import ElementsError
-from ._app import Result, emit
+from ._app import Parser, Result, UsageError, emit
 
 __all__ = ["main", "build_parser", "Result"]
 
@@ -35,46 +35,100 @@ COMMAND_MODULES = [
 
 EPILOG = """\
 examples:
-  elements demo                                   the whole story, in process, on a real model
-  elements devnet                                 a local anvil chain with the registry deployed
-  elements publish-model ./all-MiniLM-L6-v2 --license Apache-2.0
-  elements assemble 0x<content id> -o ./model
-  elements verify ./model
+  elements demo                                             the whole story in process, on a real model
+  elements devnet                                           a local chain; then, in another shell:
+  elements --network devnet publish-model ./all-MiniLM-L6-v2 --license Apache-2.0      job 1
+  elements --network devnet assemble 0x<record or content id> -o ./model               job 2
+  elements --network devnet verify ./model                                             job 3
 
 environment: ELEMENTS_HOME, ELEMENTS_RPC_URL, ELEMENTS_NETWORK, ELEMENTS_REGISTRY,
-ELEMENTS_KEYSTORE, ELEMENTS_PRIVATE_KEY, ELEMENTS_IPFS_API, ELEMENTS_GATEWAY,
-ELEMENTS_NO_PROGRESS (see `elements config show`).
-exit codes: 0 ok, 1 verification failed, 2 bad input or unreachable service.
+ELEMENTS_KEYSTORE, ELEMENTS_KEYSTORE_PASSWORD, ELEMENTS_PRIVATE_KEY, ELEMENTS_IPFS_API,
+ELEMENTS_GATEWAY (see `elements config show`; docs/cli.md).
+ELEMENTS_NO_PROGRESS=1 turns progress bars off; --debug or ELEMENTS_DEBUG=1 shows tracebacks.
+exit codes: 0 ok / verified, 1 verification failed, 2 bad input, usage or an unreachable service.
 """
+
+
+# The top-level help lists commands by the job they serve (any command not named here is listed last).
+COMMAND_GROUPS = [
+    ("get started", ["demo", "devnet", "config"]),
+    ("job 1, publish", ["publish-model", "publish", "compose", "split"]),
+    ("job 2, resolve and assemble", ["resolve", "show", "ls", "assemble", "assemble-local"]),
+    ("job 3, verify", ["verify"]),
+    ("content ids and IPFS", ["id", "cid", "car"]),
+    ("chain, keys and licences", ["deploy", "keys", "licenses", "add-license", "relay"]),
+]
 
 
 def _global_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    g = parent.add_argument_group("global options")
+    g = parent.add_argument_group("global options (before or after the command)")
     sup = argparse.SUPPRESS
-    g.add_argument("--rpc-url", default=sup, help="JSON-RPC URL, or 'memory' (ELEMENTS_RPC_URL)")
-    g.add_argument("--network", default=sup, help="a named network from the config (ELEMENTS_NETWORK)")
-    g.add_argument("--registry", default=sup, help="registry address (ELEMENTS_REGISTRY)")
-    g.add_argument("--keystore", default=sup, help="keystore name or path (ELEMENTS_KEYSTORE)")
-    g.add_argument("--home", default=sup, help="config, keystores, block store (ELEMENTS_HOME)")
-    g.add_argument("--ipfs-api", default=sup, help="Kubo RPC API URL (ELEMENTS_IPFS_API)")
-    g.add_argument("--gateway", default=sup, help="trustless gateway URL (ELEMENTS_GATEWAY)")
-    g.add_argument("--json", action="store_true", default=sup, help="machine-readable output")
-    g.add_argument("--debug", action="store_true", default=sup, help="show tracebacks")
+    g.add_argument("--rpc-url", default=sup, metavar="URL", help="JSON-RPC URL, or 'memory' (ELEMENTS_RPC_URL)")
+    g.add_argument("--network", default=sup, metavar="NAME", help="a named network from the config, e.g. devnet (ELEMENTS_NETWORK)")
+    g.add_argument("--registry", default=sup, metavar="ADDR", help="registry address (ELEMENTS_REGISTRY; default: deployments file, CREATE2 address)")
+    g.add_argument("--keystore", default=sup, metavar="NAME", help="keystore name or path (ELEMENTS_KEYSTORE; or ELEMENTS_PRIVATE_KEY)")
+    g.add_argument("--home", default=sup, metavar="DIR", help="config, keystores, block store, caches (ELEMENTS_HOME; ~/.elements)")
+    g.add_argument("--ipfs-api", default=sup, metavar="URL", help="Kubo RPC API, e.g. http://127.0.0.1:5001 (ELEMENTS_IPFS_API)")
+    g.add_argument("--gateway", default=sup, metavar="URL", help="trustless gateway URL(s), comma separated (ELEMENTS_GATEWAY)")
+    g.add_argument("--json", action="store_true", default=sup, help="machine-readable output on stdout (no progress bars)")
+    g.add_argument("--debug", action="store_true", default=sup, help="show tracebacks (ELEMENTS_DEBUG)")
     return parent
+
+
+class _TopParser(Parser):
+    """The ``elements`` parser: its help lists the commands grouped by job."""
+
+    def format_help(self) -> str:
+        import shutil
+        import textwrap
+
+        formatter = self._get_formatter()
+        formatter.add_usage(self.usage, self._actions, self._mutually_exclusive_groups)
+        formatter.add_text(self.description)
+        sub = next(a for a in self._actions if isinstance(a, argparse._SubParsersAction))
+        helps = {a.dest: a.help or "" for a in sub._choices_actions}
+        width = max(len(name) for name in helps) + 3
+        columns = max(60, min(120, shutil.get_terminal_size().columns) - 2)
+        listed = set()
+        groups = [(title, [n for n in names if n in helps]) for title, names in COMMAND_GROUPS]
+        groups.append(("other commands", [n for n in helps if not any(n in names for _, names in COMMAND_GROUPS)]))
+        for title, names in groups:
+            if not names:
+                continue
+            lines = []
+            for name in names:
+                listed.add(name)
+                text = textwrap.wrap(helps[name], columns - width - 2) or [""]
+                lines.append(f"{name:<{width}}{text[0]}")
+                lines.extend(" " * width + more for more in text[1:])
+            formatter.start_section(title)
+            formatter.add_text("\n".join(lines))
+            formatter.end_section()
+        for group in self._action_groups:
+            if group is self._positionals:
+                continue
+            formatter.start_section(group.title)
+            formatter.add_text(group.description)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        formatter.add_text(self.epilog)
+        return formatter.format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
-    parser = argparse.ArgumentParser(
+    parser = _TopParser(
         prog="elements",
-        description="Elements: publish, compose, assemble and verify AI model components on an EVM chain and IPFS.",
+        usage="elements [global options] COMMAND [ACTION] [options]",
+        description="Elements: publish, compose, assemble and verify AI model components on an EVM chain and IPFS.\n"
+                    "Run `elements COMMAND --help` for a command's options and examples.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"elements {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="elements", parser_class=Parser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -87,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _fail(exc, 2, None, {"json": "--json" in argv})
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -103,10 +161,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("elements: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `elements ls | head`: the reader left; not an error worth a message
+        _silence_stdout()
+        return 0
     except Exception as exc:  # an unexpected failure is still one line unless --debug
         if flags.get("debug") or (settings is not None and settings.debug):
             raise
         return _fail(exc, 2, settings, flags, unexpected=True)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(exc: BaseException, code: int, settings: Settings | None, flags: dict, unexpected: bool = False) -> int:

@@ -1,4 +1,13 @@
-"""Shared plumbing for command modules: results, output, progress."""
+"""Shared plumbing for command modules: the parser, results and output, progress bars.
+
+* :func:`add_command` / :func:`add_group` add a command (with the global options, a help line
+  and examples) or a command group whose actions are commands of their own.
+* A handler returns a :class:`Result`; :func:`emit` prints it for humans or as JSON.
+* :func:`progress` (one bar) and :func:`progress_bars` (several, one live display) show rich
+  progress bars on standard error, only on a terminal, never with ``--json`` or
+  ``ELEMENTS_NO_PROGRESS``. A bar takes both ``bar(done, total)`` reports (what the library's
+  ``progress=`` callbacks send) and ``bar.advance(n)``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,42 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..config import Settings, progress_enabled
+from ..errors import InputError
 
-__all__ = ["Result", "emit", "add_command", "progress"]
+__all__ = [
+    "Result",
+    "emit",
+    "add_command",
+    "add_group",
+    "progress",
+    "progress_bars",
+    "Bar",
+    "Bars",
+    "Parser",
+    "UsageError",
+]
+
+
+class UsageError(InputError):
+    """The command line itself is wrong (an unknown command, a missing argument)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are :class:`UsageError` (one line, exit 2, JSON with --json)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        import difflib
+        import re
+
+        wrong = re.match(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if wrong:
+            choices = re.findall(r"'([^']*)'", wrong.group(3))
+            close = difflib.get_close_matches(wrong.group(2), choices, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            what = wrong.group(1).lower()
+            article = "an" if what[:1] in "aeiou" else "a"
+            message = f"{wrong.group(2)!r} is not {article} {what}; {hint}choose from {', '.join(choices)}"
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 @dataclass
@@ -51,7 +94,11 @@ def add_command(
     help: str,
     examples: str = "",
 ) -> argparse.ArgumentParser:
-    """Add a subcommand with the global options, a help line and examples."""
+    """Add a subcommand with the global options, a help line and examples.
+
+    ``examples`` is shown under ``examples:`` in the command's --help (indent each line by two
+    spaces; a trailing comment after the command says what it does).
+    """
     parser = sub.add_parser(
         name,
         help=help,
@@ -64,39 +111,133 @@ def add_command(
     return parser
 
 
-def progress(settings: Settings | None, total: int | None, description: str):
-    """A rich progress bar context (disabled off-terminal, with --json or ELEMENTS_NO_PROGRESS).
+def add_group(
+    sub: argparse._SubParsersAction,
+    common: argparse.ArgumentParser,
+    name: str,
+    help: str,
+    examples: str,
+    *,
+    dest: str,
+    handler: Callable[[argparse.Namespace, Settings], Result | None] | None = None,
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """Add a command group (``keys``, ``car``, ``config network`` ...) and its action sub-parsers.
 
-    Returns an object with ``advance(n)``; use as a context manager.
+    Without ``handler`` the group alone is a usage error that lists its actions.
     """
-    enabled = progress_enabled(settings.json if settings else False)
-    return _Progress(enabled, total, description)
+    parser = add_command(sub, common, name, handler or _needs_action, help, examples)
+    actions = parser.add_subparsers(dest=dest, metavar="ACTION")
+    parser.set_defaults(group_parser=parser, group_actions=actions)
+    return parser, actions
 
 
-class _Progress:
-    def __init__(self, enabled: bool, total: int | None, description: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.description = description
-        self._progress = None
-        self._task = None
+def _needs_action(args: argparse.Namespace, settings: Settings) -> Result:
+    parser = args.group_parser
+    choices = "|".join(args.group_actions.choices)
+    raise UsageError(f"choose an action: {parser.prog} {choices} (see `{parser.prog} --help`)")
 
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                console=__import__("rich.console").console.Console(file=sys.stderr), transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total)
-        return self
+# ----------------------------------------------------------------------------------------------
+# progress
+
+
+def progress(settings: Settings | None, description: str, total: int | None = None) -> "_SingleBar":
+    """One progress bar, as a context manager::
+
+        with progress(settings, "hashing model.safetensors", total=size) as bar:
+            add_file(path, progress=bar.advance)        # or a (done, total) callback: progress=bar
+
+    Shown on standard error only on a terminal, without --json and without ELEMENTS_NO_PROGRESS.
+    """
+    return _SingleBar(_enabled(settings), description, total)
+
+
+def progress_bars(settings: Settings | None) -> "Bars":
+    """Several bars in one live display (``bars.bar("fetching")``, ``bars.bar("assembling")``);
+    each appears when it first reports, so a phase with nothing to do shows nothing."""
+    return Bars(_enabled(settings))
+
+
+def _enabled(settings: Settings | None) -> bool:
+    return progress_enabled(settings.json if settings is not None else False)
+
+
+class Bar:
+    """One bar: ``bar(done, total)`` sets the position, ``bar.advance(n)`` moves it."""
+
+    def __init__(self, bars: "Bars", description: str, total: int | None) -> None:
+        self._bars, self.description, self.total = bars, description, total
+        self.done = 0
+        self._task: Any = None
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = total
+        self.done = done
+        self._show()
 
     def advance(self, n: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
+        self.done += n
+        self._show()
+
+    def _show(self) -> None:
+        live = self._bars.live()
+        if live is None:
+            return
+        if self._task is None:
+            self._task = live.add_task(self.description, total=self.total)
+        live.update(self._task, completed=self.done, total=self.total)
+
+
+class Bars:
+    """Bars sharing one rich live display on standard error (nothing at all when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._closed = False
+
+    def bar(self, description: str, total: int | None = None) -> Bar:
+        return Bar(self, description, total)
+
+    def live(self) -> Any:
+        """The rich Progress, started on first use (``None`` when bars are off)."""
+        if not self.enabled or self._closed:
+            return None
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description:<14}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True,
+            )
+            self._progress.start()
+        return self._progress
+
+    def __enter__(self) -> "Bars":
+        return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closed = True
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.stop()
+            self._progress = None
+
+
+class _SingleBar(Bars):
+    """``with progress(...) as bar``: the context value is the bar itself."""
+
+    def __init__(self, enabled: bool, description: str, total: int | None) -> None:
+        super().__init__(enabled)
+        self._bar = Bar(self, description, total)
+
+    def __enter__(self) -> Bar:  # type: ignore[override]
+        return self._bar

@@ -64,7 +64,8 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> Result:
     account = load_account(settings, chain)
     if account is None:
         raise AccountError(
-            f"no key to pay for the deployment on {chain.name}: set ELEMENTS_PRIVATE_KEY or --keystore/ELEMENTS_KEYSTORE"
+            f"no key to pay for the deployment on {chain.name}: create one with `elements keys new NAME`, fund it and pass "
+            "--keystore NAME (or ELEMENTS_KEYSTORE), or set ELEMENTS_PRIVATE_KEY"
         )
     deployment = deploy_registry(chain, account, settings.home)
     recorded = None if chain.is_memory else str(settings.home / "deployments.json")

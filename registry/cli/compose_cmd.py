@@ -15,7 +15,7 @@ from ..compose.sources import LocalElementSource
 from ..config import Settings
 from ..elements.split import split_model
 from ..errors import InputError
-from ._app import Result, add_command, progress
+from ._app import Result, add_command, progress, progress_bars
 
 __all__ = ["register"]
 
@@ -107,30 +107,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                               help="shard the weights above SIZE (default 5GB)")
 
 
-class _Bar:
-    """A progress bar opened on the first ``(done, total)`` report, when the total is known."""
-
-    def __init__(self, settings: Settings, description: str) -> None:
-        self.settings, self.description = settings, description
-        self.bar = None
-        self.done = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = progress(self.settings, total, self.description).__enter__()
-        self.bar.advance(done - self.done)
-        self.done = done
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-
 def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
-    with _Bar(settings, "splitting") as report:
+    with progress(settings, "splitting") as report:
         result = split_model(args.model, args.out, by=args.by, rules=args.rule, force=args.force, progress=report)
 
     def human() -> None:
@@ -157,7 +135,7 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
         return Result(data=report, human=f"{report['tensor_count']} tensors, {report['total_bytes']:,} bytes; content id {predicted}")
     if not args.out:
         raise InputError("assemble-local needs -o OUT (or --dry-run)")
-    with _Bar(settings, "assembling") as report:
+    with progress(settings, "assembling") as report:
         result = assemble(recipe, source, args.out, force=args.force, max_shard_size=max_shard_size, progress=report)
     if args.save_recipe:
         pinned = recipe.with_output(result.output_spec())
@@ -181,8 +159,8 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
 
     if args.out and args.dry_run:
         raise InputError("--dry-run assembles in a temporary directory; drop -o")
-    with session(settings, write=True) as (registry, _, resolver), \
-            _Bar(settings, "fetching") as fetched, _Bar(settings, "assembling") as assembled:
+    with session(settings, write=True) as (registry, _, resolver), progress_bars(settings) as bars:
+        fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         report = publish_composition(
             registry, resolver, Path(args.recipe), license=args.license, out=args.out, force=args.force,
             dry_run=args.dry_run, progress=assembled, fetch_progress=fetched, work_dir=settings.home / "tmp",
@@ -204,7 +182,8 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     from .elements_cmd import session
 
     max_shard_size = parse_size(args.max_shard_size)
-    with session(settings) as (_, _, resolver), _Bar(settings, "fetching") as fetched, _Bar(settings, "assembling") as assembled:
+    with session(settings) as (_, _, resolver), progress_bars(settings) as bars:
+        fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         outcome = assemble_composition(
             resolver, args.hash, args.out, force=args.force, trust=args.trust or settings.trust,
             max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled,

@@ -35,30 +35,45 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
 
-    add_command(actions, common, "show", _show, "print the configuration, the environment it reads, and where it lives")
+    add_command(actions, common, "show", _show, "print the configuration, the environment it reads, and where it lives",
+                examples="  elements config show\n  elements config show --json          (the effective settings, every variable)\n")
 
-    p = add_command(actions, common, "set", _set, "set a default (" + ", ".join(SETTABLE) + ")")
+    p = add_command(actions, common, "set", _set, "set a default (" + ", ".join(SETTABLE) + ")",
+                    examples=("  elements config set network devnet                 every command uses --network devnet\n"
+                              "  elements config set ipfs_api http://127.0.0.1:5001\n"
+                              "  elements config set gateways https://trustless-gateway.link,https://ipfs.io\n"))
     p.add_argument("key", choices=sorted(SETTABLE))
     p.add_argument("value")
 
-    p = add_command(actions, common, "unset", _unset, "remove a default")
+    p = add_command(actions, common, "unset", _unset, "remove a default",
+                    examples="  elements config unset ipfs_api\n")
     p.add_argument("key", choices=sorted(SETTABLE))
 
-    net = add_command(actions, common, "network", _show, "named networks: add, remove")
+    net = add_command(actions, common, "network", _show, "named networks: add, rm (with no action: show the configuration)",
+                      examples=("  elements config network add sepolia --rpc-url https://ethereum-sepolia-rpc.publicnode.com --chain-id 11155111\n"
+                                "  elements config network rm sepolia\n"
+                                "`elements devnet` adds the network 'devnet' itself\n"))
     net_actions = net.add_subparsers(dest="network_action", metavar="ACTION")
-    p = add_command(net_actions, common, "add", _network_add, "add or replace a named network",
-                    examples="  elements config network add sepolia --rpc-url https://rpc.sepolia.org --chain-id 11155111\n")
+    p = add_command(net_actions, common, "add", _network_add, "add or replace a named network (its chain id is checked on every use)",
+                    examples=("  elements config network add sepolia --rpc-url https://ethereum-sepolia-rpc.publicnode.com --chain-id 11155111\n"
+                              "  elements config network add base-sepolia --rpc-url https://sepolia.base.org --chain-id 84532 --registry 0x...\n"
+                              "then: elements --network sepolia ls\n"))
     p.add_argument("name")
     # --rpc-url and --registry are the global options, read here as the network's own.
     p.add_argument("--chain-id", type=int, help="expected chain id (checked on every connection)")
-    p = add_command(net_actions, common, "rm", _network_rm, "remove a named network")
+    p = add_command(net_actions, common, "rm", _network_rm, "remove a named network",
+                    examples="  elements config network rm sepolia\n")
     p.add_argument("name")
 
-    trust = add_command(actions, common, "trust", _show, "the trusted publishers `elements verify` checks against")
+    trust = add_command(actions, common, "trust", _show, "the trusted publishers `elements verify` checks against: add, rm",
+                        examples=("  elements config trust add 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n"
+                                  "  elements config trust rm 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n"))
     trust_actions = trust.add_subparsers(dest="trust_action", metavar="ACTION")
-    p = add_command(trust_actions, common, "add", _trust_add, "trust a publisher address")
+    p = add_command(trust_actions, common, "add", _trust_add, "trust a publisher address",
+                    examples="  elements config trust add 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\nthen: elements verify ./model   (only claims by trusted publishers verify)\n")
     p.add_argument("address")
-    p = add_command(trust_actions, common, "rm", _trust_rm, "stop trusting a publisher address")
+    p = add_command(trust_actions, common, "rm", _trust_rm, "stop trusting a publisher address",
+                    examples="  elements config trust rm 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n")
     p.add_argument("address")
 
 

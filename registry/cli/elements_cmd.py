@@ -33,7 +33,7 @@ from ..elements.publish import (
 from ..elements.resolve import ResolvedRecord, Resolver
 from ..errors import ElementsError, InputError, IntegrityError
 from ..storage.fetch import Sources
-from ._app import Result, add_command
+from ._app import Result, add_command, add_group, progress, progress_bars
 
 __all__ = ["register"]
 
@@ -62,11 +62,13 @@ def cmd_id(args: argparse.Namespace, settings: Settings) -> Result:
     if not path.exists():
         raise InputError(f"{path}: no such file or directory; check the path")
     if path.is_dir():
-        ids = directory_ids(path)
+        with progress(settings, "hashing") as bar:
+            ids = directory_ids(path, bar)
         data = {"kind": "directory", **ids.to_json()}
         return Result(data=data, human=str(ids.content_id))
     if is_weights_path(path):
-        manifest = manifest_of(path)
+        with progress(settings, "hashing") as bar:
+            manifest = manifest_of(path, progress=bar)
         data = {
             "kind": "tensors",
             "path": str(path),
@@ -163,28 +165,31 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     add_license.add_argument("--share-alike", action="store_true", help="derivatives must keep these terms")
     add_license.add_argument("--attribution", action="store_true", help="attribution is required")
 
-    keys = add_command(
+    _, keys_sub = add_group(
         sub,
         common,
         "keys",
-        lambda args, settings: _usage(args),
         help="encrypted keystores under $ELEMENTS_HOME/keystores: new, import, list",
         examples=(
             "  elements keys new alice                      a fresh key (password from ELEMENTS_KEYSTORE_PASSWORD or a prompt)\n"
-            "  elements keys import alice < key.txt          a private key from stdin (never from an argument)\n"
+            "  elements keys import alice < key.txt         a private key from stdin (never from an argument)\n"
             "  elements keys list\n"
             "  elements --keystore alice publish x.safetensors --license MIT\n"
         ),
+        dest="keys_command",
     )
-    keys.set_defaults(keys_parser=keys)
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
-    for action, handler, text in (
-        ("new", cmd_keys_new, "create a fresh key in an encrypted keystore"),
-        ("import", cmd_keys_import, "encrypt an existing private key (read from stdin or a prompt) into a keystore"),
-        ("list", cmd_keys_list, "list keystores and their addresses"),
+    for action, handler, text, examples in (
+        ("new", cmd_keys_new, "create a fresh key in an encrypted keystore (prints the address to fund)",
+         "  elements keys new alice                           asks for a password twice\n"
+         "  ELEMENTS_KEYSTORE_PASSWORD=... elements keys new ci --json\n"
+         "then: elements --keystore alice publish ... (password: ELEMENTS_KEYSTORE_PASSWORD or a prompt)\n"),
+        ("import", cmd_keys_import, "encrypt an existing private key (read from stdin or a hidden prompt) into a keystore",
+         "  elements keys import bob < bob.key                the key from a file, never from an argument\n"
+         "  elements keys import bob                          a hidden prompt on a terminal\n"),
+        ("list", cmd_keys_list, "list keystores and their addresses (read without decrypting)",
+         "  elements keys list\n  elements keys list --json\n"),
     ):
-        p = keys_sub.add_parser(action, help=text, description=text, parents=[common])
-        p.set_defaults(handler=handler)
+        p = add_command(keys_sub, common, action, handler, text, examples)
         if action != "list":
             p.add_argument("name", metavar="NAME", help="keystore name (letters, digits, _ . -)")
 
@@ -228,11 +233,6 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     )
     ls.add_argument("--publisher", metavar="ADDR", help="only this publisher's records")
     ls.add_argument("--kind", choices=list(KINDS), help="only records of this kind")
-
-
-def _usage(args: argparse.Namespace) -> Result:
-    args.keys_parser.print_help()
-    raise InputError("choose an action: elements keys new|import|list")
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -292,20 +292,22 @@ def _print_report(report: PublishReport, what: str = "record") -> None:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     if args.sign_only and args.dry_run:
         raise InputError("--sign-only and --dry-run exclude each other")
-    with session(settings, write=True) as (registry, sources, resolver):
+    with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
-            return _sign_only(args, registry, sources, resolver)
+            return _sign_only(args, registry, sources, resolver, bars)
         report = publish_elements(
             registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind,
             name=args.name, sources=sources, dry_run=args.dry_run, batch_size=args.batch_size, resolver=resolver,
+            hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
         )
     return Result(data=report.to_json(), human=lambda: _print_report(report, "element"))
 
 
-def _sign_only(args: argparse.Namespace, registry, sources, resolver) -> Result:
+def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars) -> Result:
     claims, signed = sign_elements(
         registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind, name=args.name,
         sources=sources, resolver=resolver, valid_for=int(args.valid_for * 3600),
+        hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
     )
     path = write_signed(args.sign_only, registry, signed)
     data = {"file": str(path), "publisher": registry.account.address, "signed": [c.to_json() for c, _ in signed],
@@ -322,14 +324,12 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver) -> Result:
 
 def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.publish import publish_model
-    from .compose_cmd import _Bar
-
-    with session(settings, write=True) as (registry, sources, _):
-        with _Bar(settings, "splitting") as bar:
-            report = publish_model(
-                registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
-                dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp", split_progress=bar,
-            )
+    with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
+        report = publish_model(
+            registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
+            dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
+            split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+        )
 
     def human() -> None:
         _print_report(report.publish)

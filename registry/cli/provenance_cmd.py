@@ -15,7 +15,7 @@ from ..chain.registry import Registry
 from ..chain.session import open_chain
 from ..config import Settings
 from ..storage.fetch import Sources
-from ._app import Result, add_command
+from ._app import Result, add_command, progress
 
 __all__ = ["register", "open_read_registry"]
 
@@ -67,7 +67,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     from ..provenance.report import render
     from ..provenance.verify import Verifier, VerifyOptions, read_model
 
-    read_model(args.path)  # refuse a bad path before connecting to anything
+    with progress(settings, "hashing") as bar:  # the model is read (and a bad path refused) before connecting
+        model = read_model(args.path, bar)
     registry = open_read_registry(settings)
     with Sources.from_settings(settings) as sources:
         verifier = Verifier(registry, sources, data_dir=settings.home / "cache" / "data")
@@ -75,7 +76,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
             if not args.no_index:
                 verifier.open_index(settings.home)
             options = VerifyOptions(trust=tuple(settings.trust), claim=args.claim, allow_yanked=args.allow_yanked)
-            report = verifier.verify(args.path, options)
+            report = verifier.verify(model, options)
             data = report.to_json()
             if args.bom:
                 path = write_bom(report, args.bom)

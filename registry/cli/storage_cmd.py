@@ -9,10 +9,11 @@ from ..config import Settings
 from ..errors import InputError
 from ..storage.car import export_car, import_car
 from ..storage.cid import CID
+from ..storage.errors import CIDError
 from ..storage.fetch import Sources, open_store
 from ..storage.kubo import Kubo
 from ..storage.unixfs import DEFAULT_PROFILE, PROFILES, add_file, get_profile
-from ._app import Result, add_command, progress
+from ._app import Result, add_command, add_group, progress
 
 __all__ = ["register"]
 
@@ -35,29 +36,31 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     cid.add_argument("--store", action="store_true", help="put the blocks into the local block store too")
 
-    car = sub.add_parser(
-        "car", help="move DAGs in and out as CAR files (interchangeable with `ipfs dag export/import`)",
-        description="Move DAGs in and out as CAR v1 files, interchangeable with `ipfs dag export` / `ipfs dag import`.",
-        epilog=(
-            "examples:\n"
+    _, car_sub = add_group(
+        sub, common, "car",
+        help="move DAGs in and out as CAR files (interchangeable with `ipfs dag export` / `ipfs dag import`)",
+        examples=(
             "  elements car export bafybei... -o model.car\n"
+            "  elements car export 0x<record or content id> -o model.car      its manifests/recipe and data\n"
             "  elements car import model.car\n"
             "  elements car import model.car --ipfs-api http://127.0.0.1:5001\n"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        dest="car_command",
     )
-    car_sub = car.add_subparsers(dest="car_command", metavar="COMMAND", required=True)
     export = add_command(
         car_sub, common, "export", cmd_car_export,
-        help="write the DAG of a CID to a CAR file (fetched first from --ipfs-api / --gateway if needed)",
+        help="write the DAG of a CID, or every document and data file behind a record / content id, to a CAR file",
         examples=(
-            "  elements car export bafybei... -o model.car\n"
-            "  elements car export bafybei... -o model.car --ipfs-api http://127.0.0.1:5001\n"
+            "  elements car export bafybei... -o model.car                     one DAG, as `ipfs dag export` writes it\n"
+            "  elements car export bafybei... -o model.car --ipfs-api http://127.0.0.1:5001   fetched from Kubo first\n"
+            "  elements --network devnet car export 0x<composition record> -o model.car\n"
+            "      the recipe, every element's manifest and data: one root each (`ipfs dag import` pins them all)\n"
+            "  elements car export 0x<content id> -o model.car                 every claim of the content id, and their ancestors\n"
         ),
     )
-    export.add_argument("cid", metavar="CID", help="root CID of the DAG")
-    export.add_argument("-o", "--output", required=True, metavar="FILE.car", help="where to write the CAR")
+    export.add_argument("hash", metavar="HASH", help="a CID, or a record id / content id (0x + 64 hex) resolved on the chain")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.car", help="where to write the CAR (must not exist unless --force)")
+    export.add_argument("--force", action="store_true", help="replace FILE.car if it exists")
     imp = add_command(
         car_sub, common, "import", cmd_car_import,
         help="import a CAR into the local block store (and into Kubo with --ipfs-api); all or nothing",
@@ -85,7 +88,7 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
         if path.is_dir():
             raise InputError(f"{path} is a directory; `elements cid` takes one file")
         source, size, name = path, path.stat().st_size, str(path)
-    with progress(settings, size, f"hashing {name}") as bar:
+    with progress(settings, "hashing", total=size) as bar:
         cid = add_file(source, store=store, profile=profile, progress=bar.advance)
     data = {"cid": str(cid), "profile": profile.name, "file": name, "stored": bool(store)}
     if size is not None:
@@ -94,17 +97,63 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_car_export(args: argparse.Namespace, settings: Settings) -> Result:
-    root = CID.parse(args.cid)
+    from ..elements.resolve import parse_hash
+
+    kind, _ = parse_hash(args.hash) if args.hash.strip()[:2].lower() == "0x" else ("cid", b"")
     output = Path(args.output)
     if output.is_dir():
         raise InputError(f"{output} is a directory; give a file name such as {output / 'dag.car'}")
     if not output.parent.exists():
         raise InputError(f"{output.parent} does not exist; create it first")
+    if output.exists() and not args.force:
+        raise InputError(f"{output} exists; choose another -o or pass --force to replace it")
+    records: list[str] = []
     with Sources.from_settings(settings) as sources:
-        sources.ensure(root)
-        blocks, size = export_car(root, sources.store.get, output)
-    data = {"root": str(root), "file": str(output), "blocks": blocks, "bytes": size}
-    return Result(data=data, human=f"{root} -> {output} ({blocks} blocks, {size} bytes)")
+        if kind == "id":
+            roots, records, expected = _roots_behind(args.hash, settings, sources)
+        else:
+            roots, expected = [_parse_cid(args.hash)], None
+        for root in roots:
+            sources.ensure(root)
+        with progress(settings, "exporting", total=expected) as bar:
+            def get_block(cid: CID) -> bytes:
+                block = sources.store.get(cid)
+                bar.advance(len(block))
+                return block
+
+            blocks, size = export_car(roots, get_block, output)
+    data = {"root": str(roots[0]), "roots": [str(r) for r in roots], "records": records, "file": str(output),
+            "blocks": blocks, "bytes": size}
+    what = f"{len(roots)} DAGs of {len(records)} record(s)" if kind == "id" else str(roots[0])
+    return Result(data=data, human=f"{what} -> {output} ({blocks} blocks, {size:,} bytes)")
+
+
+def _parse_cid(text: str) -> CID:
+    try:
+        return CID.parse(text)
+    except CIDError as exc:
+        raise CIDError(
+            f"{exc}; give a CID (bafy…, Qm…; `elements cid FILE` computes one) or a record id / content id (0x + 64 hex)"
+        ) from None
+
+
+def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[list[CID], list[str], int]:
+    """The DAGs behind a record id or content id: every record of its graph (the claims and their
+    ancestors), each record's document (manifest or recipe) and each element's data file."""
+    from ..chain.session import open_registry
+    from ..elements.content_id import Manifest
+    from ..elements.resolve import Resolver
+
+    graph = Resolver(open_registry(settings), sources).graph(hash_, documents=True)
+    roots: dict[str, CID] = {}
+    data_bytes = 0
+    for node in graph:
+        roots.setdefault(node.record.cid, CID.parse(node.record.cid))
+        document = node.document
+        if isinstance(document, Manifest) and document.data and document.data["cid"] not in roots:
+            roots[document.data["cid"]] = CID.parse(document.data["cid"])
+            data_bytes += int(document.data.get("size", 0))
+    return list(roots.values()), ["0x" + node.record_id.hex() for node in graph], data_bytes
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:

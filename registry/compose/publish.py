@@ -33,7 +33,7 @@ from ..elements.publish import (
     PublishReport,
     check_parent_count,
     element_claim,
-    prepare_element,
+    prepare_elements,
     publish_claims,
     resolve_license,
     store_document,
@@ -193,6 +193,8 @@ def publish_model(
     work_dir: str | os.PathLike | None = None,
     split_progress: Progress | None = None,
     on_transaction=None,
+    hash_progress: Progress | None = None,
+    upload_progress: Progress | None = None,
 ) -> ModelReport:
     """Split a model, publish every element and the composition that reassembles it exactly.
 
@@ -220,10 +222,13 @@ def publish_model(
         target = None if dry_run else store
         claims: list[Claim] = []
         record_ids: dict[str, str] = {}
-        for element in split.elements:
-            kind = Kind.ELEMENT if element.kind == "tensors" else Kind.FILE
-            name = element.name if element.kind == "tensors" else element.path.removeprefix("files/")
-            prepared = prepare_element(split.out_dir / element.path, target, kind=kind, name=name)
+        prepared_all = prepare_elements(  # one progress bar over every element's hashing
+            [split.out_dir / e.path for e in split.elements], target,
+            kinds=[Kind.ELEMENT if e.kind == "tensors" else Kind.FILE for e in split.elements],
+            names=[e.name if e.kind == "tensors" else e.path.removeprefix("files/") for e in split.elements],
+            progress=hash_progress,
+        )
+        for element, prepared in zip(split.elements, prepared_all):
             if "0x" + prepared.content_id.hex() != element.content_id:  # pragma: no cover - split's own check
                 raise InputError(f"element {element.name} changed after the split; run again")
             claim = element_claim(prepared, publisher, terms.license_id)
@@ -233,7 +238,7 @@ def publish_model(
         composition, cid = composition_claim(recipe, split.content_id, publisher, terms.license_id, target, label)
         report = publish_claims(
             registry, [*claims, composition], sources=sources, dry_run=dry_run, batch_size=batch_size,
-            on_transaction=on_transaction, license=terms,
+            on_transaction=on_transaction, license=terms, upload_progress=upload_progress,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

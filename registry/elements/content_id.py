@@ -23,7 +23,10 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+#: ``progress(bytes_done, bytes_total)``, called as hashing proceeds (progress bars).
+Progress = Callable[[int, int], None]
 
 from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, hash_file, parse_bytes32
 from ..digest.hashing import hash_mapped_region
@@ -177,14 +180,17 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def tensor_entries(source: str | os.PathLike | Checkpoint) -> list[TensorEntry]:
+def tensor_entries(source: str | os.PathLike | Checkpoint, progress: Progress | None = None) -> list[TensorEntry]:
     """The tensor table (sorted by name) of a .safetensors file, an index, or a model directory.
 
     Validates strictly first, then hashes every tensor through mmap: big tensors on every core,
-    small ones spread over a thread pool.
+    small ones spread over a thread pool. ``progress(bytes_done, bytes_total)`` follows the
+    tensor data hashed.
     """
     checkpoint = source if isinstance(source, Checkpoint) else read_checkpoint(source)
     digests: dict[str, Bytes32] = {}
+    total = sum(info.size for info in checkpoint.tensors.values())
+    done = 0
     with open_tensors(checkpoint) as views:
         jobs = sorted(checkpoint.tensors.values(), key=lambda info: info.size, reverse=True)
 
@@ -196,8 +202,11 @@ def tensor_entries(source: str | os.PathLike | Checkpoint) -> list[TensorEntry]:
             return info.name, hash_mapped_region(mapped, info.start, info.end, threads=threads)
 
         with ThreadPoolExecutor(max_workers=_workers()) as pool:
-            for name, digest in pool.map(run, jobs):
+            for info, (name, digest) in zip(jobs, pool.map(run, jobs)):
                 digests[name] = digest
+                if progress:
+                    done += info.size
+                    progress(done, total)
     return [
         TensorEntry(name, info.dtype, info.shape, digests[name], info.size)
         for name, info in sorted(checkpoint.tensors.items(), key=lambda item: _name_key(item[0]))
@@ -376,9 +385,11 @@ def is_weights_path(path: str | os.PathLike) -> bool:
     return path.is_dir() or path.name.endswith(".safetensors") or path.name.endswith(INDEX_SUFFIX)
 
 
-def manifest_of(path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None) -> Manifest:
+def manifest_of(path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
+                progress: Progress | None = None) -> Manifest:
     """The manifest of a .safetensors file, a sharded checkpoint (index), a model directory's
     weights, or a plain file (kind ``file``). ``data`` is left for the caller that stores it.
+    ``progress(bytes_done, bytes_total)`` follows the hashing.
 
     Raises:
         SafetensorsError: the weights are refused by the strict parser.
@@ -388,8 +399,12 @@ def manifest_of(path: str | os.PathLike, *, metadata: Mapping[str, Any] | None =
     if not path.exists():
         raise InputError(f"{path}: no such file or directory; check the path")
     if is_weights_path(path):
-        return Manifest.for_tensors(tensor_entries(path), metadata=metadata)
-    return Manifest("file", file_content_id(path), (), None, dict(metadata or {}))
+        return Manifest.for_tensors(tensor_entries(path, progress), metadata=metadata)
+    file_id = file_content_id(path)
+    if progress:
+        size = path.stat().st_size
+        progress(size, size)
+    return Manifest("file", file_id, (), None, dict(metadata or {}))
 
 
 def content_id(path: str | os.PathLike) -> Bytes32:
@@ -427,18 +442,18 @@ class DirectoryIds:
         }
 
 
-def directory_ids(directory: str | os.PathLike) -> DirectoryIds:
+def directory_ids(directory: str | os.PathLike, progress: Progress | None = None) -> DirectoryIds:
     """Content ids of a model directory: the weights' (the directory's id) and every other file's.
 
     Other files are found recursively (hidden files and directories skipped), keyed by their
-    POSIX path relative to the directory, sorted.
+    POSIX path relative to the directory, sorted. ``progress(bytes_done, bytes_total)`` follows
+    the hashing of the weights, then of the other files.
     """
     directory = Path(directory)
     checkpoint = read_checkpoint(directory)
-    weights = Manifest.for_tensors(tensor_entries(checkpoint))
     weight_paths = {p.resolve() for p in checkpoint.files}
     weight_files = tuple(sorted(p.relative_to(directory).as_posix() for p in checkpoint.files))
-    files: dict[str, Bytes32] = {}
+    others: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
@@ -447,5 +462,15 @@ def directory_ids(directory: str | os.PathLike) -> DirectoryIds:
             path = Path(root) / name
             if path.resolve() in weight_paths or not path.is_file():
                 continue
-            files[path.relative_to(directory).as_posix()] = file_content_id(path)
+            others.append(path)
+    weight_bytes = sum(info.size for info in checkpoint.tensors.values())
+    total = weight_bytes + sum(p.stat().st_size for p in others)
+    weights = Manifest.for_tensors(tensor_entries(checkpoint, (lambda done, _: progress(done, total)) if progress else None))
+    files: dict[str, Bytes32] = {}
+    done = weight_bytes
+    for path in others:
+        files[path.relative_to(directory).as_posix()] = file_content_id(path)
+        if progress:
+            done += path.stat().st_size
+            progress(done, total)
     return DirectoryIds(directory, weights, weight_files, dict(sorted(files.items())))

@@ -58,6 +58,7 @@ __all__ = [
     "TooManyParentsError",
     "kind_of",
     "prepare_element",
+    "prepare_elements",
     "store_document",
     "element_claim",
     "resolve_license",
@@ -80,6 +81,8 @@ DEFAULT_BATCH_SIZE = 50
 SIGNED_FORMAT = "elements.signed-publish/v1"
 #: Weight formats that are pickles or other code-carrying formats: never read, never published.
 _REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx", ".gguf", ".ot")
+#: ``progress(bytes_done, bytes_total)``: hashing and uploading report through it (progress bars).
+Progress = Callable[[int, int], None]
 _PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
 
@@ -158,6 +161,7 @@ def prepare_element(
     *,
     kind: int | str | None = None,
     name: str | None = None,
+    progress: Progress | None = None,
 ) -> PreparedElement:
     """Compute an element's content id and manifest, and put its data and manifest in ``store``.
 
@@ -166,6 +170,8 @@ def prepare_element(
         store: the local block store; ``None`` only computes CIDs (a dry run).
         kind: ``element``/``adapter`` (tensors) or ``file``; default from the file.
         name: the element's name (recorded in the manifest's metadata; default: the file name).
+        progress: ``progress(bytes_done, bytes_total)`` over both passes (content id, then CID):
+            the total is twice the file's size.
 
     Raises:
         SafetensorsError: a ``.safetensors`` file the strict parser refuses.
@@ -185,13 +191,49 @@ def prepare_element(
     if kind == Kind.COMPOSITION:
         raise InputError("a composition is published from its recipe: `elements compose RECIPE --license SPDX`")
     name = name or path.name
-    manifest = manifest_of(path, metadata={"name": name})
-    data_cid = add_file(path, store)
     size = path.stat().st_size
+    hashed = [0]
+
+    def content_progress(done: int, _total: int) -> None:
+        progress(done, 2 * size)
+
+    def cid_progress(n: int) -> None:
+        hashed[0] += n
+        progress(size + hashed[0], 2 * size)
+
+    manifest = manifest_of(path, metadata={"name": name}, progress=content_progress if progress else None)
+    data_cid = add_file(path, store, progress=cid_progress if progress else None)
     manifest = manifest.with_data(data_cid, size, path.name)
     manifest_bytes = manifest.to_json_bytes()
     cid = store_document(manifest_bytes, store)
     return PreparedElement(name, path, int(kind), manifest, manifest_bytes, cid, data_cid, size)
+
+
+def prepare_elements(
+    paths: Sequence[str | os.PathLike],
+    store: BlockStore | None,
+    *,
+    kind: int | str | None = None,
+    name: str | None = None,
+    names: Sequence[str] | None = None,
+    kinds: Sequence[int | str | None] | None = None,
+    progress: Progress | None = None,
+) -> list[PreparedElement]:
+    """:func:`prepare_element` for several files (``names`` and ``kinds``: one per path, else
+    ``name`` and ``kind`` for all), with one ``progress(bytes_done, bytes_total)`` over all of
+    them (twice their bytes)."""
+    sizes = [Path(p).stat().st_size if Path(p).is_file() else 0 for p in paths]
+    total, base = 2 * sum(sizes), 0
+    prepared = []
+    for i, (path, size) in enumerate(zip(paths, sizes)):
+        def step(done: int, _total: int, base: int = base) -> None:
+            progress(base + done, total)
+
+        element_name = names[i] if names is not None else name
+        element_kind = kinds[i] if kinds is not None else kind
+        prepared.append(prepare_element(path, store, kind=element_kind, name=element_name, progress=step if progress else None))
+        base += 2 * size
+    return prepared
 
 
 def store_document(document: bytes, store: BlockStore | None) -> CID:
@@ -558,16 +600,29 @@ def _created_ids(registry: Registry, receipt: dict) -> set[bytes]:
     return created
 
 
-def _pin(sources, claims: Sequence[Claim]) -> list[str]:
-    """Put every claim's DAGs into Kubo (pinned), skipping what the node has pinned already."""
+def _pin(sources, claims: Sequence[Claim], progress: Progress | None = None) -> list[str]:
+    """Put every claim's DAGs into Kubo (pinned), skipping what the node has pinned already.
+
+    ``progress(bytes_done, bytes_total)`` follows the blocks uploaded (the total counts the data
+    files; documents are small and make it end a little above).
+    """
     if sources is None or getattr(sources, "kubo", None) is None:
         return []
-    pinned = []
+    pinned, uploads = [], []
     for claim in claims:
         for cid in claim.pins:
             if not sources.kubo.is_pinned(cid):
-                sources.publish(cid)
+                uploads.append((cid, claim.size if cid == claim.data_cid else 0))
             pinned.append(cid)
+    total = sum(size for _, size in uploads)
+    sent = [0]
+
+    def uploaded(n: int) -> None:
+        sent[0] += n
+        progress(sent[0], max(total, sent[0]))
+
+    for cid, _ in uploads:
+        sources.publish(cid, progress=uploaded if progress else None)
     return pinned
 
 
@@ -580,6 +635,7 @@ def publish_claims(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_transaction: Callable[[TransactionInfo], None] | None = None,
     license: LicenseTerms | None = None,
+    upload_progress: Progress | None = None,
 ) -> PublishReport:
     """Publish claims: send only those not on chain yet, in batches, after checking them all.
 
@@ -589,6 +645,7 @@ def publish_claims(
         dry_run: plan and estimate only; nothing is pinned or sent.
         batch_size: claims per publishBatch transaction.
         on_transaction: called after each mined transaction (progress).
+        upload_progress: ``progress(bytes_done, bytes_total)`` of the upload into Kubo.
 
     Raises:
         What :func:`plan_claims` raises (nothing sent), InsufficientFundsError (nothing sent),
@@ -604,7 +661,7 @@ def publish_claims(
         report.results.sort(key=lambda r: plan.claims.index(r.claim))
         return report
     require_funds(registry, plan)
-    report.pinned = _pin(sources, plan.claims)
+    report.pinned = _pin(sources, plan.claims, upload_progress)
     status: dict[bytes, ClaimResult] = {c.record_id: ClaimResult(c, "present") for c in plan.present}
     for batch in plan.batches:
         receipt = registry.transact("publishBatch", [[c.record.as_abi() for c in batch]])
@@ -632,12 +689,14 @@ def element_claims(
     kind: str | int | None = None,
     name: str | None = None,
     resolver=None,
+    progress: Progress | None = None,
 ) -> tuple[LicenseTerms, list[Claim]]:
     """Check the licence and parents, prepare the files (into ``store``) and make their claims.
 
     The licence is checked against every ancestor of the parents (with ``resolver``, a
     :class:`registry.elements.resolve.Resolver`; else against the parents, as the contract does,
-    when the claims are planned) before anything is stored.
+    when the claims are planned) before anything is stored. ``progress(bytes_done, bytes_total)``
+    follows the hashing of every file (content id and CID: twice the files' bytes).
 
     Raises:
         InputError: no paths, ``name`` with several paths, a bad kind; UnknownLicenseName;
@@ -662,7 +721,7 @@ def element_claims(
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)
-    prepared = [prepare_element(p, store, kind=kind, name=name) for p in paths]
+    prepared = prepare_elements(paths, store, kind=kind, name=name, progress=progress)
     return terms, [element_claim(p, registry.account.address, terms.license_id, parent_ids) for p in prepared]
 
 
@@ -680,18 +739,23 @@ def publish_elements(
     batch_size: int = DEFAULT_BATCH_SIZE,
     resolver=None,
     on_transaction: Callable[[TransactionInfo], None] | None = None,
+    hash_progress: Progress | None = None,
+    upload_progress: Progress | None = None,
 ) -> PublishReport:
     """Publish element files under one licence, each with the same parents (see
     :func:`element_claims` for the checks and :func:`publish_claims` for the sending).
+    ``hash_progress`` and ``upload_progress`` take ``(bytes_done, bytes_total)`` reports.
 
     Raises:
         What :func:`element_claims` and :func:`publish_claims` raise.
     """
     terms, claims = element_claims(
-        registry, paths, None if dry_run else store, license=license, parents=parents, kind=kind, name=name, resolver=resolver
+        registry, paths, None if dry_run else store, license=license, parents=parents, kind=kind, name=name, resolver=resolver,
+        progress=hash_progress,
     )
     return publish_claims(
-        registry, claims, sources=sources, dry_run=dry_run, batch_size=batch_size, on_transaction=on_transaction, license=terms
+        registry, claims, sources=sources, dry_run=dry_run, batch_size=batch_size, on_transaction=on_transaction, license=terms,
+        upload_progress=upload_progress,
     )
 
 
@@ -707,6 +771,8 @@ def sign_elements(
     sources=None,
     resolver=None,
     valid_for: int = 24 * 3600,
+    hash_progress: Progress | None = None,
+    upload_progress: Progress | None = None,
 ) -> tuple[list[Claim], list[tuple[Claim, SignedPublish]]]:
     """Prepare element files and sign the claims not on chain yet, for a relayer.
 
@@ -716,9 +782,10 @@ def sign_elements(
     Returns:
         every claim, and the signed ones (those not on chain yet).
     """
-    _, claims = element_claims(registry, paths, store, license=license, parents=parents, kind=kind, name=name, resolver=resolver)
+    _, claims = element_claims(registry, paths, store, license=license, parents=parents, kind=kind, name=name, resolver=resolver,
+                               progress=hash_progress)
     signed = sign_claims(registry, claims, valid_for=valid_for)
-    _pin(sources, [c for c, _ in signed])
+    _pin(sources, [c for c, _ in signed], upload_progress)
     return claims, signed
 
 

@@ -394,7 +394,10 @@ class Resolver:
             matching = [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
             self.round_trips += 2
             if not matching:
-                raise HashNotFound(f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network")
+                raise HashNotFound(
+                    f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network "
+                    "(`elements ls` lists the records)"
+                )
             ids = [r.record_id for r in matching]
             depth, records = self._run_levels(ids, follow=follow)
             return ids, records, depth
@@ -402,7 +405,7 @@ class Resolver:
         if not roots:
             raise HashNotFound(
                 f"no record and no claim has hash {_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
-                "check the hash and the network (`elements id PATH` gives a file's content id)"
+                "check the hash and the network (`elements ls` lists the records; `elements id PATH` gives a file's content id)"
             )
         if not yanked and len(roots) > 1:
             live = [r for r in roots if not records[r].yanked]

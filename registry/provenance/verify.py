@@ -125,8 +125,10 @@ class ModelFiles:
         }
 
 
-def read_model(path: str | os.PathLike) -> ModelFiles:
+def read_model(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> ModelFiles:
     """Hash a model: a .safetensors file, a sharded checkpoint index, or a model directory.
+
+    ``progress(bytes_done, bytes_total)`` follows the hashing (progress bars).
 
     Raises:
         InputError: no such path, no weights, or weights the strict parser refuses.
@@ -135,13 +137,13 @@ def read_model(path: str | os.PathLike) -> ModelFiles:
     if not path.exists():
         raise InputError(f"{path}: no such file or directory; give a .safetensors file or a model directory")
     if path.is_dir():
-        ids = directory_ids(path)
+        ids = directory_ids(path, progress)
         files = {name: str(file_id) for name, file_id in ids.files.items()}
         note = PROVENANCE_NAME if PROVENANCE_NAME in files else None
         files.pop(PROVENANCE_NAME, None)  # our own assembly note, not part of any recipe
         return ModelFiles(path, "directory", ids.weights, ids.weight_files, files, note)
     if path.name.endswith(".safetensors") or path.name.endswith(INDEX_SUFFIX):
-        manifest = manifest_of(path)
+        manifest = manifest_of(path, progress=progress)
         form = "index" if path.name.endswith(INDEX_SUFFIX) else "file"
         return ModelFiles(path, form, manifest, (path.name,), {})
     raise InputError(f"{path} is not a .safetensors file, a *{INDEX_SUFFIX} or a model directory; verify the weights")
@@ -610,15 +612,16 @@ class Verifier:
 
     # -- entry point ---------------------------------------------------------------------------
 
-    def verify(self, path: str | os.PathLike, options: VerifyOptions = VerifyOptions()) -> Report:
-        """Verify the model at ``path``; see the module docstring.
+    def verify(self, path: str | os.PathLike | ModelFiles, options: VerifyOptions = VerifyOptions()) -> Report:
+        """Verify the model at ``path`` (or a model already hashed by :func:`read_model`); see the
+        module docstring.
 
         Raises:
             InputError: a bad path or weights file; a malformed ``claim``.
             NotFoundError: ``claim`` names no composition on this chain.
             ServiceError / ChainError: the chain is unreachable or has no registry.
         """
-        model = read_model(path)
+        model = path if isinstance(path, ModelFiles) else read_model(path)
         trust = tuple(_checksum(a) for a in options.trust)
         ids = [model.content_id, *model.files.values()]
         found = self.registry.claims_of(ids)  # the one call: the weights' and every file's claims

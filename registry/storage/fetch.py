@@ -7,7 +7,7 @@ puts a local DAG into the configured Kubo node and pins it.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ..config import Settings
 from ..errors import ElementsError, ServiceError
@@ -102,8 +102,10 @@ class Sources:
         """A file's bytes, fetched first if needed, verified block by block."""
         return self.store.cat(self.ensure(cid))
 
-    def publish(self, cid: CID | str, *, pin: bool = True) -> bool:
+    def publish(self, cid: CID | str, *, pin: bool = True, progress: Callable[[int], None] | None = None) -> bool:
         """Put the local DAG under ``cid`` into Kubo and pin it; ``False`` when no Kubo is configured.
+
+        ``progress(n)`` is called with each block's size as it is sent (progress bars).
 
         Raises:
             IncompleteDAG / BlockNotFound: the DAG is not complete locally.
@@ -112,7 +114,13 @@ class Sources:
         cid = self.store.require(cid)
         if self.kubo is None:
             return False
-        self.kubo.put_dag(cid, self.store.get, pin=pin)
+        get_block = self.store.get
+        if progress is not None:
+            def get_block(block_cid: CID) -> bytes:
+                data = self.store.get(block_cid)
+                progress(len(data))
+                return data
+        self.kubo.put_dag(cid, get_block, pin=pin)
         return True
 
     def publish_many(self, cids: Sequence[CID | str], *, pin: bool = True) -> int:
