@@ -51,8 +51,8 @@ def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
 class DevnetProcess:
     """``elements devnet --port PORT --state STATE`` running in the background, as a user starts it."""
 
-    def __init__(self, home: Path, port: int, state: Path) -> None:
-        self.home, self.port, self.state = home, port, state
+    def __init__(self, home: Path, port: int, state: Path, json: bool = False) -> None:
+        self.home, self.port, self.state, self.json = home, port, state, json
         self.process: subprocess.Popen | None = None
         self.banner = ""
 
@@ -63,10 +63,11 @@ class DevnetProcess:
     def start(self, timeout: float = 120.0) -> str:
         """Start it and wait until it has printed its banner (it is then deployed and configured)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "registry", "devnet", "--port", str(self.port), "--state", str(self.state)],
+            [sys.executable, "-m", "registry", "devnet", "--port", str(self.port), "--state", str(self.state),
+             *(["--json"] if self.json else [])],
             env=clean_env(self.home), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        self.banner = read_until(self.process, "Ctrl-C", timeout)
+        self.banner = read_until(self.process, "\n" if self.json else "Ctrl-C", timeout)
         return self.banner
 
     def stop(self) -> tuple[int, str, str]:

@@ -69,7 +69,9 @@ class Result:
 def emit(result: Result | None, settings: Settings) -> int:
     if result is None:
         return 0
-    if settings.json:
+    if settings.json and result.data is None and result.human is None:
+        pass  # nothing to say (a command that printed its own output as it went)
+    elif settings.json:
         print(json.dumps(result.data, indent=2, default=_jsonable))
     elif callable(result.human):
         result.human()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -14,8 +15,8 @@ from ..chain.errors import AccountError
 from ..chain.licenses import describe_flags
 from ..chain.session import open_chain, open_registry
 from ..config import Settings, load_config_file, save_config_file
-from ..errors import InputError
-from ._app import Result, add_command, emit
+from ..errors import InputError, ServiceError
+from ._app import Result, add_command
 
 __all__ = ["register"]
 
@@ -40,10 +41,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         common,
         "devnet",
         _devnet,
-        help="run a local anvil chain with the registry deployed (foreground, Ctrl-C stops it)",
+        help="run a local anvil chain with the registry deployed and a funded dev key; writes the network 'devnet' "
+             "(foreground, Ctrl-C stops it and saves the state)",
         examples=(
             "  elements devnet                                 http://127.0.0.1:8545, state in $ELEMENTS_HOME/devnet/\n"
-            "  elements devnet --port 8600 --state ./chain.json\n"
+            "  elements devnet --port 8600 --state ./chain.json   restarted with the same file: the same records\n"
+            "  elements devnet --json                          one JSON line when running, one when stopped\n"
             "  elements --network devnet ls                    (from another shell)\n"
         ),
     )
@@ -103,17 +106,26 @@ def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
             "config": str(config_path),
             "accounts": accounts,
         }
-        emit(Result(data=data, human=lambda: _print_devnet(data)), settings)
-        sys.stdout.flush()
-        anvil.wait()
-        return Result(data={"stopped": True, "state": str(state)}, human=f"anvil exited; state in {state}", exit_code=2)
+        # A long-running command: with --json, one compact JSON line per event (running, stopped).
+        _event(settings, {"event": "running", **data}, lambda: _print_devnet(data))
+        code = anvil.wait()
+        raise ServiceError(f"anvil exited with code {code} (log: {anvil.log}); start the devnet again: elements devnet --port {args.port}")
     except KeyboardInterrupt:
         anvil.stop()
-        return Result(data=None, human=f"devnet stopped; state saved to {state}")
+        _event(settings, {"event": "stopped", "state": str(state)}, lambda: print(f"devnet stopped; state saved to {state}"))
+        return None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         anvil.stop()
+
+
+def _event(settings: Settings, data: dict, human) -> None:
+    if settings.json:
+        print(json.dumps(data, separators=(",", ":")))
+    else:
+        human()
+    sys.stdout.flush()
 
 
 def _raise_interrupt(signum, frame):
