@@ -84,9 +84,44 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
         finally:
             verifier.close()
 
+    hint = next_step(report, args.path)
+    if hint:
+        data["next"] = hint
+
     def human() -> None:
-        render(report)
+        import sys
+
+        from rich.console import Console
+
+        # Off a terminal (a pipe, a log file) lines are not wrapped at 80 columns.
+        render(report, Console(soft_wrap=not sys.stdout.isatty()))
         if args.bom:
             print(f"bill of materials (CycloneDX 1.6): {args.bom}")
+        if hint:
+            print(f"next: {hint}")
 
     return Result(data=data, human=human, exit_code=report.exit_code)
+
+
+def next_step(report, path: str) -> str | None:
+    """What to do after a verdict that is not ``verified`` (one line, naming the command)."""
+    content_id = report.model.content_id
+    claim = report.claims[0].record_id if report.claims else content_id
+    chain = report.chain.get("rpc") or "this chain"
+    attribution = report.attribution
+    changed = [t for t in (attribution.tensors + attribution.missing if attribution else [])
+               if t.status in ("differs", "missing", "renamed")]
+    if report.verdict == "unknown" and changed:
+        return (f"{len(changed)} tensor(s) above differ from the published elements they name: this is not a model as "
+                "published; get one with `elements assemble HASH -o DIR` (`elements ls --kind composition` lists them)")
+    return {
+        "unknown": (f"nothing on {chain} claims it: check the network (--network / --rpc-url); "
+                    f"`elements resolve {content_id}` lists claims; its publisher can claim it with "
+                    f"`elements publish-model {path} --license SPDX`"),
+        "untrusted": ("no claim is by a publisher you trust: `elements verify PATH --json` lists the claims; trust one with "
+                      "`elements config trust add ADDR` (or --trust ADDR)"),
+        "yanked": "its publisher yanked part of the ancestry: ask why, or accept it knowingly with --allow-yanked",
+        "license-violation": f"the licences above conflict: `elements resolve {claim}` shows every record's licence",
+        "mismatch": f"the tensors above differ from what was published: get a clean copy with `elements assemble {claim} -o DIR`",
+        "unavailable": "the claims' documents could not be fetched: configure --ipfs-api or --gateway and run again",
+    }.get(report.verdict)

@@ -1,0 +1,143 @@
+"""The common failure paths through the real command line: one line on stderr, exit 2 (1 only for
+a failed verification), no traceback unless --debug / ELEMENTS_DEBUG, and a message that names
+the problem and the next command to run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from registry.chain.devnet import Anvil, free_port
+from tests.cli_support import DEV_KEYS, elements, one_line_error
+from tests.publish_support import MODEL
+
+UNKNOWN_ID = "0x" + "ab" * 32
+UNKNOWN_CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
+
+
+@pytest.fixture(scope="module")
+def bare_anvil(anvil_binary, tmp_path_factory):
+    """A chain on which nobody deployed the registry."""
+    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("bare-anvil") / "anvil.log")
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def world(anvil_registry, anvil, bare_anvil, tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli-errors")
+    notes = base / "notes.txt"
+    notes.write_text("what the errors test publishes\n")
+    publisher = base / "publisher-home"
+    published = elements(publisher, "publish", notes, "--license", "MIT", "--json",
+                         ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=DEV_KEYS[7])
+    assert published.returncode == 0, published.stderr
+    (base / "exists").mkdir()
+    (base / "exists.car").write_bytes(b"")
+    dead = f"http://127.0.0.1:{free_port()}"
+    stopped = base / "stopped-devnet-home"
+    stopped.mkdir()
+    (stopped / "config.json").write_text(json.dumps({"networks": {"devnet": {"rpc_url": dead, "chain_id": 31337}}}))
+    wrong = base / "wrong-chain-home"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps({"networks": {"sepolia": {"rpc_url": anvil.url, "chain_id": 11155111}}}))
+    return {"base": base, "notes": notes, "anvil": anvil.url, "bare": bare_anvil.url, "dead": dead,
+            "record": json.loads(published.stdout)["records"][0]["record_id"], "stopped": stopped, "wrong": wrong}
+
+
+# name -> (home, arguments, environment, what the one line must say), with {placeholders} from the world
+CASES = {
+    "no registry on the chain": (None, ["--rpc-url", "{bare}", "ls"], {}, ["no registry at", "elements deploy"]),
+    "rpc down": (None, ["--rpc-url", "{dead}", "ls"], {}, ["cannot reach", "elements devnet", "--rpc-url"]),
+    "devnet never started": (None, ["--network", "devnet", "ls"], {}, ["unknown network 'devnet'", "`elements devnet`"]),
+    "devnet stopped": ("{stopped}", ["--network", "devnet", "ls"], {}, ["cannot reach", "elements devnet"]),
+    "wrong chain": ("{wrong}", ["--network", "sepolia", "ls"], {}, ["chain id 31337, expected 11155111"]),
+    "unknown licence": (None, ["publish", "{notes}", "--license", "Beerware"], {},
+                        ["'Beerware' is not registered", "`elements licenses`", "elements add-license Beerware"]),
+    "no key to publish": (None, ["--rpc-url", "{anvil}", "publish", "{notes}", "--license", "MIT"], {},
+                          ["no key to sign with", "elements keys new", "ELEMENTS_PRIVATE_KEY"]),
+    "no key to deploy": (None, ["--rpc-url", "{bare}", "deploy"], {}, ["no key to pay", "elements keys new", "ELEMENTS_PRIVATE_KEY"]),
+    "unknown keystore": (None, ["--rpc-url", "{anvil}", "--keystore", "nobody", "publish", "{notes}", "--license", "MIT"], {},
+                         ["keystore 'nobody' not found", "elements keys new nobody", "elements keys list"]),
+    "malformed private key": (None, ["--rpc-url", "{anvil}", "publish", "{notes}", "--license", "MIT"],
+                              {"ELEMENTS_PRIVATE_KEY": "0x1234"}, ["ELEMENTS_PRIVATE_KEY is not a private key"]),
+    "unknown hash": (None, ["show", UNKNOWN_ID], {}, ["no record and no claim has hash", "`elements ls`"]),
+    "unknown hash on a chain": (None, ["--rpc-url", "{anvil}", "resolve", UNKNOWN_ID], {}, ["`elements ls`"]),
+    "unknown cid": (None, ["--rpc-url", "{anvil}", "resolve", UNKNOWN_CID], {}, ["has CID", "`elements ls`"]),
+    "not a hash": (None, ["resolve", "hello"], {}, ["is not a hash", "0x + 64 hex"]),
+    "data not available": (None, ["--rpc-url", "{anvil}", "car", "export", "{record}", "-o", "{base}/x.car"], {},
+                           ["is not in the local block store", "--ipfs-api or --gateway"]),
+    "cid not available": (None, ["car", "export", UNKNOWN_CID, "-o", "{base}/y.car"], {}, ["--ipfs-api or --gateway"]),
+    "output directory exists": (None, ["split", MODEL, "--out", "{base}/exists"], {}, ["exists", "--force"]),
+    "output car exists": (None, ["car", "export", UNKNOWN_CID, "-o", "{base}/exists.car"], {}, ["exists", "--force"]),
+    "not a model": (None, ["verify", "{notes}"], {}, ["is not a .safetensors file"]),
+    "no such path": (None, ["id", "{base}/nowhere"], {}, ["no such file or directory"]),
+    "bad publisher address": (None, ["ls", "--publisher", "0x12"], {}, ["is not an address"]),
+    "pickle refused": (None, ["publish", "{base}/pytorch_model.bin", "--license", "MIT"], {}, ["never reads"]),
+    "bad port": (None, ["devnet", "--port", "70000"], {}, ["not a TCP port"]),
+    "keystore without password": (None, ["keys", "new", "alice"], {}, ["ELEMENTS_KEYSTORE_PASSWORD"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_common_failure_is_one_line_exit_2_with_the_next_step(world, name, tmp_path):
+    home, args, env, expected = CASES[name]
+    (world["base"] / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    home = Path(home.format(**world)) if home else tmp_path / "home"
+    result = elements(home, *[str(a).format(**world) for a in args], **env)
+    line = one_line_error(result)
+    for text in expected:
+        assert text in line, line
+
+
+def test_a_failed_verification_exits_1_and_says_what_to_do(tmp_path):
+    result = elements(tmp_path, "verify", MODEL)
+    assert result.returncode == 1 and result.stderr == ""
+    assert result.stdout.startswith("NOT VERIFIED: no claim for this content")
+    assert "next: nothing on memory" in result.stdout and "elements publish-model" in result.stdout
+
+
+@pytest.mark.parametrize("switch", ["--debug", "ELEMENTS_DEBUG"])
+def test_debug_shows_the_traceback(tmp_path, switch):
+    args, env = (["--debug"], {}) if switch == "--debug" else ([], {"ELEMENTS_DEBUG": "1"})
+    result = elements(tmp_path, "show", UNKNOWN_ID, *args, **env)
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr and "HashNotFound" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("elements: error: no record and no claim")
+
+
+def test_ctrl_c_at_a_prompt_exits_130_without_a_traceback(tmp_path):
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+
+    from tests.cli_support import ROOT, clean_env
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "registry", "keys", "new", "alice"], cwd=ROOT, env=clean_env(tmp_path),
+                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    shown = b""
+    while b"keystore password:" not in shown:  # it asks on the terminal: Ctrl-C there
+        chunk = os.read(master, 4096)
+        assert chunk, shown
+        shown += chunk
+    process.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 130
+    text = shown.decode(errors="replace")
+    assert "elements: interrupted" in text and "Traceback" not in text
+    assert not (tmp_path / "keystores" / "alice.json").exists()
