@@ -114,8 +114,13 @@ class Settings:
     file: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Merge flags, environment and config file into one Settings."""
+    def resolve(cls, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                *, use_network: bool = True) -> "Settings":
+        """Merge flags, environment and config file into one Settings.
+
+        ``use_network=False`` ignores the named network (for commands that make or edit one:
+        ``elements devnet``, ``elements config``), so a stale name cannot lock the user out.
+        """
         flags = dict(flags or {})
         home = Path(flags["home"]).expanduser() if flags.get("home") else default_home(environ)
         file = load_config_file(home)
@@ -128,7 +133,7 @@ class Settings:
                 return value
             return file.get(key or flag)
 
-        network = pick("network", "ELEMENTS_NETWORK")
+        network = pick("network", "ELEMENTS_NETWORK") if use_network else None
         rpc_url = pick("rpc_url", "ELEMENTS_RPC_URL")
         registry = pick("registry", "ELEMENTS_REGISTRY")
         if network and not flags.get("rpc_url"):
@@ -138,6 +143,8 @@ class Settings:
                 fix = f"add it with `elements config network add {network} --rpc-url URL`"
                 if network == "devnet":
                     fix = "start a devnet with `elements devnet` (it adds the network 'devnet'), or " + fix
+                if not flags.get("network") and not _env("ELEMENTS_NETWORK", environ):
+                    fix += " (it is the default in the config file: `elements config unset network` drops it)"
                 raise ConfigError(f"unknown network {network!r} (known: {known}); {fix}")
             entry = networks[network]
             rpc_url = entry.get("rpc_url", rpc_url)

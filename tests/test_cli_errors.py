@@ -78,6 +78,8 @@ CASES = {
     "bad publisher address": (None, ["ls", "--publisher", "0x12"], {}, ["is not an address"]),
     "pickle refused": (None, ["publish", "{base}/pytorch_model.bin", "--license", "MIT"], {}, ["never reads"]),
     "bad port": (None, ["devnet", "--port", "70000"], {}, ["not a TCP port"]),
+    # ELEMENTS_NETWORK=devnet in a fresh home must not stop `elements devnet` from making that network
+    "devnet with its own network unset": (None, ["devnet", "--port", "70000"], {"ELEMENTS_NETWORK": "devnet"}, ["not a TCP port"]),
     "keystore without password": (None, ["keys", "new", "alice"], {}, ["ELEMENTS_KEYSTORE_PASSWORD"]),
 }
 
@@ -91,6 +93,14 @@ def test_a_common_failure_is_one_line_exit_2_with_the_next_step(world, name, tmp
     line = one_line_error(result)
     for text in expected:
         assert text in line, line
+
+
+def test_a_stale_default_network_names_the_way_out_and_config_still_works(tmp_path):
+    assert elements(tmp_path, "config", "set", "network", "gone").returncode == 0
+    line = one_line_error(elements(tmp_path, "ls"))
+    assert "unknown network 'gone'" in line and "elements config unset network" in line
+    assert elements(tmp_path, "config", "unset", "network").returncode == 0
+    assert elements(tmp_path, "ls").returncode == 0
 
 
 def test_a_failed_verification_exits_1_and_says_what_to_do(tmp_path):

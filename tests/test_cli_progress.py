@@ -114,3 +114,30 @@ def test_only_the_app_module_draws_progress():
             continue
         text = module.read_text()
         assert "rich.progress" not in text and "tqdm" not in text and "class _Bar" not in text, module.name
+
+
+def test_publishing_into_kubo_and_assembling_from_it_show_their_bars(anvil_registry, anvil, kubo_node, tmp_path):
+    from tests.cli_support import DEV_KEYS
+
+    # A split of its own, so no other test has pinned these DAGs in the session's Kubo node already.
+    rules = ["--rule", r"encoder\.layer\.[0-2]\.=progress_low", "--rule", ".*=progress_rest"]
+    code, shown = on_terminal(tmp_path / "publisher", "--rpc-url", anvil.url, "--ipfs-api", kubo_node.api_url,
+                              "publish-model", MODEL, "--license", "Apache-2.0", *rules, "--json",
+                              ELEMENTS_PRIVATE_KEY=DEV_KEYS[6])
+    assert code == 0 and BAR not in shown  # --json: the report only
+    record = json.loads(shown.replace("\r\n", "\n"))["composition"]["record_id"]
+    # The same publish again on a terminal, into a Kubo that lost nothing: only hashing (nothing to upload).
+    code, shown = on_terminal(tmp_path / "publisher", "--rpc-url", anvil.url, "--ipfs-api", kubo_node.api_url,
+                              "publish-model", MODEL, "--license", "Apache-2.0", *rules, ELEMENTS_PRIVATE_KEY=DEV_KEYS[6])
+    assert code == 0 and "hashing" in shown and "uploading" not in shown and "already there" in shown
+    for cid in json.loads(elements(tmp_path / "publisher", "car", "export", record, "-o", tmp_path / "n.car", "--rpc-url",
+                                   anvil.url, "--json").stdout)["roots"]:
+        kubo_node.ipfs("pin", "rm", cid, check=False)  # unpinned: the next publish uploads and pins again
+    code, shown = on_terminal(tmp_path / "publisher", "--rpc-url", anvil.url, "--ipfs-api", kubo_node.api_url,
+                              "publish-model", MODEL, "--license", "Apache-2.0", *rules, ELEMENTS_PRIVATE_KEY=DEV_KEYS[6])
+    assert code == 0 and "uploading" in shown and BAR in shown
+
+    code, shown = on_terminal(tmp_path / "reader", "--rpc-url", anvil.url, "--ipfs-api", kubo_node.api_url,
+                              "assemble", record, "-o", tmp_path / "out")
+    assert code == 0, shown
+    assert "fetching" in shown and "assembling" in shown and BAR in shown and "(matches the claim)" in shown

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..config import Settings
-from ..errors import ElementsError
+from ..errors import ConfigError, ElementsError
 from ._app import Parser, Result, UsageError, emit
 
 __all__ = ["main", "build_parser", "Result"]
@@ -153,7 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = vars(args)
     settings = None
     try:
-        settings = Settings.resolve(flags)
+        try:
+            settings = Settings.resolve(flags)
+        except ConfigError:
+            if not getattr(args, "network_optional", False):
+                raise
+            settings = Settings.resolve(flags, use_network=False)  # devnet / config: they make or fix the network
         result = args.handler(args, settings)
         return emit(result, settings)
     except ElementsError as exc:

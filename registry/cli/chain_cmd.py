@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements --network devnet ls                    (from another shell)\n"
         ),
     )
+    devnet.set_defaults(network_optional=True)
     devnet.add_argument("--port", type=int, default=8545, help="TCP port on 127.0.0.1 (default 8545)")
     devnet.add_argument("--state", type=Path, default=None, help="state file (default $ELEMENTS_HOME/devnet/state.json)")
     add_command(
