@@ -91,6 +91,7 @@ def test_assemble_verify_tamper_and_bom(world, tmp_path):
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert "Traceback" not in caught.stderr
     assert f"{TAMPERED} differs" in " ".join(caught.stdout.split())
+    assert f"next: 1 tensor(s) above differ" in caught.stdout and f"`elements assemble {record} -o DIR`" in caught.stdout
     as_json = json.loads(elements(home, *NET, "verify", tampered, "--json").stdout)
     assert [t["name"] for t in as_json["attribution"]["tensors"] if t["status"] == "differs"] == [TAMPERED]
 

@@ -93,8 +93,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
 
         from rich.console import Console
 
-        # Off a terminal (a pipe, a log file) lines are not wrapped at 80 columns.
-        render(report, Console(soft_wrap=not sys.stdout.isatty()))
+        # Off a terminal (a pipe, a log file) lines are neither wrapped nor cut at 80 columns.
+        render(report, None if sys.stdout.isatty() else Console(soft_wrap=True, width=240))
         if args.bom:
             print(f"bill of materials (CycloneDX 1.6): {args.bom}")
         if hint:
@@ -112,8 +112,10 @@ def next_step(report, path: str) -> str | None:
     changed = [t for t in (attribution.tensors + attribution.missing if attribution else [])
                if t.status in ("differs", "missing", "renamed")]
     if report.verdict == "unknown" and changed:
-        return (f"{len(changed)} tensor(s) above differ from the published elements they name: this is not a model as "
-                "published; get one with `elements assemble HASH -o DIR` (`elements ls --kind composition` lists them)")
+        closest = attribution.reference.record_id if attribution.reference is not None else None
+        get = (f"`elements assemble {closest} -o DIR` builds the closest composition" if closest else
+               "`elements ls --kind composition` lists the compositions, `elements assemble HASH -o DIR` builds one")
+        return f"{len(changed)} tensor(s) above differ from the published elements they name: this is not a model as published; {get}"
     return {
         "unknown": (f"nothing on {chain} claims it: check the network (--network / --rpc-url); "
                     f"`elements resolve {content_id}` lists claims; its publisher can claim it with "
