@@ -103,3 +103,8 @@ def test_a_usage_error_with_json_is_one_json_object(tmp_path):
     error = json.loads(result.stdout)
     assert error["ok"] is False and error["error"] == "UsageError" and error["exit_code"] == 2
     assert "--license" in error["message"]
+
+
+def test_no_command_with_json_is_a_json_usage_error():
+    result = elements(None, "--json")
+    assert result.returncode == 2 and json.loads(result.stdout)["message"].startswith("choose a command")

@@ -148,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return _fail(exc, 2, None, {"json": "--json" in argv})
     if not getattr(args, "handler", None):
+        if getattr(args, "json", False):
+            return _fail(UsageError("choose a command (see `elements --help`)"), 2, None, {"json": True})
         parser.print_help()
         return 2
     flags = vars(args)
@@ -156,9 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             settings = Settings.resolve(flags)
         except ConfigError:
-            if not getattr(args, "network_optional", False):
+            # devnet makes the network, config fixes it: a stale default must not lock them out
+            # (config still refuses a --network flag that names no network).
+            optional = getattr(args, "network_optional", False)
+            if not optional or (optional == "default" and flags.get("network")):
                 raise
-            settings = Settings.resolve(flags, use_network=False)  # devnet / config: they make or fix the network
+            settings = Settings.resolve(flags, use_network=False)
         result = args.handler(args, settings)
         return emit(result, settings)
     except ElementsError as exc:

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements config trust add 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n"
         ),
     )
-    parser.set_defaults(network_optional=True)  # a stale network name must not lock `config` itself out
+    parser.set_defaults(network_optional="default")  # a stale default network must not lock `config` itself out
     actions = parser.add_subparsers(dest="config_action", metavar="ACTION")
 
     add_command(actions, common, "show", _show, "print the configuration, the environment it reads, and where it lives",
