@@ -20,6 +20,7 @@ from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 
 TAMPERED = "encoder.layer.3.attention.self.query.weight"
 NET = ("--network", "devnet")
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,15 @@ def world(anvil_binary, tmp_path_factory):
     """A fresh home, a devnet started as a user starts it, the real model published on it."""
     base = tmp_path_factory.mktemp("devnet-flow")
     home = base / "home"
+    alice = elements(home, "keys", "new", "alice", "--json", ELEMENTS_KEYSTORE_PASSWORD=PASSWORD)  # before the devnet: it funds keystores
+    assert alice.returncode == 0, alice.stderr
     devnet = DevnetProcess(home, free_port(), base / "chain-state.json")
     banner = devnet.start()
     try:
         published = elements(home, *NET, "publish-model", MODEL, "--license", "Apache-2.0", "--json")
         assert published.returncode == 0, published.stderr
-        yield {"base": base, "home": home, "devnet": devnet, "banner": banner, "report": json.loads(published.stdout)}
+        yield {"base": base, "home": home, "devnet": devnet, "banner": banner, "report": json.loads(published.stdout),
+               "alice": json.loads(alice.stdout)["address"]}
     finally:
         devnet.stop()
 
@@ -43,6 +47,16 @@ def test_devnet_prints_what_to_do_next_and_writes_the_network(world):
     assert "export ELEMENTS_NETWORK=devnet" in banner and DEV_ADDRESSES[0] in banner
     network = json.loads((world["home"] / "config.json").read_text())["networks"]["devnet"]
     assert network["rpc_url"] == devnet.url and network["chain_id"] == 31337 and network["state"] == str(devnet.state)
+
+
+def test_the_devnet_funds_the_homes_keystores_so_they_can_publish(world, tmp_path):
+    assert f"funded keystore alice: {world['alice']} (100 ETH)" in world["banner"]
+    notes = tmp_path / "NOTICE"
+    notes.write_text("published by alice on the devnet\n")
+    published = elements(world["home"], *NET, "--keystore", "alice", "publish", notes, "--license", "MIT", "--json",
+                         ELEMENTS_KEYSTORE_PASSWORD=PASSWORD)
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout)["publisher"] == world["alice"]
 
 
 def test_publish_model_on_the_devnet_claims_every_element_and_the_composition(world):
@@ -156,4 +170,5 @@ def test_the_devnet_restarts_from_its_state_file_with_every_record(world):
     assert shown.returncode == 0, shown.stderr
     assert f"record     {record}" in shown.stdout and "kind       composition" in shown.stdout
     listed = json.loads(elements(home, *NET, "ls", "--json").stdout)
-    assert len(listed) == 20
+    assert {r["record_id"] for r in world["report"]["records"]} <= {r["record_id"] for r in listed}
+    assert f"funded keystore alice: {world['alice']}" in banner  # her balance survived the restart

@@ -8,10 +8,13 @@ import signal
 import sys
 from pathlib import Path
 
+from eth_utils import is_address, to_checksum_address
+
 from ..chain.accounts import load_account
 from ..chain.deploy import deploy_registry
 from ..chain.devnet import ANVIL_CHAIN_ID, Anvil
 from ..chain.errors import AccountError
+from ..chain.keystore import list_keys
 from ..chain.licenses import describe_flags
 from ..chain.session import open_chain, open_registry
 from ..config import Settings, load_config_file, save_config_file
@@ -21,6 +24,8 @@ from ._app import Result, add_command
 __all__ = ["register"]
 
 DEVNET_NETWORK = "devnet"
+#: What `elements devnet` gives each keystore of the home (and each --fund address) that has less than 1 ETH.
+FUND_ETHER = 100
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -47,12 +52,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements devnet                                 http://127.0.0.1:8545, state in $ELEMENTS_HOME/devnet/\n"
             "  elements devnet --port 8600 --state ./chain.json   restarted with the same file: the same records\n"
             "  elements devnet --json                          one JSON line when running, one when stopped\n"
+            "  elements devnet --fund 0xAbC...                 also give that address 100 ETH (keystores get it anyway)\n"
             "  elements --network devnet ls                    (from another shell)\n"
         ),
     )
     devnet.set_defaults(network_optional=True)
     devnet.add_argument("--port", type=int, default=8545, help="TCP port on 127.0.0.1 (default 8545)")
     devnet.add_argument("--state", type=Path, default=None, help="state file (default $ELEMENTS_HOME/devnet/state.json)")
+    devnet.add_argument("--fund", action="append", default=[], metavar="ADDR",
+                        help=f"give this address {FUND_ETHER} ETH (repeatable); every keystore in $ELEMENTS_HOME gets it too")
     add_command(
         sub,
         common,
@@ -86,6 +94,9 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> Result:
 def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a TCP port (1-65535)")
+    for address in args.fund:
+        if not is_address(address):
+            raise InputError(f"--fund {address!r} is not an address (0x + 40 hex digits)")
     state = args.state or settings.home / "devnet" / "state.json"
     _check_port_free(args.port)
     anvil = Anvil(port=args.port, state=state.expanduser().resolve(), log=settings.home / "devnet" / "anvil.log")
@@ -97,6 +108,7 @@ def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
         deployment = deploy_registry(chain, chain.dev_accounts[0], settings.home)
         config_path = _record_network(settings.home, anvil, deployment.address, state)
         accounts = [{"address": a.address, "private_key": "0x" + a.key.hex()} for a in chain.dev_accounts]
+        funded = _fund(chain, settings.home, args.fund)
         data = {
             "rpc_url": anvil.url,
             "chain_id": ANVIL_CHAIN_ID,
@@ -106,6 +118,7 @@ def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
             "network": DEVNET_NETWORK,
             "config": str(config_path),
             "accounts": accounts,
+            "funded": funded,
         }
         # A long-running command: with --json, one compact JSON line per event (running, stopped).
         _event(settings, {"event": "running", **data}, lambda: _print_devnet(data))
@@ -119,6 +132,21 @@ def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         anvil.stop()
+
+
+def _fund(chain, home: Path, extra: list[str]) -> list[dict]:
+    """Give every keystore of the home, and each ``extra`` address, FUND_ETHER when it holds less than 1 ETH,
+    so `--keystore NAME` just works on the devnet (a restarted devnet keeps the balances: nothing is sent)."""
+    wanted: dict[str, str | None] = {to_checksum_address(a): None for a in extra}
+    for key in list_keys(home):
+        wanted[to_checksum_address(key.address)] = key.name
+    funded = []
+    for address, name in wanted.items():
+        sent = chain.balance(address) < 10**18
+        if sent:
+            chain.transact(chain.dev_accounts[0], {"to": address, "value": FUND_ETHER * 10**18}, gas=21_000)
+        funded.append({"address": address, "keystore": name, "sent": sent, "balance_wei": chain.balance(address)})
+    return funded
 
 
 def _event(settings: Settings, data: dict, human) -> None:
@@ -166,6 +194,9 @@ def _print_devnet(data: dict) -> None:
     for account in data["accounts"][:4]:
         print(f"  {account['address']}  {account['private_key']}")
     print(f"  ... and {len(data['accounts']) - 4} more")
+    for entry in data["funded"]:
+        who = f"keystore {entry['keystore']}" if entry["keystore"] else "address"
+        print(f"funded {who}: {entry['address']} ({entry['balance_wei'] / 10**18:,.6g} ETH)")
     print("use it from another shell:  export ELEMENTS_NETWORK=devnet   (or --network devnet)")
     print("Ctrl-C stops it and saves the state.")
 
