@@ -60,7 +60,7 @@ def test_publish_model_shows_splitting_and_hashing_bars_on_a_terminal(tmp_path):
 
 def test_verify_and_assemble_local_show_bars_on_a_terminal(tmp_path):
     code, shown = on_terminal(tmp_path, "verify", MODEL)  # the in-process chain knows nothing: exit 1
-    assert code == 1 and "hashing" in shown and BAR in shown
+    assert code == 1 and "verifying" in shown and BAR in shown
     assert elements(tmp_path, "split", MODEL, "--out", tmp_path / "parts").returncode == 0
     code, shown = on_terminal(tmp_path, "assemble-local", tmp_path / "parts" / "recipe.json", "--elements",
                               tmp_path / "parts", "-o", tmp_path / "out")
@@ -92,7 +92,7 @@ def test_off_a_terminal_nothing_progress_like_reaches_stdout_or_stderr(tmp_path,
     result = elements(tmp_path, *args)  # pipes, and ELEMENTS_NO_PROGRESS unset
     assert result.returncode in (0, 1), result.stderr
     assert result.stderr == ""
-    assert not CONTROL.search(result.stdout) and BAR not in result.stdout and "hashing" not in result.stdout
+    assert not CONTROL.search(result.stdout) and BAR not in result.stdout and "hashing" not in result.stdout and "verifying" not in result.stdout
 
 
 def test_a_disabled_bar_takes_reports_and_draws_nothing(capsys):

@@ -67,7 +67,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     from ..provenance.report import render
     from ..provenance.verify import Verifier, VerifyOptions, read_model
 
-    with progress(settings, "hashing") as bar:  # the model is read (and a bad path refused) before connecting
+    with progress(settings, "verifying") as bar:  # the model is hashed (and a bad path refused) before connecting
         model = read_model(args.path, bar)
     registry = open_read_registry(settings)
     with Sources.from_settings(settings) as sources:
