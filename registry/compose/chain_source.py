@@ -81,7 +81,7 @@ class ChainElementSource(ElementSource):
             )
         if record.kind != Kind.COMPOSITION and ref.kind == "composition":
             raise RecipeError(
-                f"input {ref.name!r} is declared a composition but record {ref.record} is a {_kind_name(record)}; "
+                f"input {ref.name!r} is declared a composition but record {ref.record} is {_kind_name(record)} record; "
                 "drop `kind: composition`"
             )
         return record
@@ -177,7 +177,9 @@ class AssembledComposition:
 
 
 def _kind_name(record: Record) -> str:
-    return record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
+    """'an element', 'a file', 'an adapter' (an unknown kind: 'a kind 9')."""
+    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
+    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def choose_composition(records: Sequence[Record], trust: Sequence[str] = ()) -> Record:

@@ -521,6 +521,15 @@ class _ManifestFileElement(FileElement):
             return super().read_bytes()
 
 
+def _leaf_copies(plan: Any) -> list[CopyPlan]:
+    """The element tensors a plan reads (through nested compositions too)."""
+    if isinstance(plan, CopyPlan):
+        return [plan]
+    children = [getattr(plan, name) for name in ("child", "base", "lora_a", "lora_b") if hasattr(plan, name)]
+    children += list(getattr(plan, "children", []))
+    return [leaf for child in children for leaf in _leaf_copies(child)]
+
+
 def _leaf_elements(plan: Any) -> list[Any]:
     if isinstance(plan, CopyPlan):
         return [plan.element]
@@ -828,7 +837,7 @@ class Verifier:
         it claims (``None`` with the problem recorded when it cannot be)."""
         label = f"composition input {ref.name!r} (record {ref.record})"
         if not isinstance(document, Recipe):
-            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is a {_record_kind(record)}")
+            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {_record_kind(record)} record")
             return None
         if depth > MAX_NESTING_DEPTH:
             check.problems.append(f"{label} is nested more than {MAX_NESTING_DEPTH} compositions deep; it was not checked")
@@ -1168,7 +1177,8 @@ class _Skip(Exception):
 
 
 def _record_kind(record: Record) -> str:
-    return record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
+    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
+    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 # --------------------------------------------------------------------------------------------
@@ -1190,12 +1200,13 @@ def _expected_of_plan(plan: Plan, recipe: Recipe) -> dict[str, _Expected]:
             sources = [Source(base.record_id, base.publisher, base.content_id, tensor.name, base.input, base.block, base.yanked)]
             out[name] = _Expected(tensor.dtype, tuple(tensor.shape), str(tensor.digest), sources, None, claimed.get(name), tensor)
         else:
-            origins = {}
-            for leaf in _leaf_elements(tensor):
-                origin = getattr(leaf, "origin", None)
+            origins: dict[tuple, Source] = {}
+            for leaf in _leaf_copies(tensor):
+                origin = getattr(leaf.element, "origin", None)
                 if origin is not None:
-                    origins.setdefault(origin.record_id, origin)
-            sources = [origins[k] for k in sorted(origins, key=lambda k: origins[k].input or "")]
+                    origins.setdefault((origin.record_id, leaf.name), Source(
+                        origin.record_id, origin.publisher, origin.content_id, leaf.name, origin.input, origin.block, origin.yanked))
+            sources = sorted(origins.values(), key=lambda o: (o.input or "", o.tensor or ""))
             out[name] = _Expected(tensor.dtype, tuple(tensor.shape), None, sources, tensor.describe(), claimed.get(name), tensor)
     return out
 
@@ -1264,7 +1275,7 @@ def _compare(model: Mapping[str, TensorEntry], expected: Mapping[str, _Expected]
                 result.message = f"{name} recomputed from {want.how}"
             else:
                 result.status = "differs"
-                result.message = f"{name} differs from its recomputation {want.how} (inputs: {', '.join(s.label() for s in want.sources)})"
+                result.message = f"{name} differs from its recomputation {want.how} (inputs: {', '.join(dict.fromkeys(s.label() for s in want.sources))})"
         results[name] = result
     # A missing tensor whose content is present under another name was renamed.
     missing_by_digest: dict[str, str] = {}
