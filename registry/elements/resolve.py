@@ -783,7 +783,8 @@ class Resolver:
                     elif parent is not None and parent.is_composition != (ref.kind == "composition"):
                         error = DocumentError(
                             f"the recipe of composition {_hex(node.record_id)} uses record {ref.record} (input {name!r}) as "
-                            f"{'a composition' if ref.kind == 'composition' else 'an element'}, but it is a {parent.kind_name}"
+                            f"{'a composition' if ref.kind == 'composition' else 'an element'}, but it is "
+                            f"{'an' if parent.kind_name[0] in 'aeiou' else 'a'} {parent.kind_name}"
                         )
                     if error is not None:
                         if strict:
