@@ -86,6 +86,12 @@ def test_a_composition_input_used_only_in_files_is_used():
     assert recipe.inputs["x"].kind == "tensors" and recipe.inputs["bob"].kind == "composition"
 
 
+def test_the_nested_module_exports_exactly_its_public_names():
+    public = {name for name, value in vars(nested).items()
+              if not name.startswith("_") and getattr(value, "__module__", None) == nested.__name__}
+    assert public <= set(nested.__all__) and all(hasattr(nested, name) for name in nested.__all__)
+
+
 # ------------------------------------------------------------------------------ local recipes
 
 
@@ -323,8 +329,14 @@ def test_dave_builds_on_carols_derived_model_which_is_built_once_in_the_cache(st
     build = Path(story.store.root).parent / "cache" / "compositions" / carol.content_id / "model.safetensors"
     assert str(content_id(build)) == carol.content_id  # Carol's F16 model, built once and checked
     stamp = build.stat().st_mtime_ns
-    out = assemble_composition(story.resolver(), composed.record, tmp_path / "dave")
+    elements_cache = tmp_path / "elements"
+    out = assemble_composition(story.resolver(), composed.record, tmp_path / "dave", cache_dir=elements_cache)
     assert out.result.content_id == composed.content_id and build.stat().st_mtime_ns == stamp
+    # Carol's build gives the tensors; her config.json is re-derived through Bob's file step from
+    # Alice's config element, the only element data fetched (nothing of Bob's tensors is opened).
+    resolver = story.resolver()
+    alice_config = resolver.document(resolver.record(story.published.records["config.json"]))
+    assert [p.name for p in elements_cache.iterdir()] == [alice_config.data["cid"]]
     carol_tensors, dave_tensors = read_tensors(build), read_tensors(tmp_path / "dave" / "model.safetensors")
     assert sorted(dave_tensors) == sorted(n for n in carol_tensors if not n.startswith("encoder.layer.1."))
     assert all(dave_tensors[n][1].tobytes() == carol_tensors[n][1].tobytes() for n in dave_tensors)

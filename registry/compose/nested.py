@@ -182,11 +182,12 @@ class CompositionElement(TensorElement):
         inputs: its opened inputs, by its recipe's names (closed with this element).
         built: its build (a verified tensors element of the cached output), if built.
         open_input: opens one of its inputs on demand (a file asked of a built composition).
+        files_only: opened for its files only (its tensors are not available).
     """
 
     def __init__(self, ref: InputRef, recipe: Recipe, manifest: Manifest, *, plans: Mapping[str, TensorPlan] | None = None,
                  inputs: Mapping[str, Any] | None = None, built: TensorElement | None = None,
-                 open_input: Callable[[str], Any] | None = None) -> None:
+                 open_input: Callable[[str], Any] | None = None, files_only: bool = False) -> None:
         self.ref = ref
         self.recipe = recipe
         self.manifest = manifest
@@ -199,6 +200,7 @@ class CompositionElement(TensorElement):
         self._inputs: dict[str, Any] = dict(inputs or {})
         self._open_input = open_input
         self._files: dict[str, FileElement] = {}
+        self.files_only = files_only
 
     # -- tensors -------------------------------------------------------------------------------
 
@@ -211,6 +213,8 @@ class CompositionElement(TensorElement):
         """The plan of one of its output tensors (what a step that takes it uses)."""
         if self.built is not None:
             return CopyPlan(self.built, name)
+        if self.files_only:  # pragma: no cover - only file steps reach a files-only composition
+            raise AssertionError(f"{_label(self.ref)} was opened for its files only")
         inner = self._plans[name]
         if isinstance(inner, CopyPlan):
             return inner
@@ -314,15 +318,15 @@ def _storage(dtype: str):
 
 
 def open_input(source: ElementSource, ref: InputRef, *, materialize: bool = True, depth: int = 0,
-               stack: tuple[str, ...] = ()) -> Any:
+               stack: tuple[str, ...] = (), files_only: bool = False) -> Any:
     """Open one recipe input from ``source``: an element (``source.open``) or a composition."""
     if ref.kind == "composition":
-        return open_composition(source, ref, materialize=materialize, depth=depth + 1, stack=stack)
+        return open_composition(source, ref, materialize=materialize, depth=depth + 1, stack=stack, files_only=files_only)
     return source.open(ref)
 
 
 def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool = True, depth: int = 1,
-                     stack: tuple[str, ...] = ()) -> CompositionElement:
+                     stack: tuple[str, ...] = (), files_only: bool = False) -> CompositionElement:
     """Open a composition input (see the module docstring).
 
     Args:
@@ -330,6 +334,8 @@ def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool 
             composition cache (assembly); ``False`` plans them as checked derived tensors.
         depth: its nesting level (the recipe's own composition inputs are 1).
         stack: the compositions being opened around it (a local recipe may not include itself).
+        files_only: only its files will be read (a file of a built composition): nothing below
+            it is opened until a file step needs it, its tensors are not available.
 
     Raises:
         NestingError: deeper than :data:`MAX_NESTING_DEPTH`, or a cycle of local recipes.
@@ -352,10 +358,18 @@ def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool 
         return open_input(source, _qualified(ref, name, recipe.inputs[name]), materialize=materialize,
                           depth=depth, stack=inner_stack)
 
+    def open_for_files(name: str) -> Any:
+        # A file step reads one file input (or a file of a composition): open only that.
+        return open_input(source, _qualified(ref, name, recipe.inputs[name]), materialize=materialize,
+                          depth=depth, stack=inner_stack, files_only=True)
+
+    if files_only:
+        return CompositionElement(ref, recipe, manifest or Manifest("tensors", parse_bytes32(ref.content_id)),
+                                  open_input=open_for_files, files_only=True)
     if materialize:
         built = cached_build(source, ref, manifest)
         if built is not None:
-            return CompositionElement(ref, recipe, _manifest_or(manifest, built), built=built, open_input=open_one)
+            return CompositionElement(ref, recipe, _manifest_or(manifest, built), built=built, open_input=open_for_files)
     inputs: dict[str, Any] = {}
     try:
         for name in sorted(recipe.inputs):
@@ -378,7 +392,7 @@ def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool 
         for element in inputs.values():
             element.close()
         raise
-    return CompositionElement(ref, recipe, _manifest_or(manifest, built), built=built, inputs=inputs, open_input=open_one)
+    return CompositionElement(ref, recipe, _manifest_or(manifest, built), built=built, inputs=inputs, open_input=open_for_files)
 
 
 def _manifest_or(manifest: Manifest | None, built: TensorElement) -> Manifest:
