@@ -14,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from registry.compose.chain_source import assemble_composition
+from registry.compose.plan import CompositionIntegrityError
 from registry.provenance.documents import Documents
 from registry.provenance.index import ElementIndex
 from registry.provenance.report import render
@@ -168,3 +169,62 @@ def _entries(directory: Path):
     from registry.elements.content_id import manifest_of
 
     return manifest_of(directory / "model.safetensors").entries
+
+
+def dave_doc(carol_input: dict) -> dict:
+    return {"format": "elements.recipe/v1", "name": "dave", "inputs": {"carol": carol_input},
+            "steps": [{"op": "take", "from": "carol", "exclude": ["encoder.layer.1.*"]}]}
+
+
+def test_a_model_three_compositions_deep_verifies_with_derived_tensors_recomputed_through_them(story, tmp_path):
+    dave = story.base.with_account(funded_account(story.base.chain))
+    composed = compose_as(dave, story.store, dave_doc({"kind": "composition", "content_id": story.carol_model.content_id,
+                                                       "record": story.carol_model.record}), CAROL_LICENSE)
+    out = tmp_path / "dave"
+    assemble_composition(story.resolver(), composed.record, out)
+    report = verify(story, out / "model.safetensors")
+    assert report.verdict == "verified", report.reasons
+    nodes = report.accepted.nodes
+    path = [composed.record, story.carol_model.record, story.bob_variant.record, story.published.records["encoder.layer.0"]]
+    assert all(child in nodes[parent].children for parent, child in zip(path, path[1:]))
+    assert [nodes[r].name for r in path[1:]] == ["carol", "bob", "encoder.layer.0"]
+    statuses = {t.name: t.status for t in report.accepted.tensors}
+    assert statuses.pop("embeddings.position_ids") == "match" and set(statuses.values()) == {"recomputed"}
+    query = next(t for t in report.accepted.tensors if t.name == QUERY.format(0))
+    assert "tensor 'encoder.layer.0.attention.self.query.weight' of composition input 'carol'" in query.how
+    assert [s.input for s in query.sources] == ["carol/bob/encoder.layer.0"]
+
+
+def test_a_nested_table_that_lies_about_a_derived_tensor_is_refused_by_assemble_and_invalid_in_verify(story, tmp_path):
+    from dataclasses import replace
+
+    from registry.digest import parse_bytes32
+    from registry.elements.content_id import Manifest, TensorEntry
+
+    mallory = story.base.with_account(funded_account(story.base.chain))
+    honest = story.carol_model.recipe
+    query, key = QUERY.format(0), QUERY.format(0).replace("query", "key")
+    digests = {t.name: t.digest for t in honest.output.tensors}
+    rows = tuple(replace(t, digest=digests[key] if t.name == query else digests[query] if t.name == key else t.digest)
+                 for t in honest.output.tensors)
+    forged_id = str(Manifest.for_tensors(TensorEntry(t.name, t.dtype, t.shape, parse_bytes32(t.digest), 0) for t in rows).content_id)
+    forged = publish_raw_composition(mallory, story.store, honest.with_output(replace(honest.output, tensors=rows, content_id=forged_id)),
+                                     forged_id)
+    # Dave's honest model, and Mallory's claim of it over the forged composition.
+    dave = story.base.with_account(funded_account(story.base.chain))
+    composed = compose_as(dave, story.store, dave_doc({"kind": "composition", "content_id": story.carol_model.content_id,
+                                                       "record": story.carol_model.record}), CAROL_LICENSE)
+    copycat_doc = {**dave_doc({"kind": "composition", "content_id": forged_id, "record": forged}),
+                   "output": composed.recipe.output.to_dict()}
+    copycat = publish_raw_composition(mallory, story.store, copycat_doc, composed.content_id)
+    out = tmp_path / "dave"
+    assemble_composition(story.resolver(), composed.record, out)
+    report = verify(story, out / "model.safetensors", claim=copycat)
+    assert (report.verdict, report.exit_code) == ("mismatch", 1)
+    [check] = report.claims
+    assert check.status == "invalid"
+    assert any(f"tensor '{query}' of composition input 'carol' (record {forged}) is 0x" in p and "does not build what it claims" in p
+               for p in check.problems), check.problems
+    with pytest.raises(CompositionIntegrityError, match=f"composition input 'carol' \\(record {forged}\\) does not build the content id"):
+        assemble_composition(story.resolver(), copycat, tmp_path / "copycat")
+    assert not (tmp_path / "copycat").exists()
