@@ -83,9 +83,12 @@ def carol_doc(bob: Composed, layers: tuple[int, int] = (0, 2), dtype: str | None
     return {"format": "elements.recipe/v1", "name": name, "inputs": {"bob": composition_input(bob)}, "steps": steps, "files": files}
 
 
-def publish_story(store: BlockStore) -> Story:
-    chain = connect("memory")
-    base = Registry.deploy(chain, chain.dev_accounts[0])
+def publish_story(store: BlockStore, base: Registry | None = None) -> Story:
+    """The story on ``base`` (default: a fresh in-process chain), by three fresh funded accounts."""
+    if base is None:
+        chain = connect("memory")
+        base = Registry.deploy(chain, chain.dev_accounts[0])
+    chain = base.chain
     alice, bob, carol = (base.with_account(funded_account(chain)) for _ in range(3))
     published = publish_real_model(alice, store)
     bob_variant = compose_as(bob, store, three_layer_doc(published), BOB_LICENSE)

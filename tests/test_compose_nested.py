@@ -15,9 +15,9 @@ import pytest
 from registry.chain.errors import ShareAlikeRequiredError
 from registry.compose import nested
 from registry.compose.chain_source import ChainElementSource, assemble_composition
-from registry.compose.engine import OutputMismatch, assemble, inspect_recipe
+from registry.compose.engine import assemble, inspect_recipe
 from registry.compose.nested import CompositionElement, NestingError, open_composition
-from registry.compose.plan import CheckedPlan, CompositionIntegrityError, CopyPlan, plan_tensors
+from registry.compose.plan import CheckedPlan, CompositionIntegrityError, CopyPlan
 from registry.compose.recipe import RecipeError, parse_recipe
 from registry.compose.sources import LocalElementSource
 from registry.elements.content_id import content_id, file_content_id

@@ -12,7 +12,7 @@ from registry.compose.recipe import Recipe
 from registry.elements.resolve import DocumentError
 from registry.storage.blockstore import BlockStore
 from tests.nested_support import CAROL_LICENSE, compose_as, composition_input, publish_raw_composition, publish_story
-from tests.publish_support import funded_account
+from tests.publish_support import CountingProvider, funded_account
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,19 @@ def test_a_recipe_that_uses_a_composition_record_as_an_element_is_a_document_err
     record = publish_raw_composition(mallory, story.store, document, pooler.content_id)
     with pytest.raises(DocumentError, match="as a composition, but it is an element"):
         story.resolver().graph(record)
+
+
+def test_on_anvil_carols_graph_is_read_in_depth_plus_one_round_trips_and_her_model_verifies(anvil_registry, tmp_path):
+    from registry.compose.chain_source import assemble_composition
+    from registry.provenance.verify import VerifyOptions, verify_model
+
+    story = publish_story(BlockStore(tmp_path / "blocks"), anvil_registry)
+    counter = CountingProvider(story.base.chain)
+    graph = story.resolver().graph(story.carol_model.record)
+    assert graph.depth == 2 and graph.round_trips == counter.count == 3  # one batched request per level
+    out = tmp_path / "carol"
+    assembled = assemble_composition(story.resolver(), story.carol_model.content_id, out)
+    assert assembled.result.content_id == story.carol_model.content_id
+    report = verify_model(out, story.base, story.sources, VerifyOptions(trust=(story.carol.account.address,)), home=tmp_path / "home")
+    assert (report.verdict, report.exit_code) == ("verified", 0)
+    assert report.accepted.nodes[story.carol_model.record].children == [story.bob_variant.record]

@@ -227,7 +227,9 @@ def assemble_composition(
 
     Raises:
         HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,
-        OutputMismatch, OutputExists, NotFoundError/ServiceError (data no source could provide).
+        OutputMismatch, OutputExists, NotFoundError/ServiceError (data no source could provide);
+        CompositionIntegrityError / NestingError (a composition input that does not build what
+        its record claims / nested too deep).
     """
     from .engine import OutputExists
 

@@ -48,6 +48,7 @@ from ..digest import parse_bytes32
 from ..elements.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import ElementsError
+from .ops import storage_dtype
 from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
 from .recipe import InputRef, Recipe, RecipeError
 from .sources import ElementIntegrityError, ElementSource, FileElement, TensorElement
@@ -225,7 +226,7 @@ class CompositionElement(TensorElement):
 
     def stream(self, name: str, chunk_bytes: int) -> Iterator[memoryview]:
         plan = self.tensor_plan(name)
-        elems = max(1, chunk_bytes // max(1, np.dtype(_storage(plan.dtype)).itemsize))
+        elems = max(1, chunk_bytes // max(1, storage_dtype(plan.dtype).itemsize))
         for block in plan.blocks(elems):
             yield memoryview(np.ascontiguousarray(block)).cast("B")
 
@@ -305,12 +306,6 @@ class CompositionElement(TensorElement):
         self._inputs.clear()
         if self.built is not None:
             self.built.close()
-
-
-def _storage(dtype: str):
-    from .ops import storage_dtype
-
-    return storage_dtype(dtype)
 
 
 # --------------------------------------------------------------------------------------------
