@@ -383,3 +383,28 @@ def test_carols_model_loads_in_transformers(story, tmp_path):
     with torch.no_grad():
         hidden = model.float()(**tokenizer(["money lego for model weights"], return_tensors="pt")).last_hidden_state
     assert hidden.shape[-1] == 384 and bool(torch.isfinite(hidden).all())
+
+
+def test_an_ancestor_behind_a_composition_input_binds_even_when_the_contract_sees_only_the_parent(tmp_path):
+    """Alice's elements are non-commercial; Bob's variant keeps that. Bob then builds on his own
+    variant under Apache-2.0: the contract exempts a publisher's own parent, but the client walks
+    through the composition input to Alice's elements and refuses, naming her record."""
+    from registry.chain.errors import CommercialUseNotAllowedError
+    from registry.chain.network import connect
+    from registry.chain.registry import Registry
+    from tests.provenance_support import publish_real_model, three_layer_doc
+
+    store = BlockStore(tmp_path / "blocks")
+    chain = connect("memory")
+    base = Registry.deploy(chain, chain.dev_accounts[0])
+    alice, bob = (base.with_account(funded_account(chain)) for _ in range(2))
+    published = publish_real_model(alice, store, license="CC-BY-NC-4.0")
+    variant = compose_as(bob, store, three_layer_doc(published), "CC-BY-NC-4.0")
+    own = {**carol_doc(variant, dtype=None), "files": []}
+    with pytest.raises(CommercialUseNotAllowedError) as caught:
+        compose_as(bob, store, own, "Apache-2.0", dry_run=True)
+    message = str(caught.value)
+    assert caught.value.values["ancestorPath"][0] == variant.record
+    assert caught.value.values["ancestorPath"][-1] in set(published.records.values())
+    assert f"reached through {variant.record[:12]}…" in message and "choose a non-commercial licence" in message
+    assert compose_as(bob, store, own, "CC-BY-NC-4.0", dry_run=True).content_id
