@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "registry.cli.chain_cmd",
     "registry.cli.elements_cmd",
     "registry.cli.compose_cmd",
+    "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",
     "registry.cli.storage_cmd",
     "registry.cli.config_cmd",
