@@ -49,6 +49,18 @@ exit codes: 0 ok, 1 verification failed, 2 bad input or unreachable service.
 """
 
 
+# Commands that read or write the registry: on the default in-process chain they run against a
+# chain that exists only for this process, which a user should be told (the demo knows).
+CHAIN_COMMANDS = {
+    "deploy", "licenses", "add-license", "publish", "publish-model", "publish-delta", "relay", "compose",
+    "resolve", "show", "ls", "assemble", "verify", "yank",
+}
+MEMORY_NOTE = (
+    "elements: note: no chain configured, so this runs on a throw-away in-process chain that is gone when "
+    "the command exits; start one with `elements devnet` and use --network devnet, or pass --network NAME / --rpc-url URL"
+)
+
+
 def _global_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("global options")
@@ -97,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = None
     try:
         settings = Settings.resolve(flags)
+        if args.command in CHAIN_COMMANDS and settings.rpc_url == "memory" and not settings.json:
+            print(MEMORY_NOTE, file=sys.stderr)
         result = args.handler(args, settings)
         return emit(result, settings)
     except ElementsError as exc:
