@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "registry.cli.chain_cmd",
     "registry.cli.elements_cmd",
     "registry.cli.compose_cmd",
+    "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",
     "registry.cli.storage_cmd",
     "registry.cli.config_cmd",
@@ -46,6 +47,18 @@ ELEMENTS_KEYSTORE, ELEMENTS_PRIVATE_KEY, ELEMENTS_IPFS_API, ELEMENTS_GATEWAY,
 ELEMENTS_NO_PROGRESS (see `elements config show`).
 exit codes: 0 ok, 1 verification failed, 2 bad input or unreachable service.
 """
+
+
+# Commands that read or write the registry: on the default in-process chain they run against a
+# chain that exists only for this process, which a user should be told (the demo knows).
+CHAIN_COMMANDS = {
+    "deploy", "licenses", "add-license", "publish", "publish-model", "publish-delta", "relay", "compose",
+    "resolve", "show", "ls", "assemble", "verify", "yank",
+}
+MEMORY_NOTE = (
+    "elements: note: no chain configured, so this runs on a throw-away in-process chain that is gone when "
+    "the command exits; start one with `elements devnet` and use --network devnet, or pass --network NAME / --rpc-url URL"
+)
 
 
 def _global_options() -> argparse.ArgumentParser:
@@ -96,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = None
     try:
         settings = Settings.resolve(flags)
+        if args.command in CHAIN_COMMANDS and settings.rpc_url == "memory" and not settings.json:
+            print(MEMORY_NOTE, file=sys.stderr)
         result = args.handler(args, settings)
         return emit(result, settings)
     except ElementsError as exc:
