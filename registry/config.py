@@ -112,6 +112,7 @@ class Settings:
     debug: bool = False
     trust: list[str] = field(default_factory=list)
     file: dict[str, Any] = field(default_factory=dict)
+    rpc_default: bool = False  # no flag, variable, network or config chose the chain: the in-process default
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
@@ -156,6 +157,7 @@ class Settings:
         return cls(
             home=home,
             rpc_url=rpc_url or "memory",
+            rpc_default=not rpc_url,
             network=network,
             registry=registry,
             keystore=pick("keystore", "ELEMENTS_KEYSTORE"),

@@ -64,3 +64,13 @@ def test_corrupt_config_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{nope")
     done = run(tmp_path, "config", "show")
     assert done.returncode == 2 and "config.json is not valid JSON" in done.stderr
+
+
+def test_chain_commands_on_the_default_in_process_chain_say_it_is_throw_away(tmp_path: Path) -> None:
+    done = run(tmp_path, "ls")
+    assert done.returncode == 0
+    assert "throw-away in-process chain" in done.stderr and "elements devnet" in done.stderr
+    quiet = run(tmp_path, "--json", "ls")
+    assert quiet.stderr == "" and json.loads(quiet.stdout) == []
+    offline = run(tmp_path, "config", "show")
+    assert "throw-away" not in offline.stderr

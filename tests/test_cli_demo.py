@@ -34,7 +34,7 @@ def test_demo_runs_every_step_in_order_and_prints_the_real_command(demo) -> None
     data, _ = demo
     assert data["ok"] is True
     assert [s["name"] for s in data["steps"]] == [
-        "deploy", "publish_model", "compose_three_layers", "publish_adapter", "license_refused", "compose_lora",
+        "deploy", "publish_model", "compose_three_layers", "compose_on_composition", "publish_adapter", "license_refused", "compose_lora",
         "resolve", "assemble", "verify_original", "verify_variant", "verify_tampered",
     ]
     for step in data["steps"]:
@@ -79,3 +79,10 @@ def test_demo_catches_the_changed_weight_by_name(demo) -> None:
     changed = load_file(str(keep / "tampered" / "model.safetensors"))[TAMPERED_TENSOR]
     assert (original != changed).sum() == 1
     assert steps(data)["verify_original"]["exit_code"] == 0
+
+
+def test_demo_carol_builds_on_bobs_composition_not_on_alices_elements(demo) -> None:
+    data, _ = demo
+    carol = steps(data)["compose_on_composition"]
+    assert carol["parents"] == [steps(data)["compose_three_layers"]["composition_record"]]
+    assert carol["content_id"] not in (steps(data)["compose_three_layers"]["content_id"],)

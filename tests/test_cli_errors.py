@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from registry.chain.devnet import Anvil, free_port
+from registry.cli import MEMORY_NOTE
 from tests.cli_support import DEV_KEYS, elements, one_line_error
 from tests.publish_support import MODEL
 
@@ -105,7 +106,7 @@ def test_a_stale_default_network_names_the_way_out_and_config_still_works(tmp_pa
 
 def test_a_failed_verification_exits_1_and_says_what_to_do(tmp_path):
     result = elements(tmp_path, "verify", MODEL)
-    assert result.returncode == 1 and result.stderr == ""
+    assert result.returncode == 1 and result.stderr == MEMORY_NOTE + "\n"  # the default chain knows nothing: it says so
     assert result.stdout.startswith("NOT VERIFIED: no claim for this content")
     assert "next: nothing on memory" in result.stdout and "elements publish-model" in result.stdout
 

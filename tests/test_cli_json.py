@@ -25,6 +25,8 @@ ELSEWHERE = {
     ("demo",): "tests/test_cli_demo.py (its JSON step by step)",
     ("assemble",): "tests/test_cli_jobs.py (assemble --json of a composition)",
     ("relay",): "tests/test_cli_jobs.py (relay --json)",
+    ("yank",): "tests/test_cli_records.py (yank --json, twice)",
+    ("publish-delta",): "tests/test_cli_records.py (publish-delta --json of a real fine-tune)",
 }
 
 

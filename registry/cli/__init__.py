@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "registry.cli.chain_cmd",
     "registry.cli.elements_cmd",
     "registry.cli.compose_cmd",
+    "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",
     "registry.cli.storage_cmd",
     "registry.cli.config_cmd",
@@ -52,12 +53,23 @@ exit codes: 0 ok / verified, 1 verification failed, 2 bad input, usage or an unr
 # The top-level help lists commands by the job they serve (any command not named here is listed last).
 COMMAND_GROUPS = [
     ("get started", ["demo", "devnet", "config"]),
-    ("job 1, publish", ["publish-model", "publish", "compose", "split"]),
+    ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split"]),
     ("job 2, resolve and assemble", ["resolve", "show", "ls", "assemble", "assemble-local"]),
     ("job 3, verify", ["verify"]),
     ("content ids and IPFS", ["id", "cid", "car"]),
-    ("chain, keys and licences", ["deploy", "keys", "licenses", "add-license", "relay"]),
+    ("chain, keys and licences", ["deploy", "keys", "licenses", "add-license", "relay", "yank"]),
 ]
+
+# Commands that read or write the registry: on the default in-process chain they run against a
+# chain that exists only for this process, which a user should be told (the demo knows).
+CHAIN_COMMANDS = {
+    "deploy", "licenses", "add-license", "publish", "publish-model", "publish-delta", "relay", "compose",
+    "resolve", "show", "ls", "assemble", "verify", "yank",
+}
+MEMORY_NOTE = (
+    "elements: note: no chain configured, so this runs on a throw-away in-process chain that is gone when "
+    "the command exits; start one with `elements devnet` and use --network devnet, or pass --network NAME / --rpc-url URL"
+)
 
 
 def _global_options() -> argparse.ArgumentParser:
@@ -165,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             settings = Settings.resolve(flags, use_network=False)
         result = args.handler(args, settings)
-        return emit(result, settings)
+        code = emit(result, settings)
+        if args.command in CHAIN_COMMANDS and settings.rpc_url == "memory" and settings.rpc_default and not settings.json:
+            # After the output, and only when the command ran: a failure stays one line (its message names the chain).
+            print(MEMORY_NOTE, file=sys.stderr)
+        return code
     except ElementsError as exc:
         return _fail(exc, exc.exit_code, settings, flags)
     except KeyboardInterrupt:

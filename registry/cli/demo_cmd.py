@@ -2,9 +2,10 @@
 
 No services and no configuration: an in-process EVM (eth-tester on py-evm) with the registry
 deployed through the canonical CREATE2 deployer, and a block store in a temporary ELEMENTS_HOME.
-Two publishers act: Alice publishes the model as elements (Apache-2.0); Bob publishes a
-three-layer variant (CC-BY-4.0) and a LoRA adapter with the model it merges into
-(CC-BY-NC-4.0), and is refused when he tries to relicense the merge commercially. Then the
+Three publishers act: Alice publishes the model as elements (Apache-2.0); Bob publishes a
+three-layer variant (CC-BY-4.0), which Carol builds on in half precision, and a LoRA adapter
+with the model it merges into (CC-BY-NC-4.0); Alice is refused when she tries to ship Bob's
+non-commercial merge under Apache-2.0. Then the
 LoRA variant is resolved by hash, assembled, and verified with the original; a copy of the
 original with one weight changed is caught by name.
 
@@ -256,6 +257,33 @@ def run_story(source: Path, work: Path, show: bool) -> Story:
     variant = story.step("compose_three_layers", "Bob publishes a three-layer variant (CC-BY-4.0)",
                          f"elements compose {three_path.name} --license {LICENSE_VARIANT} --network sepolia", publish_three)
 
+    # 2b. Carol builds on Bob's composition (not on Alice's elements): half precision.
+    carol_key = chain.dev_accounts[2]
+    carol = alice.with_account(carol_key)
+    carol_path = work / "minilm-l3-f16.yaml"
+    bob_files = [f.path for f in load_recipe(three_path).files]
+    carol_path.write_text(yaml.safe_dump(_carol_recipe(variant, bob_files), sort_keys=False))
+
+    def publish_carol() -> tuple[dict, Callable[[], None]]:
+        report = publish_composition(carol, Resolver(carol, sources), load_recipe(carol_path), license=LICENSE_VARIANT,
+                                     work_dir=work / "scratch")
+        data = {
+            "carol": carol_key.address,
+            "composition_record": _hex(report.claim.record_id),
+            "content_id": _hex(report.claim.record.content_id),
+            "parents": [_hex(p) for p in report.claim.record.parents],
+        }
+
+        def render_carol() -> None:
+            story.say(f"Carol {carol_key.address}: one input, Bob's composition {variant['composition_record'][:12]}…, "
+                      "cast to F16; her ancestry runs through Bob's record to Alice's elements")
+            story.say(f"composition record {data['composition_record']}  content id {data['content_id']}")
+
+        return data, render_carol
+
+    story.step("compose_on_composition", "Carol builds on Bob's variant: half precision (CC-BY-4.0)",
+               f"elements compose {carol_path.name} --license {LICENSE_VARIANT} --network sepolia", publish_carol)
+
     # 3. Bob: a LoRA adapter (non-commercial) and the model it merges into.
     adapter_path = work / "minilm-lora-adapter.safetensors"
     _write_lora_adapter(adapter_path, base_recipe, resolver)
@@ -424,6 +452,18 @@ def _three_layer_recipe(base) -> dict:
             {"op": "take", "from": "pooler"},
         ],
         "files": _file_specs(base, {"num_hidden_layers": 3}),
+    }
+
+
+def _carol_recipe(variant: dict, files: list[str]) -> dict:
+    return {
+        "format": "elements.recipe/v1",
+        "name": "minilm-l3-f16",
+        "description": "Bob's three-layer all-MiniLM-L6-v2 in half precision",
+        "inputs": {"bob": {"kind": "composition", "content_id": variant["content_id"], "record": variant["composition_record"]}},
+        "steps": [{"op": "take", "from": "bob"}, {"op": "cast", "dtype": "F16"}],
+        "files": [{"path": path, "from": "bob", "file": path, **({"patch": {"torch_dtype": "float16"}} if path == "config.json" else {})}
+                  for path in files],
     }
 
 

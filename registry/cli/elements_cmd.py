@@ -445,13 +445,15 @@ def _line(node) -> str:
 
 
 def _print_tree(graph) -> None:
+    """The graph as a tree, each record once: a record met again (a shared element, a composition
+    built on another) is one line marked ``(above)``, its parents not repeated."""
     shown: set[bytes] = set()
 
     def walk(rid: bytes, prefix: str, last: bool, top: bool) -> None:
         node = graph.nodes[rid]
         branch = "" if top else ("└── " if last else "├── ")
         again = rid in shown
-        print(prefix + branch + _line(node) + ("  (above)" if again and node.record.parents else ""))
+        print(prefix + branch + _line(node) + ("  (above)" if again else ""))
         if again:
             return
         shown.add(rid)

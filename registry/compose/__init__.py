@@ -5,4 +5,5 @@
 - :mod:`registry.compose.sources`  the element source interface and verified element readers
 - :mod:`registry.compose.plan`     recipe steps over manifests -> one lazy plan per output tensor
 - :mod:`registry.compose.engine`   streaming assembly into a model directory, with provenance
+- :mod:`registry.compose.nested`   compositions as recipe inputs (opened recursively, built once)
 """

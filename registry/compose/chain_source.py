@@ -7,6 +7,12 @@ file it names from the sources (local block store, then Kubo, then gateways; eve
 against its CID) and hands the engine a local copy of the data file under
 ``$ELEMENTS_HOME/cache/elements/<data CID>`` (derived data: safe to delete). The engine then checks
 the file against the manifest tensor by tensor, as for every source.
+
+A composition input (``kind: composition``) names a composition record: its recipe is the
+record's checked document (:meth:`ChainElementSource.recipe`), its inputs are that record's
+parents (already in the graph, which the resolver reads through every parent), and it is opened
+recursively by :mod:`registry.compose.nested`; one with derived tensors is built once into
+``$ELEMENTS_HOME/cache/compositions/<content id>/`` (derived data: safe to delete).
 """
 
 from __future__ import annotations
@@ -41,15 +47,22 @@ class ChainElementSource(ElementSource):
         graph: a resolved graph holding the input records (else each record is read on demand).
         cache_dir: where data files are exported for the engine (default: a ``cache/elements``
             directory beside the block store).
+        composition_dir: where composition inputs with derived tensors are built (default: a
+            ``cache/compositions`` directory beside the block store).
     """
 
-    def __init__(self, resolver: Resolver, graph: Graph | None = None, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, resolver: Resolver, graph: Graph | None = None, cache_dir: str | os.PathLike | None = None,
+                 composition_dir: str | os.PathLike | None = None) -> None:
         if resolver.sources is None:
             raise InputError("assembling from the chain needs sources (a block store, and Kubo or gateways for remote data)")
         self.resolver = resolver
         self.graph = graph
         store_root = Path(resolver.sources.store.root)
         self.cache_dir = Path(cache_dir) if cache_dir else store_root.parent / "cache" / "elements"
+        self.composition_dir = Path(composition_dir) if composition_dir else store_root.parent / "cache" / "compositions"
+
+    def composition_cache(self) -> Path:
+        return self.composition_dir
 
     def record(self, ref: InputRef) -> Record:
         """The record behind an input, checked against the content id and kind the recipe pins."""
@@ -62,19 +75,35 @@ class ChainElementSource(ElementSource):
             raise ElementIntegrityError(
                 f"input {ref.name!r}: record {ref.record} claims content id 0x{record.content_id.hex()}, the recipe pins {ref.content_id}"
             )
-        if record.kind == Kind.COMPOSITION:
+        if record.kind == Kind.COMPOSITION and ref.kind != "composition":
             raise RecipeError(
-                f"input {ref.name!r} is composition record {ref.record}; use the elements of its recipe as inputs "
-                "(or assemble it and publish its weights as an element)"
+                f"input {ref.name!r} is composition record {ref.record}; declare it `kind: composition` to build on it"
+            )
+        if record.kind != Kind.COMPOSITION and ref.kind == "composition":
+            raise RecipeError(
+                f"input {ref.name!r} is declared a composition but record {ref.record} is {_kind_name(record)} record; "
+                "drop `kind: composition`"
             )
         return record
 
+    def _document(self, record: Record):
+        node = self.graph.nodes.get(record.record_id) if self.graph is not None else None
+        return node.document if node is not None and node.document is not None else self.resolver.document(record)
+
     def manifest(self, ref: InputRef) -> Manifest:
         record = self.record(ref)
-        node = self.graph.nodes.get(record.record_id) if self.graph is not None else None
-        document = node.document if node is not None and node.document is not None else self.resolver.document(record)
+        document = self._document(record)
         if not isinstance(document, Manifest):  # pragma: no cover - compositions are refused above
             raise ElementIntegrityError(f"input {ref.name!r}: record {ref.record} has no element manifest")
+        return document
+
+    def recipe(self, ref: InputRef) -> Recipe:
+        """The checked recipe of a composition input's record (the resolver checked it is
+        canonical, claims the record's content id and pins every input to a parent)."""
+        record = self.record(ref)
+        document = self._document(record)
+        if not isinstance(document, Recipe):  # pragma: no cover - the resolver parses compositions as recipes
+            raise ElementIntegrityError(f"input {ref.name!r}: composition record {ref.record} has no recipe")
         return document
 
     def data_path(self, ref: InputRef) -> Path:
@@ -95,14 +124,30 @@ class ChainElementSource(ElementSource):
         return path
 
     def prefetch(self, recipe: Recipe, progress: Progress | None = None) -> int:
-        """Fetch every input's data before assembly (``progress(bytes_done, bytes_total)``).
+        """Fetch every input's data before assembly (``progress(bytes_done, bytes_total)``),
+        through composition inputs down to their elements (but not below a composition whose
+        build is cached).
 
         Returns the bytes of data the inputs hold.
         """
-        manifests = [(ref, self.manifest(ref)) for _, ref in sorted(recipe.inputs.items())]
-        total = sum(int(m.data["size"]) for _, m in manifests)
+        from .nested import MAX_NESTING_DEPTH, NestingError, has_cached_build
+
+        leaves: dict[str, tuple[InputRef, Manifest]] = {}
+
+        def walk(current: Recipe, depth: int) -> None:
+            for _, ref in sorted(current.inputs.items()):
+                if ref.kind == "composition":
+                    if depth >= MAX_NESTING_DEPTH:
+                        raise NestingError(f"composition input {ref.name!r} is nested more than {MAX_NESTING_DEPTH} levels deep")
+                    if not has_cached_build(self, ref):
+                        walk(self.recipe(ref), depth + 1)
+                elif ref.record not in leaves:
+                    leaves[ref.record] = (ref, self.manifest(ref))
+
+        walk(recipe, 0)
+        total = sum(int(m.data["size"]) for _, m in leaves.values())
         done = 0
-        for ref, manifest in manifests:
+        for ref, manifest in leaves.values():
             self.data_path(ref)
             done += int(manifest.data["size"])
             if progress:
@@ -129,6 +174,12 @@ class AssembledComposition:
             "records": len(self.graph),
             "assembly": self.result.to_json(),
         }
+
+
+def _kind_name(record: Record) -> str:
+    """'an element', 'a file', 'an adapter' (an unknown kind: 'a kind 9')."""
+    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
+    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def choose_composition(records: Sequence[Record], trust: Sequence[str] = ()) -> Record:
@@ -176,7 +227,9 @@ def assemble_composition(
 
     Raises:
         HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,
-        OutputMismatch, OutputExists, NotFoundError/ServiceError (data no source could provide).
+        OutputMismatch, OutputExists, NotFoundError/ServiceError (data no source could provide);
+        CompositionIntegrityError / NestingError (a composition input that does not build what
+        its record claims / nested too deep).
     """
     from .engine import OutputExists
 

@@ -52,6 +52,8 @@ __all__ = [
     "OutputExists",
     "OutputMismatch",
     "assemble",
+    "assemble_elements",
+    "file_plan",
     "inspect_recipe",
     "merge_patch",
     "parse_size",
@@ -205,11 +207,13 @@ def _block_elems(plan: TensorPlan) -> int:
 
 
 @contextlib.contextmanager
-def _opened(recipe: Recipe, source: ElementSource):
+def _opened(recipe: Recipe, source: ElementSource, materialize: bool = True):
+    from .nested import open_input
+
     elements: dict[str, TensorElement | FileElement] = {}
     try:
         for name in sorted(recipe.inputs):
-            elements[name] = source.open(recipe.inputs[name])
+            elements[name] = open_input(source, recipe.inputs[name], materialize=materialize)
         yield elements
     finally:
         for element in elements.values():
@@ -252,7 +256,8 @@ def inspect_recipe(recipe: Recipe | str | os.PathLike, source: ElementSource) ->
         RecipeError / ElementNotFound / ElementIntegrityError / OutputMismatch: as :func:`assemble`.
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    with _opened(recipe, source) as elements:
+    # Planning only: a composition input with derived tensors is planned, not built.
+    with _opened(recipe, source, materialize=False) as elements:
         plan = plan_tensors(recipe, elements)
         _check_expected_table(recipe, plan)
         return {
@@ -300,55 +305,100 @@ def assemble(
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+    with _opened(recipe, source) as elements:
+        return assemble_elements(recipe, elements, out, force=force, max_shard_size=max_shard_size, progress=progress,
+                                 provenance=provenance, durable=durable)
+
+
+def _data_paths(element: Any) -> list[Path]:
+    paths = getattr(element, "data_paths", None)
+    if paths is not None:  # a composition input: the files of its elements (or of its build)
+        return list(paths())
+    return [element.path] if getattr(element, "path", None) is not None else []
+
+
+def file_plan(recipe: Recipe, elements: Mapping[str, Any]) -> list[tuple[str, FileElement, Mapping | None]]:
+    """(output path, verified file element, patch) for each of the recipe's files; a file of a
+    composition input (``file:``) is resolved through that composition's own file steps.
+
+    Raises:
+        RecipeError: a composition input has no such file.
+        CompositionIntegrityError: a composition's file step does not give what its output says.
+    """
+    out = []
+    for spec in recipe.files:
+        element = elements[spec.source]
+        if spec.file is not None:
+            element = element.file(spec.file)
+        out.append((spec.path, element, spec.patch))
+    return out
+
+
+def assemble_elements(
+    recipe: Recipe,
+    elements: Mapping[str, TensorElement | FileElement],
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    progress: Progress | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    durable: bool = True,
+) -> AssemblyResult:
+    """:func:`assemble` over inputs that are already opened (``source.open`` for each input);
+    the caller closes them. Used to build composition inputs (:mod:`registry.compose.nested`)."""
+    out = Path(out_dir)
+    if (out.exists() or out.is_symlink()) and not force:
+        raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
     provenance = dict(provenance or {})
     reserved = {"format", "content_id", "recipe", "inputs", "weights", "files"}
     if reserved & set(provenance):
         raise InputError(f"provenance fields {', '.join(sorted(reserved & set(provenance)))} are set by the engine")
-    with _opened(recipe, source) as elements:
-        resolved = out.resolve()
-        for element in elements.values():
-            data = element.path.resolve()
+    resolved = out.resolve()
+    for name, element in elements.items():
+        for data in _data_paths(element):
+            data = data.resolve()
             if resolved == data or resolved in data.parents:
-                raise InputError(f"output directory {out} holds input {element.ref.name!r} ({element.path}); choose another -o")
-        plan = plan_tensors(recipe, elements)
-        _check_expected_table(recipe, plan)
-        file_plan = [(spec.path, elements[spec.source], spec.patch) for spec in recipe.files]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
-        temporary.mkdir()
-        syncer = _Syncer(durable)
-        try:
-            entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, syncer)
-            content_id = str(tensor_set_content_id(entries))
-            if recipe.output.content_id and content_id != recipe.output.content_id:
-                raise OutputMismatch(
-                    f"the assembled weights have content id {content_id} but the recipe expects "
-                    f"{recipe.output.content_id}; nothing was written"
-                )
-            files = _write_files(temporary, file_plan, recipe)
-            recipe_content_id = recipe.content_id()
-            document = {
-                "format": PROVENANCE_FORMAT,
-                "content_id": content_id,
-                "recipe": {"content_id": recipe_content_id, "document": recipe.to_dict()},
-                "inputs": {
-                    name: {k: v for k, v in ref.to_dict().items() if k != "path"}
-                    for name, ref in sorted(recipe.inputs.items())
-                },
-                "weights": {"files": weight_files, "tensor_count": len(entries),
-                            "total_size": sum(e.size for e in entries)},
-                "files": files,
-                **provenance,
-            }
-            _write_bytes(temporary / PROVENANCE_NAME,
-                         (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
-            syncer.finish(temporary)
-            _move_into_place(temporary, out, force, durable)
-        except BaseException:
-            syncer.close()
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
+                raise InputError(f"output directory {out} holds input {name!r} ({data}); choose another -o")
+    plan = plan_tensors(recipe, elements)
+    _check_expected_table(recipe, plan)
+    files_to_write = file_plan(recipe, elements)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
+    temporary.mkdir()
+    syncer = _Syncer(durable)
+    try:
+        entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, syncer)
+        content_id = str(tensor_set_content_id(entries))
+        if recipe.output.content_id and content_id != recipe.output.content_id:
+            raise OutputMismatch(
+                f"the assembled weights have content id {content_id} but the recipe expects "
+                f"{recipe.output.content_id}; nothing was written"
+            )
+        files = _write_files(temporary, files_to_write, recipe)
+        recipe_content_id = recipe.content_id()
+        document = {
+            "format": PROVENANCE_FORMAT,
+            "content_id": content_id,
+            "recipe": {"content_id": recipe_content_id, "document": recipe.to_dict()},
+            "inputs": {
+                name: {k: v for k, v in ref.to_dict().items() if k != "path"}
+                for name, ref in sorted(recipe.inputs.items())
+            },
+            "weights": {"files": weight_files, "tensor_count": len(entries),
+                        "total_size": sum(e.size for e in entries)},
+            "files": files,
+            **provenance,
+        }
+        _write_bytes(temporary / PROVENANCE_NAME,
+                     (json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+        syncer.finish(temporary)
+        _move_into_place(temporary, out, force, durable)
+    except BaseException:
         syncer.close()
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    syncer.close()
     return AssemblyResult(
         path=out,
         content_id=content_id,

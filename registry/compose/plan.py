@@ -5,6 +5,11 @@ is written: a missing input, a selection that matches nothing, a layer that is n
 produced twice, shapes that cannot merge, dtypes that cannot cast, a LoRA pair that does not fit
 its target. A plan knows its output dtype, shape and (for copied tensors) digest; its data is
 produced block by block only when the engine writes it.
+
+A tensor taken from a composition input (:mod:`registry.compose.nested`) is planned as the plan
+that composition has for it: a copy of one of its elements stays a :class:`CopyPlan` of that
+element (read straight from it), a derived tensor becomes a :class:`CheckedPlan` that checks the
+digest the composition's output table states as the data streams.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from ..digest import Bytes32, blake3_hasher
 from ..elements.content_id import TensorEntry, tensor_set_content_id
 from ..elements.safetensors_format import tensor_nbytes
+from ..errors import IntegrityError
 from . import ops
 from .recipe import (
     Cast,
@@ -43,13 +50,21 @@ __all__ = [
     "LinearPlan",
     "TaskArithmeticPlan",
     "LoraPlan",
+    "CheckedPlan",
+    "CompositionIntegrityError",
     "Plan",
     "plan_tensors",
+    "copy_of",
+    "read_whole",
     "DERIVED_BLOCK_ELEMS",
 ]
 
 #: Elements per block for derived tensors: each float64 working array is at most 8 MiB.
 DERIVED_BLOCK_ELEMS = 1 << 20
+
+
+class CompositionIntegrityError(IntegrityError):
+    """A composition used as an input does not build what its record (and recipe) claim."""
 
 
 class TensorPlan:
@@ -179,8 +194,8 @@ class TaskArithmeticPlan(TensorPlan):
 @dataclass(eq=False)
 class LoraPlan(TensorPlan):
     base: TensorPlan
-    lora_a: CopyPlan
-    lora_b: CopyPlan
+    lora_a: TensorPlan
+    lora_b: TensorPlan
     scale: float
     fan_in_fan_out: bool
     dtype: str
@@ -196,8 +211,8 @@ class LoraPlan(TensorPlan):
         row_len = self.shape[1]
         if block_elems % row_len:  # pragma: no cover - the engine always asks for whole rows
             raise AssertionError("LoRA blocks must hold whole rows")
-        a = ops.to_float64(self.lora_a.element.read_all(self.lora_a.name), self.lora_a.dtype)
-        b = ops.to_float64(self.lora_b.element.read_all(self.lora_b.name), self.lora_b.dtype)
+        a = ops.to_float64(read_whole(self.lora_a), self.lora_a.dtype)
+        b = ops.to_float64(read_whole(self.lora_b), self.lora_b.dtype)
         row = 0
         for block in _float_blocks(self.base, block_elems):
             rows = block.size // row_len
@@ -211,6 +226,64 @@ class LoraPlan(TensorPlan):
 
     def describe(self) -> str:
         return f"lora({self.base.describe()}, {self.lora_a.describe()}, {self.lora_b.describe()}, scale={self.scale})"
+
+
+@dataclass(eq=False)
+class CheckedPlan(TensorPlan):
+    """A derived tensor of a composition input: its data is the composition's own plan for it,
+    and its digest must be the one the composition's output table states. The digest is checked
+    as the blocks stream, before the last block is handed out (like an element's tensor), so a
+    composition that does not build its table never completes a tensor downstream."""
+
+    child: TensorPlan
+    expected: Bytes32
+    label: str
+
+    def __post_init__(self) -> None:
+        self.dtype, self.shape, self.digest = self.child.dtype, self.child.shape, self.expected
+
+    @property
+    def row_aligned(self) -> bool:
+        return self.child.row_aligned
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        hasher = blake3_hasher(self.nbytes)
+        pending = None
+        for block in self.child.blocks(block_elems):
+            if pending is not None:
+                yield pending
+            pending = np.array(block, copy=True, order="C")  # a child may reuse its buffer
+            hasher.update(memoryview(pending).cast("B"))
+        actual = hasher.digest()
+        if bytes(actual) != bytes(self.expected):
+            raise CompositionIntegrityError(
+                f"{self.label} is 0x{bytes(actual).hex()} when built from its recipe, but the composition's output table "
+                f"says {self.expected}; the composition does not build what it claims, do not build on it"
+            )
+        if pending is not None:
+            yield pending
+
+    def inputs(self) -> set[str]:
+        return self.child.inputs()
+
+    def describe(self) -> str:
+        return f"{self.label}={self.child.describe()}"
+
+
+def copy_of(element: TensorElement, name: str) -> TensorPlan:
+    """The plan of tensor ``name`` of an input: a :class:`CopyPlan`, or, for a composition input,
+    the composition's own plan for it (see the module docstring)."""
+    nested = getattr(element, "tensor_plan", None)
+    return nested(name) if nested is not None else CopyPlan(element, name)
+
+
+def read_whole(plan: TensorPlan) -> np.ndarray:
+    """A whole tensor as raw elements of its dtype (a copy, verified), shaped. Memory: one tensor."""
+    if isinstance(plan, CopyPlan):
+        return plan.element.read_all(plan.name)
+    parts = list(plan.blocks(max(plan.numel, 1)))
+    flat = np.concatenate(parts) if len(parts) != 1 else np.array(parts[0], copy=True)
+    return flat.reshape(plan.shape)
 
 
 @dataclass
@@ -261,8 +334,8 @@ class _Source:
                     )
                 self.tensors[tensor] = element
 
-    def copy(self, tensor: str) -> CopyPlan:
-        return CopyPlan(self.tensors[tensor], tensor)
+    def copy(self, tensor: str) -> TensorPlan:
+        return copy_of(self.tensors[tensor], tensor)
 
     def entry(self, tensor: str) -> TensorEntry:
         return self.tensors[tensor].entries[tensor]
@@ -505,7 +578,7 @@ def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict
         alpha = _pattern_value(params.alpha_pattern, module, params.lora_alpha)
         scale = ops.lora_scale(alpha, expected_rank, params.use_rslora)
         work[target] = LoraPlan(
-            base, CopyPlan(adapter, pair["A"]), CopyPlan(adapter, pair["B"]), scale, params.fan_in_fan_out,
+            base, copy_of(adapter, pair["A"]), copy_of(adapter, pair["B"]), scale, params.fan_in_fan_out,
             step.dtype or base.dtype,
         )
         origin[target] = where

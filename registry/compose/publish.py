@@ -5,7 +5,8 @@ CID of the canonical recipe (which pins every input to a record id with its cont
 carries the output's tensor table), and every input record is a parent. So::
 
     publish_composition(registry, resolver, "recipe.yaml", license="Apache-2.0")
-        resolve the input records (graph, documents checked) -> licence against every ancestor
+        resolve the input records (graph, documents checked; an input may be a composition,
+        whose ancestry comes along as its parents) -> licence against every ancestor
         -> fetch and verify the inputs, assemble (engine) -> output content id and table
         -> store the canonical recipe -> claim (kind composition, inputs as parents)
 
@@ -136,6 +137,7 @@ def publish_composition(
         RecipeError: inputs without record ids, more inputs than MAX_PARENTS, a recipe the inputs
             cannot satisfy; UnknownLicenseName; LicenseViolation subclasses (the ancestor named);
             ElementIntegrityError / DocumentError (an input is not what its record claims);
+            CompositionIntegrityError (a composition input does not build what it claims);
             OutputMismatch; what :func:`publish_claims` raises.
     """
     require_account(registry)

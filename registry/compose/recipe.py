@@ -10,9 +10,9 @@ and published (sorted keys, no whitespace, UTF-8, defaults omitted).
 Shape of the parsed model::
 
     Recipe
-    ├── inputs:  {name: InputRef(kind, content_id, record, path)}
+    ├── inputs:  {name: InputRef(kind, content_id, record, path)}   kind: tensors | file | composition
     ├── steps:   [Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast]
-    ├── files:   [FileSpec(path, source, patch)]
+    ├── files:   [FileSpec(path, source, patch, file)]
     └── output:  OutputSpec(content_id, tensors, files, metadata)
 """
 
@@ -61,7 +61,7 @@ __all__ = [
 FORMAT = "elements.recipe/v1"
 # Output dtypes a cast or a derived tensor may have.
 CAST_DTYPES = ("F32", "F16", "BF16")
-KINDS = ("tensors", "file")
+KINDS = ("tensors", "file", "composition")
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 _INPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
 # Tensor names: printable, no control characters (safetensors allows any UTF-8 string).
@@ -222,7 +222,9 @@ class InputRef:
     """One named input: an element pinned by content id, by record id once published.
 
     ``path`` (relative to an elements directory) is how a local, unpublished recipe finds its
-    element; a publishable recipe has ``record`` on every input.
+    element; a publishable recipe has ``record`` on every input. An input of kind
+    ``composition`` is a composition: ``content_id`` is the content id of the weights it
+    assembles to, ``record`` its composition record, ``path`` a local recipe file.
     """
 
     name: str
@@ -251,12 +253,14 @@ def _parse_input(name: str, data: Any) -> InputRef:
     path = r.get("path")
     r.done()
     if kind is not None and kind not in KINDS:
-        raise RecipeError(f"{where}.kind must be 'tensors' or 'file', got {kind!r}")
+        raise RecipeError(f"{where}.kind must be 'tensors', 'file' or 'composition', got {kind!r}")
     if record is not None:
         record = _hex32(record, f"{where}.record")
     if path is not None:
         path = check_relative_path(path, f"{where}.path")
     if record is None and path is None:
+        if kind == "composition":
+            raise RecipeError(f"{where} needs 'record' (a published composition) or 'path' (a local recipe file)")
         raise RecipeError(f"{where} needs 'record' (a published element) or 'path' (a local element file)")
     return InputRef(name=name, kind=kind or "", content_id=content_id, record=record, path=path)
 
@@ -731,14 +735,18 @@ def _step_inputs(step: Step) -> Iterable[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class FileSpec:
-    """A file of the output directory, copied from a file input, JSON-merge-patched if asked."""
+    """A file of the output directory, copied from a file input (or, with ``file``, from that
+    output file of a composition input), JSON-merge-patched if asked."""
 
     path: str
     source: str
     patch: Mapping[str, Any] | None = None
+    file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "from": self.source}
+        if self.file is not None:
+            out["file"] = self.file
         if self.patch is not None:
             out["patch"] = json.loads(json.dumps(self.patch))
         return out
@@ -919,12 +927,15 @@ def parse_recipe(data: Any) -> Recipe:
         path = check_relative_path(f.required("path"), f"{w}.path")
         source = _str(f.required("from"), f"{w}.from")
         patch = f.get("patch")
+        nested_file = f.get("file")
         f.done()
         if patch is not None:
             if not isinstance(patch, Mapping):
                 raise RecipeError(f"{w}.patch must be an object (a JSON merge patch)")
             _check_finite(patch, f"{w}.patch")
-        files.append(FileSpec(path, source, patch))
+        if nested_file is not None:
+            nested_file = check_relative_path(nested_file, f"{w}.file")
+        files.append(FileSpec(path, source, patch, nested_file))
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
         raise RecipeError("recipe.files writes the same path twice")
@@ -938,11 +949,23 @@ def parse_recipe(data: Any) -> Recipe:
         raise RecipeError("recipe.steps is empty; a composition needs at least one tensor step")
 
     uses: dict[str, str] = {}
+    used: set[str] = set()
 
-    def use(name: str, kind: str, where: str) -> None:
+    def use(name: str, kind: str, where: str, nested_file: str | None = None) -> None:
         if name not in inputs:
             known = ", ".join(sorted(inputs)[:8]) + (" ..." if len(inputs) > 8 else "")
             raise RecipeError(f"{where} names input {name!r}, which recipe.inputs does not define (inputs: {known})")
+        used.add(name)
+        if inputs[name].kind == "composition":
+            # A composition gives tensors (its output table) and files (its output files, by path).
+            if kind == "file" and nested_file is None:
+                raise RecipeError(
+                    f"{where} uses composition input {name!r} as a file; name one of its output files "
+                    f"({{path: …, from: {name}, file: config.json}}), in files only"
+                )
+            return
+        if nested_file is not None:
+            raise RecipeError(f"{where}.file names a file of input {name!r}, which is not a composition (declare it kind: composition)")
         if uses.setdefault(name, kind) != kind:
             raise RecipeError(f"input {name!r} is used both as tensors and as a file; use two inputs")
 
@@ -950,11 +973,13 @@ def parse_recipe(data: Any) -> Recipe:
         for input_name, kind in _step_inputs(step):
             use(input_name, kind, f"steps[{i}]")
     for i, f in enumerate(files):
-        use(f.source, "file", f"files[{i}]")
+        use(f.source, "file", f"files[{i}]", f.file)
     for input_name, ref in list(inputs.items()):
-        kind = uses.get(input_name)
-        if kind is None:
+        if input_name not in used:
             raise RecipeError(f"input {input_name!r} is not used by any step or file; remove it")
+        if ref.kind == "composition":
+            continue
+        kind = uses[input_name]
         if ref.kind and ref.kind != kind:
             raise RecipeError(f"input {input_name!r} is declared kind {ref.kind!r} but used as {kind!r}")
         inputs[input_name] = replace(ref, kind=kind)

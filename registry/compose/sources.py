@@ -12,12 +12,18 @@ source (a split output directory today, the block store and the chain later):
   the last block is handed out; a file element's bytes must hash to its content id.
 
 So a tensor nobody reads is never read, and a byte that is used has always been checked.
+
+An input of kind ``composition`` is opened by :mod:`registry.compose.nested`: a source that can
+provide compositions implements :meth:`ElementSource.recipe` (the composition's recipe) and may
+override :meth:`ElementSource.composition_cache` (where compositions with derived tensors are
+built once when used as inputs).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +35,7 @@ from ..elements.content_id import FILE_DOMAIN, Manifest, ManifestError, file_con
 from ..elements.safetensors_format import read_header
 from ..errors import IntegrityError, NotFoundError
 from .ops import storage_dtype
-from .recipe import InputRef, RecipeError
+from .recipe import InputRef, Recipe, RecipeError, load_recipe
 
 __all__ = [
     "ElementSource",
@@ -72,8 +78,35 @@ class ElementSource(ABC):
             ElementNotFound: the source does not have this element.
         """
 
+    def recipe(self, ref: InputRef) -> Recipe:
+        """The recipe of a composition input (``ref.kind == "composition"``); the caller checks it
+        builds ``ref.content_id``.
+
+        Raises:
+            ElementNotFound: the source does not have this composition.
+        """
+        raise ElementNotFound(
+            f"input {ref.name!r} is a composition, and {type(self).__name__} cannot provide compositions; "
+            "give it a local recipe path, or assemble from the chain (elements assemble)"
+        )
+
+    def composition_cache(self) -> Path:
+        """Where a composition input with derived tensors is built (once) before it is used.
+
+        Default: a temporary directory that lives as long as this source.
+        """
+        temporary = getattr(self, "_composition_tmp", None)
+        if temporary is None:
+            temporary = self._composition_tmp = tempfile.TemporaryDirectory(prefix="elements-compositions-")
+        return Path(temporary.name)
+
     def open(self, ref: InputRef) -> "TensorElement | FileElement":
-        """Open an input, verified against the content id the recipe pins for it."""
+        """Open an input, verified against the content id the recipe pins for it (a composition
+        input is opened recursively, see :mod:`registry.compose.nested`)."""
+        if ref.kind == "composition":
+            from .nested import open_composition
+
+            return open_composition(self, ref)
         manifest = self.manifest(ref)
         if str(manifest.content_id) != ref.content_id:
             raise ElementIntegrityError(
@@ -93,15 +126,34 @@ class LocalElementSource(ElementSource):
 
     An input with a ``path`` is ``root/path`` (its manifest ``root/path.manifest.json``, computed
     from the file when absent); an input with only a record id is found by content id among the
-    directory's manifests.
+    directory's manifests. A composition input's ``path`` is a recipe file (JSON or YAML) under
+    ``root`` whose own inputs are found the same way.
+
+    Args:
+        cache_dir: where composition inputs with derived tensors are built (default: a
+            temporary directory that lives as long as this source).
     """
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise NotFoundError(f"elements directory {self.root} does not exist; give the --out directory of `elements split`")
         self._by_content_id: dict[str, Path] | None = None
         self._manifests: dict[Path, Manifest] = {}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+
+    def composition_cache(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else super().composition_cache()
+
+    def recipe(self, ref: InputRef) -> Recipe:
+        if not ref.path:
+            raise ElementNotFound(
+                f"composition input {ref.name!r} has no path; give the local recipe file (path: …) or assemble from the chain"
+            )
+        path = self._inside(ref.path)
+        if not path.is_file():
+            raise ElementNotFound(f"composition input {ref.name!r}: recipe {path} does not exist; fix the recipe's path")
+        return load_recipe(path)
 
     def _inside(self, relative: str) -> Path:
         path = self.root / relative

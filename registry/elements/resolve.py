@@ -770,20 +770,30 @@ class Resolver:
                 node.record, node.license, document, node.depth,
                 None if error is None else str(error), isinstance(error, IntegrityError),
             )
-        # Inputs of every recipe must carry their parent record's content id.
-        for node in graph.nodes.values():
+        # Inputs of every recipe must carry their parent record's content id, and a composition
+        # input (kind composition) must be a composition record, an element input must not.
+        for node in list(graph.nodes.values()):
             recipe = node.document
             if node.is_composition and recipe is not None:
                 for name, ref in recipe.inputs.items():
                     parent = graph.nodes.get(to_bytes32(ref.record))
+                    error = None
                     if parent is not None and _hex(parent.content_id) != ref.content_id:
                         error = DocumentError(
                             f"the recipe of composition {_hex(node.record_id)} pins input {name!r} to content id {ref.content_id}, "
                             f"but record {ref.record} claims {_hex(parent.content_id)}"
                         )
+                    elif parent is not None and parent.is_composition != (ref.kind == "composition"):
+                        error = DocumentError(
+                            f"the recipe of composition {_hex(node.record_id)} uses record {ref.record} (input {name!r}) as "
+                            f"{'a composition' if ref.kind == 'composition' else 'an element'}, but it is "
+                            f"{'an' if parent.kind_name[0] in 'aeiou' else 'a'} {parent.kind_name}"
+                        )
+                    if error is not None:
                         if strict:
                             raise error
                         graph.nodes[node.record_id] = ResolvedRecord(node.record, node.license, None, node.depth, str(error), True)
+                        break
 
 
 class _Fallback:

@@ -14,9 +14,14 @@
      is checked against the digest in its input's manifest without downloading any data; a
      derived tensor (merge, LoRA, cast) is recomputed from its inputs' data (fetched and
      verified) and its digest compared; the recipe must yield exactly the model's tensors; in a
-     directory every recipe file is checked by content id (patched files re-derived);
+     directory every recipe file is checked by content id (patched files re-derived). An input
+     that is itself a composition is opened the same way, recursively: its recipe is planned
+     over its own inputs and checked against its output table, so a tensor copied through it is
+     traced down to an element manifest, and a derived one is recomputed through its recipe
+     (and checked against its table on the way);
 
-4. walks every ancestor record (recipe inputs and on-chain parents, recursively): it must exist,
+4. walks every ancestor record (recipe inputs, those of nested compositions, and on-chain
+   parents, recursively): it must exist,
    yanked records are reported, and every child/parent licence rule is checked off-chain;
 5. decides: the earliest claim that verifies, is trusted (when a trust set is given), has no
    yanked ancestor (unless ``allow_yanked``) and breaks no licence is the accepted one;
@@ -43,7 +48,8 @@ from ..chain.errors import LicenseViolation
 from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative
 from ..chain.registry import Kind, Record, Registry, to_bytes32
 from ..compose.engine import PROVENANCE_NAME, merge_patch
-from ..compose.plan import DERIVED_BLOCK_ELEMS, CopyPlan, Plan, TensorPlan, plan_tensors
+from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition
+from ..compose.plan import DERIVED_BLOCK_ELEMS, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
 from ..compose.recipe import InputRef, Recipe, RecipeError
 from ..compose.sources import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher
@@ -449,7 +455,7 @@ class VerifyOptions:
 class _ManifestTensorElement(TensorElement):
     """A recipe input known by its manifest; its data file is fetched on the first read."""
 
-    def __init__(self, ref: InputRef, manifest: Manifest, fetch: Callable[[], Path]) -> None:
+    def __init__(self, ref: InputRef, manifest: Manifest, fetch: Callable[[], Path], origin: "Source | None" = None) -> None:
         self.ref = ref
         self.manifest = manifest
         self.entries = {entry.name: entry for entry in manifest.entries}
@@ -457,6 +463,7 @@ class _ManifestTensorElement(TensorElement):
         self._fd = None
         self._fetch = fetch
         self._opened: TensorElement | None = None
+        self.origin = origin
 
     def _element(self) -> TensorElement:
         if self._opened is None:
@@ -489,11 +496,12 @@ class _ManifestTensorElement(TensorElement):
 
 
 class _ManifestFileElement(FileElement):
-    def __init__(self, ref: InputRef, manifest: Manifest, fetch: Callable[[], Path]) -> None:
+    def __init__(self, ref: InputRef, manifest: Manifest, fetch: Callable[[], Path], origin: "Source | None" = None) -> None:
         self.ref = ref
         self.manifest = manifest
         self._fetch = fetch
         self._path: Path | None = None
+        self.origin = origin
 
     @property  # type: ignore[override]
     def path(self) -> Path:
@@ -513,6 +521,15 @@ class _ManifestFileElement(FileElement):
                 self._path.unlink(missing_ok=True)
                 self._path = None
             return super().read_bytes()
+
+
+def _leaf_copies(plan: Any) -> list[CopyPlan]:
+    """The element tensors a plan reads (through nested compositions too)."""
+    if isinstance(plan, CopyPlan):
+        return [plan]
+    children = [getattr(plan, name) for name in ("child", "base", "lora_a", "lora_b") if hasattr(plan, name)]
+    children += list(getattr(plan, "children", []))
+    return [leaf for child in children for leaf in _leaf_copies(child)]
 
 
 def _leaf_elements(plan: Any) -> list[Any]:
@@ -728,41 +745,11 @@ class Verifier:
             check.problems.append(_summary(check.tensors))
 
     def _check_composition(self, check: ClaimCheck, recipe: Recipe, model: ModelFiles) -> None:
-        elements: dict[str, TensorElement | FileElement] = {}
-        input_sources: dict[str, Source] = {}
-        for name, ref in sorted(recipe.inputs.items()):
-            if not ref.record:
-                check.problems.append(f"input {name!r} has no record id; a published recipe pins every input to a record")
-                continue
-            node = check.nodes.get(ref.record)
-            record = node.record if node else None
-            if record is None:
-                check.problems.append(f"input {name!r}: record {ref.record} does not exist on this registry")
-                continue
-            if _hex(record.content_id) != ref.content_id:
-                check.problems.append(
-                    f"input {name!r}: record {ref.record} claims content {_hex(record.content_id)}, the recipe pins {ref.content_id}"
-                )
-                continue
-            try:
-                manifest = self.documents.of(record)
-            except DocumentError as exc:
-                check.problems.append(f"input {name!r}: {exc}")
-                continue
-            if not isinstance(manifest, Manifest):
-                check.problems.append(f"input {name!r}: record {ref.record} is a composition; recipe inputs are elements")
-                continue
-            if manifest.kind != ref.kind:
-                check.problems.append(f"input {name!r} is used as {ref.kind} but record {ref.record} holds a {manifest.kind} element")
-                continue
-            fetch = _fetcher(self.documents, manifest, f"input {name!r} (record {ref.record})")
-            if manifest.kind == "tensors":
-                elements[name] = _ManifestTensorElement(ref, manifest, fetch)
-            else:
-                elements[name] = _ManifestFileElement(ref, manifest, fetch)
-            input_sources[name] = Source(ref.record, record.publisher, ref.content_id, None, name, record.block_number, record.yanked)
+        elements = self._open_inputs(check, recipe, "", 0, (check.record_id,))
         if check.problems:
             check.status = "invalid"
+            for element in elements.values():
+                element.close()
             return
         try:
             try:
@@ -771,12 +758,16 @@ class Verifier:
                 check.status = "invalid"
                 check.problems.append(f"its recipe cannot be planned over its inputs: {exc}")
                 return
-            expected = _expected_of_plan(plan, input_sources, recipe)
+            expected = _expected_of_plan(plan, recipe)
             inconsistent = _output_table_problems(recipe, plan)
             if inconsistent:
                 check.status = "invalid"
                 check.problems.extend(inconsistent)
-            check.tensors = _compare(model.entries, expected)
+            nested_problems: list[str] = []
+            check.tensors = _compare(model.entries, expected, nested_problems)
+            if nested_problems:
+                check.status = "invalid"
+                check.problems.extend(nested_problems)
             for result in check.tensors:
                 claimed = expected[result.name].claimed if result.name in expected else None
                 if result.status == "recomputed" and claimed and claimed != result.digest:
@@ -786,7 +777,7 @@ class Verifier:
                 check.status = "mismatch"
                 check.problems.append(_summary(check.tensors))
             if model.form == "directory":
-                check.files = self._recipe_files(recipe, elements, input_sources, model)
+                check.files = self._recipe_files(recipe, elements, model, check)
                 bad = [f for f in check.files if f.status == "differs"]
                 if bad and check.status == "verified":
                     check.status = "mismatch"
@@ -796,21 +787,131 @@ class Verifier:
             for element in elements.values():
                 element.close()
 
-    def _recipe_files(self, recipe: Recipe, elements: Mapping[str, Any], input_sources: Mapping[str, Source],
-                      model: ModelFiles) -> list[FileResult]:
+    def _open_inputs(self, check: ClaimCheck, recipe: Recipe, prefix: str, depth: int,
+                     stack: tuple[str, ...]) -> dict[str, TensorElement | FileElement]:
+        """The inputs of ``recipe`` seen through their manifests (data fetched only when read),
+        a composition input opened recursively; every problem is added to ``check.problems``.
+        ``prefix`` names the composition input they serve (``bob/``)."""
+        elements: dict[str, TensorElement | FileElement] = {}
+        for name, ref in sorted(recipe.inputs.items()):
+            label = prefix + name
+            if not ref.record:
+                check.problems.append(f"input {label!r} has no record id; a published recipe pins every input to a record")
+                continue
+            record = self._input_record(check, ref.record)
+            if record is None:
+                check.problems.append(f"input {label!r}: record {ref.record} does not exist on this registry")
+                continue
+            if _hex(record.content_id) != ref.content_id:
+                check.problems.append(
+                    f"input {label!r}: record {ref.record} claims content {_hex(record.content_id)}, the recipe pins {ref.content_id}"
+                )
+                continue
+            try:
+                document = self.documents.of(record)
+            except DocumentError as exc:
+                check.problems.append(f"input {label!r}: {exc}")
+                continue
+            origin = Source(ref.record, record.publisher, ref.content_id, None, label, record.block_number, record.yanked)
+            qualified = InputRef(label, ref.kind, ref.content_id, ref.record)
+            if ref.kind == "composition":
+                element = self._open_composition(check, qualified, record, document, depth + 1, stack)
+                if element is None:
+                    continue
+                element.origin = origin  # type: ignore[attr-defined]
+                elements[name] = element
+                continue
+            if not isinstance(document, Manifest):
+                check.problems.append(f"input {label!r}: record {ref.record} is a composition; a recipe builds on it with `kind: composition`")
+                continue
+            if document.kind != ref.kind:
+                check.problems.append(f"input {label!r} is used as {ref.kind} but record {ref.record} holds a {document.kind} element")
+                continue
+            fetch = _fetcher(self.documents, document, f"input {label!r} (record {ref.record})")
+            if document.kind == "tensors":
+                elements[name] = _ManifestTensorElement(qualified, document, fetch, origin)
+            else:
+                elements[name] = _ManifestFileElement(qualified, document, fetch, origin)
+        return elements
+
+    def _open_composition(self, check: ClaimCheck, ref: InputRef, record: Record, document: Any, depth: int,
+                          stack: tuple[str, ...]) -> CompositionElement | None:
+        """A composition input, planned over its own inputs' manifests and checked against what
+        it claims (``None`` with the problem recorded when it cannot be)."""
+        label = f"composition input {ref.name!r} (record {ref.record})"
+        if not isinstance(document, Recipe):
+            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {_record_kind(record)} record")
+            return None
+        if depth > MAX_NESTING_DEPTH:
+            check.problems.append(f"{label} is nested more than {MAX_NESTING_DEPTH} compositions deep; it was not checked")
+            return None
+        if ref.record in stack:
+            check.problems.append(f"{label} includes itself ({' -> '.join([*stack, ref.record])})")
+            return None
+        before = len(check.problems)
+        inner = self._open_inputs(check, document, ref.name + "/", depth, (*stack, ref.record))
+        try:
+            if len(check.problems) > before:
+                raise _Skip()
+            manifest = composition_manifest(document, ref)
+            plan = plan_composition(ref, document, inner)
+            if manifest is None:
+                if plan.predicted_content_id() is None:
+                    raise CompositionIntegrityError(
+                        f"{label} has derived tensors and no output table, so they cannot be checked; "
+                        "compositions are published with their output table"
+                    )
+                manifest = Manifest.for_tensors(
+                    TensorEntry(n, p.dtype, tuple(p.shape), p.digest, p.nbytes) for n, p in plan.tensors.items()
+                )
+        except _Skip:
+            for element in inner.values():
+                element.close()
+            return None
+        except (CompositionIntegrityError, RecipeError) as exc:
+            check.problems.append(str(exc))
+            for element in inner.values():
+                element.close()
+            return None
+        return CompositionElement(ref, document, manifest, plans=plan.tensors, inputs=inner)
+
+    def _input_record(self, check: ClaimCheck, record_id: str) -> Record | None:
+        node = check.nodes.get(record_id)
+        if node is not None:
+            return node.record
+        (record,) = self._read_records([to_bytes32(record_id)])
+        return record
+
+    def _recipe_files(self, recipe: Recipe, elements: Mapping[str, Any], model: ModelFiles,
+                      check: ClaimCheck | None = None) -> list[FileResult]:
         results: list[FileResult] = []
         listed = {f.path: f.content_id for f in recipe.output.files}
         for spec in recipe.files:
             ref = recipe.inputs[spec.source]
-            source = input_sources.get(spec.source)
-            if spec.patch is None:
-                expected = ref.content_id
-            else:
-                data = _patched_bytes(elements[spec.source].read_bytes(), spec.patch, spec.path)
-                expected = str(bytes_content_id(data))
+            element = elements[spec.source]
             actual = model.files.get(spec.path)
-            result = FileResult(spec.path, "match", actual, expected, spec.source,
+            input_label = spec.source + (f":{spec.file}" if spec.file else "")
+            try:
+                if spec.file is not None:
+                    element = element.file(spec.file)
+                source = getattr(element, "origin", None)
+                element_id = str(element.manifest.content_id)
+                if spec.patch is None:
+                    expected = element_id
+                else:
+                    data = _patched_bytes(element.read_bytes(), spec.patch, spec.path)
+                    expected = str(bytes_content_id(data))
+            except (CompositionIntegrityError, RecipeError) as exc:
+                result = FileResult(spec.path, "differs", actual, None, input_label, message=f"{spec.path}: {exc}")
+                if check is not None:
+                    check.status = "invalid"
+                results.append(result)
+                continue
+            result = FileResult(spec.path, "match", actual, expected, input_label,
                                 source.record_id if source else None, source.publisher if source else None)
+            what = f"file element {element_id} ({source.input if source else spec.source})"
+            if ref.kind == "composition":
+                what += f", file {spec.file} of composition input {spec.source!r}"
             if spec.path in listed and listed[spec.path] != expected:
                 result.status = "differs"
                 result.message = f"{spec.path}: the recipe's output table says {listed[spec.path]} but its file step gives {expected}"
@@ -819,11 +920,11 @@ class Verifier:
                 result.message = f"{spec.path} is part of the composition but not in the directory"
             elif actual != expected:
                 result.status = "differs"
-                how = f"file element {ref.content_id} ({spec.source})" + (" patched" if spec.patch else "")
+                how = what + (" patched" if spec.patch else "")
                 by = f" by publisher {source.publisher}" if source else ""
                 result.message = f"{spec.path} differs from {how}{by}: expected {expected}, found {actual}"
             else:
-                result.message = f"{spec.path} matches file element {ref.content_id} ({spec.source})" + (" patched" if spec.patch else "")
+                result.message = f"{spec.path} matches {what}" + (" patched" if spec.patch else "")
             results.append(result)
         named = {spec.path for spec in recipe.files}
         for path, file_id in model.files.items():
@@ -866,6 +967,7 @@ class Verifier:
                     node.problems.append(f"record {rid} was yanked by its publisher {record.publisher}")
                 nodes[rid] = node
                 if record is not None:
+                    edges += self._recipe_edges(rid, record)
                     edges += [(rid, _hex(p), "parent", None) for p in record.parents]
         for child, parent, via, name in edges:
             if parent not in nodes or child not in nodes:
@@ -884,6 +986,20 @@ class Verifier:
                         f"note: input {nodes[parent_id].name or parent_id} is not a parent on chain; its licence was checked here"
                     )
         check.nodes = nodes
+
+    def _recipe_edges(self, rid: str, record: Record) -> list[tuple[str, str, str, str | None]]:
+        """The input edges of a composition in the ancestry (a composition built on another
+        names its inputs; they show in the tree under that name). A recipe that cannot be read
+        adds none: the claim's own check reports it."""
+        if record.kind != Kind.COMPOSITION:
+            return []
+        try:
+            document = self.documents.of(record)
+        except (DocumentError, *_UNAVAILABLE):
+            return []
+        if not isinstance(document, Recipe):
+            return []
+        return [(rid, ref.record, "input", name) for name, ref in sorted(document.inputs.items()) if ref.record]
 
     def _check_license(self, child: AncestorNode, parent: AncestorNode) -> None:
         if child.record is None or parent.record is None:
@@ -1059,6 +1175,15 @@ class Verifier:
         return self.resolver.license(license_id)
 
 
+class _Skip(Exception):
+    """A nested composition whose own inputs already failed (the problems are recorded)."""
+
+
+def _record_kind(record: Record) -> str:
+    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 # --------------------------------------------------------------------------------------------
 # comparison
 
@@ -1067,16 +1192,24 @@ def _fetcher(documents: Documents, manifest: Manifest, what: str) -> Callable[[]
     return lambda: documents.data_file(manifest, what)
 
 
-def _expected_of_plan(plan: Plan, input_sources: Mapping[str, Source], recipe: Recipe) -> dict[str, _Expected]:
+def _expected_of_plan(plan: Plan, recipe: Recipe) -> dict[str, _Expected]:
+    """What each output tensor must be: a copy's digest (traced through composition inputs down
+    to the element it comes from), or a derived tensor's plan to recompute."""
     claimed = {t.name: t.digest for t in recipe.output.tensors}
     out: dict[str, _Expected] = {}
     for name, tensor in plan.tensors.items():
         if isinstance(tensor, CopyPlan):
-            base = input_sources[tensor.element.ref.name]
+            base = getattr(tensor.element, "origin", None) or Source(None, None, tensor.element.ref.content_id, None, tensor.element.ref.name)
             sources = [Source(base.record_id, base.publisher, base.content_id, tensor.name, base.input, base.block, base.yanked)]
             out[name] = _Expected(tensor.dtype, tuple(tensor.shape), str(tensor.digest), sources, None, claimed.get(name), tensor)
         else:
-            sources = [input_sources[i] for i in sorted(tensor.inputs()) if i in input_sources]
+            origins: dict[tuple, Source] = {}
+            for leaf in _leaf_copies(tensor):
+                origin = getattr(leaf.element, "origin", None)
+                if origin is not None:
+                    origins.setdefault((origin.record_id, leaf.name), Source(
+                        origin.record_id, origin.publisher, origin.content_id, leaf.name, origin.input, origin.block, origin.yanked))
+            sources = sorted(origins.values(), key=lambda o: (o.input or "", o.tensor or ""))
             out[name] = _Expected(tensor.dtype, tuple(tensor.shape), None, sources, tensor.describe(), claimed.get(name), tensor)
     return out
 
@@ -1100,8 +1233,13 @@ def _output_table_problems(recipe: Recipe, plan: Plan) -> list[str]:
     return problems
 
 
-def _compare(model: Mapping[str, TensorEntry], expected: Mapping[str, _Expected]) -> list[TensorResult]:
-    """Compare the model's tensors with what a claim says they are (recomputing derived ones)."""
+def _compare(model: Mapping[str, TensorEntry], expected: Mapping[str, _Expected],
+             problems: list[str] | None = None) -> list[TensorResult]:
+    """Compare the model's tensors with what a claim says they are (recomputing derived ones).
+
+    A derived tensor of a composition input that does not build what the composition's table
+    says is reported as ``differs`` and its message added to ``problems`` (the claim is invalid).
+    """
     results: dict[str, TensorResult] = {}
     for name in sorted(set(model) | set(expected), key=lambda n: n.encode("utf-8")):
         entry, want = model.get(name), expected.get(name)
@@ -1126,14 +1264,21 @@ def _compare(model: Mapping[str, TensorEntry], expected: Mapping[str, _Expected]
                 result.status = "differs"
                 result.message = f"{name} differs from {src}"
         else:
-            recomputed = _recompute_verified(want.plan) if want.plan is not None else None
+            try:
+                recomputed = _recompute_verified(want.plan) if want.plan is not None else None
+            except CompositionIntegrityError as exc:
+                result.status, result.message = "differs", f"{name} cannot be recomputed: {exc}"
+                if problems is not None:
+                    problems.append(str(exc))
+                results[name] = result
+                continue
             result.expected = recomputed
             if recomputed == str(entry.digest):
                 result.status = "recomputed"
                 result.message = f"{name} recomputed from {want.how}"
             else:
                 result.status = "differs"
-                result.message = f"{name} differs from its recomputation {want.how} (inputs: {', '.join(s.label() for s in want.sources)})"
+                result.message = f"{name} differs from its recomputation {want.how} (inputs: {', '.join(dict.fromkeys(s.label() for s in want.sources))})"
         results[name] = result
     # A missing tensor whose content is present under another name was renamed.
     missing_by_digest: dict[str, str] = {}
