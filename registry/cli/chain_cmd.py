@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         common,
         "devnet",
         _devnet,
-        help="run a local anvil chain with the registry deployed and a funded dev key; writes the network 'devnet' "
-             "(foreground, Ctrl-C stops it and saves the state)",
+        help="a local anvil chain: registry deployed, dev keys and keystores funded, network 'devnet' configured "
+             "(Ctrl-C stops it and saves its state)",
         examples=(
             "  elements devnet                                 http://127.0.0.1:8545, state in $ELEMENTS_HOME/devnet/\n"
             "  elements devnet --port 8600 --state ./chain.json   restarted with the same file: the same records\n"
