@@ -4,6 +4,7 @@ the problem and the next command to run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,11 +12,13 @@ import pytest
 
 from registry.chain.devnet import Anvil, free_port
 from registry.cli import MEMORY_NOTE
+from registry.storage.cid import CID
 from tests.cli_support import DEV_KEYS, elements, one_line_error
 from tests.publish_support import MODEL
 
-UNKNOWN_ID = "0x" + "ab" * 32
-UNKNOWN_CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
+# Hashes of bytes nothing publishes: other tests share the session's anvil and publish fixed CIDs.
+UNKNOWN_ID = "0x" + hashlib.sha256(b"tests/test_cli_errors.py: no record has this id").hexdigest()
+UNKNOWN_CID = str(CID.of(b"tests/test_cli_errors.py: no record points at this CID"))
 
 
 @pytest.fixture(scope="module")
