@@ -19,7 +19,9 @@ from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from eth_tester.exceptions import TransactionFailed as _TesterFailed
 from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
 from .errors import (
     ChainError,
@@ -38,20 +40,9 @@ MEMORY = "memory"
 #: The mnemonic anvil funds its ten dev accounts from by default (public: never use it for value).
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
-# web3 raises these (or subclasses) for reverts; the revert data is on ``.data``.
-_REVERT_TYPES: tuple[type[BaseException], ...]
-try:
-    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
-
-    _REVERT_TYPES = (ContractCustomError, ContractLogicError, ContractPanicError)
-except ImportError:  # pragma: no cover - web3 < 6
-    _REVERT_TYPES = ()
-try:  # the in-process chain raises its own type, with the revert data in the message
-    from eth_tester.exceptions import TransactionFailed as _TesterFailed
-
-    _REVERT_TYPES = (*_REVERT_TYPES, _TesterFailed)
-except ImportError:  # pragma: no cover - eth-tester is a dependency
-    _TesterFailed = None
+# web3 raises these (or subclasses) for reverts, with the revert data on ``.data``; the in-process
+# chain raises eth-tester's own type, with the revert data in the message.
+_REVERT_TYPES: tuple[type[BaseException], ...] = (ContractCustomError, ContractLogicError, ContractPanicError, _TesterFailed)
 
 
 def memory_dev_accounts() -> list[LocalAccount]:
@@ -138,7 +129,7 @@ class Chain:
         web3's tester provider turns revert data that happens to decode as a string into text and
         drops the selector, so on ``memory`` the call is replayed on eth-tester to get the bytes.
         """
-        if _TesterFailed is not None and isinstance(exc, _TesterFailed) and self.is_memory:
+        if isinstance(exc, _TesterFailed) and self.is_memory:
             call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
                 self.w3.provider.ethereum_tester.call(call, block)

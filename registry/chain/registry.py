@@ -26,6 +26,7 @@ from eth_abi import encode as abi_encode
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
+from web3.logs import DISCARD as _DISCARD
 
 from ..errors import InputError, IntegrityError
 from .cids import join_cid, split_cid
@@ -724,8 +725,3 @@ def _topics(topics: list) -> list:
         out.pop()
     return out
 
-
-try:  # web3 >= 6
-    from web3.logs import DISCARD as _DISCARD
-except ImportError:  # pragma: no cover
-    _DISCARD = None

@@ -35,7 +35,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
 from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed, make_error
-from ..chain.licenses import LicenseTerms, describe_flags
+from ..chain.licenses import LicenseTerms
 from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
 from ..errors import ElementsError, InputError, UnsafeFileError
 from ..storage.blockstore import BlockStore
@@ -870,6 +870,3 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
     report.results = [results[c.record_id] for c, _ in entries]
     return report
 
-
-def describe_license(terms: LicenseTerms) -> str:
-    return f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)})"

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
+from web3 import HTTPProvider
 
 from ..chain.cids import join_cid, split_cid
 from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
@@ -64,7 +65,6 @@ _IDS_PER_CALL = 256
 _PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
 _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
-_ZERO_WORD = bytes(32)
 
 
 class HashNotFound(NotFoundError):
@@ -835,10 +835,6 @@ def _as_int(value: Any) -> int:
 
 
 def _supports_batches(registry: Registry) -> bool:
-    try:
-        from web3 import HTTPProvider
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(registry.chain.w3.provider, HTTPProvider)
 
 

@@ -7,7 +7,7 @@ puts a local DAG into the configured Kubo node and pins it.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 from ..config import Settings
 from ..errors import ElementsError, ServiceError
@@ -114,6 +114,3 @@ class Sources:
             return False
         self.kubo.put_dag(cid, self.store.get, pin=pin)
         return True
-
-    def publish_many(self, cids: Sequence[CID | str], *, pin: bool = True) -> int:
-        return sum(self.publish(c, pin=pin) for c in cids)
