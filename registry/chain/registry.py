@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3.logs import DISCARD as _DISCARD
 
+from ..digest import to_hex
 from ..errors import InputError, IntegrityError
 from .cids import join_cid, split_cid
 from .deploy import Deployment, artifact, deploy_registry, find_registry
@@ -97,10 +98,6 @@ def to_bytes32(value: Any, what: str = "id") -> bytes:
         raise InputError(f"{text!r} is not a {what} (expected 0x + 64 hex digits)") from None
 
 
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
-
-
 @dataclass(frozen=True)
 class RecordInput:
     """A claim to publish.
@@ -139,7 +136,7 @@ class RecordInput:
         parents = sorted(to_bytes32(p, "parent record id") for p in self.parents)
         for a, b in zip(parents, parents[1:]):
             if a == b:
-                raise InputError(f"parent {_hex(a)} is listed twice; list each parent once")
+                raise InputError(f"parent {to_hex(a)} is listed twice; list each parent once")
         if len(parents) > MAX_PARENTS:
             raise InputError(
                 f"a record may have at most {MAX_PARENTS} parents, this one has {len(parents)}; publish an "
@@ -210,16 +207,16 @@ class Record:
 
     def to_json(self) -> dict:
         return {
-            "record_id": _hex(self.record_id),
+            "record_id": to_hex(self.record_id),
             "publisher": self.publisher,
-            "content_id": _hex(self.content_id),
+            "content_id": to_hex(self.content_id),
             "cid": self.cid,
             "license_id": self.license_id,
             "kind": self.kind.name.lower() if isinstance(self.kind, Kind) else self.kind,
-            "parents": [_hex(p) for p in self.parents],
+            "parents": [to_hex(p) for p in self.parents],
             "block_number": self.block_number,
             "yanked": self.yanked,
-            "transaction_hash": _hex(self.transaction_hash) if self.transaction_hash else None,
+            "transaction_hash": to_hex(self.transaction_hash) if self.transaction_hash else None,
         }
 
 
@@ -458,7 +455,7 @@ class Registry:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
+                f"no record {to_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
             )
         return record
 
@@ -532,9 +529,9 @@ class Registry:
                 else:
                     state = states.get(parent)
                     if state is None or state["publisher"] == _ZERO_ADDRESS:
-                        raise make_error("UnknownParent", {"parentId": _hex(parent)})
+                        raise make_error("UnknownParent", {"parentId": to_hex(parent)})
                     parent_publisher, parent_license = state["publisher"], state["licenseId"]
-                check_derivative(publisher, child_license, [(_hex(parent), parent_publisher, self.license(parent_license))], names)
+                check_derivative(publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license))], names)
             pending[record.record_id(publisher)] = (publisher, record.license_id)
 
     # -- reading: licences --------------------------------------------------------------------
@@ -676,7 +673,7 @@ class Registry:
     def _record(self, rid: bytes, state: dict, log: Any) -> Record:
         if log is None:
             raise ChainError(
-                f"{self.chain.rpc_url} returned no RecordPublished event for record {_hex(rid)} in block "
+                f"{self.chain.rpc_url} returned no RecordPublished event for record {to_hex(rid)} in block "
                 f"{state['blockNumber']}; the node may have pruned its logs (use an archive RPC)"
             )
         args = self._decode(log)
@@ -698,14 +695,14 @@ class Registry:
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if record_id_of(record.publisher, record) != rid or bytes(args["recordId"]) != rid:
-            raise IntegrityError(f"the event data of record {_hex(rid)} does not hash to its id; the RPC at {self.chain.rpc_url} is lying")
+            raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.chain.rpc_url} is lying")
         if (
             state["publisher"] != record.publisher
             or state["licenseId"] != record.license_id
             or state["blockNumber"] != record.block_number
             or state["parentCount"] != len(parents)
         ):
-            raise IntegrityError(f"storage and event disagree for record {_hex(rid)} at {self.chain.rpc_url}")
+            raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.chain.rpc_url}")
         return record
 
 
@@ -718,9 +715,9 @@ def _topics(topics: list) -> list:
         if topic is None:
             out.append(None)
         elif isinstance(topic, list):
-            out.append([_hex(t) for t in topic])
+            out.append([to_hex(t) for t in topic])
         else:
-            out.append(_hex(topic))
+            out.append(to_hex(topic))
     while out and out[-1] is None:
         out.pop()
     return out

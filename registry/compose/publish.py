@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
 from ..chain.session import require_account
+from ..digest import to_hex
 from ..elements.publish import (
     DEFAULT_BATCH_SIZE,
     Claim,
@@ -226,11 +227,11 @@ def publish_model(
             kind = Kind.ELEMENT if element.kind == "tensors" else Kind.FILE
             name = element.name if element.kind == "tensors" else element.path.removeprefix("files/")
             prepared = prepare_element(split.out_dir / element.path, target, kind=kind, name=name)
-            if "0x" + prepared.content_id.hex() != element.content_id:  # pragma: no cover - split's own check
+            if to_hex(prepared.content_id) != element.content_id:  # pragma: no cover - split's own check
                 raise InputError(f"element {element.name} changed after the split; run again")
             claim = element_claim(prepared, publisher, terms.license_id)
             claims.append(claim)
-            record_ids[element.name] = "0x" + claim.record_id.hex()
+            record_ids[element.name] = to_hex(claim.record_id)
         recipe = with_record_ids(load_recipe(split.recipe), record_ids)
         composition, cid = composition_claim(recipe, split.content_id, publisher, terms.license_id, target, label)
         report = publish_claims(

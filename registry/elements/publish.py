@@ -37,6 +37,7 @@ from eth_utils import keccak, to_checksum_address
 from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed, make_error
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
+from ..digest import to_hex
 from ..errors import ElementsError, InputError, UnsafeFileError
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
@@ -235,13 +236,13 @@ class Claim:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.label,
-            "record_id": "0x" + self.record_id.hex(),
-            "content_id": "0x" + self.record.content_id.hex(),
+            "record_id": to_hex(self.record_id),
+            "content_id": to_hex(self.record.content_id),
             "cid": self.record.cid,
             "data_cid": self.data_cid,
             "kind": self.kind_name,
             "license_id": self.record.license_id,
-            "parents": ["0x" + p.hex() for p in self.record.parents],
+            "parents": [to_hex(p) for p in self.record.parents],
             "size": self.size,
             "path": self.path,
         }
@@ -530,7 +531,7 @@ class PublishReport:
         for result in self.results:
             if result.claim.record_id == record_id:
                 return result
-        raise KeyError("0x" + record_id.hex())
+        raise KeyError(to_hex(record_id))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -610,7 +611,7 @@ def publish_claims(
         receipt = registry.transact("publishBatch", [[c.record.as_abi() for c in batch]])
         created = _created_ids(registry, receipt)
         info = TransactionInfo(
-            "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]), len(batch), len(created)
+            to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]), len(batch), len(created)
         )
         report.transactions.append(info)
         for claim in batch:
@@ -656,7 +657,7 @@ def element_claims(
     check_parent_count(registry, len(parent_ids), "each element")
     for parent, exists in zip(parent_ids, registry.exists(parent_ids) if parent_ids else []):
         if not exists:
-            raise make_error("UnknownParent", {"parentId": "0x" + parent.hex()})
+            raise make_error("UnknownParent", {"parentId": to_hex(parent)})
     if parent_ids and resolver is not None:
         from .resolve import check_license_against_ancestors
 
@@ -755,7 +756,7 @@ def write_signed(path: str | os.PathLike, registry: Registry, signed: Sequence[t
                 "kind": int(claim.record.kind),
                 "nonce": s.nonce,
                 "deadline": s.deadline,
-                "signature": "0x" + s.signature.hex(),
+                "signature": to_hex(s.signature),
             }
             for claim, s in signed
         ],
@@ -862,7 +863,7 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
         registry.publish_signed(signed)
         receipt = registry.last_receipt
         created = _created_ids(registry, receipt)
-        info = TransactionInfo("0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]), 1, len(created))
+        info = TransactionInfo(to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]), 1, len(created))
         report.transactions.append(info)
         results[claim.record_id] = ClaimResult(claim, "published" if claim.record_id in created else "present", info)
         if on_transaction:

@@ -24,7 +24,7 @@ from typing import Any
 from ..chain.registry import Record
 from ..compose.recipe import FORMAT as RECIPE_FORMAT
 from ..compose.recipe import Recipe, RecipeError, parse_recipe
-from ..digest import Bytes32, parse_bytes32
+from ..digest import Bytes32, parse_bytes32, to_hex
 from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, TensorEntry, tensor_set_content_id
 from ..elements.safetensors_format import tensor_nbytes
 from ..elements.resolve import DocumentError as ResolveDocumentError
@@ -53,7 +53,7 @@ def output_table_content_id(recipe: Recipe) -> Bytes32:
 
 
 def record_label(record: Record) -> str:
-    return "0x" + record.record_id.hex()
+    return to_hex(record.record_id)
 
 
 class Documents:
@@ -114,7 +114,7 @@ class Documents:
         except (UnicodeDecodeError, ValueError):
             raise DocumentError(f"record {label} points at {record.cid}, which is not a JSON manifest or recipe") from None
         form = document.get("format") if isinstance(document, dict) else None
-        claimed = "0x" + record.content_id.hex()
+        claimed = to_hex(record.content_id)
         if form == MANIFEST_FORMAT:
             try:
                 parsed: Manifest | Recipe = Manifest.from_json(document)

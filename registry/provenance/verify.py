@@ -52,7 +52,7 @@ from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_
 from ..compose.plan import DERIVED_BLOCK_ELEMS, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
 from ..compose.recipe import InputRef, Recipe, RecipeError
 from ..compose.sources import ElementIntegrityError, FileElement, TensorElement
-from ..digest import blake3_hasher
+from ..digest import blake3_hasher, to_hex
 from ..elements.content_id import (
     Manifest,
     TensorEntry,
@@ -89,10 +89,6 @@ REPORT_FORMAT = "elements.verify/v1"
 TENSOR_STATUSES = ("match", "recomputed", "differs", "renamed", "missing", "extra", "unknown")
 _MAX_ANCESTORS = 10_000
 _UNAVAILABLE = (NotFoundError, ServiceError)
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,7 +258,7 @@ class AncestorNode:
             "name": self.name,
             "kind": self.kind,
             "publisher": record.publisher if record else None,
-            "content_id": _hex(record.content_id) if record else None,
+            "content_id": to_hex(record.content_id) if record else None,
             "cid": record.cid if record else None,
             "block": record.block_number if record else None,
             "yanked": record.yanked if record else None,
@@ -294,7 +290,7 @@ class ClaimCheck:
 
     @property
     def record_id(self) -> str:
-        return _hex(self.record.record_id)
+        return to_hex(self.record.record_id)
 
     @property
     def yanked(self) -> bool:
@@ -333,7 +329,7 @@ class ClaimCheck:
             "first": self.first,
             "trusted": self.trusted,
             "yanked": record.yanked,
-            "content_id": _hex(record.content_id),
+            "content_id": to_hex(record.content_id),
             "cid": record.cid,
             "license": self.license.to_json() if self.license else None,
             "recipe": {"name": self.recipe_name, "content_id": self.recipe_id} if self.kind == "composition" else None,
@@ -371,7 +367,7 @@ class TensorAttribution:
         return {
             "reference": None if ref is None else {
                 "record_id": ref.record_id, "publisher": ref.record.publisher, "block": ref.record.block_number,
-                "content_id": _hex(ref.record.content_id), "recipe": ref.recipe_name, "status": ref.status,
+                "content_id": to_hex(ref.record.content_id), "recipe": ref.recipe_name, "status": ref.status,
                 "problems": ref.problems,
             },
             "counts": self.counts(),
@@ -560,7 +556,7 @@ def _recompute_digest(plan: TensorPlan) -> str:
     hasher = blake3_hasher(plan.nbytes)
     for block in plan.blocks(block_elems):
         hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))
-    return "0x" + hasher.digest().hex()
+    return to_hex(hasher.digest())
 
 
 def _patched_bytes(data: bytes, patch: Mapping, path: str) -> bytes:
@@ -799,9 +795,9 @@ class Verifier:
             if record is None:
                 check.problems.append(f"input {label!r}: record {ref.record} does not exist on this registry")
                 continue
-            if _hex(record.content_id) != ref.content_id:
+            if to_hex(record.content_id) != ref.content_id:
                 check.problems.append(
-                    f"input {label!r}: record {ref.record} claims content {_hex(record.content_id)}, the recipe pins {ref.content_id}"
+                    f"input {label!r}: record {ref.record} claims content {to_hex(record.content_id)}, the recipe pins {ref.content_id}"
                 )
                 continue
             try:
@@ -935,14 +931,14 @@ class Verifier:
         """Load the claim's ancestry (recipe inputs and parents, recursively) and check each record."""
         root = check.record
         nodes: dict[str, AncestorNode] = {}
-        root_id = _hex(root.record_id)
+        root_id = to_hex(root.record_id)
         nodes[root_id] = AncestorNode(root_id, root, check.license, "claim", check.recipe_name, _trusted(root.publisher, trust))
         edges: list[tuple[str, str, str, str | None]] = []  # child, parent, via, input name
         if recipe is not None:
             for name, ref in sorted(recipe.inputs.items()):
                 if ref.record:
                     edges.append((root_id, ref.record, "input", name))
-        edges += [(root_id, _hex(p), "parent", None) for p in root.parents]
+        edges += [(root_id, to_hex(p), "parent", None) for p in root.parents]
         done = 0
         while done < len(edges):
             batch = edges[done:]
@@ -965,7 +961,7 @@ class Verifier:
                 nodes[rid] = node
                 if record is not None:
                     edges += self._recipe_edges(rid, record)
-                    edges += [(rid, _hex(p), "parent", None) for p in record.parents]
+                    edges += [(rid, to_hex(p), "parent", None) for p in record.parents]
         for child, parent, via, name in edges:
             if parent not in nodes or child not in nodes:
                 continue
@@ -1127,7 +1123,7 @@ class Verifier:
             elif named:
                 result.status = "differs"
                 result.sources = [_source_of(h, live) for h in named]
-                result.expected = "0x" + bytes(named[0].digest).hex()
+                result.expected = to_hex(named[0].digest)
                 result.message = f"{name} differs from {result.sources[0].label()}"
             elif reference is not None:
                 result.status = "extra"
@@ -1151,7 +1147,7 @@ class Verifier:
                     if row.name in gone:  # the same element claimed by several publishers
                         gone[row.name].sources.append(src)
                         continue
-                    gone[row.name] = TensorResult(row.name, "missing", row.dtype, row.shape, None, "0x" + bytes(row.digest).hex(),
+                    gone[row.name] = TensorResult(row.name, "missing", row.dtype, row.shape, None, to_hex(row.digest),
                                                   [src], message=f"{row.name} of {src.label()} is missing")
             missing = sorted(gone.values(), key=lambda t: t.name.encode("utf-8"))
         return TensorAttribution(reference, results, missing, index_info, note)
@@ -1338,13 +1334,13 @@ def _checksum(address: str) -> str:
 
 
 def _record_summary(record: Record) -> dict[str, Any]:
-    return {"record_id": _hex(record.record_id), "publisher": record.publisher, "block": record.block_number,
+    return {"record_id": to_hex(record.record_id), "publisher": record.publisher, "block": record.block_number,
             "yanked": record.yanked, "kind": record.to_json()["kind"]}
 
 
 def _source_of(hit: Any, live: Mapping[bytes, Record | None]) -> Source:
     record = live.get(hit.record_id)
-    return Source(_hex(hit.record_id), record.publisher if record else hit.publisher, _hex(hit.content_id), hit.name,
+    return Source(to_hex(hit.record_id), record.publisher if record else hit.publisher, to_hex(hit.content_id), hit.name,
                   None, record.block_number if record else hit.block, bool(record and record.yanked))
 
 
