@@ -47,8 +47,10 @@ __all__ = [
     "PUBLISH_TYPE",
     "RECORD_TYPEHASH",
     "PUBLISH_TYPEHASH",
+    "RECORD_PUBLISHED_TOPIC",
     "record_id_of",
     "to_bytes32",
+    "encode_topics",
 ]
 
 MAX_PARENTS = 127
@@ -60,6 +62,8 @@ RECORD_TYPEHASH = keccak(RECORD_TYPE.encode())
 PUBLISH_TYPEHASH = keccak(PUBLISH_TYPE.encode())
 EIP712_NAME = "ElementRegistry"
 EIP712_VERSION = "1"
+#: topics[0] of the registry's RecordPublished event (topics[1..3]: record id, content id, publisher).
+RECORD_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
 # How many ids go into one eth_call / one eth_getLogs topic list, and how many blocks one log query
 # spans at most when it gathers records from several blocks (public RPCs limit both).
@@ -251,7 +255,6 @@ class Registry:
         self.contract = chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
         self.last_receipt: dict | None = None
         self._licenses: dict[int, LicenseTerms] = {}
-        self._published_topic = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
     # -- construction -------------------------------------------------------------------------
 
@@ -467,7 +470,7 @@ class Registry:
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, in publication order (one log query, one view call)."""
         cid = to_bytes32(content_id, "content id")
-        logs = self._logs([self._published_topic, None, cid])
+        logs = self._logs([RECORD_PUBLISHED_TOPIC, None, cid])
         return self._from_logs(logs)
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
@@ -479,7 +482,7 @@ class Registry:
         ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
         logs: list = []
         for start in range(0, len(ids), _READ_CHUNK):
-            logs += self._logs([self._published_topic, None, ids[start : start + _READ_CHUNK]])
+            logs += self._logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
         out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
         for record in self._from_logs(logs):
             out[record.content_id].append(record)
@@ -490,16 +493,16 @@ class Registry:
         latest), in publication order (what an incremental index reads)."""
         start = max(int(from_block), self.deploy_block)
         end = self.chain.block_number() if to_block is None else int(to_block)
-        return self._from_logs(self._logs([self._published_topic], start, end))
+        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC], start, end))
 
     def records_by(self, publisher: str) -> list[Record]:
         """Every record of a publisher, in publication order."""
         topic = b"\0" * 12 + bytes.fromhex(to_checksum_address(publisher)[2:])
-        return self._from_logs(self._logs([self._published_topic, None, None, topic]))
+        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC, None, None, topic]))
 
     def all_records(self) -> list[Record]:
         """Every record of the registry, in publication order (for small registries and tests)."""
-        return self._from_logs(self._logs([self._published_topic]))
+        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC]))
 
     def nonce(self, publisher: str) -> int:
         """The next nonce of ``publisher`` for a signed publish."""
@@ -635,7 +638,7 @@ class Registry:
             ids = [rid for b in blocks[i : j + 1] for rid in by_block[b]]
             for start in range(0, len(ids), _READ_CHUNK):
                 part = ids[start : start + _READ_CHUNK]
-                for log in self._logs([self._published_topic, part], blocks[i], blocks[j]):
+                for log in self._logs([RECORD_PUBLISHED_TOPIC, part], blocks[i], blocks[j]):
                     found[bytes(log["topics"][1])] = log
             i = j + 1
         return found
@@ -648,7 +651,7 @@ class Registry:
     def _logs_range(self, topics: list, start: int, end: int, depth: int) -> list:
         if start > end:
             return []
-        flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": _topics(topics)}
+        flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": encode_topics(topics)}
         try:
             return list(self.chain.rpc("reading logs", lambda: self.chain.w3.eth.get_logs(flt)))
         except ChainError:
@@ -709,7 +712,9 @@ class Registry:
 _ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
-def _topics(topics: list) -> list:
+def encode_topics(topics: list) -> list:
+    """An ``eth_getLogs`` topic filter: each topic (bytes), list of topics (any of them) or ``None``
+    (any value) as ``0x`` hex; trailing ``None`` dropped."""
     out = []
     for topic in topics:
         if topic is None:

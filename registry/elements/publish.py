@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed, make_error
 from ..chain.licenses import LicenseTerms
-from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
+from ..chain.registry import RECORD_PUBLISHED_TOPIC, Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, UnsafeFileError
 from ..storage.blockstore import BlockStore
@@ -81,7 +81,6 @@ DEFAULT_BATCH_SIZE = 50
 SIGNED_FORMAT = "elements.signed-publish/v1"
 #: Weight formats that are pickles or other code-carrying formats: never read, never published.
 _REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx", ".gguf", ".ot")
-_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
 
 class UnknownLicenseName(InputError):
@@ -554,7 +553,7 @@ def _created_ids(registry: Registry, receipt: dict) -> set[bytes]:
     created = set()
     for log in receipt.get("logs", []):
         topics = [bytes(t) for t in log.get("topics", [])]
-        if topics and topics[0] == _PUBLISHED_TOPIC and to_checksum_address(log["address"]) == registry.address:
+        if topics and topics[0] == RECORD_PUBLISHED_TOPIC and to_checksum_address(log["address"]) == registry.address:
             created.add(topics[1])
     return created
 

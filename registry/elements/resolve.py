@@ -41,7 +41,7 @@ from web3 import HTTPProvider
 from ..chain.cids import join_cid, split_cid
 from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
 from ..chain.licenses import LicenseTerms, describe_flags
-from ..chain.registry import RECORD_TYPEHASH, Kind, Record, Registry, to_bytes32
+from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, to_bytes32
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from .content_id import Manifest
@@ -63,7 +63,6 @@ LICENSE_WINDOW = 64
 #: The largest manifest or recipe document the resolver reads.
 MAX_DOCUMENT_SIZE = 16 << 20
 _IDS_PER_CALL = 256
-_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
 _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
 
@@ -428,9 +427,9 @@ class Resolver:
                 calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(_array_call(_RECORDS_SELECTOR, part))}, "latest"], "states", part))
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
-                calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, part])], "logs", part))
+                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
             if claims_of is not None:
-                calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
+                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
@@ -530,15 +529,8 @@ class Resolver:
         return depth, out
 
     def _filter(self, topics: list) -> dict:
-        encoded = []
-        for topic in topics:
-            if topic is None:
-                encoded.append(None)
-            elif isinstance(topic, list):
-                encoded.append([to_hex(t) for t in topic])
-            else:
-                encoded.append(to_hex(topic))
-        return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest", "topics": encoded}
+        return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest",
+                "topics": encode_topics(topics)}
 
     def _execute(self, calls: list[_Call]) -> list[Any]:
         """Run the calls in ONE round trip where the node batches, else one after the other."""
@@ -588,7 +580,7 @@ class Resolver:
 
     def _decode_log(self, log: Any) -> dict | None:
         topics = [_as_bytes(t) for t in log["topics"]]
-        if log.get("removed") or len(topics) != 4 or topics[0] != _PUBLISHED_TOPIC:
+        if log.get("removed") or len(topics) != 4 or topics[0] != RECORD_PUBLISHED_TOPIC:
             return None
         if _as_bytes(log["address"]) != self._address_bytes:
             return None
