@@ -38,6 +38,7 @@ from .network import Chain
 
 __all__ = [
     "Kind",
+    "kind_name",
     "RecordInput",
     "Record",
     "SignedPublish",
@@ -79,6 +80,18 @@ class Kind(IntEnum):
     COMPOSITION = 1
     FILE = 2
     ADAPTER = 3
+
+    @classmethod
+    def of(cls, value: int) -> "Kind | int":
+        """The :class:`Kind` of a value this client names, else the plain integer."""
+        return cls(value) if value in cls._value2member_map_ else int(value)
+
+
+def kind_name(kind: int, *, article: bool = False) -> str:
+    """A record kind in words: ``element``, ``composition``, ``file``, ``adapter``, or ``kind N``
+    for one this client does not name; with ``article``: ``an element`` ... ``a kind 9``."""
+    name = Kind(kind).name.lower() if kind in Kind._value2member_map_ else f"kind {kind}"
+    return (("an " if name[0] in "aeiou" else "a ") + name) if article else name
 
 
 def to_bytes32(value: Any, what: str = "id") -> bytes:
@@ -136,7 +149,7 @@ class RecordInput:
             raise InputError(f"licence id {self.license_id!r} is not a uint32; look it up with Registry.license_by_spdx")
         if not isinstance(self.kind, int) or not 0 <= self.kind < 256:
             raise InputError(f"kind {self.kind!r} is not in 0..255 (see registry.chain.Kind)")
-        set_(self, "kind", Kind(self.kind) if self.kind in Kind._value2member_map_ else int(self.kind))
+        set_(self, "kind", Kind.of(self.kind))
         parents = sorted(to_bytes32(p, "parent record id") for p in self.parents)
         for a, b in zip(parents, parents[1:]):
             if a == b:
@@ -689,7 +702,7 @@ class Registry:
             cid_codec=args["cidCodec"],
             cid_digest=bytes(args["cidDigest"]),
             license_id=args["licenseId"],
-            kind=Kind(args["kind"]) if args["kind"] in Kind._value2member_map_ else args["kind"],
+            kind=Kind.of(args["kind"]),
             parents=parents,
             block_number=int(log["blockNumber"]),
             yanked=bool(state["yanked"]),

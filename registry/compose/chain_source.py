@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..chain.registry import Kind, Record, to_bytes32
+from ..chain.registry import Kind, Record, kind_name, to_bytes32
 from ..digest import to_hex
 from ..elements.content_id import Manifest
 from ..elements.resolve import Graph, ResolvedRecord, Resolver
@@ -82,7 +82,7 @@ class ChainElementSource(ElementSource):
             )
         if record.kind != Kind.COMPOSITION and ref.kind == "composition":
             raise RecipeError(
-                f"input {ref.name!r} is declared a composition but record {ref.record} is {_kind_name(record)} record; "
+                f"input {ref.name!r} is declared a composition but record {ref.record} is {kind_name(record.kind, article=True)} record; "
                 "drop `kind: composition`"
             )
         return record
@@ -175,12 +175,6 @@ class AssembledComposition:
             "records": len(self.graph),
             "assembly": self.result.to_json(),
         }
-
-
-def _kind_name(record: Record) -> str:
-    """'an element', 'a file', 'an adapter' (an unknown kind: 'a kind 9')."""
-    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
-    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def choose_composition(records: Sequence[Record], trust: Sequence[str] = ()) -> Record:

@@ -41,7 +41,7 @@ from web3 import HTTPProvider
 from ..chain.cids import join_cid, split_cid
 from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
 from ..chain.licenses import LicenseTerms, describe_flags
-from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, to_bytes32
+from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, kind_name, to_bytes32
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from .content_id import Manifest
@@ -128,8 +128,7 @@ class ResolvedRecord:
 
     @property
     def kind_name(self) -> str:
-        kind = self.record.kind
-        return kind.name.lower() if isinstance(kind, Kind) else f"kind {kind}"
+        return kind_name(self.record.kind)
 
     @property
     def is_composition(self) -> bool:
@@ -638,7 +637,7 @@ class Resolver:
             cid_codec=event["cid_codec"],
             cid_digest=event["cid_digest"],
             license_id=event["license_id"],
-            kind=Kind(event["kind"]) if event["kind"] in Kind._value2member_map_ else event["kind"],
+            kind=Kind.of(event["kind"]),
             parents=event["parents"],
             block_number=event["block_number"],
             yanked=bool(state[6]),
@@ -773,7 +772,7 @@ class Resolver:
                         error = DocumentError(
                             f"the recipe of composition {to_hex(node.record_id)} uses record {ref.record} (input {name!r}) as "
                             f"{'a composition' if ref.kind == 'composition' else 'an element'}, but it is "
-                            f"{'an' if parent.kind_name[0] in 'aeiou' else 'a'} {parent.kind_name}"
+                            + kind_name(parent.record.kind, article=True)
                         )
                     if error is not None:
                         if strict:

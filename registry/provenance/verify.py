@@ -46,7 +46,7 @@ import numpy as np
 
 from ..chain.errors import LicenseViolation
 from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative
-from ..chain.registry import Kind, Record, Registry, to_bytes32
+from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
 from ..compose.engine import PROVENANCE_NAME, merge_patch
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition
 from ..compose.plan import DERIVED_BLOCK_ELEMS, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
@@ -833,7 +833,7 @@ class Verifier:
         it claims (``None`` with the problem recorded when it cannot be)."""
         label = f"composition input {ref.name!r} (record {ref.record})"
         if not isinstance(document, Recipe):
-            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {_record_kind(record)} record")
+            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {kind_name(record.kind, article=True)} record")
             return None
         if depth > MAX_NESTING_DEPTH:
             check.problems.append(f"{label} is nested more than {MAX_NESTING_DEPTH} compositions deep; it was not checked")
@@ -1170,11 +1170,6 @@ class Verifier:
 
 class _Skip(Exception):
     """A nested composition whose own inputs already failed (the problems are recorded)."""
-
-
-def _record_kind(record: Record) -> str:
-    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
-    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 # --------------------------------------------------------------------------------------------
