@@ -277,9 +277,9 @@ class CompositionElement(TensorElement):
             element = source
             content_id = str(source.manifest.content_id)
         else:
-            from .engine import _patched_json
+            from .engine import patched_json
 
-            data = _patched_json(source.read_bytes(), spec.patch, f"{self.ref.name}:{path}")
+            data = patched_json(source.read_bytes(), spec.patch, f"{self.ref.name}:{path}")
             element = _BytesFileElement(replace(self.ref, name=f"{self.ref.name}:{path}", kind="file",
                                                 content_id=str(bytes_content_id(data))), data)
             content_id = str(element.manifest.content_id)

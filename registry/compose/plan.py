@@ -56,6 +56,7 @@ __all__ = [
     "plan_tensors",
     "copy_of",
     "read_whole",
+    "block_elems",
     "DERIVED_BLOCK_ELEMS",
 ]
 
@@ -275,6 +276,15 @@ def copy_of(element: TensorElement, name: str) -> TensorPlan:
     the composition's own plan for it (see the module docstring)."""
     nested = getattr(element, "tensor_plan", None)
     return nested(name) if nested is not None else CopyPlan(element, name)
+
+
+def block_elems(plan: TensorPlan) -> int:
+    """Elements per block when a derived tensor is streamed: :data:`DERIVED_BLOCK_ELEMS`, rounded
+    down to whole rows (at least one) when the plan needs them."""
+    if plan.row_aligned:
+        row = int(np.prod(plan.shape[1:], dtype=np.int64)) or 1
+        return max(1, DERIVED_BLOCK_ELEMS // row) * row
+    return DERIVED_BLOCK_ELEMS
 
 
 def read_whole(plan: TensorPlan) -> np.ndarray:

@@ -36,7 +36,6 @@ or element could not be fetched so nothing could be decided.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +46,9 @@ import numpy as np
 from ..chain.errors import LicenseViolation
 from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative
 from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
-from ..compose.engine import PROVENANCE_NAME, merge_patch
+from ..compose.engine import PROVENANCE_NAME, patched_json
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition
-from ..compose.plan import DERIVED_BLOCK_ELEMS, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
+from ..compose.plan import CompositionIntegrityError, CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
 from ..compose.recipe import InputRef, Recipe, RecipeError
 from ..compose.sources import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher, to_hex
@@ -526,20 +525,12 @@ def _leaf_copies(plan: Any) -> list[CopyPlan]:
     return [leaf for child in children for leaf in _leaf_copies(child)]
 
 
-def _leaf_elements(plan: Any) -> list[Any]:
-    if isinstance(plan, CopyPlan):
-        return [plan.element]
-    children = [getattr(plan, name) for name in ("child", "base", "lora_a", "lora_b") if hasattr(plan, name)]
-    children += list(getattr(plan, "children", []))
-    return [leaf for child in children for leaf in _leaf_elements(child)]
-
-
 def _recompute_verified(plan: TensorPlan) -> str:
     """Recompute a derived tensor; a cached input file that fails verification is fetched again once."""
     try:
         return _recompute_digest(plan)
     except (ElementIntegrityError, UnsafeFileError):
-        elements = [e for e in _leaf_elements(plan) if isinstance(e, _ManifestTensorElement)]
+        elements = [c.element for c in _leaf_copies(plan) if isinstance(c.element, _ManifestTensorElement)]
         if not elements:
             raise
         for element in elements:
@@ -548,26 +539,10 @@ def _recompute_verified(plan: TensorPlan) -> str:
 
 
 def _recompute_digest(plan: TensorPlan) -> str:
-    if plan.row_aligned:
-        row = int(np.prod(plan.shape[1:], dtype=np.int64)) or 1
-        block_elems = max(1, DERIVED_BLOCK_ELEMS // row) * row
-    else:
-        block_elems = DERIVED_BLOCK_ELEMS
     hasher = blake3_hasher(plan.nbytes)
-    for block in plan.blocks(block_elems):
+    for block in plan.blocks(block_elems(plan)):
         hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))
     return to_hex(hasher.digest())
-
-
-def _patched_bytes(data: bytes, patch: Mapping, path: str) -> bytes:
-    # The engine's rule (docs/recipes.md "Files"): merge patch, indent 2, original key order.
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")
-    return (json.dumps(merge_patch(document, patch), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -892,7 +867,7 @@ class Verifier:
                 if spec.patch is None:
                     expected = element_id
                 else:
-                    data = _patched_bytes(element.read_bytes(), spec.patch, spec.path)
+                    data = patched_json(element.read_bytes(), spec.patch, spec.path)
                     expected = str(bytes_content_id(data))
             except (CompositionIntegrityError, RecipeError) as exc:
                 result = FileResult(spec.path, "differs", actual, None, input_label, message=f"{spec.path}: {exc}")
