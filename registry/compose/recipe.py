@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
+from ..elements.content_id import bytes_content_id
+from ..elements.content_id import canonical_json as encode_canonical_json
 from ..errors import InputError
 
 __all__ = [
@@ -77,13 +79,14 @@ class RecipeError(InputError):
 
 
 def canonical_json(value: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8, shortest round-trip floats.
+    """Canonical JSON bytes (:func:`registry.elements.content_id.canonical_json`: sorted keys, no
+    whitespace, UTF-8, shortest round-trip floats), refusing NaN and infinities by where they are.
 
     Raises:
         RecipeError: a NaN or infinite number (JSON has none).
     """
     _check_finite(value, "$")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return encode_canonical_json(value)
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -879,8 +882,6 @@ class Recipe:
 
     def content_id(self) -> str:
         """The content id of the canonical recipe document (a file content id of its bytes)."""
-        from ..elements.content_id import bytes_content_id
-
         return str(bytes_content_id(self.canonical_json()))
 
     @property

@@ -53,6 +53,7 @@ __all__ = [
     "tensor_entries_of_data",
     "tensor_set_content_id",
     "encode_tensor_table",
+    "canonical_json",
     "file_content_id",
     "bytes_content_id",
     "manifest_of",
@@ -221,7 +222,13 @@ def tensor_entries_of_data(tensors: Mapping[str, Any] | Iterable[Any]) -> list[T
     return entries
 
 
-def _canonical_json(document: Any) -> bytes:
+def canonical_json(document: Any) -> bytes:
+    """Canonical JSON, the encoding of manifests and recipes: sorted keys, no whitespace, UTF-8,
+    shortest round-trip floats (the same document, the same bytes, the same CID).
+
+    Raises:
+        ValueError: a NaN or infinite number (JSON has none).
+    """
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
@@ -280,7 +287,7 @@ class Manifest:
 
     def to_json_bytes(self) -> bytes:
         """Canonical JSON: sorted keys, no whitespace, UTF-8 (the same manifest, the same bytes)."""
-        return _canonical_json(self.to_json())
+        return canonical_json(self.to_json())
 
     @classmethod
     def from_json(cls, document: bytes | str | Mapping[str, Any], *, require_canonical: bool = False) -> "Manifest":
