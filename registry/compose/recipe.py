@@ -372,19 +372,26 @@ def _parse_sources(value: Any, where: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Take:
-    """Add tensors from a source (one input or the union of several) to the output."""
+class _SelectFrom:
+    """A step that selects tensors of a source (one input or the union of several), renamed."""
 
     source: tuple[str, ...]
     selection: Selection = Selection()
     rename: tuple[Rename, ...] = ()
-    op = "take"
+    op = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = {"op": self.op, "from": list(self.source), **self.selection.to_dict()}
         if self.rename:
             out["rename"] = [r.to_dict() for r in self.rename]
         return out
+
+
+@dataclass(frozen=True)
+class Take(_SelectFrom):
+    """Add tensors from a source (one input or the union of several) to the output."""
+
+    op = "take"
 
 
 @dataclass(frozen=True)
@@ -433,19 +440,10 @@ class Stack:
 
 
 @dataclass(frozen=True)
-class Override:
+class Override(_SelectFrom):
     """Replace tensors already in the output with the ones a (delta) source contains."""
 
-    source: tuple[str, ...]
-    selection: Selection = Selection()
-    rename: tuple[Rename, ...] = ()
     op = "override"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"op": self.op, "from": list(self.source), **self.selection.to_dict()}
-        if self.rename:
-            out["rename"] = [r.to_dict() for r in self.rename]
-        return out
 
 
 @dataclass(frozen=True)
