@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -301,7 +301,6 @@ class Plan:
     """The output of a recipe as lazy tensor plans (insertion order = step order)."""
 
     tensors: dict[str, TensorPlan]
-    files: list[tuple[str, FileElement, Mapping | None]] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
