@@ -158,6 +158,7 @@ def prepare_element(
     *,
     kind: int | str | None = None,
     name: str | None = None,
+    manifest: Manifest | None = None,
 ) -> PreparedElement:
     """Compute an element's content id and manifest, and put its data and manifest in ``store``.
 
@@ -166,6 +167,8 @@ def prepare_element(
         store: the local block store; ``None`` only computes CIDs (a dry run).
         kind: ``element``/``adapter`` (tensors) or ``file``; default from the file.
         name: the element's name (recorded in the manifest's metadata; default: the file name).
+        manifest: the file's manifest when the caller has just derived it from this very file
+            (as ``split_model`` does for each element it writes): the file is not hashed again.
 
     Raises:
         SafetensorsError: a ``.safetensors`` file the strict parser refuses.
@@ -185,7 +188,12 @@ def prepare_element(
     if kind == Kind.COMPOSITION:
         raise InputError("a composition is published from its recipe: `elements compose RECIPE --license SPDX`")
     name = name or path.name
-    manifest = manifest_of(path, metadata={"name": name})
+    if manifest is None:
+        manifest = manifest_of(path, metadata={"name": name})
+    elif manifest.kind != ("tensors" if is_tensors else "file"):
+        raise InputError(f"{path} is a {'tensors' if is_tensors else 'file'} element but the manifest given is of kind {manifest.kind}")
+    else:
+        manifest = manifest.with_metadata({"name": name})
     data_cid = add_file(path, store)
     size = path.stat().st_size
     manifest = manifest.with_data(data_cid, size, path.name)
