@@ -46,7 +46,6 @@ import numpy as np
 
 from ..digest import parse_bytes32
 from ..elements.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
-from ..elements.safetensors_format import tensor_nbytes
 from ..errors import ElementsError
 from .ops import storage_dtype
 from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
@@ -108,9 +107,7 @@ def composition_manifest(recipe: Recipe, ref: InputRef) -> Manifest | None:
         )
     if not recipe.output.tensors:
         return None
-    entries = [TensorEntry(t.name, t.dtype, tuple(t.shape), parse_bytes32(t.digest), tensor_nbytes(t.dtype, t.shape))
-               for t in recipe.output.tensors]
-    manifest = Manifest.for_tensors(entries)
+    manifest = Manifest.for_tensors(recipe.output.entries())
     if str(manifest.content_id) != ref.content_id:
         raise CompositionIntegrityError(
             f"{_label(ref)}: its recipe's output table hashes to {manifest.content_id}, not to the content id "

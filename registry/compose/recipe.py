@@ -25,8 +25,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
-from ..elements.content_id import bytes_content_id
+from ..digest import parse_bytes32
+from ..elements.content_id import TensorEntry, bytes_content_id
 from ..elements.content_id import canonical_json as encode_canonical_json
+from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError
 
 __all__ = [
@@ -795,6 +797,15 @@ class OutputSpec:
         if self.metadata != (("format", "pt"),):
             out["metadata"] = dict(self.metadata)
         return out
+
+    def entries(self) -> list[TensorEntry]:
+        """The output tensor table as tensor entries: what the output's content id commits to.
+
+        Raises:
+            InputError: a row whose dtype safetensors does not define.
+        """
+        return [TensorEntry(t.name, t.dtype, tuple(t.shape), parse_bytes32(t.digest), tensor_nbytes(t.dtype, t.shape))
+                for t in self.tensors]
 
 
 def _parse_output(data: Any) -> OutputSpec:
