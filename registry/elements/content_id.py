@@ -151,14 +151,7 @@ def tensor_set_content_id(entries: Iterable[TensorEntry]) -> Bytes32:
 
 def tensor_digest(data: Any) -> Bytes32:
     """The per-tensor digest: plain BLAKE3 of the raw little-endian bytes (buffer or numpy array)."""
-    if hasattr(data, "dtype") and hasattr(data, "shape") and not isinstance(data, memoryview):
-        import numpy as np
-
-        array = np.ascontiguousarray(data)
-        if array.dtype.byteorder == ">":
-            array = array.astype(array.dtype.newbyteorder("<"))
-        data = array.reshape(-1).view(np.uint8)
-    return blake3_digest(data)
+    return blake3_digest(tensor_bytes("tensor", data))
 
 
 def bytes_content_id(data: Any) -> Bytes32:
