@@ -268,6 +268,7 @@ class Registry:
         self.contract = chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
         self.last_receipt: dict | None = None
         self._licenses: dict[int, LicenseTerms] = {}
+        self._max_parents: int | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -296,6 +297,7 @@ class Registry:
         """The same registry, bound to another account (caches are shared)."""
         other = Registry(self.chain, self.address, account, self.deploy_block)
         other._licenses = self._licenses
+        other._max_parents = self._max_parents
         return other
 
     @property
@@ -549,6 +551,12 @@ class Registry:
                     parent_publisher, parent_license = state["publisher"], state["licenseId"]
                 check_derivative(publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license))], names)
             pending[record.record_id(publisher)] = (publisher, record.license_id)
+
+    def max_parents(self) -> int:
+        """The contract's fan-in cap (its ``MAX_PARENTS``), read once."""
+        if self._max_parents is None:
+            self._max_parents = int(self.chain.rpc("reading MAX_PARENTS", lambda: self.contract.functions.MAX_PARENTS().call()))
+        return self._max_parents
 
     # -- reading: licences --------------------------------------------------------------------
 

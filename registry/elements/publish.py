@@ -62,7 +62,6 @@ __all__ = [
     "store_document",
     "element_claim",
     "resolve_license",
-    "max_parents",
     "plan_claims",
     "publish_claims",
     "element_claims",
@@ -293,18 +292,9 @@ def resolve_license(registry: Registry, license: str | int) -> LicenseTerms:
     )
 
 
-def max_parents(registry: Registry) -> int:
-    """The registry's fan-in cap, read from the contract (cached on the registry object)."""
-    cap = getattr(registry, "_elements_max_parents", None)
-    if cap is None:
-        cap = int(registry.chain.rpc("reading MAX_PARENTS", lambda: registry.contract.functions.MAX_PARENTS().call()))
-        registry._elements_max_parents = cap
-    return cap
-
-
 def check_parent_count(registry: Registry, count: int, what: str) -> None:
     """Raise :class:`TooManyParentsError` when ``count`` parents exceed the registry's cap."""
-    cap = max_parents(registry)
+    cap = registry.max_parents()
     if count > cap:
         raise TooManyParentsError(
             f"{what} needs {count} parents but the registry at {registry.address} allows at most {cap} (MAX_PARENTS); "
