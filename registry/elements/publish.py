@@ -102,25 +102,29 @@ class PreparedElement:
         name: the element's name (the file name unless given).
         path: the file.
         kind: the registry kind (ELEMENT, ADAPTER or FILE).
-        manifest: the manifest, ``data`` filled in.
-        manifest_bytes: its canonical JSON (what ``cid`` addresses).
-        cid: the manifest's CID: the record's CID.
-        data_cid: the data file's CID.
-        size: the data file's size in bytes.
+        manifest: the manifest, ``data`` filled in (the data file's CID, size and name).
+        cid: the CID of the manifest's canonical JSON: the record's CID.
     """
 
     name: str
     path: Path
     kind: int
     manifest: Manifest
-    manifest_bytes: bytes
     cid: CID
-    data_cid: CID
-    size: int
 
     @property
     def content_id(self) -> bytes:
         return bytes(self.manifest.content_id)
+
+    @property
+    def data_cid(self) -> CID:
+        """The data file's CID."""
+        return CID.parse(self.manifest.data["cid"])
+
+    @property
+    def size(self) -> int:
+        """The data file's size in bytes."""
+        return int(self.manifest.data["size"])
 
 
 def kind_of(name: str | int | None) -> int | None:
@@ -193,12 +197,8 @@ def prepare_element(
         raise InputError(f"{path} is a {'tensors' if is_tensors else 'file'} element but the manifest given is of kind {manifest.kind}")
     else:
         manifest = manifest.with_metadata({"name": name})
-    data_cid = add_file(path, store)
-    size = path.stat().st_size
-    manifest = manifest.with_data(data_cid, size, path.name)
-    manifest_bytes = manifest.to_json_bytes()
-    cid = store_document(manifest_bytes, store)
-    return PreparedElement(name, path, int(kind), manifest, manifest_bytes, cid, data_cid, size)
+    manifest = manifest.with_data(add_file(path, store), path.stat().st_size, path.name)
+    return PreparedElement(name, path, int(kind), manifest, store_document(manifest.to_json_bytes(), store))
 
 
 def store_document(document: bytes, store: BlockStore | None) -> CID:
