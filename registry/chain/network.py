@@ -273,16 +273,28 @@ class Chain:
         node = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
         return max(node, self._nonces.get(sender, 0))
 
-    def _fees(self) -> dict:
+    def fee_parts(self) -> tuple[int | None, int]:
+        """The latest block's base fee (``None`` on a pre-London chain) and the priority fee a
+        transaction sent now offers; :meth:`transact` caps the fee at twice the base fee plus it."""
         block = self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
         base_fee = block.get("baseFeePerGas")
-        if base_fee is None:  # a pre-London chain
-            return {"gasPrice": self.rpc("reading the gas price", lambda: self.w3.eth.gas_price)}
+        if base_fee is None:
+            return None, 0
         try:
             tip = int(self.w3.eth.max_priority_fee)
         except Exception:
             tip = 10**9
-        return {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
+        return int(base_fee), tip
+
+    def gas_price(self) -> int:
+        """The node's legacy gas price (pre-London chains)."""
+        return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
+
+    def _fees(self) -> dict:
+        base_fee, tip = self.fee_parts()
+        if base_fee is None:  # a pre-London chain
+            return {"gasPrice": self.gas_price()}
+        return {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
 
 
 def _is_loopback(url: str) -> bool:

@@ -367,17 +367,9 @@ def _batches(claims: Sequence[Claim], batch_size: int) -> list[list[Claim]]:
 
 
 def _fee_parts(registry: Registry) -> tuple[int, int]:
-    chain = registry.chain
-    block = chain.rpc("reading the latest block", lambda: chain.w3.eth.get_block("latest"))
-    base_fee = int(block.get("baseFeePerGas") or 0)
-    try:
-        tip = int(chain.w3.eth.max_priority_fee)
-    except Exception:
-        tip = 10**9
-    if not base_fee:
-        gas_price = int(chain.rpc("reading the gas price", lambda: chain.w3.eth.gas_price))
-        return gas_price, 0
-    return base_fee, tip
+    """(base fee, tip) as Chain.transact will pay them; a pre-London chain's gas price as its base fee."""
+    base_fee, tip = registry.chain.fee_parts()
+    return (registry.chain.gas_price(), 0) if base_fee is None else (base_fee, tip)
 
 
 def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) -> int:
