@@ -155,6 +155,10 @@ class Chain:
     def block_number(self) -> int:
         return int(self.rpc("reading the block number", lambda: self.w3.eth.block_number))
 
+    def latest_block(self) -> Any:
+        """The latest block (``timestamp``, ``baseFeePerGas`` ...)."""
+        return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+
     def balance(self, address: str) -> int:
         return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
 
@@ -276,8 +280,7 @@ class Chain:
     def fee_parts(self) -> tuple[int | None, int]:
         """The latest block's base fee (``None`` on a pre-London chain) and the priority fee a
         transaction sent now offers; :meth:`transact` caps the fee at twice the base fee plus it."""
-        block = self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
-        base_fee = block.get("baseFeePerGas")
+        base_fee = self.latest_block().get("baseFeePerGas")
         if base_fee is None:
             return None, 0
         try:

@@ -362,7 +362,7 @@ class Registry:
         if nonce is None:
             nonce = self.nonce(signer.address)
         if deadline is None:
-            latest = self.chain.rpc("reading the latest block", lambda: self.chain.w3.eth.get_block("latest"))
+            latest = self.chain.latest_block()
             deadline = int(latest["timestamp"]) + 3600
         message = self.typed_data(record, signer.address, nonce, deadline)
         signature = signer.sign_message(encode_typed_data(full_message=message)).signature

@@ -727,7 +727,7 @@ def sign_claims(registry: Registry, claims: Sequence[Claim], *, valid_for: int =
     """
     plan = plan_claims(registry, claims, estimate=False)
     nonce = registry.nonce(registry.account.address)
-    latest = registry.chain.rpc("reading the latest block", lambda: registry.chain.w3.eth.get_block("latest"))
+    latest = registry.chain.latest_block()
     deadline = int(latest["timestamp"]) + int(valid_for)
     return [(c, registry.sign_publish(c.record, nonce=nonce + i, deadline=deadline)) for i, c in enumerate(plan.missing)]
 
@@ -826,7 +826,7 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
     publisher = entries[0][1].publisher
     current = registry.nonce(publisher)
     exists = dict(zip([c.record_id for c, _ in entries], registry.exists([c.record_id for c, _ in entries])))
-    latest = registry.chain.rpc("reading the latest block", lambda: registry.chain.w3.eth.get_block("latest"))
+    latest = registry.chain.latest_block()
     to_send: list[tuple[Claim, SignedPublish]] = []
     results: dict[bytes, ClaimResult] = {}
     expected = current
