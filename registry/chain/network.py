@@ -170,7 +170,7 @@ class Chain:
             raise self._revert(exc, tx, namer, block) from None
         except Exception as exc:
             if _is_connection_error(exc):
-                raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
+                raise self._unreachable(exc) from None
             raise
 
     # -- writing ------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ class Chain:
                 raise self._revert(exc, base, namer) from None
             except Exception as exc:
                 if _is_connection_error(exc):
-                    raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
+                    raise self._unreachable(exc) from None
                 raise self._refused(sender, exc) from None
             # A margin for state that changes between estimate and inclusion (and the 63/64 rule).
             gas = int(estimate * 1.2) + 10_000
@@ -221,7 +221,7 @@ class Chain:
                 except Exception as exc:
                     self._nonces.pop(sender, None)
                     if _is_connection_error(exc):
-                        raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
+                        raise self._unreachable(exc) from None
                     if attempt == 0 and "nonce" in str(exc).lower():
                         continue  # another client used this nonce: re-read it and sign again
                     raise self._refused(sender, exc) from None
@@ -242,6 +242,9 @@ class Chain:
             )
         return receipt
 
+    def _unreachable(self, exc: BaseException) -> RpcUnavailableError:
+        return RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running")
+
     def _refused(self, sender: str, exc: BaseException) -> TransactionFailed:
         text = str(exc)
         if "insufficient funds" in text.lower() or "cannot afford" in text.lower():
@@ -256,7 +259,7 @@ class Chain:
             tx_hash = self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
             if _is_connection_error(exc):
-                raise RpcUnavailableError(f"cannot reach {self.rpc_url}; check the node is running") from None
+                raise self._unreachable(exc) from None
             raise TransactionFailed(f"the node refused the transaction: {exc}") from None
         return self.wait(tx_hash)
 
