@@ -13,4 +13,6 @@ Layers (imports point down only)::
 ``errors`` and ``config`` sit below every layer.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

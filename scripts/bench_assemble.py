@@ -33,22 +33,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MiB = 1 << 20
+from scripts.bench_common import MiB  # noqa: E402
 
-# Peak RSS is read from /proc/self/status (VmHWM, this process's own high-water mark):
-# getrusage's ru_maxrss would carry over the parent's peak through fork/exec.
+# Peak RSS is this process's own high-water mark (scripts/bench_common.py says why).
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from registry.compose.engine import assemble
 from registry.compose.sources import LocalElementSource
+from scripts.bench_common import peak_rss
 
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-
-baseline = hwm()
+baseline = peak_rss()
 if sys.argv[5] == "measure":
     start = time.perf_counter()
     result = assemble(sys.argv[2], LocalElementSource(sys.argv[3]), sys.argv[4], durable=sys.argv[6] == "1")
@@ -56,7 +51,7 @@ if sys.argv[5] == "measure":
     out = {"seconds": seconds, "content_id": result.content_id, "bytes": result.total_bytes, "largest": result.largest_tensor}
 else:
     out = {}
-out["peak_rss"] = hwm()
+out["peak_rss"] = peak_rss()
 out["baseline_rss"] = baseline
 print(json.dumps(out))
 """

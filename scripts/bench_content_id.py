@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,15 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MiB = 1 << 20
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().rstrip("IB")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+from scripts.bench_common import MiB, parse_size, peak_rss, timed  # noqa: E402
 
 
 def generate(path: Path, size: int, seed: int = 0) -> int:
@@ -98,18 +89,6 @@ def measure(kind: str, path: Path) -> dict:
     return {"kind": kind, "seconds": seconds, "peak_rss": peak_rss(), "value": str(value)}
 
 
-def peak_rss() -> int:
-    """This process's peak resident memory in bytes (VmHWM: unlike ru_maxrss it is not inherited
-    from the parent across fork+exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def run_child(kind: str, path: Path) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--path", str(path)], check=True, capture_output=True, text=True
@@ -130,15 +109,9 @@ def per_core(size: int = 256 * MiB) -> dict:
         ("blake3_1_thread", lambda: blake3.blake3(buffer).digest()),
         ("blake3_all_cores", lambda: blake3.blake3(buffer, max_threads=blake3.blake3.AUTO).digest()),
     ]:
-        best = min(_timed(fn) for _ in range(3))
+        best = min(timed(fn)[1] for _ in range(3))
         results[label] = size / best / MiB
     return results
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> int:

@@ -28,17 +28,13 @@ from registry.compose.chain_source import ChainElementSource, assemble_compositi
 from registry.compose.engine import assemble as engine_assemble  # noqa: E402
 from registry.provenance.verify import VerifyOptions, verify_model  # noqa: E402
 from registry.storage.blockstore import BlockStore  # noqa: E402
+from scripts.bench_common import timed  # noqa: E402
 from tests.nested_support import CAROL_LICENSE, carol_doc, compose_as, composition_input, publish_story  # noqa: E402
 from tests.publish_support import funded_account  # noqa: E402
 
 
 def best(runs: int, action) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return min(timed(action)[1] for _ in range(runs))
 
 
 def main() -> None:

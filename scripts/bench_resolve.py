@@ -86,12 +86,13 @@ def build(registry: Registry, records: int, depth: int, seed: int) -> tuple[byte
     return ids[0][0], shape
 
 
-def naive(registry: Registry, root: bytes) -> int:
+def _walk(registry: Registry, root: bytes, read_level) -> int:
+    """Read the graph under ``root`` level by level with ``read_level(ids) -> records``, and each
+    record's licence; returns the number of records."""
     seen, frontier = {root}, [root]
     while frontier:
         following = []
-        for rid in frontier:
-            record = registry.record(rid)
+        for record in read_level(frontier):
             registry.license(record.license_id)
             for parent in record.parents:
                 if parent not in seen:
@@ -99,20 +100,16 @@ def naive(registry: Registry, root: bytes) -> int:
                     following.append(parent)
         frontier = following
     return len(seen)
+
+
+def naive(registry: Registry, root: bytes) -> int:
+    """One record per call."""
+    return _walk(registry, root, lambda ids: [registry.record(rid) for rid in ids])
 
 
 def per_level(registry: Registry, root: bytes) -> int:
-    seen, frontier = {root}, [root]
-    while frontier:
-        following = []
-        for record in registry.records(frontier):
-            registry.license(record.license_id)
-            for parent in record.parents:
-                if parent not in seen:
-                    seen.add(parent)
-                    following.append(parent)
-        frontier = following
-    return len(seen)
+    """One batched records() call per level."""
+    return _walk(registry, root, registry.records)
 
 
 def resolver(registry: Registry, root: bytes) -> int:

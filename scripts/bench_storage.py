@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -36,15 +35,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from registry.storage.unixfs import PROFILES, get_profile  # noqa: E402
+from scripts.bench_common import MiB, parse_size, peak_rss, warm  # noqa: E402
 
 IPFS = ROOT / ".tools" / "bin" / "ipfs"
-MiB = 1 << 20
 GOAL_RATIO = 2.0
 GOAL_RSS_MIB = 200.0
 
 # Child programs: each prints one JSON line {"seconds": ..., "result": ...}.
 SHA256_CHILD = """
 import hashlib, json, mmap, sys, time
+sys.path.insert(0, sys.argv[2])
+from scripts.bench_common import peak_rss
 with open(sys.argv[1], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
     t = time.perf_counter()
     c = time.process_time()
@@ -59,30 +60,21 @@ with open(sys.argv[1], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_R
     seconds = time.perf_counter() - t
     cpu = time.process_time() - c
     view.release()
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"seconds": seconds, "cpu": cpu, "result": digest, "peak_kib": int(hwm)}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "result": digest, "peak_rss": peak_rss()}))
 """
 
 ELEMENTS_CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from registry.storage.unixfs import add_file
+from scripts.bench_common import peak_rss
 t = time.perf_counter()
 c = time.process_time()
 cid = add_file(sys.argv[1], profile=sys.argv[2])
 seconds = time.perf_counter() - t
 cpu = time.process_time() - c
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"seconds": seconds, "cpu": cpu, "result": str(cid), "peak_kib": int(hwm)}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "result": str(cid), "peak_rss": peak_rss()}))
 """
-
-
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*", text, re.I)
-    if not match:
-        raise argparse.ArgumentTypeError(f"cannot read size {text!r}; write e.g. 1GiB, 256MiB or 1000000")
-    number, unit = float(match.group(1)), (match.group(2) or "").upper().rstrip("B").rstrip("I")
-    return int(number * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit])
 
 
 def run_child(argv: list[str], env: dict | None = None) -> tuple[float, str, float, float]:
@@ -95,13 +87,9 @@ def run_child(argv: list[str], env: dict | None = None) -> tuple[float, str, flo
     done = threading.Event()
 
     def poll() -> None:
-        status = f"/proc/{proc.pid}/status"
         while not done.is_set():
             try:
-                with open(status) as f:
-                    for line in f:
-                        if line.startswith("VmHWM"):
-                            peak[0] = max(peak[0], int(line.split()[1]))
+                peak[0] = max(peak[0], peak_rss(proc.pid))
             except (OSError, ValueError, IndexError):
                 return
             time.sleep(0.002)
@@ -117,7 +105,7 @@ def run_child(argv: list[str], env: dict | None = None) -> tuple[float, str, flo
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"{argv[0]} failed: {err.decode()[-800:]}")
-    return wall, out.decode().strip(), peak[0] / 1024.0, usage.ru_utime + usage.ru_stime
+    return wall, out.decode().strip(), peak[0] / MiB, usage.ru_utime + usage.ru_stime
 
 
 def generate(path: Path, size: int) -> None:
@@ -128,12 +116,6 @@ def generate(path: Path, size: int) -> None:
             n = min(block, left)
             f.write(os.urandom(n))
             left -= n
-
-
-def warm(path: Path) -> None:
-    with open(path, "rb") as f:
-        while f.read(MiB):
-            pass
 
 
 def kubo_repo(base: Path, profile: str) -> tuple[dict, list[str]]:
@@ -152,7 +134,7 @@ def bench_profile(path: Path, profile: str, repeat: int, base: Path) -> dict:
     size = path.stat().st_size
     py = sys.executable
     tools = {
-        "sha256": ([py, "-c", SHA256_CHILD, str(path)], None, True),
+        "sha256": ([py, "-c", SHA256_CHILD, str(path), str(ROOT)], None, True),
         "elements": ([py, "-c", ELEMENTS_CHILD, str(path), profile, str(ROOT)], None, True),
     }
     if IPFS.is_file():
@@ -167,7 +149,7 @@ def bench_profile(path: Path, profile: str, repeat: int, base: Path) -> dict:
             if inner:
                 answer = json.loads(out)
                 seconds, result, cpu = answer["seconds"], answer["result"], answer["cpu"]
-                rss = max(rss, answer["peak_kib"] / 1024.0)
+                rss = max(rss, answer["peak_rss"] / MiB)
             else:
                 seconds, result = wall, out
             runs[name].append((seconds, result, rss, cpu))

@@ -34,35 +34,12 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-MiB = 1 << 20
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().rstrip("IB")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
-
-
-def warm(path: Path) -> None:
-    with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(16 * MiB)
-        while handle.readinto(buffer):
-            pass
+from scripts.bench_common import MiB, parse_size, timed, warm  # noqa: E402
 
 
 def sha256_of(path: Path) -> str:
@@ -85,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     size = parse_size(args.size)
 
-    from bench_content_id import generate
+    from scripts.bench_content_id import generate
 
     import model_signing.hashing
 

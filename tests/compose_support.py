@@ -71,6 +71,31 @@ def reassembly_recipe(split_dir: Path) -> dict[str, Any]:
     return json.loads((split_dir / "recipe.json").read_text())
 
 
+def three_layer_steps() -> list[dict[str, Any]]:
+    """The steps of docs/recipes.md's three-layer variant: embeddings and pooler, layers 0, 2, 5."""
+    return [
+        {"op": "take", "from": ["embeddings", "pooler"]},
+        {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
+            {"from": "encoder.layer.0", "layers": [0]},
+            {"from": "encoder.layer.2", "layers": [2]},
+            {"from": "encoder.layer.5", "layers": [5]},
+        ]},
+    ]
+
+
+def three_layer_variant(base: Mapping[str, Any]) -> dict[str, Any]:
+    """docs/recipes.md's three-layer variant of a whole-model recipe document ``base`` (the one
+    split writes, or its published form): its inputs but layers 1, 3, 4, its files with
+    config.json patched to ``num_hidden_layers: 3``."""
+    return {
+        "format": "elements.recipe/v1",
+        "name": "minilm-3-layers",
+        "inputs": {n: i for n, i in base["inputs"].items() if not n.startswith("encoder.layer.") or n[-1] in "025"},
+        "steps": three_layer_steps(),
+        "files": [dict(f, patch={"num_hidden_layers": 3}) if f["path"] == "config.json" else f for f in base["files"]],
+    }
+
+
 def copy_model_sharded(destination: Path, shards: int = 3) -> Path:
     """A sharded copy of the real model (Hugging Face naming and index), with its other files."""
     shutil.copytree(MODEL, destination, ignore=shutil.ignore_patterns("model.safetensors"))

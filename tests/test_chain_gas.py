@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,18 +9,9 @@ from eth_account import Account
 
 from registry.chain import MAX_PARENTS, Kind, RecordInput
 from registry.chain.deploy import artifact
+from scripts import gas_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _gas_module():
-    spec = importlib.util.spec_from_file_location("gas_snapshot", ROOT / "scripts" / "gas_snapshot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gas_snapshot = _gas_module()
 COMMITTED = json.loads((ROOT / "gas-snapshot.json").read_text())
 
 

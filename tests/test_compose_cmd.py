@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -25,13 +24,6 @@ def split_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmd") / "minilm"
     assert main(["split", str(MODEL), "--out", str(out)]) == 0
     return out
-
-
-@pytest.fixture
-def work(tmp_path, split_dir):
-    target = tmp_path / "elements"
-    shutil.copytree(split_dir, target)
-    return target
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

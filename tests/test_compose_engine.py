@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,52 +16,16 @@ from registry.compose.delta import make_delta
 from registry.compose.engine import PROVENANCE_NAME, OutputExists, OutputMismatch, assemble, inspect_recipe, parse_size
 from registry.compose.recipe import RecipeError, load_recipe, parse_recipe, with_record_ids
 from registry.compose.sources import ElementIntegrityError, ElementNotFound, LocalElementSource
-from registry.elements.content_id import content_id, directory_ids, file_content_id, tensor_entries
+from registry.elements.content_id import content_id, directory_ids, file_content_id
 from registry.elements.safetensors_format import read_checkpoint, write_safetensors
-from registry.elements.split import split_model
 from registry.errors import InputError, IntegrityError, NotFoundError
-from tests.compose_support import MODEL, f32, leftovers, read_tensors, reassembly_recipe, write_element
+from tests.compose_support import MODEL, f32, leftovers, read_tensors, reassembly_recipe, three_layer_variant, write_element
 
 ORIGINAL_ID = str(content_id(MODEL / "model.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def split_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("engine") / "minilm"
-    split_model(MODEL, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def original():
-    return read_tensors(MODEL / "model.safetensors")
-
-
-@pytest.fixture
-def work(tmp_path, split_dir):
-    """A private copy of the split directory (tests add elements to it)."""
-    target = tmp_path / "elements"
-    shutil.copytree(split_dir, target)
-    return target
-
-
 def three_layer_recipe(split_dir) -> dict:
-    base = reassembly_recipe(split_dir)
-    inputs = {n: i for n, i in base["inputs"].items() if not n.startswith("encoder.layer.") or n[-1] in "025"}
-    return {
-        "format": "elements.recipe/v1",
-        "name": "minilm-3-layers",
-        "inputs": inputs,
-        "steps": [
-            {"op": "take", "from": ["embeddings", "pooler"]},
-            {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
-                {"from": "encoder.layer.0", "layers": [0]},
-                {"from": "encoder.layer.2", "layers": [2]},
-                {"from": "encoder.layer.5", "layers": [5]},
-            ]},
-        ],
-        "files": [dict(f, patch={"num_hidden_layers": 3}) if f["path"] == "config.json" else f for f in base["files"]],
-    }
+    return three_layer_variant(reassembly_recipe(split_dir))
 
 
 # ------------------------------------------------------------------------------ reassembly

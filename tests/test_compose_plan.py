@@ -4,7 +4,6 @@ dtype casts, each against a reference computed here, plus the LoRA and merge bad
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ import pytest
 from registry.compose.engine import assemble
 from registry.compose.recipe import RecipeError, parse_recipe
 from registry.compose.sources import LocalElementSource
-from registry.elements.split import split_model
 from tests.compose_support import (
-    MODEL,
     f32,
     leftovers,
     read_tensors,
@@ -26,25 +23,6 @@ from tests.compose_support import (
 
 RANK, ALPHA = 4, 8
 TARGETS = ("query", "value")
-
-
-@pytest.fixture(scope="module")
-def split_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("plan") / "minilm"
-    split_model(MODEL, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def original():
-    return read_tensors(MODEL / "model.safetensors")
-
-
-@pytest.fixture
-def work(tmp_path, split_dir):
-    target = tmp_path / "elements"
-    shutil.copytree(split_dir, target)
-    return target
 
 
 def _adapter(rng) -> dict[str, np.ndarray]:

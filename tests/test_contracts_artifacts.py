@@ -8,7 +8,6 @@ else solc-js through node) compared byte for byte, metadata hash included.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,18 +18,9 @@ from registry.chain import errors as chain_errors
 from registry.chain import licenses
 from registry.chain.deploy import CREATE2_DEPLOYER, artifact, registry_address
 from registry.chain.registry import MAX_PARENTS, PUBLISH_TYPEHASH, RECORD_TYPEHASH
+from scripts import compile_contracts
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _compiler_module():
-    spec = importlib.util.spec_from_file_location("compile_contracts", ROOT / "scripts" / "compile_contracts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-compile_contracts = _compiler_module()
 
 
 def _compile_or_skip(which: str):

@@ -179,6 +179,21 @@ def test_files_that_are_not_safetensors_are_refused(registry, store, tmp_path):
         prepare_element(config, None, kind="adapter")
 
 
+
+def test_a_manifest_split_derived_is_used_as_given_and_gives_the_same_element(minilm_split):
+    for element in (minilm_split.elements[0], minilm_split.elements[-1]):  # a tensors and a file element
+        path = minilm_split.out_dir / element.path
+        computed = prepare_element(path, None, name="x")
+        given = prepare_element(path, None, name="x", manifest=element.manifest)
+        assert given.manifest == computed.manifest and given.cid == computed.cid
+
+
+def test_a_given_manifest_of_the_other_kind_is_refused(minilm_split):
+    tensors = next(e for e in minilm_split.elements if e.kind == "tensors")
+    a_file = next(e for e in minilm_split.elements if e.kind == "file")
+    with pytest.raises(InputError, match="manifest given is of kind file"):
+        prepare_element(minilm_split.out_dir / tensors.path, None, manifest=a_file.manifest)
+
 def test_an_account_without_funds_is_refused_before_sending(registry, store, minilm_split):
     poor = registry.with_account(Account.create())
     with pytest.raises(InsufficientFundsError, match="fund it"):

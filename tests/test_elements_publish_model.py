@@ -17,6 +17,7 @@ from registry.elements.resolve import Resolver
 from registry.elements.split import split_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
+from tests.compose_support import three_layer_steps
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, raw_tensors, registry_for, tensors_equal
 
 
@@ -84,14 +85,7 @@ def three_layer_recipe(elements: dict[str, object]) -> dict:
         "format": "elements.recipe/v1",
         "name": "minilm-3-layers",
         "inputs": {name: ref(name) for name in names},
-        "steps": [
-            {"op": "take", "from": ["embeddings", "pooler"]},
-            {"op": "stack", "template": "encoder.layer.{n}.", "slices": [
-                {"from": "encoder.layer.0", "layers": [0]},
-                {"from": "encoder.layer.2", "layers": [2]},
-                {"from": "encoder.layer.5", "layers": [5]},
-            ]},
-        ],
+        "steps": three_layer_steps(),
         "files": [
             {"path": "config.json", "from": "config.json", "patch": {"num_hidden_layers": 3}},
             {"path": "tokenizer.json", "from": "tokenizer.json"},

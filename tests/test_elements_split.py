@@ -28,13 +28,6 @@ MODEL_FILES = sorted([
 ])
 
 
-@pytest.fixture(scope="module")
-def split_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("split") / "minilm"
-    split_model(MODEL, out)
-    return out
-
-
 def test_layer_grouping_recognizes_bert():
     names = ["embeddings.word_embeddings.weight", "embeddings.LayerNorm.bias", "encoder.layer.0.attention.self.query.weight",
              "encoder.layer.11.output.dense.bias", "encoder.layer.2.intermediate.dense.weight", "pooler.dense.weight"]

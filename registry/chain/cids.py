@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..digest import to_hex
 from ..errors import InputError
 from ..storage.cid import CID, DAG_PB, RAW, SHA2_256
 
@@ -33,7 +34,7 @@ def split_cid(cid: Any) -> tuple[int, bytes]:
         InputError: not a sha2-256 CIDv0/CIDv1 with codec raw or dag-pb.
     """
     if isinstance(cid, (bytes, bytearray, memoryview)):
-        shown = "0x" + bytes(cid).hex()
+        shown = to_hex(cid)
     else:
         shown = repr(str(cid).strip())
         cid = str(cid).strip()

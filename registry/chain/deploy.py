@@ -27,6 +27,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
+from ..digest import to_hex
 from ..errors import ConfigError
 from .errors import NoRegistryError, TransactionFailed
 from .network import Chain
@@ -175,7 +176,7 @@ def deploy_registry(chain: Chain, account: LocalAccount, home: Path | None = Non
         if not chain.code_at(address):
             raise TransactionFailed(f"the CREATE2 deployer did not create the registry at {address} on {chain.name}")
         deployment = Deployment(
-            chain.chain_id, address, int(receipt["blockNumber"]), "0x" + bytes(receipt["transactionHash"]).hex(), True
+            chain.chain_id, address, int(receipt["blockNumber"]), to_hex(receipt["transactionHash"]), True
         )
     if home is not None and not chain.is_memory:
         record_deployment(home, deployment, chain.rpc_url)

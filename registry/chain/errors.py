@@ -40,6 +40,7 @@ from typing import Any, Callable
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
+from ..digest import to_hex
 from ..errors import ChainError, ConfigError, NotFoundError, ServiceError
 
 __all__ = [
@@ -324,7 +325,7 @@ _PANIC = keccak(b"Panic(uint256)")[:4]
 
 def _normalise(kind: str, value: Any) -> Any:
     if kind == "bytes32":
-        return "0x" + bytes(value).hex()
+        return to_hex(value)
     if kind == "address":
         return to_checksum_address(value)
     return value

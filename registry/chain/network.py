@@ -19,7 +19,9 @@ from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from eth_tester.exceptions import TransactionFailed as _TesterFailed
 from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
 from .errors import (
     ChainError,
@@ -38,20 +40,9 @@ MEMORY = "memory"
 #: The mnemonic anvil funds its ten dev accounts from by default (public: never use it for value).
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
-# web3 raises these (or subclasses) for reverts; the revert data is on ``.data``.
-_REVERT_TYPES: tuple[type[BaseException], ...]
-try:
-    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
-
-    _REVERT_TYPES = (ContractCustomError, ContractLogicError, ContractPanicError)
-except ImportError:  # pragma: no cover - web3 < 6
-    _REVERT_TYPES = ()
-try:  # the in-process chain raises its own type, with the revert data in the message
-    from eth_tester.exceptions import TransactionFailed as _TesterFailed
-
-    _REVERT_TYPES = (*_REVERT_TYPES, _TesterFailed)
-except ImportError:  # pragma: no cover - eth-tester is a dependency
-    _TesterFailed = None
+# web3 raises these (or subclasses) for reverts, with the revert data on ``.data``; the in-process
+# chain raises eth-tester's own type, with the revert data in the message.
+_REVERT_TYPES: tuple[type[BaseException], ...] = (ContractCustomError, ContractLogicError, ContractPanicError, _TesterFailed)
 
 
 def memory_dev_accounts() -> list[LocalAccount]:
@@ -138,7 +129,7 @@ class Chain:
         web3's tester provider turns revert data that happens to decode as a string into text and
         drops the selector, so on ``memory`` the call is replayed on eth-tester to get the bytes.
         """
-        if _TesterFailed is not None and isinstance(exc, _TesterFailed) and self.is_memory:
+        if isinstance(exc, _TesterFailed) and self.is_memory:
             call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
                 self.w3.provider.ethereum_tester.call(call, block)
@@ -164,6 +155,10 @@ class Chain:
     def block_number(self) -> int:
         return int(self.rpc("reading the block number", lambda: self.w3.eth.block_number))
 
+    def latest_block(self) -> Any:
+        """The latest block (``timestamp``, ``baseFeePerGas`` ...)."""
+        return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+
     def balance(self, address: str) -> int:
         return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
 
@@ -175,7 +170,7 @@ class Chain:
             raise self._revert(exc, tx, namer, block) from None
         except Exception as exc:
             if _is_connection_error(exc):
-                raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
+                raise self._unreachable(exc) from None
             raise
 
     # -- writing ------------------------------------------------------------------------------
@@ -208,7 +203,7 @@ class Chain:
                 raise self._revert(exc, base, namer) from None
             except Exception as exc:
                 if _is_connection_error(exc):
-                    raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
+                    raise self._unreachable(exc) from None
                 raise self._refused(sender, exc) from None
             # A margin for state that changes between estimate and inclusion (and the 63/64 rule).
             gas = int(estimate * 1.2) + 10_000
@@ -226,7 +221,7 @@ class Chain:
                 except Exception as exc:
                     self._nonces.pop(sender, None)
                     if _is_connection_error(exc):
-                        raise RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running") from None
+                        raise self._unreachable(exc) from None
                     if attempt == 0 and "nonce" in str(exc).lower():
                         continue  # another client used this nonce: re-read it and sign again
                     raise self._refused(sender, exc) from None
@@ -247,6 +242,9 @@ class Chain:
             )
         return receipt
 
+    def _unreachable(self, exc: BaseException) -> RpcUnavailableError:
+        return RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running")
+
     def _refused(self, sender: str, exc: BaseException) -> TransactionFailed:
         text = str(exc)
         if "insufficient funds" in text.lower() or "cannot afford" in text.lower():
@@ -261,7 +259,7 @@ class Chain:
             tx_hash = self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
             if _is_connection_error(exc):
-                raise RpcUnavailableError(f"cannot reach {self.rpc_url}; check the node is running") from None
+                raise self._unreachable(exc) from None
             raise TransactionFailed(f"the node refused the transaction: {exc}") from None
         return self.wait(tx_hash)
 
@@ -282,16 +280,27 @@ class Chain:
         node = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
         return max(node, self._nonces.get(sender, 0))
 
-    def _fees(self) -> dict:
-        block = self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
-        base_fee = block.get("baseFeePerGas")
-        if base_fee is None:  # a pre-London chain
-            return {"gasPrice": self.rpc("reading the gas price", lambda: self.w3.eth.gas_price)}
+    def fee_parts(self) -> tuple[int | None, int]:
+        """The latest block's base fee (``None`` on a pre-London chain) and the priority fee a
+        transaction sent now offers; :meth:`transact` caps the fee at twice the base fee plus it."""
+        base_fee = self.latest_block().get("baseFeePerGas")
+        if base_fee is None:
+            return None, 0
         try:
             tip = int(self.w3.eth.max_priority_fee)
         except Exception:
             tip = 10**9
-        return {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
+        return int(base_fee), tip
+
+    def gas_price(self) -> int:
+        """The node's legacy gas price (pre-London chains)."""
+        return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
+
+    def _fees(self) -> dict:
+        base_fee, tip = self.fee_parts()
+        if base_fee is None:  # a pre-London chain
+            return {"gasPrice": self.gas_price()}
+        return {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
 
 
 def _is_loopback(url: str) -> bool:

@@ -26,7 +26,9 @@ from eth_abi import encode as abi_encode
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
+from web3.logs import DISCARD as _DISCARD
 
+from ..digest import to_hex
 from ..errors import InputError, IntegrityError
 from .cids import join_cid, split_cid
 from .deploy import Deployment, artifact, deploy_registry, find_registry
@@ -36,6 +38,7 @@ from .network import Chain
 
 __all__ = [
     "Kind",
+    "kind_name",
     "RecordInput",
     "Record",
     "SignedPublish",
@@ -45,8 +48,10 @@ __all__ = [
     "PUBLISH_TYPE",
     "RECORD_TYPEHASH",
     "PUBLISH_TYPEHASH",
+    "RECORD_PUBLISHED_TOPIC",
     "record_id_of",
     "to_bytes32",
+    "encode_topics",
 ]
 
 MAX_PARENTS = 127
@@ -58,6 +63,8 @@ RECORD_TYPEHASH = keccak(RECORD_TYPE.encode())
 PUBLISH_TYPEHASH = keccak(PUBLISH_TYPE.encode())
 EIP712_NAME = "ElementRegistry"
 EIP712_VERSION = "1"
+#: topics[0] of the registry's RecordPublished event (topics[1..3]: record id, content id, publisher).
+RECORD_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
 # How many ids go into one eth_call / one eth_getLogs topic list, and how many blocks one log query
 # spans at most when it gathers records from several blocks (public RPCs limit both).
@@ -73,6 +80,18 @@ class Kind(IntEnum):
     COMPOSITION = 1
     FILE = 2
     ADAPTER = 3
+
+    @classmethod
+    def of(cls, value: int) -> "Kind | int":
+        """The :class:`Kind` of a value this client names, else the plain integer."""
+        return cls(value) if value in cls._value2member_map_ else int(value)
+
+
+def kind_name(kind: int, *, article: bool = False) -> str:
+    """A record kind in words: ``element``, ``composition``, ``file``, ``adapter``, or ``kind N``
+    for one this client does not name; with ``article``: ``an element`` ... ``a kind 9``."""
+    name = Kind(kind).name.lower() if kind in Kind._value2member_map_ else f"kind {kind}"
+    return (("an " if name[0] in "aeiou" else "a ") + name) if article else name
 
 
 def to_bytes32(value: Any, what: str = "id") -> bytes:
@@ -94,10 +113,6 @@ def to_bytes32(value: Any, what: str = "id") -> bytes:
         return bytes.fromhex(body)
     except ValueError:
         raise InputError(f"{text!r} is not a {what} (expected 0x + 64 hex digits)") from None
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
 
 
 @dataclass(frozen=True)
@@ -134,11 +149,11 @@ class RecordInput:
             raise InputError(f"licence id {self.license_id!r} is not a uint32; look it up with Registry.license_by_spdx")
         if not isinstance(self.kind, int) or not 0 <= self.kind < 256:
             raise InputError(f"kind {self.kind!r} is not in 0..255 (see registry.chain.Kind)")
-        set_(self, "kind", Kind(self.kind) if self.kind in Kind._value2member_map_ else int(self.kind))
+        set_(self, "kind", Kind.of(self.kind))
         parents = sorted(to_bytes32(p, "parent record id") for p in self.parents)
         for a, b in zip(parents, parents[1:]):
             if a == b:
-                raise InputError(f"parent {_hex(a)} is listed twice; list each parent once")
+                raise InputError(f"parent {to_hex(a)} is listed twice; list each parent once")
         if len(parents) > MAX_PARENTS:
             raise InputError(
                 f"a record may have at most {MAX_PARENTS} parents, this one has {len(parents)}; publish an "
@@ -209,16 +224,16 @@ class Record:
 
     def to_json(self) -> dict:
         return {
-            "record_id": _hex(self.record_id),
+            "record_id": to_hex(self.record_id),
             "publisher": self.publisher,
-            "content_id": _hex(self.content_id),
+            "content_id": to_hex(self.content_id),
             "cid": self.cid,
             "license_id": self.license_id,
             "kind": self.kind.name.lower() if isinstance(self.kind, Kind) else self.kind,
-            "parents": [_hex(p) for p in self.parents],
+            "parents": [to_hex(p) for p in self.parents],
             "block_number": self.block_number,
             "yanked": self.yanked,
-            "transaction_hash": _hex(self.transaction_hash) if self.transaction_hash else None,
+            "transaction_hash": to_hex(self.transaction_hash) if self.transaction_hash else None,
         }
 
 
@@ -253,7 +268,7 @@ class Registry:
         self.contract = chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
         self.last_receipt: dict | None = None
         self._licenses: dict[int, LicenseTerms] = {}
-        self._published_topic = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
+        self._max_parents: int | None = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -282,6 +297,7 @@ class Registry:
         """The same registry, bound to another account (caches are shared)."""
         other = Registry(self.chain, self.address, account, self.deploy_block)
         other._licenses = self._licenses
+        other._max_parents = self._max_parents
         return other
 
     @property
@@ -346,7 +362,7 @@ class Registry:
         if nonce is None:
             nonce = self.nonce(signer.address)
         if deadline is None:
-            latest = self.chain.rpc("reading the latest block", lambda: self.chain.w3.eth.get_block("latest"))
+            latest = self.chain.latest_block()
             deadline = int(latest["timestamp"]) + 3600
         message = self.typed_data(record, signer.address, nonce, deadline)
         signature = signer.sign_message(encode_typed_data(full_message=message)).signature
@@ -457,7 +473,7 @@ class Registry:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
+                f"no record {to_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
             )
         return record
 
@@ -469,7 +485,7 @@ class Registry:
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, in publication order (one log query, one view call)."""
         cid = to_bytes32(content_id, "content id")
-        logs = self._logs([self._published_topic, None, cid])
+        logs = self._logs([RECORD_PUBLISHED_TOPIC, None, cid])
         return self._from_logs(logs)
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
@@ -481,7 +497,7 @@ class Registry:
         ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
         logs: list = []
         for start in range(0, len(ids), _READ_CHUNK):
-            logs += self._logs([self._published_topic, None, ids[start : start + _READ_CHUNK]])
+            logs += self._logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
         out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
         for record in self._from_logs(logs):
             out[record.content_id].append(record)
@@ -492,16 +508,16 @@ class Registry:
         latest), in publication order (what an incremental index reads)."""
         start = max(int(from_block), self.deploy_block)
         end = self.chain.block_number() if to_block is None else int(to_block)
-        return self._from_logs(self._logs([self._published_topic], start, end))
+        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC], start, end))
 
     def records_by(self, publisher: str) -> list[Record]:
         """Every record of a publisher, in publication order."""
         topic = b"\0" * 12 + bytes.fromhex(to_checksum_address(publisher)[2:])
-        return self._from_logs(self._logs([self._published_topic, None, None, topic]))
+        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC, None, None, topic]))
 
     def all_records(self) -> list[Record]:
         """Every record of the registry, in publication order (for small registries and tests)."""
-        return self._from_logs(self._logs([self._published_topic]))
+        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC]))
 
     def nonce(self, publisher: str) -> int:
         """The next nonce of ``publisher`` for a signed publish."""
@@ -531,10 +547,16 @@ class Registry:
                 else:
                     state = states.get(parent)
                     if state is None or state["publisher"] == _ZERO_ADDRESS:
-                        raise make_error("UnknownParent", {"parentId": _hex(parent)})
+                        raise make_error("UnknownParent", {"parentId": to_hex(parent)})
                     parent_publisher, parent_license = state["publisher"], state["licenseId"]
-                check_derivative(publisher, child_license, [(_hex(parent), parent_publisher, self.license(parent_license))], names)
+                check_derivative(publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license))], names)
             pending[record.record_id(publisher)] = (publisher, record.license_id)
+
+    def max_parents(self) -> int:
+        """The contract's fan-in cap (its ``MAX_PARENTS``), read once."""
+        if self._max_parents is None:
+            self._max_parents = int(self.chain.rpc("reading MAX_PARENTS", lambda: self.contract.functions.MAX_PARENTS().call()))
+        return self._max_parents
 
     # -- reading: licences --------------------------------------------------------------------
 
@@ -637,7 +659,7 @@ class Registry:
             ids = [rid for b in blocks[i : j + 1] for rid in by_block[b]]
             for start in range(0, len(ids), _READ_CHUNK):
                 part = ids[start : start + _READ_CHUNK]
-                for log in self._logs([self._published_topic, part], blocks[i], blocks[j]):
+                for log in self._logs([RECORD_PUBLISHED_TOPIC, part], blocks[i], blocks[j]):
                     found[bytes(log["topics"][1])] = log
             i = j + 1
         return found
@@ -650,7 +672,7 @@ class Registry:
     def _logs_range(self, topics: list, start: int, end: int, depth: int) -> list:
         if start > end:
             return []
-        flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": _topics(topics)}
+        flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": encode_topics(topics)}
         try:
             return list(self.chain.rpc("reading logs", lambda: self.chain.w3.eth.get_logs(flt)))
         except ChainError:
@@ -675,7 +697,7 @@ class Registry:
     def _record(self, rid: bytes, state: dict, log: Any) -> Record:
         if log is None:
             raise ChainError(
-                f"{self.chain.rpc_url} returned no RecordPublished event for record {_hex(rid)} in block "
+                f"{self.chain.rpc_url} returned no RecordPublished event for record {to_hex(rid)} in block "
                 f"{state['blockNumber']}; the node may have pruned its logs (use an archive RPC)"
             )
         args = self._decode(log)
@@ -688,7 +710,7 @@ class Registry:
             cid_codec=args["cidCodec"],
             cid_digest=bytes(args["cidDigest"]),
             license_id=args["licenseId"],
-            kind=Kind(args["kind"]) if args["kind"] in Kind._value2member_map_ else args["kind"],
+            kind=Kind.of(args["kind"]),
             parents=parents,
             block_number=int(log["blockNumber"]),
             yanked=bool(state["yanked"]),
@@ -697,35 +719,32 @@ class Registry:
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if record_id_of(record.publisher, record) != rid or bytes(args["recordId"]) != rid:
-            raise IntegrityError(f"the event data of record {_hex(rid)} does not hash to its id; the RPC at {self.chain.rpc_url} is lying")
+            raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.chain.rpc_url} is lying")
         if (
             state["publisher"] != record.publisher
             or state["licenseId"] != record.license_id
             or state["blockNumber"] != record.block_number
             or state["parentCount"] != len(parents)
         ):
-            raise IntegrityError(f"storage and event disagree for record {_hex(rid)} at {self.chain.rpc_url}")
+            raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.chain.rpc_url}")
         return record
 
 
 _ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
-def _topics(topics: list) -> list:
+def encode_topics(topics: list) -> list:
+    """An ``eth_getLogs`` topic filter: each topic (bytes), list of topics (any of them) or ``None``
+    (any value) as ``0x`` hex; trailing ``None`` dropped."""
     out = []
     for topic in topics:
         if topic is None:
             out.append(None)
         elif isinstance(topic, list):
-            out.append([_hex(t) for t in topic])
+            out.append([to_hex(t) for t in topic])
         else:
-            out.append(_hex(topic))
+            out.append(to_hex(topic))
     while out and out[-1] is None:
         out.pop()
     return out
 
-
-try:  # web3 >= 6
-    from web3.logs import DISCARD as _DISCARD
-except ImportError:  # pragma: no cover
-    _DISCARD = None

@@ -7,3 +7,6 @@
 - :mod:`registry.compose.engine`   streaming assembly into a model directory, with provenance
 - :mod:`registry.compose.nested`   compositions as recipe inputs (opened recursively, built once)
 """
+
+# Its modules are the API; the package itself exports nothing.
+__all__: list[str] = []

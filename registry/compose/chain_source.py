@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..chain.registry import Kind, Record, to_bytes32
+from ..chain.registry import Kind, Record, kind_name, to_bytes32
+from ..digest import to_hex
 from ..elements.content_id import Manifest
 from ..elements.resolve import Graph, ResolvedRecord, Resolver
 from ..errors import InputError
@@ -71,7 +72,7 @@ class ChainElementSource(ElementSource):
         rid = to_bytes32(ref.record, "record id")
         node = self.graph.nodes.get(rid) if self.graph is not None else None
         record = node.record if node is not None else self.resolver.record(rid)
-        if "0x" + record.content_id.hex() != ref.content_id:
+        if to_hex(record.content_id) != ref.content_id:
             raise ElementIntegrityError(
                 f"input {ref.name!r}: record {ref.record} claims content id 0x{record.content_id.hex()}, the recipe pins {ref.content_id}"
             )
@@ -81,7 +82,7 @@ class ChainElementSource(ElementSource):
             )
         if record.kind != Kind.COMPOSITION and ref.kind == "composition":
             raise RecipeError(
-                f"input {ref.name!r} is declared a composition but record {ref.record} is {_kind_name(record)} record; "
+                f"input {ref.name!r} is declared a composition but record {ref.record} is {kind_name(record.kind, article=True)} record; "
                 "drop `kind: composition`"
             )
         return record
@@ -169,17 +170,11 @@ class AssembledComposition:
             "composition": self.composition.to_json(),
             "chain_id": self.graph.chain_id,
             "registry": self.graph.registry,
-            "claims": ["0x" + r.record_id.hex() for r in self.candidates],
+            "claims": [to_hex(r.record_id) for r in self.candidates],
             "round_trips": self.graph.round_trips,
             "records": len(self.graph),
             "assembly": self.result.to_json(),
         }
-
-
-def _kind_name(record: Record) -> str:
-    """'an element', 'a file', 'an adapter' (an unknown kind: 'a kind 9')."""
-    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
-    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def choose_composition(records: Sequence[Record], trust: Sequence[str] = ()) -> Record:
@@ -241,7 +236,7 @@ def assemble_composition(
     graph = resolver.graph([chosen.record_id], documents=True, strict=True)
     node = graph.nodes[chosen.record_id]
     recipe: Recipe = node.document
-    claimed = "0x" + chosen.content_id.hex()
+    claimed = to_hex(chosen.content_id)
     # The claim is what the output must be: pin it even when the recipe leaves it open.
     recipe = recipe.with_output(replace(recipe.output, content_id=claimed))
     source = ChainElementSource(resolver, graph, cache_dir)
@@ -250,7 +245,7 @@ def assemble_composition(
     provenance = {
         "chain_id": graph.chain_id,
         "registry": graph.registry,
-        "record": "0x" + chosen.record_id.hex(),
+        "record": to_hex(chosen.record_id),
         "publisher": chosen.publisher,
         "license": license.spdx_id if license else None,
         "block": chosen.block_number,

@@ -37,10 +37,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..digest import Bytes32, blake3_hasher
-from ..elements.content_id import FILE_DOMAIN, TensorEntry, tensor_entries, tensor_set_content_id
+from ..elements.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
 from ..elements.safetensors_format import build_header
 from ..errors import InputError, IntegrityError
-from .plan import DERIVED_BLOCK_ELEMS, CopyPlan, Plan, TensorPlan, plan_tensors
+from .plan import CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
 from .recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, load_recipe
 from .sources import ElementSource, FileElement, TensorElement
 
@@ -56,6 +56,7 @@ __all__ = [
     "file_plan",
     "inspect_recipe",
     "merge_patch",
+    "patched_json",
     "parse_size",
 ]
 
@@ -156,7 +157,13 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
+def patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
+    """A file step's JSON merge patch applied to ``data`` (docs/recipes.md, "Files"): indent 2,
+    the original key order, a final newline.
+
+    Raises:
+        RecipeError: ``data`` is not a JSON object (``path`` names the file in the message).
+    """
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -193,13 +200,6 @@ def _partition(names: list[str], plan: Plan, max_shard_size: int) -> list[list[s
         shards[-1].append(name)
         size += nbytes
     return shards
-
-
-def _block_elems(plan: TensorPlan) -> int:
-    if plan.row_aligned:
-        row = int(np.prod(plan.shape[1:], dtype=np.int64))
-        return max(1, DERIVED_BLOCK_ELEMS // row) * row
-    return DERIVED_BLOCK_ELEMS
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,7 +489,7 @@ def _pwrite_all(fd: int, data, offset: int) -> int:
 def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[int], None]) -> Bytes32:
     hasher = blake3_hasher(tensor.nbytes)
     start = offset
-    for block in tensor.blocks(_block_elems(tensor)):
+    for block in tensor.blocks(block_elems(tensor)):
         view = memoryview(np.ascontiguousarray(block)).cast("B")
         hasher.update(view)
         offset = _pwrite_all(fd, view, offset)
@@ -506,12 +506,9 @@ def _write_files(directory: Path, file_plan, recipe: Recipe) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         _safe_join(directory, relative)  # again, now that parents exist
         if patch is not None:
-            data = _patched_json(element.read_bytes(), patch, relative)
+            data = patched_json(element.read_bytes(), patch, relative)
             _write_bytes(path, data)
-            hasher = blake3_hasher(len(data))
-            hasher.update(FILE_DOMAIN)
-            hasher.update(data)
-            files[relative] = "0x" + hasher.digest().hex()
+            files[relative] = str(bytes_content_id(data))
         else:
             with open(path, "wb") as handle:
                 for chunk in element.stream():

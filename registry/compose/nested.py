@@ -46,7 +46,6 @@ import numpy as np
 
 from ..digest import parse_bytes32
 from ..elements.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
-from ..elements.safetensors_format import tensor_nbytes
 from ..errors import ElementsError
 from .ops import storage_dtype
 from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
@@ -108,9 +107,7 @@ def composition_manifest(recipe: Recipe, ref: InputRef) -> Manifest | None:
         )
     if not recipe.output.tensors:
         return None
-    entries = [TensorEntry(t.name, t.dtype, tuple(t.shape), parse_bytes32(t.digest), tensor_nbytes(t.dtype, t.shape))
-               for t in recipe.output.tensors]
-    manifest = Manifest.for_tensors(entries)
+    manifest = Manifest.for_tensors(recipe.output.entries())
     if str(manifest.content_id) != ref.content_id:
         raise CompositionIntegrityError(
             f"{_label(ref)}: its recipe's output table hashes to {manifest.content_id}, not to the content id "
@@ -277,9 +274,9 @@ class CompositionElement(TensorElement):
             element = source
             content_id = str(source.manifest.content_id)
         else:
-            from .engine import _patched_json
+            from .engine import patched_json
 
-            data = _patched_json(source.read_bytes(), spec.patch, f"{self.ref.name}:{path}")
+            data = patched_json(source.read_bytes(), spec.patch, f"{self.ref.name}:{path}")
             element = _BytesFileElement(replace(self.ref, name=f"{self.ref.name}:{path}", kind="file",
                                                 content_id=str(bytes_content_id(data))), data)
             content_id = str(element.manifest.content_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -56,6 +56,7 @@ __all__ = [
     "plan_tensors",
     "copy_of",
     "read_whole",
+    "block_elems",
     "DERIVED_BLOCK_ELEMS",
 ]
 
@@ -277,6 +278,15 @@ def copy_of(element: TensorElement, name: str) -> TensorPlan:
     return nested(name) if nested is not None else CopyPlan(element, name)
 
 
+def block_elems(plan: TensorPlan) -> int:
+    """Elements per block when a derived tensor is streamed: :data:`DERIVED_BLOCK_ELEMS`, rounded
+    down to whole rows (at least one) when the plan needs them."""
+    if plan.row_aligned:
+        row = int(np.prod(plan.shape[1:], dtype=np.int64)) or 1
+        return max(1, DERIVED_BLOCK_ELEMS // row) * row
+    return DERIVED_BLOCK_ELEMS
+
+
 def read_whole(plan: TensorPlan) -> np.ndarray:
     """A whole tensor as raw elements of its dtype (a copy, verified), shaped. Memory: one tensor."""
     if isinstance(plan, CopyPlan):
@@ -291,7 +301,6 @@ class Plan:
     """The output of a recipe as lazy tensor plans (insertion order = step order)."""
 
     tensors: dict[str, TensorPlan]
-    files: list[tuple[str, FileElement, Mapping | None]] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
 from ..chain.session import require_account
+from ..digest import to_hex
 from ..elements.publish import (
     DEFAULT_BATCH_SIZE,
     Claim,
@@ -224,18 +225,18 @@ def publish_model(
         target = None if dry_run else store
         claims: list[Claim] = []
         record_ids: dict[str, str] = {}
-        prepared_all = prepare_elements(  # one progress bar over every element's hashing
+        # split hashed each element it wrote against its manifest: no need to hash it again.
+        prepared_all = prepare_elements(  # one progress bar over every element's CID
             [split.out_dir / e.path for e in split.elements], target,
             kinds=[Kind.ELEMENT if e.kind == "tensors" else Kind.FILE for e in split.elements],
             names=[e.name if e.kind == "tensors" else e.path.removeprefix("files/") for e in split.elements],
+            manifests=[e.manifest for e in split.elements],
             progress=hash_progress,
         )
         for element, prepared in zip(split.elements, prepared_all):
-            if "0x" + prepared.content_id.hex() != element.content_id:  # pragma: no cover - split's own check
-                raise InputError(f"element {element.name} changed after the split; run again")
             claim = element_claim(prepared, publisher, terms.license_id)
             claims.append(claim)
-            record_ids[element.name] = "0x" + claim.record_id.hex()
+            record_ids[element.name] = to_hex(claim.record_id)
         recipe = with_record_ids(load_recipe(split.recipe), record_ids)
         composition, cid = composition_claim(recipe, split.content_id, publisher, terms.license_id, target, label)
         report = publish_claims(

@@ -25,6 +25,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
+from ..digest import parse_bytes32
+from ..elements.content_id import TensorEntry, bytes_content_id
+from ..elements.content_id import canonical_json as encode_canonical_json
+from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError
 
 __all__ = [
@@ -77,13 +81,14 @@ class RecipeError(InputError):
 
 
 def canonical_json(value: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8, shortest round-trip floats.
+    """Canonical JSON bytes (:func:`registry.elements.content_id.canonical_json`: sorted keys, no
+    whitespace, UTF-8, shortest round-trip floats), refusing NaN and infinities by where they are.
 
     Raises:
         RecipeError: a NaN or infinite number (JSON has none).
     """
     _check_finite(value, "$")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return encode_canonical_json(value)
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -369,19 +374,26 @@ def _parse_sources(value: Any, where: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Take:
-    """Add tensors from a source (one input or the union of several) to the output."""
+class _SelectFrom:
+    """A step that selects tensors of a source (one input or the union of several), renamed."""
 
     source: tuple[str, ...]
     selection: Selection = Selection()
     rename: tuple[Rename, ...] = ()
-    op = "take"
+    op = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = {"op": self.op, "from": list(self.source), **self.selection.to_dict()}
         if self.rename:
             out["rename"] = [r.to_dict() for r in self.rename]
         return out
+
+
+@dataclass(frozen=True)
+class Take(_SelectFrom):
+    """Add tensors from a source (one input or the union of several) to the output."""
+
+    op = "take"
 
 
 @dataclass(frozen=True)
@@ -430,19 +442,10 @@ class Stack:
 
 
 @dataclass(frozen=True)
-class Override:
+class Override(_SelectFrom):
     """Replace tensors already in the output with the ones a (delta) source contains."""
 
-    source: tuple[str, ...]
-    selection: Selection = Selection()
-    rename: tuple[Rename, ...] = ()
     op = "override"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"op": self.op, "from": list(self.source), **self.selection.to_dict()}
-        if self.rename:
-            out["rename"] = [r.to_dict() for r in self.rename]
-        return out
 
 
 @dataclass(frozen=True)
@@ -795,6 +798,15 @@ class OutputSpec:
             out["metadata"] = dict(self.metadata)
         return out
 
+    def entries(self) -> list[TensorEntry]:
+        """The output tensor table as tensor entries: what the output's content id commits to.
+
+        Raises:
+            InputError: a row whose dtype safetensors does not define.
+        """
+        return [TensorEntry(t.name, t.dtype, tuple(t.shape), parse_bytes32(t.digest), tensor_nbytes(t.dtype, t.shape))
+                for t in self.tensors]
+
 
 def _parse_output(data: Any) -> OutputSpec:
     if data is None:
@@ -879,8 +891,6 @@ class Recipe:
 
     def content_id(self) -> str:
         """The content id of the canonical recipe document (a file content id of its bytes)."""
-        from ..elements.content_id import bytes_content_id
-
         return str(bytes_content_id(self.canonical_json()))
 
     @property

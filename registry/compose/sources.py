@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 
 from ..digest import blake3_hasher
-from ..elements.content_id import FILE_DOMAIN, Manifest, ManifestError, file_content_id, manifest_of
+from ..elements.content_id import FILE_DOMAIN, Manifest, ManifestError, bytes_content_id, file_content_id, manifest_of
 from ..elements.safetensors_format import read_header
 from ..errors import IntegrityError, NotFoundError
 from .ops import storage_dtype
@@ -360,10 +360,7 @@ class FileElement:
     def read_bytes(self) -> bytes:
         """The whole file, verified."""
         data = self.path.read_bytes()
-        hasher = blake3_hasher(len(data))
-        hasher.update(FILE_DOMAIN)
-        hasher.update(data)
-        self._check(hasher.digest())
+        self._check(bytes_content_id(data))
         return data
 
     def stream(self, chunk_bytes: int = 8 << 20) -> Iterator[memoryview]:

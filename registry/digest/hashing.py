@@ -69,11 +69,6 @@ class Bytes32(bytes):
     def to_json(self) -> str:
         return str(self)
 
-    @property
-    def hex0x(self) -> str:
-        """The ``0x`` + 64 hex form."""
-        return str(self)
-
 
 def to_hex(value: bytes) -> str:
     """``0x`` + lowercase hex of ``value`` (any length)."""

@@ -56,6 +56,7 @@ __all__ = [
     "tensor_entries_of_data",
     "tensor_set_content_id",
     "encode_tensor_table",
+    "canonical_json",
     "file_content_id",
     "bytes_content_id",
     "manifest_of",
@@ -153,14 +154,7 @@ def tensor_set_content_id(entries: Iterable[TensorEntry]) -> Bytes32:
 
 def tensor_digest(data: Any) -> Bytes32:
     """The per-tensor digest: plain BLAKE3 of the raw little-endian bytes (buffer or numpy array)."""
-    if hasattr(data, "dtype") and hasattr(data, "shape") and not isinstance(data, memoryview):
-        import numpy as np
-
-        array = np.ascontiguousarray(data)
-        if array.dtype.byteorder == ">":
-            array = array.astype(array.dtype.newbyteorder("<"))
-        data = array.reshape(-1).view(np.uint8)
-    return blake3_digest(data)
+    return blake3_digest(tensor_bytes("tensor", data))
 
 
 def bytes_content_id(data: Any) -> Bytes32:
@@ -230,7 +224,13 @@ def tensor_entries_of_data(tensors: Mapping[str, Any] | Iterable[Any]) -> list[T
     return entries
 
 
-def _canonical_json(document: Any) -> bytes:
+def canonical_json(document: Any) -> bytes:
+    """Canonical JSON, the encoding of manifests and recipes: sorted keys, no whitespace, UTF-8,
+    shortest round-trip floats (the same document, the same bytes, the same CID).
+
+    Raises:
+        ValueError: a NaN or infinite number (JSON has none).
+    """
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
@@ -289,7 +289,7 @@ class Manifest:
 
     def to_json_bytes(self) -> bytes:
         """Canonical JSON: sorted keys, no whitespace, UTF-8 (the same manifest, the same bytes)."""
-        return _canonical_json(self.to_json())
+        return canonical_json(self.to_json())
 
     @classmethod
     def from_json(cls, document: bytes | str | Mapping[str, Any], *, require_canonical: bool = False) -> "Manifest":

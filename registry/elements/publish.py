@@ -32,11 +32,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from ..chain.errors import InsufficientFundsError, RecordNotFoundError, TransactionFailed, make_error
-from ..chain.licenses import LicenseTerms, describe_flags
-from ..chain.registry import Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
+from ..chain.licenses import LicenseTerms
+from ..chain.registry import RECORD_PUBLISHED_TOPIC, Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
+from ..digest import to_hex
 from ..errors import ElementsError, InputError, UnsafeFileError
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
@@ -62,7 +63,6 @@ __all__ = [
     "store_document",
     "element_claim",
     "resolve_license",
-    "max_parents",
     "plan_claims",
     "publish_claims",
     "element_claims",
@@ -83,7 +83,6 @@ SIGNED_FORMAT = "elements.signed-publish/v1"
 _REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx", ".gguf", ".ot")
 #: ``progress(bytes_done, bytes_total)``: hashing and uploading report through it (progress bars).
 Progress = Callable[[int, int], None]
-_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
 
 class UnknownLicenseName(InputError):
@@ -106,25 +105,29 @@ class PreparedElement:
         name: the element's name (the file name unless given).
         path: the file.
         kind: the registry kind (ELEMENT, ADAPTER or FILE).
-        manifest: the manifest, ``data`` filled in.
-        manifest_bytes: its canonical JSON (what ``cid`` addresses).
-        cid: the manifest's CID: the record's CID.
-        data_cid: the data file's CID.
-        size: the data file's size in bytes.
+        manifest: the manifest, ``data`` filled in (the data file's CID, size and name).
+        cid: the CID of the manifest's canonical JSON: the record's CID.
     """
 
     name: str
     path: Path
     kind: int
     manifest: Manifest
-    manifest_bytes: bytes
     cid: CID
-    data_cid: CID
-    size: int
 
     @property
     def content_id(self) -> bytes:
         return bytes(self.manifest.content_id)
+
+    @property
+    def data_cid(self) -> CID:
+        """The data file's CID."""
+        return CID.parse(self.manifest.data["cid"])
+
+    @property
+    def size(self) -> int:
+        """The data file's size in bytes."""
+        return int(self.manifest.data["size"])
 
 
 def kind_of(name: str | int | None) -> int | None:
@@ -162,6 +165,7 @@ def prepare_element(
     kind: int | str | None = None,
     name: str | None = None,
     progress: Progress | None = None,
+    manifest: Manifest | None = None,
 ) -> PreparedElement:
     """Compute an element's content id and manifest, and put its data and manifest in ``store``.
 
@@ -172,6 +176,8 @@ def prepare_element(
         name: the element's name (recorded in the manifest's metadata; default: the file name).
         progress: ``progress(bytes_done, bytes_total)`` over both passes (content id, then CID):
             the total is twice the file's size.
+        manifest: the file's manifest when the caller has just derived it from this very file
+            (as ``split_model`` does for each element it writes): the file is not hashed again.
 
     Raises:
         SafetensorsError: a ``.safetensors`` file the strict parser refuses.
@@ -201,12 +207,16 @@ def prepare_element(
         hashed[0] += n
         progress(size + hashed[0], 2 * size)
 
-    manifest = manifest_of(path, metadata={"name": name}, progress=content_progress if progress else None)
-    data_cid = add_file(path, store, progress=cid_progress if progress else None)
-    manifest = manifest.with_data(data_cid, size, path.name)
-    manifest_bytes = manifest.to_json_bytes()
-    cid = store_document(manifest_bytes, store)
-    return PreparedElement(name, path, int(kind), manifest, manifest_bytes, cid, data_cid, size)
+    if manifest is None:
+        manifest = manifest_of(path, metadata={"name": name}, progress=content_progress if progress else None)
+    elif manifest.kind != ("tensors" if is_tensors else "file"):
+        raise InputError(f"{path} is a {'tensors' if is_tensors else 'file'} element but the manifest given is of kind {manifest.kind}")
+    else:
+        manifest = manifest.with_metadata({"name": name})
+        if progress:
+            progress(size, 2 * size)
+    manifest = manifest.with_data(add_file(path, store, progress=cid_progress if progress else None), size, path.name)
+    return PreparedElement(name, path, int(kind), manifest, store_document(manifest.to_json_bytes(), store))
 
 
 def prepare_elements(
@@ -217,11 +227,12 @@ def prepare_elements(
     name: str | None = None,
     names: Sequence[str] | None = None,
     kinds: Sequence[int | str | None] | None = None,
+    manifests: Sequence[Manifest | None] | None = None,
     progress: Progress | None = None,
 ) -> list[PreparedElement]:
     """:func:`prepare_element` for several files (``names`` and ``kinds``: one per path, else
     ``name`` and ``kind`` for all), with one ``progress(bytes_done, bytes_total)`` over all of
-    them (twice their bytes)."""
+    them (twice their bytes); ``manifests``: one per path (or ``None``), as for ``manifest``."""
     sizes = [Path(p).stat().st_size if Path(p).is_file() else 0 for p in paths]
     total, base = 2 * sum(sizes), 0
     prepared = []
@@ -231,7 +242,9 @@ def prepare_elements(
 
         element_name = names[i] if names is not None else name
         element_kind = kinds[i] if kinds is not None else kind
-        prepared.append(prepare_element(path, store, kind=element_kind, name=element_name, progress=step if progress else None))
+        element_manifest = manifests[i] if manifests is not None else None
+        prepared.append(prepare_element(path, store, kind=element_kind, name=element_name, manifest=element_manifest,
+                                        progress=step if progress else None))
         base += 2 * size
     return prepared
 
@@ -277,13 +290,13 @@ class Claim:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.label,
-            "record_id": "0x" + self.record_id.hex(),
-            "content_id": "0x" + self.record.content_id.hex(),
+            "record_id": to_hex(self.record_id),
+            "content_id": to_hex(self.record.content_id),
             "cid": self.record.cid,
             "data_cid": self.data_cid,
             "kind": self.kind_name,
             "license_id": self.record.license_id,
-            "parents": ["0x" + p.hex() for p in self.record.parents],
+            "parents": [to_hex(p) for p in self.record.parents],
             "size": self.size,
             "path": self.path,
         }
@@ -327,18 +340,9 @@ def resolve_license(registry: Registry, license: str | int) -> LicenseTerms:
     )
 
 
-def max_parents(registry: Registry) -> int:
-    """The registry's fan-in cap, read from the contract (cached on the registry object)."""
-    cap = getattr(registry, "_elements_max_parents", None)
-    if cap is None:
-        cap = int(registry.chain.rpc("reading MAX_PARENTS", lambda: registry.contract.functions.MAX_PARENTS().call()))
-        registry._elements_max_parents = cap
-    return cap
-
-
 def check_parent_count(registry: Registry, count: int, what: str) -> None:
     """Raise :class:`TooManyParentsError` when ``count`` parents exceed the registry's cap."""
-    cap = max_parents(registry)
+    cap = registry.max_parents()
     if count > cap:
         raise TooManyParentsError(
             f"{what} needs {count} parents but the registry at {registry.address} allows at most {cap} (MAX_PARENTS); "
@@ -411,17 +415,9 @@ def _batches(claims: Sequence[Claim], batch_size: int) -> list[list[Claim]]:
 
 
 def _fee_parts(registry: Registry) -> tuple[int, int]:
-    chain = registry.chain
-    block = chain.rpc("reading the latest block", lambda: chain.w3.eth.get_block("latest"))
-    base_fee = int(block.get("baseFeePerGas") or 0)
-    try:
-        tip = int(chain.w3.eth.max_priority_fee)
-    except Exception:
-        tip = 10**9
-    if not base_fee:
-        gas_price = int(chain.rpc("reading the gas price", lambda: chain.w3.eth.gas_price))
-        return gas_price, 0
-    return base_fee, tip
+    """(base fee, tip) as Chain.transact will pay them; a pre-London chain's gas price as its base fee."""
+    base_fee, tip = registry.chain.fee_parts()
+    return (registry.chain.gas_price(), 0) if base_fee is None else (base_fee, tip)
 
 
 def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) -> int:
@@ -572,7 +568,7 @@ class PublishReport:
         for result in self.results:
             if result.claim.record_id == record_id:
                 return result
-        raise KeyError("0x" + record_id.hex())
+        raise KeyError(to_hex(record_id))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -595,7 +591,7 @@ def _created_ids(registry: Registry, receipt: dict) -> set[bytes]:
     created = set()
     for log in receipt.get("logs", []):
         topics = [bytes(t) for t in log.get("topics", [])]
-        if topics and topics[0] == _PUBLISHED_TOPIC and to_checksum_address(log["address"]) == registry.address:
+        if topics and topics[0] == RECORD_PUBLISHED_TOPIC and to_checksum_address(log["address"]) == registry.address:
             created.add(topics[1])
     return created
 
@@ -667,7 +663,7 @@ def publish_claims(
         receipt = registry.transact("publishBatch", [[c.record.as_abi() for c in batch]])
         created = _created_ids(registry, receipt)
         info = TransactionInfo(
-            "0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]), len(batch), len(created)
+            to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]), len(batch), len(created)
         )
         report.transactions.append(info)
         for claim in batch:
@@ -715,7 +711,7 @@ def element_claims(
     check_parent_count(registry, len(parent_ids), "each element")
     for parent, exists in zip(parent_ids, registry.exists(parent_ids) if parent_ids else []):
         if not exists:
-            raise make_error("UnknownParent", {"parentId": "0x" + parent.hex()})
+            raise make_error("UnknownParent", {"parentId": to_hex(parent)})
     if parent_ids and resolver is not None:
         from .resolve import check_license_against_ancestors
 
@@ -804,7 +800,7 @@ def sign_claims(registry: Registry, claims: Sequence[Claim], *, valid_for: int =
     """
     plan = plan_claims(registry, claims, estimate=False)
     nonce = registry.nonce(registry.account.address)
-    latest = registry.chain.rpc("reading the latest block", lambda: registry.chain.w3.eth.get_block("latest"))
+    latest = registry.chain.latest_block()
     deadline = int(latest["timestamp"]) + int(valid_for)
     return [(c, registry.sign_publish(c.record, nonce=nonce + i, deadline=deadline)) for i, c in enumerate(plan.missing)]
 
@@ -822,7 +818,7 @@ def write_signed(path: str | os.PathLike, registry: Registry, signed: Sequence[t
                 "kind": int(claim.record.kind),
                 "nonce": s.nonce,
                 "deadline": s.deadline,
-                "signature": "0x" + s.signature.hex(),
+                "signature": to_hex(s.signature),
             }
             for claim, s in signed
         ],
@@ -903,7 +899,7 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
     publisher = entries[0][1].publisher
     current = registry.nonce(publisher)
     exists = dict(zip([c.record_id for c, _ in entries], registry.exists([c.record_id for c, _ in entries])))
-    latest = registry.chain.rpc("reading the latest block", lambda: registry.chain.w3.eth.get_block("latest"))
+    latest = registry.chain.latest_block()
     to_send: list[tuple[Claim, SignedPublish]] = []
     results: dict[bytes, ClaimResult] = {}
     expected = current
@@ -929,7 +925,7 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
         registry.publish_signed(signed)
         receipt = registry.last_receipt
         created = _created_ids(registry, receipt)
-        info = TransactionInfo("0x" + bytes(receipt["transactionHash"]).hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]), 1, len(created))
+        info = TransactionInfo(to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]), 1, len(created))
         report.transactions.append(info)
         results[claim.record_id] = ClaimResult(claim, "published" if claim.record_id in created else "present", info)
         if on_transaction:
@@ -937,6 +933,3 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
     report.results = [results[c.record_id] for c, _ in entries]
     return report
 
-
-def describe_license(terms: LicenseTerms) -> str:
-    return f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)})"

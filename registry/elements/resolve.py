@@ -36,11 +36,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
+from web3 import HTTPProvider
 
 from ..chain.cids import join_cid, split_cid
 from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
 from ..chain.licenses import LicenseTerms, describe_flags
-from ..chain.registry import RECORD_TYPEHASH, Kind, Record, Registry, to_bytes32
+from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, kind_name, to_bytes32
+from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from .content_id import Manifest
 
@@ -61,10 +63,8 @@ LICENSE_WINDOW = 64
 #: The largest manifest or recipe document the resolver reads.
 MAX_DOCUMENT_SIZE = 16 << 20
 _IDS_PER_CALL = 256
-_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
 _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
-_ZERO_WORD = bytes(32)
 
 
 class HashNotFound(NotFoundError):
@@ -73,10 +73,6 @@ class HashNotFound(NotFoundError):
 
 class DocumentError(IntegrityError):
     """A record's document (manifest or recipe) does not match the record."""
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
 
 
 def parse_hash(text: str) -> tuple[str, bytes]:
@@ -132,8 +128,7 @@ class ResolvedRecord:
 
     @property
     def kind_name(self) -> str:
-        kind = self.record.kind
-        return kind.name.lower() if isinstance(kind, Kind) else f"kind {kind}"
+        return kind_name(self.record.kind)
 
     @property
     def is_composition(self) -> bool:
@@ -233,7 +228,7 @@ class Graph:
             "query": self.query,
             "chain_id": self.chain_id,
             "registry": self.registry,
-            "roots": [_hex(r) for r in self.roots],
+            "roots": [to_hex(r) for r in self.roots],
             "depth": self.depth,
             "round_trips": self.round_trips,
             "records": [n.to_json() for n in self],
@@ -298,7 +293,7 @@ class Resolver:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {_hex(to_bytes32(record_id))} on {self.registry.chain.name} at {self.registry.address}; "
+                f"no record {to_hex(to_bytes32(record_id))} on {self.registry.chain.name} at {self.registry.address}; "
                 "check the id and the network (`elements ls` lists the records)"
             )
         return record
@@ -348,7 +343,7 @@ class Resolver:
             self._read_licenses(missing)
         nodes = {rid: ResolvedRecord(r, self._licenses.get(r.license_id), None, depth[rid]) for rid, r in records.items()}
         graph = Graph(
-            query if isinstance(query, str) else ",".join(_hex(to_bytes32(q)) for q in ([query] if isinstance(query, bytes) else query)),
+            query if isinstance(query, str) else ",".join(to_hex(to_bytes32(q)) for q in ([query] if isinstance(query, bytes) else query)),
             roots, nodes, 0, self.registry.chain.chain_id, self.registry.address,
         )
         if documents:
@@ -366,7 +361,7 @@ class Resolver:
         if record.record_id in self._documents:
             return self._documents[record.record_id]
         if self.sources is None:
-            raise NotFoundError(f"no sources to fetch the document {record.cid} of record {_hex(record.record_id)} from")
+            raise NotFoundError(f"no sources to fetch the document {record.cid} of record {to_hex(record.record_id)} from")
         raw = self._fetch(record.cid)
         document = self._check_document(record, raw)
         self._documents[record.record_id] = document
@@ -383,7 +378,7 @@ class Resolver:
             for rid in ids:
                 if rid not in records:
                     raise RecordNotFoundError(
-                        f"no record {_hex(rid)} on {self.registry.chain.name} at {self.registry.address}; check the id and the network"
+                        f"no record {to_hex(rid)} on {self.registry.chain.name} at {self.registry.address}; check the id and the network"
                     )
             return list(dict.fromkeys(ids)), records, depth
         if isinstance(query, (bytes, bytearray)):
@@ -404,7 +399,7 @@ class Resolver:
         depth, records, roots = self._run_levels([value], claims_of=value, follow=follow, return_roots=True)
         if not roots:
             raise HashNotFound(
-                f"no record and no claim has hash {_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
+                f"no record and no claim has hash {to_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
                 "check the hash and the network (`elements ls` lists the records; `elements id PATH` gives a file's content id)"
             )
         if not yanked and len(roots) > 1:
@@ -431,18 +426,18 @@ class Resolver:
             calls: list[_Call] = []
             for start in range(0, len(need_state), _IDS_PER_CALL):
                 part = need_state[start : start + _IDS_PER_CALL]
-                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": _hex(_array_call(_RECORDS_SELECTOR, part))}, "latest"], "states", part))
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(_array_call(_RECORDS_SELECTOR, part))}, "latest"], "states", part))
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
-                calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, part])], "logs", part))
+                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
             if claims_of is not None:
-                calls.append(_Call("eth_getLogs", [self._filter([_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
+                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
             if licence_ids:
                 data = _array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in licence_ids])
-                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": _hex(data)}, "latest"], "licenses", licence_ids))
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(data)}, "latest"], "licenses", licence_ids))
             results = self._execute(calls)
             first = False
             claims_of = None
@@ -510,20 +505,20 @@ class Resolver:
             state = states.get(rid)
             if state is None:
                 raise IntegrityError(
-                    f"{self.registry.chain.rpc_url} returned an event for record {_hex(rid)} that the registry's storage does not hold"
+                    f"{self.registry.chain.rpc_url} returned an event for record {to_hex(rid)} that the registry's storage does not hold"
                 )
             out[rid] = self._record(rid, state, event)
         for rid, state in states.items():
             if state is not None and rid not in out:
                 raise ChainError(
-                    f"{self.registry.chain.rpc_url} returned no RecordPublished event for record {_hex(rid)} (block {state[2]}); "
+                    f"{self.registry.chain.rpc_url} returned no RecordPublished event for record {to_hex(rid)} (block {state[2]}); "
                     "the node may have pruned its logs (use an archive RPC)"
                 )
         if follow:
             for rid, record in list(out.items()):
                 for parent in record.parents:
                     if parent not in out:
-                        raise IntegrityError(f"record {_hex(rid)} names parent {_hex(parent)}, which the registry does not hold")
+                        raise IntegrityError(f"record {to_hex(rid)} names parent {to_hex(parent)}, which the registry does not hold")
         depth = {rid: d for rid, d in depth.items() if rid in out}
         if return_roots:
             if ids and ids[0] in out:
@@ -536,15 +531,8 @@ class Resolver:
         return depth, out
 
     def _filter(self, topics: list) -> dict:
-        encoded = []
-        for topic in topics:
-            if topic is None:
-                encoded.append(None)
-            elif isinstance(topic, list):
-                encoded.append([_hex(t) for t in topic])
-            else:
-                encoded.append(_hex(topic))
-        return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest", "topics": encoded}
+        return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest",
+                "topics": encode_topics(topics)}
 
     def _execute(self, calls: list[_Call]) -> list[Any]:
         """Run the calls in ONE round trip where the node batches, else one after the other."""
@@ -594,7 +582,7 @@ class Resolver:
 
     def _decode_log(self, log: Any) -> dict | None:
         topics = [_as_bytes(t) for t in log["topics"]]
-        if log.get("removed") or len(topics) != 4 or topics[0] != _PUBLISHED_TOPIC:
+        if log.get("removed") or len(topics) != 4 or topics[0] != RECORD_PUBLISHED_TOPIC:
             return None
         if _as_bytes(log["address"]) != self._address_bytes:
             return None
@@ -643,7 +631,7 @@ class Resolver:
         try:
             cid = join_cid(event["cid_codec"], event["cid_digest"])
         except InputError:
-            raise IntegrityError(f"record {_hex(rid)} has CID codec {event['cid_codec']}, which the registry never accepts") from None
+            raise IntegrityError(f"record {to_hex(rid)} has CID codec {event['cid_codec']}, which the registry never accepts") from None
         record = Record(
             record_id=rid,
             publisher=self._checksum(event["publisher_raw"]),
@@ -652,7 +640,7 @@ class Resolver:
             cid_codec=event["cid_codec"],
             cid_digest=event["cid_digest"],
             license_id=event["license_id"],
-            kind=Kind(event["kind"]) if event["kind"] in Kind._value2member_map_ else event["kind"],
+            kind=Kind.of(event["kind"]),
             parents=event["parents"],
             block_number=event["block_number"],
             yanked=bool(state[6]),
@@ -661,7 +649,7 @@ class Resolver:
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if _record_id(event) != rid:
-            raise IntegrityError(f"the event data of record {_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
+            raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
         publisher, license_id, block, _kind, _codec, parent_count, _yanked = state
         if (
             publisher != event["publisher_raw"]
@@ -669,14 +657,14 @@ class Resolver:
             or block != record.block_number
             or parent_count != len(record.parents)
         ):
-            raise IntegrityError(f"storage and event disagree for record {_hex(rid)} at {self.registry.chain.rpc_url}")
+            raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.registry.chain.rpc_url}")
         return record
 
     def _read_licenses(self, ids: list[int]) -> None:
         ids = sorted({i for i in ids if 0 < i < 2**32})
         if not ids:
             return
-        data = _hex(_array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in ids]))
+        data = to_hex(_array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in ids]))
         [result] = self._execute([_Call("eth_call", [{"to": self.registry.address, "data": data}, "latest"], "licenses", ids)])
         for license_id, (spdx_id, flags) in zip(ids, abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]):
             if spdx_id:
@@ -703,7 +691,7 @@ class Resolver:
         return self._recipe_parser(document)
 
     def _check_document(self, record: Record, raw: bytes) -> Any:
-        rid = _hex(record.record_id)
+        rid = to_hex(record.record_id)
         if record.kind == Kind.COMPOSITION:
             import json
 
@@ -719,9 +707,9 @@ class Resolver:
                 raise DocumentError(f"the recipe {record.cid} of composition {rid} is not in canonical form; it cannot be the published one")
             if not recipe.publishable:
                 raise DocumentError(f"the recipe of composition {rid} has inputs without record ids; a published recipe pins every input")
-            if recipe.output.content_id and recipe.output.content_id != _hex(record.content_id):
+            if recipe.output.content_id and recipe.output.content_id != to_hex(record.content_id):
                 raise DocumentError(
-                    f"composition {rid} claims content id {_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
+                    f"composition {rid} claims content id {to_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
                 )
             parents = set(record.parents)
             for name, ref in recipe.inputs.items():
@@ -734,7 +722,7 @@ class Resolver:
             raise DocumentError(f"the manifest {record.cid} of record {rid} is invalid: {exc}") from None
         if bytes(manifest.content_id) != record.content_id:
             raise DocumentError(
-                f"record {rid} claims content id {_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
+                f"record {rid} claims content id {to_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
             )
         wanted = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}.get(record.kind)
         if wanted and manifest.kind != wanted:
@@ -778,16 +766,16 @@ class Resolver:
                 for name, ref in recipe.inputs.items():
                     parent = graph.nodes.get(to_bytes32(ref.record))
                     error = None
-                    if parent is not None and _hex(parent.content_id) != ref.content_id:
+                    if parent is not None and to_hex(parent.content_id) != ref.content_id:
                         error = DocumentError(
-                            f"the recipe of composition {_hex(node.record_id)} pins input {name!r} to content id {ref.content_id}, "
-                            f"but record {ref.record} claims {_hex(parent.content_id)}"
+                            f"the recipe of composition {to_hex(node.record_id)} pins input {name!r} to content id {ref.content_id}, "
+                            f"but record {ref.record} claims {to_hex(parent.content_id)}"
                         )
                     elif parent is not None and parent.is_composition != (ref.kind == "composition"):
                         error = DocumentError(
-                            f"the recipe of composition {_hex(node.record_id)} uses record {ref.record} (input {name!r}) as "
+                            f"the recipe of composition {to_hex(node.record_id)} uses record {ref.record} (input {name!r}) as "
                             f"{'a composition' if ref.kind == 'composition' else 'an element'}, but it is "
-                            f"{'an' if parent.kind_name[0] in 'aeiou' else 'a'} {parent.kind_name}"
+                            + kind_name(parent.record.kind, article=True)
                         )
                     if error is not None:
                         if strict:
@@ -838,10 +826,6 @@ def _as_int(value: Any) -> int:
 
 
 def _supports_batches(registry: Registry) -> bool:
-    try:
-        from web3 import HTTPProvider
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(registry.chain.w3.provider, HTTPProvider)
 
 
@@ -867,7 +851,7 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
     parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
     for pid in parent_ids:
         if pid not in graph.nodes:
-            raise make_error("UnknownParent", {"parentId": _hex(pid)})
+            raise make_error("UnknownParent", {"parentId": to_hex(pid)})
     names = {}
     for node in graph.nodes.values():
         if node.license:
@@ -896,9 +880,9 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         node = graph.nodes[rid]
         terms = node.license
         if terms is None:
-            raise IntegrityError(f"ancestor {_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
+            raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
         path = binding[rid]
-        values = {"parentId": _hex(rid), "parentLicenseId": terms.license_id, "childLicenseId": child.license_id}
+        values = {"parentId": to_hex(rid), "parentLicenseId": terms.license_id, "childLicenseId": child.license_id}
         rule = None
         if not terms.derivatives:
             rule = "DerivativesNotAllowed"
@@ -911,15 +895,15 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         error = make_error(rule, values if rule != "DerivativesNotAllowed" else {k: values[k] for k in ("parentId", "parentLicenseId")},
                            lambda i: names.get(i))
         if len(path) > 1:
-            via = " -> ".join(_hex(p)[:12] + "…" for p in path[:-1])
+            via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
             explanation = {
                 "DerivativesNotAllowed": "which does not allow derivatives",
                 "CommercialUseNotAllowed": f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence",
                 "ShareAlikeRequired": f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}",
             }[rule]
             error.args = (
-                f"ancestor record {_hex(rid)} (published by {node.record.publisher}, reached through {via}) is under "
+                f"ancestor record {to_hex(rid)} (published by {node.record.publisher}, reached through {via}) is under "
                 f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
             )
-        error.values["ancestorPath"] = [_hex(p) for p in path]
+        error.values["ancestorPath"] = [to_hex(p) for p in path]
         raise error

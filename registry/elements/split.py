@@ -77,6 +77,8 @@ class SplitElement:
     content_id: str
     size: int
     tensor_count: int = 0
+    #: The manifest written beside it (checked against the file just written).
+    manifest: Manifest | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "path": self.path, "content_id": self.content_id,
@@ -346,7 +348,7 @@ def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict
                 raise AssertionError(f"element {name} was written with content id {written.content_id}, expected {expected.content_id}")
             (directory / (relative + MANIFEST_SUFFIX)).write_bytes(expected.to_json_bytes())
             size = path.stat().st_size
-            elements.append(SplitElement(name, "tensors", relative, str(expected.content_id), size, len(members)))
+            elements.append(SplitElement(name, "tensors", relative, str(expected.content_id), size, len(members), expected))
             inputs[name] = {"kind": "tensors", "content_id": str(expected.content_id), "path": relative}
             steps.append({"op": "take", "from": [name]})
             done += expected.size
@@ -375,7 +377,7 @@ def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: 
         manifest = Manifest("file", content_id, (), None, {"name": relative})
         (directory / (stored + MANIFEST_SUFFIX)).write_bytes(manifest.to_json_bytes())
         size = target.stat().st_size
-        elements.append(SplitElement(name, "file", stored, str(content_id), size))
+        elements.append(SplitElement(name, "file", stored, str(content_id), size, 0, manifest))
         inputs[name] = {"kind": "file", "content_id": str(content_id), "path": stored}
         specs.append({"path": relative, "from": name})
     return elements, inputs, specs

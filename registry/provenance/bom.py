@@ -38,6 +38,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from .. import __version__
+from ..digest import to_hex
 from ..errors import IntegrityError
 from .verify import AncestorNode, ClaimCheck, Report
 
@@ -79,7 +80,7 @@ def _node_component(node: AncestorNode, bom_ref: str | None) -> Component:
                          properties=_props(record_id=node.record_id, exists=False))
     kind = node.kind or "element"
     component_type = ComponentType.FILE if kind == "file" else ComponentType.MACHINE_LEARNING_MODEL
-    content_id = "0x" + record.content_id.hex()
+    content_id = to_hex(record.content_id)
     return Component(
         name=node.name or f"{kind} {content_id}",
         type=component_type,

@@ -24,14 +24,13 @@ from typing import Any
 from ..chain.registry import Record
 from ..compose.recipe import FORMAT as RECIPE_FORMAT
 from ..compose.recipe import Recipe, RecipeError, parse_recipe
-from ..digest import Bytes32, parse_bytes32
-from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, TensorEntry, tensor_set_content_id
-from ..elements.safetensors_format import tensor_nbytes
+from ..digest import to_hex
+from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, tensor_set_content_id
 from ..elements.resolve import DocumentError as ResolveDocumentError
 from ..errors import IntegrityError
 from ..storage.fetch import Sources
 
-__all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "output_table_entries", "output_table_content_id", "record_label"]
+__all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "record_label"]
 
 #: Manifests and recipes are small; anything larger than this is refused before it is parsed.
 MAX_DOCUMENT_BYTES = 64 << 20
@@ -42,18 +41,8 @@ class DocumentError(ResolveDocumentError):
     (the resolver's :class:`~registry.elements.resolve.DocumentError`, raised by verification)."""
 
 
-def output_table_entries(recipe: Recipe) -> list[TensorEntry]:
-    """A recipe's output table as tensor entries (what the output's content id commits to)."""
-    return [TensorEntry(t.name, t.dtype, tuple(t.shape), parse_bytes32(t.digest), tensor_nbytes(t.dtype, t.shape))
-            for t in recipe.output.tensors]
-
-
-def output_table_content_id(recipe: Recipe) -> Bytes32:
-    return tensor_set_content_id(output_table_entries(recipe))
-
-
 def record_label(record: Record) -> str:
-    return "0x" + record.record_id.hex()
+    return to_hex(record.record_id)
 
 
 class Documents:
@@ -114,7 +103,7 @@ class Documents:
         except (UnicodeDecodeError, ValueError):
             raise DocumentError(f"record {label} points at {record.cid}, which is not a JSON manifest or recipe") from None
         form = document.get("format") if isinstance(document, dict) else None
-        claimed = "0x" + record.content_id.hex()
+        claimed = to_hex(record.content_id)
         if form == MANIFEST_FORMAT:
             try:
                 parsed: Manifest | Recipe = Manifest.from_json(document)
@@ -134,7 +123,7 @@ class Documents:
                     f"record {label} claims content {claimed} but its recipe {record.cid} says it builds {parsed.output.content_id}"
                 )
             if parsed.output.tensors:
-                table = str(output_table_content_id(parsed))
+                table = str(tensor_set_content_id(parsed.output.entries()))
                 if table != claimed:
                     raise DocumentError(
                         f"record {label} claims content {claimed} but the output table of its recipe {record.cid} hashes to {table}"

@@ -288,6 +288,4 @@ class ElementIndex:
 def _table_of(document: Manifest | Recipe) -> tuple[str, list[TensorEntry]]:
     if isinstance(document, Manifest):
         return ("element" if document.kind == "tensors" else "file"), list(document.entries)
-    from .documents import output_table_entries
-
-    return "output", output_table_entries(document)
+    return "output", document.output.entries()

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import Record
+from ..digest import to_hex
 
 __all__ = ["Attribution", "EffectiveLicense", "effective_license"]
 
@@ -101,7 +102,7 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
         if record.record_id in seen:
             continue
         seen.add(record.record_id)
-        rid = "0x" + record.record_id.hex()
+        rid = to_hex(record.record_id)
         if terms is None:
             unknown.append(rid)
             commercial = derivatives = False
@@ -119,7 +120,7 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
         if terms.share_alike and terms.spdx_id not in share_alike:
             share_alike.append(terms.spdx_id)
         if terms.attribution:
-            attribution.append(Attribution(rid, record.publisher, "0x" + record.content_id.hex(), terms.spdx_id, name))
+            attribution.append(Attribution(rid, record.publisher, to_hex(record.content_id), terms.spdx_id, name))
     return EffectiveLicense(
         licenses=tuple(licenses),
         commercial_use=commercial,

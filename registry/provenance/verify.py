@@ -36,7 +36,6 @@ or element could not be fetched so nothing could be decided.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +45,13 @@ import numpy as np
 
 from ..chain.errors import LicenseViolation
 from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative
-from ..chain.registry import Kind, Record, Registry, to_bytes32
-from ..compose.engine import PROVENANCE_NAME, merge_patch
+from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
+from ..compose.engine import PROVENANCE_NAME, patched_json
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition
-from ..compose.plan import DERIVED_BLOCK_ELEMS, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
+from ..compose.plan import CompositionIntegrityError, CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
 from ..compose.recipe import InputRef, Recipe, RecipeError
 from ..compose.sources import ElementIntegrityError, FileElement, TensorElement
-from ..digest import blake3_hasher
+from ..digest import blake3_hasher, to_hex
 from ..elements.content_id import (
     Manifest,
     TensorEntry,
@@ -89,10 +88,6 @@ REPORT_FORMAT = "elements.verify/v1"
 TENSOR_STATUSES = ("match", "recomputed", "differs", "renamed", "missing", "extra", "unknown")
 _MAX_ANCESTORS = 10_000
 _UNAVAILABLE = (NotFoundError, ServiceError)
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +259,7 @@ class AncestorNode:
             "name": self.name,
             "kind": self.kind,
             "publisher": record.publisher if record else None,
-            "content_id": _hex(record.content_id) if record else None,
+            "content_id": to_hex(record.content_id) if record else None,
             "cid": record.cid if record else None,
             "block": record.block_number if record else None,
             "yanked": record.yanked if record else None,
@@ -296,7 +291,7 @@ class ClaimCheck:
 
     @property
     def record_id(self) -> str:
-        return _hex(self.record.record_id)
+        return to_hex(self.record.record_id)
 
     @property
     def yanked(self) -> bool:
@@ -335,7 +330,7 @@ class ClaimCheck:
             "first": self.first,
             "trusted": self.trusted,
             "yanked": record.yanked,
-            "content_id": _hex(record.content_id),
+            "content_id": to_hex(record.content_id),
             "cid": record.cid,
             "license": self.license.to_json() if self.license else None,
             "recipe": {"name": self.recipe_name, "content_id": self.recipe_id} if self.kind == "composition" else None,
@@ -373,7 +368,7 @@ class TensorAttribution:
         return {
             "reference": None if ref is None else {
                 "record_id": ref.record_id, "publisher": ref.record.publisher, "block": ref.record.block_number,
-                "content_id": _hex(ref.record.content_id), "recipe": ref.recipe_name, "status": ref.status,
+                "content_id": to_hex(ref.record.content_id), "recipe": ref.recipe_name, "status": ref.status,
                 "problems": ref.problems,
             },
             "counts": self.counts(),
@@ -532,20 +527,12 @@ def _leaf_copies(plan: Any) -> list[CopyPlan]:
     return [leaf for child in children for leaf in _leaf_copies(child)]
 
 
-def _leaf_elements(plan: Any) -> list[Any]:
-    if isinstance(plan, CopyPlan):
-        return [plan.element]
-    children = [getattr(plan, name) for name in ("child", "base", "lora_a", "lora_b") if hasattr(plan, name)]
-    children += list(getattr(plan, "children", []))
-    return [leaf for child in children for leaf in _leaf_elements(child)]
-
-
 def _recompute_verified(plan: TensorPlan) -> str:
     """Recompute a derived tensor; a cached input file that fails verification is fetched again once."""
     try:
         return _recompute_digest(plan)
     except (ElementIntegrityError, UnsafeFileError):
-        elements = [e for e in _leaf_elements(plan) if isinstance(e, _ManifestTensorElement)]
+        elements = [c.element for c in _leaf_copies(plan) if isinstance(c.element, _ManifestTensorElement)]
         if not elements:
             raise
         for element in elements:
@@ -554,26 +541,10 @@ def _recompute_verified(plan: TensorPlan) -> str:
 
 
 def _recompute_digest(plan: TensorPlan) -> str:
-    if plan.row_aligned:
-        row = int(np.prod(plan.shape[1:], dtype=np.int64)) or 1
-        block_elems = max(1, DERIVED_BLOCK_ELEMS // row) * row
-    else:
-        block_elems = DERIVED_BLOCK_ELEMS
     hasher = blake3_hasher(plan.nbytes)
-    for block in plan.blocks(block_elems):
+    for block in plan.blocks(block_elems(plan)):
         hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))
-    return "0x" + hasher.digest().hex()
-
-
-def _patched_bytes(data: bytes, patch: Mapping, path: str) -> bytes:
-    # The engine's rule (docs/recipes.md "Files"): merge patch, indent 2, original key order.
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")
-    return (json.dumps(merge_patch(document, patch), indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    return to_hex(hasher.digest())
 
 
 # --------------------------------------------------------------------------------------------
@@ -802,9 +773,9 @@ class Verifier:
             if record is None:
                 check.problems.append(f"input {label!r}: record {ref.record} does not exist on this registry")
                 continue
-            if _hex(record.content_id) != ref.content_id:
+            if to_hex(record.content_id) != ref.content_id:
                 check.problems.append(
-                    f"input {label!r}: record {ref.record} claims content {_hex(record.content_id)}, the recipe pins {ref.content_id}"
+                    f"input {label!r}: record {ref.record} claims content {to_hex(record.content_id)}, the recipe pins {ref.content_id}"
                 )
                 continue
             try:
@@ -840,7 +811,7 @@ class Verifier:
         it claims (``None`` with the problem recorded when it cannot be)."""
         label = f"composition input {ref.name!r} (record {ref.record})"
         if not isinstance(document, Recipe):
-            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {_record_kind(record)} record")
+            check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {kind_name(record.kind, article=True)} record")
             return None
         if depth > MAX_NESTING_DEPTH:
             check.problems.append(f"{label} is nested more than {MAX_NESTING_DEPTH} compositions deep; it was not checked")
@@ -899,7 +870,7 @@ class Verifier:
                 if spec.patch is None:
                     expected = element_id
                 else:
-                    data = _patched_bytes(element.read_bytes(), spec.patch, spec.path)
+                    data = patched_json(element.read_bytes(), spec.patch, spec.path)
                     expected = str(bytes_content_id(data))
             except (CompositionIntegrityError, RecipeError) as exc:
                 result = FileResult(spec.path, "differs", actual, None, input_label, message=f"{spec.path}: {exc}")
@@ -938,14 +909,14 @@ class Verifier:
         """Load the claim's ancestry (recipe inputs and parents, recursively) and check each record."""
         root = check.record
         nodes: dict[str, AncestorNode] = {}
-        root_id = _hex(root.record_id)
+        root_id = to_hex(root.record_id)
         nodes[root_id] = AncestorNode(root_id, root, check.license, "claim", check.recipe_name, _trusted(root.publisher, trust))
         edges: list[tuple[str, str, str, str | None]] = []  # child, parent, via, input name
         if recipe is not None:
             for name, ref in sorted(recipe.inputs.items()):
                 if ref.record:
                     edges.append((root_id, ref.record, "input", name))
-        edges += [(root_id, _hex(p), "parent", None) for p in root.parents]
+        edges += [(root_id, to_hex(p), "parent", None) for p in root.parents]
         done = 0
         while done < len(edges):
             batch = edges[done:]
@@ -968,7 +939,7 @@ class Verifier:
                 nodes[rid] = node
                 if record is not None:
                     edges += self._recipe_edges(rid, record)
-                    edges += [(rid, _hex(p), "parent", None) for p in record.parents]
+                    edges += [(rid, to_hex(p), "parent", None) for p in record.parents]
         for child, parent, via, name in edges:
             if parent not in nodes or child not in nodes:
                 continue
@@ -1130,7 +1101,7 @@ class Verifier:
             elif named:
                 result.status = "differs"
                 result.sources = [_source_of(h, live) for h in named]
-                result.expected = "0x" + bytes(named[0].digest).hex()
+                result.expected = to_hex(named[0].digest)
                 result.message = f"{name} differs from {result.sources[0].label()}"
             elif reference is not None:
                 result.status = "extra"
@@ -1154,7 +1125,7 @@ class Verifier:
                     if row.name in gone:  # the same element claimed by several publishers
                         gone[row.name].sources.append(src)
                         continue
-                    gone[row.name] = TensorResult(row.name, "missing", row.dtype, row.shape, None, "0x" + bytes(row.digest).hex(),
+                    gone[row.name] = TensorResult(row.name, "missing", row.dtype, row.shape, None, to_hex(row.digest),
                                                   [src], message=f"{row.name} of {src.label()} is missing")
             missing = sorted(gone.values(), key=lambda t: t.name.encode("utf-8"))
         return TensorAttribution(reference, results, missing, index_info, note)
@@ -1177,11 +1148,6 @@ class Verifier:
 
 class _Skip(Exception):
     """A nested composition whose own inputs already failed (the problems are recorded)."""
-
-
-def _record_kind(record: Record) -> str:
-    name = record.kind.name.lower() if isinstance(record.kind, Kind) else f"kind {record.kind}"
-    return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 # --------------------------------------------------------------------------------------------
@@ -1341,13 +1307,13 @@ def _checksum(address: str) -> str:
 
 
 def _record_summary(record: Record) -> dict[str, Any]:
-    return {"record_id": _hex(record.record_id), "publisher": record.publisher, "block": record.block_number,
+    return {"record_id": to_hex(record.record_id), "publisher": record.publisher, "block": record.block_number,
             "yanked": record.yanked, "kind": record.to_json()["kind"]}
 
 
 def _source_of(hit: Any, live: Mapping[bytes, Record | None]) -> Source:
     record = live.get(hit.record_id)
-    return Source(_hex(hit.record_id), record.publisher if record else hit.publisher, _hex(hit.content_id), hit.name,
+    return Source(to_hex(hit.record_id), record.publisher if record else hit.publisher, to_hex(hit.content_id), hit.name,
                   None, record.block_number if record else hit.block, bool(record and record.yanked))
 
 

@@ -6,3 +6,6 @@ Modules, bottom up: ``cid`` (CIDs, multihash, multibase), ``dagpb`` (dag-pb / Un
 ``gateway`` (trustless HTTP gateways) and ``fetch`` (one front over all of them).
 See ``docs/storage.md``.
 """
+
+# Its modules are the API; the package itself exports nothing.
+__all__: list[str] = []

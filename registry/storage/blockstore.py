@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 from .cid import CID, IDENTITY, RAW
 from .errors import BlockIntegrityError, BlockNotFound, IncompleteDAG
-from .unixfs import DEFAULT_PROFILE, Profile, Source, add_file, links_of, read_file
+from .unixfs import DEFAULT_PROFILE, Profile, Source, add_file, links_of, read_file, walk_dag
 
 __all__ = ["BlockStore", "Staging"]
 
@@ -38,10 +38,14 @@ def _name(cid: CID) -> str:
     return base64.b32encode(cid.multihash).decode("ascii").rstrip("=").lower()
 
 
-def _parts(data: BlockData) -> list:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return [data]
-    return list(data)
+def _parts(cid: CID, data: BlockData, trusted: bool, where: str) -> list:
+    """The block's parts, to be written in order; unless ``trusted``, joined and checked against ``cid``."""
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+    if trusted:
+        return parts
+    block = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+    cid.check(block, where)
+    return [block]
 
 
 def _write_atomic(path: Path, parts: list, fsync: bool) -> None:
@@ -108,11 +112,7 @@ class BlockStore:
             BlockIntegrityError: ``data`` does not hash to ``cid``.
         """
         cid = CID.parse(cid)
-        parts = _parts(data)
-        if not trusted:
-            block = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
-            cid.check(block, "the caller")
-            parts = [block]
+        parts = _parts(cid, data, trusted, "the caller")
         if cid.hash_code == IDENTITY:
             return cid
         path = self.path_of(cid)
@@ -205,12 +205,7 @@ class BlockStore:
         Raises:
             BlockNotFound, BlockIntegrityError, DAGError: while iterating.
         """
-        cid = CID.parse(cid)
-
-        def get(c: CID) -> bytes:
-            return self.get(c)
-
-        return read_file(cid, get, verify=False)
+        return read_file(CID.parse(cid), self.get, verify=False)
 
     def export_file(self, cid: CID | str, path: str | os.PathLike) -> int:
         """Write a UnixFS file to ``path`` atomically (a temporary name, then a rename).
@@ -237,8 +232,6 @@ class BlockStore:
 
     def blocks(self, root: CID | str) -> Iterator[tuple[CID, bytes]]:
         """Every block of a DAG once, depth first (the order of ``ipfs dag export``), verified."""
-        from .unixfs import walk_dag
-
         return walk_dag(CID.parse(root), self.get, verify=False)
 
     # -- staging and housekeeping -------------------------------------------------------------
@@ -316,11 +309,7 @@ class Staging:
         return list(self._staged.values())
 
     def put(self, cid: CID, data: BlockData, *, trusted: bool = False) -> CID:
-        parts = _parts(data)
-        if not trusted:
-            block = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
-            cid.check(block, "the import")
-            parts = [block]
+        parts = _parts(cid, data, trusted, "the import")
         if cid.hash_code == IDENTITY or cid.multihash in self._staged:
             return cid
         if not self._staged:

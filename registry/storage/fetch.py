@@ -7,7 +7,7 @@ puts a local DAG into the configured Kubo node and pins it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 from ..config import Settings
 from ..errors import ElementsError, ServiceError
@@ -122,6 +122,3 @@ class Sources:
                 return data
         self.kubo.put_dag(cid, get_block, pin=pin)
         return True
-
-    def publish_many(self, cids: Sequence[CID | str], *, pin: bool = True) -> int:
-        return sum(self.publish(c, pin=pin) for c in cids)

@@ -254,7 +254,7 @@ def add_file(
     tree = _Tree(prof, store)
     workers = workers or min(os.cpu_count() or 1, 8)
     batch = max(1, BATCH_BYTES // prof.chunk_size) * prof.chunk_size
-    with _open(source) as reader:
+    with _Reader(source) as reader:
         any_leaf = False
         pending: deque[Future] = deque()
         pool = ThreadPoolExecutor(workers, thread_name_prefix="unixfs") if workers > 1 and reader.large(batch) else None
@@ -376,10 +376,6 @@ class _Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _open(source: Source) -> _Reader:
-    return _Reader(source)
 
 
 def _regular(file: BinaryIO) -> bool:

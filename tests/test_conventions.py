@@ -1,0 +1,227 @@
+"""Conventions of the codebase, enforced by a test rather than by a reviewer (STYLE.md).
+
+- imports point down only: cli -> provenance -> compose -> elements -> chain -> storage ->
+  digest; ``registry.errors``, ``registry.config`` and the package root sit below every layer;
+- every environment variable is read in ``registry/config.py`` and nowhere else;
+- every public module lists its API in ``__all__``, and every name listed exists;
+- every exception class derives from ``registry.errors.ElementsError`` and from a built-in;
+- nothing prints outside the command line (``registry/cli``) and ``scripts/``.
+
+Each rule has an explicit list of exceptions, each with its reason, and a test that the list
+does not outlive what it excuses.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import registry
+from registry.errors import ElementsError
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "registry"
+
+#: Bottom up; a module may import its own layer and the layers below it.
+LAYERS = ["digest", "storage", "chain", "elements", "compose", "provenance", "cli", "__main__"]
+#: Importable by every layer, and importing none.
+BASE = {"registry", "registry.errors", "registry.config"}
+
+#: Upward imports that are deliberate injection points: (importer, imported) -> reason.
+UPWARD_IMPORTS = {
+    ("registry.elements.resolve", "registry.compose.recipe"): (
+        "Resolver's default recipe_parser: recipes are specified in the compose layer, the resolver "
+        "checks composition records' documents with it (a caller may inject its own parser), and it "
+        "is imported only when a composition is met"
+    ),
+}
+
+#: Modules that may read the environment: the one place configuration is read.
+ENVIRONMENT_READERS = {"registry.config"}
+
+#: Public modules without ``__all__``, with the reason.
+WITHOUT_ALL = {
+    "registry.cli.config_cmd": "owned by the ux work during this review: it should say __all__ = ['register']",
+    "registry.cli.demo_cmd": "owned by the ux work during this review: it should say __all__ = ['register']",
+    "registry.cli.records_cmd": "owned by the ux work during this review: it should say __all__ = ['register']",
+}
+
+#: Exception classes exempt from "ElementsError and a built-in", with the reason.
+EXCEPTIONS_WITHOUT_BUILTIN = {
+    "registry.errors.ElementsError": "the root: callers catch it as such (its built-in is Exception)",
+    "registry.errors.VerificationFailed": "a verdict (exit code 1), not bad input, a lookup or a service: no built-in fits",
+}
+PRIVATE_EXCEPTIONS = {
+    "registry.provenance.verify._Skip": "control flow inside Verifier._open_composition; never leaves it",
+}
+
+#: Where ``print(`` may be called (relative to the checkout).
+PRINTING = ("registry/cli/", "scripts/")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package, by dotted name."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _rank(module: str) -> int | None:
+    """The layer's position (``None`` for the base, which every layer may import)."""
+    if module in BASE or module.startswith(("registry.errors.", "registry.config.")):
+        return None
+    return LAYERS.index(module.split(".")[1])
+
+
+def _imports(module: str, path: Path) -> list[tuple[int, str]]:
+    """(line, imported module) for every import of ``registry`` modules, function-level ones too."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((node.lineno, target))
+    return [(line, target) for line, target in found if target == "registry" or target.startswith("registry.")]
+
+
+def _upward_imports() -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for module, path in _modules().items():
+        mine = _rank(module)
+        for line, target in _imports(module, path):
+            theirs = _rank(target)
+            if theirs is None:
+                continue
+            if mine is None or theirs > mine:
+                out.setdefault((module, target), []).append(f"{path.relative_to(ROOT)}:{line}")
+    return out
+
+
+def test_imports_point_down_the_layers_only():
+    upward = {pair: where for pair, where in _upward_imports().items() if pair not in UPWARD_IMPORTS}
+    assert upward == {}, "upward imports (move the code down, or list a deliberate injection point with its reason)"
+
+
+def test_every_listed_upward_import_still_exists():
+    assert set(UPWARD_IMPORTS) <= set(_upward_imports())
+
+
+def _environment_reads(path: Path) -> list[int]:
+    """Lines that read the environment, except an environment handed to a subprocess (``env=``),
+    which passes configuration on instead of reading it."""
+    tree = ast.parse(path.read_text(), str(path))
+    handed_on: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "env":
+            handed_on |= {id(inner) for inner in ast.walk(node.value)}
+    lines = []
+    for node in ast.walk(tree):
+        if id(node) in handed_on:
+            continue
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "getenvb"):
+            if isinstance(node.value, ast.Name) and node.value.id == "os":
+                lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            if {alias.name for alias in node.names} & {"environ", "environb", "getenv", "getenvb"}:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_environment_variables_are_read_in_registry_config_only():
+    readers = {module: lines for module, path in _modules().items() if (lines := _environment_reads(path))}
+    assert set(readers) - ENVIRONMENT_READERS == set(), f"read the environment outside registry.config: {readers}"
+
+
+def test_registry_config_is_where_the_environment_is_read():
+    assert _environment_reads(PACKAGE / "config.py")
+
+
+def _imported_modules() -> dict[str, object]:
+    out = {"registry": registry}
+    for info in pkgutil.walk_packages(registry.__path__, "registry."):
+        if info.name.endswith("__main__"):  # running it runs the command line
+            continue
+        out[info.name] = importlib.import_module(info.name)
+    return out
+
+
+def test_every_public_module_lists_its_api_in_all():
+    missing, wrong = [], []
+    for name, module in _imported_modules().items():
+        if any(part.startswith("_") for part in name.split(".")):
+            continue
+        exported = getattr(module, "__all__", None)
+        if exported is None:
+            if name not in WITHOUT_ALL:
+                missing.append(name)
+            continue
+        if len(set(exported)) != len(exported) or not all(isinstance(n, str) for n in exported):
+            wrong.append(f"{name}.__all__ repeats a name or holds a non-string")
+        wrong += [f"{name}.{n}" for n in exported if not hasattr(module, n)]
+    assert missing == [], "public modules without __all__"
+    assert wrong == [], "names in __all__ that do not exist"
+
+
+def test_every_module_excused_from_all_still_lacks_it():
+    modules = _imported_modules()
+    assert all(not hasattr(modules[name], "__all__") for name in WITHOUT_ALL)
+
+
+_BUILTIN_ERRORS = tuple(
+    c for c in vars(builtins).values()
+    if inspect.isclass(c) and issubclass(c, BaseException) and c not in (BaseException, Exception)
+)
+
+
+def _exception_classes() -> dict[str, type]:
+    out = {}
+    for module in _imported_modules().values():
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__:
+                out[f"{module.__name__}.{name}"] = value
+    return out
+
+
+def test_every_exception_derives_from_elements_error_and_a_builtin():
+    classes = _exception_classes()
+    private = sorted(name for name in classes if name.rsplit(".", 1)[1].startswith("_") and name not in PRIVATE_EXCEPTIONS)
+    public = {name: cls for name, cls in classes.items() if not name.rsplit(".", 1)[1].startswith("_")}
+    outside = sorted(name for name, cls in public.items() if not issubclass(cls, ElementsError))
+    no_builtin = sorted(
+        name for name, cls in public.items()
+        if not issubclass(cls, _BUILTIN_ERRORS) and name not in EXCEPTIONS_WITHOUT_BUILTIN
+    )
+    assert private == [], "private exception classes need a reason in PRIVATE_EXCEPTIONS"
+    assert outside == [], "exception classes that do not derive from registry.errors.ElementsError"
+    assert no_builtin == [], "exception classes that derive from no built-in (ValueError, LookupError ...)"
+
+
+def test_every_excused_exception_class_still_exists():
+    classes = _exception_classes()
+    assert set(EXCEPTIONS_WITHOUT_BUILTIN) | set(PRIVATE_EXCEPTIONS) <= set(classes)
+
+
+def test_nothing_prints_outside_the_command_line_and_scripts():
+    printing = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").glob("*.py")]):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(PRINTING):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), relative)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append(f"{relative}:{node.lineno}")
+    assert printing == [], "print( outside registry/cli and scripts (return data; the CLI prints it)"
