@@ -11,6 +11,8 @@ from ..config import ENV, Settings, load_config_file, save_config_file
 from ..errors import ConfigError
 from ._app import Result, add_command
 
+__all__ = ["register"]
+
 # Keys `config set` accepts at the top level, and what each holds.
 SETTABLE = {
     "rpc_url": "default JSON-RPC URL (or 'memory')",

@@ -30,6 +30,8 @@ from ..config import Settings
 from ..errors import ElementsError, InputError
 from ._app import Result, add_command
 
+__all__ = ["register", "model_dir", "run_story"]
+
 LICENSE_BASE = "Apache-2.0"
 LICENSE_VARIANT = "CC-BY-4.0"
 LICENSE_ADAPTER = "CC-BY-NC-4.0"

@@ -21,6 +21,8 @@ from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError, NotFoundError
 from ._app import Result, add_command, progress_bars
 
+__all__ = ["register"]
+
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = add_command(
