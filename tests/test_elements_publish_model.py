@@ -202,3 +202,13 @@ def test_a_recipe_whose_inputs_are_local_files_is_refused(env, tmp_path):
     split = split_model(MODEL, tmp_path / "split")
     with pytest.raises(RecipeError, match="have no record id"):
         publish_composition(registry, resolver, split.recipe_path, license="MIT")
+
+
+def test_publish_model_names_the_composition_as_asked_without_changing_its_content_id(tmp_path):
+    registry = registry_for("memory", None)
+    store = BlockStore(tmp_path / "blocks")
+    report = publish_model(registry, store, MODEL, license="Apache-2.0", name="all-MiniLM-L6-v2", work_dir=tmp_path / "work")
+    assert report.recipe.name == "all-MiniLM-L6-v2"
+    assert "0x" + report.composition.record.content_id.hex() == MODEL_CONTENT_ID
+    stored = Resolver(registry, Sources(store)).document(registry.record(report.composition.record_id))
+    assert stored.name == "all-MiniLM-L6-v2"

@@ -122,7 +122,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
         examples=(
             "  elements publish-model ./all-MiniLM-L6-v2 --license Apache-2.0\n"
             "  elements --network devnet publish-model model.safetensors --license MIT --by module\n"
-            "  elements publish-model ./model --license Apache-2.0 --dry-run --json\n"
+            "  elements publish-model ./model --license Apache-2.0 --name all-MiniLM-L6-v2 --dry-run --json\n"
             "then: elements resolve 0x<composition record>; elements assemble 0x<composition record> -o ./model\n"
         ),
     )
@@ -131,6 +131,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     group = model.add_mutually_exclusive_group()
     group.add_argument("--by", choices=["layer", "module", "none"], default="layer", help="how to split (default: per layer)")
     group.add_argument("--rule", action="append", metavar="REGEX=NAME", help="group tensors by regex (repeatable)")
+    model.add_argument("--name", help="the composition's name in its recipe (default: the model's directory or file name)")
     model.add_argument("--dry-run", action="store_true", help="split, check and estimate only; store and send nothing")
     model.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
 
@@ -327,7 +328,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
         report = publish_model(
             registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
-            dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
+            name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
             split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
         )
 

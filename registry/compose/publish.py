@@ -191,6 +191,7 @@ def publish_model(
     sources=None,
     by: str = "layer",
     rules: Sequence[str] | None = None,
+    name: str | None = None,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     work_dir: str | os.PathLike | None = None,
@@ -204,6 +205,9 @@ def publish_model(
     The composition's content id is the model's weights' content id; its recipe is the one
     ``split`` writes (every tensor bit for bit, the same files), with each input pinned to the
     record just computed for it. Elements and composition go out in the same batch.
+
+    Args:
+        name: the composition's name in its recipe (default: the model's directory or file name).
 
     Raises:
         UnknownLicenseName; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
@@ -220,6 +224,8 @@ def publish_model(
     scratch = Path(tempfile.mkdtemp(prefix="publish-model-", dir=work_dir))
     try:
         split = split_model(model, scratch / "split", by=by, rules=list(rules) if rules else None, progress=split_progress)
+        if name:
+            split.recipe["name"] = name
         label = split.recipe.get("name") or model.name
         check_parent_count(registry, len(split.elements), f"model {label!r} split into {len(split.elements)} elements")
         target = None if dry_run else store
