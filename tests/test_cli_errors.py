@@ -155,3 +155,19 @@ def test_ctrl_c_at_a_prompt_exits_130_without_a_traceback(tmp_path):
     text = shown.decode(errors="replace")
     assert "elements: interrupted" in text and "Traceback" not in text
     assert not (tmp_path / "keystores" / "alice.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["human", "--json"])
+def test_a_reader_that_leaves_early_does_not_change_the_verdicts_exit_code(tmp_path, mode):
+    """`elements verify M | head -1` (or `| grep -q`): the exit code is still the verdict's, never 0 for a failure."""
+    import subprocess
+    import sys
+
+    from tests.cli_support import ROOT, clean_env
+
+    args = [sys.executable, "-m", "registry", "verify", str(MODEL)] + (["--json"] if mode == "--json" else [])
+    process = subprocess.Popen(args, cwd=ROOT, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first line is written
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 1  # NOT VERIFIED: the memory chain has no claim of the model
+    assert b"Traceback" not in stderr and b"Broken pipe" not in stderr

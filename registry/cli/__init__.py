@@ -177,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             settings = Settings.resolve(flags, use_network=False)
         result = args.handler(args, settings)
-        code = emit(result, settings)
+        try:
+            code = emit(result, settings)
+        except BrokenPipeError:  # `elements verify M | head -1`: the reader left, the verdict still decides
+            _silence_stdout()
+            return result.exit_code if result is not None else 0
         if args.command in CHAIN_COMMANDS and settings.rpc_url == "memory" and settings.rpc_default and not settings.json:
             # After the output, and only when the command ran: a failure stays one line (its message names the chain).
             print(MEMORY_NOTE, file=sys.stderr)

@@ -93,8 +93,12 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
 
         from rich.console import Console
 
+        class _Console(Console):
+            def on_broken_pipe(self) -> None:  # rich exits 1 ("not verified"); let main() give the verdict's code
+                raise BrokenPipeError
+
         # Off a terminal (a pipe, a log file) lines are neither wrapped nor cut at 80 columns.
-        render(report, None if sys.stdout.isatty() else Console(soft_wrap=True, width=240))
+        render(report, _Console() if sys.stdout.isatty() else _Console(soft_wrap=True, width=240))
         if args.bom:
             print(f"bill of materials (CycloneDX 1.6): {args.bom}")
         if hint:
