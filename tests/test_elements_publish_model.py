@@ -200,7 +200,7 @@ def test_a_recipe_with_more_inputs_than_the_registry_allows_is_refused_naming_th
 def test_a_recipe_whose_inputs_are_local_files_is_refused(env, tmp_path):
     registry, store, sources, resolver = env
     split = split_model(MODEL, tmp_path / "split")
-    with pytest.raises(RecipeError, match="have no record id"):
+    with pytest.raises(RecipeError, match="and 13 more have no record id; pin each .*`elements show 0x<its content id>`"):
         publish_composition(registry, resolver, split.recipe_path, license="MIT")
 
 

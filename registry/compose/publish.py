@@ -103,9 +103,11 @@ def composition_claim(recipe: Recipe, content_id: Any, publisher: str, license_i
     recipe in ``store`` (``None``: CID only). Returns the claim and the recipe's CID."""
     if not recipe.publishable:
         missing = sorted(name for name, ref in recipe.inputs.items() if not ref.record)
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
         raise RecipeError(
-            f"input(s) {', '.join(missing[:6])} have no record id; publish them (`elements publish FILE`) and pin them in the "
-            "recipe (`record: 0x…`), or publish a whole model with `elements publish-model`"
+            f"input(s) {', '.join(missing[:6])}{more} have no record id; pin each in the recipe (`record: 0x…`; "
+            "`elements show 0x<its content id>` prints the records that claim it), publish the missing ones "
+            "(`elements publish FILE`), or publish a whole model with `elements publish-model`"
         )
     cid = str(store_document(recipe.canonical_json(), store))
     parents = tuple(sorted({to_bytes32(ref.record, "record id") for ref in recipe.inputs.values()}))
