@@ -91,6 +91,8 @@ def test_store_then_export_then_import_into_another_home(capsys, home, sample, t
     answer = json.loads(out)
     assert code == 0 and answer["roots"] == [root] and answer["new_blocks"] == answer["blocks"] > 1
     assert b"".join(BlockStore(other / "blocks").cat(root)) == data
+    code, out, _ = run(capsys, "car", "import", car, "--home", other)  # again, for a person: nothing new, counts said once
+    assert code == 0 and out.splitlines() == [f"{answer['blocks']} blocks (0 new) from {car}, 1 root(s):", root]
 
 
 def test_export_of_an_unknown_cid_writes_nothing(capsys, home, tmp_path):

@@ -163,7 +163,8 @@ def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
     result = import_car(path, open_store(settings))
     data = result.to_json()
     data["file"] = str(path)
-    lines = [f"{root} ({result.blocks} blocks, {result.new_blocks} new)" for root in result.roots]
+    # The counts are the whole CAR's (not per root): said once, then the roots.
+    lines = [f"{result.blocks} blocks ({result.new_blocks} new) from {path}, {len(result.roots)} root(s):", *map(str, result.roots)]
     if settings.ipfs_api:
         with Kubo(settings.ipfs_api) as kubo:
             pinned = kubo.dag_import(path, pin_roots=True)
