@@ -171,3 +171,9 @@ def test_a_reader_that_leaves_early_does_not_change_the_verdicts_exit_code(tmp_p
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 1  # NOT VERIFIED: the memory chain has no claim of the model
     assert b"Traceback" not in stderr and b"Broken pipe" not in stderr
+
+
+def test_licence_is_accepted_as_the_british_spelling_of_license(tmp_path):
+    done = elements(tmp_path / "home", "--json", "publish-model", str(MODEL), "--licence", "Apache-2.0", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["dry_run"] is True
