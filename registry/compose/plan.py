@@ -14,6 +14,8 @@ digest the composition's output table states as the data streams.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import fnmatch
 import json
 import re
@@ -68,7 +70,7 @@ class CompositionIntegrityError(IntegrityError):
     """A composition used as an input does not build what its record (and recipe) claim."""
 
 
-class TensorPlan:
+class TensorPlan(ABC):
     """How one output tensor is produced. ``digest`` is known in advance for copies only."""
 
     dtype: str
@@ -88,15 +90,17 @@ class TensorPlan:
         """True when blocks must hold whole rows (a LoRA merge somewhere in the tree)."""
         return False
 
+    @abstractmethod
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
         """Flat raw-element arrays of ``block_elems`` elements (the last may be shorter)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def inputs(self) -> set[str]:
-        raise NotImplementedError
+        """Names of the recipe inputs this tensor reads."""
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """A short human description (for errors and reports)."""
 
 
 @dataclass(eq=False)
