@@ -152,8 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _british(argv: list[str]) -> list[str]:
+    """``--licence`` (the docs' prose spelling) is ``--license``."""
+    return ["--license" + arg[len("--licence"):] if arg == "--licence" or arg.startswith("--licence=") else arg
+            for arg in argv]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _british(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

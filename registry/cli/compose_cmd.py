@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         ),
     )
     compose.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1) whose inputs name records")
-    compose.add_argument("--license", "--licence", dest="license", required=True, metavar="SPDX", help="licence of the composition")
+    compose.add_argument("--license", required=True, metavar="SPDX", help="licence of the composition")
     compose.add_argument("-o", "--out", metavar="OUT", help="keep the assembled model in OUT (default: assembled in a temporary directory)")
     compose.add_argument("--force", action="store_true", help="replace OUT if it exists")
     compose.add_argument("--dry-run", action="store_true", help="assemble, check and estimate; store nothing in Kubo, send nothing")

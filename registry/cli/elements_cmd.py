@@ -104,7 +104,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
         ),
     )
     publish.add_argument("paths", nargs="+", metavar="PATH", help="element files: .safetensors (tensors) or any other file")
-    publish.add_argument("--license", "--licence", dest="license", required=True, metavar="SPDX", help="licence of the elements (see `elements licenses`)")
+    publish.add_argument("--license", required=True, metavar="SPDX", help="licence of the elements (see `elements licenses`)")
     publish.add_argument("--parent", action="append", default=[], metavar="ID", help="a parent record id (repeatable)")
     publish.add_argument("--kind", choices=["element", "adapter", "file"], help="record kind (default: element for .safetensors, else file)")
     publish.add_argument("--name", help="the element's name in its manifest (one PATH only; default: the file name)")
@@ -127,7 +127,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
         ),
     )
     model.add_argument("model", metavar="MODEL", help=".safetensors file, *.safetensors.index.json or Hugging Face model directory")
-    model.add_argument("--license", "--licence", dest="license", required=True, metavar="SPDX", help="licence of the elements and the composition")
+    model.add_argument("--license", required=True, metavar="SPDX", help="licence of the elements and the composition")
     group = model.add_mutually_exclusive_group()
     group.add_argument("--by", choices=["layer", "module", "none"], default="layer", help="how to split (default: per layer)")
     group.add_argument("--rule", action="append", metavar="REGEX=NAME", help="group tensors by regex (repeatable)")

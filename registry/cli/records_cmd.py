@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     parser.add_argument("base", metavar="BASE", help="the base composition: a record id or the content id it claims")
     parser.add_argument("finetuned", metavar="FINETUNED", help="the fine-tuned weights: a .safetensors file or model directory")
-    parser.add_argument("--license", "--licence", dest="license", required=True, metavar="SPDX", help="licence of the delta and of the composition")
+    parser.add_argument("--license", required=True, metavar="SPDX", help="licence of the delta and of the composition")
     parser.add_argument("--name", default="delta", help="name of the delta element (default: delta)")
     parser.add_argument("--trust", action="append", metavar="ADDR", help="prefer the base claim of this publisher")
 
