@@ -128,9 +128,17 @@ def test_cidv0_must_be_dag_pb_sha256():
         CID(0, RAW, b"\x12\x20" + bytes(32))
 
 
-def test_unknown_hash_functions_cannot_be_verified():
-    cid = CID(1, RAW, b"\xb2\x40\x20" + bytes(32))  # blake2b-512 truncated: parsed, not verifiable
-    with pytest.raises(CIDError, match="not supported"):
+@pytest.mark.parametrize(
+    "multihash, fragment",
+    [
+        (b"\x1a\x1c" + bytes(28), "keccak-224 is not accepted: go-multihash registers no hasher"),
+        (b"\xd5\x01\x14" + bytes(20), "md5 is not accepted: boxo's allowlist"),
+        (b"\x80\x06\x20" + bytes(32), "0x300 is unknown"),
+    ],
+)
+def test_hash_functions_kubo_refuses_are_parsed_but_cannot_be_verified(multihash, fragment):
+    cid = CID(1, RAW, multihash)
+    with pytest.raises(CIDError, match=fragment):
         cid.matches(b"x")
 
 

@@ -6,8 +6,10 @@ A CID names a block by the hash of its bytes and says how to read it (its codec)
     CIDv1  = varint(1) varint(codec) multihash                   str: "b" + base32 lower
     multihash = varint(hash code) varint(digest length) digest
 
-Codecs used here: ``RAW`` (0x55, file bytes as they are) and ``DAG_PB`` (0x70, UnixFS nodes);
-a CIDv0 is always dag-pb sha2-256. Parsing accepts the multibase prefixes ``b``/``B`` (base32),
+Codecs named here: ``RAW`` (0x55, file bytes as they are), ``DAG_PB`` (0x70, UnixFS nodes),
+``DAG_CBOR`` and ``DAG_JSON`` (whose links :mod:`.codecs` follows); any other codec is carried as
+is. Hash functions are those of :mod:`.multihash` (every one Kubo 0.42 accepts); a CIDv0 is
+always dag-pb sha2-256. Parsing accepts the multibase prefixes ``b``/``B`` (base32),
 ``z`` (base58btc), ``f``/``F`` (base16) and bare CIDv0 strings; :meth:`CID.__str__` writes
 what Kubo writes (base58btc for v0, base32 lower for v1).
 """
@@ -15,9 +17,9 @@ what Kubo writes (base58btc for v0, base32 lower for v1).
 from __future__ import annotations
 
 import base64
-import hashlib
-from typing import Callable, Union
+from typing import Union
 
+from . import multihash as mh
 from .errors import BlockIntegrityError, CIDError
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "RAW",
     "DAG_PB",
     "DAG_CBOR",
+    "DAG_JSON",
     "SHA2_256",
     "SHA2_512",
     "IDENTITY",
@@ -39,32 +42,13 @@ __all__ = [
 RAW = 0x55
 DAG_PB = 0x70
 DAG_CBOR = 0x71
-IDENTITY = 0x00
-SHA2_256 = 0x12
-SHA2_512 = 0x13
-BLAKE3 = 0x1E
+DAG_JSON = 0x0129
+IDENTITY = mh.IDENTITY
+SHA2_256 = mh.SHA2_256
+SHA2_512 = mh.SHA2_512
+BLAKE3 = mh.BLAKE3
 
-CODEC_NAMES = {RAW: "raw", DAG_PB: "dag-pb", DAG_CBOR: "dag-cbor"}
-HASH_NAMES = {IDENTITY: "identity", SHA2_256: "sha2-256", SHA2_512: "sha2-512", BLAKE3: "blake3"}
-
-# Identity "hashes" inline the block in the CID; Kubo caps them at 128 bytes.
-MAX_IDENTITY_LENGTH = 128
-_MIN_DIGEST = 20
-_MAX_DIGEST = 128
-
-
-def _blake3(data: bytes) -> bytes:
-    import blake3
-
-    return blake3.blake3(data).digest()
-
-
-_HASHERS: dict[int, Callable[[bytes], bytes]] = {
-    SHA2_256: lambda data: hashlib.sha256(data).digest(),
-    SHA2_512: lambda data: hashlib.sha512(data).digest(),
-    IDENTITY: lambda data: bytes(data),
-    BLAKE3: _blake3,
-}
+CODEC_NAMES = {RAW: "raw", DAG_PB: "dag-pb", DAG_CBOR: "dag-cbor", DAG_JSON: "dag-json"}
 
 # ---------------------------------------------------------------------------------------------
 # unsigned varints (multiformats/unsigned-varint: at most 9 bytes, minimal encoding)
@@ -182,12 +166,7 @@ class CID:
             raise CIDError(
                 f"multihash says {length} digest bytes but holds {len(multihash) - pos}; the CID is corrupt"
             )
-        if hash_code == IDENTITY:
-            if length > MAX_IDENTITY_LENGTH:
-                raise CIDError(f"identity CID inlines {length} bytes, over the {MAX_IDENTITY_LENGTH}-byte limit")
-        elif not _MIN_DIGEST <= length <= _MAX_DIGEST:
-            # A short digest would match far too many blocks (Kubo refuses under 20 bytes too).
-            raise CIDError(f"multihash digest of {length} bytes is outside {_MIN_DIGEST}..{_MAX_DIGEST}; the CID is unsafe")
+        mh.check(hash_code, length)
         if version == 0:
             if codec != DAG_PB or hash_code != SHA2_256 or length != 32:
                 raise CIDError("a CIDv0 must be dag-pb with a 32-byte sha2-256 multihash")
@@ -207,8 +186,12 @@ class CID:
 
     @classmethod
     def of(cls, data: bytes | memoryview, codec: int = RAW, version: int = 1, hash_code: int = SHA2_256) -> "CID":
-        """The CID of a block: hash ``data`` and wrap the digest."""
-        digest = _hash(hash_code, data)
+        """The CID of a block: hash ``data`` with the function's default length and wrap the digest.
+
+        Raises:
+            CIDError: an unknown or refused hash function, or an identity block over 128 bytes.
+        """
+        digest = mh.digest(hash_code, data)
         return cls(version, codec, encode_varint(hash_code) + encode_varint(len(digest)) + digest)
 
     @classmethod
@@ -329,7 +312,7 @@ class CID:
 
     @property
     def hash_name(self) -> str:
-        return HASH_NAMES.get(self._hash_code, hex(self._hash_code))
+        return mh.name_of(self._hash_code)
 
     def to_v1(self) -> "CID":
         return self if self._version == 1 else CID(1, self._codec, self._multihash)
@@ -341,10 +324,14 @@ class CID:
     # -- verification -------------------------------------------------------------------------
 
     def matches(self, data: bytes | memoryview) -> bool:
-        """Whether ``data`` hashes to this CID's multihash."""
+        """Whether ``data`` hashes to this CID's multihash.
+
+        Raises:
+            CIDError: the hash function is unknown or refused (no answer can be given).
+        """
         if self._hash_code == IDENTITY:
             return bytes(data) == self._digest
-        return _hash(self._hash_code, data)[: len(self._digest)] == self._digest
+        return mh.digest(self._hash_code, data, len(self._digest)) == self._digest
 
     def check(self, data: bytes | memoryview, where: str = "the source") -> None:
         """Raise :class:`BlockIntegrityError` unless ``data`` is this CID's block."""
@@ -378,13 +365,3 @@ class CID:
     def to_json(self) -> str:
         return str(self)
 
-
-def _hash(hash_code: int, data: bytes | memoryview) -> bytes:
-    try:
-        hasher = _HASHERS[hash_code]
-    except KeyError:
-        raise CIDError(
-            f"hash function {HASH_NAMES.get(hash_code, hex(hash_code))} is not supported "
-            "(supported: sha2-256, sha2-512, blake3, identity)"
-        ) from None
-    return hasher(data)
