@@ -36,6 +36,7 @@ from typing import BinaryIO, Callable, Iterator, Protocol, Sequence, Union
 
 from ..errors import InputError
 from .cid import CID, DAG_PB, IDENTITY, RAW, encode_varint
+from .codecs import links_of as codec_links
 from .dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW_TYPE, decode_node, decode_unixfs, encode_link, encode_node, encode_unixfs
 from .errors import BlockIntegrityError, DAGError
 
@@ -415,24 +416,25 @@ def _fetch(cid: CID, get_block: GetBlock, verify: bool) -> bytes:
 
 
 def links_of(cid: CID, block: bytes) -> list[CID]:
-    """The CIDs a block links to (raw blocks link to nothing).
+    """The CIDs a block links to, for any codec (see :mod:`.codecs`; raw blocks link to nothing).
 
     Raises:
-        DAGError: a codec other than raw and dag-pb, or a malformed dag-pb block.
+        DAGError: a malformed dag-pb, dag-cbor or dag-json block.
     """
-    if cid.codec == RAW:
-        return []
-    if cid.codec == DAG_PB:
-        return [link.cid for link in decode_node(block).links]
-    raise DAGError(f"block {cid} has codec {cid.codec_name}; only UnixFS DAGs (dag-pb, raw) are supported")
+    return codec_links(cid, block)
 
 
 def walk_dag(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator[tuple[CID, bytes]]:
     """Every block of a DAG once, depth first, links in order (the order of ``ipfs dag export``).
 
+    Any codec is walked (links as :mod:`.codecs` finds them). UnixFS nodes (dag-pb) deeper
+    than :data:`MAX_DEPTH` are refused; dag-cbor DAGs may be long chains (one block per
+    epoch, say), and the walk is iterative and visits each block once, so their depth costs
+    nothing.
+
     Raises:
         BlockIntegrityError: a block that does not match its CID (when ``verify``).
-        DAGError: a malformed node or an unsupported codec.
+        DAGError: a malformed node.
     """
     seen: set[CID] = set()
     stack = [(root, 0)]
@@ -446,7 +448,8 @@ def walk_dag(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator
         block = _fetch(cid, get_block, verify)
         children = links_of(cid, block)
         yield cid, block
-        stack.extend((child, depth + 1) for child in reversed(children))
+        step = 1 if cid.codec == DAG_PB else 0
+        stack.extend((child, depth + step) for child in reversed(children))
 
 
 def read_file(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator[bytes]:

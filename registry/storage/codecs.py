@@ -1,0 +1,142 @@
+"""The links of a block, by codec: what a DAG walk follows.
+
+Elements interprets only UnixFS (dag-pb and raw) as files, but it stores, checks for
+completeness and re-exports DAGs of any codec, byte for byte:
+
+    codec       code     links
+    raw         0x55     none
+    dag-pb      0x70     PBNode.Links, in order
+    dag-cbor    0x71     every tag-42 CID, in document order
+    dag-json    0x0129   every ``{"/": "<cid>"}``, in document order
+    any other   -        none known: the block is carried as a leaf
+
+Document order is the order go-ipld-prime's traversal (and so ``ipfs dag export``) visits the
+links of a node. Blocks are hostile input: the CBOR scan is iterative and consumes at least
+one byte per item, so a block of n bytes costs O(n) whatever its lengths claim; JSON nesting
+too deep for the parser is refused, not crashed on.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .cid import CID, DAG_CBOR, DAG_JSON, DAG_PB
+from .dagpb import decode_node
+from .errors import CIDError, DAGError
+
+__all__ = ["FOLLOWED", "links_of", "cbor_links", "json_links"]
+
+#: Codecs whose links are followed; blocks of every other codec are leaves.
+FOLLOWED = frozenset({DAG_PB, DAG_CBOR, DAG_JSON})
+
+
+def links_of(cid: CID, block: bytes | memoryview) -> list[CID]:
+    """The CIDs a block links to, in the order a DAG walk visits them.
+
+    Raises:
+        DAGError: a dag-pb, dag-cbor or dag-json block that does not decode.
+    """
+    codec = cid.codec
+    if codec == DAG_PB:
+        return [link.cid for link in decode_node(block).links]
+    if codec == DAG_CBOR:
+        return cbor_links(block, f"dag-cbor block {cid}")
+    if codec == DAG_JSON:
+        return json_links(block, f"dag-json block {cid}")
+    return []  # raw, and codecs Elements does not interpret: leaves
+
+
+def cbor_links(block: bytes | memoryview, what: str = "dag-cbor block") -> list[CID]:
+    """Every CID (tag 42) in a dag-cbor block, in document order.
+
+    Raises:
+        DAGError: truncated, trailing bytes, indefinite lengths, a tag other than 42, or a
+            tag-42 value that is not ``0x00`` + a binary CID.
+    """
+    buf = memoryview(block)
+    end = len(buf)
+    pos = 0
+    pending = 1  # items still to read: arrays and maps add theirs
+    link_next = False
+    links: list[CID] = []
+    try:
+        while pending:
+            if pos >= end:
+                raise ValueError("truncated")
+            first = buf[pos]
+            pos += 1
+            major, info = first >> 5, first & 31
+            if info < 24:
+                value = info
+            elif info <= 27:
+                size = 1 << (info - 24)
+                if pos + size > end:
+                    raise ValueError("truncated")
+                value = int.from_bytes(buf[pos : pos + size], "big")
+                pos += size
+            elif info == 31:
+                raise ValueError("indefinite lengths are not dag-cbor")
+            else:
+                raise ValueError(f"reserved additional information {info}")
+            pending -= 1
+            if link_next and major != 2:
+                raise ValueError("a tag-42 link must hold a byte string")
+            if major in (2, 3):
+                if value > end - pos:
+                    raise ValueError("truncated")
+                if link_next:
+                    links.append(_cbor_cid(buf[pos : pos + value]))
+                    link_next = False
+                pos += value
+            elif major == 4:
+                pending += value
+            elif major == 5:
+                pending += 2 * value
+            elif major == 6:
+                if value != 42:
+                    raise ValueError(f"tag {value} is not dag-cbor (only 42, links)")
+                pending += 1
+                link_next = True
+            # majors 0, 1 (integers) and 7 (simple values, floats) hold nothing more
+        if pos != end:
+            raise ValueError(f"{end - pos} bytes after the top-level item")
+    except ValueError as exc:
+        raise DAGError(f"{what} is not valid dag-cbor ({exc})") from None
+    return links
+
+
+def _cbor_cid(raw: memoryview) -> CID:
+    if raw[:1] != b"\x00":
+        raise ValueError("a tag-42 link must start with the 0x00 multibase prefix")
+    try:
+        return CID.parse(bytes(raw[1:]))
+    except CIDError as exc:
+        raise ValueError(f"a link that is not a CID: {exc}") from None
+
+
+def json_links(block: bytes | memoryview, what: str = "dag-json block") -> list[CID]:
+    """Every link ``{"/": "<cid>"}`` in a dag-json block, in document order.
+
+    Raises:
+        DAGError: not UTF-8 JSON, nested too deep to parse, or a link that is not a CID.
+    """
+    links: list[CID] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        # Links are the only single-"/" maps holding a string; link maps never nest, so the
+        # hook (called as each object closes) sees them in document order.
+        if len(items) == 1 and items[0][0] == "/" and isinstance(items[0][1], str):
+            try:
+                links.append(CID.parse(items[0][1]))
+            except CIDError as exc:
+                raise ValueError(f"a link that is not a CID: {exc}") from None
+        return dict(items)
+
+    try:
+        json.loads(bytes(block).decode("utf-8"), object_pairs_hook=pairs)
+    except RecursionError:
+        raise DAGError(f"{what} nests too deep to be read") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DAGError(f"{what} is not valid dag-json ({exc})") from None
+    return links
+
