@@ -42,7 +42,11 @@ __all__ = [
 MAX_HEADER = 1 << 20
 # A block over this cannot come from any UnixFS importer (Kubo's limit is 2 MiB).
 MAX_SECTION = 4 << 20
+# Bytes a CARv2 may put between its header and its data. Writers align the data to a few KiB
+# at most; a larger gap is read (not allocated) but only this far.
+MAX_V2_PADDING = 16 << 20
 _V2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
+_V2_PREFIX = len(_V2_PRAGMA) + 40  # pragma + the fixed CARv2 header
 
 
 # -- dag-cbor, just enough for the header -------------------------------------------------------
@@ -163,8 +167,21 @@ class IterStream(io.RawIOBase):
         return len(data)
 
 
+class _Counted:
+    """A stream that counts what was read from it (error messages name the byte)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.position = 0
+
+    def read(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        self.position += len(data)
+        return data
+
+
 class _Limited:
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
+    def __init__(self, stream, limit: int) -> None:
         self.stream = stream
         self.left = limit
 
@@ -175,50 +192,74 @@ class _Limited:
 
 
 class CarReader:
-    """Iterate the verified ``(cid, block)`` sections of a CAR v1 or v2 stream.
+    """Iterate the verified ``(cid, block)`` sections of a CAR v1 or v2 stream, as go-car does.
 
     ``roots`` and ``version`` are read when the reader is made. Iterating raises
     :class:`CARError` on a malformed or truncated stream and
-    :class:`BlockIntegrityError` on a block that does not match its CID.
+    :class:`BlockIntegrityError` on a block that does not match its CID (:class:`CIDError`
+    when its hash function is one Kubo refuses).
+
+    A zero-length section is an error, as in go-car and Kubo's ``ipfs dag import``; with
+    ``zero_length_as_end`` it ends the data instead (go-car's ``ZeroLengthSectionAsEOF``:
+    some writers pad the end of a CAR with zeros) and nothing after it is read.
     """
 
-    def __init__(self, stream: BinaryIO, where: str = "the CAR") -> None:
+    def __init__(self, stream: BinaryIO, where: str = "the CAR", *, zero_length_as_end: bool = False) -> None:
         self.where = where
         self.version = 1
-        self._stream = stream
+        self.zero_length_as_end = zero_length_as_end
+        #: Where the CAR v1 payload starts in the stream (after a CARv2's header and padding).
+        self.data_offset = 0
+        #: Where the data ended at a zero-length section (``zero_length_as_end``), else ``None``.
+        self.ended_at: int | None = None
+        self._counted = _Counted(stream)
+        self._stream = self._counted
         length = self._varint("header length")
         if length is None:
             raise CARError(f"{where} is empty; give a CAR file (made by `elements car export` or `ipfs dag export`)")
-        if length == len(_V2_PRAGMA) - 1:
-            pragma = self._exact(length, "header")
-            if bytes((length,)) + pragma == _V2_PRAGMA:
-                self._open_v2()
-                return
-            header = _decode_header(pragma)
-        else:
-            if length > MAX_HEADER or length == 0:
-                raise CARError(f"{where} is not a CAR (header length {length})")
-            header = _decode_header(self._exact(length, "header"))
+        if length > MAX_HEADER or length == 0:
+            raise CARError(f"{where} is not a CAR (header length {length})")
+        header = _decode_header(self._exact(length, "header"))
+        version = header.get("version")
+        # go-car tells the versions apart by this field alone: 2 is the CARv2 pragma.
+        if version == 2 and not isinstance(version, bool):
+            self._open_v2()
+            return
         self._check_header(header)
 
     def _open_v2(self) -> None:
         self.version = 2
         fixed = self._exact(40, "CARv2 header")
-        data_offset, data_size = struct.unpack_from("<QQ", fixed, 16)
-        skip = data_offset - len(_V2_PRAGMA) - 40
-        if skip < 0:
-            raise CARError(f"{self.where} is a malformed CARv2 (data offset {data_offset})")
-        self._exact(skip, "CARv2 padding")
-        self._stream = _Limited(self._stream, data_size)  # type: ignore[assignment]
+        data_offset, data_size, index_offset = struct.unpack_from("<QQQ", fixed, 16)
+        # go-car reads these as signed 64-bit integers: a "negative" one is malformed.
+        if not _V2_PREFIX <= data_offset < 1 << 63:
+            raise CARError(f"{self.where} is a malformed CARv2 (data offset {data_offset}); get the file again")
+        if not 0 < data_size < 1 << 63:
+            raise CARError(f"{self.where} is a malformed CARv2 (data size {data_size}); get the file again")
+        if index_offset >= 1 << 63:
+            raise CARError(f"{self.where} is a malformed CARv2 (index offset {index_offset}); get the file again")
+        padding = data_offset - _V2_PREFIX
+        if padding > MAX_V2_PADDING:
+            raise CARError(
+                f"{self.where} puts its data {padding} bytes past the CARv2 header, over the "
+                f"{MAX_V2_PADDING}-byte limit; the file is corrupt or hostile, get it again"
+            )
+        self._skip(padding, "CARv2 padding")
+        self.data_offset = data_offset
+        self._stream = _Limited(self._counted, data_size)  # type: ignore[assignment]
         length = self._varint("header length")
         if length is None or length > MAX_HEADER or length == 0:
             raise CARError(f"{self.where} is a malformed CARv2 (no inner CAR v1 header)")
         header = _decode_header(self._exact(length, "header"))
+        if header.get("version") != 1:
+            raise CARError(
+                f"{self.where} is a malformed CARv2 (its payload is CAR version {header.get('version')!r}, not 1)"
+            )
         self._check_header(header)
 
     def _check_header(self, header: dict) -> None:
-        if header.get("version") != 1:
-            raise CARError(f"{self.where} has CAR version {header.get('version')!r}; only 1 and 2 are supported")
+        if header.get("version") != 1 or isinstance(header.get("version"), bool):
+            raise CARError(f"{self.where} has CAR version {header.get('version')!r}; only versions 1 and 2 exist")
         roots = header.get("roots")
         if not isinstance(roots, list) or not all(isinstance(r, CID) for r in roots):
             raise CARError(f"{self.where} has a malformed CAR header (roots must be a list of CIDs)")
@@ -236,19 +277,38 @@ class CarReader:
             raise CARError(f"{self.where} is truncated (in a {what}: {len(data)} of {n} bytes); get the whole file again")
         return data
 
+    def _skip(self, n: int, what: str) -> None:
+        # Read (never allocate) what a header says to skip: a stream cannot seek, and a
+        # hostile offset must cost no more memory than a small buffer.
+        left = n
+        while left:
+            got = len(self._stream.read(min(left, 1 << 16)))
+            if not got:
+                raise CARError(f"{self.where} is truncated (in the {what}: {n - left} of {n} bytes); get the whole file again")
+            left -= got
+
     def __iter__(self) -> Iterator[tuple[CID, bytes]]:
         while True:
+            start = self._counted.position
             length = self._varint("section length")
             if length is None:
                 return
-            if length == 0 or length > MAX_SECTION:
-                raise CARError(f"{self.where} is corrupt: a section of {length} bytes")
+            if length == 0:
+                if self.zero_length_as_end:
+                    self.ended_at = start
+                    return
+                raise CARError(
+                    f"{self.where} has a zero-length section at byte {start} (go-car and `ipfs dag import` refuse it "
+                    "too); if the rest is padding, import it with --zero-length-as-end"
+                )
+            if length > MAX_SECTION:
+                raise CARError(f"{self.where} is corrupt: a section of {length} bytes at byte {start} (the limit is {MAX_SECTION})")
             section = self._exact(length, "block section")
             try:
-                cid, start = CID.read_from(section)
+                cid, offset = CID.read_from(section)
             except CIDError as exc:
-                raise CARError(f"{self.where} is corrupt: {exc}") from None
-            block = section[start:]
+                raise CARError(f"{self.where} is corrupt at byte {start}: {exc}") from None
+            block = section[offset:]
             if not cid.matches(block):
                 raise BlockIntegrityError(cid, self.where)
             yield cid, block
@@ -337,15 +397,24 @@ class CarImport:
     new_blocks: int = 0
     bytes: int = 0
     missing: dict[str, list[str]] = field(default_factory=dict)
+    #: 1 or 2.
+    version: int = 1
+    #: Where the CAR v1 payload starts in the file (0 for a CAR v1).
+    data_offset: int = 0
+    #: The byte where a zero-length section ended the data (``zero_length_as_end``), else ``None``.
+    ended_at: int | None = None
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "roots": [str(r) for r in self.roots],
             "blocks": self.blocks,
             "new_blocks": self.new_blocks,
             "bytes": self.bytes,
             "missing": self.missing,
         }
+        if self.ended_at is not None:
+            out["ended_at_zero_length_section"] = self.ended_at
+        return out
 
 
 def import_car(
@@ -356,6 +425,7 @@ def import_car(
     expect_roots: Sequence[CID] | None = None,
     exact: bool = False,
     allow_incomplete: bool = False,
+    zero_length_as_end: bool = False,
 ) -> CarImport:
     """Import a CAR into a block store; all or nothing.
 
@@ -370,12 +440,17 @@ def import_car(
         expect_roots: the roots the CAR must declare (exactly these, in this order).
         exact: also refuse blocks that belong to none of the roots' DAGs (for gateways).
         allow_incomplete: store what is there and report missing blocks instead of failing.
+        zero_length_as_end: read a zero-length section as the end of the data (go-car's
+            ``ZeroLengthSectionAsEOF``) instead of refusing the CAR.
 
     Raises:
         CARError: malformed, truncated, wrong roots, or extra blocks (``exact``).
         BlockIntegrityError: a block that does not match its CID.
+        CIDError: a block whose hash function Kubo refuses (see :mod:`.multihash`).
+        DAGError: a dag-pb, dag-cbor or dag-json block of a root's DAG that does not decode.
         IncompleteDAG: blocks missing (unless ``allow_incomplete``).
     """
+    options = (expect_roots, exact, allow_incomplete, zero_length_as_end)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         where = where or str(path)
@@ -384,12 +459,13 @@ def import_car(
         except OSError as exc:
             raise CARError(f"cannot read {path}: {exc.strerror}") from None
         with stream:
-            return _import(stream, store, where, expect_roots, exact, allow_incomplete)
-    return _import(source, store, where or "the CAR stream", expect_roots, exact, allow_incomplete)
+            return _import(stream, store, where, *options)
+    return _import(source, store, where or "the CAR stream", *options)
 
 
-def _import(stream, store, where, expect_roots, exact, allow_incomplete) -> CarImport:
-    reader = CarReader(stream if hasattr(stream, "peek") else io.BufferedReader(_Raw(stream)), where)
+def _import(stream, store, where, expect_roots, exact, allow_incomplete, zero_length_as_end) -> CarImport:
+    stream = stream if hasattr(stream, "peek") else io.BufferedReader(_Raw(stream))
+    reader = CarReader(stream, where, zero_length_as_end=zero_length_as_end)
     roots = reader.roots
     if expect_roots is not None and list(expect_roots) != roots:
         want = ", ".join(str(r) for r in expect_roots)
@@ -397,12 +473,13 @@ def _import(stream, store, where, expect_roots, exact, allow_incomplete) -> CarI
         raise CARError(f"{where} has roots [{got}] where [{want}] was asked; the source answered for another CID")
     if not roots:
         raise CARError(f"{where} declares no root; it cannot be checked for completeness")
-    result = CarImport(roots=list(roots))
+    result = CarImport(roots=list(roots), version=reader.version, data_offset=reader.data_offset)
     with store.staging() as staging:
         for cid, block in reader:
             staging.put(cid, block, trusted=True)
             result.blocks += 1
             result.bytes += len(block)
+        result.ended_at = reader.ended_at
         for root in roots:
             missing = staging.missing(root)
             if missing:
