@@ -204,8 +204,8 @@ class HashFunction:
 
     def refused_message(self) -> str:
         return (
-            f"hash function {self.name} is not accepted: {self.refusal}; Kubo 0.42 refuses it too, "
-            f"so re-create the DAG with {_SUGGESTED}"
+            f"hash function {self.name} is not accepted: {self.refusal} (Kubo 0.42 refuses it too); "
+            f"use {_SUGGESTED}"
         )
 
 
@@ -276,7 +276,7 @@ def get(code: int) -> HashFunction:
     """
     function = FUNCTIONS.get(code)
     if function is None:
-        raise CIDError(f"hash function {hex(code)} is unknown to Elements and Kubo 0.42; re-create the DAG with {_SUGGESTED}")
+        raise CIDError(f"hash function {hex(code)} is unknown to Elements and Kubo 0.42; use {_SUGGESTED}")
     if not function.accepted:
         raise CIDError(function.refused_message())
     return function

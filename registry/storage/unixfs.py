@@ -18,6 +18,10 @@ Layout rules (each is checked by a test against a real Kubo):
   Data ``{Type: File, filesize, blocksizes: [file bytes per child]}``;
 - dag-pb leaves are ``{Type: File, Data: chunk, filesize}`` (boxo keeps ``File``, not ``Raw``).
 
+Any profile may hash with another function Kubo accepts (``Profile.with_hash``, what
+``ipfs add --hash`` does; a CIDv0 is always sha2-256): every block's multihash is then that
+function's, at its default length.
+
 Speed: leaves are hashed in batches by a thread pool (hashlib releases the GIL), straight
 from a memory map of the file (pages dropped again once hashed, so memory stays flat) or
 from a stream. Inner nodes, one per ``max_links`` leaves, are built on the calling thread.
@@ -25,20 +29,20 @@ from a stream. Inner nodes, one per ``max_links`` leaves, are built on the calli
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Protocol, Sequence, Union
 
 from ..errors import InputError
+from . import multihash as mh
 from .cid import CID, DAG_PB, IDENTITY, RAW, encode_varint
 from .codecs import links_of as codec_links
 from .dagpb import DIRECTORY, FILE, HAMT_SHARD, RAW_TYPE, decode_node, decode_unixfs, encode_link, encode_node, encode_unixfs
-from .errors import BlockIntegrityError, DAGError
+from .errors import BlockIntegrityError, CIDError, DAGError
 
 __all__ = [
     "Profile",
@@ -72,10 +76,20 @@ class Profile:
     raw_leaves: bool
     chunk_size: int
     max_links: int
+    #: The multihash function, by its ``ipfs add --hash`` name (see :mod:`.multihash`).
+    hash: str = "sha2-256"
 
     def __post_init__(self) -> None:
         if self.cid_version not in (0, 1):
             raise InputError(f"CID version {self.cid_version} does not exist; use 0 or 1")
+        function = mh.by_name(self.hash)
+        if function.name != self.hash:
+            raise InputError(f"hash {self.hash!r} is spelt {function.name!r} here; use Profile.with_hash")
+        if self.cid_version == 0 and function.code != mh.SHA2_256:
+            raise InputError(
+                f"a CIDv0 is always sha2-256, so profile {self.name} cannot use {self.hash} (Kubo refuses it too); "
+                "use --profile unixfs-v1-2025 or cidv1"
+            )
         if self.cid_version == 0 and self.raw_leaves:
             raise InputError("raw leaves need CIDv1; use cid_version=1")
         if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
@@ -83,14 +97,26 @@ class Profile:
         if self.max_links < 2:
             raise InputError(f"max links {self.max_links} must be at least 2")
 
+    def with_hash(self, name: str) -> "Profile":
+        """This profile with another hash function (any spelling ``ipfs add --hash`` takes).
+
+        Raises:
+            CIDError: a hash function Kubo does not accept.
+            InputError: a CIDv0 profile with anything but sha2-256.
+        """
+        return replace(self, hash=mh.by_name(name).name)
+
     def kubo_add_flags(self) -> list[str]:
         """The ``ipfs add`` flags that give the same CIDs on any Kubo repo."""
-        return [
+        flags = [
             f"--cid-version={self.cid_version}",
             f"--raw-leaves={'true' if self.raw_leaves else 'false'}",
             f"--chunker=size-{self.chunk_size}",
             f"--max-file-links={self.max_links}",
         ]
+        if self.hash != "sha2-256":
+            flags.append(f"--hash={self.hash}")
+        return flags
 
     def to_json(self) -> dict:
         return {
@@ -99,6 +125,7 @@ class Profile:
             "raw_leaves": self.raw_leaves,
             "chunk_size": self.chunk_size,
             "max_links": self.max_links,
+            "hash": self.hash,
         }
 
 
@@ -138,26 +165,48 @@ class BlockSink(Protocol):
 _Entry = tuple[bytes, int, int]  # (CID bytes, Tsize, file bytes)
 
 
+class _Hashing:
+    """CID bytes of blocks under one profile's CID version and hash function."""
+
+    def __init__(self, profile: Profile, codec: int) -> None:
+        self.function = mh.by_name(profile.hash)
+        self.v0 = profile.cid_version == 0
+        self.head = b"" if self.v0 else b"\x01" + encode_varint(codec)
+        self.prefix = self._prefix(self.function.size)
+
+    def _prefix(self, length: int) -> bytes:
+        return self.head + encode_varint(self.function.code) + encode_varint(length)
+
+    def cid_bytes(self, parts: Sequence[bytes | memoryview]) -> bytes:
+        if self.function.code == mh.IDENTITY:
+            block = b"".join(bytes(p) for p in parts)
+            if len(block) > mh.MAX_IDENTITY:
+                raise CIDError(
+                    f"hash identity inlines each block in its CID, and this file has a block of {len(block)} bytes, "
+                    f"over the {mh.MAX_IDENTITY}-byte limit (Kubo refuses it too); use another --hash"
+                )
+            return self._prefix(len(block)) + block
+        hasher = self.function.new()
+        for part in parts:
+            hasher.update(part)
+        return self.prefix + hasher.digest(self.function.size)
+
+
 class _Leaves:
     """Hashes leaves of one profile; safe to call from several threads."""
 
     def __init__(self, profile: Profile, sink: BlockSink | None) -> None:
         self.profile = profile
         self.sink = sink
-        if profile.raw_leaves:
-            self.prefix = b"\x01\x55\x12\x20"
-        elif profile.cid_version == 1:
-            self.prefix = b"\x01\x70\x12\x20"
-        else:
-            self.prefix = b"\x12\x20"
+        self.hashing = _Hashing(profile, RAW if profile.raw_leaves else DAG_PB)
 
     def leaf(self, chunk: memoryview | bytes) -> _Entry:
         n = len(chunk)
         if self.profile.raw_leaves:
-            digest = hashlib.sha256(chunk).digest()
+            cid_bytes = self.hashing.cid_bytes([chunk])
             if self.sink is not None:
-                self.sink.put(CID.parse(self.prefix + digest), [chunk], trusted=True)
-            return self.prefix + digest, n, n
+                self.sink.put(CID.parse(cid_bytes), [chunk], trusted=True)
+            return cid_bytes, n, n
         # A dag-pb leaf is `0a len(Data) | 08 02 [12 len(chunk) chunk] 18 filesize`: hash the
         # framing around the chunk instead of copying the chunk into a new buffer.
         if n:
@@ -167,10 +216,7 @@ class _Leaves:
         tail = b"\x18" + encode_varint(n)
         inner = len(head) + n + len(tail)
         head = b"\x0a" + encode_varint(inner) + head
-        hasher = hashlib.sha256(head)
-        hasher.update(chunk)
-        hasher.update(tail)
-        cid_bytes = self.prefix + hasher.digest()
+        cid_bytes = self.hashing.cid_bytes([head, chunk, tail])
         if self.sink is not None:
             self.sink.put(CID.parse(cid_bytes), [head, chunk, tail], trusted=True)
         return cid_bytes, len(head) + n + len(tail), n
@@ -190,7 +236,7 @@ class _Tree:
 
     def __init__(self, profile: Profile, sink: BlockSink | None) -> None:
         self.max_links = profile.max_links
-        self.prefix = b"\x01\x70\x12\x20" if profile.cid_version == 1 else b"\x12\x20"
+        self.hashing = _Hashing(profile, DAG_PB)
         self.sink = sink
         self.levels: list[list[_Entry]] = [[]]
 
@@ -222,7 +268,7 @@ class _Tree:
         filesize = sum(sizes)
         data = encode_unixfs(FILE, b"", filesize, sizes)
         block = encode_node((encode_link(c[0], c[1]) for c in children), data)
-        cid_bytes = self.prefix + hashlib.sha256(block).digest()
+        cid_bytes = self.hashing.cid_bytes([block])
         if self.sink is not None:
             self.sink.put(CID.parse(cid_bytes), block, trusted=True)
         return cid_bytes, len(block) + sum(c[1] for c in children), filesize
