@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import InputError
-from ..storage.car import export_car, import_car
+from ..storage.car import IterStream, export_car, import_car
 from ..storage.cid import CID
 from ..storage.errors import CIDError
 from ..storage.fetch import Sources, open_store
@@ -27,12 +27,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements cid model.safetensors --profile unixfs-v0-2015  what plain `ipfs add` gives (Qm...)\n"
             "  elements cid model.safetensors --profile cidv1           what `ipfs add --cid-version=1` gives\n"
             "  elements cid model.safetensors --store                   also keep the blocks in the local store\n"
+            "  elements cid model.safetensors --hash blake2b-256        what `ipfs add --hash=blake2b-256` gives with the profile\n"
         ),
     )
     cid.add_argument("file", metavar="FILE", help="the file to import ('-' reads standard input)")
     cid.add_argument(
         "--profile", default=DEFAULT_PROFILE, metavar="P",
         help=f"import profile: {', '.join(PROFILES)} (default {DEFAULT_PROFILE})",
+    )
+    cid.add_argument(
+        "--hash", default="sha2-256", metavar="H",
+        help="multihash function, any name `ipfs add --hash` takes: sha2-256 (default), sha2-512, sha3-256, "
+        "keccak-256, blake2b-256, blake2s-256, blake3, ... (needs a CIDv1 profile)",
     )
     cid.add_argument("--store", action="store_true", help="put the blocks into the local block store too")
 
@@ -70,10 +76,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         ),
     )
     imp.add_argument("file", metavar="FILE.car", help="the CAR file (v1 or v2)")
+    imp.add_argument(
+        "--zero-length-as-end", action="store_true",
+        help="read a zero-length section as the end of the data (padding some writers leave) instead of refusing the CAR",
+    )
 
 
 def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
     profile = get_profile(args.profile)
+    if args.hash != profile.hash:
+        profile = profile.with_hash(args.hash)
     store = open_store(settings) if args.store else None
     if args.file == "-":
         import sys
@@ -90,7 +102,7 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
         source, size, name = path, path.stat().st_size, str(path)
     with progress(settings, "hashing", total=size) as bar:
         cid = add_file(source, store=store, profile=profile, progress=bar.advance)
-    data = {"cid": str(cid), "profile": profile.name, "file": name, "stored": bool(store)}
+    data = {"cid": str(cid), "profile": profile.name, "hash": profile.hash, "file": name, "stored": bool(store)}
     if size is not None:
         data["size"] = size
     return Result(data=data, human=str(cid))
@@ -160,14 +172,36 @@ def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
     path = Path(args.file)
     if not path.is_file():
         raise InputError(f"{path} is not a file; give a CAR file (made by `elements car export` or `ipfs dag export`)")
-    result = import_car(path, open_store(settings))
+    result = import_car(path, open_store(settings), zero_length_as_end=args.zero_length_as_end)
     data = result.to_json()
     data["file"] = str(path)
     # The counts are the whole CAR's (not per root): said once, then the roots.
     lines = [f"{result.blocks} blocks ({result.new_blocks} new) from {path}, {len(result.roots)} root(s):", *map(str, result.roots)]
+    if result.ended_at is not None:
+        lines.append(f"read up to the zero-length section at byte {result.ended_at}; the rest was taken as padding")
     if settings.ipfs_api:
         with Kubo(settings.ipfs_api) as kubo:
-            pinned = kubo.dag_import(path, pin_roots=True)
+            pinned = _kubo_import(kubo, path, result)
         data["kubo"] = {"api": kubo.url, "pinned": [str(c) for c in pinned]}
         lines.append(f"imported and pinned in Kubo at {kubo.url}")
     return Result(data=data, human="\n".join(lines))
+
+
+def _kubo_import(kubo: Kubo, path: Path, result) -> list[CID]:
+    """Import the CAR into Kubo too; a CAR read up to a zero-length section goes without that
+    section and what follows (Kubo refuses the section), as the CAR v1 payload it holds."""
+    if result.ended_at is None:
+        return kubo.dag_import(path, pin_roots=True)
+    with open(path, "rb") as f:
+        f.seek(result.data_offset)
+        left = result.ended_at - result.data_offset
+        return kubo.dag_import(IterStream(_read_upto(f, left)), pin_roots=True)
+
+
+def _read_upto(f, left: int):
+    while left:
+        chunk = f.read(min(left, 1 << 16))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk

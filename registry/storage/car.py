@@ -9,9 +9,12 @@ CAR v2 wraps a v1 payload (an 11-byte pragma, a 40-byte header with the payload'
 and size, then the payload); it is read, never written.
 
 :func:`export_car` writes a DAG depth first with links in order, each block once (the order
-of ``ipfs dag export``). :func:`import_car` checks every block against its CID while it
-stages the blocks apart from the store; only when the whole CAR read cleanly and every root's
-DAG is complete are the blocks moved into the store. A corrupt or truncated CAR stores nothing.
+of ``ipfs dag export``), for any codec (links as :mod:`.codecs` finds them). :func:`import_car`
+checks every block against its CID (any hash function Kubo accepts, :mod:`.multihash`) and
+decodes every dag-pb, dag-cbor and dag-json node while it stages the blocks apart from the
+store; only when the whole CAR read cleanly and every root's DAG is complete are the blocks
+moved into the store. A corrupt or truncated CAR stores nothing. Blocks of other codecs are
+stored and exported as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from .cid import CID, IDENTITY, encode_varint, read_varint
 from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
+from .codecs import FOLLOWED, links_of
 from .unixfs import walk_dag
 
 __all__ = [
@@ -476,6 +480,10 @@ def _import(stream, store, where, expect_roots, exact, allow_incomplete, zero_le
     result = CarImport(roots=list(roots), version=reader.version, data_offset=reader.data_offset)
     with store.staging() as staging:
         for cid, block in reader:
+            if cid.codec in FOLLOWED:
+                # As `ipfs dag import` does: a node that does not decode is refused even where no
+                # root reaches it, so the store never holds one that a later walk would trip on.
+                links_of(cid, block)
             staging.put(cid, block, trusted=True)
             result.blocks += 1
             result.bytes += len(block)
