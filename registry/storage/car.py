@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
-from .cid import CID, IDENTITY, encode_varint, read_varint
+from .cid import CID, encode_varint, read_varint
 from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
 from .codecs import FOLLOWED, links_of
 from .unixfs import walk_dag
@@ -339,11 +339,15 @@ def write_car(out: BinaryIO, roots: Sequence[CID], blocks: Iterable[tuple[CID, b
 
 
 def dag_blocks(roots: Sequence[CID], get_block: Callable[[CID], bytes]) -> Iterator[tuple[CID, bytes]]:
-    """The blocks of the DAGs under ``roots``, depth first, each once, verified."""
+    """The blocks of the DAGs under ``roots``, depth first, each once, verified.
+
+    Identity CIDs are written as sections too, where the walk meets them, as ``ipfs dag
+    export`` does (their block is the CID's own digest).
+    """
     seen: set[CID] = set()
     for root in roots:
         for cid, block in walk_dag(root, get_block):
-            if cid in seen or cid.hash_code == IDENTITY:
+            if cid in seen:
                 continue
             seen.add(cid)
             yield cid, block
