@@ -13,18 +13,19 @@ completeness and re-exports DAGs of any codec, byte for byte:
 Document order is the order go-ipld-prime's traversal (and so ``ipfs dag export``) visits the
 links of a node. Blocks are hostile input: the CBOR scan is iterative and consumes at least
 one byte per item, so a block of n bytes costs O(n) whatever its lengths claim; JSON nesting
-too deep for the parser is refused, not crashed on.
+is measured before the (recursive) parser runs and refused past :data:`MAX_JSON_DEPTH`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from .cid import CID, DAG_CBOR, DAG_JSON, DAG_PB
 from .dagpb import decode_node
 from .errors import CIDError, DAGError
 
-__all__ = ["FOLLOWED", "links_of", "cbor_links", "json_links"]
+__all__ = ["FOLLOWED", "MAX_JSON_DEPTH", "links_of", "cbor_links", "json_links"]
 
 #: Codecs whose links are followed; blocks of every other codec are leaves.
 FOLLOWED = frozenset({DAG_PB, DAG_CBOR, DAG_JSON})
@@ -114,6 +115,30 @@ def _cbor_cid(raw: memoryview) -> CID:
         raise ValueError(f"a link that is not a CID: {exc}") from None
 
 
+#: dag-json nesting Elements reads. The check comes before the parser because the parser
+#: recurses in C: with the recursion limit py-evm sets (100 000) a deep enough document would
+#: overflow the C stack instead of raising RecursionError.
+MAX_JSON_DEPTH = 512
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects (brackets inside strings do not count)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
 def json_links(block: bytes | memoryview, what: str = "dag-json block") -> list[CID]:
     """Every link ``{"/": "<cid>"}`` in a dag-json block, in document order.
 
@@ -132,8 +157,12 @@ def json_links(block: bytes | memoryview, what: str = "dag-json block") -> list[
                 raise ValueError(f"a link that is not a CID: {exc}") from None
         return dict(items)
 
+    raw = bytes(block)
+    depth = _json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise DAGError(f"{what} nests more than {MAX_JSON_DEPTH} levels deep; refusing it")
     try:
-        json.loads(bytes(block).decode("utf-8"), object_pairs_hook=pairs)
+        json.loads(raw.decode("utf-8"), object_pairs_hook=pairs)
     except RecursionError:
         raise DAGError(f"{what} nests too deep to be read") from None
     except (ValueError, UnicodeDecodeError) as exc:
