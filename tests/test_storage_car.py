@@ -233,3 +233,105 @@ def test_write_car_counts_blocks_and_bytes():
     cid = CID.of(block)
     count, size = write_car(out, [cid], [(cid, block)])
     assert count == 1 and size == len(out.getvalue())
+
+
+# -- CARv2 headers and zero-length sections, as go-car reads them ---------------------------------
+
+PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
+
+
+def carv2(inner: bytes, *, offset: int | None = None, size: int | None = None, index: int = 0, padding: bytes = b"") -> bytes:
+    offset = len(PRAGMA) + 40 + len(padding) if offset is None else offset
+    size = len(inner) if size is None else size
+    return PRAGMA + bytes(16) + struct.pack("<QQQ", offset, size, index) + padding + inner
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"offset": 50}, "data offset 50"),
+        ({"offset": 2**63}, f"data offset {2**63}"),
+        ({"size": 0}, "data size 0"),
+        ({"size": 2**64 - 1}, f"data size {2**64 - 1}"),
+        ({"index": 2**63 + 5}, f"index offset {2**63 + 5}"),
+    ],
+)
+def test_carv2_header_fields_go_car_calls_invalid_are_refused(store, fields, fragment):
+    root = store.add_file(b"v2", profile=TINY)
+    with pytest.raises(CARError, match="malformed CARv2 \\(" + fragment):
+        import_car(io.BytesIO(carv2(car_of(store, root), **fields)), BlockStore(store.root.parent / "t"))
+
+
+def test_carv2_padding_is_skipped_and_a_huge_offset_is_refused_before_reading_it(store, tmp_path):
+    from registry.storage.car import MAX_V2_PADDING, IterStream
+
+    root = store.add_file(random.Random(8).randbytes(3000), profile=TINY)
+    inner = car_of(store, root)
+    assert import_car(io.BytesIO(carv2(inner, padding=bytes(4096))), BlockStore(tmp_path / "a")).roots == [root]
+    served = []
+
+    def endless():  # a hostile source that would pad forever
+        while True:
+            served.append(1)
+            yield bytes(1 << 16)
+
+    head = carv2(b"", offset=51 + MAX_V2_PADDING + 1, size=10)
+    with pytest.raises(CARError, match="over the 16777216-byte limit"):
+        import_car(IterStream(_chain(head, endless())), BlockStore(tmp_path / "b"))
+    assert len(served) <= 1
+    with pytest.raises(CARError, match="truncated \\(in the CARv2 padding: 100 of 5000 bytes\\)"):
+        import_car(io.BytesIO(carv2(b"", offset=51 + 5000, size=10) + bytes(100)), BlockStore(tmp_path / "c"))
+
+
+def _chain(first: bytes, rest):
+    yield first
+    yield from rest
+
+
+def test_a_header_saying_version_2_is_read_as_carv2_whatever_else_it_holds(store, tmp_path):
+    root = store.add_file(b"pragma with roots", profile=TINY)
+    inner = car_of(store, root)
+    header = encode_header([root], version=2)  # {"roots": [...], "version": 2}, not the 11-byte pragma
+    head = encode_varint(len(header)) + header
+    v2 = head + bytes(16) + struct.pack("<QQQ", len(head) + 40, len(inner), 0) + inner
+    assert import_car(io.BytesIO(v2), BlockStore(tmp_path / "t")).roots == [root]
+
+
+def test_a_carv2_whose_payload_is_not_car_v1_is_refused(store):
+    root = store.add_file(b"x", profile=TINY)
+    header = encode_header([root], version=2)
+    inner = encode_varint(len(header)) + header
+    with pytest.raises(CARError, match="its payload is CAR version 2, not 1"):
+        import_car(io.BytesIO(carv2(inner)), store)
+
+
+def test_a_header_version_of_true_is_not_version_1(store):
+    header = b"\xa2\x65roots\x80\x67version\xf5"
+    with pytest.raises(CARError, match="CAR version True"):
+        import_car(io.BytesIO(encode_varint(len(header)) + header), store)
+
+
+def test_a_zero_length_section_is_refused_unless_read_as_the_end(store, tmp_path):
+    root = store.add_file(random.Random(10).randbytes(5000), profile=TINY)
+    car = car_of(store, root)
+    padded = car + b"\x00" + b"anything after the end is not read"
+    target = BlockStore(tmp_path / "target")
+    with pytest.raises(CARError, match=f"zero-length section at byte {len(car)} .*--zero-length-as-end"):
+        import_car(io.BytesIO(padded), target)
+    assert stored_files(target) == []
+    result = import_car(io.BytesIO(padded), target, zero_length_as_end=True)
+    assert result.roots == [root] and result.ended_at == len(car) and target.missing(root) == []
+    inside_v2 = carv2(car + bytes(64), size=len(car) + 64)
+    result = import_car(io.BytesIO(inside_v2), BlockStore(tmp_path / "v2"), zero_length_as_end=True)
+    assert result.version == 2 and result.data_offset == 51 and result.ended_at == 51 + len(car)
+
+
+def test_identity_blocks_are_exported_where_the_dag_links_them(store):
+    inline = CID.of(b"tiny", hash_code=0)
+    from registry.storage.dagpb import encode_link, encode_node, encode_unixfs
+
+    node = encode_node([encode_link(bytes(inline), 4)], encode_unixfs(2, b"", 4, [4]))
+    root = store.put(CID.of(node, codec=0x70), node)
+    cids = [cid for cid, _ in CarReader(io.BytesIO(car_of(store, root)))]
+    assert cids == [root, inline]  # as `ipfs dag export` writes them
+    assert b"".join(store.cat(root)) == b"tiny"

@@ -196,3 +196,65 @@ def test_export_fetches_from_kubo_and_import_pins_into_kubo(capsys, home, tmp_pa
     assert code == 0 and json.loads(out)["kubo"]["pinned"] == [root]
     assert kubo_node.client().is_pinned(root)
     assert kubo_node.ipfs("cat", root).stdout == fresh
+
+
+# -- hash functions and zero-length sections ------------------------------------------------------
+
+
+def test_cid_refuses_hash_functions_kubo_refuses_and_cidv0_with_another_hash(capsys, home, sample):
+    path, _ = sample
+    code, _, err = run(capsys, "cid", path, "--hash", "md5", "--home", home)
+    assert code == 2 and "md5 is not accepted: boxo's allowlist calls it potentially insecure" in one_line_error(err)
+    code, _, err = run(capsys, "cid", path, "--hash", "sha256", "--home", home)
+    assert code == 2 and "unknown hash function 'sha256'; use one of" in one_line_error(err)
+    code, _, err = run(capsys, "cid", path, "--hash", "blake3", "--profile", "unixfs-v0-2015", "--home", home)
+    assert code == 2 and "a CIDv0 is always sha2-256" in one_line_error(err)
+    code, _, err = run(capsys, "cid", path, "--hash", "identity", "--home", home)
+    assert code == 2 and "over the 128-byte limit" in one_line_error(err)
+
+
+@pytest.mark.kubo
+@pytest.mark.parametrize("name", ["sha3-256", "keccak-256", "blake2b-256", "blake2s-256", "blake3", "sha2-512"])
+def test_cid_with_a_hash_function_matches_ipfs_add_with_it(capsys, home, sample, name, ipfs_only_hash):
+    path, _ = sample
+    for profile in PROFILES.values():
+        if profile.cid_version == 0:
+            continue
+        code, out, err = run(capsys, "cid", path, "--hash", name.upper(), "--profile", profile.name, "--home", home, "--json")
+        assert code == 0, err
+        answer = json.loads(out)
+        assert answer["hash"] == name
+        assert answer["cid"] == ipfs_only_hash(path, *profile.with_hash(name).kubo_add_flags())
+    # `ipfs add --hash=NAME` alone: CIDv1 and raw leaves follow from the hash, 256 KiB chunks: our cidv1.
+    code, out, _ = run(capsys, "cid", path, "--hash", name, "--profile", "cidv1", "--home", home)
+    assert out.strip() == ipfs_only_hash(path, f"--hash={name}")
+
+
+@pytest.mark.kubo
+def test_kubo_refuses_identity_for_a_file_whose_blocks_exceed_128_bytes(kubo_bin, sample, ipfs_only_hash):
+    path, _ = sample
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        ipfs_only_hash(path, "--hash=identity")
+    assert b"digest too large" in info.value.stderr
+
+
+@pytest.mark.kubo
+def test_a_car_read_to_its_zero_length_section_goes_into_kubo_without_it(capsys, home, sample, tmp_path, kubo_node):
+    path, data = sample
+    source = tmp_path / "source-home"
+    _, out, _ = run(capsys, "cid", path, "--store", "--home", source, "--hash", "sha3-512")
+    root = out.strip()
+    car = tmp_path / "dag.car"
+    run(capsys, "car", "export", root, "-o", car, "--home", source)
+    padded = tmp_path / "padded.car"
+    padded.write_bytes(car.read_bytes() + bytes(4096))  # what go-car's blockstore leaves behind
+    assert kubo_node.ipfs("dag", "import", str(padded), check=False).returncode != 0  # Kubo refuses it as is
+    code, _, err = run(capsys, "car", "import", padded, "--home", home, "--ipfs-api", kubo_node.api_url)
+    assert code == 2 and "--zero-length-as-end" in one_line_error(err)
+    code, out, err = run(
+        capsys, "car", "import", padded, "--zero-length-as-end", "--home", home, "--ipfs-api", kubo_node.api_url, "--json"
+    )
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["kubo"]["pinned"] == [root] and answer["ended_at_zero_length_section"] == car.stat().st_size
+    assert kubo_node.ipfs("cat", root).stdout == data

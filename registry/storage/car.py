@@ -242,7 +242,11 @@ class CarReader:
             raise CARError(f"{self.where} is a malformed CARv2 (data size {data_size}); get the file again")
         if index_offset >= 1 << 63:
             raise CARError(f"{self.where} is a malformed CARv2 (index offset {index_offset}); get the file again")
-        padding = data_offset - _V2_PREFIX
+        # The offset counts from the start of the file (the spec); go-car counts it from the end
+        # of an 11-byte pragma, which is the same for every CARv2 a writer makes.
+        padding = data_offset - self._counted.position
+        if padding < 0:
+            raise CARError(f"{self.where} is a malformed CARv2 (data offset {data_offset} is inside its header)")
         if padding > MAX_V2_PADDING:
             raise CARError(
                 f"{self.where} puts its data {padding} bytes past the CARv2 header, over the "
