@@ -183,3 +183,18 @@ def test_importing_a_real_model_file_reads_back_identically(store, tmp_path):
     out = tmp_path / "model.safetensors"
     store.export_file(root, out)
     assert out.read_bytes() == open(model, "rb").read()
+
+
+@pytest.mark.parametrize("name", ["sha1", "sha3-512", "shake-256", "keccak-256", "blake2b-256", "blake2s-256", "blake3", "dbl-sha2-256"])
+def test_blocks_of_other_hash_functions_are_verified_on_put_and_on_read(store, name):
+    profile = TINY.with_hash(name)
+    data = random.Random(name).randbytes(5_000)
+    root = store.add_file(data, profile=profile)
+    assert root.hash_name == name and b"".join(store.cat(root)) == data
+    leaf = [cid for cid, _ in store.blocks(root)][-1]
+    with pytest.raises(BlockIntegrityError):
+        store.put(CID.of(b"genuine", hash_code=leaf.hash_code), b"forged")
+    store.path_of(leaf).write_bytes(b"rot")
+    with pytest.raises(BlockIntegrityError):
+        store.get(leaf)
+    assert not store.has(leaf)

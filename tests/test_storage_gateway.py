@@ -184,3 +184,28 @@ def test_an_unreachable_gateway_is_a_service_error():
     with pytest.raises(GatewayError) as info:
         Gateway(f"http://127.0.0.1:{free_port()}", timeout=5).get_block(CID.of(b"x"))
     assert isinstance(info.value, ServiceError) and "unreachable" in str(info.value)
+
+
+@pytest.mark.kubo
+@pytest.mark.parametrize("name", ["blake2b-256", "keccak-512", "blake3"])
+def test_dags_hashed_with_other_functions_come_from_kubos_gateway_verified(kubo_node, tmp_path, name):
+    data = random.Random(name).randbytes(600_000)
+    cid = CID.parse(kubo_node.ipfs("add", "--quieter", f"--hash={name}", input=data).stdout.decode().strip())
+    gateway = Gateway(kubo_node.gateway_url)
+    assert cid.hash_name == name and cid.matches(gateway.get_block(cid))
+    store = BlockStore(tmp_path / "blocks")
+    result = gateway.fetch_dag(cid, store)
+    assert result.roots == [cid] and result.blocks == 4
+    assert b"".join(store.cat(cid)) == data
+
+
+def test_a_car_forging_a_sha3_block_stores_nothing(hostile_server, tmp_path):
+    store = BlockStore(tmp_path / "source")
+    root = store.add_file(random.Random("sha3").randbytes(8_000), profile=TINY.with_hash("sha3-256"))
+    car = bytearray(car_bytes(store, root))
+    car[-5] ^= 0xFF
+    hostile_server.route("GET", f"/ipfs/{root}", bytes(car), headers={"Content-Type": CAR_TYPE})
+    target = BlockStore(tmp_path / "target")
+    with pytest.raises(BlockIntegrityError):
+        Gateway(hostile_server.url).fetch_dag(root, target)
+    assert nothing_stored(target)

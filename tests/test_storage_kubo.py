@@ -189,3 +189,23 @@ def test_ipfshttpclient_dag_import_fails_on_a_car_with_two_roots(ipfshttpclient,
             client.dag.imprt(f)
         client.close()
     assert sorted(kubo_node.client().dag_import(car)) == sorted(roots)  # every root line (Kubo orders them freely)
+
+
+@pytest.mark.parametrize("name", ["keccak-256", "blake2b-256", "sha3-256"])
+def test_dags_hashed_with_other_functions_come_from_kubo_verified(kubo_node, tmp_path, name):
+    data = random.Random(name).randbytes(600_000)
+    cid = kubo_node.ipfs("add", "--quieter", f"--hash={name}", input=data).stdout.decode().strip()
+    kubo = kubo_node.client()
+    store = BlockStore(tmp_path / "blocks")
+    result = kubo.dag_export(cid, store)
+    assert [str(r) for r in result.roots] == [cid] and result.blocks == 4  # 3 raw leaves of 256 KiB and the root
+    assert b"".join(kubo.cat(cid)) == data == b"".join(store.cat(cid))
+    assert all(c.hash_name == name for c, _ in store.blocks(cid))
+
+
+def test_a_node_that_returns_other_bytes_for_a_blake2b_block_is_caught(hostile_server):
+    cid = CID.of(b"the real block", hash_code=0xB220)
+    hostile_server.route("POST", "/api/v0/block/get", b"a forged block", headers={"Content-Type": "text/plain"})
+    with pytest.raises(BlockIntegrityError) as info:
+        Kubo(hostile_server.url).block_get(cid)
+    assert info.value.cid == cid
