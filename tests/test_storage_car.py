@@ -12,7 +12,7 @@ import pytest
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import CarReader, encode_header, export_car, import_car, write_car
 from registry.storage.cid import CID, encode_varint
-from registry.storage.errors import BlockIntegrityError, CARError, IncompleteDAG
+from registry.storage.errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
 from registry.storage.unixfs import PROFILES, Profile
 
 TINY = Profile("tiny", 1, True, 1000, 3)
@@ -335,3 +335,16 @@ def test_identity_blocks_are_exported_where_the_dag_links_them(store):
     cids = [cid for cid, _ in CarReader(io.BytesIO(car_of(store, root)))]
     assert cids == [root, inline]  # as `ipfs dag export` writes them
     assert b"".join(store.cat(root)) == b"tiny"
+
+
+def test_a_block_hashed_with_a_function_kubo_refuses_is_refused_naming_the_car_and_the_block(store):
+    import hashlib
+
+    block = b"sha2-384 is not on Kubo's allowlist"
+    digest = hashlib.sha384(block).digest()
+    cid = CID(1, 0x55, encode_varint(0x20) + encode_varint(len(digest)) + digest)
+    out = io.BytesIO()
+    write_car(out, [cid], [(cid, block)])
+    with pytest.raises(CIDError, match=f"dag.car holds block {cid}: hash function sha2-384 is not accepted"):
+        import_car(io.BytesIO(out.getvalue()), store, where="dag.car")
+    assert stored_files(store) == []

@@ -317,7 +317,11 @@ class CarReader:
             except CIDError as exc:
                 raise CARError(f"{self.where} is corrupt at byte {start}: {exc}") from None
             block = section[offset:]
-            if not cid.matches(block):
+            try:
+                genuine = cid.matches(block)
+            except CIDError as exc:  # a hash function Kubo refuses: say where the block came from
+                raise CIDError(f"{self.where} holds block {cid}: {exc}") from None
+            if not genuine:
                 raise BlockIntegrityError(cid, self.where)
             yield cid, block
 
