@@ -179,9 +179,10 @@ class HashFunction:
         code: the multicodec code.
         name: its multicodec name (what ``ipfs add --hash`` takes).
         size: the digest length written by default (``ipfs add``); 0 for identity.
-        library: where the implementation comes from (docs and ``elements cid --hash``).
+        library: where the implementation comes from (``""`` for refused functions).
         refusal: why Kubo 0.42 refuses it (``""`` when it is accepted).
         xof: an extendable-output function (a digest may be longer than ``size``).
+        factory: makes a streaming hasher; ``None`` for refused functions, which nothing hashes with.
     """
 
     code: int
@@ -230,28 +231,30 @@ def _table() -> dict[int, HashFunction]:
         HashFunction(0x1B, "keccak-256", 32, "pycryptodome", factory=lambda: _Keccak(256)),
         HashFunction(0x1D, "keccak-512", 64, "pycryptodome", factory=lambda: _Keccak(512)),
         HashFunction(BLAKE3, "blake3", 32, "blake3", xof=True, factory=_Blake3),
-        HashFunction(0x1A, "keccak-224", 28, "pycryptodome", refusal=unregistered),
-        HashFunction(0x1C, "keccak-384", 48, "pycryptodome", refusal=unregistered),
-        HashFunction(0x18, "shake-128", 32, "hashlib", refusal=insecure),
-        HashFunction(0xD5, "md5", 16, "hashlib", refusal=insecure),
-        HashFunction(0x22, "murmur3-x64-64", 8, "none", refusal=insecure),
-        HashFunction(0x1013, "sha2-224", 28, "hashlib", refusal=insecure),
-        HashFunction(0x20, "sha2-384", 48, "hashlib", refusal=insecure),
-        HashFunction(0x1014, "sha2-512-224", 28, "hashlib", refusal=insecure),
-        HashFunction(0x1015, "sha2-512-256", 32, "hashlib", refusal=insecure),
-        HashFunction(0x1012, "sha2-256-trunc254-padded", 32, "none", refusal=unregistered),
+        HashFunction(0x1A, "keccak-224", 28, "", refusal=unregistered),
+        HashFunction(0x1C, "keccak-384", 48, "", refusal=unregistered),
+        HashFunction(0x18, "shake-128", 32, "", refusal=insecure),
+        HashFunction(0xD5, "md5", 16, "", refusal=insecure),
+        HashFunction(0x22, "murmur3-x64-64", 8, "", refusal=insecure),
+        HashFunction(0x1013, "sha2-224", 28, "", refusal=insecure),
+        HashFunction(0x20, "sha2-384", 48, "", refusal=insecure),
+        HashFunction(0x1014, "sha2-512-224", 28, "", refusal=insecure),
+        HashFunction(0x1015, "sha2-512-256", 32, "", refusal=insecure),
+        HashFunction(0x1012, "sha2-256-trunc254-padded", 32, "", refusal=unregistered),
     ]
     for code in range(_BLAKE2B_MIN, _BLAKE2B_MAX + 1):
         size = code - _BLAKE2B_MIN + 1
         # A default argument pins each size (a closure would see the loop's last value).
         factory = lambda size=size: _Fixed(hashlib.blake2b(digest_size=size))  # noqa: E731
         refusal = "" if size >= MIN_DIGEST else f"its {size}-byte digest is under the {MIN_DIGEST}-byte minimum"
-        functions.append(HashFunction(code, f"blake2b-{size * 8}", size, "hashlib", refusal=refusal, factory=factory))
+        library = "" if refusal else "hashlib"
+        functions.append(HashFunction(code, f"blake2b-{size * 8}", size, library, refusal=refusal, factory=factory))
     for code in range(_BLAKE2S_MIN, _BLAKE2S_MAX + 1):
         size = code - _BLAKE2S_MIN + 1
         factory = lambda size=size: _Fixed(hashlib.blake2s(digest_size=size))  # noqa: E731
         refusal = "" if size == 32 else unregistered
-        functions.append(HashFunction(code, f"blake2s-{size * 8}", size, "hashlib", refusal=refusal, factory=factory))
+        library = "" if refusal else "hashlib"
+        functions.append(HashFunction(code, f"blake2s-{size * 8}", size, library, refusal=refusal, factory=factory))
     # Refused functions keep no factory: nothing ever hashes with them.
     return {f.code: (f if f.accepted else HashFunction(f.code, f.name, f.size, f.library, f.refusal)) for f in functions}
 
