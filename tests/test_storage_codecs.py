@@ -104,7 +104,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
 
 
 def test_blocks_of_codecs_elements_does_not_interpret_are_leaves():
-    for codec in (RAW, 0x78, 0x0200, 0x300001):
+    for codec in (RAW, 0x85, 0x0200, 0x300001):  # raw, dag-jose, json, unknown
         assert codecs.links_of(CID.of(b"whatever", codec=codec), b"whatever") == []
 
 
@@ -201,3 +201,91 @@ def test_kubo_refuses_the_malformed_dag_cbor_node_elements_refuses(kubo_bin, tmp
     assert run_ipfs(repo, "dag", "import", str(path), check=False).returncode != 0
     with pytest.raises((DAGError, CARError)):
         import_car(path, BlockStore(tmp_path / "blocks"))
+
+
+def git_object(kind: str, body: bytes) -> tuple[CID, bytes]:
+    import hashlib
+
+    block = f"{kind} {len(body)}".encode() + b"\0" + body
+    return CID.parse(b"\x01\x78\x11\x14" + hashlib.sha1(block).digest()), block
+
+
+def test_git_objects_link_as_go_ipld_git_orders_them():
+    blob_cid, _ = git_object("blob", b"hello\n")
+    sub_cid, _ = git_object("tree", b"")
+    sha = lambda cid: cid.digest  # noqa: E731
+    tree_cid, tree = git_object("tree", b"100644 a.txt\0" + sha(blob_cid) + b"40000 d\0" + sha(sub_cid))
+    assert codecs.links_of(tree_cid, tree) == [blob_cid, sub_cid]
+    p1, p2 = CID.of(b"p1", codec=0x78, hash_code=0x11), CID.of(b"p2", codec=0x78, hash_code=0x11)
+    body = (
+        f"tree {sha(tree_cid).hex()}\nparent {sha(p1).hex()}\nparent {sha(p2).hex()}\n"
+        "author A <a@x> 1 +0000\ncommitter A <a@x> 1 +0000\n\ntree is just a word in the message\n"
+    ).encode()
+    commit_cid, commit = git_object("commit", body)
+    assert codecs.links_of(commit_cid, commit) == [tree_cid, p1, p2]
+    tag_cid, tag = git_object("tag", f"object {sha(commit_cid).hex()}\ntype commit\ntag v1\n\nmsg\n".encode())
+    assert codecs.links_of(tag_cid, tag) == [commit_cid]
+    assert codecs.links_of(*git_object("blob", b"tree 00\n")) == []
+
+
+@pytest.mark.parametrize(
+    "block, fragment",
+    [
+        (b"commit 5", "no '<type> <size>"),
+        (b"fork 1\0x", "unknown object type"),
+        (b"tree 9\x00100644 a\x00short", "truncated tree entry"),
+        (b"commit 9\0tree zz\n\n", "not a hex object name"),
+        (b"commit 9\0tree 00ff\n\n", "an object name of 2 bytes"),
+    ],
+)
+def test_malformed_git_objects_are_refused(block, fragment):
+    with pytest.raises(DAGError, match=fragment):
+        codecs.git_links(block)
+
+
+@pytest.mark.kubo
+def test_a_git_repository_kubo_holds_round_trips_through_elements(kubo_node, tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    env = {"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "A", "GIT_COMMITTER_EMAIL": "a@x",
+           "GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000", "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True).stdout
+
+    repo.mkdir()
+    git("init", "-q", "-b", "main")
+    (repo / "a.txt").write_text("a\n")
+    (repo / "d").mkdir()
+    (repo / "d" / "b.txt").write_text("b\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "one")
+    git("checkout", "-q", "-b", "side")
+    (repo / "side.txt").write_text("side\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "side")
+    git("checkout", "-q", "main")
+    (repo / "a.txt").write_text("a\nmore\n")
+    git("commit", "-q", "-am", "two")
+    git("merge", "-q", "--no-ff", "-m", "merge", "side")
+    git("tag", "-a", "v1", "-m", "release")
+    names = git("rev-list", "--objects", "--all").decode().split() + [git("rev-parse", "v1").decode().strip()]
+    shas = sorted({n for n in names if len(n) == 40})
+    for sha in shas:
+        kind = git("cat-file", "-t", sha).decode().strip()
+        body = git("cat-file", kind, sha)
+        cid, block = git_object(kind, body)
+        assert cid.digest.hex() == sha
+        put = kubo_node.ipfs("block", "put", "--cid-codec=git-raw", "--mhtype=sha1", input=block).stdout.decode().strip()
+        assert put == str(cid)
+    tag = str(git_object("tag", git("cat-file", "tag", "v1"))[0])
+    kubo_car = kubo_node.ipfs("dag", "export", tag).stdout
+
+    store = BlockStore(tmp_path / "blocks")
+    result = import_car(io.BytesIO(kubo_car), store)
+    assert result.blocks == len(shas) and store.missing(tag) == []
+    out = io.BytesIO()
+    export_car(CID.parse(tag), store.get, out)
+    assert out.getvalue() == kubo_car  # the tag, the merge commit, both parents, trees and blobs, in Kubo's order

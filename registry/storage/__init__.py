@@ -1,7 +1,7 @@
 """Storage: CIDs, UnixFS, the local block store, CAR files, Kubo and trustless gateways.
 
 Modules, bottom up: ``multihash`` (the hash functions Kubo accepts), ``cid`` (CIDs, multibase),
-``dagpb`` (dag-pb / UnixFS nodes), ``codecs`` (the links of dag-pb, dag-cbor and dag-json blocks),
+``dagpb`` (dag-pb / UnixFS nodes), ``codecs`` (the links of dag-pb, dag-cbor, dag-json and git-raw blocks),
 ``unixfs`` (the Kubo-identical importer and the verifying reader), ``blockstore`` (blocks under
 ``$ELEMENTS_HOME/blocks``), ``car`` (CAR v1 out, v1 and v2 in), ``kubo`` (Kubo RPC over httpx),
 ``gateway`` (trustless HTTP gateways) and ``fetch`` (one front over all of them).

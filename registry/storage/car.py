@@ -11,7 +11,7 @@ and size, then the payload); it is read, never written.
 :func:`export_car` writes a DAG depth first with links in order, each block once (the order
 of ``ipfs dag export``), for any codec (links as :mod:`.codecs` finds them). :func:`import_car`
 checks every block against its CID (any hash function Kubo accepts, :mod:`.multihash`) and
-decodes every dag-pb, dag-cbor and dag-json node while it stages the blocks apart from the
+decodes every dag-pb, dag-cbor, dag-json and git-raw node while it stages the blocks apart from the
 store; only when the whole CAR read cleanly and every root's DAG is complete are the blocks
 moved into the store. A corrupt or truncated CAR stores nothing. Blocks of other codecs are
 stored and exported as they are.
@@ -463,7 +463,7 @@ def import_car(
         CARError: malformed, truncated, wrong roots, or extra blocks (``exact``).
         BlockIntegrityError: a block that does not match its CID.
         CIDError: a block whose hash function Kubo refuses (see :mod:`.multihash`).
-        DAGError: a dag-pb, dag-cbor or dag-json block of a root's DAG that does not decode.
+        DAGError: a dag-pb, dag-cbor, dag-json or git-raw block that does not decode.
         IncompleteDAG: blocks missing (unless ``allow_incomplete``).
     """
     options = (expect_roots, exact, allow_incomplete, zero_length_as_end)

@@ -8,10 +8,12 @@ completeness and re-exports DAGs of any codec, byte for byte:
     dag-pb      0x70     PBNode.Links, in order
     dag-cbor    0x71     every tag-42 CID, in document order
     dag-json    0x0129   every ``{"/": "<cid>"}``, in document order
+    git-raw     0x78     commit: tree, parents, mergetag objects; tree: every entry; tag: object
     any other   -        none known: the block is carried as a leaf
 
 Document order is the order go-ipld-prime's traversal (and so ``ipfs dag export``) visits the
-links of a node. Blocks are hostile input: the CBOR scan is iterative and consumes at least
+links of a node; for git objects it is go-ipld-git's schema order (a commit's tree, then its
+parents, then its merge tags' objects), each link a CIDv1 git-raw sha1 of the object named. Blocks are hostile input: the CBOR scan is iterative and consumes at least
 one byte per item, so a block of n bytes costs O(n) whatever its lengths claim; JSON nesting
 is measured before the (recursive) parser runs and refused past :data:`MAX_JSON_DEPTH`.
 """
@@ -21,21 +23,22 @@ from __future__ import annotations
 import json
 import re
 
-from .cid import CID, DAG_CBOR, DAG_JSON, DAG_PB
+from .cid import CID, DAG_CBOR, DAG_JSON, DAG_PB, encode_varint
 from .dagpb import decode_node
 from .errors import CIDError, DAGError
 
-__all__ = ["FOLLOWED", "MAX_JSON_DEPTH", "links_of", "cbor_links", "json_links"]
+__all__ = ["FOLLOWED", "GIT_RAW", "MAX_JSON_DEPTH", "links_of", "cbor_links", "json_links", "git_links"]
 
+GIT_RAW = 0x78
 #: Codecs whose links are followed; blocks of every other codec are leaves.
-FOLLOWED = frozenset({DAG_PB, DAG_CBOR, DAG_JSON})
+FOLLOWED = frozenset({DAG_PB, DAG_CBOR, DAG_JSON, GIT_RAW})
 
 
 def links_of(cid: CID, block: bytes | memoryview) -> list[CID]:
     """The CIDs a block links to, in the order a DAG walk visits them.
 
     Raises:
-        DAGError: a dag-pb, dag-cbor or dag-json block that does not decode.
+        DAGError: a dag-pb, dag-cbor, dag-json or git-raw block that does not decode.
     """
     codec = cid.codec
     if codec == DAG_PB:
@@ -44,6 +47,8 @@ def links_of(cid: CID, block: bytes | memoryview) -> list[CID]:
         return cbor_links(block, f"dag-cbor block {cid}")
     if codec == DAG_JSON:
         return json_links(block, f"dag-json block {cid}")
+    if codec == GIT_RAW:
+        return git_links(block, f"git-raw block {cid}")
     return []  # raw, and codecs Elements does not interpret: leaves
 
 
@@ -169,3 +174,58 @@ def json_links(block: bytes | memoryview, what: str = "dag-json block") -> list[
         raise DAGError(f"{what} is not valid dag-json ({exc})") from None
     return links
 
+
+
+_GIT_PREFIX = encode_varint(1) + encode_varint(GIT_RAW) + b"\x11\x14"  # CIDv1 git-raw, sha1 (20 bytes)
+
+
+def _git_cid(sha: bytes) -> CID:
+    return CID.parse(_GIT_PREFIX + sha)
+
+
+def _git_hex(value: bytes) -> CID:
+    try:
+        sha = bytes.fromhex(value.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"{value[:50]!r} is not a hex object name") from None
+    if len(sha) != 20:
+        raise ValueError(f"an object name of {len(sha)} bytes (sha1 names are 20)")
+    return _git_cid(sha)
+
+
+def git_links(block: bytes | memoryview, what: str = "git-raw block") -> list[CID]:
+    """The objects a git object names (a loose object, ``<type> <size>\\0<body>``), in
+    go-ipld-git's order.
+
+    Raises:
+        DAGError: not a commit, tree, tag or blob, or a malformed one.
+    """
+    raw = bytes(block)
+    try:
+        head, sep, body = raw.partition(b"\0")
+        kind, _, size = head.partition(b" ")
+        if not sep or not size.isdigit():
+            raise ValueError("no '<type> <size>\\0' header")
+        if kind == b"blob":
+            return []
+        if kind == b"tree":
+            links = []
+            pos = 0
+            while pos < len(body):
+                name_end = body.index(b"\0", pos)  # "<mode> <name>\0" then 20 bytes of sha1
+                if b" " not in body[pos:name_end] or name_end + 21 > len(body):
+                    raise ValueError("a truncated tree entry")
+                links.append(_git_cid(body[name_end + 1 : name_end + 21]))
+                pos = name_end + 21
+            return links
+        if kind in (b"commit", b"tag"):
+            headers = body.split(b"\n\n", 1)[0].split(b"\n")
+            if kind == b"tag":
+                return [_git_hex(line[len(b"object ") :]) for line in headers if line.startswith(b"object ")][:1]
+            tree = [_git_hex(line[5:]) for line in headers if line.startswith(b"tree ")]
+            parents = [_git_hex(line[7:]) for line in headers if line.startswith(b"parent ")]
+            merged = [_git_hex(line[16:]) for line in headers if line.startswith(b"mergetag object ")]
+            return tree[-1:] + parents + merged
+        raise ValueError(f"unknown object type {kind[:20]!r}")
+    except ValueError as exc:
+        raise DAGError(f"{what} is not a git object ({exc})") from None

@@ -465,7 +465,7 @@ def links_of(cid: CID, block: bytes) -> list[CID]:
     """The CIDs a block links to, for any codec (see :mod:`.codecs`; raw blocks link to nothing).
 
     Raises:
-        DAGError: a malformed dag-pb, dag-cbor or dag-json block.
+        DAGError: a malformed dag-pb, dag-cbor, dag-json or git-raw block.
     """
     return codec_links(cid, block)
 
