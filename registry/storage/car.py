@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from .cid import CID, encode_varint, read_varint
-from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
 from .codecs import FOLLOWED, links_of
+from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
 from .unixfs import walk_dag
 
 __all__ = [
