@@ -356,6 +356,7 @@ def import_car(
     expect_roots: Sequence[CID] | None = None,
     exact: bool = False,
     allow_incomplete: bool = False,
+    accept: Callable[[CID, bytes], None] | None = None,
 ) -> CarImport:
     """Import a CAR into a block store; all or nothing.
 
@@ -370,6 +371,8 @@ def import_car(
         expect_roots: the roots the CAR must declare (exactly these, in this order).
         exact: also refuse blocks that belong to none of the roots' DAGs (for gateways).
         allow_incomplete: store what is there and report missing blocks instead of failing.
+        accept: called with each verified block before it is staged; raises to refuse it (a
+            fetch refuses the first block outside the DAG it asked for, see ``limits.DagWalk``).
 
     Raises:
         CARError: malformed, truncated, wrong roots, or extra blocks (``exact``).
@@ -384,11 +387,11 @@ def import_car(
         except OSError as exc:
             raise CARError(f"cannot read {path}: {exc.strerror}") from None
         with stream:
-            return _import(stream, store, where, expect_roots, exact, allow_incomplete)
-    return _import(source, store, where or "the CAR stream", expect_roots, exact, allow_incomplete)
+            return _import(stream, store, where, expect_roots, exact, allow_incomplete, accept)
+    return _import(source, store, where or "the CAR stream", expect_roots, exact, allow_incomplete, accept)
 
 
-def _import(stream, store, where, expect_roots, exact, allow_incomplete) -> CarImport:
+def _import(stream, store, where, expect_roots, exact, allow_incomplete, accept=None) -> CarImport:
     reader = CarReader(stream if hasattr(stream, "peek") else io.BufferedReader(_Raw(stream)), where)
     roots = reader.roots
     if expect_roots is not None and list(expect_roots) != roots:
@@ -400,6 +403,8 @@ def _import(stream, store, where, expect_roots, exact, allow_incomplete) -> CarI
     result = CarImport(roots=list(roots))
     with store.staging() as staging:
         for cid, block in reader:
+            if accept is not None:
+                accept(cid, block)
             staging.put(cid, block, trusted=True)
             result.blocks += 1
             result.bytes += len(block)
