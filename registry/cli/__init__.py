@@ -213,11 +213,17 @@ def _debug_log() -> None:
     """--debug: the library's debug log (which source was tried, why it failed) on stderr."""
     import logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("elements: debug: %(message)s"))
+    class Stderr(logging.StreamHandler):
+        """Writes to whatever ``sys.stderr`` is when a record comes (main() may run many times in a process)."""
+
+        stream = property(lambda self: sys.stderr, lambda self, value: None)  # type: ignore[assignment]
+
     logger = logging.getLogger("registry")
-    logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("elements: debug: %(message)s"))
+        logger.addHandler(handler)
 
 
 def _silence_stdout() -> None:

@@ -78,6 +78,8 @@ class Gateway:
             raise GatewayError(
                 f"gateway {self.url} is unreachable ({type(exc).__name__}); check --gateway / ELEMENTS_GATEWAY"
             ) from None
+        except httpx.HTTPError as exc:  # a redirect loop, say
+            raise GatewayError(f"gateway {self.url} answered {cid} with {type(exc).__name__}: {exc}; try another gateway") from None
         try:
             if response.status_code == 200:
                 kind = response.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -92,6 +92,8 @@ class Kubo:
             if watch is not None:
                 watch.raise_if_fired()
             raise self._down(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._garbage(command, f"{type(exc).__name__}: {exc}") from None
 
     def _read(self, command: str, response: httpx.Response, watch: Watch | None) -> httpx.Response:
         """The whole answer (at most :data:`MAX_ANSWER` bytes), as a response that holds it."""

@@ -267,6 +267,8 @@ class DagWalk:
 
     def accept(self, cid: CID, block: bytes) -> None:
         """Admit a verified block (``import_car``'s ``accept``) or raise :class:`CARError`."""
+        if cid.hash_code == IDENTITY:  # its bytes are its CID: nothing to fetch, nothing to bound
+            return
         entry = self._wanted.pop(cid.multihash, None)
         if entry is None:
             if cid.multihash in self._received:
