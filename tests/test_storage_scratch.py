@@ -88,3 +88,20 @@ def test_many_threads_making_using_and_sweeping_areas_at_once_lose_nothing(tmp_p
         thread.join()
     assert errors == []
     assert not root.exists() or os.listdir(root) == []
+
+
+def _close_in_child(area) -> None:
+    area.close()
+
+
+def test_a_forked_child_closing_an_inherited_area_leaves_it_to_its_parent(tmp_path):
+    import multiprocessing
+
+    with make_area(tmp_path / "tmp", "parent") as area:
+        child = multiprocessing.get_context("fork").Process(target=_close_in_child, args=(area,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        assert area.path.is_dir() and not area.closed
+        assert sweep(tmp_path / "tmp") == 0  # still locked by the parent
+    assert not area.path.exists()

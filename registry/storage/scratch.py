@@ -47,6 +47,7 @@ class ScratchArea:
         self.path = path
         self._fd: int | None = fd
         self._token = token
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"ScratchArea({str(self.path)!r})"
@@ -59,15 +60,21 @@ class ScratchArea:
 
     @property
     def closed(self) -> bool:
-        return self._fd is None
+        """Closed, or inherited by a forked child (the area is its parent's, not the child's to use)."""
+        return self._fd is None or self._pid != os.getpid()
 
     def close(self) -> None:
-        """Delete the area; the lock is released only after, so no sweeper races the deletion."""
+        """Delete the area; the lock is released only after, so no sweeper races the deletion.
+
+        In a forked child the area stays (it is the parent's); only the child's copy of the
+        lock's descriptor is closed.
+        """
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            _remove(self.path, self.root / f".dead-{self._token}")
+            if self._pid == os.getpid():
+                _remove(self.path, self.root / f".dead-{self._token}")
         finally:
             os.close(fd)
 
