@@ -121,10 +121,6 @@ class Watch:
             if self.budget is not None:
                 self.budget.spend(self.read)
 
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self._started
-
     # -- the request's socket ------------------------------------------------------------------
 
     def trace(self, event: str, info: dict) -> None:
