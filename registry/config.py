@@ -16,6 +16,7 @@ Layout of ``ELEMENTS_HOME`` (default ``~/.elements``)::
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from .errors import ConfigError
 __all__ = [
     "ENV",
     "Settings",
+    "FetchLimits",
     "default_home",
     "load_config_file",
     "save_config_file",
@@ -43,6 +45,10 @@ ENV = {
     "ELEMENTS_PRIVATE_KEY": "hex private key (CI and devnets)",
     "ELEMENTS_IPFS_API": "Kubo RPC API URL, e.g. http://127.0.0.1:5001",
     "ELEMENTS_GATEWAY": "trustless gateway URL(s), comma separated",
+    "ELEMENTS_FETCH_TIMEOUT": "seconds a source may take to connect or stay silent (default 60)",
+    "ELEMENTS_FETCH_DEADLINE": "seconds one request to Kubo or a gateway may take in all (default 3600)",
+    "ELEMENTS_FETCH_MIN_RATE": "bytes per second a source must keep up over each timeout window (default 16384; 0: off)",
+    "ELEMENTS_FETCH_MAX_BYTES": "bytes one fetch may read from all its sources together (default 68719476736, 64 GiB)",
     "ELEMENTS_NO_PROGRESS": "any value turns progress bars off",
     "ELEMENTS_DEBUG": "any value shows tracebacks",
 }
@@ -95,6 +101,63 @@ def progress_enabled(json_output: bool = False, environ: Mapping[str, str] | Non
     return sys.stderr.isatty()
 
 
+@dataclass(frozen=True)
+class FetchLimits:
+    """What one fetch from Kubo or a gateway may cost before it is abandoned for the next source.
+
+    The defaults follow Kubo's own gateway (``Gateway.RetrievalTimeout``, ``MaxRequestDuration``):
+
+    - ``timeout``: seconds to connect, to get an answer, and of silence in the middle of one;
+    - ``deadline``: seconds one request may take in all, however steadily it trickles;
+    - ``min_rate``: bytes per second a response must keep up, measured over windows of
+      ``timeout`` seconds (a window may bring less only when the request needs no more); 0 is off;
+    - ``max_bytes``: bytes one fetch may read from all its sources together. A DAG bounds what
+      its fetch reads far lower (its declared size, block by block); this caps the rest.
+    """
+
+    timeout: float = 60.0
+    deadline: float = 3600.0
+    min_rate: int = 16 * 1024
+    max_bytes: int = 64 << 30
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "deadline", "min_rate", "max_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+                raise ConfigError(f"fetch limit {name} must be a number >= 0 (got {value!r})")
+        if self.timeout <= 0 or self.deadline <= 0 or self.max_bytes <= 0:
+            raise ConfigError("fetch limits timeout, deadline and max_bytes must be above 0")
+
+    @classmethod
+    def resolve(cls, file: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "FetchLimits":
+        """The limits from ``ELEMENTS_FETCH_*`` or the config file's ``fetch_*`` keys, else the defaults."""
+        file = file or {}
+        values: dict[str, float | int] = {}
+        for name, kind in (("timeout", float), ("deadline", float), ("min_rate", int), ("max_bytes", int)):
+            variable = f"ELEMENTS_FETCH_{name.upper()}"
+            raw = _env(variable, environ)
+            origin = variable
+            if raw is None and file.get(f"fetch_{name}") not in (None, ""):
+                raw, origin = file[f"fetch_{name}"], f"fetch_{name} in the config file"
+            if raw is None:
+                continue
+            try:
+                number = float(str(raw).strip()) if not isinstance(raw, bool) else None
+            except ValueError:
+                number = None
+            valid = (
+                number is not None and math.isfinite(number) and number >= 0 and (number > 0 or name == "min_rate")
+                and (kind is float or number.is_integer())
+            )
+            if not valid:
+                least = "0 or more" if name == "min_rate" else "above 0"
+                unit = "seconds" if kind is float else ("whole bytes per second" if name == "min_rate" else "whole bytes")
+                raise ConfigError(f"{origin} is {raw!r}; give a number of {unit}, {least} (or unset it for the default)")
+            value = kind(number)
+            values[name] = value
+        return cls(**values)
+
+
 @dataclass
 class Settings:
     """Resolved settings for one command run."""
@@ -113,6 +176,7 @@ class Settings:
     trust: list[str] = field(default_factory=list)
     file: dict[str, Any] = field(default_factory=dict)
     rpc_default: bool = False  # no flag, variable, network or config chose the chain: the in-process default
+    fetch: FetchLimits = field(default_factory=FetchLimits)
 
     @classmethod
     def resolve(cls, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
@@ -120,7 +184,8 @@ class Settings:
         """Merge flags, environment and config file into one Settings.
 
         ``use_network=False`` ignores the named network (for commands that make or edit one:
-        ``elements devnet``, ``elements config``), so a stale name cannot lock the user out.
+        ``elements devnet``, ``elements config``), so a stale name cannot lock the user out;
+        a bad fetch limit then falls back to the defaults for the same reason.
         """
         flags = dict(flags or {})
         home = Path(flags["home"]).expanduser() if flags.get("home") else default_home(environ)
@@ -154,6 +219,12 @@ class Settings:
         if isinstance(gateways, str):
             gateways = [g.strip() for g in gateways.split(",") if g.strip()]
         trust = list(flags.get("trust") or []) or list(file.get("trust", []))
+        try:
+            fetch = FetchLimits.resolve(file, environ)
+        except ConfigError:
+            if use_network:
+                raise
+            fetch = FetchLimits()  # `elements config` must still run to fix the bad value
         return cls(
             home=home,
             rpc_url=rpc_url or "memory",
@@ -169,4 +240,5 @@ class Settings:
             debug=bool(flags.get("debug") or _env("ELEMENTS_DEBUG", environ)),
             trust=trust,
             file=file,
+            fetch=fetch,
         )

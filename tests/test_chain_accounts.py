@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
+import threading
 
 import pytest
 
@@ -72,3 +74,33 @@ def test_local_chains_fall_back_to_their_dev_accounts_and_others_to_none(tmp_pat
     assert load_account(s, anvil.connect()).address == anvil.accounts[0].address
     assert load_account(s, connect(anvil.url)) is None  # a plain URL: no dev accounts assumed
     assert load_account(s) is None
+
+
+def _create(home: str, name: str, key: str, results) -> None:
+    try:
+        path, account = create_keystore(home, name, "pw", key)
+        results.put(("created", account.address))
+    except AccountError as exc:
+        results.put(("refused", str(exc)))
+
+
+def test_keystores_created_with_one_name_at_once_never_clobber_each_other(tmp_path):
+    context = multiprocessing.get_context("fork")
+    for round in range(2):  # every creation takes a second of scrypt: each round is a wide window
+        home = tmp_path / f"home-{round}"
+        keys = ["0x" + f"{round + 1:02x}{n + 1:02x}" * 16 for n in range(4)]
+        results = context.Queue()
+        workers = [context.Process(target=_create, args=(str(home), "shared", k, results)) for k in keys[:2]]
+        workers += [threading.Thread(target=_create, args=(str(home), "shared", k, results)) for k in keys[2:]]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=300)
+        outcomes = [results.get(timeout=60) for _ in workers]
+        created = [address for kind, address in outcomes if kind == "created"]
+        refused = [message for kind, message in outcomes if kind == "refused"]
+        assert len(created) == 1 and len(refused) == len(workers) - 1, outcomes
+        assert all("exists already; choose another name" in message for message in refused)
+        keystore = home / "keystores" / "shared.json"
+        assert account_from_keystore(str(keystore), "pw", prompt=False).address == created[0]
+        assert os.listdir(home / "keystores") == ["shared.json"]  # no temporaries left

@@ -257,3 +257,29 @@ def test_a_model_published_into_kubo_assembles_in_a_fresh_home_that_only_knows_t
     without = elements(tmp_path / "empty-home", devnet, "assemble", record, "-o", str(tmp_path / "out2"))
     assert "configure --ipfs-api or --gateway" in one_line_error(without)
     assert not (tmp_path / "out2").exists()
+
+
+def test_car_imports_and_assemblies_of_one_model_into_one_home_at_once_all_succeed(devnet, deployed_home, kubo_node, tmp_path):
+    published = elements(deployed_home, devnet, "--ipfs-api", kubo_node.api_url, "publish-model", str(MODEL), "--license", "MIT",
+                         "--by", "module", "--json", key=KEYS[5])
+    assert published.returncode == 0, published.stderr
+    record = json.loads(published.stdout)["composition"]["record_id"]
+    car = tmp_path / "model.car"
+    exported = elements(deployed_home, devnet, "car", "export", record, "-o", str(car))
+    assert exported.returncode == 0, exported.stderr
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELEMENTS_")}
+    env.update(ELEMENTS_NO_PROGRESS="1", PYTHONPATH=str(ROOT), ELEMENTS_RPC_URL=devnet.url, ELEMENTS_IPFS_API=kubo_node.api_url)
+    for round in range(2):  # the library's stress test (tests/test_storage_blockstore.py) runs 30 rounds
+        home = tmp_path / f"home-{round}"  # one home, shared by every process of the round
+        commands = [["car", "import", str(car)]] * 2 + [["assemble", record, "-o", str(tmp_path / f"out-{round}-{n}")] for n in range(2)]
+        processes = [subprocess.Popen([sys.executable, "-m", "registry", *args], env={**env, "ELEMENTS_HOME": str(home)}, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
+        for process, args in zip(processes, commands):
+            out, err = process.communicate(timeout=600)
+            assert process.returncode == 0, (round, args, err)
+        for n in range(2):
+            assert tensors_equal(tmp_path / f"out-{round}-{n}" / "model.safetensors", MODEL / "model.safetensors")
+        staging = home / "blocks" / ".staging"
+        assert not staging.exists() or os.listdir(staging) == []
+        assert all(p.is_file() for p in (home / "cache" / "elements").iterdir())  # no export left half-done

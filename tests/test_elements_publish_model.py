@@ -212,3 +212,39 @@ def test_publish_model_names_the_composition_as_asked_without_changing_its_conte
     assert "0x" + report.composition.record.content_id.hex() == MODEL_CONTENT_ID
     stored = Resolver(registry, Sources(store)).document(registry.record(report.composition.record_id))
     assert stored.name == "all-MiniLM-L6-v2"
+
+
+def test_a_publish_model_killed_mid_split_leaves_a_work_area_the_next_run_removes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli_support import ROOT, clean_env
+
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "registry", "publish-model", str(MODEL), "--license", "MIT"]
+    env = clean_env(home, ELEMENTS_NO_PROGRESS="1")
+    killed = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = home / "tmp"
+    try:
+        deadline = time.monotonic() + 300
+        split = []
+        while not split and killed.poll() is None and time.monotonic() < deadline:
+            split = [p for p in work.glob(f"publish-model-{killed.pid}-*/split/*") if p.is_file()] if work.is_dir() else []
+            time.sleep(0.01)
+        assert split, "publish-model ended before it had split anything"
+        killed.send_signal(signal.SIGKILL)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+        killed.wait(timeout=60)
+    leftover = [p.name for p in work.iterdir()]
+    assert len(leftover) == 1 and leftover[0].startswith(f"publish-model-{killed.pid}-")  # what kill -9 leaves
+
+    rerun = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert os.listdir(work) == []  # the leftover went at the start, the run's own area at its end
+    staging = home / "blocks" / ".staging"
+    assert not staging.exists() or os.listdir(staging) == []

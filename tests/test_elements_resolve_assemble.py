@@ -36,11 +36,11 @@ def published_pair(registry, store, tmp_path):
     return element, leaf.claim
 
 
-def composition_over(registry, store, element, leaf, content_id: bytes, output: bool = False):
+def composition_over(registry, store, element, leaf, content_id: bytes, output: bool = False, select: str = "a"):
     recipe = {
         "format": "elements.recipe/v1",
         "inputs": {"x": {"content_id": "0x" + element.content_id.hex(), "record": "0x" + leaf.record_id.hex()}},
-        "steps": [{"op": "take", "from": ["x"], "select": ["a"]}],
+        "steps": [{"op": "take", "from": ["x"], "select": [select]}],
     }
     if output:
         recipe["output"] = {"content_id": "0x" + content_id.hex()}
@@ -87,19 +87,61 @@ def test_an_existing_output_directory_is_refused_without_force(env, tmp_path):
         assemble_composition(resolver, "0x" + "11" * 32, tmp_path / "out")
 
 
-def test_a_corrupted_cached_element_is_caught_before_the_output_appears(env, tmp_path):
+def test_a_corrupted_cached_element_is_exported_again_from_the_block_store(env, tmp_path):
     registry, store, sources, resolver = env
     report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
     rid = "0x" + report.composition.record_id.hex()
     assemble_composition(resolver, rid, tmp_path / "first")
     cache = store.root.parent / "cache" / "elements"
-    victim = max(cache.iterdir(), key=lambda p: p.stat().st_size)  # the embeddings
-    data = bytearray(victim.read_bytes())
+    victim = max((p for p in cache.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)  # the embeddings
+    good = victim.read_bytes()
+    data = bytearray(good)
     data[-5] ^= 0xFF
     victim.write_bytes(bytes(data))
+    outcome = assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert tensors_equal(tmp_path / "second" / "model.safetensors", MODEL / "model.safetensors")
+    assert victim.read_bytes() == good  # healed in place
+    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in cache.iterdir() if p.is_file())  # no leftovers
+
+
+def test_a_corrupted_block_under_a_corrupted_cache_entry_is_fetched_again_from_kubo(kubo_node, tmp_path):
+    registry = registry_for("memory")
+    store = BlockStore(tmp_path / "blocks")
+    with Sources(store, kubo_node.api_url) as sources:
+        report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+        rid = "0x" + report.composition.record_id.hex()
+        assemble_composition(Resolver(registry, sources), rid, tmp_path / "first")
+        victim = max((p for p in (tmp_path / "cache" / "elements").iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+        victim.write_bytes(b"\0" * victim.stat().st_size)
+        leaf = [cid for cid, _ in store.blocks(victim.name)][-1]
+        store.path_of(leaf).write_bytes(b"rot")  # the store's copy of one leaf is bad too
+        outcome = assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert tensors_equal(tmp_path / "second" / "model.safetensors", MODEL / "model.safetensors")
+    assert store.get(leaf) and store.missing(victim.name) == []
+
+
+def test_element_data_that_does_not_match_its_manifest_is_caught_before_the_output_appears(env, tmp_path):
+    registry, store, sources, resolver = env
+    from registry.elements.content_id import manifest_of, tensor_entries, tensor_set_content_id
+
+    rng = np.random.default_rng(11)
+    honest = tmp_path / "honest.safetensors"
+    write_raw_safetensors(honest, random_tensors(rng, ["a", "b"]), None)
+    lying = tmp_path / "lying.safetensors"
+    data = bytearray(honest.read_bytes())
+    data[-5] ^= 0xFF  # other bytes, same header: data whose CID is right for them but not for the manifest
+    lying.write_bytes(bytes(data))
+    element = prepare_element(lying, store, manifest=manifest_of(honest))
+    [leaf] = publish_claims(registry, [element_claim(element, registry.account.address, 2)]).results
+    only_b = tensor_set_content_id([e for e in tensor_entries(honest) if e.name == "b"])  # the last tensor: the byte changed
+    rid = composition_over(registry, store, element, leaf.claim, bytes(only_b), select="b")
+    out = tmp_path / "out"
     with pytest.raises(ElementIntegrityError, match="does not match its digest"):
-        assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
-    assert not (tmp_path / "second").exists()
+        assemble_composition(resolver, "0x" + rid.hex(), out)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
 def test_choosing_among_claims_prefers_trusted_then_live_then_earliest(env, tmp_path):

@@ -45,7 +45,8 @@ examples:
 environment: ELEMENTS_HOME, ELEMENTS_RPC_URL, ELEMENTS_NETWORK, ELEMENTS_REGISTRY,
 ELEMENTS_KEYSTORE, ELEMENTS_KEYSTORE_PASSWORD, ELEMENTS_PRIVATE_KEY, ELEMENTS_IPFS_API,
 ELEMENTS_GATEWAY (see `elements config show`; docs/cli.md).
-ELEMENTS_NO_PROGRESS=1 turns progress bars off; --debug or ELEMENTS_DEBUG=1 shows tracebacks.
+ELEMENTS_NO_PROGRESS=1 turns progress bars off; --debug or ELEMENTS_DEBUG=1 shows tracebacks and
+the sources tried. ELEMENTS_FETCH_TIMEOUT, _DEADLINE, _MIN_RATE, _MAX_BYTES limit what a fetch may cost.
 exit codes: 0 ok / verified, 1 verification failed, 2 bad input, usage or an unreachable service.
 """
 
@@ -182,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not optional or (optional == "default" and flags.get("network")):
                 raise
             settings = Settings.resolve(flags, use_network=False)
+        if settings.debug:
+            _debug_log()
         result = args.handler(args, settings)
         try:
             code = emit(result, settings)
@@ -204,6 +207,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if flags.get("debug") or (settings is not None and settings.debug):
             raise
         return _fail(exc, 2, settings, flags, unexpected=True)
+
+
+def _debug_log() -> None:
+    """--debug: the library's debug log (which source was tried, why it failed) on stderr."""
+    import logging
+
+    class Stderr(logging.StreamHandler):
+        """Writes to whatever ``sys.stderr`` is when a record comes (main() may run many times in a process)."""
+
+        stream = property(lambda self: sys.stderr, lambda self, value: None)  # type: ignore[assignment]
+
+    logger = logging.getLogger("registry")
+    logger.setLevel(logging.DEBUG)
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("elements: debug: %(message)s"))
+        logger.addHandler(handler)
 
 
 def _silence_stdout() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 
 from eth_utils import is_address, to_checksum_address
 
-from ..config import ENV, Settings, load_config_file, save_config_file
+from ..config import ENV, FetchLimits, Settings, load_config_file, save_config_file
 from ..errors import ConfigError
 from ._app import Result, add_command
 
@@ -21,6 +22,10 @@ SETTABLE = {
     "keystore": "default keystore name or path",
     "ipfs_api": "default Kubo RPC API URL",
     "gateways": "default trustless gateways, comma separated",
+    "fetch_timeout": "seconds a source may take to connect or stay silent (default 60)",
+    "fetch_deadline": "seconds one request to a source may take in all (default 3600)",
+    "fetch_min_rate": "bytes per second a source must keep up (default 16384; 0: off)",
+    "fetch_max_bytes": "bytes one fetch may read from all its sources (default 64 GiB)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -94,6 +99,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> Result:
             "gateways": settings.gateways,
             "trust": settings.trust,
             "private_key": "set" if settings.private_key else None,
+            "fetch": dataclasses.asdict(settings.fetch),
         },
         "environment": ENV,
     }
@@ -128,6 +134,9 @@ def _set(args: argparse.Namespace, settings: Settings) -> Result:
         value = [g.strip() for g in args.value.split(",") if g.strip()]
     if args.key == "registry":
         value = _address(args.value)
+    if args.key.startswith("fetch_"):
+        limits = FetchLimits.resolve({args.key: args.value}, environ={})  # refuses what a later run would
+        value = getattr(limits, args.key.removeprefix("fetch_"))
     config[args.key] = value
     return _save(settings, config, f"set {args.key} = {value}")
 

@@ -11,14 +11,13 @@ the base with it is published next to it; anyone can then `assemble` the fine-tu
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..chain.registry import to_bytes32
 from ..config import Settings
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError, NotFoundError
+from ..storage.scratch import make_area
 from ._app import Result, add_command, progress_bars
 
 __all__ = ["register"]
@@ -83,7 +82,8 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         base_record = choose_composition(resolver.lookup(args.base), args.trust or settings.trust)
         base = resolver.graph([base_record.record_id], documents=True, strict=True).nodes[base_record.record_id].document
-        scratch = Path(tempfile.mkdtemp(prefix="delta-", dir=_tmp(settings)))
+        area = make_area(settings.home / "tmp", "delta")  # the next run removes it if this one is killed
+        scratch = area.path
         try:
             recipe, manifest = make_delta(base, finetuned, scratch, name=args.name)
             element = publish_elements(
@@ -96,7 +96,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
             composition = publish_composition(registry, resolver, recipe, license=args.license, work_dir=scratch,
                                               fetch_progress=bars.bar("fetching"), progress=bars.bar("assembling"))
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            area.close()
     base_bytes = sum(tensor_nbytes(row.dtype, row.shape) for row in base.output.tensors) or None
     data = {
         "base": "0x" + base_record.record_id.hex(),
@@ -116,9 +116,3 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         print(f"assemble the fine-tuned model with: elements assemble 0x{claim.record_id.hex()} -o DIR")
 
     return Result(data=data, human=human)
-
-
-def _tmp(settings: Settings) -> Path:
-    path = settings.home / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path

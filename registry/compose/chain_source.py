@@ -6,7 +6,9 @@ that the record claims the content id the recipe pins, fetches the record's mani
 file it names from the sources (local block store, then Kubo, then gateways; every block checked
 against its CID) and hands the engine a local copy of the data file under
 ``$ELEMENTS_HOME/cache/elements/<data CID>`` (derived data: safe to delete). The engine then checks
-the file against the manifest tensor by tensor, as for every source.
+the file against the manifest tensor by tensor, as for every source. A copy already in the cache is
+first checked against its CID (once per process); a corrupt one is exported again from the block
+store, whose own corrupt blocks are fetched again (so a damaged cache or store heals on the next run).
 
 A composition input (``kind: composition``) names a composition record: its recipe is the
 record's checked document (:meth:`ChainElementSource.recipe`), its inputs are that record's
@@ -26,7 +28,8 @@ from ..chain.registry import Kind, Record, kind_name, to_bytes32
 from ..digest import to_hex
 from ..elements.content_id import Manifest
 from ..elements.resolve import Graph, ResolvedRecord, Resolver
-from ..errors import InputError
+from ..errors import InputError, NotFoundError, ServiceError
+from ..storage.scratch import make_area
 from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, assemble
 from .recipe import InputRef, Recipe, RecipeError
 from .sources import ElementIntegrityError, ElementNotFound, ElementSource
@@ -34,6 +37,22 @@ from .sources import ElementIntegrityError, ElementNotFound, ElementSource
 __all__ = ["ChainElementSource", "AssembledComposition", "NotAComposition", "choose_composition", "assemble_composition"]
 
 Progress = Callable[[int, int], None]
+
+
+#: Cached data files known to match their CID in this process: (path, inode, size, mtime, CID).
+_VERIFIED: set[tuple[str, int, int, int, str]] = set()
+
+
+def _stamp(path: Path, cid: str) -> tuple[str, int, int, int, str]:
+    stat = path.stat()
+    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, cid)
+
+
+def _verified(path: Path, cid: str) -> bool:
+    try:
+        return _stamp(path, cid) in _VERIFIED
+    except FileNotFoundError:
+        return False
 
 
 class NotAComposition(InputError):
@@ -111,17 +130,26 @@ class ChainElementSource(ElementSource):
         manifest = self.manifest(ref)
         cid = manifest.data["cid"]
         path = self.cache_dir / cid
-        if path.is_file() and path.stat().st_size == manifest.data["size"]:
-            return path  # the engine verifies it against the manifest all the same
         sources = self.resolver.sources
-        sources.ensure(cid)
+        if path.is_file() and path.stat().st_size == manifest.data["size"]:
+            try:
+                good = _verified(path, cid) or sources.matches_file(cid, path)
+            except (NotFoundError, ServiceError):
+                return path  # no DAG here to check it against: the engine's check against the manifest remains
+            if good:
+                _VERIFIED.add(_stamp(path, cid))
+                return path  # the engine verifies it against the manifest all the same
+            path.unlink(missing_ok=True)  # a corrupt copy: export it again from the (verified) blocks
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        written = sources.store.export_file(cid, path)
-        if written != manifest.data["size"]:
-            path.unlink(missing_ok=True)
-            raise ElementIntegrityError(
-                f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
-            )
+        # Exported in an area of this process, so a crash leaves nothing the next run keeps.
+        with make_area(self.cache_dir, "export") as area:
+            written = sources.export_file(cid, area.path / cid)
+            if written != manifest.data["size"]:
+                raise ElementIntegrityError(
+                    f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
+                )
+            os.replace(area.path / cid, path)
+        _VERIFIED.add(_stamp(path, cid))
         return path
 
     def prefetch(self, recipe: Recipe, progress: Progress | None = None) -> int:

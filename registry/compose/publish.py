@@ -44,6 +44,7 @@ from ..elements.resolve import Resolver, check_license_against_ancestors
 from ..elements.split import split_model
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
+from ..storage.scratch import ScratchArea, make_area
 from .chain_source import ChainElementSource
 from .engine import AssemblyResult, assemble
 from .recipe import Recipe, RecipeError, load_recipe, with_record_ids
@@ -168,15 +169,15 @@ def publish_composition(
     source.prefetch(recipe, fetch_progress)
     scratch = None
     if out is None:
-        scratch = Path(tempfile.mkdtemp(prefix="compose-", dir=work_dir))
-        target = scratch / "model"
+        scratch = _work_area(work_dir, "compose")
+        target = scratch.path / "model"
     else:
         target = Path(out)
     try:
         result = assemble(recipe, source, target, force=force, progress=progress, durable=out is not None)
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.close()
     pinned = recipe.with_output(result.output_spec())
     store = None if dry_run else resolver.sources.store
     claim, cid = composition_claim(pinned, result.content_id, registry.account.address, terms.license_id, store, label)
@@ -221,9 +222,8 @@ def publish_model(
     if not model.exists():
         raise InputError(f"{model}: no such file or directory; give a .safetensors file or a model directory")
     publisher = registry.account.address
-    if work_dir is not None:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="publish-model-", dir=work_dir))
+    area = _work_area(work_dir, "publish-model")
+    scratch = area.path
     try:
         split = split_model(model, scratch / "split", by=by, rules=list(rules) if rules else None, progress=split_progress)
         if name:
@@ -252,5 +252,23 @@ def publish_model(
             on_transaction=on_transaction, license=terms, upload_progress=upload_progress,
         )
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        area.close()
     return ModelReport(report, composition, claims, recipe, cid, str(model))
+
+
+class _TemporaryArea:
+    """A temporary directory with the interface of a :class:`ScratchArea` (no work_dir given)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix + "-"))
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _work_area(work_dir: str | os.PathLike | None, prefix: str) -> "ScratchArea | _TemporaryArea":
+    """Where a run works: in ``work_dir`` (``$ELEMENTS_HOME/tmp`` from the CLI) an area this process
+    owns, which the next run removes if this one is killed; else a temporary directory."""
+    if work_dir is None:
+        return _TemporaryArea(prefix)
+    return make_area(work_dir, prefix)

@@ -17,6 +17,7 @@ as it is read (``registry.compose.sources``), so a tampered cache file is caught
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, tens
 from ..elements.resolve import DocumentError as ResolveDocumentError
 from ..errors import IntegrityError
 from ..storage.fetch import Sources
+from ..storage.scratch import make_area
 
 __all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "record_label"]
 
@@ -148,8 +150,10 @@ class Documents:
         directory = self._data_directory()
         path = directory / cid
         if not path.is_file():
-            self.sources.ensure(cid)
-            self.sources.store.export_file(cid, path)
+            # Exported in an area of this process, so a crash leaves nothing the next run keeps.
+            with make_area(directory, "export") as area:
+                self.sources.export_file(cid, area.path / cid)
+                os.replace(area.path / cid, path)
         return path
 
     def _data_directory(self) -> Path:

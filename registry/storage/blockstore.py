@@ -6,27 +6,36 @@ or as dag-pb, as CIDv0 or CIDv1, is one file)::
     blocks/
     ├── 7q/                         shard: the two characters before the last of the name
     │   └── ciqd...7qa              base32 (lower, unpadded) multihash = the block's bytes
-    ├── .staging/<id>/              CAR and gateway imports, moved into place once complete
-    └── 7q/.ciqd...7qa.<id>.tmp     a write in progress (renamed into place when whole)
+    └── .staging/
+        ├── import-<pid>-<token>/   a CAR or gateway import, moved into place once complete
+        └── put-<pid>-<token>/      this process's block writes in progress
 
-Rules: a block is written to a temporary name and renamed into place, so a crash leaves
-either the whole block or nothing under its name (temporaries are never read and are swept
-by :meth:`BlockStore.clean_incomplete`). Every read is hashed against the CID asked for; a
-block that fails is removed (so it can be fetched again) and reported.
+Rules: a block is written under a temporary name in a scratch area of the writing process
+and renamed into place, so a crash leaves either the whole block or nothing under its name.
+Scratch areas are locked by their process while it lives (:mod:`registry.storage.scratch`);
+the next import or write in the store removes those whose process is gone. Every read is
+hashed against the CID asked for; a block that fails is removed (so it can be fetched again)
+and reported.
+
+Concurrency: any number of threads and processes may read, write and import into one store at
+once. Temporary names are unique per writer, every block enters by an atomic rename, and a
+block that is already there is left alone (or replaced by the same verified bytes).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import shutil
+import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from .cid import CID, IDENTITY, RAW
-from .errors import BlockIntegrityError, BlockNotFound, IncompleteDAG
+from .errors import BlockIntegrityError, BlockNotFound, DAGError, IncompleteDAG
+from .scratch import ScratchArea, make_area, sweep
 from .unixfs import DEFAULT_PROFILE, Profile, Source, add_file, links_of, read_file, walk_dag
 
 __all__ = ["BlockStore", "Staging"]
@@ -48,8 +57,10 @@ def _parts(cid: CID, data: BlockData, trusted: bool, where: str) -> list:
     return [block]
 
 
-def _write_atomic(path: Path, parts: list, fsync: bool) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+def _write_atomic(path: Path, parts: list, fsync: bool, scratch: Path | None = None) -> None:
+    """Write ``parts`` under a unique temporary name (in ``scratch``, else beside ``path``) and
+    rename it to ``path``, replacing what is there."""
+    tmp = (scratch or path.parent) / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         total = sum(len(p) for p in parts)
@@ -85,6 +96,8 @@ class BlockStore:
         self.root = Path(root)
         self.fsync = fsync
         self._shards: set[str] = set()
+        self._writes: ScratchArea | None = None
+        self._writes_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"BlockStore({str(self.root)!r})"
@@ -119,8 +132,20 @@ class BlockStore:
         if path.is_file():
             return cid
         self._mkshard(path.parent)
-        _write_atomic(path, parts, self.fsync)
+        _write_atomic(path, parts, self.fsync, self._scratch())
         return cid
+
+    def _scratch(self) -> Path:
+        """This store's area for block writes in progress, made (and the store's leftovers
+        swept) on the first write; it goes with the store object or the process."""
+        area = self._writes
+        if area is None or area.closed:
+            with self._writes_lock:
+                area = self._writes
+                if area is None or area.closed:
+                    area = self._writes = make_area(self.root / ".staging", "put")
+                    weakref.finalize(self, area.close)
+        return area.path
 
     def put_block(self, data: bytes, codec: int = RAW, version: int = 1) -> CID:
         """Hash and store a block; returns its CID."""
@@ -135,10 +160,18 @@ class BlockStore:
             BlockIntegrityError: the stored bytes are corrupt (the file is removed).
         """
         cid = CID.parse(cid)
-        block = self._read(cid)
+        if cid.hash_code == IDENTITY:
+            return cid.digest
+        path = self.path_of(cid)
+        try:
+            with open(path, "rb") as f:
+                block = f.read()
+                inode = os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            raise BlockNotFound(cid) from None
         if not cid.matches(block):
-            self._quarantine(cid)
-            raise BlockIntegrityError(cid, f"the local block store ({self.path_of(cid)})", "removed it")
+            self._quarantine(path, inode)
+            raise BlockIntegrityError(cid, f"the local block store ({path})", "removed it")
         return block
 
     def size(self, cid: CID | str) -> int:
@@ -167,8 +200,13 @@ class BlockStore:
         except FileNotFoundError:
             raise BlockNotFound(cid) from None
 
-    def _quarantine(self, cid: CID) -> None:
-        self.path_of(cid).unlink(missing_ok=True)
+    def _quarantine(self, path: Path, inode: int) -> None:
+        # Only the file that was read: another writer may have put a good copy there since.
+        try:
+            if os.stat(path).st_ino == inode:
+                path.unlink()
+        except FileNotFoundError:
+            pass
 
     def _mkshard(self, shard: Path) -> None:
         if shard.name not in self._shards:
@@ -230,6 +268,33 @@ class BlockStore:
             raise
         return written
 
+    def scrub(self, root: CID | str) -> list[CID]:
+        """Read and verify every block of a DAG that is here; remove the corrupt ones.
+
+        Returns the CIDs removed (fetch them again, e.g. with ``Sources.ensure``). Blocks under
+        a node that is corrupt or absent are not reached.
+        """
+        removed: list[CID] = []
+        seen: set[CID] = set()
+        stack = [CID.parse(root)]
+        while stack:
+            cid = stack.pop()
+            if cid in seen:
+                continue
+            seen.add(cid)
+            try:
+                block = self.get(cid)
+            except BlockIntegrityError:
+                removed.append(cid)
+                continue
+            except BlockNotFound:
+                continue
+            try:
+                stack.extend(links_of(cid, block))
+            except DAGError:
+                continue
+        return removed
+
     def blocks(self, root: CID | str) -> Iterator[tuple[CID, bytes]]:
         """Every block of a DAG once, depth first (the order of ``ipfs dag export``), verified."""
         return walk_dag(CID.parse(root), self.get, verify=False)
@@ -241,24 +306,23 @@ class BlockStore:
         return Staging(self)
 
     def clean_incomplete(self, older_than: float = 3600.0) -> int:
-        """Remove temporaries and staging areas left by crashed writes; returns how many."""
+        """Remove what crashed writers left: scratch areas whose process is gone (at once) and
+        temporaries beside blocks older than ``older_than`` seconds (older versions wrote those).
+        Returns how many were removed."""
         if not self.root.is_dir():
             return 0
+        removed = sweep(self.root / ".staging")
         cutoff = time.time() - older_than
-        removed = 0
-        staging = self.root / ".staging"
-        if staging.is_dir():
-            for area in staging.iterdir():
-                if area.stat().st_mtime < cutoff:
-                    shutil.rmtree(area, ignore_errors=True)
-                    removed += 1
         for shard in self.root.iterdir():
             if not shard.is_dir() or shard.name.startswith("."):
                 continue
             for entry in shard.iterdir():
-                if entry.name.endswith(".tmp") and entry.stat().st_mtime < cutoff:
-                    entry.unlink(missing_ok=True)
-                    removed += 1
+                try:
+                    if entry.name.endswith(".tmp") and entry.stat().st_mtime < cutoff:
+                        entry.unlink(missing_ok=True)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
         return removed
 
 
@@ -289,12 +353,14 @@ class Staging:
     """Blocks held apart from the store until :meth:`commit` moves them in.
 
     Use as a context manager: leaving it with an exception discards everything staged.
-    Blocks are verified when put; reads fall through to the store for blocks it holds.
+    Blocks are verified when put; reads fall through to the store for blocks it holds. The
+    blocks wait in a scratch area of this process (``.staging/import-<pid>-<token>``), which
+    the next import removes if the process dies first.
     """
 
     def __init__(self, store: BlockStore) -> None:
         self.store = store
-        self.dir = store.root / ".staging" / uuid.uuid4().hex
+        self._area: ScratchArea | None = None
         self._staged: dict[bytes, CID] = {}
         self.bytes = 0
 
@@ -305,6 +371,12 @@ class Staging:
         self.discard()  # after a commit there is nothing left; after a failure, nothing is kept
 
     @property
+    def dir(self) -> Path:
+        if self._area is None:
+            self._area = make_area(self.store.root / ".staging", "import")
+        return self._area.path
+
+    @property
     def cids(self) -> list[CID]:
         return list(self._staged.values())
 
@@ -312,23 +384,10 @@ class Staging:
         parts = _parts(cid, data, trusted, "the import")
         if cid.hash_code == IDENTITY or cid.multihash in self._staged:
             return cid
-        if not self._staged:
-            self._make_dir()
         _write_atomic(self.dir / _name(cid), parts, False)
         self._staged[cid.multihash] = cid
         self.bytes += sum(len(p) for p in parts)
         return cid
-
-    def _make_dir(self) -> None:
-        # Another import in this process may remove an empty ``.staging`` (see discard) between
-        # our creating it and our directory in it: try again.
-        for attempt in range(5):
-            try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                return
-            except FileNotFoundError:
-                if attempt == 4:
-                    raise
 
     def has(self, cid: CID) -> bool:
         return cid.multihash in self._staged or self.store.has(cid)
@@ -365,7 +424,11 @@ class Staging:
         return used
 
     def commit(self) -> int:
-        """Move every staged block into the store; returns how many were new."""
+        """Move every staged block into the store; returns how many were new.
+
+        A block another writer put there meanwhile is replaced by the same bytes (both were
+        verified against the one name), so the move is atomic whoever comes first.
+        """
         added = 0
         for multihash, cid in self._staged.items():
             target = self.store.path_of(cid)
@@ -379,9 +442,10 @@ class Staging:
         return added
 
     def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
         self._staged.clear()
-        try:
-            self.dir.parent.rmdir()  # .staging, when no other import is running
-        except OSError:
-            pass
+        if self._area is not None:
+            self._area.close()
+            try:
+                self._area.root.rmdir()  # .staging, when nothing else is in progress
+            except OSError:
+                pass

@@ -442,6 +442,7 @@ def import_car(
     exact: bool = False,
     allow_incomplete: bool = False,
     zero_length_as_end: bool = False,
+    accept: Callable[[CID, bytes], None] | None = None,
 ) -> CarImport:
     """Import a CAR into a block store; all or nothing.
 
@@ -458,6 +459,8 @@ def import_car(
         allow_incomplete: store what is there and report missing blocks instead of failing.
         zero_length_as_end: read a zero-length section as the end of the data (go-car's
             ``ZeroLengthSectionAsEOF``) instead of refusing the CAR.
+        accept: called with each verified block before it is staged; raises to refuse it (a
+            fetch refuses the first block outside the DAG it asked for, see ``limits.DagWalk``).
 
     Raises:
         CARError: malformed, truncated, wrong roots, or extra blocks (``exact``).
@@ -466,7 +469,7 @@ def import_car(
         DAGError: a dag-pb, dag-cbor, dag-json or git-raw block that does not decode.
         IncompleteDAG: blocks missing (unless ``allow_incomplete``).
     """
-    options = (expect_roots, exact, allow_incomplete, zero_length_as_end)
+    options = (expect_roots, exact, allow_incomplete, zero_length_as_end, accept)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         where = where or str(path)
@@ -479,7 +482,7 @@ def import_car(
     return _import(source, store, where or "the CAR stream", *options)
 
 
-def _import(stream, store, where, expect_roots, exact, allow_incomplete, zero_length_as_end) -> CarImport:
+def _import(stream, store, where, expect_roots, exact, allow_incomplete, zero_length_as_end, accept) -> CarImport:
     stream = stream if hasattr(stream, "peek") else io.BufferedReader(_Raw(stream))
     reader = CarReader(stream, where, zero_length_as_end=zero_length_as_end)
     roots = reader.roots
@@ -496,6 +499,8 @@ def _import(stream, store, where, expect_roots, exact, allow_incomplete, zero_le
                 # As `ipfs dag import` does: a node that does not decode is refused even where no
                 # root reaches it, so the store never holds one that a later walk would trip on.
                 links_of(cid, block)
+            if accept is not None:
+                accept(cid, block)
             staging.put(cid, block, trusted=True)
             result.blocks += 1
             result.bytes += len(block)

@@ -11,7 +11,11 @@
     └── BlockIntegrityError      bytes that do not hash to their CID (``.cid``)
     ServiceError(ConnectionError)
     ├── KuboError                a Kubo RPC API that is down, refuses or answers garbage
-    └── GatewayError             a trustless gateway that is down, refuses or answers garbage
+    ├── GatewayError             a trustless gateway that is down, refuses or answers garbage
+    └── FetchLimitError          a source that stalls, trickles, overstays its deadline or sends
+        │                        more than the content asked for can need
+        ├── KuboLimitError       ... when the source is Kubo (also a KuboError)
+        └── GatewayLimitError    ... when the source is a gateway (also a GatewayError)
 
 Every message is one line naming the problem and the fix.
 """
@@ -34,6 +38,9 @@ __all__ = [
     "BlockIntegrityError",
     "KuboError",
     "GatewayError",
+    "FetchLimitError",
+    "KuboLimitError",
+    "GatewayLimitError",
 ]
 
 
@@ -92,3 +99,15 @@ class KuboError(ServiceError):
 
 class GatewayError(ServiceError):
     """A trustless gateway that is unreachable, refuses a request or answers garbage."""
+
+
+class FetchLimitError(ServiceError):
+    """A source abandoned for what it costs: too slow, too long, or more bytes than the content can need."""
+
+
+class KuboLimitError(FetchLimitError, KuboError):
+    """A Kubo node abandoned for what it costs."""
+
+
+class GatewayLimitError(FetchLimitError, GatewayError):
+    """A gateway abandoned for what it costs."""

@@ -1,23 +1,33 @@
 """One front over every store: the local block store first, then Kubo, then gateways.
 
 ``Sources.ensure(cid)`` makes a whole DAG present and verified in the local store, asking
-each source in turn for the whole DAG as a CAR (verified, all or nothing); ``publish(cid)``
-puts a local DAG into the configured Kubo node and pins it.
+each source in turn for the whole DAG as a CAR (verified, all or nothing, within the fetch
+limits); ``export_file(cid, path)`` writes a file out of it, healing blocks that rotted on
+disk; ``publish(cid)`` puts a local DAG into the configured Kubo node and pins it.
+
+Which source was tried and why it failed is logged at debug level (``elements --debug``) and
+named in the error when none could provide the DAG.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Callable, Iterable, Iterator
 
-from ..config import Settings
-from ..errors import ElementsError, ServiceError
+from ..config import FetchLimits, Settings
+from ..errors import ElementsError, NotFoundError, ServiceError
 from .blockstore import BlockStore
 from .cid import CID
-from .errors import BlockNotFound, IncompleteDAG
+from .errors import BlockIntegrityError, BlockNotFound, FetchLimitError, IncompleteDAG
 from .gateway import Gateway
 from .kubo import Kubo
+from .limits import Budget
+from .unixfs import file_matches
 
 __all__ = ["open_store", "Sources"]
+
+log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings) -> BlockStore:
@@ -32,16 +42,20 @@ class Sources:
         store: the local :class:`BlockStore`; every DAG fetched lands here.
         kubo: a :class:`Kubo` or its API URL (``None``: no Kubo).
         gateways: :class:`Gateway` objects or URLs, tried in order.
+        limits: what fetching may cost (:class:`FetchLimits`): given to the Kubo and gateways
+            made here from URLs; its ``max_bytes`` is the budget of each :meth:`ensure`.
     """
 
-    def __init__(self, store: BlockStore, kubo: Kubo | str | None = None, gateways: Iterable[Gateway | str] = ()) -> None:
+    def __init__(self, store: BlockStore, kubo: Kubo | str | None = None, gateways: Iterable[Gateway | str] = (),
+                 *, limits: FetchLimits | None = None) -> None:
         self.store = store
-        self.kubo = Kubo(kubo) if isinstance(kubo, str) else kubo
-        self.gateways = [Gateway(g) if isinstance(g, str) else g for g in gateways]
+        self.limits = limits or FetchLimits()
+        self.kubo = Kubo(kubo, limits=self.limits) if isinstance(kubo, str) else kubo
+        self.gateways = [Gateway(g, limits=self.limits) if isinstance(g, str) else g for g in gateways]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sources":
-        return cls(open_store(settings), settings.ipfs_api, settings.gateways)
+        return cls(open_store(settings), settings.ipfs_api, settings.gateways, limits=settings.fetch)
 
     def close(self) -> None:
         if self.kubo is not None:
@@ -58,49 +72,85 @@ class Sources:
     def ensure(self, cid: CID | str) -> CID:
         """Make the whole DAG under ``cid`` present and verified in the local store.
 
-        Returns the CID. Raises :class:`BlockNotFound` / :class:`IncompleteDAG` naming every
-        source tried when none could provide it, or the first integrity error if a source lied
-        and no other source could provide it.
+        Each source is asked in turn; one that is down, lacks the DAG, lies, stalls, overstays
+        its deadline or sends more than the DAG can need is abandoned for the next. All the
+        sources together read at most ``limits.max_bytes``.
+
+        Returns the CID. Raises, when no source could provide it, an error naming every source
+        tried and why it failed: the first integrity error (:class:`BlockIntegrityError`,
+        :class:`CARError`, ...) if a source lied, else :class:`BlockNotFound` /
+        :class:`IncompleteDAG`.
         """
         cid = CID.parse(cid)
         missing = self.store.missing(cid)
         if not missing:
             return cid
-        failures: list[str] = []
-        lies: list[ElementsError] = []
+        budget = Budget(self.limits.max_bytes)
+        failures: list[tuple[str, ElementsError]] = []
         for name, fetch in self._remote():
-            try:
-                fetch(cid)
-            except (BlockNotFound, IncompleteDAG, ServiceError) as exc:
-                failures.append(f"{name}: {exc}")
+            if budget.left <= 0:
+                failures.append((name, FetchLimitError(
+                    f"{name} was not asked: the fetch's byte budget of {budget.total:,} bytes is spent (ELEMENTS_FETCH_MAX_BYTES)"
+                )))
                 continue
-            except ElementsError as exc:  # a lying or broken source: note it, try the next
-                lies.append(exc)
-                failures.append(f"{name}: {exc}")
+            log.debug("fetching %s from %s (%d block(s) missing)", cid, name, len(missing))
+            spent = budget.spent
+            try:
+                fetch(cid, budget)
+            except ElementsError as exc:  # down, absent, lying or too costly: note it, try the next
+                log.debug("%s failed for %s after %d bytes: %s", name, cid, budget.spent - spent, exc)
+                failures.append((name, exc))
                 continue
             missing = self.store.missing(cid)
             if not missing:
+                log.debug("%s provided %s (%d bytes read)", name, cid, budget.spent - spent)
                 return cid
-            failures.append(f"{name}: {len(missing)} block(s) still missing")
-        if lies:
-            raise lies[0]
-        if not failures:
-            hint = "configure --ipfs-api or --gateway, or import a CAR that holds it"
-        else:
-            hint = "tried " + "; ".join(failures)
-        if missing == [cid]:
-            raise BlockNotFound(cid, "the local block store or any source", hint[:600])
-        raise IncompleteDAG(cid, missing)
+            failures.append((name, IncompleteDAG(cid, missing, name)))
+        raise _none_could(cid, missing, failures)
 
-    def _remote(self) -> Iterator[tuple[str, object]]:
+    def _remote(self) -> Iterator[tuple[str, Callable[[CID, Budget], object]]]:
         if self.kubo is not None:
-            yield f"Kubo {self.kubo.url}", lambda c: self.kubo.dag_export(c, self.store)
+            kubo = self.kubo
+            yield f"Kubo at {kubo.url}", lambda c, budget: kubo.dag_export(c, self.store, budget=budget)
         for gateway in self.gateways:
-            yield f"gateway {gateway.url}", lambda c, g=gateway: g.fetch_dag(c, self.store)
+            yield f"gateway {gateway.url}", lambda c, budget, g=gateway: g.fetch_dag(c, self.store, budget=budget)
 
     def cat(self, cid: CID | str) -> Iterator[bytes]:
         """A file's bytes, fetched first if needed, verified block by block."""
         return self.store.cat(self.ensure(cid))
+
+    def export_file(self, cid: CID | str, path: str | os.PathLike) -> int:
+        """Write a UnixFS file to ``path`` atomically, fetched first if needed (see
+        :meth:`BlockStore.export_file`); returns the bytes written.
+
+        A block that rotted on disk is caught on read: every corrupt block of the DAG is then
+        removed, fetched again from the sources, and the export done once more.
+        """
+        cid = self.ensure(cid)
+        for attempt in range(3):
+            try:
+                return self.store.export_file(cid, path)
+            except BlockIntegrityError as exc:
+                if attempt == 2:
+                    raise
+                removed = self.store.scrub(cid)
+                log.debug("%s: %d corrupt block(s) removed from the local store (%s); fetching again", cid, len(removed), exc)
+                self.ensure(cid)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def matches_file(self, cid: CID | str, path: str | os.PathLike) -> bool:
+        """Whether the local file ``path`` holds exactly the UnixFS file ``cid`` (a cached copy,
+        say): hashed against the DAG's leaves, whose nodes come from the store (fetched again
+        if absent or corrupt there). See :func:`registry.storage.unixfs.file_matches`."""
+        cid = CID.parse(cid)
+        for attempt in range(2):
+            try:
+                return file_matches(cid, self.store.get, path)
+            except (NotFoundError, BlockIntegrityError):  # get() removed a corrupt node
+                if attempt:
+                    raise
+                self.ensure(cid)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def publish(self, cid: CID | str, *, pin: bool = True, progress: Callable[[int], None] | None = None) -> bool:
         """Put the local DAG under ``cid`` into Kubo and pin it; ``False`` when no Kubo is configured.
@@ -122,3 +172,32 @@ class Sources:
                 return data
         self.kubo.put_dag(cid, get_block, pin=pin)
         return True
+
+
+def _none_could(cid: CID, missing: list[CID], failures: list[tuple[str, ElementsError]]) -> ElementsError:
+    """The error of an ensure no source could satisfy: its class from the failures, its message naming each."""
+    if not failures:
+        hint = "configure --ipfs-api or --gateway, or import a CAR that holds it"
+        if missing == [cid]:
+            return BlockNotFound(cid, "the local block store or any source", hint)
+        return IncompleteDAG(cid, missing)
+    lies = [exc for _, exc in failures if not isinstance(exc, (NotFoundError, ServiceError))]
+    if lies:
+        error: ElementsError = lies[0]
+    elif missing == [cid]:
+        error = BlockNotFound(cid, "the local block store or any source")
+    else:
+        error = IncompleteDAG(cid, missing)
+    reasons = "; ".join(f"{name}: {_reason(name, exc)}" for name, exc in failures)
+    what = f"block {cid}" if missing == [cid] else f"DAG {cid} ({len(missing)} block(s) missing)"
+    # The class says what went wrong (a lie, or absence); the message says it for every source.
+    error.args = (
+        f"no source could provide {what}: {reasons}; fix or add a source (--ipfs-api, --gateway) "
+        "or import a CAR that holds it",
+    )
+    return error
+
+
+def _reason(name: str, exc: Exception) -> str:
+    message = str(exc)
+    return message[len(name):].lstrip(" :") if message.startswith(name) else message

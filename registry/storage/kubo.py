@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 import httpx
 
+from ..config import FetchLimits
 from .car import CarImport, IterStream, car_chunks, import_car
 from .cid import CID, IDENTITY
-from .errors import BlockIntegrityError, BlockNotFound, CIDError, KuboError
+from .errors import BlockIntegrityError, BlockNotFound, CIDError, KuboError, KuboLimitError
+from .limits import MAX_ANSWER, MAX_BLOCK, Budget, DagWalk, Watch, http_client
 from .unixfs import read_file
 
 __all__ = ["Kubo", "DEFAULT_TIMEOUT"]
 
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = FetchLimits().timeout
 
 
 class Kubo:
@@ -32,15 +35,19 @@ class Kubo:
 
     Args:
         url: the API address, e.g. ``http://127.0.0.1:5001`` (a ``/ip4/.../tcp/N`` multiaddr works too).
-        timeout: seconds for a call; fetches that search the network are bounded by it as well.
+        limits: what one call may cost (:class:`~registry.config.FetchLimits`; default: the
+            defaults). Every call but an upload is watched (deadline, minimum rate, bytes).
+        timeout: overrides ``limits.timeout``: seconds to connect, to answer, or of silence;
+            calls that search the network are bounded by it as well.
     """
 
-    def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float | None = None, limits: FetchLimits | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.url = _normalize(url)
-        self.timeout = timeout
-        self._client = httpx.Client(
-            base_url=self.url + "/api/v0/", timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)), transport=transport
-        )
+        limits = limits or FetchLimits()
+        self.limits = replace(limits, timeout=timeout) if timeout is not None else limits
+        self.timeout = self.limits.timeout
+        self._client = http_client(self.limits, transport=transport, base_url=self.url + "/api/v0/")
 
     def __repr__(self) -> str:
         return f"Kubo({self.url!r})"
@@ -66,34 +73,70 @@ class Kubo:
             params.append((key, str(value)))
         return params
 
-    def _post(self, command: str, *args: str, files=None, **options: Any) -> httpx.Response:
+    def _watch(self, what: str, cap: int, budget: Budget | None = None) -> Watch:
+        return Watch(self.limits, f"Kubo at {self.url}", what, cap, error=KuboLimitError, budget=budget)
+
+    def _send(self, command: str, args: Sequence[str], options: dict[str, Any], *, files=None,
+              watch: Watch | None = None) -> httpx.Response:
+        request = self._client.build_request(
+            "POST", command, params=self._params(args, options), files=files,
+            extensions={"trace": watch.trace} if watch is not None else {},
+        )
         try:
-            response = self._client.post(command, params=self._params(args, options), files=files)
+            return self._client.send(request, stream=True)
         except httpx.TimeoutException:
-            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:.0f}s; try again later") from None
+            if watch is not None:
+                watch.raise_if_fired()
+            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:g}s; try again later") from None
         except httpx.TransportError as exc:
+            if watch is not None:
+                watch.raise_if_fired()
             raise self._down(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._garbage(command, f"{type(exc).__name__}: {exc}") from None
+
+    def _read(self, command: str, response: httpx.Response, watch: Watch | None) -> httpx.Response:
+        """The whole answer (at most :data:`MAX_ANSWER` bytes), as a response that holds it."""
+        body = bytearray()
+        try:
+            for chunk in watch.chunks(response.iter_raw()) if watch is not None else response.iter_raw():
+                body += chunk
+                if len(body) > MAX_ANSWER:
+                    raise KuboLimitError(
+                        f"Kubo at {self.url} answered {command} with over {MAX_ANSWER:,} bytes; "
+                        "check that --ipfs-api points at a Kubo RPC port"
+                    )
+        except httpx.TransportError as exc:
+            raise KuboError(f"Kubo at {self.url} broke off {command} ({type(exc).__name__}); try again") from None
+        finally:
+            response.close()
+        headers = [(k, v) for k, v in response.headers.items()
+                   if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
+
+    def _post(self, command: str, *args: str, files=None, **options: Any) -> httpx.Response:
+        """Call ``command`` and read its whole answer; an upload (``files``) is not watched (it is
+        not a fetch: it takes as long as the upload does), only its answer's size is capped."""
+        if files is not None:
+            response = self._read(command, self._send(command, args, options, files=files), None)
+        else:
+            with self._watch(f"the answer to {command}", MAX_ANSWER) as watch:
+                response = self._read(command, self._send(command, args, options, watch=watch), watch)
         if response.status_code != 200:
             raise self._refused(command, response)
         return response
 
-    def _stream(self, command: str, *args: str, **options: Any) -> Iterator[bytes]:
-        """POST and yield the body in chunks; an error after the headers ends in a KuboError."""
-        request = self._client.build_request("POST", command, params=self._params(args, options))
-        try:
-            response = self._client.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise KuboError(f"Kubo at {self.url} did not answer {command} in {self.timeout:.0f}s; try again later") from None
-        except httpx.TransportError as exc:
-            raise self._down(exc) from None
+    def _stream(self, command: str, *args: str, watch: Watch, **options: Any) -> Iterator[bytes]:
+        """POST and yield the body in chunks, watched; an error after the headers ends in a KuboError."""
+        response = self._send(command, args, options, watch=watch)
         try:
             if response.status_code != 200:
-                response.read()
-                raise self._refused(command, response)
+                raise self._refused(command, self._read(command, response, watch))
+            watch.headers(response)
             try:
-                yield from response.iter_bytes(1 << 16)
+                yield from watch.chunks(response.iter_raw())
             except httpx.TransportError as exc:
-                raise KuboError(f"Kubo at {self.url} broke off {command} ({exc}); try again") from None
+                raise KuboError(f"Kubo at {self.url} broke off {command} ({type(exc).__name__}); try again") from None
             error = response.headers.get("X-Stream-Error")
             if error:
                 raise KuboError(f"Kubo at {self.url} failed in {command}: {error}")
@@ -181,10 +224,12 @@ class Kubo:
         cid = CID.parse(cid)
         if cid.hash_code == IDENTITY:
             return cid.digest
-        try:
-            block = self._post("block/get", str(cid), offline=offline or None, timeout=self._deadline()).content
-        except KuboNotFound:
-            raise BlockNotFound(cid, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+        with self._watch(f"block {cid}", MAX_BLOCK) as watch:
+            try:
+                block = b"".join(self._stream("block/get", str(cid), watch=watch, offline=offline or None,
+                                              timeout=self._deadline()))
+            except KuboNotFound:
+                raise BlockNotFound(cid, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
         if not cid.matches(block):
             raise BlockIntegrityError(cid, f"Kubo at {self.url}")
         return block
@@ -252,20 +297,30 @@ class Kubo:
             raise KuboError(f"Kubo at {self.url} imported the CAR of {root} but reported roots {roots}")
         return root
 
-    def dag_export(self, root: CID | str, store, *, offline: bool = False) -> CarImport:
+    def dag_export(self, root: CID | str, store, *, offline: bool = False, budget: Budget | None = None) -> CarImport:
         """Fetch a whole DAG from the node into ``store``, every block verified, all or nothing.
+
+        Read only as far as the DAG needs, like a gateway's CAR (see
+        :meth:`registry.storage.gateway.Gateway.fetch_dag`), within ``budget``.
 
         Raises:
             IncompleteDAG / BlockNotFound: the node could not provide every block in time.
             BlockIntegrityError / CARError: the node sent wrong or malformed data (nothing stored).
+            KuboLimitError: too slow, too long, or more bytes than the DAG can need.
         """
         root = CID.parse(root)
-        # No overall deadline: a big DAG may take long; a stalled stream ends in an HTTP read timeout.
-        stream = IterStream(self._stream("dag/export", str(root), offline=offline or None))
-        try:
-            return import_car(stream, store, where=f"Kubo at {self.url}", expect_roots=[root])
-        except KuboNotFound:
-            raise BlockNotFound(root, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+        where = f"Kubo at {self.url}"
+        with self._watch(f"the DAG of {root}", MAX_BLOCK, budget) as watch:
+            walk = DagWalk(root, where, watch)
+            # Kubo stops searching for blocks when we stop waiting for them.
+            chunks = self._stream("dag/export", str(root), watch=watch, offline=offline or None,
+                                  timeout=f"{max(1, int(self.limits.deadline))}s")
+            try:
+                return import_car(IterStream(chunks), store, where=where, expect_roots=[root], accept=walk.accept)
+            except KuboNotFound:
+                raise BlockNotFound(root, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+            finally:
+                chunks.close()
 
     # -- pins ---------------------------------------------------------------------------------
 

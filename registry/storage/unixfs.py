@@ -51,6 +51,7 @@ __all__ = [
     "get_profile",
     "add_file",
     "read_file",
+    "file_matches",
     "walk_dag",
     "links_of",
     "BlockSink",
@@ -63,6 +64,8 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 MAX_CHUNK_SIZE = 2 * 1024 * 1024
 # A DAG deeper than this is not a file anyone imported: refuse instead of recursing.
 MAX_DEPTH = 64
+# No block is over this (CAR sections and gateway blocks are refused over it too).
+_MAX_LEAF = 4 << 20
 # Leaves are handed to the pool in batches of about this many bytes.
 BATCH_BYTES = 8 * 1024 * 1024
 
@@ -541,6 +544,54 @@ def read_file(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterato
             yield data.data
         for link, size in zip(reversed(node.links), reversed(data.blocksizes)):
             stack.append((link.cid, size, depth + 1))
+
+
+def file_matches(root: CID, get_block: GetBlock, path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` holds exactly the bytes of the UnixFS file ``root``.
+
+    The DAG's nodes come from ``get_block`` (and are checked as :func:`read_file` checks them);
+    its raw leaves are not read from there: the file's own bytes are hashed against each leaf's
+    CID. So a local copy is checked at the cost of hashing it once.
+
+    Raises:
+        BlockNotFound / BlockIntegrityError: from ``get_block`` (a node absent or corrupt).
+        DAGError: not a file, or sizes that do not add up.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size != file_size(root, get_block):
+            return False
+        stack: list[tuple[CID, int | None, int]] = [(root, None, 0)]
+        while stack:
+            cid, expected, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise DAGError(f"DAG {root} is deeper than {MAX_DEPTH} levels; refusing it")
+            if cid.codec == RAW and cid.hash_code != IDENTITY:
+                if expected is not None and expected > _MAX_LEAF:
+                    raise DAGError(f"leaf {cid} of {root} claims {expected:,} bytes; no block is over {_MAX_LEAF:,}")
+                if not cid.matches(f.read(expected if expected is not None else _MAX_LEAF + 1)):
+                    return False
+                continue
+            block = _fetch(cid, get_block, True)
+            if cid.codec == RAW:
+                if f.read(len(block)) != block:
+                    return False
+                continue
+            if cid.codec != DAG_PB:
+                raise DAGError(f"block {cid} has codec {cid.codec_name}; a UnixFS file is dag-pb or raw")
+            node = decode_node(block)
+            data = decode_unixfs(node.data)
+            if data.type not in (FILE, RAW_TYPE):
+                raise DAGError(f"{cid} is a UnixFS {data.type_name}, not a file")
+            if len(data.blocksizes) != len(node.links):
+                raise DAGError(f"node {cid} has {len(node.links)} links but {len(data.blocksizes)} block sizes")
+            total = len(data.data) + sum(data.blocksizes)
+            if expected is not None and total != expected:
+                raise DAGError(f"node {cid} holds {total} bytes where its parent says {expected}")
+            if data.data and f.read(len(data.data)) != data.data:
+                return False
+            for link, size in zip(reversed(node.links), reversed(data.blocksizes)):
+                stack.append((link.cid, size, depth + 1))
+        return f.read(1) == b""
 
 
 def file_size(root: CID, get_block: GetBlock) -> int:
