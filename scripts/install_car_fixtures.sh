@@ -25,7 +25,7 @@ if [ "$GOCAR_VERSION" = "v2.17.0" ] && [ "$sum" != "$GOCAR_SUM" ]; then
 fi
 mkdir -p "$dest"
 tmp="$(mktemp -d "$dest/.testdata.XXXXXX")"
-trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'chmod -R u+w "$tmp" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 cp -r "$dir/testdata/." "$tmp/"
 chmod -R u+w "$tmp"
 rm -rf "$dest/testdata"
