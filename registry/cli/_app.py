@@ -31,11 +31,27 @@ __all__ = [
     "Bars",
     "Parser",
     "UsageError",
+    "Repeated",
 ]
 
 
 class UsageError(InputError):
     """The command line itself is wrong (an unknown command, a missing argument)."""
+
+
+class Repeated(argparse.Action):
+    """A repeatable global option: every value is kept, given before the command or after it
+    (argparse's own ``append`` keeps only the command's values when both places are used, and
+    silently dropping an endpoint would weaken a cross-check). The action object is shared by
+    the top parser and every command's parser, and a fresh one is made per parse."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.values: list[str] = []
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        self.values.append(values)
+        setattr(namespace, self.dest, list(self.values))
 
 
 class Parser(argparse.ArgumentParser):
