@@ -92,6 +92,10 @@ def _global_options() -> argparse.ArgumentParser:
 class _TopParser(Parser):
     """The ``elements`` parser: its help lists the commands grouped by job."""
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        Repeated.reset(self)  # a repeated option's values belong to one command line
+        return super().parse_known_args(args, namespace)
+
     def format_help(self) -> str:
         import shutil
         import textwrap
