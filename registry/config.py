@@ -32,12 +32,13 @@ __all__ = [
     "load_config_file",
     "save_config_file",
     "progress_enabled",
+    "url_list",
 ]
 
 # Every environment variable, in one place (name -> what it sets).
 ENV = {
     "ELEMENTS_HOME": "home directory: config, keystores, block store, caches",
-    "ELEMENTS_RPC_URL": "JSON-RPC URL of the chain, or 'memory' for the in-process EVM",
+    "ELEMENTS_RPC_URL": "JSON-RPC URL(s) of the chain, comma separated (reads are cross-checked), or 'memory'",
     "ELEMENTS_NETWORK": "name of a network from the config file",
     "ELEMENTS_REGISTRY": "registry contract address (else the deployments file)",
     "ELEMENTS_KEYSTORE": "path or name of an encrypted keystore",
@@ -64,6 +65,14 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
     """The ELEMENTS_HOME directory (not created)."""
     home = _env("ELEMENTS_HOME", environ)
     return Path(home).expanduser() if home else Path.home() / ".elements"
+
+
+def url_list(value: Any) -> list[str]:
+    """URLs from a flag, a variable or the config file: one, several comma separated, or a list of
+    either; blanks and repeats dropped, order kept."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    urls = [part.strip() for item in values if item for part in str(item).split(",") if part.strip()]
+    return list(dict.fromkeys(urls))
 
 
 def load_config_file(home: Path) -> dict[str, Any]:
@@ -163,7 +172,8 @@ class Settings:
     """Resolved settings for one command run."""
 
     home: Path
-    rpc_url: str | None = None
+    rpc_url: str | None = None  # the first endpoint (it takes the transactions)
+    rpc_urls: list[str] = field(default_factory=list)  # every endpoint; reads are cross-checked when several
     network: str | None = None
     registry: str | None = None
     keystore: str | None = None
@@ -215,6 +225,7 @@ class Settings:
             entry = networks[network]
             rpc_url = entry.get("rpc_url", rpc_url)
             registry = registry or entry.get("registry")
+        rpc_urls = url_list(rpc_url)
         gateways = pick("gateway", "ELEMENTS_GATEWAY", "gateways") or []
         if isinstance(gateways, str):
             gateways = [g.strip() for g in gateways.split(",") if g.strip()]
@@ -227,8 +238,9 @@ class Settings:
             fetch = FetchLimits()  # `elements config` must still run to fix the bad value
         return cls(
             home=home,
-            rpc_url=rpc_url or "memory",
-            rpc_default=not rpc_url,
+            rpc_url=rpc_urls[0] if rpc_urls else "memory",
+            rpc_urls=rpc_urls or ["memory"],
+            rpc_default=not rpc_urls,
             network=network,
             registry=registry,
             keystore=pick("keystore", "ELEMENTS_KEYSTORE"),

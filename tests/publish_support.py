@@ -80,18 +80,19 @@ class CountingProvider:
     and the methods in each."""
 
     def __init__(self, chain: Chain) -> None:
-        manager = chain.w3.provider._request_session_manager
+        # Every request of registry.chain.rpc.BoundedHTTPProvider goes through its _post.
+        provider = chain.w3.provider
         self.count = 0
         self.methods: list[list[str]] = []
-        post = manager.make_post_request
+        post = provider._post
 
-        def counted(endpoint, data, *args, **kwargs):
+        def counted(data, *args, **kwargs):
             self.count += 1
             body = json.loads(data)
             self.methods.append([m["method"] for m in body] if isinstance(body, list) else [body["method"]])
-            return post(endpoint, data, *args, **kwargs)
+            return post(data, *args, **kwargs)
 
-        manager.make_post_request = counted
+        provider._post = counted
 
     def reset(self) -> None:
         self.count = 0

@@ -27,6 +27,31 @@ def test_network_add_then_settings_resolve_it(tmp_path: Path) -> None:
     assert settings.file["networks"]["sepolia"] == {"rpc_url": "https://rpc.example", "chain_id": 11155111}
 
 
+def test_network_add_with_several_endpoints_keeps_them_all_in_order(tmp_path: Path) -> None:
+    done = run(tmp_path, "config", "network", "add", "twice", "--rpc-url", "https://a.example", "--chain-id", "1",
+               "--rpc-url", "https://b.example,https://c.example")
+    assert done.returncode == 0, done.stderr
+    assert "https://a.example, https://b.example, https://c.example" in done.stdout
+    entry = json.loads((tmp_path / "config.json").read_text())["networks"]["twice"]
+    assert entry["rpc_url"] == ["https://a.example", "https://b.example", "https://c.example"]
+    settings = Settings.resolve({"network": "twice"}, environ={"ELEMENTS_HOME": str(tmp_path)})
+    assert settings.rpc_urls == entry["rpc_url"] and settings.rpc_url == "https://a.example"
+    shown = run(tmp_path, "config", "show")
+    assert "twice        https://a.example, https://b.example, https://c.example  chain 1" in shown.stdout
+    bad = run(tmp_path, "config", "network", "add", "bad", "--rpc-url", "https://a.example", "--rpc-url", "ftp://b")
+    assert bad.returncode == 2 and "--rpc-url 'ftp://b' is not an http(s) or ws(s) URL" in bad.stderr
+
+
+def test_several_endpoints_from_a_flag_or_the_environment_resolve_in_order_without_repeats(tmp_path: Path) -> None:
+    environ = {"ELEMENTS_HOME": str(tmp_path)}
+    flags = Settings.resolve({"rpc_url": ["http://a:1", "http://b:2, http://c:3", "http://a:1"]}, environ=environ)
+    assert flags.rpc_urls == ["http://a:1", "http://b:2", "http://c:3"] and flags.rpc_url == "http://a:1"
+    env = Settings.resolve({}, environ={**environ, "ELEMENTS_RPC_URL": "http://a:1,,http://b:2 "})
+    assert env.rpc_urls == ["http://a:1", "http://b:2"] and not env.rpc_default
+    default = Settings.resolve({}, environ=environ)
+    assert default.rpc_urls == ["memory"] and default.rpc_url == "memory" and default.rpc_default
+
+
 def test_trust_add_is_deduplicated_and_checksummed(tmp_path: Path) -> None:
     for address in (ALICE.lower(), ALICE):
         assert run(tmp_path, "config", "trust", "add", address).returncode == 0

@@ -108,3 +108,10 @@ def test_a_usage_error_with_json_is_one_json_object(tmp_path):
 def test_no_command_with_json_is_a_json_usage_error():
     result = elements(None, "--json")
     assert result.returncode == 2 and json.loads(result.stdout)["message"].startswith("choose a command")
+
+
+def test_a_repeated_rpc_url_keeps_every_value_given_before_and_after_the_command_for_that_line_only():
+    parser = build_parser()
+    assert parser.parse_args(["--rpc-url", "http://a", "show", "0x1", "--rpc-url", "http://b"]).rpc_url == ["http://a", "http://b"]
+    assert parser.parse_args(["show", "0x1", "--rpc-url", "http://c"]).rpc_url == ["http://c"]
+    assert not hasattr(parser.parse_args(["show", "0x1"]), "rpc_url")

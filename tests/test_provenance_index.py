@@ -97,3 +97,24 @@ def test_unfetchable_documents_stay_pending_and_invalid_ones_are_skipped(store, 
     state = index.update()
     assert (state["records"], state["pending"], state["invalid"], state["indexed"]) == (2, 1, 1, 0)
     assert index.update()["pending"] == 1  # retried, still missing
+
+
+def test_an_index_read_through_fewer_endpoints_than_this_run_cross_checks_is_rebuilt(anvil, anvil_registry, tmp_path):
+    from tests.rpc_support import DropEarliestLog, RpcProxy
+
+    writer = anvil_registry.with_account(anvil_registry.chain.dev_accounts[0])
+    for _ in range(2):
+        writer.publish(RecordInput(os.urandom(32), "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am", 2, Kind.ELEMENT))
+    store = BlockStore(tmp_path / "blocks")
+    path = tmp_path / "index.sqlite"
+
+    def index_over(*proxies) -> ElementIndex:
+        chain = connect([p.url for p in proxies])
+        return ElementIndex(Registry(chain, anvil_registry.address, deploy_block=anvil_registry.deploy_block), Documents(Sources(store)), path)
+
+    with RpcProxy(anvil.url) as honest, RpcProxy(anvil.url) as honest2, RpcProxy(anvil.url, DropEarliestLog()) as drops:
+        every = len(anvil_registry.all_records())
+        assert index_over(drops).update()["records"] == every - 1  # one endpoint, trusted: its omission is indexed
+        rebuilt = index_over(honest, honest2).update()
+        assert rebuilt["new"] == rebuilt["records"] == every  # read again through both, the hidden record is back
+        assert index_over(honest).update()["new"] == 0  # one of the endpoints that read it all: reused

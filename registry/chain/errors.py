@@ -22,7 +22,9 @@ Every class derives from a root in :mod:`registry.errors` (and so from a built-i
     ├── WrongChainError                   the RPC serves another chain than expected
     └── NoRegistryError                   no (or another) contract at the registry address
     ServiceError(ConnectionError)
-    └── RpcUnavailableError               the JSON-RPC endpoint cannot be reached
+    ├── RpcUnavailableError               the JSON-RPC endpoint cannot be reached (or missed its deadline)
+    │   └── RpcResponseError              an answer broke a limit (size, nesting) or is not JSON-RPC
+    └── RpcMismatchError                  cross-checked endpoints answered a read differently
     ConfigError(ValueError)
     ├── UnknownNetworkError               not 'memory', not a URL, not a configured network
     └── AccountError                      a malformed key, an unreadable keystore, no key at all
@@ -61,6 +63,8 @@ __all__ = [
     "WrongChainError",
     "NoRegistryError",
     "RpcUnavailableError",
+    "RpcResponseError",
+    "RpcMismatchError",
     "UnknownNetworkError",
     "AccountError",
     "RecordNotFoundError",
@@ -162,6 +166,14 @@ class NoRegistryError(ChainError):
 
 class RpcUnavailableError(ServiceError):
     """The JSON-RPC endpoint cannot be reached or does not answer JSON-RPC."""
+
+
+class RpcResponseError(RpcUnavailableError):
+    """A JSON-RPC answer broke a limit (bytes, nesting, batch shape) or is not JSON-RPC at all."""
+
+
+class RpcMismatchError(ServiceError):
+    """Several endpoints of one chain answered the same read differently (one of them is wrong)."""
 
 
 class UnknownNetworkError(ConfigError):

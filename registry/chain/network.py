@@ -1,7 +1,10 @@
 """Connecting to a chain and sending transactions to it.
 
 ``connect("memory")`` starts a fresh in-process EVM (eth-tester on py-evm, Prague rules, ten funded
-accounts); ``connect("http://...")`` talks JSON-RPC to a node (anvil, a testnet, a mainnet).
+accounts); ``connect("http://...")`` talks JSON-RPC to a node (anvil, a testnet, a mainnet), every
+request held to a deadline and every answer to a byte budget (:mod:`registry.chain.rpc`);
+``connect(["http://a", "http://b"])`` reads from several endpoints of one chain and compares every
+read (:mod:`registry.chain.crosscheck`), sending transactions through the first.
 Transactions are signed locally (eth-account) and sent raw, the same way on both, with nonces
 tracked per account, gas estimated (which surfaces reverts before anything is sent), EIP-1559
 fees, and receipts awaited. Reverts come back as the exceptions of :mod:`registry.chain.errors`.
@@ -12,8 +15,8 @@ from __future__ import annotations
 import ast
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 from eth_account import Account
@@ -23,15 +26,20 @@ from eth_tester.exceptions import TransactionFailed as _TesterFailed
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
+from ..config import url_list
+from ..errors import ElementsError
 from .errors import (
     ChainError,
     InsufficientFundsError,
+    RpcMismatchError,
+    RpcResponseError,
     RpcUnavailableError,
     TransactionFailed,
     UnknownNetworkError,
     WrongChainError,
     decode_revert,
 )
+from .rpc import DEFAULT_LIMITS, BoundedHTTPProvider, RpcLimits, public_url
 
 __all__ = ["Chain", "connect", "MEMORY", "ANVIL_MNEMONIC", "anvil_dev_accounts", "memory_dev_accounts"]
 
@@ -85,7 +93,11 @@ def _revert_data(exc: BaseException) -> bytes | None:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """A failure to reach the node (an error of ours, already naming its endpoint, is not one)."""
     import requests
+
+    if isinstance(exc, ElementsError):
+        return False
 
     from web3.exceptions import ProviderConnectionError
 
@@ -99,9 +111,10 @@ class Chain:
     Attributes:
         w3: the web3 instance.
         chain_id: the chain id the node reported when connecting.
-        rpc_url: ``"memory"`` or the JSON-RPC URL.
+        rpc_url: ``"memory"`` or the JSON-RPC URL (the first endpoint: it takes the transactions).
         dev_accounts: funded accounts with public keys (the in-process chain's, or a devnet's);
             empty for other chains.
+        rpc_urls: every endpoint reads are compared across (just ``rpc_url`` when there is one).
     """
 
     w3: Web3
@@ -109,6 +122,7 @@ class Chain:
     rpc_url: str
     dev_accounts: list[LocalAccount] = field(default_factory=list)
     receipt_timeout: float = 180.0
+    rpc_urls: tuple[str, ...] = ()
     _nonces: dict[str, int] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -117,9 +131,20 @@ class Chain:
         return self.rpc_url == MEMORY
 
     @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Every JSON-RPC endpoint (one, or the several whose reads are cross-checked)."""
+        return self.rpc_urls or (self.rpc_url,)
+
+    @property
     def name(self) -> str:
-        """How to show this chain to a user: ``memory (chain id N)`` or ``URL (chain id N)``."""
-        return f"{self.rpc_url} (chain id {self.chain_id})"
+        """How to show this chain to a user: ``memory (chain id N)``, ``URL (chain id N)`` or
+        ``URL, URL (chain id N)`` for cross-checked endpoints."""
+        return f"{', '.join(public_url(u) for u in self.endpoints)} (chain id {self.chain_id})"
+
+    @property
+    def requests_sent(self) -> int | None:
+        """HTTP requests sent so far (all endpoints together); ``None`` on the in-process chain."""
+        return getattr(self.w3.provider, "requests_sent", None)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -142,6 +167,8 @@ class Chain:
         """Run a read, turning a dead endpoint into :class:`RpcUnavailableError`."""
         try:
             return fn()
+        except ElementsError:
+            raise
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(
@@ -201,6 +228,8 @@ class Chain:
                 estimate = self.w3.eth.estimate_gas(base)
             except _REVERT_TYPES as exc:
                 raise self._revert(exc, base, namer) from None
+            except ElementsError:
+                raise
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise self._unreachable(exc) from None
@@ -220,6 +249,8 @@ class Chain:
                     raise self._revert(exc, base, namer) from None
                 except Exception as exc:
                     self._nonces.pop(sender, None)
+                    if isinstance(exc, ElementsError):
+                        raise
                     if _is_connection_error(exc):
                         raise self._unreachable(exc) from None
                     if attempt == 0 and "nonce" in str(exc).lower():
@@ -257,6 +288,8 @@ class Chain:
         """Send an already-signed transaction and wait for its receipt."""
         try:
             tx_hash = self.w3.eth.send_raw_transaction(raw)
+        except ElementsError:
+            raise
         except Exception as exc:
             if _is_connection_error(exc):
                 raise self._unreachable(exc) from None
@@ -268,6 +301,8 @@ class Chain:
         poll = 0.05 if self.is_memory or _is_loopback(self.rpc_url) else 1.0
         try:
             return dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout, poll_latency=poll))
+        except ElementsError:
+            raise
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(f"lost {self.rpc_url} while waiting for a receipt; the transaction may still land") from None
@@ -308,53 +343,91 @@ def _is_loopback(url: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-def connect(rpc_url: str = MEMORY, *, expected_chain_id: int | None = None, dev_accounts: bool = False, timeout: float = 30.0) -> Chain:
+def connect(
+    rpc_url: str | Sequence[str] = MEMORY,
+    *,
+    expected_chain_id: int | None = None,
+    dev_accounts: bool = False,
+    timeout: float = 30.0,
+    limits: RpcLimits | None = None,
+) -> Chain:
     """Connect to a chain.
 
     Args:
-        rpc_url: ``"memory"`` for a fresh in-process EVM, or an ``http(s)://`` JSON-RPC URL.
+        rpc_url: ``"memory"`` for a fresh in-process EVM, an ``http(s)://`` JSON-RPC URL, or several
+            (a list, or comma separated): then every read is made against each and compared
+            (:mod:`registry.chain.crosscheck`) and transactions go to the first.
         expected_chain_id: refuse a node that serves another chain.
         dev_accounts: the URL is a local anvil started with its default mnemonic; expose its funded
             accounts as :attr:`Chain.dev_accounts` (the in-process chain always has them).
-        timeout: seconds to wait for each HTTP request.
+        timeout: seconds one HTTP request may take, from sending it to the last byte of the answer.
+        limits: the other limits every answer is held to (default :data:`registry.chain.rpc.DEFAULT_LIMITS`).
 
     Raises:
-        UnknownNetworkError: ``rpc_url`` is neither ``memory`` nor an http(s) URL.
-        RpcUnavailableError: nothing answers JSON-RPC at the URL.
+        UnknownNetworkError: ``rpc_url`` is neither ``memory`` nor http(s) URLs.
+        RpcUnavailableError: nothing answers JSON-RPC at a URL.
+        RpcMismatchError: the endpoints serve different chains.
         WrongChainError: the chain id differs from ``expected_chain_id``.
     """
-    if rpc_url == MEMORY:
+    urls = url_list(rpc_url) or [str(rpc_url or "")]
+    if urls == [MEMORY]:
         from eth_tester import EthereumTester, PyEVMBackend
         from web3 import EthereumTesterProvider
 
         w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
         chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts())
     else:
-        parsed = urlparse(rpc_url or "")
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if MEMORY in urls:
             raise UnknownNetworkError(
-                f"unknown network {rpc_url!r}: use 'memory', an http(s):// JSON-RPC URL, or a network name from "
-                "$ELEMENTS_HOME/config.json (e.g. 'devnet' after `elements devnet`)"
+                "'memory' is a chain of its own in this process and cannot be cross-checked with other endpoints; "
+                "give either 'memory' or http(s):// URLs"
             )
-        from web3 import HTTPProvider
+        for url in urls:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise UnknownNetworkError(
+                    f"unknown network {url!r}: use 'memory', an http(s):// JSON-RPC URL, or a network name from "
+                    "$ELEMENTS_HOME/config.json (e.g. 'devnet' after `elements devnet`)"
+                )
+        limits = replace(limits or DEFAULT_LIMITS, timeout=timeout)
+        hint = "start one (`elements devnet`) or check --rpc-url / ELEMENTS_RPC_URL"
+        providers = [BoundedHTTPProvider(url, limits, hint=hint) for url in urls]
+        chain_ids = [_chain_id_of(provider) for provider in providers]
+        for provider, chain_id in zip(providers[1:], chain_ids[1:]):
+            if chain_id != chain_ids[0]:
+                raise RpcMismatchError(
+                    f"endpoint {public_url(provider.url)} serves chain id {chain_id} where endpoint {public_url(urls[0])} serves "
+                    f"chain id {chain_ids[0]}; every endpoint must serve the same chain: check --rpc-url / ELEMENTS_RPC_URL / "
+                    "the network's endpoints"
+                )
+        if len(providers) == 1:
+            provider: Any = providers[0]
+        else:
+            from .crosscheck import CrossCheckProvider
 
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
-        try:
-            chain_id = int(w3.eth.chain_id)
-        except Exception as exc:
-            if _is_connection_error(exc):
-                raise RpcUnavailableError(
-                    f"cannot reach a JSON-RPC node at {rpc_url} ({type(exc).__name__}); start one (`elements devnet`) "
-                    "or check --rpc-url / ELEMENTS_RPC_URL"
-                ) from None
-            raise RpcUnavailableError(f"{rpc_url} does not answer JSON-RPC eth_chainId ({exc}); check the URL") from None
-        chain = Chain(w3=w3, chain_id=chain_id, rpc_url=rpc_url, dev_accounts=anvil_dev_accounts() if dev_accounts else [])
+            provider = CrossCheckProvider(providers)
+        chain = Chain(w3=Web3(provider), chain_id=chain_ids[0], rpc_url=urls[0], rpc_urls=tuple(urls),
+                      dev_accounts=anvil_dev_accounts() if dev_accounts else [])
     if expected_chain_id is not None and chain.chain_id != int(expected_chain_id):
         raise WrongChainError(
-            f"{chain.rpc_url} serves chain id {chain.chain_id}, expected {expected_chain_id}; check --rpc-url or the "
-            "network entry in $ELEMENTS_HOME/config.json"
+            f"{', '.join(public_url(u) for u in chain.endpoints)} serve{'s' if len(chain.endpoints) == 1 else ''} chain id "
+            f"{chain.chain_id}, expected {expected_chain_id}; check --rpc-url or the network entry in $ELEMENTS_HOME/config.json"
         )
     return chain
+
+
+def _chain_id_of(provider: BoundedHTTPProvider) -> int:
+    """The chain id one endpoint serves."""
+    answer = provider.make_request("eth_chainId", [])
+    error = answer.get("error")
+    result = answer.get("result")
+    if error is None and isinstance(result, str) and result[:2].lower() == "0x" and 2 < len(result) <= 66:
+        try:
+            return int(result, 16)
+        except ValueError:
+            pass
+    reason = (error.get("message") if isinstance(error, dict) else error) if error is not None else f"answered {str(result)[:80]!r}"
+    raise RpcResponseError(f"{public_url(provider.url)} does not answer JSON-RPC eth_chainId ({str(reason)[:200]}); check the URL")
 
 
 def wait_for_rpc(rpc_url: str, timeout: float = 20.0) -> int:

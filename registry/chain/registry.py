@@ -29,7 +29,7 @@ from eth_utils import keccak, to_checksum_address
 from web3.logs import DISCARD as _DISCARD
 
 from ..digest import to_hex
-from ..errors import InputError, IntegrityError
+from ..errors import ElementsError, InputError, IntegrityError
 from .cids import join_cid, split_cid
 from .deploy import Deployment, artifact, deploy_registry, find_registry
 from .errors import AccountError, ChainError, RecordNotFoundError, make_error
@@ -675,7 +675,7 @@ class Registry:
         flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": encode_topics(topics)}
         try:
             return list(self.chain.rpc("reading logs", lambda: self.chain.w3.eth.get_logs(flt)))
-        except ChainError:
+        except ElementsError:  # a lost node, endpoints that disagree: splitting the range cannot help
             raise
         except Exception as exc:
             # Public RPCs cap the block range or the result count: halve the range and retry.

@@ -40,13 +40,16 @@ def network_entry(settings: "Settings") -> dict[str, Any]:
 def open_chain(settings: "Settings") -> Chain:
     """Connect to the chain the settings name, checking its chain id against the network entry.
 
+    Several endpoints (``--rpc-url`` repeated, a comma-separated ELEMENTS_RPC_URL, a network with
+    several) give a chain whose reads are cross-checked (:mod:`registry.chain.crosscheck`).
+
     Raises:
         UnknownNetworkError, RpcUnavailableError, WrongChainError.
     """
     entry = network_entry(settings)
     expected = entry.get("chain_id")
     return connect(
-        settings.rpc_url or "memory",
+        settings.rpc_urls or settings.rpc_url or "memory",
         expected_chain_id=int(expected) if expected is not None else None,
         dev_accounts=bool(entry.get("dev_accounts")),
     )

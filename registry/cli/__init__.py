@@ -18,7 +18,7 @@ from typing import Sequence
 from .. import __version__
 from ..config import Settings
 from ..errors import ConfigError, ElementsError
-from ._app import Parser, Result, UsageError, emit
+from ._app import Parser, Repeated, Result, UsageError, emit
 
 __all__ = ["main", "build_parser", "Result"]
 
@@ -77,7 +77,8 @@ def _global_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     g = parent.add_argument_group("global options (before or after the command)")
     sup = argparse.SUPPRESS
-    g.add_argument("--rpc-url", default=sup, metavar="URL", help="JSON-RPC URL, or 'memory' (ELEMENTS_RPC_URL)")
+    g.add_argument("--rpc-url", default=sup, metavar="URL", action=Repeated,
+                   help="JSON-RPC URL, or 'memory' (ELEMENTS_RPC_URL); repeat it to cross-check reads across endpoints")
     g.add_argument("--network", default=sup, metavar="NAME", help="a named network from the config, e.g. devnet (ELEMENTS_NETWORK)")
     g.add_argument("--registry", default=sup, metavar="ADDR", help="registry address (ELEMENTS_REGISTRY; default: deployments file, CREATE2 address)")
     g.add_argument("--keystore", default=sup, metavar="NAME", help="keystore name or path (ELEMENTS_KEYSTORE; or ELEMENTS_PRIVATE_KEY)")
@@ -91,6 +92,10 @@ def _global_options() -> argparse.ArgumentParser:
 
 class _TopParser(Parser):
     """The ``elements`` parser: its help lists the commands grouped by job."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        Repeated.reset(self)  # a repeated option's values belong to one command line
+        return super().parse_known_args(args, namespace)
 
     def format_help(self) -> str:
         import shutil

@@ -31,11 +31,34 @@ __all__ = [
     "Bars",
     "Parser",
     "UsageError",
+    "Repeated",
 ]
 
 
 class UsageError(InputError):
     """The command line itself is wrong (an unknown command, a missing argument)."""
+
+
+class Repeated(argparse.Action):
+    """A repeatable global option: every value is kept, given before the command or after it
+    (argparse's own ``append`` keeps only the command's values when both places are used, and
+    silently dropping an endpoint would weaken a cross-check). The action object is shared by
+    the top parser and every command's parser; the top parser resets it as each parse starts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.values: list[str] = []
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        self.values.append(values)
+        setattr(namespace, self.dest, list(self.values))
+
+    @staticmethod
+    def reset(parser: argparse.ArgumentParser) -> None:
+        """Forget the values of a previous parse (the top parser calls this as it starts)."""
+        for action in parser._actions:
+            if isinstance(action, Repeated):
+                action.values.clear()
 
 
 class Parser(argparse.ArgumentParser):

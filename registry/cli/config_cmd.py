@@ -8,7 +8,7 @@ import re
 
 from eth_utils import is_address, to_checksum_address
 
-from ..config import ENV, FetchLimits, Settings, load_config_file, save_config_file
+from ..config import ENV, FetchLimits, Settings, load_config_file, save_config_file, url_list
 from ..errors import ConfigError
 from ._app import Result, add_command
 
@@ -16,7 +16,7 @@ __all__ = ["register"]
 
 # Keys `config set` accepts at the top level, and what each holds.
 SETTABLE = {
-    "rpc_url": "default JSON-RPC URL (or 'memory')",
+    "rpc_url": "default JSON-RPC URL(s), comma separated (reads are cross-checked), or 'memory'",
     "network": "default named network",
     "registry": "default registry address",
     "keystore": "default keystore name or path",
@@ -64,6 +64,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     net_actions = net.add_subparsers(dest="network_action", metavar="ACTION")
     p = add_command(net_actions, common, "add", _network_add, "add or replace a named network (its chain id is checked on every use)",
                     examples=("  elements config network add sepolia --rpc-url https://ethereum-sepolia-rpc.publicnode.com --chain-id 11155111\n"
+                              "  elements config network add sepolia --rpc-url https://ethereum-sepolia-rpc.publicnode.com \\\n"
+                              "      --rpc-url https://sepolia.drpc.org --chain-id 11155111     every read asked of both and compared\n"
                               "  elements config network add base-sepolia --rpc-url https://sepolia.base.org --chain-id 84532 --registry 0x...\n"
                               "then: elements --network sepolia ls\n"))
     p.add_argument("name")
@@ -92,6 +94,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> Result:
         "config": settings.file,
         "effective": {
             "rpc_url": settings.rpc_url,
+            "rpc_urls": settings.rpc_urls,
             "network": settings.network,
             "registry": settings.registry,
             "keystore": settings.keystore,
@@ -108,13 +111,15 @@ def _show(args: argparse.Namespace, settings: Settings) -> Result:
         print(f"home:        {data['home']}")
         print(f"config file: {data['config_file']}")
         for key, value in data["effective"].items():
+            if key == "rpc_urls" and len(value) < 2:
+                continue  # one endpoint: rpc_url says it
             if value not in (None, [], ""):
                 print(f"  {key:<12} {value}")
         networks = settings.file.get("networks", {})
         if networks:
             print("networks:")
             for name, entry in sorted(networks.items()):
-                print(f"  {name:<12} {entry.get('rpc_url')}  chain {entry.get('chain_id', '?')}  registry {entry.get('registry', '-')}")
+                print(f"  {name:<12} {', '.join(url_list(entry.get('rpc_url')))}  chain {entry.get('chain_id', '?')}  registry {entry.get('registry', '-')}")
         print("environment variables:")
         for name, meaning in ENV.items():
             print(f"  {name:<27} {meaning}")
@@ -150,12 +155,15 @@ def _unset(args: argparse.Namespace, settings: Settings) -> Result:
 def _network_add(args: argparse.Namespace, settings: Settings) -> Result:
     if not _NAME.match(args.name):
         raise ConfigError(f"network name {args.name!r} must be letters, digits, '_', '.' or '-' (at most 64)")
-    rpc_url = getattr(args, "rpc_url", None)
-    if not rpc_url:
+    urls = url_list(getattr(args, "rpc_url", None))
+    if not urls:
         raise ConfigError(f"give the network's JSON-RPC URL: elements config network add {args.name} --rpc-url URL")
-    if not re.match(r"^(https?|wss?)://", rpc_url):
-        raise ConfigError(f"--rpc-url {rpc_url!r} is not an http(s) or ws(s) URL")
-    entry: dict = {"rpc_url": rpc_url}
+    for url in urls:
+        if not re.match(r"^(https?|wss?)://", url):
+            raise ConfigError(f"--rpc-url {url!r} is not an http(s) or ws(s) URL")
+    # One endpoint stays a string (what older clients read); several are a list, reads cross-checked.
+    rpc_url = ", ".join(urls)
+    entry: dict = {"rpc_url": urls[0] if len(urls) == 1 else urls}
     if args.chain_id is not None:
         entry["chain_id"] = args.chain_id
     if getattr(args, "registry", None):

@@ -8,7 +8,8 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
     $ELEMENTS_HOME/cache/provenance/
     └── index-<chain id>-<registry address>.sqlite
         meta      (key, value)            format, chain id, registry, genesis hash,
-                                          last indexed block and its hash
+                                          last indexed block and its hash, the
+                                          endpoints every indexed block was read from
         records   (record_id PK, publisher, content_id, kind, block, log_index, cid,
                    role, status, error)   every RecordPublished event; role element | output |
                                           file once its document is read; status pending |
@@ -22,7 +23,9 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
 fetches the documents of new records (and retries earlier failures) in a small thread pool,
 and stores their tensor tables, keyed by content id so an element claimed by several publishers
 is stored once. If the block at the last indexed height has another hash (a reorg, or a devnet
-restarted from scratch) or the genesis differs, the index is rebuilt. The in-process chain
+restarted from scratch) or the genesis differs, the index is rebuilt; so it is when this run
+cross-checks an endpoint that did not read every indexed block (an index built through one
+endpoint must not bypass the comparison of several, see ``registry.chain.crosscheck``). The in-process chain
 (``memory``) gets an in-memory index, as its contents die with the process.
 
 The index only proposes candidates. Nothing in it is reported without being re-read: hit
@@ -82,6 +85,13 @@ class Hit:
     dtype: str
     shape: tuple[int, ...]
     digest: bytes
+
+
+def _endpoint_keys(chain: Any) -> set[str]:
+    """The endpoints a chain reads from, as short hashes (a URL may hold an API key)."""
+    import hashlib
+
+    return {hashlib.sha256(url.encode()).hexdigest()[:16] for url in chain.endpoints}
 
 
 def index_path(home: Path, chain_id: int, registry_address: str) -> Path:
@@ -174,7 +184,10 @@ class ElementIndex:
                 meta = self._meta()
             latest = self.registry.chain.block_number()
             last = int(meta["last_block"]) if "last_block" in meta else None
-            if last is not None and (last > latest or self._block_hash(last) != meta.get("last_hash")):
+            endpoints = _endpoint_keys(self.registry.chain)
+            # An index from before endpoints were recorded was read through one endpoint: taken as this one.
+            read_by = set(json.loads(meta["endpoints"])) if "endpoints" in meta else (endpoints if len(endpoints) == 1 else set())
+            if last is not None and (last > latest or self._block_hash(last) != meta.get("last_hash") or not endpoints <= read_by):
                 self._reset(identity)
                 last = None
             start = self.registry.deploy_block if last is None else last + 1
@@ -186,6 +199,7 @@ class ElementIndex:
                 )
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)", (str(latest),))
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_hash', ?)", (self._block_hash(latest),))
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoints', ?)", (json.dumps(sorted(endpoints)),))
             fetched = self._fetch_pending()
             return {**self.state(), "new": len(new), "fetched": fetched}
 

@@ -1,0 +1,267 @@
+"""JSON-RPC over HTTP with limits: every answer of a node is hostile input.
+
+:class:`BoundedHTTPProvider` is the web3 provider :func:`registry.chain.network.connect` uses for
+every ``http(s)://`` endpoint. Unlike web3's own it holds each request to :class:`RpcLimits`:
+
+* a **deadline** per request, from sending it to the last byte of the answer (a node that stalls,
+  or drips one byte at a time, is abandoned when the deadline passes);
+* a **byte budget** per answer (declared ``Content-Length``, compressed and decompressed bytes);
+* a **nesting cap** checked on the raw bytes before ``json.loads`` (importing py-evm raises
+  Python's recursion limit so far that deeply nested JSON would overflow the C stack);
+* a **log cap** per ``eth_getLogs`` answer: more entries are refused the way a capping public
+  node refuses them (a JSON-RPC error), so callers split the block range and ask again;
+* batch answers are matched to their calls by id (a missing, extra or repeated id is refused).
+
+A broken limit raises :class:`~registry.chain.errors.RpcResponseError`; a node that cannot be
+reached or misses the deadline raises :class:`~registry.chain.errors.RpcUnavailableError`. Both
+name the endpoint and are one line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import requests
+from web3 import HTTPProvider
+
+from .errors import RpcResponseError, RpcUnavailableError
+
+__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "json_depth", "public_url"]
+
+
+@dataclass(frozen=True)
+class RpcLimits:
+    """What one JSON-RPC answer may cost.
+
+    Attributes:
+        timeout: seconds for one request, from sending it to the last byte of the answer.
+        max_bytes: bytes of one answer (after decompression).
+        max_depth: JSON nesting of one answer (a log answer nests 4 deep).
+        max_logs: entries of one ``eth_getLogs`` answer (10,000 is also what common public nodes allow).
+    """
+
+    timeout: float = 30.0
+    max_bytes: int = 64 * 2**20
+    max_depth: int = 64
+    max_logs: int = 10_000
+
+
+DEFAULT_LIMITS = RpcLimits()
+
+# The error code public nodes use for "query returned more than N results" (EIP-1474: limit exceeded).
+_LIMIT_EXCEEDED = -32005
+_CHUNK = 64 * 1024
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not
+    count), computed without parsing, in time linear in its length."""
+    skeleton = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS).translate(_STEPS)
+    if not skeleton:
+        return 0
+    return max(0, max(itertools.accumulate(memoryview(skeleton).cast("b"))))
+
+
+def public_url(url: str) -> str:
+    """A URL as it may appear in a message: without a password in it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class BoundedHTTPProvider(HTTPProvider):
+    """web3's HTTP provider with a deadline, a byte budget and parsing limits on every answer.
+
+    It is an :class:`~web3.HTTPProvider` (so JSON-RPC batching is used where callers look for
+    it); ``make_request`` and ``make_batch_request`` are replaced, nothing else is used.
+
+    Attributes:
+        limits: the :class:`RpcLimits` every request is held to.
+        requests_sent: how many HTTP requests this provider has sent (one per batch).
+    """
+
+    def __init__(self, url: str, limits: RpcLimits = DEFAULT_LIMITS, *, hint: str = "check the node is running and the URL") -> None:
+        super().__init__(url, request_kwargs={"timeout": limits.timeout}, exception_retry_configuration=None)
+        self.url = str(url)
+        self.limits = limits
+        self.hint = hint
+        self.requests_sent = 0
+        self._local = threading.local()
+        self._ids = itertools.count(1)
+        self._count_lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return f"RPC connection {public_url(self.url)}"
+
+    # -- web3's provider interface ------------------------------------------------------------
+
+    def make_request(self, method: str, params: Any) -> dict:  # type: ignore[override]
+        request_id = next(self._ids)
+        body = _encode({"jsonrpc": "2.0", "method": method, "params": params or [], "id": request_id})
+        answer = self._exchange(body, method)
+        if not isinstance(answer, dict) or not ("result" in answer or "error" in answer):
+            raise RpcResponseError(f"{public_url(self.url)} answered {method} with something that is not a JSON-RPC answer; check the URL")
+        return self._capped(method, answer)
+
+    def make_batch_request(self, calls: Sequence[tuple[str, Any]]) -> list[dict] | dict:  # type: ignore[override]
+        ids = [next(self._ids) for _ in calls]
+        body = _encode([{"jsonrpc": "2.0", "method": m, "params": p or [], "id": i} for (m, p), i in zip(calls, ids)])
+        answer = self._exchange(body, f"a batch of {len(calls)} calls")
+        if not isinstance(answer, list):
+            return answer  # one error object: the node does not take batches (callers fall back)
+        by_id: dict[int, dict] = {}
+        for item in answer:
+            key = _as_id(item.get("id")) if isinstance(item, dict) else None
+            if key is None or key in by_id or not ("result" in item or "error" in item):
+                raise RpcResponseError(f"{public_url(self.url)} answered a batch with a malformed or repeated entry; check the node")
+            by_id[key] = item
+        if sorted(by_id) != sorted(ids):
+            raise RpcResponseError(
+                f"{public_url(self.url)} answered a batch of {len(calls)} calls with {len(answer)} answers that do not match them; check the node"
+            )
+        return [self._capped(method, by_id[i]) for (method, _), i in zip(calls, ids)]
+
+    # -- the exchange -------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _exchange(self, body: bytes, what: str) -> Any:
+        """POST ``body`` and return the parsed answer, within every limit."""
+        raw = self._post(body, what)
+        depth = json_depth(raw)
+        if depth > self.limits.max_depth:
+            raise RpcResponseError(
+                f"{public_url(self.url)} answered {what} with JSON nested {depth} deep (the limit is {self.limits.max_depth}); "
+                "this is not an Ethereum node, check the URL"
+            )
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise RpcResponseError(f"{public_url(self.url)} answered {what} with something that is not JSON-RPC; check the URL") from None
+
+    def _post(self, body: bytes, what: str) -> bytes:
+        limits, url = self.limits, public_url(self.url)
+        deadline = time.monotonic() + limits.timeout
+        with self._count_lock:
+            self.requests_sent += 1
+        try:
+            response = self._session().post(
+                self.url,
+                data=body,
+                headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"},
+                timeout=(min(10.0, limits.timeout), limits.timeout),
+                stream=True,
+                allow_redirects=False,
+            )
+        except requests.exceptions.Timeout:
+            raise RpcUnavailableError(f"{url} did not answer {what} within {limits.timeout:.0f}s; check the node, or use another endpoint") from None
+        except requests.exceptions.RequestException as exc:
+            raise RpcUnavailableError(f"cannot reach a JSON-RPC node at {url} ({type(exc).__name__}); {self.hint}") from None
+        with response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limits.max_bytes:
+                raise RpcResponseError(f"{url} announced a {int(declared):,}-byte answer to {what} (the limit is {limits.max_bytes:,}); check the node")
+            raw = self._read(response, deadline, what)
+        if response.status_code >= 400 and not raw.lstrip().startswith((b"{", b"[")):
+            raise RpcUnavailableError(f"{url} answered {what} with HTTP {response.status_code}; check the URL (and any API key in it)")
+        return raw
+
+    def _read(self, response: requests.Response, deadline: float, what: str) -> bytes:
+        limits, url = self.limits, public_url(self.url)
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity", "gzip", "deflate"):
+            raise RpcResponseError(f"{url} answered {what} in an encoding this client does not read ({encoding}); check the node")
+        inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "deflate") else None
+        stream = response.raw
+        sock = getattr(getattr(stream, "connection", None), "sock", None) or getattr(getattr(stream, "_connection", None), "sock", None)
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RpcUnavailableError(f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint")
+            if sock is not None:
+                try:
+                    sock.settimeout(remaining)
+                except OSError:
+                    pass
+            try:
+                chunk = stream.read1(_CHUNK, decode_content=False)
+            except Exception as exc:  # urllib3 and the socket raise several types for one cause
+                if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
+                    raise RpcUnavailableError(
+                        f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint"
+                    ) from None
+                raise RpcUnavailableError(f"lost {url} while reading its answer to {what} ({type(exc).__name__}); check the node") from None
+            if not chunk:
+                break
+            if inflate is not None:
+                chunk = self._inflate(inflate, chunk, limits.max_bytes - size, what)
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise RpcResponseError(f"{url} answered {what} with more than {limits.max_bytes:,} bytes; check the node, or ask for less")
+            parts.append(chunk)
+        if inflate is not None:
+            tail = inflate.flush()
+            size += len(tail)
+            if size > limits.max_bytes:
+                raise RpcResponseError(f"{url} answered {what} with more than {limits.max_bytes:,} bytes; check the node, or ask for less")
+            parts.append(tail)
+        return b"".join(parts)
+
+    def _inflate(self, inflate: Any, chunk: bytes, budget: int, what: str) -> bytes:
+        """Decompress one chunk, never producing more than ``budget`` + 1 bytes."""
+        try:
+            out = inflate.decompress(chunk, budget + 1)
+        except zlib.error:
+            raise RpcResponseError(f"{public_url(self.url)} answered {what} with a corrupt compressed body; check the node") from None
+        if inflate.unconsumed_tail:
+            raise RpcResponseError(
+                f"{public_url(self.url)} answered {what} with more than {self.limits.max_bytes:,} bytes; check the node, or ask for less"
+            )
+        return out
+
+    def _capped(self, method: str, answer: dict) -> dict:
+        """An ``eth_getLogs`` answer with more entries than the limit becomes the error a capping node gives."""
+        if method == "eth_getLogs" and isinstance(answer.get("result"), list) and len(answer["result"]) > self.limits.max_logs:
+            return {
+                "jsonrpc": "2.0",
+                "id": answer.get("id"),
+                "error": {"code": _LIMIT_EXCEEDED, "message": f"query returned more than {self.limits.max_logs} results (this client's limit)"},
+            }
+        return answer
+
+
+def _as_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _encode(request: Any) -> bytes:
+    """A request as JSON, the way web3 encodes parameters (bytes as ``0x`` hex, AttributeDicts ...)."""
+    from web3._utils.encoding import Web3JsonEncoder
+
+    return json.dumps(request, cls=Web3JsonEncoder, separators=(",", ":")).encode()
