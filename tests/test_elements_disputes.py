@@ -187,3 +187,12 @@ def test_the_resolver_reads_every_claim_of_the_content_from_the_chain():
     [dispute] = found[copy]
     assert dispute.earlier.record_id == first and dispute.earlier.publisher == chain.dev_accounts[0].address
     assert [r.record_id for r in resolver.claims_of([CONTENT])[CONTENT]] == [first, copy]
+
+
+def test_a_yanked_earlier_claim_still_disputes_and_says_it_was_yanked():
+    alice = Record(bytes([1]) * 32, ALICE, CONTENT, "bafy", 1, b"", TERMS["CC-BY-NC-4.0"].license_id, Kind.ELEMENT, (),
+                   4, True, b"", 0)
+    mallory = claim(2, MALLORY, "MIT", 9)
+    [dispute] = find_disputes([alice, mallory], terms_of)[mallory.record_id]
+    assert dispute.earlier is alice and ", yanked, CC-BY-NC-4.0" in dispute.message()
+    assert dispute.to_json()["earlier"]["yanked"] is True

@@ -112,7 +112,8 @@ class ResolvedRecord:
         depth: edges from the nearest root.
         document_error: why the document is missing or wrong (non-strict resolution only).
         disputes: earlier claims of its content by other publishers under stricter terms
-            (:mod:`registry.elements.disputes`; filled by :meth:`Graph.add_disputes`).
+            (:mod:`registry.elements.disputes`; filled by :meth:`Graph.add_disputes`; ``None``:
+            not checked).
     """
 
     record: Record
@@ -121,7 +122,7 @@ class ResolvedRecord:
     depth: int = 0
     document_error: str | None = None
     document_failed: bool = False
-    disputes: tuple[Dispute, ...] = ()
+    disputes: tuple[Dispute, ...] | None = None
 
     @property
     def record_id(self) -> bytes:
@@ -167,7 +168,7 @@ class ResolvedRecord:
                 "files": [f.path for f in doc.files],
             }
         out["document_error"] = self.document_error
-        out["disputes"] = [d.to_json() for d in self.disputes]
+        out["disputes"] = None if self.disputes is None else [d.to_json() for d in self.disputes]
         return out
 
 
@@ -219,16 +220,15 @@ class Graph:
         return [n.record for n in self]
 
     def add_disputes(self, disputes: dict[bytes, list[Dispute]]) -> None:
-        """Note on each node the disputes of its record (from :meth:`Resolver.disputes`)."""
-        for rid, found in disputes.items():
-            node = self.nodes.get(rid)
-            if node is not None and found:
-                self.nodes[rid] = replace(node, disputes=tuple(found))
+        """Note on each node the disputes of its record (from :meth:`Resolver.disputes`, which
+        was asked about every node: a node it does not name is not disputed)."""
+        for rid, node in list(self.nodes.items()):
+            self.nodes[rid] = replace(node, disputes=tuple(disputes.get(rid, ())))
 
     @property
     def disputes(self) -> list[Dispute]:
         """Every dispute of the graph's records, roots first."""
-        return [d for node in self for d in node.disputes]
+        return [d for node in self for d in node.disputes or ()]
 
     def input_names(self) -> dict[bytes, str]:
         """Each record's input name in the graph's recipes (the nearest composition's wins)."""
@@ -457,7 +457,7 @@ class Resolver:
                     f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network "
                     "(`elements ls` lists the records)"
                 )
-            ids = [r.record_id for r in matching]
+            ids = [r.record_id for r in earliest_first(matching)]
             depth, records = self._run_levels(ids, follow=follow)
             return ids, records, depth
         depth, records, roots = self._run_levels([value], claims_of=value, follow=follow, return_roots=True)

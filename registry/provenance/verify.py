@@ -64,7 +64,7 @@ from ..elements.content_id import (
     directory_ids,
     manifest_of,
 )
-from ..elements.disputes import Dispute, block_text, earliest_first, find_disputes
+from ..elements.disputes import Dispute, block_text, earliest_first, find_disputes, priority_key
 from ..elements.resolve import Resolver
 from ..elements.safetensors_format import INDEX_SUFFIX
 from ..errors import ElementsError, InputError, NotFoundError, ServiceError, UnsafeFileError
@@ -1195,6 +1195,9 @@ class Verifier:
             note = "no attribution index: tensors are compared with the named claim only"
         hit_records = {h.record_id for hits in [*by_digest.values(), *by_name.values()] for h in hits}
         live = dict(zip(hit_records, self._read_records(list(hit_records))))
+        # The index orders hits by block; the chain's records order them by priority.
+        for hits in [*by_digest.values(), *by_name.values()]:
+            hits.sort(key=lambda h: priority_key(live[h.record_id]) if live.get(h.record_id) else (h.block, h.block, h.log_index))
         ref_results = {t.name: t for t in reference.tensors} if reference is not None else {}
         results: list[TensorResult] = []
         renamed_from: set[str] = set()
