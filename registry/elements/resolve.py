@@ -313,18 +313,22 @@ class Resolver:
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first (empty when none)."""
         cid = to_bytes32(content_id, "content id")
-        records = self._run_levels([], claims_of=cid, follow=False)[1]
+        records = self._run_levels([], claims_of=[cid], follow=False)[1]
         return earliest_first(r for r in records.values() if r.content_id == cid)
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
-        """Every claim of several content ids, each list earliest first (one log query per 256
-        ids and one view call: :meth:`Registry.claims_of`, every event re-hashed to its id)."""
+        """Every claim of several content ids, each list earliest first (an empty list for an id
+        nothing claims): two round trips, the logs (one query per 256 ids) then the records'
+        storage, every event re-hashed to its id."""
         ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
         if not ids:
             return {}
-        found = self.registry.claims_of(ids)
-        self.round_trips += 2 * (-(-len(ids) // _IDS_PER_CALL))
-        return {cid: earliest_first(records) for cid, records in found.items()}
+        records = self._run_levels([], claims_of=ids, follow=False)[1]
+        out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
+        for record in records.values():
+            if record.content_id in out:
+                out[record.content_id].append(record)
+        return {cid: earliest_first(found) for cid, found in out.items()}
 
     def disputes(self, records: Iterable[Record]) -> dict[bytes, list[Dispute]]:
         """The disputes of ``records``: for each, the earlier claims of its content by other
@@ -460,7 +464,7 @@ class Resolver:
             ids = [r.record_id for r in earliest_first(matching)]
             depth, records = self._run_levels(ids, follow=follow)
             return ids, records, depth
-        depth, records, roots = self._run_levels([value], claims_of=value, follow=follow, return_roots=True)
+        depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow, return_roots=True)
         if not roots:
             raise HashNotFound(
                 f"no record and no claim has hash {to_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
@@ -471,11 +475,11 @@ class Resolver:
             roots = live or roots
         return roots, records, depth
 
-    def _run_levels(self, ids: list[bytes], *, claims_of: bytes | None = None, follow: bool = True, return_roots: bool = False):
+    def _run_levels(self, ids: list[bytes], *, claims_of: list[bytes] | None = None, follow: bool = True, return_roots: bool = False):
         """Read records level by level; returns ``(depth, records)`` (+ roots when asked).
 
-        ``ids`` are read as records; ``claims_of`` adds every claim of a content id as roots (the
-        ids that turn out not to be records are then dropped). With ``follow`` the parents are
+        ``ids`` are read as records; ``claims_of`` adds every claim of these content ids as roots
+        (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
         read too, one level per round trip.
         """
         states: dict[bytes, tuple | None] = {}
@@ -486,7 +490,7 @@ class Resolver:
         claim_roots: list[bytes] = []
         first = True
         licences_wanted: set[int] = set()
-        while need_state or need_log or claims_of is not None:
+        while need_state or need_log or claims_of:
             calls: list[_Call] = []
             for start in range(0, len(need_state), _IDS_PER_CALL):
                 part = need_state[start : start + _IDS_PER_CALL]
@@ -494,8 +498,9 @@ class Resolver:
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
-            if claims_of is not None:
-                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
+            for start in range(0, len(claims_of or ()), _IDS_PER_CALL):
+                part = claims_of[start : start + _IDS_PER_CALL]
+                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, part])], "claims", part))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
@@ -520,10 +525,11 @@ class Resolver:
                     # The node refused the log query (a capped block range): read these records the
                     # slow way, through the exact blocks their storage names.
                     if call.kind == "claims":
-                        for record in self.registry.claims(call.ids[0]):
-                            done[record.record_id] = record
-                            claim_roots.append(record.record_id)
-                            fresh.append(record.record_id)
+                        for found in self.registry.claims_of(call.ids).values():
+                            for record in found:
+                                done[record.record_id] = record
+                                claim_roots.append(record.record_id)
+                                fresh.append(record.record_id)
                         self.round_trips += 2
                     else:
                         for rid, record in zip(call.ids, self.registry.records(call.ids)):
@@ -538,7 +544,7 @@ class Resolver:
                             continue
                         rid = event["record_id"]
                         if call.kind == "claims":
-                            if event["content_id"] != call.ids[0]:
+                            if event["content_id"] not in call.ids:
                                 raise IntegrityError(f"{self.registry.chain.rpc_url} answered a claims query with a claim of another content id")
                             if rid not in claim_roots:
                                 claim_roots.append(rid)

@@ -64,7 +64,7 @@ from ..elements.content_id import (
     directory_ids,
     manifest_of,
 )
-from ..elements.disputes import Dispute, block_text, earliest_first, find_disputes, priority_key
+from ..elements.disputes import Dispute, block_text, find_disputes, priority_key
 from ..elements.resolve import Resolver
 from ..elements.safetensors_format import INDEX_SUFFIX
 from ..errors import ElementsError, InputError, NotFoundError, ServiceError, UnsafeFileError
@@ -819,8 +819,10 @@ class Verifier:
         ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
         wanted = [i for i in ids if i not in self._claims]
         if wanted:
-            for content_id, records in self.registry.claims_of(wanted).items():
-                self._claims[content_id] = earliest_first(records)
+            # The resolver's read: hand-decoded events, each re-hashed to its id and checked
+            # against storage, logs and storage in two round trips whatever the number of ids.
+            for content_id, records in self.resolver.claims_of(wanted).items():
+                self._claims[content_id] = records
                 for record in records:
                     self._records[record.record_id] = record
         return {i: self._claims[i] for i in ids}
