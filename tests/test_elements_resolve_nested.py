@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from registry.chain.devnet import Anvil
+from registry.chain.registry import Registry
 from registry.cli.elements_cmd import _print_tree
 from registry.compose.recipe import Recipe
 from registry.elements.resolve import DocumentError
@@ -75,11 +77,25 @@ def test_a_recipe_that_uses_a_composition_record_as_an_element_is_a_document_err
         story.resolver().graph(record)
 
 
-def test_on_anvil_carols_graph_is_read_in_depth_plus_one_round_trips_and_her_model_verifies(anvil_registry, tmp_path):
+@pytest.fixture
+def own_anvil_registry(anvil_binary, tmp_path):
+    """A registry on an anvil of this test's own. On the session's anvil other tests claim the
+    real model's elements earlier under stricter terms (CC-BY-NC-4.0), which rightly disputes the
+    story's Apache-2.0 copies of them (docs/provenance.md, "Priority and disputes")."""
+    node = Anvil(binary=anvil_binary, log=tmp_path / "anvil.log")
+    node.start()
+    try:
+        chain = node.connect()
+        yield Registry.deploy(chain, chain.dev_accounts[0]).with_account(None)
+    finally:
+        node.stop()
+
+
+def test_on_anvil_carols_graph_is_read_in_depth_plus_one_round_trips_and_her_model_verifies(own_anvil_registry, tmp_path):
     from registry.compose.chain_source import assemble_composition
     from registry.provenance.verify import VerifyOptions, verify_model
 
-    story = publish_story(BlockStore(tmp_path / "blocks"), anvil_registry)
+    story = publish_story(BlockStore(tmp_path / "blocks"), own_anvil_registry)
     counter = CountingProvider(story.base.chain)
     graph = story.resolver().graph(story.carol_model.record)
     assert graph.depth == 2 and graph.round_trips == counter.count == 3  # one batched request per level

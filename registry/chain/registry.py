@@ -222,6 +222,14 @@ class Record:
     transaction_hash: bytes = b""
     log_index: int = 0
 
+    @property
+    def priority_block(self) -> int:
+        """The block that orders claims of the same content ("earliest first", disputes).
+
+        The block it was published in until the contract records a commitment block of its own.
+        """
+        return self.block_number
+
     def to_json(self) -> dict:
         return {
             "record_id": to_hex(self.record_id),

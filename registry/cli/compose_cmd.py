@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements --network devnet assemble 0x<composition record id> -o ./model\n"
             "  elements assemble 0x<content id> -o ./model --trust 0xPublisher   a content id: the trusted (or earliest) claim\n"
             "  ELEMENTS_IPFS_API=http://127.0.0.1:5001 elements assemble 0x<id> -o ./model --force\n"
-            "the output's content id must equal the claim's; elements-provenance.json names the record, chain and registry\n"
+            "the output's content id must equal the claim's; elements-provenance.json names the record, chain and registry,\n"
+            "and any earlier claim of the same content under stricter terms (a dispute: warned about on stderr)\n"
         ),
     )
     assemble_cmd.add_argument("hash", metavar="HASH", help="composition record id, or the content id of the weights")
@@ -179,7 +180,8 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import assemble_composition
-    from .elements_cmd import session
+    from ..elements.disputes import block_text
+    from .elements_cmd import session, warn_disputes
 
     max_shard_size = parse_size(args.max_shard_size)
     with session(settings) as (_, _, resolver), progress_bars(settings) as bars:
@@ -193,7 +195,7 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         r = node.record
         others = len(outcome.candidates) - 1
-        print(f"composition 0x{r.record_id.hex()} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, block {r.block_number})"
+        print(f"composition 0x{r.record_id.hex()} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, {block_text(r)})"
               + (f"; {others} other claim(s) of this hash" if others > 0 else ""))
         if r.yanked:
             print("WARNING: its publisher yanked this composition")
@@ -201,5 +203,6 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
         print(f"assembled {len(result.tensors)} tensors ({result.total_bytes:,} bytes) into {result.path}")
         print(f"content id {result.content_id} (matches the claim)")
         print(f"weights: {', '.join(result.weight_files)}; files: {', '.join(result.files) or 'none'}; provenance: elements-provenance.json")
+        warn_disputes(outcome.disputes, outcome.graph.input_names())
 
     return Result(data=outcome.to_json(), human=human)

@@ -30,6 +30,7 @@ from ..elements.publish import (
     sign_elements,
     write_signed,
 )
+from ..elements.disputes import block_text
 from ..elements.resolve import ResolvedRecord, Resolver
 from ..errors import ElementsError, InputError, IntegrityError
 from ..storage.fetch import Sources
@@ -205,7 +206,8 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
             "  elements resolve 0x<content id> --json          every claim of that content, earliest first, and their ancestors\n"
             "  elements resolve bafkrei...                      the records whose document is this CID\n"
             "  elements resolve 0x<id> --chain-only             records only, no documents\n"
-            "exit 1 when a document does not match its record\n"
+            "exit 1 when a document does not match its record; a record whose content another publisher claimed\n"
+            "earlier under stricter terms is marked DISPUTED and warned about on stderr (docs/provenance.md)\n"
         ),
     )
     resolve.add_argument("hash", metavar="HASH", help="record id, content id (0x + 64 hex) or CID")
@@ -440,9 +442,23 @@ def _describe(node) -> str:
 
 def _line(node) -> str:
     r = node.record
-    flags = " YANKED" if r.yanked else ""
+    flags = (" YANKED" if r.yanked else "") + (" DISPUTED" if node.disputes else "")
     return (f"{node.kind_name:<11} 0x{r.record_id.hex()}  content 0x{r.content_id.hex()[:16]}…  {_license_text(node)}  "
-            f"by {r.publisher[:10]}…  block {r.block_number}{flags}  {_describe(node)}").rstrip()
+            f"by {r.publisher[:10]}…  {block_text(r)}{flags}  {_describe(node)}").rstrip()
+
+
+#: Dispute warnings printed before the rest are summed up in one line (--json lists each).
+MAX_DISPUTE_LINES = 8
+
+
+def warn_disputes(disputes, names=None) -> None:
+    """One line on stderr per dispute: the record, the earlier claim it names, what to do."""
+    names = names or {}
+    for dispute in disputes[:MAX_DISPUTE_LINES]:
+        print(f"WARNING: {dispute.message(names.get(dispute.record.record_id))}; its terms apply "
+              f"(`elements verify` refuses it unless --accept-disputed {dispute.earlier_id})", file=sys.stderr)
+    if len(disputes) > MAX_DISPUTE_LINES:
+        print(f"WARNING: … and {len(disputes) - MAX_DISPUTE_LINES} more disputed record(s) (--json lists each)", file=sys.stderr)
 
 
 def _print_tree(graph) -> None:
@@ -470,6 +486,9 @@ def _print_tree(graph) -> None:
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings) as (registry, _, resolver):
         graph = resolver.graph(args.hash, documents=not args.chain_only, strict=False)
+        before = resolver.round_trips
+        graph.add_disputes(resolver.disputes(graph.records()))
+        dispute_trips = resolver.round_trips - before
     failed = [n for n in graph.nodes.values() if n.document_failed]
 
     def human() -> None:
@@ -477,7 +496,8 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
         claims = f"{len(graph.roots)} claims, " if len(graph.roots) > 1 else ""
         plural = "s" if len(graph) != 1 else ""
         print(f"{claims}{len(graph)} record{plural}, depth {graph.depth}, {graph.round_trips} RPC round trips "
-              f"(chain {graph.chain_id}, registry {graph.registry})")
+              f"(+{dispute_trips} for other claims of their content; chain {graph.chain_id}, registry {graph.registry})")
+        warn_disputes(graph.disputes, graph.input_names())
         missing = [n for n in graph.nodes.values() if n.document_error and not n.document_failed]
         if missing:
             print(f"{len(missing)} document(s) not available from the configured sources (--ipfs-api / --gateway)")
@@ -498,6 +518,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             except ElementsError as exc:
                 error, failed = str(exc), isinstance(exc, IntegrityError)
             nodes.append(ResolvedRecord(record, resolver.license(record.license_id), document, 0, error, failed))
+        disputes = resolver.disputes(records)
+        nodes = [ResolvedRecord(n.record, n.license, n.document, 0, n.document_error, n.document_failed,
+                                tuple(disputes.get(n.record_id, ()))) for n in nodes]
 
     def human() -> None:
         if len(nodes) > 1:
@@ -512,6 +535,10 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             print(f"licence    {lic.spdx_id} ({describe_flags(lic.flags)})" if lic else f"licence    {r.license_id}")
             print(f"cid        {r.cid}")
             print(f"block      {r.block_number}  tx 0x{r.transaction_hash.hex()}")
+            if r.priority_block != r.block_number:
+                print(f"priority   block {r.priority_block}")
+            for dispute in node.disputes:
+                print(f"DISPUTED   by earlier claim {dispute.earlier_text()} (lifted: {', '.join(dispute.restrictions)})")
             for p in r.parents:
                 print(f"parent     0x{p.hex()}")
             doc = node.document
@@ -528,6 +555,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             elif node.document_error:
                 print(f"document   {'VERIFICATION FAILED: ' if node.document_failed else 'unavailable: '}{node.document_error}")
             print()
+        warn_disputes([d for n in nodes for d in n.disputes])
 
     failed = any(n.document_failed for n in nodes)
     return Result(data=[n.to_json() for n in nodes], human=human, exit_code=1 if failed else 0)

@@ -34,10 +34,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements verify ./model --claim 0x<composition record>    check against one named composition\n"
             "  elements verify ./model --bom model.cdx.json              also write a CycloneDX 1.6 BOM\n"
             "  elements verify ./model --allow-yanked                    accept a yanked ancestor (still reported)\n"
+            "  elements verify ./model --accept-disputed 0x<earlier>     accept that claim's earlier, stricter terms\n"
             "\n"
             "exit codes: 0 verified (and trusted when a trust set is given); 1 not verified (mismatch, unknown,\n"
-            "untrusted, yanked ancestry, licence violation); 2 bad input, or the chain or a store unreachable.\n"
+            "untrusted, disputed, yanked ancestry, licence violation); 2 bad input, or the chain or a store unreachable.\n"
             "The trust set is every --trust, else the 'trust' list in $ELEMENTS_HOME/config.json.\n"
+            "A record whose content another publisher claimed earlier under stricter terms is disputed: verify\n"
+            "fails unless --accept-disputed names that earlier claim (or all) or its publisher is trusted; the\n"
+            "earlier terms then apply (effective licence, BOM).\n"
         ),
     )
     verify.add_argument("path", metavar="PATH", help=".safetensors file, *.safetensors.index.json, or a model directory")
@@ -46,6 +50,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     verify.add_argument("--claim", metavar="HASH", help="check the model against this composition (record id or its content id)")
     verify.add_argument("--bom", metavar="FILE", help="write a CycloneDX 1.6 JSON bill of materials to FILE")
     verify.add_argument("--allow-yanked", action="store_true", help="do not fail on yanked records in the ancestry (they are still reported)")
+    verify.add_argument("--accept-disputed", action="append", default=[], metavar="RECORD_ID|all",
+                        help="accept the disputes this earlier claim raises (repeatable; 'all': every dispute); "
+                             "its stricter terms then apply")
     verify.add_argument("--no-index", action="store_true",
                         help="do not read or update the attribution index (tensors are then compared with the named claim only)")
 
@@ -75,7 +82,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
         try:
             if not args.no_index:
                 verifier.open_index(settings.home)
-            options = VerifyOptions(trust=tuple(settings.trust), claim=args.claim, allow_yanked=args.allow_yanked)
+            options = VerifyOptions(trust=tuple(settings.trust), claim=args.claim, allow_yanked=args.allow_yanked,
+                                    accept_disputed=tuple(args.accept_disputed))
             report = verifier.verify(model, options)
             data = report.to_json()
             if args.bom:
@@ -107,6 +115,16 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     return Result(data=data, human=human, exit_code=report.exit_code)
 
 
+def _disputed_hint(report) -> str | None:
+    disputes = [d for d in report.disputes if not d.accepted]
+    if not disputes:
+        return None
+    first = disputes[0]
+    return (f"another publisher claimed this content first under stricter terms: accept them knowingly with "
+            f"--accept-disputed {first.earlier_id} (or --accept-disputed all), or trust {first.dispute.earlier.publisher}; "
+            f"`elements show {first.earlier_id}` shows the earlier claim")
+
+
 def next_step(report, path: str) -> str | None:
     """What to do after a verdict that is not ``verified`` (one line, naming the command)."""
     content_id = report.model.content_id
@@ -126,6 +144,7 @@ def next_step(report, path: str) -> str | None:
                     f"`elements publish-model {path} --license SPDX`"),
         "untrusted": ("no claim is by a publisher you trust: `elements verify PATH --json` lists the claims; trust one with "
                       "`elements config trust add ADDR` (or --trust ADDR)"),
+        "disputed": _disputed_hint(report),
         "yanked": "its publisher yanked part of the ancestry: ask why, or accept it knowingly with --allow-yanked",
         "license-violation": f"the licences above conflict: `elements resolve {claim}` shows every record's licence",
         "mismatch": f"the tensors above differ from what was published: get a clean copy with `elements assemble {claim} -o DIR`",

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 from ..chain.registry import Kind, Record, kind_name, to_bytes32
 from ..digest import to_hex
 from ..elements.content_id import Manifest
+from ..elements.disputes import Dispute
 from ..elements.resolve import Graph, ResolvedRecord, Resolver
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.scratch import make_area
@@ -193,6 +194,11 @@ class AssembledComposition:
     result: AssemblyResult
     candidates: list[Record]
 
+    @property
+    def disputes(self) -> list[Dispute]:
+        """The composition's and its elements' disputes (earlier claims under stricter terms)."""
+        return self.graph.disputes
+
     def to_json(self) -> dict[str, Any]:
         return {
             "composition": self.composition.to_json(),
@@ -202,6 +208,7 @@ class AssembledComposition:
             "round_trips": self.graph.round_trips,
             "records": len(self.graph),
             "assembly": self.result.to_json(),
+            "disputes": self.graph.disputes_json(),
         }
 
 
@@ -246,7 +253,9 @@ def assemble_composition(
 
     The output's content id must be the one the composition record claims (else
     :class:`OutputMismatch`, and nothing is left in ``out_dir``); ``elements-provenance.json``
-    names the composition record, the chain id and the registry.
+    names the composition record, the chain id and the registry, and every dispute of the
+    composition or its elements (an earlier claim of the same content by another publisher
+    under stricter terms, :mod:`registry.elements.disputes`), whose terms apply.
 
     Raises:
         HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,
@@ -262,6 +271,7 @@ def assemble_composition(
     candidates = resolver.lookup(query)
     chosen = choose_composition(candidates, trust)
     graph = resolver.graph([chosen.record_id], documents=True, strict=True)
+    graph.add_disputes(resolver.disputes(graph.records()))
     node = graph.nodes[chosen.record_id]
     recipe: Recipe = node.document
     claimed = to_hex(chosen.content_id)
@@ -277,7 +287,10 @@ def assemble_composition(
         "publisher": chosen.publisher,
         "license": license.spdx_id if license else None,
         "block": chosen.block_number,
+        "priority_block": chosen.priority_block,
         "yanked": chosen.yanked,
+        "disputed": bool(graph.disputes),
+        "disputes": graph.disputes_json(),
     }
     result = assemble(recipe, source, out, force=force, max_shard_size=max_shard_size, progress=progress, provenance=provenance)
     return AssembledComposition(node, graph, result, list(candidates))

@@ -10,6 +10,7 @@ and its document (the element manifest, or the composition's recipe)::
     for node in graph:                             # ResolvedRecord, roots first, then by depth
         node.record, node.license, node.document   # Record, LicenseTerms, Manifest | Recipe
     resolver.claims(content_id)                    # [Record], earliest first
+    graph.add_disputes(resolver.disputes(graph.records()))   # later copies under looser terms
 
 **Round trips.** The graph is read level by level; each level is ONE JSON-RPC batch request
 (one HTTP round trip) holding the ``records(ids)`` view call and one ``eth_getLogs`` whose
@@ -31,7 +32,7 @@ input to a parent record with that parent's content id.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from eth_abi import decode as abi_decode
@@ -45,6 +46,7 @@ from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Reco
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from .content_id import Manifest
+from .disputes import Dispute, earliest_first, find_disputes, priority_key
 
 __all__ = [
     "LICENSE_WINDOW",
@@ -109,6 +111,9 @@ class ResolvedRecord:
             documents were not asked for, or (non-strict) could not be fetched.
         depth: edges from the nearest root.
         document_error: why the document is missing or wrong (non-strict resolution only).
+        disputes: earlier claims of its content by other publishers under stricter terms
+            (:mod:`registry.elements.disputes`; filled by :meth:`Graph.add_disputes`; ``None``:
+            not checked).
     """
 
     record: Record
@@ -117,6 +122,7 @@ class ResolvedRecord:
     depth: int = 0
     document_error: str | None = None
     document_failed: bool = False
+    disputes: tuple[Dispute, ...] | None = None
 
     @property
     def record_id(self) -> bytes:
@@ -137,6 +143,7 @@ class ResolvedRecord:
     def to_json(self) -> dict[str, Any]:
         out = self.record.to_json()
         out["kind"] = self.kind_name
+        out["priority_block"] = self.record.priority_block
         out["depth"] = self.depth
         out["license"] = self.license.to_json() if self.license else None
         doc = self.document
@@ -161,6 +168,7 @@ class ResolvedRecord:
                 "files": [f.path for f in doc.files],
             }
         out["document_error"] = self.document_error
+        out["disputes"] = None if self.disputes is None else [d.to_json() for d in self.disputes]
         return out
 
 
@@ -184,8 +192,8 @@ class Graph:
     registry: str = ""
 
     def __iter__(self) -> Iterator[ResolvedRecord]:
-        """Nodes by depth, then publication order."""
-        return iter(sorted(self.nodes.values(), key=lambda n: (n.depth, n.record.block_number, n.record.log_index)))
+        """Nodes by depth, then priority (earliest first)."""
+        return iter(sorted(self.nodes.values(), key=lambda n: (n.depth, *priority_key(n.record))))
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -207,6 +215,35 @@ class Graph:
 
     def parents(self, record_id: Any) -> list[ResolvedRecord]:
         return [self.nodes[p] for p in self[record_id].record.parents]
+
+    def records(self) -> list[Record]:
+        return [n.record for n in self]
+
+    def add_disputes(self, disputes: dict[bytes, list[Dispute]]) -> None:
+        """Note on each node the disputes of its record (from :meth:`Resolver.disputes`, which
+        was asked about every node: a node it does not name is not disputed)."""
+        for rid, node in list(self.nodes.items()):
+            self.nodes[rid] = replace(node, disputes=tuple(disputes.get(rid, ())))
+
+    @property
+    def disputes(self) -> list[Dispute]:
+        """Every dispute of the graph's records, roots first."""
+        return [d for node in self for d in node.disputes or ()]
+
+    def input_names(self) -> dict[bytes, str]:
+        """Each record's input name in the graph's recipes (the nearest composition's wins)."""
+        names: dict[bytes, str] = {}
+        for node in self:
+            if node.is_composition and node.document is not None:
+                for name, ref in sorted(node.document.inputs.items()):
+                    if ref.record:
+                        names.setdefault(to_bytes32(ref.record, "record id"), name)
+        return names
+
+    def disputes_json(self) -> list[dict[str, Any]]:
+        """The disputes as data, each with the disputed record's input name."""
+        names = self.input_names()
+        return [{**d.to_json(), "name": names.get(d.record.record_id)} for d in self.disputes]
 
     def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
         """Every ancestor of a record (not itself), nearest first."""
@@ -232,6 +269,7 @@ class Graph:
             "depth": self.depth,
             "round_trips": self.round_trips,
             "records": [n.to_json() for n in self],
+            "disputes": self.disputes_json(),
         }
 
 
@@ -275,8 +313,38 @@ class Resolver:
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first (empty when none)."""
         cid = to_bytes32(content_id, "content id")
-        records = self._run_levels([], claims_of=cid, follow=False)[1]
-        return sorted((r for r in records.values() if r.content_id == cid), key=lambda r: (r.block_number, r.log_index))
+        records = self._run_levels([], claims_of=[cid], follow=False)[1]
+        return earliest_first(r for r in records.values() if r.content_id == cid)
+
+    def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
+        """Every claim of several content ids, each list earliest first (an empty list for an id
+        nothing claims): two round trips, the logs (one query per 256 ids) then the records'
+        storage, every event re-hashed to its id."""
+        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        if not ids:
+            return {}
+        records = self._run_levels([], claims_of=ids, follow=False)[1]
+        out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
+        for record in records.values():
+            if record.content_id in out:
+                out[record.content_id].append(record)
+        return {cid: earliest_first(found) for cid, found in out.items()}
+
+    def disputes(self, records: Iterable[Record]) -> dict[bytes, list[Dispute]]:
+        """The disputes of ``records``: for each, the earlier claims of its content by other
+        publishers under stricter terms (:func:`registry.elements.disputes.find_disputes`).
+
+        Reads every claim of their content ids (:meth:`claims_of`) and the licences they name.
+        Returns ``{record id: [Dispute, ...]}`` for the disputed ones only.
+        """
+        wanted = {r.record_id: r for r in records}
+        claims = self.claims_of(r.content_id for r in wanted.values())
+        every = [r for found in claims.values() for r in found]
+        unknown = {r.license_id for r in every} - set(self._licenses)
+        if unknown:
+            self._read_licenses(sorted(unknown))
+        found = find_disputes([*every, *wanted.values()], self.license)
+        return {rid: disputes for rid, disputes in found.items() if rid in wanted}
 
     def records(self, record_ids: Iterable[Any]) -> list[Record | None]:
         """Many records in one round trip (``None`` for an unknown id)."""
@@ -393,10 +461,10 @@ class Resolver:
                     f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network "
                     "(`elements ls` lists the records)"
                 )
-            ids = [r.record_id for r in matching]
+            ids = [r.record_id for r in earliest_first(matching)]
             depth, records = self._run_levels(ids, follow=follow)
             return ids, records, depth
-        depth, records, roots = self._run_levels([value], claims_of=value, follow=follow, return_roots=True)
+        depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow, return_roots=True)
         if not roots:
             raise HashNotFound(
                 f"no record and no claim has hash {to_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
@@ -407,11 +475,11 @@ class Resolver:
             roots = live or roots
         return roots, records, depth
 
-    def _run_levels(self, ids: list[bytes], *, claims_of: bytes | None = None, follow: bool = True, return_roots: bool = False):
+    def _run_levels(self, ids: list[bytes], *, claims_of: list[bytes] | None = None, follow: bool = True, return_roots: bool = False):
         """Read records level by level; returns ``(depth, records)`` (+ roots when asked).
 
-        ``ids`` are read as records; ``claims_of`` adds every claim of a content id as roots (the
-        ids that turn out not to be records are then dropped). With ``follow`` the parents are
+        ``ids`` are read as records; ``claims_of`` adds every claim of these content ids as roots
+        (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
         read too, one level per round trip.
         """
         states: dict[bytes, tuple | None] = {}
@@ -422,7 +490,7 @@ class Resolver:
         claim_roots: list[bytes] = []
         first = True
         licences_wanted: set[int] = set()
-        while need_state or need_log or claims_of is not None:
+        while need_state or need_log or claims_of:
             calls: list[_Call] = []
             for start in range(0, len(need_state), _IDS_PER_CALL):
                 part = need_state[start : start + _IDS_PER_CALL]
@@ -430,8 +498,9 @@ class Resolver:
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
-            if claims_of is not None:
-                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, claims_of])], "claims", [claims_of]))
+            for start in range(0, len(claims_of or ()), _IDS_PER_CALL):
+                part = claims_of[start : start + _IDS_PER_CALL]
+                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, part])], "claims", part))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
@@ -456,10 +525,11 @@ class Resolver:
                     # The node refused the log query (a capped block range): read these records the
                     # slow way, through the exact blocks their storage names.
                     if call.kind == "claims":
-                        for record in self.registry.claims(call.ids[0]):
-                            done[record.record_id] = record
-                            claim_roots.append(record.record_id)
-                            fresh.append(record.record_id)
+                        for found in self.registry.claims_of(call.ids).values():
+                            for record in found:
+                                done[record.record_id] = record
+                                claim_roots.append(record.record_id)
+                                fresh.append(record.record_id)
                         self.round_trips += 2
                     else:
                         for rid, record in zip(call.ids, self.registry.records(call.ids)):
@@ -474,7 +544,7 @@ class Resolver:
                             continue
                         rid = event["record_id"]
                         if call.kind == "claims":
-                            if event["content_id"] != call.ids[0]:
+                            if event["content_id"] not in call.ids:
                                 raise IntegrityError(f"{self.registry.chain.rpc_url} answered a claims query with a claim of another content id")
                             if rid not in claim_roots:
                                 claim_roots.append(rid)
@@ -525,7 +595,7 @@ class Resolver:
                 roots = [ids[0]]
             else:
                 roots = [r for r in claim_roots if r in out]
-                roots.sort(key=lambda r: (out[r].block_number, out[r].log_index))
+                roots.sort(key=lambda r: priority_key(out[r]))
             # Roots of a content-id query are at depth 0; everything else is counted from them.
             return depth, out, roots
         return depth, out

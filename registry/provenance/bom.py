@@ -15,6 +15,12 @@ Shape (JSON, built with ``cyclonedx-python-lib``, validated against the 1.6 sche
                               (record id, content id, kind, block, yanked, trusted),
                               the record's document as an ipfs:// distribution reference
     dependencies              model -> claim inputs -> their parents
+    earlier claims            a record of the ancestry that is disputed (another publisher
+                              claimed its content earlier under stricter terms) names the
+                              earlier claim in elements:disputed_by; the earlier claim is a
+                              component of its own (role earlier-claim, elements:disputes) and
+                              an ancestor in the disputed record's pedigree; its terms are in
+                              the effective licence
 
 Hashes in CycloneDX are hashes of bytes: content ids (which hash a tensor table) go in
 properties, never in ``hashes``.
@@ -40,7 +46,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from .. import __version__
 from ..digest import to_hex
 from ..errors import IntegrityError
-from .verify import AncestorNode, ClaimCheck, Report
+from .verify import AncestorNode, ClaimCheck, DisputeCheck, Report
 
 __all__ = ["BomInvalid", "build_bom", "bom_json", "validate_bom_json", "write_bom"]
 
@@ -72,7 +78,7 @@ def _props(**values: Any) -> list[Property]:
             for key, value in values.items() if value is not None]
 
 
-def _node_component(node: AncestorNode, bom_ref: str | None) -> Component:
+def _node_component(node: AncestorNode, bom_ref: str | None, disputes: str | None = None) -> Component:
     record = node.record
     if record is None:
         return Component(name=node.name or node.record_id, type=ComponentType.DATA, bom_ref=bom_ref,
@@ -92,9 +98,26 @@ def _node_component(node: AncestorNode, bom_ref: str | None) -> Component:
         external_references=[ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(f"ipfs://{record.cid}"),
                                                comment="the record's document (element manifest or recipe) on IPFS")],
         properties=_props(record_id=node.record_id, content_id=content_id, kind=kind, block=record.block_number,
-                          yanked=record.yanked, trusted=node.trusted, role=node.role,
-                          license_flags=node.license.flags if node.license else None),
+                          priority_block=record.priority_block, yanked=record.yanked, trusted=node.trusted, role=node.role,
+                          license_flags=node.license.flags if node.license else None,
+                          disputed_by=", ".join(d.earlier_id for d in node.disputes) or None,
+                          dispute_accepted=all(d.accepted for d in node.disputes) if node.disputes else None,
+                          disputes=disputes or None),
     )
+
+
+def _earlier_nodes(claim: ClaimCheck) -> dict[str, tuple[AncestorNode, list[DisputeCheck]]]:
+    """The earlier claims that dispute records of the ancestry, as nodes (role ``earlier-claim``)
+    with the disputes that name them."""
+    out: dict[str, tuple[AncestorNode, list[DisputeCheck]]] = {}
+    for item in claim.disputes:
+        dispute = item.dispute
+        if item.earlier_id not in out:
+            node = AncestorNode(item.earlier_id, dispute.earlier, dispute.earlier_terms, "earlier-claim",
+                                f"earlier claim of {item.name or item.record_id}", item.earlier_trusted)
+            out[item.earlier_id] = (node, [])
+        out[item.earlier_id][1].append(item)
+    return out
 
 
 def _claim_for(report: Report) -> ClaimCheck | None:
@@ -122,9 +145,13 @@ def build_bom(report: Report) -> Bom:
                                                 description="Elements registry client: elements verify"))
 
     components: dict[str, Component] = {}
+    earlier = _earlier_nodes(claim) if claim is not None else {}
     if claim is not None:
         for rid, node in claim.nodes.items():
             components[rid] = _node_component(node, f"record:{rid}")
+        for rid, (node, items) in earlier.items():
+            if rid not in components:
+                components[rid] = _node_component(node, f"record:{rid}", ", ".join(dict.fromkeys(d.record_id for d in items)))
 
     def pedigree_of(rid: str, trail: frozenset[str]) -> Pedigree | None:
         node = claim.nodes[rid]
@@ -135,6 +162,10 @@ def build_bom(report: Report) -> Bom:
             copy = _node_component(claim.nodes[child], None)
             copy.pedigree = pedigree_of(child, trail | {child})
             ancestors.append(copy)
+        # A disputed record is most likely a copy of the earlier claim: CycloneDX's "forked from".
+        for dispute in node.disputes:
+            if dispute.earlier_id not in trail and dispute.earlier_id in earlier:
+                ancestors.append(_node_component(earlier[dispute.earlier_id][0], None, dispute.record_id))
         return Pedigree(ancestors=ancestors) if ancestors else None
 
     pedigree = None
@@ -159,6 +190,8 @@ def build_bom(report: Report) -> Bom:
                           chain_id=report.chain.get("chain_id"), registry=report.chain.get("registry"),
                           commercial_use=lic.commercial_use if lic else None, derivatives=lic.derivatives if lic else None,
                           share_alike=", ".join(lic.share_alike) if lic and lic.share_alike else None,
+                          disputed=bool(earlier) if claim is not None else None,
+                          earlier_claims=", ".join(earlier) or None,
                           tensor_count=len(model.manifest.entries)),
     )
     bom.metadata.component = root
@@ -170,6 +203,9 @@ def build_bom(report: Report) -> Bom:
         for rid, node in claim.nodes.items():
             deps = [components[c] for c in node.children if c in components]
             bom.register_dependency(components[rid], deps)
+        for rid in earlier:
+            if rid not in claim.nodes:
+                bom.register_dependency(components[rid], [])
     return bom
 
 

@@ -10,6 +10,11 @@ contributes its term set (``registry.chain.licenses``):
 
 A term set the chain does not know (a record naming an unknown licence id) counts as granting
 nothing. The SPDX expression is the distinct licences joined with ``AND`` (all of them apply).
+
+A **disputed** record of the ancestry (content another publisher claimed earlier under stricter
+terms, :mod:`registry.elements.disputes`) is most likely a copy of that earlier claim: the
+earlier claim's terms are combined with the rest by the same rules (``earlier=``), and listed
+in ``earlier_claims``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class EffectiveLicense:
     no_commercial_use: tuple[str, ...] = ()
     no_derivatives: tuple[str, ...] = ()
     unknown_terms: tuple[str, ...] = ()
+    earlier_claims: tuple[str, ...] = ()
 
     @property
     def expression(self) -> str:
@@ -69,6 +75,8 @@ class EffectiveLicense:
         if self.share_alike:
             parts.append("share-alike: derivatives keep " + ", ".join(self.share_alike))
         parts.append(f"attribution: {len(self.attribution)} ancestor(s)" if self.attribution else "no attribution required")
+        if self.earlier_claims:
+            parts.append(f"includes the terms of {len(self.earlier_claims)} earlier claim(s) disputing its records")
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -82,14 +90,19 @@ class EffectiveLicense:
             "no_commercial_use": list(self.no_commercial_use),
             "no_derivatives": list(self.no_derivatives),
             "unknown_terms": list(self.unknown_terms),
+            "earlier_claims": list(self.earlier_claims),
         }
 
 
-def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str | None]]) -> EffectiveLicense:
+def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str | None]],
+                      earlier: Iterable[tuple[Record, LicenseTerms | None, str | None]] = ()) -> EffectiveLicense:
     """Combine the terms of ``(record, its term set or None, a display name)`` items.
 
-    Each record counts once however often it appears in the ancestry.
+    ``earlier``: the earlier claims that dispute records of the ancestry, in the same form; their
+    terms apply too. Each record counts once however often it appears.
     """
+    earlier = list(earlier)
+    ancestry = [*ancestry, *earlier]
     seen: set[bytes] = set()
     licenses: list[str] = []
     share_alike: list[str] = []
@@ -130,4 +143,5 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
         no_commercial_use=tuple(no_commercial),
         no_derivatives=tuple(no_derivatives),
         unknown_terms=tuple(unknown),
+        earlier_claims=tuple(dict.fromkeys(to_hex(record.record_id) for record, _, _ in earlier)),
     )

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from .verify import AncestorNode, ClaimCheck, FileResult, Report, TensorResult
+from ..elements.disputes import block_text
+from .verify import AncestorNode, ClaimCheck, DisputeCheck, FileResult, Report, TensorResult
 
 __all__ = ["render", "MAX_TENSOR_LINES"]
 
@@ -19,6 +20,7 @@ MAX_TENSOR_LINES = 40
 _VERDICTS = {
     "verified": ("green", "VERIFIED"),
     "untrusted": ("red", "NOT VERIFIED: no claim by a trusted publisher"),
+    "disputed": ("red", "NOT VERIFIED: disputed (another publisher claimed the same content earlier under stricter terms)"),
     "yanked": ("red", "NOT VERIFIED: yanked ancestry"),
     "license-violation": ("red", "NOT VERIFIED: licence violation"),
     "mismatch": ("red", "NOT VERIFIED: the model does not match its claims"),
@@ -61,7 +63,7 @@ def render(report: Report, console: Console | None = None) -> None:
         console.print(f"  [{color}]•[/] {escape(reason)}")
     if report.accepted is not None:
         claim = report.accepted
-        console.print(f"  accepted claim {claim.record_id} ({claim.kind}) by {claim.record.publisher}, block {claim.record.block_number}"
+        console.print(f"  accepted claim {claim.record_id} ({claim.kind}) by {claim.record.publisher}, {block_text(claim.record)}"
                       + _trust_mark(claim.trusted))
     lic = report.effective_license
     if lic is not None:
@@ -111,12 +113,27 @@ def _claims(console: Console, claims: list[ClaimCheck], named: bool) -> None:
             marks.append(f"[red]{len(claim.yanked_ancestors)} yanked ancestor(s)[/]")
         if claim.license_violations:
             marks.append("[red]licence violation[/]")
+        own = claim.nodes[claim.record_id].disputes if claim.record_id in claim.nodes else []
+        if own:
+            marks.append(_dispute_mark(own))
+        others = [d for d in claim.disputes if d.record_id != claim.record_id]
+        if others:
+            marks.append(f"{len({d.record_id for d in others})} disputed ancestor(s)")
         lic = claim.license.spdx_id if claim.license else "unknown licence"
         name = f" {escape(claim.recipe_name)!r}" if claim.recipe_name else ""
-        console.print(f"  {i}. {claim.record_id} {claim.kind}{name} by {claim.record.publisher}, block {claim.record.block_number}, "
+        console.print(f"  {i}. {claim.record_id} {claim.kind}{name} by {claim.record.publisher}, {block_text(claim.record)}, "
                       f"{escape(lic)}: {_styled(claim.status)}{_trust_mark(claim.trusted)}" + (f" ({', '.join(marks)})" if marks else ""))
+        for dispute in own:
+            console.print(f"     [dim]- disputed by earlier claim {escape(dispute.dispute.earlier_text())} "
+                          f"(lifted: {', '.join(dispute.dispute.restrictions)})[/]")
         for problem in claim.problems[:5]:
             console.print(f"     [dim]- {escape(problem)}[/]")
+
+
+def _dispute_mark(disputes: list[DisputeCheck]) -> str:
+    if all(d.accepted for d in disputes):
+        return "[yellow]disputed, accepted[/]"
+    return "[red]disputed[/]"
 
 
 def _node_line(node: AncestorNode) -> str:
@@ -126,9 +143,15 @@ def _node_line(node: AncestorNode) -> str:
     lic = node.license.spdx_id if node.license else f"unknown licence {record.license_id}"
     label = f"[bold]{escape(node.name)}[/] " if node.name else ""
     text = (f"{label}{node.kind} {_short('0x' + record.content_id.hex())} record {_short(node.record_id)} "
-            f"by {record.publisher}, block {record.block_number}, {escape(lic)}{_trust_mark(node.trusted)}")
+            f"by {record.publisher}, {block_text(record)}, {escape(lic)}{_trust_mark(node.trusted)}")
     if record.yanked:
         text += " [red]YANKED[/]"
+    if node.disputes:
+        first = node.disputes[0].dispute
+        terms = first.earlier_terms.spdx_id if first.earlier_terms else "unknown licence"
+        text += (f" {'[yellow]DISPUTED (accepted)[/]' if all(d.accepted for d in node.disputes) else '[red]DISPUTED[/]'}"
+                 f" by earlier record {_short(first.earlier_id)} by {first.earlier.publisher}, "
+                 f"{block_text(first.earlier)}, {escape(terms)}")
     violations = [p for p in node.problems if p.startswith("licence:")]
     if violations:
         text += f" [red]{escape(violations[0])}[/]"
@@ -181,7 +204,7 @@ def _attribution(console: Console, report: Report) -> None:
     if attribution.reference is not None:
         ref = attribution.reference
         console.print(f"  closest composition {ref.record_id}{' ' + repr(ref.recipe_name) if ref.recipe_name else ''} by "
-                      f"{ref.record.publisher}, block {ref.record.block_number}")
+                      f"{ref.record.publisher}, {block_text(ref.record)}")
     if attribution.note:
         console.print(f"  [dim]{escape(attribution.note)}[/]")
     bad = [t for t in attribution.tensors if t.status not in ("match", "unknown")] + attribution.missing
@@ -198,3 +221,12 @@ def _attribution(console: Console, report: Report) -> None:
             publishers[result.sources[0].publisher or "?"] = publishers.get(result.sources[0].publisher or "?", 0) + 1
     for publisher, n in sorted(publishers.items(), key=lambda kv: -kv[1]):
         console.print(f"  {n} tensor(s) match elements published by {publisher}")
+    disputed = {}
+    for result in [*attribution.tensors, *attribution.missing]:
+        for source in result.sources:
+            for dispute in source.disputes:
+                disputed.setdefault((dispute.record_id, dispute.earlier_id), dispute)
+    for dispute in list(disputed.values())[:MAX_TENSOR_LINES]:
+        console.print(f"  [red]disputed[/] {escape(dispute.message())}")
+    if len(disputed) > MAX_TENSOR_LINES:
+        console.print(f"  … and {len(disputed) - MAX_TENSOR_LINES} more disputed element record(s) (--json lists each)")

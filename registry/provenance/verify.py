@@ -23,8 +23,13 @@
 4. walks every ancestor record (recipe inputs, those of nested compositions, and on-chain
    parents, recursively): it must exist,
    yanked records are reported, and every child/parent licence rule is checked off-chain;
-5. decides: the earliest claim that verifies, is trusted (when a trust set is given), has no
-   yanked ancestor (unless ``allow_yanked``) and breaks no licence is the accepted one;
+   every claim of each record's content is read (one call for the whole ancestry) and a record
+   that copies content another publisher claimed earlier under stricter terms is **disputed**
+   (:mod:`registry.elements.disputes`): the earlier claim's terms join the effective licence;
+5. decides: the earliest claim (by priority) that verifies, is trusted (when a trust set is
+   given), has no yanked ancestor (unless ``allow_yanked``), breaks no licence and has no
+   dispute the user did not accept (``accept_disputed``, or the earlier publisher trusted) is
+   the accepted one;
 6. when no claim matches the whole model (or ``claim=`` names a composition that does not),
    attributes tensor by tensor against the closest composition and the attribution index
    (:mod:`registry.provenance.index`): matches, differences (naming the element each tensor
@@ -37,7 +42,7 @@ or element could not be fetched so nothing could be decided.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -59,6 +64,7 @@ from ..elements.content_id import (
     directory_ids,
     manifest_of,
 )
+from ..elements.disputes import Dispute, block_text, find_disputes, priority_key
 from ..elements.resolve import Resolver
 from ..elements.safetensors_format import INDEX_SUFFIX
 from ..errors import ElementsError, InputError, NotFoundError, ServiceError, UnsafeFileError
@@ -74,6 +80,7 @@ __all__ = [
     "TensorResult",
     "FileResult",
     "AncestorNode",
+    "DisputeCheck",
     "ClaimCheck",
     "TensorAttribution",
     "Report",
@@ -165,6 +172,7 @@ class Source:
     input: str | None = None
     block: int | None = None
     yanked: bool = False
+    disputes: tuple[Dispute, ...] = ()
 
     def label(self) -> str:
         what = f"element {self.content_id}" + (f" ({self.input})" if self.input else "")
@@ -172,7 +180,8 @@ class Source:
 
     def to_json(self) -> dict[str, Any]:
         return {"record_id": self.record_id, "publisher": self.publisher, "content_id": self.content_id,
-                "tensor": self.tensor, "input": self.input, "block": self.block, "yanked": self.yanked}
+                "tensor": self.tensor, "input": self.input, "block": self.block, "yanked": self.yanked,
+                "disputes": [d.to_json() for d in self.disputes]}
 
 
 @dataclass
@@ -242,6 +251,7 @@ class AncestorNode:
     children: list[str] = field(default_factory=list)
     via: dict[str, list[str]] = field(default_factory=dict)  # child id -> ["input", "parent"]
     problems: list[str] = field(default_factory=list)
+    disputes: list["DisputeCheck"] = field(default_factory=list)
 
     @property
     def kind(self) -> str | None:
@@ -262,12 +272,52 @@ class AncestorNode:
             "content_id": to_hex(record.content_id) if record else None,
             "cid": record.cid if record else None,
             "block": record.block_number if record else None,
+            "priority_block": record.priority_block if record else None,
             "yanked": record.yanked if record else None,
             "license": self.license.to_json() if self.license else None,
             "trusted": self.trusted,
             "children": list(self.children),
             "problems": list(self.problems),
+            "disputes": [d.to_json() for d in self.disputes],
         }
+
+
+@dataclass
+class DisputeCheck:
+    """A record of a claim's ancestry that another publisher claimed earlier under stricter terms.
+
+    Attributes:
+        dispute: the disputed record, the earlier claim it names, the restrictions lifted.
+        name: the disputed record's input name in the ancestry.
+        earlier_trusted: whether the earlier claim's publisher is in the trust set.
+        accepted_by: ``"option"`` (``accept_disputed``), ``"trust"`` (the earlier publisher is
+            trusted) or ``None`` (not accepted: the claim is not accepted either).
+    """
+
+    dispute: Dispute
+    name: str | None = None
+    earlier_trusted: bool | None = None
+    accepted_by: str | None = None
+
+    @property
+    def record_id(self) -> str:
+        return self.dispute.record_id
+
+    @property
+    def earlier_id(self) -> str:
+        return self.dispute.earlier_id
+
+    @property
+    def accepted(self) -> bool:
+        return self.accepted_by is not None
+
+    def message(self) -> str:
+        return self.dispute.message(self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.dispute.to_json()
+        out["earlier"]["trusted"] = self.earlier_trusted
+        return {**out, "name": self.name, "accepted": self.accepted, "accepted_by": self.accepted_by}
 
 
 @dataclass
@@ -313,6 +363,15 @@ class ClaimCheck:
     def untrusted_ancestors(self) -> list[str]:
         return [rid for rid, node in self.nodes.items() if node.trusted is False]
 
+    @property
+    def disputes(self) -> list[DisputeCheck]:
+        """The disputes of the claim and of every record of its ancestry (the claim's first)."""
+        return [d for node in self.nodes.values() for d in node.disputes]
+
+    @property
+    def unaccepted_disputes(self) -> list[DisputeCheck]:
+        return [d for d in self.disputes if not d.accepted]
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for result in self.tensors:
@@ -327,6 +386,7 @@ class ClaimCheck:
             "status": self.status,
             "publisher": record.publisher,
             "block": record.block_number,
+            "priority_block": record.priority_block,
             "first": self.first,
             "trusted": self.trusted,
             "yanked": record.yanked,
@@ -339,6 +399,8 @@ class ClaimCheck:
             "missing_ancestors": self.missing_ancestors,
             "license_violations": self.license_violations,
             "untrusted_ancestors": self.untrusted_ancestors,
+            "disputed": bool(self.nodes.get(self.record_id) and self.nodes[self.record_id].disputes),
+            "disputes": [d.to_json() for d in self.disputes],
             "tensor_counts": self.counts(),
             "tensors": [t.to_json() for t in self.tensors],
             "files": [f.to_json() for f in self.files],
@@ -384,7 +446,7 @@ class Report:
     """The whole verification: the model, every claim re-derived, the verdict, attribution."""
 
     model: ModelFiles
-    verdict: str  # verified | untrusted | yanked | license-violation | mismatch | unknown | unavailable
+    verdict: str  # verified | untrusted | disputed | yanked | license-violation | mismatch | unknown | unavailable
     exit_code: int
     reasons: list[str]
     claims: list[ClaimCheck]
@@ -395,10 +457,24 @@ class Report:
     files: list[FileResult] = field(default_factory=list)
     attribution: TensorAttribution | None = None
     claim_option: str | None = None
+    accept_disputed: list[str] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def disputes(self) -> list[DisputeCheck]:
+        """The accepted claim's disputes (accepted ones); without an accepted claim, those of every
+        claim that verifies (each disputed record and earlier claim once)."""
+        if self.accepted is not None:
+            return self.accepted.disputes
+        seen: dict[tuple[str, str], DisputeCheck] = {}
+        for check in self.claims:
+            if check.status == "verified":
+                for d in check.disputes:
+                    seen.setdefault((d.record_id, d.earlier_id), d)
+        return list(seen.values())
 
     @property
     def effective_license(self) -> EffectiveLicense | None:
@@ -416,10 +492,11 @@ class Report:
             "model": self.model.to_json(),
             "chain": dict(self.chain),
             "trust": {"publishers": list(self.trust), "enforced": bool(self.trust)},
-            "policy": {"allow_yanked": self.allow_yanked},
+            "policy": {"allow_yanked": self.allow_yanked, "accept_disputed": list(self.accept_disputed)},
             "claim_option": self.claim_option,
             "accepted_claim": self.accepted.record_id if self.accepted else None,
             "effective_license": self.effective_license.to_json() if self.effective_license else None,
+            "disputes": [d.to_json() for d in self.disputes],
             "claims": [c.to_json() for c in self.claims],
             "files": [f.to_json() for f in self.files],
             "attribution": self.attribution.to_json() if self.attribution else None,
@@ -435,12 +512,17 @@ class VerifyOptions:
         claim: a composition (record id, or the content id it claims) to check the model against.
         allow_yanked: accept a claim whose ancestry holds a yanked record (reported either way).
         attribute: run tensor attribution when no claim matches (default on).
+        accept_disputed: earlier claims (record ids) whose disputes are accepted, or ``"all"``:
+            a claim with a record disputed by one of them may be accepted, the earlier claim's
+            (stricter) terms applying. A dispute whose earlier publisher is trusted is accepted
+            too. Others make the verdict ``disputed``.
     """
 
     trust: tuple[str, ...] = ()
     claim: str | None = None
     allow_yanked: bool = False
     attribute: bool = True
+    accept_disputed: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -580,6 +662,7 @@ class Verifier:
         self.documents = Documents(sources, data_dir)
         self.index = index
         self._records: dict[bytes, Record | None] = {}
+        self._claims: dict[bytes, list[Record]] = {}  # content id -> every claim, earliest first
 
     def open_index(self, home: Path | None = None) -> Any:
         """Attach the attribution index: cached under ``home`` (in memory without one, or on the
@@ -611,11 +694,10 @@ class Verifier:
         """
         model = path if isinstance(path, ModelFiles) else read_model(path)
         trust = tuple(_checksum(a) for a in options.trust)
+        accept = _accepted_ids(options.accept_disputed)
+        self._claims = {}  # claims are read afresh for each model: new ones may have appeared
         ids = [model.content_id, *model.files.values()]
-        found = self.registry.claims_of(ids)  # the one call: the weights' and every file's claims
-        for records in found.values():
-            for record in records:
-                self._records[record.record_id] = record
+        found = self._claims_of(ids)  # the one call: the weights' and every file's claims
         weight_claims = found[to_bytes32(model.content_id)]
         file_claims = {path_: found[to_bytes32(fid)] for path_, fid in model.files.items()}
 
@@ -623,10 +705,13 @@ class Verifier:
             targets = self._named_claim(options.claim)
         else:
             targets = weight_claims
-        checks = [self.check_claim(record, model, trust) for record in targets]
+        checks = [self.check_claim(record, model, trust, accept_disputed=accept) for record in targets]
         if checks:
             checks[0].first = not options.claim
         verdict, accepted, reasons = self._decide(model, checks, trust, options)
+        named = {d.earlier_id for c in checks for d in c.disputes}
+        reasons += [f"--accept-disputed {rid} names no earlier claim disputing a claim of this model; ignored"
+                    for rid in accept if rid != "all" and rid not in named]
         exit_code = 0 if verdict == "verified" else (2 if verdict == "unavailable" else 1)
 
         files = self._file_results(model, accepted or (checks[0] if len(checks) == 1 else None), file_claims)
@@ -649,6 +734,7 @@ class Verifier:
             files=files,
             attribution=attribution,
             claim_option=options.claim,
+            accept_disputed=list(accept),
         )
 
     def _named_claim(self, value: str) -> list[Record]:
@@ -656,7 +742,7 @@ class Verifier:
         (record,) = self._read_records([wanted])
         if record is not None:
             return [record]
-        claims = [r for r in self.registry.claims(wanted) if r.kind == Kind.COMPOSITION]
+        claims = [r for r in self._claims_of([wanted])[wanted] if r.kind == Kind.COMPOSITION]
         if not claims:
             raise NotFoundError(
                 f"{value} is neither a record nor the content id of a composition on this registry "
@@ -666,8 +752,13 @@ class Verifier:
 
     # -- one claim -------------------------------------------------------------------------------
 
-    def check_claim(self, record: Record, model: ModelFiles, trust: Sequence[str] = ()) -> ClaimCheck:
-        """Re-derive one claim against the model (the claim's content id need not be the model's)."""
+    def check_claim(self, record: Record, model: ModelFiles, trust: Sequence[str] = (), *,
+                    accept_disputed: Sequence[str] = ()) -> ClaimCheck:
+        """Re-derive one claim against the model (the claim's content id need not be the model's).
+
+        ``accept_disputed``: earlier claims (0x record ids, lower case) whose disputes are
+        accepted, or ``"all"`` (see :class:`VerifyOptions`).
+        """
         check = ClaimCheck(record=record, license=self._license(record.license_id), kind="unknown",
                            trusted=_trusted(record.publisher, trust))
         try:
@@ -675,6 +766,7 @@ class Verifier:
         except DocumentError as exc:
             check.status, check.problems = "invalid", [str(exc)]
             self._ancestry(check, None, trust)
+            self._disputes(check, trust, accept_disputed)
             return check
         except _UNAVAILABLE as exc:
             check.status, check.problems, check.error = "unavailable", [f"its document cannot be fetched: {exc}"], exc
@@ -694,10 +786,46 @@ class Verifier:
             check.problems.append(f"an input cannot be fetched: {exc}")
         if check.status == "verified" and record.content_id != to_bytes32(model.content_id):
             check.status = "mismatch"
+        self._disputes(check, trust, accept_disputed)
         check.effective_license = effective_license(
-            (node.record, node.license, node.name) for node in check.nodes.values() if node.record is not None
+            ((node.record, node.license, node.name) for node in check.nodes.values() if node.record is not None),
+            earlier=[(d.dispute.earlier, d.dispute.earlier_terms, f"earlier claim of {d.name or d.record_id}")
+                     for d in check.disputes],
         )
         return check
+
+    def _disputes(self, check: ClaimCheck, trust: Sequence[str], accept: Sequence[str]) -> None:
+        """Note on each record of the ancestry the earlier claims that dispute it: every claim of
+        the ancestry's content ids is read in one call (:func:`find_disputes` applies the rule)."""
+        records = [node.record for node in check.nodes.values() if node.record is not None]
+        if not records:
+            return
+        claims = self._claims_of(r.content_id for r in records)
+        every = {r.record_id: r for found in claims.values() for r in found}
+        every.update((r.record_id, r) for r in records)
+        found = find_disputes(every.values(), self._license)
+        for node in check.nodes.values():
+            for dispute in found.get(node.record.record_id, []) if node.record is not None else []:
+                item = DisputeCheck(dispute, node.name, _trusted(dispute.earlier.publisher, trust))
+                if "all" in accept or dispute.earlier_id in accept:
+                    item.accepted_by = "option"
+                elif item.earlier_trusted:
+                    item.accepted_by = "trust"
+                node.disputes.append(item)
+
+    def _claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
+        """Every claim of each content id, earliest first; read once per verifier (one call for
+        all the ids not read yet)."""
+        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        wanted = [i for i in ids if i not in self._claims]
+        if wanted:
+            # The resolver's read: hand-decoded events, each re-hashed to its id and checked
+            # against storage, logs and storage in two round trips whatever the number of ids.
+            for content_id, records in self.resolver.claims_of(wanted).items():
+                self._claims[content_id] = records
+                for record in records:
+                    self._records[record.record_id] = record
+        return {i: self._claims[i] for i in ids}
 
     def _check_element(self, check: ClaimCheck, manifest: Manifest, model: ModelFiles) -> None:
         if manifest.kind != "tensors":
@@ -1006,9 +1134,10 @@ class Verifier:
                 reasons = [f"accepted although {what} was yanked (--allow-yanked)"
                            for what in ([f"the claim {check.record_id}"] if check.yanked else [])
                            + [f"ancestor {rid} ({check.nodes[rid].name or check.nodes[rid].kind})" for rid in check.yanked_ancestors]]
+                reasons += _accepted_dispute_reasons(check.disputes)
                 if len({c.record.publisher for c in checks}) > 1:
                     reasons.append(f"{len(checks)} claims by {len({c.record.publisher for c in checks})} publishers; "
-                                   f"accepted the earliest eligible one, {check.record_id} (block {check.record.block_number})")
+                                   f"accepted the earliest eligible one, {check.record_id} ({block_text(check.record)})")
                 return "verified", check, reasons
             blocked.append((check, *reason))
         # Report the first blocker of the earliest verified claim, trusted ones first.
@@ -1068,6 +1197,9 @@ class Verifier:
             note = "no attribution index: tensors are compared with the named claim only"
         hit_records = {h.record_id for hits in [*by_digest.values(), *by_name.values()] for h in hits}
         live = dict(zip(hit_records, self._read_records(list(hit_records))))
+        # The index orders hits by block; the chain's records order them by priority.
+        for hits in [*by_digest.values(), *by_name.values()]:
+            hits.sort(key=lambda h: priority_key(live[h.record_id]) if live.get(h.record_id) else (h.block, h.block, h.log_index))
         ref_results = {t.name: t for t in reference.tensors} if reference is not None else {}
         results: list[TensorResult] = []
         renamed_from: set[str] = set()
@@ -1128,7 +1260,27 @@ class Verifier:
                     gone[row.name] = TensorResult(row.name, "missing", row.dtype, row.shape, None, to_hex(row.digest),
                                                   [src], message=f"{row.name} of {src.label()} is missing")
             missing = sorted(gone.values(), key=lambda t: t.name.encode("utf-8"))
+        self._every_claim([*results, *missing])
         return TensorAttribution(reference, results, missing, index_info, note)
+
+    def _every_claim(self, results: Sequence[TensorResult]) -> None:
+        """Add to each tensor's sources every other claim of the elements it names (one call for
+        all their content ids), and mark the sources that are disputed."""
+        content_ids = {s.content_id for r in results for s in r.sources if s.content_id}
+        if not content_ids:
+            return
+        claims = self._claims_of(content_ids)
+        every = [record for found in claims.values() for record in found]
+        disputes = find_disputes(every, self._license)
+        for result in results:
+            known = {s.record_id for s in result.sources}
+            tensor = {s.content_id: s.tensor for s in result.sources}
+            extra = [Source(to_hex(r.record_id), r.publisher, to_hex(r.content_id), tensor.get(to_hex(r.content_id)),
+                            None, r.block_number, r.yanked)
+                     for cid in dict.fromkeys(s.content_id for s in result.sources if s.content_id)
+                     for r in claims[to_bytes32(cid)] if to_hex(r.record_id) not in known]
+            result.sources = [replace(s, disputes=tuple(disputes.get(to_bytes32(s.record_id), ()))) if s.record_id else s
+                              for s in [*result.sources, *extra]]
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -1284,12 +1436,56 @@ def _blocker(check: ClaimCheck, trust: Sequence[str], allow_yanked: bool) -> tup
         return "mismatch", f"ancestor {check.missing_ancestors[0]} does not exist"
     if check.license_violations:
         return "license-violation", check.license_violations[0]
+    if check.unaccepted_disputes:
+        disputes = check.unaccepted_disputes
+        first = disputes[0]
+        more = f" ({len(disputes) - 1} more disputed record(s) in its ancestry)" if len(disputes) > 1 else ""
+        return "disputed", (f"{first.message()}{more}; the earlier terms apply: accept them with --accept-disputed "
+                            f"{first.earlier_id} (or all), or trust {first.dispute.earlier.publisher}")
     if not allow_yanked and check.yanked:
         return "yanked", f"the claim {check.record_id} was yanked by its publisher"
     if not allow_yanked and check.yanked_ancestors:
         node = check.nodes[check.yanked_ancestors[0]]
         return "yanked", f"ancestor {node.record_id}{' (' + node.name + ')' if node.name else ''} was yanked by {node.record.publisher}"
     return None
+
+
+def _accepted_dispute_reasons(disputes: Sequence[DisputeCheck]) -> list[str]:
+    """One line per earlier publisher, licence and reason of acceptance (a copied model has one
+    dispute per element: twenty lines would say the same thing)."""
+    groups: dict[tuple[str, str, str | None], list[DisputeCheck]] = {}
+    for item in disputes:
+        terms = item.dispute.earlier_terms
+        key = (item.dispute.earlier.publisher, terms.spdx_id if terms else "unknown terms", item.accepted_by)
+        groups.setdefault(key, []).append(item)
+    reasons = []
+    for (publisher, spdx, how), items in groups.items():
+        why = "--accept-disputed" if how == "option" else "its publisher is trusted"
+        if len(items) == 1:
+            reasons.append(f"accepted although {items[0].message()}: its terms apply ({why})")
+            continue
+        names = [d.name or d.record_id for d in items]
+        listed = ", ".join(names[:4]) + (f", … ({len(names)} in all)" if len(names) > 4 else "")
+        reasons.append(f"accepted although {len(items)} records of its ancestry ({listed}) are disputed: {publisher} claimed "
+                       f"the same content earlier under {spdx} (first: record {items[0].earlier_id}, "
+                       f"{block_text(items[0].dispute.earlier)}); those terms apply ({why})")
+    return reasons
+
+
+def _accepted_ids(values: Iterable[str]) -> tuple[str, ...]:
+    """``--accept-disputed`` values: ``all`` or record ids, as lower-case 0x hex."""
+    out = []
+    for value in values:
+        text = str(value).strip()
+        if text.lower() == "all":
+            out.append("all")
+            continue
+        try:
+            out.append(to_hex(to_bytes32(text, "record id")).lower())
+        except InputError:
+            raise InputError(f"--accept-disputed {text!r} is neither a record id (0x + 64 hex) nor 'all'; "
+                             "give the earlier claim that `elements verify` names") from None
+    return tuple(dict.fromkeys(out))
 
 
 def _trusted(publisher: str, trust: Sequence[str]) -> bool | None:
@@ -1308,7 +1504,7 @@ def _checksum(address: str) -> str:
 
 def _record_summary(record: Record) -> dict[str, Any]:
     return {"record_id": to_hex(record.record_id), "publisher": record.publisher, "block": record.block_number,
-            "yanked": record.yanked, "kind": record.to_json()["kind"]}
+            "priority_block": record.priority_block, "yanked": record.yanked, "kind": record.to_json()["kind"]}
 
 
 def _source_of(hit: Any, live: Mapping[bytes, Record | None]) -> Source:
