@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import re
 
-from eth_utils import is_address, to_checksum_address
-
 from ..config import ENV, Settings, load_config_file, save_config_file
 from ..errors import ConfigError
 from ._app import Result, add_command
@@ -181,6 +179,8 @@ def _trust_rm(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _address(value: str) -> str:
+    from eth_utils import is_address, to_checksum_address  # a quarter of a second: only when an address is given
+
     if not is_address(value):
         raise ConfigError(f"{value!r} is not an Ethereum address (0x + 40 hex digits)")
     return to_checksum_address(value)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import InputError
 from ..storage.car import export_car, import_car
 from ..storage.cid import CID
 from ..storage.errors import CIDError
-from ..storage.fetch import Sources, open_store
-from ..storage.kubo import Kubo
 from ..storage.unixfs import DEFAULT_PROFILE, PROFILES, add_file, get_profile
 from ._app import Result, add_command, add_group, progress
 
+if TYPE_CHECKING:
+    from ..storage.fetch import Sources
+
 __all__ = ["register"]
+
+# The storage modules above are the standard library's and ours; the ones that speak HTTP (fetch,
+# kubo, gateway: httpx) are imported by the handlers that reach a node, so `elements cid` does not.
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -74,7 +79,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
     profile = get_profile(args.profile)
-    store = open_store(settings) if args.store else None
+    store = None
+    if args.store:
+        from ..storage.fetch import open_store
+
+        store = open_store(settings)
     if args.file == "-":
         import sys
 
@@ -98,6 +107,7 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_car_export(args: argparse.Namespace, settings: Settings) -> Result:
     from ..elements.resolve import parse_hash
+    from ..storage.fetch import Sources
 
     kind, _ = parse_hash(args.hash) if args.hash.strip()[:2].lower() == "0x" else ("cid", b"")
     output = Path(args.output)
@@ -157,6 +167,9 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..storage.fetch import open_store
+    from ..storage.kubo import Kubo
+
     path = Path(args.file)
     if not path.is_file():
         raise InputError(f"{path} is not a file; give a CAR file (made by `elements car export` or `ipfs dag export`)")
