@@ -7,15 +7,17 @@ puts a local DAG into the configured Kubo node and pins it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..config import Settings
 from ..errors import ElementsError, ServiceError
 from .blockstore import BlockStore
 from .cid import CID
 from .errors import BlockNotFound, IncompleteDAG
-from .gateway import Gateway
-from .kubo import Kubo
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .kubo import Kubo
 
 __all__ = ["open_store", "Sources"]
 
@@ -36,8 +38,19 @@ class Sources:
 
     def __init__(self, store: BlockStore, kubo: Kubo | str | None = None, gateways: Iterable[Gateway | str] = ()) -> None:
         self.store = store
-        self.kubo = Kubo(kubo) if isinstance(kubo, str) else kubo
-        self.gateways = [Gateway(g) if isinstance(g, str) else g for g in gateways]
+        # The HTTP clients (httpx: a tenth of a second to import) only when a node is configured.
+        if isinstance(kubo, str):
+            from .kubo import Kubo
+
+            kubo = Kubo(kubo)
+        self.kubo = kubo
+        self.gateways = []
+        for gateway in gateways:
+            if isinstance(gateway, str):
+                from .gateway import Gateway
+
+                gateway = Gateway(gateway)
+            self.gateways.append(gateway)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sources":
