@@ -168,7 +168,6 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
     from ..storage.fetch import open_store
-    from ..storage.kubo import Kubo
 
     path = Path(args.file)
     if not path.is_file():
@@ -179,6 +178,8 @@ def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
     # The counts are the whole CAR's (not per root): said once, then the roots.
     lines = [f"{result.blocks} blocks ({result.new_blocks} new) from {path}, {len(result.roots)} root(s):", *map(str, result.roots)]
     if settings.ipfs_api:
+        from ..storage.kubo import Kubo
+
         with Kubo(settings.ipfs_api) as kubo:
             pinned = kubo.dag_import(path, pin_roots=True)
         data["kubo"] = {"api": kubo.url, "pinned": [str(c) for c in pinned]}
