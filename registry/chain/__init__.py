@@ -21,43 +21,65 @@ codec + digest), ``devnet`` (anvil), ``session`` (settings -> registry).
 
 from __future__ import annotations
 
-from .accounts import account_from_key, account_from_keystore, create_keystore, load_account
-from .cids import join_cid, split_cid
-from .deploy import Deployment, deploy_registry, find_registry, load_deployments, registry_address
-from .errors import (
-    AccountError,
-    CommercialUseNotAllowedError,
-    DerivativesNotAllowedError,
-    InsufficientFundsError,
-    InvalidLicenseError,
-    InvalidRecordError,
-    LicenseViolation,
-    NoRegistryError,
-    NotPublisherError,
-    RecordNotFoundError,
-    RegistryRevert,
-    RpcUnavailableError,
-    ShareAlikeRequiredError,
-    SignatureError,
-    TransactionFailed,
-    UnknownLicenseError,
-    UnknownNetworkError,
-    UnknownParentError,
-    UnknownRecordError,
-    WrongChainError,
-)
-from .licenses import (
-    ATTRIBUTION,
-    BUILTIN_LICENSES,
-    COMMERCIAL_USE,
-    DERIVATIVES,
-    SHARE_ALIKE,
-    LicenseTerms,
-    check_derivative,
-)
-from .network import MEMORY, Chain, connect
-from .registry import MAX_PARENTS, Kind, Record, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
-from .session import open_chain, open_registry
+import importlib
+
+# Each name is imported from its module on first use (PEP 562), not when the package is: a caller
+# of `registry.chain.licenses` or `registry.chain.cids` then does not load web3, eth-account and
+# eth-tester (over a second), and `from registry.chain import connect` works as before.
+_EXPORTS = {
+    "accounts": ("account_from_key", "account_from_keystore", "create_keystore", "load_account"),
+    "cids": ("join_cid", "split_cid"),
+    "deploy": ("Deployment", "deploy_registry", "find_registry", "load_deployments", "registry_address"),
+    "errors": (
+        "AccountError",
+        "CommercialUseNotAllowedError",
+        "DerivativesNotAllowedError",
+        "InsufficientFundsError",
+        "InvalidLicenseError",
+        "InvalidRecordError",
+        "LicenseViolation",
+        "NoRegistryError",
+        "NotPublisherError",
+        "RecordNotFoundError",
+        "RegistryRevert",
+        "RpcUnavailableError",
+        "ShareAlikeRequiredError",
+        "SignatureError",
+        "TransactionFailed",
+        "UnknownLicenseError",
+        "UnknownNetworkError",
+        "UnknownParentError",
+        "UnknownRecordError",
+        "WrongChainError",
+    ),
+    "licenses": (
+        "ATTRIBUTION",
+        "BUILTIN_LICENSES",
+        "COMMERCIAL_USE",
+        "DERIVATIVES",
+        "SHARE_ALIKE",
+        "LicenseTerms",
+        "check_derivative",
+    ),
+    "network": ("MEMORY", "Chain", "connect"),
+    "registry": ("MAX_PARENTS", "Kind", "Record", "RecordInput", "Registry", "SignedPublish", "record_id_of", "to_bytes32"),
+    "session": ("open_chain", "open_registry"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __all__ = [
     # chains

@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from eth_tester.exceptions import TransactionFailed as _TesterFailed
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
@@ -49,8 +48,9 @@ MEMORY = "memory"
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 # web3 raises these (or subclasses) for reverts, with the revert data on ``.data``; the in-process
-# chain raises eth-tester's own type, with the revert data in the message.
-_REVERT_TYPES: tuple[type[BaseException], ...] = (ContractCustomError, ContractLogicError, ContractPanicError, _TesterFailed)
+# chain raises eth-tester's own type, with the revert data in the message (Chain.tester_failed: only
+# connect("memory") imports eth-tester, which loads py-evm, a third of a second a JSON-RPC chain never uses).
+_REVERT_TYPES: tuple[type[BaseException], ...] = (ContractCustomError, ContractLogicError, ContractPanicError)
 
 
 def memory_dev_accounts() -> list[LocalAccount]:
@@ -115,6 +115,7 @@ class Chain:
         dev_accounts: funded accounts with public keys (the in-process chain's, or a devnet's);
             empty for other chains.
         rpc_urls: every endpoint reads are compared across (just ``rpc_url`` when there is one).
+        tester_failed: eth-tester's revert exception on the in-process chain (``None`` on others).
     """
 
     w3: Web3
@@ -123,6 +124,7 @@ class Chain:
     dev_accounts: list[LocalAccount] = field(default_factory=list)
     receipt_timeout: float = 180.0
     rpc_urls: tuple[str, ...] = ()
+    tester_failed: type[BaseException] | None = field(default=None, repr=False)
     _nonces: dict[str, int] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -146,6 +148,10 @@ class Chain:
         """HTTP requests sent so far (all endpoints together); ``None`` on the in-process chain."""
         return getattr(self.w3.provider, "requests_sent", None)
 
+    @property
+    def _revert_types(self) -> tuple[type[BaseException], ...]:
+        return _REVERT_TYPES + ((self.tester_failed,) if self.tester_failed is not None else ())
+
     # -- reading ------------------------------------------------------------------------------
 
     def _revert(self, exc: BaseException, tx: dict, namer: Callable[[int], str] | None, block: Any = "latest") -> ChainError:
@@ -154,11 +160,11 @@ class Chain:
         web3's tester provider turns revert data that happens to decode as a string into text and
         drops the selector, so on ``memory`` the call is replayed on eth-tester to get the bytes.
         """
-        if isinstance(exc, _TesterFailed) and self.is_memory:
+        if self.tester_failed is not None and isinstance(exc, self.tester_failed):
             call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
                 self.w3.provider.ethereum_tester.call(call, block)
-            except _TesterFailed as replayed:
+            except self.tester_failed as replayed:
                 return decode_revert(_parse_tester_data(replayed.args[0] if replayed.args else b""), namer)
             return TransactionFailed("the in-process chain refused the transaction, but the replayed call passed")
         return decode_revert(_revert_data(exc), namer)
@@ -193,7 +199,7 @@ class Chain:
         """``eth_call``; a revert raises the decoded error."""
         try:
             return bytes(self.w3.eth.call(tx, block_identifier=block))
-        except _REVERT_TYPES as exc:
+        except self._revert_types as exc:
             raise self._revert(exc, tx, namer, block) from None
         except Exception as exc:
             if _is_connection_error(exc):
@@ -226,7 +232,7 @@ class Chain:
         if gas is None:
             try:
                 estimate = self.w3.eth.estimate_gas(base)
-            except _REVERT_TYPES as exc:
+            except self._revert_types as exc:
                 raise self._revert(exc, base, namer) from None
             except ElementsError:
                 raise
@@ -244,7 +250,7 @@ class Chain:
                 signed = account.sign_transaction(base)
                 try:
                     tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-                except _REVERT_TYPES as exc:
+                except self._revert_types as exc:
                     self._nonces.pop(sender, None)
                     raise self._revert(exc, base, namer) from None
                 except Exception as exc:
@@ -372,10 +378,12 @@ def connect(
     urls = url_list(rpc_url) or [str(rpc_url or "")]
     if urls == [MEMORY]:
         from eth_tester import EthereumTester, PyEVMBackend
+        from eth_tester.exceptions import TransactionFailed as tester_failed
         from web3 import EthereumTesterProvider
 
         w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
-        chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts())
+        chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts(),
+                      tester_failed=tester_failed)
     else:
         if MEMORY in urls:
             raise UnknownNetworkError(

@@ -7,21 +7,19 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_utils import is_address, to_checksum_address
-
-from ..chain.accounts import load_account
-from ..chain.deploy import deploy_registry
-from ..chain.devnet import ANVIL_CHAIN_ID, Anvil
-from ..chain.errors import AccountError
-from ..chain.keystore import list_keys
-from ..chain.licenses import describe_flags
-from ..chain.session import open_chain, open_registry
 from ..config import Settings, load_config_file, save_config_file
 from ..errors import InputError, ServiceError
 from ._app import Result, add_command
 
+if TYPE_CHECKING:
+    from ..chain.devnet import Anvil
+
 __all__ = ["register"]
+
+# The chain stack (web3, eth-account, eth-tester: over a second to import) is imported by each
+# handler, so that registering these commands (every command's --help) does not load it.
 
 DEVNET_NETWORK = "devnet"
 #: What `elements devnet` gives each keystore of the home (and each --fund address) that has less than 1 ETH.
@@ -72,6 +70,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.accounts import load_account
+    from ..chain.deploy import deploy_registry
+    from ..chain.errors import AccountError
+    from ..chain.session import open_chain
+
     chain = open_chain(settings)
     account = load_account(settings, chain)
     if account is None:
@@ -92,6 +95,11 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
+    from eth_utils import is_address
+
+    from ..chain.deploy import deploy_registry
+    from ..chain.devnet import ANVIL_CHAIN_ID, Anvil
+
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a TCP port (1-65535)")
     for address in args.fund:
@@ -137,6 +145,10 @@ def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
 def _fund(chain, home: Path, extra: list[str]) -> list[dict]:
     """Give every keystore of the home, and each ``extra`` address, FUND_ETHER when it holds less than 1 ETH,
     so `--keystore NAME` just works on the devnet (a restarted devnet keeps the balances: nothing is sent)."""
+    from eth_utils import to_checksum_address
+
+    from ..chain.keystore import list_keys
+
     wanted: dict[str, str | None] = {to_checksum_address(a): None for a in extra}
     for key in list_keys(home):
         wanted[to_checksum_address(key.address)] = key.name
@@ -173,6 +185,8 @@ def _check_port_free(port: int) -> None:
 
 
 def _record_network(home: Path, anvil: Anvil, registry: str, state: Path) -> Path:
+    from ..chain.devnet import ANVIL_CHAIN_ID
+
     config = load_config_file(home)
     networks = config.setdefault("networks", {})
     networks[DEVNET_NETWORK] = {
@@ -202,6 +216,9 @@ def _print_devnet(data: dict) -> None:
 
 
 def _licenses(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.licenses import describe_flags
+    from ..chain.session import open_registry
+
     registry = open_registry(settings)
     terms = registry.licenses()
 

@@ -9,13 +9,13 @@ import json
 import os
 from pathlib import Path
 
-from ..compose.engine import DEFAULT_MAX_SHARD_SIZE, assemble, inspect_recipe, parse_size
-from ..compose.recipe import load_recipe
-from ..compose.sources import LocalElementSource
 from ..config import Settings
-from ..elements.split import split_model
 from ..errors import InputError
 from ._app import Result, add_command, progress, progress_bars
+
+# Each handler imports the compose layer (numpy) when it runs; --help needs only this copy of
+# registry.compose.engine.DEFAULT_MAX_SHARD_SIZE (tests/test_cli_imports.py checks they agree).
+DEFAULT_MAX_SHARD_SIZE = 5_000_000_000
 
 __all__ = ["register"]
 
@@ -109,6 +109,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..elements.split import split_model
+
     with progress(settings, "splitting") as report:
         result = split_model(args.model, args.out, by=args.by, rules=args.rule, force=args.force, progress=report)
 
@@ -127,6 +129,10 @@ def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..compose.engine import assemble, inspect_recipe, parse_size
+    from ..compose.recipe import load_recipe
+    from ..compose.sources import LocalElementSource
+
     recipe = load_recipe(Path(args.recipe))
     source = LocalElementSource(args.elements)
     max_shard_size = parse_size(args.max_shard_size)
@@ -180,6 +186,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import assemble_composition
+    from ..compose.engine import parse_size
     from ..elements.disputes import block_text
     from .elements_cmd import session, warn_disputes
 

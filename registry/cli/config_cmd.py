@@ -6,8 +6,6 @@ import argparse
 import dataclasses
 import re
 
-from eth_utils import is_address, to_checksum_address
-
 from ..config import ENV, FetchLimits, Settings, load_config_file, save_config_file, url_list
 from ..errors import ConfigError
 from ._app import Result, add_command
@@ -198,6 +196,8 @@ def _trust_rm(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _address(value: str) -> str:
+    from eth_utils import is_address, to_checksum_address  # a quarter of a second: only when an address is given
+
     if not is_address(value):
         raise ConfigError(f"{value!r} is not an Ethereum address (0x + 40 hex digits)")
     return to_checksum_address(value)

@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import yaml
-
 from ..config import Settings
 from ..errors import ElementsError, InputError
 from ._app import Result, add_command
@@ -159,6 +156,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> Result:
 
 def run_story(source: Path, work: Path, show: bool) -> Story:
     """Run every step of the demo in ``work`` (which must exist and be writable)."""
+    import yaml
+
     from ..chain import Registry, connect
     from ..compose.chain_source import assemble_composition
     from ..compose.publish import publish_composition, publish_model
@@ -490,6 +489,8 @@ def _lora_recipe(base, adapter_record: str, adapter_content_id: str) -> dict:
 
 def _write_lora_adapter(path: Path, base, resolver) -> None:
     """A deterministic PEFT-format adapter for query/value of the six layers (seeded numbers)."""
+    import numpy as np
+
     from ..elements.safetensors_format import write_safetensors
 
     rng = np.random.default_rng(LORA_SEED)
@@ -504,6 +505,7 @@ def _write_lora_adapter(path: Path, base, resolver) -> None:
 
 def _tamper(model: Path, out: Path) -> dict:
     """Copy the model and change one weight, re-saving with the safetensors library (another writer)."""
+    import numpy as np
     from safetensors.numpy import load_file, save_file
 
     shutil.copytree(model, out)

@@ -11,30 +11,21 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from eth_utils import to_checksum_address
-
-from ..chain.errors import AccountError
-from ..chain.keystore import check_key_name, import_key, list_keys, new_key
-from ..chain.licenses import ATTRIBUTION, COMMERCIAL_USE, DERIVATIVES, SHARE_ALIKE, describe_flags
-from ..chain.session import open_registry
 from ..config import Settings
-from ..elements.content_id import directory_ids, file_content_id, is_weights_path, manifest_of
-from ..elements.publish import (
-    DEFAULT_BATCH_SIZE,
-    KINDS,
-    PublishReport,
-    load_signed,
-    publish_elements,
-    relay_signed,
-    sign_elements,
-    write_signed,
-)
-from ..elements.disputes import block_text
-from ..elements.resolve import ResolvedRecord, Resolver
 from ..errors import ElementsError, InputError, IntegrityError
-from ..storage.fetch import Sources
 from ._app import Result, add_command, add_group, progress, progress_bars
+
+if TYPE_CHECKING:
+    from ..elements.publish import PublishReport
+
+# Each handler imports what it runs: `elements id` hashes with blake3 and never loads the chain
+# stack (web3, eth-account: over a second), and `--help` loads no command's implementation.
+# The two values argparse needs up front are copies of registry.elements.publish's DEFAULT_BATCH_SIZE
+# and KINDS (tests/test_cli_imports.py checks they agree).
+DEFAULT_BATCH_SIZE = 50
+KIND_NAMES = ("element", "adapter", "file", "composition")
 
 __all__ = ["register"]
 
@@ -59,6 +50,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_id(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..elements.content_id import directory_ids, file_content_id, is_weights_path, manifest_of
+
     path = Path(args.path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory; check the path")
@@ -235,7 +228,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
         ),
     )
     ls.add_argument("--publisher", metavar="ADDR", help="only this publisher's records")
-    ls.add_argument("--kind", choices=list(KINDS), help="only records of this kind")
+    ls.add_argument("--kind", choices=list(KIND_NAMES), help="only records of this kind")
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -244,6 +237,10 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
 @contextlib.contextmanager
 def session(settings: Settings, *, write: bool = False):
     """The registry (bound to the configured key when ``write``), the sources, a resolver."""
+    from ..chain.session import open_registry
+    from ..elements.resolve import Resolver
+    from ..storage.fetch import Sources
+
     registry = open_registry(settings, write=write)
     sources = Sources.from_settings(settings)
     try:
@@ -295,6 +292,8 @@ def _print_report(report: PublishReport, what: str = "record") -> None:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     if args.sign_only and args.dry_run:
         raise InputError("--sign-only and --dry-run exclude each other")
+    from ..elements.publish import publish_elements
+
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
             return _sign_only(args, registry, sources, resolver, bars)
@@ -307,6 +306,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars) -> Result:
+    from ..elements.publish import sign_elements, write_signed
+
     claims, signed = sign_elements(
         registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind, name=args.name,
         sources=sources, resolver=resolver, valid_for=int(args.valid_for * 3600),
@@ -327,6 +328,7 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars) -> R
 
 def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.publish import publish_model
+
     with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
         report = publish_model(
             registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
@@ -346,6 +348,8 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..elements.publish import load_signed, relay_signed
+
     document = load_signed(args.file)
     with session(settings, write=True) as (registry, _, _):
         report = relay_signed(registry, document)
@@ -359,6 +363,8 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_add_license(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.licenses import ATTRIBUTION, COMMERCIAL_USE, DERIVATIVES, SHARE_ALIKE, describe_flags
+
     flags = (COMMERCIAL_USE if args.commercial else 0) | (DERIVATIVES if args.derivatives else 0)
     flags |= (SHARE_ALIKE if args.share_alike else 0) | (ATTRIBUTION if args.attribution else 0)
     if args.share_alike and not args.derivatives:
@@ -377,6 +383,8 @@ def cmd_add_license(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _password(settings: Settings, confirm: bool) -> str:
+    from ..chain.errors import AccountError
+
     if settings.keystore_password:
         return settings.keystore_password
     if not sys.stdin.isatty():
@@ -390,12 +398,17 @@ def _password(settings: Settings, confirm: bool) -> str:
 
 
 def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.keystore import check_key_name, new_key
+
     check_key_name(args.name)
     info = new_key(settings.home, args.name, _password(settings, confirm=True))
     return Result(data=info.to_json(), human=f"created keystore {info.name}: {info.address} ({info.path}); use it with --keystore {info.name}")
 
 
 def cmd_keys_import(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.errors import AccountError
+    from ..chain.keystore import check_key_name, import_key
+
     check_key_name(args.name)
     if sys.stdin.isatty():
         import getpass
@@ -410,6 +423,8 @@ def cmd_keys_import(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.keystore import list_keys
+
     keys = list_keys(settings.home)
 
     def human() -> None:
@@ -441,6 +456,8 @@ def _describe(node) -> str:
 
 
 def _line(node) -> str:
+    from ..elements.disputes import block_text
+
     r = node.record
     flags = (" YANKED" if r.yanked else "") + (" DISPUTED" if node.disputes else "")
     return (f"{node.kind_name:<11} 0x{r.record_id.hex()}  content 0x{r.content_id.hex()[:16]}…  {_license_text(node)}  "
@@ -508,6 +525,9 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.licenses import describe_flags
+    from ..elements.resolve import ResolvedRecord
+
     with session(settings) as (registry, _, resolver):
         records = resolver.lookup(args.hash)
         nodes = []
@@ -562,6 +582,11 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
+    from eth_utils import to_checksum_address
+
+    from ..elements.publish import KINDS
+    from ..elements.resolve import ResolvedRecord
+
     with session(settings) as (registry, _, resolver):
         if args.publisher:
             try:

@@ -10,12 +10,13 @@ unreachable chain or store.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..chain.registry import Registry
-from ..chain.session import open_chain
 from ..config import Settings
-from ..storage.fetch import Sources
 from ._app import Result, add_command, progress
+
+if TYPE_CHECKING:
+    from ..chain.registry import Registry
 
 __all__ = ["register", "open_read_registry"]
 
@@ -63,6 +64,9 @@ def open_read_registry(settings: Settings) -> Registry:
     Raises:
         RpcUnavailableError, WrongChainError, UnknownNetworkError, NoRegistryError.
     """
+    from ..chain.registry import Registry
+    from ..chain.session import open_chain
+
     chain = open_chain(settings)
     if chain.is_memory:
         return Registry.deploy(chain, chain.dev_accounts[0]).with_account(None)
@@ -70,9 +74,10 @@ def open_read_registry(settings: Settings) -> Registry:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..provenance.bom import write_bom
-    from ..provenance.report import render
+    # The BOM writer loads cyclonedx's schema validation (jsonschema, 39 lark grammars: seconds),
+    # so it is imported only under --bom; the rich report only for a human reader.
     from ..provenance.verify import Verifier, VerifyOptions, read_model
+    from ..storage.fetch import Sources
 
     with progress(settings, "verifying") as bar:  # the model is hashed (and a bad path refused) before connecting
         model = read_model(args.path, bar)
@@ -87,6 +92,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
             report = verifier.verify(model, options)
             data = report.to_json()
             if args.bom:
+                from ..provenance.bom import write_bom
+
                 path = write_bom(report, args.bom)
                 data["bom"] = str(path)
         finally:
@@ -100,6 +107,8 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
         import sys
 
         from rich.console import Console
+
+        from ..provenance.report import render
 
         class _Console(Console):
             def on_broken_pipe(self) -> None:  # rich exits 1 ("not verified"); let main() give the verdict's code

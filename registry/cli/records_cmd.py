@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..chain.registry import to_bytes32
 from ..config import Settings
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError, NotFoundError
@@ -51,6 +50,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..chain.registry import to_bytes32
     from .elements_cmd import session
 
     record_id = to_bytes32(args.record, "record id")

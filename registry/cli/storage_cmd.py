@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import InputError
 from ..storage.car import IterStream, export_car, import_car
 from ..storage.cid import CID
 from ..storage.errors import CIDError
-from ..storage.fetch import Sources, open_store
-from ..storage.kubo import Kubo
 from ..storage.unixfs import DEFAULT_PROFILE, PROFILES, add_file, get_profile
 from ._app import Result, add_command, add_group, progress
 
+if TYPE_CHECKING:
+    from ..storage.fetch import Sources
+    from ..storage.kubo import Kubo
+
 __all__ = ["register"]
+
+# The storage modules above are the standard library's and ours; the ones that speak HTTP (fetch,
+# kubo, gateway: httpx) are imported by the handlers that reach a node, so `elements cid` does not.
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -86,7 +92,11 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
     profile = get_profile(args.profile)
     if args.hash != profile.hash:
         profile = profile.with_hash(args.hash)
-    store = open_store(settings) if args.store else None
+    store = None
+    if args.store:
+        from ..storage.fetch import open_store
+
+        store = open_store(settings)
     if args.file == "-":
         import sys
 
@@ -110,6 +120,7 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_car_export(args: argparse.Namespace, settings: Settings) -> Result:
     from ..elements.resolve import parse_hash
+    from ..storage.fetch import Sources
 
     kind, _ = parse_hash(args.hash) if args.hash.strip()[:2].lower() == "0x" else ("cid", b"")
     output = Path(args.output)
@@ -169,6 +180,8 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..storage.fetch import open_store
+
     path = Path(args.file)
     if not path.is_file():
         raise InputError(f"{path} is not a file; give a CAR file (made by `elements car export` or `ipfs dag export`)")
@@ -180,6 +193,8 @@ def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
     if result.ended_at is not None:
         lines.append(f"read up to the zero-length section at byte {result.ended_at}; the rest was taken as padding")
     if settings.ipfs_api:
+        from ..storage.kubo import Kubo
+
         with Kubo(settings.ipfs_api) as kubo:
             pinned = _kubo_import(kubo, path, result)
         data["kubo"] = {"api": kubo.url, "pinned": [str(c) for c in pinned]}

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..config import FetchLimits, Settings
 from ..errors import ElementsError, NotFoundError, ServiceError
 from .blockstore import BlockStore
 from .cid import CID
 from .errors import BlockIntegrityError, BlockNotFound, FetchLimitError, IncompleteDAG
-from .gateway import Gateway
-from .kubo import Kubo
 from .limits import Budget
 from .unixfs import file_matches
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .kubo import Kubo
 
 __all__ = ["open_store", "Sources"]
 
@@ -50,8 +52,19 @@ class Sources:
                  *, limits: FetchLimits | None = None) -> None:
         self.store = store
         self.limits = limits or FetchLimits()
-        self.kubo = Kubo(kubo, limits=self.limits) if isinstance(kubo, str) else kubo
-        self.gateways = [Gateway(g, limits=self.limits) if isinstance(g, str) else g for g in gateways]
+        # The HTTP clients (httpx: a tenth of a second to import) only when a node is configured.
+        if isinstance(kubo, str):
+            from .kubo import Kubo
+
+            kubo = Kubo(kubo, limits=self.limits)
+        self.kubo = kubo
+        self.gateways = []
+        for gateway in gateways:
+            if isinstance(gateway, str):
+                from .gateway import Gateway
+
+                gateway = Gateway(gateway, limits=self.limits)
+            self.gateways.append(gateway)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Sources":

@@ -1,0 +1,138 @@
+"""What a command loads: the start-up of `elements` (imports follow need) cannot silently come back.
+
+Each case runs the real command line in a subprocess, as a user does, and records the top-level
+packages in ``sys.modules`` when the process exits. A command imports only what it uses: the
+chain stack (web3, eth-account, eth-tester, py_ecc) only for commands that touch a chain, the
+CycloneDX validator (jsonschema, lark) only with ``--bom``, numpy only to compute tensors, the
+HTTP clients only when a node is configured. Nothing here is timed; `scripts/bench_startup.py`
+measures what this keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from registry.cli import compose_cmd, elements_cmd
+from registry.elements.safetensors_format import write_safetensors
+from tests.cli_support import DEV_KEYS, ROOT, clean_env
+
+# Runs `python -m registry ARGS` and writes the top-level packages loaded by then (at exit) to OUT.
+PROBE = """
+import atexit, json, runpy, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted({m.partition(".")[0] for m in sys.modules}))))
+sys.argv = ["elements", *sys.argv[2:]]
+runpy.run_module("registry", run_name="__main__", alter_sys=True)
+"""
+
+CHAIN = {"web3", "eth_account", "eth_keyfile", "eth_keys", "eth_abi", "eth_utils", "eth_tester", "eth", "py_ecc"}
+PY_EVM = {"eth_tester", "eth"}
+BOM = {"cyclonedx", "jsonschema", "lark", "rfc3987_syntax"}
+HTTP = {"httpx", "requests", "aiohttp"}
+#: What --help, id and cid may load beyond the standard library (and what `python -c pass` loads).
+LIGHT = {"registry", "blake3"}
+
+
+def loaded(tmp_path: Path, home: Path, *args: str, code: int = 0, **env: str) -> set[str]:
+    """The top-level packages `elements ARGS` has loaded when it exits (which must be with ``code``)."""
+    probes = tmp_path / "probes"
+    probes.mkdir(exist_ok=True)
+    out = probes / f"modules-{len(list(probes.iterdir()))}.json"
+    result = subprocess.run([sys.executable, "-c", PROBE, str(out), *map(str, args)], env=clean_env(home, **env),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    return set(json.loads(out.read_text()))
+
+
+def third_party(modules: set[str]) -> set[str]:
+    """Packages neither in the standard library nor loaded by the bare interpreter (site, .pth files)."""
+    bare = subprocess.run([sys.executable, "-c", "import sys, json; print(json.dumps(sorted({m.partition('.')[0] for m in sys.modules})))"],
+                          capture_output=True, text=True, check=True, env=clean_env(None))
+    return {m for m in modules - set(json.loads(bare.stdout)) - set(sys.stdlib_module_names) if not m.startswith("_")}
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    path = tmp_path / "model" / "model.safetensors"
+    path.parent.mkdir()
+    rng = np.random.default_rng(20261130)  # content nothing else publishes (the anvil chain is shared)
+    write_safetensors(path, {"dense.weight": rng.standard_normal((16, 8)).astype(np.float32),
+                             "dense.bias": rng.standard_normal(8).astype(np.float32)})
+    return path
+
+
+def test_help_loads_only_the_standard_library_and_elements(tmp_path):
+    modules = loaded(tmp_path, tmp_path / "home", "--help")
+    assert modules & (CHAIN | BOM | HTTP | {"numpy", "rich", "yaml"}) == set()
+    assert third_party(modules) - LIGHT == set()
+
+
+def test_every_command_help_loads_no_chain_numerics_or_bom_package(tmp_path):
+    for command in ("verify", "publish-model", "assemble", "devnet", "cid", "demo"):
+        modules = loaded(tmp_path, tmp_path / "home", command, "--help")
+        assert modules & (CHAIN | BOM | HTTP | {"numpy"}) == set(), command
+
+
+def test_id_of_a_safetensors_file_loads_blake3_and_not_numpy_or_the_chain(tmp_path, weights):
+    modules = loaded(tmp_path, tmp_path / "home", "id", weights)
+    assert "blake3" in modules
+    assert modules & (CHAIN | BOM | HTTP | {"numpy", "safetensors", "rich"}) == set()
+    assert third_party(modules) - LIGHT == set()
+
+
+def test_id_of_a_model_directory_loads_blake3_and_not_numpy_or_the_chain(tmp_path, weights):
+    (weights.parent / "config.json").write_text('{"model_type": "bert"}')
+    modules = loaded(tmp_path, tmp_path / "home", "id", weights.parent, "--json")
+    assert modules & (CHAIN | BOM | HTTP | {"numpy", "safetensors", "rich"}) == set()
+    assert third_party(modules) - LIGHT == set()
+
+
+def test_cid_of_a_file_loads_nothing_beyond_the_standard_library(tmp_path, weights):
+    modules = loaded(tmp_path, tmp_path / "home", "cid", weights)
+    assert modules & (CHAIN | BOM | HTTP | {"numpy", "blake3"}) == set()
+    assert third_party(modules) - LIGHT == set()
+
+
+def test_verify_on_the_in_process_chain_loads_the_chain_but_not_the_bom_validator(tmp_path, weights):
+    modules = loaded(tmp_path, tmp_path / "home", "verify", weights, code=1)  # unknown: nothing claims it
+    assert {"web3", "eth_tester"} <= modules  # the in-process chain is py-evm behind web3
+    assert modules & (BOM | {"httpx"}) == set()
+
+
+def test_verify_json_loads_no_rich(tmp_path, weights):
+    modules = loaded(tmp_path, tmp_path / "home", "verify", weights, "--json", code=1)
+    assert modules & (BOM | {"httpx", "rich"}) == set()
+
+
+def test_verify_with_bom_loads_the_validator(tmp_path, weights):
+    """The other side of the cases above: the probe sees the validator when it is used."""
+    bom = tmp_path / "small.cdx.json"
+    modules = loaded(tmp_path, tmp_path / "home", "verify", weights, "--bom", bom, code=1)
+    assert bom.is_file() and {"cyclonedx", "jsonschema"} <= modules
+
+
+def test_verify_over_json_rpc_loads_neither_py_evm_nor_the_bom_validator(tmp_path, weights, anvil_registry, anvil):
+    home = tmp_path / "home"
+    env = {"ELEMENTS_RPC_URL": anvil.url}
+    published = subprocess.run([sys.executable, "-m", "registry", "publish", str(weights), "--license", "MIT", "--json"],
+                               env=clean_env(home, ELEMENTS_PRIVATE_KEY=DEV_KEYS[4], **env), cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+    modules = loaded(tmp_path, home, "verify", weights, **env)  # exit 0: verified, the whole path ran
+    assert "web3" in modules
+    assert modules & (PY_EVM | BOM | {"httpx"}) == set()
+
+
+def test_the_cli_copies_of_library_defaults_agree_with_the_library():
+    from registry.compose.engine import DEFAULT_MAX_SHARD_SIZE
+    from registry.elements.publish import DEFAULT_BATCH_SIZE, KINDS
+
+    assert elements_cmd.DEFAULT_BATCH_SIZE == DEFAULT_BATCH_SIZE
+    assert set(elements_cmd.KIND_NAMES) == set(KINDS)
+    assert compose_cmd.DEFAULT_MAX_SHARD_SIZE == DEFAULT_MAX_SHARD_SIZE
