@@ -23,14 +23,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Iterable, Iterator
-
-import httpx
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..config import FetchLimits
 from .cid import CID, DAG_PB, IDENTITY, RAW
 from .dagpb import decode_node
 from .errors import CARError, DAGError, FetchLimitError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["FetchLimits", "Budget", "Watch", "DagWalk", "http_client", "MAX_BLOCK", "MAX_ANSWER"]
 
@@ -47,6 +48,8 @@ CAR_HEAD = 64 << 10
 
 def http_client(limits: FetchLimits, *, transport: httpx.BaseTransport | None = None, **options) -> httpx.Client:
     """An httpx client whose requests can be watched: limits' timeouts, no keep-alive, no compression."""
+    import httpx  # a tenth of a second: only the commands that reach Kubo or a gateway pay it
+
     return httpx.Client(
         timeout=httpx.Timeout(limits.timeout, connect=min(limits.timeout, 10.0)),
         limits=httpx.Limits(max_keepalive_connections=0),
@@ -215,6 +218,8 @@ class Watch:
 
     def chunks(self, body: Iterable[bytes]) -> Iterator[bytes]:
         """The body's chunks, counted; a transport error after the watchdog fired is its reason."""
+        import httpx
+
         try:
             for chunk in body:
                 self.count(len(chunk))
