@@ -23,6 +23,7 @@ from eth_tester.exceptions import TransactionFailed as _TesterFailed
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
+from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .errors import (
     ChainError,
     InsufficientFundsError,
@@ -89,6 +90,8 @@ def _is_connection_error(exc: BaseException) -> bool:
 
     from web3.exceptions import ProviderConnectionError
 
+    if isinstance(exc, RpcUnavailableError):  # already says what went wrong (an answer over a limit)
+        return False
     return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ProviderConnectionError, ConnectionError))
 
 
@@ -336,9 +339,7 @@ def connect(rpc_url: str = MEMORY, *, expected_chain_id: int | None = None, dev_
                 f"unknown network {rpc_url!r}: use 'memory', an http(s):// JSON-RPC URL, or a network name from "
                 "$ELEMENTS_HOME/config.json (e.g. 'devnet' after `elements devnet`)"
             )
-        from web3 import HTTPProvider
-
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
+        w3 = Web3(_bounded_provider(rpc_url, timeout))
         try:
             chain_id = int(w3.eth.chain_id)
         except Exception as exc:
@@ -355,6 +356,44 @@ def connect(rpc_url: str = MEMORY, *, expected_chain_id: int | None = None, dev_
             "network entry in $ELEMENTS_HOME/config.json"
         )
     return chain
+
+
+def _bounded_provider(rpc_url: str, timeout: float) -> Any:
+    """web3's HTTPProvider, reading each answer within registry.limits: at most
+    SERVICE_ANSWER_BYTES (counted as it arrives, decompressed) and parsed by the bounded JSON
+    loader, so no node can exhaust memory or crash the process with a deeply nested answer."""
+    import requests
+    from web3 import HTTPProvider
+
+    class BoundedSession(requests.Session):
+        def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+            kwargs["stream"] = True
+            response = super().request(method, url, *args, **kwargs)
+            body = bytearray()
+            try:
+                for chunk in response.iter_content(1 << 16):
+                    body += chunk
+                    SERVICE_ANSWER_BYTES.check(len(body), f"the answer of the JSON-RPC node at {rpc_url} (so far)",
+                                               RpcUnavailableError)
+            except BaseException:
+                response.close()
+                raise
+            response._content = bytes(body)
+            response._content_consumed = True
+            return response
+
+    class BoundedHTTPProvider(HTTPProvider):
+        def decode_rpc_response(self, raw_response: bytes) -> Any:  # type: ignore[override]
+            try:
+                return loads_json(raw_response, what=f"the answer of the JSON-RPC node at {rpc_url}",
+                                  max_bytes=SERVICE_ANSWER_BYTES)
+            except LimitExceeded as exc:
+                raise RpcUnavailableError(str(exc)) from None
+            except NotJSON as exc:
+                raise RpcUnavailableError(f"{rpc_url} does not answer JSON-RPC ({exc}); check the URL") from None
+
+    return BoundedHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, session=BoundedSession(),
+                               exception_retry_configuration=None)
 
 
 def wait_for_rpc(rpc_url: str, timeout: float = 20.0) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -28,6 +27,7 @@ from ..digest import Bytes32, blake3_hasher
 from ..elements.content_id import TensorEntry, tensor_set_content_id
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import IntegrityError
+from ..limits import MODEL_JSON_BYTES, LimitExceeded, NotJSON, loads_json
 from . import ops
 from .recipe import (
     Cast,
@@ -37,6 +37,7 @@ from .recipe import (
     Override,
     Recipe,
     RecipeError,
+    RecipeLimitError,
     Selection,
     Stack,
     Take,
@@ -537,8 +538,10 @@ def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict
     else:
         config = elements[step.config]
         try:
-            document = json.loads(config.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            document = loads_json(config.read_bytes(), what=f"{where}: adapter config {step.config!r}", max_bytes=MODEL_JSON_BYTES)
+        except LimitExceeded as exc:
+            raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
+        except NotJSON as exc:
             raise RecipeError(f"{where}: adapter config {step.config!r} is not JSON ({exc})") from None
         params = LoraParams.from_peft_config(document, f"adapter config {step.config!r}")
     pairs: dict[str, dict[str, str]] = {}

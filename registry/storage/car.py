@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
+from ..limits import CARV2_PADDING_BYTES
 from .cid import CID, IDENTITY, encode_varint, read_varint
 from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
 from .unixfs import walk_dag
@@ -120,7 +121,7 @@ def _decode_header(raw: bytes) -> dict:
         header = parser.item()
         if parser.pos != len(raw):
             raise ValueError("trailing bytes after the header")
-    except (ValueError, UnicodeDecodeError, CIDError) as exc:
+    except (ValueError, UnicodeDecodeError, CIDError, TypeError) as exc:  # TypeError: a list as a map key
         raise CARError(f"malformed CAR header ({exc})") from None
     if not isinstance(header, dict):
         raise CARError("malformed CAR header (not a map)")
@@ -208,6 +209,8 @@ class CarReader:
         skip = data_offset - len(_V2_PRAGMA) - 40
         if skip < 0:
             raise CARError(f"{self.where} is a malformed CARv2 (data offset {data_offset})")
+        # Checked before the padding is read: it is read whole, and the offset is the file's word.
+        CARV2_PADDING_BYTES.check(skip, f"the padding before the data of {self.where} (CARv2 data offset {data_offset:,})", CARError)
         self._exact(skip, "CARv2 padding")
         self._stream = _Limited(self._stream, data_size)  # type: ignore[assignment]
         length = self._varint("header length")
