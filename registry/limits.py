@@ -51,6 +51,7 @@ __all__ = [
     "LAYER_NUMBER",
     "LORA_RANK",
     "REGEX_CHARS",
+    "CID_CHARS",
     "CAR_HEADER_BYTES",
     "CARV2_PADDING_BYTES",
     "BLOCK_BYTES",
@@ -234,6 +235,10 @@ REGEX_CHARS = Limit(
 
 # -- IPFS: CAR, blocks, dag-pb -----------------------------------------------------------------
 
+CID_CHARS = Limit(
+    1024, "CID_CHARS", "characters", "a CID in text (the longest real one, an identity CID, has about 215)",
+    "the text is not a CID",
+)
 CAR_HEADER_BYTES = Limit(
     1 * _MiB, "CAR_HEADER_BYTES", "bytes", "the dag-cbor header of a CAR (v1, or inside a v2)",
     "the file is not a CAR Elements, Kubo or go-car writes",

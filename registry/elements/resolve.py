@@ -107,8 +107,9 @@ def parse_hash(text: str) -> tuple[str, bytes]:
     try:
         codec, digest = split_cid(value)
     except InputError:
+        shown = repr(value) if len(value) <= 80 else repr(value[:70]) + "…"
         raise InputError(
-            f"{value!r} is not a hash: give a record id or a content id (0x + 64 hex) or a CID (bafy…, Qm…)"
+            f"{shown} is not a hash: give a record id or a content id (0x + 64 hex) or a CID (bafy…, Qm…)"
         ) from None
     return "cid", bytes([codec]) + digest
 

@@ -440,10 +440,11 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
             numel *= dim
         bits = numel * DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != end - begin:
-            expected = f"{bits // 8} bytes" if bits % 8 == 0 else f"{bits} bits (not whole bytes)"
+            expected = f"{_number(bits // 8)} bytes" if bits % 8 == 0 else f"{_number(bits)} bits (not whole bytes)"
+            shown = str(list(shape)) if len(str(list(shape))) <= 120 else str(list(shape))[:110] + "...]"
             raise SizeMismatchError(
                 path,
-                f"tensor {name!r}: {dtype}{list(shape)} needs {expected} but data_offsets give {end - begin}",
+                f"tensor {name!r}: {dtype}{shown} needs {expected} but data_offsets give {end - begin}",
                 name,
             )
         infos.append(TensorInfo(name, dtype, tuple(shape), data_start + begin, data_start + end))
@@ -476,6 +477,11 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
         tensors={info.name: info for info in infos},
         file_size=file_size,
     )
+
+
+def _number(value: int) -> str:
+    """An integer for a message: in full up to 30 digits, else as a power of two."""
+    return str(value) if value < 10**30 else f"about 2**{value.bit_length() - 1}"
 
 
 def _json_type(value: Any) -> str:

@@ -18,6 +18,7 @@ import base64
 import hashlib
 from typing import Callable, Union
 
+from ..limits import CID_CHARS
 from .errors import BlockIntegrityError, CIDError
 
 __all__ = [
@@ -234,6 +235,8 @@ class CID:
     @classmethod
     def _parse_str(cls, text: str) -> "CID":
         text = text.strip()
+        if len(text) > CID_CHARS:  # before decoding it, and never echoed whole
+            raise CID_CHARS.exceeded(f"the CID {text[:24]!r}…", len(text), CIDError)
         if text.startswith("/ipfs/"):
             text = text[len("/ipfs/"):]
         if not text:
