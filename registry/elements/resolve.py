@@ -698,7 +698,7 @@ class Resolver:
         root = self.sources.ensure(cid)
         size = file_size(root, self.sources.store.get)
         if size > MAX_DOCUMENT_SIZE:
-            raise DocumentError(f"document {cid} is {size:,} bytes; manifests and recipes are at most {MAX_DOCUMENT_SIZE:,}")
+            raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', size)}")
         return b"".join(self.sources.store.cat(root))
 
     def _parse_recipe(self, document: Any) -> Any:
