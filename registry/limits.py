@@ -419,15 +419,18 @@ def loads_yaml(text: str, *, what: str, max_bytes: Limit = DOCUMENT_BYTES) -> An
     import yaml
 
     max_bytes.check(len(text.encode("utf-8", "surrogatepass")), what)
-    loader = _bounded_loader()(text, what)
+    loader = None
     try:
+        loader = _bounded_loader()(text, what)  # the reader already refuses some characters here
         value = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise NotJSON(f"{getattr(exc, 'problem', None) or exc}{at}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise NotJSON(f"{problem}{at}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     _check_json_values(value, what)
     return value
 
