@@ -209,11 +209,12 @@ PATH_BYTES = Limit(
 )
 RECIPE_INPUTS = Limit(
     4096, "RECIPE_INPUTS", "inputs", "inputs of one recipe (a published recipe's inputs are also parents "
-    "of its record, which the contract caps lower)",
+    "of its record, which the contract caps at 127)",
     "split the recipe into compositions that build on each other",
 )
 RECIPE_STEPS = Limit(
-    10_000, "RECIPE_STEPS", "steps", "steps of one recipe, and slices or sources of one step",
+    10_000, "RECIPE_STEPS", "steps", "steps of one recipe; slices, sources, renames, patterns or names "
+    "listed in one step",
     "select tensors with patterns (select, match) instead of one step per tensor",
 )
 RECIPE_FILES = Limit(
@@ -269,7 +270,7 @@ DAGPB_NAME_BYTES = Limit(
 
 SCRYPT_MEMORY_BYTES = Limit(
     1 << 30, "SCRYPT_MEMORY_BYTES", "bytes", "memory a keystore's scrypt parameters ask for (128 x n x r; "
-    "geth's default is 256 MiB)",
+    "eth-account's and geth's default is 256 MiB)",
     "the keystore was not written by eth-account or geth; re-import the key with `elements keys import`",
 )
 SCRYPT_WORK_BYTES = Limit(
@@ -306,8 +307,8 @@ def measure_json(data: bytes) -> tuple[int, int]:
     commas = structure.count(b",")
     brackets = structure.translate(None, b",")
     opens = brackets.count(b"[") + brackets.count(b"{")
-    depth = opens if opens <= JSON_DEPTH else max(accumulate(map(_DELTA.__getitem__, brackets)))
-    return depth, commas + opens + 1
+    depth = max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
+    return max(depth, 0), commas + opens + 1
 
 
 def _check_number(text: str, what: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import struct
 from pathlib import Path
@@ -39,7 +38,7 @@ from registry.storage.unixfs import Profile
 #: Examples per fuzzed parser (the run's total is ``sum(EXAMPLES.values())``).
 EXAMPLES = {
     "json": 300, "json-deep": 100, "yaml": 150, "safetensors": 300, "manifest": 250, "recipe": 250,
-    "recipe-text": 100, "car": 250, "dagpb": 300, "cid": 300, "document": 100, "config": 150, "keystore": 100,
+    "recipe-text": 100, "car": 250, "car-import": 100, "dagpb": 300, "cid": 300, "document": 100, "config": 150, "keystore": 100,
 }
 TOTAL_EXAMPLES = sum(EXAMPLES.values())
 #: ``FUZZ_SCALE=8 pytest tests/test_fuzz_parsers.py`` fuzzes eight times as long (by hand, not in CI).
@@ -267,7 +266,7 @@ def test_the_car_reader_yields_verified_blocks_or_refuses_with_a_typed_error(dat
         assert cid.matches(block)
 
 
-@fuzz("car")
+@fuzz("car-import")
 @given(data=mutated(SEEDS["car"]))
 def test_a_car_import_stores_all_or_nothing(data, tmp_path_factory):
     store = BlockStore(tmp_path_factory.mktemp("fuzz-car"))
@@ -322,8 +321,3 @@ def test_the_keystore_kdf_check_accepts_only_bounded_work(document):
     params = document.get("crypto", {}).get("kdfparams") if isinstance(document.get("crypto"), dict) else None
     if isinstance(params, dict) and document["crypto"].get("kdf") == "scrypt" and isinstance(params.get("n"), int):
         assert 128 * params["n"] * params["r"] <= 1 << 30
-
-
-def test_the_fuzz_budget_is_what_the_docstring_says():
-    assert TOTAL_EXAMPLES == sum(EXAMPLES.values()) and all(n > 0 for n in EXAMPLES.values())
-    assert not math.isnan(TOTAL_EXAMPLES)
