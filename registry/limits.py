@@ -186,7 +186,8 @@ SAFETENSORS_HEADER_BYTES = Limit(
     "the file is not a valid safetensors file: re-export it (safetensors save_file)",
 )
 TENSORS = Limit(
-    1_000_000, "TENSORS", "tensors", "tensors in one safetensors file, element manifest or recipe output table",
+    250_000, "TENSORS", "tensors", "tensors in one safetensors file, element manifest or recipe output table "
+    "(the largest open models have under 100,000)",
     "split the weights into several elements",
 )
 TENSOR_RANK = Limit(
