@@ -24,9 +24,27 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from registry.chain.errors import RpcUnavailableError
+from registry.chain.network import connect
+from registry.chain.registry import Kind, RecordInput, Registry
 from registry.cli import main
+from registry.elements.publish import store_document
+from registry.elements.resolve import Resolver
+from registry.elements.safetensors_format import write_safetensors
+from registry.errors import ElementsError, ServiceError
+from registry.provenance.verify import VerifyOptions, verify_model
+from registry.storage.blockstore import BlockStore
+from registry.storage.cid import CID, DAG_PB, RAW
+from registry.storage.dagpb import FILE, encode_link, encode_node, encode_unixfs
+from registry.storage.errors import CARError, DAGError, KuboError
+from registry.storage.fetch import Sources
+from registry.storage.gateway import CAR_TYPE, Gateway
+from registry.storage.kubo import Kubo
+from registry.storage.unixfs import read_file
 from tests.cli_support import clean_env, one_line_error
-from tests.hostile_corpus import DEEP, Hostile, Workspace, corpus, deep_json
+from tests.hostile_corpus import DEEP, TINY, TINY_BLOCK, Hostile, Workspace, car, carv2, corpus, deep_json, section
+from tests.provenance_support import publish_files
+from tests.publish_support import registry_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = corpus()
@@ -116,15 +134,6 @@ def test_the_corpus_holds_every_family_and_enough_cases():
 # claimed first: verification must report that claim invalid and still verify the honest one;
 # resolving the content id must mark it failed and still read the honest document.
 
-from registry.chain.network import connect  # noqa: E402
-from registry.chain.registry import Kind, RecordInput, Registry  # noqa: E402
-from registry.elements.publish import store_document  # noqa: E402
-from registry.elements.resolve import Resolver  # noqa: E402
-from registry.elements.safetensors_format import write_safetensors  # noqa: E402
-from registry.provenance.verify import VerifyOptions, verify_model  # noqa: E402
-from registry.storage.blockstore import BlockStore  # noqa: E402
-from registry.storage.fetch import Sources  # noqa: E402
-from tests.provenance_support import publish_files  # noqa: E402
 
 ZERO = "0x" + "00" * 32
 
@@ -225,8 +234,6 @@ def test_a_claim_whose_document_is_hostile_is_invalid_and_the_honest_claim_still
 # another publisher's content whose document is 100,000 nested arrays made `verify`, `resolve`
 # and `show` of that content die with a segmentation fault (exit 139), forever.
 
-from tests.publish_support import registry_for  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def nested_claim_on_anvil(anvil_registry, tmp_path_factory):
@@ -287,12 +294,6 @@ def test_resolve_and_show_of_content_with_a_nested_claim_fail_that_claim_and_sho
 # Real HTTP servers on loopback that answer like a Kubo node, a JSON-RPC node or a trustless
 # gateway would, except for the answer under test.
 
-from registry.chain.errors import RpcUnavailableError  # noqa: E402
-from registry.errors import ElementsError, ServiceError  # noqa: E402
-from registry.storage.errors import CARError, DAGError, KuboError  # noqa: E402
-from registry.storage.gateway import CAR_TYPE, Gateway  # noqa: E402
-from registry.storage.kubo import Kubo  # noqa: E402
-from tests.hostile_corpus import TINY, TINY_BLOCK, car, carv2, section  # noqa: E402
 
 BIG = 64 * 1024 * 1024 + 1  # one byte over SERVICE_ANSWER_BYTES
 JSON_TYPE = {"Content-Type": "application/json"}
@@ -461,18 +462,13 @@ def test_a_gateway_serving_a_hostile_car_stores_nothing(name, hostile_server, tm
 # UnixFS nodes whose links are well formed (a CAR of them imports) but whose file data is not:
 # found when the file is read, never a crash.
 
-from registry.storage.cid import DAG_PB, RAW  # noqa: E402
-from registry.storage.cid import CID as _CID  # noqa: E402
-from registry.storage.dagpb import FILE, encode_link, encode_node, encode_unixfs  # noqa: E402
-from registry.storage.unixfs import read_file  # noqa: E402
 
-
-def _unixfs_chain(depth: int, store: BlockStore) -> _CID:
-    leaf = store.put(_CID.of(b"x", RAW), b"x")
+def _unixfs_chain(depth: int, store: BlockStore) -> CID:
+    leaf = store.put(CID.of(b"x", RAW), b"x")
     node = leaf
     for _ in range(depth):
         block = encode_node([encode_link(bytes(node), 1)], encode_unixfs(FILE, b"", 1, [1]))
-        node = store.put(_CID.of(block, DAG_PB), block)
+        node = store.put(CID.of(block, DAG_PB), block)
     return node
 
 
@@ -495,6 +491,6 @@ def test_a_unixfs_file_whose_nodes_are_malformed_is_refused_when_read(name, tmp_
         root, pattern = _unixfs_chain(65, store), "deep"
     else:
         block, pattern = UNIXFS_NODES[name]
-        root = store.put(_CID.of(block, DAG_PB), block)
+        root = store.put(CID.of(block, DAG_PB), block)
     with pytest.raises(DAGError, match=pattern):
         b"".join(read_file(root, store.get))
