@@ -50,6 +50,7 @@ __all__ = [
     "RECIPE_FILES",
     "LAYER_NUMBER",
     "LORA_RANK",
+    "PLAN_WORK",
     "REGEX_CHARS",
     "CID_CHARS",
     "CAR_HEADER_BYTES",
@@ -229,6 +230,11 @@ LAYER_NUMBER = Limit(
 LORA_RANK = Limit(
     65_536, "LORA_RANK", "", "a LoRA rank (r, rank_pattern) in a recipe or adapter_config.json",
     "LoRA ranks are small integers; check the adapter config",
+)
+PLAN_WORK = Limit(
+    20_000_000, "PLAN_WORK", "name tests", "tensor names a recipe's steps scan and test against their patterns "
+    "while it is planned (tensors of the inputs a step reads x its patterns, summed over the steps)",
+    "select with fewer steps or patterns; a recipe that scans this much is not one anyone writes by hand",
 )
 REGEX_CHARS = Limit(
     1024, "REGEX_CHARS", "characters", "a regular expression in a recipe (match, rename, target_modules)",

@@ -231,6 +231,27 @@ def _set(path: str, value: object) -> Callable[[dict], None]:
     return edit
 
 
+MANY = 10_000  # tensors of the "many" element: enough for a recipe to multiply past a limit
+
+
+def _many(name: str, edit: Callable[[dict], object], match: str) -> Hostile:
+    """A recipe over an element of MANY (empty) tensors ``layer.{i}.w``: cheap to store, costly
+    to plan if a recipe could multiply it."""
+    def build(ws: Workspace) -> list[str]:
+        from tests.compose_support import write_element
+
+        document = _recipe(ws)
+        directory = ws.root / "in" / "elements"
+        content_id = write_element(directory, "many.safetensors",
+                                   {f"layer.{i}.w": np.zeros(0, dtype=np.float32) for i in range(MANY)})
+        document["inputs"] = {"many": {"path": "many.safetensors", "content_id": content_id}}
+        document.pop("files")
+        edit(document)
+        recipe = ws.input("recipe.json", json.dumps(document))
+        return ["assemble-local", recipe, "--elements", directory, "-o", ws.out]
+    return Hostile(f"recipe/{name}", build, match)
+
+
 def recipe_cases() -> list[Hostile]:
     long_name = "f" * 300
     stack = lambda **slice_: {"op": "stack", "template": "layer.{n}.", "slices": [{"from": "base", **slice_}]}  # noqa: E731
@@ -296,6 +317,12 @@ def recipe_cases() -> list[Hostile]:
         _edited("regex-2000-chars", _set("steps.0.match", "a" * 2000), "REGEX_CHARS"),
         _edited("regex-invalid", _set("steps.0.match", "(unclosed"), "not a valid regular expression"),
         _edited("regex-huge-repeat", _set("steps.0.match", "a{1000000000}"), "matches no tensor"),
+        _many("steps-scan-for-hours", lambda d: d.update(steps=[{"op": "take", "from": "many"}] + [
+            {"op": "override", "from": "many", "select": ["layer.*"] * 2} for _ in range(700)]), "PLAN_WORK"),
+        _many("stack-slices-multiply-tensors", lambda d: d.update(steps=[{"op": "stack", "template": "layer.{n}.", "slices": [
+            {"from": "many", "layer_range": [0, MANY]}] * 26}]), "TENSORS"),
+        _edited("stack-repeats-a-layer", _set("steps", [{"op": "stack", "template": "layer.{n}.", "slices": [
+            {"from": "base", "layers": [0, 1, 2] * 20_000}]}]), "repeats a layer"),
         _edited("rename-explodes", _set("steps.0.rename", [{"regex": "(?:)", "to": "xx"}] * 20), "NAME_BYTES"),
         _edited("rename-bad-group", _set("steps.0.rename", [{"regex": "a", "to": "\\9"}]), "not a valid replacement"),
         _edited("weight-string", _set("steps", [{"op": "linear", "sources": [{"from": "base", "weight": "heavy"}]}]),
