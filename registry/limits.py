@@ -51,6 +51,8 @@ __all__ = [
     "LAYER_NUMBER",
     "LORA_RANK",
     "PLAN_WORK",
+    "COMPOSITION_NESTING",
+    "ANCESTORS",
     "REGEX_CHARS",
     "CID_CHARS",
     "CAR_HEADER_BYTES",
@@ -235,6 +237,15 @@ PLAN_WORK = Limit(
     20_000_000, "PLAN_WORK", "name tests", "tensor names a recipe's steps scan and test against their patterns "
     "while it is planned (tensors of the inputs a step reads x its patterns, summed over the steps)",
     "select with fewer steps or patterns; a recipe that scans this much is not one anyone writes by hand",
+)
+COMPOSITION_NESTING = Limit(
+    16, "COMPOSITION_NESTING", "levels", "levels of compositions nested below a recipe (its own composition "
+    "inputs are level 1), when assembling and verifying",
+    "flatten the recipe: take the tensors of a deeply nested composition's elements directly",
+)
+ANCESTORS = Limit(
+    10_000, "ANCESTORS", "records", "records of one claim's ancestry that verify checks (licences, yanks, trust)",
+    "the ancestry beyond it is reported as not checked",
 )
 REGEX_CHARS = Limit(
     1024, "REGEX_CHARS", "characters", "a regular expression in a recipe (match, rename, target_modules)",

@@ -64,6 +64,10 @@ def test_the_modules_own_constants_are_the_limits():
     assert car.MAX_HEADER == CAR_HEADER_BYTES and car.MAX_SECTION == BLOCK_BYTES and gateway.MAX_BLOCK == BLOCK_BYTES
     assert unixfs.MAX_DEPTH == DAG_DEPTH and safetensors_format.MAX_HEADER_SIZE == SAFETENSORS_HEADER_BYTES
     assert resolve.MAX_DOCUMENT_SIZE == documents.MAX_DOCUMENT_BYTES == DOCUMENT_BYTES
+    from registry.compose import nested
+    from registry.provenance import verify
+
+    assert nested.MAX_NESTING_DEPTH == limits.COMPOSITION_NESTING and verify._MAX_ANCESTORS == limits.ANCESTORS
 
 
 def test_a_violation_names_the_limit_the_value_and_the_fix():
