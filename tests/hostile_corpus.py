@@ -648,12 +648,52 @@ def output_path_cases() -> list[Hostile]:
     ]
 
 
+def command_cases() -> list[Hostile]:
+    """The same hostile files through the other commands that read them (publish, verify, split,
+    compose, publish-model, publish-delta): each refuses before it writes or sends anything."""
+    nested_header = header_file(deep_json())
+    nested_index = deep_json()
+
+    def weights(ws: Workspace) -> Path:
+        return ws.input("model.safetensors", nested_header)
+
+    def model_dir(ws: Workspace) -> Path:
+        ws.input("model/model.safetensors.index.json", nested_index)
+        ws.input("model/config.json", b"{}")
+        return ws.root / "in" / "model"
+
+    def recipe(ws: Workspace) -> Path:
+        return ws.input("recipe.json", deep_json())
+
+    key = {"ELEMENTS_PRIVATE_KEY": DEV_KEY}
+    return [
+        Hostile("command/verify-nested-header", lambda ws: ["verify", weights(ws)], "JSON_DEPTH"),
+        Hostile("command/verify-nested-index", lambda ws: ["verify", model_dir(ws)], "JSON_DEPTH"),
+        Hostile("command/publish-nested-header", lambda ws: ["publish", weights(ws), "--license", "MIT"], "JSON_DEPTH", env=key),
+        Hostile("command/publish-sign-only-nested-header", lambda ws: [
+            "publish", weights(ws), "--license", "MIT", "--sign-only", ws.out], "JSON_DEPTH", env=key),
+        Hostile("command/publish-model-nested-index", lambda ws: ["publish-model", model_dir(ws), "--license", "MIT"], "JSON_DEPTH",
+                env=key),
+        Hostile("command/publish-delta-nested-index", lambda ws: [
+            "publish-delta", "0x" + "11" * 32, model_dir(ws), "--license", "MIT"], "JSON_DEPTH|not a record|no record", env=key),
+        Hostile("command/split-nested-header", lambda ws: ["split", weights(ws), "--out", ws.out], "JSON_DEPTH"),
+        Hostile("command/compose-nested-recipe", lambda ws: ["compose", recipe(ws), "--license", "MIT"], "JSON_DEPTH", env=key),
+        Hostile("command/compose-dry-run-nested-recipe", lambda ws: ["compose", recipe(ws), "--license", "MIT", "--dry-run"],
+                "JSON_DEPTH", env=key),
+        Hostile("command/assemble-local-dry-run-nested-recipe", lambda ws: [
+            "assemble-local", recipe(ws), "--elements", ws.root / "in", "--dry-run"], "JSON_DEPTH"),
+        Hostile("command/cid-of-a-nested-file-is-just-bytes", lambda ws: ["cid", weights(ws)], "", code=0, stdout="^baf"),
+        Hostile("command/id-of-a-nested-json-file-is-just-bytes", lambda ws: ["id", ws.input("x.json", nested_index)], "", code=0,
+                stdout="0x[0-9a-f]{64}"),
+    ]
+
+
 def corpus() -> list[Hostile]:
     """Every command-line case, in a stable order."""
     cases = [
         *safetensors_cases(), *index_cases(), *recipe_cases(), *local_manifest_cases(), *car_cases(),
         *dagpb_cases(), *cid_cases(), *config_cases(), *keystore_cases(), keys_list_case(), *signed_cases(),
-        *output_path_cases(),
+        *output_path_cases(), *command_cases(),
     ]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "case ids must be unique"

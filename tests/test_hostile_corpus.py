@@ -123,7 +123,8 @@ def test_the_real_command_line_refuses_a_hostile_input_of_each_family(name, tmp_
 
 def test_the_corpus_holds_every_family_and_enough_cases():
     families = {c.family for c in CASES}
-    assert families >= {"safetensors", "recipe", "manifest", "car", "dagpb", "cid", "config", "keystore", "signed", "output"}
+    assert families >= {"safetensors", "recipe", "manifest", "car", "dagpb", "cid", "config", "keystore", "signed", "output",
+                        "command"}
     assert len(CASES) >= 150
 
 
@@ -494,3 +495,12 @@ def test_a_unixfs_file_whose_nodes_are_malformed_is_refused_when_read(name, tmp_
         root = store.put(CID.of(block, DAG_PB), block)
     with pytest.raises(DAGError, match=pattern):
         b"".join(read_file(root, store.get))
+
+
+def test_assembling_the_nested_claim_is_a_one_line_refusal_with_nothing_written(nested_claim_on_anvil, tmp_path):
+    world = nested_claim_on_anvil
+    out = tmp_path / "out" / "model"
+    before = files_under(world["home"])
+    result = run_cli(world["home"], "assemble", world["hostile"], "-o", str(out), *world["base"])
+    assert "JSON_DEPTH" in one_line_error(result, 2)
+    assert not out.parent.exists() and files_under(world["home"]) == before
