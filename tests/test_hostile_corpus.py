@@ -198,7 +198,7 @@ def honest_and_hostile(chain_world, tmp_path, name: str) -> tuple[Registry, Bloc
     dev account 1 with the hostile document ``name``."""
     registry, store = chain_world
     model = tmp_path / "model.safetensors"
-    seed = sum(name.encode())
+    seed = sorted(HOSTILE_DOCUMENTS).index(name) + 1  # distinct content per case
     write_safetensors(model, [("w", "F32", (4,), np.arange(4, dtype=np.float32) + seed)])
     [honest] = publish_files(registry, store, [model], license="MIT")
     kind, document, _ = HOSTILE_DOCUMENTS[name]
