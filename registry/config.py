@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
 
 __all__ = [
     "ENV",
@@ -79,16 +80,52 @@ def load_config_file(home: Path) -> dict[str, Any]:
     """Read ``home/config.json``; an absent file is an empty config."""
     path = home / "config.json"
     try:
-        text = path.read_text()
+        data = load_json_file(path, CONFIG_BYTES)
     except FileNotFoundError:
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
+    except LimitExceeded as exc:
+        raise ConfigError(str(exc)) from None
+    except NotJSON as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror}); fix its permissions or delete it") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object; fix or delete it")
+    _check_config(data, path)
     return data
+
+
+_CONFIG_STRINGS = ("rpc_url", "network", "registry", "keystore", "ipfs_api")
+
+
+def _check_config(data: dict[str, Any], path: Path) -> None:
+    """The types every reader of the config relies on (a hand-edited file is outside input too)."""
+
+    def wrong(where: str, expected: str) -> ConfigError:
+        return ConfigError(f"{path}: {where} must be {expected}; fix it with `elements config` or delete the file")
+
+    def strings(value: Any) -> bool:
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+    for key in _CONFIG_STRINGS:
+        if key in data and not isinstance(data[key], str):
+            raise wrong(key, "a string")
+    if "gateways" in data and not strings(data["gateways"]):
+        raise wrong("gateways", "a string or a list of strings")
+    if "trust" in data and not (isinstance(data["trust"], list) and all(isinstance(v, str) for v in data["trust"])):
+        raise wrong("trust", "a list of addresses")
+    networks = data.get("networks", {})
+    if not isinstance(networks, dict):
+        raise wrong("networks", "an object of named networks")
+    for name, entry in networks.items():
+        if not isinstance(entry, dict):
+            raise wrong(f"networks.{name}", "an object (rpc_url, chain_id, registry)")
+        for key in ("rpc_url", "registry"):
+            if key in entry and not strings(entry[key]):
+                raise wrong(f"networks.{name}.{key}", "a string")
+        chain_id = entry.get("chain_id")
+        if chain_id is not None and (isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 0 < chain_id < 1 << 64):
+            raise wrong(f"networks.{name}.chain_id", "a positive integer")
 
 
 def save_config_file(home: Path, data: Mapping[str, Any]) -> Path:

@@ -1,7 +1,8 @@
 """Conventions of the codebase, enforced by a test rather than by a reviewer (STYLE.md).
 
 - imports point down only: cli -> provenance -> compose -> elements -> chain -> storage ->
-  digest; ``registry.errors``, ``registry.config`` and the package root sit below every layer;
+  digest; ``registry.errors``, ``registry.config``, ``registry.limits`` and the package root sit
+  below every layer;
 - every environment variable is read in ``registry/config.py`` and nowhere else;
 - every public module lists its API in ``__all__``, and every name listed exists;
 - every exception class derives from ``registry.errors.ElementsError`` and from a built-in;
@@ -28,8 +29,16 @@ PACKAGE = ROOT / "registry"
 
 #: Bottom up; a module may import its own layer and the layers below it.
 LAYERS = ["digest", "storage", "chain", "elements", "compose", "provenance", "cli", "__main__"]
-#: Importable by every layer, and importing none.
-BASE = {"registry", "registry.errors", "registry.config"}
+#: Importable by every layer, and importing none above the base: module -> reason.
+BASE = {
+    "registry": "the package root: the version",
+    "registry.errors": "the exception hierarchy every layer raises",
+    "registry.config": "settings: the one place the environment is read",
+    "registry.limits": (
+        "the limits on outside input and the bounded JSON/YAML parsers: config.py reads config.json with "
+        "them and every layer from storage (CAR, dag-pb, Kubo answers) up parses with them"
+    ),
+}
 
 #: Upward imports that are deliberate injection points: (importer, imported) -> reason.
 UPWARD_IMPORTS = {
@@ -110,6 +119,13 @@ def _upward_imports() -> dict[tuple[str, str], list[str]]:
 def test_imports_point_down_the_layers_only():
     upward = {pair: where for pair, where in _upward_imports().items() if pair not in UPWARD_IMPORTS}
     assert upward == {}, "upward imports (move the code down, or list a deliberate injection point with its reason)"
+
+
+def test_every_base_module_exists_and_imports_only_the_base():
+    modules = _modules()
+    assert set(BASE) <= set(modules)
+    for module in BASE:
+        assert all(_rank(target) is None for _, target in _imports(module, modules[module])), module
 
 
 def test_every_listed_upward_import_still_exists():

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ..limits import CONFIG_BYTES, PBKDF2_ITERATIONS, SCRYPT_MEMORY_BYTES, SCRYPT_WORK_BYTES, LimitExceeded, NotJSON, load_json_file
 from .errors import AccountError
 
 if TYPE_CHECKING:
@@ -75,15 +76,18 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
     """
     path = keystore_path(keystore, home)
     try:
-        encrypted = json.loads(path.read_text())
+        encrypted = load_json_file(path, CONFIG_BYTES, f"keystore {path}")
+    except LimitExceeded as exc:
+        raise AccountError(str(exc)) from None
     except FileNotFoundError:
         where = f" or {home / 'keystores'}" if home else ""
         raise AccountError(
             f"keystore {keystore!r} not found (looked for the path{where}); check --keystore / ELEMENTS_KEYSTORE "
             f"(`elements keys list` shows the keystores, `elements keys new {keystore}` creates one)"
         ) from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, NotJSON) as exc:
         raise AccountError(f"keystore {path} is not readable JSON ({exc}); point --keystore at an eth-account keystore") from None
+    _check_kdf(encrypted, path)
     if password is None:
         if prompt and sys.stdin.isatty():
             import getpass
@@ -98,6 +102,37 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
     except Exception as exc:
         raise AccountError(f"keystore {path} is not an eth-account keystore ({type(exc).__name__})") from None
     return Account.from_key(key)
+
+
+def _check_kdf(encrypted: object, path: Path) -> None:
+    """Refuse key-derivation parameters that would take more memory or time than any real
+    keystore asks for, before the password is even read (a keystore is a file anyone can hand you)."""
+    crypto = encrypted.get("crypto", encrypted.get("Crypto")) if isinstance(encrypted, dict) else None
+    params = crypto.get("kdfparams") if isinstance(crypto, dict) else None
+    if not isinstance(params, dict):
+        return  # not a keystore at all: eth-account says so below
+    kdf = crypto.get("kdf")
+
+    def number(name: str) -> int:
+        value = params.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AccountError(f"keystore {path} has {kdf} parameter {name} = {str(value)[:20]!r}, not a positive integer")
+        return value
+
+    def refuse(limit, what: str, value: int) -> None:
+        limit.check(value, f"the {what} of keystore {path}", AccountError)
+
+    dklen = number("dklen")
+    if not 32 <= dklen <= 64:
+        raise AccountError(f"keystore {path} derives a {dklen}-byte key; eth-account keystores derive 32 bytes")
+    if kdf == "scrypt":
+        n, r, p = number("n"), number("r"), number("p")
+        if n < 2 or n & (n - 1):
+            raise AccountError(f"keystore {path} has scrypt n = {n}, not a power of two")
+        refuse(SCRYPT_MEMORY_BYTES, "scrypt memory (128 x n x r)", 128 * n * r)
+        refuse(SCRYPT_WORK_BYTES, "scrypt work (128 x n x r x p)", 128 * n * r * p)
+    elif kdf == "pbkdf2":
+        refuse(PBKDF2_ITERATIONS, "pbkdf2 iterations", number("c"))
 
 
 def create_keystore(home: Path, name: str, password: str, private_key: str | None = None) -> tuple[Path, LocalAccount]:

@@ -29,6 +29,7 @@ from eth_utils import keccak, to_checksum_address
 
 from ..digest import to_hex
 from ..errors import ConfigError
+from ..limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
 from .errors import NoRegistryError, TransactionFailed
 from .network import Chain
 
@@ -191,11 +192,15 @@ def load_deployments(home: Path) -> dict[str, Any]:
     """The deployments file as a dict keyed by chain id (as a string); empty if absent."""
     path = _deployments_path(home)
     try:
-        data = json.loads(path.read_text())
+        data = load_json_file(path, CONFIG_BYTES)
     except FileNotFoundError:
         return {}
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc.msg}); fix or delete it, then run `elements deploy`") from None
+    except LimitExceeded as exc:
+        raise ConfigError(f"{exc}; then run `elements deploy`") from None
+    except NotJSON as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it, then run `elements deploy`") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror}); fix its permissions or delete it") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object; fix or delete it, then run `elements deploy`")
     return data

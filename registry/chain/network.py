@@ -101,6 +101,8 @@ def _is_connection_error(exc: BaseException) -> bool:
 
     from web3.exceptions import ProviderConnectionError
 
+    if isinstance(exc, RpcUnavailableError):  # already says what went wrong (an answer over a limit)
+        return False
     return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ProviderConnectionError, ConnectionError))
 
 

@@ -107,12 +107,13 @@ def to_bytes32(value: Any, what: str = "id") -> bytes:
         raise InputError(f"a {what} has 32 bytes, got {len(raw)}")
     text = str(value).strip()
     body = text[2:] if text[:2].lower() == "0x" else text
+    shown = repr(text) if len(text) <= 80 else repr(text[:70]) + "…"
     if len(body) != 64:
-        raise InputError(f"{text!r} is not a {what} (expected 0x + 64 hex digits)")
+        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)")
     try:
         return bytes.fromhex(body)
     except ValueError:
-        raise InputError(f"{text!r} is not a {what} (expected 0x + 64 hex digits)") from None
+        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)") from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..config import Settings
-from ..errors import ConfigError, ElementsError
+from ..errors import ConfigError, ElementsError, InputError
 from ._app import Parser, Repeated, Result, UsageError, emit
 
 __all__ = ["main", "build_parser", "Result"]
@@ -211,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure is still one line unless --debug
         if flags.get("debug") or (settings is not None and settings.debug):
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # A path the system refuses (too long, no permission, no space, read-only): the user's to fix.
+            return _fail(InputError(_path_problem(exc)), 2, settings, flags)
         return _fail(exc, 2, settings, flags, unexpected=True)
 
 
@@ -229,6 +232,25 @@ def _debug_log() -> None:
         handler = Stderr()
         handler.setFormatter(logging.Formatter("elements: debug: %(message)s"))
         logger.addHandler(handler)
+
+
+def _path_problem(exc: OSError) -> str:
+    import errno
+
+    fixes = {
+        errno.ENAMETOOLONG: "use a shorter name (at most 255 bytes per name)",
+        errno.ENOSPC: "free some disk space",
+        errno.EDQUOT: "free some disk space (quota)",
+        errno.EACCES: "check its permissions",
+        errno.EPERM: "check its permissions",
+        errno.EROFS: "choose a writable location",
+        errno.ENOTDIR: "a part of the path is a file, not a directory",
+        errno.EISDIR: "it is a directory; give a file",
+        errno.EEXIST: "it exists already; choose another path",
+        errno.ENOENT: "check the path",
+    }
+    fix = fixes.get(exc.errno, "check the path")
+    return f"cannot use {exc.filename}: {exc.strerror or exc}; {fix}"
 
 
 def _silence_stdout() -> None:

@@ -40,8 +40,9 @@ from ..digest import Bytes32, blake3_hasher
 from ..elements.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
 from ..elements.safetensors_format import build_header
 from ..errors import InputError, IntegrityError
+from ..limits import MODEL_JSON_BYTES, LimitExceeded, NotJSON, check_output_path, loads_json, temporary_name
 from .plan import CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
-from .recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, load_recipe
+from .recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, RecipeLimitError, load_recipe
 from .sources import ElementSource, FileElement, TensorElement
 
 __all__ = [
@@ -165,8 +166,10 @@ def patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
         RecipeError: ``data`` is not a JSON object (``path`` names the file in the message).
     """
     try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = loads_json(data, what=f"files: {path} (the input of a patch)", max_bytes=MODEL_JSON_BYTES)
+    except LimitExceeded as exc:
+        raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
+    except NotJSON as exc:
         raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None
     if not isinstance(document, dict):
         raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")
@@ -302,7 +305,7 @@ def assemble(
         OutputMismatch: the output differs from the recipe's expected table or content id.
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    out = Path(out_dir)
+    out = check_output_path(out_dir, "the output directory")
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
     with _opened(recipe, source) as elements:
@@ -347,7 +350,7 @@ def assemble_elements(
 ) -> AssemblyResult:
     """:func:`assemble` over inputs that are already opened (``source.open`` for each input);
     the caller closes them. Used to build composition inputs (:mod:`registry.compose.nested`)."""
-    out = Path(out_dir)
+    out = check_output_path(out_dir, "the output directory")
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
     provenance = dict(provenance or {})
@@ -364,7 +367,7 @@ def assemble_elements(
     _check_expected_table(recipe, plan)
     files_to_write = file_plan(recipe, elements)
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
+    temporary = out.parent / temporary_name(out.name, f"incomplete-{os.getpid()}-{secrets.token_hex(4)}")
     temporary.mkdir()
     syncer = _Syncer(durable)
     try:
@@ -573,7 +576,7 @@ def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> 
     if out.exists() or out.is_symlink():
         if not force:
             raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force")
-        old = out.parent / f".{out.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}"
+        old = out.parent / temporary_name(out.name, f"replaced-{os.getpid()}-{secrets.token_hex(4)}")
         os.rename(out, old)
         try:
             os.rename(temporary, out)

@@ -47,6 +47,7 @@ import numpy as np
 from ..digest import parse_bytes32
 from ..elements.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
 from ..errors import ElementsError
+from ..limits import COMPOSITION_NESTING
 from .ops import storage_dtype
 from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
 from .recipe import InputRef, Recipe, RecipeError
@@ -66,8 +67,9 @@ __all__ = [
 ]
 
 #: How many levels of compositions a recipe may nest below itself (the recipe's own composition
-#: inputs are level 1). The chain's graph is a DAG by construction; this bounds the work.
-MAX_NESTING_DEPTH = 16
+#: inputs are level 1). The chain's graph is a DAG by construction; this bounds the work
+#: (registry.limits.COMPOSITION_NESTING).
+MAX_NESTING_DEPTH = COMPOSITION_NESTING
 
 # A build bigger than any shard limit stays one file, so it opens as one element.
 _ONE_SHARD = 1 << 62

@@ -17,7 +17,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import fnmatch
-import json
 import re
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -28,6 +27,7 @@ from ..digest import Bytes32, blake3_hasher
 from ..elements.content_id import TensorEntry, tensor_set_content_id
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import IntegrityError
+from ..limits import MODEL_JSON_BYTES, PLAN_WORK, TENSORS, LimitExceeded, NotJSON, loads_json
 from . import ops
 from .recipe import (
     Cast,
@@ -37,6 +37,7 @@ from .recipe import (
     Override,
     Recipe,
     RecipeError,
+    RecipeLimitError,
     Selection,
     Stack,
     Take,
@@ -381,6 +382,8 @@ def select(names: list[str], selection: Selection, where: str, what: str) -> lis
 
 
 def _add(work: dict[str, TensorPlan], name: str, plan: TensorPlan, where: str, origin: dict[str, str]) -> None:
+    if len(work) >= TENSORS:  # a stack of many slices can multiply an input's tensors
+        raise TENSORS.exceeded(f"{where}: the number of tensors the recipe produces", len(work) + 1, RecipeLimitError)
     if name in work:
         raise RecipeError(
             f"{where}: tensor {name!r} is already produced by {origin[name]}; use an override step to replace it"
@@ -430,6 +433,30 @@ def _pattern_value(pattern: tuple[tuple[str, object], ...], module: str, default
     return default
 
 
+def _scan_cost(step: object, elements: Mapping[str, TensorElement], produced: int) -> int:
+    """How many tensor names ``step`` scans and tests, counted before it runs (PLAN_WORK): the
+    tensors of every input it reads times the patterns each is tested against."""
+
+    def names(inputs: tuple[str, ...]) -> int:
+        return sum(len(elements[n].names) for n in inputs if n in elements)
+
+    def patterns(selection: Selection) -> int:
+        return 1 + len(selection.select) + (selection.match is not None) + len(selection.exclude)
+
+    if isinstance(step, (Take, Override)):
+        return names(step.source) * patterns(step.selection)
+    if isinstance(step, Stack):
+        return sum(names(piece.source) + len(piece.layers) for piece in step.slices)
+    if isinstance(step, (Linear, TaskArithmetic)):
+        sources = ([step.base] if isinstance(step, TaskArithmetic) else []) + [s.source for s in step.sources]
+        return sum(names(s) for s in sources) * patterns(step.selection)
+    if isinstance(step, Lora):
+        return names((step.adapter,)) * 2
+    if isinstance(step, Cast):
+        return produced * patterns(step.selection)  # at most every tensor the inputs hold
+    return 0
+
+
 def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElement]) -> Plan:
     """Run the recipe's steps over the (opened, verified) elements' manifests.
 
@@ -443,6 +470,13 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
     def source(names: tuple[str, ...], where: str) -> _Source:
         return _Source(names, tensor_elements, where)
 
+    # Estimated before any step runs, so a recipe that would scan for hours is refused at once.
+    available = sum(len(e.names) for e in tensor_elements.values())
+    PLAN_WORK.check(sum(_scan_cost(step, tensor_elements, available) for step in recipe.steps),
+                    "the tensor names the recipe's steps would scan", RecipeLimitError)
+    # Every stacked layer gives at least one tensor: refuse a stack that would give too many now.
+    TENSORS.check(sum(len(piece.layers) for step in recipe.steps if isinstance(step, Stack) for piece in step.slices),
+                  "the tensors the recipe's stack steps would give (one per layer at least)", RecipeLimitError)
     for index, step in enumerate(recipe.steps):
         where = f"steps[{index}] ({step.op})"
         if isinstance(step, Take):
@@ -537,8 +571,10 @@ def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict
     else:
         config = elements[step.config]
         try:
-            document = json.loads(config.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            document = loads_json(config.read_bytes(), what=f"{where}: adapter config {step.config!r}", max_bytes=MODEL_JSON_BYTES)
+        except LimitExceeded as exc:
+            raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
+        except NotJSON as exc:
             raise RecipeError(f"{where}: adapter config {step.config!r} is not JSON ({exc})") from None
         params = LoraParams.from_peft_config(document, f"adapter config {step.config!r}")
     pairs: dict[str, dict[str, str]] = {}

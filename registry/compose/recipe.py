@@ -30,11 +30,29 @@ from ..elements.content_id import TensorEntry, bytes_content_id
 from ..elements.content_id import canonical_json as encode_canonical_json
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError
+from ..limits import (
+    DOCUMENT_BYTES,
+    LAYER_NUMBER,
+    LORA_RANK,
+    NAME_BYTES,
+    RECIPE_FILES,
+    RECIPE_INPUTS,
+    RECIPE_STEPS,
+    REGEX_CHARS,
+    TENSOR_RANK,
+    TENSORS,
+    LimitExceeded,
+    NotJSON,
+    check_path,
+    loads_json,
+    loads_yaml,
+)
 
 __all__ = [
     "FORMAT",
     "CAST_DTYPES",
     "RecipeError",
+    "RecipeLimitError",
     "InputRef",
     "Selection",
     "Rename",
@@ -74,6 +92,28 @@ _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 class RecipeError(InputError):
     """A recipe is malformed or asks for something its inputs cannot give."""
+
+
+class RecipeLimitError(RecipeError, LimitExceeded):
+    """A recipe over one of the limits of :mod:`registry.limits` (size, nesting, counts, name and
+    path lengths, layer numbers, LoRA ranks, pattern lengths)."""
+
+
+def _over(limit: Any, what: str, value: Any) -> RecipeLimitError:
+    return limit.exceeded(what, value, RecipeLimitError)
+
+
+def _count(items: Any, limit: Any, what: str) -> Any:
+    """``items`` when it has at most ``limit`` entries (checked before they are parsed one by one)."""
+    if isinstance(items, (list, tuple, Mapping)) and len(items) > limit:
+        raise _over(limit, f"the number of {what}", len(items))
+    return items
+
+
+def _shown(value: Any) -> str:
+    """A value for a one-line message: its repr, cut short (recipes are written by anyone)."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +156,7 @@ class _Reader:
         self.where = where
         for key in self.data:
             if not isinstance(key, str):
-                raise RecipeError(f"{where} has a non-string key {key!r}")
+                raise RecipeError(f"{where} has a non-string key {_shown(key)}")
         self.seen: set[str] = set()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -143,7 +183,7 @@ def _str(value: Any, where: str) -> str:
 
 def _hex32(value: Any, where: str) -> str:
     if not isinstance(value, str) or not _HEX32.fullmatch(value.lower()):
-        raise RecipeError(f"{where} must be 0x followed by 64 hex digits, got {value!r}")
+        raise RecipeError(f"{where} must be 0x followed by 64 hex digits, got {_shown(value)}")
     return value.lower()
 
 
@@ -155,9 +195,9 @@ def _number(value: Any, where: str) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise RecipeError(f"{where} must be a number, got {value!r}") from None
+            raise RecipeError(f"{where} must be a number, got {_shown(value)}") from None
     if not isinstance(value, (int, float)):
-        raise RecipeError(f"{where} must be a number, got {value!r}")
+        raise RecipeError(f"{where} must be a number, got {_shown(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise RecipeError(f"{where} must be finite, got {value}")
@@ -166,15 +206,23 @@ def _number(value: Any, where: str) -> float:
 
 def _int(value: Any, where: str, minimum: int | None = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RecipeError(f"{where} must be an integer, got {value!r}")
+        raise RecipeError(f"{where} must be an integer, got {_shown(value)}")
     if minimum is not None and value < minimum:
         raise RecipeError(f"{where} must be >= {minimum}, got {value}")
     return value
 
 
+def _layer(value: Any, where: str, end: bool = False) -> int:
+    """A layer number (or, with ``end``, the excluded end of a range) within LAYER_NUMBER."""
+    number = _int(value, where)
+    if number > LAYER_NUMBER + (1 if end else 0):
+        raise _over(LAYER_NUMBER, f"the layer number {where}", number)
+    return number
+
+
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise RecipeError(f"{where} must be true or false, got {value!r}")
+        raise RecipeError(f"{where} must be true or false, got {_shown(value)}")
     return value
 
 
@@ -185,21 +233,62 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list):
         raise RecipeError(f"{where} must be a string or a list of strings")
+    _count(value, RECIPE_STEPS, f"entries of {where}")
     return tuple(_str(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def _regex(value: Any, where: str) -> str:
     value = _str(value, where)
+    if len(value) > REGEX_CHARS:
+        raise _over(REGEX_CHARS, f"the regular expression {where}", len(value))
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, RecursionError, OverflowError) as exc:
         raise RecipeError(f"{where} is not a valid regular expression ({exc})") from None
+    if _nested_repeat(value):
+        raise RecipeError(
+            f"{where} {value!r} repeats a group that itself repeats (like (a+)+), which can take exponential time "
+            "on a hostile tensor name; write it without nested repetition"
+        )
     return value
+
+
+def _nested_repeat(pattern: str) -> bool:
+    """Whether a regex has a repetition inside a repetition: Python's backtracking engine can take
+    exponential time on such a pattern, and tensor names are chosen by whoever published them."""
+    try:
+        from re import _constants as constants, _parser as parser  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_constants as constants  # type: ignore[no-redef]
+        import sre_parse as parser  # type: ignore[no-redef]
+    repeats = {constants.MAX_REPEAT, constants.MIN_REPEAT}
+
+    def walk(items: Any, inside: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                low, high, body = av
+                many = high > 1
+                if many and inside:
+                    return True
+                if walk(body, inside or many):
+                    return True
+            elif op is constants.SUBPATTERN:
+                if walk(av[-1], inside):
+                    return True
+            elif op is constants.BRANCH:
+                if any(walk(branch, inside) for branch in av[1]):
+                    return True
+            elif op in (constants.ASSERT, constants.ASSERT_NOT):
+                if walk(av[1], inside):
+                    return True
+        return False
+
+    return walk(parser.parse(pattern), False)
 
 
 def _dtype(value: Any, where: str) -> str:
     if value not in CAST_DTYPES:
-        raise RecipeError(f"{where} must be one of {', '.join(CAST_DTYPES)}, got {value!r}")
+        raise RecipeError(f"{where} must be one of {', '.join(CAST_DTYPES)}, got {_shown(value)}")
     return value
 
 
@@ -210,11 +299,12 @@ def check_relative_path(value: Any, where: str) -> str:
         RecipeError: the path is empty, absolute, escapes with '..', or has odd characters.
     """
     value = _str(value, where)
+    check_path(value, where, RecipeLimitError)
     if "\\" in value or _BAD_NAME_CHARS.search(value) or value.startswith("/") or ":" in value.split("/")[0]:
-        raise RecipeError(f"{where} {value!r} must be a relative path with '/' separators")
+        raise RecipeError(f"{where} {_shown(value)} must be a relative path with '/' separators")
     parts = PurePosixPath(value).parts
     if any(p in ("..", ".") for p in value.split("/")) or not parts or str(PurePosixPath(*parts)) != value:
-        raise RecipeError(f"{where} {value!r} escapes its directory or is not normalized; use a plain relative path")
+        raise RecipeError(f"{where} {_shown(value)} escapes its directory or is not normalized; use a plain relative path")
     return value
 
 
@@ -248,9 +338,11 @@ class InputRef:
 
 
 def _parse_input(name: str, data: Any) -> InputRef:
-    where = f"inputs.{name}"
+    where = f"inputs.{name[:40]}"
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_BYTES:
+        raise _over(NAME_BYTES, f"the input name {name[:40]!r}…", len(name.encode("utf-8", "surrogatepass")))
     if not _INPUT_NAME.fullmatch(name):
-        raise RecipeError(f"input name {name!r} must be letters, digits and _ . - / (not starting with . - /)")
+        raise RecipeError(f"input name {_shown(name)} must be letters, digits and _ . - / (not starting with . - /)")
     r = _Reader(data, where)
     kind = r.get("kind")
     content_id = _hex32(r.required("content_id"), f"{where}.content_id")
@@ -258,7 +350,7 @@ def _parse_input(name: str, data: Any) -> InputRef:
     path = r.get("path")
     r.done()
     if kind is not None and kind not in KINDS:
-        raise RecipeError(f"{where}.kind must be 'tensors', 'file' or 'composition', got {kind!r}")
+        raise RecipeError(f"{where}.kind must be 'tensors', 'file' or 'composition', got {_shown(kind)}")
     if record is not None:
         record = _hex32(record, f"{where}.record")
     if path is not None:
@@ -332,6 +424,7 @@ def _parse_renames(value: Any, where: str) -> tuple[Rename, ...]:
         return ()
     if not isinstance(value, list):
         raise RecipeError(f"{where} must be a list of {{prefix|regex, to}} objects")
+    _count(value, RECIPE_STEPS, f"renames in {where}")
     out = []
     for i, item in enumerate(value):
         r = _Reader(item, f"{where}[{i}]")
@@ -346,6 +439,8 @@ def _parse_renames(value: Any, where: str) -> tuple[Rename, ...]:
             out.append(Rename("prefix", _str(prefix, f"{where}[{i}].prefix"), to))
         else:
             pattern = _regex(regex, f"{where}[{i}].regex")
+            if len(to) > REGEX_CHARS:
+                raise _over(REGEX_CHARS, f"the replacement {where}[{i}].to", len(to))
             try:
                 re.compile(pattern).sub(to, "")
             except (re.error, IndexError) as exc:
@@ -355,8 +450,18 @@ def _parse_renames(value: Any, where: str) -> tuple[Rename, ...]:
 
 
 def apply_renames(renames: Iterable[Rename], name: str) -> str:
+    """``name`` through every rename in order.
+
+    Raises:
+        RecipeLimitError: a rename made the name longer than NAME_BYTES (each rename could
+            otherwise multiply its length).
+    """
     for rename in renames:
-        name = rename.apply(name)
+        renamed = rename.apply(name)
+        size = len(renamed.encode("utf-8", "surrogatepass"))
+        if size > NAME_BYTES:
+            raise _over(NAME_BYTES, f"tensor {name[:40]!r} renamed by {rename.to_dict()} gives a name that", size)
+        name = renamed
     return name
 
 
@@ -541,14 +646,14 @@ class LoraParams:
         if data.get("use_dora"):
             raise RecipeError(f"{where} is a DoRA adapter (use_dora); only plain LoRA can be merged")
         if data.get("bias", "none") not in ("none", None):
-            raise RecipeError(f"{where} trains biases (bias={data.get('bias')!r}); only bias='none' adapters can be merged")
+            raise RecipeError(f"{where} trains biases (bias={_shown(data.get('bias'))}); only bias='none' adapters can be merged")
         known = {"r", "lora_alpha", "use_rslora", "fan_in_fan_out", "target_modules", "rank_pattern", "alpha_pattern"}
         return cls._parse({k: v for k, v in data.items() if k in known and v is not None}, where)
 
     @classmethod
     def _parse(cls, data: Any, where: str) -> "LoraParams":
         r = _Reader(data, where)
-        rank = _int(r.required("r"), f"{where}.r", minimum=1)
+        rank = _rank(r.required("r"), f"{where}.r")
         alpha = _number(r.required("lora_alpha"), f"{where}.lora_alpha")
         rslora = _bool(r.get("use_rslora", False), f"{where}.use_rslora")
         fifo = _bool(r.get("fan_in_fan_out", False), f"{where}.fan_in_fan_out")
@@ -562,9 +667,20 @@ class LoraParams:
         r.done()
         if not isinstance(rank_pattern, Mapping) or not isinstance(alpha_pattern, Mapping):
             raise RecipeError(f"{where}.rank_pattern and alpha_pattern must be objects")
-        ranks = tuple(sorted((str(k), _int(v, f"{where}.rank_pattern.{k}", 1)) for k, v in rank_pattern.items()))
+        for name, pattern in (("rank_pattern", rank_pattern), ("alpha_pattern", alpha_pattern)):
+            _count(pattern, RECIPE_STEPS, f"entries of {where}.{name}")
+            for key in pattern:  # each key is a regex over module names
+                _regex(str(key), f"{where}.{name} key")
+        ranks = tuple(sorted((str(k), _rank(v, f"{where}.rank_pattern.{k}")) for k, v in rank_pattern.items()))
         alphas = tuple(sorted((str(k), _number(v, f"{where}.alpha_pattern.{k}")) for k, v in alpha_pattern.items()))
         return cls(rank, alpha, rslora, fifo, targets, ranks, alphas)
+
+
+def _rank(value: Any, where: str) -> int:
+    rank = _int(value, where, minimum=1)
+    if rank > LORA_RANK:
+        raise _over(LORA_RANK, f"the LoRA rank {where}", rank)
+    return rank
 
 
 @dataclass(frozen=True)
@@ -612,6 +728,7 @@ Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast
 def _parse_weighted(value: Any, where: str) -> tuple[WeightedSource, ...]:
     if not isinstance(value, list) or not value:
         raise RecipeError(f"{where} must be a non-empty list of {{from, weight}} objects")
+    _count(value, RECIPE_STEPS, f"sources in {where}")
     out = []
     for i, item in enumerate(value):
         r = _Reader(item, f"{where}[{i}]")
@@ -635,11 +752,12 @@ def _parse_step(data: Any, where: str) -> Step:
         template = _str(r.required("template"), f"{where}.template")
         if template.count("{n}") != 1 or "{" in template.replace("{n}", "") or "}" in template.replace("{n}", ""):
             raise RecipeError(f"{where}.template must contain '{{n}}' exactly once, e.g. 'encoder.layer.{{n}}.'")
-        start = _int(r.get("start", 0), f"{where}.start")
+        start = _layer(r.get("start", 0), f"{where}.start")
         raw_slices = r.required("slices")
         r.done()
         if not isinstance(raw_slices, list) or not raw_slices:
             raise RecipeError(f"{where}.slices must be a non-empty list")
+        _count(raw_slices, RECIPE_STEPS, f"slices in {where}")
         slices = []
         for i, item in enumerate(raw_slices):
             sw = f"{where}.slices[{i}]"
@@ -652,14 +770,15 @@ def _parse_step(data: Any, where: str) -> Step:
             if layer_range is not None:
                 if not isinstance(layer_range, list) or len(layer_range) != 2:
                     raise RecipeError(f"{sw}.layer_range must be [start, end) (end excluded, as in mergekit)")
-                lo, hi = (_int(v, f"{sw}.layer_range") for v in layer_range)
+                lo, hi = (_layer(v, f"{sw}.layer_range", end=True) for v in layer_range)
                 if hi <= lo:
                     raise RecipeError(f"{sw}.layer_range [{lo}, {hi}) is empty; the end is excluded")
                 picked = tuple(range(lo, hi))
             else:
                 if not isinstance(layers, list) or not layers:
                     raise RecipeError(f"{sw}.layers must be a non-empty list of layer numbers")
-                picked = tuple(_int(v, f"{sw}.layers") for v in layers)
+                _count(layers, LAYER_NUMBER, f"layers in {sw}")
+                picked = tuple(_layer(v, f"{sw}.layers") for v in layers)
                 if len(set(picked)) != len(picked):
                     raise RecipeError(f"{sw}.layers repeats a layer")
             slices.append(StackSlice(source, picked))
@@ -708,7 +827,7 @@ def _parse_step(data: Any, where: str) -> Step:
         r.done()
         return Cast(dtype, selection)
     raise RecipeError(
-        f"{where}.op {op!r} is unknown; use take, stack, override, linear, task_arithmetic, lora or cast"
+        f"{where}.op {_shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora or cast"
     )
 
 
@@ -821,11 +940,15 @@ def _parse_output(data: Any) -> OutputSpec:
         content_id = _hex32(content_id, "output.content_id")
     if not isinstance(tensors, list) or not isinstance(files, list):
         raise RecipeError("output.tensors and output.files must be lists")
+    _count(tensors, TENSORS, "tensors in output.tensors")
+    _count(files, RECIPE_FILES, "files in output.files")
     table = []
     for i, item in enumerate(tensors):
         w = f"output.tensors[{i}]"
         t = _Reader(item, w)
         name = _str(t.required("name"), f"{w}.name")
+        if len(name.encode("utf-8", "surrogatepass")) > NAME_BYTES:
+            raise _over(NAME_BYTES, f"the tensor name {w}.name", len(name.encode("utf-8", "surrogatepass")))
         dtype = _str(t.required("dtype"), f"{w}.dtype")
         shape = t.required("shape")
         digest = _hex32(t.required("digest"), f"{w}.digest")
@@ -833,7 +956,12 @@ def _parse_output(data: Any) -> OutputSpec:
         t.done()
         if not isinstance(shape, list):
             raise RecipeError(f"{w}.shape must be a list of integers")
-        table.append(OutputTensor(name, dtype, tuple(_int(d, f"{w}.shape") for d in shape), digest))
+        if len(shape) > TENSOR_RANK:
+            raise _over(TENSOR_RANK, f"the rank of {w}", len(shape))
+        dims = tuple(_int(d, f"{w}.shape") for d in shape)
+        if any(d >= 1 << 64 for d in dims):
+            raise RecipeError(f"{w}.shape has a dimension over 2**64-1")
+        table.append(OutputTensor(name, dtype, dims, digest))
     names = [t.name for t in table]
     if len(set(names)) != len(names):
         raise RecipeError("output.tensors names a tensor twice")
@@ -912,7 +1040,7 @@ def parse_recipe(data: Any) -> Recipe:
     r = _Reader(data, "recipe")
     fmt = r.required("format")
     if fmt != FORMAT:
-        raise RecipeError(f"recipe format is {fmt!r}; this version reads {FORMAT!r}")
+        raise RecipeError(f"recipe format is {_shown(fmt)}; this version reads {FORMAT!r}")
     raw_inputs = r.required("inputs")
     raw_steps = r.get("steps") or []
     raw_files = r.get("files") or []
@@ -926,9 +1054,12 @@ def parse_recipe(data: Any) -> Recipe:
         raise RecipeError("description must be a string")
     if not isinstance(raw_inputs, Mapping) or not raw_inputs:
         raise RecipeError("recipe.inputs must be a non-empty object of named inputs")
+    _count(raw_inputs, RECIPE_INPUTS, "inputs in recipe.inputs")
     inputs = {str(k): _parse_input(str(k), v) for k, v in raw_inputs.items()}
     if not isinstance(raw_steps, list) or not isinstance(raw_files, list):
         raise RecipeError("recipe.steps and recipe.files must be lists")
+    _count(raw_steps, RECIPE_STEPS, "steps in recipe.steps")
+    _count(raw_files, RECIPE_FILES, "files in recipe.files")
     steps = tuple(_parse_step(s, f"steps[{i}]") for i, s in enumerate(raw_steps))
     files = []
     for i, item in enumerate(raw_files):
@@ -949,11 +1080,14 @@ def parse_recipe(data: Any) -> Recipe:
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
         raise RecipeError("recipe.files writes the same path twice")
-    for path in paths:
-        if path in RESERVED_OUTPUT_NAMES or _SHARD_NAME.fullmatch(path):
-            raise RecipeError(f"files path {path!r} is reserved for the assembled weights or provenance")
-        for other in paths:
-            if other.startswith(path + "/"):
+    written = set(paths)
+    for other in paths:
+        if other in RESERVED_OUTPUT_NAMES or _SHARD_NAME.fullmatch(other):
+            raise RecipeError(f"files path {other!r} is reserved for the assembled weights or provenance")
+        parts = other.split("/")
+        for cut in range(1, len(parts)):  # every directory above it (linear, not pairwise)
+            path = "/".join(parts[:cut])
+            if path in written:
                 raise RecipeError(f"files path {path!r} is both a file and a directory ({other!r})")
     if not steps:
         raise RecipeError("recipe.steps is empty; a composition needs at least one tensor step")
@@ -1008,29 +1142,33 @@ def load_recipe(source: str | Path | bytes | Mapping[str, Any]) -> Recipe:
     """
     if isinstance(source, Mapping):
         return parse_recipe(source)
+    what = "the recipe"
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and not source.lstrip().startswith("{")):
         path = Path(source)
+        what = f"the recipe {path}"
         try:
+            size = path.stat().st_size
+            if size > DOCUMENT_BYTES:
+                raise _over(DOCUMENT_BYTES, what, size)
             text = path.read_bytes()
         except OSError as exc:
             raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
     else:
-        text = source.encode() if isinstance(source, str) else bytes(source)
+        text = source.encode("utf-8", "surrogatepass") if isinstance(source, str) else bytes(source)
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         raise RecipeError("recipe is not UTF-8 text") from None
     try:
-        data = json.loads(decoded)
-    except json.JSONDecodeError:
-        import yaml
-
         try:
-            data = yaml.safe_load(decoded)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark else ""
-            raise RecipeError(f"recipe is neither JSON nor YAML ({getattr(exc, 'problem', exc)}{at})") from None
+            data = loads_json(text, what=what, max_bytes=DOCUMENT_BYTES)
+        except NotJSON:
+            try:
+                data = loads_yaml(decoded, what=what, max_bytes=DOCUMENT_BYTES)
+            except NotJSON as exc:
+                raise RecipeError(f"recipe is neither JSON nor YAML ({exc})") from None
+    except LimitExceeded as exc:
+        raise _over(exc.limit, exc.what, exc.value) from None
     return parse_recipe(data)
 
 

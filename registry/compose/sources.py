@@ -34,8 +34,9 @@ from ..digest import blake3_hasher
 from ..elements.content_id import FILE_DOMAIN, Manifest, ManifestError, bytes_content_id, file_content_id, manifest_of
 from ..elements.safetensors_format import read_header
 from ..errors import IntegrityError, NotFoundError
+from ..limits import MODEL_JSON_BYTES
 from .ops import storage_dtype
-from .recipe import InputRef, Recipe, RecipeError, load_recipe
+from .recipe import InputRef, Recipe, RecipeError, RecipeLimitError, load_recipe
 
 __all__ = [
     "ElementSource",
@@ -358,7 +359,10 @@ class FileElement:
         pass
 
     def read_bytes(self) -> bytes:
-        """The whole file, verified."""
+        """The whole file, verified. Only a JSON file a recipe patches or reads is read whole, so
+        a file over MODEL_JSON_BYTES is refused before it is read (RecipeLimitError)."""
+        size = self.path.stat().st_size
+        MODEL_JSON_BYTES.check(size, f"input {self.ref.name!r} (read whole to be patched or parsed)", RecipeLimitError)
         data = self.path.read_bytes()
         self._check(bytes_content_id(data))
         return data

@@ -91,7 +91,8 @@ def parse_bytes32(value: str | bytes | bytearray | memoryview) -> Bytes32:
     if text[:2] in ("0x", "0X"):
         text = text[2:]
     if len(text) != 64:
-        raise InputError(f"an id is 0x + 64 hex digits, got {value!r} ({len(text)} digits)")
+        shown = repr(value) if len(value) <= 80 else repr(value[:70]) + "..."
+        raise InputError(f"an id is 0x + 64 hex digits, got {shown} ({len(text):,} digits)")
     try:
         raw = bytes.fromhex(text)
     except ValueError:

@@ -31,6 +31,7 @@ Progress = Callable[[int, int], None]
 from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, hash_file, parse_bytes32
 from ..digest.hashing import hash_mapped_region
 from ..errors import InputError, IntegrityError
+from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
 from .safetensors_format import (
     DTYPE_BITS,
     INDEX_SUFFIX,
@@ -50,6 +51,7 @@ __all__ = [
     "Manifest",
     "DirectoryIds",
     "ManifestError",
+    "ManifestLimitError",
     "ContentIdMismatch",
     "tensor_digest",
     "tensor_entries",
@@ -78,6 +80,15 @@ class ManifestError(InputError):
     """A manifest document that is malformed (wrong format, fields, types or order)."""
 
 
+class ManifestLimitError(ManifestError, LimitExceeded):
+    """A manifest over one of the limits of :mod:`registry.limits` (size, nesting, tensors, rank,
+    name length), refused before it is parsed or used."""
+
+
+def _limit(limit: Any, what: str, value: int) -> ManifestLimitError:
+    return limit.exceeded(what, value, ManifestLimitError)
+
+
 class ContentIdMismatch(IntegrityError):
     """A manifest's content id differs from the one re-derived from its tensor table or data."""
 
@@ -98,20 +109,24 @@ class TensorEntry:
     @classmethod
     def from_json(cls, value: Any) -> "TensorEntry":
         if not isinstance(value, dict) or set(value) != {"name", "dtype", "shape", "digest", "size"}:
-            raise ManifestError(f"a tensor entry has exactly name, dtype, shape, digest, size; got {value!r}")
+            raise ManifestError(f"a tensor entry has exactly name, dtype, shape, digest, size; got {_shown(value)}")
         name, dtype, shape, size = value["name"], value["dtype"], value["shape"], value["size"]
         if not isinstance(name, str):
-            raise ManifestError(f"tensor name must be a string, got {name!r}")
-        if dtype not in DTYPE_BITS:
-            raise ManifestError(f"tensor {name!r}: unknown dtype {dtype!r}")
+            raise ManifestError(f"tensor name must be a string, got {_shown(name)}")
+        if len(name.encode("utf-8", "surrogatepass")) > NAME_BYTES:
+            raise _limit(NAME_BYTES, f"tensor name {name[:40]!r}…", len(name.encode("utf-8", "surrogatepass")))
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise ManifestError(f"tensor {name!r}: unknown dtype {_shown(dtype)}")
+        if isinstance(shape, list) and len(shape) > TENSOR_RANK:
+            raise _limit(TENSOR_RANK, f"the rank of tensor {name!r}", len(shape))
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 64 for d in shape):
-            raise ManifestError(f"tensor {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+            raise ManifestError(f"tensor {name!r}: shape must be a list of non-negative integers, got {_shown(shape)}")
         try:
             expected = tensor_nbytes(dtype, shape)
         except InputError as exc:
             raise ManifestError(f"tensor {name!r}: {exc}") from None
         if size != expected or isinstance(size, bool):
-            raise ManifestError(f"tensor {name!r}: size {size!r} but {dtype}{shape} takes {expected} bytes")
+            raise ManifestError(f"tensor {name!r}: size {_shown(size)} but {dtype}{shape} takes {expected} bytes")
         try:
             digest = parse_bytes32(value["digest"])
         except InputError as exc:
@@ -303,27 +318,25 @@ class Manifest:
             ContentIdMismatch: the tensor table does not hash to the stated content id.
         """
         raw = document
-        if isinstance(document, (bytes, bytearray, memoryview)):
+        if isinstance(document, (bytes, bytearray, memoryview, str)):
             try:
-                document = bytes(document).decode("utf-8")
-            except UnicodeDecodeError:
-                raise ManifestError("manifest is not UTF-8") from None
-        if isinstance(document, str):
-            try:
-                document = json.loads(document, object_pairs_hook=_unique_keys)
-            except ValueError as exc:
-                raise ManifestError(f"manifest is not valid JSON ({exc})") from None
+                document = loads_json(document, what="the manifest", max_bytes=DOCUMENT_BYTES, object_pairs_hook=_unique_keys)
+            except LimitExceeded as exc:
+                raise _limit(exc.limit, exc.what, exc.value) from None
+            except NotJSON as exc:
+                problem = "not UTF-8" if "not UTF-8" in str(exc) else f"not valid JSON ({exc})"
+                raise ManifestError(f"manifest is {problem}") from None
         if not isinstance(document, Mapping):
             raise ManifestError("a manifest is a JSON object")
         if document.get("format") != MANIFEST_FORMAT:
-            raise ManifestError(f"not an element manifest: format is {document.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+            raise ManifestError(f"not an element manifest: format is {_shown(document.get('format'))}, expected {MANIFEST_FORMAT!r}")
         kind = document.get("kind")
         allowed = {"format", "kind", "content_id", "data", "metadata"} | ({"tensors"} if kind == "tensors" else set())
         unknown = set(document) - allowed
         if kind not in ("tensors", "file"):
-            raise ManifestError(f"manifest kind must be 'tensors' or 'file', got {kind!r}")
+            raise ManifestError(f"manifest kind must be 'tensors' or 'file', got {_shown(kind)}")
         if unknown:
-            raise ManifestError(f"manifest has unknown field(s) {', '.join(sorted(unknown))}")
+            raise ManifestError(f"manifest has unknown field(s) {_shown(', '.join(sorted(unknown)))}")
         try:
             stated = parse_bytes32(document.get("content_id"))
         except InputError as exc:
@@ -331,11 +344,11 @@ class Manifest:
         data = document.get("data")
         if data is not None:
             if not isinstance(data, Mapping) or set(data) != {"cid", "size", "name"}:
-                raise ManifestError(f"manifest data must be {{cid, size, name}}, got {data!r}")
+                raise ManifestError(f"manifest data must be {{cid, size, name}}, got {_shown(data)}")
             if not isinstance(data["cid"], str) or not isinstance(data["name"], str) or not (
-                isinstance(data["size"], int) and not isinstance(data["size"], bool) and data["size"] >= 0
+                isinstance(data["size"], int) and not isinstance(data["size"], bool) and 0 <= data["size"] < 1 << 64
             ):
-                raise ManifestError(f"manifest data has wrong types: {data!r}")
+                raise ManifestError(f"manifest data has wrong types or a size outside 0..2**64-1: {_shown(data)}")
             data = dict(data)
         metadata = document.get("metadata", {})
         if not isinstance(metadata, Mapping):
@@ -345,6 +358,8 @@ class Manifest:
             table = document.get("tensors")
             if not isinstance(table, list):
                 raise ManifestError("a tensors manifest needs a tensors list")
+            if len(table) > TENSORS:
+                raise _limit(TENSORS, "the number of tensors in the manifest", len(table))
             entries = tuple(TensorEntry.from_json(item) for item in table)
             keys = [_name_key(entry.name) for entry in entries]
             if keys != sorted(keys) or len(set(keys)) != len(keys):
@@ -370,11 +385,17 @@ class Manifest:
             raise ContentIdMismatch(f"{path} has content id {actual}, the manifest expects {self.content_id}")
 
 
+def _shown(value: Any) -> str:
+    """A value for a one-line message: its repr, cut short (documents are written by anyone)."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ManifestError(f"manifest has key {key!r} twice")
+            raise ManifestError(f"manifest has key {_shown(key)} twice")
         result[key] = value
     return result
 

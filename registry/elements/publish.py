@@ -39,6 +39,7 @@ from ..chain.licenses import LicenseTerms
 from ..chain.registry import RECORD_PUBLISHED_TOPIC, Kind, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, UnsafeFileError
+from ..limits import DOCUMENT_BYTES, NotJSON, load_json_file
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
 from ..storage.unixfs import add_file
@@ -838,10 +839,12 @@ def load_signed(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        document = json.loads(path.read_text())
+        document = load_json_file(path, DOCUMENT_BYTES, f"the signed-publish file {path}")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; give the file written by `elements publish --sign-only`") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory; give the file written by `elements publish --sign-only`") from None
+    except (OSError, NotJSON) as exc:
         raise InputError(f"{path} is not a signed-publish JSON file ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != SIGNED_FORMAT or not isinstance(document.get("records"), list):
         raise InputError(f"{path} is not an {SIGNED_FORMAT} file (write one with `elements publish --sign-only FILE`)")
@@ -854,7 +857,8 @@ def _signed_entry(registry: Registry, document: dict, entry: dict) -> tuple[Clai
         record = RecordInput(entry["content_id"], entry["cid"], int(entry["license_id"]), int(entry["kind"]), tuple(entry["parents"]))
         signature = bytes.fromhex(str(entry["signature"]).removeprefix("0x"))
         nonce, deadline = int(entry["nonce"]), int(entry["deadline"])
-    except (KeyError, TypeError, ValueError) as exc:
+        size = int(entry.get("size") or 0)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"a record of the signed-publish file is malformed ({type(exc).__name__}: {exc})") from None
     record_id = record_id_of(publisher, record)
     if entry.get("record_id") and to_bytes32(entry["record_id"]) != record_id:
@@ -870,7 +874,7 @@ def _signed_entry(registry: Registry, document: dict, entry: dict) -> tuple[Clai
             f"(or for another chain/registry than {registry.chain.chain_id}/{registry.address}); ask the publisher to sign again"
         )
     claim = Claim(entry.get("name") or "0x" + record_id.hex()[:12], record, record_id, publisher,
-                  entry.get("data_cid"), int(entry.get("size") or 0), entry.get("path"))
+                  entry.get("data_cid"), size, entry.get("path"))
     return claim, SignedPublish(record, publisher, nonce, deadline, signature, record_id)
 
 
@@ -888,7 +892,12 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
     from ..chain.session import require_account
 
     require_account(registry)
-    if int(document.get("chain_id", -1)) != registry.chain.chain_id or to_checksum_address(document.get("registry", "0x" + "0" * 40)) != registry.address:
+    try:
+        chain_id = int(document.get("chain_id", -1))
+        address = to_checksum_address(document.get("registry", "0x" + "0" * 40))
+    except (TypeError, ValueError):
+        raise InputError("the signed-publish file names no valid chain_id and registry; ask the publisher to sign again") from None
+    if chain_id != registry.chain.chain_id or address != registry.address:
         raise InputError(
             f"the signatures are for chain {document.get('chain_id')} registry {document.get('registry')}, "
             f"not {registry.chain.chain_id} {registry.address}; relay on the chain they were signed for"

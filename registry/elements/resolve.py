@@ -45,6 +45,7 @@ from ..chain.licenses import LicenseTerms, describe_flags
 from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, kind_name, to_bytes32
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
+from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
 from .content_id import Manifest
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
 
@@ -57,13 +58,14 @@ __all__ = [
     "HashNotFound",
     "DocumentError",
     "parse_hash",
+    "load_document",
     "check_license_against_ancestors",
 ]
 
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
-#: The largest manifest or recipe document the resolver reads.
-MAX_DOCUMENT_SIZE = 16 << 20
+#: The largest manifest or recipe document the resolver reads (registry.limits.DOCUMENT_BYTES).
+MAX_DOCUMENT_SIZE = DOCUMENT_BYTES
 _IDS_PER_CALL = 256
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
 _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
@@ -75,6 +77,23 @@ class HashNotFound(NotFoundError):
 
 class DocumentError(IntegrityError):
     """A record's document (manifest or recipe) does not match the record."""
+
+
+def load_document(raw: bytes, what: str) -> Any:
+    """The JSON of a record's document (manifest or recipe): the one way document bytes are read,
+    by the resolver and by verification alike. Size, nesting and value count are checked against
+    :mod:`registry.limits` before anything is parsed, so no document can crash or stall a reader.
+
+    Raises:
+        DocumentError: over a limit, not UTF-8 or not JSON (``what`` names the document and its
+        record); whoever reads it treats the record as invalid.
+    """
+    try:
+        return loads_json(raw, what=what, max_bytes=DOCUMENT_BYTES)
+    except LimitExceeded as exc:
+        raise DocumentError(f"{what} is refused: {exc}") from None
+    except NotJSON as exc:
+        raise DocumentError(f"{what} is not JSON ({exc}); a record's CID must point at a manifest or a recipe") from None
 
 
 def parse_hash(text: str) -> tuple[str, bytes]:
@@ -90,8 +109,9 @@ def parse_hash(text: str) -> tuple[str, bytes]:
     try:
         codec, digest = split_cid(value)
     except InputError:
+        shown = repr(value) if len(value) <= 80 else repr(value[:70]) + "…"
         raise InputError(
-            f"{value!r} is not a hash: give a record id or a content id (0x + 64 hex) or a CID (bafy…, Qm…)"
+            f"{shown} is not a hash: give a record id or a content id (0x + 64 hex) or a CID (bafy…, Qm…)"
         ) from None
     return "cid", bytes([codec]) + digest
 
@@ -748,7 +768,7 @@ class Resolver:
         root = self.sources.ensure(cid)
         size = file_size(root, self.sources.store.get)
         if size > MAX_DOCUMENT_SIZE:
-            raise DocumentError(f"document {cid} is {size:,} bytes; manifests and recipes are at most {MAX_DOCUMENT_SIZE:,}")
+            raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', size)}")
         return b"".join(self.sources.store.cat(root))
 
     def _parse_recipe(self, document: Any) -> Any:
@@ -763,12 +783,7 @@ class Resolver:
     def _check_document(self, record: Record, raw: bytes) -> Any:
         rid = to_hex(record.record_id)
         if record.kind == Kind.COMPOSITION:
-            import json
-
-            try:
-                data = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not JSON ({exc})") from None
+            data = load_document(raw, f"the recipe {record.cid} of composition {rid}")
             try:
                 recipe = self._parse_recipe(data)
             except InputError as exc:

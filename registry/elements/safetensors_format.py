@@ -9,6 +9,7 @@ from its header alone, and each problem has its own exception (all :class:`Safet
     ├── TruncatedFileError         shorter than 8 bytes, or the header runs past the end
     ├── HeaderTooLargeError        header length over MAX_HEADER_SIZE (100 MB, as safetensors)
     ├── InvalidHeaderError         not UTF-8, not JSON, not an object, malformed tensor entry
+    │   ├── HeaderLimitError       over a limit of registry.limits (nesting, tensors, rank, name length)
     │   ├── DuplicateTensorError   the same tensor name twice (or a duplicated field)
     │   ├── UnknownDtypeError      a dtype safetensors does not define
     │   ├── InvalidMetadataError   ``__metadata__`` not an object of strings
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..errors import InputError, UnsafeFileError
+from ..limits import NAME_BYTES, SAFETENSORS_HEADER_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
 
 __all__ = [
     "DTYPE_BITS",
@@ -66,6 +68,7 @@ __all__ = [
     "TruncatedFileError",
     "HeaderTooLargeError",
     "InvalidHeaderError",
+    "HeaderLimitError",
     "DuplicateTensorError",
     "UnknownDtypeError",
     "InvalidMetadataError",
@@ -79,8 +82,8 @@ __all__ = [
     "TensorInTwoShardsError",
 ]
 
-#: Largest header accepted, in bytes (the safetensors library's own limit).
-MAX_HEADER_SIZE = 100_000_000
+#: Largest header accepted, in bytes (the safetensors library's own limit; registry.limits).
+MAX_HEADER_SIZE = SAFETENSORS_HEADER_BYTES
 
 #: Suffix of a sharded checkpoint's index (``model.safetensors.index.json``).
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -166,6 +169,19 @@ class HeaderTooLargeError(SafetensorsError):
 
 class InvalidHeaderError(SafetensorsError):
     """The header is not a UTF-8 JSON object of well-formed tensor entries."""
+
+
+class HeaderLimitError(InvalidHeaderError, LimitExceeded):
+    """The header (or index) is over one of the limits of :mod:`registry.limits`: nesting, tensor
+    count, rank or name length. Checked before the JSON is parsed or the entries are used."""
+
+    fix = "the file is not one any safetensors writer makes; obtain it again from a trustworthy source"
+
+
+def _over(path: Path, limit: Any, what: str, value: Any, tensor: str | None = None) -> HeaderLimitError:
+    error = HeaderLimitError(path, limit.describe(what, value), tensor)
+    error.limit, error.value = limit, value
+    return error
 
 
 class DuplicateTensorError(InvalidHeaderError):
@@ -297,12 +313,14 @@ def _keep_pairs(pairs: list[tuple[str, Any]]) -> _Pairs:
     return _Pairs(pairs)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _loads_pairs(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_keep_pairs, parse_constant=_refuse_constant)
+def _loads_pairs(path: Path, raw: bytes, what: str, error: type[SafetensorsError]) -> Any:
+    """The header or index JSON, within the limits of registry.limits (nesting before parsing)."""
+    try:
+        return loads_json(raw, what=what, max_bytes=SAFETENSORS_HEADER_BYTES, object_pairs_hook=_keep_pairs)
+    except LimitExceeded as exc:
+        raise _over(path, exc.limit, exc.what, exc.value) from None
+    except NotJSON as exc:
+        raise error(path, f"{what} is not valid JSON ({exc})") from None
 
 
 def _check_utf8(path: Path, value: str, what: str) -> None:
@@ -347,19 +365,19 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
     is the usual entry point.
     """
     path = Path(path)
+    raw = bytes(raw)
     header_size = len(raw)
     data_start = 8 + header_size
     data_size = file_size - data_start
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidHeaderError(path, f"header is not UTF-8 (byte {exc.start})") from None
-    try:
-        document = _loads_pairs(text)
-    except ValueError as exc:
-        raise InvalidHeaderError(path, f"header is not valid JSON ({exc})") from None
+    document = _loads_pairs(path, raw, "header", InvalidHeaderError)
     if not isinstance(document, _Pairs):
-        raise InvalidHeaderError(path, f"header must be a JSON object, found a JSON {type(document).__name__}")
+        raise InvalidHeaderError(path, f"header must be a JSON object, found a JSON {_json_type(document)}")
+    if len(document) > TENSORS + 1:
+        raise _over(path, TENSORS, "the number of tensors in the header", len(document) - 1)
 
     metadata: dict[str, str] = {}
     raw_entries: dict[str, Any] = {}
@@ -370,6 +388,8 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
             raise DuplicateTensorError(path, f"{what} appears twice in the header", key)
         seen.add(key)
         _check_utf8(path, key, "tensor name")
+        if len(key.encode("utf-8")) > NAME_BYTES:
+            raise _over(path, NAME_BYTES, f"tensor name {key[:40]!r}…", len(key.encode("utf-8")), key[:40])
         if key == "__metadata__":
             if not isinstance(value, _Pairs):
                 raise InvalidMetadataError(path, "__metadata__ must be an object of strings")
@@ -394,7 +414,9 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
             raise UnknownDtypeError(path, f"tensor {name!r} has unknown dtype {dtype!r}", name)
         shape = fields["shape"]
         if not isinstance(shape, list) or isinstance(shape, _Pairs):
-            raise InvalidShapeError(path, f"tensor {name!r}: shape must be a list of integers, got {shape!r}", name)
+            raise InvalidShapeError(path, f"tensor {name!r}: shape must be a list of integers, got {_plain(shape)!r}", name)
+        if len(shape) > TENSOR_RANK:
+            raise _over(path, TENSOR_RANK, f"the rank of tensor {name!r}", len(shape), name)
         for dim in shape:
             if not _is_uint(dim):
                 raise InvalidShapeError(
@@ -418,10 +440,11 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
             numel *= dim
         bits = numel * DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != end - begin:
-            expected = f"{bits // 8} bytes" if bits % 8 == 0 else f"{bits} bits (not whole bytes)"
+            expected = f"{_number(bits // 8)} bytes" if bits % 8 == 0 else f"{_number(bits)} bits (not whole bytes)"
+            shown = str(list(shape)) if len(str(list(shape))) <= 120 else str(list(shape))[:110] + "...]"
             raise SizeMismatchError(
                 path,
-                f"tensor {name!r}: {dtype}{list(shape)} needs {expected} but data_offsets give {end - begin}",
+                f"tensor {name!r}: {dtype}{shown} needs {expected} but data_offsets give {end - begin}",
                 name,
             )
         infos.append(TensorInfo(name, dtype, tuple(shape), data_start + begin, data_start + end))
@@ -454,6 +477,11 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
         tensors={info.name: info for info in infos},
         file_size=file_size,
     )
+
+
+def _number(value: int) -> str:
+    """An integer for a message: in full up to 30 digits, else as a power of two."""
+    return str(value) if value < 10**30 else f"about 2**{value.bit_length() - 1}"
 
 
 def _json_type(value: Any) -> str:
@@ -606,15 +634,15 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         size = path.stat().st_size
         if size > MAX_HEADER_SIZE:
             raise ShardIndexError(path, f"index is {size} bytes, over the {MAX_HEADER_SIZE}-byte limit")
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
+        raw.decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
     except UnicodeDecodeError:
         raise ShardIndexError(path, "index is not UTF-8") from None
-    try:
-        document = _loads_pairs(text)
-    except ValueError as exc:
-        raise ShardIndexError(path, f"index is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
+    document = _loads_pairs(path, raw, "index", ShardIndexError)
     if not isinstance(document, _Pairs):
         raise ShardIndexError(path, "index must be a JSON object with a weight_map")
     top: dict[str, Any] = {}

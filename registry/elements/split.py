@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import InputError
+from ..limits import check_output_path, temporary_name
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .safetensors_format import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint, write_safetensors
 
@@ -285,8 +286,9 @@ def split_model(
     model_content_id = str(tensor_set_content_id(table.values()))
     metadata = checkpoint.shards[0].metadata if checkpoint.shards else {}
 
+    check_output_path(out, "the output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / f".{out.name}.incomplete-{os.getpid()}-{secrets.token_hex(4)}"
+    temporary = out.parent / temporary_name(out.name, f"incomplete-{os.getpid()}-{secrets.token_hex(4)}")
     (temporary / "elements").mkdir(parents=True)
     try:
         elements, inputs, steps = _write_tensor_elements(temporary, checkpoint, groups, table, progress)
@@ -313,7 +315,7 @@ def split_model(
         recipe_path = temporary / "recipe.json"
         recipe_path.write_text(json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
         if out.exists() or out.is_symlink():
-            old = out.parent / f".{out.name}.replaced-{os.getpid()}-{secrets.token_hex(4)}"
+            old = out.parent / temporary_name(out.name, f"replaced-{os.getpid()}-{secrets.token_hex(4)}")
             os.rename(out, old)
             os.rename(temporary, out)
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()

@@ -16,7 +16,6 @@ as it is read (``registry.compose.sources``), so a tampered cache file is caught
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -24,18 +23,21 @@ from typing import Any
 
 from ..chain.registry import Record
 from ..compose.recipe import FORMAT as RECIPE_FORMAT
-from ..compose.recipe import Recipe, RecipeError, parse_recipe
+from ..compose.recipe import Recipe, parse_recipe
 from ..digest import to_hex
-from ..elements.content_id import MANIFEST_FORMAT, Manifest, ManifestError, tensor_set_content_id
+from ..elements.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
 from ..elements.resolve import DocumentError as ResolveDocumentError
-from ..errors import IntegrityError
+from ..elements.resolve import load_document
+from ..errors import InputError, IntegrityError
+from ..limits import DOCUMENT_BYTES
 from ..storage.fetch import Sources
 from ..storage.scratch import make_area
 
 __all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "record_label"]
 
-#: Manifests and recipes are small; anything larger than this is refused before it is parsed.
-MAX_DOCUMENT_BYTES = 64 << 20
+#: Manifests and recipes are small; anything larger than this is refused before it is parsed
+#: (registry.limits.DOCUMENT_BYTES, the resolver's limit too).
+MAX_DOCUMENT_BYTES = DOCUMENT_BYTES
 
 
 class DocumentError(ResolveDocumentError):
@@ -83,7 +85,7 @@ class Documents:
             for chunk in self.sources.cat(cid):
                 size += len(chunk)
                 if size > MAX_DOCUMENT_BYTES:
-                    raise DocumentError(f"document {cid} is larger than {MAX_DOCUMENT_BYTES >> 20} MiB; a record points at data, not a manifest")
+                    raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', size)}")
                 parts.append(bytes(chunk))
             self._raw[cid] = b"".join(parts)
         return self._raw[cid]
@@ -101,15 +103,15 @@ class Documents:
         raw = self.raw(record.cid)
         label = record_label(record)
         try:
-            document: Any = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise DocumentError(f"record {label} points at {record.cid}, which is not a JSON manifest or recipe") from None
+            document: Any = load_document(raw, f"the document {record.cid} of record {label}")
+        except ResolveDocumentError as exc:
+            raise DocumentError(str(exc)) from None
         form = document.get("format") if isinstance(document, dict) else None
         claimed = to_hex(record.content_id)
         if form == MANIFEST_FORMAT:
             try:
                 parsed: Manifest | Recipe = Manifest.from_json(document)
-            except (ManifestError, IntegrityError) as exc:
+            except (InputError, IntegrityError) as exc:  # malformed, over a limit, or another id
                 raise DocumentError(f"record {label}: its manifest {record.cid} is invalid: {exc}") from None
             if str(parsed.content_id) != claimed:
                 raise DocumentError(
@@ -118,20 +120,24 @@ class Documents:
         elif form == RECIPE_FORMAT:
             try:
                 parsed = parse_recipe(document)
-            except RecipeError as exc:
+            except InputError as exc:  # a RecipeError, or a limit of registry.limits
                 raise DocumentError(f"record {label}: its recipe {record.cid} is invalid: {exc}") from None
             if parsed.output.content_id and parsed.output.content_id != claimed:
                 raise DocumentError(
                     f"record {label} claims content {claimed} but its recipe {record.cid} says it builds {parsed.output.content_id}"
                 )
             if parsed.output.tensors:
-                table = str(tensor_set_content_id(parsed.output.entries()))
+                try:
+                    table = str(tensor_set_content_id(parsed.output.entries()))
+                except InputError as exc:
+                    raise DocumentError(f"record {label}: the output table of its recipe {record.cid} is invalid: {exc}") from None
                 if table != claimed:
                     raise DocumentError(
                         f"record {label} claims content {claimed} but the output table of its recipe {record.cid} hashes to {table}"
                     )
         else:
-            raise DocumentError(f"record {label} points at {record.cid}, whose format {form!r} is neither a manifest nor a recipe")
+            shown = repr(form) if len(repr(form)) <= 80 else repr(form)[:77] + "..."
+            raise DocumentError(f"record {label} points at {record.cid}, whose format {shown} is neither a manifest nor a recipe")
         self._documents[record.record_id] = parsed
         return parsed
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
+from ..limits import CARV2_PADDING_BYTES
 from .cid import CID, encode_varint, read_varint
 from .codecs import FOLLOWED, links_of
 from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
@@ -48,7 +49,7 @@ MAX_HEADER = 1 << 20
 MAX_SECTION = 4 << 20
 # Bytes a CARv2 may put between its header and its data. Writers align the data to a few KiB
 # at most; a larger gap is read (not allocated) but only this far.
-MAX_V2_PADDING = 16 << 20
+MAX_V2_PADDING = int(CARV2_PADDING_BYTES)
 _V2_PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 _V2_PREFIX = len(_V2_PRAGMA) + 40  # pragma + the fixed CARv2 header
 
@@ -128,7 +129,7 @@ def _decode_header(raw: bytes) -> dict:
         header = parser.item()
         if parser.pos != len(raw):
             raise ValueError("trailing bytes after the header")
-    except (ValueError, UnicodeDecodeError, CIDError) as exc:
+    except (ValueError, UnicodeDecodeError, CIDError, TypeError) as exc:  # TypeError: a list as a map key
         raise CARError(f"malformed CAR header ({exc})") from None
     if not isinstance(header, dict):
         raise CARError("malformed CAR header (not a map)")
@@ -247,11 +248,9 @@ class CarReader:
         padding = data_offset - self._counted.position
         if padding < 0:
             raise CARError(f"{self.where} is a malformed CARv2 (data offset {data_offset} is inside its header)")
-        if padding > MAX_V2_PADDING:
-            raise CARError(
-                f"{self.where} puts its data {padding} bytes past the CARv2 header, over the "
-                f"{MAX_V2_PADDING}-byte limit; the file is corrupt or hostile, get it again"
-            )
+        # Checked before the padding is read: the offset is the file's word.
+        CARV2_PADDING_BYTES.check(padding, f"the padding before the data of {self.where} (CARv2 data offset {data_offset:,})",
+                                  CARError)
         self._skip(padding, "CARv2 padding")
         self.data_offset = data_offset
         self._stream = _Limited(self._counted, data_size)  # type: ignore[assignment]

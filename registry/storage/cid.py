@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 from typing import Union
 
+from ..limits import CID_CHARS
 from . import multihash as mh
 from .errors import BlockIntegrityError, CIDError
 
@@ -217,6 +218,8 @@ class CID:
     @classmethod
     def _parse_str(cls, text: str) -> "CID":
         text = text.strip()
+        if len(text) > CID_CHARS:  # before decoding it, and never echoed whole
+            raise CID_CHARS.exceeded(f"the CID {text[:24]!r}…", len(text), CIDError)
         if text.startswith("/ipfs/"):
             text = text[len("/ipfs/"):]
         if not text:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from ..limits import DAGPB_LINKS, DAGPB_NAME_BYTES
 from .cid import CID, decode_varint, encode_varint
 from .errors import CIDError, DAGError
 
@@ -142,6 +143,8 @@ def decode_node(block: bytes | memoryview) -> PBNode:
         if number == 2 and wire == _LEN:
             if data is not None:
                 raise DAGError("malformed dag-pb node (a link after the data)")
+            if len(links) == DAGPB_LINKS:
+                raise DAGPB_LINKS.exceeded("the number of links of a dag-pb node", len(links) + 1, DAGError)
             links.append(_decode_link(value))
         elif number == 1 and wire == _LEN:
             if data is not None:
@@ -163,6 +166,7 @@ def _decode_link(buf: memoryview) -> PBLink:
             except CIDError as exc:
                 raise DAGError(f"malformed dag-pb link ({exc})") from None
         elif number == 2 and wire == _LEN and name is None:
+            DAGPB_NAME_BYTES.check(len(value), "the name of a dag-pb link", DAGError)
             try:
                 name = bytes(value).decode("utf-8")
             except UnicodeDecodeError:

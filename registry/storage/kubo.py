@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 import httpx
 
 from ..config import FetchLimits
+from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .car import CarImport, IterStream, car_chunks, import_car
 from .cid import CID, IDENTITY
 from .errors import BlockIntegrityError, BlockNotFound, CIDError, KuboError, KuboLimitError
@@ -145,22 +146,22 @@ class Kubo:
 
     def _json(self, command: str, *args: str, **options: Any) -> Any:
         response = self._post(command, *args, **options)
+        return self._loads(command, response.content)
+
+    def _loads(self, command: str, body: bytes) -> Any:
+        """A JSON answer within registry.limits (size, nesting): a node is outside input too."""
         try:
-            return response.json()
-        except ValueError:
-            raise self._garbage(command, response.text) from None
+            return loads_json(body, what=f"the answer of Kubo at {self.url} to {command}", max_bytes=SERVICE_ANSWER_BYTES)
+        except LimitExceeded as exc:
+            raise KuboError(str(exc)) from None
+        except NotJSON:
+            raise self._garbage(command, body[:200].decode("utf-8", "replace")) from None
 
     def _ndjson(self, command: str, *args: str, files=None, **options: Any) -> list[Any]:
         response = self._post(command, *args, files=files, **options)
-        out = []
-        for line in response.text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                raise self._garbage(command, line) from None
-        return out
+        body = response.content
+        SERVICE_ANSWER_BYTES.check(len(body), f"the answer of Kubo at {self.url} to {command}", KuboError)
+        return [self._loads(command, line) for line in body.splitlines() if line.strip()]
 
     def _down(self, exc: Exception) -> KuboError:
         return KuboError(
@@ -177,8 +178,10 @@ class Kubo:
 
     def _refused(self, command: str, response: httpx.Response) -> Exception:
         try:
-            message = response.json().get("Message") or ""
-        except (ValueError, AttributeError):
+            answer = loads_json(response.content, what="an error answer", max_bytes=SERVICE_ANSWER_BYTES)
+            message = answer.get("Message") or "" if isinstance(answer, dict) else ""
+            message = message if isinstance(message, str) else ""
+        except (LimitExceeded, NotJSON):
             message = ""
         if not message:
             if response.status_code in (404, 405) or "json" not in response.headers.get("content-type", ""):
@@ -210,7 +213,10 @@ class Kubo:
 
     def swarm_peers(self) -> list[str]:
         data = self._json("swarm/peers")
-        return [p.get("Peer", "") for p in (data.get("Peers") or [])]
+        try:
+            return [str(p.get("Peer", "")) for p in (data.get("Peers") or [])]
+        except (AttributeError, TypeError):
+            raise self._garbage("swarm/peers", json.dumps(data)) from None
 
     # -- blocks -------------------------------------------------------------------------------
 
@@ -279,9 +285,14 @@ class Kubo:
             root = answer.get("Root") if isinstance(answer, dict) else None
             if root is None:
                 continue
-            if root.get("PinErrorMsg"):
-                raise KuboError(f"Kubo at {self.url} imported but could not pin {root['Cid']['/']}: {root['PinErrorMsg']}")
-            roots.append(CID.parse(root["Cid"]["/"]))
+            try:
+                cid = CID.parse(root["Cid"]["/"])
+                error = root.get("PinErrorMsg")
+            except (AttributeError, KeyError, TypeError, CIDError):
+                raise self._garbage("dag/import", json.dumps(answer)) from None
+            if error:
+                raise KuboError(f"Kubo at {self.url} imported but could not pin {cid}: {str(error)[:200]}")
+            roots.append(cid)
         return roots
 
     def put_dag(self, root: CID | str, get_block: Callable[[CID], bytes], *, pin: bool = True) -> CID:
@@ -346,7 +357,10 @@ class Kubo:
         keys = answer.get("Keys") if isinstance(answer, dict) else None
         if not isinstance(keys, dict):
             raise self._garbage("pin/ls", json.dumps(answer))
-        return {CID.parse(k): v.get("Type", "") for k, v in keys.items()}
+        try:
+            return {CID.parse(k): str(v.get("Type", "")) for k, v in keys.items()}
+        except (AttributeError, CIDError):
+            raise self._garbage("pin/ls", json.dumps(answer)) from None
 
     def is_pinned(self, cid: CID | str) -> bool:
         cid = CID.parse(cid)

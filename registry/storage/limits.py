@@ -26,6 +26,7 @@ import time
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..config import FetchLimits
+from ..limits import BLOCK_BYTES, SERVICE_ANSWER_BYTES
 from .cid import CID, DAG_PB, IDENTITY, RAW
 from .dagpb import decode_node
 from .errors import CARError, DAGError, FetchLimitError
@@ -37,9 +38,9 @@ __all__ = ["FetchLimits", "Budget", "Watch", "DagWalk", "http_client", "MAX_BLOC
 
 #: The largest block any source may send (no UnixFS importer makes blocks over 2 MiB; CAR
 #: sections are refused over the same size).
-MAX_BLOCK = 4 << 20
+MAX_BLOCK = int(BLOCK_BYTES)
 #: The largest answer to an RPC call that is not content (JSON of versions, pins, ids).
-MAX_ANSWER = 16 << 20
+MAX_ANSWER = int(SERVICE_ANSWER_BYTES)
 #: What one CAR section adds to its block: the section's varint and the block's CID.
 SECTION_OVERHEAD = 128
 #: What a CAR may hold before its first block (the header: roots and version).
