@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import threading
 import time
 import zlib
@@ -31,9 +30,10 @@ from typing import Any, Sequence
 import requests
 from web3 import HTTPProvider
 
+from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .errors import RpcResponseError, RpcUnavailableError
 
-__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "json_depth", "public_url"]
+__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "public_url"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,11 @@ class RpcLimits:
     Attributes:
         timeout: seconds for one request, from sending it to the last byte of the answer.
         max_bytes: bytes of one answer (after decompression).
-        max_depth: JSON nesting of one answer (a log answer nests 4 deep).
         max_logs: entries of one ``eth_getLogs`` answer (10,000 is also what common public nodes allow).
     """
 
     timeout: float = 30.0
-    max_bytes: int = 64 * 2**20
-    max_depth: int = 64
+    max_bytes: int = int(SERVICE_ANSWER_BYTES)
     max_logs: int = 10_000
 
 
@@ -58,18 +56,6 @@ DEFAULT_LIMITS = RpcLimits()
 # The error code public nodes use for "query returned more than N results" (EIP-1474: limit exceeded).
 _LIMIT_EXCEEDED = -32005
 _CHUNK = 64 * 1024
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
-
-
-def json_depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not
-    count), computed without parsing, in time linear in its length."""
-    skeleton = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS).translate(_STEPS)
-    if not skeleton:
-        return 0
-    return max(0, max(itertools.accumulate(memoryview(skeleton).cast("b"))))
 
 
 def public_url(url: str) -> str:
@@ -144,18 +130,17 @@ class BoundedHTTPProvider(HTTPProvider):
         return session
 
     def _exchange(self, body: bytes, what: str) -> Any:
-        """POST ``body`` and return the parsed answer, within every limit."""
+        """POST ``body`` and return the parsed answer, within every limit (registry.limits:
+        size, nesting, number lengths, all measured before ``json.loads``)."""
         raw = self._post(body, what)
-        depth = json_depth(raw)
-        if depth > self.limits.max_depth:
-            raise RpcResponseError(
-                f"{public_url(self.url)} answered {what} with JSON nested {depth} deep (the limit is {self.limits.max_depth}); "
-                "this is not an Ethereum node, check the URL"
-            )
         try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
-            raise RpcResponseError(f"{public_url(self.url)} answered {what} with something that is not JSON-RPC; check the URL") from None
+            return loads_json(raw, what=f"the answer of {public_url(self.url)} to {what}", max_bytes=SERVICE_ANSWER_BYTES)
+        except LimitExceeded as exc:
+            raise RpcResponseError(f"{exc}; this is not an Ethereum node, check the URL") from None
+        except NotJSON:
+            raise RpcResponseError(
+                f"{public_url(self.url)} does not answer JSON-RPC (its answer to {what} is not JSON); check the URL"
+            ) from None
 
     def _post(self, body: bytes, what: str) -> bytes:
         limits, url = self.limits, public_url(self.url)
@@ -178,7 +163,7 @@ class BoundedHTTPProvider(HTTPProvider):
         with response:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limits.max_bytes:
-                raise RpcResponseError(f"{url} announced a {int(declared):,}-byte answer to {what} (the limit is {limits.max_bytes:,}); check the node")
+                raise RpcResponseError(f"{url} announced a {int(declared):,}-byte answer to {what} (the limit is {limits.max_bytes:,}, SERVICE_ANSWER_BYTES in docs/limits.md); check the node")
             raw = self._read(response, deadline, what)
         if response.status_code >= 400 and not raw.lstrip().startswith((b"{", b"[")):
             raise RpcUnavailableError(f"{url} answered {what} with HTTP {response.status_code}; check the URL (and any API key in it)")
@@ -217,13 +202,13 @@ class BoundedHTTPProvider(HTTPProvider):
                 chunk = self._inflate(inflate, chunk, limits.max_bytes - size, what)
             size += len(chunk)
             if size > limits.max_bytes:
-                raise RpcResponseError(f"{url} answered {what} with more than {limits.max_bytes:,} bytes; check the node, or ask for less")
+                raise RpcResponseError(f"{url} answered {what} with more than {limits.max_bytes:,} bytes (SERVICE_ANSWER_BYTES in docs/limits.md); check the node, or ask for less")
             parts.append(chunk)
         if inflate is not None:
             tail = inflate.flush()
             size += len(tail)
             if size > limits.max_bytes:
-                raise RpcResponseError(f"{url} answered {what} with more than {limits.max_bytes:,} bytes; check the node, or ask for less")
+                raise RpcResponseError(f"{url} answered {what} with more than {limits.max_bytes:,} bytes (SERVICE_ANSWER_BYTES in docs/limits.md); check the node, or ask for less")
             parts.append(tail)
         return b"".join(parts)
 
@@ -235,7 +220,7 @@ class BoundedHTTPProvider(HTTPProvider):
             raise RpcResponseError(f"{public_url(self.url)} answered {what} with a corrupt compressed body; check the node") from None
         if inflate.unconsumed_tail:
             raise RpcResponseError(
-                f"{public_url(self.url)} answered {what} with more than {self.limits.max_bytes:,} bytes; check the node, or ask for less"
+                f"{public_url(self.url)} answered {what} with more than {self.limits.max_bytes:,} bytes (SERVICE_ANSWER_BYTES in docs/limits.md); check the node, or ask for less"
             )
         return out
 

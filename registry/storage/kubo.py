@@ -104,7 +104,7 @@ class Kubo:
                 body += chunk
                 if len(body) > MAX_ANSWER:
                     raise KuboLimitError(
-                        f"Kubo at {self.url} answered {command} with over {MAX_ANSWER:,} bytes; "
+                        f"Kubo at {self.url} answered {command} with over {MAX_ANSWER:,} bytes (SERVICE_ANSWER_BYTES in docs/limits.md); "
                         "check that --ipfs-api points at a Kubo RPC port"
                     )
         except httpx.TransportError as exc:

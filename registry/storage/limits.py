@@ -197,6 +197,9 @@ class Watch:
             self._refuse(f"{self.where} declares {self.declared:,} bytes for {self.what}, {self._over(limit)}")
 
     def _over(self, limit: int) -> str:
+        if limit == MAX_ANSWER:
+            return (f"over the {limit:,}-byte limit on one answer (SERVICE_ANSWER_BYTES in docs/limits.md); "
+                    "check that the URL is a Kubo RPC API or a gateway")
         if limit >= self._most:
             return (f"over the fetch's byte budget of {limit:,} (ELEMENTS_FETCH_MAX_BYTES); "
                     "raise it, or try another source")
