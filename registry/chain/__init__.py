@@ -51,9 +51,12 @@ from .licenses import (
     BUILTIN_LICENSES,
     COMMERCIAL_USE,
     DERIVATIVES,
+    INHERITS_NON_COMMERCIAL,
+    INHERITS_SHARE_ALIKE,
     SHARE_ALIKE,
     LicenseTerms,
     check_derivative,
+    inherited_restrictions,
 )
 from .network import MEMORY, Chain, connect
 from .registry import MAX_PARENTS, Kind, Record, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
@@ -90,7 +93,10 @@ __all__ = [
     "DERIVATIVES",
     "SHARE_ALIKE",
     "ATTRIBUTION",
+    "INHERITS_NON_COMMERCIAL",
+    "INHERITS_SHARE_ALIKE",
     "check_derivative",
+    "inherited_restrictions",
     # accounts
     "load_account",
     "account_from_key",
