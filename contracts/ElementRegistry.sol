@@ -185,7 +185,8 @@ contract ElementRegistry is IElementRegistry {
                 kind: word.kind(),
                 cidCodec: word.cidCodec(),
                 parentCount: word.parentCount(),
-                yanked: word.yanked()
+                yanked: word.yanked(),
+                inherited: uint8(word.inherited())
             });
         }
     }
@@ -249,15 +250,23 @@ contract ElementRegistry is IElementRegistry {
 
     /// @dev The one place a record is created; every entry point goes through it. Publishing an
     /// existing record returns early: its input was checked when it was first published.
+    ///
+    /// The licence rule, parent by parent in id order. A parent of another publisher binds the child
+    /// with its own terms ({_checkDerivative}); a parent of the child's own publisher binds it only with
+    /// the restrictions that parent inherited from other publishers ({_checkInherited}). The child
+    /// inherits what binds it: that is the rule "a record respects every restriction of another
+    /// publisher's record anywhere in its ancestry, unless that publisher re-licensed the work in one
+    /// of their own records on the way" computed from the parents alone (docs/contract.md proves it).
     function _publish(address publisher, RecordInput calldata input, RecordId recordId) private {
         if (_records[recordId].exists()) return;
 
         if (input.contentId == bytes32(0)) revert ZeroContentId();
         if (input.cidDigest == bytes32(0)) revert ZeroCidDigest();
         uint8 cidCodec = input.cidCodec;
-        if (cidCodec != _CODEC_RAW && cidCodec != _CODEC_DAG_PB && cidCodec != _CODEC_CIDV0) {
-            revert UnsupportedCidCodec(cidCodec);
-        }
+        uint256 codecClass;
+        if (cidCodec == _CODEC_RAW) codecClass = 1;
+        else if (cidCodec == _CODEC_DAG_PB) codecClass = 2;
+        else if (cidCodec != _CODEC_CIDV0) revert UnsupportedCidCodec(cidCodec);
         uint32 licenseId = input.licenseId;
         uint8 licenseFlags = _licenseFlags(licenseId);
 
@@ -265,13 +274,20 @@ contract ElementRegistry is IElementRegistry {
         uint256 parentCount = parents.length;
         if (parentCount > MAX_PARENTS) revert TooManyParents(parentCount, MAX_PARENTS);
         RecordId previous;
+        uint256 inherited;
         for (uint256 i; i < parentCount; ++i) {
             RecordId parentId = parents[i];
             if (RecordId.unwrap(parentId) <= RecordId.unwrap(previous)) revert ParentsNotAscending(i, parentId);
             previous = parentId;
             PackedRecord parent = _records[parentId];
             if (!parent.exists()) revert UnknownParent(parentId);
-            if (parent.publisher() != publisher) _checkDerivative(parentId, parent.licenseId(), licenseId, licenseFlags);
+            if (parent.publisher() != publisher) {
+                inherited |= _checkDerivative(parentId, parent.licenseId(), licenseId, licenseFlags);
+            } else {
+                uint256 carried = parent.inherited();
+                if (carried != 0) _checkInherited(parentId, parent.licenseId(), carried, licenseId, licenseFlags);
+                inherited |= carried;
+            }
         }
 
         _records[recordId] = PackedRecordLibrary.pack(
@@ -280,7 +296,8 @@ contract ElementRegistry is IElementRegistry {
             // 40 bits hold any block number for millennia; see PackedRecord.
             uint40(block.number),
             input.kind,
-            cidCodec,
+            codecClass,
+            inherited,
             parentCount
         );
         emit RecordPublished(
@@ -288,18 +305,45 @@ contract ElementRegistry is IElementRegistry {
         );
     }
 
-    /// @dev Reverts when a child under `childLicenseId` may not derive from `parentId` under `parentLicenseId`.
+    /// @dev Reverts when a child under `childLicenseId` may not derive from `parentId` under
+    /// `parentLicenseId`, published by another account; returns the restrictions the child inherits
+    /// from that parent (whose publisher is their originator).
     function _checkDerivative(RecordId parentId, uint32 parentLicenseId, uint32 childLicenseId, uint8 childFlags)
         private
         view
+        returns (uint256 restrictions)
     {
         uint8 parentFlags = _licenseFlags(parentLicenseId);
         if (parentFlags & DERIVATIVES == 0) revert DerivativesNotAllowed(parentId, parentLicenseId);
-        if (parentFlags & COMMERCIAL_USE == 0 && childFlags & COMMERCIAL_USE != 0) {
-            revert CommercialUseNotAllowed(parentId, parentLicenseId, childLicenseId);
+        if (parentFlags & COMMERCIAL_USE == 0) {
+            if (childFlags & COMMERCIAL_USE != 0) {
+                revert CommercialUseNotAllowed(parentId, parentLicenseId, childLicenseId);
+            }
+            restrictions = PackedRecordLibrary.INHERITS_NON_COMMERCIAL;
         }
-        if (parentFlags & SHARE_ALIKE != 0 && parentLicenseId != childLicenseId) {
-            revert ShareAlikeRequired(parentId, parentLicenseId, childLicenseId);
+        if (parentFlags & SHARE_ALIKE != 0) {
+            if (parentLicenseId != childLicenseId) revert ShareAlikeRequired(parentId, parentLicenseId, childLicenseId);
+            restrictions |= PackedRecordLibrary.INHERITS_SHARE_ALIKE;
+        }
+    }
+
+    /// @dev Reverts when a child under `childLicenseId` breaks a restriction that its parent, published
+    /// by the same account, inherited from another publisher. A parent that inherits non-commercial is
+    /// itself non-commercial, and one that inherits share-alike is under the very term set the
+    /// restriction requires (each was checked when it was published), so the parent's licence names
+    /// what is required.
+    function _checkInherited(
+        RecordId parentId,
+        uint32 parentLicenseId,
+        uint256 carried,
+        uint32 childLicenseId,
+        uint8 childFlags
+    ) private pure {
+        if (carried & PackedRecordLibrary.INHERITS_NON_COMMERCIAL != 0 && childFlags & COMMERCIAL_USE != 0) {
+            revert InheritedCommercialUseNotAllowed(parentId, parentLicenseId, childLicenseId);
+        }
+        if (carried & PackedRecordLibrary.INHERITS_SHARE_ALIKE != 0 && parentLicenseId != childLicenseId) {
+            revert InheritedShareAlikeRequired(parentId, parentLicenseId, childLicenseId);
         }
     }
 

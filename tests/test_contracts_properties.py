@@ -66,22 +66,28 @@ class RegistryMachine(RuleBasedStateMachine):
     def content(self, index: int) -> bytes:
         return keccak(self.salt + bytes([index]))
 
-    def expected_error(self, publisher: str, record: RecordInput, known: dict[bytes, tuple[str, int]]) -> str | None:
+    def expected_error(self, publisher: str, record: RecordInput, known: dict[bytes, tuple[str, int, int]]) -> str | None:
         """The error name the contract must raise, or None (mirrors the contract's checks)."""
         if record.license_id not in self.licenses:
             return "UnknownLicense"
         for parent in record.parents:  # in order: existence, then the licence rules, parent by parent
             if parent not in known:
                 return "UnknownParent"
-            parent_publisher, parent_license = known[parent]
+            parent_publisher, parent_license, parent_inherited = known[parent]
             try:
-                check_derivative(publisher, self.licenses[record.license_id], [("0x" + parent.hex(), parent_publisher, self.licenses[parent_license])])
+                check_derivative(publisher, self.licenses[record.license_id],
+                                 [("0x" + parent.hex(), parent_publisher, self.licenses[parent_license], parent_inherited)])
             except RegistryRevert as exc:
                 return exc.error
         return None
 
-    def known(self) -> dict[bytes, tuple[str, int]]:
-        return {rid: (r["publisher"], r["input"].license_id) for rid, r in self.records.items()}
+    def inherits(self, publisher: str, record: RecordInput, known: dict[bytes, tuple[str, int, int]]) -> int:
+        """What an accepted record inherits from its parents."""
+        return check_derivative(publisher, self.licenses[record.license_id],
+                                [("0x" + p.hex(), known[p][0], self.licenses[known[p][1]], known[p][2]) for p in record.parents])
+
+    def known(self) -> dict[bytes, tuple[str, int, int]]:
+        return {rid: (r["publisher"], r["input"].license_id, r["inherited"]) for rid, r in self.records.items()}
 
     def make_input(self, data, content_index, cid_index, license_choice, kind, parent_picks, phantom) -> RecordInput:
         license_ids = sorted(self.licenses) + [max(self.licenses) + 1]  # sometimes an unknown licence
@@ -95,7 +101,9 @@ class RegistryMachine(RuleBasedStateMachine):
     def remember(self, rid: bytes, publisher: str, record: RecordInput) -> None:
         if rid not in self.records:
             self.order += 1
-            self.records[rid] = {"publisher": publisher, "input": record, "snapshot": None, "yanked": False, "order": self.order}
+            inherited = self.inherits(publisher, record, self.known())
+            self.records[rid] = {"publisher": publisher, "input": record, "snapshot": None, "yanked": False, "order": self.order,
+                                 "inherited": inherited}
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -144,7 +152,8 @@ class RegistryMachine(RuleBasedStateMachine):
             rid = record.record_id(publisher)
             if rid not in known and expected is None:
                 expected = self.expected_error(publisher, record, known)
-            known[rid] = (publisher, license_id)
+            if rid not in known:
+                known[rid] = (publisher, license_id, self.inherits(publisher, record, known) if expected is None else 0)
             batch.append(record)
         event(f"batch: {expected or 'ok'}")
         if expected is None:
@@ -196,10 +205,11 @@ class RegistryMachine(RuleBasedStateMachine):
                 entry["snapshot"] = record
             # immutable except the yank flag
             assert record == type(record)(**{**entry["snapshot"].__dict__, "yanked": entry["yanked"]})
-            assert (record.content_id, record.publisher, record.license_id) == (
+            assert (record.content_id, record.publisher, record.license_id, record.inherited) == (
                 entry["input"].content_id,
                 entry["publisher"],
                 entry["input"].license_id,
+                entry["inherited"],
             )
 
     @invariant()
@@ -212,8 +222,9 @@ class RegistryMachine(RuleBasedStateMachine):
                 assert parent in self.records
                 assert self.records[parent]["order"] < entry["order"]
                 parent_entry = self.records[parent]
-                parents.append(("0x" + parent.hex(), parent_entry["publisher"], self.licenses[parent_entry["input"].license_id]))
-            check_derivative(entry["publisher"], self.licenses[entry["input"].license_id], parents)
+                parents.append(("0x" + parent.hex(), parent_entry["publisher"], self.licenses[parent_entry["input"].license_id],
+                                parent_entry["inherited"]))
+            assert check_derivative(entry["publisher"], self.licenses[entry["input"].license_id], parents) == entry["inherited"]
 
     @invariant()
     def claims_are_the_records_of_each_content_in_order(self):

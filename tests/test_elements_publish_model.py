@@ -8,6 +8,7 @@ import json
 import pytest
 
 from registry.chain.errors import CommercialUseNotAllowedError, DerivativesNotAllowedError
+from registry.chain.licenses import INHERITS_NON_COMMERCIAL
 from registry.chain.registry import Kind, RecordInput
 from registry.compose.chain_source import assemble_composition
 from registry.compose.publish import publish_composition, publish_model
@@ -172,12 +173,17 @@ def test_relicensing_through_ones_own_intermediate_record_is_refused_naming_the_
     layer = prepare_element(_layer_file(minilm_split, 0), store)
     [original] = publish_claims(author, [element_claim(layer, author.account.address, 7)]).results  # CC-BY-NC-4.0
     # Our own non-commercial derivative of it (allowed), then a composition of ours that would make
-    # it commercial: the contract checks only parents, and we are exempt from our own terms.
+    # it commercial: we are exempt from our own terms only, and the non-commercial restriction came
+    # from the author through our record (our record carries it on chain).
     [ours] = publish_claims(registry, [element_claim(layer, registry.account.address, 7, [original.claim.record_id])]).results
+    assert registry.record(ours.claim.record_id).inherited == INHERITS_NON_COMMERCIAL
     recipe = three_layer_recipe(published_model)
     recipe["inputs"]["encoder.layer.0"]["record"] = "0x" + ours.claim.record_id.hex()
     parents = sorted({bytes.fromhex(r["record"][2:]) for r in recipe["inputs"].values()})
-    registry.check_publish([RecordInput(b"\1" * 32, ours.claim.record.cid, 3, Kind.COMPOSITION, parents)])  # the contract's view: fine
+    with pytest.raises(CommercialUseNotAllowedError) as contract_view:  # the contract's view, from the parents alone
+        registry.check_publish([RecordInput(b"\1" * 32, ours.claim.record.cid, 3, Kind.COMPOSITION, parents)])
+    assert contract_view.value.error == "InheritedCommercialUseNotAllowed"
+    assert contract_view.value.parent_id == "0x" + ours.claim.record_id.hex()
 
     with pytest.raises(CommercialUseNotAllowedError) as info:
         publish_composition(registry, resolver, load_recipe(recipe), license="Apache-2.0")

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
+from registry.chain.licenses import INHERITS_NON_COMMERCIAL
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.compose.recipe import parse_recipe
 from registry.elements.content_id import content_id
-from registry.elements.publish import store_document
+from registry.elements.publish import publish_elements, store_document
 from registry.elements.split import split_model
 from registry.errors import InputError, NotFoundError
 from registry.provenance.verify import VerifyOptions, read_model, verify_model
@@ -305,6 +306,33 @@ def test_effective_license_is_the_most_restrictive_across_publishers(store, tmp_
     assert lic.expression == "CC-BY-NC-4.0 AND Apache-2.0"
     assert {a.publisher for a in lic.attribution} == {a.address for a in registry.chain.dev_accounts[:3]}
     assert report.accepted.nodes[nc_pooler].license.spdx_id == "CC-BY-NC-4.0"
+
+
+def test_a_restriction_carried_through_the_publishers_own_input_is_a_licence_violation(store, tmp_path):
+    # Alice's non-commercial pooler; Mallory's non-commercial copy of it (allowed: it stays
+    # non-commercial); then Mallory's Apache-2.0 composition that takes her copy as an input without
+    # naming it as a parent on chain (so the contract never saw that link). The exemption covers only
+    # Mallory's own terms: the restriction her copy inherited from Alice binds the composition.
+    registry = new_registry()
+    published = publish_real_model(registry, store)
+    pooler = next(e for e in split_model(MODEL, tmp_path / "split").elements if e.name == "pooler")
+    pooler_file = tmp_path / "split" / pooler.path
+    alice, mallory = (registry.with_account(a) for a in registry.chain.dev_accounts[1:3])
+    [alice_pooler] = publish_files(alice, store, [pooler_file], license="CC-BY-NC-4.0")
+    copy = publish_elements(mallory, [pooler_file], store, license="CC-BY-NC-4.0", parents=[alice_pooler]).results[0]
+    mallory_pooler = "0x" + copy.claim.record_id.hex()
+    assert registry.record(mallory_pooler).inherited == INHERITS_NON_COMMERCIAL
+    doc = recipe_doc(published)
+    doc["inputs"]["pooler"]["record"] = mallory_pooler
+    recipe = parse_recipe(doc)
+    cid = store_document(recipe.canonical_json(), store)
+    declared = tuple(sorted({ref.record for name, ref in recipe.inputs.items() if name != "pooler"}))
+    [laundered] = mallory.publish_batch([RecordInput(str(content_id(WEIGHTS)), str(cid), 3, Kind.COMPOSITION, declared)])
+
+    report = verify(registry, store, WEIGHTS, trust=(mallory.account.address,))
+    check = next(c for c in report.claims if c.record_id == "0x" + laundered.hex())
+    assert any("inherits a non-commercial restriction" in p and mallory_pooler in p for p in check.license_violations)
+    assert report.verdict == "license-violation" and report.exit_code == 1
 
 
 def publish_raw_composition(registry: Registry, store: BlockStore, recipe, content_id: str) -> str:

@@ -47,6 +47,12 @@ interface IElementRegistry {
     /// @param cidCodec The CID codec given at publication (0 for a CIDv0).
     /// @param parentCount The number of parents.
     /// @param yanked Whether the publisher has yanked the record.
+    /// @param inherited The restrictions the record inherits from records of other publishers in its
+    /// ancestry, which bind every derivative of it whoever publishes that: 1 non-commercial (the record
+    /// and its derivatives may not allow commercial use), 2 share-alike (its derivatives must keep its
+    /// term set), or both (3). A record inherits a restriction when a record of another publisher
+    /// with that term binds it: a parent of another publisher, or, through a parent of its own
+    /// publisher, what that parent inherited.
     struct RecordState {
         address publisher;
         uint32 licenseId;
@@ -55,6 +61,7 @@ interface IElementRegistry {
         uint8 cidCodec;
         uint8 parentCount;
         bool yanked;
+        uint8 inherited;
     }
 
     /// @notice A licence term set: an SPDX licence identifier (or a `LicenseRef-` name) and the flags a
@@ -97,6 +104,15 @@ interface IElementRegistry {
 
     /// @notice Licence rule: the parent's licence is share-alike and the child is not under the same terms.
     error ShareAlikeRequired(RecordId parentId, uint32 parentLicenseId, uint32 childLicenseId);
+
+    /// @notice Licence rule: the parent, published by the same account, inherited a non-commercial
+    /// restriction from another publisher's record, and the child's licence allows commercial use.
+    error InheritedCommercialUseNotAllowed(RecordId parentId, uint32 parentLicenseId, uint32 childLicenseId);
+
+    /// @notice Licence rule: the parent, published by the same account, inherited a share-alike
+    /// restriction from another publisher's record, and the child is not under the parent's term set
+    /// (which is the one the restriction requires).
+    error InheritedShareAlikeRequired(RecordId parentId, uint32 parentLicenseId, uint32 childLicenseId);
 
     /// @notice No record has this id.
     error UnknownRecord(RecordId recordId);
@@ -187,10 +203,13 @@ interface IElementRegistry {
 
     /// @notice Publishes a record claimed by the caller.
     /// @dev Publishing a claim that already exists (same id) changes nothing, emits nothing and returns
-    /// its id, so a client that retries is safe. Licence rules are checked against every parent published
-    /// by another account: a parent without {DERIVATIVES} refuses the child; a parent without
-    /// {COMMERCIAL_USE} refuses a child with it; a {SHARE_ALIKE} parent refuses a child under other terms.
-    /// A publisher is not bound by the terms of its own records.
+    /// its id, so a client that retries is safe. Licence rules, parent by parent in id order: a parent
+    /// published by another account binds the child with its terms (without {DERIVATIVES} it refuses
+    /// the child; without {COMMERCIAL_USE} it refuses a child with it; {SHARE_ALIKE} refuses a child
+    /// under other terms); a parent published by the same account binds it only with the restrictions
+    /// that parent inherited from other publishers (see {RecordState}). So a record respects every
+    /// restriction of another publisher's record anywhere in its ancestry; a publisher is exempt only
+    /// from restrictions that originate in its own records.
     /// @param input The claim.
     /// @return recordId The record's id.
     function publish(RecordInput calldata input) external returns (RecordId recordId);

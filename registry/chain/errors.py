@@ -10,8 +10,8 @@ Every class derives from a root in :mod:`registry.errors` (and so from a built-i
     │   ├── UnknownLicenseError           UnknownLicense
     │   ├── LicenseViolation              a licence rule (also raised by the off-chain check)
     │   │   ├── DerivativesNotAllowedError
-    │   │   ├── CommercialUseNotAllowedError
-    │   │   └── ShareAlikeRequiredError
+    │   │   ├── CommercialUseNotAllowedError   CommercialUseNotAllowed, InheritedCommercialUseNotAllowed
+    │   │   └── ShareAlikeRequiredError        ShareAlikeRequired, InheritedShareAlikeRequired
     │   ├── UnknownRecordError            UnknownRecord
     │   ├── NotPublisherError             NotPublisher
     │   ├── SignatureError                ExpiredSignature, InvalidAccountNonce, InvalidSignature,
@@ -121,13 +121,15 @@ class DerivativesNotAllowedError(LicenseViolation):
 
 
 class CommercialUseNotAllowedError(LicenseViolation):
-    """The parent is non-commercial and the child's licence allows commercial use."""
+    """The parent is non-commercial (or, for a parent of the same publisher, inherited a non-commercial
+    restriction from another publisher) and the child's licence allows commercial use."""
 
     rule = "non-commercial"
 
 
 class ShareAlikeRequiredError(LicenseViolation):
-    """The parent is share-alike and the child is not under the same terms."""
+    """The parent is share-alike (or, for a parent of the same publisher, inherited a share-alike
+    restriction from another publisher) and the child is not under the same terms."""
 
     rule = "share-alike"
 
@@ -253,6 +255,18 @@ def _msg_sa(v, n):
             f"publish the child under the same licence, not {_lic(n, v['childLicenseId'])}")
 
 
+def _msg_inherited_nc(v, n):
+    return (f"parent record {v['parentId']}, by the same publisher, inherits a non-commercial restriction from "
+            f"another publisher's record in its ancestry, and the child's {_lic(n, v['childLicenseId'])} allows "
+            "commercial use; a publisher is exempt only from its own terms: choose a non-commercial licence for the child")
+
+
+def _msg_inherited_sa(v, n):
+    return (f"parent record {v['parentId']}, by the same publisher, inherits a share-alike restriction from another "
+            f"publisher's record in its ancestry; a publisher is exempt only from its own terms: publish the child "
+            f"under {_lic(n, v['parentLicenseId'])}, not {_lic(n, v['childLicenseId'])}")
+
+
 def _msg_unknown_record(v, n):
     return f"record {v['recordId']} does not exist on this chain; check the id and the network"
 
@@ -310,6 +324,18 @@ ERRORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type[RegistryRevert], 
         ("parentId", "parentLicenseId", "childLicenseId"),
         ShareAlikeRequiredError,
         _msg_sa,
+    ),
+    "InheritedCommercialUseNotAllowed": (
+        ("bytes32", "uint32", "uint32"),
+        ("parentId", "parentLicenseId", "childLicenseId"),
+        CommercialUseNotAllowedError,
+        _msg_inherited_nc,
+    ),
+    "InheritedShareAlikeRequired": (
+        ("bytes32", "uint32", "uint32"),
+        ("parentId", "parentLicenseId", "childLicenseId"),
+        ShareAlikeRequiredError,
+        _msg_inherited_sa,
     ),
     "UnknownRecord": (("bytes32",), ("recordId",), UnknownRecordError, _msg_unknown_record),
     "NotPublisher": (("bytes32", "address", "address"), ("recordId", "publisher", "caller"), NotPublisherError, _msg_not_publisher),

@@ -7,21 +7,36 @@ A term set is an SPDX identifier (or ``LicenseRef-`` name) plus the flags a mach
     SHARE_ALIKE    = 4   derivatives must be under the same terms
     ATTRIBUTION    = 8   attribution is required (informative: parent links are the attribution)
 
-The registry refuses a child record whose licence breaks a parent's terms, unless both have the same
-publisher (a publisher is not bound by the terms of its own records):
+The rule: a record respects every restriction of a record of *another* publisher anywhere in its
+ancestry, unless that publisher re-licensed the work in a record of their own on the way (an
+ancestor binds a record when some path of parent links from the record to it passes through no
+other record of the ancestor's publisher). The registry computes it from the parents alone, as
+:func:`check_derivative` does here: every record carries the restrictions it **inherits** from other
+publishers (:data:`INHERITS_NON_COMMERCIAL`, :data:`INHERITS_SHARE_ALIKE`, stored on chain), and
+for each parent, in ascending id order::
 
-    parent without DERIVATIVES                     -> DerivativesNotAllowed
-    parent without COMMERCIAL_USE, child with it   -> CommercialUseNotAllowed
-    parent with SHARE_ALIKE, child's terms differ  -> ShareAlikeRequired
+    parent of another publisher:
+      without DERIVATIVES                         -> DerivativesNotAllowed
+      without COMMERCIAL_USE, child with it       -> CommercialUseNotAllowed
+      with SHARE_ALIKE, child's terms differ      -> ShareAlikeRequired
+      the child inherits non-commercial / share-alike from the parent's own terms
+    parent of the child's own publisher:
+      inherits non-commercial, child commercial   -> InheritedCommercialUseNotAllowed
+      inherits share-alike, child's terms differ  -> InheritedShareAlikeRequired
+      the child inherits what the parent inherited
 
-:func:`check_derivative` applies the same rules in Python so a client can refuse before sending
-anything; it raises the same exceptions the chain's errors decode into.
+A record that inherits non-commercial is itself non-commercial, and one that inherits share-alike
+is under exactly the term set that restriction requires, so the parent's own licence names what an
+inherited restriction requires. The same function decides for the client's checks before sending
+(:meth:`registry.chain.Registry.check_publish`, ``registry.elements.resolve``) and for ``verify``
+over a whole ancestry (:func:`inherited_restrictions`); it raises the exceptions the chain's errors
+decode into.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
 
 from .errors import make_error
 
@@ -31,11 +46,16 @@ __all__ = [
     "SHARE_ALIKE",
     "ATTRIBUTION",
     "ALL_FLAGS",
+    "INHERITS_NON_COMMERCIAL",
+    "INHERITS_SHARE_ALIKE",
     "LicenseTerms",
     "BUILTIN_LICENSES",
     "builtin_flags_word",
     "check_derivative",
+    "derived_restrictions",
+    "inherited_restrictions",
     "describe_flags",
+    "describe_inherited",
 ]
 
 COMMERCIAL_USE = 1
@@ -43,6 +63,11 @@ DERIVATIVES = 2
 SHARE_ALIKE = 4
 ATTRIBUTION = 8
 ALL_FLAGS = COMMERCIAL_USE | DERIVATIVES | SHARE_ALIKE | ATTRIBUTION
+
+#: Inherited restriction: the record (and so every derivative of it) may not allow commercial use.
+INHERITS_NON_COMMERCIAL = 1
+#: Inherited restriction: every derivative of the record must keep the record's term set.
+INHERITS_SHARE_ALIKE = 2
 
 _FLAG_NAMES = ((COMMERCIAL_USE, "commercial-use"), (DERIVATIVES, "derivatives"), (SHARE_ALIKE, "share-alike"), (ATTRIBUTION, "attribution"))
 
@@ -94,6 +119,11 @@ def describe_flags(flags: int) -> str:
     return " ".join(name for bit, name in _FLAG_NAMES if flags & bit) or "none"
 
 
+def describe_inherited(inherited: int) -> list[str]:
+    """The names of inherited restrictions: ``["non-commercial", "share-alike"]`` or a part of it."""
+    return [name for bit, name in ((INHERITS_NON_COMMERCIAL, "non-commercial"), (INHERITS_SHARE_ALIKE, "share-alike")) if inherited & bit]
+
+
 _C, _D, _S, _A = COMMERCIAL_USE, DERIVATIVES, SHARE_ALIKE, ATTRIBUTION
 
 #: The term sets every registry has from deployment, ids 1 to 14, in this order.
@@ -133,33 +163,112 @@ def builtin_flags_word() -> int:
     return word
 
 
+ParentTerms = tuple  # (parent id as 0x hex, parent publisher, parent term set[, what the parent inherited])
+
+
+def _parent(entry: Sequence) -> tuple[str, str, LicenseTerms, int]:
+    parent_id, parent_publisher, parent_license = entry[0], entry[1], entry[2]
+    return parent_id, parent_publisher, parent_license, int(entry[3]) if len(entry) > 3 else 0
+
+
+def _through(publisher: str, parent_publisher: str, parent_license: LicenseTerms, parent_inherited: int) -> int:
+    """What a child of ``publisher`` inherits through one parent (no check)."""
+    if parent_publisher.lower() == publisher.lower():
+        return parent_inherited
+    restrictions = 0 if parent_license.commercial_use else INHERITS_NON_COMMERCIAL
+    return restrictions | (INHERITS_SHARE_ALIKE if parent_license.share_alike else 0)
+
+
+def derived_restrictions(publisher: str, parents: Iterable[ParentTerms]) -> int:
+    """The restrictions a child of ``publisher`` inherits from ``parents`` (see :func:`check_derivative`),
+    without checking the child against them."""
+    inherited = 0
+    for entry in parents:
+        _, parent_publisher, parent_license, parent_inherited = _parent(entry)
+        inherited |= _through(publisher, parent_publisher, parent_license, parent_inherited)
+    return inherited
+
+
 def check_derivative(
     publisher: str,
     child_license: LicenseTerms,
-    parents: Iterable[tuple[str, str, LicenseTerms]],
+    parents: Iterable[ParentTerms],
     license_names: Mapping[int, str] | None = None,
-) -> None:
-    """Raise the licence error the registry would raise for this child, or return.
+) -> int:
+    """Raise the licence error the registry would raise for this child; else return what it inherits.
 
     Args:
-        publisher: the child's publisher (address); parents it published itself are not checked.
+        publisher: the child's publisher (address).
         child_license: the child's term set (with its registry id).
-        parents: ``(parent record id as 0x hex, parent publisher, parent term set)`` for each parent,
-            in the order the registry checks them (ascending id).
+        parents: ``(parent record id as 0x hex, parent publisher, parent term set, what the parent
+            inherited)`` for each parent, in the order the registry checks them (ascending id); the
+            last item may be left out for a parent that inherits nothing.
         license_names: optional id -> SPDX id map used in messages.
 
+    Returns:
+        the restrictions the child inherits (:data:`INHERITS_NON_COMMERCIAL` | :data:`INHERITS_SHARE_ALIKE`).
+
     Raises:
-        DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError.
+        DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError (the
+        ``Inherited...`` errors are of the last two classes).
     """
     namer = (lambda i: license_names.get(i)) if license_names else None
-    for parent_id, parent_publisher, parent_license in parents:
-        if parent_publisher.lower() == publisher.lower():
-            continue
+    inherited = 0
+    for entry in parents:
+        parent_id, parent_publisher, parent_license, parent_inherited = _parent(entry)
         values = {"parentId": parent_id, "parentLicenseId": parent_license.license_id}
-        if not parent_license.derivatives:
+        own = parent_publisher.lower() == publisher.lower()
+        if not own and not parent_license.derivatives:
             raise make_error("DerivativesNotAllowed", values, namer)
         values["childLicenseId"] = child_license.license_id
-        if not parent_license.commercial_use and child_license.commercial_use:
-            raise make_error("CommercialUseNotAllowed", values, namer)
-        if parent_license.share_alike and parent_license.license_id != child_license.license_id:
-            raise make_error("ShareAlikeRequired", values, namer)
+        carried = _through(publisher, parent_publisher, parent_license, parent_inherited)
+        prefix = "Inherited" if own else ""
+        if carried & INHERITS_NON_COMMERCIAL and child_license.commercial_use:
+            raise make_error(prefix + "CommercialUseNotAllowed", values, namer)
+        if carried & INHERITS_SHARE_ALIKE and parent_license.license_id != child_license.license_id:
+            raise make_error(prefix + "ShareAlikeRequired", values, namer)
+        inherited |= carried
+    return inherited
+
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+def inherited_restrictions(graph: Mapping[Key, tuple[str, LicenseTerms | None, Sequence[Key]]]) -> dict[Key, int]:
+    """What every record of an ancestry inherits, computed bottom-up with the registry's rule.
+
+    Args:
+        graph: ``record -> (publisher, term set or None, parent records)``. Parents outside the
+            graph (missing, not loaded) and parents with an unknown term set contribute nothing
+            (the caller reports them); a cycle (possible only through documents, never on chain)
+            is cut where it closes.
+
+    Returns:
+        ``record -> inherited restrictions`` for every record of ``graph``, as the chain would
+        store them (records that break a rule get what they would carry if accepted).
+    """
+    done: dict[Key, int] = {}
+    on_path: set[Key] = set()
+    for start in graph:
+        if start in done:
+            continue
+        stack: list[tuple[Key, int]] = [(start, 0)]
+        on_path.add(start)
+        while stack:  # iterative depth-first: an ancestry may be deeper than Python's recursion
+            key, index = stack[-1]
+            parents = graph[key][2]
+            if index < len(parents):
+                stack[-1] = (key, index + 1)
+                parent = parents[index]
+                if parent in graph and parent not in done and parent not in on_path:
+                    on_path.add(parent)
+                    stack.append((parent, 0))
+                continue
+            stack.pop()
+            on_path.discard(key)
+            publisher = graph[key][0]
+            done[key] = derived_restrictions(
+                publisher,
+                ((None, graph[p][0], graph[p][1], done[p]) for p in parents if p in done and graph[p][1] is not None),
+            )
+    return done

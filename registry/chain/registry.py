@@ -33,7 +33,7 @@ from ..errors import ElementsError, InputError, IntegrityError
 from .cids import join_cid, split_cid
 from .deploy import Deployment, artifact, deploy_registry, find_registry
 from .errors import AccountError, ChainError, RecordNotFoundError, make_error
-from .licenses import LicenseTerms, check_derivative
+from .licenses import LicenseTerms, check_derivative, describe_inherited
 from .network import Chain
 
 __all__ = [
@@ -207,6 +207,9 @@ class Record:
         yanked: whether its publisher yanked it.
         transaction_hash: the transaction that published it.
         log_index: the event's index in its block (with the block, the publication order).
+        inherited: the restrictions the record inherits from other publishers' records in its
+            ancestry, as the chain stores them (``INHERITS_NON_COMMERCIAL`` | ``INHERITS_SHARE_ALIKE``
+            of :mod:`registry.chain.licenses`); they bind every derivative of it.
     """
 
     record_id: bytes
@@ -222,6 +225,7 @@ class Record:
     yanked: bool
     transaction_hash: bytes = b""
     log_index: int = 0
+    inherited: int = 0
 
     @property
     def priority_block(self) -> int:
@@ -243,6 +247,7 @@ class Record:
             "block_number": self.block_number,
             "yanked": self.yanked,
             "transaction_hash": to_hex(self.transaction_hash) if self.transaction_hash else None,
+            "inherited_restrictions": describe_inherited(self.inherited),
         }
 
 
@@ -542,7 +547,7 @@ class Registry:
             UnknownLicenseError, UnknownParentError, LicenseViolation subclasses.
         """
         publisher = to_checksum_address(publisher or self._signer().address)
-        pending: dict[bytes, tuple[str, int]] = {}
+        pending: dict[bytes, tuple[str, int, int]] = {}
         wanted = sorted({p for r in records for p in r.parents})
         states = dict(zip(wanted, self._states(wanted))) if wanted else {}
         for record in records:
@@ -550,16 +555,19 @@ class Registry:
             if child_license is None:
                 raise make_error("UnknownLicense", {"licenseId": record.license_id}, self._license_name)
             names = {i: t.spdx_id for i, t in self._licenses.items()}
+            inherited = 0
             for parent in record.parents:  # the contract's order: existence, then the rules, per parent
                 if parent in pending:
-                    parent_publisher, parent_license = pending[parent]
+                    parent_publisher, parent_license, parent_inherited = pending[parent]
                 else:
                     state = states.get(parent)
                     if state is None or state["publisher"] == _ZERO_ADDRESS:
                         raise make_error("UnknownParent", {"parentId": to_hex(parent)})
-                    parent_publisher, parent_license = state["publisher"], state["licenseId"]
-                check_derivative(publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license))], names)
-            pending[record.record_id(publisher)] = (publisher, record.license_id)
+                    parent_publisher, parent_license, parent_inherited = state["publisher"], state["licenseId"], state["inherited"]
+                inherited |= check_derivative(
+                    publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license), parent_inherited)], names
+                )
+            pending[record.record_id(publisher)] = (publisher, record.license_id, inherited)
 
     def max_parents(self) -> int:
         """The contract's fan-in cap (its ``MAX_PARENTS``), read once."""
@@ -639,7 +647,7 @@ class Registry:
         for start in range(0, len(ids), _READ_CHUNK):
             part = ids[start : start + _READ_CHUNK]
             rows = self.chain.rpc("reading records", lambda: self.contract.functions.records(part).call())
-            for publisher, license_id, block, kind, codec, parent_count, yanked in rows:
+            for publisher, license_id, block, kind, codec, parent_count, yanked, inherited in rows:
                 out.append(
                     {
                         "publisher": to_checksum_address(publisher),
@@ -649,6 +657,7 @@ class Registry:
                         "cidCodec": codec,
                         "parentCount": parent_count,
                         "yanked": yanked,
+                        "inherited": inherited,
                     }
                 )
         return out
@@ -725,6 +734,7 @@ class Registry:
             yanked=bool(state["yanked"]),
             transaction_hash=bytes(log["transactionHash"]),
             log_index=int(log["logIndex"]),
+            inherited=int(state["inherited"]),
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if record_id_of(record.publisher, record) != rid or bytes(args["recordId"]) != rid:
@@ -734,6 +744,7 @@ class Registry:
             or state["licenseId"] != record.license_id
             or state["blockNumber"] != record.block_number
             or state["parentCount"] != len(parents)
+            or state["cidCodec"] != record.cid_codec
         ):
             raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.chain.rpc_url}")
         return record

@@ -40,8 +40,8 @@ from eth_utils import keccak, to_checksum_address
 from web3 import HTTPProvider
 
 from ..chain.cids import join_cid, split_cid
-from ..chain.errors import ChainError, RecordNotFoundError, RpcUnavailableError, make_error
-from ..chain.licenses import LicenseTerms, describe_flags
+from ..chain.errors import ChainError, LicenseViolation, RecordNotFoundError, RpcUnavailableError, make_error
+from ..chain.licenses import LicenseTerms, check_derivative, describe_flags, inherited_restrictions
 from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, kind_name, to_bytes32
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
@@ -68,6 +68,7 @@ LICENSE_WINDOW = 64
 MAX_DOCUMENT_SIZE = DOCUMENT_BYTES
 _IDS_PER_CALL = 256
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
+_STATE_WORDS = 8  # the words of one RecordState in records()' answer
 _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
 
 
@@ -700,15 +701,16 @@ class Resolver:
         }
 
     def _decode_states(self, data: bytes, count: int) -> list[tuple]:
-        """``records(ids)``' answer: ``(publisher 20 bytes, licence, block, kind, codec, parents, yanked)`` each."""
-        if len(data) != 64 + 224 * count or _uint(data, 0) != 32 or _uint(data, 1) != count:
+        """``records(ids)``' answer: ``(publisher 20 bytes, licence, block, kind, codec, parents, yanked,
+        inherited)`` each."""
+        if len(data) != 64 + 32 * _STATE_WORDS * count or _uint(data, 0) != 32 or _uint(data, 1) != count:
             raise IntegrityError(f"{self.registry.chain.rpc_url} answered records() with {len(data)} bytes for {count} ids; is this the registry?")
         rows = []
         for i in range(count):
-            base = 2 + 7 * i
+            base = 2 + _STATE_WORDS * i
             word = data[32 * base : 32 * base + 32]
             rows.append((word[12:], _uint(data, base + 1), _uint(data, base + 2), _uint(data, base + 3),
-                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0))
+                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0, _uint(data, base + 7)))
         return rows
 
     def _checksum(self, raw: bytes) -> str:
@@ -736,16 +738,18 @@ class Resolver:
             yanked=bool(state[6]),
             transaction_hash=event["transaction_hash"],
             log_index=event["log_index"],
+            inherited=state[7],
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if _record_id(event) != rid:
             raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
-        publisher, license_id, block, _kind, _codec, parent_count, _yanked = state
+        publisher, license_id, block, _kind, codec, parent_count, _yanked, _inherited = state
         if (
             publisher != event["publisher_raw"]
             or license_id != record.license_id
             or block != record.block_number
             or parent_count != len(record.parents)
+            or codec != record.cid_codec
         ):
             raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.registry.chain.rpc_url}")
         return record
@@ -921,16 +925,15 @@ def _supports_batches(registry: Registry) -> bool:
 def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: Graph, parents: Iterable[Any]) -> None:
     """Refuse, before anything is sent, a child whose licence breaks an ancestor's terms.
 
-    The registry checks a child against its parents. Off-chain, every ancestor is checked, with
-    the registry's rules (no derivatives; non-commercial stays non-commercial; share-alike keeps
-    the terms) and its exemption (a publisher is not bound by its own records). An ancestor binds
-    the child unless every path from the child to it passes through another record of the
-    ancestor's own publisher (who may re-license their own work). Parents are checked first, in
-    ascending id as the contract does, then the other ancestors, nearest first.
+    The decision is the registry's own rule (:func:`registry.chain.licenses.check_derivative`): what
+    every record of the graph inherits from other publishers is computed bottom-up, then the child
+    is checked against its parents, in ascending id as the contract does. A restriction reaching the
+    child through one of the publisher's own records is explained by the ancestor it comes from.
 
     Raises:
         DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError: the
         message names the ancestor, its publisher, its licence, the path to it and the rule.
+        IntegrityError: a record of the ancestry names a licence the registry does not list.
     """
     publisher = to_checksum_address(publisher)
     parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
@@ -938,57 +941,60 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         if pid not in graph.nodes:
             raise make_error("UnknownParent", {"parentId": to_hex(pid)})
     names = {}
-    for node in graph.nodes.values():
-        if node.license:
-            names[node.license.license_id] = node.license.spdx_id
+    for rid, node in graph.nodes.items():
+        if node.license is None:
+            raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
+        names[node.license.license_id] = node.license.spdx_id
     names[child.license_id] = child.spdx_id
-    # For each foreign publisher, the records of theirs reachable from the child without passing
-    # through another record of theirs, with the path that reaches them.
-    binding: dict[bytes, list[bytes]] = {}
+    carried = inherited_restrictions({rid: (n.record.publisher, n.license, n.record.parents) for rid, n in graph.nodes.items()})
+    entries = [(to_hex(pid), graph.nodes[pid].record.publisher, graph.nodes[pid].license, carried[pid]) for pid in parent_ids]
+    try:
+        check_derivative(publisher, child, entries, names)
+    except LicenseViolation as error:
+        if error.error.startswith("Inherited"):
+            _explain_inherited(error, publisher, child, graph, to_bytes32(error.parent_id), names)
+        raise
+
+
+def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
+                       names: dict[int, str]) -> None:
+    """Name, in ``error``, the record of another publisher that a restriction inherited through the
+    publisher's own record ``start`` comes from: the nearest one whose terms it breaks and that binds
+    the child (a path reaches it through no other record of its own publisher)."""
+    share_alike = error.rule == "share-alike"
+
+    def breaks(terms: LicenseTerms) -> bool:
+        if share_alike:
+            return terms.share_alike and terms.license_id != child.license_id
+        return not terms.commercial_use and child.commercial_use
+
+    found: list[list[bytes]] = []
     for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
-        frontier = [(pid, [pid]) for pid in parent_ids]
-        seen: set[bytes] = set()
+        frontier, seen = [[start]], set()
         while frontier:
             following = []
-            for rid, path in frontier:
-                if rid in seen:
+            for path in frontier:
+                rid = path[-1]
+                if rid in seen or rid not in graph.nodes:
                     continue
                 seen.add(rid)
                 node = graph.nodes[rid]
                 if node.record.publisher == owner:
-                    binding.setdefault(rid, path)
+                    if node.license is not None and breaks(node.license):
+                        found.append(path)
                     continue  # past it, the owner's own re-licensing governs
-                following.extend((p, path + [p]) for p in sorted(node.record.parents))
+                following.extend(path + [p] for p in sorted(node.record.parents))
             frontier = following
-    ordered = sorted(binding, key=lambda rid: (len(binding[rid]) > 1, len(binding[rid]), rid))
-    for rid in ordered:
-        node = graph.nodes[rid]
-        terms = node.license
-        if terms is None:
-            raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
-        path = binding[rid]
-        values = {"parentId": to_hex(rid), "parentLicenseId": terms.license_id, "childLicenseId": child.license_id}
-        rule = None
-        if not terms.derivatives:
-            rule = "DerivativesNotAllowed"
-        elif not terms.commercial_use and child.commercial_use:
-            rule = "CommercialUseNotAllowed"
-        elif terms.share_alike and terms.license_id != child.license_id:
-            rule = "ShareAlikeRequired"
-        if rule is None:
-            continue
-        error = make_error(rule, values if rule != "DerivativesNotAllowed" else {k: values[k] for k in ("parentId", "parentLicenseId")},
-                           lambda i: names.get(i))
-        if len(path) > 1:
-            via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
-            explanation = {
-                "DerivativesNotAllowed": "which does not allow derivatives",
-                "CommercialUseNotAllowed": f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence",
-                "ShareAlikeRequired": f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}",
-            }[rule]
-            error.args = (
-                f"ancestor record {to_hex(rid)} (published by {node.record.publisher}, reached through {via}) is under "
-                f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
-            )
-        error.values["ancestorPath"] = [to_hex(p) for p in path]
-        raise error
+    if not found:
+        return
+    path = min(found, key=lambda f: (len(f), f[-1]))
+    node = graph.nodes[path[-1]]
+    terms = node.license
+    via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
+    explanation = (f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}" if share_alike else
+                   f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence")
+    error.args = (
+        f"ancestor record {to_hex(path[-1])} (published by {node.record.publisher}, reached through {via}) is under "
+        f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
+    )
+    error.values.update({"parentId": to_hex(path[-1]), "parentLicenseId": terms.license_id, "ancestorPath": [to_hex(p) for p in path]})

@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..chain.errors import LicenseViolation
-from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative
+from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative, inherited_restrictions
 from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
 from ..compose.engine import PROVENANCE_NAME, patched_json
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition
@@ -1077,9 +1077,12 @@ class Verifier:
             child_node.via.setdefault(parent, []).append(via)
             if name and not parent_node.name:
                 parent_node.name = name
+        # What each record inherits from other publishers, re-derived over the loaded ancestry (recipe
+        # inputs count as parents) with the registry's own rule; then every link is checked with it.
+        carried = inherited_restrictions({rid: (n.record.publisher, n.license, n.children) for rid, n in nodes.items() if n.record})
         for child_id, child_node in nodes.items():
             for parent_id in child_node.children:
-                self._check_license(child_node, nodes[parent_id])
+                self._check_license(child_node, nodes[parent_id], carried.get(parent_id, 0))
                 if "input" in child_node.via[parent_id] and "parent" not in child_node.via[parent_id] and child_node.record is not None:
                     child_node.problems.append(
                         f"note: input {nodes[parent_id].name or parent_id} is not a parent on chain; its licence was checked here"
@@ -1100,7 +1103,7 @@ class Verifier:
             return []
         return [(rid, ref.record, "input", name) for name, ref in sorted(document.inputs.items()) if ref.record]
 
-    def _check_license(self, child: AncestorNode, parent: AncestorNode) -> None:
+    def _check_license(self, child: AncestorNode, parent: AncestorNode, parent_inherited: int) -> None:
         if child.record is None or parent.record is None:
             return
         if child.license is None:
@@ -1110,7 +1113,7 @@ class Verifier:
             child.problems.append(f"licence: parent {parent.record_id} names licence {parent.record.license_id}, unknown to the registry")
             return
         try:
-            check_derivative(child.record.publisher, child.license, [(parent.record_id, parent.record.publisher, parent.license)],
+            check_derivative(child.record.publisher, child.license, [(parent.record_id, parent.record.publisher, parent.license, parent_inherited)],
                              {t.license_id: t.spdx_id for t in (child.license, parent.license)})
         except LicenseViolation as exc:
             child.problems.append(f"licence: {exc}")
