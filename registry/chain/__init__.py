@@ -27,6 +27,7 @@ from .deploy import Deployment, deploy_registry, find_registry, load_deployments
 from .errors import (
     AccountError,
     CommercialUseNotAllowedError,
+    CommitmentError,
     DerivativesNotAllowedError,
     InsufficientFundsError,
     InvalidLicenseError,
@@ -59,7 +60,21 @@ from .licenses import (
     inherited_restrictions,
 )
 from .network import MEMORY, Chain, connect
-from .registry import MAX_PARENTS, Kind, Record, RecordInput, Registry, SignedPublish, record_id_of, to_bytes32
+from .registry import (
+    COMMITMENT_EXPIRY,
+    MAX_PARENTS,
+    Commitment,
+    Kind,
+    Record,
+    RecordInput,
+    Registry,
+    SignedCommit,
+    SignedPublish,
+    claim_order,
+    commitment_of,
+    record_id_of,
+    to_bytes32,
+)
 from .session import open_chain, open_registry
 
 __all__ = [
@@ -80,6 +95,11 @@ __all__ = [
     "Record",
     "RecordInput",
     "SignedPublish",
+    "SignedCommit",
+    "Commitment",
+    "COMMITMENT_EXPIRY",
+    "commitment_of",
+    "claim_order",
     "Kind",
     "MAX_PARENTS",
     "record_id_of",
@@ -114,6 +134,7 @@ __all__ = [
     "UnknownRecordError",
     "NotPublisherError",
     "SignatureError",
+    "CommitmentError",
     "InvalidLicenseError",
     "TransactionFailed",
     "InsufficientFundsError",

@@ -200,7 +200,8 @@ class Chain:
             try:
                 estimate = self.w3.eth.estimate_gas(base)
             except _REVERT_TYPES as exc:
-                raise self._revert(exc, base, namer) from None
+                # eth-tester estimates on the pending block: replay there (a commitment's age depends on it).
+                raise self._revert(exc, base, namer, "pending") from None
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise self._unreachable(exc) from None
