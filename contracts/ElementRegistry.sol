@@ -2,7 +2,9 @@
 pragma solidity 0.8.30;
 
 import {IElementRegistry, RecordId} from "./interfaces/IElementRegistry.sol";
-import {PackedRecord, PackedRecordLibrary} from "./libraries/PackedRecord.sol";
+import {
+    PackedCommitment, PackedCommitmentLibrary, PackedRecord, PackedRecordLibrary
+} from "./libraries/PackedRecord.sol";
 
 /// @title ElementRegistry
 /// @notice A neutral registry of claims about AI model components. See {IElementRegistry}.
@@ -15,6 +17,9 @@ contract ElementRegistry is IElementRegistry {
 
     /// @inheritdoc IElementRegistry
     uint256 public constant override MAX_SPDX_LENGTH = 128;
+
+    /// @inheritdoc IElementRegistry
+    uint256 public constant override COMMITMENT_EXPIRY = 255;
 
     /// @inheritdoc IElementRegistry
     uint8 public constant override COMMERCIAL_USE = 1;
@@ -37,6 +42,10 @@ contract ElementRegistry is IElementRegistry {
         "Publish(Record record,uint256 nonce,uint256 deadline)"
         "Record(address publisher,bytes32 contentId,uint8 cidCodec,bytes32 cidDigest,uint32 licenseId,uint8 kind,bytes32[] parents)"
     );
+
+    /// @inheritdoc IElementRegistry
+    bytes32 public constant override COMMIT_TYPEHASH =
+        keccak256("Commit(bytes32 commitment,uint256 nonce,uint256 deadline)");
 
     bytes32 private constant _DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
@@ -86,6 +95,7 @@ contract ElementRegistry is IElementRegistry {
     mapping(uint32 licenseId => License) private _licenses;
     mapping(bytes32 termsHash => uint32 licenseId) private _licenseIdByTerms;
     mapping(address publisher => uint256) private _nonces;
+    mapping(address publisher => PackedCommitment) private _commitments;
     uint32 private _licenseCount;
 
     bytes32 private immutable _cachedDomainSeparator;
@@ -117,7 +127,7 @@ contract ElementRegistry is IElementRegistry {
     /// @inheritdoc IElementRegistry
     function publish(RecordInput calldata input) external override returns (RecordId recordId) {
         recordId = _recordId(msg.sender, input);
-        _publish(msg.sender, input, recordId);
+        _publish(msg.sender, input, recordId, 0);
     }
 
     /// @inheritdoc IElementRegistry
@@ -126,7 +136,7 @@ contract ElementRegistry is IElementRegistry {
         recordIds = new RecordId[](count);
         for (uint256 i; i < count; ++i) {
             RecordId recordId = _recordId(msg.sender, inputs[i]);
-            _publish(msg.sender, inputs[i], recordId);
+            _publish(msg.sender, inputs[i], recordId, 0);
             recordIds[i] = recordId;
         }
     }
@@ -149,7 +159,55 @@ contract ElementRegistry is IElementRegistry {
         unchecked {
             _nonces[publisher] = currentNonce + 1;
         }
-        _publish(publisher, input, recordId);
+        _publish(publisher, input, recordId, 0);
+    }
+
+    /// @inheritdoc IElementRegistry
+    function commitRecordIds(bytes32 commitment) external override {
+        _commitments[msg.sender] = PackedCommitmentLibrary.pack(commitment, block.number, false);
+    }
+
+    /// @inheritdoc IElementRegistry
+    function commitSigned(
+        address publisher,
+        bytes32 commitment,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external override {
+        if (block.timestamp > deadline) revert ExpiredSignature(deadline);
+        uint256 currentNonce = _nonces[publisher];
+        if (nonce != currentNonce) revert InvalidAccountNonce(publisher, currentNonce);
+        bytes32 structHash = keccak256(abi.encode(COMMIT_TYPEHASH, commitment, nonce, deadline));
+        _checkSignature(_hashTypedData(structHash), signature, publisher);
+        // A nonce cannot reach 2**256 - 1: each step costs a transaction.
+        unchecked {
+            _nonces[publisher] = currentNonce + 1;
+        }
+        _commitments[publisher] = PackedCommitmentLibrary.pack(commitment, block.number, true);
+    }
+
+    /// @inheritdoc IElementRegistry
+    function revealCommitment(bytes32 salt, RecordInput[] calldata inputs) external override {
+        _reveal(msg.sender, salt, inputs, false);
+    }
+
+    /// @inheritdoc IElementRegistry
+    function revealOne(bytes32 salt, RecordInput calldata input) external override {
+        PackedCommitment word = _commitments[msg.sender];
+        uint256 age;
+        // As in {_reveal}: an absent commitment reads as block 0, never a later block than this one.
+        unchecked {
+            age = block.number - word.blockNumber();
+        }
+        RecordId recordId = _recordId(msg.sender, input);
+        _publish(msg.sender, input, recordId, age);
+        _checkCommitment(word, msg.sender, _commitmentOfOne(msg.sender, salt, recordId), false);
+    }
+
+    /// @inheritdoc IElementRegistry
+    function revealCommitmentFor(address publisher, bytes32 salt, RecordInput[] calldata inputs) external override {
+        _reveal(publisher, salt, inputs, msg.sender != publisher);
     }
 
     /// @inheritdoc IElementRegistry
@@ -173,6 +231,27 @@ contract ElementRegistry is IElementRegistry {
     // ---------------------------------------------------------------------------------------------
 
     /// @inheritdoc IElementRegistry
+    function commitments(address publisher)
+        external
+        view
+        override
+        returns (bytes32 commitment, uint40 blockNumber, bool relayable)
+    {
+        PackedCommitment word = _commitments[publisher];
+        return (word.digest(), word.blockNumber(), word.relayable());
+    }
+
+    /// @inheritdoc IElementRegistry
+    function commitmentOf(address publisher, bytes32 salt, RecordId[] calldata recordIds)
+        external
+        pure
+        override
+        returns (bytes32)
+    {
+        return _commitmentOf(publisher, salt, recordIds);
+    }
+
+    /// @inheritdoc IElementRegistry
     function records(RecordId[] calldata recordIds) external view override returns (RecordState[] memory states) {
         uint256 count = recordIds.length;
         states = new RecordState[](count);
@@ -186,7 +265,8 @@ contract ElementRegistry is IElementRegistry {
                 cidCodec: word.cidCodec(),
                 parentCount: word.parentCount(),
                 yanked: word.yanked(),
-                inherited: uint8(word.inherited())
+                inherited: uint8(word.inherited()),
+                priorityBlock: word.priorityBlock()
             });
         }
     }
@@ -257,11 +337,22 @@ contract ElementRegistry is IElementRegistry {
     /// inherits what binds it: that is the rule "a record respects every restriction of another
     /// publisher's record anywhere in its ancestry, unless that publisher re-licensed the work in one
     /// of their own records on the way" computed from the parents alone (docs/contract.md proves it).
-    function _publish(address publisher, RecordInput calldata input, RecordId recordId) private {
-        if (_records[recordId].exists()) return;
+    ///
+    /// `priorityDelta` is 0 for a record published directly (an existing record is then returned
+    /// as it is), else how many blocks ago the commitment it is revealed from was made (an existing
+    /// record then reverts: a commitment is used once, for new records only).
+    function _publish(address publisher, RecordInput calldata input, RecordId recordId, uint256 priorityDelta) private {
+        if (_records[recordId].exists()) {
+            if (priorityDelta != 0) revert RecordExists(recordId);
+            return;
+        }
 
-        if (input.contentId == bytes32(0)) revert ZeroContentId();
-        if (input.cidDigest == bytes32(0)) revert ZeroCidDigest();
+        // Each field is read (and validated) once.
+        bytes32 contentId = input.contentId;
+        bytes32 cidDigest = input.cidDigest;
+        uint8 kind = input.kind;
+        if (contentId == bytes32(0)) revert ZeroContentId();
+        if (cidDigest == bytes32(0)) revert ZeroCidDigest();
         uint8 cidCodec = input.cidCodec;
         uint256 codecClass;
         if (cidCodec == _CODEC_RAW) codecClass = 1;
@@ -293,16 +384,100 @@ contract ElementRegistry is IElementRegistry {
         _records[recordId] = PackedRecordLibrary.pack(
             publisher,
             licenseId,
-            // 40 bits hold any block number for millennia; see PackedRecord.
-            uint40(block.number),
-            input.kind,
+            // 36 bits hold the block numbers of 2,177 years at one block a second; see PackedRecord.
+            block.number,
+            priorityDelta,
+            kind,
             codecClass,
             inherited,
             parentCount
         );
-        emit RecordPublished(
-            recordId, input.contentId, publisher, cidCodec, input.cidDigest, licenseId, input.kind, parents
-        );
+        emit RecordPublished(recordId, contentId, publisher, cidCodec, cidDigest, licenseId, kind, parents);
+    }
+
+    /// @dev Reveals `inputs` from `publisher`'s commitment and publishes them with its block as their
+    /// priority block. `relayed`: the caller is not the publisher, so the commitment must be one the
+    /// publisher signed ({commitSigned}).
+    function _reveal(address publisher, bytes32 salt, RecordInput[] calldata inputs, bool relayed) private {
+        PackedCommitment word = _commitments[publisher];
+        uint256 age;
+        // A commitment's block is a past or the current block of this chain, never a later one (and
+        // an absent commitment reads as block 0); the age is checked below, after the records.
+        unchecked {
+            age = block.number - word.blockNumber();
+        }
+        // Records are published as their ids are computed, in one pass; the commitment is compared
+        // with the ids afterwards, and a mismatch reverts the whole reveal, records included.
+        uint256 count = inputs.length;
+        RecordId[] memory recordIds = new RecordId[](count);
+        for (uint256 i; i < count; ++i) {
+            RecordId recordId = _recordId(publisher, inputs[i]);
+            recordIds[i] = recordId;
+            _publish(publisher, inputs[i], recordId, age);
+        }
+        _checkCommitment(word, publisher, _commitmentOfMemory(publisher, salt, recordIds), relayed);
+    }
+
+    /// @dev Reverts unless `word` is `publisher`'s live commitment `commitment` (and, when `relayed`,
+    /// one anyone may reveal), 1 to {COMMITMENT_EXPIRY} blocks old.
+    function _checkCommitment(PackedCommitment word, address publisher, bytes32 commitment, bool relayed) private view {
+        if (!word.holds(commitment)) revert UnknownCommitment(publisher, commitment);
+        if (relayed && !word.relayable()) revert CommitmentNotRelayable(publisher);
+        uint256 committedAt = word.blockNumber();
+        uint256 age;
+        // A commitment's block is a past or the current block of this chain, never a later one.
+        unchecked {
+            age = block.number - committedAt;
+        }
+        if (age == 0) revert CommitmentTooRecent(committedAt);
+        if (age > COMMITMENT_EXPIRY) revert CommitmentExpired(committedAt, committedAt + COMMITMENT_EXPIRY);
+    }
+
+    /// @dev {_commitmentOf} over a single record id.
+    function _commitmentOfOne(address publisher, bytes32 salt, RecordId recordId) private pure returns (bytes32 commitment) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, recordId)
+            let idsHash := keccak256(ptr, 0x20)
+            mstore(ptr, publisher)
+            mstore(add(ptr, 0x20), salt)
+            mstore(add(ptr, 0x40), idsHash)
+            commitment := keccak256(ptr, 0x60)
+        }
+    }
+
+    /// @dev The commitment over `recordIds`: keccak256(abi.encode(publisher, salt, keccak256(ids packed))).
+    function _commitmentOf(address publisher, bytes32 salt, RecordId[] calldata recordIds)
+        private
+        pure
+        returns (bytes32 commitment)
+    {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            let size := shl(5, recordIds.length)
+            calldatacopy(ptr, recordIds.offset, size)
+            let idsHash := keccak256(ptr, size)
+            mstore(ptr, publisher)
+            mstore(add(ptr, 0x20), salt)
+            mstore(add(ptr, 0x40), idsHash)
+            commitment := keccak256(ptr, 0x60)
+        }
+    }
+
+    /// @dev {_commitmentOf} over ids in memory.
+    function _commitmentOfMemory(address publisher, bytes32 salt, RecordId[] memory recordIds)
+        private
+        pure
+        returns (bytes32 commitment)
+    {
+        assembly ("memory-safe") {
+            let idsHash := keccak256(add(recordIds, 0x20), shl(5, mload(recordIds)))
+            let ptr := mload(0x40)
+            mstore(ptr, publisher)
+            mstore(add(ptr, 0x20), salt)
+            mstore(add(ptr, 0x40), idsHash)
+            commitment := keccak256(ptr, 0x60)
+        }
     }
 
     /// @dev Reverts when a child under `childLicenseId` may not derive from `parentId` under

@@ -52,6 +52,17 @@ def test_several_endpoints_from_a_flag_or_the_environment_resolve_in_order_witho
     assert default.rpc_urls == ["memory"] and default.rpc_url == "memory" and default.rpc_default
 
 
+def test_network_add_records_whether_to_publish_through_commitments(tmp_path: Path) -> None:
+    for name, flag, stored in (("mainnet", "--commit-reveal", True), ("rollup", "--no-commit-reveal", False)):
+        done = run(tmp_path, "config", "network", "add", name, "--rpc-url", "https://rpc.example", flag)
+        assert done.returncode == 0, done.stderr
+        assert json.loads((tmp_path / "config.json").read_text())["networks"][name]["commit_reveal"] is stored
+    run(tmp_path, "config", "network", "add", "plain", "--rpc-url", "https://rpc.example")
+    assert "commit_reveal" not in json.loads((tmp_path / "config.json").read_text())["networks"]["plain"]
+    shown = run(tmp_path, "config", "show").stdout
+    assert "commit-reveal on" in shown and "commit-reveal off" in shown
+
+
 def test_trust_add_is_deduplicated_and_checksummed(tmp_path: Path) -> None:
     for address in (ALICE.lower(), ALICE):
         assert run(tmp_path, "config", "trust", "add", address).returncode == 0

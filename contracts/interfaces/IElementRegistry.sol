@@ -43,6 +43,9 @@ interface IElementRegistry {
     /// @param publisher The account that made the claim (the signer for a signed publish).
     /// @param licenseId The licence term set of the record.
     /// @param blockNumber The block the record was published in (where its {RecordPublished} event is).
+    /// @param priorityBlock The block the record's priority dates from: for a record revealed from a
+    /// commitment ({revealCommitment}), the block of that commitment; for one published directly, `blockNumber`.
+    /// Clients order claims of the same content by it ("earliest first").
     /// @param kind The kind given at publication.
     /// @param cidCodec The CID codec given at publication (0 for a CIDv0).
     /// @param parentCount The number of parents.
@@ -62,6 +65,7 @@ interface IElementRegistry {
         uint8 parentCount;
         bool yanked;
         uint8 inherited;
+        uint40 priorityBlock;
     }
 
     /// @notice A licence term set: an SPDX licence identifier (or a `LicenseRef-` name) and the flags a
@@ -132,6 +136,23 @@ interface IElementRegistry {
     /// @notice The signature is valid but made by another account than the publisher.
     error InvalidSigner(address signer, address publisher);
 
+    /// @notice No commitment of `publisher` matches the reveal: none was made, another one replaced
+    /// it, or the salt or the records (their ids, in order) differ from what was committed. `commitment`
+    /// is what the reveal hashes to.
+    error UnknownCommitment(address publisher, bytes32 commitment);
+
+    /// @notice The commitment was made directly by its publisher, so only the publisher may reveal it.
+    error CommitmentNotRelayable(address publisher);
+
+    /// @notice The commitment was made in this very block; reveal it in a later one.
+    error CommitmentTooRecent(uint256 commitBlock);
+
+    /// @notice The commitment is older than {COMMITMENT_EXPIRY} blocks; commit again.
+    error CommitmentExpired(uint256 commitBlock, uint256 lastBlock);
+
+    /// @notice A revealed record exists already: a commitment publishes new records, once.
+    error RecordExists(RecordId recordId);
+
     /// @notice A licence identifier is empty, longer than {MAX_SPDX_LENGTH} bytes, or holds a byte
     /// outside printable ASCII.
     error InvalidLicenseIdentifier(string spdxId);
@@ -179,6 +200,12 @@ interface IElementRegistry {
     /// @notice The longest licence identifier, in bytes.
     function MAX_SPDX_LENGTH() external view returns (uint256);
 
+    /// @notice How many blocks after its commitment's block a reveal may come, at most (255). Long
+    /// enough for a reveal to be mined under congestion (51 minutes of 12-second blocks, 8.5 minutes of
+    /// 2-second ones); short enough that a priority can date back at most that far before the records
+    /// became public, and exactly what the 8-bit priority field of a record holds.
+    function COMMITMENT_EXPIRY() external view returns (uint256);
+
     /// @notice Licence flag: commercial use is allowed.
     function COMMERCIAL_USE() external view returns (uint8);
 
@@ -196,6 +223,10 @@ interface IElementRegistry {
 
     /// @notice The EIP-712 type hash of `Publish`, the message a publisher signs for {publishSigned}.
     function PUBLISH_TYPEHASH() external view returns (bytes32);
+
+    /// @notice The EIP-712 type hash of `Commit(bytes32 commitment,uint256 nonce,uint256 deadline)`,
+    /// the message a publisher signs for {commitSigned}.
+    function COMMIT_TYPEHASH() external view returns (bytes32);
 
     // ---------------------------------------------------------------------------------------------
     // Publishing
@@ -239,6 +270,59 @@ interface IElementRegistry {
         bytes calldata signature
     ) external returns (RecordId recordId);
 
+    /// @notice Records a commitment of the caller to records it will reveal in a later block
+    /// ({revealCommitment}); the records then carry this block as their priority block. It replaces the caller's
+    /// previous commitment, revealed or not (one per publisher).
+    /// @dev The commitment is {commitmentOf}(caller, salt, ids of the records): it shows nothing of the
+    /// records until the salt is revealed, so a transaction watcher cannot copy the content ids and
+    /// claim them first. One commitment covers a whole batch.
+    /// @param commitment The commitment (its first 160 bits are kept).
+    function commitRecordIds(bytes32 commitment) external;
+
+    /// @notice Records a commitment that `publisher` signed with EIP-712; anyone may send it, and
+    /// anyone may then reveal it ({revealCommitmentFor}).
+    /// @dev The signed message is `Commit(bytes32 commitment,uint256 nonce,uint256 deadline)` (see
+    /// {COMMIT_TYPEHASH}) in the domain of {eip712Domain}; `nonce` is the publisher's next nonce, shared
+    /// with {publishSigned}.
+    /// @param publisher The signer, whose commitment it becomes.
+    /// @param commitment The commitment.
+    /// @param nonce The publisher's next nonce.
+    /// @param deadline The last block timestamp at which the signature is valid.
+    /// @param signature The 65-byte signature (r, s, v).
+    function commitSigned(
+        address publisher,
+        bytes32 commitment,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice Publishes the records the caller committed to, in order, with the commitment's block as
+    /// their priority block.
+    /// @dev Reverts unless the caller's commitment is {commitmentOf}(caller, salt, the records' ids in
+    /// this order), at least one block old and at most {COMMITMENT_EXPIRY} blocks old, and every record
+    /// is new ({RecordExists} otherwise, which also makes a commitment single-use). Each record follows
+    /// the rules of {publish}; a record may name an earlier one of the same reveal as a parent. The
+    /// records are checked as they are published and the commitment after them (one pass), so a
+    /// record's own error comes first; any error reverts the whole reveal.
+    /// Returns nothing: the caller computed the ids to commit to them.
+    /// @param salt The secret the commitment was made with.
+    /// @param inputs The claims, in the committed order.
+    function revealCommitment(bytes32 salt, RecordInput[] calldata inputs) external;
+
+    /// @notice Publishes the one record the caller committed to, as {revealCommitment} with a single
+    /// record (the commitment is {commitmentOf}(caller, salt, [its id])), for less calldata and gas.
+    /// @param salt The secret the commitment was made with.
+    /// @param input The claim.
+    function revealOne(bytes32 salt, RecordInput calldata input) external;
+
+    /// @notice Publishes the records `publisher` committed to, as {revealCommitment}; anyone may send it for a
+    /// commitment the publisher signed ({commitSigned}), only the publisher for one it made itself.
+    /// @param publisher Whose commitment it is; the records' publisher.
+    /// @param salt The secret the commitment was made with.
+    /// @param inputs The claims, in the committed order.
+    function revealCommitmentFor(address publisher, bytes32 salt, RecordInput[] calldata inputs) external;
+
     /// @notice Marks one of the caller's records as yanked. Yanking a yanked record changes nothing.
     /// @param recordId The record to yank.
     function yank(RecordId recordId) external;
@@ -256,6 +340,20 @@ interface IElementRegistry {
 
     /// @notice Reads many records in one call; an unknown id reads as all zeros (publisher 0).
     function records(RecordId[] calldata recordIds) external view returns (RecordState[] memory);
+
+    /// @notice The current commitment of a publisher: its first 160 bits (the rest zero), the block it
+    /// was made in, and whether anyone may reveal it; all zero when the publisher never committed.
+    function commitments(address publisher)
+        external
+        view
+        returns (bytes32 commitment, uint40 blockNumber, bool relayable);
+
+    /// @notice The commitment to records: `keccak256(abi.encode(publisher, salt,
+    /// keccak256(abi.encodePacked(recordIds))))`, the ids in the order they will be revealed.
+    function commitmentOf(address publisher, bytes32 salt, RecordId[] calldata recordIds)
+        external
+        pure
+        returns (bytes32);
 
     /// @notice The id a record gets when `publisher` publishes `input`.
     function recordIdOf(address publisher, RecordInput calldata input) external pure returns (RecordId);

@@ -16,6 +16,8 @@ Every class derives from a root in :mod:`registry.errors` (and so from a built-i
     │   ├── NotPublisherError             NotPublisher
     │   ├── SignatureError                ExpiredSignature, InvalidAccountNonce, InvalidSignature,
     │   │                                 InvalidSigner
+    │   ├── CommitmentError               UnknownCommitment, CommitmentNotRelayable,
+    │   │                                 CommitmentTooRecent, CommitmentExpired, RecordExists
     │   └── InvalidLicenseError           InvalidLicenseIdentifier, InvalidLicenseFlags
     ├── TransactionFailed                 reverted or ran out of gas without a known reason
     │   └── InsufficientFundsError        the sender cannot pay for gas
@@ -57,6 +59,7 @@ __all__ = [
     "UnknownRecordError",
     "NotPublisherError",
     "SignatureError",
+    "CommitmentError",
     "InvalidLicenseError",
     "TransactionFailed",
     "InsufficientFundsError",
@@ -144,6 +147,11 @@ class NotPublisherError(RegistryRevert):
 
 class SignatureError(RegistryRevert):
     """A signed publish was refused (expired, replayed, malformed or signed by someone else)."""
+
+
+class CommitmentError(RegistryRevert):
+    """A reveal was refused: no matching commitment, too early, too late, not the publisher's to
+    reveal, or a record it names exists already."""
 
 
 class InvalidLicenseError(RegistryRevert):
@@ -294,6 +302,31 @@ def _msg_signer(v, n):
             "with the publisher's key")
 
 
+def _msg_unknown_commitment(v, n):
+    return (f"no commitment of {v['publisher']} matches these records and salt (none was made, a newer one "
+            "replaced it, or the records differ from what was committed); publish again to commit anew")
+
+
+def _msg_not_relayable(v, n):
+    return (f"the commitment of {v['publisher']} was made by the publisher itself, so only the publisher can "
+            "reveal it; reveal from that account")
+
+
+def _msg_too_recent(v, n):
+    return (f"the commitment was made in block {v['commitBlock']}, the block of this reveal; wait for a later block "
+            "and run the same command again")
+
+
+def _msg_expired_commitment(v, n):
+    return (f"the commitment made in block {v['commitBlock']} expired after block {v['lastBlock']}; publish again "
+            "to commit anew")
+
+
+def _msg_record_exists(v, n):
+    return (f"record {v['recordId']} exists already, and a commitment publishes only new records; publish again "
+            "(only what is missing is committed)")
+
+
 def _msg_license_id(v, n):
     return (f"licence identifier {v['spdxId']!r} is invalid; use an SPDX id or a LicenseRef-name of "
             "1 to 128 printable ASCII characters")
@@ -343,6 +376,11 @@ ERRORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type[RegistryRevert], 
     "InvalidAccountNonce": (("address", "uint256"), ("publisher", "currentNonce"), SignatureError, _msg_nonce),
     "InvalidSignature": ((), (), SignatureError, _msg_bad_sig),
     "InvalidSigner": (("address", "address"), ("signer", "publisher"), SignatureError, _msg_signer),
+    "UnknownCommitment": (("address", "bytes32"), ("publisher", "commitment"), CommitmentError, _msg_unknown_commitment),
+    "CommitmentNotRelayable": (("address",), ("publisher",), CommitmentError, _msg_not_relayable),
+    "CommitmentTooRecent": (("uint256",), ("commitBlock",), CommitmentError, _msg_too_recent),
+    "CommitmentExpired": (("uint256", "uint256"), ("commitBlock", "lastBlock"), CommitmentError, _msg_expired_commitment),
+    "RecordExists": (("bytes32",), ("recordId",), CommitmentError, _msg_record_exists),
     "InvalidLicenseIdentifier": (("string",), ("spdxId",), InvalidLicenseError, _msg_license_id),
     "InvalidLicenseFlags": (("uint8",), ("flags",), InvalidLicenseError, _msg_license_flags),
 }

@@ -235,7 +235,8 @@ class Chain:
             try:
                 estimate = self.w3.eth.estimate_gas(base)
             except self._revert_types as exc:
-                raise self._revert(exc, base, namer) from None
+                # eth-tester estimates on the pending block: replay there (a commitment's age depends on it).
+                raise self._revert(exc, base, namer, "pending") from None
             except ElementsError:
                 raise
             except Exception as exc:

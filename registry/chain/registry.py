@@ -42,14 +42,21 @@ __all__ = [
     "RecordInput",
     "Record",
     "SignedPublish",
+    "Commitment",
+    "SignedCommit",
     "Registry",
     "MAX_PARENTS",
     "RECORD_TYPE",
     "PUBLISH_TYPE",
     "RECORD_TYPEHASH",
     "PUBLISH_TYPEHASH",
+    "COMMIT_TYPE",
+    "COMMIT_TYPEHASH",
+    "COMMITMENT_EXPIRY",
     "RECORD_PUBLISHED_TOPIC",
     "record_id_of",
+    "commitment_of",
+    "claim_order",
     "to_bytes32",
     "encode_topics",
 ]
@@ -61,8 +68,20 @@ RECORD_TYPE = (
 PUBLISH_TYPE = "Publish(Record record,uint256 nonce,uint256 deadline)" + RECORD_TYPE
 RECORD_TYPEHASH = keccak(RECORD_TYPE.encode())
 PUBLISH_TYPEHASH = keccak(PUBLISH_TYPE.encode())
+COMMIT_TYPE = "Commit(bytes32 commitment,uint256 nonce,uint256 deadline)"
+COMMIT_TYPEHASH = keccak(COMMIT_TYPE.encode())
+#: How many blocks after its commitment a reveal may come, at most (the contract's COMMITMENT_EXPIRY).
+COMMITMENT_EXPIRY = 255
+# The contract keeps the first 160 bits of a commitment (the rest of the word holds its block).
+_COMMITMENT_KEPT = ((1 << 160) - 1) << 96
 EIP712_NAME = "ElementRegistry"
 EIP712_VERSION = "1"
+_EIP712_DOMAIN_FIELDS = (
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+)
 #: topics[0] of the registry's RecordPublished event (topics[1..3]: record id, content id, publisher).
 RECORD_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
 
@@ -191,6 +210,18 @@ def record_id_of(publisher: str, record: "RecordInput | Record") -> bytes:
     )
 
 
+def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> bytes:
+    """The commitment to records (the contract's ``commitmentOf``): keccak256 of
+    ``abi.encode(publisher, salt, keccak256(ids packed))``, the ids in the order they are revealed."""
+    ids_hash = keccak(b"".join(to_bytes32(r, "record id") for r in record_ids))
+    return keccak(abi_encode(["address", "bytes32", "bytes32"], [to_checksum_address(publisher), to_bytes32(salt, "salt"), ids_hash]))
+
+
+def _kept(commitment: bytes) -> bytes:
+    """A commitment as sent: the bits the contract keeps, the last 12 bytes zero (cheaper calldata)."""
+    return (int.from_bytes(to_bytes32(commitment, "commitment"), "big") & _COMMITMENT_KEPT).to_bytes(32, "big")
+
+
 @dataclass(frozen=True)
 class Record:
     """A published claim, as read back from the chain.
@@ -210,6 +241,9 @@ class Record:
         inherited: the restrictions the record inherits from other publishers' records in its
             ancestry, as the chain stores them (``INHERITS_NON_COMMERCIAL`` | ``INHERITS_SHARE_ALIKE``
             of :mod:`registry.chain.licenses`); they bind every derivative of it.
+        priority_block: the block the record's priority dates from: the block of the commitment it
+            was revealed from (commit-reveal publishing), else ``block_number`` (the default).
+            Claims of the same content are ordered by it, earliest first (:func:`claim_order`).
     """
 
     record_id: bytes
@@ -226,14 +260,11 @@ class Record:
     transaction_hash: bytes = b""
     log_index: int = 0
     inherited: int = 0
+    priority_block: int | None = None
 
-    @property
-    def priority_block(self) -> int:
-        """The block that orders claims of the same content ("earliest first", disputes).
-
-        The block it was published in until the contract records a commitment block of its own.
-        """
-        return self.block_number
+    def __post_init__(self) -> None:
+        if self.priority_block is None:
+            object.__setattr__(self, "priority_block", self.block_number)
 
     def to_json(self) -> dict:
         return {
@@ -245,10 +276,50 @@ class Record:
             "kind": self.kind.name.lower() if isinstance(self.kind, Kind) else self.kind,
             "parents": [to_hex(p) for p in self.parents],
             "block_number": self.block_number,
+            "priority_block": self.priority_block,
             "yanked": self.yanked,
             "transaction_hash": to_hex(self.transaction_hash) if self.transaction_hash else None,
             "inherited_restrictions": describe_inherited(self.inherited),
         }
+
+
+def claim_order(record: Record) -> tuple[int, int, int]:
+    """The order of claims, earliest first: priority block, then publication (block, log index)."""
+    return (record.priority_block, record.block_number, record.log_index)
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """A publisher's current commitment on chain.
+
+    Attributes:
+        commitment: its first 160 bits, as the contract keeps them (the last 12 bytes are zero).
+        block_number: the block it was made in: the priority block of the records revealed from it.
+        relayable: signed by the publisher and sent by someone else, so anyone may reveal it.
+    """
+
+    commitment: bytes
+    block_number: int
+    relayable: bool
+
+    def holds(self, commitment: bytes) -> bool:
+        """Whether this is ``commitment`` (compared on the bits the contract keeps)."""
+        return int.from_bytes(commitment, "big") & _COMMITMENT_KEPT == int.from_bytes(self.commitment, "big")
+
+    def expired(self, latest_block: int) -> bool:
+        """Whether a reveal mined in the block after ``latest_block`` would come too late."""
+        return latest_block + 1 - self.block_number > COMMITMENT_EXPIRY
+
+
+@dataclass(frozen=True)
+class SignedCommit:
+    """A commitment signed by its publisher (EIP-712), ready for any account to send."""
+
+    commitment: bytes
+    publisher: str
+    nonce: int
+    deadline: int
+    signature: bytes
 
 
 @dataclass(frozen=True)
@@ -386,12 +457,7 @@ class Registry:
         """The EIP-712 message of a signed publish (what a wallet shows and signs)."""
         return {
             "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
+                "EIP712Domain": list(_EIP712_DOMAIN_FIELDS),
                 "Publish": [
                     {"name": "record", "type": "Record"},
                     {"name": "nonce", "type": "uint256"},
@@ -434,6 +500,76 @@ class Registry:
         args = [signed.input.as_abi(), signed.publisher, signed.nonce, signed.deadline, signed.signature]
         self.transact("publishSigned", args, gas)
         return signed.record_id
+
+    # -- commit-reveal ------------------------------------------------------------------------
+
+    def commit(self, commitment: bytes, *, gas: int | None = None) -> int:
+        """Record a commitment of the bound account (replacing its previous one); returns its block."""
+        receipt = self.transact("commitRecordIds", [_kept(commitment)], gas)
+        return int(receipt["blockNumber"])
+
+    def commitment(self, publisher: str) -> Commitment | None:
+        """The publisher's current commitment, or None when it never committed."""
+        digest, block, relayable = self.chain.rpc(
+            "reading a commitment", lambda: self.contract.functions.commitments(to_checksum_address(publisher)).call()
+        )
+        if int(block) == 0 and bytes(digest) == b"\0" * 32:
+            return None
+        return Commitment(bytes(digest), int(block), bool(relayable))
+
+    def reveal(self, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[bytes]:
+        """Publish the records the bound account committed to (same order); returns their ids.
+
+        Raises:
+            RegistryRevert: UnknownCommitment, CommitmentTooRecent, CommitmentExpired, RecordExists,
+                or what :meth:`publish` raises.
+        """
+        account = self._signer()
+        if len(records) == 1:  # the single-record entry point: less calldata, no array
+            self.transact("revealOne", [to_bytes32(salt, "salt"), records[0].as_abi()], gas)
+        else:
+            self.transact("revealCommitment", [to_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
+        return [r.record_id(account.address) for r in records]
+
+    def reveal_for(self, publisher: str, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[bytes]:
+        """Reveal a commitment ``publisher`` signed (:meth:`commit_signed`), from the bound account."""
+        self.transact("revealCommitmentFor", [to_checksum_address(publisher), to_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
+        return [r.record_id(publisher) for r in records]
+
+    def sign_commit(self, commitment: bytes, account: LocalAccount | None = None, *, nonce: int | None = None,
+                    deadline: int | None = None) -> SignedCommit:
+        """Sign a commitment as ``account`` (default: the bound one) for someone else to send
+        (nonce read from the chain when omitted; deadline one hour after the latest block by default)."""
+        signer = account or self._signer()
+        if nonce is None:
+            nonce = self.nonce(signer.address)
+        if deadline is None:
+            deadline = int(self.chain.latest_block()["timestamp"]) + 3600
+        message = self.commit_typed_data(_kept(commitment), nonce, deadline)
+        signature = signer.sign_message(encode_typed_data(full_message=message)).signature
+        return SignedCommit(_kept(commitment), to_checksum_address(signer.address), nonce, deadline, bytes(signature))
+
+    def commit_typed_data(self, commitment: bytes, nonce: int, deadline: int) -> dict:
+        """The EIP-712 message of a signed commitment."""
+        return {
+            "types": {
+                "EIP712Domain": list(_EIP712_DOMAIN_FIELDS),
+                "Commit": [
+                    {"name": "commitment", "type": "bytes32"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Commit",
+            "domain": {"name": EIP712_NAME, "version": EIP712_VERSION, "chainId": self.chain.chain_id, "verifyingContract": self.address},
+            "message": {"commitment": to_bytes32(commitment, "commitment"), "nonce": nonce, "deadline": deadline},
+        }
+
+    def commit_signed(self, signed: SignedCommit, *, gas: int | None = None) -> int:
+        """Send a signed commitment from the bound account (the relayer pays); returns its block."""
+        args = [signed.publisher, signed.commitment, signed.nonce, signed.deadline, signed.signature]
+        receipt = self.transact("commitSigned", args, gas)
+        return int(receipt["blockNumber"])
 
     def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
         """Yank one of the bound account's records; returns False if it was already yanked."""
@@ -497,23 +633,24 @@ class Registry:
         return [st["publisher"] != _ZERO_ADDRESS for st in self._states(ids)]
 
     def claims(self, content_id: Any) -> list[Record]:
-        """Every claim of a content id, in publication order (one log query, one view call)."""
+        """Every claim of a content id, earliest first by priority block (:func:`claim_order`; for
+        records published directly that is publication order), in one log query and one view call."""
         cid = to_bytes32(content_id, "content id")
         logs = self._logs([RECORD_PUBLISHED_TOPIC, None, cid])
-        return self._from_logs(logs)
+        return sorted(self._from_logs(logs), key=claim_order)
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
         """Every claim of several content ids at once (one log query per 256 ids, one view call).
 
         Returns ``{content id: [Record, ...]}`` with every asked id as a key (an empty list when
-        nothing claims it), each list in publication order.
+        nothing claims it), each list earliest first (:func:`claim_order`).
         """
         ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
         logs: list = []
         for start in range(0, len(ids), _READ_CHUNK):
             logs += self._logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
         out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
-        for record in self._from_logs(logs):
+        for record in sorted(self._from_logs(logs), key=claim_order):
             out[record.content_id].append(record)
         return out
 
@@ -647,7 +784,7 @@ class Registry:
         for start in range(0, len(ids), _READ_CHUNK):
             part = ids[start : start + _READ_CHUNK]
             rows = self.chain.rpc("reading records", lambda: self.contract.functions.records(part).call())
-            for publisher, license_id, block, kind, codec, parent_count, yanked, inherited in rows:
+            for publisher, license_id, block, kind, codec, parent_count, yanked, inherited, priority in rows:
                 out.append(
                     {
                         "publisher": to_checksum_address(publisher),
@@ -658,6 +795,7 @@ class Registry:
                         "parentCount": parent_count,
                         "yanked": yanked,
                         "inherited": inherited,
+                        "priorityBlock": priority,
                     }
                 )
         return out
@@ -735,6 +873,7 @@ class Registry:
             transaction_hash=bytes(log["transactionHash"]),
             log_index=int(log["logIndex"]),
             inherited=int(state["inherited"]),
+            priority_block=int(state["priorityBlock"]),
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if record_id_of(record.publisher, record) != rid or bytes(args["recordId"]) != rid:
@@ -745,6 +884,7 @@ class Registry:
             or state["blockNumber"] != record.block_number
             or state["parentCount"] != len(parents)
             or state["cidCodec"] != record.cid_codec
+            or not 0 <= record.block_number - record.priority_block <= COMMITMENT_EXPIRY
         ):
             raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.chain.rpc_url}")
         return record

@@ -25,6 +25,7 @@ __all__ = [
     "emit",
     "add_command",
     "add_group",
+    "add_commit_reveal_option",
     "progress",
     "progress_bars",
     "Bar",
@@ -175,6 +176,15 @@ def progress(settings: Settings | None, description: str, total: int | None = No
     Shown on standard error only on a terminal, without --json and without ELEMENTS_NO_PROGRESS.
     """
     return _SingleBar(_enabled(settings), description, total)
+
+
+def add_commit_reveal_option(parser: argparse.ArgumentParser) -> None:
+    """``--commit-reveal/--no-commit-reveal`` on a command that publishes."""
+    parser.add_argument(
+        "--commit-reveal", action=argparse.BooleanOptionalAction, default=None,
+        help="commit first, reveal a block later, so no one copying the transaction from the mempool gets an earlier "
+             "priority (default: the network's setting; on, except in process and on loopback nodes)",
+    )
 
 
 def progress_bars(settings: Settings | None) -> "Bars":

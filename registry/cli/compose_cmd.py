@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import InputError
-from ._app import Result, add_command, progress, progress_bars
+from ._app import Result, add_command, add_commit_reveal_option, progress, progress_bars
 
 # Each handler imports the compose layer (numpy) when it runs; --help needs only this copy of
 # registry.compose.engine.DEFAULT_MAX_SHARD_SIZE (tests/test_cli_imports.py checks they agree).
@@ -85,6 +85,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     compose.add_argument("-o", "--out", metavar="OUT", help="keep the assembled model in OUT (default: assembled in a temporary directory)")
     compose.add_argument("--force", action="store_true", help="replace OUT if it exists")
     compose.add_argument("--dry-run", action="store_true", help="assemble, check and estimate; store nothing in Kubo, send nothing")
+    add_commit_reveal_option(compose)
 
     assemble_cmd = add_command(
         sub,
@@ -162,7 +163,7 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.publish import publish_composition
-    from .elements_cmd import _print_report, session
+    from .elements_cmd import _print_report, commit_reveal_for, session
 
     if args.out and args.dry_run:
         raise InputError("--dry-run assembles in a temporary directory; drop -o")
@@ -171,6 +172,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
         report = publish_composition(
             registry, resolver, Path(args.recipe), license=args.license, out=args.out, force=args.force,
             dry_run=args.dry_run, progress=assembled, fetch_progress=fetched, work_dir=settings.home / "tmp",
+            commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
 
     def human() -> None:

@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("name")
     # --rpc-url and --registry are the global options, read here as the network's own.
     p.add_argument("--chain-id", type=int, help="expected chain id (checked on every connection)")
+    p.add_argument("--commit-reveal", action=argparse.BooleanOptionalAction, default=None,
+                   help="publish through a commitment first on this network (default: on, except on loopback nodes; "
+                        "--no-commit-reveal for a chain without a public mempool)")
     p = add_command(net_actions, common, "rm", _network_rm, "remove a named network",
                     examples="  elements config network rm sepolia\n")
     p.add_argument("name")
@@ -117,7 +120,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> Result:
         if networks:
             print("networks:")
             for name, entry in sorted(networks.items()):
-                print(f"  {name:<12} {', '.join(url_list(entry.get('rpc_url')))}  chain {entry.get('chain_id', '?')}  registry {entry.get('registry', '-')}")
+                commit = {True: "  commit-reveal on", False: "  commit-reveal off"}.get(entry.get("commit_reveal"), "")
+                print(f"  {name:<12} {', '.join(url_list(entry.get('rpc_url')))}  chain {entry.get('chain_id', '?')}  registry {entry.get('registry', '-')}{commit}")
         print("environment variables:")
         for name, meaning in ENV.items():
             print(f"  {name:<27} {meaning}")
@@ -166,6 +170,8 @@ def _network_add(args: argparse.Namespace, settings: Settings) -> Result:
         entry["chain_id"] = args.chain_id
     if getattr(args, "registry", None):
         entry["registry"] = _address(args.registry)
+    if getattr(args, "commit_reveal", None) is not None:
+        entry["commit_reveal"] = bool(args.commit_reveal)
     config = load_config_file(settings.home)
     config.setdefault("networks", {})[args.name] = entry
     return _save(settings, config, f"network {args.name!r} -> {rpc_url}; use it with --network {args.name}")

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ElementsError, InputError, IntegrityError
-from ._app import Result, add_command, add_group, progress, progress_bars
+from ._app import Result, add_command, add_commit_reveal_option, add_group, progress, progress_bars
 
 if TYPE_CHECKING:
+    from ..elements.commit_reveal import CommitReveal
     from ..elements.publish import PublishReport
 
 # Each handler imports what it runs: `elements id` hashes with blake3 and never loads the chain
@@ -106,6 +107,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     publish.add_argument("--sign-only", metavar="FILE", help="write EIP-712 signatures for `elements relay` instead of sending")
     publish.add_argument("--valid-for", type=float, default=24.0, metavar="HOURS", help="with --sign-only: hours the signatures stay valid (24)")
     publish.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
+    add_commit_reveal_option(publish)
 
     model = add_command(
         sub,
@@ -128,6 +130,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     model.add_argument("--name", help="the composition's name in its recipe (default: the model's directory or file name)")
     model.add_argument("--dry-run", action="store_true", help="split, check and estimate only; store and send nothing")
     model.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
+    add_commit_reveal_option(model)
 
     relay = add_command(
         sub,
@@ -234,6 +237,32 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
 # -- sessions -----------------------------------------------------------------------------------
 
 
+def commit_reveal_default(settings: Settings, chain) -> bool:
+    """Whether to publish through commitments when no flag says: the named network's
+    ``commit_reveal`` setting, else off in process and on a node on this machine (no public mempool
+    there), else on."""
+    if chain.is_memory:
+        return False
+    from ..elements.commit_reveal import is_loopback
+
+    entry = settings.file.get("networks", {}).get(settings.network) if settings.network else None
+    if isinstance(entry, dict) and isinstance(entry.get("commit_reveal"), bool):
+        return entry["commit_reveal"]
+    return not (settings.network == "devnet" or is_loopback(chain.rpc_url))
+
+
+def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, bars) -> CommitReveal | None:
+    """The commit-reveal options of a publishing command, or None to publish directly."""
+    from ..elements.commit_reveal import CommitReveal
+
+    wanted = getattr(args, "commit_reveal", None)
+    if wanted is None:
+        wanted = commit_reveal_default(settings, registry.chain)
+    if not wanted:
+        return None
+    return CommitReveal(settings.home / "commitments", wait_progress=bars.bar("waiting for the block after the commitment"))
+
+
 @contextlib.contextmanager
 def session(settings: Settings, *, write: bool = False):
     """The registry (bound to the configured key when ``write``), the sources, a resolver."""
@@ -268,6 +297,8 @@ def _print_report(report: PublishReport, what: str = "record") -> None:
         if result.transaction:
             tx = result.transaction
             print(f"{'':14}tx      {tx.hash}  block {tx.block}  gas ~{result.gas_share:,} ({tx.gas_used:,} for {tx.records} records)")
+            if tx.priority_block is not None:
+                print(f"{'':14}priority block {tx.priority_block} (its commitment's)")
     present = len(report.present)
     if report.dry_run:
         planned = len([r for r in report.results if r.status == "planned"])
@@ -282,6 +313,9 @@ def _print_report(report: PublishReport, what: str = "record") -> None:
     else:
         gas = sum(t.gas_used for t in report.transactions)
         print(f"{len(report.published)} {what}(s) published, {present} already there; {len(report.transactions)} transaction(s), {gas:,} gas")
+        for tx in report.transactions:
+            if tx.kind == "reveal":
+                print(f"committed in block {tx.priority_block} (the records' priority block), revealed in block {tx.block}")
         if report.pinned:
             print(f"pinned {len(report.pinned)} DAG(s) in Kubo")
 
@@ -296,23 +330,27 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
 
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
-            return _sign_only(args, registry, sources, resolver, bars)
+            return _sign_only(args, registry, sources, resolver, bars, settings)
         report = publish_elements(
             registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind,
             name=args.name, sources=sources, dry_run=args.dry_run, batch_size=args.batch_size, resolver=resolver,
             hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+            commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
     return Result(data=report.to_json(), human=lambda: _print_report(report, "element"))
 
 
-def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars) -> Result:
+def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, settings: Settings) -> Result:
     from ..elements.publish import sign_elements, write_signed
 
+    committed = args.commit_reveal if args.commit_reveal is not None else commit_reveal_default(settings, registry.chain)
     claims, signed = sign_elements(
         registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind, name=args.name,
         sources=sources, resolver=resolver, valid_for=int(args.valid_for * 3600),
-        hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+        hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"), commit_reveal=committed,
     )
+    if committed:
+        return _sign_only_committed(args, registry, claims, signed)
     path = write_signed(args.sign_only, registry, signed)
     data = {"file": str(path), "publisher": registry.account.address, "signed": [c.to_json() for c, _ in signed],
             "already_present": len(claims) - len(signed)}
@@ -326,6 +364,28 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars) -> R
     return Result(data=data, human=human)
 
 
+def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> Result:
+    from ..elements.publish import write_signed
+
+    if signed is None:
+        data = {"file": None, "publisher": registry.account.address, "signed": [], "already_present": len(claims)}
+        return Result(data=data, human=f"all {len(claims)} record(s) are on chain already; nothing to sign")
+    path = write_signed(args.sign_only, registry, signed)
+    data = {"file": str(path), "publisher": registry.account.address, "signed": [c.to_json() for c in signed.claims],
+            "already_present": len(claims) - len(signed.claims), "commitment": "0x" + signed.signed.commitment.hex(),
+            "nonce": signed.signed.nonce}
+
+    def human() -> None:
+        print(f"signed one commitment to {len(signed.claims)} record(s) as {registry.account.address} into {path} "
+              f"(nonce {signed.signed.nonce}; {len(claims) - len(signed.claims)} already on chain)")
+        for claim in signed.claims:
+            print(f"  0x{claim.record_id.hex()}  {claim.label}")
+        print(f"a relayer commits and, a block later, reveals them with: elements relay {path} (the file holds the salt: "
+              "give it to the relayer only)")
+
+    return Result(data=data, human=human)
+
+
 def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.publish import publish_model
 
@@ -334,6 +394,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
             registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
             name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
             split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+            commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
 
     def human() -> None:
@@ -351,8 +412,8 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
     from ..elements.publish import load_signed, relay_signed
 
     document = load_signed(args.file)
-    with session(settings, write=True) as (registry, _, _):
-        report = relay_signed(registry, document)
+    with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars:
+        report = relay_signed(registry, document, wait_progress=bars.bar("waiting for the block after the commitment"))
         relayer = registry.account.address
 
     def human() -> None:

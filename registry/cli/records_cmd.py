@@ -17,7 +17,7 @@ from ..config import Settings
 from ..elements.safetensors_format import tensor_nbytes
 from ..errors import InputError, NotFoundError
 from ..storage.scratch import make_area
-from ._app import Result, add_command, progress_bars
+from ._app import Result, add_command, add_commit_reveal_option, progress_bars
 
 __all__ = ["register"]
 
@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     parser.add_argument("--license", required=True, metavar="SPDX", help="licence of the delta and of the composition")
     parser.add_argument("--name", default="delta", help="name of the delta element (default: delta)")
     parser.add_argument("--trust", action="append", metavar="ADDR", help="prefer the base claim of this publisher")
+    add_commit_reveal_option(parser)
 
 
 def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
@@ -74,7 +75,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.publish import publish_composition
     from ..compose.recipe import with_record_ids
     from ..elements.publish import publish_elements
-    from .elements_cmd import session
+    from .elements_cmd import commit_reveal_for, session
 
     finetuned = Path(args.finetuned)
     if not finetuned.exists():
@@ -84,17 +85,20 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         base = resolver.graph([base_record.record_id], documents=True, strict=True).nodes[base_record.record_id].document
         area = make_area(settings.home / "tmp", "delta")  # the next run removes it if this one is killed
         scratch = area.path
+        commit_reveal = commit_reveal_for(args, settings, registry, bars)
         try:
             recipe, manifest = make_delta(base, finetuned, scratch, name=args.name)
             element = publish_elements(
                 registry, [scratch / recipe.inputs[args.name].path], sources.store, license=args.license,
                 parents=["0x" + base_record.record_id.hex()], kind="element", name=args.name, sources=sources,
                 resolver=resolver, hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+                commit_reveal=commit_reveal,
             )
             delta_record = "0x" + element.results[0].claim.record_id.hex()
             recipe = with_record_ids(recipe, {args.name: delta_record})
             composition = publish_composition(registry, resolver, recipe, license=args.license, work_dir=scratch,
-                                              fetch_progress=bars.bar("fetching"), progress=bars.bar("assembling"))
+                                              fetch_progress=bars.bar("fetching"), progress=bars.bar("assembling"),
+                                              commit_reveal=commit_reveal)
         finally:
             area.close()
     base_bytes = sum(tensor_nbytes(row.dtype, row.shape) for row in base.output.tensors) or None

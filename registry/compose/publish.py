@@ -32,6 +32,7 @@ from ..digest import to_hex
 from ..elements.publish import (
     DEFAULT_BATCH_SIZE,
     Claim,
+    CommitReveal,
     PublishReport,
     check_parent_count,
     element_claim,
@@ -130,8 +131,10 @@ def publish_composition(
     progress: Progress | None = None,
     fetch_progress: Progress | None = None,
     work_dir: str | os.PathLike | None = None,
+    commit_reveal: CommitReveal | None = None,
 ) -> CompositionReport:
-    """Publish a recipe as a composition (see the module docstring).
+    """Publish a recipe as a composition (see the module docstring; ``commit_reveal`` as in
+    :func:`registry.elements.publish.publish_claims`).
 
     Args:
         out: keep the assembled model there (default: assembled in a temporary directory, removed).
@@ -181,7 +184,8 @@ def publish_composition(
     pinned = recipe.with_output(result.output_spec())
     store = None if dry_run else resolver.sources.store
     claim, cid = composition_claim(pinned, result.content_id, registry.account.address, terms.license_id, store, label)
-    report = publish_claims(registry, [claim], sources=resolver.sources, dry_run=dry_run, batch_size=batch_size, license=terms)
+    report = publish_claims(registry, [claim], sources=resolver.sources, dry_run=dry_run, batch_size=batch_size, license=terms,
+                            commit_reveal=commit_reveal)
     return CompositionReport(report, claim, pinned, cid, result)
 
 
@@ -202,12 +206,16 @@ def publish_model(
     on_transaction=None,
     hash_progress: Progress | None = None,
     upload_progress: Progress | None = None,
+    commit_reveal: CommitReveal | None = None,
 ) -> ModelReport:
     """Split a model, publish every element and the composition that reassembles it exactly.
 
     The composition's content id is the model's weights' content id; its recipe is the one
     ``split`` writes (every tensor bit for bit, the same files), with each input pinned to the
-    record just computed for it. Elements and composition go out in the same batch.
+    record just computed for it. Elements and composition go out in the same batch. With
+    ``commit_reveal`` (see :func:`registry.elements.publish.publish_claims`) one commitment covers
+    the whole model, revealed in one transaction (at most 128 records, under 4.5M gas), so every
+    record of the model has the same priority block.
 
     Args:
         name: the composition's name in its recipe (default: the model's directory or file name).
@@ -247,9 +255,11 @@ def publish_model(
             record_ids[element.name] = to_hex(claim.record_id)
         recipe = with_record_ids(load_recipe(split.recipe), record_ids)
         composition, cid = composition_claim(recipe, split.content_id, publisher, terms.license_id, target, label)
+        everything = [*claims, composition]
         report = publish_claims(
-            registry, [*claims, composition], sources=sources, dry_run=dry_run, batch_size=batch_size,
-            on_transaction=on_transaction, license=terms, upload_progress=upload_progress,
+            registry, everything, sources=sources, dry_run=dry_run,
+            batch_size=max(batch_size, len(everything)) if commit_reveal is not None else batch_size,
+            on_transaction=on_transaction, license=terms, upload_progress=upload_progress, commit_reveal=commit_reveal,
         )
     finally:
         area.close()

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..chain.licenses import LicenseTerms
-from ..chain.registry import Record
+from ..chain.registry import Record, claim_order
 from ..digest import to_hex
 
 __all__ = [
@@ -60,9 +60,9 @@ RESTRICTIONS = ("non-commercial", "no-derivatives", "share-alike", "attribution"
 MAX_DISPUTES_PER_CLAIM = 16
 
 
-def priority_key(record: Record) -> tuple[int, int, int]:
-    """The order of claims, earliest first: priority block, then block and log index (ties)."""
-    return (record.priority_block, record.block_number, record.log_index)
+#: The order of claims, earliest first: priority block, then block and log index (ties); the
+#: chain layer's :func:`registry.chain.registry.claim_order`, named here for the dispute rule.
+priority_key = claim_order
 
 
 def earliest_first(records: Iterable[Record]) -> list[Record]:

@@ -42,7 +42,18 @@ from web3 import HTTPProvider
 from ..chain.cids import join_cid, split_cid
 from ..chain.errors import ChainError, LicenseViolation, RecordNotFoundError, RpcUnavailableError, make_error
 from ..chain.licenses import LicenseTerms, check_derivative, describe_flags, inherited_restrictions
-from ..chain.registry import RECORD_PUBLISHED_TOPIC, RECORD_TYPEHASH, Kind, Record, Registry, encode_topics, kind_name, to_bytes32
+from ..chain.registry import (
+    COMMITMENT_EXPIRY,
+    RECORD_PUBLISHED_TOPIC,
+    RECORD_TYPEHASH,
+    Kind,
+    Record,
+    Registry,
+    claim_order,
+    encode_topics,
+    kind_name,
+    to_bytes32,
+)
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
@@ -68,7 +79,7 @@ LICENSE_WINDOW = 64
 MAX_DOCUMENT_SIZE = DOCUMENT_BYTES
 _IDS_PER_CALL = 256
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
-_STATE_WORDS = 8  # the words of one RecordState in records()' answer
+_STATE_WORDS = 9  # the words of one RecordState in records()' answer
 _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
 
 
@@ -702,7 +713,7 @@ class Resolver:
 
     def _decode_states(self, data: bytes, count: int) -> list[tuple]:
         """``records(ids)``' answer: ``(publisher 20 bytes, licence, block, kind, codec, parents, yanked,
-        inherited)`` each."""
+        inherited, priority block)`` each."""
         if len(data) != 64 + 32 * _STATE_WORDS * count or _uint(data, 0) != 32 or _uint(data, 1) != count:
             raise IntegrityError(f"{self.registry.chain.rpc_url} answered records() with {len(data)} bytes for {count} ids; is this the registry?")
         rows = []
@@ -710,7 +721,8 @@ class Resolver:
             base = 2 + _STATE_WORDS * i
             word = data[32 * base : 32 * base + 32]
             rows.append((word[12:], _uint(data, base + 1), _uint(data, base + 2), _uint(data, base + 3),
-                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0, _uint(data, base + 7)))
+                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0, _uint(data, base + 7),
+                         _uint(data, base + 8)))
         return rows
 
     def _checksum(self, raw: bytes) -> str:
@@ -739,17 +751,19 @@ class Resolver:
             transaction_hash=event["transaction_hash"],
             log_index=event["log_index"],
             inherited=state[7],
+            priority_block=state[8],
         )
         # Never trust: the id commits to every field, and storage must agree with the event.
         if _record_id(event) != rid:
             raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
-        publisher, license_id, block, _kind, codec, parent_count, _yanked, _inherited = state
+        publisher, license_id, block, _kind, codec, parent_count, _yanked, _inherited, priority = state
         if (
             publisher != event["publisher_raw"]
             or license_id != record.license_id
             or block != record.block_number
             or parent_count != len(record.parents)
             or codec != record.cid_codec
+            or not 0 <= block - priority <= COMMITMENT_EXPIRY
         ):
             raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.registry.chain.rpc_url}")
         return record

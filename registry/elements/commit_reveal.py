@@ -1,0 +1,278 @@
+"""Commit-reveal publishing: priority that a mempool watcher cannot take.
+
+On a chain with a public mempool a publish transaction shows its content ids before it is mined;
+whoever copies them and pays more lands the same claims first. So a batch is published in two
+transactions (see docs/publishing.md):
+
+1. **commit**: ``commitRecordIds(commitment)`` with ``commitment = keccak256(abi.encode(publisher,
+   salt, keccak256(record ids)))`` (:func:`registry.chain.commitment_of`): it shows nothing of the
+   records. The block it lands in is their **priority block**.
+2. **reveal**, in a later block: ``revealCommitment(salt, records)`` (``revealOne`` for a single
+   record). The contract checks the commitment is the publisher's, at least one block and at most
+   ``COMMITMENT_EXPIRY`` (255) blocks old, covers exactly these records, all new; each record is
+   stored with the commitment's block as its priority block. A copy seen in the reveal and sent
+   directly is later than that block, whatever fee it pays.
+
+The salt is written to ``$ELEMENTS_HOME/commitments/<chain>-<registry>-<publisher>.json``
+(atomically, before the commitment is sent) and removed when the reveal is mined, so an
+interrupted publish resumes: the next run finds the commitment on chain and reveals it, or, when it
+expired or was replaced, commits anew. A publisher has one commitment at a time on a registry:
+publish from one process per key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from eth_utils import to_checksum_address
+
+from ..chain.errors import ChainError, CommitmentError
+from ..chain.registry import COMMITMENT_EXPIRY, RecordInput, Registry, commitment_of, to_bytes32
+from ..digest import to_hex
+
+__all__ = [
+    "STATE_FORMAT",
+    "SALT_BYTES",
+    "CommitReveal",
+    "PendingCommitment",
+    "Committed",
+    "pending_path",
+    "load_pending",
+    "clear_stale",
+    "publish_committed",
+    "wait_for_block",
+    "is_loopback",
+]
+
+STATE_FORMAT = "elements.pending-commitment/v1"
+#: Random bytes of a salt; the rest of its 32 bytes are zero (cheaper calldata). 96 bits cannot be
+#: searched to test a guess of the records against a commitment.
+SALT_BYTES = 12
+# A commitment this close to its expiry is replaced rather than revealed (the reveal may need a few
+# blocks to be mined).
+_EXPIRY_MARGIN = 8
+
+
+@dataclass(frozen=True)
+class CommitReveal:
+    """How to publish through commitments.
+
+    Attributes:
+        state_dir: where a pending commitment's salt is kept (``$ELEMENTS_HOME/commitments``).
+        wait_progress: ``progress(blocks_seen, blocks_needed)`` while waiting for the block after the
+            commitment.
+        timeout: seconds to wait for that block before giving up (the commitment stays; rerun).
+        poll: seconds between block-number polls (default: 0.05 on local chains, 1 elsewhere).
+    """
+
+    state_dir: Path
+    wait_progress: Callable[[int, int], None] | None = None
+    timeout: float = 600.0
+    poll: float | None = None
+
+
+@dataclass(frozen=True)
+class PendingCommitment:
+    """A commitment whose reveal has not been seen mined (the content of the state file)."""
+
+    chain_id: int
+    registry: str
+    publisher: str
+    salt: bytes
+    record_ids: tuple[bytes, ...]
+    commitment: bytes
+
+    def to_json(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "chain_id": self.chain_id,
+            "registry": self.registry,
+            "publisher": self.publisher,
+            "salt": to_hex(self.salt),
+            "records": [to_hex(r) for r in self.record_ids],
+            "commitment": to_hex(self.commitment),
+        }
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The two transactions of one batch: the commitment (whose block is the records' priority
+    block; ``commit_receipt`` is None when an earlier run sent it) and the reveal."""
+
+    commit_block: int
+    commit_receipt: dict | None
+    reveal_receipt: dict
+
+
+def pending_path(state_dir: Path, registry: Registry, publisher: str) -> Path:
+    """The state file of ``publisher``'s pending commitment on this chain and registry."""
+    return Path(state_dir) / f"{registry.chain.chain_id}-{registry.address}-{to_checksum_address(publisher)}.json"
+
+
+def load_pending(state_dir: Path, registry: Registry, publisher: str) -> PendingCommitment | None:
+    """The pending commitment recorded for ``publisher``, or None (an unreadable file counts as
+    none: the commitment it named is replaced)."""
+    path = pending_path(state_dir, registry, publisher)
+    try:
+        if path.stat().st_size > _MAX_STATE_BYTES:
+            return None
+        text = path.read_text()
+        if _nesting(text) > 3:  # the format nests 2 deep; deeper text would only stress the parser
+            return None
+        data = json.loads(text)
+        pending = PendingCommitment(
+            int(data["chain_id"]), to_checksum_address(data["registry"]), to_checksum_address(data["publisher"]),
+            to_bytes32(data["salt"], "salt"), tuple(to_bytes32(r, "record id") for r in data["records"]),
+            to_bytes32(data["commitment"], "commitment"),
+        )
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None  # absent, or unreadable: its commitment (if any) is replaced
+    if data.get("format") != STATE_FORMAT or (pending.chain_id, pending.registry) != (registry.chain.chain_id, registry.address):
+        return None
+    if commitment_of(pending.publisher, pending.salt, pending.record_ids) != pending.commitment:
+        return None
+    return pending
+
+
+# A state file names at most one batch: a few hundred ids (a publish-model is at most 128 records).
+_MAX_STATE_BYTES = 1 << 20
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of JSON arrays and objects in ``text`` (strings skipped), counted without
+    recursion: json.loads recurses in C, and a crafted file nested 100,000 deep crashes the process."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _save(state_dir: Path, registry: Registry, pending: PendingCommitment) -> None:
+    path = pending_path(state_dir, registry, pending.publisher)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".incomplete")
+    with open(tmp, "w") as handle:
+        handle.write(json.dumps(pending.to_json(), indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())  # the salt must survive a crash right after the commitment is sent
+    os.replace(tmp, path)
+
+
+def _drop(state_dir: Path, registry: Registry, publisher: str) -> None:
+    try:
+        pending_path(state_dir, registry, publisher).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def clear_stale(registry: Registry, options: CommitReveal) -> None:
+    """Remove the bound account's state file when its records all exist (an earlier run's reveal
+    was mined but the run stopped before it could clean up)."""
+    publisher = registry.account.address
+    pending = load_pending(options.state_dir, registry, publisher)
+    if pending is not None and all(registry.exists(list(pending.record_ids))):
+        _drop(options.state_dir, registry, publisher)
+
+
+def publish_committed(registry: Registry, records: Sequence[RecordInput], options: CommitReveal) -> Committed:
+    """Publish ``records`` (all new) from the bound account through one commitment: commit (or find
+    the pending one), wait for a later block, reveal.
+
+    Raises:
+        What :meth:`Registry.reveal` raises; ChainError when no block follows the commitment within
+        ``options.timeout`` (the commitment stays: run the same publish again).
+    """
+    publisher = registry.account.address
+    ids = tuple(r.record_id(publisher) for r in records)
+    for attempt in range(2):
+        pending, commit_block, commit_receipt = _commitment_for(registry, ids, options, fresh=attempt > 0)
+        wait_for_block(registry.chain, commit_block + 1, progress=options.wait_progress, timeout=options.timeout, poll=options.poll)
+        try:
+            registry.reveal(pending.salt, records)
+        except CommitmentError as exc:
+            if exc.error in ("CommitmentExpired", "UnknownCommitment") and attempt == 0:
+                continue  # expired while waiting, or replaced meanwhile: commit anew, once
+            raise
+        _drop(options.state_dir, registry, publisher)
+        return Committed(commit_block, commit_receipt, registry.last_receipt)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _commitment_for(registry: Registry, ids: tuple[bytes, ...], options: CommitReveal, *, fresh: bool):
+    """The live commitment to ``ids`` (the pending one, if the chain still holds it), else a new one."""
+    publisher = registry.account.address
+    pending = None if fresh else load_pending(options.state_dir, registry, publisher)
+    if pending is not None and pending.record_ids == ids:
+        on_chain = registry.commitment(publisher)
+        latest = registry.chain.block_number()
+        if on_chain is not None and on_chain.holds(pending.commitment) and not on_chain.expired(latest + _EXPIRY_MARGIN):
+            return pending, on_chain.block_number, None
+    salt = os.urandom(SALT_BYTES) + bytes(32 - SALT_BYTES)
+    pending = PendingCommitment(registry.chain.chain_id, registry.address, publisher, salt, ids, commitment_of(publisher, salt, ids))
+    _save(options.state_dir, registry, pending)  # before sending: a crash after it must not lose the salt
+    block = registry.commit(pending.commitment)
+    return pending, block, registry.last_receipt
+
+
+def wait_for_block(chain, target: int, *, progress: Callable[[int, int], None] | None = None, timeout: float = 600.0,
+                   poll: float | None = None) -> None:
+    """Wait until block ``target`` exists on ``chain`` (a :class:`registry.chain.Chain`), reporting
+    ``progress(blocks_seen, blocks_needed)``. A local chain that mines only on transactions (the
+    in-process EVM, anvil or hardhat on loopback) is asked to mine.
+
+    Raises:
+        ChainError: no such block within ``timeout`` seconds.
+    """
+    local = chain.is_memory or is_loopback(chain.rpc_url)
+    poll = poll if poll is not None else (0.05 if local else 1.0)
+    start = chain.block_number()
+    needed = max(0, target - start)
+    started = time.monotonic()
+    while True:
+        latest = chain.block_number()
+        if progress is not None:
+            progress(min(needed, max(0, latest - start)), needed)
+        if latest >= target:
+            return
+        waited = time.monotonic() - started
+        if waited > timeout:
+            raise ChainError(
+                f"no block after {target - 1} on {chain.name} within {timeout:.0f}s; the commitment stays on chain "
+                f"for {COMMITMENT_EXPIRY} blocks: run the same command again to reveal it"
+            )
+        if chain.is_memory:
+            chain.w3.testing.mine()
+            continue
+        if local and waited > 1.0:
+            try:  # anvil and hardhat mine on request; a node that refuses is simply waited for
+                chain.w3.provider.make_request("evm_mine", [])
+            except Exception:
+                pass
+        time.sleep(poll)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a JSON-RPC URL is a node on this machine (no public mempool: a dev chain)."""
+    from urllib.parse import urlparse
+
+    host = (urlparse(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
