@@ -6,7 +6,6 @@ claim of a content id from the in-process chain to find them."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import pytest
 
@@ -141,22 +140,11 @@ def test_ties_in_one_block_are_ordered_by_log_index():
     assert list(find_disputes([second, first], terms_of)) == [second.record_id]
 
 
-@dataclass(frozen=True)
-class CommittedRecord(Record):
-    """A record whose priority dates from an earlier commitment (what commit-reveal will give)."""
-
-    committed: int = 0
-
-    @property
-    def priority_block(self) -> int:
-        return self.committed
-
-
 def test_priority_block_orders_claims_before_the_block_they_were_published_in():
     # Mallory's MIT claim lands first, but Alice committed to hers earlier: Mallory's is the copy.
     mallory = claim(2, MALLORY, "MIT", 5)
-    alice = CommittedRecord(bytes([1]) * 32, ALICE, CONTENT, "bafy", 1, b"", TERMS["CC-BY-NC-4.0"].license_id,
-                            Kind.ELEMENT, (), 8, False, b"", 0, committed=3)
+    alice = Record(bytes([1]) * 32, ALICE, CONTENT, "bafy", 1, b"", TERMS["CC-BY-NC-4.0"].license_id,
+                   Kind.ELEMENT, (), 8, False, b"", 0, priority_block=3)
     assert earliest_first([mallory, alice]) == [alice, mallory]
     [dispute] = find_disputes([mallory, alice], terms_of)[mallory.record_id]
     assert dispute.earlier is alice and "priority block 3 (block 8)" in dispute.message()
