@@ -57,8 +57,11 @@ class MarkYanked(Lie):
         if call.get("method") == "eth_call" and str(params[0].get("data", "")).startswith(RECORDS_SELECTOR) and "result" in answer:
             data = bytearray(bytes.fromhex(answer["result"][2:]))
             rows = int.from_bytes(data[32:64], "big")
-            for row in range(rows):  # records() returns (offset, length, 7 static words per record); yanked is the 7th
-                data[64 + (row * 7 + 6) * 32 + 31] = 1
+            # records() returns (offset, length, then one static tuple per record); yanked is its 7th word,
+            # after publisher, licenseId, blockNumber, kind, cidCodec and parentCount (IElementRegistry.RecordState).
+            words = (len(data) - 64) // 32 // rows if rows else 0
+            for row in range(rows):
+                data[64 + (row * words + 6) * 32 + 31] = 1
             answer = {**answer, "result": "0x" + data.hex()}
         return answer
 
