@@ -168,7 +168,7 @@ DOCUMENT_BYTES = Limit(
     "manifests and recipes are small JSON documents; a record points at data, not at a manifest",
 )
 CONFIG_BYTES = Limit(
-    1 * _MiB, "CONFIG_BYTES", "bytes", "$ELEMENTS_HOME/config.json, deployments.json, a keystore file",
+    1 * _MiB, "CONFIG_BYTES", "bytes", "$ELEMENTS_HOME/config.json, deployments.json, a keystore file, a commitment state file",
     "the file is not one Elements wrote: fix or delete it",
 )
 MODEL_JSON_BYTES = Limit(

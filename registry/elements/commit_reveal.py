@@ -34,6 +34,7 @@ from eth_utils import to_checksum_address
 from ..chain.errors import ChainError, CommitmentError
 from ..chain.registry import COMMITMENT_EXPIRY, RecordInput, Registry, commitment_of, to_bytes32
 from ..digest import to_hex
+from ..limits import CONFIG_BYTES, load_json_file
 
 __all__ = [
     "STATE_FORMAT",
@@ -119,51 +120,19 @@ def load_pending(state_dir: Path, registry: Registry, publisher: str) -> Pending
     none: the commitment it named is replaced)."""
     path = pending_path(state_dir, registry, publisher)
     try:
-        if path.stat().st_size > _MAX_STATE_BYTES:
-            return None
-        text = path.read_text()
-        if _nesting(text) > 3:  # the format nests 2 deep; deeper text would only stress the parser
-            return None
-        data = json.loads(text)
+        data = load_json_file(path, CONFIG_BYTES, f"the commitment state {path}")
         pending = PendingCommitment(
             int(data["chain_id"]), to_checksum_address(data["registry"]), to_checksum_address(data["publisher"]),
             to_bytes32(data["salt"], "salt"), tuple(to_bytes32(r, "record id") for r in data["records"]),
             to_bytes32(data["commitment"], "commitment"),
         )
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (OSError, ValueError, KeyError, TypeError):  # LimitExceeded and NotJSON are ValueErrors
         return None  # absent, or unreadable: its commitment (if any) is replaced
     if data.get("format") != STATE_FORMAT or (pending.chain_id, pending.registry) != (registry.chain.chain_id, registry.address):
         return None
     if commitment_of(pending.publisher, pending.salt, pending.record_ids) != pending.commitment:
         return None
     return pending
-
-
-# A state file names at most one batch: a few hundred ids (a publish-model is at most 128 records).
-_MAX_STATE_BYTES = 1 << 20
-
-
-def _nesting(text: str) -> int:
-    """The deepest nesting of JSON arrays and objects in ``text`` (strings skipped), counted without
-    recursion: json.loads recurses in C, and a crafted file nested 100,000 deep crashes the process."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 def _save(state_dir: Path, registry: Registry, pending: PendingCommitment) -> None:
