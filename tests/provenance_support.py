@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from registry.chain.network import connect
 from registry.chain.registry import Registry
 from registry.compose.publish import publish_composition, publish_model
 from registry.compose.recipe import Recipe, parse_recipe
@@ -38,6 +39,16 @@ class Published:
     composition: str
     recipe: Recipe
     publisher: str
+
+
+#: A tensor of the real model that the tests change or look for by name.
+QUERY3 = "encoder.layer.3.attention.self.query.weight"
+
+
+def new_registry() -> Registry:
+    """A fresh in-process chain with the registry deployed by dev account 0."""
+    chain = connect("memory")
+    return Registry.deploy(chain, chain.dev_accounts[0])
 
 
 def publish_real_model(registry: Registry, store: BlockStore, license: str = "Apache-2.0") -> Published:

@@ -14,7 +14,6 @@ import pytest
 import safetensors.numpy
 
 from registry.chain.licenses import INHERITS_NON_COMMERCIAL
-from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.compose.recipe import parse_recipe
 from registry.elements.content_id import content_id
@@ -27,12 +26,14 @@ from registry.storage.fetch import Sources
 from registry.storage.unixfs import add_file
 from tests.compose_support import copy_model_sharded
 from tests.provenance_support import (
+    QUERY3,
     MODEL,
     WEIGHTS,
     changed_weights,
     compose,
     lora_adapter,
     lora_doc,
+    new_registry,
     publish_files,
     publish_real_model,
     read_tensors,
@@ -42,17 +43,9 @@ from tests.provenance_support import (
     three_layer_doc,
 )
 
-QUERY3 = "encoder.layer.3.attention.self.query.weight"
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return BlockStore(tmp_path_factory.mktemp("blocks"))
-
-
-def new_registry() -> Registry:
-    chain = connect("memory")
-    return Registry.deploy(chain, chain.dev_accounts[0])
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ import json
 
 import pytest
 
-from registry.chain.network import connect
-from registry.chain.registry import Registry
 from registry.compose.chain_source import assemble_composition
 from registry.elements.resolve import Resolver
 from registry.errors import InputError
@@ -21,26 +19,20 @@ from registry.provenance.verify import Verifier, VerifyOptions, verify_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from tests.provenance_support import (
+    QUERY3,
     MODEL,
     WEIGHTS,
     changed_weights,
+    new_registry,
     compose,
     publish_files,
     publish_real_model,
     three_layer_doc,
 )
 
-QUERY3 = "encoder.layer.3.attention.self.query.weight"
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return BlockStore(tmp_path_factory.mktemp("blocks"))
-
-
-def new_registry() -> Registry:
-    chain = connect("memory")
-    return Registry.deploy(chain, chain.dev_accounts[0])
 
 
 @pytest.fixture(scope="module")
