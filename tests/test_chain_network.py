@@ -105,6 +105,30 @@ def test_nonces_are_managed_across_threads_and_clients(chain_backend, registry_o
     assert all(reg.exists([r.record_id(reg.account.address) for r in inputs]))
 
 
+def test_the_in_process_chain_serves_many_threads_without_a_nonce_clash():
+    # py-evm is not thread-safe: before requests were serialized, 2 rounds in 30 failed with
+    # "Invalid transaction nonce: Expected 3, but got 2". Ten rounds of six threads each.
+    for _ in range(10):
+        chain = connect("memory")
+        reg = Registry.deploy(chain, chain.dev_accounts[0])
+        inputs = [RecordInput(os.urandom(32), CID, 2, Kind.ELEMENT) for _ in range(6)]
+        errors: list[BaseException] = []
+
+        def publish(record):
+            try:
+                reg.publish(record)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=publish, args=(r,)) for r in inputs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert all(reg.exists([r.record_id(reg.account.address) for r in inputs]))
+
+
 def test_a_transaction_that_runs_out_of_gas_is_reported_with_its_gas(registry_on):
     reg = registry_on
     with pytest.raises(TransactionFailed) as info:

@@ -384,7 +384,19 @@ def connect(
         from eth_tester.exceptions import TransactionFailed as tester_failed
         from web3 import EthereumTesterProvider
 
-        w3 = Web3(EthereumTesterProvider(EthereumTester(PyEVMBackend())))
+        class SerialTesterProvider(EthereumTesterProvider):
+            """py-evm is not thread-safe (an estimate runs on the shared chain state while another
+            thread mines): one request at a time, so threads see each other's nonces."""
+
+            def __init__(self, tester):
+                super().__init__(tester)
+                self._serial = threading.RLock()
+
+            def make_request(self, method, params):
+                with self._serial:
+                    return super().make_request(method, params)
+
+        w3 = Web3(SerialTesterProvider(EthereumTester(PyEVMBackend())))
         chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts(),
                       tester_failed=tester_failed)
     else:
