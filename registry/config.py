@@ -10,7 +10,7 @@ Layout of ``ELEMENTS_HOME`` (default ``~/.elements``)::
     ├── deployments.json      registry address per chain id
     ├── keystores/            encrypted eth-account keystores (``<name>.json``)
     ├── blocks/               the local block store (see ``registry.storage.blockstore``)
-    ├── commitments/          salts of commitments not yet revealed (``registry.elements.commit_reveal``)
+    ├── commitments/          salts of commitments not yet revealed (``registry.publish.commit_reveal``)
     └── cache/                derived data (manifests, element index); safe to delete
 """
 

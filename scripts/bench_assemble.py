@@ -75,7 +75,7 @@ def generate_model(directory: Path, size: int) -> dict:
     """A Llama-shaped F16 model of about ``size`` bytes (random bits; content is irrelevant here)."""
     import numpy as np
 
-    from registry.elements.safetensors_format import write_safetensors
+    from registry.formats.safetensors import write_safetensors
 
     hidden, inter, vocab = 2048, 5632, 32000
     per_layer = (4 * hidden * hidden + 3 * hidden * inter + 2 * hidden) * 2
@@ -103,7 +103,7 @@ def generate_model(directory: Path, size: int) -> dict:
 
 
 def bench(label: str, model: Path, work: Path, repeat: int, durable: bool) -> dict:
-    from registry.elements.split import split_model
+    from registry.formats.split import split_model
 
     elements = work / f"{label}-elements"
     split_model(model, elements)

@@ -40,7 +40,7 @@ def generate(path: Path, size: int, seed: int = 0) -> int:
     """A checkpoint of about ``size`` bytes: F32 tensors, sized like a small transformer's."""
     import numpy as np
 
-    from registry.elements.safetensors_format import write_safetensors
+    from registry.formats.safetensors import write_safetensors
 
     hidden = 1024
     rng = np.random.default_rng(seed)
@@ -74,7 +74,7 @@ def generate(path: Path, size: int, seed: int = 0) -> int:
 def measure(kind: str, path: Path) -> dict:
     """Run in a child process: time one measurement, report its peak RSS."""
     from registry.digest import hash_file
-    from registry.elements.content_id import content_id
+    from registry.formats.content_id import content_id
 
     start = time.perf_counter()
     if kind == "sha256":

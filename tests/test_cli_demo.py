@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from registry.cli.demo_cmd import TAMPERED_TENSOR, model_dir
-from registry.elements.content_id import content_id
+from registry.formats.content_id import content_id
 
 
 @pytest.fixture(scope="module")

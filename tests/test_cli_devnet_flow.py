@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from registry.chain.devnet import free_port
-from registry.elements.safetensors_format import read_header
+from registry.formats.safetensors import read_header
 from tests.cli_support import DEV_ADDRESSES, DevnetProcess, elements, one_line_error
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from registry.cli import compose_cmd, elements_cmd
-from registry.elements.safetensors_format import write_safetensors
+from registry.formats.safetensors import write_safetensors
 from tests.cli_support import DEV_KEYS, ROOT, clean_env
 
 # Runs `python -m registry ARGS` and writes the top-level packages loaded by then (at exit) to OUT.
@@ -131,7 +131,7 @@ def test_verify_over_json_rpc_loads_neither_py_evm_nor_the_bom_validator(tmp_pat
 
 def test_the_cli_copies_of_library_defaults_agree_with_the_library():
     from registry.compose.engine import DEFAULT_MAX_SHARD_SIZE
-    from registry.elements.publish import DEFAULT_BATCH_SIZE, KINDS
+    from registry.publish.claims import DEFAULT_BATCH_SIZE, KINDS
 
     assert elements_cmd.DEFAULT_BATCH_SIZE == DEFAULT_BATCH_SIZE
     assert set(elements_cmd.KIND_NAMES) == set(KINDS)

@@ -12,7 +12,7 @@ import pytest
 
 from registry.chain.devnet import free_port
 from registry.cli import main
-from registry.elements.safetensors_format import write_safetensors
+from registry.formats.safetensors import write_safetensors
 from tests.cli_support import DEV_ADDRESSES, DEV_KEYS, DevnetProcess, elements
 from tests.publish_support import MODEL
 from tests.test_cli_help import PATHS, command_paths

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from registry.elements.content_id import content_id
+from registry.formats.content_id import content_id
 from tests.publish_support import MODEL, MODEL_CONTENT_ID
 from tests.test_cli_jobs import ADDRESSES, KEYS, devnet, elements, one_line_error  # noqa: F401 (fixture)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from registry.cli import main
-from registry.elements.content_id import content_id
+from registry.formats.content_id import content_id
 from tests.compose_support import MODEL, leftovers, reassembly_recipe
 
 ORIGINAL_ID = str(content_id(MODEL / "model.safetensors"))

@@ -18,9 +18,9 @@ from registry.compose.chain_source import ChainElementSource, assemble_compositi
 from registry.compose.engine import assemble, inspect_recipe
 from registry.compose.nested import CompositionElement, NestingError, open_composition
 from registry.compose.plan import CheckedPlan, CompositionIntegrityError, CopyPlan
-from registry.compose.recipe import RecipeError, parse_recipe
+from registry.formats.recipe import RecipeError, parse_recipe
 from registry.compose.sources import LocalElementSource
-from registry.elements.content_id import content_id, file_content_id
+from registry.formats.content_id import content_id, file_content_id
 from registry.storage.blockstore import BlockStore
 from tests.compose_support import read_tensors, write_element, write_file_element
 from tests.nested_support import (
@@ -202,7 +202,7 @@ def test_a_derived_tensor_that_is_not_what_the_table_says_fails_before_it_comple
     # A table whose digest for layer.0.w is another tensor's: consistent with its own content id.
     from dataclasses import replace
 
-    from registry.elements.content_id import Manifest, TensorEntry
+    from registry.formats.content_id import Manifest, TensorEntry
     from registry.digest import parse_bytes32
 
     rows = [replace(t, digest=honest.tensors[0].digest) if t.name == "layer.0.w" else t for t in honest.tensors]

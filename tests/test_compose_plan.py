@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from registry.compose.engine import assemble
-from registry.compose.recipe import RecipeError, parse_recipe
+from registry.formats.recipe import RecipeError, parse_recipe
 from registry.compose.sources import LocalElementSource
 from tests.compose_support import (
     f32,

@@ -1,7 +1,7 @@
 """Conventions of the codebase, enforced by a test rather than by a reviewer (STYLE.md).
 
-- imports point down only: cli -> provenance -> compose -> elements -> chain -> storage ->
-  digest; ``registry.errors``, ``registry.config``, ``registry.limits`` and the package root sit
+- imports point down only: cli -> provenance -> publish -> compose -> records -> chain ->
+  storage -> formats -> digest; ``registry.errors``, ``registry.config``, ``registry.limits`` and the package root sit
   below every layer;
 - every environment variable is read in ``registry/config.py`` and nowhere else;
 - every public module lists its API in ``__all__``, and every name listed exists;
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "registry"
 
 #: Bottom up; a module may import its own layer and the layers below it.
-LAYERS = ["digest", "storage", "chain", "elements", "compose", "provenance", "cli", "__main__"]
+LAYERS = ["digest", "formats", "storage", "chain", "records", "compose", "publish", "provenance", "cli", "__main__"]
 #: Importable by every layer, and importing none above the base: module -> reason.
 BASE = {
     "registry": "the package root: the version",
@@ -41,13 +41,7 @@ BASE = {
 }
 
 #: Upward imports that are deliberate injection points: (importer, imported) -> reason.
-UPWARD_IMPORTS = {
-    ("registry.elements.resolve", "registry.compose.recipe"): (
-        "Resolver's default recipe_parser: recipes are specified in the compose layer, the resolver "
-        "checks composition records' documents with it (a caller may inject its own parser), and it "
-        "is imported only when a composition is met"
-    ),
-}
+UPWARD_IMPORTS: dict[tuple[str, str], str] = {}
 
 #: Modules that may read the environment: the one place configuration is read.
 ENVIRONMENT_READERS = {"registry.config"}

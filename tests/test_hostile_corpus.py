@@ -28,9 +28,9 @@ from registry.chain.errors import RpcUnavailableError
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.cli import main
-from registry.elements.publish import store_document
-from registry.elements.resolve import Resolver
-from registry.elements.safetensors_format import write_safetensors
+from registry.publish.claims import store_document
+from registry.records.resolve import Resolver
+from registry.formats.safetensors import write_safetensors
 from registry.errors import ElementsError, ServiceError
 from registry.provenance.verify import VerifyOptions, verify_model
 from registry.storage.blockstore import BlockStore

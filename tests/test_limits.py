@@ -57,8 +57,9 @@ def test_the_docs_list_every_limit_with_its_value():
 
 
 def test_the_modules_own_constants_are_the_limits():
-    from registry.elements import resolve, safetensors_format
-    from registry.provenance import documents
+    from registry.formats import safetensors as safetensors_format
+    from registry.records import resolve
+    from registry.records import documents
     from registry.storage import car, gateway, unixfs
 
     assert car.MAX_HEADER == CAR_HEADER_BYTES and car.MAX_SECTION == BLOCK_BYTES and gateway.MAX_BLOCK == BLOCK_BYTES

@@ -13,8 +13,8 @@ import pytest
 from registry.provenance.verify import TENSOR_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["registry.provenance", "registry.provenance.verify", "registry.provenance.documents",
-           "registry.provenance.licensing", "registry.provenance.index", "registry.provenance.report",
+MODULES = ["registry.provenance", "registry.provenance.verify", "registry.records.documents",
+           "registry.records.licensing", "registry.provenance.index", "registry.provenance.report",
            "registry.provenance.bom"]
 DOC = (ROOT / "docs" / "provenance.md").read_text()
 
@@ -33,7 +33,7 @@ def test_provenance_imports_only_lower_layers(path):
             if node.module is None:  # from .. import __version__
                 assert [a.name for a in node.names] == ["__version__"], path.name
             else:
-                assert node.module.split(".")[0] in {"compose", "elements", "chain", "storage", "digest", "errors", "config", "limits"}, \
+                assert node.module.split(".")[0] in {"publish", "compose", "records", "chain", "storage", "formats", "digest", "errors", "config", "limits"}, \
                     f"{path.name} imports registry.{node.module}"
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("registry."):
             assert not node.module.startswith("registry.cli"), path.name

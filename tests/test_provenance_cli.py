@@ -21,7 +21,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from registry.chain.devnet import Anvil
 from registry.chain.network import anvil_dev_accounts
 from registry.cli import main
-from registry.elements.content_id import content_id
+from registry.formats.content_id import content_id
 from tests.provenance_support import MODEL, WEIGHTS, changed_weights
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ import safetensors.numpy
 
 from registry.chain.licenses import INHERITS_NON_COMMERCIAL
 from registry.chain.registry import Kind, RecordInput, Registry
-from registry.compose.recipe import parse_recipe
-from registry.elements.content_id import content_id
-from registry.elements.publish import publish_elements, store_document
-from registry.elements.split import split_model
+from registry.formats.recipe import parse_recipe
+from registry.formats.content_id import content_id
+from registry.publish.claims import publish_elements, store_document
+from registry.formats.split import split_model
 from registry.errors import InputError, NotFoundError
 from registry.provenance.verify import VerifyOptions, read_model, verify_model
 from registry.storage.blockstore import BlockStore

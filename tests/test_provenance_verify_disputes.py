@@ -12,7 +12,7 @@ import json
 import pytest
 
 from registry.compose.chain_source import assemble_composition
-from registry.elements.resolve import Resolver
+from registry.records.resolve import Resolver
 from registry.errors import InputError
 from registry.provenance.bom import bom_json
 from registry.provenance.verify import Verifier, VerifyOptions, verify_model

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from registry.compose.chain_source import assemble_composition
 from registry.compose.plan import CompositionIntegrityError
-from registry.provenance.documents import Documents
+from registry.records.documents import Documents
 from registry.provenance.index import ElementIndex
 from registry.provenance.report import render
 from registry.provenance.verify import VerifyOptions, verify_model
@@ -166,7 +166,7 @@ def read_tensors_entry(directory: Path, name: str) -> bytes:
 
 
 def _entries(directory: Path):
-    from registry.elements.content_id import manifest_of
+    from registry.formats.content_id import manifest_of
 
     return manifest_of(directory / "model.safetensors").entries
 
@@ -199,7 +199,7 @@ def test_a_nested_table_that_lies_about_a_derived_tensor_is_refused_by_assemble_
     from dataclasses import replace
 
     from registry.digest import parse_bytes32
-    from registry.elements.content_id import Manifest, TensorEntry
+    from registry.formats.content_id import Manifest, TensorEntry
 
     mallory = story.base.with_account(funded_account(story.base.chain))
     honest = story.carol_model.recipe

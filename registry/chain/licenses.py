@@ -28,7 +28,7 @@ for each parent, in ascending id order::
 A record that inherits non-commercial is itself non-commercial, and one that inherits share-alike
 is under exactly the term set that restriction requires, so the parent's own licence names what an
 inherited restriction requires. The same function decides for the client's checks before sending
-(:meth:`registry.chain.Registry.check_publish`, ``registry.elements.resolve``) and for ``verify``
+(:meth:`registry.chain.Registry.check_publish`, ``registry.records.resolve``) and for ``verify``
 over a whole ancestry (:func:`inherited_restrictions`); it raises the exceptions the chain's errors
 decode into.
 """

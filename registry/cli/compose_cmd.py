@@ -110,7 +110,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..elements.split import split_model
+    from ..formats.split import split_model
 
     with progress(settings, "splitting") as report:
         result = split_model(args.model, args.out, by=args.by, rules=args.rule, force=args.force, progress=report)
@@ -131,7 +131,7 @@ def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.engine import assemble, inspect_recipe, parse_size
-    from ..compose.recipe import load_recipe
+    from ..formats.recipe import load_recipe
     from ..compose.sources import LocalElementSource
 
     recipe = load_recipe(Path(args.recipe))
@@ -162,7 +162,7 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..compose.publish import publish_composition
+    from ..publish.model import publish_composition
     from .elements_cmd import _print_report, commit_reveal_for, session
 
     if args.out and args.dry_run:
@@ -189,7 +189,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import assemble_composition
     from ..compose.engine import parse_size
-    from ..elements.disputes import block_text
+    from ..records.disputes import block_text
     from .elements_cmd import session, warn_disputes
 
     max_shard_size = parse_size(args.max_shard_size)

@@ -160,10 +160,10 @@ def run_story(source: Path, work: Path, show: bool) -> Story:
 
     from ..chain import Registry, connect
     from ..compose.chain_source import assemble_composition
-    from ..compose.publish import publish_composition, publish_model
-    from ..compose.recipe import load_recipe
-    from ..elements.publish import publish_elements
-    from ..elements.resolve import Resolver
+    from ..publish.model import publish_composition, publish_model
+    from ..formats.recipe import load_recipe
+    from ..publish.claims import publish_elements
+    from ..records.resolve import Resolver
     from ..provenance.report import render
     from ..provenance.verify import VerifyOptions, verify_model
     from ..storage.blockstore import BlockStore
@@ -491,7 +491,7 @@ def _write_lora_adapter(path: Path, base, resolver) -> None:
     """A deterministic PEFT-format adapter for query/value of the six layers (seeded numbers)."""
     import numpy as np
 
-    from ..elements.safetensors_format import write_safetensors
+    from ..formats.safetensors import write_safetensors
 
     rng = np.random.default_rng(LORA_SEED)
     tensors = {}

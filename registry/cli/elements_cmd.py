@@ -1,8 +1,8 @@
 """Element commands: ``id`` (content ids); publishing (``publish``, ``publish-model``, ``relay``,
 ``add-license``, ``keys``); reading (``resolve``, ``show``, ``ls``).
 
-The commands are thin: the work is in :mod:`registry.elements.publish`,
-:mod:`registry.elements.resolve`, :mod:`registry.compose.publish` and :mod:`registry.chain.keystore`.
+The commands are thin: the work is in :mod:`registry.publish.claims`,
+:mod:`registry.records.resolve`, :mod:`registry.publish.model` and :mod:`registry.chain.keystore`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from ..errors import ElementsError, InputError, IntegrityError
 from ._app import Result, add_command, add_commit_reveal_option, add_group, progress, progress_bars
 
 if TYPE_CHECKING:
-    from ..elements.commit_reveal import CommitReveal
-    from ..elements.publish import PublishReport
+    from ..publish.commit_reveal import CommitReveal
+    from ..publish.claims import PublishReport
 
 # Each handler imports what it runs: `elements id` hashes with blake3 and never loads the chain
 # stack (web3, eth-account: over a second), and `--help` loads no command's implementation.
-# The two values argparse needs up front are copies of registry.elements.publish's DEFAULT_BATCH_SIZE
+# The two values argparse needs up front are copies of registry.publish.claims's DEFAULT_BATCH_SIZE
 # and KINDS (tests/test_cli_imports.py checks they agree).
 DEFAULT_BATCH_SIZE = 50
 KIND_NAMES = ("element", "adapter", "file", "composition")
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_id(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..elements.content_id import directory_ids, file_content_id, is_weights_path, manifest_of
+    from ..formats.content_id import directory_ids, file_content_id, is_weights_path, manifest_of
 
     path = Path(args.path)
     if not path.exists():
@@ -243,7 +243,7 @@ def commit_reveal_default(settings: Settings, chain) -> bool:
     there), else on."""
     if chain.is_memory:
         return False
-    from ..elements.commit_reveal import is_loopback
+    from ..publish.commit_reveal import is_loopback
 
     entry = settings.file.get("networks", {}).get(settings.network) if settings.network else None
     if isinstance(entry, dict) and isinstance(entry.get("commit_reveal"), bool):
@@ -253,7 +253,7 @@ def commit_reveal_default(settings: Settings, chain) -> bool:
 
 def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, bars) -> CommitReveal | None:
     """The commit-reveal options of a publishing command, or None to publish directly."""
-    from ..elements.commit_reveal import CommitReveal
+    from ..publish.commit_reveal import CommitReveal
 
     wanted = getattr(args, "commit_reveal", None)
     if wanted is None:
@@ -267,7 +267,7 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
 def session(settings: Settings, *, write: bool = False):
     """The registry (bound to the configured key when ``write``), the sources, a resolver."""
     from ..chain.session import open_registry
-    from ..elements.resolve import Resolver
+    from ..records.resolve import Resolver
     from ..storage.fetch import Sources
 
     registry = open_registry(settings, write=write)
@@ -326,7 +326,7 @@ def _print_report(report: PublishReport, what: str = "record") -> None:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     if args.sign_only and args.dry_run:
         raise InputError("--sign-only and --dry-run exclude each other")
-    from ..elements.publish import publish_elements
+    from ..publish.claims import publish_elements
 
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
@@ -341,7 +341,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, settings: Settings) -> Result:
-    from ..elements.publish import sign_elements, write_signed
+    from ..publish.claims import sign_elements, write_signed
 
     committed = args.commit_reveal if args.commit_reveal is not None else commit_reveal_default(settings, registry.chain)
     claims, signed = sign_elements(
@@ -365,7 +365,7 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, sett
 
 
 def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> Result:
-    from ..elements.publish import write_signed
+    from ..publish.claims import write_signed
 
     if signed is None:
         data = {"file": None, "publisher": registry.account.address, "signed": [], "already_present": len(claims)}
@@ -387,7 +387,7 @@ def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> 
 
 
 def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..compose.publish import publish_model
+    from ..publish.model import publish_model
 
     with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
         report = publish_model(
@@ -409,7 +409,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..elements.publish import load_signed, relay_signed
+    from ..publish.claims import load_signed, relay_signed
 
     document = load_signed(args.file)
     with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars:
@@ -517,7 +517,7 @@ def _describe(node) -> str:
 
 
 def _line(node) -> str:
-    from ..elements.disputes import block_text
+    from ..records.disputes import block_text
 
     r = node.record
     flags = (" YANKED" if r.yanked else "") + (" DISPUTED" if node.disputes else "")
@@ -587,7 +587,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.licenses import describe_flags
-    from ..elements.resolve import ResolvedRecord
+    from ..records.resolve import ResolvedRecord
 
     with session(settings) as (registry, _, resolver):
         records = resolver.lookup(args.hash)
@@ -645,8 +645,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
     from eth_utils import to_checksum_address
 
-    from ..elements.publish import KINDS
-    from ..elements.resolve import ResolvedRecord
+    from ..publish.claims import KINDS
+    from ..records.resolve import ResolvedRecord
 
     with session(settings) as (registry, _, resolver):
         if args.publisher:

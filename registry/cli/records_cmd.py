@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from ..config import Settings
-from ..elements.safetensors_format import tensor_nbytes
+from ..formats.safetensors import tensor_nbytes
 from ..errors import InputError, NotFoundError
 from ..storage.scratch import make_area
 from ._app import Result, add_command, add_commit_reveal_option, progress_bars
@@ -72,9 +72,9 @@ def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import choose_composition
     from ..compose.delta import make_delta
-    from ..compose.publish import publish_composition
-    from ..compose.recipe import with_record_ids
-    from ..elements.publish import publish_elements
+    from ..publish.model import publish_composition
+    from ..formats.recipe import with_record_ids
+    from ..publish.claims import publish_elements
     from .elements_cmd import commit_reveal_for, session
 
     finetuned = Path(args.finetuned)

@@ -119,7 +119,7 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_car_export(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..elements.resolve import parse_hash
+    from ..records.resolve import parse_hash
     from ..storage.fetch import Sources
 
     kind, _ = parse_hash(args.hash) if args.hash.strip()[:2].lower() == "0x" else ("cid", b"")
@@ -164,8 +164,8 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
     """The DAGs behind a record id or content id: every record of its graph (the claims and their
     ancestors), each record's document (manifest or recipe) and each element's data file."""
     from ..chain.session import open_registry
-    from ..elements.content_id import Manifest
-    from ..elements.resolve import Resolver
+    from ..formats.content_id import Manifest
+    from ..records.resolve import Resolver
 
     graph = Resolver(open_registry(settings), sources).graph(hash_, documents=True)
     roots: dict[str, CID] = {}

@@ -26,13 +26,13 @@ from typing import Any, Callable, Sequence
 
 from ..chain.registry import Kind, Record, kind_name, to_bytes32
 from ..digest import to_hex
-from ..elements.content_id import Manifest
-from ..elements.disputes import Dispute
-from ..elements.resolve import Graph, ResolvedRecord, Resolver
+from ..formats.content_id import Manifest
+from ..records.disputes import Dispute
+from ..records.resolve import Graph, ResolvedRecord, Resolver
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.scratch import make_area
 from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, assemble
-from .recipe import InputRef, Recipe, RecipeError
+from ..formats.recipe import InputRef, Recipe, RecipeError
 from .sources import ElementIntegrityError, ElementNotFound, ElementSource
 
 __all__ = ["ChainElementSource", "AssembledComposition", "NotAComposition", "choose_composition", "assemble_composition"]
@@ -255,7 +255,7 @@ def assemble_composition(
     :class:`OutputMismatch`, and nothing is left in ``out_dir``); ``elements-provenance.json``
     names the composition record, the chain id and the registry, and every dispute of the
     composition or its elements (an earlier claim of the same content by another publisher
-    under stricter terms, :mod:`registry.elements.disputes`), whose terms apply.
+    under stricter terms, :mod:`registry.records.disputes`), whose terms apply.
 
     Raises:
         HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,

@@ -10,9 +10,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..elements.content_id import Manifest, tensor_entries, tensor_set_content_id
-from ..elements.safetensors_format import open_tensors, read_checkpoint, write_safetensors
-from .recipe import InputRef, OutputSpec, OutputTensor, Override, Recipe, RecipeError, check_relative_path
+from ..formats.content_id import Manifest, tensor_entries, tensor_set_content_id
+from ..formats.safetensors import open_tensors, read_checkpoint, write_safetensors
+from ..formats.recipe import InputRef, OutputSpec, OutputTensor, Override, Recipe, RecipeError, check_relative_path
 
 __all__ = ["make_delta"]
 

@@ -37,12 +37,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..digest import Bytes32, blake3_hasher
-from ..elements.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
-from ..elements.safetensors_format import build_header
+from ..formats.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
+from ..formats.safetensors import build_header
 from ..errors import InputError, IntegrityError
 from ..limits import MODEL_JSON_BYTES, LimitExceeded, NotJSON, check_output_path, loads_json, temporary_name
 from .plan import CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
-from .recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, RecipeLimitError, load_recipe
+from ..formats.recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError, RecipeLimitError, load_recipe
 from .sources import ElementSource, FileElement, TensorElement
 
 __all__ = [

@@ -45,12 +45,12 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from ..digest import parse_bytes32
-from ..elements.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
+from ..formats.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
 from ..errors import ElementsError
 from ..limits import COMPOSITION_NESTING
 from .ops import storage_dtype
 from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
-from .recipe import InputRef, Recipe, RecipeError
+from ..formats.recipe import InputRef, Recipe, RecipeError
 from .sources import ElementIntegrityError, ElementSource, FileElement, TensorElement
 
 __all__ = [

@@ -24,12 +24,12 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from ..digest import Bytes32, blake3_hasher
-from ..elements.content_id import TensorEntry, tensor_set_content_id
-from ..elements.safetensors_format import tensor_nbytes
+from ..formats.content_id import TensorEntry, tensor_set_content_id
+from ..formats.safetensors import tensor_nbytes
 from ..errors import IntegrityError
 from ..limits import MODEL_JSON_BYTES, PLAN_WORK, TENSORS, LimitExceeded, NotJSON, loads_json
 from . import ops
-from .recipe import (
+from ..formats.recipe import (
     Cast,
     Linear,
     Lora,

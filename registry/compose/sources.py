@@ -31,12 +31,12 @@ from typing import Iterator
 import numpy as np
 
 from ..digest import blake3_hasher
-from ..elements.content_id import FILE_DOMAIN, Manifest, ManifestError, bytes_content_id, file_content_id, manifest_of
-from ..elements.safetensors_format import read_header
+from ..formats.content_id import FILE_DOMAIN, Manifest, ManifestError, bytes_content_id, file_content_id, manifest_of
+from ..formats.safetensors import read_header
 from ..errors import IntegrityError, NotFoundError
 from ..limits import MODEL_JSON_BYTES
 from .ops import storage_dtype
-from .recipe import InputRef, Recipe, RecipeError, RecipeLimitError, load_recipe
+from ..formats.recipe import InputRef, Recipe, RecipeError, RecipeLimitError, load_recipe
 
 __all__ = [
     "ElementSource",

@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..chain.registry import Record, Registry
-from ..compose.recipe import Recipe
-from ..elements.content_id import Manifest, TensorEntry
+from ..formats.recipe import Recipe
+from ..formats.content_id import Manifest, TensorEntry
 from ..errors import NotFoundError, ServiceError
-from .documents import DocumentError, Documents
+from ..records.documents import DocumentError, Documents
 
 __all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "index_path"]
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from ..elements.disputes import block_text
+from ..records.disputes import block_text
 from .verify import AncestorNode, ClaimCheck, DisputeCheck, FileResult, Report, TensorResult
 
 __all__ = ["render", "MAX_TENSOR_LINES"]

@@ -25,7 +25,7 @@
    yanked records are reported, and every child/parent licence rule is checked off-chain;
    every claim of each record's content is read (one call for the whole ancestry) and a record
    that copies content another publisher claimed earlier under stricter terms is **disputed**
-   (:mod:`registry.elements.disputes`): the earlier claim's terms join the effective licence;
+   (:mod:`registry.records.disputes`): the earlier claim's terms join the effective licence;
 5. decides: the earliest claim (by priority) that verifies, is trusted (when a trust set is
    given), has no yanked ancestor (unless ``allow_yanked``), breaks no licence and has no
    dispute the user did not accept (``accept_disputed``, or the earlier publisher trusted) is
@@ -54,23 +54,23 @@ from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
 from ..compose.engine import PROVENANCE_NAME, patched_json
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition
 from ..compose.plan import CompositionIntegrityError, CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
-from ..compose.recipe import InputRef, Recipe, RecipeError
+from ..formats.recipe import InputRef, Recipe, RecipeError
 from ..compose.sources import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher, to_hex
-from ..elements.content_id import (
+from ..formats.content_id import (
     Manifest,
     TensorEntry,
     bytes_content_id,
     directory_ids,
     manifest_of,
 )
-from ..elements.disputes import Dispute, block_text, find_disputes, priority_key
-from ..elements.resolve import Resolver
-from ..elements.safetensors_format import INDEX_SUFFIX
+from ..records.disputes import Dispute, block_text, find_disputes, priority_key
+from ..records.resolve import Resolver
+from ..formats.safetensors import INDEX_SUFFIX
 from ..errors import ElementsError, InputError, NotFoundError, ServiceError, UnsafeFileError
 from ..storage.fetch import Sources
-from .documents import DocumentError, Documents
-from .licensing import EffectiveLicense, effective_license
+from ..records.documents import DocumentError, Documents
+from ..records.licensing import EffectiveLicense, effective_license
 
 __all__ = [
     "REPORT_FORMAT",

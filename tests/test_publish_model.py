@@ -1,4 +1,4 @@
-"""publish-model and compose (registry.compose.publish) with the real all-MiniLM-L6-v2, then assembly
+"""publish-model and compose (registry.publish.model) with the real all-MiniLM-L6-v2, then assembly
 by hash (registry.compose.chain_source), on the in-process chain and on anvil."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from registry.chain.errors import CommercialUseNotAllowedError, DerivativesNotAl
 from registry.chain.licenses import INHERITS_NON_COMMERCIAL
 from registry.chain.registry import Kind, RecordInput
 from registry.compose.chain_source import assemble_composition
-from registry.compose.publish import publish_composition, publish_model
-from registry.compose.recipe import RecipeError, load_recipe
-from registry.elements.publish import TooManyParentsError, element_claim, prepare_element, publish_claims
-from registry.elements.resolve import Resolver
-from registry.elements.split import split_model
+from registry.publish.model import publish_composition, publish_model
+from registry.formats.recipe import RecipeError, load_recipe
+from registry.publish.claims import TooManyParentsError, element_claim, prepare_element, publish_claims
+from registry.records.resolve import Resolver
+from registry.formats.split import split_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from tests.compose_support import three_layer_steps

@@ -55,8 +55,8 @@ from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
 from ..storage.unixfs import add_file
 from .commit_reveal import SALT_BYTES, CommitReveal, clear_stale, publish_committed, wait_for_block
-from .content_id import Manifest, manifest_of
-from .safetensors_format import INDEX_SUFFIX
+from ..formats.content_id import Manifest, manifest_of
+from ..formats.safetensors import INDEX_SUFFIX
 
 __all__ = [
     "KINDS",
@@ -681,7 +681,7 @@ def publish_claims(
         batch_size: claims per publishBatch transaction.
         on_transaction: called after each mined transaction (progress).
         upload_progress: ``progress(bytes_done, bytes_total)`` of the upload into Kubo.
-        commit_reveal: publish each batch through a commitment (:mod:`registry.elements.commit_reveal`):
+        commit_reveal: publish each batch through a commitment (:mod:`registry.publish.commit_reveal`):
             commit, wait for a later block, reveal; the records' priority block is the commitment's.
             An interrupted run resumes from the commitment it left.
 
@@ -744,7 +744,7 @@ def element_claims(
     """Check the licence and parents, prepare the files (into ``store``) and make their claims.
 
     The licence is checked against every ancestor of the parents (with ``resolver``, a
-    :class:`registry.elements.resolve.Resolver`; else against the parents, as the contract does,
+    :class:`registry.records.resolve.Resolver`; else against the parents, as the contract does,
     when the claims are planned) before anything is stored. ``progress(bytes_done, bytes_total)``
     follows the hashing of every file (content id and CID: twice the files' bytes).
 
@@ -767,7 +767,7 @@ def element_claims(
         if not exists:
             raise make_error("UnknownParent", {"parentId": to_hex(parent)})
     if parent_ids and resolver is not None:
-        from .resolve import check_license_against_ancestors
+        from ..records.resolve import check_license_against_ancestors
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)

@@ -1,4 +1,4 @@
-"""Resolving hashes and record graphs (registry.elements.resolve): round trips per level, claims in
+"""Resolving hashes and record graphs (registry.records.resolve): round trips per level, claims in
 order, documents checked, lying nodes and lying documents refused."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
-from registry.elements.content_id import Manifest
-from registry.elements.publish import element_claim, prepare_element, publish_claims, store_document
-from registry.elements.resolve import DocumentError, HashNotFound, Resolver, parse_hash
+from registry.formats.content_id import Manifest
+from registry.publish.claims import element_claim, prepare_element, publish_claims, store_document
+from registry.records.resolve import DocumentError, HashNotFound, Resolver, parse_hash
 from registry.errors import InputError, IntegrityError, NotFoundError
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
@@ -138,7 +138,7 @@ def test_a_composition_whose_recipe_builds_other_weights_is_refused(registry, st
         "output": {"content_id": "0x" + element.content_id.hex()},
         "steps": [{"from": ["x"], "op": "take"}],
     }
-    from registry.compose.recipe import load_recipe
+    from registry.formats.recipe import load_recipe
 
     cid = store_document(load_recipe(recipe).canonical_json(), store)
     wrong = RecordInput(b"\7" * 32, str(cid), 2, Kind.COMPOSITION, [leaf.claim.record_id])

@@ -57,7 +57,7 @@ from ..chain.registry import (
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
-from .content_id import Manifest
+from ..formats.content_id import Manifest
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
 
 __all__ = [
@@ -144,7 +144,7 @@ class ResolvedRecord:
         depth: edges from the nearest root.
         document_error: why the document is missing or wrong (non-strict resolution only).
         disputes: earlier claims of its content by other publishers under stricter terms
-            (:mod:`registry.elements.disputes`; filled by :meth:`Graph.add_disputes`; ``None``:
+            (:mod:`registry.records.disputes`; filled by :meth:`Graph.add_disputes`; ``None``:
             not checked).
     """
 
@@ -364,7 +364,7 @@ class Resolver:
 
     def disputes(self, records: Iterable[Record]) -> dict[bytes, list[Dispute]]:
         """The disputes of ``records``: for each, the earlier claims of its content by other
-        publishers under stricter terms (:func:`registry.elements.disputes.find_disputes`).
+        publishers under stricter terms (:func:`registry.records.disputes.find_disputes`).
 
         Reads every claim of their content ids (:meth:`claims_of`) and the licences they name.
         Returns ``{record id: [Dispute, ...]}`` for the disputed ones only.
@@ -793,7 +793,7 @@ class Resolver:
         if self._recipe_parser is None:
             # Recipes are specified in the compose layer; it is imported only when a composition
             # is met (the elements layer does not otherwise depend on it).
-            from ..compose.recipe import parse_recipe
+            from ..formats.recipe import parse_recipe
 
             self._recipe_parser = parse_recipe
         return self._recipe_parser(document)

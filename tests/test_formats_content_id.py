@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 from registry.digest import Bytes32
-from registry.elements import content_id as cid_module
-from registry.elements.content_id import (
+from registry.formats import content_id as cid_module
+from registry.formats.content_id import (
     FILE_DOMAIN,
     TENSORS_DOMAIN,
     ContentIdMismatch,
@@ -35,7 +35,7 @@ from registry.elements.content_id import (
     tensor_entries_of_data,
     tensor_set_content_id,
 )
-from registry.elements.safetensors_format import DuplicateTensorError, dtype_of_numpy, write_safetensors
+from registry.formats.safetensors import DuplicateTensorError, dtype_of_numpy, write_safetensors
 from registry.errors import InputError, IntegrityError
 
 ROOT = Path(__file__).resolve().parents[1]

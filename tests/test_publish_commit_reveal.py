@@ -1,4 +1,4 @@
-"""Commit-reveal publishing from the client (registry.elements.commit_reveal): the records carry
+"""Commit-reveal publishing from the client (registry.publish.commit_reveal): the records carry
 their commitment's block as priority block, one commitment covers a whole publish-model, and a
 publish interrupted between commit and reveal resumes from the salt it kept (or replaces an
 expired commitment). The interruptions are real: a proxy that cuts the JSON-RPC connection after
@@ -13,9 +13,9 @@ import pytest
 from registry.chain import COMMITMENT_EXPIRY, Registry, connect
 from registry.chain.errors import RpcUnavailableError
 from registry.chain.network import anvil_dev_accounts
-from registry.compose.publish import publish_model
-from registry.elements.commit_reveal import CommitReveal, load_pending, pending_path, publish_committed
-from registry.elements.publish import (
+from registry.publish.model import publish_model
+from registry.publish.commit_reveal import CommitReveal, load_pending, pending_path, publish_committed
+from registry.publish.claims import (
     SignedCommitment,
     load_signed,
     publish_elements,
@@ -23,7 +23,7 @@ from registry.elements.publish import (
     sign_elements,
     write_signed,
 )
-from registry.elements.split import split_model
+from registry.formats.split import split_model
 from registry.errors import InputError
 from registry.storage.blockstore import BlockStore
 from tests.publish_support import MODEL, DroppingProxy, funded_account

@@ -20,7 +20,7 @@ it lives under a root that holds layers, else to its top-level component. That g
 by regex instead (first rule whose regex is found in the name wins; NAME may use ``\\1``).
 
 This module sits in the elements layer, below compose, so it writes the recipe as a plain JSON
-document (the format is specified in ``docs/recipes.md``; ``registry.compose.recipe`` parses it).
+document (the format is specified in ``docs/recipes.md``; ``registry.formats.recipe`` parses it).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 from ..errors import InputError
 from ..limits import check_output_path, temporary_name
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
-from .safetensors_format import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint, write_safetensors
+from .safetensors import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint, write_safetensors
 
 __all__ = [
     "RECIPE_FORMAT",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from registry.compose import recipe as recipe_module
-from registry.compose.recipe import (
+from registry.formats import recipe as recipe_module
+from registry.formats.recipe import (
     FORMAT,
     Linear,
     Lora,
@@ -19,7 +19,7 @@ from registry.compose.recipe import (
     parse_recipe,
     with_record_ids,
 )
-from registry.elements.content_id import bytes_content_id
+from registry.formats.content_id import bytes_content_id
 from registry.errors import InputError
 
 A = "0x" + "aa" * 32
@@ -234,10 +234,11 @@ def test_output_table_round_trips_and_sorts():
 def test_every_public_name_of_the_compose_modules_exists():
     import importlib
 
-    for module_name in ["recipe", "ops", "sources", "plan", "engine", "delta"]:
-        module = importlib.import_module(f"registry.compose.{module_name}")
+    for module_name in ["registry.formats.recipe", "registry.compose.ops", "registry.compose.sources",
+                        "registry.compose.plan", "registry.compose.engine", "registry.compose.delta"]:
+        module = importlib.import_module(module_name)
         assert module.__all__, module_name
         missing = [name for name in module.__all__ if not hasattr(module, name)]
-        assert missing == [], f"registry.compose.{module_name}: {missing}"
-    split = importlib.import_module("registry.elements.split")
+        assert missing == [], f"{module_name}: {missing}"
+    split = importlib.import_module("registry.formats.split")
     assert [name for name in split.__all__ if not hasattr(split, name)] == []

@@ -1,4 +1,4 @@
-"""Resolving compositions built on compositions (registry.elements.resolve): the graph follows a
+"""Resolving compositions built on compositions (registry.records.resolve): the graph follows a
 composition input (it is a parent) down to the elements, the tree prints each record once and
 marks every repeat, and a recipe that uses a composition record as an element (or an element
 as a composition) is a document error."""
@@ -10,8 +10,8 @@ import pytest
 from registry.chain.devnet import Anvil
 from registry.chain.registry import Registry
 from registry.cli.elements_cmd import _print_tree
-from registry.compose.recipe import Recipe
-from registry.elements.resolve import DocumentError
+from registry.formats.recipe import Recipe
+from registry.records.resolve import DocumentError
 from registry.storage.blockstore import BlockStore
 from tests.nested_support import CAROL_LICENSE, compose_as, composition_input, publish_raw_composition, publish_story
 from tests.publish_support import CountingProvider, funded_account

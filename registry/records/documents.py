@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ..chain.registry import Record
-from ..compose.recipe import FORMAT as RECIPE_FORMAT
-from ..compose.recipe import Recipe, parse_recipe
+from ..formats.recipe import FORMAT as RECIPE_FORMAT
+from ..formats.recipe import Recipe, parse_recipe
 from ..digest import to_hex
-from ..elements.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
-from ..elements.resolve import DocumentError as ResolveDocumentError
-from ..elements.resolve import load_document
+from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
+from .resolve import DocumentError as ResolveDocumentError
+from .resolve import load_document
 from ..errors import InputError, IntegrityError
 from ..limits import DOCUMENT_BYTES
 from ..storage.fetch import Sources
@@ -42,7 +42,7 @@ MAX_DOCUMENT_BYTES = DOCUMENT_BYTES
 
 class DocumentError(ResolveDocumentError):
     """A record's document is malformed or does not describe the content the record claims
-    (the resolver's :class:`~registry.elements.resolve.DocumentError`, raised by verification)."""
+    (the resolver's :class:`~registry.records.resolve.DocumentError`, raised by verification)."""
 
 
 def record_label(record: Record) -> str:

@@ -26,9 +26,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
 from ..digest import parse_bytes32
-from ..elements.content_id import TensorEntry, bytes_content_id
-from ..elements.content_id import canonical_json as encode_canonical_json
-from ..elements.safetensors_format import tensor_nbytes
+from .content_id import TensorEntry, bytes_content_id
+from .content_id import canonical_json as encode_canonical_json
+from .safetensors import tensor_nbytes
 from ..errors import InputError
 from ..limits import (
     DOCUMENT_BYTES,
@@ -121,7 +121,7 @@ def _shown(value: Any) -> str:
 
 
 def canonical_json(value: Any) -> bytes:
-    """Canonical JSON bytes (:func:`registry.elements.content_id.canonical_json`: sorted keys, no
+    """Canonical JSON bytes (:func:`registry.formats.content_id.canonical_json`: sorted keys, no
     whitespace, UTF-8, shortest round-trip floats), refusing NaN and infinities by where they are.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Publishing element files (registry.elements.publish) with the real all-MiniLM-L6-v2, on the
+"""Publishing element files (registry.publish.claims) with the real all-MiniLM-L6-v2, on the
 in-process chain and on a real anvil."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from registry.chain.errors import (
     UnknownParentError,
 )
 from registry.chain.registry import Kind
-from registry.elements.content_id import Manifest, content_id, file_content_id
-from registry.elements.publish import (
+from registry.formats.content_id import Manifest, content_id, file_content_id
+from registry.publish.claims import (
     UnknownLicenseName,
     element_claim,
     load_signed,
@@ -28,9 +28,9 @@ from registry.elements.publish import (
     sign_claims,
     write_signed,
 )
-from registry.elements.resolve import Resolver
-from registry.elements.safetensors_format import SafetensorsError
-from registry.elements.split import split_model
+from registry.records.resolve import Resolver
+from registry.formats.safetensors import SafetensorsError
+from registry.formats.split import split_model
 from registry.errors import InputError, UnsafeFileError
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources

@@ -32,7 +32,7 @@ from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, h
 from ..digest.hashing import hash_mapped_region
 from ..errors import InputError, IntegrityError
 from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
-from .safetensors_format import (
+from .safetensors import (
     DTYPE_BITS,
     INDEX_SUFFIX,
     Checkpoint,

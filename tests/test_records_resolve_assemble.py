@@ -9,11 +9,11 @@ import pytest
 from registry.chain.registry import Kind, RecordInput
 from registry.compose.chain_source import ChainElementSource, NotAComposition, assemble_composition, choose_composition
 from registry.compose.engine import OutputExists, OutputMismatch
-from registry.compose.publish import publish_model
-from registry.compose.recipe import load_recipe
+from registry.publish.model import publish_model
+from registry.formats.recipe import load_recipe
 from registry.compose.sources import ElementIntegrityError
-from registry.elements.publish import element_claim, prepare_element, publish_claims, store_document
-from registry.elements.resolve import Resolver
+from registry.publish.claims import element_claim, prepare_element, publish_claims, store_document
+from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, random_tensors, registry_for, tensors_equal, write_raw_safetensors
@@ -64,7 +64,7 @@ def test_an_output_that_differs_from_the_claim_is_an_error_and_leaves_nothing(en
 def test_a_composition_without_an_output_section_is_held_to_its_claim(env, tmp_path):
     registry, store, sources, resolver = env
     element, leaf = published_pair(registry, store, tmp_path)
-    from registry.elements.content_id import tensor_entries, tensor_set_content_id
+    from registry.formats.content_id import tensor_entries, tensor_set_content_id
 
     only_a = tensor_set_content_id([e for e in tensor_entries(element.path) if e.name == "a"])
     rid = composition_over(registry, store, element, leaf, bytes(only_a))
@@ -124,7 +124,7 @@ def test_a_corrupted_block_under_a_corrupted_cache_entry_is_fetched_again_from_k
 
 def test_element_data_that_does_not_match_its_manifest_is_caught_before_the_output_appears(env, tmp_path):
     registry, store, sources, resolver = env
-    from registry.elements.content_id import manifest_of, tensor_entries, tensor_set_content_id
+    from registry.formats.content_id import manifest_of, tensor_entries, tensor_set_content_id
 
     rng = np.random.default_rng(11)
     honest = tmp_path / "honest.safetensors"

@@ -13,8 +13,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from registry.errors import InputError, UnsafeFileError
-from registry.elements import safetensors_format as sf
-from registry.elements.safetensors_format import (
+from registry.formats import safetensors as sf
+from registry.formats.safetensors import (
     DTYPE_BITS,
     DTYPE_SIZES,
     MAX_HEADER_SIZE,

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from registry.compose.recipe import load_recipe
-from registry.elements.content_id import Manifest, content_id, file_content_id, tensor_entries
-from registry.elements.safetensors_format import SafetensorsError, read_header, write_safetensors
-from registry.elements.split import (
+from registry.formats.recipe import load_recipe
+from registry.formats.content_id import Manifest, content_id, file_content_id, tensor_entries
+from registry.formats.safetensors import SafetensorsError, read_header, write_safetensors
+from registry.formats.split import (
     SplitError,
     group_by_layer,
     group_by_module,

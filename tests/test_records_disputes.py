@@ -1,4 +1,4 @@
-"""Priority and disputes (registry/elements/disputes.py): the "stricter" rule over every pair of
+"""Priority and disputes (registry/records/disputes.py): the "stricter" rule over every pair of
 built-in term sets, checked against the licences' own words; which later claims are disputed
 (another publisher, earlier, stricter), ordering by priority block; and the resolver reading every
 claim of a content id from the in-process chain to find them."""
@@ -12,7 +12,7 @@ import pytest
 from registry.chain.licenses import BUILTIN_LICENSES, LicenseTerms
 from registry.chain.network import connect
 from registry.chain.registry import Kind, Record, RecordInput, Registry
-from registry.elements.disputes import (
+from registry.records.disputes import (
     MAX_DISPUTES_PER_CLAIM,
     RESTRICTIONS,
     block_text,
@@ -20,7 +20,7 @@ from registry.elements.disputes import (
     find_disputes,
     stricter_terms,
 )
-from registry.elements.resolve import Resolver
+from registry.records.resolve import Resolver
 
 TERMS = {t.spdx_id: t for t in BUILTIN_LICENSES}
 ALICE, BOB, MALLORY = ("0x" + c * 40 for c in "abc")

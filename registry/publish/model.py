@@ -14,7 +14,7 @@ carries the output's tensor table), and every input record is a parent. So::
         split -> publish every element -> the composition that reassembles the model exactly
         (the recipe from split, inputs rewritten to record ids) in the same batch
 
-Both are idempotent (see :mod:`registry.elements.publish`): a re-run sends only what is missing.
+Both are idempotent (see :mod:`registry.publish.claims`): a re-run sends only what is missing.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
 from ..chain.session import require_account
 from ..digest import to_hex
-from ..elements.publish import (
+from .claims import (
     DEFAULT_BATCH_SIZE,
     Claim,
     CommitReveal,
@@ -41,14 +41,14 @@ from ..elements.publish import (
     resolve_license,
     store_document,
 )
-from ..elements.resolve import Resolver, check_license_against_ancestors
-from ..elements.split import split_model
+from ..records.resolve import Resolver, check_license_against_ancestors
+from ..formats.split import split_model
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from ..storage.scratch import ScratchArea, make_area
-from .chain_source import ChainElementSource
-from .engine import AssemblyResult, assemble
-from .recipe import Recipe, RecipeError, load_recipe, with_record_ids
+from ..compose.chain_source import ChainElementSource
+from ..compose.engine import AssemblyResult, assemble
+from ..formats.recipe import Recipe, RecipeError, load_recipe, with_record_ids
 
 __all__ = ["CompositionReport", "ModelReport", "composition_claim", "publish_composition", "publish_model"]
 
@@ -134,7 +134,7 @@ def publish_composition(
     commit_reveal: CommitReveal | None = None,
 ) -> CompositionReport:
     """Publish a recipe as a composition (see the module docstring; ``commit_reveal`` as in
-    :func:`registry.elements.publish.publish_claims`).
+    :func:`registry.publish.claims.publish_claims`).
 
     Args:
         out: keep the assembled model there (default: assembled in a temporary directory, removed).
@@ -213,7 +213,7 @@ def publish_model(
     The composition's content id is the model's weights' content id; its recipe is the one
     ``split`` writes (every tensor bit for bit, the same files), with each input pinned to the
     record just computed for it. Elements and composition go out in the same batch. With
-    ``commit_reveal`` (see :func:`registry.elements.publish.publish_claims`) one commitment covers
+    ``commit_reveal`` (see :func:`registry.publish.claims.publish_claims`) one commitment covers
     the whole model, revealed in one transaction (at most 128 records, under 4.5M gas), so every
     record of the model has the same priority block.
 

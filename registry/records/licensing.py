@@ -12,7 +12,7 @@ A term set the chain does not know (a record naming an unknown licence id) count
 nothing. The SPDX expression is the distinct licences joined with ``AND`` (all of them apply).
 
 A **disputed** record of the ancestry (content another publisher claimed earlier under stricter
-terms, :mod:`registry.elements.disputes`) is most likely a copy of that earlier claim: the
+terms, :mod:`registry.records.disputes`) is most likely a copy of that earlier claim: the
 earlier claim's terms are combined with the rest by the same rules (``earlier=``), and listed
 in ``earlier_claims``.
 """

@@ -1,0 +1,10 @@
+"""Records: what the chain's claims mean, read from the chain and the documents they point to.
+
+- :mod:`registry.records.resolve`    the Resolver: records, claims and whole graphs, documents checked
+- :mod:`registry.records.documents`  documents behind records (manifests, recipes), fetched and checked
+- :mod:`registry.records.disputes`   claim priority, "stricter" terms, later copies under looser terms
+- :mod:`registry.records.licensing`  the effective licence of a record's ancestry
+"""
+
+# Its modules are the API; the package itself exports nothing.
+__all__: list[str] = []
