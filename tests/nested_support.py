@@ -17,7 +17,7 @@ from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.publish.model import publish_composition
 from registry.formats.recipe import Recipe, parse_recipe
-from registry.publish.claims import store_document
+from registry.publish.prepare import store_document
 from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources

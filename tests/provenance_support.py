@@ -1,7 +1,7 @@
 """Helpers shared by the provenance tests (plain functions, no fixtures).
 
 Everything is published through the publish layer (``registry.publish.model`` and
-``registry.publish.claims``): ``publish-model`` for the real model, ``compose`` for variants,
+``registry.publish.send``): ``publish-model`` for the real model, ``compose`` for variants,
 ``publish`` for single elements, exactly as users do.
 """
 
@@ -19,7 +19,7 @@ from registry.chain.network import connect
 from registry.chain.registry import Registry
 from registry.publish.model import publish_composition, publish_model
 from registry.formats.recipe import Recipe, parse_recipe
-from registry.publish.claims import publish_elements
+from registry.publish.send import publish_elements
 from registry.records.resolve import Resolver
 from registry.formats.safetensors import open_tensors, read_checkpoint, write_safetensors
 from registry.storage.blockstore import BlockStore

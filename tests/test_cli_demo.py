@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from registry.cli.demo_cmd import TAMPERED_TENSOR, model_dir
+from registry.demo import TAMPERED_TENSOR, model_dir
 from registry.formats.content_id import content_id
 
 

@@ -131,7 +131,8 @@ def test_verify_over_json_rpc_loads_neither_py_evm_nor_the_bom_validator(tmp_pat
 
 def test_the_cli_copies_of_library_defaults_agree_with_the_library():
     from registry.compose.engine import DEFAULT_MAX_SHARD_SIZE
-    from registry.publish.claims import DEFAULT_BATCH_SIZE, KINDS
+    from registry.publish.plan import DEFAULT_BATCH_SIZE
+    from registry.publish.prepare import KINDS
 
     assert elements_cmd.DEFAULT_BATCH_SIZE == DEFAULT_BATCH_SIZE
     assert set(elements_cmd.KIND_NAMES) == set(KINDS)

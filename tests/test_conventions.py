@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "registry"
 
 #: Bottom up; a module may import its own layer and the layers below it.
-LAYERS = ["digest", "formats", "storage", "chain", "records", "compose", "publish", "provenance", "cli", "__main__"]
+LAYERS = ["digest", "formats", "storage", "chain", "records", "compose", "publish", "provenance", "demo", "cli", "__main__"]
 #: Importable by every layer, and importing none above the base: module -> reason.
 BASE = {
     "registry": "the package root: the version",

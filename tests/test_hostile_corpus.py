@@ -28,7 +28,7 @@ from registry.chain.errors import RpcUnavailableError
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.cli import main
-from registry.publish.claims import store_document
+from registry.publish.prepare import store_document
 from registry.records.resolve import Resolver
 from registry.formats.safetensors import write_safetensors
 from registry.errors import ElementsError, ServiceError

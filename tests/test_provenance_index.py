@@ -11,7 +11,7 @@ import pytest
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.formats.content_id import tensor_entries
-from registry.publish.claims import store_document
+from registry.publish.prepare import store_document
 from registry.records.documents import Documents
 from registry.provenance.index import ElementIndex, index_path
 from registry.storage.blockstore import BlockStore

@@ -17,7 +17,8 @@ from registry.chain.licenses import INHERITS_NON_COMMERCIAL
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.formats.recipe import parse_recipe
 from registry.formats.content_id import content_id
-from registry.publish.claims import publish_elements, store_document
+from registry.publish.prepare import store_document
+from registry.publish.send import publish_elements
 from registry.formats.split import split_model
 from registry.errors import InputError, NotFoundError
 from registry.provenance.verify import VerifyOptions, read_model, verify_model

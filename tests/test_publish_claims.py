@@ -1,4 +1,4 @@
-"""Publishing element files (registry.publish.claims) with the real all-MiniLM-L6-v2, on the
+"""Publishing element files (registry.publish.prepare, claims, plan, send, signed) with the real all-MiniLM-L6-v2, on the
 in-process chain and on a real anvil."""
 
 from __future__ import annotations
@@ -17,17 +17,10 @@ from registry.chain.errors import (
 )
 from registry.chain.registry import Kind
 from registry.formats.content_id import Manifest, content_id, file_content_id
-from registry.publish.claims import (
-    UnknownLicenseName,
-    element_claim,
-    load_signed,
-    prepare_element,
-    publish_claims,
-    publish_elements,
-    relay_signed,
-    sign_claims,
-    write_signed,
-)
+from registry.publish.claims import UnknownLicenseName, element_claim
+from registry.publish.prepare import prepare_element
+from registry.publish.send import publish_claims, publish_elements
+from registry.publish.signed import load_signed, relay_signed, sign_claims, write_signed
 from registry.records.resolve import Resolver
 from registry.formats.safetensors import SafetensorsError
 from registry.formats.split import split_model

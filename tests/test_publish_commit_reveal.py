@@ -15,14 +15,8 @@ from registry.chain.errors import RpcUnavailableError
 from registry.chain.network import anvil_dev_accounts
 from registry.publish.model import publish_model
 from registry.publish.commit_reveal import CommitReveal, load_pending, pending_path, publish_committed
-from registry.publish.claims import (
-    SignedCommitment,
-    load_signed,
-    publish_elements,
-    relay_signed,
-    sign_elements,
-    write_signed,
-)
+from registry.publish.send import publish_elements
+from registry.publish.signed import SignedCommitment, load_signed, relay_signed, sign_elements, write_signed
 from registry.formats.split import split_model
 from registry.errors import InputError
 from registry.storage.blockstore import BlockStore

@@ -13,7 +13,9 @@ from registry.chain.registry import Kind, RecordInput
 from registry.compose.chain_source import assemble_composition
 from registry.publish.model import publish_composition, publish_model
 from registry.formats.recipe import RecipeError, load_recipe
-from registry.publish.claims import TooManyParentsError, element_claim, prepare_element, publish_claims
+from registry.publish.claims import TooManyParentsError, element_claim
+from registry.publish.prepare import prepare_element
+from registry.publish.send import publish_claims
 from registry.records.resolve import Resolver
 from registry.formats.split import split_model
 from registry.storage.blockstore import BlockStore

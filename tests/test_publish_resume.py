@@ -9,7 +9,7 @@ import pytest
 from registry.chain.errors import RpcUnavailableError
 from registry.chain.network import connect
 from registry.chain.registry import Registry
-from registry.publish.claims import publish_elements
+from registry.publish.send import publish_elements
 from registry.formats.split import split_model
 from registry.storage.blockstore import BlockStore
 from tests.publish_support import MODEL, DroppingProxy, funded_account

@@ -11,7 +11,9 @@ import pytest
 from registry.chain.network import connect
 from registry.chain.registry import Kind, RecordInput, Registry
 from registry.formats.content_id import Manifest
-from registry.publish.claims import element_claim, prepare_element, publish_claims, store_document
+from registry.publish.claims import element_claim
+from registry.publish.prepare import prepare_element, store_document
+from registry.publish.send import publish_claims
 from registry.records.resolve import DocumentError, HashNotFound, Resolver, parse_hash
 from registry.errors import InputError, IntegrityError, NotFoundError
 from registry.storage.blockstore import BlockStore

@@ -12,7 +12,9 @@ from registry.compose.engine import OutputExists, OutputMismatch
 from registry.publish.model import publish_model
 from registry.formats.recipe import load_recipe
 from registry.compose.sources import ElementIntegrityError
-from registry.publish.claims import element_claim, prepare_element, publish_claims, store_document
+from registry.publish.claims import element_claim
+from registry.publish.prepare import prepare_element, store_document
+from registry.publish.send import publish_claims
 from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources

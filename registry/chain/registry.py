@@ -404,7 +404,7 @@ class Registry:
         """Low level: send a call of contract function ``function`` with ABI ``args`` from the bound
         account, wait for the receipt and return it (reverts raise the decoded errors)."""
         data = self.contract.encode_abi(function, args=args)
-        receipt = self.chain.transact(self._signer(), {"to": self.address, "data": data}, gas=gas, namer=self._license_name)
+        receipt = self.chain.transact(self._signer(), {"to": self.address, "data": data}, gas=gas, namer=self.license_name)
         self.last_receipt = receipt
         return receipt
 
@@ -690,7 +690,7 @@ class Registry:
         for record in records:
             child_license = self.license(record.license_id, missing_ok=True)
             if child_license is None:
-                raise make_error("UnknownLicense", {"licenseId": record.license_id}, self._license_name)
+                raise make_error("UnknownLicense", {"licenseId": record.license_id}, self.license_name)
             names = {i: t.spdx_id for i, t in self._licenses.items()}
             inherited = 0
             for parent in record.parents:  # the contract's order: existence, then the rules, per parent
@@ -760,7 +760,9 @@ class Registry:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _license_name(self, license_id: int) -> str | None:
+    def license_name(self, license_id: int) -> str | None:
+        """The SPDX identifier of licence ``license_id`` (cached), or ``None`` when unknown or
+        unreadable: how a decoded revert names a licence (``UnknownLicense(7)`` -> ``CC-BY-NC-4.0``)."""
         terms = self._licenses.get(license_id)
         if terms is None:
             try:

@@ -1,7 +1,7 @@
 """Element commands: ``id`` (content ids); publishing (``publish``, ``publish-model``, ``relay``,
 ``add-license``, ``keys``); reading (``resolve``, ``show``, ``ls``).
 
-The commands are thin: the work is in :mod:`registry.publish.claims`,
+The commands are thin: the work is in :mod:`registry.publish.send`, :mod:`registry.publish.signed`,
 :mod:`registry.records.resolve`, :mod:`registry.publish.model` and :mod:`registry.chain.keystore`.
 """
 
@@ -19,12 +19,12 @@ from ._app import Result, add_command, add_commit_reveal_option, add_group, prog
 
 if TYPE_CHECKING:
     from ..publish.commit_reveal import CommitReveal
-    from ..publish.claims import PublishReport
+    from ..publish.send import PublishReport
 
 # Each handler imports what it runs: `elements id` hashes with blake3 and never loads the chain
 # stack (web3, eth-account: over a second), and `--help` loads no command's implementation.
-# The two values argparse needs up front are copies of registry.publish.claims's DEFAULT_BATCH_SIZE
-# and KINDS (tests/test_cli_imports.py checks they agree).
+# The two values argparse needs up front are copies of registry.publish.plan's DEFAULT_BATCH_SIZE
+# and registry.publish.prepare's KINDS (tests/test_cli_imports.py checks they agree).
 DEFAULT_BATCH_SIZE = 50
 KIND_NAMES = ("element", "adapter", "file", "composition")
 
@@ -326,7 +326,7 @@ def _print_report(report: PublishReport, what: str = "record") -> None:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     if args.sign_only and args.dry_run:
         raise InputError("--sign-only and --dry-run exclude each other")
-    from ..publish.claims import publish_elements
+    from ..publish.send import publish_elements
 
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
@@ -341,7 +341,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, settings: Settings) -> Result:
-    from ..publish.claims import sign_elements, write_signed
+    from ..publish.signed import sign_elements, write_signed
 
     committed = args.commit_reveal if args.commit_reveal is not None else commit_reveal_default(settings, registry.chain)
     claims, signed = sign_elements(
@@ -365,7 +365,7 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, sett
 
 
 def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> Result:
-    from ..publish.claims import write_signed
+    from ..publish.signed import write_signed
 
     if signed is None:
         data = {"file": None, "publisher": registry.account.address, "signed": [], "already_present": len(claims)}
@@ -409,7 +409,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..publish.claims import load_signed, relay_signed
+    from ..publish.signed import load_signed, relay_signed
 
     document = load_signed(args.file)
     with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars:
@@ -645,7 +645,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
     from eth_utils import to_checksum_address
 
-    from ..publish.claims import KINDS
+    from ..publish.prepare import KINDS
     from ..records.resolve import ResolvedRecord
 
     with session(settings) as (registry, _, resolver):

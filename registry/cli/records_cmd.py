@@ -74,7 +74,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.delta import make_delta
     from ..publish.model import publish_composition
     from ..formats.recipe import with_record_ids
-    from ..publish.claims import publish_elements
+    from ..publish.send import publish_elements
     from .elements_cmd import commit_reveal_for, session
 
     finetuned = Path(args.finetuned)

@@ -14,7 +14,7 @@ carries the output's tensor table), and every input record is a parent. So::
         split -> publish every element -> the composition that reassembles the model exactly
         (the recipe from split, inputs rewritten to record ids) in the same batch
 
-Both are idempotent (see :mod:`registry.publish.claims`): a re-run sends only what is missing.
+Both are idempotent (see :mod:`registry.publish.send`): a re-run sends only what is missing.
 """
 
 from __future__ import annotations
@@ -29,18 +29,11 @@ from typing import Any, Callable, Sequence
 from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
 from ..chain.session import require_account
 from ..digest import to_hex
-from .claims import (
-    DEFAULT_BATCH_SIZE,
-    Claim,
-    CommitReveal,
-    PublishReport,
-    check_parent_count,
-    element_claim,
-    prepare_elements,
-    publish_claims,
-    resolve_license,
-    store_document,
-)
+from .claims import Claim, check_parent_count, element_claim, resolve_license
+from .commit_reveal import CommitReveal
+from .plan import DEFAULT_BATCH_SIZE
+from .prepare import prepare_elements, store_document
+from .send import PublishReport, publish_claims
 from ..records.resolve import Resolver, check_license_against_ancestors
 from ..formats.split import split_model
 from ..errors import InputError
@@ -134,7 +127,7 @@ def publish_composition(
     commit_reveal: CommitReveal | None = None,
 ) -> CompositionReport:
     """Publish a recipe as a composition (see the module docstring; ``commit_reveal`` as in
-    :func:`registry.publish.claims.publish_claims`).
+    :func:`registry.publish.send.publish_claims`).
 
     Args:
         out: keep the assembled model there (default: assembled in a temporary directory, removed).
@@ -213,7 +206,7 @@ def publish_model(
     The composition's content id is the model's weights' content id; its recipe is the one
     ``split`` writes (every tensor bit for bit, the same files), with each input pinned to the
     record just computed for it. Elements and composition go out in the same batch. With
-    ``commit_reveal`` (see :func:`registry.publish.claims.publish_claims`) one commitment covers
+    ``commit_reveal`` (see :func:`registry.publish.send.publish_claims`) one commitment covers
     the whole model, revealed in one transaction (at most 128 records, under 4.5M gas), so every
     record of the model has the same priority block.
 

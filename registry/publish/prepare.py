@@ -1,0 +1,196 @@
+"""Preparing element files for a claim: content id, manifest, and blocks in the local store.
+
+Preparing an element file computes its content id (tensors: the tensor table; files: the bytes)
+and its element manifest (``elements.manifest/v1``, canonical JSON) naming the data file's CID;
+data and manifest go into the local block store. The record's CID is the manifest's CID. Nothing
+here talks to a chain: :mod:`registry.publish.claims` turns what is prepared into claims.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..chain.registry import Kind
+from ..errors import InputError, UnsafeFileError
+from ..formats.content_id import Manifest, manifest_of
+from ..formats.safetensors import INDEX_SUFFIX
+from ..storage.blockstore import BlockStore
+from ..storage.cid import CID
+from ..storage.unixfs import add_file
+
+__all__ = [
+    "KINDS",
+    "PreparedElement",
+    "Progress",
+    "kind_of",
+    "prepare_element",
+    "prepare_elements",
+    "store_document",
+]
+
+#: ``--kind`` names and the registry kinds they stand for.
+KINDS = {"element": Kind.ELEMENT, "adapter": Kind.ADAPTER, "file": Kind.FILE, "composition": Kind.COMPOSITION}
+#: Weight formats that are pickles or other code-carrying formats: never read, never published.
+_REFUSED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx", ".gguf", ".ot")
+#: ``progress(bytes_done, bytes_total)``: hashing and uploading report through it (progress bars).
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PreparedElement:
+    """An element file ready to claim: its manifest (with the data CID) and the manifest's CID.
+
+    Attributes:
+        name: the element's name (the file name unless given).
+        path: the file.
+        kind: the registry kind (ELEMENT, ADAPTER or FILE).
+        manifest: the manifest, ``data`` filled in (the data file's CID, size and name).
+        cid: the CID of the manifest's canonical JSON: the record's CID.
+    """
+
+    name: str
+    path: Path
+    kind: int
+    manifest: Manifest
+    cid: CID
+
+    @property
+    def content_id(self) -> bytes:
+        return bytes(self.manifest.content_id)
+
+    @property
+    def data_cid(self) -> CID:
+        """The data file's CID."""
+        return CID.parse(self.manifest.data["cid"])
+
+    @property
+    def size(self) -> int:
+        """The data file's size in bytes."""
+        return int(self.manifest.data["size"])
+
+
+def kind_of(name: str | int | None) -> int | None:
+    """A ``--kind`` name (or registry kind number) as a registry kind; ``None`` stays ``None``.
+
+    Raises:
+        InputError: an unknown name.
+    """
+    if name is None or isinstance(name, int):
+        return name
+    key = str(name).strip().lower()
+    if key not in KINDS:
+        raise InputError(f"--kind {name!r} is not known; use one of {', '.join(KINDS)}")
+    return KINDS[key]
+
+
+def _check_publishable_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; publish its files, or a whole model with `elements publish-model {path}`")
+    if path.name.endswith(INDEX_SUFFIX):
+        raise InputError(f"{path} is a sharded checkpoint index; publish the model with `elements publish-model {path.parent}`")
+    if path.suffix.lower() in _REFUSED_SUFFIXES:
+        raise UnsafeFileError(
+            f"{path} is a {path.suffix} weights file (pickle-based or not safetensors); Elements never reads those: "
+            "convert it to .safetensors first"
+        )
+
+
+def prepare_element(
+    path: str | os.PathLike,
+    store: BlockStore | None,
+    *,
+    kind: int | str | None = None,
+    name: str | None = None,
+    progress: Progress | None = None,
+    manifest: Manifest | None = None,
+) -> PreparedElement:
+    """Compute an element's content id and manifest, and put its data and manifest in ``store``.
+
+    Args:
+        path: a ``.safetensors`` file (a tensors element) or any other file (a file element).
+        store: the local block store; ``None`` only computes CIDs (a dry run).
+        kind: ``element``/``adapter`` (tensors) or ``file``; default from the file.
+        name: the element's name (recorded in the manifest's metadata; default: the file name).
+        progress: ``progress(bytes_done, bytes_total)`` over both passes (content id, then CID):
+            the total is twice the file's size.
+        manifest: the file's manifest when the caller has just derived it from this very file
+            (as ``split_model`` does for each element it writes): the file is not hashed again.
+
+    Raises:
+        SafetensorsError: a ``.safetensors`` file the strict parser refuses.
+        UnsafeFileError: a pickle-based weights file.
+        InputError: a missing file, a directory, a kind that does not fit the file.
+    """
+    path = Path(path)
+    _check_publishable_file(path)
+    kind = kind_of(kind)
+    is_tensors = path.name.endswith(".safetensors")
+    if kind is None:
+        kind = Kind.ELEMENT if is_tensors else Kind.FILE
+    if kind in (Kind.ELEMENT, Kind.ADAPTER) and not is_tensors:
+        raise InputError(f"{path} is not a .safetensors file, so it cannot be a tensors {Kind(kind).name.lower()}; use --kind file")
+    if kind == Kind.FILE and is_tensors:
+        raise InputError(f"{path} is a .safetensors file; publish it as an element or an adapter, not as a file")
+    if kind == Kind.COMPOSITION:
+        raise InputError("a composition is published from its recipe: `elements compose RECIPE --license SPDX`")
+    name = name or path.name
+    size = path.stat().st_size
+    hashed = [0]
+
+    def content_progress(done: int, _total: int) -> None:
+        progress(done, 2 * size)
+
+    def cid_progress(n: int) -> None:
+        hashed[0] += n
+        progress(size + hashed[0], 2 * size)
+
+    if manifest is None:
+        manifest = manifest_of(path, metadata={"name": name}, progress=content_progress if progress else None)
+    elif manifest.kind != ("tensors" if is_tensors else "file"):
+        raise InputError(f"{path} is a {'tensors' if is_tensors else 'file'} element but the manifest given is of kind {manifest.kind}")
+    else:
+        manifest = manifest.with_metadata({"name": name})
+        if progress:
+            progress(size, 2 * size)
+    manifest = manifest.with_data(add_file(path, store, progress=cid_progress if progress else None), size, path.name)
+    return PreparedElement(name, path, int(kind), manifest, store_document(manifest.to_json_bytes(), store))
+
+
+def prepare_elements(
+    paths: Sequence[str | os.PathLike],
+    store: BlockStore | None,
+    *,
+    kind: int | str | None = None,
+    name: str | None = None,
+    names: Sequence[str] | None = None,
+    kinds: Sequence[int | str | None] | None = None,
+    manifests: Sequence[Manifest | None] | None = None,
+    progress: Progress | None = None,
+) -> list[PreparedElement]:
+    """:func:`prepare_element` for several files (``names`` and ``kinds``: one per path, else
+    ``name`` and ``kind`` for all), with one ``progress(bytes_done, bytes_total)`` over all of
+    them (twice their bytes); ``manifests``: one per path (or ``None``), as for ``manifest``."""
+    sizes = [Path(p).stat().st_size if Path(p).is_file() else 0 for p in paths]
+    total, base = 2 * sum(sizes), 0
+    prepared = []
+    for i, (path, size) in enumerate(zip(paths, sizes)):
+        def step(done: int, _total: int, base: int = base) -> None:
+            progress(base + done, total)
+
+        element_name = names[i] if names is not None else name
+        element_kind = kinds[i] if kinds is not None else kind
+        element_manifest = manifests[i] if manifests is not None else None
+        prepared.append(prepare_element(path, store, kind=element_kind, name=element_name, manifest=element_manifest,
+                                        progress=step if progress else None))
+        base += 2 * size
+    return prepared
+
+
+def store_document(document: bytes, store: BlockStore | None) -> CID:
+    """Put a small document (a manifest, a canonical recipe) in the store as a UnixFS file."""
+    return add_file(document, store)
