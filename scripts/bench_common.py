@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks in ``scripts/``: sizes, peak memory, timing, a warm page cache.
+"""Helpers shared by the benchmarks in ``scripts/``: ``--size``, peak memory, timing, a warm page cache.
 
 Peak memory is a process's ``VmHWM`` in ``/proc/<pid>/status``: the high-water mark of its own
 resident set. ``ru_maxrss`` (``getrusage``, ``wait4``) is no substitute: a child started by fork
@@ -8,30 +8,26 @@ inherits the parent's figure, so it would report this script's size.
 from __future__ import annotations
 
 import argparse
-import re
 import resource
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["MiB", "parse_size", "peak_rss", "timed", "warm"]
+__all__ = ["MiB", "peak_rss", "size_argument", "timed", "warm"]
 
 MiB = 1 << 20
 
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+def size_argument(text: str) -> int:
+    """``--size`` as an argparse ``type``: :func:`registry.compose.engine.parse_size`, the one size
+    parser (``5GB`` = 5 x 10^9 bytes as Hugging Face writes shard sizes, ``1GiB`` = 2^30), its
+    error shown as argparse's one-line usage error."""
+    from registry.compose.engine import parse_size
+    from registry.errors import InputError
 
-
-def parse_size(text: str) -> int:
-    """A size in bytes from ``1GiB``, ``1G``, ``256MiB``, ``1.5GB`` (all binary) or ``1000000``.
-
-    Raises:
-        argparse.ArgumentTypeError: not a size (so it also serves as an argparse ``type``).
-    """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*", text, re.I)
-    if not match:
-        raise argparse.ArgumentTypeError(f"cannot read size {text!r}; write e.g. 1GiB, 256MiB or 1000000")
-    number, unit = float(match.group(1)), (match.group(2) or "").upper().rstrip("B").rstrip("I")
-    return int(number * _UNITS[unit])
+    try:
+        return parse_size(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def peak_rss(pid: int | str = "self") -> int:

@@ -14,7 +14,7 @@ Also prints BLAKE3 vs SHA-256 per core on an in-memory buffer (no I/O, no page f
 Usage::
 
     .venv/bin/python scripts/bench_content_id.py            # 1 GiB
-    .venv/bin/python scripts/bench_content_id.py --size 256M --repeat 3
+    .venv/bin/python scripts/bench_content_id.py --size 256MiB --repeat 3
 
 Goal: content id >= 3x the throughput of single-threaded SHA-256; peak RSS < 200 MiB.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import MiB, parse_size, peak_rss, timed  # noqa: E402
+from scripts.bench_common import MiB, peak_rss, size_argument, timed  # noqa: E402
 
 
 def generate(path: Path, size: int, seed: int = 0) -> int:
@@ -116,7 +116,7 @@ def per_core(size: int = 256 * MiB) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="1G", help="file size (e.g. 256M, 1G; default 1G)")
+    parser.add_argument("--size", type=size_argument, default="1GiB", help="file size (e.g. 256MiB, 1GiB; default 1GiB)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement; the best is kept")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep the file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -126,7 +126,7 @@ def main() -> int:
         print(json.dumps(measure(args.child, Path(args.path))))
         return 0
 
-    size = parse_size(args.size)
+    size = args.size
     with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
         path = Path(args.keep or tmp) / "bench.safetensors"
         start = time.perf_counter()

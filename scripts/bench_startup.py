@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import MiB, parse_size  # noqa: E402
+from scripts.bench_common import MiB, size_argument  # noqa: E402
 
 #: Rows held to the goal, and the goal: at most this many times ``hf --help``.
 GOAL_ROWS = ("elements --help", "elements id small", "elements cid small")
@@ -98,7 +98,7 @@ def publish_on_anvil(model: Path, home: Path, work: Path):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7, help="rounds; each command runs once per round (default 7)")
-    parser.add_argument("--size", default="1MiB", help="size of the small safetensors file (default 1MiB)")
+    parser.add_argument("--size", type=size_argument, default="1MiB", help="size of the small safetensors file (default 1MiB)")
     parser.add_argument("--compare", metavar="DIR", type=Path, help="also run the elements commands from this checkout")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -106,7 +106,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     anvil = None
     try:
-        model = make_model(work / "small", parse_size(args.size))
+        model = make_model(work / "small", args.size)
         weights = model / "model.safetensors"
         home = work / "home"
         print("publishing the small model on anvil ...", file=sys.stderr)

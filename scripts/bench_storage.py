@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from registry.storage.unixfs import PROFILES, get_profile  # noqa: E402
-from scripts.bench_common import MiB, parse_size, peak_rss, warm  # noqa: E402
+from scripts.bench_common import MiB, peak_rss, size_argument, warm  # noqa: E402
 
 IPFS = ROOT / ".tools" / "bin" / "ipfs"
 GOAL_RATIO = 2.0
@@ -170,7 +170,7 @@ def bench_profile(path: Path, profile: str, repeat: int, base: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=parse_size, default=1 << 30, help="file size (default 1GiB)")
+    parser.add_argument("--size", type=size_argument, default="1GiB", help="file size (default 1GiB)")
     parser.add_argument("--profile", default="unixfs-v1-2025", help=f"one of {', '.join(PROFILES)}, or 'all'")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept (default 3)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the file (default: a temporary directory)")

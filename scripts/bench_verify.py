@@ -21,7 +21,7 @@ model-signing / verify (goal >= 3x) and verify / blake3 (goal <= 2x).
 Usage::
 
     .venv/bin/python scripts/bench_verify.py              # 1 GiB
-    .venv/bin/python scripts/bench_verify.py --size 256M --keep /tmp/bench-verify
+    .venv/bin/python scripts/bench_verify.py --size 256MiB --keep /tmp/bench-verify
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import MiB, parse_size, timed, warm  # noqa: E402
+from scripts.bench_common import MiB, size_argument, timed, warm  # noqa: E402
 
 
 def sha256_of(path: Path) -> str:
@@ -56,11 +56,11 @@ def blake3_of(path: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="1G", help="checkpoint size (default 1G)")
+    parser.add_argument("--size", type=size_argument, default="1GiB", help="checkpoint size (default 1GiB)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary directory)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-    size = parse_size(args.size)
+    size = args.size
 
     from scripts.bench_content_id import generate
 

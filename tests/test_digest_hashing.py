@@ -52,6 +52,33 @@ def test_parse_bytes32_refuses_anything_else(bad):
         parse_bytes32(bad)
 
 
+@pytest.mark.parametrize("bad", ["00 " * 21 + "0", "0x" + "ab " * 21 + "a"])
+def test_parse_bytes32_refuses_hex_with_spaces_between_the_digits(bad):
+    # bytes.fromhex skips them: 64 characters would make a shorter id, never a 32-byte one.
+    for what in (None, "record id"):
+        with pytest.raises(InputError, match="64 hex digits"):
+            parse_bytes32(bad, what)
+
+
+@pytest.mark.parametrize("value", [
+    "0x" + "ab" * 32, "AB" * 32, " 0X" + "Ab" * 32 + "\n", bytes(range(32)), bytearray(32),
+    "0x" + "ab" * 31, "0x" + "zz" * 32, "", "0x", "0x" + "a" * 100_000, b"\x00" * 31, 12345, None,
+])
+def test_parse_bytes32_with_a_name_says_what_the_chain_bindings_to_bytes32_says(value):
+    # chain.registry.to_bytes32 can become this parser: the same value, or the same message.
+    from registry.chain.registry import to_bytes32
+
+    try:
+        expected = to_bytes32(value, "parent record id")
+    except InputError as exc:
+        with pytest.raises(InputError) as caught:
+            parse_bytes32(value, "parent record id")
+        assert str(caught.value) == str(exc)
+    else:
+        parsed = parse_bytes32(value, "parent record id")
+        assert parsed == expected and isinstance(parsed, Bytes32)
+
+
 def test_to_hex_formats_any_length():
     assert to_hex(b"\x01\xff") == "0x01ff"
 

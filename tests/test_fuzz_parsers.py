@@ -25,7 +25,8 @@ from registry.chain.accounts import _check_kdf
 from registry.formats.recipe import load_recipe, parse_recipe
 from registry.config import Settings, load_config_file
 from registry.formats.content_id import Manifest, TensorEntry, tensor_entries
-from registry.records.resolve import load_document, parse_hash
+from registry.records.documents import load_document
+from registry.records.resolve import parse_hash
 from registry.formats.safetensors import parse_header_bytes, write_safetensors
 from registry.errors import ElementsError
 from registry.limits import JSON_DEPTH, LimitExceeded, NotJSON, loads_json, loads_yaml, measure_json

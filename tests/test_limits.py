@@ -58,13 +58,12 @@ def test_the_docs_list_every_limit_with_its_value():
 
 def test_the_modules_own_constants_are_the_limits():
     from registry.formats import safetensors as safetensors_format
-    from registry.records import resolve
     from registry.records import documents
     from registry.storage import car, gateway, unixfs
 
     assert car.MAX_HEADER == CAR_HEADER_BYTES and car.MAX_SECTION == BLOCK_BYTES and gateway.MAX_BLOCK == BLOCK_BYTES
     assert unixfs.MAX_DEPTH == DAG_DEPTH and safetensors_format.MAX_HEADER_SIZE == SAFETENSORS_HEADER_BYTES
-    assert resolve.MAX_DOCUMENT_SIZE == documents.MAX_DOCUMENT_BYTES == DOCUMENT_BYTES
+    assert documents.MAX_DOCUMENT_BYTES == DOCUMENT_BYTES  # the one document fetcher, resolution and verification alike
     from registry.compose import nested
     from registry.provenance import verify
 

@@ -14,7 +14,8 @@ from registry.formats.content_id import Manifest
 from registry.publish.claims import element_claim
 from registry.publish.prepare import prepare_element, store_document
 from registry.publish.send import publish_claims
-from registry.records.resolve import DocumentError, HashNotFound, Resolver, parse_hash
+from registry.records.documents import DocumentError
+from registry.records.resolve import HashNotFound, Resolver, parse_hash
 from registry.errors import InputError, IntegrityError, NotFoundError
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources

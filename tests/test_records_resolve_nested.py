@@ -9,9 +9,9 @@ import pytest
 
 from registry.chain.devnet import Anvil
 from registry.chain.registry import Registry
-from registry.cli.elements_cmd import _print_tree
+from registry.cli.elements_cmd import print_tree
 from registry.formats.recipe import Recipe
-from registry.records.resolve import DocumentError
+from registry.records.documents import DocumentError
 from registry.storage.blockstore import BlockStore
 from tests.nested_support import CAROL_LICENSE, compose_as, composition_input, publish_raw_composition, publish_story
 from tests.publish_support import CountingProvider, funded_account
@@ -50,7 +50,7 @@ def test_the_tree_prints_each_record_once_and_marks_every_repeat_above(story, ca
     }
     composed = compose_as(eve, story.store, document, CAROL_LICENSE)
     graph = story.resolver().graph(composed.record)
-    _print_tree(graph)
+    print_tree(graph)
     lines = capsys.readouterr().out.splitlines()
     for node in graph.nodes.values():
         mentions = [line for line in lines if "0x" + node.record_id.hex() in line]

@@ -133,10 +133,10 @@ def _compose_lora(console: Console, step: Step) -> None:
 
 
 def _resolve(console: Console, step: Step) -> None:
-    from .elements_cmd import _print_tree
+    from .elements_cmd import print_tree
 
     data = step.data
-    _print_tree(step.detail["graph"])  # the same tree `elements resolve` prints (to stdout, like the story)
+    print_tree(step.detail["graph"])  # the same tree `elements resolve` prints (to stdout, like the story)
     console.print(f"{data['records']} records, depth {data['depth']}, {data['round_trips']} RPC round trips; "
                   "every manifest and recipe fetched by CID and checked")
 

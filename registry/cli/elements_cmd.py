@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 50
 KIND_NAMES = ("element", "adapter", "file", "composition")
 
-__all__ = ["register"]
+__all__ = ["print_tree", "register"]
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -539,7 +539,7 @@ def warn_disputes(disputes, names=None) -> None:
         print(f"WARNING: … and {len(disputes) - MAX_DISPUTE_LINES} more disputed record(s) (--json lists each)", file=sys.stderr)
 
 
-def _print_tree(graph) -> None:
+def print_tree(graph) -> None:
     """The graph as a tree, each record once: a record met again (a shared element, a composition
     built on another) is one line marked ``(above)``, its parents not repeated."""
     shown: set[bytes] = set()
@@ -570,7 +570,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
     failed = [n for n in graph.nodes.values() if n.document_failed]
 
     def human() -> None:
-        _print_tree(graph)
+        print_tree(graph)
         claims = f"{len(graph.roots)} claims, " if len(graph.roots) > 1 else ""
         plural = "s" if len(graph) != 1 else ""
         print(f"{claims}{len(graph)} record{plural}, depth {graph.depth}, {graph.round_trips} RPC round trips "

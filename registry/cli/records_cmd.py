@@ -51,10 +51,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..chain.registry import to_bytes32
+    from ..digest import parse_bytes32
     from .elements_cmd import session
 
-    record_id = to_bytes32(args.record, "record id")
+    record_id = parse_bytes32(args.record, "record id")
     with session(settings, write=True) as (registry, _, _):
         record = registry.records([record_id])[0]
         if record is None:

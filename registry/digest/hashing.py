@@ -75,8 +75,14 @@ def to_hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
 
-def parse_bytes32(value: str | bytes | bytearray | memoryview) -> Bytes32:
-    """Parse ``0x`` + 64 hex (case-insensitive, ``0x`` optional) or 32 raw bytes into a Bytes32.
+def parse_bytes32(value: object, what: str | None = None) -> Bytes32:
+    """Parse ``0x`` + 64 hex (case-insensitive, ``0x`` optional) or 32 raw bytes into a Bytes32:
+    the one parser of 32-byte ids and digests.
+
+    Args:
+        what: what the value is (``"parent record id"``, ``"content id"``), for the message:
+            ``'0x12' is not a parent record id (expected 0x + 64 hex digits)``. Without it any
+            value that is not a string or bytes is refused, and the message speaks of an id.
 
     Raises:
         InputError: not 32 bytes / not hex.
@@ -84,7 +90,17 @@ def parse_bytes32(value: str | bytes | bytearray | memoryview) -> Bytes32:
     if isinstance(value, Bytes32):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return Bytes32(bytes(value))
+        raw = bytes(value)
+        if what is not None and len(raw) != 32:
+            raise InputError(f"a {what} has 32 bytes, got {len(raw)}")
+        return Bytes32(raw)
+    if what is not None:
+        text = str(value).strip()
+        body = text[2:] if text[:2].lower() == "0x" else text
+        if len(body) != 64 or not _is_hex(body):
+            shown = repr(text) if len(text) <= 80 else repr(text[:70]) + "…"
+            raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)")
+        return bytes.__new__(Bytes32, bytes.fromhex(body))
     if not isinstance(value, str):
         raise InputError(f"an id must be a 0x-prefixed hex string, got {type(value).__name__}")
     text = value.strip()
@@ -93,11 +109,14 @@ def parse_bytes32(value: str | bytes | bytearray | memoryview) -> Bytes32:
     if len(text) != 64:
         shown = repr(value) if len(value) <= 80 else repr(value[:70]) + "..."
         raise InputError(f"an id is 0x + 64 hex digits, got {shown} ({len(text):,} digits)")
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise InputError(f"an id is 0x + 64 hex digits, got {value!r} (not hex)") from None
-    return bytes.__new__(Bytes32, raw)
+    if not _is_hex(text):
+        raise InputError(f"an id is 0x + 64 hex digits, got {value!r} (not hex)")
+    return bytes.__new__(Bytes32, bytes.fromhex(text))
+
+
+def _is_hex(text: str) -> bool:
+    # bytes.fromhex also accepts spaces between digit pairs: "00 11..." is not an id.
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def blake3_hasher(size_hint: int = 0, *, threads: int | None = None, **kwargs) -> "_blake3.blake3":

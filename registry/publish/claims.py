@@ -17,8 +17,8 @@ from eth_utils import to_checksum_address
 
 from ..chain.errors import RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms
-from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
-from ..digest import to_hex
+from ..chain.registry import Kind, RecordInput, Registry, record_id_of
+from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from .prepare import PreparedElement, Progress, prepare_elements
@@ -166,7 +166,7 @@ def element_claims(
 
     require_account(registry)
     terms = resolve_license(registry, license)
-    parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
+    parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
     check_parent_count(registry, len(parent_ids), "each element")
     for parent, exists in zip(parent_ids, registry.exists(parent_ids) if parent_ids else []):
         if not exists:

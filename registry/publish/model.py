@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..chain.registry import Kind, RecordInput, Registry, record_id_of, to_bytes32
+from ..chain.registry import Kind, RecordInput, Registry, record_id_of
 from ..chain.session import require_account
-from ..digest import to_hex
+from ..digest import parse_bytes32, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license
 from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
@@ -105,7 +105,7 @@ def composition_claim(recipe: Recipe, content_id: Any, publisher: str, license_i
             "(`elements publish FILE`), or publish a whole model with `elements publish-model`"
         )
     cid = str(store_document(recipe.canonical_json(), store))
-    parents = tuple(sorted({to_bytes32(ref.record, "record id") for ref in recipe.inputs.values()}))
+    parents = tuple(sorted({parse_bytes32(ref.record, "record id") for ref in recipe.inputs.values()}))
     record = RecordInput(content_id, cid, license_id, Kind.COMPOSITION, parents)
     claim = Claim(label, record, record_id_of(publisher, record), publisher, None, 0, None, (cid,))
     return claim, cid
@@ -147,12 +147,12 @@ def publish_composition(
     # Everything that can be refused is refused before the assembly's work.
     if not recipe.publishable:
         composition_claim(recipe, b"\1" * 32, registry.account.address, 0, None, label)  # raises the message
-    parents = sorted({to_bytes32(ref.record, "record id") for ref in recipe.inputs.values()})
+    parents = sorted({parse_bytes32(ref.record, "record id") for ref in recipe.inputs.values()})
     check_parent_count(registry, len(parents), f"recipe {label!r} ({len(recipe.inputs)} inputs)")
     terms = resolve_license(registry, license)
     for parent, exists in zip(parents, registry.exists(parents)):
         if not exists:
-            names = sorted(n for n, ref in recipe.inputs.items() if to_bytes32(ref.record) == parent)
+            names = sorted(n for n, ref in recipe.inputs.items() if parse_bytes32(ref.record, "id") == parent)
             raise RecipeError(
                 f"input {', '.join(names)} names record 0x{parent.hex()}, which does not exist on {registry.chain.name}; "
                 "publish that element first (or fix the record id)"

@@ -19,8 +19,8 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
-from ..chain.registry import Commitment, RecordInput, Registry, SignedCommit, SignedPublish, commitment_of, record_id_of, to_bytes32
-from ..digest import to_hex
+from ..chain.registry import Commitment, RecordInput, Registry, SignedCommit, SignedPublish, commitment_of, record_id_of
+from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..limits import DOCUMENT_BYTES, NotJSON, load_json_file
 from ..storage.blockstore import BlockStore
@@ -185,7 +185,7 @@ def _committed_claim(document: dict, entry: dict) -> Claim:
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"a record of the signed-publish file is malformed ({type(exc).__name__}: {exc})") from None
     record_id = record_id_of(publisher, record)
-    if entry.get("record_id") and to_bytes32(entry["record_id"]) != record_id:
+    if entry.get("record_id") and parse_bytes32(entry["record_id"], "id") != record_id:
         raise InputError(f"record {entry.get('name')!r}: its fields hash to 0x{record_id.hex()}, not the record id the file states")
     return Claim(entry.get("name") or "0x" + record_id.hex()[:12], record, record_id, publisher,
                  entry.get("data_cid"), int(entry.get("size") or 0), entry.get("path"))
@@ -196,7 +196,7 @@ def _relay_committed(registry: Registry, document: dict[str, Any], on_transactio
     section = document["commitment"]
     try:
         publisher = to_checksum_address(document["publisher"])
-        commitment, salt = to_bytes32(section["commitment"], "commitment"), to_bytes32(section["salt"], "salt")
+        commitment, salt = parse_bytes32(section["commitment"], "commitment"), parse_bytes32(section["salt"], "salt")
         nonce, deadline = int(section["nonce"]), int(section["deadline"])
         signature = bytes.fromhex(str(section["signature"]).removeprefix("0x"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -269,7 +269,7 @@ def _signed_entry(registry: Registry, document: dict, entry: dict) -> tuple[Clai
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"a record of the signed-publish file is malformed ({type(exc).__name__}: {exc})") from None
     record_id = record_id_of(publisher, record)
-    if entry.get("record_id") and to_bytes32(entry["record_id"]) != record_id:
+    if entry.get("record_id") and parse_bytes32(entry["record_id"], "id") != record_id:
         raise InputError(f"record {entry.get('name')!r}: its fields hash to 0x{record_id.hex()}, not the record id the file states")
     message = registry.typed_data(record, publisher, nonce, deadline)
     try:

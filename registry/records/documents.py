@@ -22,27 +22,70 @@ from pathlib import Path
 from typing import Any
 
 from ..chain.registry import Record
+from ..digest import to_hex
+from ..errors import InputError, IntegrityError
+from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
 from ..formats.recipe import FORMAT as RECIPE_FORMAT
 from ..formats.recipe import Recipe, parse_recipe
-from ..digest import to_hex
-from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
-from .resolve import DocumentError as ResolveDocumentError
-from .resolve import load_document
-from ..errors import InputError, IntegrityError
-from ..limits import DOCUMENT_BYTES
+from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
 from ..storage.fetch import Sources
 from ..storage.scratch import make_area
 
-__all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "record_label"]
+__all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "fetch_document", "load_document", "record_label"]
 
 #: Manifests and recipes are small; anything larger than this is refused before it is parsed
-#: (registry.limits.DOCUMENT_BYTES, the resolver's limit too).
+#: (registry.limits.DOCUMENT_BYTES), by resolution and verification alike.
 MAX_DOCUMENT_BYTES = DOCUMENT_BYTES
 
 
-class DocumentError(ResolveDocumentError):
-    """A record's document is malformed or does not describe the content the record claims
-    (the resolver's :class:`~registry.records.resolve.DocumentError`, raised by verification)."""
+class DocumentError(IntegrityError):
+    """A record's document (manifest or recipe) is malformed, over a limit, or does not describe
+    the content the record claims: the claim is invalid."""
+
+
+def fetch_document(sources: Sources, cid: str) -> bytes:
+    """The bytes of the document ``cid``: the one way a record's document is fetched, by the
+    resolver and by verification alike (through the sources: local store, then Kubo, then
+    gateways, every block checked against its CID).
+
+    The size the file's root declares is checked before anything is read, and the bytes read are
+    counted too, so no document over :data:`MAX_DOCUMENT_BYTES` is ever held in memory.
+
+    Raises:
+        DocumentError: larger than :data:`MAX_DOCUMENT_BYTES`.
+        BlockNotFound / IncompleteDAG / ServiceError: no source has it, or a source is down.
+    """
+    from ..storage.unixfs import file_size
+
+    root = sources.ensure(cid)
+    size = file_size(root, sources.store.get)
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', size)}")
+    parts: list[bytes] = []
+    read = 0
+    for chunk in sources.store.cat(root):
+        read += len(chunk)
+        if read > MAX_DOCUMENT_BYTES:
+            raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', read)}")
+        parts.append(bytes(chunk))
+    return b"".join(parts)
+
+
+def load_document(raw: bytes, what: str) -> Any:
+    """The JSON of a record's document (manifest or recipe): the one way document bytes are read,
+    by the resolver and by verification alike. Size, nesting and value count are checked against
+    :mod:`registry.limits` before anything is parsed, so no document can crash or stall a reader.
+
+    Raises:
+        DocumentError: over a limit, not UTF-8 or not JSON (``what`` names the document and its
+        record); whoever reads it treats the record as invalid.
+    """
+    try:
+        return loads_json(raw, what=what, max_bytes=DOCUMENT_BYTES)
+    except LimitExceeded as exc:
+        raise DocumentError(f"{what} is refused: {exc}") from None
+    except NotJSON as exc:
+        raise DocumentError(f"{what} is not JSON ({exc}); a record's CID must point at a manifest or a recipe") from None
 
 
 def record_label(record: Record) -> str:
@@ -73,21 +116,14 @@ class Documents:
     # -- documents ---------------------------------------------------------------------------
 
     def raw(self, cid: str) -> bytes:
-        """The bytes of the UnixFS file ``cid`` (fetched if needed, verified block by block).
+        """The bytes of the UnixFS file ``cid`` (:func:`fetch_document`, kept for this verification).
 
         Raises:
             BlockNotFound / IncompleteDAG: no source has it; ServiceError: a source is down;
             DocumentError: larger than :data:`MAX_DOCUMENT_BYTES`.
         """
         if cid not in self._raw:
-            parts: list[bytes] = []
-            size = 0
-            for chunk in self.sources.cat(cid):
-                size += len(chunk)
-                if size > MAX_DOCUMENT_BYTES:
-                    raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', size)}")
-                parts.append(bytes(chunk))
-            self._raw[cid] = b"".join(parts)
+            self._raw[cid] = fetch_document(self.sources, cid)
         return self._raw[cid]
 
     def of(self, record: Record) -> Manifest | Recipe:
@@ -102,10 +138,7 @@ class Documents:
             return cached
         raw = self.raw(record.cid)
         label = record_label(record)
-        try:
-            document: Any = load_document(raw, f"the document {record.cid} of record {label}")
-        except ResolveDocumentError as exc:
-            raise DocumentError(str(exc)) from None
+        document: Any = load_document(raw, f"the document {record.cid} of record {label}")
         form = document.get("format") if isinstance(document, dict) else None
         claimed = to_hex(record.content_id)
         if form == MANIFEST_FORMAT:

@@ -56,27 +56,22 @@ from ..chain.registry import (
 )
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
-from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
 from ..formats.content_id import Manifest
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
+from .documents import DocumentError, fetch_document, load_document
 
 __all__ = [
     "LICENSE_WINDOW",
-    "MAX_DOCUMENT_SIZE",
     "ResolvedRecord",
     "Graph",
     "Resolver",
     "HashNotFound",
-    "DocumentError",
     "parse_hash",
-    "load_document",
     "check_license_against_ancestors",
 ]
 
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
-#: The largest manifest or recipe document the resolver reads (registry.limits.DOCUMENT_BYTES).
-MAX_DOCUMENT_SIZE = DOCUMENT_BYTES
 _IDS_PER_CALL = 256
 _RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
 _STATE_WORDS = 9  # the words of one RecordState in records()' answer
@@ -85,27 +80,6 @@ _LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
 
 class HashNotFound(NotFoundError):
     """No record, claim or document on this chain has the hash asked for."""
-
-
-class DocumentError(IntegrityError):
-    """A record's document (manifest or recipe) does not match the record."""
-
-
-def load_document(raw: bytes, what: str) -> Any:
-    """The JSON of a record's document (manifest or recipe): the one way document bytes are read,
-    by the resolver and by verification alike. Size, nesting and value count are checked against
-    :mod:`registry.limits` before anything is parsed, so no document can crash or stall a reader.
-
-    Raises:
-        DocumentError: over a limit, not UTF-8 or not JSON (``what`` names the document and its
-        record); whoever reads it treats the record as invalid.
-    """
-    try:
-        return loads_json(raw, what=what, max_bytes=DOCUMENT_BYTES)
-    except LimitExceeded as exc:
-        raise DocumentError(f"{what} is refused: {exc}") from None
-    except NotJSON as exc:
-        raise DocumentError(f"{what} is not JSON ({exc}); a record's CID must point at a manifest or a recipe") from None
 
 
 def parse_hash(text: str) -> tuple[str, bytes]:
@@ -462,7 +436,7 @@ class Resolver:
             return self._documents[record.record_id]
         if self.sources is None:
             raise NotFoundError(f"no sources to fetch the document {record.cid} of record {to_hex(record.record_id)} from")
-        raw = self._fetch(record.cid)
+        raw = fetch_document(self.sources, record.cid)
         document = self._check_document(record, raw)
         self._documents[record.record_id] = document
         return document
@@ -779,15 +753,6 @@ class Resolver:
                 self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
 
     # -- documents ----------------------------------------------------------------------------
-
-    def _fetch(self, cid: str) -> bytes:
-        from ..storage.unixfs import file_size
-
-        root = self.sources.ensure(cid)
-        size = file_size(root, self.sources.store.get)
-        if size > MAX_DOCUMENT_SIZE:
-            raise DocumentError(f"document {cid} is refused: {DOCUMENT_BYTES.exceeded('its size', size)}")
-        return b"".join(self.sources.store.cat(root))
 
     def _parse_recipe(self, document: Any) -> Any:
         if self._recipe_parser is None:
