@@ -91,11 +91,13 @@ def check_pinning(args: argparse.Namespace, settings: Settings) -> str | None:
     name = chosen_service(settings, getattr(args, "pin", None))
     if name is None:
         return None
-    service, _ = open_service(settings, name)
-    service.close()
     if not settings.ipfs_api:
         raise ConfigError(f"--pin {name} needs a Kubo node that holds the DAGs for the service to fetch them from; "
                           "pass --ipfs-api URL (or ELEMENTS_IPFS_API), or --no-pin")
+    service, _ = open_service(settings, name)
+    with service:
+        # A service that is down or refuses the token says so before any gas is spent.
+        service.find(limit=1, statuses=("pinned",))
     return name
 
 
