@@ -86,11 +86,12 @@ def check_pinning(args: argparse.Namespace, settings: Settings) -> str | None:
         raise InputError("--pin and --no-pin exclude each other")
     if getattr(args, "no_pin", False) or getattr(args, "dry_run", False) or getattr(args, "sign_only", None):
         return None
-    from ..publish.pinning import chosen_service, open_service
+    from ..publish.pinning import chosen_service, open_service, service_config
 
     name = chosen_service(settings, getattr(args, "pin", None))
     if name is None:
         return None
+    service_config(settings, name)  # an unknown name first: it is the likelier mistake
     if not settings.ipfs_api:
         raise ConfigError(f"--pin {name} needs a Kubo node that holds the DAGs for the service to fetch them from; "
                           "pass --ipfs-api URL (or ELEMENTS_IPFS_API), or --no-pin")
