@@ -9,9 +9,11 @@ end in the CLI's one-line errors; ``pin-service`` and ``pins`` as a user sees th
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.cli_support import elements, one_line_error
@@ -69,6 +71,25 @@ def test_pins_shows_every_dag_of_the_publishers_records_pinned(world):
     assert {row["cluster"] for row in rows} == {"pinned"}
     human = elements(world["home"], *world["args"], "pins", **world["env"])
     assert human.returncode == 0 and "pinned" in human.stdout and "not pinned" not in human.stdout
+
+
+def test_publish_delta_pins_the_delta_and_its_composition(world, cluster, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(MODEL, tuned)
+    tensors = load_file(str(tuned / "model.safetensors"))
+    name = "encoder.layer.1.output.dense.bias"
+    tensors[name] = (tensors[name] * np.float32(1.01)).astype(np.float32)
+    save_file(tensors, str(tuned / "model.safetensors"), metadata={"format": "pt"})
+    composition = world["report"]["composition"]["record_id"]
+    delta = published_json(elements(world["home"], "--json", *world["args"], "publish-delta", composition, tuned,
+                                    "--license", "Apache-2.0", "--pin", "cluster", **world["env"]))
+    pins = delta["pinning"]["pins"]
+    assert delta["composition"]["cid"] in {p["cid"] for p in pins}
+    assert len(pins) == 3 and delta["pinning"]["requested"] == 3  # the delta's data and manifest, the recipe
+    for pin in pins:
+        assert pin["status"] == "pinned" and set(cluster.status(pin["cid"]).values()) == {"pinned"}
 
 
 def test_a_refused_token_stops_before_anything_is_sent(world, tmp_path):
