@@ -67,7 +67,8 @@ def _env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
 def named_variable(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The value of a variable the user named in the config (a pinning service's token variable),
     or ``None`` when it is unset or empty. Only names that are not Elements' own are read here."""
-    if not name or name in ENV or not name.replace("_", "a").isalnum() or name[0].isdigit():
+    if (not name or name.startswith("ELEMENTS_") or not name.isascii() or not name.replace("_", "a").isalnum()
+            or name[0].isdigit()):
         raise ConfigError(f"{name!r} cannot name a token variable; use letters, digits and _ (not an ELEMENTS_ variable)")
     value = (os.environ if environ is None else environ).get(name)
     return value if value else None

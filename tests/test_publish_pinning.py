@@ -194,7 +194,7 @@ def test_a_token_variable_is_read_at_each_use_and_its_absence_named(tmp_path, mo
     assert service._client.headers["Authorization"] == "Bearer from-env"
 
 
-@pytest.mark.parametrize("variable", ["ELEMENTS_PRIVATE_KEY", "1ABC", "A-B", ""])
+@pytest.mark.parametrize("variable", ["ELEMENTS_PRIVATE_KEY", "ELEMENTS_ANYTHING", "1ABC", "A-B", "TOKÉN", ""])
 def test_elements_own_variables_and_odd_names_cannot_hold_a_token(tmp_path, variable):
     with pytest.raises(ConfigError):
         add_service(tmp_path, "svc", "https://pins.example.org", token_env=variable or " ")
