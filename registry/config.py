@@ -35,6 +35,7 @@ __all__ = [
     "save_config_file",
     "progress_enabled",
     "url_list",
+    "named_variable",
 ]
 
 # Every environment variable, in one place (name -> what it sets).
@@ -59,6 +60,16 @@ ENV = {
 
 def _env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     assert name in ENV, f"undeclared environment variable {name}"
+    value = (os.environ if environ is None else environ).get(name)
+    return value if value else None
+
+
+def named_variable(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of a variable the user named in the config (a pinning service's token variable),
+    or ``None`` when it is unset or empty. Only names that are not Elements' own are read here."""
+    if (not name or name.startswith("ELEMENTS_") or not name.isascii() or not name.replace("_", "a").isalnum()
+            or name[0].isdigit()):
+        raise ConfigError(f"{name!r} cannot name a token variable; use letters, digits and _ (not an ELEMENTS_ variable)")
     value = (os.environ if environ is None else environ).get(name)
     return value if value else None
 
@@ -115,6 +126,22 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
         raise wrong("gateways", "a string or a list of strings")
     if "trust" in data and not (isinstance(data["trust"], list) and all(isinstance(v, str) for v in data["trust"])):
         raise wrong("trust", "a list of addresses")
+    if "pin_service" in data and not isinstance(data["pin_service"], str):
+        raise wrong("pin_service", "the name of a pinning service")
+    services = data.get("pin_services", {})
+    if not isinstance(services, dict):
+        raise wrong("pin_services", "an object of named pinning services")
+    for name, entry in services.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise wrong(f"pin_services.{name}", "an object with a url (and token_env or token_file)")
+        for key in ("token_env", "token_file"):
+            if key in entry and not isinstance(entry[key], str):
+                raise wrong(f"pin_services.{name}.{key}", "a string")
+        for key in ("wait", "queued_timeout"):
+            value = entry.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise wrong(f"pin_services.{name}.{key}", "a number of seconds above 0")
     networks = data.get("networks", {})
     if not isinstance(networks, dict):
         raise wrong("networks", "an object of named networks")

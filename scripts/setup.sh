@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up a checkout: .venv with the package, the real model, and (for `test`) node tools, Kubo and
-# go-car's conformance fixtures.
+# Set up a checkout: .venv with the package, the real model, and (for `test`) node tools, Kubo,
+# IPFS Cluster (the pinning tests' service) and go-car's conformance fixtures.
 # Usage: scripts/setup.sh [test]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,5 +19,6 @@ fi
 if [ "${1:-}" = "test" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   scripts/install_kubo.sh
+  scripts/install_cluster.sh
   scripts/install_car_fixtures.sh
 fi

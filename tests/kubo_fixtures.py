@@ -257,7 +257,7 @@ class HostileServer:
                 if declared is not None:
                     self.close_connection = True
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_DELETE = _answer
 
         class Server(ThreadingHTTPServer):
             def handle_error(self, request, client_address):  # clients that hang up are expected here

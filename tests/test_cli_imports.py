@@ -74,7 +74,7 @@ def test_help_loads_only_the_standard_library_and_elements(tmp_path):
 
 
 def test_every_command_help_loads_no_chain_numerics_or_bom_package(tmp_path):
-    for command in ("verify", "publish-model", "assemble", "devnet", "cid", "demo"):
+    for command in ("verify", "publish-model", "assemble", "devnet", "cid", "demo", "pin-service", "pins"):
         modules = loaded(tmp_path, tmp_path / "home", command, "--help")
         assert modules & (CHAIN | BOM | HTTP | {"numpy"}) == set(), command
 
@@ -96,6 +96,14 @@ def test_id_of_a_model_directory_loads_blake3_and_not_numpy_or_the_chain(tmp_pat
 def test_cid_of_a_file_loads_nothing_beyond_the_standard_library(tmp_path, weights):
     modules = loaded(tmp_path, tmp_path / "home", "cid", weights)
     assert modules & (CHAIN | BOM | HTTP | {"numpy", "blake3"}) == set()
+    assert third_party(modules) - LIGHT == set()
+
+
+def test_pin_service_commands_load_neither_the_chain_nor_an_http_client(tmp_path):
+    home = tmp_path / "home"
+    assert loaded(tmp_path, home, "pin-service", "add", "svc", "https://pins.example.org", "--token-env", "T") & (CHAIN | HTTP) == set()
+    modules = loaded(tmp_path, home, "pin-service", "list")
+    assert modules & (CHAIN | BOM | HTTP | {"numpy", "rich"}) == set()
     assert third_party(modules) - LIGHT == set()
 
 

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",
     "registry.cli.storage_cmd",
+    "registry.cli.pin_cmd",
     "registry.cli.config_cmd",
 ]
 
@@ -57,7 +58,7 @@ COMMAND_GROUPS = [
     ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split"]),
     ("job 2, resolve and assemble", ["resolve", "show", "ls", "assemble", "assemble-local"]),
     ("job 3, verify", ["verify"]),
-    ("content ids and IPFS", ["id", "cid", "car"]),
+    ("content ids and IPFS", ["id", "cid", "car", "pin-service", "pins"]),
     ("chain, keys and licences", ["deploy", "keys", "licenses", "add-license", "relay", "yank"]),
 ]
 
@@ -65,7 +66,7 @@ COMMAND_GROUPS = [
 # chain that exists only for this process, which a user should be told (the demo knows).
 CHAIN_COMMANDS = {
     "deploy", "licenses", "add-license", "publish", "publish-model", "publish-delta", "relay", "compose",
-    "resolve", "show", "ls", "assemble", "verify", "yank",
+    "resolve", "show", "ls", "assemble", "verify", "yank", "pins",
 }
 MEMORY_NOTE = (
     "elements: note: no chain configured, so this runs on a throw-away in-process chain that is gone when "

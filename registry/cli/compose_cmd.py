@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import InputError
 from ._app import Result, add_command, add_commit_reveal_option, progress, progress_bars
+from .pin_cmd import add_pin_option, check_pinning, pin_published, with_pinning
 
 # Each handler imports the compose layer (numpy) when it runs; --help needs only this copy of
 # registry.compose.engine.DEFAULT_MAX_SHARD_SIZE (tests/test_cli_imports.py checks they agree).
@@ -86,6 +87,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     compose.add_argument("--force", action="store_true", help="replace OUT if it exists")
     compose.add_argument("--dry-run", action="store_true", help="assemble, check and estimate; store nothing in Kubo, send nothing")
     add_commit_reveal_option(compose)
+    add_pin_option(compose)
 
     assemble_cmd = add_command(
         sub,
@@ -167,13 +169,15 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
 
     if args.out and args.dry_run:
         raise InputError("--dry-run assembles in a temporary directory; drop -o")
-    with session(settings, write=True) as (registry, _, resolver), progress_bars(settings) as bars:
+    pin = check_pinning(args, settings)
+    with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         report = publish_composition(
             registry, resolver, Path(args.recipe), license=args.license, out=args.out, force=args.force,
             dry_run=args.dry_run, progress=assembled, fetch_progress=fetched, work_dir=settings.home / "tmp",
             commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
+        pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:
         _print_report(report.publish, "composition")
@@ -183,7 +187,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
         if args.out:
             print(f"assembled model kept in {args.out}")
 
-    return Result(data=report.to_json(), human=human)
+    return with_pinning(Result(data=report.to_json(), human=human), pinned)
 
 
 def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from ..errors import ElementsError, InputError, IntegrityError
 from ._app import Result, add_command, add_commit_reveal_option, add_group, progress, progress_bars
+from .pin_cmd import add_pin_option, check_pinning, pin_published, with_pinning
 
 if TYPE_CHECKING:
     from ..publish.commit_reveal import CommitReveal
@@ -108,6 +109,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     publish.add_argument("--valid-for", type=float, default=24.0, metavar="HOURS", help="with --sign-only: hours the signatures stay valid (24)")
     publish.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
     add_commit_reveal_option(publish)
+    add_pin_option(publish)
 
     model = add_command(
         sub,
@@ -131,6 +133,7 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
     model.add_argument("--dry-run", action="store_true", help="split, check and estimate only; store and send nothing")
     model.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"records per transaction ({DEFAULT_BATCH_SIZE})")
     add_commit_reveal_option(model)
+    add_pin_option(model)
 
     relay = add_command(
         sub,
@@ -328,6 +331,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
         raise InputError("--sign-only and --dry-run exclude each other")
     from ..publish.send import publish_elements
 
+    pin = check_pinning(args, settings)
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
             return _sign_only(args, registry, sources, resolver, bars, settings)
@@ -337,7 +341,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
             hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
             commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
-    return Result(data=report.to_json(), human=lambda: _print_report(report, "element"))
+        pinned = pin_published(pin, settings, sources, [report], bars)
+    return with_pinning(Result(data=report.to_json(), human=lambda: _print_report(report, "element")), pinned)
 
 
 def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, settings: Settings) -> Result:
@@ -389,6 +394,7 @@ def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> 
 def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..publish.model import publish_model
 
+    pin = check_pinning(args, settings)
     with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
         report = publish_model(
             registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
@@ -396,6 +402,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
             split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
             commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
+        pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:
         _print_report(report.publish)
@@ -405,7 +412,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
         if not report.publish.dry_run:
             print(f"assemble it anywhere with: elements assemble 0x{claim.record_id.hex()} -o DIR")
 
-    return Result(data=report.to_json(), human=human)
+    return with_pinning(Result(data=report.to_json(), human=human), pinned)
 
 
 def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:

@@ -18,6 +18,7 @@ from ..formats.safetensors import tensor_nbytes
 from ..errors import InputError, NotFoundError
 from ..storage.scratch import make_area
 from ._app import Result, add_command, add_commit_reveal_option, progress_bars
+from .pin_cmd import add_pin_option, check_pinning, pin_published, with_pinning
 
 __all__ = ["register"]
 
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     parser.add_argument("--name", default="delta", help="name of the delta element (default: delta)")
     parser.add_argument("--trust", action="append", metavar="ADDR", help="prefer the base claim of this publisher")
     add_commit_reveal_option(parser)
+    add_pin_option(parser)
 
 
 def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
@@ -80,6 +82,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     finetuned = Path(args.finetuned)
     if not finetuned.exists():
         raise InputError(f"{finetuned}: no such file or directory; give the fine-tuned .safetensors file or model directory")
+    pin = check_pinning(args, settings)
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         base_record = choose_composition(resolver.lookup(args.base), args.trust or settings.trust)
         base = resolver.graph([base_record.record_id], documents=True, strict=True).nodes[base_record.record_id].document
@@ -101,6 +104,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
                                               commit_reveal=commit_reveal)
         finally:
             area.close()
+        pinned = pin_published(pin, settings, sources, [element, composition.publish], bars)
     base_bytes = sum(tensor_nbytes(row.dtype, row.shape) for row in base.output.tensors) or None
     data = {
         "base": "0x" + base_record.record_id.hex(),
@@ -119,4 +123,4 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         print(f"composition   0x{claim.record_id.hex()} (base + override), content id 0x{claim.record.content_id.hex()}")
         print(f"assemble the fine-tuned model with: elements assemble 0x{claim.record_id.hex()} -o DIR")
 
-    return Result(data=data, human=human)
+    return with_pinning(Result(data=data, human=human), pinned)

@@ -12,6 +12,9 @@
     ServiceError(ConnectionError)
     ├── KuboError                a Kubo RPC API that is down, refuses or answers garbage
     ├── GatewayError             a trustless gateway that is down, refuses or answers garbage
+    ├── PinServiceError          a pinning service that is down, refuses or answers garbage
+    │   ├── PinServiceAuthError  ... that refuses the access token (HTTP 401 / 403)
+    │   └── PinFailed            ... that reports a pin failed, or left it queued too long
     └── FetchLimitError          a source that stalls, trickles, overstays its deadline or sends
         │                        more than the content asked for can need
         ├── KuboLimitError       ... when the source is Kubo (also a KuboError)
@@ -38,6 +41,9 @@ __all__ = [
     "BlockIntegrityError",
     "KuboError",
     "GatewayError",
+    "PinServiceError",
+    "PinServiceAuthError",
+    "PinFailed",
     "FetchLimitError",
     "KuboLimitError",
     "GatewayLimitError",
@@ -99,6 +105,18 @@ class KuboError(ServiceError):
 
 class GatewayError(ServiceError):
     """A trustless gateway that is unreachable, refuses a request or answers garbage."""
+
+
+class PinServiceError(ServiceError):
+    """A pinning service (IPFS Pinning Service API) that is unreachable, refuses or answers garbage."""
+
+
+class PinServiceAuthError(PinServiceError):
+    """A pinning service that refuses the access token."""
+
+
+class PinFailed(PinServiceError):
+    """A pin the service reports ``failed``, or keeps ``queued`` / ``pinning`` past the wait allowed."""
 
 
 class FetchLimitError(ServiceError):
