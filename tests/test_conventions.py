@@ -55,7 +55,7 @@ EXCEPTIONS_WITHOUT_BUILTIN = {
     "registry.errors.VerificationFailed": "a verdict (exit code 1), not bad input, a lookup or a service: no built-in fits",
 }
 PRIVATE_EXCEPTIONS = {
-    "registry.provenance.verify._Skip": "control flow inside Verifier._open_composition; never leaves it",
+    "registry.provenance.verifier._Skip": "control flow inside Verifier._open_composition; never leaves it",
 }
 
 #: Where ``print(`` may be called (relative to the checkout).
