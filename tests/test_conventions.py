@@ -55,7 +55,7 @@ EXCEPTIONS_WITHOUT_BUILTIN = {
     "registry.errors.VerificationFailed": "a verdict (exit code 1), not bad input, a lookup or a service: no built-in fits",
 }
 PRIVATE_EXCEPTIONS = {
-    "registry.provenance.verify._Skip": "control flow inside Verifier._open_composition; never leaves it",
+    "registry.provenance.verifier._Skip": "control flow inside Verifier._open_composition; never leaves it",
 }
 
 #: Where ``print(`` may be called (relative to the checkout).
@@ -231,3 +231,180 @@ def test_nothing_prints_outside_the_command_line_and_scripts():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 printing.append(f"{relative}:{node.lineno}")
     assert printing == [], "print( outside registry/cli and scripts (return data; the CLI prints it)"
+
+
+# --------------------------------------------------------------------------------------------
+# Two more conventions, each with its listed exceptions:
+# - no registry modules import each other in a cycle, counting function-level imports (a lazy import
+#   hides a cycle, it does not remove it);
+# - no module takes another module's private name (``from x import _y``).
+
+#: Import cycles between registry modules that are deliberate: the modules of the cycle -> reason.
+IMPORT_CYCLES: dict[frozenset[str], str] = {
+    frozenset({"registry.chain.crosscheck", "registry.chain.deploy", "registry.chain.network"}): (
+        "crosscheck reads the registry's ABI through deploy.artifact (at first use), deploy binds to "
+        "network.Chain, network builds a CrossCheckProvider for several endpoints (at first use, so one "
+        "endpoint never loads it); cut it by moving the ABI loader below network (chain is outside the "
+        "compose and provenance part of issue 11)"
+    ),
+    frozenset({"registry.storage.cid", "registry.storage.errors", "registry.storage.multihash"}): (
+        "storage.errors imports CID under TYPE_CHECKING only (an annotation of BlockIntegrityError): "
+        "nothing is imported back at run time"
+    ),
+}
+
+#: ``from x import _y`` that is allowed: (importer, "x._y") -> reason.
+PRIVATE_IMPORTS: dict[tuple[str, str], str] = {
+    ("registry.formats.recipe", "re._constants"): (
+        "the standard library's regex parser is the only way to see a nested repetition in a pattern "
+        "before it runs on hostile tensor names (sre_constants/sre_parse before Python 3.11)"
+    ),
+    ("registry.formats.recipe", "re._parser"): "as re._constants: the parsed pattern is walked for nested repetition",
+    ("registry.cli.compose_cmd", "registry.cli.elements_cmd._print_report"): (
+        "the command line's publish-report printer, shared by `compose` and `elements publish`; the cli "
+        "layer's printing helpers have no module of their own yet"
+    ),
+    ("registry.cli.demo_cmd", "registry.cli.elements_cmd._print_tree"): (
+        "the demo prints the same tree as `elements resolve`; as _print_report, a cli printing helper"
+    ),
+}
+
+
+def _import_graph() -> dict[str, dict[str, list[str]]]:
+    """module -> imported registry module -> where (``path:line``), for every import, function-level
+    ones too; ``from package import module`` points at the module, not the package."""
+    modules = _modules()
+    graph: dict[str, dict[str, list[str]]] = {name: {} for name in modules}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                targets = [f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if target in modules and target != module:
+                    graph[module].setdefault(target, []).append(f"{where}:{node.lineno}")
+    return graph
+
+
+def _import_cycles() -> dict[frozenset[str], str]:
+    """Each group of modules that import each other (a strongly connected component of the import
+    graph, Tarjan's algorithm) -> one cycle through it, every step with the line of its import."""
+    graph = _import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def connect(module: str) -> None:  # the package has a few hundred modules: recursion is fine
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph[module]:
+            if target not in index:
+                connect(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    cycles = {}
+    for group in groups:
+        members = set(group)
+        start = min(group)
+        # The shortest way back to the start inside the group: breadth first.
+        previous: dict[str, str] = {}
+        frontier = [start]
+        while start not in previous and frontier:
+            following = []
+            for module in frontier:
+                for target in sorted(graph[module]):
+                    if target in members and target not in previous:
+                        previous[target] = module
+                        following.append(target)
+            frontier = following
+        path = [start]
+        while len(path) == 1 or path[-1] != start:
+            path.append(previous[path[-1]])
+        path.reverse()
+        steps = [f"{a} -> {b} ({graph[a][b][0]})" for a, b in zip(path, path[1:])]
+        cycles[frozenset(group)] = "; ".join(steps)
+    return cycles
+
+
+def test_no_registry_modules_import_each_other_in_a_cycle():
+    cycles = {modules: path for modules, path in _import_cycles().items() if modules not in IMPORT_CYCLES}
+    assert cycles == {}, (
+        "import cycles (a lazy import hides a cycle, it does not remove it: move the shared part into "
+        "a module of its own, or pass the callable in)"
+    )
+
+
+def test_every_listed_import_cycle_still_exists():
+    assert set(IMPORT_CYCLES) <= set(_import_cycles())
+
+
+def test_the_cycle_check_sees_a_cycle_made_of_function_level_imports(tmp_path, monkeypatch):
+    import sys
+
+    package = tmp_path / "registry"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from .b import g\n")
+    (package / "b.py").write_text("from . import a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", package)
+    assert _import_cycles() == {frozenset({"registry.a", "registry.b"}):
+                                "registry.a -> registry.b (registry/a.py:2); registry.b -> registry.a (registry/b.py:1)"}
+
+
+def _private_imports() -> dict[tuple[str, str], list[str]]:
+    """(importer, "module._name") -> where, for every ``from module import _name`` (function-level
+    ones too): a name another module keeps private, taken anyway. Dunder names are not private."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for module, path in _modules().items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    out.setdefault((module, f"{target}.{alias.name}"), []).append(f"{where}:{node.lineno}")
+    return out
+
+
+def test_no_module_imports_another_modules_private_names():
+    taken = {pair: where for pair, where in _private_imports().items() if pair not in PRIVATE_IMPORTS}
+    assert taken == {}, "private names imported from another module (make the name public, or move the code to its user)"
+
+
+def test_every_listed_private_import_still_exists():
+    assert set(PRIVATE_IMPORTS) <= set(_private_imports())

@@ -65,9 +65,9 @@ def test_the_modules_own_constants_are_the_limits():
     assert unixfs.MAX_DEPTH == DAG_DEPTH and safetensors_format.MAX_HEADER_SIZE == SAFETENSORS_HEADER_BYTES
     assert documents.MAX_DOCUMENT_BYTES == DOCUMENT_BYTES  # the one document fetcher, resolution and verification alike
     from registry.compose import nested
-    from registry.provenance import verify
+    from registry.provenance import verifier
 
-    assert nested.MAX_NESTING_DEPTH == limits.COMPOSITION_NESTING and verify._MAX_ANCESTORS == limits.ANCESTORS
+    assert nested.MAX_NESTING_DEPTH == limits.COMPOSITION_NESTING and verifier._MAX_ANCESTORS == limits.ANCESTORS
 
 
 def test_a_violation_names_the_limit_the_value_and_the_fix():

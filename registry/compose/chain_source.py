@@ -31,8 +31,9 @@ from ..records.disputes import Dispute
 from ..records.resolve import Graph, ResolvedRecord, Resolver
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.scratch import make_area
-from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, assemble
+from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExists, assemble
 from ..formats.recipe import InputRef, Recipe, RecipeError
+from .nested import MAX_NESTING_DEPTH, NestingError, has_cached_build
 from .sources import ElementIntegrityError, ElementNotFound, ElementSource
 
 __all__ = ["ChainElementSource", "AssembledComposition", "NotAComposition", "choose_composition", "assemble_composition"]
@@ -160,8 +161,6 @@ class ChainElementSource(ElementSource):
 
         Returns the bytes of data the inputs hold.
         """
-        from .nested import MAX_NESTING_DEPTH, NestingError, has_cached_build
-
         leaves: dict[str, tuple[InputRef, Manifest]] = {}
 
         def walk(current: Recipe, depth: int) -> None:
@@ -263,8 +262,6 @@ def assemble_composition(
         CompositionIntegrityError / NestingError (a composition input that does not build what
         its record claims / nested too deep).
     """
-    from .engine import OutputExists
-
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")

@@ -19,8 +19,9 @@ below the recipe being assembled::
                                 ref.content_id; the input reads straight from those elements
                                 (no intermediate file: a take/stack of it is a kernel copy of
                                 the original element's bytes, checked against its digest)
-        derived tensors      -> the engine builds it into the cache, checked against
-                                ref.content_id, once; later uses (and later runs) read the build
+        derived tensors      -> the builder it was given (the writer's assemble_elements)
+                                builds it into the cache, checked against ref.content_id, once;
+                                later uses (and later runs) read the build
 
 So a composition that does not build the content id it claims is refused (with
 :class:`CompositionIntegrityError`) before a byte of the outer model is written, or, for a
@@ -29,7 +30,12 @@ plans stream block by block, a build is an ordinary assembly.
 
 With ``materialize=False`` (planning only: ``inspect_recipe``; verification) nothing is built:
 a derived tensor of a composition input is planned as a :class:`CheckedPlan` that recomputes it
-from the composition's own plan and checks the table's digest as it streams.
+from the composition's own plan and checks the table's digest as it streams
+(:func:`planned_composition`, which verification uses over the inputs it opens itself).
+
+This module imports neither the engine nor the sources: it is given the source (anything with
+``open``, ``recipe`` and ``composition_cache``: :class:`CompositionSource`) and the builder
+(:class:`Build`), so what imports it (sources, engine, verification) is never imported back.
 
 Files of a composition input are produced by its own file steps (a plain copy of a file element
 is read straight from it; a patched one is patched in memory) and checked against its recipe's
@@ -40,28 +46,32 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
 from ..digest import parse_bytes32
-from ..formats.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
 from ..errors import ElementsError
+from ..formats.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
+from ..formats.recipe import InputRef, Recipe, RecipeError
 from ..limits import COMPOSITION_NESTING
 from .ops import storage_dtype
-from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors
-from ..formats.recipe import InputRef, Recipe, RecipeError
-from .sources import ElementIntegrityError, ElementSource, FileElement, TensorElement
+from .outputs import OutputMismatch, check_output_table, patched_json
+from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors, read_whole
+from .readers import ElementIntegrityError, FileElement, TensorElement
 
 __all__ = [
     "MAX_NESTING_DEPTH",
+    "Build",
     "CompositionElement",
     "CompositionIntegrityError",
+    "CompositionSource",
     "NestingError",
     "composition_manifest",
     "open_composition",
     "open_input",
     "plan_composition",
+    "planned_composition",
     "cached_build",
     "has_cached_build",
 ]
@@ -77,6 +87,26 @@ _ONE_SHARD = 1 << 62
 
 class NestingError(RecipeError):
     """Compositions nested deeper than MAX_NESTING_DEPTH, or a local recipe that includes itself."""
+
+
+class CompositionSource(Protocol):
+    """What opening a composition needs of a source (:class:`registry.compose.sources.ElementSource`
+    is one): its elements verified, its compositions' recipes, a place for builds."""
+
+    def open(self, ref: InputRef) -> Any: ...
+
+    def recipe(self, ref: InputRef) -> Recipe: ...
+
+    def composition_cache(self) -> Path: ...
+
+
+class Build(Protocol):
+    """Builds a recipe over inputs already opened into ``out_dir``, checked against the recipe's
+    output (:func:`registry.compose.writer.assemble_elements`); raises ``OutputMismatch`` when the
+    output is not what the recipe says."""
+
+    def __call__(self, recipe: Recipe, elements: Mapping[str, Any], out_dir: Path, *, force: bool,
+                 durable: bool, max_shard_size: int, provenance: Mapping[str, Any]) -> Any: ...
 
 
 def _label(ref: InputRef) -> str:
@@ -127,14 +157,12 @@ def plan_composition(ref: InputRef, recipe: Recipe, elements: Mapping[str, Any])
         CompositionIntegrityError: the recipe cannot be planned over its inputs, or does not
             build its table or ``ref.content_id``.
     """
-    from .engine import OutputMismatch, _check_expected_table
-
     try:
         plan = plan_tensors(recipe, elements)
     except RecipeError as exc:
         raise CompositionIntegrityError(f"{_label(ref)}: its recipe cannot be planned over its own inputs: {exc}") from None
     try:
-        _check_expected_table(recipe, plan)
+        check_output_table(recipe, plan)
     except OutputMismatch as exc:
         raise CompositionIntegrityError(
             f"{_label(ref)} does not build the content id it claims ({ref.content_id}): {exc}"
@@ -230,8 +258,6 @@ class CompositionElement(TensorElement):
             yield memoryview(np.ascontiguousarray(block)).cast("B")
 
     def read_all(self, name: str) -> np.ndarray:
-        from .plan import read_whole
-
         return read_whole(self.tensor_plan(name))
 
     def copy_unverified(self, name: str, dst_fd: int, dst_offset: int, on_bytes=None) -> None:  # pragma: no cover
@@ -276,8 +302,6 @@ class CompositionElement(TensorElement):
             element = source
             content_id = str(source.manifest.content_id)
         else:
-            from .engine import patched_json
-
             data = patched_json(source.read_bytes(), spec.patch, f"{self.ref.name}:{path}")
             element = _BytesFileElement(replace(self.ref, name=f"{self.ref.name}:{path}", kind="file",
                                                 content_id=str(bytes_content_id(data))), data)
@@ -311,19 +335,22 @@ class CompositionElement(TensorElement):
 # opening
 
 
-def open_input(source: ElementSource, ref: InputRef, *, materialize: bool = True, depth: int = 0,
-               stack: tuple[str, ...] = (), files_only: bool = False) -> Any:
+def open_input(source: CompositionSource, ref: InputRef, *, build: Build | None = None, materialize: bool = True,
+               depth: int = 0, stack: tuple[str, ...] = (), files_only: bool = False) -> Any:
     """Open one recipe input from ``source``: an element (``source.open``) or a composition."""
     if ref.kind == "composition":
-        return open_composition(source, ref, materialize=materialize, depth=depth + 1, stack=stack, files_only=files_only)
+        return open_composition(source, ref, build=build, materialize=materialize, depth=depth + 1, stack=stack,
+                                files_only=files_only)
     return source.open(ref)
 
 
-def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool = True, depth: int = 1,
-                     stack: tuple[str, ...] = (), files_only: bool = False) -> CompositionElement:
+def open_composition(source: CompositionSource, ref: InputRef, *, build: Build | None = None, materialize: bool = True,
+                     depth: int = 1, stack: tuple[str, ...] = (), files_only: bool = False) -> CompositionElement:
     """Open a composition input (see the module docstring).
 
     Args:
+        build: builds a composition that has derived tensors (the writer's ``assemble_elements``);
+            needed only with ``materialize`` (the default) and only when one has derived tensors.
         materialize: build a composition that has derived tensors into the source's
             composition cache (assembly); ``False`` plans them as checked derived tensors.
         depth: its nesting level (the recipe's own composition inputs are 1).
@@ -349,12 +376,12 @@ def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool 
     inner_stack = (*stack, key)
 
     def open_one(name: str) -> Any:
-        return open_input(source, _qualified(ref, name, recipe.inputs[name]), materialize=materialize,
+        return open_input(source, _qualified(ref, name, recipe.inputs[name]), build=build, materialize=materialize,
                           depth=depth, stack=inner_stack)
 
     def open_for_files(name: str) -> Any:
         # A file step reads one file input (or a file of a composition): open only that.
-        return open_input(source, _qualified(ref, name, recipe.inputs[name]), materialize=materialize,
+        return open_input(source, _qualified(ref, name, recipe.inputs[name]), build=build, materialize=materialize,
                           depth=depth, stack=inner_stack, files_only=True)
 
     if files_only:
@@ -369,24 +396,41 @@ def open_composition(source: ElementSource, ref: InputRef, *, materialize: bool 
         for name in sorted(recipe.inputs):
             inputs[name] = open_one(name)
         plan = plan_composition(ref, recipe, inputs)
-        if plan.predicted_content_id() is not None:
-            table = manifest or Manifest.for_tensors(
-                TensorEntry(name, p.dtype, tuple(p.shape), p.digest, p.nbytes) for name, p in plan.tensors.items()
-            )
-            return CompositionElement(ref, recipe, table, plans=plan.tensors, inputs=inputs)
-        if not materialize:
-            if manifest is None:
+        if plan.predicted_content_id() is not None or not materialize:
+            element = planned_composition(ref, recipe, manifest, plan, inputs)
+            if element is None:
                 raise CompositionIntegrityError(
                     f"{_label(ref)} has derived tensors and no output table, so they cannot be checked without building it; "
                     "publish compositions with their output table (elements compose does)"
                 )
-            return CompositionElement(ref, recipe, manifest, plans=plan.tensors, inputs=inputs)
-        built = _build(source, ref, recipe, inputs)
+            return element
+        if build is None:  # pragma: no cover - a caller's bug: assembly always passes the writer
+            raise TypeError(f"{_label(ref)} has derived tensors: opening it to be read needs build= (the writer's assemble_elements)")
+        built = _build(source, ref, recipe, inputs, build)
     except BaseException:
         for element in inputs.values():
             element.close()
         raise
     return CompositionElement(ref, recipe, _manifest_or(manifest, built), built=built, inputs=inputs, open_input=open_for_files)
+
+
+def planned_composition(ref: InputRef, recipe: Recipe, manifest: Manifest | None, plan: Plan,
+                        inputs: Mapping[str, Any]) -> CompositionElement | None:
+    """A composition input read through its own plan over its opened ``inputs``, not built: each
+    tensor straight from its elements when every one is a copy (the table is the recipe's, or the
+    plan's), else each derived tensor recomputed and checked against the recipe's table
+    (``manifest``, from :func:`composition_manifest`) as it streams. ``None`` when it has derived
+    tensors and no table: nothing could check them short of building it. ``plan`` is
+    :func:`plan_composition`'s (already checked against what the composition claims); the element
+    closes ``inputs`` when it is closed."""
+    if plan.predicted_content_id() is not None:
+        table = manifest or Manifest.for_tensors(
+            TensorEntry(name, p.dtype, tuple(p.shape), p.digest, p.nbytes) for name, p in plan.tensors.items()
+        )
+        return CompositionElement(ref, recipe, table, plans=plan.tensors, inputs=inputs)
+    if manifest is None:
+        return None
+    return CompositionElement(ref, recipe, manifest, plans=plan.tensors, inputs=inputs)
 
 
 def _manifest_or(manifest: Manifest | None, built: TensorElement) -> Manifest:
@@ -400,11 +444,11 @@ def _manifest_or(manifest: Manifest | None, built: TensorElement) -> Manifest:
 _VERIFIED: dict[tuple[str, int, int, int], str] = {}
 
 
-def _build_dir(source: ElementSource, ref: InputRef) -> Path:
+def _build_dir(source: CompositionSource, ref: InputRef) -> Path:
     return Path(source.composition_cache()) / ref.content_id
 
 
-def cached_build(source: ElementSource, ref: InputRef, manifest: Manifest | None = None) -> TensorElement | None:
+def cached_build(source: CompositionSource, ref: InputRef, manifest: Manifest | None = None) -> TensorElement | None:
     """The cached build of a composition input if there is one and its weights hash to
     ``ref.content_id`` (hashed once per process and file version), else ``None``."""
     weights = _build_dir(source, ref) / "model.safetensors"
@@ -429,7 +473,7 @@ def cached_build(source: ElementSource, ref: InputRef, manifest: Manifest | None
         return None
 
 
-def has_cached_build(source: ElementSource, ref: InputRef) -> bool:
+def has_cached_build(source: CompositionSource, ref: InputRef) -> bool:
     """Whether a composition input has a valid build in the source's composition cache."""
     built = cached_build(source, ref)
     if built is None:
@@ -438,14 +482,12 @@ def has_cached_build(source: ElementSource, ref: InputRef) -> bool:
     return True
 
 
-def _build(source: ElementSource, ref: InputRef, recipe: Recipe, inputs: Mapping[str, Any]) -> TensorElement:
+def _build(source: CompositionSource, ref: InputRef, recipe: Recipe, inputs: Mapping[str, Any], build: Build) -> TensorElement:
     """Assemble a composition input into the cache (verified against ``ref.content_id``)."""
-    from .engine import OutputMismatch, assemble_elements
-
     target = _build_dir(source, ref)
     pinned = recipe.with_output(replace(recipe.output, content_id=ref.content_id))
     try:
-        assemble_elements(pinned, inputs, target, force=True, durable=False, max_shard_size=_ONE_SHARD,
+        build(pinned, inputs, target, force=True, durable=False, max_shard_size=_ONE_SHARD,
                           provenance={"built_as_input": ref.name, "record": ref.record})
     except OutputMismatch as exc:
         raise CompositionIntegrityError(f"{_label(ref)} does not build the content id it claims: {exc}") from None

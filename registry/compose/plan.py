@@ -44,7 +44,7 @@ from ..formats.recipe import (
     TaskArithmetic,
     apply_renames,
 )
-from .sources import FileElement, TensorElement
+from .readers import FileElement, TensorElement
 
 __all__ = [
     "TensorPlan",

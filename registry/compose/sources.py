@@ -1,8 +1,9 @@
-"""Where assembly gets its elements: the :class:`ElementSource` interface and verified readers.
+"""Where assembly gets its elements: the :class:`ElementSource` interface.
 
 A source only has to say where an element's manifest and data are (``manifest(ref)`` and
-``data_path(ref)``); everything that makes them trustworthy happens here, the same for every
-source (a split output directory today, the block store and the chain later):
+``data_path(ref)``); everything that makes them trustworthy happens in :meth:`ElementSource.open`
+and the verified readers of :mod:`registry.compose.readers`, the same for every source (a split
+output directory, the block store and the chain):
 
 - the manifest's content id is re-derived from its tensor table and must equal the id the recipe
   pins (``ref.content_id``);
@@ -16,27 +17,22 @@ So a tensor nobody reads is never read, and a byte that is used has always been 
 An input of kind ``composition`` is opened by :mod:`registry.compose.nested`: a source that can
 provide compositions implements :meth:`ElementSource.recipe` (the composition's recipe) and may
 override :meth:`ElementSource.composition_cache` (where compositions with derived tensors are
-built once when used as inputs).
+built once, by :func:`registry.compose.writer.assemble_elements`, when used as inputs).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
-
-from ..digest import blake3_hasher
-from ..formats.content_id import FILE_DOMAIN, Manifest, ManifestError, bytes_content_id, file_content_id, manifest_of
-from ..formats.safetensors import read_header
 from ..errors import IntegrityError, NotFoundError
-from ..limits import MODEL_JSON_BYTES
-from .ops import storage_dtype
-from ..formats.recipe import InputRef, Recipe, RecipeError, RecipeLimitError, load_recipe
+from ..formats.content_id import Manifest, ManifestError, file_content_id, manifest_of
+from ..formats.recipe import InputRef, Recipe, RecipeError, load_recipe
+from .nested import open_composition
+from .readers import ElementIntegrityError, FileElement, TensorElement
+from .writer import assemble_elements
 
 __all__ = [
     "ElementSource",
@@ -54,10 +50,6 @@ MANIFEST_SUFFIX = ".manifest.json"
 
 class ElementNotFound(NotFoundError):
     """A recipe input that the element source does not have."""
-
-
-class ElementIntegrityError(IntegrityError):
-    """An element's manifest or bytes do not match the content id the recipe pins."""
 
 
 class ElementSource(ABC):
@@ -101,13 +93,12 @@ class ElementSource(ABC):
             temporary = self._composition_tmp = tempfile.TemporaryDirectory(prefix="elements-compositions-")
         return Path(temporary.name)
 
-    def open(self, ref: InputRef) -> "TensorElement | FileElement":
+    def open(self, ref: InputRef) -> TensorElement | FileElement:
         """Open an input, verified against the content id the recipe pins for it (a composition
-        input is opened recursively, see :mod:`registry.compose.nested`)."""
+        input is opened recursively, see :mod:`registry.compose.nested`, and built with the
+        writer when it has derived tensors)."""
         if ref.kind == "composition":
-            from .nested import open_composition
-
-            return open_composition(self, ref)
+            return open_composition(self, ref, build=assemble_elements)
         manifest = self.manifest(ref)
         if str(manifest.content_id) != ref.content_id:
             raise ElementIntegrityError(
@@ -210,187 +201,3 @@ class LocalElementSource(ElementSource):
             manifest = manifest_of(path)
         self._manifests[path] = manifest
         return manifest
-
-
-class TensorElement:
-    """A tensors element opened for reading: header checked against the manifest, reads verified."""
-
-    def __init__(self, ref: InputRef, manifest: Manifest, path: Path) -> None:
-        self.ref = ref
-        self.manifest = manifest
-        self.path = path
-        self.header = read_header(path)
-        self.entries = {entry.name: entry for entry in manifest.entries}
-        found = {name: (info.dtype, info.shape) for name, info in self.header.tensors.items()}
-        wanted = {name: (entry.dtype, entry.shape) for name, entry in self.entries.items()}
-        if found != wanted:
-            extra = sorted(set(found) - set(wanted))
-            missing = sorted(set(wanted) - set(found))
-            changed = sorted(n for n in set(found) & set(wanted) if found[n] != wanted[n])
-            detail = "; ".join(
-                part for part in (
-                    f"not in manifest: {', '.join(extra[:3])}" if extra else "",
-                    f"missing: {', '.join(missing[:3])}" if missing else "",
-                    f"dtype/shape differ: {', '.join(changed[:3])}" if changed else "",
-                ) if part
-            )
-            raise ElementIntegrityError(f"input {ref.name!r}: {path} does not hold the tensors its manifest lists ({detail})")
-        self._fd: int | None = os.open(path, os.O_RDONLY)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.entries)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def stream(self, name: str, chunk_bytes: int) -> Iterator[memoryview]:
-        """The tensor's raw bytes in chunks (one reused buffer), verified before the last chunk.
-
-        Raises:
-            ElementIntegrityError: the bytes do not hash to the manifest's digest (raised in
-                place of the last chunk, so unverified data is never complete downstream).
-        """
-        info = self.header.tensors[name]
-        entry = self.entries[name]
-        hasher = blake3_hasher(info.size)
-        if info.size == 0:
-            self._check(name, hasher.digest(), entry.digest)
-            return
-        buffer = memoryview(bytearray(min(chunk_bytes, info.size)))
-        position = info.start
-        while position < info.end:
-            count = min(len(buffer), info.end - position)
-            view = buffer[:count]
-            self._read_exact(view, position, name)
-            hasher.update(view)
-            position += count
-            if position == info.end:
-                self._check(name, hasher.digest(), entry.digest)
-            yield view
-
-    def blocks(self, name: str, block_elems: int) -> Iterator[np.ndarray]:
-        """The tensor as flat raw-element arrays of ``block_elems`` (last shorter), verified."""
-        dtype = storage_dtype(self.entries[name].dtype)
-        for chunk in self.stream(name, block_elems * dtype.itemsize):
-            yield np.frombuffer(chunk, dtype=dtype)
-
-    def read_all(self, name: str) -> np.ndarray:
-        """The whole tensor as a raw-element array (a copy), verified."""
-        entry = self.entries[name]
-        out = np.empty(entry.size, dtype=np.uint8)
-        position = 0
-        for chunk in self.stream(name, max(entry.size, 1)):
-            out[position:position + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
-            position += len(chunk)
-        return out.view(storage_dtype(entry.dtype)).reshape(entry.shape)
-
-    def copy_unverified(self, name: str, dst_fd: int, dst_offset: int, on_bytes=None) -> None:
-        """Copy the tensor's raw bytes into ``dst_fd`` at ``dst_offset`` in the kernel
-        (``copy_file_range``; a pread/pwrite loop where the kernel cannot).
-
-        The bytes are NOT verified here: the caller must hash what it wrote and compare with
-        ``self.entries[name].digest`` before using the output (the engine does, for every copy).
-        """
-        info = self.header.tensors[name]
-        position, target, end = info.start, dst_offset, info.end
-        while position < end:
-            count = min(end - position, _COPY_STEP)
-            done = _copy_range(self._fd, position, dst_fd, target, count)
-            if done == 0:
-                raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while copying tensor {name!r}; the file changed")
-            position += done
-            target += done
-            if on_bytes:
-                on_bytes(done)
-
-    def check_digest(self, name: str, actual: bytes) -> None:
-        """Raise ElementIntegrityError unless ``actual`` is the manifest's digest of ``name``."""
-        self._check(name, actual, self.entries[name].digest)
-
-    def _read_exact(self, view: memoryview, offset: int, name: str) -> None:
-        done = 0
-        while done < len(view):
-            got = os.preadv(self._fd, [view[done:]], offset + done)
-            if got == 0:
-                raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while reading tensor {name!r}; the file changed")
-            done += got
-
-    def _check(self, name: str, actual: bytes, expected: bytes) -> None:
-        if bytes(actual) != bytes(expected):
-            raise ElementIntegrityError(
-                f"input {self.ref.name!r}: tensor {name!r} in {self.path} does not match its digest in the manifest "
-                f"(0x{bytes(actual).hex()} != {expected}); the element file is corrupt, fetch or split it again"
-            )
-
-
-_COPY_STEP = 64 << 20
-_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
-
-
-def _copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, count: int) -> int:
-    """Copy up to ``count`` bytes between file offsets; returns how many were copied (0 at EOF)."""
-    if hasattr(os, "copy_file_range"):
-        try:
-            return os.copy_file_range(src_fd, dst_fd, count, src_offset, dst_offset)
-        except OSError as exc:
-            if exc.errno not in _NO_KERNEL_COPY:
-                raise
-            # another filesystem or an old kernel: copy through a buffer instead
-    data = os.pread(src_fd, min(count, 8 << 20), src_offset)
-    view = memoryview(data)
-    written = 0
-    while written < len(view):
-        written += os.pwrite(dst_fd, view[written:], dst_offset + written)
-    return len(data)
-
-
-class FileElement:
-    """A file element: bytes checked against the content id before they are used."""
-
-    def __init__(self, ref: InputRef, manifest: Manifest, path: Path) -> None:
-        self.ref = ref
-        self.manifest = manifest
-        self.path = path
-
-    def close(self) -> None:
-        pass
-
-    def read_bytes(self) -> bytes:
-        """The whole file, verified. Only a JSON file a recipe patches or reads is read whole, so
-        a file over MODEL_JSON_BYTES is refused before it is read (RecipeLimitError)."""
-        size = self.path.stat().st_size
-        MODEL_JSON_BYTES.check(size, f"input {self.ref.name!r} (read whole to be patched or parsed)", RecipeLimitError)
-        data = self.path.read_bytes()
-        self._check(bytes_content_id(data))
-        return data
-
-    def stream(self, chunk_bytes: int = 8 << 20) -> Iterator[memoryview]:
-        """The file's bytes in chunks (one reused buffer), verified before the last chunk."""
-        size = self.path.stat().st_size
-        hasher = blake3_hasher(size)
-        hasher.update(FILE_DOMAIN)
-        buffer = memoryview(bytearray(max(1, min(chunk_bytes, size))))
-        with open(self.path, "rb", buffering=0) as handle:
-            if size == 0:
-                self._check(hasher.digest())
-            done = 0
-            while done < size:
-                count = handle.readinto(buffer[: min(len(buffer), size - done)])
-                if not count:
-                    raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} shrank while being read; the file changed")
-                view = buffer[:count]
-                hasher.update(view)
-                done += count
-                if done == size:
-                    self._check(hasher.digest())
-                yield view
-
-    def _check(self, actual: bytes) -> None:
-        if bytes(actual) != bytes(self.manifest.content_id):
-            raise ElementIntegrityError(
-                f"input {self.ref.name!r}: {self.path} has content id 0x{bytes(actual).hex()}, the recipe pins "
-                f"{self.ref.content_id}; the file was changed, fetch or split it again"
-            )
