@@ -260,13 +260,6 @@ PRIVATE_IMPORTS: dict[tuple[str, str], str] = {
         "before it runs on hostile tensor names (sre_constants/sre_parse before Python 3.11)"
     ),
     ("registry.formats.recipe", "re._parser"): "as re._constants: the parsed pattern is walked for nested repetition",
-    ("registry.cli.compose_cmd", "registry.cli.elements_cmd._print_report"): (
-        "the command line's publish-report printer, shared by `compose` and `elements publish`; the cli "
-        "layer's printing helpers have no module of their own yet"
-    ),
-    ("registry.cli.demo_cmd", "registry.cli.elements_cmd._print_tree"): (
-        "the demo prints the same tree as `elements resolve`; as _print_report, a cli printing helper"
-    ),
 }
 
 

@@ -165,7 +165,7 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
     from ..publish.model import publish_composition
-    from .elements_cmd import _print_report, commit_reveal_for, session
+    from .elements_cmd import print_report, commit_reveal_for, session
 
     if args.out and args.dry_run:
         raise InputError("--dry-run assembles in a temporary directory; drop -o")
@@ -180,7 +180,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
         pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:
-        _print_report(report.publish, "composition")
+        print_report(report.publish, "composition")
         claim = report.claim
         print(f"composition 0x{claim.record_id.hex()}: content id 0x{claim.record.content_id.hex()}, "
               f"{len(report.recipe.inputs)} inputs, recipe {report.recipe_cid}")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 50
 KIND_NAMES = ("element", "adapter", "file", "composition")
 
-__all__ = ["print_tree", "register"]
+__all__ = ["print_report", "print_tree", "register"]
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -285,7 +285,7 @@ def _short(value: str, keep: int = 10) -> str:
     return value if len(value) <= keep + 4 else value[:keep] + "…"
 
 
-def _print_report(report: PublishReport, what: str = "record") -> None:
+def print_report(report: PublishReport, what: str = "record") -> None:
     lic = f" under {report.license.spdx_id}" if report.license else ""
     verb = "would publish" if report.dry_run else "published"
     print(f"{report.publisher} on chain {report.chain_id}, registry {report.registry}{lic}")
@@ -342,7 +342,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
             commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )
         pinned = pin_published(pin, settings, sources, [report], bars)
-    return with_pinning(Result(data=report.to_json(), human=lambda: _print_report(report, "element")), pinned)
+    return with_pinning(Result(data=report.to_json(), human=lambda: print_report(report, "element")), pinned)
 
 
 def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, settings: Settings) -> Result:
@@ -405,7 +405,7 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
         pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:
-        _print_report(report.publish)
+        print_report(report.publish)
         claim = report.composition
         print(f"composition of {args.model}: record 0x{claim.record_id.hex()}")
         print(f"  content id 0x{claim.record.content_id.hex()} ({len(report.elements)} elements), recipe {report.recipe_cid}")
@@ -424,7 +424,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
         relayer = registry.account.address
 
     def human() -> None:
-        _print_report(report)
+        print_report(report)
         print(f"relayed by {relayer} (who paid the gas); the records' publisher is {report.publisher}")
 
     return Result(data={**report.to_json(), "relayer": relayer}, human=human)
