@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from ..files import atomic_file
 from ..errors import InputError, UnsafeFileError
 from ..limits import NAME_BYTES, SAFETENSORS_HEADER_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
 
@@ -930,7 +931,7 @@ def write_safetensors(
     sorted keys (omitted when empty). The same tensors and metadata always give the same bytes.
 
     Args:
-        path: destination; written as ``<path>.incomplete``, fsynced, then renamed into place.
+        path: destination; written by :func:`registry.files.atomic_file` (a temporary, fsynced, renamed into place).
         tensors: a mapping ``name -> numpy array | (dtype, shape, data)`` or an iterable of
             ``(name, dtype, shape, data)`` / ``(name, array)``. ``data`` is bytes, a buffer, a numpy
             array, or a zero-argument callable returning one (called when its turn comes, so only
@@ -946,34 +947,15 @@ def write_safetensors(
     path = Path(path)
     specs = normalize_tensors(tensors)
     header, sizes = build_header(specs, metadata)
-    temporary = path.with_name(path.name + ".incomplete")
-    try:
-        with open(temporary, "wb") as out:
-            out.write(struct.pack("<Q", len(header)))
-            out.write(header)
-            for (name, dtype, shape, data), size in zip(specs, sizes):
-                view = tensor_bytes(name, data)
-                if view.nbytes != size:
-                    raise InputError(
-                        f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}"
-                    )
-                out.write(view)
-                del view, data
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_file(path) as out:
+        out.write(struct.pack("<Q", len(header)))
+        out.write(header)
+        for (name, dtype, shape, data), size in zip(specs, sizes):
+            view = tensor_bytes(name, data)
+            if view.nbytes != size:
+                raise InputError(
+                    f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}"
+                )
+            out.write(view)
+            del view, data
     return read_header(path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

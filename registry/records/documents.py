@@ -16,11 +16,11 @@ as it is read (``registry.compose.sources``), so a tampered cache file is caught
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..files import install
 from ..chain.registry import Record
 from ..formats.recipe import FORMAT as RECIPE_FORMAT
 from ..formats.recipe import Recipe, parse_recipe
@@ -159,7 +159,7 @@ class Documents:
             # Exported in an area of this process, so a crash leaves nothing the next run keeps.
             with make_area(directory, "export") as area:
                 self.sources.export_file(cid, area.path / cid)
-                os.replace(area.path / cid, path)
+                install(area.path / cid, path)
         return path
 
     def _data_directory(self) -> Path:
