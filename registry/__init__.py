@@ -17,9 +17,9 @@ docs/architecture.md)::
 ``errors``, ``config``, ``limits`` and ``files`` sit below every layer.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import sys as _sys
+import types as _types
+import typing as _typing
 
 from .errors import (
     ChainError,
@@ -33,7 +33,7 @@ from .errors import (
     VerificationFailed,
 )
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .api import assemble, publish, resolve, verify
 
 __all__ = [
@@ -58,7 +58,7 @@ __version__ = "0.1.0"
 _API = ("assemble", "publish", "resolve", "verify")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # The facade imports every layer when first called: load it on first use, not at import.
     if name in _API:
         from .api import assemble, publish, resolve, verify
@@ -71,3 +71,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_API))
+
+
+class _Package(_types.ModuleType):
+    """The package root, whose ``publish`` is the facade's function although ``registry/publish/``
+    is a subpackage: importing a subpackage binds it as an attribute of its parent, which would
+    replace the function. The subpackage stays in ``sys.modules`` and every
+    ``from registry.publish... import ...`` finds it there; only ``import registry.publish.X as Y``
+    (attribute lookups through the root) cannot reach it."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _API and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

@@ -1,4 +1,5 @@
-"""Conventions of the codebase, enforced by a test rather than by a reviewer (STYLE.md).
+"""Conventions of the codebase, enforced by a test rather than by a reviewer (docs/architecture.md,
+"Conventions", says why each exists).
 
 - imports point down only: cli -> provenance -> publish -> compose -> records -> chain ->
   storage -> formats -> digest; ``registry.errors``, ``registry.config``, ``registry.limits`` and the package root sit
