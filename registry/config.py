@@ -198,9 +198,9 @@ class FetchLimits:
                 least = "0 or more" if name == "min_rate" else "above 0"
                 unit = "seconds" if kind is float else ("whole bytes per second" if name == "min_rate" else "whole bytes")
                 raise ConfigError(f"{origin} is {raw!r}; give a number of {unit}, {least} (or unset it for the default)")
-            value = kind(number)
-            values[name] = value
-        return cls(**values)
+            assert number is not None  # valid says so
+            values[name] = kind(number)
+        return cls(**values)  # type: ignore[arg-type]  # each value has its field's type (kind)
 
 
 @dataclass

@@ -109,7 +109,7 @@ class SplitResult:
 # grouping
 
 
-def _natural(name: str) -> list:
+def _natural(name: str) -> list[tuple[int, int, str]]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
@@ -237,8 +237,8 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def split_model(
-    model: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
     *,
     by: str = "layer",
     rules: list[str] | None = None,
@@ -322,7 +322,8 @@ def split_model(
 
 
 def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict[str, list[str]],
-                           table: dict[str, TensorEntry], progress) -> tuple[list[SplitElement], dict, list]:
+                           table: dict[str, TensorEntry], progress: Callable[[int, int], None] | None,
+                           ) -> tuple[list[SplitElement], dict[str, Any], list[dict[str, Any]]]:
     elements: list[SplitElement] = []
     inputs: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
@@ -353,7 +354,8 @@ def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict
     return elements, inputs, steps
 
 
-def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: set[str]):
+def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: set[str],
+                         ) -> tuple[list[SplitElement], dict[str, Any], list[dict[str, str]]]:
     elements: list[SplitElement] = []
     inputs: dict[str, Any] = {}
     specs: list[dict[str, Any]] = []

@@ -426,7 +426,7 @@ class CarImport:
 
 
 def import_car(
-    source: str | os.PathLike | BinaryIO,
+    source: str | os.PathLike | BinaryIO | io.RawIOBase,
     store,
     *,
     where: str | None = None,
