@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .files import atomic_write
 from .errors import ConfigError
 from .limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
 
@@ -160,10 +161,7 @@ def save_config_file(home: Path, data: Mapping[str, Any]) -> Path:
     """Write ``home/config.json`` atomically."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / "config.json"
-    tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def progress_enabled(json_output: bool = False, environ: Mapping[str, str] | None = None) -> bool:
@@ -227,9 +225,9 @@ class FetchLimits:
                 least = "0 or more" if name == "min_rate" else "above 0"
                 unit = "seconds" if kind is float else ("whole bytes per second" if name == "min_rate" else "whole bytes")
                 raise ConfigError(f"{origin} is {raw!r}; give a number of {unit}, {least} (or unset it for the default)")
-            value = kind(number)
-            values[name] = value
-        return cls(**values)
+            assert number is not None  # valid says so
+            values[name] = kind(number)
+        return cls(**values)  # type: ignore[arg-type]  # each value has its field's type (kind)
 
 
 @dataclass

@@ -67,6 +67,8 @@ class ConfigError(ElementsError, ValueError):
 
 
 class VerificationFailed(ElementsError):
-    """Provenance could not be established; the CLI exits with 1."""
+    """Provenance could not be established; the CLI exits with 1. Raised by
+    ``registry.verify(..., check=True)``, with the failed verification's report as ``report``."""
 
     exit_code = 1
+    report: object | None = None

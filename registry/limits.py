@@ -89,7 +89,7 @@ class Limit(int):
         self.name, self.unit, self.applies, self.fix = name, unit, applies, fix
         return self
 
-    def __reduce__(self):  # pickled (multiprocessing) as what it is
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (multiprocessing) as what it is
         return (Limit, (int(self), self.name, self.unit, self.applies, self.fix))
 
     def shown(self) -> str:
@@ -393,7 +393,7 @@ def loads_json(
         raise JSON_DEPTH.exceeded(f"the nesting of {what}", "too deep for this interpreter") from None
 
 
-def read_bounded(path: str | os.PathLike, max_bytes: Limit, what: str | None = None) -> bytes:
+def read_bounded(path: str | os.PathLike[str], max_bytes: Limit, what: str | None = None) -> bytes:
     """A file's bytes, refused before reading when it is over ``max_bytes``.
 
     Raises:
@@ -408,7 +408,7 @@ def read_bounded(path: str | os.PathLike, max_bytes: Limit, what: str | None = N
     return data
 
 
-def load_json_file(path: str | os.PathLike, max_bytes: Limit, what: str | None = None,
+def load_json_file(path: str | os.PathLike[str], max_bytes: Limit, what: str | None = None,
                    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
     """:func:`read_bounded`, then :func:`loads_json`.
 
@@ -458,7 +458,7 @@ def loads_yaml(text: str, *, what: str, max_bytes: Limit = DOCUMENT_BYTES) -> An
 def _bounded_loader() -> type:
     import yaml
 
-    class BoundedLoader(yaml.SafeLoader):
+    class BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
         def __init__(self, stream: str, what: str) -> None:
             super().__init__(stream)
             self.what = what
@@ -471,7 +471,7 @@ def _bounded_loader() -> type:
             self.nodes += nodes
             JSON_VALUES.check(self.nodes, f"the number of values in {self.what} (aliases expanded)")
 
-        def compose_node(self, parent, index):
+        def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor in self.anchors and event.anchor not in self.sizes:
@@ -496,11 +496,11 @@ def _bounded_loader() -> type:
             self.deepest = max(outer, self.deepest)
             return node
 
-        def construct_yaml_int(self, node):
+        def construct_yaml_int(self, node: Any) -> Any:
             _check_number(str(node.value), self.what)
             return super().construct_yaml_int(node)
 
-        def construct_yaml_float(self, node):
+        def construct_yaml_float(self, node: Any) -> Any:
             _check_number(str(node.value), self.what)
             return super().construct_yaml_float(node)
 
@@ -556,7 +556,7 @@ def check_path(path: str, what: str, error: Callable[[str], Exception] | None = 
     return path
 
 
-def check_output_path(path: str | os.PathLike, what: str = "the output path") -> Path:
+def check_output_path(path: str | os.PathLike[str], what: str = "the output path") -> Path:
     """An output path (``-o OUT``) whose every component fits :data:`PATH_COMPONENT_BYTES` and
     whole absolute form fits :data:`PATH_BYTES`: checked before anything is created, so a name
     the file system refuses is one clean error with nothing left behind."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from eth_utils import keccak  # noqa: E402
 
+from registry.files import atomic_write  # noqa: E402
 from registry.chain import MAX_PARENTS, Kind, RecordInput, Registry, commitment_of, connect  # noqa: E402
 
 SNAPSHOT = ROOT / "gas-snapshot.json"
@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("gas_snapshot: gas-snapshot.json is current")
         return 0
-    tmp = SNAPSHOT.with_name(SNAPSHOT.name + ".incomplete")
-    tmp.write_text(text)
-    os.replace(tmp, SNAPSHOT)
+    atomic_write(SNAPSHOT, text)
     sys.stdout.write(text)
     for name, goal in GOALS.items():
         print(f"goal {name}: {gas[name]:,} <= {goal:,} {'ok' if gas[name] <= goal else 'MISSED'}", file=sys.stderr)

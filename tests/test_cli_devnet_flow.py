@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -105,7 +104,7 @@ def test_assemble_verify_tamper_and_bom(world, tmp_path):
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert "Traceback" not in caught.stderr
     assert f"{TAMPERED} differs" in " ".join(caught.stdout.split())
-    assert f"next: 1 tensor(s) above differ" in caught.stdout and f"`elements assemble {record} -o DIR`" in caught.stdout
+    assert "next: 1 tensor(s) above differ" in caught.stdout and f"`elements assemble {record} -o DIR`" in caught.stdout
     as_json = json.loads(elements(home, *NET, "verify", tampered, "--json").stdout)
     assert [t["name"] for t in as_json["attribution"]["tensors"] if t["status"] == "differs"] == [TAMPERED]
 

@@ -80,7 +80,7 @@ def test_verify_trusting_mallory_exits_1_naming_alices_earlier_claim(capsys, wor
     assert f"{world['alice']} claimed the same content earlier under stricter terms (record {alice}" in text
     assert "CC-BY-NC-4.0; MIT lifts non-commercial" in text and f"--accept-disputed {alice}" in text
     assert "commercial use allowed" not in text
-    assert f"next: another publisher claimed this content first under stricter terms" in text
+    assert "next: another publisher claimed this content first under stricter terms" in text
 
 
 def test_verify_json_marks_the_copy_and_its_elements_disputed(capsys, world, records):

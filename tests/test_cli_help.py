@@ -50,7 +50,7 @@ def test_every_command_has_help_with_examples(path, capsys):
     assert f"usage: elements {' '.join(path)}" in out
     examples = out.split("examples:\n", 1)
     assert len(examples) == 2, f"`elements {' '.join(path)} --help` has no examples"
-    assert f"elements" in examples[1] and "--json" in out
+    assert "elements" in examples[1] and "--json" in out
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[" ".join(p) for p in PATHS])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from registry.cli import main
 from registry.formats.safetensors import write_safetensors
 from tests.cli_support import DEV_ADDRESSES, DEV_KEYS, DevnetProcess, elements
 from tests.publish_support import MODEL
-from tests.test_cli_help import PATHS, command_paths
+from tests.test_cli_help import PATHS
 
 KEY, ADDRESS = DEV_KEYS[8], DEV_ADDRESSES[8]
 PASSWORD = "correct horse battery staple"

@@ -25,7 +25,6 @@ from registry.chain import (
     SignatureError,
     claim_order,
     commitment_of,
-    connect,
 )
 from registry.chain.cids import join_cid
 from registry.chain.devnet import Anvil

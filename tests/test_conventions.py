@@ -1,4 +1,5 @@
-"""Conventions of the codebase, enforced by a test rather than by a reviewer (STYLE.md).
+"""Conventions of the codebase, enforced by a test rather than by a reviewer (docs/architecture.md,
+"Conventions", says why each exists).
 
 - imports point down only: cli -> provenance -> publish -> compose -> records -> chain ->
   storage -> formats -> digest; ``registry.errors``, ``registry.config``, ``registry.limits`` and the package root sit
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "registry"
 
 #: Bottom up; a module may import its own layer and the layers below it.
-LAYERS = ["digest", "formats", "storage", "chain", "records", "compose", "publish", "provenance", "demo", "cli", "__main__"]
+LAYERS = ["digest", "formats", "storage", "chain", "records", "compose", "publish", "provenance", "demo", "api", "cli", "__main__"]
 #: Importable by every layer, and importing none above the base: module -> reason.
 BASE = {
     "registry": "the package root: the version",
@@ -38,10 +39,16 @@ BASE = {
         "the limits on outside input and the bounded JSON/YAML parsers: config.py reads config.json with "
         "them and every layer from storage (CAR, dag-pb, Kubo answers) up parses with them"
     ),
+    "registry.files": "atomic_write and its kin: the one way every layer writes a file whole or not at all",
 }
 
 #: Upward imports that are deliberate injection points: (importer, imported) -> reason.
-UPWARD_IMPORTS: dict[tuple[str, str], str] = {}
+UPWARD_IMPORTS: dict[tuple[str, str], str] = {
+    ("registry", "registry.api"): (
+        "the facade: the package root re-exports publish/resolve/assemble/verify, imported on first "
+        "use (a module __getattr__) so `import registry` loads no layer"
+    ),
+}
 
 #: Modules that may read the environment: the one place configuration is read.
 ENVIRONMENT_READERS = {"registry.config"}
@@ -119,7 +126,8 @@ def test_every_base_module_exists_and_imports_only_the_base():
     modules = _modules()
     assert set(BASE) <= set(modules)
     for module in BASE:
-        assert all(_rank(target) is None for _, target in _imports(module, modules[module])), module
+        assert all(_rank(target) is None or (module, target) in UPWARD_IMPORTS
+                   for _, target in _imports(module, modules[module])), module
 
 
 def test_every_listed_upward_import_still_exists():
@@ -401,3 +409,58 @@ def test_no_module_imports_another_modules_private_names():
 
 def test_every_listed_private_import_still_exists():
     assert set(PRIVATE_IMPORTS) <= set(_private_imports())
+
+
+#: Renames outside ``registry/files.py``, with the reason: (file, line's stripped text) -> reason.
+RENAMES_OUTSIDE_FILES = {
+    ("registry/storage/scratch.py", "os.rename(hidden, path)"): (
+        "a whole scratch directory appears under its owner's name only once its lock is held: a "
+        "directory move that must fail, not replace, if the name is taken"
+    ),
+    ("registry/storage/scratch.py", "os.rename(path, dead)"): (
+        "a dead scratch area is moved aside before it is removed, so a half-removed area is never "
+        "taken for a live one: a directory move, nothing is written"
+    ),
+    ("scripts/compile_contracts.py", "os.replace(tmp, path)"): (
+        "a standalone developer tool that imports nothing of the package (it runs before the "
+        "artifact the package needs exists)"
+    ),
+}
+
+
+def _renames(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of each call of ``os.replace`` / ``os.rename`` and of any ``.replace(a, b)`` /
+    ``.rename(x)`` on something that is not a string (``Path.replace``, ``Path.rename``)."""
+    source = path.read_text()
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source, str(path))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        name, owner = node.func.attr, node.func.value
+        if name not in ("replace", "rename"):
+            continue
+        on_os = isinstance(owner, ast.Name) and owner.id == "os"
+        # str.replace takes two strings (often literals); Path.replace/rename take one target
+        path_method = not on_os and len(node.args) == 1 and not node.keywords
+        if on_os or path_method:
+            found.append((node.lineno, lines[node.lineno - 1].strip()))
+    return found
+
+
+def test_files_are_moved_into_place_only_by_registry_files():
+    found = {}
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "scripts").glob("*.py")]):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative == "registry/files.py":
+            continue
+        for line, text in _renames(path):
+            if (relative, text) not in RENAMES_OUTSIDE_FILES:
+                found[f"{relative}:{line}"] = text
+    assert found == {}, "write files with registry.files (atomic_write, atomic_file, install), or list the exception with its reason"
+
+
+def test_every_listed_rename_still_exists():
+    listed = {(relative, text) for relative, text in RENAMES_OUTSIDE_FILES}
+    present = {(relative, text) for relative in {r for r, _ in listed} for _, text in _renames(ROOT / relative)}
+    assert listed <= present

@@ -35,7 +35,7 @@ def test_provenance_imports_only_lower_layers(path):
             if node.module is None:  # from .. import __version__
                 assert [a.name for a in node.names] == ["__version__"], path.name
             else:
-                assert node.module.split(".")[0] in {"publish", "compose", "records", "chain", "storage", "formats", "digest", "errors", "config", "limits"}, \
+                assert node.module.split(".")[0] in {"publish", "compose", "records", "chain", "storage", "formats", "digest", "errors", "config", "limits", "files"}, \
                     f"{path.name} imports registry.{node.module}"
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("registry."):
             assert not node.module.startswith("registry.cli"), path.name

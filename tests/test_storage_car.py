@@ -12,7 +12,7 @@ import pytest
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import CarReader, encode_header, export_car, import_car, write_car
 from registry.storage.cid import CID, encode_varint
-from registry.storage.errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
+from registry.storage.errors import BlockIntegrityError, BlockNotFound, CARError, CIDError, IncompleteDAG
 from registry.storage.unixfs import PROFILES, Profile
 
 TINY = Profile("tiny", 1, True, 1000, 3)
@@ -161,7 +161,7 @@ def test_export_to_a_path_leaves_nothing_when_a_block_is_missing(store, tmp_path
     root = store.add_file(random.Random(7).randbytes(9_000), profile=TINY)
     store.delete([cid for cid, _ in store.blocks(root)][-1])
     path = tmp_path / "dag.car"
-    with pytest.raises(Exception):
+    with pytest.raises(BlockNotFound):
         export_car(root, store.get, path)
     assert not path.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["blocks"]

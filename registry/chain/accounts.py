@@ -14,8 +14,6 @@ Keys are never printed, logged or put in exception messages.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from ..files import atomic_write
 from ..limits import CONFIG_BYTES, PBKDF2_ITERATIONS, SCRYPT_MEMORY_BYTES, SCRYPT_WORK_BYTES, LimitExceeded, NotJSON, load_json_file
 from .errors import AccountError
 
@@ -148,39 +147,15 @@ def create_keystore(home: Path, name: str, password: str, private_key: str | Non
     exists = AccountError(f"keystore {path} exists already; choose another name")
     if path.exists():
         raise exists
-    # Written whole under a name of its own, then linked to its name: a link never replaces a
-    # file, so of two runs creating the same name at once one gets it and the other an error.
+    # Written whole under a name of its own, then linked to its name (atomic_write's exclusive
+    # mode): a link never replaces a file, so of two runs creating the same name at once one
+    # gets it and the other an error.
     document = json.dumps(Account.encrypt(account.key, password)).encode()
-    tmp = directory / f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.incomplete"
     try:
-        _write_new(tmp, document)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise exists from None
-        except OSError:  # a filesystem without hard links: exclusive creation of the name itself
-            try:
-                _write_new(path, document)
-            except FileExistsError:
-                raise exists from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic_write(path, document, exclusive=True, mode=0o600)
+    except FileExistsError:
+        raise exists from None
     return path, account
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (never an existing file), write ``data``, flush it to disk; nothing is left on failure."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
 
 
 def load_account(settings: "Settings", chain: "Chain | None" = None, prompt: bool = True) -> LocalAccount | None:

@@ -17,7 +17,6 @@ Deployments are recorded per chain id in ``$ELEMENTS_HOME/deployments.json``::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -27,6 +26,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 
+from ..files import atomic_write
 from ..digest import to_hex
 from ..errors import ConfigError
 from ..limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
@@ -224,10 +224,7 @@ def record_deployment(home: Path, deployment: Deployment, rpc_url: str | None = 
     data.setdefault(str(deployment.chain_id), {})[CONTRACT_NAME] = entry
     home.mkdir(parents=True, exist_ok=True)
     path = _deployments_path(home)
-    tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def find_registry(chain: Chain, address: str | None = None, home: Path | None = None) -> Deployment:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from ..files import atomic_write
 from ..config import Settings
 from ..errors import InputError
 from ._app import Result, add_command, add_commit_reveal_option, progress, progress_bars
@@ -150,10 +150,7 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
     if args.save_recipe:
         pinned = recipe.with_output(result.output_spec())
         text = json.dumps(pinned.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        target = Path(args.save_recipe)
-        temporary = target.with_name(target.name + ".incomplete")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, target)
+        atomic_write(Path(args.save_recipe), text)
 
     def human() -> None:
         print(f"assembled {len(result.tensors)} tensors ({result.total_bytes:,} bytes) into {result.path}")

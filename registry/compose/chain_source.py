@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..files import install
 from ..chain.registry import Kind, Record, kind_name, to_bytes32
 from ..digest import to_hex
 from ..formats.content_id import Manifest
@@ -150,7 +151,7 @@ class ChainElementSource(ElementSource):
                 raise ElementIntegrityError(
                     f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
                 )
-            os.replace(area.path / cid, path)
+            install(area.path / cid, path)
         _VERIFIED.add(_stamp(path, cid))
         return path
 

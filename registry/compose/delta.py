@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from ..files import atomic_write
 from ..formats.content_id import Manifest, tensor_entries, tensor_set_content_id
 from ..formats.safetensors import open_tensors, read_checkpoint, write_safetensors
 from ..formats.recipe import InputRef, OutputSpec, OutputTensor, Override, Recipe, RecipeError, check_relative_path
@@ -53,7 +54,7 @@ def make_delta(base: Recipe, finetuned: str | os.PathLike, elements_dir: str | o
     manifest = Manifest.for_tensors([entries[n] for n in changed], metadata={"name": name})
     if Manifest.for_tensors(tensor_entries(path)).content_id != manifest.content_id:  # pragma: no cover - writer bug
         raise AssertionError(f"delta element {path} does not hold the tensors it was written from")
-    (root / (relative + ".manifest.json")).write_bytes(manifest.to_json_bytes())
+    atomic_write(root / (relative + ".manifest.json"), manifest.to_json_bytes())
     inputs = dict(base.inputs)
     inputs[name] = InputRef(name=name, kind="tensors", content_id=str(manifest.content_id), path=relative)
     output = OutputSpec(

@@ -18,10 +18,8 @@ and calls it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import shutil
 import struct
 from dataclasses import dataclass, field
@@ -35,7 +33,8 @@ from ..errors import InputError, IntegrityError
 from ..formats.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
 from ..formats.recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError
 from ..formats.safetensors import build_header
-from ..limits import check_output_path, temporary_name
+from ..files import replace_directory, temporary_sibling
+from ..limits import check_output_path
 from .outputs import OutputExists, OutputMismatch, check_output_table, patched_json
 from .plan import CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
 from .readers import FileElement, TensorElement
@@ -214,7 +213,7 @@ def assemble_elements(
     check_output_table(recipe, plan)
     files_to_write = file_plan(recipe, elements)
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / temporary_name(out.name, f"incomplete-{os.getpid()}-{secrets.token_hex(4)}")
+    temporary = temporary_sibling(out)
     temporary.mkdir()
     syncer = _Syncer(durable)
     try:
@@ -420,26 +419,7 @@ class _Syncer:
 
 
 def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> None:
-    if out.exists() or out.is_symlink():
-        if not force:
-            raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force")
-        old = out.parent / temporary_name(out.name, f"replaced-{os.getpid()}-{secrets.token_hex(4)}")
-        os.rename(out, old)
-        try:
-            os.rename(temporary, out)
-        except BaseException:
-            os.rename(old, out)
-            raise
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-    else:
-        os.rename(temporary, out)
-    if durable:
-        with contextlib.suppress(OSError):
-            fd = os.open(out.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    try:
+        replace_directory(temporary, out, replace=force, fsync=durable)
+    except FileExistsError:
+        raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force") from None

@@ -6,7 +6,7 @@ import hashlib
 import mmap
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import blake3 as _blake3
 
@@ -119,7 +119,7 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def blake3_hasher(size_hint: int = 0, *, threads: int | None = None, **kwargs) -> "_blake3.blake3":
+def blake3_hasher(size_hint: int = 0, *, threads: int | None = None, **kwargs: Any) -> "_blake3.blake3":
     """A BLAKE3 hasher that uses every core when ``size_hint`` reaches PARALLEL_THRESHOLD.
 
     ``threads`` forces a ``max_threads`` value (1 = single-threaded); extra keyword arguments
@@ -130,7 +130,7 @@ def blake3_hasher(size_hint: int = 0, *, threads: int | None = None, **kwargs) -
     return _blake3.blake3(max_threads=threads, **kwargs)
 
 
-def blake3_digest(data, *, prefix: bytes = b"", threads: int | None = None) -> Bytes32:
+def blake3_digest(data: Any, *, prefix: bytes = b"", threads: int | None = None) -> Bytes32:
     """BLAKE3-256 of ``prefix + data`` (``data``: any contiguous buffer; no copy is made)."""
     view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
     hasher = blake3_hasher(len(view), threads=threads)
@@ -140,7 +140,7 @@ def blake3_digest(data, *, prefix: bytes = b"", threads: int | None = None) -> B
     return Bytes32(hasher.digest())
 
 
-def sha256_digest(data, *, prefix: bytes = b"") -> Bytes32:
+def sha256_digest(data: Any, *, prefix: bytes = b"") -> Bytes32:
     """SHA-256 of ``prefix + data`` (``data``: any contiguous buffer; no copy is made)."""
     view = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
     hasher = hashlib.sha256(prefix)
@@ -148,7 +148,7 @@ def sha256_digest(data, *, prefix: bytes = b"") -> Bytes32:
     return Bytes32(hasher.digest())
 
 
-def _new(algorithm: Algorithm, size: int, threads: int | None):
+def _new(algorithm: Algorithm, size: int, threads: int | None) -> Any:
     if algorithm == "blake3":
         return blake3_hasher(size, threads=threads)
     if algorithm == "sha256":
@@ -193,7 +193,7 @@ def hash_mapped_region(
 
 
 def hash_file_region(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     start: int = 0,
     end: int | None = None,
     *,
@@ -216,7 +216,7 @@ def hash_file_region(
 
 
 def hash_file(
-    path: str | os.PathLike, *, algorithm: Algorithm = "blake3", prefix: bytes = b"", threads: int | None = None
+    path: str | os.PathLike[str], *, algorithm: Algorithm = "blake3", prefix: bytes = b"", threads: int | None = None
 ) -> Bytes32:
     """Hash a whole file (``prefix`` first) through mmap, in flat memory, on every core for BLAKE3."""
     return hash_file_region(Path(path), 0, None, algorithm=algorithm, prefix=prefix, threads=threads)

@@ -36,6 +36,7 @@ from .safetensors import (
     DTYPE_BITS,
     INDEX_SUFFIX,
     Checkpoint,
+    TensorInfo,
     normalize_tensors,
     open_tensors,
     read_checkpoint,
@@ -86,7 +87,8 @@ class ManifestLimitError(ManifestError, LimitExceeded):
 
 
 def _limit(limit: Any, what: str, value: int) -> ManifestLimitError:
-    return limit.exceeded(what, value, ManifestLimitError)
+    error: ManifestLimitError = limit.exceeded(what, value, ManifestLimitError)
+    return error
 
 
 class ContentIdMismatch(IntegrityError):
@@ -177,7 +179,7 @@ def bytes_content_id(data: Any) -> Bytes32:
     return blake3_digest(data, prefix=FILE_DOMAIN)
 
 
-def file_content_id(path: str | os.PathLike) -> Bytes32:
+def file_content_id(path: str | os.PathLike[str]) -> Bytes32:
     """The content id of a plain file (config.json, tokenizer.json ...): domain-separated BLAKE3."""
     path = Path(path)
     if not path.is_file():
@@ -189,7 +191,7 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def tensor_entries(source: str | os.PathLike | Checkpoint, progress: Progress | None = None) -> list[TensorEntry]:
+def tensor_entries(source: str | os.PathLike[str] | Checkpoint, progress: Progress | None = None) -> list[TensorEntry]:
     """The tensor table (sorted by name) of a .safetensors file, an index, or a model directory.
 
     Validates strictly first, then hashes every tensor through mmap: big tensors on every core,
@@ -203,7 +205,7 @@ def tensor_entries(source: str | os.PathLike | Checkpoint, progress: Progress | 
     with open_tensors(checkpoint) as views:
         jobs = sorted(checkpoint.tensors.values(), key=lambda info: info.size, reverse=True)
 
-        def run(info) -> tuple[str, Bytes32]:
+        def run(info: TensorInfo) -> tuple[str, Bytes32]:
             mapped, _ = views.mapped(info.name)
             if mapped is None or info.size == 0:
                 return info.name, blake3_digest(b"")
@@ -374,7 +376,7 @@ class Manifest:
             raise ManifestError("manifest bytes are not in canonical form (sorted keys, no whitespace, UTF-8)")
         return manifest
 
-    def check_file(self, path: str | os.PathLike) -> None:
+    def check_file(self, path: str | os.PathLike[str]) -> None:
         """Check that ``path`` (a weights file/index/dir, or a plain file) has this manifest's content.
 
         Raises:
@@ -400,13 +402,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def is_weights_path(path: str | os.PathLike) -> bool:
+def is_weights_path(path: str | os.PathLike[str]) -> bool:
     """True for a .safetensors file, a sharded checkpoint index, or a directory."""
     path = Path(path)
     return path.is_dir() or path.name.endswith(".safetensors") or path.name.endswith(INDEX_SUFFIX)
 
 
-def manifest_of(path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
+def manifest_of(path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None,
                 progress: Progress | None = None) -> Manifest:
     """The manifest of a .safetensors file, a sharded checkpoint (index), a model directory's
     weights, or a plain file (kind ``file``). ``data`` is left for the caller that stores it.
@@ -428,7 +430,7 @@ def manifest_of(path: str | os.PathLike, *, metadata: Mapping[str, Any] | None =
     return Manifest("file", file_id, (), None, dict(metadata or {}))
 
 
-def content_id(path: str | os.PathLike) -> Bytes32:
+def content_id(path: str | os.PathLike[str]) -> Bytes32:
     """The content id of a path: a plain file's, or the weights' of a .safetensors file, an index
     or a model directory."""
     path = Path(path)
@@ -463,7 +465,7 @@ class DirectoryIds:
         }
 
 
-def directory_ids(directory: str | os.PathLike, progress: Progress | None = None) -> DirectoryIds:
+def directory_ids(directory: str | os.PathLike[str], progress: Progress | None = None) -> DirectoryIds:
     """Content ids of a model directory: the weights' (the directory's id) and every other file's.
 
     Other files are found recursively (hidden files and directories skipped), keyed by their

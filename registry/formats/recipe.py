@@ -100,7 +100,8 @@ class RecipeLimitError(RecipeError, LimitExceeded):
 
 
 def _over(limit: Any, what: str, value: Any) -> RecipeLimitError:
-    return limit.exceeded(what, value, RecipeLimitError)
+    error: RecipeLimitError = limit.exceeded(what, value, RecipeLimitError)
+    return error
 
 
 def _count(items: Any, limit: Any, what: str) -> Any:
@@ -198,10 +199,10 @@ def _number(value: Any, where: str) -> float:
             raise RecipeError(f"{where} must be a number, got {_shown(value)}") from None
     if not isinstance(value, (int, float)):
         raise RecipeError(f"{where} must be a number, got {_shown(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise RecipeError(f"{where} must be finite, got {value}")
-    return value
+    number = float(value)
+    if not math.isfinite(number):
+        raise RecipeError(f"{where} must be finite, got {number}")
+    return number
 
 
 def _int(value: Any, where: str, minimum: int | None = 0) -> int:
@@ -237,8 +238,8 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(_str(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
-def _regex(value: Any, where: str) -> str:
-    value = _str(value, where)
+def _regex(raw: Any, where: str) -> str:
+    value = _str(raw, where)
     if len(value) > REGEX_CHARS:
         raise _over(REGEX_CHARS, f"the regular expression {where}", len(value))
     try:
@@ -256,11 +257,7 @@ def _regex(value: Any, where: str) -> str:
 def _nested_repeat(pattern: str) -> bool:
     """Whether a regex has a repetition inside a repetition: Python's backtracking engine can take
     exponential time on such a pattern, and tensor names are chosen by whoever published them."""
-    try:
-        from re import _constants as constants, _parser as parser  # Python 3.11+
-    except ImportError:  # pragma: no cover - Python 3.10
-        import sre_constants as constants  # type: ignore[no-redef]
-        import sre_parse as parser  # type: ignore[no-redef]
+    from re import _constants as constants, _parser as parser  # type: ignore[attr-defined]  # private; Python 3.11+
     repeats = {constants.MAX_REPEAT, constants.MIN_REPEAT}
 
     def walk(items: Any, inside: bool) -> bool:
@@ -289,16 +286,16 @@ def _nested_repeat(pattern: str) -> bool:
 def _dtype(value: Any, where: str) -> str:
     if value not in CAST_DTYPES:
         raise RecipeError(f"{where} must be one of {', '.join(CAST_DTYPES)}, got {_shown(value)}")
-    return value
+    return str(value)
 
 
-def check_relative_path(value: Any, where: str) -> str:
+def check_relative_path(raw: Any, where: str) -> str:
     """A relative POSIX path that stays inside its directory (no '..', no absolute, no '\\').
 
     Raises:
         RecipeError: the path is empty, absolute, escapes with '..', or has odd characters.
     """
-    value = _str(value, where)
+    value = _str(raw, where)
     check_path(value, where, RecipeLimitError)
     if "\\" in value or _BAD_NAME_CHARS.search(value) or value.startswith("/") or ":" in value.split("/")[0]:
         raise RecipeError(f"{where} {_shown(value)} must be a relative path with '/' separators")
@@ -836,8 +833,8 @@ def _step_inputs(step: Step) -> Iterable[tuple[str, str]]:
     if isinstance(step, (Take, Override)):
         yield from ((n, "tensors") for n in step.source)
     elif isinstance(step, Stack):
-        for s in step.slices:
-            yield from ((n, "tensors") for n in s.source)
+        for piece in step.slices:
+            yield from ((n, "tensors") for n in piece.source)
     elif isinstance(step, Linear):
         for s in step.sources:
             yield from ((n, "tensors") for n in s.source)
@@ -1116,8 +1113,8 @@ def parse_recipe(data: Any) -> Recipe:
     for i, step in enumerate(steps):
         for input_name, kind in _step_inputs(step):
             use(input_name, kind, f"steps[{i}]")
-    for i, f in enumerate(files):
-        use(f.source, "file", f"files[{i}]", f.file)
+    for i, spec in enumerate(files):
+        use(spec.source, "file", f"files[{i}]", spec.file)
     for input_name, ref in list(inputs.items()):
         if input_name not in used:
             raise RecipeError(f"input {input_name!r} is not used by any step or file; remove it")

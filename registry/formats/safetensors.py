@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from ..files import atomic_file
 from ..errors import InputError, UnsafeFileError
 from ..limits import NAME_BYTES, SAFETENSORS_HEADER_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
 
@@ -148,7 +149,7 @@ _DTYPE_OF_NUMPY = {numpy_name: dtype for dtype, numpy_name in _NUMPY_NAMES.items
 class SafetensorsError(UnsafeFileError):
     """A safetensors file (or sharded checkpoint) refused by the strict parser."""
 
-    def __init__(self, path: str | os.PathLike, problem: str, tensor: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], problem: str, tensor: str | None = None) -> None:
         self.path = str(path)
         self.problem = problem
         self.tensor = tensor
@@ -305,7 +306,7 @@ def tensor_nbytes(dtype: str, shape: Iterable[int]) -> int:
 # --------------------------------------------------------------------------------------- parsing
 
 
-class _Pairs(list):
+class _Pairs(list[tuple[str, Any]]):
     """A JSON object kept as its (key, value) pairs, so duplicate keys can be refused."""
 
 
@@ -358,7 +359,7 @@ def _is_uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64_MAX
 
 
-def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> SafetensorsHeader:
+def parse_header_bytes(path: str | os.PathLike[str], raw: bytes, file_size: int) -> SafetensorsHeader:
     """Validate a header's JSON bytes (without the length prefix) against a file of ``file_size``.
 
     Exposed for callers that already hold the header bytes (a download in progress); ``read_header``
@@ -455,7 +456,7 @@ def parse_header_bytes(path: str | os.PathLike, raw: bytes, file_size: int) -> S
     for info in infos:
         if info.start < position:
             raise OverlappingDataError(
-                path, f"tensor {info.name!r} overlaps tensor {previous.name!r} at byte {info.start - data_start} of the data",
+                path, f"tensor {info.name!r} overlaps tensor {previous.name if previous else ''!r} at byte {info.start - data_start} of the data",
                 info.name,
             )
         if info.start > position:
@@ -506,7 +507,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_header(path: str | os.PathLike, *, max_header_size: int = MAX_HEADER_SIZE) -> SafetensorsHeader:
+def read_header(path: str | os.PathLike[str], *, max_header_size: int = MAX_HEADER_SIZE) -> SafetensorsHeader:
     """Read and strictly validate a safetensors file's header; no tensor data is read.
 
     Raises:
@@ -569,7 +570,7 @@ class Checkpoint:
         return ([self.index_path] if self.index_path else []) + [shard.path for shard in self.shards]
 
 
-def find_weights(directory: str | os.PathLike) -> Path:
+def find_weights(directory: str | os.PathLike[str]) -> Path:
     """The weights of a model directory: its ``*.safetensors.index.json`` or single ``*.safetensors``.
 
     ``model.safetensors.index.json`` / ``model.safetensors`` win; otherwise exactly one index or one
@@ -616,7 +617,7 @@ def _single(header: SafetensorsHeader) -> Checkpoint:
     )
 
 
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a ``.safetensors`` file, a sharded checkpoint's index, or a model directory's weights.
 
     Every shard is validated strictly; the index must list each tensor of each shard exactly once.
@@ -740,7 +741,7 @@ class TensorViews(Mapping[str, memoryview]):
         """The mmap holding tensor ``name`` and its info (absolute offsets into that map)."""
         return self._maps[self.checkpoint.shard_of[name].path], self.checkpoint.tensors[name]
 
-    def array(self, name: str):
+    def array(self, name: str) -> Any:
         """Tensor ``name`` as a read-only numpy array (zero copy); needs a numpy dtype for it."""
         import numpy as np
 
@@ -759,7 +760,7 @@ class TensorViews(Mapping[str, memoryview]):
 
 
 @contextlib.contextmanager
-def open_tensors(path: str | os.PathLike | Checkpoint) -> Iterator[TensorViews]:
+def open_tensors(path: str | os.PathLike[str] | Checkpoint) -> Iterator[TensorViews]:
     """Validate a file / index / model directory, map it, and yield its tensors as memoryviews.
 
     Example::
@@ -794,7 +795,7 @@ TensorData = Union[bytes, bytearray, memoryview, Any, Callable[[], Any]]
 TensorSpec = tuple[str, str, tuple[int, ...], TensorData]
 
 
-def numpy_dtype(dtype: str):
+def numpy_dtype(dtype: str) -> Any:
     """The numpy dtype for a safetensors dtype (BF16 / F8 need the ``ml_dtypes`` package)."""
     import numpy as np
 
@@ -812,7 +813,7 @@ def numpy_dtype(dtype: str):
             raise InputError(f"dtype {dtype} needs the ml_dtypes package for numpy access") from None
 
 
-def dtype_of_numpy(array_dtype) -> str:
+def dtype_of_numpy(array_dtype: Any) -> str:
     """The safetensors dtype name of a numpy dtype."""
     name = getattr(array_dtype, "name", str(array_dtype))
     try:
@@ -883,7 +884,7 @@ def _as_bytes_view(name: str, data: Any) -> memoryview:
         array = np.ascontiguousarray(data)
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
-        return memoryview(array.reshape(-1).view(np.uint8))
+        return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # an ndarray is a buffer
     try:
         view = memoryview(data)
     except TypeError:
@@ -919,7 +920,7 @@ def build_header(specs: list[TensorSpec], metadata: Mapping[str, str] | None) ->
 
 
 def write_safetensors(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     tensors: Mapping[str, Any] | Iterable[Any],
     metadata: Mapping[str, str] | None = None,
 ) -> SafetensorsHeader:
@@ -930,7 +931,7 @@ def write_safetensors(
     sorted keys (omitted when empty). The same tensors and metadata always give the same bytes.
 
     Args:
-        path: destination; written as ``<path>.incomplete``, fsynced, then renamed into place.
+        path: destination; written by :func:`registry.files.atomic_file` (a temporary, fsynced, renamed into place).
         tensors: a mapping ``name -> numpy array | (dtype, shape, data)`` or an iterable of
             ``(name, dtype, shape, data)`` / ``(name, array)``. ``data`` is bytes, a buffer, a numpy
             array, or a zero-argument callable returning one (called when its turn comes, so only
@@ -946,34 +947,15 @@ def write_safetensors(
     path = Path(path)
     specs = normalize_tensors(tensors)
     header, sizes = build_header(specs, metadata)
-    temporary = path.with_name(path.name + ".incomplete")
-    try:
-        with open(temporary, "wb") as out:
-            out.write(struct.pack("<Q", len(header)))
-            out.write(header)
-            for (name, dtype, shape, data), size in zip(specs, sizes):
-                view = tensor_bytes(name, data)
-                if view.nbytes != size:
-                    raise InputError(
-                        f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}"
-                    )
-                out.write(view)
-                del view, data
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_file(path) as out:
+        out.write(struct.pack("<Q", len(header)))
+        out.write(header)
+        for (name, dtype, shape, data), size in zip(specs, sizes):
+            view = tensor_bytes(name, data)
+            if view.nbytes != size:
+                raise InputError(
+                    f"tensor {name!r}: {dtype}{list(shape)} needs {size} bytes but its data has {view.nbytes}"
+                )
+            out.write(view)
+            del view, data
     return read_header(path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

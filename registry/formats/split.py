@@ -28,14 +28,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..errors import InputError
-from ..limits import check_output_path, temporary_name
+from ..files import replace_directory, temporary_sibling
+from ..limits import check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .safetensors import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint, write_safetensors
 
@@ -109,7 +109,7 @@ class SplitResult:
 # grouping
 
 
-def _natural(name: str) -> list:
+def _natural(name: str) -> list[tuple[int, int, str]]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
 
 
@@ -237,8 +237,8 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def split_model(
-    model: str | os.PathLike,
-    out_dir: str | os.PathLike,
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
     *,
     by: str = "layer",
     rules: list[str] | None = None,
@@ -288,7 +288,7 @@ def split_model(
 
     check_output_path(out, "the output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.parent / temporary_name(out.name, f"incomplete-{os.getpid()}-{secrets.token_hex(4)}")
+    temporary = temporary_sibling(out)
     (temporary / "elements").mkdir(parents=True)
     try:
         elements, inputs, steps = _write_tensor_elements(temporary, checkpoint, groups, table, progress)
@@ -314,13 +314,7 @@ def split_model(
             recipe["output"]["metadata"] = dict(sorted(metadata.items()))
         recipe_path = temporary / "recipe.json"
         recipe_path.write_text(json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists() or out.is_symlink():
-            old = out.parent / temporary_name(out.name, f"replaced-{os.getpid()}-{secrets.token_hex(4)}")
-            os.rename(out, old)
-            os.rename(temporary, out)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.rename(temporary, out)
+        replace_directory(temporary, out, replace=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -328,7 +322,8 @@ def split_model(
 
 
 def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict[str, list[str]],
-                           table: dict[str, TensorEntry], progress) -> tuple[list[SplitElement], dict, list]:
+                           table: dict[str, TensorEntry], progress: Callable[[int, int], None] | None,
+                           ) -> tuple[list[SplitElement], dict[str, Any], list[dict[str, Any]]]:
     elements: list[SplitElement] = []
     inputs: dict[str, Any] = {}
     steps: list[dict[str, Any]] = []
@@ -359,7 +354,8 @@ def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict
     return elements, inputs, steps
 
 
-def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: set[str]):
+def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: set[str],
+                         ) -> tuple[list[SplitElement], dict[str, Any], list[dict[str, str]]]:
     elements: list[SplitElement] = []
     inputs: dict[str, Any] = {}
     specs: list[dict[str, Any]] = []

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from ..files import atomic_write
 from .. import __version__
 from ..digest import to_hex
 from ..errors import IntegrityError
@@ -236,11 +236,4 @@ def write_bom(report: Report, path: str | os.PathLike) -> Path:
     path = Path(path)
     text = bom_json(report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.incomplete")
-    try:
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, text + "\n")

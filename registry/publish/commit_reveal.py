@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 from eth_utils import to_checksum_address
 
+from ..files import atomic_write
 from ..chain.errors import ChainError, CommitmentError
 from ..chain.registry import COMMITMENT_EXPIRY, RecordInput, Registry, commitment_of, to_bytes32
 from ..digest import to_hex
@@ -138,12 +139,8 @@ def load_pending(state_dir: Path, registry: Registry, publisher: str) -> Pending
 def _save(state_dir: Path, registry: Registry, pending: PendingCommitment) -> None:
     path = pending_path(state_dir, registry, pending.publisher)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".incomplete")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(pending.to_json(), indent=2) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())  # the salt must survive a crash right after the commitment is sent
-    os.replace(tmp, path)
+    # flushed to disk: the salt must survive a crash right after the commitment is sent
+    atomic_write(path, json.dumps(pending.to_json(), indent=2) + "\n")
 
 
 def _drop(state_dir: Path, registry: Registry, publisher: str) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..files import atomic_write
 from ..config import Settings, load_config_file, named_variable, save_config_file
 from ..errors import ConfigError, ElementsError, InputError
 from ..storage.cid import CID
@@ -192,15 +193,7 @@ def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.incomplete")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, text + "\n", mode=0o600)
 
 
 def _check_token(token: str, what: str) -> str:

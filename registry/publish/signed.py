@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
+from ..files import atomic_write
 from ..chain.registry import Commitment, RecordInput, Registry, SignedCommit, SignedPublish, commitment_of, record_id_of
 from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
@@ -150,11 +151,7 @@ def write_signed(path: str | os.PathLike, registry: Registry,
             }
             for claim, s in signed
         ]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".incomplete")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(document, indent=2) + "\n")
 
 
 def load_signed(path: str | os.PathLike) -> dict[str, Any]:

@@ -16,11 +16,11 @@ as it is read (``registry.compose.sources``), so a tampered cache file is caught
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..files import install
 from ..chain.registry import Record
 from ..digest import to_hex
 from ..errors import InputError, IntegrityError
@@ -192,7 +192,7 @@ class Documents:
             # Exported in an area of this process, so a crash leaves nothing the next run keeps.
             with make_area(directory, "export") as area:
                 self.sources.export_file(cid, area.path / cid)
-                os.replace(area.path / cid, path)
+                install(area.path / cid, path)
         return path
 
     def _data_directory(self) -> Path:

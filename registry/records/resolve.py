@@ -49,7 +49,6 @@ from ..chain.registry import (
     Kind,
     Record,
     Registry,
-    claim_order,
     encode_topics,
     kind_name,
     to_bytes32,

@@ -28,11 +28,11 @@ import base64
 import os
 import threading
 import time
-import uuid
 import weakref
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from ..files import atomic_file, atomic_write, install
 from .cid import CID, IDENTITY, RAW
 from .errors import BlockIntegrityError, BlockNotFound, DAGError, IncompleteDAG
 from .scratch import ScratchArea, make_area, sweep
@@ -55,32 +55,6 @@ def _parts(cid: CID, data: BlockData, trusted: bool, where: str) -> list:
     block = parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
     cid.check(block, where)
     return [block]
-
-
-def _write_atomic(path: Path, parts: list, fsync: bool, scratch: Path | None = None) -> None:
-    """Write ``parts`` under a unique temporary name (in ``scratch``, else beside ``path``) and
-    rename it to ``path``, replacing what is there."""
-    tmp = (scratch or path.parent) / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        total = sum(len(p) for p in parts)
-        written = os.writev(fd, parts) if parts else 0
-        if written != total:  # a short writev: finish part by part
-            view = memoryview(b"".join(bytes(p) for p in parts))[written:]
-            while view:
-                view = view[os.write(fd, view):]
-        if fsync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class BlockStore:
@@ -132,7 +106,7 @@ class BlockStore:
         if path.is_file():
             return cid
         self._mkshard(path.parent)
-        _write_atomic(path, parts, self.fsync, self._scratch())
+        atomic_write(path, parts, fsync=self.fsync, mode=0o644, scratch=self._scratch())
         return cid
 
     def _scratch(self) -> Path:
@@ -251,21 +225,11 @@ class BlockStore:
         Returns the number of bytes written. Nothing appears at ``path`` on any failure.
         """
         cid = CID.parse(cid)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.incomplete")
         written = 0
-        try:
-            with open(tmp, "wb") as out:
-                for chunk in self.cat(cid):
-                    out.write(chunk)
-                    written += len(chunk)
-                if self.fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_file(path, fsync=self.fsync) as out:
+            for chunk in self.cat(cid):
+                out.write(chunk)
+                written += len(chunk)
         return written
 
     def scrub(self, root: CID | str) -> list[CID]:
@@ -384,7 +348,7 @@ class Staging:
         parts = _parts(cid, data, trusted, "the import")
         if cid.hash_code == IDENTITY or cid.multihash in self._staged:
             return cid
-        _write_atomic(self.dir / _name(cid), parts, False)
+        atomic_write(self.dir / _name(cid), parts, fsync=False, mode=0o644)
         self._staged[cid.multihash] = cid
         self.bytes += sum(len(p) for p in parts)
         return cid
@@ -435,7 +399,7 @@ class Staging:
             if target.is_file():
                 continue
             self.store._mkshard(target.parent)
-            os.replace(self.dir / _name(cid), target)
+            install(self.dir / _name(cid), target, fsync=self.store.fsync)
             added += 1
         self._staged.clear()
         self.discard()

@@ -22,11 +22,11 @@ from __future__ import annotations
 import io
 import os
 import struct
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
+from ..files import atomic_file
 from ..limits import CARV2_PADDING_BYTES
 from .cid import CID, encode_varint, read_varint
 from .codecs import FOLLOWED, links_of
@@ -387,15 +387,8 @@ def export_car(
     """
     roots = [roots] if isinstance(roots, CID) else list(roots)
     if isinstance(out, (str, os.PathLike)):
-        path = Path(out)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.incomplete")
-        try:
-            with open(tmp, "wb") as f:
-                result = write_car(f, roots, dag_blocks(roots, get_block))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_file(out) as f:
+            result = write_car(f, roots, dag_blocks(roots, get_block))
         return result
     return write_car(out, roots, dag_blocks(roots, get_block))
 
@@ -433,7 +426,7 @@ class CarImport:
 
 
 def import_car(
-    source: str | os.PathLike | BinaryIO,
+    source: str | os.PathLike | BinaryIO | io.RawIOBase,
     store,
     *,
     where: str | None = None,

@@ -17,6 +17,7 @@ what Kubo writes (base58btc for v0, base32 lower for v1).
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Union
 
 from ..limits import CID_CHARS
@@ -242,7 +243,7 @@ class CID:
                 raise CIDError(
                     f"{text!r} is not a CID: unknown multibase prefix {prefix!r} (expected b..., z..., f... or Qm...)"
                 )
-        except (ValueError, base64.binascii.Error) as exc:
+        except (ValueError, binascii.Error) as exc:
             if isinstance(exc, CIDError):
                 raise
             raise CIDError(f"{text!r} is not a CID (bad {prefix!r} multibase encoding)") from None
@@ -326,7 +327,7 @@ class CID:
 
     # -- verification -------------------------------------------------------------------------
 
-    def matches(self, data: bytes | memoryview) -> bool:
+    def matches(self, data: bytes | bytearray | memoryview) -> bool:
         """Whether ``data`` hashes to this CID's multihash.
 
         Raises:
@@ -336,7 +337,7 @@ class CID:
             return bytes(data) == self._digest
         return mh.digest(self._hash_code, data, len(self._digest)) == self._digest
 
-    def check(self, data: bytes | memoryview, where: str = "the source") -> None:
+    def check(self, data: bytes | bytearray | memoryview, where: str = "the source") -> None:
         """Raise :class:`BlockIntegrityError` unless ``data`` is this CID's block."""
         if not self.matches(data):
             raise BlockIntegrityError(self, where, f"{len(data)} bytes")

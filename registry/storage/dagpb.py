@@ -116,6 +116,7 @@ def _fields(buf: bytes | memoryview, what: str):
         while pos < end:
             key, pos = decode_varint(view, pos)
             number, wire = key >> 3, key & 7
+            value: int | memoryview
             if wire == _VARINT:
                 value, pos = decode_varint(view, pos)
             elif wire == _LEN:

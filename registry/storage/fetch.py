@@ -126,7 +126,7 @@ class Sources:
             kubo = self.kubo
             yield f"Kubo at {kubo.url}", lambda c, budget: kubo.dag_export(c, self.store, budget=budget)
         for gateway in self.gateways:
-            yield f"gateway {gateway.url}", lambda c, budget, g=gateway: g.fetch_dag(c, self.store, budget=budget)
+            yield f"gateway {gateway.url}", lambda c, budget, g=gateway: g.fetch_dag(c, self.store, budget=budget)  # type: ignore[misc]  # a lambda with a default
 
     def cat(self, cid: CID | str) -> Iterator[bytes]:
         """A file's bytes, fetched first if needed, verified block by block."""
@@ -177,9 +177,9 @@ class Sources:
         cid = self.store.require(cid)
         if self.kubo is None:
             return False
-        get_block = self.store.get
+        get_block: Callable[[CID | str], bytes] = self.store.get
         if progress is not None:
-            def get_block(block_cid: CID) -> bytes:
+            def get_block(block_cid: CID | str) -> bytes:
                 data = self.store.get(block_cid)
                 progress(len(data))
                 return data

@@ -11,10 +11,11 @@ our CIDs whatever its import settings; blocks and files read back are verified h
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import replace
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Generator, Iterator, Sequence
 
 import httpx
 
@@ -64,8 +65,8 @@ class Kubo:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _params(self, args: Sequence[str], options: dict[str, Any]) -> list[tuple[str, str]]:
-        params = [("arg", a) for a in args]
+    def _params(self, args: Sequence[str], options: dict[str, Any]) -> list[tuple[str, str | int | float | bool | None]]:
+        params: list[tuple[str, str | int | float | bool | None]] = [("arg", a) for a in args]
         for key, value in options.items():
             if value is None:
                 continue
@@ -127,7 +128,7 @@ class Kubo:
             raise self._refused(command, response)
         return response
 
-    def _stream(self, command: str, *args: str, watch: Watch, **options: Any) -> Iterator[bytes]:
+    def _stream(self, command: str, *args: str, watch: Watch, **options: Any) -> Generator[bytes, None, None]:
         """POST and yield the body in chunks, watched; an error after the headers ends in a KuboError."""
         response = self._send(command, args, options, watch=watch)
         try:
@@ -271,7 +272,7 @@ class Kubo:
 
     # -- DAGs ---------------------------------------------------------------------------------
 
-    def dag_import(self, car: str | os.PathLike | BinaryIO, *, pin_roots: bool = True) -> list[CID]:
+    def dag_import(self, car: str | os.PathLike | BinaryIO | io.RawIOBase, *, pin_roots: bool = True) -> list[CID]:
         """Import a CAR (a path or a readable stream); returns the roots Kubo reports (pinned when ``pin_roots``)."""
         if isinstance(car, (str, os.PathLike)):
             with open(car, "rb") as f:

@@ -81,7 +81,7 @@ _BLAKE2S_MIN, _BLAKE2S_MAX = 0xB241, 0xB260
 class Hasher(Protocol):
     """What :meth:`HashFunction.new` returns: hashlib's interface, ``digest(length)`` for any length."""
 
-    def update(self, data: bytes | memoryview, /) -> None: ...
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
 
     def digest(self, length: int) -> bytes: ...
 
@@ -319,7 +319,7 @@ def check(code: int, length: int) -> None:
         )
 
 
-def digest(code: int, data: bytes | memoryview, length: int | None = None) -> bytes:
+def digest(code: int, data: bytes | bytearray | memoryview, length: int | None = None) -> bytes:
     """The digest of ``data`` (``length`` bytes, default: the function's size).
 
     Raises:

@@ -371,7 +371,7 @@ class _Reader:
                 self._stream = self._file
                 self.size = None if not _regular(self._file) else self.size
         elif hasattr(source, "read"):
-            self._stream = source  # type: ignore[assignment]
+            self._stream = source
         else:
             raise InputError(f"cannot import a {type(source).__name__}; give a path, bytes or a binary stream")
 
