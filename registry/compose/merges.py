@@ -267,8 +267,6 @@ def check_density(method: str, numel: int, source_params: Mapping[str, Any], whe
     if method not in _SPARSIFY or density >= 1:
         return
     kind = _SPARSIFY[method][0]
-    if kind == "magnitude" and int(density * numel) <= 0:
-        raise RecipeError(f"{where}: density {density} keeps no element of a {numel}-element tensor; raise density")
     if kind == "della_magprune" and density > 0:
         eps = source_params["epsilon"]
         if density + eps >= 1 or density - eps <= 0:
@@ -291,7 +289,9 @@ def _rescaled(tensor: np.ndarray, mask: np.ndarray, rescale: bool) -> np.ndarray
 
 
 def _magnitude(delta: np.ndarray, density: float, rescale: bool) -> np.ndarray:
-    k = int(density * delta.size)
+    if density <= 0 or delta.size == 0:
+        return np.zeros_like(delta)
+    k = max(1, int(density * delta.size))
     order = np.argsort(-np.abs(delta).reshape(-1), kind="stable")  # descending, ties to the lower index
     mask = np.zeros(delta.size)
     mask[order[:k]] = 1.0
@@ -301,14 +301,10 @@ def _magnitude(delta: np.ndarray, density: float, rescale: bool) -> np.ndarray:
 def _magnitude_outliers(delta: np.ndarray, density: float, gamma: float, rescale: bool) -> np.ndarray:
     n = delta.size
     target, n_top = int(density * n), int(gamma * n)
-    n_bot = n - target - n_top
-    if n_bot < 0:
-        n_top += n_bot
-        n_bot = 0
+    n_bot = max(0, n - target - n_top)
     order = np.argsort(np.abs(delta).reshape(-1), kind="stable")
     mask = np.zeros(n)
-    # mergekit writes indices[n_bot:-n_top], which is empty when n_top is 0; the intent is kept here
-    mask[order[n_bot:n - n_top]] = 1.0
+    mask[order[n_bot:n_bot + target]] = 1.0
     return _rescaled(delta, mask.reshape(delta.shape), rescale)
 
 
@@ -400,18 +396,16 @@ def gta(method: str, base: np.ndarray, xs: Sequence[np.ndarray], sp: Sequence[Ma
 def slerp_vectors(t: float, v0: np.ndarray, v1: np.ndarray, dot_threshold: float = 0.9995, eps: float = 1e-8) -> np.ndarray:
     """mergekit's slerp over whole tensors (lerp when nearly colinear)."""
     n0, n1 = exact_norm(v0), exact_norm(v1)
-    u0 = v0 / n0 if n0 > eps else v0
-    u1 = v1 / n1 if n1 > eps else v1
-    dot = exact_sum(u0 * u1)
+    u0 = v0 / (n0 if n0 > eps else 1.0)
+    u1 = v1 / (n1 if n1 > eps else 1.0)
+    dot = min(max(exact_sum(u0 * u1), -1.0), 1.0)
     if abs(dot) > dot_threshold:
         return (1 - t) * v0 + t * v1
-    theta_0 = acos(dot)
-    sin_theta_0 = sin(theta_0)
-    theta_t = theta_0 * t
-    sin_theta_t = sin(theta_t)
-    s0 = sin(theta_0 - theta_t) / sin_theta_0
-    s1 = sin_theta_t / sin_theta_0
-    return s0 * v0 + s1 * v1
+    theta = acos(dot)
+    sin_theta = sin(theta)
+    coef_a = sin((1 - t) * theta) / sin_theta
+    coef_b = sin(t * theta) / sin_theta
+    return coef_a * v0 + coef_b * v1
 
 
 def nuslerp(t: float, v0: np.ndarray, v1: np.ndarray, row_wise: bool, flatten: bool, eps: float = 1e-8) -> np.ndarray:
@@ -433,11 +427,11 @@ def nuslerp(t: float, v0: np.ndarray, v1: np.ndarray, row_wise: bool, flatten: b
         ux = x / max(exact_norm(x), 1e-7)
         uy = y / max(exact_norm(y), 1e-7)
         cos_theta = min(max(exact_sum(ux * uy), -1.0), 1.0)
-        theta = acos(cos_theta)
-        sin_theta = sin(theta)
-        if abs(sin_theta) < eps:
+        if (1 - cos_theta * cos_theta) <= eps * eps:
             out[i] = (1 - t) * x + t * y
         else:
+            theta = acos(cos_theta)
+            sin_theta = sin(theta)
             out[i] = (sin((1 - t) * theta) * x + sin(t * theta) * y) / sin_theta
     return back(out.reshape(a.shape))
 
@@ -561,7 +555,9 @@ def model_stock(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: bool) -
             cosines.append(np.clip(dot(offsets[i] * offsets[j]) / np.maximum(product, 1e-6), -1.0, 1.0))
     cos_theta = _sum(cosines) / len(cosines)
     count = len(ws)
-    t = (count * cos_theta) / (1 + (count - 1) * cos_theta)
+    denominator = 1 + (count - 1) * cos_theta
+    singular = np.abs(denominator) < 1e-6
+    t = np.where(singular, 0.0, (count * cos_theta) / np.where(singular, 1.0, denominator))
     w_avg = _sum(ws) / count
     return (t * w_avg + (1 - t) * w0).reshape(shape)
 
@@ -630,10 +626,13 @@ def ramplus_tl(base: np.ndarray, xs: Sequence[np.ndarray], r: float, alpha: floa
     divisor = np.maximum(counts, 1).astype(np.float64)
     parts = []
     for tv, nz in zip(tvs, nonzero):
-        shared = float(np.count_nonzero(nz & overlap))
-        only = float(np.count_nonzero(nz & unique))
-        rho = shared / max(only, epsilon)
-        lam = 1 + r * min(max(rho, 0.0), alpha)
+        # mergekit divides integer counts by a float clamp, which torch promotes to float32, so
+        # rho and lambda are float32 values there; they are here too (numpy float32 scalars are IEEE)
+        f32 = np.float32
+        shared = f32(np.count_nonzero(nz & overlap))
+        only = max(f32(np.count_nonzero(nz & unique)), f32(epsilon))
+        rho = min(max(shared / only, f32(0.0)), f32(alpha))
+        lam = float(f32(f32(1.0) + f32(r) * rho))
         z = tv * nz
         parts.append(z * unique * lam + z * overlap / divisor)
     return base + _sum(parts).reshape(base.shape)
