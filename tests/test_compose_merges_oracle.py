@@ -240,3 +240,20 @@ def test_every_mergekit_method_has_an_elements_op():
     theirs = set(mergekit_methods._METHODS)
     ours = set(MERGE_METHODS) | {"linear", "task_arithmetic", "passthrough"}  # passthrough is take/stack
     assert theirs <= ours, sorted(theirs - ours)
+
+
+def test_gradients_and_filters_give_mergekits_evaluate_setting():
+    from mergekit.config import ConditionalParameter, evaluate_setting
+
+    from registry.formats.recipe import evaluate_parameter
+
+    rng = np.random.default_rng(2)
+    names = ["model.layers.4.self_attn.q_proj.weight", "model.layers.4.mlp.up_proj.weight", "lm_head.weight"]
+    for _ in range(200):
+        gradient = rng.uniform(-1, 1, int(rng.integers(1, 7))).tolist()
+        t = float(rng.integers(0, 31)) / 30
+        conditionals = [{"filter": "self_attn", "value": gradient}, {"filter": "mlp", "value": gradient[0]}, {"value": gradient[-1]}]
+        theirs_conditionals = [ConditionalParameter(**c) for c in conditionals]
+        for name in names:
+            assert evaluate_parameter(gradient, name, t) == evaluate_setting(name, gradient, t, validate=float)
+            assert evaluate_parameter(conditionals, name, t) == evaluate_setting(name, theirs_conditionals, t, validate=float)

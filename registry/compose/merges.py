@@ -148,8 +148,14 @@ def _round(x: decimal.Decimal) -> float:
     return float(x)  # Decimal -> float is correctly rounded
 
 
+def _finite(x: float, what: str) -> None:
+    if not math.isfinite(x):
+        raise MergeValueError(f"{what} of {x}: the tensors hold an infinity or NaN; a spherical merge needs finite values")
+
+
 def acos(x: float) -> float:
     """acos of a float64 in [-1, 1], to float64 (40-digit decimal, rounded once)."""
+    _finite(x, "acos")
     if not -1.0 <= x <= 1.0:
         raise MergeValueError(f"acos of {x} is undefined")
     d = _d(x)
@@ -160,11 +166,6 @@ def acos(x: float) -> float:
         if d == -1:
             return _round(_PI)
         return _round(2 * _atan(((1 - d) / (1 + d)).sqrt()))
-
-
-def _finite(x: float, what: str) -> None:
-    if not math.isfinite(x):
-        raise MergeValueError(f"{what} of {x}: the tensors hold an infinity or NaN; a spherical merge needs finite values")
 
 
 def sin(x: float) -> float:

@@ -262,8 +262,11 @@ class MergePlan(TensorPlan):
 
         base = whole(self.base) if self.base is not None else None
         xs = [whole(child) for child in self.children]
-        with np.errstate(all="ignore"):
-            result = merges.run_method(self.method, base, xs, self.source_params, self.params, self.seed, self.name)
+        try:
+            with np.errstate(all="ignore"):
+                result = merges.run_method(self.method, base, xs, self.source_params, self.params, self.seed, self.name)
+        except merges.MergeValueError as exc:
+            raise merges.MergeValueError(f"{self.method} of tensor {self.name!r}: {exc}") from None
         flat = ops.from_float64(np.ascontiguousarray(result, dtype=np.float64).reshape(-1), self.dtype)
         for start in range(0, max(flat.size, 1), block_elems):
             yield flat[start:start + block_elems]
