@@ -257,3 +257,39 @@ def test_gradients_and_filters_give_mergekits_evaluate_setting():
         for name in names:
             assert evaluate_parameter(gradient, name, t) == evaluate_setting(name, gradient, t, validate=float)
             assert evaluate_parameter(conditionals, name, t) == evaluate_setting(name, theirs_conditionals, t, validate=float)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_linear_matches_mergekit(models, normalize):
+    from mergekit.merge_methods.base import TensorBatch
+
+    root, inputs, arrays = models
+    doc = {"format": "elements.recipe/v1", "inputs": {k: inputs[k] for k in ("m1", "m2", "m3")},
+           "steps": [{"op": "linear", "normalize": normalize,
+                      "sources": [{"from": "m1", "weight": 0.5}, {"from": "m2", "weight": 0.3}, {"from": "m3", "weight": 0.4}]}]}
+    out = root / f"out-linear-{normalize}"
+    assemble(parse_recipe(doc), LocalElementSource(root), out, force=True)
+    ours = read_tensors(out)[NAME][1]
+    batch = TensorBatch(tensors=tuple(torch.from_numpy(arrays[n].astype(np.float64))[None] for n in ("m1", "m2", "m3")))
+    weight = torch.tensor([[0.5, 0.3, 0.4]], dtype=torch.float64)
+    theirs = mergekit_methods.get("linear").implementation(batch, weight=weight, normalize=normalize)[0].numpy().astype(np.float32)
+    assert _ulps(ours, theirs) <= LINEAR_ULPS[normalize]
+
+
+def test_task_arithmetic_matches_mergekit(models):
+    root, inputs, arrays = models
+    doc = {"format": "elements.recipe/v1", "inputs": {k: inputs[k] for k in ("base", "m1", "m2")},
+           "steps": [{"op": "task_arithmetic", "base": "base", "sources": [{"from": "m1", "weight": 0.7}, {"from": "m2", "weight": -0.2}]}]}
+    out = root / "out-task-arithmetic"
+    assemble(parse_recipe(doc), LocalElementSource(root), out, force=True)
+    ours = read_tensors(out)[NAME][1]
+    theirs = _mergekit(models, "task_arithmetic", "base", ["m1", "m2"], {"weight": [0.7, -0.2]}, int8_mask=False,
+                       normalize=False, rescale=False, **{"lambda": 1.0})
+    assert _ulps(ours, theirs) <= TASK_ARITHMETIC_ULPS
+
+
+# mergekit's linear accumulates with torch.addcmul_ (which may fuse the multiply-add) and, with
+# normalize, divides the sum where Elements divides the weights first: one float64 rounding apart
+LINEAR_ULPS = {False: 1, True: 1}
+# mergekit sums the weighted task vectors then adds the base; Elements adds each to the running sum
+TASK_ARITHMETIC_ULPS = 1
