@@ -293,3 +293,19 @@ def test_task_arithmetic_matches_mergekit(models):
 LINEAR_ULPS = {False: 1, True: 1}
 # mergekit sums the weighted task vectors then adds the base; Elements adds each to the running sum
 TASK_ARITHMETIC_ULPS = 1
+
+
+@pytest.mark.parametrize("shape", [(37,), (6, 11), (3, 4, 5)])
+def test_della_keep_probabilities_are_mergekits_for_any_rank(monkeypatch, shape):
+    seen = []
+
+    def bernoulli(probs, *args, **kwargs):
+        seen.append(probs.to(torch.float64).numpy().copy())
+        return torch.ones_like(probs)
+
+    monkeypatch.setattr(mergekit_sparsify.torch, "bernoulli", bernoulli)
+    delta = np.random.default_rng(len(shape)).standard_normal(shape)
+    mergekit_sparsify.della_magprune(torch.from_numpy(delta), density=0.4, epsilon=0.15)
+    [theirs] = seen
+    # mergekit ranks in float32 on CPU; the float64 probabilities agree to float32 precision
+    assert np.allclose(merges.della_probabilities(delta, 0.4, 0.15), theirs.reshape(shape), rtol=2.0**-22, atol=0)

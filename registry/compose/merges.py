@@ -315,13 +315,15 @@ def _bernoulli(delta: np.ndarray, density: float, rescale: bool, key: tuple[int,
 
 
 def della_probabilities(delta: np.ndarray, density: float, epsilon: float) -> np.ndarray:
-    """DELLA's keep probabilities: per row, (density - eps) + 2 eps (rank - 1) / (columns - 1),
-    rank 1 the smallest magnitude (stable: ties to the lower column)."""
-    rows = delta.reshape(1, -1) if delta.ndim < 2 else delta.reshape(delta.shape[0], -1)
+    """DELLA's keep probabilities, ranked along axis 1 as mergekit does (a 1-D tensor is one row):
+    (density - eps) + 2 eps (rank - 1) / (n - 1), rank 1 the smallest magnitude (stable: ties to the
+    lower index)."""
+    rows = delta.reshape(1, -1) if delta.ndim < 2 else delta
     cols = rows.shape[1]
     order = np.argsort(np.abs(rows), axis=1, kind="stable")
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(cols)[None, :].repeat(rows.shape[0], 0), axis=1)
+    positions = np.arange(cols).reshape((1, cols) + (1,) * (rows.ndim - 2))
+    np.put_along_axis(ranks, order, np.broadcast_to(positions, order.shape), axis=1)
     rank_norm = ranks.astype(np.float64) / (cols - 1) if cols > 1 else np.zeros(rows.shape)
     probs = (density - epsilon) + rank_norm * 2 * epsilon
     return probs.reshape(delta.shape)
