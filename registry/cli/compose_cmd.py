@@ -67,6 +67,29 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     assemble_local.add_argument("--save-recipe", metavar="FILE",
                                 help="also write the recipe with its output (content id, tensor table, files) pinned to this result")
 
+    extract = add_command(
+        sub,
+        common,
+        "extract-lora",
+        cmd_extract_lora,
+        help="extract a PEFT LoRA adapter from the difference of two models (truncated SVD, as mergekit-extract-lora)",
+        examples=(
+            "  elements extract-lora ./base ./finetuned --rank 16 -o ./adapter\n"
+            "  elements extract-lora base.safetensors ft.safetensors --rank 8 -o ./adapter --exclude 'embed|lm_head|norm'\n"
+            "then: elements publish ./adapter/adapter_model.safetensors --kind adapter --parent 0x<base> --parent 0x<fine-tune>\n"
+        ),
+    )
+    extract.add_argument("base", metavar="BASE", help="the base model (.safetensors, index or directory)")
+    extract.add_argument("finetuned", metavar="FINETUNED", help="the fine-tuned model, same tensors as BASE")
+    extract.add_argument("--rank", required=True, type=int, metavar="R", help="the LoRA rank (largest kept singular values)")
+    extract.add_argument("-o", "--out", required=True, metavar="OUT", help="adapter directory (adapter_model.safetensors + adapter_config.json)")
+    extract.add_argument("--include", action="append", default=[], metavar="REGEX", help="only tensors whose name matches (repeatable)")
+    extract.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave out tensors whose name matches (repeatable)")
+    extract.add_argument("--sv-epsilon", type=float, default=0.0, metavar="E", help="drop singular values at or below E")
+    extract.add_argument("--no-distribute-scale", action="store_true", help="put the singular values in lora_A only")
+    extract.add_argument("--base-name", metavar="NAME", help="base_model_name_or_path to write in adapter_config.json")
+    extract.add_argument("--force", action="store_true", help="replace OUT if it exists")
+
     compose = add_command(
         sub,
         common,
@@ -126,6 +149,17 @@ def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
             print(f"skipped (not safetensors, never read): {', '.join(result.skipped)}")
         print(f"recipe: {result.recipe_path}")
 
+    return Result(data=result.to_json(), human=human)
+
+
+def cmd_extract_lora(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..compose.extract_lora import extract_lora
+
+    result = extract_lora(args.base, args.finetuned, args.out, rank=args.rank, include=args.include, exclude=args.exclude,
+                          distribute_scale=not args.no_distribute_scale, sv_epsilon=args.sv_epsilon,
+                          base_name=args.base_name, force=args.force)
+    human = (f"LoRA adapter for {len(result.modules)} modules (rank {max(result.modules.values())}) in {result.out_dir}; "
+             f"publish it: elements publish {result.out_dir}/adapter_model.safetensors --kind adapter --parent 0x<base record>")
     return Result(data=result.to_json(), human=human)
 
 
