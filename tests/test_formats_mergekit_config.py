@@ -85,3 +85,39 @@ def test_slerp_linear_and_passthrough_configs_convert():
 def test_an_unsupported_field_or_value_is_refused_by_name(config, message):
     with pytest.raises(RecipeError, match=message):
         recipe_from_mergekit(config, MODELS)
+
+
+def test_assemble_local_takes_a_mergekit_yaml_with_its_model_map(tmp_path, capsys):
+    import numpy as np
+
+    from registry.cli import main
+    from registry.compose.engine import assemble
+    from registry.compose.sources import LocalElementSource
+    from tests.compose_support import write_element
+
+    rng = np.random.default_rng(3)
+    base = {f"model.layers.{i}.mlp.weight": rng.standard_normal((6, 8)).astype(np.float32) for i in range(3)}
+    tuned = {n: (v + rng.standard_normal(v.shape) * 0.1).astype(np.float32) for n, v in base.items()}
+    models = {"org/base": {"content_id": write_element(tmp_path, "base.safetensors", base), "path": "base.safetensors"},
+              "org/math": {"content_id": write_element(tmp_path, "math.safetensors", tuned), "path": "math.safetensors"}}
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump(models))
+    (tmp_path / "ties.yaml").write_text(
+        "merge_method: ties\nbase_model: org/base\nmodels:\n  - model: org/base\n"
+        "  - model: org/math\n    parameters: {weight: 1.0, density: [0.3, 0.9]}\n")
+    code = main(["--json", "assemble-local", str(tmp_path / "ties.yaml"), "--elements", str(tmp_path),
+                 "--mergekit-models", str(tmp_path / "models.yaml"), "-o", str(tmp_path / "out")])
+    assert code == 0
+    reported = json.loads(capsys.readouterr().out)
+    by_hand = parse_recipe({"format": "elements.recipe/v1",
+                            "inputs": {"m0": models["org/base"], "m1": models["org/math"]},
+                            "steps": [{"op": "ties", "base": "m0", "template": "model.layers.{n}.",
+                                       "sources": [{"from": "m1", "weight": 1.0, "density": [0.3, 0.9]}]}]})
+    expected = assemble(by_hand, LocalElementSource(tmp_path), tmp_path / "by-hand")
+    assert reported["content_id"] == expected.content_id
+
+    (tmp_path / "bad.yaml").write_text("merge_method: ties\nbase_model: org/base\nmodels: [{model: org/other}]\n")
+    code = main(["assemble-local", str(tmp_path / "bad.yaml"), "--elements", str(tmp_path),
+                 "--mergekit-models", str(tmp_path / "models.yaml"), "-o", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 2 and "names model 'org/other', which the model map does not" in err and "Traceback" not in err
+    assert not (tmp_path / "bad").exists()

@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements assemble-local merge.yaml --elements ./parts -o ./merged --save-recipe merge.pinned.json\n"
         ),
     )
-    assemble_local.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1)")
+    assemble_local.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1), or a mergekit YAML with --mergekit-models")
+    _mergekit_options(assemble_local)
     assemble_local.add_argument("--elements", required=True, metavar="DIR", help="directory holding the recipe's element files")
     assemble_local.add_argument("-o", "--out", metavar="OUT", help="output model directory (must not exist unless --force)")
     assemble_local.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -103,7 +104,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "every input needs `record: 0x…` (publish elements first); the licence is checked against every ancestor\n"
         ),
     )
-    compose.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1) whose inputs name records")
+    compose.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1) whose inputs name records, or a mergekit YAML with --mergekit-models")
+    _mergekit_options(compose)
     compose.add_argument("--license", required=True, metavar="SPDX", help="licence of the composition")
     compose.add_argument("-o", "--out", metavar="OUT", help="keep the assembled model in OUT (default: assembled in a temporary directory)")
     compose.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -152,6 +154,23 @@ def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
     return Result(data=result.to_json(), human=human)
 
 
+def _mergekit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mergekit-models", metavar="MAP",
+                        help="RECIPE is a mergekit YAML; MAP (JSON or YAML) maps each of its model names to a recipe input "
+                             "({content_id, record} or {content_id, path})")
+    parser.add_argument("--mergekit-template", default="model.layers.{n}.", metavar="PREFIX",
+                        help="where the layer number is in tensor names, for gradients and slices (default model.layers.{n}.)")
+
+
+def _recipe_of(args: argparse.Namespace):
+    """The recipe named by RECIPE: an elements recipe, or a mergekit YAML converted with its map."""
+    if getattr(args, "mergekit_models", None):
+        from ..formats.mergekit_config import load_mergekit
+
+        return load_mergekit(args.recipe, args.mergekit_models, args.mergekit_template)
+    return None
+
+
 def cmd_extract_lora(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.extract_lora import extract_lora
 
@@ -168,7 +187,7 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
     from ..formats.recipe import load_recipe
     from ..compose.sources import LocalElementSource
 
-    recipe = load_recipe(Path(args.recipe))
+    recipe = _recipe_of(args) or load_recipe(Path(args.recipe))
     source = LocalElementSource(args.elements)
     max_shard_size = parse_size(args.max_shard_size)
     if args.dry_run:
@@ -204,7 +223,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings, write=True) as (registry, _, resolver), progress_bars(settings) as bars:
         fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         report = publish_composition(
-            registry, resolver, Path(args.recipe), license=args.license, out=args.out, force=args.force,
+            registry, resolver, _recipe_of(args) or Path(args.recipe), license=args.license, out=args.out, force=args.force,
             dry_run=args.dry_run, progress=assembled, fetch_progress=fetched, work_dir=settings.home / "tmp",
             commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )

@@ -20,11 +20,14 @@ converted recipe), model references with ``+lora`` or a revision the map does no
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
-from .recipe import MERGE_METHODS, RecipeError, parse_recipe
+from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json, loads_yaml
+from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, parse_recipe
 
-__all__ = ["recipe_from_mergekit", "MERGEKIT_DTYPES"]
+__all__ = ["recipe_from_mergekit", "load_mergekit", "MERGEKIT_DTYPES"]
 
 MERGEKIT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "fp32": "F32", "fp16": "F16", "bf16": "BF16"}
 _TOP_KEYS = {"merge_method", "models", "base_model", "parameters", "dtype", "out_dtype", "slices",
@@ -172,3 +175,35 @@ def recipe_from_mergekit(config: Any, models: Mapping[str, Any], template: str =
         document["name"] = config["name"]
     parse_recipe(document)  # every value checked now, with the recipe's own messages
     return document
+
+
+def _read_document(path: Path, what: str) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > DOCUMENT_BYTES:
+            raise DOCUMENT_BYTES.exceeded(what, size, RecipeLimitError)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RecipeError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        try:
+            return loads_json(raw, what=what, max_bytes=DOCUMENT_BYTES)
+        except NotJSON:
+            return loads_yaml(raw.decode("utf-8"), what=what, max_bytes=DOCUMENT_BYTES)
+    except UnicodeDecodeError:
+        raise RecipeError(f"{what} {path} is not UTF-8 text") from None
+    except NotJSON as exc:
+        raise RecipeError(f"{what} {path} is neither JSON nor YAML ({exc})") from None
+    except LimitExceeded as exc:
+        raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
+
+
+def load_mergekit(config: str | os.PathLike, models: str | os.PathLike, template: str = "model.layers.{n}.") -> Recipe:
+    """Read a mergekit YAML and a model map file (JSON or YAML) and give the equivalent recipe.
+
+    Raises:
+        RecipeError: unreadable files, or anything :func:`recipe_from_mergekit` refuses.
+    """
+    document = recipe_from_mergekit(_read_document(Path(config), "the mergekit config"),
+                                    _read_document(Path(models), "the model map"), template)
+    return parse_recipe(document)
