@@ -319,3 +319,23 @@ def test_gradients_and_filters_evaluate_as_mergekit_documents():
     assert evaluate_parameter(conditionals, "model.layers.3.mlp.up_proj.weight", 0.5) == 0.2
     assert evaluate_parameter(conditionals, "lm_head.weight", 0.0) == 0.5
     assert evaluate_parameter([{"filter": "mlp", "value": 1.0}], "lm_head.weight", 0.0) is None
+
+
+def test_a_random_init_step_is_normalized_and_its_bad_fields_refused():
+    step = {"op": "random_init", "name": "model.layers.{n}.block_sparse_moe.gate.weight", "layer_range": [0, 4],
+            "shape": [8, 64], "dtype": "BF16"}
+    d = merge_inputs()
+    d["steps"] = [{"op": "take", "from": ["base", "other"]}, step]
+    recipe = parse_recipe(d)
+    assert json.loads(recipe.canonical_json())["steps"][1] == dict(step, distribution="normal", seed=0)
+    assert recipe.steps[1].names()[-1] == "model.layers.3.block_sparse_moe.gate.weight"
+    for bad, message in [
+        (dict(step, distribution="gumbel"), r"distribution must be 'normal'"),
+        ({k: v for k, v in step.items() if k != "layer_range"}, r"holds \{n\}, so it needs layer_range"),
+        (dict(step, shape=[8, 0]), r"shape must be >= 1"),
+        (dict(step, shape=[1 << 20, 1 << 20]), r"more than 2\*\*34 elements"),
+        (dict(step, dtype="I8"), r"dtype must be one of F32, F16, BF16"),
+    ]:
+        d["steps"] = [{"op": "take", "from": ["base", "other"]}, bad]
+        with pytest.raises(RecipeError, match=message):
+            parse_recipe(d)

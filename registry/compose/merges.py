@@ -49,6 +49,8 @@ __all__ = [
     "uniforms",
     "rng_key",
     "run_method",
+    "cos_array",
+    "random_block",
     "check_density",
     "della_probabilities",
 ]
@@ -226,6 +228,41 @@ def log(x: np.ndarray) -> np.ndarray:
     for n in range(25, 0, -2):
         series = series * s2 + 1.0 / n
     return e * _LN2_HI + (e * _LN2_LO + 2.0 * s * series)
+
+
+_PIO2_HI = 1.57079632673412561417e00  # pi/2 with the low 33 bits zero: k * _PIO2_HI is exact for small k
+_PIO2_LO = 6.07710050650619224932e-11
+_SIN_COEFFS = [(-1) ** n / math.factorial(2 * n + 1) for n in range(9, -1, -1)]
+_COS_COEFFS = [(-1) ** n / math.factorial(2 * n) for n in range(9, -1, -1)]
+
+
+def cos_array(x: np.ndarray) -> np.ndarray:
+    """cos element-wise for |x| < 2**20 (quadrant reduction by pi/2 in two parts, Taylor
+    polynomials on [-pi/4, pi/4], IEEE operations only; within 2 ulp, identical everywhere)."""
+    x = np.asarray(x, dtype=np.float64)
+    k = np.rint(x / (_PIO2_HI + _PIO2_LO))
+    r = (x - k * _PIO2_HI) - k * _PIO2_LO
+    r2 = r * r
+    s = np.full_like(r, _SIN_COEFFS[0])
+    for c in _SIN_COEFFS[1:]:
+        s = s * r2 + c
+    s = s * r
+    c_ = np.full_like(r, _COS_COEFFS[0])
+    for c in _COS_COEFFS[1:]:
+        c_ = c_ * r2 + c
+    quadrant = np.mod(k, 4).astype(np.int64)
+    return np.choose(quadrant, [c_, -s, -c_, s])
+
+
+def random_block(distribution: str, scale: float, seed: int, name: str, start: int, count: int) -> np.ndarray:
+    """Elements ``start .. start+count-1`` of a random tensor: ``normal`` (Box-Muller from streams
+    0 and 1: scale * sqrt(-2 ln(1 - u0)) * cos(2 pi u1)) or ``uniform`` (stream 0: scale * (2 u0 - 1))."""
+    u0 = uniforms(seed, name, 0, start, count)
+    if distribution == "uniform":
+        return (u0 * 2 - 1) * scale
+    u1 = uniforms(seed, name, 1, start, count)
+    radius = np.sqrt(-2.0 * log(1.0 - u0))
+    return radius * cos_array(u1 * (2 * math.pi)) * scale
 
 
 # --------------------------------------------------------------------------------------------

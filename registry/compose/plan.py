@@ -36,6 +36,7 @@ from ..formats.recipe import (
     LoraParams,
     Merge,
     Override,
+    RandomInit,
     Recipe,
     RecipeError,
     RecipeLimitError,
@@ -56,6 +57,7 @@ __all__ = [
     "TaskArithmeticPlan",
     "LoraPlan",
     "MergePlan",
+    "RandomPlan",
     "CheckedPlan",
     "CompositionIntegrityError",
     "Plan",
@@ -278,6 +280,31 @@ class MergePlan(TensorPlan):
     def describe(self) -> str:
         parts = ([f"base={self.base.describe()}"] if self.base is not None else []) + [c.describe() for c in self.children]
         return f"{self.method}(" + ", ".join(parts) + ")"
+
+
+@dataclass(eq=False)
+class RandomPlan(TensorPlan):
+    """A tensor drawn from the counter stream (a router initialisation): element j depends only on
+    (seed, name, j), so it streams block by block and verify re-derives it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    distribution: str
+    scale: float
+    seed: int
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.numel, block_elems):
+            count = min(block_elems, self.numel - start)
+            values = merges.random_block(self.distribution, self.scale, self.seed, self.name, start, count)
+            yield ops.from_float64(values, self.dtype)
+
+    def inputs(self) -> set[str]:
+        return set()
+
+    def describe(self) -> str:
+        return f"random_init({self.distribution}, scale={self.scale}, seed={self.seed})"
 
 
 @dataclass(eq=False)
@@ -590,6 +617,10 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
                 _add(work, target, merged, where, origin)
         elif isinstance(step, Merge):
             _plan_merge(step, where, work, origin, source)
+        elif isinstance(step, RandomInit):
+            for name in step.names():
+                _add(work, name, RandomPlan(name, step.shape, step.dtype, step.distribution, step.effective_scale, step.seed),
+                     where, origin)
         elif isinstance(step, Lora):
             _plan_lora(step, where, work, origin, tensor_elements, elements)
         elif isinstance(step, Cast):

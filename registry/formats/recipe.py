@@ -68,6 +68,7 @@ __all__ = [
     "Cast",
     "MergeSource",
     "Merge",
+    "RandomInit",
     "MERGE_METHODS",
     "evaluate_parameter",
     "FileSpec",
@@ -991,7 +992,74 @@ def _parse_merge(op: str, r: _Reader, where: str) -> Merge:
                  _dtype(dtype, f"{where}.dtype") if dtype else None)
 
 
-Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast | Merge
+
+@dataclass(frozen=True)
+class RandomInit:
+    """New tensors drawn from the counter stream (mergekit-moe's ``random`` / ``uniform_random``
+    gate initialisations): one per layer of ``layers`` when ``name`` holds ``{n}``."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    distribution: str = "normal"
+    scale: float | None = None
+    seed: int = 0
+    layers: tuple[int, ...] = ()
+    op = "random_init"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op, "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                               "distribution": self.distribution, "seed": self.seed}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        if self.layers:
+            out["layer_range"] = [self.layers[0], self.layers[-1] + 1]
+        return out
+
+    def names(self) -> list[str]:
+        return [self.name.replace("{n}", str(n)) for n in self.layers] if self.layers else [self.name]
+
+    @property
+    def effective_scale(self) -> float:
+        if self.scale is not None:
+            return self.scale
+        return 1.0 if self.distribution == "normal" else math.sqrt(1.0 / self.shape[-1])
+
+
+def _parse_random_init(r: _Reader, where: str) -> RandomInit:
+    name = _str(r.required("name"), f"{where}.name")
+    shape = r.required("shape")
+    dtype = _dtype(r.required("dtype"), f"{where}.dtype")
+    distribution = r.get("distribution", "normal")
+    scale = r.get("scale")
+    seed = _int(r.get("seed", 0), f"{where}.seed")
+    layer_range = r.get("layer_range")
+    r.done()
+    if distribution not in ("normal", "uniform"):
+        raise RecipeError(f"{where}.distribution must be 'normal' (mergekit-moe's random) or 'uniform' (uniform_random)")
+    if not isinstance(shape, list) or not shape or len(shape) > TENSOR_RANK:
+        raise RecipeError(f"{where}.shape must be a non-empty list of dimensions")
+    dims = tuple(_int(d, f"{where}.shape", minimum=1) for d in shape)
+    if math.prod(dims) > 1 << 34:
+        raise RecipeError(f"{where}.shape {list(dims)} holds more than 2**34 elements")
+    if seed >= 1 << 64:
+        raise RecipeError(f"{where}.seed must be below 2**64")
+    if scale is not None:
+        scale = _number(scale, f"{where}.scale")
+    layers: tuple[int, ...] = ()
+    if "{n}" in name:
+        if not isinstance(layer_range, list) or len(layer_range) != 2:
+            raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
+        lo, hi = (_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
+        if hi <= lo:
+            raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
+        layers = tuple(range(lo, hi))
+    elif layer_range is not None:
+        raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
+    return RandomInit(name, dims, dtype, distribution, scale, seed, layers)
+
+
+Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast | Merge | RandomInit
 
 
 def _parse_weighted(value: Any, where: str) -> tuple[WeightedSource, ...]:
@@ -1097,8 +1165,10 @@ def _parse_step(data: Any, where: str) -> Step:
         return Cast(dtype, selection)
     if isinstance(op, str) and op in MERGE_METHODS:
         return _parse_merge(op, r, where)
+    if op == "random_init":
+        return _parse_random_init(r, where)
     raise RecipeError(
-        f"{where}.op {_shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast "
+        f"{where}.op {_shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast, random_init "
         f"or a merge method ({', '.join(MERGE_METHODS)})"
     )
 
