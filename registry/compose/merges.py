@@ -6,8 +6,9 @@ correctly rounded and never fused), one rounding to the output dtype at the end.
 look at a whole tensor (norms, angles, ranks) add three rules so that no result depends on the
 machine, the thread count or the block size:
 
-- **reductions are exact**: a sum over a tensor (a norm, a dot product, a mean) is the correctly
-  rounded sum of its float64 terms (``math.fsum``), so it does not depend on summation order;
+- **reductions have one fixed order**: a sum over a tensor (a norm, a dot product, a mean) adds
+  its float64 terms in a fixed pairwise tree of IEEE additions (:func:`tree_sum`), over the
+  whole tensor, so it does not depend on blocks, shards, threads or the machine;
 - **transcendentals are ours**: the few scalar ``acos``/``sin``/``cos`` of the spherical methods
   are computed with ``decimal`` at 40 digits and rounded once to float64, and the element-wise
   ``exp``/``log`` of ``arcee_fusion`` are fixed polynomials of IEEE operations (libm and numpy's
@@ -26,7 +27,6 @@ result; :mod:`registry.compose.plan` rounds it.
 from __future__ import annotations
 
 import decimal
-import itertools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -39,8 +39,8 @@ from ..formats.recipe import RecipeError
 
 __all__ = [
     "MergeValueError",
-    "exact_sum",
-    "exact_norm",
+    "tree_sum",
+    "tree_norm",
     "acos",
     "sin",
     "cos",
@@ -66,32 +66,37 @@ class MergeValueError(InputError):
 # exact reductions
 
 
-def _chunks(x: np.ndarray) -> Any:
-    flat = x.reshape(-1)
-    return itertools.chain.from_iterable(flat[i:i + _CHUNK].tolist() for i in range(0, flat.size, _CHUNK))
+def _tree(values: np.ndarray) -> np.ndarray:
+    """Pairwise sums along the last axis in a fixed tree: at each level element 2k is added to
+    element 2k+1 (a +0.0 appended to an odd level), until one is left. Every addition is one IEEE
+    operation of numpy's element-wise add, so the result is the same on every machine."""
+    level = np.asarray(values, dtype=np.float64)
+    if level.shape[-1] == 0:
+        return np.zeros(level.shape[:-1] + (1,))
+    while level.shape[-1] > 1:
+        if level.shape[-1] % 2:
+            level = np.concatenate([level, np.zeros(level.shape[:-1] + (1,))], axis=-1)
+        level = level[..., 0::2] + level[..., 1::2]
+    return level
 
 
-def exact_sum(x: np.ndarray) -> float:
-    """The correctly rounded sum of a float64 array (independent of order and blocking); an
-    infinite or NaN input gives what IEEE addition would (inf, -inf or NaN)."""
-    try:
-        return math.fsum(_chunks(x))
-    except OverflowError:
-        return math.inf if float(np.sum(np.sign(x))) > 0 else -math.inf
-    except ValueError:  # inf + -inf
-        return math.nan
+def tree_sum(x: np.ndarray) -> float:
+    """The sum of a whole float64 tensor (flattened, C order) in the fixed pairwise tree of
+    :func:`_tree`: independent of machine, blocks, shards and threads (a tensor is always summed
+    whole), within log2(n) roundings of the exact sum. Infinities and NaN propagate as in IEEE."""
+    return float(_tree(np.asarray(x, dtype=np.float64).reshape(-1))[0])
 
 
-def exact_norm(x: np.ndarray) -> float:
-    """sqrt(exact_sum(x*x)): each square rounded once, their sum exact, sqrt correctly rounded."""
-    return math.sqrt(exact_sum(x * x))
+def tree_norm(x: np.ndarray) -> float:
+    """sqrt(tree_sum(x*x)): each square rounded once, summed in the fixed tree, sqrt correctly rounded."""
+    return math.sqrt(tree_sum(x * x))
 
 
 def _row_sums(x: np.ndarray) -> np.ndarray:
-    """Exact sums along the last axis, one per leading index (shape x.shape[:-1] + (1,))."""
-    rows = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
-    out = np.array([math.fsum(row.tolist()) for row in rows], dtype=np.float64)
-    return out.reshape(x.shape[:-1] + (1,)) if x.ndim else out.reshape(())
+    """Fixed-tree sums along the last axis (shape x.shape[:-1] + (1,); a scalar for 0-d)."""
+    if x.ndim == 0:
+        return x.reshape(())
+    return _tree(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,8 +324,8 @@ def _rescaled(tensor: np.ndarray, mask: np.ndarray, rescale: bool) -> np.ndarray
     masked = tensor * mask
     if not rescale:
         return masked
-    before = exact_sum(np.abs(tensor))
-    after = exact_sum(np.abs(masked))
+    before = tree_sum(np.abs(tensor))
+    after = tree_sum(np.abs(masked))
     if before < 1e-7 or after < 1e-7:
         return masked
     return masked * (before / after)
@@ -435,10 +440,10 @@ def gta(method: str, base: np.ndarray, xs: Sequence[np.ndarray], sp: Sequence[Ma
 
 def slerp_vectors(t: float, v0: np.ndarray, v1: np.ndarray, dot_threshold: float = 0.9995, eps: float = 1e-8) -> np.ndarray:
     """mergekit's slerp over whole tensors (lerp when nearly colinear)."""
-    n0, n1 = exact_norm(v0), exact_norm(v1)
+    n0, n1 = tree_norm(v0), tree_norm(v1)
     u0 = v0 / (n0 if n0 > eps else 1.0)
     u1 = v1 / (n1 if n1 > eps else 1.0)
-    dot = min(max(exact_sum(u0 * u1), -1.0), 1.0)
+    dot = min(max(tree_sum(u0 * u1), -1.0), 1.0)
     if abs(dot) > dot_threshold:
         return (1 - t) * v0 + t * v1
     theta = acos(dot)
@@ -464,9 +469,9 @@ def nuslerp(t: float, v0: np.ndarray, v1: np.ndarray, row_wise: bool, flatten: b
     out = np.empty_like(a2)
     for i in range(a2.shape[0]):
         x, y = a2[i], b2[i]
-        ux = x / max(exact_norm(x), 1e-7)
-        uy = y / max(exact_norm(y), 1e-7)
-        cos_theta = min(max(exact_sum(ux * uy), -1.0), 1.0)
+        ux = x / max(tree_norm(x), 1e-7)
+        uy = y / max(tree_norm(y), 1e-7)
+        cos_theta = min(max(tree_sum(ux * uy), -1.0), 1.0)
         if (1 - cos_theta * cos_theta) <= eps * eps:
             out[i] = (1 - t) * x + t * y
         else:
@@ -484,21 +489,21 @@ def multislerp(xs: Sequence[np.ndarray], weights: Sequence[float], base: np.ndar
         xs = [x - base for x in xs]
     w = [float(v) for v in weights]
     if normalize_weights:
-        total = exact_sum(np.array(w))
+        total = tree_sum(np.array(w))
         w = [v / total for v in w]
-    norms = [exact_norm(x) for x in xs]
+    norms = [tree_norm(x) for x in xs]
     units = [x / (n + eps) for x, n in zip(xs, norms)]
     mean = _sum([u * wi for u, wi in zip(units, w)])
-    mean_norm = exact_norm(mean)
+    mean_norm = tree_norm(mean)
     if mean_norm < eps:
         if len(xs) == 2:
             res = xs[0] * w[0] + xs[1] * w[1]
             return res + base if base is not None else res
         raise MergeValueError("multislerp: the weighted sum of the unit tensors is zero (antipodal inputs); change the weights")
     mean = mean / mean_norm
-    tangents = [u - exact_sum(u * mean) * mean for u in units]
+    tangents = [u - tree_sum(u * mean) * mean for u in units]
     tangent = _sum([tv * wi for tv, wi in zip(tangents, w)])
-    tangent_norm = exact_norm(tangent) + eps
+    tangent_norm = tree_norm(tangent) + eps
     result = mean * cos(tangent_norm) + tangent * (sin(tangent_norm) / tangent_norm)
     avg_norm = math.fsum(n * wi for n, wi in zip(norms, w))
     result = result * avg_norm
@@ -510,7 +515,7 @@ def karcher(xs: Sequence[np.ndarray], max_iter: int, tol: float) -> np.ndarray:
     alphas = [1.0 / len(xs)] * len(xs)
     norms, units = [], []
     for x in xs:
-        n = exact_norm(x)
+        n = tree_norm(x)
         norms.append(n)
         units.append(np.zeros_like(x) if n == 0.0 else x / n)
     valid = [i for i, n in enumerate(norms) if n > tol]
@@ -524,21 +529,21 @@ def karcher(xs: Sequence[np.ndarray], max_iter: int, tol: float) -> np.ndarray:
     u = np.zeros_like(us[0])
     for ai, ui in zip(a, us):
         u = u + ai * ui
-    norm_u = exact_norm(u)
+    norm_u = tree_norm(u)
     u = us[0].copy() if norm_u < tol else u / norm_u
     for _ in range(max_iter):
         T = np.zeros_like(u)
         for ai, ui in zip(a, us):
-            dot = min(max(exact_sum(u * ui), -1.0), 1.0)
+            dot = min(max(tree_sum(u * ui), -1.0), 1.0)
             theta = acos(dot)
             if theta < tol:
                 continue
             T = T + ai * (theta / sin(theta)) * (ui - dot * u)
-        norm_T = exact_norm(T)
+        norm_T = tree_norm(T)
         if norm_T < tol:
             break
         u = cos(norm_T) * u + sin(norm_T) * (T / norm_T)
-        u_norm = exact_norm(u)
+        u_norm = tree_norm(u)
         if u_norm > tol:
             u = u / u_norm
     s = 0.0
@@ -566,7 +571,7 @@ def sce(base: np.ndarray, xs: Sequence[np.ndarray], select_topk: float) -> np.nd
             mask = mask.reshape(base.shape)
         tvs = [tv * mask for tv in tvs]
     erase = _sign_mask(tvs)
-    weights = [exact_sum(tv * tv) / tv.size for tv in tvs]
+    weights = [tree_sum(tv * tv) / tv.size for tv in tvs]
     weight_sum = math.fsum(weights)
     weights = [1.0 / n] * n if abs(weight_sum) < 1e-6 else [w / weight_sum for w in weights]
     erased = [m * w for m, w in zip(erase, weights)]
@@ -585,8 +590,8 @@ def model_stock(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: bool) -
         norm = lambda v: np.sqrt(_row_sums(v * v))  # noqa: E731
     else:
         w0, ws = base.reshape(-1), [x.reshape(-1) for x in xs]
-        dot = exact_sum
-        norm = exact_norm
+        dot = tree_sum
+        norm = tree_norm
     offsets = [w - w0 for w in ws]
     cosines = []
     for i in range(len(offsets)):
