@@ -235,10 +235,107 @@ def test_every_public_name_of_the_compose_modules_exists():
     import importlib
 
     for module_name in ["registry.formats.recipe", "registry.compose.ops", "registry.compose.sources",
-                        "registry.compose.plan", "registry.compose.engine", "registry.compose.delta"]:
+                        "registry.compose.plan", "registry.compose.engine", "registry.compose.delta",
+                        "registry.compose.merges"]:
         module = importlib.import_module(module_name)
         assert module.__all__, module_name
         missing = [name for name in module.__all__ if not hasattr(module, name)]
         assert missing == [], f"{module_name}: {missing}"
     split = importlib.import_module("registry.formats.split")
     assert [name for name in split.__all__ if not hasattr(split, name)] == []
+
+
+# ------------------------------------------------------------------------------ merge methods
+
+
+def merge_doc(step):
+    return doc(steps=[{"op": "take", "from": "base"}, step], files=[])
+
+
+def merge_inputs():
+    d = doc(files=[])
+    d["inputs"].pop("config")
+    return d
+
+
+def parse_merge(step):
+    d = merge_inputs()
+    d["steps"] = [step]
+    return parse_recipe(d)
+
+
+TIES = {"op": "ties", "base": "base", "sources": [{"from": "other", "weight": 0.5, "density": 0.5}]}
+
+
+def test_a_merge_step_is_normalized_with_defaults_omitted_and_round_trips():
+    step = dict(TIES, parameters={"normalize": True, "lambda": "1.0e0", "int8_mask": False}, template="model.layers.{n}.",
+                sources=[{"from": "other", "weight": [0, 1], "density": [{"filter": "mlp", "value": 0.3}, {"value": 0.7}]}])
+    recipe = parse_merge(step)
+    canonical = json.loads(recipe.canonical_json())["steps"][0]
+    assert canonical == {"op": "ties", "base": ["base"], "template": "model.layers.{n}.",
+                         "sources": [{"from": ["other"], "weight": [0.0, 1.0],
+                                      "density": [{"filter": "mlp", "value": 0.3}, {"value": 0.7}]}]}
+    assert parse_recipe(json.loads(recipe.canonical_json())).canonical_json() == recipe.canonical_json()
+
+
+def test_a_random_merge_always_writes_its_seed_and_others_refuse_one():
+    dare = parse_merge(dict(TIES, op="dare_ties"))
+    assert json.loads(dare.canonical_json())["steps"][0]["seed"] == 0
+    with pytest.raises(RecipeError, match=r"steps\[0\].seed is only for the methods that drop at random \(dare_ties"):
+        parse_merge(dict(TIES, seed=3))
+
+
+@pytest.mark.parametrize("step,message", [
+    (dict(TIES, parameters={"lamda": 1}), r"steps\[0\].parameters has unknown parameter 'lamda' for ties \(it takes: density, int8_mask, lambda"),
+    (dict(TIES, sources=[{"from": "other", "weight": 1, "dens": 0.5}]), r"steps\[0\].sources\[0\] has unknown parameter 'dens' for ties \(a source takes: density, weight\)"),
+    (dict(TIES, sources=[{"from": "other", "weight": 1, "gamma": 0.1}]), r"unknown parameter 'gamma' for ties"),
+    (dict(TIES, sources=[{"from": "other", "density": 0.5}]), r"steps\[0\].sources\[0\] needs 'weight'"),
+    ({k: v for k, v in TIES.items() if k != "base"}, r"steps\[0\]: ties needs 'base'"),
+    ({"op": "slerp", "base": "base", "sources": [{"from": "other"}]}, r"slerp needs parameters.t"),
+    ({"op": "karcher", "base": "base", "sources": [{"from": "other"}]}, r"karcher takes no base"),
+    ({"op": "model_stock", "base": "base", "sources": [{"from": "other"}]}, r"model_stock takes at least 2 source"),
+    ({"op": "slerp", "base": "base", "sources": [{"from": "other"}], "parameters": {"t": [0, 1]}},
+     r"t is a gradient over layers; set 'template'"),
+    (dict(TIES, parameters={"normalize": "yes"}), r"parameters.normalize must be true or false"),
+    (dict(TIES, parameters={"normalize": [0, 1]}), r"normalize cannot be a gradient"),
+    ({"op": "karcher", "sources": [{"from": "base"}, {"from": "other"}], "parameters": {"max_iter": 10**6}}, r"max_iter is 1000000; at most 1000"),
+    (dict(TIES, parameters={"lambda": float("nan")}), r"must be finite"),
+    (dict(TIES, template="model.layers."), r"template must contain '\{n\}' exactly once"),
+    (dict(TIES, sources=[{"from": "other", "weight": [{"filter": "x", "value": [{"value": 1}]}]}]), r"cannot hold another list"),
+])
+def test_a_bad_merge_step_is_refused_by_name(step, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_merge(step)
+
+
+def test_gradients_and_filters_evaluate_as_mergekit_documents():
+    from registry.formats.recipe import evaluate_parameter
+
+    assert evaluate_parameter([0.0, 1.0], "x", 0.25) == 0.25
+    assert evaluate_parameter([0.0, 0.5, 1.0, 0.0], "x", 0.5) == 0.75
+    assert evaluate_parameter([0.0, 1.0], "x", 1.0) == 1.0
+    conditionals = [{"filter": "self_attn", "value": [0.0, 1.0]}, {"filter": "mlp", "value": 0.2}, {"value": 0.5}]
+    assert evaluate_parameter(conditionals, "model.layers.3.self_attn.q_proj.weight", 0.5) == 0.5
+    assert evaluate_parameter(conditionals, "model.layers.3.mlp.up_proj.weight", 0.5) == 0.2
+    assert evaluate_parameter(conditionals, "lm_head.weight", 0.0) == 0.5
+    assert evaluate_parameter([{"filter": "mlp", "value": 1.0}], "lm_head.weight", 0.0) is None
+
+
+def test_a_random_init_step_is_normalized_and_its_bad_fields_refused():
+    step = {"op": "random_init", "name": "model.layers.{n}.block_sparse_moe.gate.weight", "layer_range": [0, 4],
+            "shape": [8, 64], "dtype": "BF16"}
+    d = merge_inputs()
+    d["steps"] = [{"op": "take", "from": ["base", "other"]}, step]
+    recipe = parse_recipe(d)
+    assert json.loads(recipe.canonical_json())["steps"][1] == dict(step, distribution="normal", seed=0)
+    assert recipe.steps[1].names()[-1] == "model.layers.3.block_sparse_moe.gate.weight"
+    for bad, message in [
+        (dict(step, distribution="gumbel"), r"distribution must be 'normal'"),
+        ({k: v for k, v in step.items() if k != "layer_range"}, r"holds \{n\}, so it needs layer_range"),
+        (dict(step, shape=[8, 0]), r"shape must be >= 1"),
+        (dict(step, shape=[1 << 20, 1 << 20]), r"more than 2\*\*34 elements"),
+        (dict(step, dtype="I8"), r"dtype must be one of F32, F16, BF16"),
+    ]:
+        d["steps"] = [{"op": "take", "from": ["base", "other"]}, bad]
+        with pytest.raises(RecipeError, match=message):
+            parse_recipe(d)

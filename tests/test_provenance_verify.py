@@ -511,3 +511,36 @@ def test_a_corrupted_cached_config_is_fetched_again(fresh, store, tmp_path):
     again = Verifier(registry.with_account(None), Sources(store), data_dir=data)
     assert again.verify(out).exit_code == 0
     again.close()
+
+
+def test_a_dare_ties_merge_verifies_by_recomputing_its_random_drops(fresh, store, tmp_path):
+    registry, published = fresh
+    layer = {n: v for n, v in safetensors.numpy.load_file(str(WEIGHTS)).items() if n.startswith("encoder.layer.3.")}
+    rng = np.random.default_rng(11)
+    tuned = {n: (v + rng.standard_normal(v.shape) * 0.01).astype(v.dtype) for n, v in layer.items()}
+    safetensors.numpy.save_file(tuned, str(tmp_path / "tuned.safetensors"), metadata={"format": "pt"})
+    [tuned_record] = publish_files(registry, store, [tmp_path / "tuned.safetensors"])
+    doc = recipe_doc(published)
+    doc.pop("output", None)
+    doc["name"] = "minilm-dare"
+    others = [n for n, i in doc["inputs"].items() if i["kind"] == "tensors" and n != "encoder.layer.3"]
+    doc["inputs"]["tuned"] = {"content_id": str(content_id(tmp_path / "tuned.safetensors")), "record": tuned_record, "kind": "tensors"}
+    doc["steps"] = [
+        {"op": "take", "from": others},
+        {"op": "dare_ties", "base": "encoder.layer.3", "sources": [{"from": "tuned", "weight": 1.0, "density": 0.5}], "seed": 5},
+    ]
+    out = tmp_path / "merged"
+    composition = compose(registry, store, doc, out=out)
+    report = verify(registry, store, out)
+    assert report.exit_code == 0 and report.accepted.record_id == composition
+    assert report.accepted.counts() == {"match": 104 - len(layer), "recomputed": len(layer)}
+
+    # Another seed's drops are another model: the recomputation names the tensor that differs.
+    doc["steps"][1]["seed"] = 6
+    other = tmp_path / "other-seed"
+    compose(registry, store, doc, out=other)
+    bad = verify(registry, store, other / "model.safetensors", claim=composition)
+    assert bad.exit_code == 1
+    differs = sorted(t.name for t in bad.claims[0].tensors if t.status == "differs")
+    assert differs and all(name.startswith("encoder.layer.3.") for name in differs)
+    assert all("recomputation dare_ties(" in t.message for t in bad.claims[0].tensors if t.status == "differs")

@@ -55,7 +55,7 @@ exit codes: 0 ok / verified, 1 verification failed, 2 bad input, usage or an unr
 # The top-level help lists commands by the job they serve (any command not named here is listed last).
 COMMAND_GROUPS = [
     ("get started", ["demo", "devnet", "config"]),
-    ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split"]),
+    ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split", "extract-lora"]),
     ("job 2, resolve and assemble", ["resolve", "show", "ls", "assemble", "assemble-local"]),
     ("job 3, verify", ["verify"]),
     ("content ids and IPFS", ["id", "cid", "car", "pin-service", "pins"]),

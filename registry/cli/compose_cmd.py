@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements assemble-local merge.yaml --elements ./parts -o ./merged --save-recipe merge.pinned.json\n"
         ),
     )
-    assemble_local.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1)")
+    assemble_local.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1), or a mergekit YAML with --mergekit-models")
+    _mergekit_options(assemble_local)
     assemble_local.add_argument("--elements", required=True, metavar="DIR", help="directory holding the recipe's element files")
     assemble_local.add_argument("-o", "--out", metavar="OUT", help="output model directory (must not exist unless --force)")
     assemble_local.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -67,6 +68,29 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     assemble_local.add_argument("--dry-run", action="store_true", help="plan and check only; print the output table")
     assemble_local.add_argument("--save-recipe", metavar="FILE",
                                 help="also write the recipe with its output (content id, tensor table, files) pinned to this result")
+
+    extract = add_command(
+        sub,
+        common,
+        "extract-lora",
+        cmd_extract_lora,
+        help="extract a PEFT LoRA adapter from the difference of two models (truncated SVD, as mergekit-extract-lora)",
+        examples=(
+            "  elements extract-lora ./base ./finetuned --rank 16 -o ./adapter\n"
+            "  elements extract-lora base.safetensors ft.safetensors --rank 8 -o ./adapter --exclude 'embed|lm_head|norm'\n"
+            "then: elements publish ./adapter/adapter_model.safetensors --kind adapter --parent 0x<base> --parent 0x<fine-tune>\n"
+        ),
+    )
+    extract.add_argument("base", metavar="BASE", help="the base model (.safetensors, index or directory)")
+    extract.add_argument("finetuned", metavar="FINETUNED", help="the fine-tuned model, same tensors as BASE")
+    extract.add_argument("--rank", required=True, type=int, metavar="R", help="the LoRA rank (largest kept singular values)")
+    extract.add_argument("-o", "--out", required=True, metavar="OUT", help="adapter directory (adapter_model.safetensors + adapter_config.json)")
+    extract.add_argument("--include", action="append", default=[], metavar="REGEX", help="only tensors whose name matches (repeatable)")
+    extract.add_argument("--exclude", action="append", default=[], metavar="REGEX", help="leave out tensors whose name matches (repeatable)")
+    extract.add_argument("--sv-epsilon", type=float, default=0.0, metavar="E", help="drop singular values at or below E")
+    extract.add_argument("--no-distribute-scale", action="store_true", help="put the singular values in lora_A only")
+    extract.add_argument("--base-name", metavar="NAME", help="base_model_name_or_path to write in adapter_config.json")
+    extract.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
     compose = add_command(
         sub,
@@ -81,7 +105,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "every input needs `record: 0x…` (publish elements first); the licence is checked against every ancestor\n"
         ),
     )
-    compose.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1) whose inputs name records")
+    compose.add_argument("recipe", metavar="RECIPE", help="recipe file (JSON or YAML, elements.recipe/v1) whose inputs name records, or a mergekit YAML with --mergekit-models")
+    _mergekit_options(compose)
     compose.add_argument("--license", required=True, metavar="SPDX", help="licence of the composition")
     compose.add_argument("-o", "--out", metavar="OUT", help="keep the assembled model in OUT (default: assembled in a temporary directory)")
     compose.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -131,12 +156,40 @@ def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
     return Result(data=result.to_json(), human=human)
 
 
+def _mergekit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mergekit-models", metavar="MAP",
+                        help="RECIPE is a mergekit YAML; MAP (JSON or YAML) maps each of its model names to a recipe input "
+                             "({content_id, record} or {content_id, path})")
+    parser.add_argument("--mergekit-template", default="model.layers.{n}.", metavar="PREFIX",
+                        help="where the layer number is in tensor names, for gradients and slices (default model.layers.{n}.)")
+
+
+def _recipe_of(args: argparse.Namespace):
+    """The recipe named by RECIPE: an elements recipe, or a mergekit YAML converted with its map."""
+    if getattr(args, "mergekit_models", None):
+        from ..formats.mergekit_config import load_mergekit
+
+        return load_mergekit(args.recipe, args.mergekit_models, args.mergekit_template)
+    return None
+
+
+def cmd_extract_lora(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..compose.extract_lora import extract_lora
+
+    result = extract_lora(args.base, args.finetuned, args.out, rank=args.rank, include=args.include, exclude=args.exclude,
+                          distribute_scale=not args.no_distribute_scale, sv_epsilon=args.sv_epsilon,
+                          base_name=args.base_name, force=args.force)
+    human = (f"LoRA adapter for {len(result.modules)} modules (rank {max(result.modules.values())}) in {result.out_dir}; "
+             f"publish it: elements publish {result.out_dir}/adapter_model.safetensors --kind adapter --parent 0x<base record>")
+    return Result(data=result.to_json(), human=human)
+
+
 def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.engine import assemble, inspect_recipe, parse_size
     from ..formats.recipe import load_recipe
     from ..compose.sources import LocalElementSource
 
-    recipe = load_recipe(Path(args.recipe))
+    recipe = _recipe_of(args) or load_recipe(Path(args.recipe))
     source = LocalElementSource(args.elements)
     max_shard_size = parse_size(args.max_shard_size)
     if args.dry_run:
@@ -170,7 +223,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         report = publish_composition(
-            registry, resolver, Path(args.recipe), license=args.license, out=args.out, force=args.force,
+            registry, resolver, _recipe_of(args) or Path(args.recipe), license=args.license, out=args.out, force=args.force,
             dry_run=args.dry_run, progress=assembled, fetch_progress=fetched, work_dir=settings.home / "tmp",
             commit_reveal=commit_reveal_for(args, settings, registry, bars),
         )

@@ -28,13 +28,15 @@ from ..formats.content_id import TensorEntry, tensor_set_content_id
 from ..formats.safetensors import tensor_nbytes
 from ..errors import IntegrityError
 from ..limits import MODEL_JSON_BYTES, PLAN_WORK, TENSORS, LimitExceeded, NotJSON, loads_json
-from . import ops
+from . import merges, ops
 from ..formats.recipe import (
     Cast,
     Linear,
     Lora,
     LoraParams,
+    Merge,
     Override,
+    RandomInit,
     Recipe,
     RecipeError,
     RecipeLimitError,
@@ -43,6 +45,7 @@ from ..formats.recipe import (
     Take,
     TaskArithmetic,
     apply_renames,
+    evaluate_parameter,
 )
 from .readers import FileElement, TensorElement
 
@@ -53,6 +56,8 @@ __all__ = [
     "LinearPlan",
     "TaskArithmeticPlan",
     "LoraPlan",
+    "MergePlan",
+    "RandomPlan",
     "CheckedPlan",
     "CompositionIntegrityError",
     "Plan",
@@ -232,6 +237,74 @@ class LoraPlan(TensorPlan):
 
     def describe(self) -> str:
         return f"lora({self.base.describe()}, {self.lora_a.describe()}, {self.lora_b.describe()}, scale={self.scale})"
+
+
+
+@dataclass(eq=False)
+class MergePlan(TensorPlan):
+    """A tensor of a mergekit merge method (:mod:`registry.compose.merges`): the inputs are read
+    whole (the methods look at whole tensors: norms, angles, ranks), the float64 result is rounded
+    once and handed out in blocks. Memory: the inputs and a few float64 copies of one tensor."""
+
+    method: str
+    base: TensorPlan | None
+    children: list[TensorPlan]
+    source_params: list[dict]
+    params: dict
+    seed: int
+    name: str
+    dtype: str
+
+    def __post_init__(self) -> None:
+        self.shape = (self.base or self.children[0]).shape
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        def whole(plan: TensorPlan) -> np.ndarray:
+            return ops.to_float64(read_whole(plan), plan.dtype).reshape(self.shape)
+
+        base = whole(self.base) if self.base is not None else None
+        xs = [whole(child) for child in self.children]
+        try:
+            with np.errstate(all="ignore"):
+                result = merges.run_method(self.method, base, xs, self.source_params, self.params, self.seed, self.name)
+        except merges.MergeValueError as exc:
+            raise merges.MergeValueError(f"{self.method} of tensor {self.name!r}: {exc}") from None
+        flat = ops.from_float64(np.ascontiguousarray(result, dtype=np.float64).reshape(-1), self.dtype)
+        for start in range(0, max(flat.size, 1), block_elems):
+            yield flat[start:start + block_elems]
+
+    def inputs(self) -> set[str]:
+        own = self.base.inputs() if self.base is not None else set()
+        return own.union(*(c.inputs() for c in self.children))
+
+    def describe(self) -> str:
+        parts = ([f"base={self.base.describe()}"] if self.base is not None else []) + [c.describe() for c in self.children]
+        return f"{self.method}(" + ", ".join(parts) + ")"
+
+
+@dataclass(eq=False)
+class RandomPlan(TensorPlan):
+    """A tensor drawn from the counter stream (a router initialisation): element j depends only on
+    (seed, name, j), so it streams block by block and verify re-derives it."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    distribution: str
+    scale: float
+    seed: int
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        for start in range(0, self.numel, block_elems):
+            count = min(block_elems, self.numel - start)
+            values = merges.random_block(self.distribution, self.scale, self.seed, self.name, start, count)
+            yield ops.from_float64(values, self.dtype)
+
+    def inputs(self) -> set[str]:
+        return set()
+
+    def describe(self) -> str:
+        return f"random_init({self.distribution}, scale={self.scale}, seed={self.seed})"
 
 
 @dataclass(eq=False)
@@ -450,6 +523,9 @@ def _scan_cost(step: object, elements: Mapping[str, TensorElement], produced: in
     if isinstance(step, (Linear, TaskArithmetic)):
         sources = ([step.base] if isinstance(step, TaskArithmetic) else []) + [s.source for s in step.sources]
         return sum(names(s) for s in sources) * patterns(step.selection)
+    if isinstance(step, Merge):
+        sources = ([step.base] if step.base else []) + [s.source for s in step.sources]
+        return sum(names(s) for s in sources) * patterns(step.selection)
     if isinstance(step, Lora):
         return names((step.adapter,)) * 2
     if isinstance(step, Cast):
@@ -539,6 +615,12 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
                 else:
                     merged = TaskArithmeticPlan(plans[0], plans[1:], weights, dtype)
                 _add(work, target, merged, where, origin)
+        elif isinstance(step, Merge):
+            _plan_merge(step, where, work, origin, source)
+        elif isinstance(step, RandomInit):
+            for name in step.names():
+                _add(work, name, RandomPlan(name, step.shape, step.dtype, step.distribution, step.effective_scale, step.seed),
+                     where, origin)
         elif isinstance(step, Lora):
             _plan_lora(step, where, work, origin, tensor_elements, elements)
         elif isinstance(step, Cast):
@@ -631,3 +713,57 @@ def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict
             step.dtype or base.dtype,
         )
         origin[target] = where
+
+
+def _layer_positions(step: Merge, names: list[str]) -> dict[str, float]:
+    """Each tensor's t for gradients, as mergekit: layer i of n (in the step's selection, by
+    number) is at i / (n - 1) (1 when n is 1); a tensor outside the layers is at 0."""
+    regex = step.layer_regex()
+    if regex is None:
+        return {}
+    found = {name: int(m.group(1)) for name in names if (m := regex.match(name))}
+    layers = sorted(set(found.values()))
+    count = len(layers)
+    index = {layer: i for i, layer in enumerate(layers)}
+    return {name: (index[layer] / (count - 1) if count > 1 else 1.0) for name, layer in found.items()}
+
+
+def _evaluated(settings: dict, name: str, t: float, where: str, what: str) -> dict:
+    out = {}
+    for key, setting in settings.items():
+        value = evaluate_parameter(setting, name, t)
+        if value is None:
+            raise RecipeError(f"{where}: no {{filter, value}} of {what}{key} matches tensor {name!r}; add one without a filter")
+        out[key] = value
+    return out
+
+
+def _plan_merge(step: Merge, where: str, work: dict[str, TensorPlan], origin: dict[str, str], source) -> None:
+    bases = [source(step.base, where)] if step.base else []
+    others = [source(s.source, where) for s in step.sources]
+    srcs = bases + others
+    labels = [f"input {s.label!r}" for s in srcs]
+    names = select(list(srcs[0].tensors), step.selection, where, labels[0])
+    positions = _layer_positions(step, names)
+    step_settings = step.settings(None)
+    source_settings = [step.settings(i) for i in range(len(step.sources))]
+    for name in names:
+        for s, label in zip(srcs[1:], labels[1:]):
+            if name not in s.tensors:
+                raise RecipeError(f"{where}: tensor {name!r} is in {labels[0]} but not in {label}; shapes cannot merge")
+        plans: list[TensorPlan] = [s.copy(name) for s in srcs]
+        target = apply_renames(step.rename, name)
+        if _merge_plans(where, name, plans, labels) == "identical":
+            _add(work, target, plans[0], where, origin)
+            continue
+        t = positions.get(name, 0.0)
+        params = _evaluated(step_settings, name, t, where, "parameters.")
+        per_source = [_evaluated(settings, name, t, where, f"sources[{i}].") for i, settings in enumerate(source_settings)]
+        numel = plans[0].numel
+        for i, sp in enumerate(per_source):
+            merges.check_density(step.op, numel, sp, f"{where}: sources[{i}] on {name!r}")
+        base_plan = plans[0] if bases else None
+        children = plans[1:] if bases else plans
+        merged = MergePlan(step.op, base_plan, children, per_source, params, step.seed or 0, target,
+                           step.dtype or plans[0].dtype)
+        _add(work, target, merged, where, origin)

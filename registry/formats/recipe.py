@@ -11,7 +11,7 @@ Shape of the parsed model::
 
     Recipe
     ├── inputs:  {name: InputRef(kind, content_id, record, path)}   kind: tensors | file | composition
-    ├── steps:   [Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast]
+    ├── steps:   [Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast | Merge]
     ├── files:   [FileSpec(path, source, patch, file)]
     └── output:  OutputSpec(content_id, tensors, files, metadata)
 """
@@ -66,6 +66,11 @@ __all__ = [
     "LoraParams",
     "Lora",
     "Cast",
+    "MergeSource",
+    "Merge",
+    "RandomInit",
+    "MERGE_METHODS",
+    "evaluate_parameter",
     "FileSpec",
     "OutputTensor",
     "OutputFile",
@@ -719,7 +724,339 @@ class Cast:
         return {"op": self.op, "dtype": self.dtype, **self.selection.to_dict()}
 
 
-Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast
+# --------------------------------------------------------------------------------------------
+# mergekit's merge methods
+
+_REQ = "required"
+#: method -> (base: required|optional|none, min sources, max sources or None,
+#:            per-source parameters {name: default or _REQ}, step parameters {name: default or _REQ}, random)
+_GTA_PARAMS = {"int8_mask": False, "normalize": False, "rescale": False, "lambda": 1.0}
+
+
+def _gta_method(normalize: bool, rescale: bool, extra: dict, random: bool = False) -> tuple:
+    return ("required", 1, None, {"weight": _REQ, "density": 1.0, **extra},
+            {**_GTA_PARAMS, "normalize": normalize, "rescale": rescale}, random)
+
+
+MERGE_METHODS: dict[str, tuple] = {
+    "slerp": ("required", 1, 1, {}, {"t": _REQ}, False),
+    "nuslerp": ("optional", 2, 2, {"weight": _REQ}, {"nuslerp_row_wise": False, "nuslerp_flatten": True}, False),
+    "multislerp": ("optional", 1, None, {"weight": _REQ}, {"normalize_weights": True, "eps": 1e-8}, False),
+    "karcher": ("none", 2, None, {}, {"max_iter": 10, "tol": 1e-5}, False),
+    "ties": _gta_method(True, False, {}),
+    "dare_ties": _gta_method(False, True, {}, True),
+    "dare_linear": _gta_method(False, True, {}, True),
+    "breadcrumbs": _gta_method(False, False, {"gamma": 0.01}),
+    "breadcrumbs_ties": _gta_method(False, False, {"gamma": 0.01}),
+    "della": _gta_method(True, True, {"epsilon": 0.15}, True),
+    "della_linear": _gta_method(False, True, {"epsilon": 0.15}, True),
+    "sce": ("required", 1, None, {}, {"int8_mask": False, "select_topk": 1.0}, False),
+    "model_stock": ("required", 2, None, {}, {"filter_wise": False}, False),
+    "nearswap": ("required", 1, 1, {}, {"t": _REQ}, False),
+    "arcee_fusion": ("required", 1, 1, {}, {}, False),
+    "ram": ("required", 1, None, {}, {"epsilon": 1e-5}, False),
+    "ramplus_tl": ("required", 1, None, {}, {"r": 0.1, "alpha": 0.2, "epsilon": 1e-5}, False),
+}
+_BOOL_PARAMS = frozenset({"int8_mask", "normalize", "rescale", "nuslerp_row_wise", "nuslerp_flatten",
+                          "normalize_weights", "filter_wise"})
+_INT_PARAMS = {"max_iter": 1000}  # bounded: each iteration is a pass over the tensor
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple) and value[0] and value[0][0] in ("filter", "value"):
+        return {k: _thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _parse_setting(name: str, value: Any, where: str, conditional: bool = True) -> Any:
+    """One mergekit parameter setting: a scalar, a gradient (list of numbers, interpolated over
+    the layers), or a list of {filter, value} conditionals (the first whose filter is a substring
+    of the tensor name wins; no filter or '*' matches every tensor)."""
+    if name in _BOOL_PARAMS:
+        if isinstance(value, bool):
+            return value
+        if not (conditional and isinstance(value, list)):
+            raise RecipeError(f"{where} must be true or false (or a list of {{filter, value}}), got {_shown(value)}")
+    elif name in _INT_PARAMS:
+        if not (conditional and isinstance(value, list)):
+            number = _int(value, where)
+            if number > _INT_PARAMS[name]:
+                raise RecipeError(f"{where} is {number}; at most {_INT_PARAMS[name]}")
+            return number
+    elif not isinstance(value, list):
+        return _number(value, where)
+    if not isinstance(value, list) or not value:
+        raise RecipeError(f"{where} must be a value, a gradient [v0, v1, …] or a list of {{filter, value}}")
+    _count(value, RECIPE_STEPS, f"entries of {where}")
+    if all(not isinstance(v, Mapping) for v in value):
+        if name in _BOOL_PARAMS or name in _INT_PARAMS:
+            raise RecipeError(f"{where}: {name} cannot be a gradient; give one value or {{filter, value}} entries")
+        return [_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not conditional:
+        raise RecipeError(f"{where}: a {{filter, value}} entry cannot hold another list of conditionals")
+    out = []
+    for i, item in enumerate(value):
+        c = _Reader(item, f"{where}[{i}]")
+        condition = c.get("filter")
+        inner = _parse_setting(name, c.required("value"), f"{where}[{i}].value", conditional=False)
+        c.done()
+        entry: dict[str, Any] = {"value": inner}
+        if condition is not None:
+            entry["filter"] = _str(condition, f"{where}[{i}].filter")
+        out.append(entry)
+    return out
+
+
+def evaluate_parameter(setting: Any, tensor: str, t: float) -> Any:
+    """A setting's value for one tensor at layer position ``t`` in [0, 1] (mergekit's
+    evaluate_setting: a gradient [v0 … vn-1] is interpolated linearly at t·(n-1)); None when no
+    conditional matches."""
+    if isinstance(setting, tuple):
+        setting = _thaw(setting)
+    if not isinstance(setting, list):
+        return setting
+    if all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in setting):
+        scaled = t * (len(setting) - 1)
+        i0 = int(scaled)
+        i1 = min(len(setting) - 1, i0 + 1)
+        frac = scaled - i0
+        return (1 - frac) * setting[i0] + frac * setting[i1]
+    for cond in setting:
+        condition = cond.get("filter")
+        if condition is None or condition == "*" or (tensor and condition in tensor):
+            return evaluate_parameter(cond["value"], tensor, t)
+    return None
+
+
+def _is_gradient(setting: Any) -> bool:
+    setting = _thaw(setting)
+    if isinstance(setting, list):
+        return any(isinstance(e, (int, float)) and not isinstance(e, bool) for e in setting) or any(
+            isinstance(c, Mapping) and isinstance(c.get("value"), list) for c in setting)
+    return False
+
+
+@dataclass(frozen=True)
+class MergeSource:
+    """One model of a merge and its own parameters (weight, density, gamma, epsilon)."""
+
+    source: tuple[str, ...]
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"from": list(self.source), **{k: _thaw(v) for k, v in self.params}}
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A mergekit merge method (``op`` is its name) over same-named tensors of a base and sources."""
+
+    op: str
+    sources: tuple[MergeSource, ...]
+    base: tuple[str, ...] | None = None
+    parameters: tuple[tuple[str, Any], ...] = ()
+    template: str | None = None
+    seed: int | None = None
+    selection: Selection = Selection()
+    rename: tuple[Rename, ...] = ()
+    dtype: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op}
+        if self.base is not None:
+            out["base"] = list(self.base)
+        out["sources"] = [s.to_dict() for s in self.sources]
+        if self.parameters:
+            out["parameters"] = {k: _thaw(v) for k, v in self.parameters}
+        if self.template is not None:
+            out["template"] = self.template
+        if self.seed is not None:
+            out["seed"] = self.seed
+        out.update(self.selection.to_dict())
+        if self.rename:
+            out["rename"] = [r.to_dict() for r in self.rename]
+        if self.dtype:
+            out["dtype"] = self.dtype
+        return out
+
+    @property
+    def random(self) -> bool:
+        return MERGE_METHODS[self.op][5]
+
+    def layer_regex(self) -> re.Pattern[str] | None:
+        if self.template is None:
+            return None
+        head, tail = self.template.split("{n}")
+        return re.compile(re.escape(head) + r"(0|[1-9][0-9]*)" + re.escape(tail))
+
+    def settings(self, index: int | None) -> dict[str, Any]:
+        """Step parameters (index None) or source ``index``'s parameters, step values as defaults."""
+        base_mode, _lo, _hi, source_params, step_params, _random = MERGE_METHODS[self.op]
+        if index is None:
+            out = dict(step_params)
+            out.update({k: v for k, v in self.parameters if k in step_params})
+            return out
+        out = dict(source_params)
+        out.update({k: v for k, v in self.parameters if k in source_params})
+        out.update(dict(self.sources[index].params))
+        return out
+
+
+def _template(value: Any, where: str) -> str:
+    template = _str(value, where)
+    if template.count("{n}") != 1 or "{" in template.replace("{n}", "") or "}" in template.replace("{n}", ""):
+        raise RecipeError(f"{where} must contain '{{n}}' exactly once, e.g. 'model.layers.{{n}}.'")
+    return template
+
+
+def _parse_merge(op: str, r: _Reader, where: str) -> Merge:
+    base_mode, lo, hi, source_params, step_params, random = MERGE_METHODS[op]
+    raw_base = r.get("base")
+    raw_sources = r.required("sources")
+    raw_parameters = r.get("parameters") or {}
+    template = r.get("template")
+    seed = r.get("seed")
+    selection = _parse_selection(r, where)
+    rename = _parse_renames(r.get("rename"), f"{where}.rename")
+    dtype = r.get("dtype")
+    r.done()
+    if base_mode == "none" and raw_base is not None:
+        raise RecipeError(f"{where}: {op} takes no base; list every model in sources")
+    if base_mode == "required" and raw_base is None:
+        raise RecipeError(f"{where}: {op} needs 'base' (the model the others are merged onto)")
+    base = _parse_sources(raw_base, f"{where}.base") if raw_base is not None else None
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise RecipeError(f"{where}.sources must be a non-empty list of {{from, …}} objects")
+    _count(raw_sources, RECIPE_STEPS, f"sources in {where}")
+    if len(raw_sources) < lo or (hi is not None and len(raw_sources) > hi):
+        wanted = f"exactly {lo}" if lo == hi else f"at least {lo}"
+        raise RecipeError(f"{where}: {op} takes {wanted} source(s) besides the base, got {len(raw_sources)}")
+    if not isinstance(raw_parameters, Mapping):
+        raise RecipeError(f"{where}.parameters must be an object")
+    parameters = []
+    for key, value in raw_parameters.items():
+        if key not in step_params and key not in source_params:
+            known = ", ".join(sorted({*step_params, *source_params})) or "none"
+            raise RecipeError(f"{where}.parameters has unknown parameter {_shown(key)} for {op} (it takes: {known})")
+        setting = _parse_setting(key, value, f"{where}.parameters.{key}")
+        default = step_params.get(key, source_params.get(key))
+        if setting != default:
+            parameters.append((key, _freeze(setting)))
+    for key, default in step_params.items():
+        if default == _REQ and key not in raw_parameters:
+            raise RecipeError(f"{where}: {op} needs parameters.{key}")
+    sources = []
+    for i, item in enumerate(raw_sources):
+        sw = f"{where}.sources[{i}]"
+        s = _Reader(item, sw)
+        names = _parse_sources(s.required("from"), f"{sw}.from")
+        own = []
+        for key in sorted(set(s.data) - {"from"}):
+            if key not in source_params:
+                known = ", ".join(sorted(source_params)) or "none"
+                raise RecipeError(f"{sw} has unknown parameter {_shown(key)} for {op} (a source takes: {known})")
+            own.append((key, _freeze(_parse_setting(key, s.get(key), f"{sw}.{key}"))))
+        s.done()
+        for key, default in source_params.items():
+            if default == _REQ and key not in dict(own) and key not in raw_parameters:
+                raise RecipeError(f"{sw} needs '{key}' (or set it for every source in parameters)")
+        sources.append(MergeSource(names, tuple(own)))
+    if template is not None:
+        template = _template(template, f"{where}.template")
+    else:
+        for key, value in [*parameters, *(p for src in sources for p in src.params)]:
+            if _is_gradient(value):
+                raise RecipeError(
+                    f"{where}: {key} is a gradient over layers; set 'template' (like 'model.layers.{{n}}.') so layers can be found"
+                )
+    if random:
+        seed = _int(seed if seed is not None else 0, f"{where}.seed")
+        if seed >= 1 << 64:
+            raise RecipeError(f"{where}.seed must be below 2**64")
+    elif seed is not None:
+        raise RecipeError(f"{where}.seed is only for the methods that drop at random ({', '.join(m for m, v in MERGE_METHODS.items() if v[5])})")
+    return Merge(op, tuple(sources), base, tuple(sorted(parameters)), template, seed, selection, rename,
+                 _dtype(dtype, f"{where}.dtype") if dtype else None)
+
+
+
+@dataclass(frozen=True)
+class RandomInit:
+    """New tensors drawn from the counter stream (mergekit-moe's ``random`` / ``uniform_random``
+    gate initialisations): one per layer of ``layers`` when ``name`` holds ``{n}``."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    distribution: str = "normal"
+    scale: float | None = None
+    seed: int = 0
+    layers: tuple[int, ...] = ()
+    op = "random_init"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op, "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                               "distribution": self.distribution, "seed": self.seed}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        if self.layers:
+            out["layer_range"] = [self.layers[0], self.layers[-1] + 1]
+        return out
+
+    def names(self) -> list[str]:
+        return [self.name.replace("{n}", str(n)) for n in self.layers] if self.layers else [self.name]
+
+    @property
+    def effective_scale(self) -> float:
+        if self.scale is not None:
+            return self.scale
+        return 1.0 if self.distribution == "normal" else math.sqrt(1.0 / self.shape[-1])
+
+
+def _parse_random_init(r: _Reader, where: str) -> RandomInit:
+    name = _str(r.required("name"), f"{where}.name")
+    shape = r.required("shape")
+    dtype = _dtype(r.required("dtype"), f"{where}.dtype")
+    distribution = r.get("distribution", "normal")
+    scale = r.get("scale")
+    seed = _int(r.get("seed", 0), f"{where}.seed")
+    layer_range = r.get("layer_range")
+    r.done()
+    if distribution not in ("normal", "uniform"):
+        raise RecipeError(f"{where}.distribution must be 'normal' (mergekit-moe's random) or 'uniform' (uniform_random)")
+    if not isinstance(shape, list) or not shape or len(shape) > TENSOR_RANK:
+        raise RecipeError(f"{where}.shape must be a non-empty list of dimensions")
+    dims = tuple(_int(d, f"{where}.shape", minimum=1) for d in shape)
+    if math.prod(dims) > 1 << 34:
+        raise RecipeError(f"{where}.shape {list(dims)} holds more than 2**34 elements")
+    if seed >= 1 << 64:
+        raise RecipeError(f"{where}.seed must be below 2**64")
+    if scale is not None:
+        scale = _number(scale, f"{where}.scale")
+    layers: tuple[int, ...] = ()
+    if "{n}" in name:
+        if not isinstance(layer_range, list) or len(layer_range) != 2:
+            raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
+        lo, hi = (_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
+        if hi <= lo:
+            raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
+        layers = tuple(range(lo, hi))
+    elif layer_range is not None:
+        raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
+    return RandomInit(name, dims, dtype, distribution, scale, seed, layers)
+
+
+Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast | Merge | RandomInit
 
 
 def _parse_weighted(value: Any, where: str) -> tuple[WeightedSource, ...]:
@@ -823,8 +1160,13 @@ def _parse_step(data: Any, where: str) -> Step:
         selection = _parse_selection(r, where)
         r.done()
         return Cast(dtype, selection)
+    if isinstance(op, str) and op in MERGE_METHODS:
+        return _parse_merge(op, r, where)
+    if op == "random_init":
+        return _parse_random_init(r, where)
     raise RecipeError(
-        f"{where}.op {_shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora or cast"
+        f"{where}.op {_shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast, random_init "
+        f"or a merge method ({', '.join(MERGE_METHODS)})"
     )
 
 
@@ -840,6 +1182,10 @@ def _step_inputs(step: Step) -> Iterable[tuple[str, str]]:
             yield from ((n, "tensors") for n in s.source)
     elif isinstance(step, TaskArithmetic):
         yield from ((n, "tensors") for n in step.base)
+        for s in step.sources:
+            yield from ((n, "tensors") for n in s.source)
+    elif isinstance(step, Merge):
+        yield from ((n, "tensors") for n in step.base or ())
         for s in step.sources:
             yield from ((n, "tensors") for n in s.source)
     elif isinstance(step, Lora):
