@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.safetensors import open_tensors, read_checkpoint, write_safetensors
-from ..limits import LORA_RANK, temporary_name
+from ..files import replace_directory, temporary_sibling
+from ..limits import LORA_RANK
 from . import ops
 
 __all__ = ["ExtractionResult", "extract_lora", "ADAPTER_WEIGHTS", "ADAPTER_CONFIG"]
@@ -120,14 +120,13 @@ def extract_lora(base: str | os.PathLike, finetuned: str | os.PathLike, out: str
         "target_modules": sorted(result.modules), "use_rslora": False, "fan_in_fan_out": False,
         "bias": "none", "lora_dropout": 0.0, "modules_to_save": None, "inference_mode": True,
     }
-    temporary = out.parent / temporary_name(out.name, f"incomplete-{os.getpid()}-{secrets.token_hex(4)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(out)
     try:
-        temporary.mkdir(parents=True)
+        temporary.mkdir()
         write_safetensors(temporary / ADAPTER_WEIGHTS, [(n, d, s, a) for n, d, s, a in factors], metadata={"format": "pt"})
         (temporary / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(temporary, out)
+        replace_directory(temporary, out, replace=True)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)

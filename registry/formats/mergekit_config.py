@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json, loads_yaml
-from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, parse_recipe
+from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, over_limit as _over, parse_recipe
 
 __all__ = ["recipe_from_mergekit", "load_mergekit", "MERGEKIT_DTYPES"]
 
@@ -195,10 +195,10 @@ def _read_document(path: Path, what: str) -> Any:
     except NotJSON as exc:
         raise RecipeError(f"{what} {path} is neither JSON nor YAML ({exc})") from None
     except LimitExceeded as exc:
-        raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
+        raise _over(exc.limit, exc.what, exc.value) from None
 
 
-def load_mergekit(config: str | os.PathLike, models: str | os.PathLike, template: str = "model.layers.{n}.") -> Recipe:
+def load_mergekit(config: str | os.PathLike[str], models: str | os.PathLike[str], template: str = "model.layers.{n}.") -> Recipe:
     """Read a mergekit YAML and a model map file (JSON or YAML) and give the equivalent recipe.
 
     Raises:

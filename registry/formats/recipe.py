@@ -53,6 +53,7 @@ __all__ = [
     "CAST_DTYPES",
     "RecipeError",
     "RecipeLimitError",
+    "over_limit",
     "InputRef",
     "Selection",
     "Rename",
@@ -104,9 +105,14 @@ class RecipeLimitError(RecipeError, LimitExceeded):
     path lengths, layer numbers, LoRA ranks, pattern lengths)."""
 
 
-def _over(limit: Any, what: str, value: Any) -> RecipeLimitError:
+def over_limit(limit: Any, what: str, value: Any) -> RecipeLimitError:
+    """The :class:`RecipeLimitError` for ``value`` over ``limit`` (for the readers of other formats
+    that become recipes)."""
     error: RecipeLimitError = limit.exceeded(what, value, RecipeLimitError)
     return error
+
+
+_over = over_limit
 
 
 def _count(items: Any, limit: Any, what: str) -> Any:
@@ -733,12 +739,12 @@ _REQ = "required"
 _GTA_PARAMS = {"int8_mask": False, "normalize": False, "rescale": False, "lambda": 1.0}
 
 
-def _gta_method(normalize: bool, rescale: bool, extra: dict, random: bool = False) -> tuple:
+def _gta_method(normalize: bool, rescale: bool, extra: dict[str, Any], random: bool = False) -> tuple[Any, ...]:
     return ("required", 1, None, {"weight": _REQ, "density": 1.0, **extra},
             {**_GTA_PARAMS, "normalize": normalize, "rescale": rescale}, random)
 
 
-MERGE_METHODS: dict[str, tuple] = {
+MERGE_METHODS: dict[str, tuple[Any, ...]] = {
     "slerp": ("required", 1, 1, {}, {"t": _REQ}, False),
     "nuslerp": ("optional", 2, 2, {"weight": _REQ}, {"nuslerp_row_wise": False, "nuslerp_flatten": True}, False),
     "multislerp": ("optional", 1, None, {"weight": _REQ}, {"normalize_weights": True, "eps": 1e-8}, False),
@@ -891,7 +897,7 @@ class Merge:
 
     @property
     def random(self) -> bool:
-        return MERGE_METHODS[self.op][5]
+        return bool(MERGE_METHODS[self.op][5])
 
     def layer_regex(self) -> re.Pattern[str] | None:
         if self.template is None:
@@ -1186,8 +1192,8 @@ def _step_inputs(step: Step) -> Iterable[tuple[str, str]]:
             yield from ((n, "tensors") for n in s.source)
     elif isinstance(step, Merge):
         yield from ((n, "tensors") for n in step.base or ())
-        for s in step.sources:
-            yield from ((n, "tensors") for n in s.source)
+        for merged in step.sources:
+            yield from ((n, "tensors") for n in merged.source)
     elif isinstance(step, Lora):
         yield step.adapter, "tensors"
         if step.config:
