@@ -1,7 +1,9 @@
 """JSON-RPC over HTTP with limits: every answer of a node is hostile input.
 
-:class:`BoundedHTTPProvider` is the web3 provider :func:`registry.chain.network.connect` uses for
-every ``http(s)://`` endpoint. Unlike web3's own it holds each request to :class:`RpcLimits`:
+:class:`BoundedHTTPProvider` is the transport :func:`registry.chain.network.connect` uses for
+every ``http(s)://`` endpoint: the chain's readers (:mod:`registry.chain.reader`) talk JSON-RPC
+through it directly, and web3, for the commands that send transactions, through
+:func:`web3_provider`, so both meet the same limits. It holds each request to :class:`RpcLimits`:
 
 * a **deadline** per request, from sending it to the last byte of the answer (a node that stalls,
   or drips one byte at a time, is abandoned when the deadline passes);
@@ -25,15 +27,14 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import requests
-from web3 import HTTPProvider
 
 from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .errors import RpcResponseError, RpcUnavailableError
 
-__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "public_url"]
+__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "public_url", "web3_provider"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,12 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class BoundedHTTPProvider(HTTPProvider):
-    """web3's HTTP provider with a deadline, a byte budget and parsing limits on every answer.
+class BoundedHTTPProvider:
+    """JSON-RPC over HTTP with a deadline, a byte budget and parsing limits on every answer.
 
-    It is an :class:`~web3.HTTPProvider` (so JSON-RPC batching is used where callers look for
-    it); ``make_request`` and ``make_batch_request`` are replaced, nothing else is used.
+    It speaks web3's provider protocol (``make_request``, ``make_batch_request``: answers as
+    dicts) without importing web3; :func:`web3_provider` wraps it for web3 when a command sends
+    a transaction.
 
     Attributes:
         limits: the :class:`RpcLimits` every request is held to.
@@ -81,8 +83,7 @@ class BoundedHTTPProvider(HTTPProvider):
     """
 
     def __init__(self, url: str, limits: RpcLimits = DEFAULT_LIMITS, *, hint: str = "check the node is running and the URL") -> None:
-        super().__init__(url, request_kwargs={"timeout": limits.timeout}, exception_retry_configuration=None)
-        self.url = str(url)
+        self.url = self.endpoint_uri = str(url)
         self.limits = limits
         self.hint = hint
         self.requests_sent = 0
@@ -93,7 +94,7 @@ class BoundedHTTPProvider(HTTPProvider):
     def __str__(self) -> str:
         return f"RPC connection {public_url(self.url)}"
 
-    # -- web3's provider interface ------------------------------------------------------------
+    # -- the provider interface (web3's, without web3) ----------------------------------------
 
     def make_request(self, method: str, params: Any) -> dict:  # type: ignore[override]
         request_id = next(self._ids)
@@ -245,8 +246,55 @@ def _as_id(value: Any) -> int | None:
     return None
 
 
-def _encode(request: Any) -> bytes:
-    """A request as JSON, the way web3 encodes parameters (bytes as ``0x`` hex, AttributeDicts ...)."""
-    from web3._utils.encoding import Web3JsonEncoder
+def _json_default(value: Any) -> Any:
+    """What web3 hands a provider besides JSON types: bytes (``HexBytes``) and mappings (``AttributeDict``)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a JSON-RPC request")
 
-    return json.dumps(request, cls=Web3JsonEncoder, separators=(",", ":")).encode()
+
+def _encode(request: Any) -> bytes:
+    """A request as JSON, bytes as ``0x`` hex (the way web3 encodes parameters)."""
+    return json.dumps(request, default=_json_default, separators=(",", ":")).encode()
+
+
+_ADAPTERS: dict[str, type] = {}
+
+
+def web3_provider(transport: Any) -> Any:
+    """A web3 provider that sends everything through ``transport`` (a :class:`BoundedHTTPProvider`
+    or a cross-checking provider), so web3's requests meet the same limits and cross-checks as the
+    readers'. Imports web3: only commands that sign and send come here."""
+    adapter = _ADAPTERS.get("http")
+    if adapter is None:
+        from web3.providers.rpc import HTTPProvider
+
+        class Web3Transport(HTTPProvider):
+            """web3's view of a bounded transport (only ``make_request`` and ``make_batch_request`` are used)."""
+
+            def __init__(self, inner: Any) -> None:
+                super().__init__(inner.url, exception_retry_configuration=None)
+                self.transport = inner
+
+            def __str__(self) -> str:
+                return str(self.transport)
+
+            @property
+            def requests_sent(self) -> int:
+                return self.transport.requests_sent
+
+            def make_request(self, method, params):  # type: ignore[override]
+                return self.transport.make_request(method, params)
+
+            def make_batch_request(self, calls):  # type: ignore[override]
+                return self.transport.make_batch_request(calls)
+
+            def is_connected(self, show_traceback: bool = False) -> bool:
+                return True
+
+        adapter = _ADAPTERS["http"] = Web3Transport
+    return adapter(transport)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import to_checksum_address
-
-from .accounts import load_account
+from .abi import checksum_address as to_checksum_address
 from .errors import AccountError, NoRegistryError
 from .network import Chain, connect
 from .registry import Registry
@@ -67,6 +65,8 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
         NoRegistryError: nothing deployed there (run `elements deploy`).
         AccountError: a malformed key, or none while ``write`` is set.
     """
+    from .accounts import load_account  # eth-account: only a command that may sign loads it
+
     chain = chain or open_chain(settings)
     account = load_account(settings, chain)
     if chain.is_memory:

@@ -265,12 +265,14 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
 
 @contextlib.contextmanager
 def session(settings: Settings, *, write: bool = False):
-    """The registry (bound to the configured key when ``write``), the sources, a resolver."""
+    """The registry (bound to the configured key when ``write``; else read-only, so no key and no
+    eth-account are loaded), the sources, a resolver."""
     from ..chain.session import open_registry
     from ..records.resolve import Resolver
     from ..storage.fetch import Sources
+    from .provenance_cmd import open_read_registry
 
-    registry = open_registry(settings, write=write)
+    registry = open_registry(settings, write=True) if write else open_read_registry(settings)
     sources = Sources.from_settings(settings)
     try:
         yield registry, sources, Resolver(registry, sources)
@@ -643,9 +645,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
-    from eth_utils import to_checksum_address
-
-    from ..publish.claims import KINDS
+    from ..chain.abi import checksum_address as to_checksum_address
+    from ..chain.reader import Kind
     from ..records.resolve import ResolvedRecord
 
     with session(settings) as (registry, _, resolver):
@@ -658,7 +659,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
         else:
             records = registry.all_records()
         if args.kind:
-            records = [r for r in records if int(r.kind) == int(KINDS[args.kind])]
+            records = [r for r in records if int(r.kind) == int(Kind[args.kind.upper()])]
         licences = {t.license_id: t for t in registry.licenses()}
     nodes = [ResolvedRecord(r, licences.get(r.license_id)) for r in records]
 
