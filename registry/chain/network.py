@@ -183,6 +183,11 @@ class Chain:
             self._dev_accounts = []
         return self._dev_accounts
 
+    @property
+    def has_dev_accounts(self) -> bool:
+        """Whether this chain has funded dev accounts (without deriving them)."""
+        return bool(self._dev_accounts)
+
     @dev_accounts.setter
     def dev_accounts(self, accounts: "list[LocalAccount]") -> None:
         self._dev_accounts = accounts

@@ -265,14 +265,12 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
 
 @contextlib.contextmanager
 def session(settings: Settings, *, write: bool = False):
-    """The registry (bound to the configured key when ``write``; else read-only, so no key and no
-    eth-account are loaded), the sources, a resolver."""
+    """The registry (bound to the configured key when ``write``), the sources, a resolver."""
     from ..chain.session import open_registry
     from ..records.resolve import Resolver
     from ..storage.fetch import Sources
-    from .provenance_cmd import open_read_registry
 
-    registry = open_registry(settings, write=True) if write else open_read_registry(settings)
+    registry = open_registry(settings, write=write)
     sources = Sources.from_settings(settings)
     try:
         yield registry, sources, Resolver(registry, sources)
