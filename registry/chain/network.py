@@ -104,11 +104,13 @@ def _is_connection_error(exc: BaseException) -> bool:
     """A failure to reach the node (an error of ours, already naming its endpoint, is not one)."""
     import sys
 
-    import requests
-
     if isinstance(exc, ElementsError):  # already says what went wrong (an answer over a limit ...)
         return False
-    types: tuple[type[BaseException], ...] = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError)
+    types: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    if "requests" in sys.modules:  # web3's own HTTP, where something built it (never the readers)
+        import requests
+
+        types += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
     if "web3" in sys.modules:  # only web3's own requests raise its types (a reader never loads it)
         from web3.exceptions import ProviderConnectionError
 

@@ -21,15 +21,18 @@ name the endpoint and are one line.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import itertools
 import json
+import socket
+import ssl
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
-
-import requests
+from urllib.parse import unquote, urlsplit
 
 from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .errors import RpcResponseError, RpcUnavailableError
@@ -61,7 +64,7 @@ _CHUNK = 64 * 1024
 
 def public_url(url: str) -> str:
     """A URL as it may appear in a message: without a password in it."""
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlunsplit
 
     parts = urlsplit(url)
     if parts.password is None:
@@ -124,11 +127,27 @@ class BoundedHTTPProvider:
 
     # -- the exchange -------------------------------------------------------------------------
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        """This thread's connection to the endpoint (kept alive between requests, like a session)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            parts = urlsplit(self.url)
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout,
+                                                         context=ssl.create_default_context())
+            else:
+                connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+            self._local.connection = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
 
     def _exchange(self, body: bytes, what: str) -> Any:
         """POST ``body`` and return the parsed answer, within every limit (registry.limits:
@@ -144,58 +163,79 @@ class BoundedHTTPProvider:
             ) from None
 
     def _post(self, body: bytes, what: str) -> bytes:
+        """One POST over the standard library's HTTP client (no requests, no urllib3: a read
+        command's start-up), every byte of the answer within the deadline and the byte budget."""
         limits, url = self.limits, public_url(self.url)
         deadline = time.monotonic() + limits.timeout
         with self._count_lock:
             self.requests_sent += 1
+        parts = urlsplit(self.url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate", "Accept": "application/json",
+                   "Content-Length": str(len(body))}
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        for attempt in range(2):
+            connection = self._connection(min(10.0, limits.timeout))
+            reused = connection.sock is not None
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+                if connection.sock is not None:
+                    connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                response = connection.getresponse()
+                break
+            except (socket.timeout, TimeoutError):
+                self._drop_connection()
+                raise RpcUnavailableError(f"{url} did not answer {what} within {limits.timeout:.0f}s; check the node, or use another endpoint") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                if reused and attempt == 0 and time.monotonic() < deadline and b"eth_send" not in body:
+                    # The node closed a kept-alive connection: one fresh try for a read (never for a
+                    # transaction, which the node may have taken before it hung up).
+                    continue
+                raise RpcUnavailableError(f"cannot reach a JSON-RPC node at {url} ({type(exc).__name__}); {self.hint}") from None
         try:
-            response = self._session().post(
-                self.url,
-                data=body,
-                headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"},
-                timeout=(min(10.0, limits.timeout), limits.timeout),
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.exceptions.Timeout:
-            raise RpcUnavailableError(f"{url} did not answer {what} within {limits.timeout:.0f}s; check the node, or use another endpoint") from None
-        except requests.exceptions.RequestException as exc:
-            raise RpcUnavailableError(f"cannot reach a JSON-RPC node at {url} ({type(exc).__name__}); {self.hint}") from None
-        with response:
-            declared = response.headers.get("Content-Length", "")
+            declared = response.getheader("Content-Length", "") or ""
             if declared.isdigit() and int(declared) > limits.max_bytes:
                 raise RpcResponseError(f"{url} announced a {int(declared):,}-byte answer to {what} (the limit is {limits.max_bytes:,}, SERVICE_ANSWER_BYTES in docs/limits.md); check the node")
-            raw = self._read(response, deadline, what)
-        if response.status_code >= 400 and not raw.lstrip().startswith((b"{", b"[")):
-            raise RpcUnavailableError(f"{url} answered {what} with HTTP {response.status_code}; check the URL (and any API key in it)")
+            raw = self._read(response, connection, deadline, what)
+            # A body read to its length leaves the response open (read1 never sees the end): close
+            # it, or the kept-alive connection refuses the next request.
+            response.close()
+        except BaseException:
+            self._drop_connection()  # an answer left half read would poison the next request
+            raise
+        if response.will_close:
+            self._drop_connection()
+        if response.status >= 400 and not raw.lstrip().startswith((b"{", b"[")):
+            raise RpcUnavailableError(f"{url} answered {what} with HTTP {response.status}; check the URL (and any API key in it)")
         return raw
 
-    def _read(self, response: requests.Response, deadline: float, what: str) -> bytes:
+    def _read(self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection, deadline: float, what: str) -> bytes:
         limits, url = self.limits, public_url(self.url)
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        encoding = (response.getheader("Content-Encoding", "") or "").strip().lower()
         if encoding not in ("", "identity", "gzip", "deflate"):
             raise RpcResponseError(f"{url} answered {what} in an encoding this client does not read ({encoding}); check the node")
         inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "deflate") else None
-        stream = response.raw
-        sock = getattr(getattr(stream, "connection", None), "sock", None) or getattr(getattr(stream, "_connection", None), "sock", None)
         parts: list[bytes] = []
         size = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RpcUnavailableError(f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint")
-            if sock is not None:
+            if connection.sock is not None:
                 try:
-                    sock.settimeout(remaining)
+                    connection.sock.settimeout(remaining)
                 except OSError:
                     pass
             try:
-                chunk = stream.read1(_CHUNK, decode_content=False)
-            except Exception as exc:  # urllib3 and the socket raise several types for one cause
-                if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
-                    raise RpcUnavailableError(
-                        f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint"
-                    ) from None
+                chunk = response.read1(_CHUNK)
+            except (socket.timeout, TimeoutError):
+                raise RpcUnavailableError(
+                    f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint"
+                ) from None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 raise RpcUnavailableError(f"lost {url} while reading its answer to {what} ({type(exc).__name__}); check the node") from None
             if not chunk:
                 break
