@@ -168,32 +168,31 @@ def selector(signature: str) -> bytes:
 
 
 class _Type:
-    __slots__ = ("base", "bits", "size", "item", "length", "parts", "text")
+    """A parsed ABI type; whether it is dynamic and its head size are computed once (decoding a
+    records() answer asks them for every word)."""
+
+    __slots__ = ("base", "bits", "size", "item", "length", "parts", "text", "dynamic", "head_size")
 
     def __init__(self, text: str, base: str, *, bits: int = 0, size: int = 0, item: "_Type | None" = None,
                  length: int | None = None, parts: tuple["_Type", ...] = ()) -> None:
         self.text, self.base, self.bits, self.size, self.item, self.length, self.parts = text, base, bits, size, item, length, parts
-
-    @property
-    def dynamic(self) -> bool:
-        if self.base in ("bytes", "string") or (self.base == "array" and self.length is None):
-            return True
-        if self.base == "array":
-            return self.item.dynamic  # type: ignore[union-attr]
-        if self.base == "tuple":
-            return any(p.dynamic for p in self.parts)
-        return False
-
-    @property
-    def head_size(self) -> int:
-        """Bytes this type takes in its enclosing head (one word when dynamic)."""
+        if base in ("bytes", "string") or (base == "array" and length is None):
+            self.dynamic = True
+        elif base == "array":
+            self.dynamic = item.dynamic  # type: ignore[union-attr]
+        elif base == "tuple":
+            self.dynamic = any(p.dynamic for p in parts)
+        else:
+            self.dynamic = False
+        # Bytes this type takes in its enclosing head (one word when dynamic).
         if self.dynamic:
-            return _WORD
-        if self.base == "array":
-            return self.length * self.item.head_size  # type: ignore[operator,union-attr]
-        if self.base == "tuple":
-            return sum(p.head_size for p in self.parts)
-        return _WORD
+            self.head_size = _WORD
+        elif base == "array":
+            self.head_size = length * item.head_size  # type: ignore[operator,union-attr]
+        elif base == "tuple":
+            self.head_size = sum(p.head_size for p in parts)
+        else:
+            self.head_size = _WORD
 
 
 def _split_top(text: str) -> list[str]:
