@@ -34,18 +34,18 @@ from registry.records.resolve import Resolver  # noqa: E402
 
 
 class Counter:
-    """Counts the HTTP requests (JSON-RPC round trips) a web3 HTTPProvider sends, batched or not."""
+    """Counts the HTTP requests (JSON-RPC round trips) a chain's bounded provider sends, batched or not
+    (every request of registry.chain.rpc.BoundedHTTPProvider goes through its ``_post``)."""
 
     def __init__(self, provider) -> None:
         self.count = 0
-        manager = provider._request_session_manager
-        post = manager.make_post_request
+        post = provider._post
 
         def counted(*args, **kwargs):
             self.count += 1
             return post(*args, **kwargs)
 
-        manager.make_post_request = counted
+        provider._post = counted
 
 
 def widths(records: int, depth: int) -> list[int]:
@@ -138,7 +138,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, client in clients.items():
                 registry = Registry(anvil.connect(), deployer.address, None, deployer.deploy_block)  # cold caches
-                counter = Counter(registry.chain.w3.provider)
+                counter = Counter(registry.chain.provider)
                 start = time.perf_counter()
                 found = client(registry, root)
                 elapsed = time.perf_counter() - start

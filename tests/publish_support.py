@@ -81,7 +81,7 @@ class CountingProvider:
 
     def __init__(self, chain: Chain) -> None:
         # Every request of registry.chain.rpc.BoundedHTTPProvider goes through its _post.
-        provider = chain.w3.provider
+        provider = chain.provider
         self.count = 0
         self.methods: list[list[str]] = []
         post = provider._post

@@ -13,7 +13,10 @@ is asked. The lies are what an endpoint controlled by an attacker would do:
   with that older block), as a slow but honest node would be; :class:`CatchingUp` is behind for
   its first few head queries only;
 * :class:`CapsLogRange`: refuses log queries over more than a few blocks, as public nodes do
-  (honest, but it answers some queries with an error where another endpoint answers data).
+  (honest, but it answers some queries with an error where another endpoint answers data);
+* :class:`RewriteRecords`: rewrites the ``records(ids)`` answer's bytes (a huge array length, a
+  truncated answer), and :class:`RewriteLogData` every log's data (a parents array that claims
+  more ids than it holds): malformed ABI the decoder must refuse in one line.
 
 :class:`RawServer` is a loopback server that answers every connection with whatever bytes its
 handler writes (stalls, drips, floods, bombs): a hostile peer below JSON-RPC.
@@ -63,6 +66,32 @@ class MarkYanked(Lie):
             for row in range(rows):
                 data[64 + (row * words + 6) * 32 + 31] = 1
             answer = {**answer, "result": "0x" + data.hex()}
+        return answer
+
+
+class RewriteRecords(Lie):
+    """Answers ``records(ids)`` with ``rewrite(answer bytes)`` instead of the node's bytes."""
+
+    def __init__(self, rewrite) -> None:
+        self.rewrite = rewrite
+
+    def answer(self, call, answer, upstream):
+        params = call.get("params") or [{}]
+        if call.get("method") == "eth_call" and str(params[0].get("data", "")).startswith(RECORDS_SELECTOR) and "result" in answer:
+            answer = {**answer, "result": "0x" + self.rewrite(bytes.fromhex(answer["result"][2:])).hex()}
+        return answer
+
+
+class RewriteLogData(Lie):
+    """Answers every ``eth_getLogs`` with each log's data replaced by ``rewrite(data bytes)``."""
+
+    def __init__(self, rewrite) -> None:
+        self.rewrite = rewrite
+
+    def answer(self, call, answer, upstream):
+        logs = answer.get("result")
+        if call.get("method") == "eth_getLogs" and isinstance(logs, list):
+            answer = {**answer, "result": [{**log, "data": "0x" + self.rewrite(bytes.fromhex(log["data"][2:])).hex()} for log in logs]}
         return answer
 
 

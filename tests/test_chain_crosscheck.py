@@ -230,7 +230,7 @@ def _chain_over(proxies, catch_up: float) -> Chain:
     provider = CrossCheckProvider([BoundedHTTPProvider(p.url) for p in proxies], catch_up=catch_up)
     urls = tuple(p.url for p in proxies)
     chain = connect(urls[0], dev_accounts=True)
-    return Chain(w3=Web3(provider), chain_id=chain.chain_id, rpc_url=urls[0], rpc_urls=urls, dev_accounts=chain.dev_accounts)
+    return Chain(provider=provider, chain_id=chain.chain_id, rpc_url=urls[0], rpc_urls=urls, dev_accounts=chain.dev_accounts)
 
 
 def test_after_a_transaction_reads_wait_for_every_endpoint_to_have_its_block(world):
@@ -280,8 +280,8 @@ def test_repeated_and_comma_separated_endpoints_make_one_list(world):
     chain = connect([f"{honest.url},{honest2.url}", honest.url])
     assert chain.endpoints == (honest.url, honest2.url) and chain.rpc_url == honest.url
     assert chain.name == f"{honest.url}, {honest2.url} (chain id 31337)"
-    assert isinstance(chain.w3.provider, CrossCheckProvider)
-    assert not isinstance(connect(honest.url).w3.provider, CrossCheckProvider)
+    assert isinstance(chain.provider, CrossCheckProvider)
+    assert not isinstance(connect(honest.url).provider, CrossCheckProvider)
 
 
 def test_the_in_process_chain_cannot_be_cross_checked(world):

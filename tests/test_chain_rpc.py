@@ -178,5 +178,5 @@ def test_more_logs_than_the_cap_are_split_like_a_capping_node_and_all_read(anvil
 
 def test_every_request_to_a_node_goes_through_the_bounded_provider(anvil):
     chain = connect(anvil.url, timeout=7)
-    assert isinstance(chain.w3.provider, BoundedHTTPProvider) and chain.w3.provider.limits.timeout == 7
+    assert isinstance(chain.provider, BoundedHTTPProvider) and chain.provider.limits.timeout == 7
     assert chain.block_number() >= 0 and chain.requests_sent == 2  # eth_chainId, eth_blockNumber

@@ -125,7 +125,9 @@ def test_verify_with_bom_loads_the_validator(tmp_path, weights):
     assert bom.is_file() and {"cyclonedx", "jsonschema"} <= modules
 
 
-def test_verify_over_json_rpc_loads_neither_py_evm_nor_the_bom_validator(tmp_path, weights, anvil_registry, anvil):
+def test_verify_over_json_rpc_loads_neither_web3_nor_py_evm_nor_the_bom_validator(tmp_path, weights, anvil_registry, anvil):
+    """A read over JSON-RPC is plain JSON-RPC (http.client) and in-house ABI decoding
+    (registry.chain.reader): web3, eth-abi, eth-account and requests stay with the commands that sign and send."""
     home = tmp_path / "home"
     env = {"ELEMENTS_RPC_URL": anvil.url}
     published = subprocess.run([sys.executable, "-m", "registry", "publish", str(weights), "--license", "MIT", "--json"],
@@ -133,8 +135,23 @@ def test_verify_over_json_rpc_loads_neither_py_evm_nor_the_bom_validator(tmp_pat
                                capture_output=True, text=True, timeout=300)
     assert published.returncode == 0, published.stderr
     modules = loaded(tmp_path, home, "verify", weights, **env)  # exit 0: verified, the whole path ran
-    assert "web3" in modules
-    assert modules & (PY_EVM | BOM | {"httpx"}) == set()
+    assert "registry" in modules and "http" in modules  # it did talk JSON-RPC (the standard library's client)
+    assert modules & (CHAIN | BOM | HTTP) == set(), sorted(modules & (CHAIN | HTTP))
+
+
+def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil_registry, anvil):
+    home = tmp_path / "home"
+    env = {"ELEMENTS_RPC_URL": anvil.url}
+    published = subprocess.run([sys.executable, "-m", "registry", "publish", str(weights), "--license", "MIT", "--json"],
+                               env=clean_env(home, ELEMENTS_PRIVATE_KEY=DEV_KEYS[4], **env), cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+    from registry.formats.content_id import content_id
+
+    claimed = str(content_id(weights))
+    for args in (("resolve", claimed, "--json"), ("show", claimed), ("ls", "--json")):
+        modules = loaded(tmp_path, home, *args, **env)
+        assert modules & (CHAIN | BOM | HTTP) == set(), (args, sorted(modules & (CHAIN | HTTP)))
 
 
 def test_the_cli_copies_of_library_defaults_agree_with_the_library():

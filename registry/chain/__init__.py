@@ -13,8 +13,10 @@ Typical use::
 
     reg = open_registry(settings)                    # what commands use (settings -> bound registry)
 
-Modules: ``network`` (connect, Chain: nonces, fees, receipts), ``deploy`` (CREATE2, deployments
-file), ``registry`` (Registry, Record, RecordInput), ``licenses`` (term sets, off-chain rules),
+Modules: ``network`` (connect, Chain: plain JSON-RPC reads; nonces, fees, receipts through web3),
+``reader`` (the one reader of records: view calls and events decoded and checked), ``abi`` (keccak,
+addresses, bounded ABI decoding), ``deploy`` (CREATE2, deployments file), ``registry`` (Registry,
+Record, RecordInput), ``licenses`` (term sets, off-chain rules),
 ``errors`` (exceptions, custom-error decoding), ``accounts`` (keys, keystores), ``cids`` (CID
 codec + digest), ``devnet`` (anvil), ``session`` (settings -> registry).
 """

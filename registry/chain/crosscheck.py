@@ -9,7 +9,7 @@ a network with several) every read the client builds records from is asked of ea
 block, and any difference is an :class:`~registry.chain.errors.RpcMismatchError` naming the
 endpoints and what differs. An attacker then has to control every endpoint.
 
-**What is compared** (by :class:`CrossCheckProvider`, a web3 provider, so every reader goes
+**What is compared** (by :class:`CrossCheckProvider`, the provider of such a chain, so every reader goes
 through it unchanged):
 
 * ``eth_chainId``: the same chain id everywhere;
@@ -41,8 +41,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
-from web3 import HTTPProvider
-
 from ..errors import ElementsError
 from .errors import RpcMismatchError, RpcResponseError, RpcUnavailableError
 from .rpc import BoundedHTTPProvider, public_url
@@ -62,10 +60,12 @@ _ADVICE = "one of them is wrong or out of sync: check both, and drop the bad one
 _LOG_FIELDS = ("blockHash", "transactionHash", "transactionIndex", "address", "topics", "data", "removed")
 
 
-class CrossCheckProvider(HTTPProvider):
-    """A web3 provider over several endpoints of one chain (see the module's documentation).
+class CrossCheckProvider:
+    """A JSON-RPC provider over several endpoints of one chain (see the module's documentation).
 
-    It is an :class:`~web3.HTTPProvider` so callers that batch (the resolver) keep batching.
+    It speaks the same protocol as :class:`~registry.chain.rpc.BoundedHTTPProvider` (``make_request``,
+    ``make_batch_request``), so the readers batch through it and web3 sends through it
+    (:func:`registry.chain.rpc.web3_provider`).
 
     Args:
         endpoints: the endpoints, the first one also takes the writes (at least two).
@@ -77,7 +77,7 @@ class CrossCheckProvider(HTTPProvider):
                  catch_up: float = CATCH_UP_SECONDS) -> None:
         if len(endpoints) < 2:
             raise ValueError("cross-checking needs at least two endpoints")
-        super().__init__(endpoints[0].url, exception_retry_configuration=None)
+        self.url = self.endpoint_uri = endpoints[0].url
         self.endpoints = list(endpoints)
         self.max_lag = max_lag
         self.catch_up = catch_up
@@ -317,7 +317,7 @@ def _call_difference(A: str, ha: str, B: str, hb: str, tx: Any, at: str) -> str:
 
 def _decoded_difference(function: dict, args: bytes, ra: bytes, rb: bytes) -> tuple[str, str, str, str] | None:
     """(what, which field, value at A, value at B) of the first decoded difference."""
-    from eth_abi import decode as abi_decode
+    from .abi import decode as abi_decode
 
     outputs = function.get("outputs", [])
     out_a = abi_decode([_abi_type(o) for o in outputs], ra)
@@ -393,8 +393,7 @@ def _load_abi() -> None:
     with _ABI_LOCK:
         if _ABI_CACHE:
             return
-        from eth_utils import keccak
-
+        from .abi import keccak
         from .deploy import artifact
 
         functions, events = {}, {}

@@ -21,17 +21,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from typing import TYPE_CHECKING, Any
 
 from ..files import atomic_write
 from ..digest import to_hex
 from ..errors import ConfigError
 from ..limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
+from .abi import checksum_address as to_checksum_address
+from .abi import keccak
 from .errors import NoRegistryError, TransactionFailed
-from .network import Chain
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from .network import Chain
 
 __all__ = [
     "CREATE2_DEPLOYER",
@@ -138,14 +141,13 @@ def is_registry(chain: Chain, address: str) -> bool:
 def _creation_block(chain: Chain, address: str) -> int:
     """The first block with code at ``address`` (binary search); 0 if the node cannot tell."""
     latest = chain.block_number()
-    w3 = chain.w3
     try:
-        if not w3.eth.get_code(address, block_identifier=latest):
+        if not chain.code_at(address, latest):
             return latest
         low, high = 0, latest
         while low < high:
             mid = (low + high) // 2
-            if w3.eth.get_code(address, block_identifier=mid):
+            if chain.code_at(address, mid):
                 high = mid
             else:
                 low = mid + 1

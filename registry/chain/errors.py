@@ -21,6 +21,7 @@ Every class derives from a root in :mod:`registry.errors` (and so from a built-i
     │   └── InvalidLicenseError           InvalidLicenseIdentifier, InvalidLicenseFlags
     ├── TransactionFailed                 reverted or ran out of gas without a known reason
     │   └── InsufficientFundsError        the sender cannot pay for gas
+    ├── LogQueryRefused                   a node refused a log query (capped range): split it and ask again
     ├── WrongChainError                   the RPC serves another chain than expected
     └── NoRegistryError                   no (or another) contract at the registry address
     ServiceError(ConnectionError)
@@ -41,11 +42,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
-
 from ..digest import to_hex
 from ..errors import ChainError, ConfigError, NotFoundError, ServiceError
+from .abi import checksum_address as to_checksum_address
+from .abi import decode as abi_decode
+from .abi import keccak
 
 __all__ = [
     "RegistryRevert",
@@ -68,6 +69,7 @@ __all__ = [
     "RpcUnavailableError",
     "RpcResponseError",
     "RpcMismatchError",
+    "LogQueryRefused",
     "UnknownNetworkError",
     "AccountError",
     "RecordNotFoundError",
@@ -184,6 +186,10 @@ class RpcResponseError(RpcUnavailableError):
 
 class RpcMismatchError(ServiceError):
     """Several endpoints of one chain answered the same read differently (one of them is wrong)."""
+
+
+class LogQueryRefused(ChainError):
+    """A node refused an ``eth_getLogs`` query (a capped block range or result count): ask for less."""
 
 
 class UnknownNetworkError(ConfigError):

@@ -15,21 +15,17 @@ from __future__ import annotations
 import ast
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 from urllib.parse import urlparse
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
-from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
 from ..config import url_list
 from ..errors import ElementsError
+from .abi import checksum_address as to_checksum_address
 from .errors import (
     ChainError,
     InsufficientFundsError,
+    LogQueryRefused,
     RpcMismatchError,
     RpcResponseError,
     RpcUnavailableError,
@@ -38,7 +34,11 @@ from .errors import (
     WrongChainError,
     decode_revert,
 )
-from .rpc import DEFAULT_LIMITS, BoundedHTTPProvider, RpcLimits, public_url
+from .rpc import DEFAULT_LIMITS, BoundedHTTPProvider, RpcLimits, public_url, web3_provider
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
 
 __all__ = ["Chain", "connect", "MEMORY", "ANVIL_MNEMONIC", "anvil_dev_accounts", "memory_dev_accounts"]
 
@@ -47,19 +47,27 @@ MEMORY = "memory"
 #: The mnemonic anvil funds its ten dev accounts from by default (public: never use it for value).
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
-# web3 raises these (or subclasses) for reverts, with the revert data on ``.data``; the in-process
-# chain raises eth-tester's own type, with the revert data in the message (Chain.tester_failed: only
-# connect("memory") imports eth-tester, which loads py-evm, a third of a second a JSON-RPC chain never uses).
-_REVERT_TYPES: tuple[type[BaseException], ...] = (ContractCustomError, ContractLogicError, ContractPanicError)
+
+def _revert_types() -> tuple[type[BaseException], ...]:
+    """web3 raises these (or subclasses) for reverts, with the revert data on ``.data``; the in-process
+    chain raises eth-tester's own type, with the revert data in the message (Chain.tester_failed: only
+    connect("memory") imports eth-tester, which loads py-evm, a third of a second a JSON-RPC chain never uses)."""
+    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+
+    return (ContractCustomError, ContractLogicError, ContractPanicError)
 
 
 def memory_dev_accounts() -> list[LocalAccount]:
     """The ten accounts eth-tester funds with 1,000,000 ether (private keys 1 to 10)."""
+    from eth_account import Account
+
     return [Account.from_key(i.to_bytes(32, "big")) for i in range(1, 11)]
 
 
 def anvil_dev_accounts(count: int = 10, mnemonic: str = ANVIL_MNEMONIC) -> list[LocalAccount]:
     """The accounts anvil funds by default (derived from its public mnemonic)."""
+    from eth_account import Account
+
     Account.enable_unaudited_hdwallet_features()
     return [Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
@@ -94,41 +102,97 @@ def _revert_data(exc: BaseException) -> bytes | None:
 
 def _is_connection_error(exc: BaseException) -> bool:
     """A failure to reach the node (an error of ours, already naming its endpoint, is not one)."""
-    import requests
+    import sys
 
-    if isinstance(exc, ElementsError):
+    if isinstance(exc, ElementsError):  # already says what went wrong (an answer over a limit ...)
         return False
+    types: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    if "requests" in sys.modules:  # web3's own HTTP, where something built it (never the readers)
+        import requests
 
-    from web3.exceptions import ProviderConnectionError
+        types += (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    if "web3" in sys.modules:  # only web3's own requests raise its types (a reader never loads it)
+        from web3.exceptions import ProviderConnectionError
 
-    if isinstance(exc, RpcUnavailableError):  # already says what went wrong (an answer over a limit)
-        return False
-    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ProviderConnectionError, ConnectionError))
+        types += (ProviderConnectionError,)
+    return isinstance(exc, types)
 
 
-@dataclass
 class Chain:
     """A connection to one chain.
 
+    Reads (:mod:`registry.chain.reader`) go through :attr:`provider` as plain JSON-RPC, so a
+    command that only reads never imports web3; :attr:`w3` (web3 over the same provider, its
+    limits and cross-checks) is built the first time a transaction needs it.
+
     Attributes:
-        w3: the web3 instance.
+        provider: the JSON-RPC provider: a :class:`~registry.chain.rpc.BoundedHTTPProvider`, a
+            :class:`~registry.chain.crosscheck.CrossCheckProvider`, or on ``memory`` web3's
+            eth-tester provider.
         chain_id: the chain id the node reported when connecting.
         rpc_url: ``"memory"`` or the JSON-RPC URL (the first endpoint: it takes the transactions).
         dev_accounts: funded accounts with public keys (the in-process chain's, or a devnet's);
-            empty for other chains.
+            empty for other chains. Derived when first used (eth-account).
         rpc_urls: every endpoint reads are compared across (just ``rpc_url`` when there is one).
         tester_failed: eth-tester's revert exception on the in-process chain (``None`` on others).
     """
 
-    w3: Web3
-    chain_id: int
-    rpc_url: str
-    dev_accounts: list[LocalAccount] = field(default_factory=list)
-    receipt_timeout: float = 180.0
-    rpc_urls: tuple[str, ...] = ()
-    tester_failed: type[BaseException] | None = field(default=None, repr=False)
-    _nonces: dict[str, int] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(
+        self,
+        w3: "Web3 | None" = None,
+        chain_id: int = 0,
+        rpc_url: str = MEMORY,
+        dev_accounts: "list[LocalAccount] | Callable[[], list[LocalAccount]] | None" = None,
+        receipt_timeout: float = 180.0,
+        rpc_urls: tuple[str, ...] = (),
+        tester_failed: type[BaseException] | None = None,
+        *,
+        provider: Any = None,
+    ) -> None:
+        if w3 is None and provider is None:
+            raise ValueError("a Chain needs a web3 instance or a provider")
+        self._w3 = w3
+        self.provider = provider if provider is not None else w3.provider  # type: ignore[union-attr]
+        self.chain_id = chain_id
+        self.rpc_url = rpc_url
+        self._dev_accounts = dev_accounts
+        self.receipt_timeout = receipt_timeout
+        self.rpc_urls = tuple(rpc_urls)
+        self.tester_failed = tester_failed
+        self._nonces: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._w3_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Chain({self.name})"
+
+    @property
+    def w3(self) -> "Web3":
+        """web3 over this chain's provider (imported and built on first use: transactions)."""
+        if self._w3 is None:
+            with self._w3_lock:
+                if self._w3 is None:
+                    from web3 import Web3
+
+                    self._w3 = Web3(web3_provider(self.provider))
+        return self._w3
+
+    @property
+    def dev_accounts(self) -> "list[LocalAccount]":
+        if callable(self._dev_accounts):
+            self._dev_accounts = self._dev_accounts()
+        if self._dev_accounts is None:
+            self._dev_accounts = []
+        return self._dev_accounts
+
+    @property
+    def has_dev_accounts(self) -> bool:
+        """Whether this chain has funded dev accounts (without deriving them)."""
+        return bool(self._dev_accounts)
+
+    @dev_accounts.setter
+    def dev_accounts(self, accounts: "list[LocalAccount]") -> None:
+        self._dev_accounts = accounts
 
     @property
     def is_memory(self) -> bool:
@@ -148,11 +212,90 @@ class Chain:
     @property
     def requests_sent(self) -> int | None:
         """HTTP requests sent so far (all endpoints together); ``None`` on the in-process chain."""
-        return getattr(self.w3.provider, "requests_sent", None)
+        return getattr(self.provider, "requests_sent", None)
 
     @property
     def _revert_types(self) -> tuple[type[BaseException], ...]:
-        return _REVERT_TYPES + ((self.tester_failed,) if self.tester_failed is not None else ())
+        return _revert_types() + ((self.tester_failed,) if self.tester_failed is not None else ())
+
+    # -- plain JSON-RPC (the read path: no web3) ----------------------------------------------
+
+    def request(self, method: str, params: list, what: str) -> Any:
+        """One JSON-RPC call over the provider; its ``result``.
+
+        Raises:
+            ChainError: the node answered with an error (``what`` says what was being done).
+            RpcUnavailableError / RpcResponseError: the provider's limits (deadline, bytes).
+        """
+        answer = self.rpc(what, lambda: self.provider.make_request(method, params))
+        if not isinstance(answer, dict):
+            raise RpcResponseError(f"{self.rpc_url} answered {method} with something that is not a JSON-RPC answer; check the URL")
+        error = answer.get("error")
+        if error is not None:
+            raise ChainError(f"{self.rpc_url} refused {method} while {what} ({_message(error)}); check the node")
+        return answer.get("result")
+
+    def batch(self, calls: Sequence[tuple[str, list]]) -> list[Any] | None:
+        """Several calls in one HTTP round trip: their answers (dicts with ``result`` or ``error``),
+        in order; ``None`` where the chain cannot batch (the in-process one, a node without it)."""
+        if self.is_memory or not hasattr(self.provider, "make_batch_request"):
+            return None
+        answers = self.rpc("reading in a batch", lambda: self.provider.make_batch_request(list(calls)))
+        if not isinstance(answers, list) or len(answers) != len(calls):
+            return None
+        return answers
+
+    def eth_call(self, to: str, data: bytes, block: Any = "latest", what: str = "calling the registry") -> bytes:
+        """``eth_call`` of a view (no sender): the answer's bytes; a revert raises the decoded error."""
+        if self.is_memory:
+            return self.call({"to": to_checksum_address(to), "data": "0x" + bytes(data).hex()}, block=block)
+        tag = hex(block) if isinstance(block, int) else block
+        answer = self.rpc(what, lambda: self.provider.make_request("eth_call", [{"to": to, "data": "0x" + bytes(data).hex()}, tag]))
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if error is not None:
+            data_field = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data_field, dict):
+                data_field = data_field.get("data")
+            if isinstance(data_field, str) and data_field[:2] == "0x" and len(data_field) > 2:
+                raise decode_revert(data_field) from None
+            raise ChainError(f"{self.rpc_url} refused eth_call while {what} ({_message(error)}); check the registry address and the node")
+        return _hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
+
+    def get_logs(self, flt: dict) -> list:
+        """``eth_getLogs``: the raw logs (JSON objects; on ``memory`` web3's dicts).
+
+        Raises:
+            LogQueryRefused: the node refused the query (a capped range or result count).
+        """
+        if self.is_memory:
+            memory_filter = {**flt, **{k: int(v, 16) for k, v in flt.items() if k in ("fromBlock", "toBlock") and isinstance(v, str) and v.startswith("0x")}}
+            try:
+                return list(self.rpc("reading logs", lambda: self.w3.eth.get_logs(memory_filter)))
+            except ElementsError:
+                raise
+            except Exception as exc:
+                raise LogQueryRefused(str(exc)) from None
+        answer = self.rpc("reading logs", lambda: self.provider.make_request("eth_getLogs", [flt]))
+        if not isinstance(answer, dict):
+            raise RpcResponseError(f"{self.rpc_url} answered eth_getLogs with something that is not a JSON-RPC answer; check the URL")
+        if answer.get("error") is not None:
+            raise LogQueryRefused(_message(answer["error"]))
+        result = answer.get("result")
+        if not isinstance(result, list):
+            raise RpcResponseError(f"{self.rpc_url} answered eth_getLogs with {type(result).__name__}, not a list of logs; check the node")
+        return result
+
+    def block_hash(self, number: int) -> bytes:
+        """The hash of block ``number``."""
+        if self.is_memory:
+            return bytes(self.rpc("reading a block", lambda: self.w3.eth.get_block(number))["hash"])
+        block = self.request("eth_getBlockByNumber", [hex(number), False], "reading a block")
+        if not isinstance(block, dict):
+            raise RpcResponseError(f"{self.rpc_url} has no block {number}; check the node")
+        raw = _hex_answer(self.rpc_url, "eth_getBlockByNumber", block.get("hash"))
+        if len(raw) != 32:
+            raise RpcResponseError(f"{self.rpc_url} answered eth_getBlockByNumber with a {len(raw)}-byte hash; check the node")
+        return raw
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -184,11 +327,22 @@ class Chain:
                 ) from None
             raise
 
-    def code_at(self, address: str) -> bytes:
-        return bytes(self.rpc("reading code", lambda: self.w3.eth.get_code(to_checksum_address(address))))
+    def code_at(self, address: str, block: Any = "latest") -> bytes:
+        if self.is_memory:
+            return bytes(self.rpc("reading code", lambda: self.w3.eth.get_code(to_checksum_address(address), block_identifier=block)))
+        tag = hex(block) if isinstance(block, int) else block
+        return _hex_answer(self.rpc_url, "eth_getCode", self.request("eth_getCode", [to_checksum_address(address), tag], "reading code"))
 
     def block_number(self) -> int:
-        return int(self.rpc("reading the block number", lambda: self.w3.eth.block_number))
+        if self.is_memory:
+            return int(self.rpc("reading the block number", lambda: self.w3.eth.block_number))
+        result = self.request("eth_blockNumber", [], "reading the block number")
+        if isinstance(result, str) and result[:2].lower() == "0x" and 2 < len(result) <= 18:
+            try:
+                return int(result, 16)
+            except ValueError:
+                pass
+        raise RpcResponseError(f"{self.rpc_url} answered eth_blockNumber with {str(result)[:80]!r}; check the node")
 
     def latest_block(self) -> Any:
         """The latest block (``timestamp``, ``baseFeePerGas`` ...)."""
@@ -347,6 +501,22 @@ class Chain:
         return {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
 
 
+def _message(error: Any) -> str:
+    """A JSON-RPC error object's message, cut to one short line."""
+    message = error.get("message") if isinstance(error, dict) else error
+    return " ".join(str(message).split())[:200]
+
+
+def _hex_answer(url: str, method: str, result: Any) -> bytes:
+    """A ``0x`` hex answer as bytes (anything else is a broken node)."""
+    if isinstance(result, str) and result[:2].lower() == "0x" and len(result) % 2 == 0:
+        try:
+            return bytes.fromhex(result[2:])
+        except ValueError:
+            pass
+    raise RpcResponseError(f"{public_url(url)} answered {method} with {str(result)[:80]!r}, not hex data; check the node")
+
+
 def _is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1")
@@ -396,6 +566,8 @@ def connect(
                 with self._serial:
                     return super().make_request(method, params)
 
+        from web3 import Web3
+
         w3 = Web3(SerialTesterProvider(EthereumTester(PyEVMBackend())))
         chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts(),
                       tester_failed=tester_failed)
@@ -429,8 +601,8 @@ def connect(
             from .crosscheck import CrossCheckProvider
 
             provider = CrossCheckProvider(providers)
-        chain = Chain(w3=Web3(provider), chain_id=chain_ids[0], rpc_url=urls[0], rpc_urls=tuple(urls),
-                      dev_accounts=anvil_dev_accounts() if dev_accounts else [])
+        chain = Chain(provider=provider, chain_id=chain_ids[0], rpc_url=urls[0], rpc_urls=tuple(urls),
+                      dev_accounts=anvil_dev_accounts if dev_accounts else [])
     if expected_chain_id is not None and chain.chain_id != int(expected_chain_id):
         raise WrongChainError(
             f"{', '.join(public_url(u) for u in chain.endpoints)} serve{'s' if len(chain.endpoints) == 1 else ''} chain id "

@@ -18,23 +18,38 @@ checks against the record id (which commits to every field) before returning it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-from eth_abi import encode as abi_encode
-from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
-from web3.logs import DISCARD as _DISCARD
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..digest import to_hex
-from ..errors import ElementsError, InputError, IntegrityError
+from ..errors import InputError, IntegrityError
+from .abi import checksum_address as to_checksum_address
+from .abi import encode as abi_encode
+from .abi import keccak
 from .cids import join_cid, split_cid
 from .deploy import Deployment, artifact, deploy_registry, find_registry
-from .errors import AccountError, ChainError, RecordNotFoundError, make_error
-from .licenses import LicenseTerms, check_derivative, describe_inherited
+from .errors import AccountError, RecordNotFoundError, make_error
+from .licenses import LicenseTerms, check_derivative
 from .network import Chain
+from .reader import (
+    COMMITMENT_EXPIRY,
+    READ_CHUNK,
+    RECORD_PUBLISHED_TOPIC,
+    RECORD_TYPE,
+    RECORD_TYPEHASH,
+    ChainReader,
+    Kind,
+    Record,
+    RecordState,
+    claim_order,
+    encode_topics,
+    kind_name,
+    record_id_of,
+    to_bytes32,
+)
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = [
     "Kind",
@@ -62,16 +77,10 @@ __all__ = [
 ]
 
 MAX_PARENTS = 127
-RECORD_TYPE = (
-    "Record(address publisher,bytes32 contentId,uint8 cidCodec,bytes32 cidDigest,uint32 licenseId,uint8 kind,bytes32[] parents)"
-)
 PUBLISH_TYPE = "Publish(Record record,uint256 nonce,uint256 deadline)" + RECORD_TYPE
-RECORD_TYPEHASH = keccak(RECORD_TYPE.encode())
 PUBLISH_TYPEHASH = keccak(PUBLISH_TYPE.encode())
 COMMIT_TYPE = "Commit(bytes32 commitment,uint256 nonce,uint256 deadline)"
 COMMIT_TYPEHASH = keccak(COMMIT_TYPE.encode())
-#: How many blocks after its commitment a reveal may come, at most (the contract's COMMITMENT_EXPIRY).
-COMMITMENT_EXPIRY = 255
 # The contract keeps the first 160 bits of a commitment (the rest of the word holds its block).
 _COMMITMENT_KEPT = ((1 << 160) - 1) << 96
 EIP712_NAME = "ElementRegistry"
@@ -82,57 +91,8 @@ _EIP712_DOMAIN_FIELDS = (
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 )
-#: topics[0] of the registry's RecordPublished event (topics[1..3]: record id, content id, publisher).
-RECORD_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
-
-# How many ids go into one eth_call / one eth_getLogs topic list, and how many blocks one log query
-# spans at most when it gathers records from several blocks (public RPCs limit both).
-_READ_CHUNK = 256
-_LOG_SPAN = 2_000
+_READ_CHUNK = READ_CHUNK
 _BATCH_CHUNK = 200
-
-
-class Kind(IntEnum):
-    """What a record's content is (other values are accepted by the contract)."""
-
-    ELEMENT = 0
-    COMPOSITION = 1
-    FILE = 2
-    ADAPTER = 3
-
-    @classmethod
-    def of(cls, value: int) -> "Kind | int":
-        """The :class:`Kind` of a value this client names, else the plain integer."""
-        return cls(value) if value in cls._value2member_map_ else int(value)
-
-
-def kind_name(kind: int, *, article: bool = False) -> str:
-    """A record kind in words: ``element``, ``composition``, ``file``, ``adapter``, or ``kind N``
-    for one this client does not name; with ``article``: ``an element`` ... ``a kind 9``."""
-    name = Kind(kind).name.lower() if kind in Kind._value2member_map_ else f"kind {kind}"
-    return (("an " if name[0] in "aeiou" else "a ") + name) if article else name
-
-
-def to_bytes32(value: Any, what: str = "id") -> bytes:
-    """Parse ``0x`` + 64 hex (or 64 hex, or 32 raw bytes) into 32 bytes.
-
-    Raises:
-        InputError: anything else.
-    """
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        if len(raw) == 32:
-            return raw
-        raise InputError(f"a {what} has 32 bytes, got {len(raw)}")
-    text = str(value).strip()
-    body = text[2:] if text[:2].lower() == "0x" else text
-    shown = repr(text) if len(text) <= 80 else repr(text[:70]) + "…"
-    if len(body) != 64:
-        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)")
-    try:
-        return bytes.fromhex(body)
-    except ValueError:
-        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)") from None
 
 
 @dataclass(frozen=True)
@@ -190,26 +150,6 @@ class RecordInput:
         return record_id_of(publisher, self)
 
 
-def record_id_of(publisher: str, record: "RecordInput | Record") -> bytes:
-    """The record id: the EIP-712 struct hash of ``Record`` (same as the contract's ``recordIdOf``)."""
-    parents_hash = keccak(b"".join(record.parents))
-    return keccak(
-        abi_encode(
-            ["bytes32", "address", "bytes32", "uint8", "bytes32", "uint32", "uint8", "bytes32"],
-            [
-                RECORD_TYPEHASH,
-                to_checksum_address(publisher),
-                record.content_id,
-                record.cid_codec,
-                record.cid_digest,
-                record.license_id,
-                int(record.kind),
-                parents_hash,
-            ],
-        )
-    )
-
-
 def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> bytes:
     """The commitment to records (the contract's ``commitmentOf``): keccak256 of
     ``abi.encode(publisher, salt, keccak256(ids packed))``, the ids in the order they are revealed."""
@@ -220,72 +160,6 @@ def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> b
 def _kept(commitment: bytes) -> bytes:
     """A commitment as sent: the bits the contract keeps, the last 12 bytes zero (cheaper calldata)."""
     return (int.from_bytes(to_bytes32(commitment, "commitment"), "big") & _COMMITMENT_KEPT).to_bytes(32, "big")
-
-
-@dataclass(frozen=True)
-class Record:
-    """A published claim, as read back from the chain.
-
-    Attributes:
-        record_id: the record's id (32 bytes).
-        publisher: the publisher's checksummed address.
-        content_id: the content claimed (32 bytes).
-        cid: the CID string (as Kubo prints it); ``cid_codec`` / ``cid_digest`` are its parts.
-        license_id: the licence term set.
-        kind: the kind (a :class:`Kind` when known).
-        parents: the parent record ids, ascending.
-        block_number: the block it was published in.
-        yanked: whether its publisher yanked it.
-        transaction_hash: the transaction that published it.
-        log_index: the event's index in its block (with the block, the publication order).
-        inherited: the restrictions the record inherits from other publishers' records in its
-            ancestry, as the chain stores them (``INHERITS_NON_COMMERCIAL`` | ``INHERITS_SHARE_ALIKE``
-            of :mod:`registry.chain.licenses`); they bind every derivative of it.
-        priority_block: the block the record's priority dates from: the block of the commitment it
-            was revealed from (commit-reveal publishing), else ``block_number`` (the default).
-            Claims of the same content are ordered by it, earliest first (:func:`claim_order`).
-    """
-
-    record_id: bytes
-    publisher: str
-    content_id: bytes
-    cid: str
-    cid_codec: int
-    cid_digest: bytes
-    license_id: int
-    kind: int
-    parents: tuple[bytes, ...]
-    block_number: int
-    yanked: bool
-    transaction_hash: bytes = b""
-    log_index: int = 0
-    inherited: int = 0
-    priority_block: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.priority_block is None:
-            object.__setattr__(self, "priority_block", self.block_number)
-
-    def to_json(self) -> dict:
-        return {
-            "record_id": to_hex(self.record_id),
-            "publisher": self.publisher,
-            "content_id": to_hex(self.content_id),
-            "cid": self.cid,
-            "license_id": self.license_id,
-            "kind": self.kind.name.lower() if isinstance(self.kind, Kind) else self.kind,
-            "parents": [to_hex(p) for p in self.parents],
-            "block_number": self.block_number,
-            "priority_block": self.priority_block,
-            "yanked": self.yanked,
-            "transaction_hash": to_hex(self.transaction_hash) if self.transaction_hash else None,
-            "inherited_restrictions": describe_inherited(self.inherited),
-        }
-
-
-def claim_order(record: Record) -> tuple[int, int, int]:
-    """The order of claims, earliest first: priority block, then publication (block, log index)."""
-    return (record.priority_block, record.block_number, record.log_index)
 
 
 @dataclass(frozen=True)
@@ -350,10 +224,18 @@ class Registry:
         self.address = to_checksum_address(address)
         self.account = account
         self.deploy_block = deploy_block
-        self.contract = chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
+        self.reader = ChainReader(chain, self.address, deploy_block)
+        self._contract: Any = None
         self.last_receipt: dict | None = None
         self._licenses: dict[int, LicenseTerms] = {}
         self._max_parents: int | None = None
+
+    @property
+    def contract(self) -> Any:
+        """The web3 contract object (built, and web3 imported, when a transaction first needs it)."""
+        if self._contract is None:
+            self._contract = self.chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
+        return self._contract
 
     # -- construction -------------------------------------------------------------------------
 
@@ -450,6 +332,8 @@ class Registry:
             latest = self.chain.latest_block()
             deadline = int(latest["timestamp"]) + 3600
         message = self.typed_data(record, signer.address, nonce, deadline)
+        from eth_account.messages import encode_typed_data
+
         signature = signer.sign_message(encode_typed_data(full_message=message)).signature
         return SignedPublish(record, to_checksum_address(signer.address), nonce, deadline, bytes(signature), record.record_id(signer.address))
 
@@ -510,9 +394,8 @@ class Registry:
 
     def commitment(self, publisher: str) -> Commitment | None:
         """The publisher's current commitment, or None when it never committed."""
-        digest, block, relayable = self.chain.rpc(
-            "reading a commitment", lambda: self.contract.functions.commitments(to_checksum_address(publisher)).call()
-        )
+        digest, block, relayable = self.reader.view("commitments", ["address"], [to_checksum_address(publisher)],
+                                                    ["bytes32", "uint40", "bool"])
         if int(block) == 0 and bytes(digest) == b"\0" * 32:
             return None
         return Commitment(bytes(digest), int(block), bool(relayable))
@@ -546,6 +429,8 @@ class Registry:
         if deadline is None:
             deadline = int(self.chain.latest_block()["timestamp"]) + 3600
         message = self.commit_typed_data(_kept(commitment), nonce, deadline)
+        from eth_account.messages import encode_typed_data
+
         signature = signer.sign_message(encode_typed_data(full_message=message)).signature
         return SignedCommit(_kept(commitment), to_checksum_address(signer.address), nonce, deadline, bytes(signature))
 
@@ -575,7 +460,9 @@ class Registry:
         """Yank one of the bound account's records; returns False if it was already yanked."""
         rid = to_bytes32(record_id, "record id")
         receipt = self.transact("yank", [rid], gas)
-        return bool(self.contract.events.RecordYanked().process_receipt(receipt, errors=_DISCARD))
+        from web3.logs import DISCARD
+
+        return bool(self.contract.events.RecordYanked().process_receipt(receipt, errors=DISCARD))
 
     def add_license(self, spdx_id: str, flags: int, *, gas: int | None = None) -> LicenseTerms:
         """Add a licence term set (or find the one with the same terms, sending nothing)."""
@@ -583,7 +470,9 @@ class Registry:
         if existing:
             return self.license(existing)
         receipt = self.transact("addLicense", [spdx_id, flags], gas)
-        events = self.contract.events.LicenseAdded().process_receipt(receipt, errors=_DISCARD)
+        from web3.logs import DISCARD
+
+        events = self.contract.events.LicenseAdded().process_receipt(receipt, errors=DISCARD)
         license_id = events[0]["args"]["licenseId"] if events else self.license_id_of(spdx_id, flags)
         return self.license(license_id)
 
@@ -602,17 +491,7 @@ class Registry:
         Raises:
             IntegrityError: the node returned event data that does not hash to the record id.
         """
-        ids = [to_bytes32(r, "record id") for r in record_ids]
-        states = self._states(ids)
-        present = {rid: st for rid, st in zip(ids, states) if st["publisher"] != _ZERO_ADDRESS}
-        events = self._events_for(present)
-        out: list[Record | None] = []
-        for rid in ids:
-            if rid not in present:
-                out.append(None)
-                continue
-            out.append(self._record(rid, present[rid], events.get(rid)))
-        return out
+        return self.reader.records([to_bytes32(r, "record id") for r in record_ids])
 
     def record(self, record_id: Any) -> Record:
         """Read one record.
@@ -630,14 +509,13 @@ class Registry:
     def exists(self, record_ids: Iterable[Any]) -> list[bool]:
         """Whether each record exists (one view call, no logs)."""
         ids = [to_bytes32(r, "record id") for r in record_ids]
-        return [st["publisher"] != _ZERO_ADDRESS for st in self._states(ids)]
+        return [st.exists for st in self.reader.states(ids)]
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first by priority block (:func:`claim_order`; for
         records published directly that is publication order), in one log query and one view call."""
         cid = to_bytes32(content_id, "content id")
-        logs = self._logs([RECORD_PUBLISHED_TOPIC, None, cid])
-        return sorted(self._from_logs(logs), key=claim_order)
+        return self.claims_of([cid])[cid]
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
         """Every claim of several content ids at once (one log query per 256 ids, one view call).
@@ -648,9 +526,11 @@ class Registry:
         ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
         logs: list = []
         for start in range(0, len(ids), _READ_CHUNK):
-            logs += self._logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
+            logs += self.reader.logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
         out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
-        for record in sorted(self._from_logs(logs), key=claim_order):
+        for record in sorted(self.reader.from_logs(logs), key=claim_order):
+            if record.content_id not in out:
+                raise IntegrityError(f"{self.chain.rpc_url} answered a claims query with a claim of another content id; check the node")
             out[record.content_id].append(record)
         return out
 
@@ -659,20 +539,20 @@ class Registry:
         latest), in publication order (what an incremental index reads)."""
         start = max(int(from_block), self.deploy_block)
         end = self.chain.block_number() if to_block is None else int(to_block)
-        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC], start, end))
+        return self.reader.from_logs(self.reader.logs([RECORD_PUBLISHED_TOPIC], start, end))
 
     def records_by(self, publisher: str) -> list[Record]:
         """Every record of a publisher, in publication order."""
         topic = b"\0" * 12 + bytes.fromhex(to_checksum_address(publisher)[2:])
-        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC, None, None, topic]))
+        return self.reader.from_logs(self.reader.logs([RECORD_PUBLISHED_TOPIC, None, None, topic]))
 
     def all_records(self) -> list[Record]:
         """Every record of the registry, in publication order (for small registries and tests)."""
-        return self._from_logs(self._logs([RECORD_PUBLISHED_TOPIC]))
+        return self.reader.from_logs(self.reader.logs([RECORD_PUBLISHED_TOPIC]))
 
     def nonce(self, publisher: str) -> int:
         """The next nonce of ``publisher`` for a signed publish."""
-        return int(self.contract.functions.nonces(to_checksum_address(publisher)).call())
+        return int(self.reader.view("nonces", ["address"], [to_checksum_address(publisher)], ["uint256"])[0])
 
     def check_publish(self, records: Sequence[RecordInput], publisher: str | None = None) -> None:
         """Check claims off-chain against the contract's rules before sending anything.
@@ -686,7 +566,7 @@ class Registry:
         publisher = to_checksum_address(publisher or self._signer().address)
         pending: dict[bytes, tuple[str, int, int]] = {}
         wanted = sorted({p for r in records for p in r.parents})
-        states = dict(zip(wanted, self._states(wanted))) if wanted else {}
+        states = dict(zip(wanted, self.reader.states(wanted))) if wanted else {}
         for record in records:
             child_license = self.license(record.license_id, missing_ok=True)
             if child_license is None:
@@ -698,9 +578,9 @@ class Registry:
                     parent_publisher, parent_license, parent_inherited = pending[parent]
                 else:
                     state = states.get(parent)
-                    if state is None or state["publisher"] == _ZERO_ADDRESS:
+                    if state is None or not state.exists:
                         raise make_error("UnknownParent", {"parentId": to_hex(parent)})
-                    parent_publisher, parent_license, parent_inherited = state["publisher"], state["licenseId"], state["inherited"]
+                    parent_publisher, parent_license, parent_inherited = to_checksum_address(state.publisher), state.license_id, state.inherited
                 inherited |= check_derivative(
                     publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license), parent_inherited)], names
                 )
@@ -709,14 +589,14 @@ class Registry:
     def max_parents(self) -> int:
         """The contract's fan-in cap (its ``MAX_PARENTS``), read once."""
         if self._max_parents is None:
-            self._max_parents = int(self.chain.rpc("reading MAX_PARENTS", lambda: self.contract.functions.MAX_PARENTS().call()))
+            self._max_parents = int(self.reader.view("MAX_PARENTS", [], [], ["uint256"])[0])
         return self._max_parents
 
     # -- reading: licences --------------------------------------------------------------------
 
     def license_count(self) -> int:
         """The number of licence term sets (their ids run from 1 to this number)."""
-        return int(self.contract.functions.licenseCount().call())
+        return int(self.reader.view("licenseCount", [], [], ["uint32"])[0])
 
     def licenses(self) -> list[LicenseTerms]:
         """Every licence term set, by id."""
@@ -756,7 +636,7 @@ class Registry:
 
     def license_id_of(self, spdx_id: str, flags: int) -> int:
         """The id of the term set with exactly these terms, or 0."""
-        return int(self.contract.functions.licenseIdOf(spdx_id, flags).call())
+        return int(self.reader.view("licenseIdOf", ["string", "uint8"], [spdx_id, flags], ["uint32"])[0])
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -772,141 +652,7 @@ class Registry:
         return terms.spdx_id if terms else None
 
     def _load_licenses(self, ids: list[int]) -> None:
-        for start in range(0, len(ids), _READ_CHUNK):
-            part = [i for i in ids[start : start + _READ_CHUNK] if 0 < i < 2**32]
-            if not part:
-                continue
-            rows = self.chain.rpc("reading licences", lambda: self.contract.functions.licenses(part).call())
-            for license_id, (spdx_id, flags) in zip(part, rows):
-                if spdx_id:  # an unknown id reads as an empty identifier
-                    self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
+        self._licenses.update(self.reader.licenses(ids))
 
-    def _states(self, ids: list[bytes]) -> list[dict]:
-        out: list[dict] = []
-        for start in range(0, len(ids), _READ_CHUNK):
-            part = ids[start : start + _READ_CHUNK]
-            rows = self.chain.rpc("reading records", lambda: self.contract.functions.records(part).call())
-            for publisher, license_id, block, kind, codec, parent_count, yanked, inherited, priority in rows:
-                out.append(
-                    {
-                        "publisher": to_checksum_address(publisher),
-                        "licenseId": license_id,
-                        "blockNumber": block,
-                        "kind": kind,
-                        "cidCodec": codec,
-                        "parentCount": parent_count,
-                        "yanked": yanked,
-                        "inherited": inherited,
-                        "priorityBlock": priority,
-                    }
-                )
-        return out
-
-    def _events_for(self, present: dict[bytes, dict]) -> dict[bytes, Any]:
-        """The RecordPublished logs of these records, querying only the blocks they are in."""
-        by_block: dict[int, list[bytes]] = {}
-        for rid, state in present.items():
-            by_block.setdefault(state["blockNumber"], []).append(rid)
-        found: dict[bytes, Any] = {}
-        blocks = sorted(by_block)
-        i = 0
-        while i < len(blocks):
-            j = i
-            while j + 1 < len(blocks) and blocks[j + 1] - blocks[i] < _LOG_SPAN:
-                j += 1
-            ids = [rid for b in blocks[i : j + 1] for rid in by_block[b]]
-            for start in range(0, len(ids), _READ_CHUNK):
-                part = ids[start : start + _READ_CHUNK]
-                for log in self._logs([RECORD_PUBLISHED_TOPIC, part], blocks[i], blocks[j]):
-                    found[bytes(log["topics"][1])] = log
-            i = j + 1
-        return found
-
-    def _logs(self, topics: list, from_block: int | None = None, to_block: int | None = None) -> list:
-        start = self.deploy_block if from_block is None else from_block
-        end = self.chain.block_number() if to_block is None else to_block
-        return self._logs_range(topics, start, end, depth=0)
-
-    def _logs_range(self, topics: list, start: int, end: int, depth: int) -> list:
-        if start > end:
-            return []
-        flt = {"address": self.address, "fromBlock": start, "toBlock": end, "topics": encode_topics(topics)}
-        try:
-            return list(self.chain.rpc("reading logs", lambda: self.chain.w3.eth.get_logs(flt)))
-        except ElementsError:  # a lost node, endpoints that disagree: splitting the range cannot help
-            raise
-        except Exception as exc:
-            # Public RPCs cap the block range or the result count: halve the range and retry.
-            if depth >= 24 or start == end:
-                raise ChainError(f"{self.chain.rpc_url} refused a log query for blocks {start}-{end}: {exc}") from None
-            mid = (start + end) // 2
-            return self._logs_range(topics, start, mid, depth + 1) + self._logs_range(topics, mid + 1, end, depth + 1)
-
-    def _decode(self, log: Any) -> dict:
-        event = self.contract.events.RecordPublished().process_log(log)
-        return dict(event["args"])
-
-    def _from_logs(self, logs: list) -> list[Record]:
-        logs = sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"]))
-        ids = [bytes(log["topics"][1]) for log in logs]
-        states = dict(zip(ids, self._states(ids))) if ids else {}
-        return [self._record(rid, states[rid], log) for rid, log in zip(ids, logs)]
-
-    def _record(self, rid: bytes, state: dict, log: Any) -> Record:
-        if log is None:
-            raise ChainError(
-                f"{self.chain.rpc_url} returned no RecordPublished event for record {to_hex(rid)} in block "
-                f"{state['blockNumber']}; the node may have pruned its logs (use an archive RPC)"
-            )
-        args = self._decode(log)
-        parents = tuple(bytes(p) for p in args["parents"])
-        record = Record(
-            record_id=rid,
-            publisher=to_checksum_address(args["publisher"]),
-            content_id=bytes(args["contentId"]),
-            cid=join_cid(args["cidCodec"], bytes(args["cidDigest"])),
-            cid_codec=args["cidCodec"],
-            cid_digest=bytes(args["cidDigest"]),
-            license_id=args["licenseId"],
-            kind=Kind.of(args["kind"]),
-            parents=parents,
-            block_number=int(log["blockNumber"]),
-            yanked=bool(state["yanked"]),
-            transaction_hash=bytes(log["transactionHash"]),
-            log_index=int(log["logIndex"]),
-            inherited=int(state["inherited"]),
-            priority_block=int(state["priorityBlock"]),
-        )
-        # Never trust: the id commits to every field, and storage must agree with the event.
-        if record_id_of(record.publisher, record) != rid or bytes(args["recordId"]) != rid:
-            raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.chain.rpc_url} is lying")
-        if (
-            state["publisher"] != record.publisher
-            or state["licenseId"] != record.license_id
-            or state["blockNumber"] != record.block_number
-            or state["parentCount"] != len(parents)
-            or state["cidCodec"] != record.cid_codec
-            or not 0 <= record.block_number - record.priority_block <= COMMITMENT_EXPIRY
-        ):
-            raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.chain.rpc_url}")
-        return record
-
-
-_ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-
-
-def encode_topics(topics: list) -> list:
-    """An ``eth_getLogs`` topic filter: each topic (bytes), list of topics (any of them) or ``None``
-    (any value) as ``0x`` hex; trailing ``None`` dropped."""
-    out = []
-    for topic in topics:
-        if topic is None:
-            out.append(None)
-        elif isinstance(topic, list):
-            out.append([to_hex(t) for t in topic])
-        else:
-            out.append(to_hex(topic))
-    while out and out[-1] is None:
-        out.pop()
-    return out
-
+    def _states(self, ids: list[bytes]) -> list[RecordState]:
+        return self.reader.states(ids)

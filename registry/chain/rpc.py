@@ -1,7 +1,9 @@
 """JSON-RPC over HTTP with limits: every answer of a node is hostile input.
 
-:class:`BoundedHTTPProvider` is the web3 provider :func:`registry.chain.network.connect` uses for
-every ``http(s)://`` endpoint. Unlike web3's own it holds each request to :class:`RpcLimits`:
+:class:`BoundedHTTPProvider` is the transport :func:`registry.chain.network.connect` uses for
+every ``http(s)://`` endpoint: the chain's readers (:mod:`registry.chain.reader`) talk JSON-RPC
+through it directly, and web3, for the commands that send transactions, through
+:func:`web3_provider`, so both meet the same limits. It holds each request to :class:`RpcLimits`:
 
 * a **deadline** per request, from sending it to the last byte of the answer (a node that stalls,
   or drips one byte at a time, is abandoned when the deadline passes);
@@ -19,21 +21,23 @@ name the endpoint and are one line.
 
 from __future__ import annotations
 
+import base64
+import http.client
 import itertools
 import json
+import socket
+import ssl
 import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Sequence
-
-import requests
-from web3 import HTTPProvider
+from typing import Any, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
 
 from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .errors import RpcResponseError, RpcUnavailableError
 
-__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "public_url"]
+__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "public_url", "web3_provider"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ _CHUNK = 64 * 1024
 
 def public_url(url: str) -> str:
     """A URL as it may appear in a message: without a password in it."""
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlunsplit
 
     parts = urlsplit(url)
     if parts.password is None:
@@ -69,11 +73,12 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class BoundedHTTPProvider(HTTPProvider):
-    """web3's HTTP provider with a deadline, a byte budget and parsing limits on every answer.
+class BoundedHTTPProvider:
+    """JSON-RPC over HTTP with a deadline, a byte budget and parsing limits on every answer.
 
-    It is an :class:`~web3.HTTPProvider` (so JSON-RPC batching is used where callers look for
-    it); ``make_request`` and ``make_batch_request`` are replaced, nothing else is used.
+    It speaks web3's provider protocol (``make_request``, ``make_batch_request``: answers as
+    dicts) without importing web3; :func:`web3_provider` wraps it for web3 when a command sends
+    a transaction.
 
     Attributes:
         limits: the :class:`RpcLimits` every request is held to.
@@ -81,8 +86,7 @@ class BoundedHTTPProvider(HTTPProvider):
     """
 
     def __init__(self, url: str, limits: RpcLimits = DEFAULT_LIMITS, *, hint: str = "check the node is running and the URL") -> None:
-        super().__init__(url, request_kwargs={"timeout": limits.timeout}, exception_retry_configuration=None)
-        self.url = str(url)
+        self.url = self.endpoint_uri = str(url)
         self.limits = limits
         self.hint = hint
         self.requests_sent = 0
@@ -93,7 +97,7 @@ class BoundedHTTPProvider(HTTPProvider):
     def __str__(self) -> str:
         return f"RPC connection {public_url(self.url)}"
 
-    # -- web3's provider interface ------------------------------------------------------------
+    # -- the provider interface (web3's, without web3) ----------------------------------------
 
     def make_request(self, method: str, params: Any) -> dict:  # type: ignore[override]
         request_id = next(self._ids)
@@ -123,11 +127,27 @@ class BoundedHTTPProvider(HTTPProvider):
 
     # -- the exchange -------------------------------------------------------------------------
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        """This thread's connection to the endpoint (kept alive between requests, like a session)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            parts = urlsplit(self.url)
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout,
+                                                         context=ssl.create_default_context())
+            else:
+                connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+            self._local.connection = connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
 
     def _exchange(self, body: bytes, what: str) -> Any:
         """POST ``body`` and return the parsed answer, within every limit (registry.limits:
@@ -143,58 +163,79 @@ class BoundedHTTPProvider(HTTPProvider):
             ) from None
 
     def _post(self, body: bytes, what: str) -> bytes:
+        """One POST over the standard library's HTTP client (no requests, no urllib3: a read
+        command's start-up), every byte of the answer within the deadline and the byte budget."""
         limits, url = self.limits, public_url(self.url)
         deadline = time.monotonic() + limits.timeout
         with self._count_lock:
             self.requests_sent += 1
+        parts = urlsplit(self.url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate", "Accept": "application/json",
+                   "Content-Length": str(len(body))}
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        for attempt in range(2):
+            connection = self._connection(min(10.0, limits.timeout))
+            reused = connection.sock is not None
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+                if connection.sock is not None:
+                    connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                response = connection.getresponse()
+                break
+            except (socket.timeout, TimeoutError):
+                self._drop_connection()
+                raise RpcUnavailableError(f"{url} did not answer {what} within {limits.timeout:.0f}s; check the node, or use another endpoint") from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                if reused and attempt == 0 and time.monotonic() < deadline and b"eth_send" not in body:
+                    # The node closed a kept-alive connection: one fresh try for a read (never for a
+                    # transaction, which the node may have taken before it hung up).
+                    continue
+                raise RpcUnavailableError(f"cannot reach a JSON-RPC node at {url} ({type(exc).__name__}); {self.hint}") from None
         try:
-            response = self._session().post(
-                self.url,
-                data=body,
-                headers={"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"},
-                timeout=(min(10.0, limits.timeout), limits.timeout),
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.exceptions.Timeout:
-            raise RpcUnavailableError(f"{url} did not answer {what} within {limits.timeout:.0f}s; check the node, or use another endpoint") from None
-        except requests.exceptions.RequestException as exc:
-            raise RpcUnavailableError(f"cannot reach a JSON-RPC node at {url} ({type(exc).__name__}); {self.hint}") from None
-        with response:
-            declared = response.headers.get("Content-Length", "")
+            declared = response.getheader("Content-Length", "") or ""
             if declared.isdigit() and int(declared) > limits.max_bytes:
                 raise RpcResponseError(f"{url} announced a {int(declared):,}-byte answer to {what} (the limit is {limits.max_bytes:,}, SERVICE_ANSWER_BYTES in docs/limits.md); check the node")
-            raw = self._read(response, deadline, what)
-        if response.status_code >= 400 and not raw.lstrip().startswith((b"{", b"[")):
-            raise RpcUnavailableError(f"{url} answered {what} with HTTP {response.status_code}; check the URL (and any API key in it)")
+            raw = self._read(response, connection, deadline, what)
+            # A body read to its length leaves the response open (read1 never sees the end): close
+            # it, or the kept-alive connection refuses the next request.
+            response.close()
+        except BaseException:
+            self._drop_connection()  # an answer left half read would poison the next request
+            raise
+        if response.will_close:
+            self._drop_connection()
+        if response.status >= 400 and not raw.lstrip().startswith((b"{", b"[")):
+            raise RpcUnavailableError(f"{url} answered {what} with HTTP {response.status}; check the URL (and any API key in it)")
         return raw
 
-    def _read(self, response: requests.Response, deadline: float, what: str) -> bytes:
+    def _read(self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection, deadline: float, what: str) -> bytes:
         limits, url = self.limits, public_url(self.url)
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        encoding = (response.getheader("Content-Encoding", "") or "").strip().lower()
         if encoding not in ("", "identity", "gzip", "deflate"):
             raise RpcResponseError(f"{url} answered {what} in an encoding this client does not read ({encoding}); check the node")
         inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "deflate") else None
-        stream = response.raw
-        sock = getattr(getattr(stream, "connection", None), "sock", None) or getattr(getattr(stream, "_connection", None), "sock", None)
         parts: list[bytes] = []
         size = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RpcUnavailableError(f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint")
-            if sock is not None:
+            if connection.sock is not None:
                 try:
-                    sock.settimeout(remaining)
+                    connection.sock.settimeout(remaining)
                 except OSError:
                     pass
             try:
-                chunk = stream.read1(_CHUNK, decode_content=False)
-            except Exception as exc:  # urllib3 and the socket raise several types for one cause
-                if "timed out" in str(exc).lower() or isinstance(exc, TimeoutError):
-                    raise RpcUnavailableError(
-                        f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint"
-                    ) from None
+                chunk = response.read1(_CHUNK)
+            except (socket.timeout, TimeoutError):
+                raise RpcUnavailableError(
+                    f"{url} did not finish its answer to {what} within {limits.timeout:.0f}s; check the node, or use another endpoint"
+                ) from None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 raise RpcUnavailableError(f"lost {url} while reading its answer to {what} ({type(exc).__name__}); check the node") from None
             if not chunk:
                 break
@@ -245,8 +286,55 @@ def _as_id(value: Any) -> int | None:
     return None
 
 
-def _encode(request: Any) -> bytes:
-    """A request as JSON, the way web3 encodes parameters (bytes as ``0x`` hex, AttributeDicts ...)."""
-    from web3._utils.encoding import Web3JsonEncoder
+def _json_default(value: Any) -> Any:
+    """What web3 hands a provider besides JSON types: bytes (``HexBytes``) and mappings (``AttributeDict``)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a JSON-RPC request")
 
-    return json.dumps(request, cls=Web3JsonEncoder, separators=(",", ":")).encode()
+
+def _encode(request: Any) -> bytes:
+    """A request as JSON, bytes as ``0x`` hex (the way web3 encodes parameters)."""
+    return json.dumps(request, default=_json_default, separators=(",", ":")).encode()
+
+
+_ADAPTERS: dict[str, type] = {}
+
+
+def web3_provider(transport: Any) -> Any:
+    """A web3 provider that sends everything through ``transport`` (a :class:`BoundedHTTPProvider`
+    or a cross-checking provider), so web3's requests meet the same limits and cross-checks as the
+    readers'. Imports web3: only commands that sign and send come here."""
+    adapter = _ADAPTERS.get("http")
+    if adapter is None:
+        from web3.providers.rpc import HTTPProvider
+
+        class Web3Transport(HTTPProvider):
+            """web3's view of a bounded transport (only ``make_request`` and ``make_batch_request`` are used)."""
+
+            def __init__(self, inner: Any) -> None:
+                super().__init__(inner.url, exception_retry_configuration=None)
+                self.transport = inner
+
+            def __str__(self) -> str:
+                return str(self.transport)
+
+            @property
+            def requests_sent(self) -> int:
+                return self.transport.requests_sent
+
+            def make_request(self, method, params):  # type: ignore[override]
+                return self.transport.make_request(method, params)
+
+            def make_batch_request(self, calls):  # type: ignore[override]
+                return self.transport.make_batch_request(calls)
+
+            def is_connected(self, show_traceback: bool = False) -> bool:
+                return True
+
+        adapter = _ADAPTERS["http"] = Web3Transport
+    return adapter(transport)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import to_checksum_address
-
-from .accounts import load_account
+from .abi import checksum_address as to_checksum_address
 from .errors import AccountError, NoRegistryError
 from .network import Chain, connect
 from .registry import Registry
@@ -68,7 +66,13 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
         AccountError: a malformed key, or none while ``write`` is set.
     """
     chain = chain or open_chain(settings)
-    account = load_account(settings, chain)
+    account = None
+    if settings.private_key or settings.keystore or chain.is_memory or chain.has_dev_accounts:
+        # eth-account (over a second to import) only when there is a key to load: a read over
+        # JSON-RPC without one stays on plain JSON-RPC (registry.chain.reader).
+        from .accounts import load_account
+
+        account = load_account(settings, chain)
     if chain.is_memory:
         registry = Registry.deploy(chain, chain.dev_accounts[0]).with_account(account)
         if account is not None and chain.balance(account.address) == 0:

@@ -650,9 +650,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
-    from eth_utils import to_checksum_address
-
-    from ..publish.prepare import KINDS
+    from ..chain.abi import checksum_address as to_checksum_address
+    from ..chain.reader import Kind
     from ..records.resolve import ResolvedRecord
 
     with session(settings) as (registry, _, resolver):
@@ -665,7 +664,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
         else:
             records = registry.all_records()
         if args.kind:
-            records = [r for r in records if int(r.kind) == int(KINDS[args.kind])]
+            records = [r for r in records if int(r.kind) == int(Kind[args.kind.upper()])]
         licences = {t.license_id: t for t in registry.licenses()}
     nodes = [ResolvedRecord(r, licences.get(r.license_id)) for r in records]
 

@@ -149,13 +149,13 @@ class ElementIndex:
 
     def _identity(self) -> dict[str, str]:
         chain = self.registry.chain
-        genesis = chain.rpc("reading the genesis block", lambda: chain.w3.eth.get_block(0))["hash"]
+        genesis = chain.block_hash(0)
         return {"format": INDEX_FORMAT, "chain_id": str(chain.chain_id), "registry": self.registry.address.lower(),
-                "genesis": bytes(genesis).hex()}
+                "genesis": genesis.hex()}
 
     def _block_hash(self, number: int) -> str:
         chain = self.registry.chain
-        return bytes(chain.rpc("reading a block", lambda: chain.w3.eth.get_block(number))["hash"]).hex()
+        return chain.block_hash(number).hex()
 
     def _reset(self, identity: dict[str, str]) -> None:
         with self._db:

@@ -35,24 +35,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
-from web3 import HTTPProvider
-
-from ..chain.cids import join_cid, split_cid
-from ..chain.errors import ChainError, LicenseViolation, RecordNotFoundError, RpcUnavailableError, make_error
+from ..chain.abi import checksum_address as to_checksum_address
+from ..chain.cids import split_cid
+from ..chain.errors import ChainError, LicenseViolation, LogQueryRefused, RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms, check_derivative, describe_flags, inherited_restrictions
-from ..chain.registry import (
-    COMMITMENT_EXPIRY,
+from ..chain.reader import (
     RECORD_PUBLISHED_TOPIC,
-    RECORD_TYPEHASH,
     Kind,
     Record,
-    Registry,
+    RecordEvent,
+    RecordState,
+    decode_event,
+    decode_licenses,
+    decode_states,
     encode_topics,
     kind_name,
+    licenses_call,
+    make_record,
+    records_call,
     to_bytes32,
 )
+from ..chain.registry import Registry
 from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..formats.content_id import Manifest
@@ -72,9 +75,6 @@ __all__ = [
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
 _IDS_PER_CALL = 256
-_RECORDS_SELECTOR = keccak(text="records(bytes32[])")[:4]
-_STATE_WORDS = 9  # the words of one RecordState in records()' answer
-_LICENSES_SELECTOR = keccak(text="licenses(uint32[])")[:4]
 
 
 class HashNotFound(NotFoundError):
@@ -309,8 +309,7 @@ class Resolver:
         self.round_trips = 0
         self._licenses: dict[int, LicenseTerms] = dict(registry._licenses)
         self._documents: dict[bytes, Any] = {}
-        self._batching = _supports_batches(registry)
-        self._checksums: dict[bytes, str] = {}
+        self._batching = not registry.chain.is_memory
         self._address_bytes = bytes.fromhex(registry.address[2:])
 
     # -- public API ---------------------------------------------------------------------------
@@ -487,8 +486,8 @@ class Resolver:
         (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
         read too, one level per round trip.
         """
-        states: dict[bytes, tuple | None] = {}
-        logs: dict[bytes, dict] = {}
+        states: dict[bytes, RecordState | None] = {}
+        logs: dict[bytes, RecordEvent] = {}
         done: dict[bytes, Record] = {}
         depth: dict[bytes, int] = {rid: 0 for rid in ids}
         need_state, need_log = list(dict.fromkeys(ids)), list(dict.fromkeys(ids))
@@ -499,7 +498,7 @@ class Resolver:
             calls: list[_Call] = []
             for start in range(0, len(need_state), _IDS_PER_CALL):
                 part = need_state[start : start + _IDS_PER_CALL]
-                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(_array_call(_RECORDS_SELECTOR, part))}, "latest"], "states", part))
+                calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(records_call(part))}, "latest"], "states", part))
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
@@ -510,7 +509,7 @@ class Resolver:
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
             if licence_ids:
-                data = _array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in licence_ids])
+                data = licenses_call(licence_ids)
                 calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(data)}, "latest"], "licenses", licence_ids))
             results = self._execute(calls)
             first = False
@@ -519,10 +518,10 @@ class Resolver:
             fresh: list[bytes] = []
             for call, result in zip(calls, results):
                 if call.kind == "states":
-                    for rid, row in zip(call.ids, self._decode_states(_as_bytes(result), len(call.ids))):
-                        states[rid] = None if row[0] == bytes(20) else row
+                    for rid, row in zip(call.ids, decode_states(self._bytes(result, "records()"), len(call.ids), self._where)):
+                        states[rid] = row if row.exists else None
                 elif call.kind == "licenses":
-                    rows = abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]
+                    rows = decode_licenses(self._bytes(result, "licenses()"), len(call.ids), self._where)
                     for license_id, (spdx_id, flags) in zip(call.ids, rows):
                         if spdx_id:
                             self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
@@ -543,13 +542,15 @@ class Resolver:
                                 fresh.append(rid)
                         self.round_trips += 2
                 else:
+                    if not isinstance(result, list):
+                        raise IntegrityError(f"{self._where} answered eth_getLogs with {type(result).__name__}, not a list of logs")
                     for log in result:
-                        event = self._decode_log(log)
+                        event = decode_event(log, self._address_bytes, self._where)
                         if event is None:
                             continue
-                        rid = event["record_id"]
+                        rid = event.record_id
                         if call.kind == "claims":
-                            if event["content_id"] not in call.ids:
+                            if event.content_id not in call.ids:
                                 raise IntegrityError(f"{self.registry.chain.rpc_url} answered a claims query with a claim of another content id")
                             if rid not in claim_roots:
                                 claim_roots.append(rid)
@@ -564,8 +565,7 @@ class Resolver:
                     need_state.append(rid)
             for rid in fresh:
                 record_or_event = done.get(rid) or logs[rid]
-                parents = record_or_event.parents if isinstance(record_or_event, Record) else record_or_event["parents"]
-                licence = record_or_event.license_id if isinstance(record_or_event, Record) else record_or_event["license_id"]
+                parents, licence = record_or_event.parents, record_or_event.license_id
                 licences_wanted.add(licence)
                 if not follow:
                     continue
@@ -582,11 +582,11 @@ class Resolver:
                 raise IntegrityError(
                     f"{self.registry.chain.rpc_url} returned an event for record {to_hex(rid)} that the registry's storage does not hold"
                 )
-            out[rid] = self._record(rid, state, event)
+            out[rid] = make_record(rid, state, event, self._where)
         for rid, state in states.items():
             if state is not None and rid not in out:
                 raise ChainError(
-                    f"{self.registry.chain.rpc_url} returned no RecordPublished event for record {to_hex(rid)} (block {state[2]}); "
+                    f"{self.registry.chain.rpc_url} returned no RecordPublished event for record {to_hex(rid)} (block {state.block_number}); "
                     "the node may have pruned its logs (use an archive RPC)"
                 )
         if follow:
@@ -616,18 +616,13 @@ class Resolver:
         chain = self.registry.chain
         if self._batching:
             self.round_trips += 1
-            try:
-                answers = chain.rpc("resolving records", lambda: chain.w3.provider.make_batch_request([(c.method, c.params) for c in calls]))
-            except ElementsError:
-                raise
-            except Exception as exc:
-                raise RpcUnavailableError(f"{chain.rpc_url} failed a batched request ({type(exc).__name__}: {exc})") from None
-            if not isinstance(answers, list) or len(answers) != len(calls):
+            answers = self.registry.reader.batch([(c.method, c.params) for c in calls])
+            if answers is None:
                 # A node without batch support answers one error object: stop batching.
                 self._batching = False
                 self.round_trips -= 1
                 return self._execute(calls)
-            out = []
+            out: list[Any] = []
             for call, answer in zip(calls, answers):
                 error = answer.get("error") if isinstance(answer, dict) else None
                 if error is None and isinstance(answer, dict) and "result" in answer:
@@ -636,118 +631,43 @@ class Resolver:
                     out.append(_Fallback(str(error)))
                 else:
                     message = error.get("message") if isinstance(error, dict) else error
-                    raise ChainError(f"{chain.rpc_url} refused {call.method} ({message}); check the registry address and the node")
+                    raise ChainError(f"{chain.rpc_url} refused {call.method} ({str(message)[:200]}); check the registry address and the node")
             return out
         out = []
         for call in calls:
             self.round_trips += 1
             if call.method == "eth_call":
                 tx = call.params[0]
-                out.append(chain.rpc("reading records", lambda tx=tx: bytes(chain.w3.eth.call({"to": tx["to"], "data": tx["data"]}))))
+                out.append(chain.eth_call(tx["to"], bytes.fromhex(tx["data"][2:]), what="reading records"))
             else:
-                flt = dict(call.params[0])
-                flt["fromBlock"] = int(flt["fromBlock"], 16)
                 try:
-                    out.append(list(chain.rpc("reading logs", lambda flt=flt: chain.w3.eth.get_logs(flt))))
-                except ElementsError:
-                    raise
-                except Exception as exc:
+                    out.append(chain.get_logs(call.params[0]))
+                except LogQueryRefused as exc:
                     out.append(_Fallback(str(exc)))
         return out
 
-    def _decode_log(self, log: Any) -> dict | None:
-        topics = [_as_bytes(t) for t in log["topics"]]
-        if log.get("removed") or len(topics) != 4 or topics[0] != RECORD_PUBLISHED_TOPIC:
-            return None
-        if _as_bytes(log["address"]) != self._address_bytes:
-            return None
-        data = _as_bytes(log["data"])
-        # RecordPublished's data: cidCodec, cidDigest, licenseId, kind, offset of parents (0xa0),
-        # then the parents array (length, ids). Decoded by hand (this is the hot path of a graph):
-        # a malformed encoding is refused here, a forged one fails the record id check.
-        if len(data) < 192 or (len(data) - 192) % 32 or _uint(data, 4) != 160 or _uint(data, 5) != (len(data) - 192) // 32:
-            raise IntegrityError(f"{self.registry.chain.rpc_url} returned a malformed RecordPublished event (record 0x{topics[1].hex()})")
-        codec, license_id, kind = _uint(data, 0), _uint(data, 2), _uint(data, 3)
-        if codec > 0xFF or kind > 0xFF or license_id >= 2**32 or topics[3][:12] != bytes(12):
-            raise IntegrityError(f"{self.registry.chain.rpc_url} returned an out-of-range RecordPublished event (record 0x{topics[1].hex()})")
-        return {
-            "record_id": topics[1],
-            "content_id": topics[2],
-            "publisher_raw": topics[3][12:],
-            "cid_codec": codec,
-            "cid_digest": data[32:64],
-            "license_id": license_id,
-            "kind": kind,
-            "parents": tuple(data[i : i + 32] for i in range(192, len(data), 32)),
-            "block_number": _as_int(log["blockNumber"]),
-            "log_index": _as_int(log["logIndex"]),
-            "transaction_hash": _as_bytes(log["transactionHash"]),
-        }
+    @property
+    def _where(self) -> str:
+        return self.registry.chain.rpc_url
 
-    def _decode_states(self, data: bytes, count: int) -> list[tuple]:
-        """``records(ids)``' answer: ``(publisher 20 bytes, licence, block, kind, codec, parents, yanked,
-        inherited, priority block)`` each."""
-        if len(data) != 64 + 32 * _STATE_WORDS * count or _uint(data, 0) != 32 or _uint(data, 1) != count:
-            raise IntegrityError(f"{self.registry.chain.rpc_url} answered records() with {len(data)} bytes for {count} ids; is this the registry?")
-        rows = []
-        for i in range(count):
-            base = 2 + _STATE_WORDS * i
-            word = data[32 * base : 32 * base + 32]
-            rows.append((word[12:], _uint(data, base + 1), _uint(data, base + 2), _uint(data, base + 3),
-                         _uint(data, base + 4), _uint(data, base + 5), _uint(data, base + 6) != 0, _uint(data, base + 7),
-                         _uint(data, base + 8)))
-        return rows
-
-    def _checksum(self, raw: bytes) -> str:
-        address = self._checksums.get(raw)
-        if address is None:
-            address = self._checksums[raw] = to_checksum_address(raw)
-        return address
-
-    def _record(self, rid: bytes, state: tuple, event: dict) -> Record:
-        try:
-            cid = join_cid(event["cid_codec"], event["cid_digest"])
-        except InputError:
-            raise IntegrityError(f"record {to_hex(rid)} has CID codec {event['cid_codec']}, which the registry never accepts") from None
-        record = Record(
-            record_id=rid,
-            publisher=self._checksum(event["publisher_raw"]),
-            content_id=event["content_id"],
-            cid=cid,
-            cid_codec=event["cid_codec"],
-            cid_digest=event["cid_digest"],
-            license_id=event["license_id"],
-            kind=Kind.of(event["kind"]),
-            parents=event["parents"],
-            block_number=event["block_number"],
-            yanked=bool(state[6]),
-            transaction_hash=event["transaction_hash"],
-            log_index=event["log_index"],
-            inherited=state[7],
-            priority_block=state[8],
-        )
-        # Never trust: the id commits to every field, and storage must agree with the event.
-        if _record_id(event) != rid:
-            raise IntegrityError(f"the event data of record {to_hex(rid)} does not hash to its id; the RPC at {self.registry.chain.rpc_url} is lying")
-        publisher, license_id, block, _kind, codec, parent_count, _yanked, _inherited, priority = state
-        if (
-            publisher != event["publisher_raw"]
-            or license_id != record.license_id
-            or block != record.block_number
-            or parent_count != len(record.parents)
-            or codec != record.cid_codec
-            or not 0 <= block - priority <= COMMITMENT_EXPIRY
-        ):
-            raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {self.registry.chain.rpc_url}")
-        return record
+    def _bytes(self, value: Any, what: str) -> bytes:
+        """A call's answer (``0x`` hex from JSON-RPC, bytes in process) as bytes; anything else is refused."""
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        if isinstance(value, str) and value[:2].lower() == "0x" and len(value) % 2 == 0:
+            try:
+                return bytes.fromhex(value[2:])
+            except ValueError:
+                pass
+        raise IntegrityError(f"{self._where} answered {what} with {str(value)[:60]!r}, not hex data; is this the registry?")
 
     def _read_licenses(self, ids: list[int]) -> None:
         ids = sorted({i for i in ids if 0 < i < 2**32})
         if not ids:
             return
-        data = to_hex(_array_call(_LICENSES_SELECTOR, [i.to_bytes(32, "big") for i in ids]))
+        data = to_hex(licenses_call(ids))
         [result] = self._execute([_Call("eth_call", [{"to": self.registry.address, "data": data}, "latest"], "licenses", ids)])
-        for license_id, (spdx_id, flags) in zip(ids, abi_decode(["(string,uint8)[]"], _as_bytes(result))[0]):
+        for license_id, (spdx_id, flags) in zip(ids, decode_licenses(self._bytes(result, "licenses()"), len(ids), self._where)):
             if spdx_id:
                 self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
 
@@ -856,44 +776,6 @@ class _Fallback:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-def _uint(data: bytes, word: int) -> int:
-    return int.from_bytes(data[32 * word : 32 * word + 32], "big")
-
-
-def _array_call(selector: bytes, words: Sequence[bytes]) -> bytes:
-    """Calldata of ``f(T[])`` for a static 32-byte T: selector, offset, length, the words."""
-    return selector + (32).to_bytes(32, "big") + len(words).to_bytes(32, "big") + b"".join(words)
-
-
-def _record_id(event: dict) -> bytes:
-    """The record id (EIP-712 struct hash, as ``registry.chain.record_id_of``) from raw event fields:
-    every field is one static word, so the encoding is a concatenation."""
-    return keccak(
-        RECORD_TYPEHASH
-        + bytes(12) + event["publisher_raw"]
-        + event["content_id"]
-        + event["cid_codec"].to_bytes(32, "big")
-        + event["cid_digest"]
-        + event["license_id"].to_bytes(32, "big")
-        + event["kind"].to_bytes(32, "big")
-        + keccak(b"".join(event["parents"]))
-    )
-
-
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, str):
-        return bytes.fromhex(value[2:] if value[:2].lower() == "0x" else value)
-    return bytes(value)
-
-
-def _as_int(value: Any) -> int:
-    return int(value, 16) if isinstance(value, str) else int(value)
-
-
-def _supports_batches(registry: Registry) -> bool:
-    return isinstance(registry.chain.w3.provider, HTTPProvider)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,244 @@
+"""What a person meets: every Elements command as a whole process, beside the tool they would use instead.
+
+One entry point for the goals of issue 12. Each job runs the Elements command as a process (the
+way a user types it) and its anchor in the same run, on the same bytes, and prints the ratio
+against the goal, plus the in-process figure where the library has one:
+
+* ``elements --help`` / ``id`` / ``cid`` of a small file vs ``hf --help`` (goal <= 0.35x);
+* ``elements id`` of SIZE vs a SHA-256 process over the same bytes (goal <= 0.5x) and raw BLAKE3
+  (goal <= 2x);
+* ``elements verify DIR`` of SIZE claimed on anvil vs OpenSSF model-signing 1.x hashing in its
+  BLAKE3 mode with shard serialization (goal <= 0.8x) and raw BLAKE3 (goal <= 3x);
+* ``elements publish-model DIR`` of SIZE on anvil vs ``ipfs add -r DIR`` into a fresh Kubo repo
+  (goal <= 1.5x);
+* ``elements assemble`` of a 2xSIZE composition from the local store vs ``cp -r`` of the output
+  (goal <= 1.2x).
+
+Run: ``.venv/bin/python scripts/bench.py`` (1 GiB, 2 GiB; a few minutes) or ``--quick`` (64 MiB,
+128 MiB). The anchors are benchmark-only packages: ``pip install -e '.[bench]'`` (huggingface_hub,
+model-signing, blake3); anvil from ``npm ci``; Kubo at ``.tools/bin/ipfs``. A missing anchor is
+reported as missing, never guessed. Times are the median of ``--repeat`` runs (publish-model
+runs once: a second run finds its records on chain and sends nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench_common import MiB, parse_size  # noqa: E402
+
+#: anvil's first dev account (public test key: never for value).
+ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+IPFS = ROOT / ".tools" / "bin" / "ipfs"
+
+
+def tool(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELEMENTS_", "IPFS_"))}
+    env.update(PYTHONPATH=str(ROOT), ELEMENTS_HOME=str(home), NO_COLOR="1", **extra)
+    return env
+
+
+def run(argv: list[str], env: dict[str, str], repeat: int = 1, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+    """Median wall-clock seconds of ``argv`` as a process, and its last stdout."""
+    times, out = [], ""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode not in ok:
+            raise SystemExit(f"{' '.join(map(str, argv))} exited {done.returncode}: {done.stderr.strip()[-600:]}")
+        out = done.stdout
+    return statistics.median(times), out
+
+
+def elements(*args: object) -> list[str]:
+    return [sys.executable, "-m", "registry", *map(str, args)]
+
+
+def make_model(directory: Path, size: int, seed: int) -> Path:
+    """A model directory of about ``size`` bytes of float32 weights in one safetensors file (64 MiB tensors)."""
+    import numpy as np
+
+    from registry.formats.safetensors import write_safetensors
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tensors, left, index = {}, size, 0
+    while left > 0:
+        count = min(left, 64 * MiB) // 4
+        tensors[f"layer.{index}.weight"] = rng.random(count, dtype=np.float32)
+        left -= count * 4
+        index += 1
+    write_safetensors(directory / "model.safetensors", tensors)
+    (directory / "config.json").write_text(json.dumps({"model_type": "bench", "seed": seed}))
+    return directory
+
+
+def python(code: str, *args: object) -> list[str]:
+    return [sys.executable, "-c", code, *map(str, args)]
+
+
+SHA256 = ("import hashlib,sys\nh=hashlib.sha256()\nf=open(sys.argv[1],'rb')\n"
+          "while (b:=f.read(1<<22)): h.update(b)\nprint(h.hexdigest())")
+BLAKE3 = ("import blake3,sys,pathlib\nfor p in sorted(pathlib.Path(sys.argv[1]).rglob('*')):\n"
+          "  p.is_file() and print(blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(p).hexdigest())")
+MODEL_SIGNING = ("import sys\nfrom model_signing import hashing\n"
+                 "hashing.Config().use_shard_serialization(hashing_algorithm='blake3').hash(sys.argv[1])")
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(self, job: str, command: str, seconds: float | None, anchor: str, anchor_seconds: float | None,
+            goal: float | None, in_process: float | None = None) -> None:
+        ratio = seconds / anchor_seconds if seconds and anchor_seconds else None
+        verdict = "-" if ratio is None or goal is None else ("met" if ratio <= goal else "missed")
+        self.rows.append({"job": job, "elements": command, "seconds": seconds, "anchor": anchor, "anchor_seconds": anchor_seconds,
+                          "ratio": ratio, "goal": goal, "verdict": verdict, "in_process": in_process})
+
+    def markdown(self) -> str:
+        lines = ["| job | Elements (process) | in process | anchor (process) | ratio | goal | verdict |",
+                 "|---|---|---|---|---|---|---|"]
+        f = lambda s: "missing" if s is None else f"{s:.2f} s"  # noqa: E731
+        for r in self.rows:
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+            goal = "-" if r["goal"] is None else f"<= {r['goal']}x"
+            inside = "-" if r["in_process"] is None else f(r["in_process"])
+            lines.append(f"| {r['job']} | `{r['elements']}` {f(r['seconds'])} | {inside} | {r['anchor']} {f(r['anchor_seconds'])} | "
+                         f"{ratio} | {goal} | {r['verdict']} |")
+        return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="checkpoint size (default 1GiB; assemble uses twice it)")
+    parser.add_argument("--quick", action="store_true", help="64 MiB / 128 MiB and fewer rounds (about a minute)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each timed process, median kept (default 3)")
+    parser.add_argument("--work", type=Path, help="work in this directory and keep it (default: a temporary one)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    args = parser.parse_args()
+    size = 64 * MiB if args.quick else args.size
+    repeat = 1 if args.quick else args.repeat
+    work = args.work or Path(tempfile.mkdtemp(prefix="elements-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    table = Table()
+    try:
+        bench(table, work, size, repeat)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(table.rows, indent=2) if args.json else table.markdown())
+    return 0
+
+
+def bench(table: Table, work: Path, size: int, repeat: int) -> None:
+    home = work / "home"
+    env = environment(home)
+    gib = f"{size / (1 << 30):g} GiB" if size >= 1 << 30 else f"{size // MiB} MiB"
+
+    # -- start-up -----------------------------------------------------------------------------
+    small = make_model(work / "small", 1 * MiB, seed=1) / "model.safetensors"
+    hf = tool("hf")
+    hf_s = run([hf, "--help"], env, max(repeat, 5))[0] if hf else None
+    for label, argv in (("--help", elements("--help")), ("id small", elements("id", small)), ("cid small", elements("cid", small))):
+        table.add("start-up", f"elements {label}", run(argv, env, max(repeat, 5))[0], "`hf --help`", hf_s, 0.35)
+
+    # -- id of a checkpoint ---------------------------------------------------------------------
+    model = make_model(work / "model", size, seed=2)
+    weights = model / "model.safetensors"
+    subprocess.run(["cat", str(weights)], stdout=subprocess.DEVNULL, check=True)  # page cache warm for every contender alike
+    from registry.formats.content_id import content_id
+
+    start = time.perf_counter()
+    content_id(weights)
+    in_process = time.perf_counter() - start
+    id_s = run(elements("id", weights), env, repeat)[0]
+    sha_s = run(python(SHA256, weights), env, repeat)[0]
+    b3_s = run(python(BLAKE3, model), env, repeat)[0] if _has("blake3") else None
+    table.add(f"id of {gib}", "elements id model.safetensors", id_s, "SHA-256 process", sha_s, 0.5, in_process)
+    table.add(f"id of {gib}", "elements id model.safetensors", id_s, "raw BLAKE3 process", b3_s, 2.0, in_process)
+
+    # -- publish-model and verify on anvil --------------------------------------------------------
+    from registry.chain.devnet import Anvil, find_anvil
+    from registry.errors import ConfigError
+
+    try:
+        find_anvil()
+    except ConfigError as exc:
+        print(f"anvil missing ({exc}): publish-model, verify and assemble not measured", file=sys.stderr)
+        return
+    anvil = Anvil(log=work / "anvil.log").start()
+    try:
+        from registry.chain.registry import Registry
+
+        chain = anvil.connect()
+        Registry.deploy(chain, chain.dev_accounts[0], home)
+        chain_env = environment(home, ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=ANVIL_KEY)
+        publish_s = run(elements("publish-model", model, "--license", "Apache-2.0", "--json"), chain_env)[0]
+        ipfs_s = None
+        if IPFS.exists():
+            repo = work / "ipfs"
+            ipfs_env = {**env, "IPFS_PATH": str(repo)}
+            subprocess.run([str(IPFS), "init", "-e", "--profile", "unixfs-v1-2025"], env=ipfs_env, capture_output=True, check=True)
+            ipfs_s = run([str(IPFS), "add", "-r", "-Q", str(model)], ipfs_env)[0]
+        table.add(f"publish-model of {gib}", "elements publish-model DIR", publish_s, "`ipfs add -r DIR` (fresh repo)", ipfs_s, 1.5)
+
+        verify_env = environment(home, ELEMENTS_RPC_URL=anvil.url)
+        verify_s = run(elements("verify", model, "--json"), verify_env, repeat)[0]
+        ms_s = run(python(MODEL_SIGNING, model), env, repeat)[0] if _has("model_signing") else None
+        table.add(f"verify of {gib}", "elements verify DIR", verify_s, "model-signing (BLAKE3, shards)", ms_s, 0.8)
+        table.add(f"verify of {gib}", "elements verify DIR", verify_s, "raw BLAKE3 process", b3_s, 3.0)
+
+        # -- assemble a composition twice the size from the local store ----------------------------
+        big = make_model(work / "big", 2 * size, seed=3)
+        _, published = run(elements("publish-model", big, "--license", "Apache-2.0", "--json"), chain_env)
+        composition = json.loads(published)["composition"]["record_id"]
+        shutil.rmtree(big)  # what is assembled comes from the store, not from the original
+        outputs = []
+        for i in range(repeat):
+            outputs.append(work / f"assembled-{i}")
+        times = []
+        for out in outputs:
+            start = time.perf_counter()
+            run(elements("assemble", composition, "-o", out), verify_env)
+            times.append(time.perf_counter() - start)
+        assemble_s = statistics.median(times)
+        cp_times = []
+        for i, source in enumerate(outputs):
+            target = work / f"copied-{i}"
+            start = time.perf_counter()
+            subprocess.run(["cp", "-r", str(source), str(target)], check=True)
+            cp_times.append(time.perf_counter() - start)
+            shutil.rmtree(target)
+        size2 = f"{2 * size / (1 << 30):g} GiB" if size >= 1 << 29 else f"{2 * size // MiB} MiB"
+        table.add(f"assemble of {size2}", "elements assemble HASH -o DIR", assemble_s, "`cp -r` of the output", statistics.median(cp_times), 1.2)
+    finally:
+        anvil.stop()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
