@@ -127,7 +127,13 @@ def nested(depth: int, kind: str) -> str:
 def _seeds() -> dict[str, Any]:
     import tempfile
 
-    root = Path(tempfile.mkdtemp(prefix="fuzz-seeds-"))
+    # The seeds are bytes and values; their files are gone once they are read (CI's /tmp filled up
+    # with fuzz-seeds-* directories once).
+    with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
+        return _seeds_in(Path(tmp))
+
+
+def _seeds_in(root: Path) -> dict[str, Any]:
     weights = root / "w.safetensors"
     write_safetensors(weights, [("a.weight", "F32", (2, 2), np.arange(4, dtype=np.float32)),
                                 ("b.bias", "F16", (3,), np.ones(3, dtype=np.float16))], metadata={"format": "pt"})
