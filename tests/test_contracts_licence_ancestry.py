@@ -265,7 +265,7 @@ class AncestryMachine(RuleBasedStateMachine):
                 assert TERMS[record.license_id].share_alike
 
 
-TestLicenceAncestry = AncestryMachine.TestCase
+TestLicenceAncestry = pytest.mark.slow(AncestryMachine.TestCase)  # a stateful run (`scripts/test.sh --fast` leaves it out)
 TestLicenceAncestry.settings = settings(
     max_examples=14, stateful_step_count=16, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -34,6 +34,9 @@ from registry.chain import (
 from registry.chain.errors import RegistryRevert
 from tests.chain_worlds import World, deployed_memory_world
 
+#: slow: stateful property runs against the model (`scripts/test.sh --fast` leaves them out)
+pytestmark = pytest.mark.slow
+
 CIDS = [
     "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am",
     "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,9 @@ from registry.storage.car import CarReader, export_car, import_car
 from registry.storage.cid import CID, RAW
 from registry.storage.dagpb import decode_node, decode_unixfs
 from registry.storage.unixfs import Profile
+
+#: slow: thousands of examples (`scripts/test.sh --fast` leaves them out; the full run fuzzes)
+pytestmark = pytest.mark.slow
 
 #: Examples per fuzzed parser (the run's total is ``sum(EXAMPLES.values())``).
 EXAMPLES = {
