@@ -276,9 +276,9 @@ TestLicenceAncestry.settings = settings(
 
 
 @pytest.fixture
-def people():
-    chain = connect("memory")
-    reg = Registry.deploy(chain, chain.dev_accounts[0])
+def people(memory_registry):
+    """Three dev accounts on the session's just-deployed in-process registry (rolled back after)."""
+    reg, chain = memory_registry, memory_registry.chain
     alice, mallory, bob = (reg.with_account(a) for a in chain.dev_accounts[:3])
     return alice, mallory, bob
 
