@@ -101,7 +101,7 @@ def run_main(argv: list[str], env: dict[str, str], stdin: str | None = None) -> 
                 if exc.code is None or isinstance(exc.code, int):
                     code = exc.code or 0
                 else:
-                    print(exc.code, file=sys.stderr)
+                    sys.stderr.write(f"{exc.code}\n")
                     code = 1
             except Exception:  # what the interpreter does with an exception that escapes: print it, exit 1
                 traceback.print_exc()
