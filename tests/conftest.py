@@ -21,6 +21,10 @@ import pytest
 
 pytest_plugins = ["tests.anvil_fixtures", "tests.kubo_fixtures", "tests.compose_fixtures", "tests.chain_worlds"]
 
+#: What libraries keep in the temp dir by design, once per user and reused by every run (torch's
+#: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
+LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
+
 _private_tmp: Path | None = None
 _first_seen: dict[str, str] = {}
 
@@ -58,7 +62,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # A TemporaryDirectory still held in a reference cycle is removed by its finalizer at the next
     # collection: not a leak, so collect before looking.
     gc.collect()
-    left = sorted(_entries())
+    left = sorted(name for name in _entries() if not name.startswith(LIBRARY_CACHES))
     shutil.rmtree(_private_tmp, ignore_errors=True)
     tempfile.tempdir = None
     _private_tmp = None
