@@ -5,7 +5,8 @@
 * ``anvil_registry``: the registry deployed on it (through anvil's built-in CREATE2 deployer).
 * ``chain_backend``: parametrizes a test over ``"memory"`` (py-evm in process) and ``"anvil"``.
 * ``registry_on``: a registry on the backend of ``chain_backend``, bound to the first dev account;
-  on ``memory`` a fresh chain per test, on anvil the session's registry (tests use fresh ids).
+  on ``memory`` the session's in-process chain as just deployed (rolled back after each test,
+  ``tests/chain_worlds.py``), on anvil the session's registry (tests use fresh ids).
 
 When anvil is not installed (``npm ci`` not run) the anvil cases skip and say so.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import pytest
 
 from registry.chain.devnet import Anvil, find_anvil
-from registry.chain.network import connect
 from registry.chain.registry import Registry
 from registry.errors import ConfigError
 
@@ -66,7 +66,7 @@ def chain_backend(request):
 def registry_on(chain_backend, request):
     """A registry on the backend under test, bound to dev account 0."""
     if chain_backend == "memory":
-        chain = connect("memory")
-        return Registry.deploy(chain, chain.dev_accounts[0])
+        # The session's in-process chain as just deployed, rolled back after the test (tests/chain_worlds.py).
+        return request.getfixturevalue("memory_registry")
     shared = request.getfixturevalue("anvil_registry")
     return shared.with_account(shared.chain.dev_accounts[0])

@@ -1,3 +1,78 @@
-"""Shared pytest plugins. Fixture modules live beside the tests and are registered here."""
+"""Shared pytest plugins. Fixture modules live beside the tests and are registered here.
 
-pytest_plugins = ["tests.anvil_fixtures", "tests.kubo_fixtures", "tests.compose_fixtures", "tests.cluster_fixtures"]
+The suite also keeps the system temp dir clean: every temporary file or directory the tests, the
+library and the ``elements`` subprocesses create (``tempfile``, ``$TMPDIR``) goes into one private
+directory for the session, and whatever is still in it at the end (a ``mkdtemp`` nobody removed,
+a cache dir of a killed process) fails the run, named with the test after which it first appeared.
+CI once filled the disk with leaked ``fuzz-seeds-*`` and ``tmp*`` directories; this is the check.
+pytest's own ``tmp_path`` directories stay where pytest keeps them (removed when a test passes:
+``tmp_path_retention_policy`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.anvil_fixtures", "tests.kubo_fixtures", "tests.compose_fixtures", "tests.cluster_fixtures", "tests.chain_worlds",
+]
+
+#: What libraries keep in the temp dir by design, once per user and reused by every run (torch's
+#: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
+LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
+
+_private_tmp: Path | None = None
+_first_seen: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _private_tmp
+    if _private_tmp is not None:
+        return
+    system_tmp = tempfile.gettempdir()
+    # pytest's basetemp stays in the system temp dir (where a failed run's tmp_path is kept to look at).
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system_tmp)
+    _private_tmp = Path(tempfile.mkdtemp(prefix="elements-tests-", dir=system_tmp))
+    os.environ["TMPDIR"] = str(_private_tmp)  # subprocesses (elements, Kubo, anvil) inherit it
+    tempfile.tempdir = str(_private_tmp)
+
+
+def _entries() -> set[str]:
+    try:
+        return set(os.listdir(_private_tmp)) if _private_tmp is not None else set()
+    except FileNotFoundError:
+        return set()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    for name in _entries() - _first_seen.keys():
+        _first_seen[name] = item.nodeid
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _private_tmp
+    if _private_tmp is None:
+        return
+    # A TemporaryDirectory still held in a reference cycle is removed by its finalizer at the next
+    # collection: not a leak, so collect before looking.
+    gc.collect()
+    left = sorted(name for name in _entries() if not name.startswith(LIBRARY_CACHES))
+    shutil.rmtree(_private_tmp, ignore_errors=True)
+    tempfile.tempdir = None
+    _private_tmp = None
+    if left and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = [f"  {name} (first seen after {_first_seen.get(name, 'the session started')})" for name in left]
+        message = "tests left temporary files in the system temp dir (now removed):\n" + "\n".join(lines)
+        if reporter is not None:
+            reporter.write_sep("=", "temporary files left behind", red=True)
+            reporter.write_line(message)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

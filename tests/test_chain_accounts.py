@@ -84,6 +84,7 @@ def _create(home: str, name: str, key: str, results) -> None:
         results.put(("refused", str(exc)))
 
 
+@pytest.mark.slow  # many processes at once
 def test_keystores_created_with_one_name_at_once_never_clobber_each_other(tmp_path):
     context = multiprocessing.get_context("fork")
     for round in range(2):  # every creation takes a second of scrypt: each round is a wide window

@@ -105,6 +105,7 @@ def test_nonces_are_managed_across_threads_and_clients(chain_backend, registry_o
     assert all(reg.exists([r.record_id(reg.account.address) for r in inputs]))
 
 
+@pytest.mark.slow  # a ten-round stress test
 def test_the_in_process_chain_serves_many_threads_without_a_nonce_clash():
     # py-evm is not thread-safe: before requests were serialized, 2 rounds in 30 failed with
     # "Invalid transaction nonce: Expected 3, but got 2". Ten rounds of six threads each.

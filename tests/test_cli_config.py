@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from registry.config import Settings
+from tests.cli_support import run_main
 
 ALICE = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    """``elements ARGS`` in this process (``tests/cli_support.py``) with only a home and a PATH set."""
     env = {"ELEMENTS_HOME": str(home), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "registry", *args], capture_output=True, text=True, env=env)
+    return run_main([*args], env=env)
 
 
 def test_network_add_then_settings_resolve_it(tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ from safetensors.numpy import load_file
 from registry.demo import TAMPERED_TENSOR, model_dir
 from registry.formats.content_id import content_id
 
+#: slow: the whole demo story (`scripts/test.sh --fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:

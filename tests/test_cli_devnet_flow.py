@@ -17,6 +17,9 @@ from registry.formats.safetensors import read_header
 from tests.cli_support import DEV_ADDRESSES, DevnetProcess, elements, one_line_error
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 
+#: slow: a devnet process per test and whole jobs against it (`scripts/test.sh --fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 TAMPERED = "encoder.layer.3.attention.self.query.weight"
 NET = ("--network", "devnet")
 PASSWORD = "correct horse battery staple"

@@ -13,7 +13,7 @@ import pytest
 from registry.chain.devnet import Anvil, free_port
 from registry.cli import MEMORY_NOTE
 from registry.storage.cid import CID
-from tests.cli_support import DEV_KEYS, elements, one_line_error
+from tests.cli_support import DEV_KEYS, elements, elements_process, one_line_error
 from tests.publish_support import MODEL
 
 # Hashes of bytes nothing publishes: other tests share the session's anvil and publish fixed CIDs.
@@ -97,6 +97,12 @@ def test_a_common_failure_is_one_line_exit_2_with_the_next_step(world, name, tmp
     line = one_line_error(result)
     for text in expected:
         assert text in line, line
+
+
+def test_bad_input_to_a_real_process_is_one_line_exit_2_with_the_next_step(tmp_path):
+    # The cases above run the command line in process; this one is `python -m registry` itself.
+    line = one_line_error(elements_process(tmp_path / "home", "resolve", "hello"))
+    assert "is not a hash" in line and "0x + 64 hex" in line
 
 
 def test_a_stale_default_network_names_the_way_out_and_config_still_works(tmp_path):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from registry.cli import COMMAND_GROUPS, build_parser, main
-from tests.cli_support import elements, one_line_error
+from tests.cli_support import elements, elements_process, one_line_error
 
 
 def command_paths(parser: argparse.ArgumentParser | None = None, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
@@ -61,7 +61,7 @@ def test_every_command_is_a_handler_or_a_group_of_them(path):
 
 
 def test_top_level_help_lists_commands_by_job_as_a_real_process():
-    result = elements(None, "--help")
+    result = elements_process(None, "--help")
     assert result.returncode == 0 and result.stderr == ""
     for title, names in COMMAND_GROUPS:
         assert f"\n{title}:\n" in result.stdout

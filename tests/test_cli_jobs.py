@@ -1,5 +1,8 @@
-"""The command line as a user runs it (subprocesses, real exit codes and output) against its own
-anvil: deploy, publish-model, resolve, assemble, compose; keys and relaying; bad input; Kubo."""
+"""The command line as a user runs it (real exit codes and output) against its own anvil: deploy,
+publish-model, resolve, assemble, compose; keys and relaying; bad input; Kubo. The first test runs
+every command as a real ``python -m registry`` process; the others call the command line in this
+process (``tests/cli_support.py``: the same argv, environment and streams, without a second of
+interpreter start per command)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 
 from registry.chain.devnet import Anvil, free_port
 from registry.chain.network import anvil_dev_accounts
+from tests.cli_support import run_main
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +43,7 @@ def deployed_home(devnet, tmp_path_factory):
     return home
 
 
-def elements(home: Path, devnet, *args: str, key: str | None = None, stdin: str | None = None, extra_env: dict | None = None,
-             rpc: str | None = None) -> subprocess.CompletedProcess:
+def job_env(home: Path, devnet, key: str | None = None, extra_env: dict | None = None, rpc: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELEMENTS_")}
     env.update(ELEMENTS_HOME=str(home), ELEMENTS_NO_PROGRESS="1", PYTHONPATH=str(ROOT))
     if devnet is not None:
@@ -48,8 +51,20 @@ def elements(home: Path, devnet, *args: str, key: str | None = None, stdin: str 
     if key:
         env["ELEMENTS_PRIVATE_KEY"] = key
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "registry", *args], env=env, cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=600)
+    return env
+
+
+def elements(home: Path, devnet, *args: str, key: str | None = None, stdin: str | None = None, extra_env: dict | None = None,
+             rpc: str | None = None) -> subprocess.CompletedProcess:
+    """``elements ARGS`` in this process (``registry.cli.main``), as the user ``home`` on ``devnet``."""
+    return run_main([*args], env=job_env(home, devnet, key, extra_env, rpc), stdin=stdin)
+
+
+def elements_process(home: Path, devnet, *args: str, key: str | None = None, stdin: str | None = None,
+                     extra_env: dict | None = None, rpc: str | None = None) -> subprocess.CompletedProcess:
+    """The same as a real ``python -m registry`` process."""
+    return subprocess.run([sys.executable, "-m", "registry", *args], env=job_env(home, devnet, key, extra_env, rpc), cwd=ROOT,
+                          input=stdin, capture_output=True, text=True, timeout=600)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -67,17 +82,18 @@ def record_count(home, devnet) -> int:
     return len(json.loads(listed.stdout))
 
 
+@pytest.mark.slow  # every command as a real process
 def test_deploy_publish_model_resolve_assemble_as_a_user_would(devnet, tmp_path):
     home = tmp_path / "home"
-    deploy = elements(home, devnet, "deploy", key=KEYS[0])
+    deploy = elements_process(home, devnet, "deploy", key=KEYS[0])
     assert deploy.returncode == 0 and "registry" in deploy.stdout and (home / "deployments.json").is_file()
 
-    dry = elements(home, devnet, "publish-model", str(MODEL), "--license", "Apache-2.0", "--dry-run", key=KEYS[0])
+    dry = elements_process(home, devnet, "publish-model", str(MODEL), "--license", "Apache-2.0", "--dry-run", key=KEYS[0])
     assert dry.returncode == 0, dry.stderr
     assert "dry run: would publish 20 record(s), 0 already there; nothing was stored or sent" in dry.stdout
     assert "estimated" in dry.stdout and " gas in 1 transaction(s)" in dry.stdout
 
-    published = elements(home, devnet, "publish-model", str(MODEL), "--license", "Apache-2.0", "--json", key=KEYS[0])
+    published = elements_process(home, devnet, "publish-model", str(MODEL), "--license", "Apache-2.0", "--json", key=KEYS[0])
     assert published.returncode == 0, published.stderr
     report = json.loads(published.stdout)
     assert report["published"] == 20 and report["already_present"] == 0 and len(report["transactions"]) == 1
@@ -85,19 +101,19 @@ def test_deploy_publish_model_resolve_assemble_as_a_user_would(devnet, tmp_path)
     assert composition["content_id"] == MODEL_CONTENT_ID and composition["kind"] == "composition"
     assert all(r["record_id"].startswith("0x") and r["cid"] and r["transaction"] for r in report["records"])
 
-    rerun = elements(home, devnet, "publish-model", str(MODEL), "--license", "Apache-2.0", key=KEYS[0])
+    rerun = elements_process(home, devnet, "publish-model", str(MODEL), "--license", "Apache-2.0", key=KEYS[0])
     assert rerun.returncode == 0 and "0 record(s) published, 20 already there; 0 transaction(s)" in rerun.stdout
 
-    resolved = elements(home, devnet, "resolve", composition["record_id"], "--json")
+    resolved = elements_process(home, devnet, "resolve", composition["record_id"], "--json")
     assert resolved.returncode == 0, resolved.stderr
     graph = json.loads(resolved.stdout)
     assert len(graph["records"]) == 20 and graph["depth"] == 1 and graph["round_trips"] == 2
     assert all(r["document"] is not None for r in graph["records"])
-    human = elements(home, devnet, "resolve", MODEL_CONTENT_ID)
+    human = elements_process(home, devnet, "resolve", MODEL_CONTENT_ID)
     assert human.returncode == 0 and "20 records, depth 1, 2 RPC round trips" in human.stdout
 
     out = tmp_path / "model"
-    assembled = elements(home, devnet, "assemble", composition["record_id"], "-o", str(out))
+    assembled = elements_process(home, devnet, "assemble", composition["record_id"], "-o", str(out))
     assert assembled.returncode == 0, assembled.stderr
     assert f"content id {MODEL_CONTENT_ID} (matches the claim)" in assembled.stdout
     assert tensors_equal(out / "model.safetensors", MODEL / "model.safetensors")
@@ -105,7 +121,7 @@ def test_deploy_publish_model_resolve_assemble_as_a_user_would(devnet, tmp_path)
     provenance = json.loads((out / "elements-provenance.json").read_text())
     assert provenance["record"] == composition["record_id"] and provenance["chain_id"] == 31337
 
-    again = elements(home, devnet, "assemble", composition["record_id"], "-o", str(out))
+    again = elements_process(home, devnet, "assemble", composition["record_id"], "-o", str(out))
     assert "exists" in one_line_error(again) and "--force" in again.stderr
 
     # compose: three layers of the published model, every input a record.
@@ -123,18 +139,18 @@ def test_deploy_publish_model_resolve_assemble_as_a_user_would(devnet, tmp_path)
         "files": [{"path": "config.json", "from": "config.json", "patch": {"num_hidden_layers": 2}}],
     }
     (tmp_path / "two.json").write_text(json.dumps(recipe))
-    composed = elements(home, devnet, "compose", str(tmp_path / "two.json"), "--license", "Apache-2.0", "--json", key=KEYS[0])
+    composed = elements_process(home, devnet, "compose", str(tmp_path / "two.json"), "--license", "Apache-2.0", "--json", key=KEYS[0])
     assert composed.returncode == 0, composed.stderr
     two = json.loads(composed.stdout)["composition"]
     assert sorted(two["parents"]) == sorted(records[n]["record_id"] for n in pick)
-    small = elements(home, devnet, "assemble", two["record_id"], "-o", str(tmp_path / "small"), "--json")
+    small = elements_process(home, devnet, "assemble", two["record_id"], "-o", str(tmp_path / "small"), "--json")
     assert small.returncode == 0, small.stderr
     assert json.loads(small.stdout)["assembly"]["content_id"] == two["content_id"]
     assert json.loads((tmp_path / "small" / "config.json").read_text())["num_hidden_layers"] == 2
 
-    shown = elements(home, devnet, "show", two["record_id"])
+    shown = elements_process(home, devnet, "show", two["record_id"])
     assert shown.returncode == 0 and "recipe     minilm-2-layers" in shown.stdout
-    listed = elements(home, devnet, "ls", "--publisher", ADDRESSES[0], "--kind", "composition", "--json")
+    listed = elements_process(home, devnet, "ls", "--publisher", ADDRESSES[0], "--kind", "composition", "--json")
     assert {r["record_id"] for r in json.loads(listed.stdout)} == {composition["record_id"], two["record_id"]}
 
 
@@ -241,6 +257,7 @@ def test_a_new_licence_is_added_and_used(devnet, deployed_home, tmp_path):
     assert json.loads(used.stdout)["records"][0]["license_id"] == terms["license_id"]
 
 
+@pytest.mark.slow  # publish-model into Kubo and back
 def test_a_model_published_into_kubo_assembles_in_a_fresh_home_that_only_knows_the_kubo_node(devnet, deployed_home, kubo_node, tmp_path):
     publisher_home = deployed_home
     published = elements(publisher_home, devnet, "--ipfs-api", kubo_node.api_url, "publish-model", str(MODEL), "--license", "MIT",
@@ -259,6 +276,7 @@ def test_a_model_published_into_kubo_assembles_in_a_fresh_home_that_only_knows_t
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow  # many processes at once
 def test_car_imports_and_assemblies_of_one_model_into_one_home_at_once_all_succeed(devnet, deployed_home, kubo_node, tmp_path):
     published = elements(deployed_home, devnet, "--ipfs-api", kubo_node.api_url, "publish-model", str(MODEL), "--license", "MIT",
                          "--by", "module", "--json", key=KEYS[5])

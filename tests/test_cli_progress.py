@@ -20,6 +20,9 @@ from registry.config import Settings
 from tests.cli_support import ROOT, clean_env, elements
 from tests.publish_support import MODEL, MODEL_CONTENT_ID
 
+#: slow: progress bars need real processes on a pseudo-terminal (`scripts/test.sh --fast` leaves them out)
+pytestmark = pytest.mark.slow
+
 BAR = "━"  # rich's bar glyph
 CONTROL = re.compile(r"\r|\x1b\[")
 

@@ -50,6 +50,7 @@ def test_the_artifact_pins_the_compiler_and_settings():
     assert package["dependencies"]["solc"] == "0.8.30"
 
 
+@pytest.mark.slow  # a full compile
 def test_a_fresh_compile_reproduces_the_committed_artifact_byte_for_byte():
     output, version, name = _compile_or_skip("auto")
     fresh = compile_contracts.render(compile_contracts.build_artifact(output, version))

@@ -405,6 +405,7 @@ def machine_anvil(anvil_binary, tmp_path_factory):
         node.stop()
 
 
+@pytest.mark.slow  # a stateful run on anvil
 def test_commitments_are_single_use_theirs_alone_never_same_block_and_expire(machine_anvil):
     from hypothesis.stateful import run_state_machine_as_test
 

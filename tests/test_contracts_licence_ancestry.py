@@ -265,7 +265,7 @@ class AncestryMachine(RuleBasedStateMachine):
                 assert TERMS[record.license_id].share_alike
 
 
-TestLicenceAncestry = AncestryMachine.TestCase
+TestLicenceAncestry = pytest.mark.slow(AncestryMachine.TestCase)  # a stateful run (`scripts/test.sh --fast` leaves it out)
 TestLicenceAncestry.settings = settings(
     max_examples=14, stateful_step_count=16, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -276,9 +276,9 @@ TestLicenceAncestry.settings = settings(
 
 
 @pytest.fixture
-def people():
-    chain = connect("memory")
-    reg = Registry.deploy(chain, chain.dev_accounts[0])
+def people(memory_registry):
+    """Three dev accounts on the session's just-deployed in-process registry (rolled back after)."""
+    reg, chain = memory_registry, memory_registry.chain
     alice, mallory, bob = (reg.with_account(a) for a in chain.dev_accounts[:3])
     return alice, mallory, bob
 

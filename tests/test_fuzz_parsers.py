@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,9 @@ from registry.storage.car import CarReader, export_car, import_car
 from registry.storage.cid import CID, RAW
 from registry.storage.dagpb import decode_node, decode_unixfs
 from registry.storage.unixfs import Profile
+
+#: slow: thousands of examples (`scripts/test.sh --fast` leaves them out; the full run fuzzes)
+pytestmark = pytest.mark.slow
 
 #: Examples per fuzzed parser (the run's total is ``sum(EXAMPLES.values())``).
 EXAMPLES = {
@@ -128,7 +132,13 @@ def nested(depth: int, kind: str) -> str:
 def _seeds() -> dict[str, Any]:
     import tempfile
 
-    root = Path(tempfile.mkdtemp(prefix="fuzz-seeds-"))
+    # The seeds are bytes and values; their files are gone once they are read (CI's /tmp filled up
+    # with fuzz-seeds-* directories once).
+    with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
+        return _seeds_in(Path(tmp))
+
+
+def _seeds_in(root: Path) -> dict[str, Any]:
     weights = root / "w.safetensors"
     write_safetensors(weights, [("a.weight", "F32", (2, 2), np.arange(4, dtype=np.float32)),
                                 ("b.bias", "F16", (3,), np.ones(3, dtype=np.float16))], metadata={"format": "pt"})

@@ -17,6 +17,7 @@ from registry.provenance.index import ElementIndex, index_path
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from registry.storage.unixfs import add_file
+from tests.chain_worlds import fresh_binding, rolled_back
 from tests.provenance_support import WEIGHTS, compose, publish_real_model, three_layer_doc
 
 QUERY3 = "encoder.layer.3.attention.self.query.weight"
@@ -27,11 +28,20 @@ def store(tmp_path_factory):
     return BlockStore(tmp_path_factory.mktemp("blocks"))
 
 
-@pytest.fixture
-def world(store):
+@pytest.fixture(scope="module")
+def published(store):
+    """One chain where account 0 ran publish-model, for the module."""
     chain = connect("memory")
     registry = Registry.deploy(chain, chain.dev_accounts[0])
     return registry, publish_real_model(registry, store)
+
+
+@pytest.fixture
+def world(published):
+    """That chain as it was after publish-model (rolled back after the test), a fresh registry binding."""
+    registry, model = published
+    with rolled_back(registry.chain):
+        yield fresh_binding(registry), model
 
 
 def open_index(registry, store, path=None) -> ElementIndex:
@@ -85,9 +95,8 @@ def test_the_index_persists_on_disk_and_is_rebuilt_for_another_chain(world, stor
     assert rebuilt["records"] == 0 and rebuilt["tensors"] == 0
 
 
-def test_unfetchable_documents_stay_pending_and_invalid_ones_are_skipped(store, tmp_path):
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
+def test_unfetchable_documents_stay_pending_and_invalid_ones_are_skipped(memory_registry, store, tmp_path):
+    registry = memory_registry
     own = BlockStore(tmp_path / "blocks")
     absent = add_file(b'{"format": "elements.manifest/v1"}' + os.urandom(8))  # never stored
     junk = store_document(b"not json at all", own)

@@ -25,6 +25,7 @@ from registry.provenance.verify import VerifyOptions, read_model, verify_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from registry.storage.unixfs import add_file
+from tests.chain_worlds import fresh_binding, rolled_back
 from tests.compose_support import copy_model_sharded
 from tests.provenance_support import (
     QUERY3,
@@ -57,10 +58,12 @@ def world(store):
 
 
 @pytest.fixture
-def fresh(store):
-    """A chain of its own (for tests that publish more or yank), with the model published by account 0."""
-    registry = new_registry()
-    return registry, publish_real_model(registry, store)
+def fresh(world):
+    """The chain of ``world`` for a test that publishes more or yanks: a fresh binding of its
+    registry, and the chain rolled back to just after publish-model when the test ends."""
+    registry, published = world
+    with rolled_back(registry.chain):
+        yield fresh_binding(registry), published
 
 
 def verify(registry, store, path, **options):
@@ -281,9 +284,8 @@ def test_a_yanked_claim_does_not_verify_but_a_later_one_does(fresh, store):
     assert report.claims[0].yanked
 
 
-def test_effective_license_is_the_most_restrictive_across_publishers(store, tmp_path):
-    registry = new_registry()
-    published = publish_real_model(registry, store)
+def test_effective_license_is_the_most_restrictive_across_publishers(fresh, store, tmp_path):
+    registry, published = fresh
     split = split_model(MODEL, tmp_path / "split")
     pooler = next(e for e in split.elements if e.name == "pooler")
     other = registry.with_account(registry.chain.dev_accounts[1])
@@ -302,13 +304,12 @@ def test_effective_license_is_the_most_restrictive_across_publishers(store, tmp_
     assert report.accepted.nodes[nc_pooler].license.spdx_id == "CC-BY-NC-4.0"
 
 
-def test_a_restriction_carried_through_the_publishers_own_input_is_a_licence_violation(store, tmp_path):
+def test_a_restriction_carried_through_the_publishers_own_input_is_a_licence_violation(fresh, store, tmp_path):
     # Alice's non-commercial pooler; Mallory's non-commercial copy of it (allowed: it stays
     # non-commercial); then Mallory's Apache-2.0 composition that takes her copy as an input without
     # naming it as a parent on chain (so the contract never saw that link). The exemption covers only
     # Mallory's own terms: the restriction her copy inherited from Alice binds the composition.
-    registry = new_registry()
-    published = publish_real_model(registry, store)
+    registry, published = fresh
     pooler = next(e for e in split_model(MODEL, tmp_path / "split").elements if e.name == "pooler")
     pooler_file = tmp_path / "split" / pooler.path
     alice, mallory = (registry.with_account(a) for a in registry.chain.dev_accounts[1:3])
@@ -354,8 +355,8 @@ def test_a_composition_whose_steps_do_not_build_its_claim_is_refused(fresh, stor
     assert any(forged in reason and "(invalid)" in reason for reason in with_trust.reasons)
 
 
-def test_the_whole_model_published_as_one_element_verifies_as_an_element_claim(store):
-    registry = new_registry()
+def test_the_whole_model_published_as_one_element_verifies_as_an_element_claim(memory_registry, store):
+    registry = memory_registry
     [rid] = publish_files(registry, store, [WEIGHTS])
     report = verify(registry, store, WEIGHTS)
     assert report.exit_code == 0 and report.accepted.kind == "element" and report.accepted.record_id == rid
@@ -423,8 +424,8 @@ def test_a_lora_merged_model_verifies_by_recomputing_the_merged_tensors(fresh, s
     assert "recomputation lora(" in differs.message and "(adapter)" in differs.message
 
 
-def test_a_composition_whose_element_data_is_gone_is_undecided(tmp_path):
-    registry = new_registry()
+def test_a_composition_whose_element_data_is_gone_is_undecided(memory_registry, tmp_path):
+    registry = memory_registry
     own = BlockStore(tmp_path / "blocks")
     published = publish_real_model(registry, own)
     _, out = publish_lora(registry, own, published, tmp_path)
@@ -454,8 +455,8 @@ def test_copied_tensors_are_checked_from_manifests_without_any_element_data(worl
     assert report.exit_code == 0 and report.accepted.counts() == {"match": 104}
 
 
-def test_without_a_composition_tensors_are_attributed_to_the_elements(store, tmp_path):
-    registry = new_registry()
+def test_without_a_composition_tensors_are_attributed_to_the_elements(memory_registry, store, tmp_path):
+    registry = memory_registry
     split = split_model(MODEL, tmp_path / "split")
     paths = [split.out_dir / e.path for e in split.elements if e.kind == "tensors"]
     records = dict(zip([p.name.removesuffix(".safetensors") for p in paths], publish_files(registry, store, paths)))

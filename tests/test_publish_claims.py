@@ -38,7 +38,8 @@ def minilm_split(tmp_path_factory):
 @pytest.fixture
 def registry(chain_backend, request):
     anvil_registry = request.getfixturevalue("anvil_registry") if chain_backend == "anvil" else None
-    return registry_for(chain_backend, anvil_registry)
+    memory_registry = request.getfixturevalue("memory_registry") if chain_backend == "memory" else None
+    return registry_for(chain_backend, anvil_registry, memory_registry)
 
 
 @pytest.fixture
@@ -225,8 +226,8 @@ def test_claims_already_sent_by_someone_else_are_reported_present(registry, stor
     assert [r.status for r in report.results] == ["present"] and report.transactions == []
 
 
-def test_publishing_into_kubo_pins_data_and_manifest(kubo_node, tmp_path, minilm_split):
-    registry = registry_for("memory")
+def test_publishing_into_kubo_pins_data_and_manifest(memory_registry, kubo_node, tmp_path, minilm_split):
+    registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")
     kubo = kubo_node.client()
     with Sources(store, kubo_node.api_url) as sources:

@@ -29,13 +29,8 @@ def element_files(tmp_path_factory):
     return [split.out_dir / e.path for e in split.elements]
 
 
-def memory_registry() -> Registry:
-    chain = connect("memory")
-    return Registry.deploy(chain, chain.dev_accounts[0])
-
-
-def test_published_records_carry_the_commitments_block_and_the_salt_is_cleaned_up(element_files, tmp_path):
-    registry = memory_registry()
+def test_published_records_carry_the_commitments_block_and_the_salt_is_cleaned_up(memory_registry, element_files, tmp_path):
+    registry = memory_registry
     seen = []
     options = CommitReveal(tmp_path / "commitments", wait_progress=lambda done, total: seen.append((done, total)))
     report = publish_elements(registry, element_files[:3], BlockStore(tmp_path / "blocks"), license="MIT", commit_reveal=options)
@@ -49,8 +44,8 @@ def test_published_records_carry_the_commitments_block_and_the_salt_is_cleaned_u
     assert report.to_json()["transactions"][1]["priority_block"] == commit.block
 
 
-def test_one_commitment_covers_a_whole_publish_model_within_a_tenth_more_gas(tmp_path):
-    registry = memory_registry()
+def test_one_commitment_covers_a_whole_publish_model_within_a_tenth_more_gas(memory_registry, tmp_path):
+    registry = memory_registry
     # anvil's first dev account, as docs/publishing.md measures it (the same calldata as there)
     publisher = anvil_dev_accounts(1)[0]
     registry.chain.transact(registry.chain.dev_accounts[0], {"to": publisher.address, "value": 10**20}, gas=21_000)
@@ -64,8 +59,8 @@ def test_one_commitment_covers_a_whole_publish_model_within_a_tenth_more_gas(tmp
     assert total <= 1.1 * 641_555, total  # the goal: within 10% of publish-model without commit-reveal
 
 
-def test_a_dry_run_estimates_the_commitment_too_and_sends_nothing(element_files, tmp_path):
-    registry = memory_registry()
+def test_a_dry_run_estimates_the_commitment_too_and_sends_nothing(memory_registry, element_files, tmp_path):
+    registry = memory_registry
     options = CommitReveal(tmp_path / "commitments")
     direct = publish_elements(registry, element_files[:2], None, license="MIT", dry_run=True)
     committed = publish_elements(registry, element_files[:2], None, license="MIT", dry_run=True, commit_reveal=options)
@@ -117,8 +112,8 @@ def test_a_publish_cut_off_after_its_reveal_finds_everything_on_chain(anvil, anv
         proxy.close()
 
 
-def test_an_expired_commitment_is_replaced_by_a_new_one(element_files, tmp_path):
-    registry = memory_registry()
+def test_an_expired_commitment_is_replaced_by_a_new_one(memory_registry, element_files, tmp_path):
+    registry = memory_registry
     options = CommitReveal(tmp_path / "commitments")
     records = [publish_elements(registry, element_files[:1], None, license="MIT", dry_run=True).results[0].claim.record]
     old_block = registry.commit(b"\x01" * 32)  # something else committed, long ago
@@ -145,8 +140,8 @@ def _stop_before_reveal(registry: Registry, records, options: CommitReveal) -> N
         registry.reveal = original
 
 
-def test_a_state_file_for_other_records_or_unreadable_is_replaced(element_files, tmp_path):
-    registry = memory_registry()
+def test_a_state_file_for_other_records_or_unreadable_is_replaced(memory_registry, element_files, tmp_path):
+    registry = memory_registry
     options = CommitReveal(tmp_path / "commitments")
     path = pending_path(options.state_dir, registry, registry.account.address)
     path.parent.mkdir(parents=True)
@@ -166,8 +161,8 @@ def test_a_state_file_for_other_records_or_unreadable_is_replaced(element_files,
     assert not registry.commitment(registry.account.address).holds(stale.commitment)
 
 
-def test_a_signed_commitment_is_relayed_and_an_interrupted_relay_resumes(element_files, tmp_path):
-    registry = memory_registry()
+def test_a_signed_commitment_is_relayed_and_an_interrupted_relay_resumes(memory_registry, element_files, tmp_path):
+    registry = memory_registry
     publisher, relayer = (registry.with_account(a) for a in registry.chain.dev_accounts[1:3])
     store = BlockStore(tmp_path / "blocks")
     claims, signed = sign_elements(publisher, element_files[:2], store, license="MIT", commit_reveal=True)

@@ -27,7 +27,8 @@ from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, raw_t
 @pytest.fixture
 def env(chain_backend, request, tmp_path):
     anvil_registry = request.getfixturevalue("anvil_registry") if chain_backend == "anvil" else None
-    registry = registry_for(chain_backend, anvil_registry)
+    memory_registry = request.getfixturevalue("memory_registry") if chain_backend == "memory" else None
+    registry = registry_for(chain_backend, anvil_registry, memory_registry)
     store = BlockStore(tmp_path / "blocks")
     sources = Sources(store)
     return registry, store, sources, Resolver(registry, sources)
@@ -212,8 +213,8 @@ def test_a_recipe_whose_inputs_are_local_files_is_refused(env, tmp_path):
         publish_composition(registry, resolver, split.recipe_path, license="MIT")
 
 
-def test_publish_model_names_the_composition_as_asked_without_changing_its_content_id(tmp_path):
-    registry = registry_for("memory", None)
+def test_publish_model_names_the_composition_as_asked_without_changing_its_content_id(memory_registry, tmp_path):
+    registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")
     report = publish_model(registry, store, MODEL, license="Apache-2.0", name="all-MiniLM-L6-v2", work_dir=tmp_path / "work")
     assert report.recipe.name == "all-MiniLM-L6-v2"

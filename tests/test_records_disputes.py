@@ -10,8 +10,7 @@ import itertools
 import pytest
 
 from registry.chain.licenses import BUILTIN_LICENSES, LicenseTerms
-from registry.chain.network import connect
-from registry.chain.registry import Kind, Record, RecordInput, Registry
+from registry.chain.registry import Kind, Record, RecordInput
 from registry.records.disputes import (
     MAX_DISPUTES_PER_CLAIM,
     RESTRICTIONS,
@@ -159,9 +158,8 @@ def test_a_flood_of_earlier_claimants_names_at_most_the_limit():
     assert [d.earlier.block_number for d in disputes] == list(range(1, MAX_DISPUTES_PER_CLAIM + 1))
 
 
-def test_the_resolver_reads_every_claim_of_the_content_from_the_chain():
-    chain = connect("memory")
-    alice = Registry.deploy(chain, chain.dev_accounts[0])
+def test_the_resolver_reads_every_claim_of_the_content_from_the_chain(memory_registry):
+    alice, chain = memory_registry, memory_registry.chain
     mallory = alice.with_account(chain.dev_accounts[1])
     cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
     nc, mit = alice.license_by_spdx("CC-BY-NC-4.0").license_id, alice.license_by_spdx("MIT").license_id

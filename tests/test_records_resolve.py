@@ -25,7 +25,8 @@ from tests.publish_support import CountingProvider, DroppingProxy, funded_accoun
 @pytest.fixture
 def registry(chain_backend, request):
     anvil_registry = request.getfixturevalue("anvil_registry") if chain_backend == "anvil" else None
-    return registry_for(chain_backend, anvil_registry)
+    memory_registry = request.getfixturevalue("memory_registry") if chain_backend == "memory" else None
+    return registry_for(chain_backend, anvil_registry, memory_registry)
 
 
 @pytest.fixture
@@ -74,8 +75,8 @@ def test_a_graph_is_read_in_depth_plus_one_round_trips_on_anvil(anvil_registry, 
     assert by_content.round_trips == counter.count == 4
 
 
-def test_the_in_process_chain_resolves_the_same_graph(tmp_path):
-    registry = registry_for("memory")
+def test_the_in_process_chain_resolves_the_same_graph(memory_registry, tmp_path):
+    registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")
     claims = publish_graph(registry, store, tmp_path)
     graph = Resolver(registry, Sources(store)).graph("0x" + claims["R"].record_id.hex())

@@ -22,8 +22,8 @@ from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, rando
 
 
 @pytest.fixture
-def env(tmp_path):
-    registry = registry_for("memory")
+def env(memory_registry, tmp_path):
+    registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")
     sources = Sources(store)
     return registry, store, sources, Resolver(registry, sources)
@@ -107,8 +107,8 @@ def test_a_corrupted_cached_element_is_exported_again_from_the_block_store(env, 
     assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in cache.iterdir() if p.is_file())  # no leftovers
 
 
-def test_a_corrupted_block_under_a_corrupted_cache_entry_is_fetched_again_from_kubo(kubo_node, tmp_path):
-    registry = registry_for("memory")
+def test_a_corrupted_block_under_a_corrupted_cache_entry_is_fetched_again_from_kubo(memory_registry, kubo_node, tmp_path):
+    registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")
     with Sources(store, kubo_node.api_url) as sources:
         report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
@@ -160,8 +160,8 @@ def test_choosing_among_claims_prefers_trusted_then_live_then_earliest(env, tmp_
     assert choose_composition(Resolver(registry).lookup(MODEL_CONTENT_ID)).record_id == second.record_id
 
 
-def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(kubo_node, tmp_path):
-    registry = registry_for("memory")
+def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(memory_registry, kubo_node, tmp_path):
+    registry = registry_for("memory", memory_registry=memory_registry)
     publisher_store = BlockStore(tmp_path / "publisher" / "blocks")
     with Sources(publisher_store, kubo_node.api_url) as sources:
         report = publish_model(registry, publisher_store, MODEL, license="Apache-2.0", sources=sources)

@@ -248,6 +248,7 @@ def at_once(target, args, threads: int, processes: int) -> list[str]:
     return errors
 
 
+@pytest.mark.slow  # many processes at once
 def test_threads_and_processes_importing_the_same_dag_into_one_store_at_once_never_collide(tmp_path):
     data = random.Random("stress").randbytes(30_000)
     source = BlockStore(tmp_path / "source")
@@ -275,6 +276,7 @@ def ensure_from_kubo(store_dir: str, api_url: str, root: str, data: bytes) -> No
         assert f.read() == data
 
 
+@pytest.mark.slow  # many processes at once
 @pytest.mark.kubo
 def test_threads_and_processes_fetching_one_dag_from_kubo_into_one_store_at_once_never_collide(kubo_node, tmp_path):
     data = random.Random("stress-kubo").randbytes(30_000)
