@@ -115,6 +115,8 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
         raise wrong("gateways", "a string or a list of strings")
     if "trust" in data and not (isinstance(data["trust"], list) and all(isinstance(v, str) for v in data["trust"])):
         raise wrong("trust", "a list of addresses")
+    if "keep_blocks" in data and not isinstance(data["keep_blocks"], bool):
+        raise wrong("keep_blocks", "true or false")
     networks = data.get("networks", {})
     if not isinstance(networks, dict):
         raise wrong("networks", "an object of named networks")

@@ -87,7 +87,7 @@ def test_after_publish_model_the_home_holds_the_model_once(published):
     assert disk_bytes(home / "cache") == 0
 
 
-def test_assemble_keeps_the_blocks_and_writes_the_output_and_no_cache(devnet, kubo_node, published, tmp_path):
+def test_keep_blockss_the_blocks_and_writes_the_output_and_no_cache(devnet, kubo_node, published, tmp_path):
     home, out = tmp_path / "reader", tmp_path / "model"
     result = run(home, devnet, "assemble", published["record"], "-o", str(out), kubo_url=kubo_node.api_url)
     assert result.returncode == 0, result.stderr
@@ -195,3 +195,17 @@ def test_gc_killed_midway_loses_no_needed_block_and_the_next_gc_finishes(devnet,
     assembled = run(home, devnet, "assemble", published["record"], "-o", str(out))
     assert assembled.returncode == 0, assembled.stderr
     assert tensors_equal(out / "model.safetensors", MODEL / "model.safetensors")
+
+
+def test_keep_blocks_false_in_the_config_makes_no_keep_the_default_and_keep_overrides_it(devnet, kubo_node, published, tmp_path):
+    home = tmp_path / "reader"
+    setting = run(home, devnet, "config", "set", "keep_blocks", "false")
+    assert setting.returncode == 0, setting.stderr
+    first = run(home, devnet, "assemble", published["record"], "-o", str(tmp_path / "one"), kubo_url=kubo_node.api_url)
+    assert first.returncode == 0, first.stderr
+    assert disk_bytes(home / "blocks") < 1 << 20  # as --no-keep: only the documents
+    second = run(home, devnet, "assemble", published["record"], "-o", str(tmp_path / "two"), "--keep", kubo_url=kubo_node.api_url)
+    assert second.returncode == 0, second.stderr
+    assert disk_bytes(home / "blocks") >= disk_bytes(tmp_path / "two" / "model.safetensors")
+    wrong = run(home, devnet, "config", "set", "keep_blocks", "maybe")
+    assert wrong.returncode == 2 and "true or false" in wrong.stderr

@@ -108,9 +108,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     assemble_cmd.add_argument("--trust", action="append", metavar="ADDR", help="prefer compositions by this publisher (repeatable)")
     assemble_cmd.add_argument("--max-shard-size", default=str(DEFAULT_MAX_SHARD_SIZE), metavar="SIZE",
                               help="shard the weights above SIZE (default 5GB)")
-    assemble_cmd.add_argument("--no-keep", action="store_true",
-                              help="keep only the documents: data not already in the block store is fetched into a "
-                              "scratch store and removed once OUT is complete (the model is on disk once)")
+    keep = assemble_cmd.add_mutually_exclusive_group()
+    keep.add_argument("--no-keep", dest="keep", action="store_false", default=None,
+                      help="keep only the documents: data not already in the block store is fetched into a "
+                      "scratch store and removed once OUT is complete (the model is on disk once); "
+                      "`elements config set keep_blocks false` makes it the default")
+    keep.add_argument("--keep", dest="keep", action="store_true", default=None,
+                      help="keep the fetched data blocks (the default unless keep_blocks is false)")
 
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
@@ -201,7 +205,7 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
         fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         outcome = assemble_composition(
             resolver, args.hash, args.out, force=args.force, trust=args.trust or settings.trust,
-            max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled, keep=not args.no_keep,
+            max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled, keep=args.keep if args.keep is not None else settings.file.get("keep_blocks", True),
         )
     result, node = outcome.result, outcome.composition
 
