@@ -211,3 +211,38 @@ def test_splitting_a_checkpoint_holds_about_one_tensor_in_memory_not_the_checkpo
     # 256 MiB of tensors, 32 MiB each: the split's own growth stays under a tensor and 100 MiB
     # (it grew by the whole checkpoint while pages it had written from stayed mapped in).
     assert rss["peak"] - rss["before"] < (32 << 20) + (100 << 20), rss
+
+
+@pytest.mark.parametrize("by", ["layer", "module"])
+def test_a_planned_split_has_split_models_recipe_and_streams_the_bytes_split_model_writes(by, tmp_path):
+    from registry.formats.safetensors import open_tensors
+    from registry.formats.split import ElementStream, plan_split
+    from registry.storage.unixfs import add_file
+    from tests.publish_support import MODEL
+
+    written = split_model(MODEL, tmp_path / "split", by=by)
+    plan = plan_split(MODEL, by=by)
+    assert plan.recipe == written.recipe and plan.content_id == written.content_id
+    assert [(e.name, e.kind, e.path, e.content_id) for e in plan.elements] == [
+        (e.name, e.kind, e.path, e.content_id) for e in written.elements]
+    with open_tensors(plan.checkpoint) as views:
+        for planned, element in zip(plan.elements, written.elements):
+            stream = ElementStream(planned, views)
+            assert stream.size == element.size
+            assert add_file(stream) == add_file(written.out_dir / element.path)  # the same bytes, so the same CID
+
+
+def test_a_model_file_that_changes_while_it_is_streamed_is_refused(tmp_path):
+    from registry.formats.split import ElementStream, SplitError, plan_split
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_safetensors(model / "model.safetensors", {"w": np.zeros((2, 2), dtype=np.float32)})
+    (model / "config.json").write_text('{"a": 1}\n')
+    plan = plan_split(model)
+    (model / "config.json").write_text('{"a": 2}\n')
+    [config] = [e for e in plan.elements if e.kind == "file"]
+    stream = ElementStream(config)
+    with pytest.raises(SplitError, match="changed while it was being published"):
+        while stream.read(4):
+            pass
