@@ -558,6 +558,9 @@ class ElementStream:
             out += take
             if hasher is not None:
                 hasher.update(take)
+                total = self._entries[name].size
+                done = total - (len(view) - len(take))
+                self._views.drop_pages(name, 0, done)  # passed on: out of the resident set
             rest = view[len(take):]
             if len(rest):
                 self._current = (name, rest, hasher)
