@@ -3,6 +3,8 @@ output must be, elements come from the store or Kubo and are verified, failures 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -188,3 +190,20 @@ def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(kubo_node, tmp_
     assert outcome.result.content_id == MODEL_CONTENT_ID
     assert tensors_equal(tmp_path / "out" / "model.safetensors", MODEL / "model.safetensors")
     assert not source.cache_dir.exists()  # read from the fetched blocks, not exported again
+
+
+def test_a_half_written_output_a_killed_assembly_left_beside_out_is_removed_by_the_next(env, tmp_path):
+    import subprocess
+
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that has ended: what kill -9 leaves behind
+    leftover = tmp_path / f".out.incomplete-{gone.pid}-0123abcd"
+    (leftover / "model.safetensors").parent.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"half")
+    alive = tmp_path / f".out.incomplete-{os.getpid()}-89abcdef"  # this very process: never touched
+    alive.mkdir()
+    outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert not leftover.exists() and alive.is_dir()

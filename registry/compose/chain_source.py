@@ -446,6 +446,7 @@ def assemble_composition(
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+    _sweep_dead_outputs(out)
     candidates = resolver.lookup(query)
     chosen = choose_composition(candidates, trust)
     graph = resolver.graph([chosen.record_id], documents=True, strict=True)
@@ -463,6 +464,31 @@ def assemble_composition(
                                   max_shard_size=max_shard_size, fetch_progress=fetch_progress, progress=progress)
     finally:
         source.close()
+
+
+def _sweep_dead_outputs(out: Path) -> None:
+    """Remove what a killed assembly into ``out`` left beside it: the engine writes into
+    ``.<name>.incomplete-<pid>-<token>`` and renames it at the end, so one whose process is gone
+    is a half-written output nobody will finish."""
+    import re
+    import shutil
+
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return
+    pattern = re.compile(r"\." + re.escape(out.name[:200]) + r"\.incomplete-(\d+)-[0-9a-f]{8}")
+    for path in siblings:
+        match = pattern.fullmatch(path.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # alive (or another's): not ours to judge
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            continue
 
 
 def _assemble_from(source: ChainElementSource, resolver: Resolver, graph: Graph, node: ResolvedRecord, chosen: Record,
