@@ -143,6 +143,8 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or value <= 0):
                 raise wrong(f"pin_services.{name}.{key}", "a number of seconds above 0")
+    if "keep_blocks" in data and not isinstance(data["keep_blocks"], bool):
+        raise wrong("keep_blocks", "true or false")
     networks = data.get("networks", {})
     if not isinstance(networks, dict):
         raise wrong("networks", "an object of named networks")

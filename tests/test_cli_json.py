@@ -26,6 +26,8 @@ ELSEWHERE = {
     ("relay",): "tests/test_cli_jobs.py (relay --json)",
     ("yank",): "tests/test_cli_records.py (yank --json, twice)",
     ("publish-delta",): "tests/test_cli_records.py (publish-delta --json of a real fine-tune)",
+    ("cache",): "tests/test_storage_gc.py (cache --pin --json)",
+    ("gc",): "tests/test_cli_footprint.py (gc --dry-run --json and gc --json on anvil), tests/test_storage_gc.py (--no-chain)",
 }
 
 

@@ -175,3 +175,74 @@ def test_split_skips_pickled_weights_and_hidden_files(tmp_path):
     result = split_model(model, tmp_path / "out")
     assert result.skipped == ["pytorch_model.bin"]
     assert [e.name for e in result.elements] == ["a", "config.json"]
+
+
+SPLIT_RSS = """
+import json, os, resource, struct, sys
+from pathlib import Path
+from registry.formats.split import split_model
+d = Path(sys.argv[1])
+n, nbytes = 8, 32 << 20
+header = {f"layers.{i}.w": {"dtype": "BF16", "shape": [nbytes // 2 // 4096, 4096], "data_offsets": [i * nbytes, (i + 1) * nbytes]}
+          for i in range(n)}
+raw = json.dumps(header).encode()
+raw += b" " * (-len(raw) % 8)
+with open(d / "m.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(raw)) + raw)
+    for i in range(n):
+        f.write(bytes([i]) * nbytes)
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+split_model(d / "m.safetensors", d / "out")
+print(json.dumps({"before": start * 1024, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def test_splitting_a_checkpoint_holds_about_one_tensor_in_memory_not_the_checkpoint(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", SPLIT_RSS, str(tmp_path)], capture_output=True, text=True,
+                            cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rss = json.loads(result.stdout)
+    # 256 MiB of tensors, 32 MiB each: the split's own growth stays under a tensor and 100 MiB
+    # (it grew by the whole checkpoint while pages it had written from stayed mapped in).
+    assert rss["peak"] - rss["before"] < (32 << 20) + (100 << 20), rss
+
+
+@pytest.mark.parametrize("by", ["layer", "module"])
+def test_a_planned_split_has_split_models_recipe_and_streams_the_bytes_split_model_writes(by, tmp_path):
+    from registry.formats.safetensors import open_tensors
+    from registry.formats.split import ElementStream, plan_split
+    from registry.storage.unixfs import add_file
+    from tests.publish_support import MODEL
+
+    written = split_model(MODEL, tmp_path / "split", by=by)
+    plan = plan_split(MODEL, by=by)
+    assert plan.recipe == written.recipe and plan.content_id == written.content_id
+    assert [(e.name, e.kind, e.path, e.content_id) for e in plan.elements] == [
+        (e.name, e.kind, e.path, e.content_id) for e in written.elements]
+    with open_tensors(plan.checkpoint) as views:
+        for planned, element in zip(plan.elements, written.elements):
+            stream = ElementStream(planned, views)
+            assert stream.size == element.size
+            assert add_file(stream) == add_file(written.out_dir / element.path)  # the same bytes, so the same CID
+
+
+def test_a_model_file_that_changes_while_it_is_streamed_is_refused(tmp_path):
+    from registry.formats.split import ElementStream, SplitError, plan_split
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_safetensors(model / "model.safetensors", {"w": np.zeros((2, 2), dtype=np.float32)})
+    (model / "config.json").write_text('{"a": 1}\n')
+    plan = plan_split(model)
+    (model / "config.json").write_text('{"a": 2}\n')
+    [config] = [e for e in plan.elements if e.kind == "file"]
+    stream = ElementStream(config)
+    with pytest.raises(SplitError, match="changed while it was being published"):
+        while stream.read(4):
+            pass

@@ -223,37 +223,50 @@ def test_publish_model_names_the_composition_as_asked_without_changing_its_conte
     assert stored.name == "all-MiniLM-L6-v2"
 
 
-def test_a_publish_model_killed_mid_split_leaves_a_work_area_the_next_run_removes(tmp_path):
+def test_a_publish_model_killed_midway_leaves_no_split_and_only_whole_blocks_and_the_next_run_publishes(tmp_path):
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    from registry.storage.blockstore import BlockStore
     from tests.cli_support import ROOT, clean_env
 
     home = tmp_path / "home"
     command = [sys.executable, "-m", "registry", "publish-model", str(MODEL), "--license", "MIT"]
     env = clean_env(home, ELEMENTS_NO_PROGRESS="1")
     killed = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    work = home / "tmp"
+    blocks = home / "blocks"
     try:
         deadline = time.monotonic() + 300
-        split = []
-        while not split and killed.poll() is None and time.monotonic() < deadline:
-            split = [p for p in work.glob(f"publish-model-{killed.pid}-*/split/*") if p.is_file()] if work.is_dir() else []
+        stored = []
+        while not stored and killed.poll() is None and time.monotonic() < deadline:
+            stored = [p for p in blocks.glob("[!.]*/*") if p.is_file()] if blocks.is_dir() else []
             time.sleep(0.01)
-        assert split, "publish-model ended before it had split anything"
+        assert stored, "publish-model ended before it had stored a block"
         killed.send_signal(signal.SIGKILL)
     finally:
         if killed.poll() is None:
             killed.kill()
         killed.wait(timeout=60)
-    leftover = [p.name for p in work.iterdir()]
-    assert len(leftover) == 1 and leftover[0].startswith(f"publish-model-{killed.pid}-")  # what kill -9 leaves
+    assert not (home / "tmp").exists() or os.listdir(home / "tmp") == []  # elements stream into blocks: no split
+    store = BlockStore(blocks)
+    for path in blocks.glob("[!.]*/*"):  # every block under its name is whole: it hashes to its name
+        assert store.get(_cid_of_block_file(path))  # raises if a block were torn
 
     rerun = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert os.listdir(work) == []  # the leftover went at the start, the run's own area at its end
+    assert not (home / "tmp").exists() or os.listdir(home / "tmp") == []
     staging = home / "blocks" / ".staging"
     assert not staging.exists() or os.listdir(staging) == []
+
+
+def _cid_of_block_file(path):
+    """The CID (raw codec) of a block file in the store, from its name (the base32 multihash)."""
+    import base64
+
+    from registry.storage.cid import CID
+
+    name = path.name.upper()
+    return CID.parse(b"\x01\x55" + base64.b32decode(name + "=" * (-len(name) % 8)))

@@ -3,6 +3,8 @@ output must be, elements come from the store or Kubo and are verified, failures 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,7 @@ from registry.publish.prepare import prepare_element, store_document
 from registry.publish.send import publish_claims
 from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
+from registry.storage.cid import CID
 from registry.storage.fetch import Sources
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, random_tensors, registry_for, tensors_equal, write_raw_safetensors
 
@@ -89,39 +92,53 @@ def test_an_existing_output_directory_is_refused_without_force(env, tmp_path):
         assemble_composition(resolver, "0x" + "11" * 32, tmp_path / "out")
 
 
-def test_a_corrupted_cached_element_is_exported_again_from_the_block_store(env, tmp_path):
+def largest_data(store, report):
+    """The largest element data DAG of a published model (MiniLM's embeddings) and its last raw leaf."""
+    from registry.storage.unixfs import file_size
+
+    cid = max((c.data_cid for c in report.elements if c.data_cid), key=lambda c: file_size(CID.parse(c), store.get))
+    return cid, [c for c, _ in store.blocks(cid) if c.codec == 0x55][-1]
+
+
+def test_elements_are_read_from_their_blocks_and_no_second_copy_is_written(env, tmp_path):
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    blocks_before = sorted(p.name for p in store.root.rglob("*") if p.is_file())
+    outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert tensors_equal(tmp_path / "out" / "model.safetensors", MODEL / "model.safetensors")
+    assert not (tmp_path / "cache" / "elements").exists()  # the old export of every element
+    assert sorted(p.name for p in store.root.rglob("*") if p.is_file() and p.name != ".lock") == blocks_before
+    assert sorted(outcome.opened) == sorted(c.data_cid for c in report.elements if c.data_cid)  # every element's data, read in place
+
+
+def test_a_rotten_block_with_no_source_to_fetch_it_again_fails_naming_it_and_leaves_nothing(env, tmp_path):
     registry, store, sources, resolver = env
     report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
     rid = "0x" + report.composition.record_id.hex()
-    assemble_composition(resolver, rid, tmp_path / "first")
-    cache = store.root.parent / "cache" / "elements"
-    victim = max((p for p in cache.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)  # the embeddings
-    good = victim.read_bytes()
-    data = bytearray(good)
-    data[-5] ^= 0xFF
-    victim.write_bytes(bytes(data))
-    outcome = assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
-    assert outcome.result.content_id == MODEL_CONTENT_ID
-    assert tensors_equal(tmp_path / "second" / "model.safetensors", MODEL / "model.safetensors")
-    assert victim.read_bytes() == good  # healed in place
-    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in cache.iterdir() if p.is_file())  # no leftovers
+    data_cid, leaf = largest_data(store, report)
+    store.path_of(leaf).write_bytes(b"\0" * store.path_of(leaf).stat().st_size)  # same size, other bytes
+    with pytest.raises(Exception, match=str(leaf)) as caught:
+        assemble_composition(Resolver(registry, sources), rid, tmp_path / "out")
+    assert "--ipfs-api" in str(caught.value)  # says where it could come from again
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert not store.has(leaf)  # the rotten copy is gone, so a later fetch can heal it
 
 
-def test_a_corrupted_block_under_a_corrupted_cache_entry_is_fetched_again_from_kubo(memory_registry, kubo_node, tmp_path):
+def test_a_rotten_block_is_fetched_again_from_kubo_and_the_assembly_succeeds(memory_registry, kubo_node, tmp_path):
     registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")
     with Sources(store, kubo_node.api_url) as sources:
         report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
         rid = "0x" + report.composition.record_id.hex()
-        assemble_composition(Resolver(registry, sources), rid, tmp_path / "first")
-        victim = max((p for p in (tmp_path / "cache" / "elements").iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
-        victim.write_bytes(b"\0" * victim.stat().st_size)
-        leaf = [cid for cid, _ in store.blocks(victim.name)][-1]
-        store.path_of(leaf).write_bytes(b"rot")  # the store's copy of one leaf is bad too
+        data_cid, leaf = largest_data(store, report)
+        good = store.get(leaf)
+        store.path_of(leaf).write_bytes(b"\0" * len(good))  # the store's copy of one leaf rotted
         outcome = assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
     assert outcome.result.content_id == MODEL_CONTENT_ID
     assert tensors_equal(tmp_path / "second" / "model.safetensors", MODEL / "model.safetensors")
-    assert store.get(leaf) and store.missing(victim.name) == []
+    assert store.get(leaf) == good and store.missing(data_cid) == []
 
 
 def test_element_data_that_does_not_match_its_manifest_is_caught_before_the_output_appears(env, tmp_path):
@@ -173,3 +190,21 @@ def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(memory_registry
         outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
     assert outcome.result.content_id == MODEL_CONTENT_ID
     assert tensors_equal(tmp_path / "out" / "model.safetensors", MODEL / "model.safetensors")
+    assert not source.cache_dir.exists()  # read from the fetched blocks, not exported again
+
+
+def test_a_half_written_output_a_killed_assembly_left_beside_out_is_removed_by_the_next(env, tmp_path):
+    import subprocess
+
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that has ended: what kill -9 leaves behind
+    leftover = tmp_path / f".out.incomplete-{gone.pid}-0123abcd"
+    (leftover / "model.safetensors").parent.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"half")
+    alive = tmp_path / f".out.incomplete-{os.getpid()}-89abcdef"  # this very process: never touched
+    alive.mkdir()
+    outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert not leftover.exists() and alive.is_dir()

@@ -58,7 +58,7 @@ COMMAND_GROUPS = [
     ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split", "extract-lora"]),
     ("job 2, resolve and assemble", ["resolve", "show", "ls", "assemble", "assemble-local"]),
     ("job 3, verify", ["verify"]),
-    ("content ids and IPFS", ["id", "cid", "car", "pin-service", "pins"]),
+    ("content ids, IPFS and disk", ["id", "cid", "car", "pin-service", "pins", "cache", "gc"]),
     ("chain, keys and licences", ["deploy", "keys", "licenses", "add-license", "relay", "yank"]),
 ]
 

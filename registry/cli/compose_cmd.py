@@ -124,6 +124,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements --network devnet assemble 0x<composition record id> -o ./model\n"
             "  elements assemble 0x<content id> -o ./model --trust 0xPublisher   a content id: the trusted (or earliest) claim\n"
             "  ELEMENTS_IPFS_API=http://127.0.0.1:5001 elements assemble 0x<id> -o ./model --force\n"
+            "  elements assemble 0x<id> -o ./model --no-keep     keep no blocks of the data, only the documents\n"
             "the output's content id must equal the claim's; elements-provenance.json names the record, chain and registry,\n"
             "and any earlier claim of the same content under stricter terms (a dispute: warned about on stderr)\n"
         ),
@@ -134,6 +135,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     assemble_cmd.add_argument("--trust", action="append", metavar="ADDR", help="prefer compositions by this publisher (repeatable)")
     assemble_cmd.add_argument("--max-shard-size", default=str(DEFAULT_MAX_SHARD_SIZE), metavar="SIZE",
                               help="shard the weights above SIZE (default 5GB)")
+    keep = assemble_cmd.add_mutually_exclusive_group()
+    keep.add_argument("--no-keep", dest="keep", action="store_false", default=None,
+                      help="keep only the documents: data not already in the block store is fetched into a "
+                      "scratch store and removed once OUT is complete (the model is on disk once); "
+                      "`elements config set keep_blocks false` makes it the default")
+    keep.add_argument("--keep", dest="keep", action="store_true", default=None,
+                      help="keep the fetched data blocks (the default unless keep_blocks is false)")
 
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
@@ -251,7 +259,7 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
         fetched, assembled = bars.bar("fetching"), bars.bar("assembling")
         outcome = assemble_composition(
             resolver, args.hash, args.out, force=args.force, trust=args.trust or settings.trust,
-            max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled,
+            max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled, keep=args.keep if args.keep is not None else settings.file.get("keep_blocks", True),
         )
     result, node = outcome.result, outcome.composition
 

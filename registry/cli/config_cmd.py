@@ -24,6 +24,7 @@ SETTABLE = {
     "fetch_deadline": "seconds one request to a source may take in all (default 3600)",
     "fetch_min_rate": "bytes per second a source must keep up (default 16384; 0: off)",
     "fetch_max_bytes": "bytes one fetch may read from all its sources (default 64 GiB)",
+    "keep_blocks": "keep the fetched data blocks after `assemble`: true (default) or false (as --no-keep)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -144,6 +145,10 @@ def _set(args: argparse.Namespace, settings: Settings) -> Result:
     if args.key.startswith("fetch_"):
         limits = FetchLimits.resolve({args.key: args.value}, environ={})  # refuses what a later run would
         value = getattr(limits, args.key.removeprefix("fetch_"))
+    if args.key == "keep_blocks":
+        if args.value.lower() not in ("true", "false"):
+            raise ConfigError(f"keep_blocks is true or false, not {args.value!r}")
+        value = args.value.lower() == "true"
     config[args.key] = value
     return _save(settings, config, f"set {args.key} = {value}")
 

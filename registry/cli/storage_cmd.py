@@ -1,4 +1,4 @@
-"""Storage commands: ``elements cid`` and ``elements car export|import``."""
+"""Storage commands: ``elements cid``, ``elements car export|import``, ``elements cache`` and ``elements gc``."""
 
 from __future__ import annotations
 
@@ -86,6 +86,160 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--zero-length-as-end", action="store_true",
         help="read a zero-length section as the end of the data (padding some writers leave) instead of refusing the CAR",
     )
+
+
+    cache = add_command(
+        sub, common, "cache", cmd_cache,
+        help="what $ELEMENTS_HOME holds, by kind and by recent assembly; pin or unpin a DAG so gc keeps it",
+        examples=(
+            "  elements cache                      blocks, caches, scratch, notes: files and bytes on disk\n"
+            "  elements cache --pin bafybei...     keep this DAG (and a manifest's data) through `elements gc`\n"
+            "  elements cache --unpin bafybei...\n"
+        ),
+    )
+    cache.add_argument("--pin", action="append", metavar="CID", help="keep this DAG through gc (repeatable)")
+    cache.add_argument("--unpin", action="append", metavar="CID", help="stop keeping this DAG (repeatable)")
+    gc = add_command(
+        sub, common, "gc", cmd_gc,
+        help="remove blocks that no record of yours, no pin and no recent assembly needs, and derived caches",
+        examples=(
+            "  elements --network devnet gc --dry-run   what would be freed, nothing removed\n"
+            "  elements --network devnet gc             keeps your records' documents and data (read from the chain)\n"
+            "  elements gc --no-chain                   keeps only pins and recent assemblies\n"
+            "  elements --network devnet gc --publisher 0xA --publisher 0xB   keep the records of these publishers\n"
+        ),
+    )
+    gc.add_argument("--dry-run", action="store_true", help="say what would be freed; remove nothing")
+    gc.add_argument("--keep-days", type=float, default=7.0, metavar="DAYS",
+                    help="keep what assemblies of the last DAYS days read (default 7)")
+    gc.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                    help="keep blocks written in the last SECONDS whatever needs them (default 3600: imports in progress)")
+    gc.add_argument("--publisher", action="append", metavar="ADDR",
+                    help="keep the records of this publisher (default: the configured account; repeatable)")
+    gc.add_argument("--no-chain", action="store_true",
+                    help="do not read your records from the chain: keep only pins and recent assemblies")
+
+
+def _mib(n: int) -> str:
+    """A byte count as people read it (KiB below a MiB, GiB above a GiB)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"
+
+
+def cmd_cache(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..storage.fetch import open_store
+    from ..storage.gc import home_usage
+    from ..storage.roots import assemblies, pin, pins, unpin
+
+    home = settings.home
+    pinned, unpinned = [], []
+    for text in args.pin or []:
+        cid = _parse_cid(text)
+        pin(home, cid)
+        pinned.append(str(cid))
+    for text in args.unpin or []:
+        cid = _parse_cid(text)
+        if not unpin(home, cid):
+            raise InputError(f"{cid} is not pinned; `elements cache` lists the pins")
+        unpinned.append(str(cid))
+    usage = home_usage(home)
+    store = open_store(settings)
+    notes = []
+    for note in assemblies(home):
+        size = _dag_bytes(store, note.cids)
+        notes.append({**note.to_json(), "bytes": size})
+    data = {**usage.to_json(), "pins": [str(c) for c in pins(home)], "assemblies": notes,
+            "pinned": pinned, "unpinned": unpinned}
+
+    def human() -> None:
+        for cid in pinned:
+            print(f"pinned {cid}")
+        for cid in unpinned:
+            print(f"unpinned {cid}")
+        print(f"{home}: {_mib(usage.total)} on disk")
+        for kind, (files, size) in usage.kinds.items():
+            if files:
+                print(f"  {kind:<20} {files:>9,} files  {_mib(size):>14}")
+        if notes:
+            print("recent assemblies (kept by gc for --keep-days):")
+            for note in notes:
+                print(f"  {note['record'][:18]}…  {note['out']}  {_mib(note['bytes'])} of blocks")
+        if data["pins"]:
+            print("pins: " + ", ".join(data["pins"]))
+
+    return Result(data=data, human=human)
+
+
+def _dag_bytes(store, cids) -> int:
+    """Bytes of the blocks of these DAGs that are in the store (each block once)."""
+    from ..storage.gc import _reach
+
+    names: set[str] = set()
+    _reach(store, [CID.parse(c) for c in cids], names)
+    total = 0
+    for name in names:
+        try:
+            total += (store.root / name[-3:-1] / name).stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _published_documents(args: argparse.Namespace, settings: Settings) -> tuple[list[str], list[str]]:
+    """The document CIDs of the records of the publishers gc keeps, read from the chain."""
+    if args.no_chain:
+        return [], []
+    from ..chain.session import open_registry
+
+    if settings.rpc_default or (settings.rpc_url or "memory") == "memory":
+        raise InputError(
+            "elements gc keeps the blocks of your records, which are on a chain: pass --network NAME or --rpc-url URL, "
+            "or --no-chain to keep only pins and recent assemblies"
+        )
+    registry = open_registry(settings)
+    publishers = list(args.publisher or [])
+    if not publishers:
+        if registry.account is None:
+            raise InputError(
+                "elements gc keeps your records' blocks but no key is configured: pass --publisher ADDR "
+                "(or --keystore / ELEMENTS_PRIVATE_KEY), or --no-chain"
+            )
+        publishers = [registry.account.address]
+    cids: list[str] = []
+    for publisher in publishers:
+        cids.extend(r.cid for r in registry.records_by(publisher))
+    return cids, publishers
+
+
+def cmd_gc(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..storage.fetch import open_store
+    from ..storage.gc import home_usage, plan_gc, run_gc, store_lock
+
+    if args.keep_days < 0 or args.grace < 0:
+        raise InputError("--keep-days and --grace must not be negative")
+    documents, publishers = _published_documents(args, settings)
+    store = open_store(settings)
+    before = home_usage(settings.home).total
+    with store_lock(store, exclusive=True):
+        plan = plan_gc(settings.home, store, documents, keep_days=args.keep_days, grace=args.grace)
+        freed = 0 if args.dry_run else run_gc(plan)
+    after = before if args.dry_run else home_usage(settings.home).total
+    data = {**plan.to_json(), "dry_run": args.dry_run, "publishers": publishers, "freed_bytes": freed,
+            "would_free_bytes": plan.garbage_bytes + plan.cache_bytes, "home_bytes_before": before, "home_bytes_after": after}
+
+    def human() -> None:
+        verb = "would free" if args.dry_run else "freed"
+        roots = plan.roots
+        print(f"roots: {roots['published']} document(s) of your records, {roots['pins']} pin(s), "
+              f"{roots['recent_assemblies']} recent assembly(ies)" + (f"; {plan.missing_roots} not (wholly) here" if plan.missing_roots else ""))
+        print(f"keep  {plan.kept_blocks:,} blocks, {_mib(plan.kept_bytes)}" + (f" ({plan.young:,} written in the last {args.grace:g} s)" if plan.young else ""))
+        print(f"{verb} {len(plan.garbage):,} blocks, {_mib(plan.garbage_bytes)}; derived caches {_mib(plan.cache_bytes)}")
+        if not args.dry_run:
+            print(f"{settings.home}: {_mib(before)} -> {_mib(after)}")
+
+    return Result(data=data, human=human)
 
 
 def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:

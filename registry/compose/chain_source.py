@@ -2,60 +2,70 @@
 and :func:`assemble_composition`, which builds a published composition from its hash.
 
 For each input the source reads the record (already resolved in the composition's graph), checks
-that the record claims the content id the recipe pins, fetches the record's manifest and the data
-file it names from the sources (local block store, then Kubo, then gateways; every block checked
-against its CID) and hands the engine a local copy of the data file under
-``$ELEMENTS_HOME/cache/elements/<data CID>`` (derived data: safe to delete). The engine then checks
-the file against the manifest tensor by tensor, as for every source. A copy already in the cache is
-first checked against its CID (once per process); a corrupt one is exported again from the block
-store, whose own corrupt blocks are fetched again (so a damaged cache or store heals on the next run).
+that the record claims the content id the recipe pins, fetches the record's manifest and makes the
+DAG of the data file it names present in the block store (local store, then Kubo, then gateways;
+every block checked against its CID). The engine then reads the element **in place, from its
+blocks** (:class:`registry.storage.dagfile.DagFile`): the safetensors header and every tensor a
+derived step reads come through verified block reads; a copied tensor is moved by the kernel from
+the leaf files into the output (``copy_file_range``: a reflink where the file system shares extents)
+and hashed back from the output against its manifest digest, as every copy is. No second copy of
+an element is written anywhere (issue 17). A digest that does not match makes the source scrub the
+element's DAG (every block re-hashed, the corrupt ones removed and fetched again) and the assembly
+is run once more; data whose blocks are all sound but differ from the manifest is an error.
+
+``keep=False`` (``elements assemble --no-keep``) fetches data that is not already complete in the
+block store into a scratch store of this process under ``$ELEMENTS_HOME/tmp`` instead, removed once
+the output is in place (or by the next run after a crash): only the documents (manifests, recipes)
+stay. A successful assembly that keeps its blocks is noted under ``$ELEMENTS_HOME/assemblies`` so
+that ``elements gc`` keeps them for a while (:mod:`registry.storage.roots`).
 
 A composition input (``kind: composition``) names a composition record: its recipe is the
 record's checked document (:meth:`ChainElementSource.recipe`), its inputs are that record's
 parents (already in the graph, which the resolver reads through every parent), and it is opened
 recursively by :mod:`registry.compose.nested`; one with derived tensors is built once into
-``$ELEMENTS_HOME/cache/compositions/<content id>/`` (derived data: safe to delete).
+``$ELEMENTS_HOME/cache/compositions/<content id>/`` (derived data: safe to delete; the one cache
+assembly still writes, because such a composition's tensors exist nowhere else).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+import struct
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..files import install
 from ..chain.registry import Kind, Record, kind_name, to_bytes32
-from ..digest import to_hex
-from ..formats.content_id import Manifest
+from ..digest import blake3_hasher, to_hex
+from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
+from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, TruncatedFileError, parse_header_bytes
+from ..limits import MODEL_JSON_BYTES
 from ..records.disputes import Dispute
 from ..records.resolve import Graph, ResolvedRecord, Resolver
 from ..errors import InputError, NotFoundError, ServiceError
-from ..storage.scratch import make_area
+from ..storage.blockstore import BlockStore
+from ..storage.dagfile import DagFile
+from ..storage.errors import BlockIntegrityError
+from ..storage.gc import store_lock
+from ..storage.scratch import ScratchArea, make_area
 from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExists, assemble
-from ..formats.recipe import InputRef, Recipe, RecipeError
+from ..formats.recipe import InputRef, Recipe, RecipeError, RecipeLimitError
 from .nested import MAX_NESTING_DEPTH, NestingError, has_cached_build
+from .readers import FileElement, TensorElement
 from .sources import ElementIntegrityError, ElementNotFound, ElementSource
 
-__all__ = ["ChainElementSource", "AssembledComposition", "NotAComposition", "choose_composition", "assemble_composition"]
+__all__ = [
+    "ChainElementSource",
+    "BlockTensorElement",
+    "BlockFileElement",
+    "AssembledComposition",
+    "NotAComposition",
+    "choose_composition",
+    "assemble_composition",
+]
 
 Progress = Callable[[int, int], None]
-
-
-#: Cached data files known to match their CID in this process: (path, inode, size, mtime, CID).
-_VERIFIED: set[tuple[str, int, int, int, str]] = set()
-
-
-def _stamp(path: Path, cid: str) -> tuple[str, int, int, int, str]:
-    stat = path.stat()
-    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, cid)
-
-
-def _verified(path: Path, cid: str) -> bool:
-    try:
-        return _stamp(path, cid) in _VERIFIED
-    except FileNotFoundError:
-        return False
 
 
 class NotAComposition(InputError):
@@ -63,26 +73,110 @@ class NotAComposition(InputError):
 
 
 class ChainElementSource(ElementSource):
-    """Recipe inputs fetched by record id from the chain and the sources, verified.
+    """Recipe inputs fetched by record id from the chain and the sources, verified, read from blocks.
 
     Args:
         resolver: a :class:`Resolver` with sources.
         graph: a resolved graph holding the input records (else each record is read on demand).
-        cache_dir: where data files are exported for the engine (default: a ``cache/elements``
-            directory beside the block store).
+        cache_dir: where :meth:`data_path` exports a data file for a caller that needs a path
+            (default: a ``cache/elements`` directory beside the block store). Assembly does not
+            use it: it reads the blocks in place.
         composition_dir: where composition inputs with derived tensors are built (default: a
             ``cache/compositions`` directory beside the block store).
+        keep: keep fetched data blocks in the block store (default); ``False`` fetches data the
+            store lacks into a scratch store of this process, gone after :meth:`close`.
     """
 
     def __init__(self, resolver: Resolver, graph: Graph | None = None, cache_dir: str | os.PathLike | None = None,
-                 composition_dir: str | os.PathLike | None = None) -> None:
+                 composition_dir: str | os.PathLike | None = None, *, keep: bool = True) -> None:
         if resolver.sources is None:
             raise InputError("assembling from the chain needs sources (a block store, and Kubo or gateways for remote data)")
         self.resolver = resolver
         self.graph = graph
         store_root = Path(resolver.sources.store.root)
-        self.cache_dir = Path(cache_dir) if cache_dir else store_root.parent / "cache" / "elements"
-        self.composition_dir = Path(composition_dir) if composition_dir else store_root.parent / "cache" / "compositions"
+        self.home = store_root.parent
+        self.cache_dir = Path(cache_dir) if cache_dir else self.home / "cache" / "elements"
+        self.composition_dir = Path(composition_dir) if composition_dir else self.home / "cache" / "compositions"
+        self.keep = keep
+        #: data CID -> the sources whose store holds its DAG (the main one, or the scratch one).
+        self._holders: dict[str, Any] = {}
+        self._scratch: ScratchArea | None = None
+        self._scratch_sources: Any = None
+
+    # -- data -------------------------------------------------------------------------------------
+
+    @property
+    def opened(self) -> list[str]:
+        """The data CIDs this source made present and read (in order)."""
+        return list(self._holders)
+
+    def _sources_for(self, cid: str):
+        """Make the DAG of ``cid`` present (fetching it if needed); the sources whose store holds it."""
+        holder = self._holders.get(cid)
+        if holder is not None:
+            return holder
+        sources = self.resolver.sources
+        if not self.keep and sources.store.missing(cid):
+            sources = self._fetch_store()
+        sources.ensure(cid)
+        self._holders[cid] = sources
+        return sources
+
+    def _fetch_store(self):
+        """The scratch store ``keep=False`` fetches into (``$ELEMENTS_HOME/tmp/assemble-<pid>-…``)."""
+        if self._scratch_sources is None:
+            from ..storage.fetch import Sources
+
+            main = self.resolver.sources
+            self._scratch = make_area(self.home / "tmp", "assemble")
+            self._scratch_sources = Sources(BlockStore(self._scratch.path / "blocks"), main.kubo, main.gateways, limits=main.limits)
+        return self._scratch_sources
+
+    def close(self) -> None:
+        """Remove the scratch store of ``keep=False`` (the blocks fetched only for this assembly)."""
+        if self._scratch is not None:
+            self._scratch.close()
+            self._scratch = None
+            self._scratch_sources = None
+            self._holders = {c: s for c, s in self._holders.items() if s is self.resolver.sources}
+
+    def open_data(self, cid: str, size: int, name: str) -> DagFile:
+        """The data file ``cid`` read in place from its blocks, its size checked against ``size``."""
+        sources = self._sources_for(cid)
+        data = DagFile(cid, sources.store)
+        if data.size != size:
+            raise ElementIntegrityError(f"input {name!r}: data {cid} has {data.size:,} bytes, its manifest says {size:,}")
+        return data
+
+    def heal(self) -> bool:
+        """Re-hash every block of the data read so far, remove the corrupt ones and fetch them again.
+
+        Returns whether anything was missing or corrupt (so a failed assembly is worth retrying).
+        Raises what :meth:`Sources.ensure` raises when no source has a removed block.
+        """
+        healed = False
+        for cid, sources in list(self._holders.items()):
+            removed = sources.store.scrub(cid)
+            if removed or sources.store.missing(cid):
+                sources.ensure(cid)
+                healed = True
+        return healed
+
+    def open(self, ref: InputRef) -> "TensorElement | FileElement":
+        if ref.kind == "composition":
+            return super().open(ref)
+        manifest = self.manifest(ref)
+        if str(manifest.content_id) != ref.content_id:
+            raise ElementIntegrityError(
+                f"input {ref.name!r}: the source's manifest has content id {manifest.content_id}, "
+                f"the recipe pins {ref.content_id}; the element was changed or the recipe names the wrong one"
+            )
+        if manifest.kind != ref.kind:
+            raise RecipeError(f"input {ref.name!r} is a {manifest.kind} element but the recipe uses it as {ref.kind}")
+        data = self.open_data(manifest.data["cid"], int(manifest.data["size"]), ref.name)
+        if manifest.kind == "tensors":
+            return BlockTensorElement(ref, manifest, data)
+        return BlockFileElement(ref, manifest, data)
 
     def composition_cache(self) -> Path:
         return self.composition_dir
@@ -130,19 +224,19 @@ class ChainElementSource(ElementSource):
         return document
 
     def data_path(self, ref: InputRef) -> Path:
+        """The element's data exported to ``cache_dir/<data CID>`` (for a caller that needs a path;
+        assembly reads blocks in place through :meth:`open` and never calls this)."""
         manifest = self.manifest(ref)
         cid = manifest.data["cid"]
         path = self.cache_dir / cid
-        sources = self.resolver.sources
+        sources = self._sources_for(cid)
         if path.is_file() and path.stat().st_size == manifest.data["size"]:
             try:
-                good = _verified(path, cid) or sources.matches_file(cid, path)
+                if sources.matches_file(cid, path):
+                    return path
             except (NotFoundError, ServiceError):
-                return path  # no DAG here to check it against: the engine's check against the manifest remains
-            if good:
-                _VERIFIED.add(_stamp(path, cid))
-                return path  # the engine verifies it against the manifest all the same
-            path.unlink(missing_ok=True)  # a corrupt copy: export it again from the (verified) blocks
+                return path  # no DAG here to check it against: the caller's check against the manifest remains
+            path.unlink(missing_ok=True)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Exported in an area of this process, so a crash leaves nothing the next run keeps.
         with make_area(self.cache_dir, "export") as area:
@@ -152,11 +246,10 @@ class ChainElementSource(ElementSource):
                     f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
                 )
             install(area.path / cid, path)
-        _VERIFIED.add(_stamp(path, cid))
         return path
 
     def prefetch(self, recipe: Recipe, progress: Progress | None = None) -> int:
-        """Fetch every input's data before assembly (``progress(bytes_done, bytes_total)``),
+        """Make every input's data present before assembly (``progress(bytes_done, bytes_total)``),
         through composition inputs down to their elements (but not below a composition whose
         build is cached).
 
@@ -178,11 +271,89 @@ class ChainElementSource(ElementSource):
         total = sum(int(m.data["size"]) for _, m in leaves.values())
         done = 0
         for ref, manifest in leaves.values():
-            self.data_path(ref)
+            self._sources_for(manifest.data["cid"])
             done += int(manifest.data["size"])
             if progress:
                 progress(done, total)
         return total
+
+
+def _dag_header(data: DagFile, where: str):
+    """The safetensors header at the start of ``data``, parsed strictly (as ``read_header`` does a file's)."""
+    prefix = bytearray(8)
+    if data.pread(prefix, 0) < 8:
+        raise TruncatedFileError(where, f"file is {data.size} bytes, shorter than the 8-byte header length")
+    (header_size,) = struct.unpack("<Q", prefix)
+    if header_size > MAX_HEADER_SIZE:
+        raise HeaderTooLargeError(where, f"header length {header_size} exceeds the {MAX_HEADER_SIZE}-byte limit")
+    if 8 + header_size > data.size:
+        raise TruncatedFileError(where, f"header length {header_size} runs past the end of the file ({data.size} bytes)")
+    raw = bytearray(header_size)
+    data.pread(raw, 8)
+    return parse_header_bytes(where, bytes(raw), data.size)
+
+
+class BlockTensorElement(TensorElement):
+    """A tensors element read in place from its blocks: header and every read verified block by
+    block; copies made by the kernel from the leaf files and checked by the engine's digest check."""
+
+    def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
+        self.data = data
+        where = f"data {data.root}"
+        super().__init__(ref, manifest, where, header=_dag_header(data, where))  # type: ignore[arg-type]
+
+    def data_paths(self) -> Iterator[Path]:
+        yield Path(self.data.store.root)  # what the output must not be, nor contain
+
+    def close(self) -> None:
+        self.data.close()
+
+    def _read_exact(self, view: memoryview, offset: int, name: str) -> None:
+        if self.data.pread(view, offset) != len(view):
+            raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while reading tensor {name!r}")
+
+    def copy_unverified(self, name: str, dst_fd: int, dst_offset: int, on_bytes=None) -> None:
+        info = self.header.tensors[name]
+        self.data.copy_to(dst_fd, dst_offset, info.start, info.end - info.start, on_bytes)
+
+
+class BlockFileElement(FileElement):
+    """A file element read in place from its blocks, checked against its content id before use."""
+
+    def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
+        super().__init__(ref, manifest, f"data {data.root}")  # type: ignore[arg-type]
+        self.data = data
+
+    def data_paths(self) -> Iterator[Path]:
+        yield Path(self.data.store.root)
+
+    def close(self) -> None:
+        self.data.close()
+
+    def read_bytes(self) -> bytes:
+        MODEL_JSON_BYTES.check(self.data.size, f"input {self.ref.name!r} (read whole to be patched or parsed)", RecipeLimitError)
+        raw = bytearray(self.data.size)
+        self.data.pread(raw, 0)
+        data = bytes(raw)
+        self._check(bytes_content_id(data))
+        return data
+
+    def stream(self, chunk_bytes: int = 8 << 20) -> Iterator[memoryview]:
+        size = self.data.size
+        hasher = blake3_hasher(size)
+        hasher.update(FILE_DOMAIN)
+        buffer = memoryview(bytearray(max(1, min(chunk_bytes, size))))
+        if size == 0:
+            self._check(hasher.digest())
+        done = 0
+        while done < size:
+            count = self.data.pread(buffer[: min(len(buffer), size - done)], done)
+            view = buffer[:count]
+            hasher.update(view)
+            done += count
+            if done == size:
+                self._check(hasher.digest())
+            yield view
 
 
 @dataclass
@@ -193,6 +364,8 @@ class AssembledComposition:
     graph: Graph
     result: AssemblyResult
     candidates: list[Record]
+    #: the data CIDs read (element files, in the order first opened)
+    opened: list[str] = field(default_factory=list)
 
     @property
     def disputes(self) -> list[Dispute]:
@@ -248,6 +421,7 @@ def assemble_composition(
     fetch_progress: Progress | None = None,
     progress: Progress | None = None,
     cache_dir: str | os.PathLike | None = None,
+    keep: bool = True,
 ) -> AssembledComposition:
     """Resolve a composition by record id or content id, fetch and verify its elements, assemble it.
 
@@ -256,6 +430,10 @@ def assemble_composition(
     names the composition record, the chain id and the registry, and every dispute of the
     composition or its elements (an earlier claim of the same content by another publisher
     under stricter terms, :mod:`registry.records.disputes`), whose terms apply.
+
+    The elements are read in place from the block store (see the module's docstring); with
+    ``keep=False`` data the store lacks is fetched into a scratch store removed at the end, so
+    only the documents stay. A kept assembly is noted for ``elements gc`` (``assemblies/``).
 
     Raises:
         HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,
@@ -266,6 +444,7 @@ def assemble_composition(
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+    _sweep_dead_outputs(out)
     candidates = resolver.lookup(query)
     chosen = choose_composition(candidates, trust)
     graph = resolver.graph([chosen.record_id], documents=True, strict=True)
@@ -275,7 +454,46 @@ def assemble_composition(
     claimed = to_hex(chosen.content_id)
     # The claim is what the output must be: pin it even when the recipe leaves it open.
     recipe = recipe.with_output(replace(recipe.output, content_id=claimed))
-    source = ChainElementSource(resolver, graph, cache_dir)
+    source = ChainElementSource(resolver, graph, cache_dir, keep=keep)
+    try:
+        # Shared with other assemblies, exclusive of `elements gc`, which must not free blocks being read.
+        with store_lock(resolver.sources.store, exclusive=False):
+            return _assemble_from(source, resolver, graph, node, chosen, recipe, candidates, out, force=force,
+                                  max_shard_size=max_shard_size, fetch_progress=fetch_progress, progress=progress)
+    finally:
+        source.close()
+
+
+def _sweep_dead_outputs(out: Path) -> None:
+    """Remove what a killed assembly into ``out`` left beside it: the engine writes into
+    ``.<name>.incomplete-<pid>-<token>`` and renames it at the end, so one whose process is gone
+    is a half-written output nobody will finish."""
+    import re
+    import shutil
+
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return
+    pattern = re.compile(r"\." + re.escape(out.name[:200]) + r"\.incomplete-(\d+)-[0-9a-f]{8}")
+    for path in siblings:
+        match = pattern.fullmatch(path.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # alive (or another's): not ours to judge
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            continue
+
+
+def _assemble_from(source: ChainElementSource, resolver: Resolver, graph: Graph, node: ResolvedRecord, chosen: Record,
+                   recipe: Recipe, candidates: Sequence[Record], out: Path, *, force: bool, max_shard_size: int,
+                   fetch_progress: Progress | None, progress: Progress | None) -> AssembledComposition:
+    from ..storage.roots import note_assembly
+
     source.prefetch(recipe, fetch_progress)
     license = node.license
     provenance = {
@@ -290,5 +508,17 @@ def assemble_composition(
         "disputed": bool(graph.disputes),
         "disputes": graph.disputes_json(),
     }
-    result = assemble(recipe, source, out, force=force, max_shard_size=max_shard_size, progress=progress, provenance=provenance)
-    return AssembledComposition(node, graph, result, list(candidates))
+    for attempt in range(2):
+        try:
+            result = assemble(recipe, source, out, force=force, max_shard_size=max_shard_size, progress=progress,
+                              provenance=provenance)
+            break
+        except (ElementIntegrityError, BlockIntegrityError, NotFoundError):
+            # A block that rotted on disk shows as a digest that does not match (copies are checked
+            # after the kernel moved them) or a block the read removed: scrub, fetch again, retry once.
+            if attempt or not source.heal():
+                raise
+    if source.keep:
+        documents = [str(n.record.cid) for n in graph.nodes.values()]
+        note_assembly(source.home, to_hex(chosen.record_id), result.content_id, out, [*documents, *source.opened])
+    return AssembledComposition(node, graph, result, list(candidates), source.opened)

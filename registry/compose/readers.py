@@ -24,7 +24,7 @@ from ..digest import blake3_hasher
 from ..errors import IntegrityError
 from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.recipe import InputRef, RecipeLimitError
-from ..formats.safetensors import read_header
+from ..formats.safetensors import SafetensorsHeader, read_header
 from ..limits import MODEL_JSON_BYTES
 from .ops import storage_dtype
 
@@ -42,11 +42,12 @@ class ElementIntegrityError(IntegrityError):
 class TensorElement:
     """A tensors element opened for reading: header checked against the manifest, reads verified."""
 
-    def __init__(self, ref: InputRef, manifest: Manifest, path: Path) -> None:
+    def __init__(self, ref: InputRef, manifest: Manifest, path: Path, header: SafetensorsHeader | None = None) -> None:
         self.ref = ref
         self.manifest = manifest
         self.path = path
-        self.header = read_header(path)
+        # A subclass that reads elsewhere than a local file (the block store) gives the header.
+        self.header = header if header is not None else read_header(path)
         self.entries = {entry.name: entry for entry in manifest.entries}
         found = {name: (info.dtype, info.shape) for name, info in self.header.tensors.items()}
         wanted = {name: (entry.dtype, entry.shape) for name, entry in self.entries.items()}
@@ -62,7 +63,7 @@ class TensorElement:
                 ) if part
             )
             raise ElementIntegrityError(f"input {ref.name!r}: {path} does not hold the tensors its manifest lists ({detail})")
-        self._fd: int | None = os.open(path, os.O_RDONLY)
+        self._fd: int | None = os.open(path, os.O_RDONLY) if header is None else None
 
     @property
     def names(self) -> list[str]:

@@ -741,6 +741,21 @@ class TensorViews(Mapping[str, memoryview]):
         """The mmap holding tensor ``name`` and its info (absolute offsets into that map)."""
         return self._maps[self.checkpoint.shard_of[name].path], self.checkpoint.tensors[name]
 
+    def drop_pages(self, name: str, start: int = 0, end: int | None = None) -> None:
+        """Drop tensor ``name``'s pages (bytes ``start`` to ``end`` of it, default all) from this
+        process's resident set (the page cache keeps them; a later read faults them back in), so
+        reading a checkpoint piece by piece costs about one piece of RSS, not the checkpoint.
+        Advice only: never fails."""
+        mapped, info = self.mapped(name)
+        if mapped is None or info.size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        first = info.start + start
+        last = info.end if end is None else min(info.end, info.start + end)
+        first -= first % mmap.PAGESIZE
+        if last > first:
+            with contextlib.suppress(OSError, ValueError):
+                mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
+
     def array(self, name: str) -> Any:
         """Tensor ``name`` as a read-only numpy array (zero copy); needs a numpy dtype for it."""
         import numpy as np

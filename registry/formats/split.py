@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -41,6 +42,10 @@ from .safetensors import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
 
 __all__ = [
     "RECIPE_FORMAT",
+    "plan_split",
+    "SplitPlan",
+    "PlannedElement",
+    "ElementStream",
     "MANIFEST_SUFFIX",
     "SKIPPED_SUFFIXES",
     "SplitElement",
@@ -343,6 +348,8 @@ def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict
             written = Manifest.for_tensors(tensor_entries(path), metadata={"name": name})
             if written.content_id != expected.content_id:  # pragma: no cover - a writer bug, never input
                 raise AssertionError(f"element {name} was written with content id {written.content_id}, expected {expected.content_id}")
+            for t in members:  # written: out of the resident set (publish-model peaked at the model's size)
+                views.drop_pages(t)
             (directory / (relative + MANIFEST_SUFFIX)).write_bytes(expected.to_json_bytes())
             size = path.stat().st_size
             elements.append(SplitElement(name, "tensors", relative, str(expected.content_id), size, len(members), expected))
@@ -379,3 +386,201 @@ def _write_file_elements(directory: Path, files: list[tuple[str, Path]], taken: 
         inputs[name] = {"kind": "file", "content_id": str(content_id), "path": stored}
         specs.append({"path": relative, "from": name})
     return elements, inputs, specs
+
+
+# --------------------------------------------------------------------------------------------
+# a split planned, not written: what publish-model streams into blocks (issue 17)
+
+
+@dataclass(frozen=True)
+class PlannedElement:
+    """One element of a planned split: what :func:`split_model` would write, without writing it."""
+
+    name: str
+    kind: str  # "tensors" | "file"
+    path: str  # where split_model would write it, relative to its output directory
+    manifest: Manifest
+    members: tuple[str, ...] = ()  # the tensors of a tensors element, in canonical order
+    source: Path | None = None  # the model's file, for a file element
+
+    @property
+    def content_id(self) -> str:
+        return str(self.manifest.content_id)
+
+
+@dataclass
+class SplitPlan:
+    """A split planned from the model's headers and tensor digests, nothing written; the recipe is
+    the one :func:`split_model` writes for the same model and options."""
+
+    model: Path
+    checkpoint: Checkpoint
+    content_id: str
+    elements: list[PlannedElement]
+    recipe: dict[str, Any]
+    metadata: dict[str, str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def plan_split(model: str | os.PathLike, *, by: str = "layer", rules: list[str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> SplitPlan:
+    """The elements and recipe :func:`split_model` would write, computed without writing them (the
+    tensors are hashed once, file elements once). Publish streams each element into its blocks
+    with :class:`ElementStream`.
+
+    Raises:
+        SafetensorsError / SplitError: as :func:`split_model`.
+    """
+    model = Path(model)
+    checkpoint, files, skipped = _model_parts(model)
+    names = checkpoint.names
+    if not names:
+        raise SplitError(f"{model} holds no tensors; there is nothing to split")
+    if rules:
+        groups = group_by_rules(names, [parse_rule(r) for r in rules])
+    elif by == "layer":
+        groups = group_by_layer(names)
+    elif by == "module":
+        groups = group_by_module(names)
+    elif by == "none":
+        groups = {"weights": list(names)}
+    else:
+        raise SplitError(f"--by {by!r} is not known; use layer, module or none")
+    table = {entry.name: entry for entry in tensor_entries(checkpoint, progress=progress)}
+    model_content_id = str(tensor_set_content_id(table.values()))
+    metadata = checkpoint.shards[0].metadata if checkpoint.shards else {}
+    elements: list[PlannedElement] = []
+    inputs: dict[str, Any] = {}
+    steps: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for group, members in groups.items():
+        name = _unique(_safe_group(group), taken)
+        relative = f"elements/{name}.safetensors"
+        manifest = Manifest.for_tensors([table[t] for t in members], metadata={"name": name})
+        ordered = tuple(sorted(members, key=lambda t: t.encode("utf-8")))
+        elements.append(PlannedElement(name, "tensors", relative, manifest, ordered))
+        inputs[name] = {"kind": "tensors", "content_id": str(manifest.content_id), "path": relative}
+        steps.append({"op": "take", "from": [name]})
+    specs: list[dict[str, Any]] = []
+    manifests = {relative + MANIFEST_SUFFIX for relative, _ in files}
+    file_taken = set(inputs)
+    for relative, source in files:
+        if relative in manifests:
+            raise SplitError(f"model file {relative} would collide with the manifest of {relative[: -len(MANIFEST_SUFFIX)]}; rename it")
+        content_id = file_content_id(source)
+        name = _unique(_INPUT_NAME.sub("_", relative).lstrip(".-/") or "file", file_taken)
+        manifest = Manifest("file", content_id, (), None, {"name": relative})
+        elements.append(PlannedElement(name, "file", f"files/{relative}", manifest, (), source))
+        inputs[name] = {"kind": "file", "content_id": str(content_id), "path": f"files/{relative}"}
+        specs.append({"path": relative, "from": name})
+    recipe: dict[str, Any] = {
+        "format": RECIPE_FORMAT,
+        "name": model.name if model.is_dir() else model.stem,
+        "inputs": inputs,
+        "steps": steps,
+        "output": {
+            "content_id": model_content_id,
+            "tensors": [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape), "digest": str(e.digest)}
+                        for e in sorted(table.values(), key=lambda e: e.name.encode("utf-8"))],
+        },
+    }
+    if specs:
+        recipe["files"] = specs
+        recipe["output"]["files"] = [{"path": s["path"], "content_id": inputs[s["from"]]["content_id"]} for s in specs]
+    if metadata != {"format": "pt"}:
+        recipe["output"]["metadata"] = dict(sorted(metadata.items()))
+    return SplitPlan(model, checkpoint, model_content_id, elements, recipe, dict(metadata), skipped)
+
+
+class ElementStream:
+    """The bytes :func:`split_model` would write for a planned element, as a readable stream: a
+    tensors element's canonical safetensors file straight from the checkpoint's memory map (each
+    tensor hashed as it passes and checked against the plan when the stream ends, its pages then
+    dropped from the resident set), or a file element's bytes (hashed against its content id).
+
+    Raises (from ``read``):
+        SplitError: the model changed since it was planned.
+    """
+
+    def __init__(self, element: PlannedElement, views: Any = None) -> None:
+        from ..digest import blake3_hasher
+        from .content_id import FILE_DOMAIN
+        from .safetensors import build_header
+
+        self.element = element
+        self._views = views
+        self._parts: list[tuple[str | None, Any]] = []
+        self._file = None
+        if element.kind == "tensors":
+            entries = {e.name: e for e in element.manifest.entries}
+            specs = [(t, entries[t].dtype, entries[t].shape, None) for t in element.members]
+            header, sizes = build_header(specs, None)
+            self._parts.append((None, memoryview(struct.pack("<Q", len(header)) + header)))
+            for t in element.members:
+                self._parts.append((t, None))
+            self.size = 8 + len(header) + sum(sizes)
+            self._entries = entries
+        else:
+            self._file = open(element.source, "rb")
+            self.size = os.fstat(self._file.fileno()).st_size
+            self._file_hasher = blake3_hasher(self.size)
+            self._file_hasher.update(FILE_DOMAIN)
+        self._hasher_of = blake3_hasher
+        self._current: tuple[str | None, memoryview, Any] | None = None
+        self._done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._file is not None:
+            data = self._file.read(n)
+            self._file_hasher.update(data)
+            self._done += len(data)
+            if not data or self._done == self.size:
+                self._finish_file()
+            return data
+        out = bytearray()
+        want = self.size if n is None or n < 0 else n
+        while len(out) < want:
+            if self._current is None:
+                if not self._parts:
+                    break
+                name, view = self._parts.pop(0)
+                hasher = None
+                if name is not None:
+                    view = self._views[name]
+                    hasher = self._hasher_of(len(view))
+                self._current = (name, view, hasher)
+            name, view, hasher = self._current
+            take = view[: want - len(out)]
+            out += take
+            if hasher is not None:
+                hasher.update(take)
+                total = self._entries[name].size
+                done = total - (len(view) - len(take))
+                self._views.drop_pages(name, 0, done)  # passed on: out of the resident set
+            rest = view[len(take):]
+            if len(rest):
+                self._current = (name, rest, hasher)
+            else:
+                self._current = None
+                if name is not None:
+                    self._check_tensor(name, hasher.digest())
+        self._done += len(out)
+        return bytes(out)
+
+    def _check_tensor(self, name: str, digest: bytes) -> None:
+        if bytes(digest) != bytes(self._entries[name].digest):
+            raise SplitError(f"{name!r} in the model changed while it was being published; publish again")
+        self._views.drop_pages(name)
+
+    def _finish_file(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        if self._done != self.size or bytes(self._file_hasher.digest()) != bytes(self.element.manifest.content_id):
+            raise SplitError(f"{self.element.source} changed while it was being published; publish again")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

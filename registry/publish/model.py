@@ -32,10 +32,10 @@ from ..digest import parse_bytes32, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license
 from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
-from .prepare import prepare_elements, store_document
+from .prepare import PreparedElement, store_document
 from .send import PublishReport, publish_claims
 from ..records.resolve import Resolver, check_license_against_ancestors
-from ..formats.split import split_model
+from ..formats.split import ElementStream, plan_split
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from ..storage.scratch import ScratchArea, make_area
@@ -223,40 +223,63 @@ def publish_model(
     if not model.exists():
         raise InputError(f"{model}: no such file or directory; give a .safetensors file or a model directory")
     publisher = registry.account.address
-    area = _work_area(work_dir, "publish-model")
-    scratch = area.path
-    try:
-        split = split_model(model, scratch / "split", by=by, rules=list(rules) if rules else None, progress=split_progress)
-        if name:
-            split.recipe["name"] = name
-        label = split.recipe.get("name") or model.name
-        check_parent_count(registry, len(split.elements), f"model {label!r} split into {len(split.elements)} elements")
-        target = None if dry_run else store
-        claims: list[Claim] = []
-        record_ids: dict[str, str] = {}
-        # split hashed each element it wrote against its manifest: no need to hash it again.
-        prepared_all = prepare_elements(  # one progress bar over every element's CID
-            [split.out_dir / e.path for e in split.elements], target,
-            kinds=[Kind.ELEMENT if e.kind == "tensors" else Kind.FILE for e in split.elements],
-            names=[e.name if e.kind == "tensors" else e.path.removeprefix("files/") for e in split.elements],
-            manifests=[e.manifest for e in split.elements],
-            progress=hash_progress,
-        )
-        for element, prepared in zip(split.elements, prepared_all):
-            claim = element_claim(prepared, publisher, terms.license_id)
-            claims.append(claim)
-            record_ids[element.name] = to_hex(claim.record_id)
-        recipe = with_record_ids(load_recipe(split.recipe), record_ids)
-        composition, cid = composition_claim(recipe, split.content_id, publisher, terms.license_id, target, label)
-        everything = [*claims, composition]
-        report = publish_claims(
-            registry, everything, sources=sources, dry_run=dry_run,
-            batch_size=max(batch_size, len(everything)) if commit_reveal is not None else batch_size,
-            on_transaction=on_transaction, license=terms, upload_progress=upload_progress, commit_reveal=commit_reveal,
-        )
-    finally:
-        area.close()
+    # No split files: the split is planned from the headers and digests, and each element's bytes
+    # are streamed from the checkpoint's memory map into its blocks (issue 17: a model on disk
+    # once, with nothing left behind). work_dir is kept for callers; nothing is written there now.
+    plan = plan_split(model, by=by, rules=list(rules) if rules else None)
+    if name:
+        plan.recipe["name"] = name
+    label = plan.recipe.get("name") or model.name
+    check_parent_count(registry, len(plan.elements), f"model {label!r} split into {len(plan.elements)} elements")
+    target = None if dry_run else store
+    prepared_all = _stream_elements(plan, target, split_progress, hash_progress)
+    claims: list[Claim] = []
+    record_ids: dict[str, str] = {}
+    for element, prepared in zip(plan.elements, prepared_all):
+        claim = element_claim(prepared, publisher, terms.license_id)
+        claims.append(claim)
+        record_ids[element.name] = to_hex(claim.record_id)
+    recipe = with_record_ids(load_recipe(plan.recipe), record_ids)
+    composition, cid = composition_claim(recipe, plan.content_id, publisher, terms.license_id, target, label)
+    everything = [*claims, composition]
+    report = publish_claims(
+        registry, everything, sources=sources, dry_run=dry_run,
+        batch_size=max(batch_size, len(everything)) if commit_reveal is not None else batch_size,
+        on_transaction=on_transaction, license=terms, upload_progress=upload_progress, commit_reveal=commit_reveal,
+    )
     return ModelReport(report, composition, claims, recipe, cid, str(model))
+
+
+def _stream_elements(plan, store: BlockStore | None, split_progress: Progress | None,
+                     hash_progress: Progress | None) -> list[PreparedElement]:
+    """Each planned element's bytes streamed into its blocks (CIDs only when ``store`` is None),
+    checked against the plan as they pass; its manifest (with the data CID) stored beside them."""
+    from ..formats.safetensors import open_tensors
+    from ..storage.unixfs import add_file
+
+    total = sum(e.manifest.size if e.kind == "tensors" else 0 for e in plan.elements) or 1
+    sizes = [0]
+    prepared: list[PreparedElement] = []
+    with open_tensors(plan.checkpoint) as views:
+        for element in plan.elements:
+            stream = ElementStream(element, views)
+            try:
+                data_cid = add_file(stream, store)
+                stream.read(1)  # the end: a tensors stream checks its last tensor, a file its content id
+            finally:
+                stream.close()
+            is_tensors = element.kind == "tensors"
+            name = element.name if is_tensors else element.path.removeprefix("files/")
+            data_name = f"{element.name}.safetensors" if is_tensors else Path(element.path).name
+            manifest = element.manifest.with_metadata({"name": name}).with_data(data_cid, stream.size, data_name)
+            source = element.source if element.source is not None else plan.model
+            prepared.append(PreparedElement(name, Path(source), int(Kind.ELEMENT if is_tensors else Kind.FILE), manifest,
+                                            store_document(manifest.to_json_bytes(), store)))
+            sizes[0] += element.manifest.size if is_tensors else 0
+            for report in (split_progress, hash_progress):
+                if report:
+                    report(sizes[0], total)
+    return prepared
 
 
 class _TemporaryArea:

@@ -1,0 +1,261 @@
+"""A UnixFS file in the block store read in place: a seekable, verifying file object over its DAG.
+
+Assembly reads elements straight from their blocks instead of exporting each one to a file first
+(issue 17: a model on disk once). A file of the default profile is a tree of 1 MiB raw leaves, so
+a byte offset maps onto one leaf through the ``blocksizes`` of the inner nodes above it::
+
+    root (dag-pb, blocksizes [1 MiB, 1 MiB, ...])
+      ├── leaf 0   bytes [0, 1 MiB)        blocks/<shard>/<multihash>: the bytes themselves
+      ├── leaf 1   bytes [1 MiB, 2 MiB)
+      ...
+
+- Inner nodes are read once, verified against their CID, checked (UnixFS file, as many sizes as
+  links, sizes that add up to what the parent says) and kept; they are small (one per 1024
+  leaves, about 40 KiB each).
+- :meth:`DagFile.readinto` / ``read`` / ``pread`` hash every leaf they read against its CID and
+  check its length against its parent's ``blocksizes``; at most one leaf is held, so memory is one
+  block whatever the file's size.
+- :meth:`DagFile.copy_to` moves a byte range into another file in the kernel: for raw leaves the
+  block file *is* the range, so ``os.copy_file_range`` copies (or reflinks, on file systems that
+  share extents) from the block files without the bytes entering the process. Those bytes are
+  **not** hashed here; the caller must hash what it wrote (the assembly engine checks every
+  copied tensor against its manifest digest) and, on a mismatch, :meth:`BlockStore.scrub` the DAG.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Callable
+
+from .blockstore import BlockStore
+from .cid import CID, DAG_PB, IDENTITY, RAW
+from .dagpb import FILE, RAW_TYPE, decode_node, decode_unixfs
+from .errors import BlockIntegrityError, BlockNotFound, DAGError
+from .unixfs import MAX_DEPTH
+
+__all__ = ["DagFile"]
+
+_COPY_STEP = 64 << 20
+_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A checked inner node: its children, their file-byte sizes and start offsets, inline data."""
+
+    children: tuple[CID, ...]
+    starts: tuple[int, ...]  # offset of each child relative to the node's start (after inline data)
+    sizes: tuple[int, ...]
+    inline: bytes
+    total: int
+
+
+class DagFile(io.RawIOBase):
+    """The UnixFS file ``root`` in ``store``, read in place and verified block by block.
+
+    Args:
+        root: the file's CID (the DAG must be present: :meth:`Sources.ensure` first).
+        store: the block store holding it.
+
+    Raises (on open or read):
+        BlockNotFound: a block is absent.
+        BlockIntegrityError: a block does not hash to its CID (the store removed it).
+        DAGError: not a UnixFS file, or sizes that do not add up.
+    """
+
+    def __init__(self, root: CID | str, store: BlockStore) -> None:
+        super().__init__()
+        self.root = CID.parse(root)
+        self.store = store
+        self._nodes: dict[CID, _Node] = {}
+        self._leaf: tuple[CID, bytes] | None = None
+        self._position = 0
+        if self.root.codec == RAW or self.root.hash_code == IDENTITY:
+            self.size = len(self._block(self.root))
+        else:
+            self.size = self._node(self.root, None).total
+
+    def __repr__(self) -> str:
+        return f"DagFile({str(self.root)!r}, {self.size:,} bytes)"
+
+    # -- io.RawIOBase ---------------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = self.pread(buffer, self._position)
+        self._position += count
+        return count
+
+    # -- positioned reads and copies --------------------------------------------------------------
+
+    def pread(self, buffer, offset: int) -> int:
+        """Fill ``buffer`` with verified bytes from ``offset``; returns the count (short only at the end)."""
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and offset + done < self.size:
+            cid, start, data = self._piece(offset + done)
+            within = offset + done - start
+            count = min(len(view) - done, len(data) - within)
+            view[done:done + count] = data[within:within + count]
+            done += count
+        return done
+
+    def copy_to(self, dst_fd: int, dst_offset: int, offset: int, count: int,
+                on_bytes: Callable[[int], None] | None = None) -> None:
+        """Copy ``count`` bytes from ``offset`` to ``dst_fd`` at ``dst_offset``, raw leaves in the
+        kernel (unverified: the caller hashes what it wrote), anything else through verified reads.
+
+        Raises:
+            DAGError: the range runs past the end of the file.
+            BlockNotFound / BlockIntegrityError: a block absent, or shorter than its parent says.
+        """
+        if offset + count > self.size:
+            raise DAGError(f"{self.root} holds {self.size:,} bytes; cannot copy [{offset:,}, {offset + count:,})")
+        end = offset + count
+        while offset < end:
+            cid, start, length = self._locate(offset)
+            want = min(end - offset, start + length - offset)
+            if cid is not None and cid.codec == RAW and cid.hash_code != IDENTITY:
+                self._kernel_copy(cid, length, offset - start, dst_fd, dst_offset, want)
+            else:
+                piece = bytearray(want)
+                self.pread(piece, offset)
+                _pwrite_all(dst_fd, piece, dst_offset)
+            offset += want
+            dst_offset += want
+            if on_bytes:
+                on_bytes(want)
+
+    def _kernel_copy(self, cid: CID, length: int, within: int, dst_fd: int, dst_offset: int, count: int) -> None:
+        path = self.store.path_of(cid)
+        try:
+            src = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlockNotFound(cid) from None
+        try:
+            if os.fstat(src).st_size != length:
+                raise BlockIntegrityError(cid, f"the local block store ({path})", f"it holds {os.fstat(src).st_size:,} bytes, its parent says {length:,}")
+            done = 0
+            while done < count:
+                step = min(count - done, _COPY_STEP)
+                moved = _copy_range(src, within + done, dst_fd, dst_offset + done, step)
+                if moved == 0:
+                    raise BlockIntegrityError(cid, f"the local block store ({path})", "it shrank while being copied")
+                done += moved
+        finally:
+            os.close(src)
+
+    # -- the tree --------------------------------------------------------------------------------
+
+    def _block(self, cid: CID) -> bytes:
+        return self.store.get(cid)  # hashed against its CID; a corrupt block is removed
+
+    def _node(self, cid: CID, expected: int | None) -> _Node:
+        node = self._nodes.get(cid)
+        if node is not None:
+            return node
+        if cid.codec != DAG_PB:
+            raise DAGError(f"block {cid} has codec {cid.codec_name}; a UnixFS file is dag-pb or raw")
+        decoded = decode_node(self._block(cid))
+        data = decode_unixfs(decoded.data)
+        if data.type not in (FILE, RAW_TYPE):
+            raise DAGError(f"{cid} is a UnixFS {data.type_name}, not a file")
+        if len(data.blocksizes) != len(decoded.links):
+            raise DAGError(f"node {cid} has {len(decoded.links)} links but {len(data.blocksizes)} block sizes")
+        total = len(data.data) + sum(data.blocksizes)
+        if data.filesize is not None and data.filesize != total:
+            raise DAGError(f"node {cid} says {data.filesize} bytes but its parts add up to {total}")
+        if expected is not None and total != expected:
+            raise DAGError(f"node {cid} holds {total} bytes where its parent says {expected}")
+        starts, position = [], len(data.data)
+        for size in data.blocksizes:
+            starts.append(position)
+            position += size
+        node = _Node(tuple(link.cid for link in decoded.links), tuple(starts), tuple(data.blocksizes), bytes(data.data), total)
+        self._nodes[cid] = node
+        return node
+
+    def _locate(self, offset: int) -> tuple[CID | None, int, int]:
+        """The leaf holding file byte ``offset``: (its CID or None for a node's inline data, its
+        start in the file, its length)."""
+        if self.root.codec == RAW or self.root.hash_code == IDENTITY:
+            return self.root, 0, self.size
+        cid, base, expected = self.root, 0, None
+        for _ in range(MAX_DEPTH + 1):
+            node = self._node(cid, expected)
+            within = offset - base
+            if within < len(node.inline):
+                return None, base, len(node.inline)
+            index = bisect_right(node.starts, within) - 1
+            child, start, size = node.children[index], base + node.starts[index], node.sizes[index]
+            if child.codec == RAW or child.hash_code == IDENTITY:
+                return child, start, size
+            cid, base, expected = child, start, size
+            node = self._node(cid, expected)
+            if not node.children:  # a dag-pb leaf (unixfs-v0-2015): its bytes are its inline data
+                return cid, start, size
+        raise DAGError(f"DAG {self.root} is deeper than {MAX_DEPTH} levels; refusing it")
+
+    def _piece(self, offset: int) -> tuple[CID | None, int, bytes]:
+        """Verified bytes of the leaf holding ``offset``: (CID, start in the file, bytes)."""
+        cid, start, length = self._locate(offset)
+        if cid is None or (cid.codec == DAG_PB and not self._nodes[cid].children):
+            holder = self._holder(offset) if cid is None else cid
+            data = self._nodes[holder].inline
+            return cid, start, data
+        if self._leaf is not None and self._leaf[0] == cid:
+            return cid, start, self._leaf[1]
+        data = self._block(cid)
+        if len(data) != length:
+            raise DAGError(f"block {cid} holds {len(data)} bytes where its parent says {length}")
+        self._leaf = (cid, data)
+        return cid, start, data
+
+    def _holder(self, offset: int) -> CID:
+        """The inner node whose inline data holds ``offset`` (only single-node files have any)."""
+        cid, base = self.root, 0
+        while True:
+            node = self._nodes[cid]
+            within = offset - base
+            if within < len(node.inline):
+                return cid
+            index = bisect_right(node.starts, within) - 1
+            cid, base = node.children[index], base + node.starts[index]
+
+
+def _copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, count: int) -> int:
+    if hasattr(os, "copy_file_range"):
+        try:
+            return os.copy_file_range(src_fd, dst_fd, count, src_offset, dst_offset)
+        except OSError as exc:
+            if exc.errno not in _NO_KERNEL_COPY:
+                raise
+    data = os.pread(src_fd, min(count, 8 << 20), src_offset)
+    _pwrite_all(dst_fd, data, dst_offset)
+    return len(data)
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], offset + written)

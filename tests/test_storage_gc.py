@@ -1,0 +1,145 @@
+"""registry.storage.gc and .roots: what ELEMENTS_HOME holds, and which blocks gc frees (only those no
+record of yours, no pin and no recent assembly reaches, older than the grace period)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from registry.formats.content_id import canonical_json
+from registry.storage.blockstore import BlockStore
+from registry.storage.gc import GcBusy, home_usage, plan_gc, run_gc, store_lock
+from registry.storage.roots import assemblies, note_assembly, pin, pins, unpin
+from registry.storage.unixfs import Profile, file_size
+from tests.cli_support import elements, one_line_error
+
+TINY = Profile("tiny", 1, True, 1000, 3)
+
+
+def age(home, seconds: float = 7200) -> None:
+    """Make every file under the block store ``seconds`` old (past gc's grace period)."""
+    old = time.time() - seconds
+    for path in (home / "blocks").rglob("*"):
+        if path.is_file():
+            os.utime(path, (old, old))
+
+
+def dag_files(store: BlockStore, cid) -> set:
+    return {store.path_of(c) for c, _ in store.blocks(cid)}
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def store(home):
+    return BlockStore(home / "blocks")
+
+
+def manifest_over(store: BlockStore, data_cid) -> object:
+    document = {"format": "elements.manifest/v1", "kind": "file", "content_id": "0x" + "11" * 32,
+                "data": {"cid": str(data_cid), "size": file_size(data_cid, store.get), "name": "x"}}
+    return store.add_file(canonical_json(document))
+
+
+def test_gc_keeps_published_documents_their_data_pins_and_recent_assemblies_and_frees_the_rest(home, store):
+    published_data = store.add_file(os.urandom(5000), TINY)
+    published = manifest_over(store, published_data)
+    pinned = store.add_file(os.urandom(4000), TINY)
+    assembled = store.add_file(os.urandom(3000), TINY)
+    stale = store.add_file(os.urandom(2000), TINY)
+    garbage = store.add_file(os.urandom(6000), TINY)
+    pin(home, pinned)
+    note_assembly(home, "0x" + "ab" * 32, "0x" + "cd" * 32, home / "out", [str(assembled)])
+    note_assembly(home, "0x" + "ef" * 32, "0x" + "cd" * 32, home / "old", [str(stale)], now=time.time() - 30 * 86400)
+    age(home)
+    keep = set().union(*(dag_files(store, c) for c in (published, published_data, pinned, assembled)))
+    free = (dag_files(store, stale) | dag_files(store, garbage)) - keep
+    plan = plan_gc(home, store, [str(published)])
+    assert plan.roots == {"published": 1, "pins": 1, "recent_assemblies": 1}
+    assert {p for p, _ in plan.garbage} == free
+    assert plan.garbage_bytes == sum(p.stat().st_size for p in free)
+    assert run_gc(plan) == plan.garbage_bytes
+    assert all(p.is_file() for p in keep) and not any(p.exists() for p in free)
+    assert store.missing(published_data) == [] and store.missing(pinned) == [] and store.missing(assembled) == []
+
+
+def test_blocks_younger_than_the_grace_period_are_kept_whatever_references_them(home, store):
+    fresh = store.add_file(os.urandom(5000), TINY)
+    plan = plan_gc(home, store, grace=3600)
+    assert plan.garbage == [] and plan.young == len(dag_files(store, fresh))
+    assert len(plan_gc(home, store, grace=0).garbage) == len(dag_files(store, fresh))
+
+
+def test_gc_frees_the_derived_caches_and_a_dry_plan_removes_nothing(home, store):
+    (home / "cache" / "elements").mkdir(parents=True)
+    (home / "cache" / "elements" / "bafyexported").write_bytes(b"x" * 10_000)
+    (home / "cache" / "compositions").mkdir(parents=True)
+    (home / "cache" / "compositions" / "build").write_bytes(b"y" * 100)
+    plan = plan_gc(home, store)
+    assert [p.name for p, _ in plan.caches] == ["elements"] and plan.cache_bytes >= 10_000
+    assert (home / "cache" / "elements" / "bafyexported").is_file()  # planning removes nothing
+    run_gc(plan)
+    assert not (home / "cache" / "elements").exists()
+    assert (home / "cache" / "compositions" / "build").is_file()  # built once, costly: kept
+    assert not [p for p in (home / "cache").iterdir() if p.name.startswith(".")]
+
+
+def test_gc_does_not_run_while_an_assembly_holds_the_store(store):
+    with store_lock(store, exclusive=False):
+        with pytest.raises(GcBusy, match="run `elements gc` again"):
+            with store_lock(store, exclusive=True):
+                pass
+    with store_lock(store, exclusive=True):
+        pass
+
+
+def test_pins_and_assembly_notes_are_whole_files_and_unreadable_notes_keep_nothing(home, store):
+    cid = store.add_file(b"pinned")
+    pin(home, cid)
+    assert pins(home) == [cid]
+    assert unpin(home, cid) and not unpin(home, cid) and pins(home) == []
+    note_assembly(home, "0x" + "12" * 32, "0x" + "34" * 32, home / "out", [str(cid)])
+    (home / "assemblies" / "broken.json").write_text("{not json")
+    [note] = assemblies(home)
+    assert note.cids == (str(cid),) and note.record == "0x" + "12" * 32
+    assert not [p for p in (home / "assemblies").iterdir() if p.name.startswith(".")]
+
+
+def test_home_usage_counts_each_kind_once(home, store):
+    store.add_file(os.urandom(3000), TINY)
+    (home / "cache" / "data").mkdir(parents=True)
+    (home / "cache" / "data" / "f").write_bytes(b"z" * 5000)
+    (home / "config.json").write_text("{}")
+    usage = home_usage(home)
+    assert usage.kinds["blocks"][0] == len(list((home / "blocks").glob("[!.]*/*")))  # the blocks, not the writes in progress
+    assert usage.kinds["blocks/.staging"][0] == len([p for p in (home / "blocks" / ".staging").rglob("*") if p.is_file()])
+    assert usage.kinds["cache/data"][0] == 1 and usage.kinds["other"][0] == 1
+    assert usage.total == sum(b for _, b in usage.kinds.values())
+
+
+def test_gc_on_the_in_process_chain_refuses_in_one_line_since_it_cannot_know_your_records(tmp_path):
+    error = one_line_error(elements(tmp_path / "home", "gc"))
+    assert "--network" in error and "--no-chain" in error
+
+
+def test_cache_and_gc_no_chain_as_a_user_runs_them(tmp_path):
+    home = tmp_path / "home"
+    store = BlockStore(home / "blocks")
+    kept = store.add_file(os.urandom(3000), TINY)
+    store.add_file(os.urandom(3000), TINY)
+    age(home)
+    pinned = elements(home, "cache", "--pin", str(kept), "--json")
+    assert pinned.returncode == 0, pinned.stderr
+    shown = json.loads(pinned.stdout)
+    assert shown["pins"] == [str(kept)] and shown["kinds"]["blocks"]["files"] == len(list((home / "blocks").glob("[!.]*/*")))
+    dry = elements(home, "gc", "--no-chain", "--dry-run")
+    assert dry.returncode == 0, dry.stderr and "would free" in dry.stdout
+    done = json.loads(elements(home, "gc", "--no-chain", "--json").stdout)
+    assert done["freed_bytes"] > 0 and store.missing(kept) == []
+    assert "is not pinned" in one_line_error(elements(home, "cache", "--unpin", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"))
