@@ -31,6 +31,10 @@ ELSEWHERE = {
 }
 
 
+#: Leaf commands expected to fail (exit 2) with something other than a group's usage error.
+ERROR_NAMES = {("pins",): "pinning service jsonsvc"}
+
+
 @pytest.fixture(scope="module")
 def world(anvil_registry, anvil, tmp_path_factory):
     """A home on the session's anvil with a tensors element and a file element published by the CLI."""
@@ -38,8 +42,11 @@ def world(anvil_registry, anvil, tmp_path_factory):
     home = base / "home"
     layer = base / "layer.safetensors"
     rng = np.random.default_rng(11)
-    write_safetensors(layer, {"dense.weight": rng.standard_normal((8, 4)).astype(np.float32),
-                              "dense.bias": rng.standard_normal(4).astype(np.float32)})
+    weight, bias = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    write_safetensors(layer, {"dense.weight": weight, "dense.bias": bias})
+    tuned = base / "tuned.safetensors"  # the layer fine-tuned a little: extract-lora's second model
+    write_safetensors(tuned, {"dense.weight": weight + np.float32(0.01) * rng.standard_normal((8, 4)).astype(np.float32),
+                              "dense.bias": bias})
     notes = base / "notes.txt"
     notes.write_text("elements json test\n")
     env = {"ELEMENTS_RPC_URL": anvil.url, "ELEMENTS_PRIVATE_KEY": KEY}
@@ -55,7 +62,7 @@ def world(anvil_registry, anvil, tmp_path_factory):
     }))
     split = elements(home, "split", layer, "--out", base / "split", **env)
     assert split.returncode == 0, split.stderr
-    return {"base": base, "home": home, "layer": layer, "notes": notes, "records": records, "recipe": recipe,
+    return {"base": base, "home": home, "layer": layer, "tuned": tuned, "notes": notes, "records": records, "recipe": recipe,
             "url": anvil.url, "env": env}
 
 
@@ -94,6 +101,12 @@ def _cases(w) -> dict[tuple[str, ...], tuple[list, int]]:
         ("config", "trust", "rm"): ([ADDRESS], 0),
         ("car", "export"): ([element["record_id"], "-o", b / "layer.car"], 0),
         ("car", "import"): ([b / "layer.car"], 0),
+        ("extract-lora",): ([w["layer"], w["tuned"], "--rank", "2", "-o", b / "lora"], 0),
+        ("pin-service",): ([], 2),
+        ("pin-service", "add"): (["jsonsvc", "http://127.0.0.1:9/psa", "--no-token"], 0),
+        ("pin-service", "list"): ([], 0),
+        ("pins",): ([], 2),  # the service configured above does not answer: its error, as JSON
+        ("pin-service", "remove"): (["jsonsvc"], 0),
         ("devnet",): (None, 0),  # long-running: test_devnet_json_is_one_line_per_event
     }
 
@@ -108,7 +121,8 @@ def test_every_leaf_command_has_its_json_checked(world):
 ORDER = ["id", "cid", "licenses", "ls", "show", "resolve", "verify", "config", "config show", "config network",
          "config trust", "keys", "car", "publish", "publish-model", "compose", "assemble-local", "split",
          "deploy", "add-license", "keys new", "keys import", "keys list", "config set", "config unset", "config network add",
-         "config network rm", "config trust add", "config trust rm", "car export", "car import"]
+         "config network rm", "config trust add", "config trust rm", "car export", "car import", "extract-lora",
+         "pin-service", "pin-service add", "pin-service list", "pins", "pin-service remove"]
 
 
 @pytest.mark.parametrize("name", ORDER)
@@ -128,7 +142,8 @@ def test_json_output_is_one_document(world, name, monkeypatch, capsys):
     document = json.loads(out)  # the whole of stdout is one JSON document
     assert err == ""
     if expected == 2:
-        assert document["ok"] is False and "choose an action" in document["message"]
+        assert document["ok"] is False and document["exit_code"] == 2
+        assert ERROR_NAMES.get(path, "choose an action") in document["message"]
     else:
         assert document not in (None, [], {})
 
