@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 
+import threading
+import time
+
 import pytest
 
 from registry.chain import COMMITMENT_EXPIRY, Registry, connect
 from registry.chain.errors import RpcUnavailableError
 from registry.chain.network import anvil_dev_accounts
 from registry.publish.model import publish_model
-from registry.publish.commit_reveal import CommitReveal, load_pending, pending_path, publish_committed
+from registry.publish.commit_reveal import CommitReveal, load_pending, pending_path, publish_committed, wait_until_mined
 from registry.publish.send import publish_elements
 from registry.publish.signed import SignedCommitment, load_signed, relay_signed, sign_elements, write_signed
 from registry.formats.split import split_model
@@ -80,6 +83,8 @@ def test_a_publish_cut_off_after_its_commitment_resumes_by_revealing_it(anvil, a
         with pytest.raises(RpcUnavailableError):
             publish_elements(through_proxy, element_files[:2], store, license="MIT", commit_reveal=options)
         pending = load_pending(options.state_dir, anvil_registry, account.address)
+        # The node has the commitment; under load it may not have mined it yet when the cut comes.
+        wait_until_mined(anvil_registry.chain, account.address, timeout=60)
         on_chain = anvil_registry.commitment(account.address)
         assert pending is not None and on_chain is not None and on_chain.holds(pending.commitment)
 
@@ -91,6 +96,37 @@ def test_a_publish_cut_off_after_its_commitment_resumes_by_revealing_it(anvil, a
         assert {r.priority_block for r in anvil_registry.records(list(pending.record_ids))} == {on_chain.block_number}
         assert load_pending(options.state_dir, anvil_registry, account.address) is None
     finally:
+        proxy.close()
+
+
+def test_a_resume_while_the_cut_off_commitment_is_still_unmined_waits_for_it_instead_of_committing_again(
+        anvil, anvil_registry, element_files, tmp_path):
+    account = funded_account(anvil_registry.chain)
+    chain = anvil_registry.chain
+    proxy = DroppingProxy(anvil.url, "eth_sendRawTransaction", 1)
+    chain.request("evm_setAutomine", [False], "holding transactions unmined")
+    try:
+        through_proxy = Registry(connect(proxy.url, expected_chain_id=chain.chain_id), anvil_registry.address, account,
+                                 anvil_registry.deploy_block)
+        store, options = BlockStore(tmp_path / "blocks"), CommitReveal(tmp_path / "commitments")
+        with pytest.raises(RpcUnavailableError):
+            publish_elements(through_proxy, element_files[4:6], store, license="MIT", commit_reveal=options)
+        assert chain.unmined(account.address) == 1 and anvil_registry.commitment(account.address) is None
+
+        def mine_later():
+            time.sleep(1.0)  # the resumed run is waiting by then (if it committed again, it would have sent it)
+            chain.request("evm_setAutomine", [True], "mining again")
+            chain.request("evm_mine", [], "mining the held commitment")
+
+        miner = threading.Thread(target=mine_later)
+        miner.start()
+        proxy.restore()
+        resumed = publish_elements(through_proxy, element_files[4:6], store, license="MIT", commit_reveal=options)
+        miner.join()
+        [reveal] = resumed.transactions  # the held commitment was waited for and revealed, not replaced
+        assert reveal.kind == "reveal" and len(resumed.published) == 2
+    finally:
+        chain.request("evm_setAutomine", [True], "mining again")
         proxy.close()
 
 

@@ -474,6 +474,13 @@ class Chain:
                 "check it before retrying (a retried publish is harmless)"
             ) from None
 
+    def unmined(self, address: str) -> int:
+        """How many of ``address``'s transactions the node holds but has not mined yet (its
+        pending nonce less its latest one)."""
+        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(address, "pending"))
+        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(address, "latest"))
+        return max(0, int(pending) - int(latest))
+
     def _next_nonce(self, sender: str) -> int:
         node = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
         return max(node, self._nonces.get(sender, 0))

@@ -48,6 +48,7 @@ __all__ = [
     "clear_stale",
     "publish_committed",
     "wait_for_block",
+    "wait_until_mined",
     "is_loopback",
 ]
 
@@ -189,6 +190,11 @@ def _commitment_for(registry: Registry, ids: tuple[bytes, ...], options: CommitR
     pending = None if fresh else load_pending(options.state_dir, registry, publisher)
     if pending is not None and pending.record_ids == ids:
         on_chain = registry.commitment(publisher)
+        if on_chain is None or not on_chain.holds(pending.commitment):
+            # A run cut off right after sending its commitment: the node may hold it unmined. Wait
+            # for it rather than commit again (a second commitment would cost gas and replace it).
+            wait_until_mined(registry.chain, publisher, timeout=options.timeout, poll=options.poll)
+            on_chain = registry.commitment(publisher)
         latest = registry.chain.block_number()
         if on_chain is not None and on_chain.holds(pending.commitment) and not on_chain.expired(latest + _EXPIRY_MARGIN):
             return pending, on_chain.block_number, None
@@ -197,6 +203,25 @@ def _commitment_for(registry: Registry, ids: tuple[bytes, ...], options: CommitR
     _save(options.state_dir, registry, pending)  # before sending: a crash after it must not lose the salt
     block = registry.commit(pending.commitment)
     return pending, block, registry.last_receipt
+
+
+def wait_until_mined(chain, address: str, *, timeout: float = 600.0, poll: float | None = None) -> None:
+    """Wait until the node holds none of ``address``'s transactions unmined (a run cut off after
+    sending one left it in the node's pool).
+
+    Raises:
+        ChainError: some are still unmined after ``timeout`` seconds.
+    """
+    local = chain.is_memory or is_loopback(chain.rpc_url)
+    poll = poll if poll is not None else (0.05 if local else 1.0)
+    started = time.monotonic()
+    while chain.unmined(address):
+        if time.monotonic() - started > timeout:
+            raise ChainError(
+                f"{address} has transactions on {chain.name} still not mined after {timeout:.0f}s; wait for them "
+                "(or replace them with a higher fee), then run the same command again"
+            )
+        time.sleep(poll)
 
 
 def wait_for_block(chain, target: int, *, progress: Callable[[int, int], None] | None = None, timeout: float = 600.0,
