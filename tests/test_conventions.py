@@ -263,11 +263,11 @@ IMPORT_CYCLES: dict[frozenset[str], str] = {
 
 #: ``from x import _y`` that is allowed: (importer, "x._y") -> reason.
 PRIVATE_IMPORTS: dict[tuple[str, str], str] = {
-    ("registry.formats.recipe", "re._constants"): (
+    ("registry.formats.recipe.values", "re._constants"): (
         "the standard library's regex parser is the only way to see a nested repetition in a pattern "
         "before it runs on hostile tensor names (sre_constants/sre_parse before Python 3.11)"
     ),
-    ("registry.formats.recipe", "re._parser"): "as re._constants: the parsed pattern is walked for nested repetition",
+    ("registry.formats.recipe.values", "re._parser"): "as re._constants: the parsed pattern is walked for nested repetition",
 }
 
 
