@@ -11,10 +11,6 @@ from .values import RecipeError
 __all__ = ["canonical_json", "check_finite"]
 
 
-# --------------------------------------------------------------------------------------------
-# canonical JSON
-
-
 def canonical_json(value: Any) -> bytes:
     """Canonical JSON bytes (:func:`registry.formats.content_id.canonical_json`: sorted keys, no
     whitespace, UTF-8, shortest round-trip floats), refusing NaN and infinities by where they are.

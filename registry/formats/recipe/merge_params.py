@@ -11,9 +11,6 @@ from .values import Reader, RecipeError, as_int, as_number, as_str, check_count,
 
 __all__ = ["REQUIRED", "MERGE_METHODS", "freeze", "thaw", "parse_setting", "evaluate_parameter", "is_gradient"]
 
-# --------------------------------------------------------------------------------------------
-# mergekit's merge methods
-
 REQUIRED = "required"
 #: method -> (base: required|optional|none, min sources, max sources or None,
 #:            per-source parameters {name: default or REQUIRED}, step parameters {name: default or REQUIRED}, random)

@@ -219,6 +219,7 @@ def _parse_merge(op: str, r: Reader, where: str) -> Merge:
     return Merge(op, tuple(sources), base, tuple(sorted(parameters)), template, seed, selection, rename,
                  as_dtype(dtype, f"{where}.dtype") if dtype else None)
 
+
 def _parse_random_init(r: Reader, where: str) -> RandomInit:
     name = as_str(r.required("name"), f"{where}.name")
     shape = r.required("shape")
@@ -250,7 +251,6 @@ def _parse_random_init(r: Reader, where: str) -> RandomInit:
     elif layer_range is not None:
         raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
     return RandomInit(name, dims, dtype, distribution, scale, seed, layers)
-
 
 
 def _parse_weighted(value: Any, where: str) -> tuple[WeightedSource, ...]:

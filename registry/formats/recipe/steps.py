@@ -423,8 +423,6 @@ class Merge:
         return out
 
 
-
-
 @dataclass(frozen=True)
 class RandomInit:
     """New tensors drawn from the counter stream (mergekit-moe's ``random`` / ``uniform_random``

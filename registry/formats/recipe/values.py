@@ -57,9 +57,6 @@ def over_limit(limit: Any, what: str, value: Any) -> RecipeLimitError:
     return error
 
 
-over_limit = over_limit
-
-
 def check_count(items: Any, limit: Any, what: str) -> Any:
     """``items`` when it has at most ``limit`` entries (checked before they are parsed one by one)."""
     if isinstance(items, (list, tuple, Mapping)) and len(items) > limit:
@@ -71,6 +68,7 @@ def shown(value: Any) -> str:
     """A value for a one-line message: its repr, cut short (recipes are written by anyone)."""
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
 
 # --------------------------------------------------------------------------------------------
 # small validators
