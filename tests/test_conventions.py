@@ -421,6 +421,10 @@ RENAMES_OUTSIDE_FILES = {
         "a dead scratch area is moved aside before it is removed, so a half-removed area is never "
         "taken for a live one: a directory move, nothing is written"
     ),
+    ("registry/storage/gc.py", "os.rename(path, aside)"): (
+        "as scratch.py's dead areas: a derived cache directory is moved aside before it is removed, "
+        "so a crash mid-removal never leaves a half-deleted cache that looks whole"
+    ),
     ("scripts/compile_contracts.py", "os.replace(tmp, path)"): (
         "a standalone developer tool that imports nothing of the package (it runs before the "
         "artifact the package needs exists)"

@@ -174,10 +174,10 @@ def cmd_cache(args: argparse.Namespace, settings: Settings) -> Result:
 
 def _dag_bytes(store, cids) -> int:
     """Bytes of the blocks of these DAGs that are in the store (each block once)."""
-    from ..storage.gc import _reach
+    from ..storage.gc import reach_blocks
 
     names: set[str] = set()
-    _reach(store, [CID.parse(c) for c in cids], names)
+    reach_blocks(store, [CID.parse(c) for c in cids], names)
     total = 0
     for name in names:
         try:

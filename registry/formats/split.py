@@ -32,7 +32,7 @@ import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
@@ -422,7 +422,7 @@ class SplitPlan:
     skipped: list[str] = field(default_factory=list)
 
 
-def plan_split(model: str | os.PathLike, *, by: str = "layer", rules: list[str] | None = None,
+def plan_split(model: str | os.PathLike[str], *, by: str = "layer", rules: list[str] | None = None,
                progress: Callable[[int, int], None] | None = None) -> SplitPlan:
     """The elements and recipe :func:`split_model` would write, computed without writing them (the
     tensors are hashed once, file elements once). Publish streams each element into its blocks
@@ -510,10 +510,10 @@ class ElementStream:
         self.element = element
         self._views = views
         self._parts: list[tuple[str | None, Any]] = []
-        self._file = None
+        self._file: BinaryIO | None = None
         if element.kind == "tensors":
             entries = {e.name: e for e in element.manifest.entries}
-            specs = [(t, entries[t].dtype, entries[t].shape, None) for t in element.members]
+            specs: list[Any] = [(t, entries[t].dtype, entries[t].shape, None) for t in element.members]
             header, sizes = build_header(specs, None)
             self._parts.append((None, memoryview(struct.pack("<Q", len(header)) + header)))
             for t in element.members:
@@ -521,6 +521,8 @@ class ElementStream:
             self.size = 8 + len(header) + sum(sizes)
             self._entries = entries
         else:
+            if element.source is None:
+                raise SplitError(f"file element {element.path} has no source file to read")
             self._file = open(element.source, "rb")
             self.size = os.fstat(self._file.fileno()).st_size
             self._file_hasher = blake3_hasher(self.size)
@@ -531,7 +533,7 @@ class ElementStream:
 
     def read(self, n: int = -1) -> bytes:
         if self._file is not None:
-            data = self._file.read(n)
+            data: bytes = self._file.read(n)
             self._file_hasher.update(data)
             self._done += len(data)
             if not data or self._done == self.size:
@@ -552,7 +554,7 @@ class ElementStream:
             name, view, hasher = self._current
             take = view[: want - len(out)]
             out += take
-            if hasher is not None:
+            if hasher is not None and name is not None:
                 hasher.update(take)
                 total = self._entries[name].size
                 done = total - (len(view) - len(take))
@@ -562,7 +564,7 @@ class ElementStream:
                 self._current = (name, rest, hasher)
             else:
                 self._current = None
-                if name is not None:
+                if name is not None and hasher is not None:
                     self._check_tensor(name, hasher.digest())
         self._done += len(out)
         return bytes(out)

@@ -39,7 +39,7 @@ from .roots import assemblies, pins
 from .scratch import sweep
 from .unixfs import links_of, read_file
 
-__all__ = ["HomeUsage", "GcPlan", "GcBusy", "home_usage", "plan_gc", "run_gc", "store_lock", "DERIVED_CACHES"]
+__all__ = ["HomeUsage", "GcPlan", "GcBusy", "home_usage", "plan_gc", "run_gc", "reach_blocks", "store_lock", "DERIVED_CACHES"]
 
 #: Caches of derived data gc frees (files exported from blocks for callers that wanted a path).
 DERIVED_CACHES = ("cache/elements", "cache/data")
@@ -196,7 +196,7 @@ def _document_data(store: BlockStore, cid: CID) -> CID | None:
         return None
 
 
-def _reach(store: BlockStore, roots: Iterable[CID], keep: set[str]) -> int:
+def reach_blocks(store: BlockStore, roots: Iterable[CID], keep: set[str]) -> int:
     """Add the block names of the DAGs under ``roots`` to ``keep``; returns how many roots are incomplete here."""
     incomplete = 0
     seen: set[CID] = set()
@@ -245,7 +245,7 @@ def plan_gc(home: Path, store: BlockStore, published: Iterable[CID | str] = (), 
     plan.roots = {"published": len(documents), "pins": len(pinned), "recent_assemblies": len(recent)}
     data = [d for d in (_document_data(store, c) for c in [*documents, *pinned]) if d is not None]
     keep: set[str] = set()
-    plan.missing_roots = _reach(store, [*documents, *pinned, *data, *assembled], keep)
+    plan.missing_roots = reach_blocks(store, [*documents, *pinned, *data, *assembled], keep)
     if store.root.is_dir():
         for shard in sorted(store.root.iterdir()):
             if not shard.is_dir() or shard.name.startswith("."):
