@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
+from ..files import atomic_write
 from ..limits import CONFIG_BYTES, LimitExceeded, NotJSON, loads_json
 from .cid import CID
 from .errors import CIDError
@@ -51,14 +51,7 @@ class AssemblyNote:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def note_assembly(home: Path, record: str, content_id: str, out: str | os.PathLike, cids: Iterable[str],
