@@ -7,6 +7,8 @@ three-layer variant (CC-BY-4.0), which Carol builds on in half precision, and a 
 with the model it merges into (CC-BY-NC-4.0); Alice is refused when she tries to ship Bob's
 non-commercial merge under Apache-2.0. Then the LoRA variant is resolved by hash, assembled, and
 verified with the original; a copy of the original with one weight changed is caught by name.
+Last, Carol merges Alice's layer 2 with Bob's (Alice's layer 5) by DARE-TIES with a seed, and
+verify re-derives the merged tensors and reads the method and seed from the claim's recipe.
 
 This module runs the steps and returns their data; it prints nothing. ``elements demo``
 (:mod:`registry.cli.demo_cmd`) parses the arguments and renders each step as it finishes, with
