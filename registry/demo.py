@@ -7,6 +7,8 @@ three-layer variant (CC-BY-4.0), which Carol builds on in half precision, and a 
 with the model it merges into (CC-BY-NC-4.0); Alice is refused when she tries to ship Bob's
 non-commercial merge under Apache-2.0. Then the LoRA variant is resolved by hash, assembled, and
 verified with the original; a copy of the original with one weight changed is caught by name.
+Last, Carol merges Alice's layer 2 with Bob's (Alice's layer 5) by DARE-TIES with a seed, and
+verify re-derives the merged tensors and reads the method and seed from the claim's recipe.
 
 This module runs the steps and returns their data; it prints nothing. ``elements demo``
 (:mod:`registry.cli.demo_cmd`) parses the arguments and renders each step as it finishes, with
@@ -33,6 +35,10 @@ __all__ = [
     "LORA_ALPHA",
     "LORA_RANK",
     "LORA_SEED",
+    "MERGE_DENSITY",
+    "MERGE_LAYER",
+    "MERGE_METHOD",
+    "MERGE_SEED",
     "TAMPERED_TENSOR",
     "Demo",
     "Step",
@@ -48,6 +54,12 @@ TAMPERED_TENSOR = "encoder.layer.3.attention.self.query.weight"
 LORA_RANK = 8
 LORA_ALPHA = 16
 LORA_SEED = 20261129
+#: Carol's merge: Alice's layer 2 with Bob's layer 2 (Alice's layer 5, renumbered), by DARE-TIES,
+#: whose random drops are a function of the seed alone (docs/recipes.md#randomness-that-reproduces).
+MERGE_METHOD = "dare_ties"
+MERGE_LAYER = "encoder.layer.2"
+MERGE_SEED = 20261130
+MERGE_DENSITY = 0.5
 
 
 def model_dir() -> Path:
@@ -370,6 +382,46 @@ def run_story(source: Path, work: Path, *, on_start: OnStart | None = None, on_s
     named = TAMPERED_TENSOR in repr(data.get("attribution")) or any(TAMPERED_TENSOR in r for r in data["reasons"])
     data["tensor_named"] = named
     data["ok"] = data["ok"] and named
+
+    # 7. Carol merges two published layers with a seeded method; verify re-derives the merge.
+    merge_path = work / "minilm-dare.yaml"
+    merge_path.write_text(yaml.safe_dump(_merge_recipe(base_recipe, variant), sort_keys=False))
+    merge_dir = work / "minilm-dare"
+
+    def publish_merge() -> tuple[dict, dict]:
+        recipe = load_recipe(merge_path)
+        report = publish_composition(carol, Resolver(carol, sources), recipe, license=LICENSE_VARIANT, out=merge_dir,
+                                     work_dir=work / "scratch")
+        data = {
+            "composition_record": _hex(report.claim.record_id),
+            "content_id": _hex(report.claim.record.content_id),
+            "parents": len(report.claim.record.parents),
+            "method": MERGE_METHOD,
+            "seed": MERGE_SEED,
+            "density": MERGE_DENSITY,
+            "merged_tensors": sum(1 for t in report.assembly.tensors if t.name.startswith(MERGE_LAYER + ".")) if report.assembly else None,
+            "path": str(merge_dir),
+        }
+        return data, {"recipe": merge_path.name, "directory": merge_dir.name}
+
+    merged_by_carol = story.step(
+        "compose_merge", f"Carol merges Alice's layer 2 with Bob's by {MERGE_METHOD} (seed {MERGE_SEED}, CC-BY-4.0)",
+        f"elements compose {merge_path.name} -o ./{merge_dir.name} --license {LICENSE_VARIANT} --network sepolia", publish_merge)
+
+    def verify_merge() -> tuple[dict, dict]:
+        data, detail = verify(merge_dir, 0, "verified")()
+        report = detail["report"]
+        recomputed = [t for t in report.accepted.tensors if t.status == "recomputed"] if report.accepted else []
+        data["recomputed"] = len(recomputed)
+        data["how"] = recomputed[0].how if recomputed else None
+        data["recipe_method"], data["recipe_seed"], data["recipe_id"] = _merge_provenance(resolver, report)
+        data["ok"] = (data["ok"] and data["accepted_claim"] == merged_by_carol["composition_record"]
+                      and data["recomputed"] == merged_by_carol["merged_tensors"]
+                      and (data["recipe_method"], data["recipe_seed"]) == (MERGE_METHOD, MERGE_SEED))
+        return data, detail
+
+    story.step("verify_merge", "Verify Carol's merge: its tensors re-derived from the seed",
+               f"elements verify ./{merge_dir.name} --network sepolia", verify_merge)
     return story.steps
 
 
@@ -414,6 +466,38 @@ def _carol_recipe(variant: dict, files: list[str]) -> dict:
         "files": [{"path": path, "from": "bob", "file": path, **({"patch": {"torch_dtype": "float16"}} if path == "config.json" else {})}
                   for path in files],
     }
+
+
+def _merge_recipe(base, variant: dict) -> dict:
+    """Alice's model with layer 2 merged, by DARE-TIES, with Bob's layer 2 (Alice's layer 5)."""
+    tensor_inputs = [name for name, ref in base.inputs.items() if ref.kind == "tensors"]
+    file_inputs = [f.source for f in base.files]
+    inputs = _inputs(base, [*tensor_inputs, *file_inputs])
+    inputs["bob"] = {"kind": "composition", "content_id": variant["content_id"], "record": variant["composition_record"]}
+    return {
+        "format": "elements.recipe/v1",
+        "name": "minilm-dare",
+        "description": f"all-MiniLM-L6-v2 with {MERGE_LAYER} merged by {MERGE_METHOD} with Bob's {MERGE_LAYER} (Alice's layer 5)",
+        "inputs": inputs,
+        "steps": [
+            {"op": "take", "from": sorted(n for n in tensor_inputs if n != MERGE_LAYER)},
+            {"op": MERGE_METHOD, "base": MERGE_LAYER, "sources": [{"from": "bob", "weight": 1.0, "density": MERGE_DENSITY}],
+             "seed": MERGE_SEED},
+        ],
+        "files": _file_specs(base),
+    }
+
+
+def _merge_provenance(resolver, report) -> tuple[str | None, int | None, str | None]:
+    """The merge method and seed as the verified claim's recipe says (the recipe fetched by its CID
+    and checked against the record), and that recipe's CID."""
+    if report.accepted is None:
+        return None, None, None
+    document = resolver.graph(report.accepted.record_id, documents=True).root.document
+    for step in document.steps:
+        if step.op == MERGE_METHOD:
+            return step.op, step.seed, report.accepted.recipe_id
+    return None, None, report.accepted.recipe_id
 
 
 def _lora_recipe(base, adapter_record: str, adapter_content_id: str) -> dict:

@@ -270,3 +270,29 @@ def _cid_of_block_file(path):
 
     name = path.name.upper()
     return CID.parse(b"\x01\x55" + base64.b32decode(name + "=" * (-len(name) % 8)))
+
+
+@pytest.mark.slow  # imports torch and runs the model twice
+def test_the_model_assembled_by_hash_embeds_sentences_bit_for_bit_as_the_original(memory_registry, tmp_path, monkeypatch):
+    # The whole sentence-transformers pipeline (tokenizer, BERT, mean pooling, normalisation) on
+    # the original package directory and on the one assembled from the chain: the same bits.
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # both load from their directories, never from the Hub
+    store = BlockStore(tmp_path / "blocks")
+    sources = Sources(store)
+    registry = registry_for("memory", memory_registry=memory_registry)
+    report = publish_model(registry, store, MODEL, license="Apache-2.0", sources=sources, work_dir=tmp_path / "work")
+    out = tmp_path / "assembled"
+    outcome = assemble_composition(Resolver(registry, sources), "0x" + report.composition.record_id.hex(), out)
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+
+    sentences = ["Elements are Lego for model weights.", "Verify down to the tensor.", "A cat sits on the mat.",
+                 "Un modèle assemblé depuis la chaîne."]
+    original = SentenceTransformer(str(MODEL), device="cpu").encode(sentences, convert_to_numpy=True)
+    assembled = SentenceTransformer(str(out), device="cpu").encode(sentences, convert_to_numpy=True)
+    assert original.shape == (4, 384) and original.dtype == np.float32
+    assert np.allclose(np.linalg.norm(original, axis=1), 1.0, atol=1e-5)  # the model's Normalize module ran
+    assert len({row.tobytes() for row in original}) == 4
+    assert assembled.tobytes() == original.tobytes()

@@ -156,6 +156,26 @@ def _verify(console: Console, step: Step) -> None:
     console.print(f"exit code {report.exit_code} ({step.detail['outcome']})")
 
 
+def _compose_merge(console: Console, step: Step) -> None:
+    from ..demo import MERGE_LAYER
+
+    data = step.data
+    console.print(f"recipe {step.detail['recipe']}: Alice's model, but {MERGE_LAYER} is {data['method']} of Alice's "
+                  f"{MERGE_LAYER} (base) and Bob's (Alice's layer 5), density {data['density']}, seed {data['seed']}")
+    console.print(f"{data['merged_tensors']} tensors merged in float64 and rounded once; the random drops are a function of "
+                  "(seed, tensor, source, element) alone: the same bits on every machine")
+    console.print(f"assembled into {step.detail['directory']}/ and claimed with its {data['parents']} input records as parents")
+    console.print(f"composition record {data['composition_record']}  content id {data['content_id']}")
+
+
+def _verify_merge(console: Console, step: Step) -> None:
+    _verify(console, step)
+    data = step.data
+    console.print(f"{data['recomputed']} tensors recomputed from their inputs, e.g. {data['how']}")
+    console.print(f"provenance: method {data['recipe_method']}, seed {data['recipe_seed']}, from the claim's recipe "
+                  f"{data['recipe_id']} (fetched by CID and checked)")
+
+
 _RENDERERS: dict[str, Callable[[Console, Step], None]] = {
     "deploy": _deploy,
     "publish_model": _publish_model,
@@ -169,4 +189,6 @@ _RENDERERS: dict[str, Callable[[Console, Step], None]] = {
     "verify_original": _verify,
     "verify_variant": _verify,
     "verify_tampered": _verify,
+    "compose_merge": _compose_merge,
+    "verify_merge": _verify_merge,
 }
