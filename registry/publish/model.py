@@ -19,11 +19,9 @@ Both are idempotent (see :mod:`registry.publish.send`): a re-run sends only what
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -234,14 +232,7 @@ def publish_model(
     label = plan.recipe.get("name") or model.name
     check_parent_count(registry, len(plan.elements), f"model {label!r} split into {len(plan.elements)} elements")
     target = None if dry_run else store
-    # web3 is first needed to estimate and send, after every element is streamed: its import (about
-    # 0.3-1 s of Python) runs on a thread meanwhile, while the hashing threads hold no GIL.
-    warm = threading.Thread(target=_import_quietly, args=("web3",), name="import-web3")
-    warm.start()
-    try:
-        prepared_all = _stream_elements(plan, target, split_progress, hash_progress)
-    finally:
-        warm.join()
+    prepared_all = _stream_elements(plan, target, split_progress, hash_progress)
     claims: list[Claim] = []
     record_ids: dict[str, str] = {}
     for element, prepared in zip(plan.elements, prepared_all):
@@ -257,14 +248,6 @@ def publish_model(
         on_transaction=on_transaction, license=terms, upload_progress=upload_progress, commit_reveal=commit_reveal,
     )
     return ModelReport(report, composition, claims, recipe, cid, str(model))
-
-
-def _import_quietly(name: str) -> None:
-    """Import ``name`` ahead of need; a failure is left for the import where it is needed to report."""
-    try:
-        importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - the real import raises it again, with the command's context
-        pass
 
 
 def _stream_elements(plan, store: BlockStore | None, split_progress: Progress | None,
