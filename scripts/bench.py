@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import MiB, parse_size  # noqa: E402
+from scripts.bench_common import MiB, size_argument  # noqa: E402
 
 #: anvil's first dev account (public test key: never for value).
 ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -129,7 +129,7 @@ class Table:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=parse_size, default=parse_size("1GiB"), help="checkpoint size (default 1GiB; assemble uses twice it)")
+    parser.add_argument("--size", type=size_argument, default=size_argument("1GiB"), help="checkpoint size (default 1GiB; assemble uses twice it)")
     parser.add_argument("--quick", action="store_true", help="64 MiB / 128 MiB and fewer rounds (about a minute)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each timed process, median kept (default 3)")
     parser.add_argument("--work", type=Path, help="work in this directory and keep it (default: a temporary one)")

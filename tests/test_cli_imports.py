@@ -139,6 +139,21 @@ def test_verify_over_json_rpc_loads_neither_web3_nor_py_evm_nor_the_bom_validato
     assert modules & (CHAIN | BOM | HTTP) == set(), sorted(modules & (CHAIN | HTTP))
 
 
+def test_verify_of_a_published_plain_checkpoint_loads_no_numpy(tmp_path, weights, anvil_registry, anvil):
+    """publish-model claims the checkpoint as a composition whose tensors are all plain copies: verifying
+    it compares content ids and never computes a tensor, so numpy (and the merge code) stays unloaded."""
+    home = tmp_path / "home"
+    env = {"ELEMENTS_RPC_URL": anvil.url}
+    (weights.parent / "config.json").write_text('{"model_type": "bert", "elements_test": "plain-copies"}')
+    published = subprocess.run([sys.executable, "-m", "registry", "publish-model", str(weights.parent), "--license", "MIT", "--json"],
+                               env=clean_env(home, ELEMENTS_PRIVATE_KEY=DEV_KEYS[4], **env), cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+    modules = loaded(tmp_path, home, "verify", weights.parent, "--json", **env)  # exit 0: verified
+    assert "registry" in modules
+    assert modules & ({"numpy"} | CHAIN | BOM | HTTP) == set(), sorted(modules & ({"numpy"} | CHAIN | HTTP))
+
+
 def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil_registry, anvil):
     home = tmp_path / "home"
     env = {"ELEMENTS_RPC_URL": anvil.url}

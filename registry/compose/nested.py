@@ -46,19 +46,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 from ..digest import parse_bytes32
 from ..errors import ElementsError
 from ..formats.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError
 from ..limits import COMPOSITION_NESTING
-from .ops import storage_dtype
 from .outputs import OutputMismatch, check_output_table, patched_json
 from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors, read_whole
 from .readers import ElementIntegrityError, FileElement, TensorElement
+
+if TYPE_CHECKING:  # numpy loads only where tensors are computed (a plain copy verifies without it)
+    import numpy as np
 
 __all__ = [
     "MAX_NESTING_DEPTH",
@@ -252,6 +252,8 @@ class CompositionElement(TensorElement):
         return self.tensor_plan(name).blocks(block_elems)
 
     def stream(self, name: str, chunk_bytes: int) -> Iterator[memoryview]:
+        import numpy as np
+        from .ops import storage_dtype
         plan = self.tensor_plan(name)
         elems = max(1, chunk_bytes // max(1, storage_dtype(plan.dtype).itemsize))
         for block in plan.blocks(elems):

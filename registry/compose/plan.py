@@ -14,21 +14,19 @@ digest the composition's output table states as the data streams.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Iterator, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from ..digest import Bytes32, blake3_hasher
 from ..formats.content_id import TensorEntry, tensor_set_content_id
 from ..formats.safetensors import tensor_nbytes
 from ..errors import IntegrityError
 from ..limits import MODEL_JSON_BYTES, PLAN_WORK, TENSORS, LimitExceeded, NotJSON, loads_json
-from . import merges, ops
 from ..formats.recipe import (
     Cast,
     Linear,
@@ -48,6 +46,9 @@ from ..formats.recipe import (
     evaluate_parameter,
 )
 from .readers import FileElement, TensorElement
+
+if TYPE_CHECKING:  # numpy loads only where tensors are computed (a plain copy verifies without it)
+    import numpy as np
 
 __all__ = [
     "TensorPlan",
@@ -89,7 +90,7 @@ class TensorPlan(ABC):
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)
 
     @property
     def row_aligned(self) -> bool:
@@ -131,6 +132,7 @@ class CopyPlan(TensorPlan):
 
 
 def _float_blocks(plan: TensorPlan, block_elems: int) -> Iterator[np.ndarray]:
+    from . import ops
     for block in plan.blocks(block_elems):
         yield ops.to_float64(block, plan.dtype)
 
@@ -148,6 +150,7 @@ class CastPlan(TensorPlan):
         return self.child.row_aligned
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import ops
         for block in _float_blocks(self.child, block_elems):
             yield ops.from_float64(block, self.dtype)
 
@@ -168,6 +171,7 @@ class LinearPlan(TensorPlan):
         self.shape = self.children[0].shape
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import ops
         streams = [_float_blocks(child, block_elems) for child in self.children]
         for parts in zip(*streams):
             yield ops.from_float64(ops.linear_block(parts, self.weights), self.dtype)
@@ -190,6 +194,7 @@ class TaskArithmeticPlan(TensorPlan):
         self.shape = self.base.shape
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import ops
         base = _float_blocks(self.base, block_elems)
         streams = [_float_blocks(child, block_elems) for child in self.children]
         for base_block, *parts in zip(base, *streams):
@@ -219,6 +224,7 @@ class LoraPlan(TensorPlan):
         return True
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import ops
         row_len = self.shape[1]
         if block_elems % row_len:  # pragma: no cover - the engine always asks for whole rows
             raise AssertionError("LoRA blocks must hold whole rows")
@@ -259,6 +265,9 @@ class MergePlan(TensorPlan):
         self.shape = (self.base or self.children[0]).shape
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import merges
+        import numpy as np
+        from . import ops
         def whole(plan: TensorPlan) -> np.ndarray:
             return ops.to_float64(read_whole(plan), plan.dtype).reshape(self.shape)
 
@@ -295,6 +304,8 @@ class RandomPlan(TensorPlan):
     seed: int
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import merges
+        from . import ops
         for start in range(0, self.numel, block_elems):
             count = min(block_elems, self.numel - start)
             values = merges.random_block(self.distribution, self.scale, self.seed, self.name, start, count)
@@ -326,6 +337,7 @@ class CheckedPlan(TensorPlan):
         return self.child.row_aligned
 
     def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        import numpy as np
         hasher = blake3_hasher(self.nbytes)
         pending = None
         for block in self.child.blocks(block_elems):
@@ -360,13 +372,14 @@ def block_elems(plan: TensorPlan) -> int:
     """Elements per block when a derived tensor is streamed: :data:`DERIVED_BLOCK_ELEMS`, rounded
     down to whole rows (at least one) when the plan needs them."""
     if plan.row_aligned:
-        row = int(np.prod(plan.shape[1:], dtype=np.int64)) or 1
+        row = math.prod(plan.shape[1:]) or 1
         return max(1, DERIVED_BLOCK_ELEMS // row) * row
     return DERIVED_BLOCK_ELEMS
 
 
 def read_whole(plan: TensorPlan) -> np.ndarray:
     """A whole tensor as raw elements of its dtype (a copy, verified), shaped. Memory: one tensor."""
+    import numpy as np
     if isinstance(plan, CopyPlan):
         return plan.element.read_all(plan.name)
     parts = list(plan.blocks(max(plan.numel, 1)))
@@ -468,6 +481,7 @@ def _add(work: dict[str, TensorPlan], name: str, plan: TensorPlan, where: str, o
 
 
 def _is_float(dtype: str) -> bool:
+    from . import ops
     return dtype in ops.FLOAT_DTYPES
 
 
@@ -599,6 +613,8 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
             names = select(list(first.tensors), step.selection, where, labels[0])
             weights = [s.weight for s in step.sources]
             if isinstance(step, Linear):
+                from . import ops
+
                 weights = ops.normalized_weights(weights, step.normalize)
             for name in names:
                 for s, label in zip(srcs[1:], labels[1:]):
@@ -647,6 +663,7 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
 
 def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict[str, str],
                tensor_elements: Mapping[str, TensorElement], elements: Mapping) -> None:
+    from . import ops
     adapter = tensor_elements[step.adapter]
     if step.params is not None:
         params = step.params
@@ -739,6 +756,7 @@ def _evaluated(settings: dict, name: str, t: float, where: str, what: str) -> di
 
 
 def _plan_merge(step: Merge, where: str, work: dict[str, TensorPlan], origin: dict[str, str], source) -> None:
+    from . import merges
     bases = [source(step.base, where)] if step.base else []
     others = [source(s.source, where) for s in step.sources]
     srcs = bases + others

@@ -16,9 +16,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator
 
 from ..digest import blake3_hasher
 from ..errors import IntegrityError
@@ -26,7 +24,9 @@ from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.recipe import InputRef, RecipeLimitError
 from ..formats.safetensors import SafetensorsHeader, read_header
 from ..limits import MODEL_JSON_BYTES
-from .ops import storage_dtype
+
+if TYPE_CHECKING:  # numpy loads only where tensors are computed (a plain copy verifies without it)
+    import numpy as np
 
 __all__ = [
     "ElementIntegrityError",
@@ -101,12 +101,16 @@ class TensorElement:
 
     def blocks(self, name: str, block_elems: int) -> Iterator[np.ndarray]:
         """The tensor as flat raw-element arrays of ``block_elems`` (last shorter), verified."""
+        import numpy as np
+        from .ops import storage_dtype
         dtype = storage_dtype(self.entries[name].dtype)
         for chunk in self.stream(name, block_elems * dtype.itemsize):
             yield np.frombuffer(chunk, dtype=dtype)
 
     def read_all(self, name: str) -> np.ndarray:
         """The whole tensor as a raw-element array (a copy), verified."""
+        import numpy as np
+        from .ops import storage_dtype
         entry = self.entries[name]
         out = np.empty(entry.size, dtype=np.uint8)
         position = 0

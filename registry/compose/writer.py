@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
-
 from ..digest import Bytes32, blake3_hasher
 from ..errors import InputError, IntegrityError
 from ..formats.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
@@ -336,6 +334,7 @@ def _pwrite_all(fd: int, data, offset: int) -> int:
 
 
 def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[int], None]) -> Bytes32:
+    import numpy as np
     hasher = blake3_hasher(tensor.nbytes)
     start = offset
     for block in tensor.blocks(block_elems(tensor)):

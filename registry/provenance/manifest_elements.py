@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from ..compose.plan import CopyPlan, TensorPlan, block_elems
 from ..compose.readers import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher, to_hex
@@ -118,6 +116,7 @@ def recompute_verified(plan: TensorPlan) -> str:
 
 
 def _recompute_digest(plan: TensorPlan) -> str:
+    import numpy as np
     hasher = blake3_hasher(plan.nbytes)
     for block in plan.blocks(block_elems(plan)):
         hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from eth_utils import to_checksum_address
+from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-55: eth-utils loads only with the signer
 
 from ..chain.errors import RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from eth_utils import to_checksum_address
+from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-55: eth-utils loads only with the signer
 
 from ..files import atomic_write
 from ..chain.errors import ChainError, CommitmentError

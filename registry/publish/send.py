@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from eth_utils import to_checksum_address
+from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-55: eth-utils loads only with the signer
 
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import RECORD_PUBLISHED_TOPIC, Registry
