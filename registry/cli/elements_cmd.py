@@ -231,10 +231,21 @@ def _register_publishing(sub: argparse._SubParsersAction, common: argparse.Argum
         examples=(
             "  elements --network devnet ls\n"
             "  elements ls --publisher 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 --kind composition\n"
+            "  elements ls --license Apache-2.0 --commercial --live --name minilm\n"
+            "  elements ls --parent 0x<record id> --json\n"
         ),
     )
     ls.add_argument("--publisher", metavar="ADDR", help="only this publisher's records")
     ls.add_argument("--kind", choices=list(KIND_NAMES), help="only records of this kind")
+    ls.add_argument("--license", metavar="SPDX", help="only records under this licence (its SPDX id or LicenseRef- name, as `elements licenses` shows)")
+    ls.add_argument("--commercial", action="store_true",
+                    help="only records usable commercially (their terms allow it and no ancestor of another publisher forbids it)")
+    ls.add_argument("--parent", metavar="RECORD_ID", help="only records that list this record as a parent (what builds on it)")
+    state = ls.add_mutually_exclusive_group()
+    state.add_argument("--yanked", dest="yanked", action="store_const", const=True, default=None, help="only yanked records")
+    state.add_argument("--live", dest="yanked", action="store_const", const=False, help="only records not yanked")
+    ls.add_argument("--name", metavar="TEXT",
+                    help="only records whose document's name contains TEXT (case-insensitive; fetches the documents)")
 
 
 # -- sessions -----------------------------------------------------------------------------------
@@ -652,27 +663,55 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.abi import checksum_address as to_checksum_address
     from ..chain.reader import Kind
+    from ..digest import parse_bytes32
+    from ..records.filters import RecordFilter, document_name
     from ..records.resolve import ResolvedRecord
 
+    publisher = None
+    if args.publisher:
+        try:
+            publisher = to_checksum_address(args.publisher)
+        except ValueError:
+            raise InputError(f"--publisher {args.publisher!r} is not an address (0x + 40 hex)") from None
+    parent = bytes(parse_bytes32(args.parent, "record id (--parent)")) if args.parent else None
     with session(settings) as (registry, _, resolver):
-        if args.publisher:
-            try:
-                publisher = to_checksum_address(args.publisher)
-            except ValueError:
-                raise InputError(f"--publisher {args.publisher!r} is not an address (0x + 40 hex)") from None
-            records = registry.records_by(publisher)
-        else:
-            records = registry.all_records()
-        if args.kind:
-            records = [r for r in records if int(r.kind) == int(Kind[args.kind.upper()])]
         licences = {t.license_id: t for t in registry.licenses()}
-    nodes = [ResolvedRecord(r, licences.get(r.license_id)) for r in records]
+        license_ids = None
+        if args.license:
+            license_ids = frozenset(i for i, t in licences.items() if t.spdx_id.lower() == args.license.lower())
+            if not license_ids:
+                raise InputError(f"--license {args.license!r} names no licence on this registry; "
+                                 "`elements licenses` lists them (SPDX id or LicenseRef- name)")
+        terms = RecordFilter(
+            publisher=publisher, kind=int(Kind[args.kind.upper()]) if args.kind else None, license_ids=license_ids,
+            commercial=args.commercial, parent=parent, yanked=args.yanked, name=args.name,
+        )
+        records = registry.records_by(publisher) if publisher else registry.all_records()
+        nodes, skipped = [], 0
+        for record in records:
+            licence = licences.get(record.license_id)
+            if not terms.matches_chain(record, licence):
+                continue
+            document = None
+            if terms.needs_document:
+                # Only the records the chain's terms kept are fetched; one that cannot be is counted.
+                try:
+                    document = resolver.document(record)
+                except ElementsError:
+                    skipped += 1
+                    continue
+                if not terms.matches(record, licence, document_name(document)):
+                    continue
+            nodes.append(ResolvedRecord(record, licence, document))
+    if skipped:
+        print(f"WARNING: {skipped} record(s) skipped: their document could not be fetched or checked "
+              "(`elements show RECORD` says why)", file=sys.stderr)
 
     def human() -> None:
         if not nodes:
             print("no records")
         for node in nodes:
             print(_line(node))
-        print(f"{len(nodes)} record(s)")
+        print(f"{len(nodes)} record(s)" + (f"; {skipped} skipped (document not fetched)" if skipped else ""))
 
     return Result(data=[n.to_json() for n in nodes], human=human)

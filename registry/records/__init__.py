@@ -4,6 +4,7 @@
 - :mod:`registry.records.documents`  documents behind records (manifests, recipes), fetched and checked
 - :mod:`registry.records.disputes`   claim priority, "stricter" terms, later copies under looser terms
 - :mod:`registry.records.licensing`  the effective licence of a record's ancestry
+- :mod:`registry.records.filters`    which records a listing keeps (the filters of ``elements ls``)
 """
 
 # Its modules are the API; the package itself exports nothing.
