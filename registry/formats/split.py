@@ -32,7 +32,7 @@ import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
@@ -276,16 +276,7 @@ def split_model(
     names = checkpoint.names
     if not names:
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
-    if rules:
-        groups = group_by_rules(names, [parse_rule(r) for r in rules])
-    elif by == "layer":
-        groups = group_by_layer(names)
-    elif by == "module":
-        groups = group_by_module(names)
-    elif by == "none":
-        groups = {"weights": list(names)}
-    else:
-        raise SplitError(f"--by {by!r} is not known; use layer, module or none")
+    groups = _group(names, by, rules)
 
     table = {entry.name: entry for entry in tensor_entries(checkpoint)}
     model_content_id = str(tensor_set_content_id(table.values()))
@@ -300,23 +291,7 @@ def split_model(
         file_elements, file_inputs, file_specs = _write_file_elements(temporary, files, set(inputs))
         elements += file_elements
         inputs.update(file_inputs)
-        recipe: dict[str, Any] = {
-            "format": RECIPE_FORMAT,
-            "name": model.name if model.is_dir() else model.stem,
-            "inputs": inputs,
-            "steps": steps,
-            "output": {
-                "content_id": model_content_id,
-                "tensors": [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape), "digest": str(e.digest)}
-                            for e in sorted(table.values(), key=lambda e: e.name.encode("utf-8"))],
-            },
-        }
-        if file_specs:
-            recipe["files"] = file_specs
-            recipe["output"]["files"] = [{"path": s["path"], "content_id": file_inputs[s["from"]]["content_id"]}
-                                         for s in file_specs]
-        if metadata != {"format": "pt"}:
-            recipe["output"]["metadata"] = dict(sorted(metadata.items()))
+        recipe = _recipe(model, inputs, steps, table, model_content_id, file_specs, metadata)
         recipe_path = temporary / "recipe.json"
         recipe_path.write_text(json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
         replace_directory(temporary, out, replace=True)
@@ -324,6 +299,41 @@ def split_model(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return SplitResult(out, model_content_id, elements, out / "recipe.json", recipe, skipped)
+
+
+def _group(names: list[str], by: str, rules: list[str] | None) -> dict[str, list[str]]:
+    """Tensor names grouped into elements (``rules`` first, else ``by``), for the split and its plan."""
+    if rules:
+        return group_by_rules(names, [parse_rule(r) for r in rules])
+    if by == "layer":
+        return group_by_layer(names)
+    if by == "module":
+        return group_by_module(names)
+    if by == "none":
+        return {"weights": list(names)}
+    raise SplitError(f"--by {by!r} is not known; use layer, module or none")
+
+
+def _recipe(model: Path, inputs: dict[str, Any], steps: list[dict[str, Any]], table: dict[str, TensorEntry],
+            model_content_id: str, specs: list[dict[str, Any]], metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The recipe that reassembles ``model`` from its elements (the split writes it, the plan gives it)."""
+    recipe: dict[str, Any] = {
+        "format": RECIPE_FORMAT,
+        "name": model.name if model.is_dir() else model.stem,
+        "inputs": inputs,
+        "steps": steps,
+        "output": {
+            "content_id": model_content_id,
+            "tensors": [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape), "digest": str(e.digest)}
+                        for e in sorted(table.values(), key=lambda e: e.name.encode("utf-8"))],
+        },
+    }
+    if specs:
+        recipe["files"] = specs
+        recipe["output"]["files"] = [{"path": s["path"], "content_id": inputs[s["from"]]["content_id"]} for s in specs]
+    if metadata != {"format": "pt"}:
+        recipe["output"]["metadata"] = dict(sorted(metadata.items()))
+    return recipe
 
 
 def _write_tensor_elements(directory: Path, checkpoint: Checkpoint, groups: dict[str, list[str]],
@@ -436,16 +446,7 @@ def plan_split(model: str | os.PathLike[str], *, by: str = "layer", rules: list[
     names = checkpoint.names
     if not names:
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
-    if rules:
-        groups = group_by_rules(names, [parse_rule(r) for r in rules])
-    elif by == "layer":
-        groups = group_by_layer(names)
-    elif by == "module":
-        groups = group_by_module(names)
-    elif by == "none":
-        groups = {"weights": list(names)}
-    else:
-        raise SplitError(f"--by {by!r} is not known; use layer, module or none")
+    groups = _group(names, by, rules)
     table = {entry.name: entry for entry in tensor_entries(checkpoint, progress=progress)}
     model_content_id = str(tensor_set_content_id(table.values()))
     metadata = checkpoint.shards[0].metadata if checkpoint.shards else {}
@@ -473,22 +474,7 @@ def plan_split(model: str | os.PathLike[str], *, by: str = "layer", rules: list[
         elements.append(PlannedElement(name, "file", f"files/{relative}", manifest, (), source))
         inputs[name] = {"kind": "file", "content_id": str(content_id), "path": f"files/{relative}"}
         specs.append({"path": relative, "from": name})
-    recipe: dict[str, Any] = {
-        "format": RECIPE_FORMAT,
-        "name": model.name if model.is_dir() else model.stem,
-        "inputs": inputs,
-        "steps": steps,
-        "output": {
-            "content_id": model_content_id,
-            "tensors": [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape), "digest": str(e.digest)}
-                        for e in sorted(table.values(), key=lambda e: e.name.encode("utf-8"))],
-        },
-    }
-    if specs:
-        recipe["files"] = specs
-        recipe["output"]["files"] = [{"path": s["path"], "content_id": inputs[s["from"]]["content_id"]} for s in specs]
-    if metadata != {"format": "pt"}:
-        recipe["output"]["metadata"] = dict(sorted(metadata.items()))
+    recipe = _recipe(model, inputs, steps, table, model_content_id, specs, metadata)
     return SplitPlan(model, checkpoint, model_content_id, elements, recipe, dict(metadata), skipped)
 
 
