@@ -33,9 +33,8 @@ from typing import Callable
 
 from .blockstore import BlockStore
 from .cid import CID, DAG_PB, IDENTITY, RAW
-from .dagpb import FILE, RAW_TYPE, decode_node, decode_unixfs
 from .errors import BlockIntegrityError, BlockNotFound, DAGError
-from .unixfs import MAX_DEPTH
+from .unixfs import MAX_DEPTH, file_node
 
 __all__ = ["DagFile"]
 
@@ -175,17 +174,8 @@ class DagFile(io.RawIOBase):
             return node
         if cid.codec != DAG_PB:
             raise DAGError(f"block {cid} has codec {cid.codec_name}; a UnixFS file is dag-pb or raw")
-        decoded = decode_node(self._block(cid))
-        data = decode_unixfs(decoded.data)
-        if data.type not in (FILE, RAW_TYPE):
-            raise DAGError(f"{cid} is a UnixFS {data.type_name}, not a file")
-        if len(data.blocksizes) != len(decoded.links):
-            raise DAGError(f"node {cid} has {len(decoded.links)} links but {len(data.blocksizes)} block sizes")
+        decoded, data = file_node(cid, self._block(cid), expected)
         total = len(data.data) + sum(data.blocksizes)
-        if data.filesize is not None and data.filesize != total:
-            raise DAGError(f"node {cid} says {data.filesize} bytes but its parts add up to {total}")
-        if expected is not None and total != expected:
-            raise DAGError(f"node {cid} holds {total} bytes where its parent says {expected}")
         starts, position = [], len(data.data)
         for size in data.blocksizes:
             starts.append(position)

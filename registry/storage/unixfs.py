@@ -53,6 +53,7 @@ __all__ = [
     "read_file",
     "file_matches",
     "walk_dag",
+    "file_node",
     "links_of",
     "BlockSink",
     "file_size",
@@ -501,6 +502,30 @@ def walk_dag(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator
         stack.extend((child, depth + step) for child in reversed(children))
 
 
+
+def file_node(cid: CID, block: bytes, expected: int | None):
+    """The decoded dag-pb node and UnixFS data of an inner node of a file, checked: a file (not a
+    directory), one block size per link, its parts adding up to its declared size and to the size
+    its parent gives (``expected``). Shared by the streaming reader and the seekable one.
+
+    Raises:
+        DAGError: any of those does not hold.
+    """
+    node = decode_node(block)
+    data = decode_unixfs(node.data)
+    if data.type in (DIRECTORY, HAMT_SHARD):
+        raise DAGError(f"{cid} is a UnixFS directory, not a file")
+    if data.type not in (FILE, RAW_TYPE):
+        raise DAGError(f"{cid} is a UnixFS {data.type_name}, not a file")
+    if len(data.blocksizes) != len(node.links):
+        raise DAGError(f"node {cid} has {len(node.links)} links but {len(data.blocksizes)} block sizes")
+    total = len(data.data) + sum(data.blocksizes)
+    if data.filesize is not None and data.filesize != total:
+        raise DAGError(f"node {cid} says {data.filesize} bytes but its parts add up to {total}")
+    if expected is not None and total != expected:
+        raise DAGError(f"node {cid} holds {total} bytes where its parent says {expected}")
+    return node, data
+
 def read_file(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterator[bytes]:
     """Stream the bytes of a UnixFS file, checking every block and every size on the way.
 
@@ -527,19 +552,7 @@ def read_file(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterato
             continue
         if cid.codec != DAG_PB:
             raise DAGError(f"block {cid} has codec {cid.codec_name}; a UnixFS file is dag-pb or raw")
-        node = decode_node(block)
-        data = decode_unixfs(node.data)
-        if data.type in (DIRECTORY, HAMT_SHARD):
-            raise DAGError(f"{cid} is a UnixFS directory, not a file")
-        if data.type not in (FILE, RAW_TYPE):
-            raise DAGError(f"{cid} is a UnixFS {data.type_name}, not a file")
-        if len(data.blocksizes) != len(node.links):
-            raise DAGError(f"node {cid} has {len(node.links)} links but {len(data.blocksizes)} block sizes")
-        total = len(data.data) + sum(data.blocksizes)
-        if data.filesize is not None and data.filesize != total:
-            raise DAGError(f"node {cid} says {data.filesize} bytes but its parts add up to {total}")
-        if expected is not None and total != expected:
-            raise DAGError(f"node {cid} holds {total} bytes where its parent says {expected}")
+        node, data = file_node(cid, block, expected)
         if data.data:
             yield data.data
         for link, size in zip(reversed(node.links), reversed(data.blocksizes)):
