@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -28,6 +29,8 @@ from eth_utils import keccak  # noqa: E402
 
 from registry.files import atomic_write  # noqa: E402
 from registry.chain import MAX_PARENTS, Kind, RecordInput, Registry, commitment_of, connect  # noqa: E402
+from registry.chain.cids import join_cid  # noqa: E402
+from registry.chain.network import Chain  # noqa: E402
 
 SNAPSHOT = ROOT / "gas-snapshot.json"
 CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"  # sha256("hello\n"), raw leaves
@@ -45,36 +48,51 @@ def _content(label: str) -> bytes:
     return keccak(text=f"elements gas snapshot: {label}")
 
 
+def _cid(label: str) -> str:
+    """A raw-leaves CIDv1 of its own for a record of a batch."""
+    return join_cid(0x55, hashlib.sha256(f"elements gas snapshot: {label}".encode()).digest())
+
+
 def measure(rpc_url: str = "memory") -> dict[str, int]:
     """Run the fixed scenario on a fresh registry and return ``{case: gas}``."""
-    chain = connect(rpc_url, dev_accounts=rpc_url != "memory")
+    gas, _ = run_scenario(connect(rpc_url, dev_accounts=rpc_url != "memory"))
+    return gas
+
+
+def run_scenario(chain: Chain) -> tuple[dict[str, int], dict[str, bytes]]:
+    """Run the fixed scenario on a fresh registry on ``chain``: ``({case: gas}, {case: hash of
+    the transaction measured})``; the derived cases (per record, per link, totals) have no hash."""
     alice, bob, relayer = chain.dev_accounts[:3]
     deployer = Registry.deploy(chain, alice)
     gas: dict[str, int] = {}
-    if deployer.chain.is_memory:
-        # The deployment transaction (CREATE2 through the canonical deployer).
-        block = chain.w3.eth.get_block(deployer.deploy_block, full_transactions=True)
-        deploy_tx = [t for t in block["transactions"] if t["to"] and t["to"].lower() == "0x4e59b44847b379578588920ca78fbf26c0b4956c"]
+    txs: dict[str, bytes] = {}
+    # The deployment transaction (CREATE2 through the canonical deployer).
+    block = chain.w3.eth.get_block(deployer.deploy_block, full_transactions=True)
+    deploy_tx = [t for t in block["transactions"] if t["to"] and t["to"].lower() == "0x4e59b44847b379578588920ca78fbf26c0b4956c"]
+    if deploy_tx:
         gas["deploy (CREATE2)"] = chain.w3.eth.get_transaction_receipt(deploy_tx[0]["hash"])["gasUsed"]
+        txs["deploy (CREATE2)"] = bytes(deploy_tx[0]["hash"])
     reg = deployer.with_account(alice)
     by_bob = deployer.with_account(bob)
     mit = reg.license_by_spdx("MIT").license_id
 
-    def used() -> int:
-        return int(reg.last_receipt["gasUsed"])
+    def took(case: str, receipt: dict | None) -> None:
+        assert receipt is not None
+        gas[case] = int(receipt["gasUsed"])
+        txs[case] = bytes(receipt["transactionHash"])
 
     leaf = RecordInput(_content("leaf"), CID, mit, Kind.ELEMENT)
     reg.publish(leaf)
-    gas["publish leaf"] = used()
+    took("publish leaf", reg.last_receipt)
     reg.publish(leaf)
-    gas["publish again (idempotent retry)"] = used()
+    took("publish again (idempotent retry)", reg.last_receipt)
 
     # Parents from another publisher, so every link runs the licence checks.
     parents = by_bob.publish_batch([RecordInput(_content(f"parent {i}"), CID, mit, Kind.ELEMENT) for i in range(MAX_PARENTS)])
     for count in (1, 4, MAX_PARENTS):
         child = RecordInput(_content(f"child of {count}"), CID, mit, Kind.COMPOSITION, parents=parents[:count])
         reg.publish(child)
-        gas[f"publish with {count} parent{'s' if count > 1 else ''}"] = used()
+        took(f"publish with {count} parent{'s' if count > 1 else ''}", reg.last_receipt)
     gas["parent link, each (max parents)"] = (gas[f"publish with {MAX_PARENTS} parents"] - gas["publish leaf"]) // MAX_PARENTS
 
     # Derivatives of the publisher's own records: a plain one (the parent inherits nothing, so no
@@ -82,19 +100,21 @@ def measure(rpc_url: str = "memory") -> dict[str, int]:
     # non-commercial, share-alike original through Alice's derivative of it): those are checked
     # against the child's licence and carried on.
     reg.publish(RecordInput(_content("child of own leaf"), CID, mit, Kind.COMPOSITION, parents=[reg.record_id(leaf)]))
-    gas["publish with 1 own parent"] = used()
+    took("publish with 1 own parent", reg.last_receipt)
     nc_sa = reg.license_by_spdx("CC-BY-NC-SA-4.0").license_id
     [original] = by_bob.publish_batch([RecordInput(_content("restricted original"), CID, nc_sa, Kind.ELEMENT)])
     carrier = reg.publish(RecordInput(_content("own derivative"), CID, nc_sa, Kind.ELEMENT, parents=[original]))
     reg.publish(RecordInput(_content("child of own derivative"), CID, nc_sa, Kind.COMPOSITION, parents=[carrier]))
-    gas["publish with 1 own parent carrying inherited restrictions"] = used()
+    took("publish with 1 own parent carrying inherited restrictions", reg.last_receipt)
     gas["inherited restrictions, extra over a plain derivative"] = (
         gas["publish with 1 own parent carrying inherited restrictions"] - gas["publish with 1 own parent"]
     )
 
-    batch = [RecordInput(_content(f"batch {i}"), CID, mit, Kind.ELEMENT) for i in range(BATCH)]
+    # Each record of a batch has its own CID, as a model's elements do: one CID repeated 50 times
+    # would let the OP Stack's compressed-size estimate (scripts/op_fees.py) find it 49 times.
+    batch = [RecordInput(_content(f"batch {i}"), _cid(f"batch {i}"), mit, Kind.ELEMENT) for i in range(BATCH)]
     reg.publish_batch(batch)
-    gas["publishBatch of 50"] = used()
+    took("publishBatch of 50", reg.last_receipt)
     gas["publishBatch of 50, per record"] = gas["publishBatch of 50"] // BATCH
 
     relayed = reg.with_account(relayer)
@@ -102,7 +122,7 @@ def measure(rpc_url: str = "memory") -> dict[str, int]:
         record = RecordInput(_content(f"signed {label}"), CID, mit, Kind.ELEMENT)
         signed = reg.sign_publish(record, alice, deadline=2**40)
         relayed.publish_signed(signed)
-        gas[f"publishSigned, {label}"] = int(relayed.last_receipt["gasUsed"])
+        took(f"publishSigned, {label}", relayed.last_receipt)
 
     # Commit-reveal: a publisher's first commitment writes a fresh slot, later ones rewrite it. The
     # salt is what the client draws: 12 random bytes, zero-padded (zero bytes are cheaper calldata).
@@ -110,31 +130,31 @@ def measure(rpc_url: str = "memory") -> dict[str, int]:
     for label, content in (("first commitment of a publisher", "committed leaf 1"), ("next commitment", "committed leaf 2")):
         record = RecordInput(_content(content), CID, mit, Kind.ELEMENT)
         reg.commit(commitment_of(alice.address, salt, [reg.record_id(record)]))
-        gas[f"commitRecordIds, {label}"] = used()
+        took(f"commitRecordIds, {label}", reg.last_receipt)
         _next_block(chain)
         reg.reveal(salt, [record])
-        gas[f"revealOne, leaf after the {label}"] = used()
+        took(f"revealOne, leaf after the {label}", reg.last_receipt)
     gas["commit-reveal leaf, total"] = gas["commitRecordIds, next commitment"] + gas["revealOne, leaf after the next commitment"]
-    committed = [RecordInput(_content(f"committed batch {i}"), CID, mit, Kind.ELEMENT) for i in range(BATCH)]
+    committed = [RecordInput(_content(f"committed batch {i}"), _cid(f"committed batch {i}"), mit, Kind.ELEMENT) for i in range(BATCH)]
     reg.commit(commitment_of(alice.address, salt, [reg.record_id(r) for r in committed]))
     _next_block(chain)
     reg.reveal(salt, committed)
-    gas["revealCommitment of 50"] = used()
+    took("revealCommitment of 50", reg.last_receipt)
     gas["revealCommitment of 50, per record"] = gas["revealCommitment of 50"] // BATCH
     # Relayed: the publisher signs the commitment, a relayer sends it and reveals.
     relayed_record = RecordInput(_content("relayed committed leaf"), CID, mit, Kind.ELEMENT)
     signed_commit = reg.sign_commit(commitment_of(alice.address, salt, [reg.record_id(relayed_record)]), alice, deadline=2**40)
     relayed.commit_signed(signed_commit)
-    gas["commitSigned"] = int(relayed.last_receipt["gasUsed"])
+    took("commitSigned", relayed.last_receipt)
     _next_block(chain)
     relayed.reveal_for(alice.address, salt, [relayed_record])
-    gas["revealCommitmentFor, one record"] = int(relayed.last_receipt["gasUsed"])
+    took("revealCommitmentFor, one record", relayed.last_receipt)
 
     reg.yank(reg.record_id(leaf))
-    gas["yank"] = used()
+    took("yank", reg.last_receipt)
     reg.add_license("LicenseRef-Elements-Gas-Snapshot", 3)
-    gas["addLicense"] = used()
-    return gas
+    took("addLicense", reg.last_receipt)
+    return gas, txs
 
 
 def _next_block(chain) -> None:
