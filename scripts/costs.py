@@ -88,7 +88,7 @@ def publish_the_model() -> ModelPublish:
     from registry.storage.blockstore import BlockStore
     from registry.storage.fetch import Sources
 
-    with OptimismAnvil() as node, tempfile.TemporaryDirectory(prefix="elements-costs-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="elements-costs-") as tmp, OptimismAnvil(log=Path(tmp) / "anvil.log") as node:
         chain = node.connect()
         account = chain.dev_accounts[0]
         registry = Registry.deploy(chain, account, Path(tmp)).with_account(account)
@@ -195,7 +195,7 @@ def readme_with(text: str, readme: str) -> str:
     head, sep, rest = readme.partition(BEGIN)
     _, sep2, tail = rest.partition(END)
     if not sep or not sep2:
-        raise SystemExit(f"costs: README.md lacks the {BEGIN} ... {END} markers; add them where the tables go")
+        raise ValueError(f"README.md lacks the {BEGIN} ... {END} markers; add them where the tables go")
     return f"{head}{BEGIN}\n{text}{END}{tail}"
 
 
@@ -215,15 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     if (args.write_readme or args.check) and prices != DEFAULT_PRICES:
         print("costs: the README's tables are at the default prices; drop the price options with --write-readme/--check", file=sys.stderr)
         return 2
+    readme = README.read_text()
+    if args.check or args.write_readme:
+        try:
+            readme_with("", readme)
+        except ValueError as exc:
+            print(f"costs: {exc}", file=sys.stderr)
+            return 2
     text = render(publish_the_model(), json.loads(L2_SNAPSHOT.read_text()), prices)
     if args.check:
-        if readme_with(text, README.read_text()) != README.read_text():
+        if readme_with(text, readme) != readme:
             print("costs: README.md's costs tables are stale; run scripts/costs.py --write-readme", file=sys.stderr)
             return 1
         print("costs: README.md's costs tables are current")
         return 0
     if args.write_readme:
-        atomic_write(README, readme_with(text, README.read_text()))
+        atomic_write(README, readme_with(text, readme))
     sys.stdout.write(text)
     return 0
 

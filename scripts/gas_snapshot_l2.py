@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def resigned(chain: Chain, fields: dict, calldata: bytes) -> bytes:
 
 def measure_l2(params: OpFeeParams = REFERENCE_L2) -> dict[str, Any]:
     """Run the scenario on a fresh ``anvil --optimism`` and return the snapshot's content."""
-    with OptimismAnvil() as node:
+    with tempfile.TemporaryDirectory(prefix="elements-gas-l2-") as tmp, OptimismAnvil(log=Path(tmp) / "anvil.log") as node:
         chain = node.connect()
         gas, txs = run_scenario(chain)
         operations: dict[str, dict[str, int]] = {}
