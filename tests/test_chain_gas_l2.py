@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from eth_abi import decode
 
 from registry.chain import connect
@@ -18,22 +19,29 @@ OPERATIONS = COMMITTED["operations"]
 PRICES = OpFeeParams(**COMMITTED["reference prices (assumed)"])
 
 
+@pytest.fixture(scope="module")
+def in_process():
+    """The scenario on the in-process EVM: its chain, gas and transaction hashes."""
+    chain = connect("memory")
+    gas, txs = gas_snapshot.run_scenario(chain)
+    return chain, gas, txs
+
+
 def test_the_l2_gas_snapshot_is_current(anvil_binary):
     fresh = gas_snapshot_l2.measure_l2()
     assert gas_snapshot_l2.render(fresh) == (ROOT / "gas-snapshot-l2.json").read_text(), "stale: run scripts/gas_snapshot_l2.py"
 
 
-def test_every_transaction_of_the_gas_snapshot_is_in_the_l2_snapshot():
-    gas, txs = gas_snapshot.run_scenario(connect("memory"))
+def test_every_transaction_of_the_gas_snapshot_is_in_the_l2_snapshot(in_process):
+    _, _, txs = in_process
     assert set(txs) | {f"{case}, per record" for case in gas_snapshot_l2.PER_RECORD} == set(OPERATIONS)
 
 
-def test_anvil_in_optimism_mode_charges_the_execution_of_the_in_process_evm_calldata_apart():
+def test_anvil_in_optimism_mode_charges_the_execution_of_the_in_process_evm_calldata_apart(in_process):
     # The accounts differ (py-evm's and anvil's dev keys), so do record ids and signatures, and with
     # them how many calldata bytes are zero; everything else costs the same, except that a
     # signature whose v is 27 skips the check that v is 28 (one branch, the same for every one).
-    chain = connect("memory")
-    gas, txs = gas_snapshot.run_scenario(chain)
+    chain, gas, txs = in_process
     branch = set()
     for case, tx_hash in txs.items():
         calldata = bytes(chain.w3.eth.get_transaction(tx_hash)["input"])
