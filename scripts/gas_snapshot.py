@@ -5,7 +5,8 @@ Gas is measured on the in-process EVM (py-evm, Prague rules) with fixed inputs, 
 are exact and reproducible; ``tests/test_chain_gas.py`` fails when the committed snapshot differs
 from a fresh measurement or misses a goal. Every figure is the ``gasUsed`` of a whole transaction,
 the 21,000 base included. Parent links are measured with parents published by another account
-(the licence checks run, the dearer path).
+(the licence checks run, the dearer path). scripts/gas_snapshot_l2.py runs the same scenario on an
+OP-stack chain and adds calldata and the L1 data fee (gas-snapshot-l2.json).
 
 Usage::
 
