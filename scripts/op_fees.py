@@ -13,7 +13,7 @@ FastLZ size estimate; Holocene, Isthmus and Jovian left it as it is)::
 The FastLZ length follows the reference the OP Stack names (Solady's ``flzCompress``, as op-geth's
 ``FlzCompressLen`` and revm's ``flz_compress_len`` compute it); the tests check it against their
 published vectors. Isthmus added an operator fee (``gasUsed * operatorFeeScalar / 1e6 +
-operatorFeeConstant``), zero on the public OP-stack chains this reports on, so it is left out.
+operatorFeeConstant``) that is zero unless a chain's operator sets it; it is left out (assumed zero).
 """
 
 from __future__ import annotations
