@@ -254,7 +254,7 @@ def _stream_elements(plan, store: BlockStore | None, split_progress: Progress | 
                      hash_progress: Progress | None) -> list[PreparedElement]:
     """Each planned element's bytes streamed into its blocks (CIDs only when ``store`` is None),
     checked against the plan as they pass; its manifest (with the data CID) stored beside them."""
-    from ..formats.safetensors import open_tensors
+    from ..formats.checkpoint import open_tensors
     from ..storage.unixfs import add_file
 
     total = sum(e.manifest.size if e.kind == "tensors" else 0 for e in plan.elements) or 1
