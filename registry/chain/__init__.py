@@ -81,7 +81,6 @@ _EXPORTS = {
         "claim_order",
         "commitment_of",
         "record_id_of",
-        "to_bytes32",
     ),
     "session": ("open_chain", "open_registry"),
 }
@@ -127,7 +126,6 @@ __all__ = [
     "Kind",
     "MAX_PARENTS",
     "record_id_of",
-    "to_bytes32",
     "split_cid",
     "join_cid",
     # licences

@@ -4,7 +4,7 @@ Two readers used to decode ``records()`` answers, ``RecordPublished`` events and
 registry bindings (one call per level, through web3) and the resolver (JSON-RPC batches, by
 hand). Both now go through this module:
 
-* **values**: :class:`Record`, :class:`Kind`, :func:`record_id_of`, :func:`to_bytes32`,
+* **values**: :class:`Record`, :class:`Kind`, :func:`record_id_of`,
   :data:`RECORD_PUBLISHED_TOPIC`, :func:`encode_topics`, :func:`claim_order`;
 * **decoders** of hostile bytes: :func:`decode_states` (``records(ids)``' answer),
   :func:`decode_licenses` (``licenses(ids)``'), :func:`decode_event` (one ``RecordPublished``
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Kind",
     "kind_name",
-    "to_bytes32",
     "Record",
     "RecordState",
     "RecordEvent",
@@ -96,28 +95,6 @@ def kind_name(kind: int, *, article: bool = False) -> str:
     for one this client does not name; with ``article``: ``an element`` ... ``a kind 9``."""
     name = Kind(kind).name.lower() if kind in Kind._value2member_map_ else f"kind {kind}"
     return (("an " if name[0] in "aeiou" else "a ") + name) if article else name
-
-
-def to_bytes32(value: Any, what: str = "id") -> bytes:
-    """Parse ``0x`` + 64 hex (or 64 hex, or 32 raw bytes) into 32 bytes.
-
-    Raises:
-        InputError: anything else.
-    """
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        if len(raw) == 32:
-            return raw
-        raise InputError(f"a {what} has 32 bytes, got {len(raw)}")
-    text = str(value).strip()
-    body = text[2:] if text[:2].lower() == "0x" else text
-    shown = repr(text) if len(text) <= 80 else repr(text[:70]) + "…"
-    if len(body) != 64:
-        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)")
-    try:
-        return bytes.fromhex(body)
-    except ValueError:
-        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)") from None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from ..digest import to_hex
+from ..digest import parse_bytes32, to_hex
 from ..errors import InputError, IntegrityError
 from .abi import checksum_address as to_checksum_address
 from .abi import encode as abi_encode
@@ -45,7 +45,6 @@ from .reader import (
     encode_topics,
     kind_name,
     record_id_of,
-    to_bytes32,
 )
 
 if TYPE_CHECKING:
@@ -72,7 +71,6 @@ __all__ = [
     "record_id_of",
     "commitment_of",
     "claim_order",
-    "to_bytes32",
     "encode_topics",
 ]
 
@@ -120,7 +118,7 @@ class RecordInput:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "content_id", to_bytes32(self.content_id, "content id"))
+        set_(self, "content_id", parse_bytes32(self.content_id, "content id"))
         codec, digest = split_cid(self.cid)
         set_(self, "cid_codec", codec)
         set_(self, "cid_digest", digest)
@@ -130,7 +128,7 @@ class RecordInput:
         if not isinstance(self.kind, int) or not 0 <= self.kind < 256:
             raise InputError(f"kind {self.kind!r} is not in 0..255 (see registry.chain.Kind)")
         set_(self, "kind", Kind.of(self.kind))
-        parents = sorted(to_bytes32(p, "parent record id") for p in self.parents)
+        parents = sorted(parse_bytes32(p, "parent record id") for p in self.parents)
         for a, b in zip(parents, parents[1:]):
             if a == b:
                 raise InputError(f"parent {to_hex(a)} is listed twice; list each parent once")
@@ -153,13 +151,13 @@ class RecordInput:
 def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> bytes:
     """The commitment to records (the contract's ``commitmentOf``): keccak256 of
     ``abi.encode(publisher, salt, keccak256(ids packed))``, the ids in the order they are revealed."""
-    ids_hash = keccak(b"".join(to_bytes32(r, "record id") for r in record_ids))
-    return keccak(abi_encode(["address", "bytes32", "bytes32"], [to_checksum_address(publisher), to_bytes32(salt, "salt"), ids_hash]))
+    ids_hash = keccak(b"".join(parse_bytes32(r, "record id") for r in record_ids))
+    return keccak(abi_encode(["address", "bytes32", "bytes32"], [to_checksum_address(publisher), parse_bytes32(salt, "salt"), ids_hash]))
 
 
 def _kept(commitment: bytes) -> bytes:
     """A commitment as sent: the bits the contract keeps, the last 12 bytes zero (cheaper calldata)."""
-    return (int.from_bytes(to_bytes32(commitment, "commitment"), "big") & _COMMITMENT_KEPT).to_bytes(32, "big")
+    return (int.from_bytes(parse_bytes32(commitment, "commitment"), "big") & _COMMITMENT_KEPT).to_bytes(32, "big")
 
 
 @dataclass(frozen=True)
@@ -409,14 +407,14 @@ class Registry:
         """
         account = self._signer()
         if len(records) == 1:  # the single-record entry point: less calldata, no array
-            self.transact("revealOne", [to_bytes32(salt, "salt"), records[0].as_abi()], gas)
+            self.transact("revealOne", [parse_bytes32(salt, "salt"), records[0].as_abi()], gas)
         else:
-            self.transact("revealCommitment", [to_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
+            self.transact("revealCommitment", [parse_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
         return [r.record_id(account.address) for r in records]
 
     def reveal_for(self, publisher: str, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[bytes]:
         """Reveal a commitment ``publisher`` signed (:meth:`commit_signed`), from the bound account."""
-        self.transact("revealCommitmentFor", [to_checksum_address(publisher), to_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
+        self.transact("revealCommitmentFor", [to_checksum_address(publisher), parse_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
         return [r.record_id(publisher) for r in records]
 
     def sign_commit(self, commitment: bytes, account: LocalAccount | None = None, *, nonce: int | None = None,
@@ -447,7 +445,7 @@ class Registry:
             },
             "primaryType": "Commit",
             "domain": {"name": EIP712_NAME, "version": EIP712_VERSION, "chainId": self.chain.chain_id, "verifyingContract": self.address},
-            "message": {"commitment": to_bytes32(commitment, "commitment"), "nonce": nonce, "deadline": deadline},
+            "message": {"commitment": parse_bytes32(commitment, "commitment"), "nonce": nonce, "deadline": deadline},
         }
 
     def commit_signed(self, signed: SignedCommit, *, gas: int | None = None) -> int:
@@ -458,7 +456,7 @@ class Registry:
 
     def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
         """Yank one of the bound account's records; returns False if it was already yanked."""
-        rid = to_bytes32(record_id, "record id")
+        rid = parse_bytes32(record_id, "record id")
         receipt = self.transact("yank", [rid], gas)
         from web3.logs import DISCARD
 
@@ -491,7 +489,7 @@ class Registry:
         Raises:
             IntegrityError: the node returned event data that does not hash to the record id.
         """
-        return self.reader.records([to_bytes32(r, "record id") for r in record_ids])
+        return self.reader.records([parse_bytes32(r, "record id") for r in record_ids])
 
     def record(self, record_id: Any) -> Record:
         """Read one record.
@@ -502,19 +500,19 @@ class Registry:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {to_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
+                f"no record {to_hex(parse_bytes32(record_id, 'id'))} on {self.chain.name} at {self.address}; check the id and the network"
             )
         return record
 
     def exists(self, record_ids: Iterable[Any]) -> list[bool]:
         """Whether each record exists (one view call, no logs)."""
-        ids = [to_bytes32(r, "record id") for r in record_ids]
+        ids = [parse_bytes32(r, "record id") for r in record_ids]
         return [st.exists for st in self.reader.states(ids)]
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first by priority block (:func:`claim_order`; for
         records published directly that is publication order), in one log query and one view call."""
-        cid = to_bytes32(content_id, "content id")
+        cid = parse_bytes32(content_id, "content id")
         return self.claims_of([cid])[cid]
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
@@ -523,7 +521,7 @@ class Registry:
         Returns ``{content id: [Record, ...]}`` with every asked id as a key (an empty list when
         nothing claims it), each list earliest first (:func:`claim_order`).
         """
-        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
         logs: list = []
         for start in range(0, len(ids), _READ_CHUNK):
             logs += self.reader.logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])

@@ -53,10 +53,9 @@ from ..chain.reader import (
     licenses_call,
     make_record,
     records_call,
-    to_bytes32,
 )
 from ..chain.registry import Registry
-from ..digest import to_hex
+from ..digest import parse_bytes32, to_hex
 from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..formats.content_id import Manifest
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
@@ -90,7 +89,7 @@ def parse_hash(text: str) -> tuple[str, bytes]:
     """
     value = str(text).strip()
     if value[:2].lower() == "0x" or (len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)):
-        return "id", to_bytes32(value, "record id or content id")
+        return "id", parse_bytes32(value, "record id or content id")
     try:
         codec, digest = split_cid(value)
     except InputError:
@@ -207,7 +206,7 @@ class Graph:
         return record_id in self.nodes
 
     def __getitem__(self, record_id: Any) -> ResolvedRecord:
-        return self.nodes[to_bytes32(record_id, "record id")]
+        return self.nodes[parse_bytes32(record_id, "record id")]
 
     @property
     def root(self) -> ResolvedRecord:
@@ -242,7 +241,7 @@ class Graph:
             if node.is_composition and node.document is not None:
                 for name, ref in sorted(node.document.inputs.items()):
                     if ref.record:
-                        names.setdefault(to_bytes32(ref.record, "record id"), name)
+                        names.setdefault(parse_bytes32(ref.record, "record id"), name)
         return names
 
     def disputes_json(self) -> list[dict[str, Any]]:
@@ -252,7 +251,7 @@ class Graph:
 
     def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
         """Every ancestor of a record (not itself), nearest first."""
-        start = to_bytes32(record_id, "record id")
+        start = parse_bytes32(record_id, "record id")
         seen, order, frontier = {start}, [], [start]
         while frontier:
             following = []
@@ -316,7 +315,7 @@ class Resolver:
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first (empty when none)."""
-        cid = to_bytes32(content_id, "content id")
+        cid = parse_bytes32(content_id, "content id")
         records = self._run_levels([], claims_of=[cid], follow=False)[1]
         return earliest_first(r for r in records.values() if r.content_id == cid)
 
@@ -324,7 +323,7 @@ class Resolver:
         """Every claim of several content ids, each list earliest first (an empty list for an id
         nothing claims): two round trips, the logs (one query per 256 ids) then the records'
         storage, every event re-hashed to its id."""
-        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
         if not ids:
             return {}
         records = self._run_levels([], claims_of=ids, follow=False)[1]
@@ -352,7 +351,7 @@ class Resolver:
 
     def records(self, record_ids: Iterable[Any]) -> list[Record | None]:
         """Many records in one round trip (``None`` for an unknown id)."""
-        ids = [to_bytes32(r, "record id") for r in record_ids]
+        ids = [parse_bytes32(r, "record id") for r in record_ids]
         found = self._run_levels(ids, follow=False)[1]
         return [found.get(rid) for rid in ids]
 
@@ -365,7 +364,7 @@ class Resolver:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {to_hex(to_bytes32(record_id))} on {self.registry.chain.name} at {self.registry.address}; "
+                f"no record {to_hex(parse_bytes32(record_id, 'id'))} on {self.registry.chain.name} at {self.registry.address}; "
                 "check the id and the network (`elements ls` lists the records)"
             )
         return record
@@ -415,7 +414,7 @@ class Resolver:
             self._read_licenses(missing)
         nodes = {rid: ResolvedRecord(r, self._licenses.get(r.license_id), None, depth[rid]) for rid, r in records.items()}
         graph = Graph(
-            query if isinstance(query, str) else ",".join(to_hex(to_bytes32(q)) for q in ([query] if isinstance(query, bytes) else query)),
+            query if isinstance(query, str) else ",".join(to_hex(parse_bytes32(q, "id")) for q in ([query] if isinstance(query, bytes) else query)),
             roots, nodes, 0, self.registry.chain.chain_id, self.registry.address,
         )
         if documents:
@@ -443,7 +442,7 @@ class Resolver:
 
     def _roots(self, query, *, follow: bool, yanked: bool = True):
         if isinstance(query, (list, tuple)):
-            ids = [to_bytes32(q, "record id") for q in query]
+            ids = [parse_bytes32(q, "record id") for q in query]
             if not ids:
                 raise InputError("no record ids to resolve")
             depth, records = self._run_levels(ids, follow=follow)
@@ -700,7 +699,7 @@ class Resolver:
                 )
             parents = set(record.parents)
             for name, ref in recipe.inputs.items():
-                if to_bytes32(ref.record) not in parents:
+                if parse_bytes32(ref.record, "id") not in parents:
                     raise DocumentError(f"the recipe of composition {rid} uses record {ref.record} (input {name!r}), which is not a parent of the record")
             return recipe
         try:
@@ -751,7 +750,7 @@ class Resolver:
             recipe = node.document
             if node.is_composition and recipe is not None:
                 for name, ref in recipe.inputs.items():
-                    parent = graph.nodes.get(to_bytes32(ref.record))
+                    parent = graph.nodes.get(parse_bytes32(ref.record, "id"))
                     error = None
                     if parent is not None and to_hex(parent.content_id) != ref.content_id:
                         error = DocumentError(
@@ -796,7 +795,7 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         IntegrityError: a record of the ancestry names a licence the registry does not list.
     """
     publisher = to_checksum_address(publisher)
-    parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
+    parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
     for pid in parent_ids:
         if pid not in graph.nodes:
             raise make_error("UnknownParent", {"parentId": to_hex(pid)})
@@ -812,7 +811,7 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         check_derivative(publisher, child, entries, names)
     except LicenseViolation as error:
         if error.error.startswith("Inherited"):
-            _explain_inherited(error, publisher, child, graph, to_bytes32(error.parent_id), names)
+            _explain_inherited(error, publisher, child, graph, parse_bytes32(error.parent_id, "id"), names)
         raise
 
 
