@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.publish.model import publish_composition, publish_model
 from registry.formats.recipe import Recipe, parse_recipe

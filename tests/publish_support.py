@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from eth_account import Account
 
-from registry.chain.network import Chain, connect
+from registry.chain.network import Chain
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.formats.checkpoint import open_tensors, read_checkpoint
 

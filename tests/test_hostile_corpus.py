@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 
 from registry.chain.errors import RpcUnavailableError
-from registry.chain.network import connect
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.connection import connect
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.cli import main
 from registry.publish.prepare import store_document
 from registry.records.resolve import Resolver

@@ -20,7 +20,8 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 
 from ..errors import ConfigError, ServiceError
-from .network import Chain, anvil_dev_accounts, connect, wait_for_rpc
+from .network import Chain
+from .connection import anvil_dev_accounts, connect, wait_for_rpc
 
 __all__ = ["Anvil", "find_anvil", "free_port", "ANVIL_CHAIN_ID"]
 

@@ -1,6 +1,6 @@
 """JSON-RPC over HTTP with limits: every answer of a node is hostile input.
 
-:class:`BoundedHTTPProvider` is the transport :func:`registry.chain.network.connect` uses for
+:class:`BoundedHTTPProvider` is the transport :func:`registry.chain.connection.connect` uses for
 every ``http(s)://`` endpoint: the chain's readers (:mod:`registry.chain.reader`) talk JSON-RPC
 through it directly, and web3, for the commands that send transactions, through
 :func:`web3_provider`, so both meet the same limits. It holds each request to :class:`RpcLimits`:

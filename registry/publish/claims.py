@@ -17,7 +17,8 @@ from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-
 
 from ..chain.errors import RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms
-from ..chain.registry import Kind, RecordInput, Registry, record_id_of
+from ..chain.registry import Kind, Registry, record_id_of
+from ..chain.inputs import RecordInput
 from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..storage.blockstore import BlockStore

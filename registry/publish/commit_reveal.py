@@ -33,7 +33,8 @@ from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-
 
 from ..files import atomic_write
 from ..chain.errors import ChainError, CommitmentError
-from ..chain.registry import COMMITMENT_EXPIRY, RecordInput, Registry, commitment_of
+from ..chain.registry import COMMITMENT_EXPIRY, Registry
+from ..chain.inputs import RecordInput, commitment_of
 from ..digest import parse_bytes32, to_hex
 from ..limits import CONFIG_BYTES, load_json_file
 

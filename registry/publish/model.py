@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..chain.registry import Kind, RecordInput, Registry, record_id_of
+from ..chain.registry import Kind, Registry, record_id_of
+from ..chain.inputs import RecordInput
 from ..chain.session import require_account
 from ..digest import parse_bytes32, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license
