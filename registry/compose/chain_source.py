@@ -42,7 +42,8 @@ from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, TruncatedFileError, parse_header_bytes
 from ..limits import MODEL_JSON_BYTES
 from ..records.disputes import Dispute
-from ..records.resolve import Graph, ResolvedRecord, Resolver
+from ..records.resolve import Resolver
+from ..records.graph import Graph, ResolvedRecord
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
 from ..storage.dagfile import DagFile

@@ -173,7 +173,7 @@ def element_claims(
         if not exists:
             raise make_error("UnknownParent", {"parentId": to_hex(parent)})
     if parent_ids and resolver is not None:
-        from ..records.resolve import check_license_against_ancestors
+        from ..records.licensing import check_license_against_ancestors
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)

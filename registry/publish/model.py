@@ -35,7 +35,8 @@ from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
 from .prepare import PreparedElement, store_document
 from .send import PublishReport, publish_claims
-from ..records.resolve import Resolver, check_license_against_ancestors
+from ..records.resolve import Resolver
+from ..records.licensing import check_license_against_ancestors
 from ..formats.split import ElementStream, plan_split
 from ..errors import InputError
 from ..storage.blockstore import BlockStore

@@ -27,21 +27,23 @@ compared with the storage word the view returns. Every document is fetched from 
 a manifest must be canonical and state the record's content id (re-derived from its tensor
 table), a recipe must be canonical, state the record's content id as its output and pin every
 input to a parent record with that parent's content id.
+
+The graph it returns is :mod:`registry.records.graph`; the check of a document against its record
+is :func:`registry.records.documents.check_record_document`; a new child's licence against a
+whole ancestry is :func:`registry.records.licensing.check_license_against_ancestors`.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
-from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.cids import split_cid
-from ..chain.errors import ChainError, LicenseViolation, LogQueryRefused, RecordNotFoundError, make_error
-from ..chain.licenses import LicenseTerms, check_derivative, describe_flags, inherited_restrictions
+from ..chain.errors import ChainError, LogQueryRefused, RecordNotFoundError
+from ..chain.licenses import LicenseTerms
 from ..chain.reader import (
     RECORD_PUBLISHED_TOPIC,
-    Kind,
     Record,
     RecordEvent,
     RecordState,
@@ -56,20 +58,14 @@ from ..chain.reader import (
 )
 from ..chain.registry import Registry
 from ..digest import parse_bytes32, to_hex
-from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
+from ..errors import InputError, IntegrityError, NotFoundError, ServiceError
 from ..formats.content_id import Manifest
+from ..formats.recipe import Recipe, parse_recipe
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
-from .documents import DocumentError, fetch_document, load_document
+from .documents import DocumentError, check_record_document, fetch_document
+from .graph import Graph, ResolvedRecord
 
-__all__ = [
-    "LICENSE_WINDOW",
-    "ResolvedRecord",
-    "Graph",
-    "Resolver",
-    "HashNotFound",
-    "parse_hash",
-    "check_license_against_ancestors",
-]
+__all__ = ["LICENSE_WINDOW", "Resolver", "HashNotFound", "parse_hash"]
 
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
@@ -98,183 +94,6 @@ def parse_hash(text: str) -> tuple[str, bytes]:
             f"{shown} is not a hash: give a record id or a content id (0x + 64 hex) or a CID (bafy…, Qm…)"
         ) from None
     return "cid", bytes([codec]) + digest
-
-
-# --------------------------------------------------------------------------------------------
-# results
-
-
-@dataclass(frozen=True)
-class ResolvedRecord:
-    """One record of a graph.
-
-    Attributes:
-        record: the claim as the chain holds it (checked against its id).
-        license: its licence term set.
-        document: the element :class:`Manifest` or the composition's ``Recipe``; ``None`` when
-            documents were not asked for, or (non-strict) could not be fetched.
-        depth: edges from the nearest root.
-        document_error: why the document is missing or wrong (non-strict resolution only).
-        disputes: earlier claims of its content by other publishers under stricter terms
-            (:mod:`registry.records.disputes`; filled by :meth:`Graph.add_disputes`; ``None``:
-            not checked).
-    """
-
-    record: Record
-    license: LicenseTerms | None
-    document: Any = None
-    depth: int = 0
-    document_error: str | None = None
-    document_failed: bool = False
-    disputes: tuple[Dispute, ...] | None = None
-
-    @property
-    def record_id(self) -> bytes:
-        return self.record.record_id
-
-    @property
-    def content_id(self) -> bytes:
-        return self.record.content_id
-
-    @property
-    def kind_name(self) -> str:
-        return kind_name(self.record.kind)
-
-    @property
-    def is_composition(self) -> bool:
-        return self.record.kind == Kind.COMPOSITION
-
-    def to_json(self) -> dict[str, Any]:
-        out = self.record.to_json()
-        out["kind"] = self.kind_name
-        out["priority_block"] = self.record.priority_block
-        out["depth"] = self.depth
-        out["license"] = self.license.to_json() if self.license else None
-        doc = self.document
-        if doc is None:
-            out["document"] = None
-        elif isinstance(doc, Manifest):
-            out["document"] = {
-                "type": "manifest",
-                "kind": doc.kind,
-                "data": doc.data,
-                "name": doc.metadata.get("name"),
-                "tensor_count": len(doc.entries),
-                "tensor_bytes": doc.size if doc.kind == "tensors" else None,
-            }
-        else:
-            out["document"] = {
-                "type": "recipe",
-                "name": getattr(doc, "name", None),
-                "recipe_content_id": doc.content_id(),
-                "inputs": {name: ref.record for name, ref in sorted(doc.inputs.items())},
-                "steps": len(doc.steps),
-                "files": [f.path for f in doc.files],
-            }
-        out["document_error"] = self.document_error
-        out["disputes"] = None if self.disputes is None else [d.to_json() for d in self.disputes]
-        return out
-
-
-@dataclass
-class Graph:
-    """A record graph: the roots (what the hash named) and every ancestor.
-
-    Attributes:
-        query: the hash asked for.
-        roots: the root record ids (one for a record id; every claim, earliest first, for a
-            content id or CID).
-        nodes: record id -> :class:`ResolvedRecord`.
-        round_trips: RPC round trips the resolution took.
-    """
-
-    query: str
-    roots: list[bytes]
-    nodes: dict[bytes, ResolvedRecord]
-    round_trips: int = 0
-    chain_id: int = 0
-    registry: str = ""
-
-    def __iter__(self) -> Iterator[ResolvedRecord]:
-        """Nodes by depth, then priority (earliest first)."""
-        return iter(sorted(self.nodes.values(), key=lambda n: (n.depth, *priority_key(n.record))))
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __contains__(self, record_id: object) -> bool:
-        return record_id in self.nodes
-
-    def __getitem__(self, record_id: Any) -> ResolvedRecord:
-        return self.nodes[parse_bytes32(record_id, "record id")]
-
-    @property
-    def root(self) -> ResolvedRecord:
-        """The first root (the record asked for, or the earliest claim)."""
-        return self.nodes[self.roots[0]]
-
-    @property
-    def depth(self) -> int:
-        return max((n.depth for n in self.nodes.values()), default=0)
-
-    def parents(self, record_id: Any) -> list[ResolvedRecord]:
-        return [self.nodes[p] for p in self[record_id].record.parents]
-
-    def records(self) -> list[Record]:
-        return [n.record for n in self]
-
-    def add_disputes(self, disputes: dict[bytes, list[Dispute]]) -> None:
-        """Note on each node the disputes of its record (from :meth:`Resolver.disputes`, which
-        was asked about every node: a node it does not name is not disputed)."""
-        for rid, node in list(self.nodes.items()):
-            self.nodes[rid] = replace(node, disputes=tuple(disputes.get(rid, ())))
-
-    @property
-    def disputes(self) -> list[Dispute]:
-        """Every dispute of the graph's records, roots first."""
-        return [d for node in self for d in node.disputes or ()]
-
-    def input_names(self) -> dict[bytes, str]:
-        """Each record's input name in the graph's recipes (the nearest composition's wins)."""
-        names: dict[bytes, str] = {}
-        for node in self:
-            if node.is_composition and node.document is not None:
-                for name, ref in sorted(node.document.inputs.items()):
-                    if ref.record:
-                        names.setdefault(parse_bytes32(ref.record, "record id"), name)
-        return names
-
-    def disputes_json(self) -> list[dict[str, Any]]:
-        """The disputes as data, each with the disputed record's input name."""
-        names = self.input_names()
-        return [{**d.to_json(), "name": names.get(d.record.record_id)} for d in self.disputes]
-
-    def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
-        """Every ancestor of a record (not itself), nearest first."""
-        start = parse_bytes32(record_id, "record id")
-        seen, order, frontier = {start}, [], [start]
-        while frontier:
-            following = []
-            for rid in frontier:
-                for parent in self.nodes[rid].record.parents:
-                    if parent not in seen:
-                        seen.add(parent)
-                        order.append(self.nodes[parent])
-                        following.append(parent)
-            frontier = following
-        return order
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "query": self.query,
-            "chain_id": self.chain_id,
-            "registry": self.registry,
-            "roots": [to_hex(r) for r in self.roots],
-            "depth": self.depth,
-            "round_trips": self.round_trips,
-            "records": [n.to_json() for n in self],
-            "disputes": self.disputes_json(),
-        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,54 +491,11 @@ class Resolver:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def _parse_recipe(self, document: Any) -> Any:
-        if self._recipe_parser is None:
-            # Recipes are specified in the compose layer; it is imported only when a composition
-            # is met (the elements layer does not otherwise depend on it).
-            from ..formats.recipe import parse_recipe
+    def _parse_recipe(self, document: Any) -> Recipe:
+        return (self._recipe_parser or parse_recipe)(document)
 
-            self._recipe_parser = parse_recipe
-        return self._recipe_parser(document)
-
-    def _check_document(self, record: Record, raw: bytes) -> Any:
-        rid = to_hex(record.record_id)
-        if record.kind == Kind.COMPOSITION:
-            data = load_document(raw, f"the recipe {record.cid} of composition {rid}")
-            try:
-                recipe = self._parse_recipe(data)
-            except InputError as exc:
-                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not a valid recipe: {exc}") from None
-            if recipe.canonical_json() != raw:
-                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not in canonical form; it cannot be the published one")
-            if not recipe.publishable:
-                raise DocumentError(f"the recipe of composition {rid} has inputs without record ids; a published recipe pins every input")
-            if recipe.output.content_id and recipe.output.content_id != to_hex(record.content_id):
-                raise DocumentError(
-                    f"composition {rid} claims content id {to_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
-                )
-            parents = set(record.parents)
-            for name, ref in recipe.inputs.items():
-                if parse_bytes32(ref.record, "id") not in parents:
-                    raise DocumentError(f"the recipe of composition {rid} uses record {ref.record} (input {name!r}), which is not a parent of the record")
-            return recipe
-        try:
-            manifest = Manifest.from_json(raw, require_canonical=True)
-        except ElementsError as exc:
-            raise DocumentError(f"the manifest {record.cid} of record {rid} is invalid: {exc}") from None
-        if bytes(manifest.content_id) != record.content_id:
-            raise DocumentError(
-                f"record {rid} claims content id {to_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
-            )
-        wanted = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}.get(record.kind)
-        if wanted and manifest.kind != wanted:
-            raise DocumentError(f"record {rid} is a {Kind(record.kind).name.lower()} but its manifest is of kind {manifest.kind!r}")
-        if manifest.data is None:
-            raise DocumentError(f"the manifest of record {rid} names no data CID; it cannot be fetched")
-        try:
-            split_cid(manifest.data["cid"])
-        except InputError:
-            raise DocumentError(f"the manifest of record {rid} names data CID {manifest.data['cid']!r}, which is not a CID") from None
-        return manifest
+    def _check_document(self, record: Record, raw: bytes) -> Manifest | Recipe:
+        return check_record_document(record, raw, self._parse_recipe)
 
     def _attach_documents(self, graph: Graph, strict: bool) -> None:
         records = [n.record for n in graph.nodes.values()]
@@ -775,85 +551,3 @@ class _Fallback:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-# --------------------------------------------------------------------------------------------
-# licences against a whole ancestry
-
-
-def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: Graph, parents: Iterable[Any]) -> None:
-    """Refuse, before anything is sent, a child whose licence breaks an ancestor's terms.
-
-    The decision is the registry's own rule (:func:`registry.chain.licenses.check_derivative`): what
-    every record of the graph inherits from other publishers is computed bottom-up, then the child
-    is checked against its parents, in ascending id as the contract does. A restriction reaching the
-    child through one of the publisher's own records is explained by the ancestor it comes from.
-
-    Raises:
-        DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError: the
-        message names the ancestor, its publisher, its licence, the path to it and the rule.
-        IntegrityError: a record of the ancestry names a licence the registry does not list.
-    """
-    publisher = to_checksum_address(publisher)
-    parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
-    for pid in parent_ids:
-        if pid not in graph.nodes:
-            raise make_error("UnknownParent", {"parentId": to_hex(pid)})
-    names = {}
-    for rid, node in graph.nodes.items():
-        if node.license is None:
-            raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
-        names[node.license.license_id] = node.license.spdx_id
-    names[child.license_id] = child.spdx_id
-    carried = inherited_restrictions({rid: (n.record.publisher, n.license, n.record.parents) for rid, n in graph.nodes.items()})
-    entries = [(to_hex(pid), graph.nodes[pid].record.publisher, graph.nodes[pid].license, carried[pid]) for pid in parent_ids]
-    try:
-        check_derivative(publisher, child, entries, names)
-    except LicenseViolation as error:
-        if error.error.startswith("Inherited"):
-            _explain_inherited(error, publisher, child, graph, parse_bytes32(error.parent_id, "id"), names)
-        raise
-
-
-def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
-                       names: dict[int, str]) -> None:
-    """Name, in ``error``, the record of another publisher that a restriction inherited through the
-    publisher's own record ``start`` comes from: the nearest one whose terms it breaks and that binds
-    the child (a path reaches it through no other record of its own publisher)."""
-    share_alike = error.rule == "share-alike"
-
-    def breaks(terms: LicenseTerms) -> bool:
-        if share_alike:
-            return terms.share_alike and terms.license_id != child.license_id
-        return not terms.commercial_use and child.commercial_use
-
-    found: list[list[bytes]] = []
-    for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
-        frontier, seen = [[start]], set()
-        while frontier:
-            following = []
-            for path in frontier:
-                rid = path[-1]
-                if rid in seen or rid not in graph.nodes:
-                    continue
-                seen.add(rid)
-                node = graph.nodes[rid]
-                if node.record.publisher == owner:
-                    if node.license is not None and breaks(node.license):
-                        found.append(path)
-                    continue  # past it, the owner's own re-licensing governs
-                following.extend(path + [p] for p in sorted(node.record.parents))
-            frontier = following
-    if not found:
-        return
-    path = min(found, key=lambda f: (len(f), f[-1]))
-    node = graph.nodes[path[-1]]
-    terms = node.license
-    via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
-    explanation = (f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}" if share_alike else
-                   f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence")
-    error.args = (
-        f"ancestor record {to_hex(path[-1])} (published by {node.record.publisher}, reached through {via}) is under "
-        f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
-    )
-    error.values.update({"parentId": to_hex(path[-1]), "parentLicenseId": terms.license_id, "ancestorPath": [to_hex(p) for p in path]})
