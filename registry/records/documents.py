@@ -134,7 +134,8 @@ def check_record_document(record: Record, raw: bytes, parse: Callable[[Any], Rec
         raise DocumentError(
             f"record {rid} claims content id {to_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
         )
-    wanted = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}.get(record.kind)
+    manifest_kinds: dict[int, str] = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}
+    wanted = manifest_kinds.get(record.kind)
     if wanted and manifest.kind != wanted:
         raise DocumentError(f"record {rid} is a {Kind(record.kind).name.lower()} but its manifest is of kind {manifest.kind!r}")
     if manifest.data is None:
@@ -163,7 +164,7 @@ class Documents:
         self.sources = sources
         self._documents: dict[bytes, Manifest | Recipe] = {}
         self._raw: dict[str, bytes] = {}
-        self._temporary: tempfile.TemporaryDirectory | None = None
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self.data_dir = data_dir
 
     def close(self) -> None:

@@ -165,10 +165,12 @@ class Graph:
 
     def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
         """Every ancestor of a record (not itself), nearest first."""
-        start = parse_bytes32(record_id, "record id")
-        seen, order, frontier = {start}, [], [start]
+        start: bytes = parse_bytes32(record_id, "record id")
+        seen: set[bytes] = {start}
+        order: list[ResolvedRecord] = []
+        frontier: list[bytes] = [start]
         while frontier:
-            following = []
+            following: list[bytes] = []
             for rid in frontier:
                 for parent in self.nodes[rid].record.parents:
                     if parent not in seen:

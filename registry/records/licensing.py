@@ -201,11 +201,12 @@ def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTe
             return terms.share_alike and terms.license_id != child.license_id
         return not terms.commercial_use and child.commercial_use
 
-    found: list[list[bytes]] = []
+    found: list[tuple[list[bytes], LicenseTerms]] = []  # a path to a record whose terms bind the child, and those terms
     for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
-        frontier, seen = [[start]], set()
+        frontier: list[list[bytes]] = [[start]]
+        seen: set[bytes] = set()
         while frontier:
-            following = []
+            following: list[list[bytes]] = []
             for path in frontier:
                 rid = path[-1]
                 if rid in seen or rid not in graph.nodes:
@@ -214,15 +215,14 @@ def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTe
                 node = graph.nodes[rid]
                 if node.record.publisher == owner:
                     if node.license is not None and breaks(node.license):
-                        found.append(path)
+                        found.append((path, node.license))
                     continue  # past it, the owner's own re-licensing governs
                 following.extend(path + [p] for p in sorted(node.record.parents))
             frontier = following
     if not found:
         return
-    path = min(found, key=lambda f: (len(f), f[-1]))
+    path, terms = min(found, key=lambda f: (len(f[0]), f[0][-1]))
     node = graph.nodes[path[-1]]
-    terms = node.license
     via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
     explanation = (f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}" if share_alike else
                    f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence")

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..chain.cids import split_cid
-from ..chain.errors import ChainError, LogQueryRefused, RecordNotFoundError
+from ..chain.errors import LogQueryRefused, RecordNotFoundError
 from ..chain.licenses import LicenseTerms
 from ..chain.reader import (
     RECORD_PUBLISHED_TOPIC,
@@ -58,9 +58,10 @@ from ..chain.reader import (
 )
 from ..chain.registry import Registry
 from ..digest import parse_bytes32, to_hex
-from ..errors import InputError, IntegrityError, NotFoundError, ServiceError
+from ..errors import ChainError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..formats.content_id import Manifest
 from ..formats.recipe import Recipe, parse_recipe
+from ..storage.fetch import Sources
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
 from .documents import DocumentError, check_record_document, fetch_document
 from .graph import Graph, ResolvedRecord
@@ -103,9 +104,9 @@ def parse_hash(text: str) -> tuple[str, bytes]:
 @dataclass
 class _Call:
     method: str
-    params: list
+    params: list[Any]
     kind: str  # "states" | "logs" | "claims" | "licenses"
-    ids: list = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)  # record or content ids (bytes); licence ids (int) for "licenses"
 
 
 class Resolver:
@@ -114,12 +115,13 @@ class Resolver:
     Args:
         registry: a :class:`Registry` (read-only is enough).
         sources: a :class:`registry.storage.fetch.Sources` for documents (``None``: chain only).
-        recipe_parser: turns a recipe document (dict) into a Recipe (default: the compose layer's
-            ``parse_recipe``, imported when first needed: recipes are specified there).
+        recipe_parser: turns a recipe document (dict) into a Recipe (default:
+            :func:`registry.formats.recipe.parse_recipe`).
         workers: parallel document fetches when remote sources are configured.
     """
 
-    def __init__(self, registry: Registry, sources=None, *, recipe_parser: Callable[[Any], Any] | None = None, workers: int = 4) -> None:
+    def __init__(self, registry: Registry, sources: Sources | None = None, *, recipe_parser: Callable[[Any], Recipe] | None = None,
+                 workers: int = 4) -> None:
         self.registry = registry
         self.sources = sources
         self._recipe_parser = recipe_parser
@@ -259,34 +261,36 @@ class Resolver:
 
     # -- reading the chain --------------------------------------------------------------------
 
-    def _roots(self, query, *, follow: bool, yanked: bool = True):
+    def _roots(self, query: str | bytes | Sequence[Any], *, follow: bool,
+               yanked: bool = True) -> tuple[list[bytes], dict[bytes, Record], dict[bytes, int]]:
         if isinstance(query, (list, tuple)):
-            ids = [parse_bytes32(q, "record id") for q in query]
-            if not ids:
+            asked: list[bytes] = [parse_bytes32(q, "record id") for q in query]
+            if not asked:
                 raise InputError("no record ids to resolve")
-            depth, records = self._run_levels(ids, follow=follow)
-            for rid in ids:
+            depth, records, _ = self._run_levels(asked, follow=follow)
+            for rid in asked:
                 if rid not in records:
                     raise RecordNotFoundError(
                         f"no record {to_hex(rid)} on {self.registry.chain.name} at {self.registry.address}; check the id and the network"
                     )
-            return list(dict.fromkeys(ids)), records, depth
+            return list(dict.fromkeys(asked)), records, depth
         if isinstance(query, (bytes, bytearray)):
             kind, value = "id", bytes(query)
         else:
-            kind, value = parse_hash(query)
+            text = str(query)  # parse_hash reads str() of anything else, and refuses it
+            kind, value = parse_hash(text)
         if kind == "cid":
             matching = [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
             self.round_trips += 2
             if not matching:
                 raise HashNotFound(
-                    f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network "
+                    f"no record on {self.registry.chain.name} has CID {text}; check the CID and the network "
                     "(`elements ls` lists the records)"
                 )
-            ids = [r.record_id for r in earliest_first(matching)]
-            depth, records = self._run_levels(ids, follow=follow)
+            ids: list[bytes] = [r.record_id for r in earliest_first(matching)]
+            depth, records, _ = self._run_levels(ids, follow=follow)
             return ids, records, depth
-        depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow, return_roots=True)
+        depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow)
         if not roots:
             raise HashNotFound(
                 f"no record and no claim has hash {to_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
@@ -297,8 +301,9 @@ class Resolver:
             roots = live or roots
         return roots, records, depth
 
-    def _run_levels(self, ids: list[bytes], *, claims_of: list[bytes] | None = None, follow: bool = True, return_roots: bool = False):
-        """Read records level by level; returns ``(depth, records)`` (+ roots when asked).
+    def _run_levels(self, ids: Sequence[bytes], *, claims_of: Sequence[bytes] | None = None,
+                    follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]]:
+        """Read records level by level; returns ``(depth, records, roots)``.
 
         ``ids`` are read as records; ``claims_of`` adds every claim of these content ids as roots
         (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
@@ -321,7 +326,7 @@ class Resolver:
                 part = need_log[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
             for start in range(0, len(claims_of or ()), _IDS_PER_CALL):
-                part = claims_of[start : start + _IDS_PER_CALL]
+                part = list(claims_of or ())[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, part])], "claims", part))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
@@ -354,9 +359,9 @@ class Resolver:
                                 fresh.append(record.record_id)
                         self.round_trips += 2
                     else:
-                        for rid, record in zip(call.ids, self.registry.records(call.ids)):
-                            if record is not None:
-                                done[rid] = record
+                        for rid, read in zip(call.ids, self.registry.records(call.ids)):
+                            if read is not None:
+                                done[rid] = read
                                 fresh.append(rid)
                         self.round_trips += 2
                 else:
@@ -382,7 +387,7 @@ class Resolver:
                 if rid not in states and rid not in done and rid not in need_state:
                     need_state.append(rid)
             for rid in fresh:
-                record_or_event = done.get(rid) or logs[rid]
+                record_or_event: Record | RecordEvent = done.get(rid) or logs[rid]
                 parents, licence = record_or_event.parents, record_or_event.license_id
                 licences_wanted.add(licence)
                 if not follow:
@@ -413,17 +418,15 @@ class Resolver:
                     if parent not in out:
                         raise IntegrityError(f"record {to_hex(rid)} names parent {to_hex(parent)}, which the registry does not hold")
         depth = {rid: d for rid, d in depth.items() if rid in out}
-        if return_roots:
-            if ids and ids[0] in out:
-                roots = [ids[0]]
-            else:
-                roots = [r for r in claim_roots if r in out]
-                roots.sort(key=lambda r: priority_key(out[r]))
-            # Roots of a content-id query are at depth 0; everything else is counted from them.
-            return depth, out, roots
-        return depth, out
+        if ids and ids[0] in out:
+            roots = [ids[0]]
+        else:
+            roots = [r for r in claim_roots if r in out]
+            roots.sort(key=lambda r: priority_key(out[r]))
+        # Roots of a content-id query are at depth 0; everything else is counted from them.
+        return depth, out, roots
 
-    def _filter(self, topics: list) -> dict:
+    def _filter(self, topics: list[Any]) -> dict[str, Any]:
         return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest",
                 "topics": encode_topics(topics)}
 
@@ -501,7 +504,7 @@ class Resolver:
         records = [n.record for n in graph.nodes.values()]
         remote = self.sources is not None and (getattr(self.sources, "kubo", None) is not None or getattr(self.sources, "gateways", None))
 
-        def one(record: Record):
+        def one(record: Record) -> tuple[bytes, Manifest | Recipe | None, Exception | None]:
             try:
                 return record.record_id, self.document(record), None
             except (NotFoundError, ServiceError, IntegrityError) as exc:
