@@ -22,6 +22,8 @@ from .rpc import DEFAULT_LIMITS, BoundedHTTPProvider, RpcLimits, public_url
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from .crosscheck import CrossCheckProvider
+
 __all__ = ["ANVIL_MNEMONIC", "anvil_dev_accounts", "connect", "memory_dev_accounts", "wait_for_rpc"]
 
 #: The mnemonic anvil funds its ten dev accounts from by default (public: never use it for value).
@@ -74,16 +76,17 @@ def connect(
         from eth_tester import EthereumTester, PyEVMBackend
         from eth_tester.exceptions import TransactionFailed as tester_failed
         from web3 import EthereumTesterProvider
+        from web3.types import RPCEndpoint, RPCResponse
 
         class SerialTesterProvider(EthereumTesterProvider):
             """py-evm is not thread-safe (an estimate runs on the shared chain state while another
             thread mines): one request at a time, so threads see each other's nonces."""
 
-            def __init__(self, tester):
+            def __init__(self, tester: EthereumTester) -> None:
                 super().__init__(tester)
                 self._serial = threading.RLock()
 
-            def make_request(self, method, params):
+            def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
                 with self._serial:
                     return super().make_request(method, params)
 
@@ -109,15 +112,16 @@ def connect(
         hint = "start one (`elements devnet`) or check --rpc-url / ELEMENTS_RPC_URL"
         providers = [BoundedHTTPProvider(url, limits, hint=hint) for url in urls]
         chain_ids = [_chain_id_of(provider) for provider in providers]
-        for provider, chain_id in zip(providers[1:], chain_ids[1:]):
+        for other, chain_id in zip(providers[1:], chain_ids[1:]):
             if chain_id != chain_ids[0]:
                 raise RpcMismatchError(
-                    f"endpoint {public_url(provider.url)} serves chain id {chain_id} where endpoint {public_url(urls[0])} serves "
+                    f"endpoint {public_url(other.url)} serves chain id {chain_id} where endpoint {public_url(urls[0])} serves "
                     f"chain id {chain_ids[0]}; every endpoint must serve the same chain: check --rpc-url / ELEMENTS_RPC_URL / "
                     "the network's endpoints"
                 )
+        provider: BoundedHTTPProvider | CrossCheckProvider
         if len(providers) == 1:
-            provider: Any = providers[0]
+            provider = providers[0]
         else:
             from .crosscheck import CrossCheckProvider
 

@@ -101,7 +101,7 @@ class RecordInput:
             )
         set_(self, "parents", tuple(parents))
 
-    def as_abi(self) -> tuple:
+    def as_abi(self) -> tuple[bytes, int, bytes, int, int, list[bytes]]:
         """The ``RecordInput`` tuple in the contract's field order."""
         return (self.content_id, self.cid_codec, self.cid_digest, self.license_id, int(self.kind), list(self.parents))
 

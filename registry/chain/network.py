@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import ast
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 from urllib.parse import urlparse
 
-from ..errors import ElementsError
+from ..errors import ChainError, ElementsError
 from .abi import checksum_address as to_checksum_address
 from .errors import (
-    ChainError,
+    LicenseNamer,
     InsufficientFundsError,
     LogQueryRefused,
     RpcResponseError,
@@ -32,7 +32,9 @@ from .rpc import public_url, web3_provider
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from eth_typing import Hash32, HexStr
     from web3 import Web3
+    from web3.types import FilterParams, TxParams
 
 __all__ = ["Chain", "MEMORY"]
 
@@ -126,10 +128,14 @@ class Chain:
         *,
         provider: Any = None,
     ) -> None:
-        if w3 is None and provider is None:
-            raise ValueError("a Chain needs a web3 instance or a provider")
+        if provider is None:
+            if w3 is None:
+                raise ValueError("a Chain needs a web3 instance or a provider")
+            provider = w3.provider
         self._w3 = w3
-        self.provider = provider if provider is not None else w3.provider  # type: ignore[union-attr]
+        # Ours (BoundedHTTPProvider, CrossCheckProvider: make_request and make_batch_request over a
+        # method name) or web3's eth-tester provider on `memory` (make_request over web3's RPCEndpoint).
+        self.provider: Any = provider
         self.chain_id = chain_id
         self.rpc_url = rpc_url
         self._dev_accounts = dev_accounts
@@ -162,14 +168,14 @@ class Chain:
             self._dev_accounts = []
         return self._dev_accounts
 
+    @dev_accounts.setter
+    def dev_accounts(self, accounts: "list[LocalAccount]") -> None:
+        self._dev_accounts = accounts
+
     @property
     def has_dev_accounts(self) -> bool:
         """Whether this chain has funded dev accounts (without deriving them)."""
         return bool(self._dev_accounts)
-
-    @dev_accounts.setter
-    def dev_accounts(self, accounts: "list[LocalAccount]") -> None:
-        self._dev_accounts = accounts
 
     @property
     def is_memory(self) -> bool:
@@ -197,7 +203,7 @@ class Chain:
 
     # -- plain JSON-RPC (the read path: no web3) ----------------------------------------------
 
-    def request(self, method: str, params: list, what: str) -> Any:
+    def request(self, method: str, params: list[Any], what: str) -> Any:
         """One JSON-RPC call over the provider; its ``result``.
 
         Raises:
@@ -212,7 +218,7 @@ class Chain:
             raise ChainError(f"{self.rpc_url} refused {method} while {what} ({_message(error)}); check the node")
         return answer.get("result")
 
-    def batch(self, calls: Sequence[tuple[str, list]]) -> list[Any] | None:
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any] | None:
         """Several calls in one HTTP round trip: their answers (dicts with ``result`` or ``error``),
         in order; ``None`` where the chain cannot batch (the in-process one, a node without it)."""
         if self.is_memory or not hasattr(self.provider, "make_batch_request"):
@@ -238,7 +244,7 @@ class Chain:
             raise ChainError(f"{self.rpc_url} refused eth_call while {what} ({_message(error)}); check the registry address and the node")
         return _hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
 
-    def get_logs(self, flt: dict) -> list:
+    def get_logs(self, flt: dict[str, Any]) -> list[Any]:
         """``eth_getLogs``: the raw logs (JSON objects; on ``memory`` web3's dicts).
 
         Raises:
@@ -247,7 +253,7 @@ class Chain:
         if self.is_memory:
             memory_filter = {**flt, **{k: int(v, 16) for k, v in flt.items() if k in ("fromBlock", "toBlock") and isinstance(v, str) and v.startswith("0x")}}
             try:
-                return list(self.rpc("reading logs", lambda: self.w3.eth.get_logs(memory_filter)))
+                return list(self.rpc("reading logs", lambda: self.w3.eth.get_logs(cast("FilterParams", memory_filter))))
             except ElementsError:
                 raise
             except Exception as exc:
@@ -276,7 +282,7 @@ class Chain:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _revert(self, exc: BaseException, tx: dict, namer: Callable[[int], str] | None, block: Any = "latest") -> ChainError:
+    def _revert(self, exc: BaseException, tx: dict[str, Any], namer: LicenseNamer | None, block: Any = "latest") -> ChainError:
         """The decoded error of a revert.
 
         web3's tester provider turns revert data that happens to decode as a string into text and
@@ -285,7 +291,7 @@ class Chain:
         if self.tester_failed is not None and isinstance(exc, self.tester_failed):
             call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
-                self.w3.provider.ethereum_tester.call(call, block)
+                self.provider.ethereum_tester.call(call, block)  # memory: the provider is eth-tester's
             except self.tester_failed as replayed:
                 return decode_revert(_parse_tester_data(replayed.args[0] if replayed.args else b""), namer)
             return TransactionFailed("the in-process chain refused the transaction, but the replayed call passed")
@@ -328,10 +334,10 @@ class Chain:
     def balance(self, address: str) -> int:
         return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
 
-    def call(self, tx: dict, namer: Callable[[int], str] | None = None, block: Any = "latest") -> bytes:
+    def call(self, tx: dict[str, Any], namer: LicenseNamer | None = None, block: Any = "latest") -> bytes:
         """``eth_call``; a revert raises the decoded error."""
         try:
-            return bytes(self.w3.eth.call(tx, block_identifier=block))
+            return bytes(self.w3.eth.call(cast("TxParams", tx), block_identifier=block))
         except self._revert_types as exc:
             raise self._revert(exc, tx, namer, block) from None
         except Exception as exc:
@@ -344,11 +350,11 @@ class Chain:
     def transact(
         self,
         account: LocalAccount,
-        tx: dict,
+        tx: dict[str, Any],
         *,
         gas: int | None = None,
-        namer: Callable[[int], str] | None = None,
-    ) -> dict:
+        namer: LicenseNamer | None = None,
+    ) -> dict[str, Any]:
         """Sign ``tx`` with ``account``, send it, wait for the receipt and return it.
 
         ``tx`` holds ``to``, ``data`` and optionally ``value``; nonce, gas and fees are filled in.
@@ -361,10 +367,10 @@ class Chain:
             RpcUnavailableError: the node cannot be reached.
         """
         sender = account.address
-        base = {"from": sender, "chainId": self.chain_id, "value": 0, **tx}
+        base: dict[str, Any] = {"from": sender, "chainId": self.chain_id, "value": 0, **tx}
         if gas is None:
             try:
-                estimate = self.w3.eth.estimate_gas(base)
+                estimate = self.w3.eth.estimate_gas(cast("TxParams", base))
             except self._revert_types as exc:
                 # eth-tester estimates on the pending block: replay there (a commitment's age depends on it).
                 raise self._revert(exc, base, namer, "pending") from None
@@ -424,10 +430,10 @@ class Chain:
             )
         return TransactionFailed(f"the node refused the transaction: {text}")
 
-    def send_raw(self, raw: bytes | str) -> dict:
+    def send_raw(self, raw: bytes | str) -> dict[str, Any]:
         """Send an already-signed transaction and wait for its receipt."""
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(raw)
+            tx_hash = self.w3.eth.send_raw_transaction(raw if isinstance(raw, bytes) else cast("HexStr", raw))
         except ElementsError:
             raise
         except Exception as exc:
@@ -436,11 +442,11 @@ class Chain:
             raise TransactionFailed(f"the node refused the transaction: {exc}") from None
         return self.wait(tx_hash)
 
-    def wait(self, tx_hash: bytes) -> dict:
+    def wait(self, tx_hash: bytes) -> dict[str, Any]:
         """Wait for a receipt (polling quickly on local chains)."""
         poll = 0.05 if self.is_memory or _is_loopback(self.rpc_url) else 1.0
         try:
-            return dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout, poll_latency=poll))
+            return dict(self.w3.eth.wait_for_transaction_receipt(cast("Hash32", tx_hash), timeout=self.receipt_timeout, poll_latency=poll))
         except ElementsError:
             raise
         except Exception as exc:
@@ -454,12 +460,12 @@ class Chain:
     def unmined(self, address: str) -> int:
         """How many of ``address``'s transactions the node holds but has not mined yet (its
         pending nonce less its latest one)."""
-        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(address, "pending"))
-        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(address, "latest"))
+        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
+        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "latest"))
         return max(0, int(pending) - int(latest))
 
     def _next_nonce(self, sender: str) -> int:
-        node = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+        node = int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(sender), "pending")))
         return max(node, self._nonces.get(sender, 0))
 
     def fee_parts(self) -> tuple[int | None, int]:
@@ -478,7 +484,7 @@ class Chain:
         """The node's legacy gas price (pre-London chains)."""
         return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
 
-    def _fees(self) -> dict:
+    def _fees(self) -> dict[str, int]:
         base_fee, tip = self.fee_parts()
         if base_fee is None:  # a pre-London chain
             return {"gasPrice": self.gas_price()}

@@ -25,10 +25,10 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 from ..digest import to_hex
-from ..errors import ElementsError, InputError, IntegrityError
+from ..errors import ChainError, ElementsError, InputError, IntegrityError
 from .abi import AbiDecodeError, checksum_address, decode, encode_call, keccak
 from .cids import join_cid
-from .errors import ChainError, LogQueryRefused
+from .errors import LogQueryRefused
 from .licenses import LicenseTerms, describe_inherited
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class Record:
         if self.priority_block is None:
             object.__setattr__(self, "priority_block", self.block_number)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "record_id": to_hex(self.record_id),
             "publisher": self.publisher,
@@ -160,7 +160,8 @@ class Record:
 
 def claim_order(record: Record) -> tuple[int, int, int]:
     """The order of claims, earliest first: priority block, then publication (block, log index)."""
-    return (record.priority_block, record.block_number, record.log_index)  # type: ignore[return-value]
+    priority = record.block_number if record.priority_block is None else record.priority_block  # set by __post_init__
+    return (priority, record.block_number, record.log_index)
 
 
 def record_id_of(publisher: str | bytes, record: Any) -> bytes:
@@ -183,10 +184,10 @@ def record_id_of(publisher: str | bytes, record: Any) -> bytes:
     )
 
 
-def encode_topics(topics: list) -> list:
+def encode_topics(topics: Sequence[Any]) -> list[Any]:
     """An ``eth_getLogs`` topic filter: each topic (bytes), list of topics (any of them) or ``None``
     (any value) as ``0x`` hex; trailing ``None`` dropped."""
-    out: list = []
+    out: list[Any] = []
     for topic in topics:
         if topic is None:
             out.append(None)
@@ -422,7 +423,7 @@ class ChainReader:
         """``eth_call`` of the registry with ``data``; the raw answer."""
         return self.chain.eth_call(self.address, data, what=what)
 
-    def view(self, name: str, types: Sequence[str], values: Sequence[Any], outputs: Sequence[str]) -> tuple:
+    def view(self, name: str, types: Sequence[str], values: Sequence[Any], outputs: Sequence[str]) -> tuple[Any, ...]:
         """Call a view of the registry and decode its outputs (bounded, strict)."""
         answer = self.call(encode_call(name, types, values), f"reading {name}")
         try:
@@ -452,14 +453,14 @@ class ChainReader:
 
     # -- events -------------------------------------------------------------------------------
 
-    def logs(self, topics: list, from_block: int | None = None, to_block: int | None = None) -> list:
+    def logs(self, topics: Sequence[Any], from_block: int | None = None, to_block: int | None = None) -> list[Any]:
         """Raw ``RecordPublished``-filtered logs of the registry in a block range (default: all of
         it), the range halved and asked again where a node caps it."""
         start = self.deploy_block if from_block is None else from_block
         end = self.chain.block_number() if to_block is None else to_block
         return self._logs_range(encode_topics(topics), start, end, 0)
 
-    def _logs_range(self, topics: list, start: int, end: int, depth: int) -> list:
+    def _logs_range(self, topics: list[Any], start: int, end: int, depth: int) -> list[Any]:
         if start > end:
             return []
         flt = {"address": self.address, "fromBlock": hex(start), "toBlock": hex(end), "topics": topics}
@@ -532,7 +533,7 @@ class ChainReader:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def batch(self, calls: Sequence[tuple[str, list]]) -> list[Any] | None:
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any] | None:
         """Several JSON-RPC calls in one round trip: the answers (``{"result"|"error": …}``) in
         order, or ``None`` when the chain does not batch (the in-process one, a node without it)."""
         try:

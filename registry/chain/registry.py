@@ -21,7 +21,7 @@ their EIP-712 messages) is :mod:`registry.chain.inputs`; this module sends it an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, overload
 
 from ..digest import parse_bytes32, to_hex
 from ..errors import IntegrityError
@@ -95,7 +95,7 @@ class Registry:
         self.deploy_block = deploy_block
         self.reader = ChainReader(chain, self.address, deploy_block)
         self._contract: Any = None
-        self.last_receipt: dict | None = None
+        self.last_receipt: dict[str, Any] | None = None
         self._licenses: dict[int, LicenseTerms] = {}
         self._max_parents: int | None = None
 
@@ -151,7 +151,7 @@ class Registry:
             )
         return self.account
 
-    def transact(self, function: str, args: list, gas: int | None = None) -> dict:
+    def transact(self, function: str, args: list[Any], gas: int | None = None) -> dict[str, Any]:
         """Low level: send a call of contract function ``function`` with ABI ``args`` from the bound
         account, wait for the receipt and return it (reverts raise the decoded errors)."""
         data = self.contract.encode_abi(function, args=args)
@@ -343,7 +343,7 @@ class Registry:
         nothing claims it), each list earliest first (:func:`claim_order`).
         """
         ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
-        logs: list = []
+        logs: list[Any] = []
         for start in range(0, len(ids), _READ_CHUNK):
             logs += self.reader.logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
         out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
@@ -422,6 +422,12 @@ class Registry:
         count = self.license_count()
         self._load_licenses([i for i in range(1, count + 1) if i not in self._licenses])
         return [self._licenses[i] for i in range(1, count + 1)]
+
+    @overload
+    def license(self, license_id: int, missing_ok: Literal[False] = False) -> LicenseTerms: ...
+
+    @overload
+    def license(self, license_id: int, missing_ok: bool) -> LicenseTerms | None: ...
 
     def license(self, license_id: int, missing_ok: bool = False) -> LicenseTerms | None:
         """One licence term set by id.

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.errors import LicenseViolation, make_error
-from ..chain.licenses import LicenseTerms, check_derivative, describe_flags, inherited_restrictions
+from ..chain.licenses import LicenseTerms, ParentTerms, check_derivative, describe_flags, inherited_restrictions
 from ..chain.registry import Record
 from ..digest import parse_bytes32, to_hex
 from ..errors import IntegrityError
@@ -173,14 +173,16 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
     for pid in parent_ids:
         if pid not in graph.nodes:
             raise make_error("UnknownParent", {"parentId": to_hex(pid)})
-    names = {}
+    names: dict[int, str] = {}
+    terms: dict[bytes, LicenseTerms] = {}
     for rid, node in graph.nodes.items():
         if node.license is None:
             raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
+        terms[rid] = node.license
         names[node.license.license_id] = node.license.spdx_id
     names[child.license_id] = child.spdx_id
-    carried = inherited_restrictions({rid: (n.record.publisher, n.license, n.record.parents) for rid, n in graph.nodes.items()})
-    entries = [(to_hex(pid), graph.nodes[pid].record.publisher, graph.nodes[pid].license, carried[pid]) for pid in parent_ids]
+    carried = inherited_restrictions({rid: (n.record.publisher, terms[rid], n.record.parents) for rid, n in graph.nodes.items()})
+    entries: list[ParentTerms] = [(to_hex(pid), graph.nodes[pid].record.publisher, terms[pid], carried[pid]) for pid in parent_ids]
     try:
         check_derivative(publisher, child, entries, names)
     except LicenseViolation as error:
