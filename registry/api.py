@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .compose.chain_source import AssembledComposition
     from .provenance.verify import Report
     from .publish.model import ModelReport
-    from .records.resolve import Graph
+    from .records.graph import Graph
     from .storage.fetch import Sources
 
 __all__ = ["assemble", "publish", "resolve", "verify"]

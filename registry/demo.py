@@ -523,7 +523,7 @@ def _write_lora_adapter(path: Path, base, resolver) -> None:
     """A deterministic PEFT-format adapter for query/value of the six layers (seeded numbers)."""
     import numpy as np
 
-    from .formats.safetensors import write_safetensors
+    from .formats.safetensors_writer import write_safetensors
 
     rng = np.random.default_rng(LORA_SEED)
     tensors = {}

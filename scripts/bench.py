@@ -76,7 +76,7 @@ def make_model(directory: Path, size: int, seed: int) -> Path:
     """A model directory of about ``size`` bytes of float32 weights in one safetensors file (64 MiB tensors)."""
     import numpy as np
 
-    from registry.formats.safetensors import write_safetensors
+    from registry.formats.safetensors_writer import write_safetensors
 
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -75,7 +75,7 @@ def generate_model(directory: Path, size: int) -> dict:
     """A Llama-shaped F16 model of about ``size`` bytes (random bits; content is irrelevant here)."""
     import numpy as np
 
-    from registry.formats.safetensors import write_safetensors
+    from registry.formats.safetensors_writer import write_safetensors
 
     hidden, inter, vocab = 2048, 5632, 32000
     per_layer = (4 * hidden * hidden + 3 * hidden * inter + 2 * hidden) * 2

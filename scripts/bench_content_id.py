@@ -40,7 +40,7 @@ def generate(path: Path, size: int, seed: int = 0) -> int:
     """A checkpoint of about ``size`` bytes: F32 tensors, sized like a small transformer's."""
     import numpy as np
 
-    from registry.formats.safetensors import write_safetensors
+    from registry.formats.safetensors_writer import write_safetensors
 
     hidden = 1024
     rng = np.random.default_rng(seed)

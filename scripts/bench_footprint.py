@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from registry.chain.devnet import Anvil, find_anvil  # noqa: E402
-from registry.chain.network import anvil_dev_accounts  # noqa: E402
+from registry.chain.connection import anvil_dev_accounts  # noqa: E402
 
 KEY = "0x" + anvil_dev_accounts()[0].key.hex()
 MiB = 1 << 20
@@ -168,7 +168,7 @@ def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes
 _TO_KUBO = """
 import sys
 from pathlib import Path
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.formats.content_id import Manifest
 from registry.storage.blockstore import BlockStore

@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from registry.chain.devnet import Anvil  # noqa: E402
-from registry.chain.registry import Kind, RecordInput, Registry  # noqa: E402
+from registry.chain.registry import Kind, Registry  # noqa: E402
+from registry.chain.inputs import RecordInput  # noqa: E402
 from registry.chain.cids import RAW, join_cid  # noqa: E402
 from registry.records.resolve import Resolver  # noqa: E402
 

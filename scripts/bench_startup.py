@@ -60,7 +60,7 @@ def make_model(directory: Path, size: int) -> Path:
     """A small BERT-shaped model: ``model.safetensors`` of about ``size`` bytes and a config.json."""
     import numpy as np
 
-    from registry.formats.safetensors import write_safetensors
+    from registry.formats.safetensors_writer import write_safetensors
 
     directory.mkdir(parents=True, exist_ok=True)
     width = 64

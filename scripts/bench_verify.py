@@ -66,7 +66,7 @@ def main() -> int:
 
     import model_signing.hashing
 
-    from registry.chain.network import connect
+    from registry.chain.connection import connect
     from registry.chain.registry import Registry
     from registry.publish.model import publish_model
     from registry.formats.content_id import content_id

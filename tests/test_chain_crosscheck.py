@@ -22,7 +22,7 @@ from registry.chain.devnet import Anvil, free_port
 from registry.chain.errors import RpcMismatchError, RpcUnavailableError, UnknownNetworkError
 from registry.chain.network import Chain
 from registry.chain.rpc import BoundedHTTPProvider
-from registry.formats.safetensors import write_safetensors
+from registry.formats.safetensors_writer import write_safetensors
 from tests.cli_support import DEV_KEYS, elements, one_line_error
 from tests.rpc_support import CapsLogRange, CatchingUp, DropEarliestLog, Lagging, MarkYanked, OtherChain, RpcProxy
 

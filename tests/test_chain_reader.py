@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.reader import (
     RECORD_PUBLISHED_TOPIC,
     ChainReader,
@@ -19,7 +19,8 @@ from registry.chain.reader import (
     make_record,
     record_id_of,
 )
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.errors import IntegrityError
 from registry.records.resolve import Resolver
 from tests.rpc_support import RewriteLogData, RewriteRecords, RpcProxy

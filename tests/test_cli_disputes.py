@@ -14,7 +14,7 @@ from unittest import mock
 import pytest
 
 from registry.chain.devnet import Anvil
-from registry.chain.network import anvil_dev_accounts, connect
+from registry.chain.connection import anvil_dev_accounts, connect
 from registry.chain.registry import Kind, Registry
 from registry.cli import main
 from tests.provenance_support import MODEL

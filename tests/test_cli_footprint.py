@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from registry.chain.devnet import Anvil
-from registry.chain.network import anvil_dev_accounts
+from registry.chain.connection import anvil_dev_accounts
 from registry.storage.blockstore import BlockStore
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 

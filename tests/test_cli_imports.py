@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from registry.cli import compose_cmd, elements_cmd
-from registry.formats.safetensors import write_safetensors
+from registry.formats.safetensors_writer import write_safetensors
 from tests.cli_support import DEV_KEYS, ROOT, clean_env
 
 # Runs `python -m registry ARGS` and writes the top-level packages loaded by then (at exit) to OUT.

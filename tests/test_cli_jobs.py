@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from registry.chain.devnet import Anvil, free_port
-from registry.chain.network import anvil_dev_accounts
+from registry.chain.connection import anvil_dev_accounts
 from tests.cli_support import run_main
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 

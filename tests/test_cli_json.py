@@ -11,7 +11,7 @@ import pytest
 
 from registry.chain.devnet import free_port
 from registry.cli import main
-from registry.formats.safetensors import write_safetensors
+from registry.formats.safetensors_writer import write_safetensors
 from tests.cli_support import DEV_ADDRESSES, DEV_KEYS, DevnetProcess, elements
 from tests.publish_support import MODEL
 from tests.test_cli_help import PATHS

@@ -17,7 +17,8 @@ from registry.compose.engine import PROVENANCE_NAME, OutputExists, OutputMismatc
 from registry.formats.recipe import RecipeError, load_recipe, parse_recipe, with_record_ids
 from registry.compose.sources import ElementIntegrityError, ElementNotFound, LocalElementSource
 from registry.formats.content_id import content_id, directory_ids, file_content_id
-from registry.formats.safetensors import read_checkpoint, write_safetensors
+from registry.formats.checkpoint import read_checkpoint
+from registry.formats.safetensors_writer import write_safetensors
 from registry.errors import InputError, IntegrityError, NotFoundError
 from tests.compose_support import MODEL, f32, leftovers, read_tensors, reassembly_recipe, three_layer_variant, write_element
 

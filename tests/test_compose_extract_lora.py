@@ -14,7 +14,7 @@ from registry.compose.extract_lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, extra
 from registry.compose.sources import LocalElementSource
 from registry.errors import InputError
 from registry.formats.recipe import LoraParams, parse_recipe
-from registry.formats.safetensors import write_safetensors
+from registry.formats.safetensors_writer import write_safetensors
 from tests.compose_support import leftovers, read_tensors, write_element, write_file_element
 
 SHAPES = {"model.layers.0.q_proj.weight": (24, 32), "model.layers.0.v_proj.weight": (24, 32),

@@ -391,7 +391,7 @@ def test_an_ancestor_behind_a_composition_input_binds_even_when_the_contract_see
     variant under Apache-2.0: the contract exempts a publisher's own parent, but the client walks
     through the composition input to Alice's elements and refuses, naming her record."""
     from registry.chain.errors import CommercialUseNotAllowedError
-    from registry.chain.network import connect
+    from registry.chain.connection import connect
     from registry.chain.registry import Registry
     from tests.provenance_support import publish_real_model, three_layer_doc
 

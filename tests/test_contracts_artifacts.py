@@ -17,7 +17,8 @@ from eth_utils import keccak
 from registry.chain import errors as chain_errors
 from registry.chain import licenses
 from registry.chain.deploy import CREATE2_DEPLOYER, artifact, registry_address
-from registry.chain.registry import MAX_PARENTS, PUBLISH_TYPEHASH, RECORD_TYPEHASH
+from registry.chain.registry import RECORD_TYPEHASH
+from registry.chain.inputs import MAX_PARENTS, PUBLISH_TYPEHASH
 from scripts import compile_contracts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -249,12 +249,6 @@ def test_nothing_prints_outside_the_command_line_and_scripts():
 
 #: Import cycles between registry modules that are deliberate: the modules of the cycle -> reason.
 IMPORT_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"registry.chain.crosscheck", "registry.chain.deploy", "registry.chain.network"}): (
-        "crosscheck reads the registry's ABI through deploy.artifact (at first use), deploy binds to "
-        "network.Chain, network builds a CrossCheckProvider for several endpoints (at first use, so one "
-        "endpoint never loads it); cut it by moving the ABI loader below network (chain is outside the "
-        "compose and provenance part of issue 11)"
-    ),
     frozenset({"registry.storage.cid", "registry.storage.errors", "registry.storage.multihash"}): (
         "storage.errors imports CID under TYPE_CHECKING only (an annotation of BlockIntegrityError): "
         "nothing is imported back at run time"

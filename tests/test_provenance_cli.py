@@ -19,7 +19,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from registry.chain.devnet import Anvil
-from registry.chain.network import anvil_dev_accounts
+from registry.chain.connection import anvil_dev_accounts
 from registry.cli import main
 from registry.formats.content_id import content_id
 from tests.provenance_support import MODEL, WEIGHTS, changed_weights

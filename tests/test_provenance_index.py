@@ -8,8 +8,9 @@ import os
 
 import pytest
 
-from registry.chain.network import connect
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.connection import connect
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.formats.content_id import tensor_entries
 from registry.publish.prepare import store_document
 from registry.records.documents import Documents

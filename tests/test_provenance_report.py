@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.provenance.report import render
 from registry.provenance.verify import VerifyOptions, verify_model

@@ -14,7 +14,8 @@ import pytest
 import safetensors.numpy
 
 from registry.chain.licenses import INHERITS_NON_COMMERCIAL
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.formats.recipe import parse_recipe
 from registry.formats.content_id import content_id
 from registry.publish.prepare import store_document

@@ -15,7 +15,7 @@ import pytest
 
 from registry.chain import COMMITMENT_EXPIRY, Registry, connect
 from registry.chain.errors import RpcUnavailableError
-from registry.chain.network import anvil_dev_accounts
+from registry.chain.connection import anvil_dev_accounts
 from registry.publish.model import publish_model
 from registry.publish.commit_reveal import CommitReveal, load_pending, pending_path, publish_committed, wait_until_mined
 from registry.publish.send import publish_elements

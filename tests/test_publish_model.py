@@ -9,7 +9,8 @@ import pytest
 
 from registry.chain.errors import CommercialUseNotAllowedError, DerivativesNotAllowedError
 from registry.chain.licenses import INHERITS_NON_COMMERCIAL
-from registry.chain.registry import Kind, RecordInput
+from registry.chain.registry import Kind
+from registry.chain.inputs import RecordInput
 from registry.compose.chain_source import assemble_composition
 from registry.publish.model import publish_composition, publish_model
 from registry.formats.recipe import RecipeError, load_recipe

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from registry.chain.errors import RpcUnavailableError
-from registry.chain.network import connect
+from registry.chain.connection import connect
 from registry.chain.registry import Registry
 from registry.publish.send import publish_elements
 from registry.formats.split import split_model

@@ -10,7 +10,8 @@ import itertools
 import pytest
 
 from registry.chain.licenses import BUILTIN_LICENSES, LicenseTerms
-from registry.chain.registry import Kind, Record, RecordInput
+from registry.chain.registry import Kind, Record
+from registry.chain.inputs import RecordInput
 from registry.records.disputes import (
     MAX_DISPUTES_PER_CLAIM,
     RESTRICTIONS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from registry.chain.reader import Kind, Record
 from registry.errors import IntegrityError, NotFoundError
 from registry.limits import DOCUMENT_BYTES
 from registry.records import documents
@@ -52,8 +53,17 @@ def test_the_resolver_uses_the_one_fetcher_parser_and_error():
     from registry.records import resolve
 
     assert resolve.fetch_document is documents.fetch_document
-    assert resolve.load_document is documents.load_document
+    # the resolver's document check lives beside the one parser and parses with it (below)
+    assert resolve.check_record_document is documents.check_record_document
     assert resolve.DocumentError is documents.DocumentError
+
+
+@pytest.mark.parametrize("raw, reason", [(b"{", "is not JSON"), (b"[" * 70 + b"]" * 70, "JSON_DEPTH")])
+def test_the_resolvers_check_of_a_recipe_parses_it_with_the_one_parser(raw, reason):
+    composition = Record(b"\1" * 32, "0x" + "00" * 20, b"\2" * 32, "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am",
+                         0x55, b"\3" * 32, 1, Kind.COMPOSITION, (), 1, False)
+    with pytest.raises(DocumentError, match=reason):
+        documents.check_record_document(composition, raw)
 
 
 @pytest.mark.parametrize("raw, reason", [(b"{", "is not JSON"), (b"[" * 70 + b"]" * 70, "JSON_DEPTH")])

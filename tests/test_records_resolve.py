@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from registry.chain.network import connect
-from registry.chain.registry import Kind, RecordInput, Registry
+from registry.chain.connection import connect
+from registry.chain.registry import Kind, Registry
+from registry.chain.inputs import RecordInput
 from registry.formats.content_id import Manifest
 from registry.publish.claims import element_claim
 from registry.publish.prepare import prepare_element, store_document

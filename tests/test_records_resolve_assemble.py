@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from registry.chain.registry import Kind, RecordInput
+from registry.chain.registry import Kind
+from registry.chain.inputs import RecordInput
 from registry.compose.chain_source import ChainElementSource, NotAComposition, assemble_composition, choose_composition
 from registry.compose.engine import OutputExists, OutputMismatch
 from registry.publish.model import publish_model

@@ -13,10 +13,11 @@ Typical use::
 
     reg = open_registry(settings)                    # what commands use (settings -> bound registry)
 
-Modules: ``network`` (connect, Chain: plain JSON-RPC reads; nonces, fees, receipts through web3),
+Modules: ``connection`` (connect: the in-process chain or checked endpoints), ``network`` (Chain:
+plain JSON-RPC reads; nonces, fees, receipts through web3),
 ``reader`` (the one reader of records: view calls and events decoded and checked), ``abi`` (keccak,
-addresses, bounded ABI decoding), ``deploy`` (CREATE2, deployments file), ``registry`` (Registry,
-Record, RecordInput), ``licenses`` (term sets, off-chain rules),
+addresses, bounded ABI decoding), ``deploy`` (CREATE2, deployments file), ``registry`` (Registry),
+``inputs`` (what is sent: RecordInput, commitments, signed publishes), ``licenses`` (term sets, off-chain rules),
 ``errors`` (exceptions, custom-error decoding), ``accounts`` (keys, keystores), ``cids`` (CID
 codec + digest), ``devnet`` (anvil), ``session`` (settings -> registry).
 """
@@ -67,22 +68,10 @@ _EXPORTS = {
         "check_derivative",
         "inherited_restrictions",
     ),
-    "network": ("MEMORY", "Chain", "connect"),
-    "registry": (
-        "COMMITMENT_EXPIRY",
-        "MAX_PARENTS",
-        "Commitment",
-        "Kind",
-        "Record",
-        "RecordInput",
-        "Registry",
-        "SignedCommit",
-        "SignedPublish",
-        "claim_order",
-        "commitment_of",
-        "record_id_of",
-        "to_bytes32",
-    ),
+    "connection": ("connect",),
+    "network": ("MEMORY", "Chain"),
+    "inputs": ("MAX_PARENTS", "Commitment", "RecordInput", "SignedCommit", "SignedPublish", "commitment_of"),
+    "registry": ("COMMITMENT_EXPIRY", "Kind", "Record", "Registry", "claim_order", "record_id_of"),
     "session": ("open_chain", "open_registry"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -127,7 +116,6 @@ __all__ = [
     "Kind",
     "MAX_PARENTS",
     "record_id_of",
-    "to_bytes32",
     "split_cid",
     "join_cid",
     # licences

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 from ..errors import IntegrityError
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 
 __all__ = [
     "AbiDecodeError",
@@ -48,7 +51,7 @@ class AbiDecodeError(IntegrityError):
 # keccak and addresses
 
 
-def _keccak_backend():
+def _keccak_backend() -> Callable[[bytes], bytes]:
     """Keccak-256 from pycryptodome's compiled keccak, called through ctypes: its Python wrapper
     loads cffi and pycparser (a tenth of a second, more than the rest of a read's chain layer)."""
     try:
@@ -86,14 +89,17 @@ def _keccak_backend():
     try:  # pycryptodome's own wrapper
         from Crypto.Hash import keccak as _k
 
-        return lambda data: _k.new(data=data, digest_bits=256).digest()
+        def wrapped(data: bytes) -> bytes:
+            return bytes(_k.new(data=data, digest_bits=256).digest())
+
+        return wrapped
     except ImportError:  # pragma: no cover - only without pycryptodome
         from eth_hash.auto import keccak as _k2
 
-        return _k2
+        return lambda data: bytes(_k2(data))
 
 
-_keccak = None
+_keccak: Callable[[bytes], bytes] | None = None
 
 
 def keccak(data: bytes | bytearray | memoryview | str = b"", *, text: str | None = None) -> bytes:
@@ -149,13 +155,13 @@ def _checksum(raw: bytes) -> str:
     return "0x" + "".join(c.upper() if int(d, 16) >= 8 else c for c, d in zip(lower, digest))
 
 
-def checksum_address(value: Any) -> str:
-    """The EIP-55 checksummed form of an address.
+def checksum_address(value: Any) -> ChecksumAddress:
+    """The EIP-55 checksummed form of an address (typed as web3's ``ChecksumAddress``, a ``str``).
 
     Raises:
         ValueError: not an address.
     """
-    return _checksum(address_bytes(value))
+    return cast("ChecksumAddress", _checksum(address_bytes(value)))
 
 
 def selector(signature: str) -> bytes:
@@ -176,10 +182,12 @@ class _Type:
     def __init__(self, text: str, base: str, *, bits: int = 0, size: int = 0, item: "_Type | None" = None,
                  length: int | None = None, parts: tuple["_Type", ...] = ()) -> None:
         self.text, self.base, self.bits, self.size, self.item, self.length, self.parts = text, base, bits, size, item, length, parts
+        if base == "array" and item is None:
+            raise ValueError(f"{text}: an array type needs its item type")
         if base in ("bytes", "string") or (base == "array" and length is None):
             self.dynamic = True
-        elif base == "array":
-            self.dynamic = item.dynamic  # type: ignore[union-attr]
+        elif base == "array" and item is not None:
+            self.dynamic = item.dynamic
         elif base == "tuple":
             self.dynamic = any(p.dynamic for p in parts)
         else:
@@ -187,12 +195,19 @@ class _Type:
         # Bytes this type takes in its enclosing head (one word when dynamic).
         if self.dynamic:
             self.head_size = _WORD
-        elif base == "array":
-            self.head_size = length * item.head_size  # type: ignore[operator,union-attr]
+        elif base == "array" and item is not None and length is not None:  # a fixed-length array of static items
+            self.head_size = length * item.head_size
         elif base == "tuple":
             self.head_size = sum(p.head_size for p in parts)
         else:
             self.head_size = _WORD
+
+    @property
+    def element(self) -> "_Type":
+        """An array's item type (every array type has one)."""
+        if self.item is None:
+            raise ValueError(f"{self.text} is not an array type")
+        return self.item
 
 
 def _split_top(text: str) -> list[str]:
@@ -311,7 +326,7 @@ def _decode_one(r: _Reader, t: _Type, at: int, depth: int) -> Any:
                 raise r.fail("a string is not UTF-8") from None
         return raw
     if base == "array":
-        item = t.item
+        item = t.element
         if t.length is None:
             count = r.uint(at)
             at += _WORD
@@ -319,17 +334,18 @@ def _decode_one(r: _Reader, t: _Type, at: int, depth: int) -> Any:
             count = t.length
         # Each item takes at least its head size: a count the rest of the answer cannot hold is a lie,
         # refused before anything is allocated.
-        if count * item.head_size > len(r.data) - at:  # type: ignore[union-attr]
+        if count * item.head_size > len(r.data) - at:
             raise r.fail(f"an array claims {count:,} items, more than its {len(r.data) - at:,} bytes can hold")
-        return tuple(_decode_sequence(r, [item] * count, at, depth + 1))  # type: ignore[list-item]
+        return tuple(_decode_sequence(r, [item] * count, at, depth + 1))
     if base == "tuple":
         return tuple(_decode_sequence(r, list(t.parts), at, depth + 1))
     raise r.fail(f"unknown type {t.text}")  # pragma: no cover - _parse refuses it first
 
 
-def _decode_sequence(r: _Reader, types: Sequence[_Type], base: int, depth: int) -> list:
+def _decode_sequence(r: _Reader, types: Sequence[_Type], base: int, depth: int) -> list[Any]:
     """A head/tail-encoded sequence starting at ``base`` (dynamic members' offsets count from it)."""
-    out, at = [], base
+    out: list[Any] = []
+    at = base
     for t in types:
         if t.dynamic:
             out.append(_decode_one(r, t, r.offset(at, base), depth))
@@ -340,7 +356,7 @@ def _decode_sequence(r: _Reader, types: Sequence[_Type], base: int, depth: int) 
 
 
 def decode(types: Sequence[str], data: bytes | bytearray | memoryview, *, what: str = "an ABI-encoded answer",
-           exact: bool = False) -> tuple:
+           exact: bool = False) -> tuple[Any, ...]:
     """Decode ABI-encoded ``data`` as the tuple of ``types``.
 
     Args:
@@ -368,10 +384,10 @@ def decode(types: Sequence[str], data: bytes | bytearray | memoryview, *, what: 
 def _encode_one(t: _Type, value: Any) -> bytes:
     base = t.base
     if base == "uint":
-        value = int(value)
-        if value < 0 or value >> t.bits:
-            raise ValueError(f"{value} does not fit a {t.text}")
-        return value.to_bytes(_WORD, "big")
+        number = int(value)
+        if number < 0 or number >> t.bits:
+            raise ValueError(f"{number} does not fit a {t.text}")
+        return number.to_bytes(_WORD, "big")
     if base == "int":
         return int(value).to_bytes(_WORD, "big", signed=True)
     if base == "bool":
@@ -390,7 +406,7 @@ def _encode_one(t: _Type, value: Any) -> bytes:
         items = list(value)
         if t.length is not None and len(items) != t.length:
             raise ValueError(f"a {t.text} has {t.length} items, got {len(items)}")
-        body = _encode_sequence([t.item] * len(items), items)  # type: ignore[list-item]
+        body = _encode_sequence([t.element] * len(items), items)
         return body if t.length is not None else len(items).to_bytes(_WORD, "big") + body
     if base == "tuple":
         return _encode_sequence(list(t.parts), list(value))
@@ -400,7 +416,8 @@ def _encode_one(t: _Type, value: Any) -> bytes:
 def _encode_sequence(types: Sequence[_Type], values: Sequence[Any]) -> bytes:
     if len(types) != len(values):
         raise ValueError(f"{len(types)} types for {len(values)} values")
-    heads, tails = [], []
+    heads: list[bytes] = []
+    tails: list[bytes] = []
     head_size = sum(t.head_size for t in types)
     for t, v in zip(types, values):
         encoded = _encode_one(t, v)

@@ -22,7 +22,16 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from ..files import atomic_write
-from ..limits import CONFIG_BYTES, PBKDF2_ITERATIONS, SCRYPT_MEMORY_BYTES, SCRYPT_WORK_BYTES, LimitExceeded, NotJSON, load_json_file
+from ..limits import (
+    CONFIG_BYTES,
+    PBKDF2_ITERATIONS,
+    SCRYPT_MEMORY_BYTES,
+    SCRYPT_WORK_BYTES,
+    Limit,
+    LimitExceeded,
+    NotJSON,
+    load_json_file,
+)
 from .errors import AccountError
 
 if TYPE_CHECKING:
@@ -47,7 +56,8 @@ def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> 
     except ValueError:
         raise AccountError(f"{source} is not a private key: it holds non-hex characters") from None
     try:
-        return Account.from_key(key)
+        account: LocalAccount = Account.from_key(key)  # eth-account's Account is untyped
+        return account
     except Exception:
         raise AccountError(f"{source} is not a valid secp256k1 private key (zero or above the curve order)") from None
 
@@ -100,7 +110,8 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
         raise AccountError(f"wrong password for keystore {path} (or a corrupt file)") from None
     except Exception as exc:
         raise AccountError(f"keystore {path} is not an eth-account keystore ({type(exc).__name__})") from None
-    return Account.from_key(key)
+    account: LocalAccount = Account.from_key(key)  # eth-account's Account is untyped
+    return account
 
 
 def _check_kdf(encrypted: object, path: Path) -> None:
@@ -108,7 +119,7 @@ def _check_kdf(encrypted: object, path: Path) -> None:
     keystore asks for, before the password is even read (a keystore is a file anyone can hand you)."""
     crypto = encrypted.get("crypto", encrypted.get("Crypto")) if isinstance(encrypted, dict) else None
     params = crypto.get("kdfparams") if isinstance(crypto, dict) else None
-    if not isinstance(params, dict):
+    if not isinstance(params, dict) or not isinstance(crypto, dict):
         return  # not a keystore at all: eth-account says so below
     kdf = crypto.get("kdf")
 
@@ -118,7 +129,7 @@ def _check_kdf(encrypted: object, path: Path) -> None:
             raise AccountError(f"keystore {path} has {kdf} parameter {name} = {str(value)[:20]!r}, not a positive integer")
         return value
 
-    def refuse(limit, what: str, value: int) -> None:
+    def refuse(limit: Limit, what: str, value: int) -> None:
         limit.check(value, f"the {what} of keystore {path}", AccountError)
 
     dklen = number("dklen")

@@ -34,7 +34,7 @@ def split_cid(cid: Any) -> tuple[int, bytes]:
         InputError: not a sha2-256 CIDv0/CIDv1 with codec raw or dag-pb.
     """
     if isinstance(cid, (bytes, bytearray, memoryview)):
-        shown = to_hex(cid)
+        shown = to_hex(bytes(cid))
     else:
         shown = repr(str(cid).strip())
         cid = str(cid).strip()

@@ -101,7 +101,7 @@ class CrossCheckProvider:
 
     # -- web3's provider interface ------------------------------------------------------------
 
-    def make_request(self, method: str, params: Any) -> dict:  # type: ignore[override]
+    def make_request(self, method: str, params: Any) -> dict[str, Any]:
         if method == "eth_blockNumber":
             return {"jsonrpc": "2.0", "id": next(self._ids), "result": hex(self.pin(refresh=True))}
         if method == "eth_chainId":
@@ -115,12 +115,13 @@ class CrossCheckProvider:
         self._observe(method, answer)
         return answer
 
-    def make_batch_request(self, calls: Sequence[tuple[str, Any]]) -> list[dict] | dict:  # type: ignore[override]
+    def make_batch_request(self, calls: Sequence[tuple[str, Any]]) -> list[dict[str, Any]] | object:
         pinned = [(m, self._pinned(m, p) if m in COMPARED_METHODS else p) for m, p in calls]
         answers = self._everywhere(lambda e: e.make_batch_request(pinned))
         for answer in answers:
             if not isinstance(answer, list):
-                return answer  # an endpoint that does not batch: the caller asks call by call
+                refusal: object = answer  # an endpoint that does not batch: the caller asks call by call
+                return refusal
         out = []
         for i, (method, params) in enumerate(pinned):
             column = [answer[i] for answer in answers]
@@ -171,7 +172,7 @@ class CrossCheckProvider:
             )
         return heads
 
-    def _observe(self, method: str, answer: dict) -> None:
+    def _observe(self, method: str, answer: dict[str, Any]) -> None:
         """Follow this session's writes: a sent transaction unpins, a mined one raises the floor."""
         if method in _SENDS:
             with self._lock:
@@ -185,19 +186,19 @@ class CrossCheckProvider:
                     if self._pin is not None and self._pin < block:
                         self._pin = None
 
-    def _pinned(self, method: str, params: Any) -> list:
+    def _pinned(self, method: str, params: Any) -> list[Any]:
         """The parameters with ``latest`` (or no block) replaced by the pinned block."""
-        params = list(params or [])
+        pinned: list[Any] = list(params or [])
         if method in ("eth_call", "eth_getCode"):
-            if len(params) < 2 or params[1] in (None, "latest"):
-                params = params[:1] + [hex(self.pin())] + params[2:]
-        elif method == "eth_getLogs" and params and isinstance(params[0], dict) and "blockHash" not in params[0]:
-            flt = dict(params[0])
+            if len(pinned) < 2 or pinned[1] in (None, "latest"):
+                pinned = pinned[:1] + [hex(self.pin())] + pinned[2:]
+        elif method == "eth_getLogs" and pinned and isinstance(pinned[0], dict) and "blockHash" not in pinned[0]:
+            flt = dict(pinned[0])
             for key in ("fromBlock", "toBlock"):
                 if flt.get(key) in (None, "latest"):
                     flt[key] = hex(self.pin())
-            params = [flt] + params[1:]
-        return params
+            pinned = [flt] + pinned[1:]
+        return pinned
 
     # -- asking every endpoint ----------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class CrossCheckProvider:
             raise failure
         return answers
 
-    def _agreed(self, method: str, params: list, answers: list[dict]) -> dict:
+    def _agreed(self, method: str, params: list[Any], answers: list[dict[str, Any]]) -> dict[str, Any]:
         """The first endpoint's answer, once every other endpoint gave the same one."""
         for answer in answers:
             if answer.get("error") is not None:
@@ -234,7 +235,7 @@ class CrossCheckProvider:
 # describing a difference
 
 
-def _difference(method: str, params: list, a: BoundedHTTPProvider, ra: Any, b: BoundedHTTPProvider, rb: Any) -> str | None:
+def _difference(method: str, params: list[Any], a: BoundedHTTPProvider, ra: Any, b: BoundedHTTPProvider, rb: Any) -> str | None:
     """``None`` when the two answers agree, else one sentence saying how they differ."""
     A, B = public_url(a.url), public_url(b.url)
     if method == "eth_getLogs":
@@ -255,7 +256,7 @@ def _difference(method: str, params: list, a: BoundedHTTPProvider, ra: Any, b: B
     return _call_difference(A, ha, B, hb, params[0] if params else {}, at)
 
 
-def _logs_difference(A: str, la: dict, B: str, lb: dict) -> str | None:
+def _logs_difference(A: str, la: dict[tuple[int, int], dict[str, Any]], B: str, lb: dict[tuple[int, int], dict[str, Any]]) -> str | None:
     for key in sorted(set(la) | set(lb)):
         block = key[0]
         if key not in lb:
@@ -269,23 +270,25 @@ def _logs_difference(A: str, la: dict, B: str, lb: dict) -> str | None:
     return None
 
 
-def _logs_of(endpoint: BoundedHTTPProvider, result: Any) -> dict[tuple[int, int], dict]:
+def _logs_of(endpoint: BoundedHTTPProvider, result: Any) -> dict[tuple[int, int], dict[str, Any]]:
     """An ``eth_getLogs`` answer as ``{(block, log index): standard fields}``; malformed is refused."""
     url = public_url(endpoint.url)
     if not isinstance(result, list):
         raise RpcResponseError(f"{url} answered eth_getLogs with {type(result).__name__}, not a list of logs; check the node")
-    out: dict[tuple[int, int], dict] = {}
+    out: dict[tuple[int, int], dict[str, Any]] = {}
     for log in result:
-        key = (_int(log.get("blockNumber")), _int(log.get("logIndex"))) if isinstance(log, dict) else (None, None)
-        if None in key or not isinstance(log.get("topics"), list):
+        block = _int(log.get("blockNumber")) if isinstance(log, dict) else None
+        index = _int(log.get("logIndex")) if isinstance(log, dict) else None
+        if block is None or index is None or not isinstance(log.get("topics"), list):
             raise RpcResponseError(f"{url} answered eth_getLogs with a malformed log; check the node")
+        key = (block, index)
         if key in out:
             raise RpcResponseError(f"{url} answered eth_getLogs with two logs at block {key[0]} index {key[1]}; check the node")
-        out[key] = {f: _canonical(log.get(f)) for f in _LOG_FIELDS}  # type: ignore[index]
+        out[key] = {f: _canonical(log.get(f)) for f in _LOG_FIELDS}
     return out
 
 
-def _log_name(log: dict) -> str:
+def _log_name(log: dict[str, Any]) -> str:
     """``RecordPublished log of record 0x…`` (named from the registry's ABI where it can be)."""
     topics = [t for t in log.get("topics") or [] if isinstance(t, str)]
     event = _events().get(topics[0]) if topics else None
@@ -315,7 +318,7 @@ def _call_difference(A: str, ha: str, B: str, hb: str, tx: Any, at: str) -> str:
     return f"endpoint {B} answers {name}(){at} with {field}={vb} for {subject} where endpoint {A} answers {field}={va}"
 
 
-def _decoded_difference(function: dict, args: bytes, ra: bytes, rb: bytes) -> tuple[str, str, str, str] | None:
+def _decoded_difference(function: dict[str, Any], args: bytes, ra: bytes, rb: bytes) -> tuple[str, str, str, str] | None:
     """(what, which field, value at A, value at B) of the first decoded difference."""
     from .abi import decode as abi_decode
 
@@ -352,8 +355,8 @@ def _subject(input_name: str, key: Any) -> str:
     return f"{input_name} item {_show(key)}"
 
 
-def _abi_type(entry: dict) -> str:
-    kind = entry["type"]
+def _abi_type(entry: dict[str, Any]) -> str:
+    kind = str(entry["type"])  # the committed artifact's ABI (tests/test_contracts_artifacts.py)
     if kind.startswith("tuple"):
         return "(" + ",".join(_abi_type(c) for c in entry.get("components", [])) + ")" + kind[len("tuple"):]
     return kind
@@ -374,10 +377,10 @@ def _short(hex_text: str) -> str:
 
 
 _ABI_LOCK = threading.Lock()
-_ABI_CACHE: dict[str, dict] = {}
+_ABI_CACHE: dict[str, dict[str, Any]] = {}
 
 
-def _functions() -> dict[str, dict]:
+def _functions() -> dict[str, dict[str, Any]]:
     """The registry's functions by selector (``0x`` + 8 hex)."""
     _load_abi()
     return _ABI_CACHE["functions"]
@@ -440,7 +443,7 @@ def _hex_of(endpoint: BoundedHTTPProvider, method: str, result: Any) -> str:
     return result.lower()
 
 
-def _block_of(endpoint: BoundedHTTPProvider, answer: dict) -> int:
+def _block_of(endpoint: BoundedHTTPProvider, answer: dict[str, Any]) -> int:
     if answer.get("error") is not None:
         error = answer["error"]
         message = error.get("message") if isinstance(error, dict) else error

@@ -72,7 +72,8 @@ CONTRACT_NAME = "ElementRegistry"
 def artifact() -> dict[str, Any]:
     """The committed compiler artifact (ABI, bytecode, settings) of the registry."""
     text = resources.files("registry.chain").joinpath("artifacts", f"{CONTRACT_NAME}.json").read_text()
-    return json.loads(text)
+    loaded: dict[str, Any] = json.loads(text)  # the committed artifact: checked by tests/test_contracts_artifacts.py
+    return loaded
 
 
 def registry_address() -> str:
@@ -92,7 +93,7 @@ class Deployment:
     transaction: str | None = None
     created: bool = False  # True when this call created it
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "chain_id": self.chain_id,
             "address": self.address,

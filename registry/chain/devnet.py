@@ -16,11 +16,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from eth_account.signers.local import LocalAccount
 
 from ..errors import ConfigError, ServiceError
-from .network import Chain, anvil_dev_accounts, connect, wait_for_rpc
+from .network import Chain
+from .connection import anvil_dev_accounts, connect, wait_for_rpc
 
 __all__ = ["Anvil", "find_anvil", "free_port", "ANVIL_CHAIN_ID"]
 
@@ -49,7 +51,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Anvil:
@@ -84,8 +87,8 @@ class Anvil:
         self.binary = Path(binary) if binary else find_anvil()
         self.log = Path(log) if log else None
         self.state_interval = state_interval
-        self.process: subprocess.Popen | None = None
-        self._log_handle = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_handle: BinaryIO | None = None
 
     @property
     def url(self) -> str:
@@ -169,6 +172,6 @@ class Anvil:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"rpc_url": self.url, "chain_id": ANVIL_CHAIN_ID, "state": str(self.state) if self.state else None}
 

@@ -116,7 +116,7 @@ class LicenseViolation(RegistryRevert):
 
     @property
     def parent_id(self) -> str:
-        return self.values.get("parentId", "")
+        return str(self.values.get("parentId", ""))
 
 
 class DerivativesNotAllowedError(LicenseViolation):
@@ -207,7 +207,10 @@ class RecordNotFoundError(NotFoundError):
 # ---------------------------------------------------------------------------------------------
 # decoding
 
-LicenseNamer = Callable[[int], str]
+#: ``licence id -> SPDX id``, ``None`` when the licence is unknown (the message then shows the id alone).
+LicenseNamer = Callable[[int], str | None]
+#: The one-line message of a decoded error, from its values (and a licence namer).
+MessageBuilder = Callable[[dict[str, Any], LicenseNamer | None], str]
 
 
 def _lic(namer: LicenseNamer | None, license_id: int) -> str:
@@ -220,130 +223,130 @@ def _lic(namer: LicenseNamer | None, license_id: int) -> str:
     return f"{name} (licence {license_id})" if name else f"licence {license_id}"
 
 
-def _msg_zero_content(v, n):
+def _msg_zero_content(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return "the content id is zero; compute it with `elements id PATH`"
 
 
-def _msg_zero_cid(v, n):
+def _msg_zero_cid(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return "the CID digest is zero; pass the CID the content was stored under"
 
 
-def _msg_codec(v, n):
+def _msg_codec(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"CID codec 0x{v['cidCodec']:02x} is not supported; use a sha2-256 CIDv0, or a CIDv1 "
             "with codec raw (0x55) or dag-pb (0x70)")
 
 
-def _msg_unknown_license(v, n):
+def _msg_unknown_license(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"no licence term set has id {v['licenseId']}; list them with `elements licenses` or add "
             "one with Registry.add_license")
 
 
-def _msg_too_many(v, n):
+def _msg_too_many(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"a record may have at most {v['max']} parents, this one has {v['count']}; publish an "
             "intermediate composition that groups some of them")
 
 
-def _msg_not_ascending(v, n):
+def _msg_not_ascending(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent {v['index']} ({v['parentId']}) is out of order or repeated; parents must be "
             "sorted ascending without duplicates (RecordInput sorts them for you)")
 
 
-def _msg_unknown_parent(v, n):
+def _msg_unknown_parent(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent record {v['parentId']} does not exist on this chain; publish the parent first "
             "(or in the same batch, before the child)")
 
 
-def _msg_nd(v, n):
+def _msg_nd(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent record {v['parentId']} is under {_lic(n, v['parentLicenseId'])}, which does not "
             "allow derivatives; drop that parent, or publish from the parent's publisher account")
 
 
-def _msg_nc(v, n):
+def _msg_nc(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent record {v['parentId']} is under non-commercial {_lic(n, v['parentLicenseId'])} "
             f"and the child's {_lic(n, v['childLicenseId'])} allows commercial use; choose a "
             "non-commercial licence for the child")
 
 
-def _msg_sa(v, n):
+def _msg_sa(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent record {v['parentId']} is under share-alike {_lic(n, v['parentLicenseId'])}; "
             f"publish the child under the same licence, not {_lic(n, v['childLicenseId'])}")
 
 
-def _msg_inherited_nc(v, n):
+def _msg_inherited_nc(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent record {v['parentId']}, by the same publisher, inherits a non-commercial restriction from "
             f"another publisher's record in its ancestry, and the child's {_lic(n, v['childLicenseId'])} allows "
             "commercial use; a publisher is exempt only from its own terms: choose a non-commercial licence for the child")
 
 
-def _msg_inherited_sa(v, n):
+def _msg_inherited_sa(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"parent record {v['parentId']}, by the same publisher, inherits a share-alike restriction from another "
             f"publisher's record in its ancestry; a publisher is exempt only from its own terms: publish the child "
             f"under {_lic(n, v['parentLicenseId'])}, not {_lic(n, v['childLicenseId'])}")
 
 
-def _msg_unknown_record(v, n):
+def _msg_unknown_record(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return f"record {v['recordId']} does not exist on this chain; check the id and the network"
 
 
-def _msg_not_publisher(v, n):
+def _msg_not_publisher(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"record {v['recordId']} was published by {v['publisher']}, not by {v['caller']}; only "
             "its publisher can yank it (use that account's key)")
 
 
-def _msg_expired(v, n):
+def _msg_expired(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return f"the signature expired at timestamp {v['deadline']}; ask the publisher to sign again"
 
 
-def _msg_nonce(v, n):
+def _msg_nonce(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"the signed nonce is not the next nonce of {v['publisher']} (now {v['currentNonce']}): "
             "the signature was already used or is out of order; sign again with the current nonce")
 
 
-def _msg_bad_sig(v, n):
+def _msg_bad_sig(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return "the signature is malformed (need 65 bytes r, s, v with low s and v 27/28); sign again"
 
 
-def _msg_signer(v, n):
+def _msg_signer(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"the signature was made by {v['signer']}, not by the publisher {v['publisher']}; sign "
             "with the publisher's key")
 
 
-def _msg_unknown_commitment(v, n):
+def _msg_unknown_commitment(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"no commitment of {v['publisher']} matches these records and salt (none was made, a newer one "
             "replaced it, or the records differ from what was committed); publish again to commit anew")
 
 
-def _msg_not_relayable(v, n):
+def _msg_not_relayable(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"the commitment of {v['publisher']} was made by the publisher itself, so only the publisher can "
             "reveal it; reveal from that account")
 
 
-def _msg_too_recent(v, n):
+def _msg_too_recent(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"the commitment was made in block {v['commitBlock']}, the block of this reveal; wait for a later block "
             "and run the same command again")
 
 
-def _msg_expired_commitment(v, n):
+def _msg_expired_commitment(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"the commitment made in block {v['commitBlock']} expired after block {v['lastBlock']}; publish again "
             "to commit anew")
 
 
-def _msg_record_exists(v, n):
+def _msg_record_exists(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"record {v['recordId']} exists already, and a commitment publishes only new records; publish again "
             "(only what is missing is committed)")
 
 
-def _msg_license_id(v, n):
+def _msg_license_id(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return (f"licence identifier {v['spdxId']!r} is invalid; use an SPDX id or a LicenseRef-name of "
             "1 to 128 printable ASCII characters")
 
 
-def _msg_license_flags(v, n):
+def _msg_license_flags(v: dict[str, Any], n: LicenseNamer | None) -> str:
     return f"licence flags 0x{v['flags']:02x} use undefined bits; combine only 1, 2, 4 and 8"
 
 
 # name -> (types, argument names, exception class, message builder)
-ERRORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type[RegistryRevert], Callable]] = {
+ERRORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type[RegistryRevert], MessageBuilder]] = {
     "ZeroContentId": ((), (), InvalidRecordError, _msg_zero_content),
     "ZeroCidDigest": ((), (), InvalidRecordError, _msg_zero_cid),
     "UnsupportedCidCodec": (("uint8",), ("cidCodec",), InvalidRecordError, _msg_codec),

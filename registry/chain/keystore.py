@@ -37,7 +37,7 @@ class KeyInfo:
     address: str
     path: Path
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str]:
         return {"name": self.name, "address": self.address, "path": str(self.path)}
 
 

@@ -36,7 +36,7 @@ decode into.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 from .errors import make_error
 
@@ -49,6 +49,7 @@ __all__ = [
     "INHERITS_NON_COMMERCIAL",
     "INHERITS_SHARE_ALIKE",
     "LicenseTerms",
+    "ParentTerms",
     "BUILTIN_LICENSES",
     "builtin_flags_word",
     "check_derivative",
@@ -102,7 +103,7 @@ class LicenseTerms:
     def attribution(self) -> bool:
         return bool(self.flags & ATTRIBUTION)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "license_id": self.license_id,
             "spdx_id": self.spdx_id,
@@ -163,10 +164,11 @@ def builtin_flags_word() -> int:
     return word
 
 
-ParentTerms = tuple  # (parent id as 0x hex, parent publisher, parent term set[, what the parent inherited])
+#: (parent id as 0x hex, parent publisher, parent term set[, what the parent inherited])
+ParentTerms = tuple[str, str, LicenseTerms] | tuple[str, str, LicenseTerms, int]
 
 
-def _parent(entry: Sequence) -> tuple[str, str, LicenseTerms, int]:
+def _parent(entry: ParentTerms) -> tuple[str, str, LicenseTerms, int]:
     parent_id, parent_publisher, parent_license = entry[0], entry[1], entry[2]
     return parent_id, parent_publisher, parent_license, int(entry[3]) if len(entry) > 3 else 0
 
@@ -269,6 +271,6 @@ def inherited_restrictions(graph: Mapping[Key, tuple[str, LicenseTerms | None, S
             publisher = graph[key][0]
             done[key] = derived_restrictions(
                 publisher,
-                ((None, graph[p][0], graph[p][1], done[p]) for p in parents if p in done and graph[p][1] is not None),
+                [("", graph[p][0], terms, done[p]) for p in parents if p in done and (terms := graph[p][1]) is not None],
             )
     return done

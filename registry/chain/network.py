@@ -1,51 +1,45 @@
-"""Connecting to a chain and sending transactions to it.
+"""A connection to one chain (:class:`Chain`): plain JSON-RPC reads, and transactions signed
+locally and sent.
 
-``connect("memory")`` starts a fresh in-process EVM (eth-tester on py-evm, Prague rules, ten funded
-accounts); ``connect("http://...")`` talks JSON-RPC to a node (anvil, a testnet, a mainnet), every
-request held to a deadline and every answer to a byte budget (:mod:`registry.chain.rpc`);
-``connect(["http://a", "http://b"])`` reads from several endpoints of one chain and compares every
-read (:mod:`registry.chain.crosscheck`), sending transactions through the first.
-Transactions are signed locally (eth-account) and sent raw, the same way on both, with nonces
-tracked per account, gas estimated (which surfaces reverts before anything is sent), EIP-1559
-fees, and receipts awaited. Reverts come back as the exceptions of :mod:`registry.chain.errors`.
+Reads go through the chain's provider as plain JSON-RPC (every request held to a deadline and
+every answer to a byte budget by :mod:`registry.chain.rpc`, compared across endpoints by
+:mod:`registry.chain.crosscheck` when there are several), so a read never imports web3.
+Transactions are signed locally (eth-account) and sent raw, the same way on the in-process chain
+and over JSON-RPC, with nonces tracked per account, gas estimated (which surfaces reverts before
+anything is sent), EIP-1559 fees, and receipts awaited. Reverts come back as the exceptions of
+:mod:`registry.chain.errors`. A :class:`Chain` is made by :func:`registry.chain.connection.connect`.
 """
 
 from __future__ import annotations
 
 import ast
 import threading
-import time
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 from urllib.parse import urlparse
 
-from ..config import url_list
-from ..errors import ElementsError
+from ..errors import ChainError, ElementsError
 from .abi import checksum_address as to_checksum_address
 from .errors import (
-    ChainError,
+    LicenseNamer,
     InsufficientFundsError,
     LogQueryRefused,
-    RpcMismatchError,
     RpcResponseError,
     RpcUnavailableError,
     TransactionFailed,
-    UnknownNetworkError,
-    WrongChainError,
     decode_revert,
 )
-from .rpc import DEFAULT_LIMITS, BoundedHTTPProvider, RpcLimits, public_url, web3_provider
+from .rpc import public_url, web3_provider
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from eth_typing import Hash32, HexStr
     from web3 import Web3
+    from web3.types import FilterParams, TxParams
 
-__all__ = ["Chain", "connect", "MEMORY", "ANVIL_MNEMONIC", "anvil_dev_accounts", "memory_dev_accounts"]
+__all__ = ["Chain", "MEMORY"]
 
+#: The name of the in-process chain (eth-tester on py-evm).
 MEMORY = "memory"
-
-#: The mnemonic anvil funds its ten dev accounts from by default (public: never use it for value).
-ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 
 def _revert_types() -> tuple[type[BaseException], ...]:
@@ -55,21 +49,6 @@ def _revert_types() -> tuple[type[BaseException], ...]:
     from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
     return (ContractCustomError, ContractLogicError, ContractPanicError)
-
-
-def memory_dev_accounts() -> list[LocalAccount]:
-    """The ten accounts eth-tester funds with 1,000,000 ether (private keys 1 to 10)."""
-    from eth_account import Account
-
-    return [Account.from_key(i.to_bytes(32, "big")) for i in range(1, 11)]
-
-
-def anvil_dev_accounts(count: int = 10, mnemonic: str = ANVIL_MNEMONIC) -> list[LocalAccount]:
-    """The accounts anvil funds by default (derived from its public mnemonic)."""
-    from eth_account import Account
-
-    Account.enable_unaudited_hdwallet_features()
-    return [Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
 
 def _parse_tester_data(arg: object) -> bytes | None:
@@ -149,10 +128,14 @@ class Chain:
         *,
         provider: Any = None,
     ) -> None:
-        if w3 is None and provider is None:
-            raise ValueError("a Chain needs a web3 instance or a provider")
+        if provider is None:
+            if w3 is None:
+                raise ValueError("a Chain needs a web3 instance or a provider")
+            provider = w3.provider
         self._w3 = w3
-        self.provider = provider if provider is not None else w3.provider  # type: ignore[union-attr]
+        # Ours (BoundedHTTPProvider, CrossCheckProvider: make_request and make_batch_request over a
+        # method name) or web3's eth-tester provider on `memory` (make_request over web3's RPCEndpoint).
+        self.provider: Any = provider
         self.chain_id = chain_id
         self.rpc_url = rpc_url
         self._dev_accounts = dev_accounts
@@ -185,14 +168,14 @@ class Chain:
             self._dev_accounts = []
         return self._dev_accounts
 
+    @dev_accounts.setter
+    def dev_accounts(self, accounts: "list[LocalAccount]") -> None:
+        self._dev_accounts = accounts
+
     @property
     def has_dev_accounts(self) -> bool:
         """Whether this chain has funded dev accounts (without deriving them)."""
         return bool(self._dev_accounts)
-
-    @dev_accounts.setter
-    def dev_accounts(self, accounts: "list[LocalAccount]") -> None:
-        self._dev_accounts = accounts
 
     @property
     def is_memory(self) -> bool:
@@ -220,7 +203,7 @@ class Chain:
 
     # -- plain JSON-RPC (the read path: no web3) ----------------------------------------------
 
-    def request(self, method: str, params: list, what: str) -> Any:
+    def request(self, method: str, params: list[Any], what: str) -> Any:
         """One JSON-RPC call over the provider; its ``result``.
 
         Raises:
@@ -235,7 +218,7 @@ class Chain:
             raise ChainError(f"{self.rpc_url} refused {method} while {what} ({_message(error)}); check the node")
         return answer.get("result")
 
-    def batch(self, calls: Sequence[tuple[str, list]]) -> list[Any] | None:
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any] | None:
         """Several calls in one HTTP round trip: their answers (dicts with ``result`` or ``error``),
         in order; ``None`` where the chain cannot batch (the in-process one, a node without it)."""
         if self.is_memory or not hasattr(self.provider, "make_batch_request"):
@@ -261,7 +244,7 @@ class Chain:
             raise ChainError(f"{self.rpc_url} refused eth_call while {what} ({_message(error)}); check the registry address and the node")
         return _hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
 
-    def get_logs(self, flt: dict) -> list:
+    def get_logs(self, flt: dict[str, Any]) -> list[Any]:
         """``eth_getLogs``: the raw logs (JSON objects; on ``memory`` web3's dicts).
 
         Raises:
@@ -270,7 +253,7 @@ class Chain:
         if self.is_memory:
             memory_filter = {**flt, **{k: int(v, 16) for k, v in flt.items() if k in ("fromBlock", "toBlock") and isinstance(v, str) and v.startswith("0x")}}
             try:
-                return list(self.rpc("reading logs", lambda: self.w3.eth.get_logs(memory_filter)))
+                return list(self.rpc("reading logs", lambda: self.w3.eth.get_logs(cast("FilterParams", memory_filter))))
             except ElementsError:
                 raise
             except Exception as exc:
@@ -299,7 +282,7 @@ class Chain:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _revert(self, exc: BaseException, tx: dict, namer: Callable[[int], str] | None, block: Any = "latest") -> ChainError:
+    def _revert(self, exc: BaseException, tx: dict[str, Any], namer: LicenseNamer | None, block: Any = "latest") -> ChainError:
         """The decoded error of a revert.
 
         web3's tester provider turns revert data that happens to decode as a string into text and
@@ -308,7 +291,7 @@ class Chain:
         if self.tester_failed is not None and isinstance(exc, self.tester_failed):
             call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
             try:
-                self.w3.provider.ethereum_tester.call(call, block)
+                self.provider.ethereum_tester.call(call, block)  # memory: the provider is eth-tester's
             except self.tester_failed as replayed:
                 return decode_revert(_parse_tester_data(replayed.args[0] if replayed.args else b""), namer)
             return TransactionFailed("the in-process chain refused the transaction, but the replayed call passed")
@@ -351,10 +334,10 @@ class Chain:
     def balance(self, address: str) -> int:
         return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
 
-    def call(self, tx: dict, namer: Callable[[int], str] | None = None, block: Any = "latest") -> bytes:
+    def call(self, tx: dict[str, Any], namer: LicenseNamer | None = None, block: Any = "latest") -> bytes:
         """``eth_call``; a revert raises the decoded error."""
         try:
-            return bytes(self.w3.eth.call(tx, block_identifier=block))
+            return bytes(self.w3.eth.call(cast("TxParams", tx), block_identifier=block))
         except self._revert_types as exc:
             raise self._revert(exc, tx, namer, block) from None
         except Exception as exc:
@@ -367,11 +350,11 @@ class Chain:
     def transact(
         self,
         account: LocalAccount,
-        tx: dict,
+        tx: dict[str, Any],
         *,
         gas: int | None = None,
-        namer: Callable[[int], str] | None = None,
-    ) -> dict:
+        namer: LicenseNamer | None = None,
+    ) -> dict[str, Any]:
         """Sign ``tx`` with ``account``, send it, wait for the receipt and return it.
 
         ``tx`` holds ``to``, ``data`` and optionally ``value``; nonce, gas and fees are filled in.
@@ -384,10 +367,10 @@ class Chain:
             RpcUnavailableError: the node cannot be reached.
         """
         sender = account.address
-        base = {"from": sender, "chainId": self.chain_id, "value": 0, **tx}
+        base: dict[str, Any] = {"from": sender, "chainId": self.chain_id, "value": 0, **tx}
         if gas is None:
             try:
-                estimate = self.w3.eth.estimate_gas(base)
+                estimate = self.w3.eth.estimate_gas(cast("TxParams", base))
             except self._revert_types as exc:
                 # eth-tester estimates on the pending block: replay there (a commitment's age depends on it).
                 raise self._revert(exc, base, namer, "pending") from None
@@ -447,10 +430,10 @@ class Chain:
             )
         return TransactionFailed(f"the node refused the transaction: {text}")
 
-    def send_raw(self, raw: bytes | str) -> dict:
+    def send_raw(self, raw: bytes | str) -> dict[str, Any]:
         """Send an already-signed transaction and wait for its receipt."""
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(raw)
+            tx_hash = self.w3.eth.send_raw_transaction(raw if isinstance(raw, bytes) else cast("HexStr", raw))
         except ElementsError:
             raise
         except Exception as exc:
@@ -459,11 +442,11 @@ class Chain:
             raise TransactionFailed(f"the node refused the transaction: {exc}") from None
         return self.wait(tx_hash)
 
-    def wait(self, tx_hash: bytes) -> dict:
+    def wait(self, tx_hash: bytes) -> dict[str, Any]:
         """Wait for a receipt (polling quickly on local chains)."""
         poll = 0.05 if self.is_memory or _is_loopback(self.rpc_url) else 1.0
         try:
-            return dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout, poll_latency=poll))
+            return dict(self.w3.eth.wait_for_transaction_receipt(cast("Hash32", tx_hash), timeout=self.receipt_timeout, poll_latency=poll))
         except ElementsError:
             raise
         except Exception as exc:
@@ -477,12 +460,12 @@ class Chain:
     def unmined(self, address: str) -> int:
         """How many of ``address``'s transactions the node holds but has not mined yet (its
         pending nonce less its latest one)."""
-        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(address, "pending"))
-        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(address, "latest"))
+        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
+        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "latest"))
         return max(0, int(pending) - int(latest))
 
     def _next_nonce(self, sender: str) -> int:
-        node = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+        node = int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(sender), "pending")))
         return max(node, self._nonces.get(sender, 0))
 
     def fee_parts(self) -> tuple[int | None, int]:
@@ -501,7 +484,7 @@ class Chain:
         """The node's legacy gas price (pre-London chains)."""
         return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
 
-    def _fees(self) -> dict:
+    def _fees(self) -> dict[str, int]:
         base_fee, tip = self.fee_parts()
         if base_fee is None:  # a pre-London chain
             return {"gasPrice": self.gas_price()}
@@ -527,119 +510,3 @@ def _hex_answer(url: str, method: str, result: Any) -> bytes:
 def _is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1")
-
-
-def connect(
-    rpc_url: str | Sequence[str] = MEMORY,
-    *,
-    expected_chain_id: int | None = None,
-    dev_accounts: bool = False,
-    timeout: float = 30.0,
-    limits: RpcLimits | None = None,
-) -> Chain:
-    """Connect to a chain.
-
-    Args:
-        rpc_url: ``"memory"`` for a fresh in-process EVM, an ``http(s)://`` JSON-RPC URL, or several
-            (a list, or comma separated): then every read is made against each and compared
-            (:mod:`registry.chain.crosscheck`) and transactions go to the first.
-        expected_chain_id: refuse a node that serves another chain.
-        dev_accounts: the URL is a local anvil started with its default mnemonic; expose its funded
-            accounts as :attr:`Chain.dev_accounts` (the in-process chain always has them).
-        timeout: seconds one HTTP request may take, from sending it to the last byte of the answer.
-        limits: the other limits every answer is held to (default :data:`registry.chain.rpc.DEFAULT_LIMITS`).
-
-    Raises:
-        UnknownNetworkError: ``rpc_url`` is neither ``memory`` nor http(s) URLs.
-        RpcUnavailableError: nothing answers JSON-RPC at a URL.
-        RpcMismatchError: the endpoints serve different chains.
-        WrongChainError: the chain id differs from ``expected_chain_id``.
-    """
-    urls = url_list(rpc_url) or [str(rpc_url or "")]
-    if urls == [MEMORY]:
-        from eth_tester import EthereumTester, PyEVMBackend
-        from eth_tester.exceptions import TransactionFailed as tester_failed
-        from web3 import EthereumTesterProvider
-
-        class SerialTesterProvider(EthereumTesterProvider):
-            """py-evm is not thread-safe (an estimate runs on the shared chain state while another
-            thread mines): one request at a time, so threads see each other's nonces."""
-
-            def __init__(self, tester):
-                super().__init__(tester)
-                self._serial = threading.RLock()
-
-            def make_request(self, method, params):
-                with self._serial:
-                    return super().make_request(method, params)
-
-        from web3 import Web3
-
-        w3 = Web3(SerialTesterProvider(EthereumTester(PyEVMBackend())))
-        chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts(),
-                      tester_failed=tester_failed)
-    else:
-        if MEMORY in urls:
-            raise UnknownNetworkError(
-                "'memory' is a chain of its own in this process and cannot be cross-checked with other endpoints; "
-                "give either 'memory' or http(s):// URLs"
-            )
-        for url in urls:
-            parsed = urlparse(url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise UnknownNetworkError(
-                    f"unknown network {url!r}: use 'memory', an http(s):// JSON-RPC URL, or a network name from "
-                    "$ELEMENTS_HOME/config.json (e.g. 'devnet' after `elements devnet`)"
-                )
-        limits = replace(limits or DEFAULT_LIMITS, timeout=timeout)
-        hint = "start one (`elements devnet`) or check --rpc-url / ELEMENTS_RPC_URL"
-        providers = [BoundedHTTPProvider(url, limits, hint=hint) for url in urls]
-        chain_ids = [_chain_id_of(provider) for provider in providers]
-        for provider, chain_id in zip(providers[1:], chain_ids[1:]):
-            if chain_id != chain_ids[0]:
-                raise RpcMismatchError(
-                    f"endpoint {public_url(provider.url)} serves chain id {chain_id} where endpoint {public_url(urls[0])} serves "
-                    f"chain id {chain_ids[0]}; every endpoint must serve the same chain: check --rpc-url / ELEMENTS_RPC_URL / "
-                    "the network's endpoints"
-                )
-        if len(providers) == 1:
-            provider: Any = providers[0]
-        else:
-            from .crosscheck import CrossCheckProvider
-
-            provider = CrossCheckProvider(providers)
-        chain = Chain(provider=provider, chain_id=chain_ids[0], rpc_url=urls[0], rpc_urls=tuple(urls),
-                      dev_accounts=anvil_dev_accounts if dev_accounts else [])
-    if expected_chain_id is not None and chain.chain_id != int(expected_chain_id):
-        raise WrongChainError(
-            f"{', '.join(public_url(u) for u in chain.endpoints)} serve{'s' if len(chain.endpoints) == 1 else ''} chain id "
-            f"{chain.chain_id}, expected {expected_chain_id}; check --rpc-url or the network entry in $ELEMENTS_HOME/config.json"
-        )
-    return chain
-
-
-def _chain_id_of(provider: BoundedHTTPProvider) -> int:
-    """The chain id one endpoint serves."""
-    answer = provider.make_request("eth_chainId", [])
-    error = answer.get("error")
-    result = answer.get("result")
-    if error is None and isinstance(result, str) and result[:2].lower() == "0x" and 2 < len(result) <= 66:
-        try:
-            return int(result, 16)
-        except ValueError:
-            pass
-    reason = (error.get("message") if isinstance(error, dict) else error) if error is not None else f"answered {str(result)[:80]!r}"
-    raise RpcResponseError(f"{public_url(provider.url)} does not answer JSON-RPC eth_chainId ({str(reason)[:200]}); check the URL")
-
-
-def wait_for_rpc(rpc_url: str, timeout: float = 20.0) -> int:
-    """Poll until a JSON-RPC node answers ``eth_chainId``; returns the chain id."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            return connect(rpc_url, timeout=2.0).chain_id
-        except RpcUnavailableError as exc:
-            last = exc
-            time.sleep(0.1)
-    raise RpcUnavailableError(f"no JSON-RPC node answered at {rpc_url} within {timeout:.0f}s ({last})")

@@ -4,7 +4,7 @@ Two readers used to decode ``records()`` answers, ``RecordPublished`` events and
 registry bindings (one call per level, through web3) and the resolver (JSON-RPC batches, by
 hand). Both now go through this module:
 
-* **values**: :class:`Record`, :class:`Kind`, :func:`record_id_of`, :func:`to_bytes32`,
+* **values**: :class:`Record`, :class:`Kind`, :func:`record_id_of`,
   :data:`RECORD_PUBLISHED_TOPIC`, :func:`encode_topics`, :func:`claim_order`;
 * **decoders** of hostile bytes: :func:`decode_states` (``records(ids)``' answer),
   :func:`decode_licenses` (``licenses(ids)``'), :func:`decode_event` (one ``RecordPublished``
@@ -25,10 +25,10 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 from ..digest import to_hex
-from ..errors import ElementsError, InputError, IntegrityError
+from ..errors import ChainError, ElementsError, InputError, IntegrityError
 from .abi import AbiDecodeError, checksum_address, decode, encode_call, keccak
 from .cids import join_cid
-from .errors import ChainError, LogQueryRefused
+from .errors import LogQueryRefused
 from .licenses import LicenseTerms, describe_inherited
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Kind",
     "kind_name",
-    "to_bytes32",
     "Record",
     "RecordState",
     "RecordEvent",
@@ -98,28 +97,6 @@ def kind_name(kind: int, *, article: bool = False) -> str:
     return (("an " if name[0] in "aeiou" else "a ") + name) if article else name
 
 
-def to_bytes32(value: Any, what: str = "id") -> bytes:
-    """Parse ``0x`` + 64 hex (or 64 hex, or 32 raw bytes) into 32 bytes.
-
-    Raises:
-        InputError: anything else.
-    """
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        if len(raw) == 32:
-            return raw
-        raise InputError(f"a {what} has 32 bytes, got {len(raw)}")
-    text = str(value).strip()
-    body = text[2:] if text[:2].lower() == "0x" else text
-    shown = repr(text) if len(text) <= 80 else repr(text[:70]) + "…"
-    if len(body) != 64:
-        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)")
-    try:
-        return bytes.fromhex(body)
-    except ValueError:
-        raise InputError(f"{shown} is not a {what} (expected 0x + 64 hex digits)") from None
-
-
 @dataclass(frozen=True)
 class Record:
     """A published claim, as read back from the chain.
@@ -164,7 +141,7 @@ class Record:
         if self.priority_block is None:
             object.__setattr__(self, "priority_block", self.block_number)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "record_id": to_hex(self.record_id),
             "publisher": self.publisher,
@@ -183,7 +160,8 @@ class Record:
 
 def claim_order(record: Record) -> tuple[int, int, int]:
     """The order of claims, earliest first: priority block, then publication (block, log index)."""
-    return (record.priority_block, record.block_number, record.log_index)  # type: ignore[return-value]
+    priority = record.block_number if record.priority_block is None else record.priority_block  # set by __post_init__
+    return (priority, record.block_number, record.log_index)
 
 
 def record_id_of(publisher: str | bytes, record: Any) -> bytes:
@@ -206,10 +184,10 @@ def record_id_of(publisher: str | bytes, record: Any) -> bytes:
     )
 
 
-def encode_topics(topics: list) -> list:
+def encode_topics(topics: Sequence[Any]) -> list[Any]:
     """An ``eth_getLogs`` topic filter: each topic (bytes), list of topics (any of them) or ``None``
     (any value) as ``0x`` hex; trailing ``None`` dropped."""
-    out: list = []
+    out: list[Any] = []
     for topic in topics:
         if topic is None:
             out.append(None)
@@ -445,7 +423,7 @@ class ChainReader:
         """``eth_call`` of the registry with ``data``; the raw answer."""
         return self.chain.eth_call(self.address, data, what=what)
 
-    def view(self, name: str, types: Sequence[str], values: Sequence[Any], outputs: Sequence[str]) -> tuple:
+    def view(self, name: str, types: Sequence[str], values: Sequence[Any], outputs: Sequence[str]) -> tuple[Any, ...]:
         """Call a view of the registry and decode its outputs (bounded, strict)."""
         answer = self.call(encode_call(name, types, values), f"reading {name}")
         try:
@@ -475,14 +453,14 @@ class ChainReader:
 
     # -- events -------------------------------------------------------------------------------
 
-    def logs(self, topics: list, from_block: int | None = None, to_block: int | None = None) -> list:
+    def logs(self, topics: Sequence[Any], from_block: int | None = None, to_block: int | None = None) -> list[Any]:
         """Raw ``RecordPublished``-filtered logs of the registry in a block range (default: all of
         it), the range halved and asked again where a node caps it."""
         start = self.deploy_block if from_block is None else from_block
         end = self.chain.block_number() if to_block is None else to_block
         return self._logs_range(encode_topics(topics), start, end, 0)
 
-    def _logs_range(self, topics: list, start: int, end: int, depth: int) -> list:
+    def _logs_range(self, topics: list[Any], start: int, end: int, depth: int) -> list[Any]:
         if start > end:
             return []
         flt = {"address": self.address, "fromBlock": hex(start), "toBlock": hex(end), "topics": topics}
@@ -555,7 +533,7 @@ class ChainReader:
 
     # -- batches ------------------------------------------------------------------------------
 
-    def batch(self, calls: Sequence[tuple[str, list]]) -> list[Any] | None:
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any] | None:
         """Several JSON-RPC calls in one round trip: the answers (``{"result"|"error": …}``) in
         order, or ``None`` when the chain does not batch (the in-process one, a node without it)."""
         try:

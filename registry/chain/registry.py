@@ -13,22 +13,30 @@ What the contract stores per record is one packed word (publisher, licence, bloc
 parent count, yanked); the content id, the CID and the parents come from the record's
 ``RecordPublished`` event, which :meth:`Registry.records` reads from exactly the record's block and
 checks against the record id (which commits to every field) before returning it.
+
+What is sent (:class:`~registry.chain.inputs.RecordInput`, commitments, signed publishes and
+their EIP-712 messages) is :mod:`registry.chain.inputs`; this module sends it and reads back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, overload
 
-from ..digest import to_hex
-from ..errors import InputError, IntegrityError
+from ..digest import parse_bytes32, to_hex
+from ..errors import IntegrityError
 from .abi import checksum_address as to_checksum_address
-from .abi import encode as abi_encode
-from .abi import keccak
-from .cids import join_cid, split_cid
 from .deploy import Deployment, artifact, deploy_registry, find_registry
 from .errors import AccountError, RecordNotFoundError, make_error
+from .inputs import (
+    Commitment,
+    RecordInput,
+    SignedCommit,
+    SignedPublish,
+    commit_typed_data,
+    kept_commitment,
+    publish_typed_data,
+)
 from .licenses import LicenseTerms, check_derivative
 from .network import Chain
 from .reader import (
@@ -45,167 +53,28 @@ from .reader import (
     encode_topics,
     kind_name,
     record_id_of,
-    to_bytes32,
 )
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+# Registry, and the reader's values its callers have always found here.
 __all__ = [
     "Kind",
     "kind_name",
-    "RecordInput",
     "Record",
-    "SignedPublish",
-    "Commitment",
-    "SignedCommit",
     "Registry",
-    "MAX_PARENTS",
     "RECORD_TYPE",
-    "PUBLISH_TYPE",
     "RECORD_TYPEHASH",
-    "PUBLISH_TYPEHASH",
-    "COMMIT_TYPE",
-    "COMMIT_TYPEHASH",
     "COMMITMENT_EXPIRY",
     "RECORD_PUBLISHED_TOPIC",
     "record_id_of",
-    "commitment_of",
     "claim_order",
-    "to_bytes32",
     "encode_topics",
 ]
 
-MAX_PARENTS = 127
-PUBLISH_TYPE = "Publish(Record record,uint256 nonce,uint256 deadline)" + RECORD_TYPE
-PUBLISH_TYPEHASH = keccak(PUBLISH_TYPE.encode())
-COMMIT_TYPE = "Commit(bytes32 commitment,uint256 nonce,uint256 deadline)"
-COMMIT_TYPEHASH = keccak(COMMIT_TYPE.encode())
-# The contract keeps the first 160 bits of a commitment (the rest of the word holds its block).
-_COMMITMENT_KEPT = ((1 << 160) - 1) << 96
-EIP712_NAME = "ElementRegistry"
-EIP712_VERSION = "1"
-_EIP712_DOMAIN_FIELDS = (
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-)
 _READ_CHUNK = READ_CHUNK
 _BATCH_CHUNK = 200
-
-
-@dataclass(frozen=True)
-class RecordInput:
-    """A claim to publish.
-
-    Args:
-        content_id: the content id (32 bytes or ``0x`` hex).
-        cid: where the bytes (or the recipe) live: a CID string, its binary form or a ``CID``.
-        license_id: the licence term set's id (see :meth:`Registry.license_by_spdx`).
-        kind: a :class:`Kind` (or another small integer).
-        parents: parent record ids; sorted ascending here, as the contract requires.
-
-    Raises:
-        InputError: malformed ids or CID, duplicate parents, more than MAX_PARENTS (127) parents, bad kind.
-    """
-
-    content_id: bytes
-    cid: str
-    license_id: int
-    kind: int = Kind.ELEMENT
-    parents: tuple[bytes, ...] = ()
-    cid_codec: int = field(init=False)
-    cid_digest: bytes = field(init=False)
-
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "content_id", to_bytes32(self.content_id, "content id"))
-        codec, digest = split_cid(self.cid)
-        set_(self, "cid_codec", codec)
-        set_(self, "cid_digest", digest)
-        set_(self, "cid", join_cid(codec, digest))
-        if not isinstance(self.license_id, int) or not 0 <= self.license_id < 2**32:
-            raise InputError(f"licence id {self.license_id!r} is not a uint32; look it up with Registry.license_by_spdx")
-        if not isinstance(self.kind, int) or not 0 <= self.kind < 256:
-            raise InputError(f"kind {self.kind!r} is not in 0..255 (see registry.chain.Kind)")
-        set_(self, "kind", Kind.of(self.kind))
-        parents = sorted(to_bytes32(p, "parent record id") for p in self.parents)
-        for a, b in zip(parents, parents[1:]):
-            if a == b:
-                raise InputError(f"parent {to_hex(a)} is listed twice; list each parent once")
-        if len(parents) > MAX_PARENTS:
-            raise InputError(
-                f"a record may have at most {MAX_PARENTS} parents, this one has {len(parents)}; publish an "
-                "intermediate composition that groups some of them"
-            )
-        set_(self, "parents", tuple(parents))
-
-    def as_abi(self) -> tuple:
-        """The ``RecordInput`` tuple in the contract's field order."""
-        return (self.content_id, self.cid_codec, self.cid_digest, self.license_id, int(self.kind), list(self.parents))
-
-    def record_id(self, publisher: str) -> bytes:
-        """The id this claim gets when ``publisher`` publishes it."""
-        return record_id_of(publisher, self)
-
-
-def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> bytes:
-    """The commitment to records (the contract's ``commitmentOf``): keccak256 of
-    ``abi.encode(publisher, salt, keccak256(ids packed))``, the ids in the order they are revealed."""
-    ids_hash = keccak(b"".join(to_bytes32(r, "record id") for r in record_ids))
-    return keccak(abi_encode(["address", "bytes32", "bytes32"], [to_checksum_address(publisher), to_bytes32(salt, "salt"), ids_hash]))
-
-
-def _kept(commitment: bytes) -> bytes:
-    """A commitment as sent: the bits the contract keeps, the last 12 bytes zero (cheaper calldata)."""
-    return (int.from_bytes(to_bytes32(commitment, "commitment"), "big") & _COMMITMENT_KEPT).to_bytes(32, "big")
-
-
-@dataclass(frozen=True)
-class Commitment:
-    """A publisher's current commitment on chain.
-
-    Attributes:
-        commitment: its first 160 bits, as the contract keeps them (the last 12 bytes are zero).
-        block_number: the block it was made in: the priority block of the records revealed from it.
-        relayable: signed by the publisher and sent by someone else, so anyone may reveal it.
-    """
-
-    commitment: bytes
-    block_number: int
-    relayable: bool
-
-    def holds(self, commitment: bytes) -> bool:
-        """Whether this is ``commitment`` (compared on the bits the contract keeps)."""
-        return int.from_bytes(commitment, "big") & _COMMITMENT_KEPT == int.from_bytes(self.commitment, "big")
-
-    def expired(self, latest_block: int) -> bool:
-        """Whether a reveal mined in the block after ``latest_block`` would come too late."""
-        return latest_block + 1 - self.block_number > COMMITMENT_EXPIRY
-
-
-@dataclass(frozen=True)
-class SignedCommit:
-    """A commitment signed by its publisher (EIP-712), ready for any account to send."""
-
-    commitment: bytes
-    publisher: str
-    nonce: int
-    deadline: int
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class SignedPublish:
-    """A publish signed by its publisher (EIP-712), ready for any account to send."""
-
-    input: RecordInput
-    publisher: str
-    nonce: int
-    deadline: int
-    signature: bytes
-    record_id: bytes
 
 
 class Registry:
@@ -226,7 +95,7 @@ class Registry:
         self.deploy_block = deploy_block
         self.reader = ChainReader(chain, self.address, deploy_block)
         self._contract: Any = None
-        self.last_receipt: dict | None = None
+        self.last_receipt: dict[str, Any] | None = None
         self._licenses: dict[int, LicenseTerms] = {}
         self._max_parents: int | None = None
 
@@ -282,7 +151,7 @@ class Registry:
             )
         return self.account
 
-    def transact(self, function: str, args: list, gas: int | None = None) -> dict:
+    def transact(self, function: str, args: list[Any], gas: int | None = None) -> dict[str, Any]:
         """Low level: send a call of contract function ``function`` with ABI ``args`` from the bound
         account, wait for the receipt and return it (reverts raise the decoded errors)."""
         data = self.contract.encode_abi(function, args=args)
@@ -337,47 +206,9 @@ class Registry:
         signature = signer.sign_message(encode_typed_data(full_message=message)).signature
         return SignedPublish(record, to_checksum_address(signer.address), nonce, deadline, bytes(signature), record.record_id(signer.address))
 
-    def typed_data(self, record: RecordInput, publisher: str, nonce: int, deadline: int) -> dict:
+    def typed_data(self, record: RecordInput, publisher: str, nonce: int, deadline: int) -> dict[str, Any]:
         """The EIP-712 message of a signed publish (what a wallet shows and signs)."""
-        return {
-            "types": {
-                "EIP712Domain": list(_EIP712_DOMAIN_FIELDS),
-                "Publish": [
-                    {"name": "record", "type": "Record"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-                "Record": [
-                    {"name": "publisher", "type": "address"},
-                    {"name": "contentId", "type": "bytes32"},
-                    {"name": "cidCodec", "type": "uint8"},
-                    {"name": "cidDigest", "type": "bytes32"},
-                    {"name": "licenseId", "type": "uint32"},
-                    {"name": "kind", "type": "uint8"},
-                    {"name": "parents", "type": "bytes32[]"},
-                ],
-            },
-            "primaryType": "Publish",
-            "domain": {
-                "name": EIP712_NAME,
-                "version": EIP712_VERSION,
-                "chainId": self.chain.chain_id,
-                "verifyingContract": self.address,
-            },
-            "message": {
-                "record": {
-                    "publisher": to_checksum_address(publisher),
-                    "contentId": record.content_id,
-                    "cidCodec": record.cid_codec,
-                    "cidDigest": record.cid_digest,
-                    "licenseId": record.license_id,
-                    "kind": int(record.kind),
-                    "parents": list(record.parents),
-                },
-                "nonce": nonce,
-                "deadline": deadline,
-            },
-        }
+        return publish_typed_data(record, publisher, nonce, deadline, self.chain.chain_id, self.address)
 
     def publish_signed(self, signed: SignedPublish, *, gas: int | None = None) -> bytes:
         """Send a signed publish from the bound account (the relayer pays); returns the record id."""
@@ -389,7 +220,7 @@ class Registry:
 
     def commit(self, commitment: bytes, *, gas: int | None = None) -> int:
         """Record a commitment of the bound account (replacing its previous one); returns its block."""
-        receipt = self.transact("commitRecordIds", [_kept(commitment)], gas)
+        receipt = self.transact("commitRecordIds", [kept_commitment(commitment)], gas)
         return int(receipt["blockNumber"])
 
     def commitment(self, publisher: str) -> Commitment | None:
@@ -409,14 +240,14 @@ class Registry:
         """
         account = self._signer()
         if len(records) == 1:  # the single-record entry point: less calldata, no array
-            self.transact("revealOne", [to_bytes32(salt, "salt"), records[0].as_abi()], gas)
+            self.transact("revealOne", [parse_bytes32(salt, "salt"), records[0].as_abi()], gas)
         else:
-            self.transact("revealCommitment", [to_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
+            self.transact("revealCommitment", [parse_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
         return [r.record_id(account.address) for r in records]
 
     def reveal_for(self, publisher: str, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[bytes]:
         """Reveal a commitment ``publisher`` signed (:meth:`commit_signed`), from the bound account."""
-        self.transact("revealCommitmentFor", [to_checksum_address(publisher), to_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
+        self.transact("revealCommitmentFor", [to_checksum_address(publisher), parse_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
         return [r.record_id(publisher) for r in records]
 
     def sign_commit(self, commitment: bytes, account: LocalAccount | None = None, *, nonce: int | None = None,
@@ -428,27 +259,15 @@ class Registry:
             nonce = self.nonce(signer.address)
         if deadline is None:
             deadline = int(self.chain.latest_block()["timestamp"]) + 3600
-        message = self.commit_typed_data(_kept(commitment), nonce, deadline)
+        message = self.commit_typed_data(kept_commitment(commitment), nonce, deadline)
         from eth_account.messages import encode_typed_data
 
         signature = signer.sign_message(encode_typed_data(full_message=message)).signature
-        return SignedCommit(_kept(commitment), to_checksum_address(signer.address), nonce, deadline, bytes(signature))
+        return SignedCommit(kept_commitment(commitment), to_checksum_address(signer.address), nonce, deadline, bytes(signature))
 
-    def commit_typed_data(self, commitment: bytes, nonce: int, deadline: int) -> dict:
+    def commit_typed_data(self, commitment: bytes, nonce: int, deadline: int) -> dict[str, Any]:
         """The EIP-712 message of a signed commitment."""
-        return {
-            "types": {
-                "EIP712Domain": list(_EIP712_DOMAIN_FIELDS),
-                "Commit": [
-                    {"name": "commitment", "type": "bytes32"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Commit",
-            "domain": {"name": EIP712_NAME, "version": EIP712_VERSION, "chainId": self.chain.chain_id, "verifyingContract": self.address},
-            "message": {"commitment": to_bytes32(commitment, "commitment"), "nonce": nonce, "deadline": deadline},
-        }
+        return commit_typed_data(commitment, nonce, deadline, self.chain.chain_id, self.address)
 
     def commit_signed(self, signed: SignedCommit, *, gas: int | None = None) -> int:
         """Send a signed commitment from the bound account (the relayer pays); returns its block."""
@@ -458,7 +277,7 @@ class Registry:
 
     def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
         """Yank one of the bound account's records; returns False if it was already yanked."""
-        rid = to_bytes32(record_id, "record id")
+        rid = parse_bytes32(record_id, "record id")
         receipt = self.transact("yank", [rid], gas)
         from web3.logs import DISCARD
 
@@ -491,7 +310,7 @@ class Registry:
         Raises:
             IntegrityError: the node returned event data that does not hash to the record id.
         """
-        return self.reader.records([to_bytes32(r, "record id") for r in record_ids])
+        return self.reader.records([parse_bytes32(r, "record id") for r in record_ids])
 
     def record(self, record_id: Any) -> Record:
         """Read one record.
@@ -502,19 +321,19 @@ class Registry:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {to_hex(to_bytes32(record_id))} on {self.chain.name} at {self.address}; check the id and the network"
+                f"no record {to_hex(parse_bytes32(record_id, 'id'))} on {self.chain.name} at {self.address}; check the id and the network"
             )
         return record
 
     def exists(self, record_ids: Iterable[Any]) -> list[bool]:
         """Whether each record exists (one view call, no logs)."""
-        ids = [to_bytes32(r, "record id") for r in record_ids]
+        ids = [parse_bytes32(r, "record id") for r in record_ids]
         return [st.exists for st in self.reader.states(ids)]
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first by priority block (:func:`claim_order`; for
         records published directly that is publication order), in one log query and one view call."""
-        cid = to_bytes32(content_id, "content id")
+        cid = parse_bytes32(content_id, "content id")
         return self.claims_of([cid])[cid]
 
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
@@ -523,8 +342,8 @@ class Registry:
         Returns ``{content id: [Record, ...]}`` with every asked id as a key (an empty list when
         nothing claims it), each list earliest first (:func:`claim_order`).
         """
-        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
-        logs: list = []
+        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
+        logs: list[Any] = []
         for start in range(0, len(ids), _READ_CHUNK):
             logs += self.reader.logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
         out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
@@ -603,6 +422,12 @@ class Registry:
         count = self.license_count()
         self._load_licenses([i for i in range(1, count + 1) if i not in self._licenses])
         return [self._licenses[i] for i in range(1, count + 1)]
+
+    @overload
+    def license(self, license_id: int, missing_ok: Literal[False] = False) -> LicenseTerms: ...
+
+    @overload
+    def license(self, license_id: int, missing_ok: bool) -> LicenseTerms | None: ...
 
     def license(self, license_id: int, missing_ok: bool = False) -> LicenseTerms | None:
         """One licence term set by id.

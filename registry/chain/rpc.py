@@ -1,6 +1,6 @@
 """JSON-RPC over HTTP with limits: every answer of a node is hostile input.
 
-:class:`BoundedHTTPProvider` is the transport :func:`registry.chain.network.connect` uses for
+:class:`BoundedHTTPProvider` is the transport :func:`registry.chain.connection.connect` uses for
 every ``http(s)://`` endpoint: the chain's readers (:mod:`registry.chain.reader`) talk JSON-RPC
 through it directly, and web3, for the commands that send transactions, through
 :func:`web3_provider`, so both meet the same limits. It holds each request to :class:`RpcLimits`:
@@ -31,13 +31,16 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, cast
 from urllib.parse import unquote, urlsplit
 
 from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
 from .errors import RpcResponseError, RpcUnavailableError
 
-__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "public_url", "web3_provider"]
+if TYPE_CHECKING:
+    from web3.types import RPCEndpoint, RPCResponse
+
+__all__ = ["RpcLimits", "DEFAULT_LIMITS", "BoundedHTTPProvider", "JsonRpcTransport", "public_url", "web3_provider"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class BoundedHTTPProvider:
 
     # -- the provider interface (web3's, without web3) ----------------------------------------
 
-    def make_request(self, method: str, params: Any) -> dict:  # type: ignore[override]
+    def make_request(self, method: str, params: Any) -> dict[str, Any]:
         request_id = next(self._ids)
         body = _encode({"jsonrpc": "2.0", "method": method, "params": params or [], "id": request_id})
         answer = self._exchange(body, method)
@@ -107,13 +110,13 @@ class BoundedHTTPProvider:
             raise RpcResponseError(f"{public_url(self.url)} answered {method} with something that is not a JSON-RPC answer; check the URL")
         return self._capped(method, answer)
 
-    def make_batch_request(self, calls: Sequence[tuple[str, Any]]) -> list[dict] | dict:  # type: ignore[override]
+    def make_batch_request(self, calls: Sequence[tuple[str, Any]]) -> list[dict[str, Any]] | object:
         ids = [next(self._ids) for _ in calls]
         body = _encode([{"jsonrpc": "2.0", "method": m, "params": p or [], "id": i} for (m, p), i in zip(calls, ids)])
-        answer = self._exchange(body, f"a batch of {len(calls)} calls")
+        answer: object = self._exchange(body, f"a batch of {len(calls)} calls")
         if not isinstance(answer, list):
             return answer  # one error object: the node does not take batches (callers fall back)
-        by_id: dict[int, dict] = {}
+        by_id: dict[int, dict[str, Any]] = {}
         for item in answer:
             key = _as_id(item.get("id")) if isinstance(item, dict) else None
             if key is None or key in by_id or not ("result" in item or "error" in item):
@@ -256,7 +259,7 @@ class BoundedHTTPProvider:
     def _inflate(self, inflate: Any, chunk: bytes, budget: int, what: str) -> bytes:
         """Decompress one chunk, never producing more than ``budget`` + 1 bytes."""
         try:
-            out = inflate.decompress(chunk, budget + 1)
+            out: bytes = inflate.decompress(chunk, budget + 1)
         except zlib.error:
             raise RpcResponseError(f"{public_url(self.url)} answered {what} with a corrupt compressed body; check the node") from None
         if inflate.unconsumed_tail:
@@ -265,7 +268,7 @@ class BoundedHTTPProvider:
             )
         return out
 
-    def _capped(self, method: str, answer: dict) -> dict:
+    def _capped(self, method: str, answer: dict[str, Any]) -> dict[str, Any]:
         """An ``eth_getLogs`` answer with more entries than the limit becomes the error a capping node gives."""
         if method == "eth_getLogs" and isinstance(answer.get("result"), list) and len(answer["result"]) > self.limits.max_logs:
             return {
@@ -302,10 +305,24 @@ def _encode(request: Any) -> bytes:
     return json.dumps(request, default=_json_default, separators=(",", ":")).encode()
 
 
+class JsonRpcTransport(Protocol):
+    """What web3 is given to send through: a :class:`BoundedHTTPProvider`, or a
+    :class:`~registry.chain.crosscheck.CrossCheckProvider` over several."""
+
+    url: str
+
+    @property
+    def requests_sent(self) -> int: ...
+
+    def make_request(self, method: str, params: Any) -> dict[str, Any]: ...
+
+    def make_batch_request(self, calls: Sequence[tuple[str, Any]]) -> list[dict[str, Any]] | object: ...
+
+
 _ADAPTERS: dict[str, type] = {}
 
 
-def web3_provider(transport: Any) -> Any:
+def web3_provider(transport: JsonRpcTransport) -> Any:
     """A web3 provider that sends everything through ``transport`` (a :class:`BoundedHTTPProvider`
     or a cross-checking provider), so web3's requests meet the same limits and cross-checks as the
     readers'. Imports web3: only commands that sign and send come here."""
@@ -316,7 +333,7 @@ def web3_provider(transport: Any) -> Any:
         class Web3Transport(HTTPProvider):
             """web3's view of a bounded transport (only ``make_request`` and ``make_batch_request`` are used)."""
 
-            def __init__(self, inner: Any) -> None:
+            def __init__(self, inner: JsonRpcTransport) -> None:
                 super().__init__(inner.url, exception_retry_configuration=None)
                 self.transport = inner
 
@@ -327,11 +344,12 @@ def web3_provider(transport: Any) -> Any:
             def requests_sent(self) -> int:
                 return self.transport.requests_sent
 
-            def make_request(self, method, params):  # type: ignore[override]
-                return self.transport.make_request(method, params)
+            def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+                # web3 reads the answer as its RPCResponse TypedDict: a JSON-RPC answer object is one
+                return cast("RPCResponse", self.transport.make_request(method, params))
 
-            def make_batch_request(self, calls):  # type: ignore[override]
-                return self.transport.make_batch_request(calls)
+            def make_batch_request(self, calls: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse] | RPCResponse:
+                return cast("list[RPCResponse] | RPCResponse", self.transport.make_batch_request(calls))
 
             def is_connected(self, show_traceback: bool = False) -> bool:
                 return True

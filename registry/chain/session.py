@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from .abi import checksum_address as to_checksum_address
 from .errors import AccountError, NoRegistryError
-from .network import Chain, connect
+from .network import Chain
+from .connection import connect
 from .registry import Registry
 
 if TYPE_CHECKING:

@@ -605,7 +605,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.licenses import describe_flags
-    from ..records.resolve import ResolvedRecord
+    from ..records.graph import ResolvedRecord
 
     with session(settings) as (registry, _, resolver):
         records = resolver.lookup(args.hash)
@@ -665,7 +665,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.reader import Kind
     from ..digest import parse_bytes32
     from ..records.filters import RecordFilter, document_name
-    from ..records.resolve import ResolvedRecord
+    from ..records.graph import ResolvedRecord
 
     publisher = None
     if args.publisher:

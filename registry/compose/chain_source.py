@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..files import install
-from ..chain.registry import Kind, Record, kind_name, to_bytes32
-from ..digest import blake3_hasher, to_hex
+from ..chain.registry import Kind, Record, kind_name
+from ..digest import blake3_hasher, parse_bytes32, to_hex
 from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, TruncatedFileError, parse_header_bytes
 from ..limits import MODEL_JSON_BYTES
 from ..records.disputes import Dispute
-from ..records.resolve import Graph, ResolvedRecord, Resolver
+from ..records.resolve import Resolver
+from ..records.graph import Graph, ResolvedRecord
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
 from ..storage.dagfile import DagFile
@@ -185,7 +186,7 @@ class ChainElementSource(ElementSource):
         """The record behind an input, checked against the content id and kind the recipe pins."""
         if not ref.record:
             raise ElementNotFound(f"input {ref.name!r} has no record id; publish it and pin the recipe's inputs to records")
-        rid = to_bytes32(ref.record, "record id")
+        rid = parse_bytes32(ref.record, "record id")
         node = self.graph.nodes.get(rid) if self.graph is not None else None
         record = node.record if node is not None else self.resolver.record(rid)
         if to_hex(record.content_id) != ref.content_id:

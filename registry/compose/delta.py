@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..files import atomic_write
 from ..formats.content_id import Manifest, tensor_entries, tensor_set_content_id
-from ..formats.safetensors import open_tensors, read_checkpoint, write_safetensors
+from ..formats.checkpoint import open_tensors, read_checkpoint
+from ..formats.safetensors_writer import write_safetensors
 from ..formats.recipe import InputRef, OutputSpec, OutputTensor, Override, Recipe, RecipeError, check_relative_path
 
 __all__ = ["make_delta"]

@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..formats.safetensors import open_tensors, read_checkpoint, write_safetensors
+from ..formats.checkpoint import open_tensors, read_checkpoint
+from ..formats.safetensors_writer import write_safetensors
 from ..files import replace_directory, temporary_sibling
 from ..limits import LORA_RANK
 from . import ops

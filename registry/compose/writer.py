@@ -30,7 +30,7 @@ from ..digest import Bytes32, blake3_hasher
 from ..errors import InputError, IntegrityError
 from ..formats.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
 from ..formats.recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError
-from ..formats.safetensors import build_header
+from ..formats.safetensors_writer import build_header
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
 from .outputs import OutputExists, OutputMismatch, check_output_table, patched_json

@@ -32,17 +32,9 @@ from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, h
 from ..digest.hashing import hash_mapped_region
 from ..errors import InputError, IntegrityError
 from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
-from .safetensors import (
-    DTYPE_BITS,
-    INDEX_SUFFIX,
-    Checkpoint,
-    TensorInfo,
-    normalize_tensors,
-    open_tensors,
-    read_checkpoint,
-    tensor_bytes,
-    tensor_nbytes,
-)
+from .safetensors import DTYPE_BITS, TensorInfo, tensor_nbytes
+from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
+from .safetensors_writer import normalize_tensors, tensor_bytes
 
 __all__ = [
     "FILE_DOMAIN",

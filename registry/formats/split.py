@@ -38,7 +38,8 @@ from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
-from .safetensors import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint, write_safetensors
+from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
+from .safetensors_writer import write_safetensors
 
 __all__ = [
     "RECIPE_FORMAT",
@@ -491,7 +492,7 @@ class ElementStream:
     def __init__(self, element: PlannedElement, views: Any = None) -> None:
         from ..digest import blake3_hasher
         from .content_id import FILE_DOMAIN
-        from .safetensors import build_header
+        from .safetensors_writer import build_header
 
         self.element = element
         self._views = views

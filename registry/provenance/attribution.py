@@ -9,8 +9,8 @@ from dataclasses import replace
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from ..chain.licenses import LicenseTerms
-from ..chain.registry import Record, to_bytes32
-from ..digest import to_hex
+from ..chain.registry import Record
+from ..digest import parse_bytes32, to_hex
 from ..errors import NotFoundError, ServiceError
 from ..records.disputes import find_disputes, priority_key
 from .model_files import ModelFiles
@@ -116,7 +116,7 @@ def attribute(verifier: ClaimReader, model: ModelFiles, reference: ClaimCheck | 
     elif verifier.index is not None:
         matched_records = {s.record_id for r in results if r.status == "match" for s in r.sources}
         gone: dict[str, TensorResult] = {}
-        for rows in verifier.index.tensors_of([to_bytes32(r) for r in matched_records]).values():
+        for rows in verifier.index.tensors_of([parse_bytes32(r, "id") for r in matched_records]).values():
             for row in rows:
                 if row.name in entries or row.name in renamed_from:
                     continue
@@ -145,8 +145,8 @@ def _every_claim(verifier: ClaimReader, results: Sequence[TensorResult]) -> None
         extra = [Source(to_hex(r.record_id), r.publisher, to_hex(r.content_id), tensor.get(to_hex(r.content_id)),
                         None, r.block_number, r.yanked)
                  for cid in dict.fromkeys(s.content_id for s in result.sources if s.content_id)
-                 for r in claims[to_bytes32(cid)] if to_hex(r.record_id) not in known]
-        result.sources = [replace(s, disputes=tuple(disputes.get(to_bytes32(s.record_id), ()))) if s.record_id else s
+                 for r in claims[parse_bytes32(cid, "id")] if to_hex(r.record_id) not in known]
+        result.sources = [replace(s, disputes=tuple(disputes.get(parse_bytes32(s.record_id, "id"), ()))) if s.record_id else s
                           for s in [*result.sources, *extra]]
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..chain.registry import to_bytes32
-from ..digest import to_hex
+from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..records.disputes import block_text
 from .model_files import ModelFiles
@@ -101,7 +100,7 @@ def accepted_ids(values: Iterable[str]) -> tuple[str, ...]:
             out.append("all")
             continue
         try:
-            out.append(to_hex(to_bytes32(text, "record id")).lower())
+            out.append(to_hex(parse_bytes32(text, "record id")).lower())
         except InputError:
             raise InputError(f"--accept-disputed {text!r} is neither a record id (0x + 64 hex) nor 'all'; "
                              "give the earlier claim that `elements verify` names") from None

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..compose.writer import PROVENANCE_NAME
 from ..errors import InputError
 from ..formats.content_id import Manifest, TensorEntry, directory_ids, manifest_of
-from ..formats.safetensors import INDEX_SUFFIX
+from ..formats.checkpoint import INDEX_SUFFIX
 
 __all__ = ["ModelFiles", "read_model"]
 

@@ -11,12 +11,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..chain.errors import LicenseViolation
 from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative, inherited_restrictions
-from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
+from ..chain.registry import Kind, Record, Registry, kind_name
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition, planned_composition
 from ..compose.outputs import output_table_problems, patched_json
 from ..compose.plan import CompositionIntegrityError, plan_tensors
 from ..compose.readers import FileElement, TensorElement
-from ..digest import to_hex
+from ..digest import parse_bytes32, to_hex
 from ..errors import NotFoundError, ServiceError
 from ..formats.content_id import Manifest, bytes_content_id
 from ..formats.recipe import InputRef, Recipe, RecipeError
@@ -92,8 +92,8 @@ class Verifier:
         self._claims = {}  # claims are read afresh for each model: new ones may have appeared
         ids = [model.content_id, *model.files.values()]
         found = self.claims_of(ids)  # the one call: the weights' and every file's claims
-        weight_claims = found[to_bytes32(model.content_id)]
-        file_claims = {path_: found[to_bytes32(fid)] for path_, fid in model.files.items()}
+        weight_claims = found[parse_bytes32(model.content_id, "id")]
+        file_claims = {path_: found[parse_bytes32(fid, "id")] for path_, fid in model.files.items()}
 
         if options.claim:
             targets = self._named_claim(options.claim)
@@ -132,7 +132,7 @@ class Verifier:
         )
 
     def _named_claim(self, value: str) -> list[Record]:
-        wanted = to_bytes32(value, "record id or content id")
+        wanted = parse_bytes32(value, "record id or content id")
         (record,) = self.read_records([wanted])
         if record is not None:
             return [record]
@@ -178,7 +178,7 @@ class Verifier:
         except _UNAVAILABLE as exc:
             check.status, check.error = "unavailable", exc
             check.problems.append(f"an input cannot be fetched: {exc}")
-        if check.status == "verified" and record.content_id != to_bytes32(model.content_id):
+        if check.status == "verified" and record.content_id != parse_bytes32(model.content_id, "id"):
             check.status = "mismatch"
         self._disputes(check, trust, accept_disputed)
         check.effective_license = effective_license(
@@ -210,7 +210,7 @@ class Verifier:
     def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
         """Every claim of each content id, earliest first; read once per verifier (one call for
         all the ids not read yet)."""
-        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
         wanted = [i for i in ids if i not in self._claims]
         if wanted:
             # The resolver's read: hand-decoded events, each re-hashed to its id and checked
@@ -368,7 +368,7 @@ class Verifier:
         node = check.nodes.get(record_id)
         if node is not None:
             return node.record
-        (record,) = self.read_records([to_bytes32(record_id)])
+        (record,) = self.read_records([parse_bytes32(record_id, "id")])
         return record
 
     def _recipe_files(self, recipe: Recipe, elements: Mapping[str, Any], model: ModelFiles,
@@ -443,7 +443,7 @@ class Verifier:
             if len(nodes) + len(wanted) > _MAX_ANCESTORS:
                 check.problems.append(f"the ancestry has more than {_MAX_ANCESTORS} records; only the first were checked")
                 wanted = wanted[: max(0, _MAX_ANCESTORS - len(nodes))]
-            records = self.read_records([to_bytes32(w) for w in wanted])
+            records = self.read_records([parse_bytes32(w, "id") for w in wanted])
             names = {parent: name for _, parent, via, name in batch if name}
             for rid, record in zip(wanted, records):
                 via = {v for _, parent, v, _ in batch if parent == rid}

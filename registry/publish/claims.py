@@ -17,7 +17,8 @@ from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-
 
 from ..chain.errors import RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms
-from ..chain.registry import Kind, RecordInput, Registry, record_id_of
+from ..chain.registry import Kind, Registry, record_id_of
+from ..chain.inputs import RecordInput
 from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
@@ -172,7 +173,7 @@ def element_claims(
         if not exists:
             raise make_error("UnknownParent", {"parentId": to_hex(parent)})
     if parent_ids and resolver is not None:
-        from ..records.resolve import check_license_against_ancestors
+        from ..records.licensing import check_license_against_ancestors
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)

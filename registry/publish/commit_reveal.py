@@ -33,8 +33,9 @@ from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-
 
 from ..files import atomic_write
 from ..chain.errors import ChainError, CommitmentError
-from ..chain.registry import COMMITMENT_EXPIRY, RecordInput, Registry, commitment_of, to_bytes32
-from ..digest import to_hex
+from ..chain.registry import COMMITMENT_EXPIRY, Registry
+from ..chain.inputs import RecordInput, commitment_of
+from ..digest import parse_bytes32, to_hex
 from ..limits import CONFIG_BYTES, load_json_file
 
 __all__ = [
@@ -125,8 +126,8 @@ def load_pending(state_dir: Path, registry: Registry, publisher: str) -> Pending
         data = load_json_file(path, CONFIG_BYTES, f"the commitment state {path}")
         pending = PendingCommitment(
             int(data["chain_id"]), to_checksum_address(data["registry"]), to_checksum_address(data["publisher"]),
-            to_bytes32(data["salt"], "salt"), tuple(to_bytes32(r, "record id") for r in data["records"]),
-            to_bytes32(data["commitment"], "commitment"),
+            parse_bytes32(data["salt"], "salt"), tuple(parse_bytes32(r, "record id") for r in data["records"]),
+            parse_bytes32(data["commitment"], "commitment"),
         )
     except (OSError, ValueError, KeyError, TypeError):  # LimitExceeded and NotJSON are ValueErrors
         return None  # absent, or unreadable: its commitment (if any) is replaced

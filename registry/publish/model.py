@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..chain.registry import Kind, RecordInput, Registry, record_id_of
+from ..chain.registry import Kind, Registry, record_id_of
+from ..chain.inputs import RecordInput
 from ..chain.session import require_account
 from ..digest import parse_bytes32, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license
@@ -34,7 +35,8 @@ from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
 from .prepare import PreparedElement, store_document
 from .send import PublishReport, publish_claims
-from ..records.resolve import Resolver, check_license_against_ancestors
+from ..records.resolve import Resolver
+from ..records.licensing import check_license_against_ancestors
 from ..formats.split import ElementStream, plan_split
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
@@ -254,7 +256,7 @@ def _stream_elements(plan, store: BlockStore | None, split_progress: Progress | 
                      hash_progress: Progress | None) -> list[PreparedElement]:
     """Each planned element's bytes streamed into its blocks (CIDs only when ``store`` is None),
     checked against the plan as they pass; its manifest (with the data CID) stored beside them."""
-    from ..formats.safetensors import open_tensors
+    from ..formats.checkpoint import open_tensors
     from ..storage.unixfs import add_file
 
     total = sum(e.manifest.size if e.kind == "tensors" else 0 for e in plan.elements) or 1

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from ..chain.registry import Kind
 from ..errors import InputError, UnsafeFileError
 from ..formats.content_id import Manifest, manifest_of
-from ..formats.safetensors import INDEX_SUFFIX
+from ..formats.checkpoint import INDEX_SUFFIX
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
 from ..storage.unixfs import add_file

@@ -20,7 +20,8 @@ from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
 from ..files import atomic_write
-from ..chain.registry import Commitment, RecordInput, Registry, SignedCommit, SignedPublish, commitment_of, record_id_of
+from ..chain.registry import Registry, record_id_of
+from ..chain.inputs import Commitment, RecordInput, SignedCommit, SignedPublish, commitment_of
 from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..limits import DOCUMENT_BYTES, NotJSON, load_json_file

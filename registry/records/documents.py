@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..files import install
-from ..chain.registry import Record
-from ..digest import to_hex
-from ..errors import InputError, IntegrityError
+from ..chain.cids import split_cid
+from ..chain.reader import Kind, Record
+from ..digest import parse_bytes32, to_hex
+from ..errors import ElementsError, InputError, IntegrityError
 from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
 from ..formats.recipe import FORMAT as RECIPE_FORMAT
 from ..formats.recipe import Recipe, parse_recipe
@@ -31,7 +32,15 @@ from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
 from ..storage.fetch import Sources
 from ..storage.scratch import make_area
 
-__all__ = ["DocumentError", "Documents", "MAX_DOCUMENT_BYTES", "fetch_document", "load_document", "record_label"]
+__all__ = [
+    "DocumentError",
+    "Documents",
+    "MAX_DOCUMENT_BYTES",
+    "check_record_document",
+    "fetch_document",
+    "load_document",
+    "record_label",
+]
 
 #: Manifests and recipes are small; anything larger than this is refused before it is parsed
 #: (registry.limits.DOCUMENT_BYTES), by resolution and verification alike.
@@ -88,6 +97,56 @@ def load_document(raw: bytes, what: str) -> Any:
         raise DocumentError(f"{what} is not JSON ({exc}); a record's CID must point at a manifest or a recipe") from None
 
 
+def check_record_document(record: Record, raw: bytes, parse: Callable[[Any], Recipe] = parse_recipe) -> Manifest | Recipe:
+    """The document ``raw`` of ``record`` as resolution checks it: for a composition, a recipe in
+    canonical form that pins every input by record id, builds the record's content id and uses only
+    the record's parents; else a canonical manifest of the record's kind stating its content id and
+    naming a data CID. ``parse`` turns the recipe's JSON into a :class:`Recipe`.
+
+    Raises:
+        DocumentError: the document is not one the record can have published.
+    """
+    rid = to_hex(record.record_id)
+    if record.kind == Kind.COMPOSITION:
+        data = load_document(raw, f"the recipe {record.cid} of composition {rid}")
+        try:
+            recipe = parse(data)
+        except InputError as exc:
+            raise DocumentError(f"the recipe {record.cid} of composition {rid} is not a valid recipe: {exc}") from None
+        if recipe.canonical_json() != raw:
+            raise DocumentError(f"the recipe {record.cid} of composition {rid} is not in canonical form; it cannot be the published one")
+        if not recipe.publishable:
+            raise DocumentError(f"the recipe of composition {rid} has inputs without record ids; a published recipe pins every input")
+        if recipe.output.content_id and recipe.output.content_id != to_hex(record.content_id):
+            raise DocumentError(
+                f"composition {rid} claims content id {to_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
+            )
+        parents = set(record.parents)
+        for name, ref in recipe.inputs.items():
+            if parse_bytes32(ref.record, "id") not in parents:
+                raise DocumentError(f"the recipe of composition {rid} uses record {ref.record} (input {name!r}), which is not a parent of the record")
+        return recipe
+    try:
+        manifest = Manifest.from_json(raw, require_canonical=True)
+    except ElementsError as exc:
+        raise DocumentError(f"the manifest {record.cid} of record {rid} is invalid: {exc}") from None
+    if bytes(manifest.content_id) != record.content_id:
+        raise DocumentError(
+            f"record {rid} claims content id {to_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
+        )
+    manifest_kinds: dict[int, str] = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}
+    wanted = manifest_kinds.get(record.kind)
+    if wanted and manifest.kind != wanted:
+        raise DocumentError(f"record {rid} is a {Kind(record.kind).name.lower()} but its manifest is of kind {manifest.kind!r}")
+    if manifest.data is None:
+        raise DocumentError(f"the manifest of record {rid} names no data CID; it cannot be fetched")
+    try:
+        split_cid(manifest.data["cid"])
+    except InputError:
+        raise DocumentError(f"the manifest of record {rid} names data CID {manifest.data['cid']!r}, which is not a CID") from None
+    return manifest
+
+
 def record_label(record: Record) -> str:
     return to_hex(record.record_id)
 
@@ -105,7 +164,7 @@ class Documents:
         self.sources = sources
         self._documents: dict[bytes, Manifest | Recipe] = {}
         self._raw: dict[str, bytes] = {}
-        self._temporary: tempfile.TemporaryDirectory | None = None
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self.data_dir = data_dir
 
     def close(self) -> None:

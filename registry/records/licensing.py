@@ -15,6 +15,10 @@ A **disputed** record of the ancestry (content another publisher claimed earlier
 terms, :mod:`registry.records.disputes`) is most likely a copy of that earlier claim: the
 earlier claim's terms are combined with the rest by the same rules (``earlier=``), and listed
 in ``earlier_claims``.
+
+Before a child is published, :func:`check_license_against_ancestors` applies the registry's own rule
+(:func:`registry.chain.licenses.check_derivative`) to it against a whole resolved ancestry, and names
+the ancestor a restriction comes from.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..chain.licenses import LicenseTerms
+from ..chain.abi import checksum_address as to_checksum_address
+from ..chain.errors import LicenseViolation, make_error
+from ..chain.licenses import LicenseTerms, ParentTerms, check_derivative, describe_flags, inherited_restrictions
 from ..chain.registry import Record
-from ..digest import to_hex
+from ..digest import parse_bytes32, to_hex
+from ..errors import IntegrityError
+from .graph import Graph
 
-__all__ = ["Attribution", "EffectiveLicense", "effective_license"]
+__all__ = ["Attribution", "EffectiveLicense", "check_license_against_ancestors", "effective_license"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +153,83 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
         unknown_terms=tuple(unknown),
         earlier_claims=tuple(dict.fromkeys(to_hex(record.record_id) for record, _, _ in earlier)),
     )
+
+
+def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: Graph, parents: Iterable[Any]) -> None:
+    """Refuse, before anything is sent, a child whose licence breaks an ancestor's terms.
+
+    The decision is the registry's own rule (:func:`registry.chain.licenses.check_derivative`): what
+    every record of the graph inherits from other publishers is computed bottom-up, then the child
+    is checked against its parents, in ascending id as the contract does. A restriction reaching the
+    child through one of the publisher's own records is explained by the ancestor it comes from.
+
+    Raises:
+        DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError: the
+        message names the ancestor, its publisher, its licence, the path to it and the rule.
+        IntegrityError: a record of the ancestry names a licence the registry does not list.
+    """
+    publisher = to_checksum_address(publisher)
+    parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
+    for pid in parent_ids:
+        if pid not in graph.nodes:
+            raise make_error("UnknownParent", {"parentId": to_hex(pid)})
+    names: dict[int, str] = {}
+    terms: dict[bytes, LicenseTerms] = {}
+    for rid, node in graph.nodes.items():
+        if node.license is None:
+            raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
+        terms[rid] = node.license
+        names[node.license.license_id] = node.license.spdx_id
+    names[child.license_id] = child.spdx_id
+    carried = inherited_restrictions({rid: (n.record.publisher, terms[rid], n.record.parents) for rid, n in graph.nodes.items()})
+    entries: list[ParentTerms] = [(to_hex(pid), graph.nodes[pid].record.publisher, terms[pid], carried[pid]) for pid in parent_ids]
+    try:
+        check_derivative(publisher, child, entries, names)
+    except LicenseViolation as error:
+        if error.error.startswith("Inherited"):
+            _explain_inherited(error, publisher, child, graph, parse_bytes32(error.parent_id, "id"), names)
+        raise
+
+
+def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
+                       names: dict[int, str]) -> None:
+    """Name, in ``error``, the record of another publisher that a restriction inherited through the
+    publisher's own record ``start`` comes from: the nearest one whose terms it breaks and that binds
+    the child (a path reaches it through no other record of its own publisher)."""
+    share_alike = error.rule == "share-alike"
+
+    def breaks(terms: LicenseTerms) -> bool:
+        if share_alike:
+            return terms.share_alike and terms.license_id != child.license_id
+        return not terms.commercial_use and child.commercial_use
+
+    found: list[tuple[list[bytes], LicenseTerms]] = []  # a path to a record whose terms bind the child, and those terms
+    for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
+        frontier: list[list[bytes]] = [[start]]
+        seen: set[bytes] = set()
+        while frontier:
+            following: list[list[bytes]] = []
+            for path in frontier:
+                rid = path[-1]
+                if rid in seen or rid not in graph.nodes:
+                    continue
+                seen.add(rid)
+                node = graph.nodes[rid]
+                if node.record.publisher == owner:
+                    if node.license is not None and breaks(node.license):
+                        found.append((path, node.license))
+                    continue  # past it, the owner's own re-licensing governs
+                following.extend(path + [p] for p in sorted(node.record.parents))
+            frontier = following
+    if not found:
+        return
+    path, terms = min(found, key=lambda f: (len(f[0]), f[0][-1]))
+    node = graph.nodes[path[-1]]
+    via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
+    explanation = (f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}" if share_alike else
+                   f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence")
+    error.args = (
+        f"ancestor record {to_hex(path[-1])} (published by {node.record.publisher}, reached through {via}) is under "
+        f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
+    )
+    error.values.update({"parentId": to_hex(path[-1]), "parentLicenseId": terms.license_id, "ancestorPath": [to_hex(p) for p in path]})

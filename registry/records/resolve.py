@@ -27,21 +27,23 @@ compared with the storage word the view returns. Every document is fetched from 
 a manifest must be canonical and state the record's content id (re-derived from its tensor
 table), a recipe must be canonical, state the record's content id as its output and pin every
 input to a parent record with that parent's content id.
+
+The graph it returns is :mod:`registry.records.graph`; the check of a document against its record
+is :func:`registry.records.documents.check_record_document`; a new child's licence against a
+whole ancestry is :func:`registry.records.licensing.check_license_against_ancestors`.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
-from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.cids import split_cid
-from ..chain.errors import ChainError, LicenseViolation, LogQueryRefused, RecordNotFoundError, make_error
-from ..chain.licenses import LicenseTerms, check_derivative, describe_flags, inherited_restrictions
+from ..chain.errors import LogQueryRefused, RecordNotFoundError
+from ..chain.licenses import LicenseTerms
 from ..chain.reader import (
     RECORD_PUBLISHED_TOPIC,
-    Kind,
     Record,
     RecordEvent,
     RecordState,
@@ -53,24 +55,18 @@ from ..chain.reader import (
     licenses_call,
     make_record,
     records_call,
-    to_bytes32,
 )
 from ..chain.registry import Registry
-from ..digest import to_hex
-from ..errors import ElementsError, InputError, IntegrityError, NotFoundError, ServiceError
+from ..digest import parse_bytes32, to_hex
+from ..errors import ChainError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..formats.content_id import Manifest
+from ..formats.recipe import Recipe, parse_recipe
+from ..storage.fetch import Sources
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
-from .documents import DocumentError, fetch_document, load_document
+from .documents import DocumentError, check_record_document, fetch_document
+from .graph import Graph, ResolvedRecord
 
-__all__ = [
-    "LICENSE_WINDOW",
-    "ResolvedRecord",
-    "Graph",
-    "Resolver",
-    "HashNotFound",
-    "parse_hash",
-    "check_license_against_ancestors",
-]
+__all__ = ["LICENSE_WINDOW", "Resolver", "HashNotFound", "parse_hash"]
 
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
@@ -90,7 +86,7 @@ def parse_hash(text: str) -> tuple[str, bytes]:
     """
     value = str(text).strip()
     if value[:2].lower() == "0x" or (len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value)):
-        return "id", to_bytes32(value, "record id or content id")
+        return "id", parse_bytes32(value, "record id or content id")
     try:
         codec, digest = split_cid(value)
     except InputError:
@@ -102,192 +98,15 @@ def parse_hash(text: str) -> tuple[str, bytes]:
 
 
 # --------------------------------------------------------------------------------------------
-# results
-
-
-@dataclass(frozen=True)
-class ResolvedRecord:
-    """One record of a graph.
-
-    Attributes:
-        record: the claim as the chain holds it (checked against its id).
-        license: its licence term set.
-        document: the element :class:`Manifest` or the composition's ``Recipe``; ``None`` when
-            documents were not asked for, or (non-strict) could not be fetched.
-        depth: edges from the nearest root.
-        document_error: why the document is missing or wrong (non-strict resolution only).
-        disputes: earlier claims of its content by other publishers under stricter terms
-            (:mod:`registry.records.disputes`; filled by :meth:`Graph.add_disputes`; ``None``:
-            not checked).
-    """
-
-    record: Record
-    license: LicenseTerms | None
-    document: Any = None
-    depth: int = 0
-    document_error: str | None = None
-    document_failed: bool = False
-    disputes: tuple[Dispute, ...] | None = None
-
-    @property
-    def record_id(self) -> bytes:
-        return self.record.record_id
-
-    @property
-    def content_id(self) -> bytes:
-        return self.record.content_id
-
-    @property
-    def kind_name(self) -> str:
-        return kind_name(self.record.kind)
-
-    @property
-    def is_composition(self) -> bool:
-        return self.record.kind == Kind.COMPOSITION
-
-    def to_json(self) -> dict[str, Any]:
-        out = self.record.to_json()
-        out["kind"] = self.kind_name
-        out["priority_block"] = self.record.priority_block
-        out["depth"] = self.depth
-        out["license"] = self.license.to_json() if self.license else None
-        doc = self.document
-        if doc is None:
-            out["document"] = None
-        elif isinstance(doc, Manifest):
-            out["document"] = {
-                "type": "manifest",
-                "kind": doc.kind,
-                "data": doc.data,
-                "name": doc.metadata.get("name"),
-                "tensor_count": len(doc.entries),
-                "tensor_bytes": doc.size if doc.kind == "tensors" else None,
-            }
-        else:
-            out["document"] = {
-                "type": "recipe",
-                "name": getattr(doc, "name", None),
-                "recipe_content_id": doc.content_id(),
-                "inputs": {name: ref.record for name, ref in sorted(doc.inputs.items())},
-                "steps": len(doc.steps),
-                "files": [f.path for f in doc.files],
-            }
-        out["document_error"] = self.document_error
-        out["disputes"] = None if self.disputes is None else [d.to_json() for d in self.disputes]
-        return out
-
-
-@dataclass
-class Graph:
-    """A record graph: the roots (what the hash named) and every ancestor.
-
-    Attributes:
-        query: the hash asked for.
-        roots: the root record ids (one for a record id; every claim, earliest first, for a
-            content id or CID).
-        nodes: record id -> :class:`ResolvedRecord`.
-        round_trips: RPC round trips the resolution took.
-    """
-
-    query: str
-    roots: list[bytes]
-    nodes: dict[bytes, ResolvedRecord]
-    round_trips: int = 0
-    chain_id: int = 0
-    registry: str = ""
-
-    def __iter__(self) -> Iterator[ResolvedRecord]:
-        """Nodes by depth, then priority (earliest first)."""
-        return iter(sorted(self.nodes.values(), key=lambda n: (n.depth, *priority_key(n.record))))
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __contains__(self, record_id: object) -> bool:
-        return record_id in self.nodes
-
-    def __getitem__(self, record_id: Any) -> ResolvedRecord:
-        return self.nodes[to_bytes32(record_id, "record id")]
-
-    @property
-    def root(self) -> ResolvedRecord:
-        """The first root (the record asked for, or the earliest claim)."""
-        return self.nodes[self.roots[0]]
-
-    @property
-    def depth(self) -> int:
-        return max((n.depth for n in self.nodes.values()), default=0)
-
-    def parents(self, record_id: Any) -> list[ResolvedRecord]:
-        return [self.nodes[p] for p in self[record_id].record.parents]
-
-    def records(self) -> list[Record]:
-        return [n.record for n in self]
-
-    def add_disputes(self, disputes: dict[bytes, list[Dispute]]) -> None:
-        """Note on each node the disputes of its record (from :meth:`Resolver.disputes`, which
-        was asked about every node: a node it does not name is not disputed)."""
-        for rid, node in list(self.nodes.items()):
-            self.nodes[rid] = replace(node, disputes=tuple(disputes.get(rid, ())))
-
-    @property
-    def disputes(self) -> list[Dispute]:
-        """Every dispute of the graph's records, roots first."""
-        return [d for node in self for d in node.disputes or ()]
-
-    def input_names(self) -> dict[bytes, str]:
-        """Each record's input name in the graph's recipes (the nearest composition's wins)."""
-        names: dict[bytes, str] = {}
-        for node in self:
-            if node.is_composition and node.document is not None:
-                for name, ref in sorted(node.document.inputs.items()):
-                    if ref.record:
-                        names.setdefault(to_bytes32(ref.record, "record id"), name)
-        return names
-
-    def disputes_json(self) -> list[dict[str, Any]]:
-        """The disputes as data, each with the disputed record's input name."""
-        names = self.input_names()
-        return [{**d.to_json(), "name": names.get(d.record.record_id)} for d in self.disputes]
-
-    def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
-        """Every ancestor of a record (not itself), nearest first."""
-        start = to_bytes32(record_id, "record id")
-        seen, order, frontier = {start}, [], [start]
-        while frontier:
-            following = []
-            for rid in frontier:
-                for parent in self.nodes[rid].record.parents:
-                    if parent not in seen:
-                        seen.add(parent)
-                        order.append(self.nodes[parent])
-                        following.append(parent)
-            frontier = following
-        return order
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "query": self.query,
-            "chain_id": self.chain_id,
-            "registry": self.registry,
-            "roots": [to_hex(r) for r in self.roots],
-            "depth": self.depth,
-            "round_trips": self.round_trips,
-            "records": [n.to_json() for n in self],
-            "disputes": self.disputes_json(),
-        }
-
-
-# --------------------------------------------------------------------------------------------
 # the resolver
 
 
 @dataclass
 class _Call:
     method: str
-    params: list
+    params: list[Any]
     kind: str  # "states" | "logs" | "claims" | "licenses"
-    ids: list = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)  # record or content ids (bytes); licence ids (int) for "licenses"
 
 
 class Resolver:
@@ -296,12 +115,13 @@ class Resolver:
     Args:
         registry: a :class:`Registry` (read-only is enough).
         sources: a :class:`registry.storage.fetch.Sources` for documents (``None``: chain only).
-        recipe_parser: turns a recipe document (dict) into a Recipe (default: the compose layer's
-            ``parse_recipe``, imported when first needed: recipes are specified there).
+        recipe_parser: turns a recipe document (dict) into a Recipe (default:
+            :func:`registry.formats.recipe.parse_recipe`).
         workers: parallel document fetches when remote sources are configured.
     """
 
-    def __init__(self, registry: Registry, sources=None, *, recipe_parser: Callable[[Any], Any] | None = None, workers: int = 4) -> None:
+    def __init__(self, registry: Registry, sources: Sources | None = None, *, recipe_parser: Callable[[Any], Recipe] | None = None,
+                 workers: int = 4) -> None:
         self.registry = registry
         self.sources = sources
         self._recipe_parser = recipe_parser
@@ -316,7 +136,7 @@ class Resolver:
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first (empty when none)."""
-        cid = to_bytes32(content_id, "content id")
+        cid = parse_bytes32(content_id, "content id")
         records = self._run_levels([], claims_of=[cid], follow=False)[1]
         return earliest_first(r for r in records.values() if r.content_id == cid)
 
@@ -324,7 +144,7 @@ class Resolver:
         """Every claim of several content ids, each list earliest first (an empty list for an id
         nothing claims): two round trips, the logs (one query per 256 ids) then the records'
         storage, every event re-hashed to its id."""
-        ids = list(dict.fromkeys(to_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
         if not ids:
             return {}
         records = self._run_levels([], claims_of=ids, follow=False)[1]
@@ -352,7 +172,7 @@ class Resolver:
 
     def records(self, record_ids: Iterable[Any]) -> list[Record | None]:
         """Many records in one round trip (``None`` for an unknown id)."""
-        ids = [to_bytes32(r, "record id") for r in record_ids]
+        ids = [parse_bytes32(r, "record id") for r in record_ids]
         found = self._run_levels(ids, follow=False)[1]
         return [found.get(rid) for rid in ids]
 
@@ -365,7 +185,7 @@ class Resolver:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {to_hex(to_bytes32(record_id))} on {self.registry.chain.name} at {self.registry.address}; "
+                f"no record {to_hex(parse_bytes32(record_id, 'id'))} on {self.registry.chain.name} at {self.registry.address}; "
                 "check the id and the network (`elements ls` lists the records)"
             )
         return record
@@ -415,7 +235,7 @@ class Resolver:
             self._read_licenses(missing)
         nodes = {rid: ResolvedRecord(r, self._licenses.get(r.license_id), None, depth[rid]) for rid, r in records.items()}
         graph = Graph(
-            query if isinstance(query, str) else ",".join(to_hex(to_bytes32(q)) for q in ([query] if isinstance(query, bytes) else query)),
+            query if isinstance(query, str) else ",".join(to_hex(parse_bytes32(q, "id")) for q in ([query] if isinstance(query, bytes) else query)),
             roots, nodes, 0, self.registry.chain.chain_id, self.registry.address,
         )
         if documents:
@@ -441,34 +261,36 @@ class Resolver:
 
     # -- reading the chain --------------------------------------------------------------------
 
-    def _roots(self, query, *, follow: bool, yanked: bool = True):
+    def _roots(self, query: str | bytes | Sequence[Any], *, follow: bool,
+               yanked: bool = True) -> tuple[list[bytes], dict[bytes, Record], dict[bytes, int]]:
         if isinstance(query, (list, tuple)):
-            ids = [to_bytes32(q, "record id") for q in query]
-            if not ids:
+            asked: list[bytes] = [parse_bytes32(q, "record id") for q in query]
+            if not asked:
                 raise InputError("no record ids to resolve")
-            depth, records = self._run_levels(ids, follow=follow)
-            for rid in ids:
+            depth, records, _ = self._run_levels(asked, follow=follow)
+            for rid in asked:
                 if rid not in records:
                     raise RecordNotFoundError(
                         f"no record {to_hex(rid)} on {self.registry.chain.name} at {self.registry.address}; check the id and the network"
                     )
-            return list(dict.fromkeys(ids)), records, depth
+            return list(dict.fromkeys(asked)), records, depth
         if isinstance(query, (bytes, bytearray)):
             kind, value = "id", bytes(query)
         else:
-            kind, value = parse_hash(query)
+            text = str(query)  # parse_hash reads str() of anything else, and refuses it
+            kind, value = parse_hash(text)
         if kind == "cid":
             matching = [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
             self.round_trips += 2
             if not matching:
                 raise HashNotFound(
-                    f"no record on {self.registry.chain.name} has CID {query}; check the CID and the network "
+                    f"no record on {self.registry.chain.name} has CID {text}; check the CID and the network "
                     "(`elements ls` lists the records)"
                 )
-            ids = [r.record_id for r in earliest_first(matching)]
-            depth, records = self._run_levels(ids, follow=follow)
+            ids: list[bytes] = [r.record_id for r in earliest_first(matching)]
+            depth, records, _ = self._run_levels(ids, follow=follow)
             return ids, records, depth
-        depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow, return_roots=True)
+        depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow)
         if not roots:
             raise HashNotFound(
                 f"no record and no claim has hash {to_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
@@ -479,8 +301,9 @@ class Resolver:
             roots = live or roots
         return roots, records, depth
 
-    def _run_levels(self, ids: list[bytes], *, claims_of: list[bytes] | None = None, follow: bool = True, return_roots: bool = False):
-        """Read records level by level; returns ``(depth, records)`` (+ roots when asked).
+    def _run_levels(self, ids: Sequence[bytes], *, claims_of: Sequence[bytes] | None = None,
+                    follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]]:
+        """Read records level by level; returns ``(depth, records, roots)``.
 
         ``ids`` are read as records; ``claims_of`` adds every claim of these content ids as roots
         (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
@@ -503,7 +326,7 @@ class Resolver:
                 part = need_log[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
             for start in range(0, len(claims_of or ()), _IDS_PER_CALL):
-                part = claims_of[start : start + _IDS_PER_CALL]
+                part = list(claims_of or ())[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, part])], "claims", part))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
@@ -536,9 +359,9 @@ class Resolver:
                                 fresh.append(record.record_id)
                         self.round_trips += 2
                     else:
-                        for rid, record in zip(call.ids, self.registry.records(call.ids)):
-                            if record is not None:
-                                done[rid] = record
+                        for rid, read in zip(call.ids, self.registry.records(call.ids)):
+                            if read is not None:
+                                done[rid] = read
                                 fresh.append(rid)
                         self.round_trips += 2
                 else:
@@ -564,7 +387,7 @@ class Resolver:
                 if rid not in states and rid not in done and rid not in need_state:
                     need_state.append(rid)
             for rid in fresh:
-                record_or_event = done.get(rid) or logs[rid]
+                record_or_event: Record | RecordEvent = done.get(rid) or logs[rid]
                 parents, licence = record_or_event.parents, record_or_event.license_id
                 licences_wanted.add(licence)
                 if not follow:
@@ -595,17 +418,15 @@ class Resolver:
                     if parent not in out:
                         raise IntegrityError(f"record {to_hex(rid)} names parent {to_hex(parent)}, which the registry does not hold")
         depth = {rid: d for rid, d in depth.items() if rid in out}
-        if return_roots:
-            if ids and ids[0] in out:
-                roots = [ids[0]]
-            else:
-                roots = [r for r in claim_roots if r in out]
-                roots.sort(key=lambda r: priority_key(out[r]))
-            # Roots of a content-id query are at depth 0; everything else is counted from them.
-            return depth, out, roots
-        return depth, out
+        if ids and ids[0] in out:
+            roots = [ids[0]]
+        else:
+            roots = [r for r in claim_roots if r in out]
+            roots.sort(key=lambda r: priority_key(out[r]))
+        # Roots of a content-id query are at depth 0; everything else is counted from them.
+        return depth, out, roots
 
-    def _filter(self, topics: list) -> dict:
+    def _filter(self, topics: list[Any]) -> dict[str, Any]:
         return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest",
                 "topics": encode_topics(topics)}
 
@@ -673,60 +494,17 @@ class Resolver:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def _parse_recipe(self, document: Any) -> Any:
-        if self._recipe_parser is None:
-            # Recipes are specified in the compose layer; it is imported only when a composition
-            # is met (the elements layer does not otherwise depend on it).
-            from ..formats.recipe import parse_recipe
+    def _parse_recipe(self, document: Any) -> Recipe:
+        return (self._recipe_parser or parse_recipe)(document)
 
-            self._recipe_parser = parse_recipe
-        return self._recipe_parser(document)
-
-    def _check_document(self, record: Record, raw: bytes) -> Any:
-        rid = to_hex(record.record_id)
-        if record.kind == Kind.COMPOSITION:
-            data = load_document(raw, f"the recipe {record.cid} of composition {rid}")
-            try:
-                recipe = self._parse_recipe(data)
-            except InputError as exc:
-                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not a valid recipe: {exc}") from None
-            if recipe.canonical_json() != raw:
-                raise DocumentError(f"the recipe {record.cid} of composition {rid} is not in canonical form; it cannot be the published one")
-            if not recipe.publishable:
-                raise DocumentError(f"the recipe of composition {rid} has inputs without record ids; a published recipe pins every input")
-            if recipe.output.content_id and recipe.output.content_id != to_hex(record.content_id):
-                raise DocumentError(
-                    f"composition {rid} claims content id {to_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
-                )
-            parents = set(record.parents)
-            for name, ref in recipe.inputs.items():
-                if to_bytes32(ref.record) not in parents:
-                    raise DocumentError(f"the recipe of composition {rid} uses record {ref.record} (input {name!r}), which is not a parent of the record")
-            return recipe
-        try:
-            manifest = Manifest.from_json(raw, require_canonical=True)
-        except ElementsError as exc:
-            raise DocumentError(f"the manifest {record.cid} of record {rid} is invalid: {exc}") from None
-        if bytes(manifest.content_id) != record.content_id:
-            raise DocumentError(
-                f"record {rid} claims content id {to_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
-            )
-        wanted = {Kind.ELEMENT: "tensors", Kind.ADAPTER: "tensors", Kind.FILE: "file"}.get(record.kind)
-        if wanted and manifest.kind != wanted:
-            raise DocumentError(f"record {rid} is a {Kind(record.kind).name.lower()} but its manifest is of kind {manifest.kind!r}")
-        if manifest.data is None:
-            raise DocumentError(f"the manifest of record {rid} names no data CID; it cannot be fetched")
-        try:
-            split_cid(manifest.data["cid"])
-        except InputError:
-            raise DocumentError(f"the manifest of record {rid} names data CID {manifest.data['cid']!r}, which is not a CID") from None
-        return manifest
+    def _check_document(self, record: Record, raw: bytes) -> Manifest | Recipe:
+        return check_record_document(record, raw, self._parse_recipe)
 
     def _attach_documents(self, graph: Graph, strict: bool) -> None:
         records = [n.record for n in graph.nodes.values()]
         remote = self.sources is not None and (getattr(self.sources, "kubo", None) is not None or getattr(self.sources, "gateways", None))
 
-        def one(record: Record):
+        def one(record: Record) -> tuple[bytes, Manifest | Recipe | None, Exception | None]:
             try:
                 return record.record_id, self.document(record), None
             except (NotFoundError, ServiceError, IntegrityError) as exc:
@@ -751,7 +529,7 @@ class Resolver:
             recipe = node.document
             if node.is_composition and recipe is not None:
                 for name, ref in recipe.inputs.items():
-                    parent = graph.nodes.get(to_bytes32(ref.record))
+                    parent = graph.nodes.get(parse_bytes32(ref.record, "id"))
                     error = None
                     if parent is not None and to_hex(parent.content_id) != ref.content_id:
                         error = DocumentError(
@@ -776,85 +554,3 @@ class _Fallback:
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-# --------------------------------------------------------------------------------------------
-# licences against a whole ancestry
-
-
-def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: Graph, parents: Iterable[Any]) -> None:
-    """Refuse, before anything is sent, a child whose licence breaks an ancestor's terms.
-
-    The decision is the registry's own rule (:func:`registry.chain.licenses.check_derivative`): what
-    every record of the graph inherits from other publishers is computed bottom-up, then the child
-    is checked against its parents, in ascending id as the contract does. A restriction reaching the
-    child through one of the publisher's own records is explained by the ancestor it comes from.
-
-    Raises:
-        DerivativesNotAllowedError, CommercialUseNotAllowedError, ShareAlikeRequiredError: the
-        message names the ancestor, its publisher, its licence, the path to it and the rule.
-        IntegrityError: a record of the ancestry names a licence the registry does not list.
-    """
-    publisher = to_checksum_address(publisher)
-    parent_ids = sorted({to_bytes32(p, "parent record id") for p in parents})
-    for pid in parent_ids:
-        if pid not in graph.nodes:
-            raise make_error("UnknownParent", {"parentId": to_hex(pid)})
-    names = {}
-    for rid, node in graph.nodes.items():
-        if node.license is None:
-            raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
-        names[node.license.license_id] = node.license.spdx_id
-    names[child.license_id] = child.spdx_id
-    carried = inherited_restrictions({rid: (n.record.publisher, n.license, n.record.parents) for rid, n in graph.nodes.items()})
-    entries = [(to_hex(pid), graph.nodes[pid].record.publisher, graph.nodes[pid].license, carried[pid]) for pid in parent_ids]
-    try:
-        check_derivative(publisher, child, entries, names)
-    except LicenseViolation as error:
-        if error.error.startswith("Inherited"):
-            _explain_inherited(error, publisher, child, graph, to_bytes32(error.parent_id), names)
-        raise
-
-
-def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
-                       names: dict[int, str]) -> None:
-    """Name, in ``error``, the record of another publisher that a restriction inherited through the
-    publisher's own record ``start`` comes from: the nearest one whose terms it breaks and that binds
-    the child (a path reaches it through no other record of its own publisher)."""
-    share_alike = error.rule == "share-alike"
-
-    def breaks(terms: LicenseTerms) -> bool:
-        if share_alike:
-            return terms.share_alike and terms.license_id != child.license_id
-        return not terms.commercial_use and child.commercial_use
-
-    found: list[list[bytes]] = []
-    for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
-        frontier, seen = [[start]], set()
-        while frontier:
-            following = []
-            for path in frontier:
-                rid = path[-1]
-                if rid in seen or rid not in graph.nodes:
-                    continue
-                seen.add(rid)
-                node = graph.nodes[rid]
-                if node.record.publisher == owner:
-                    if node.license is not None and breaks(node.license):
-                        found.append(path)
-                    continue  # past it, the owner's own re-licensing governs
-                following.extend(path + [p] for p in sorted(node.record.parents))
-            frontier = following
-    if not found:
-        return
-    path = min(found, key=lambda f: (len(f), f[-1]))
-    node = graph.nodes[path[-1]]
-    terms = node.license
-    via = " -> ".join(to_hex(p)[:12] + "…" for p in path[:-1])
-    explanation = (f"which is share-alike: publish under {terms.spdx_id}, not {child.spdx_id}" if share_alike else
-                   f"which is non-commercial, and {child.spdx_id} allows commercial use: choose a non-commercial licence")
-    error.args = (
-        f"ancestor record {to_hex(path[-1])} (published by {node.record.publisher}, reached through {via}) is under "
-        f"{terms.spdx_id} (licence {terms.license_id}: {describe_flags(terms.flags)}), {explanation}",
-    )
-    error.values.update({"parentId": to_hex(path[-1]), "parentLicenseId": terms.license_id, "ancestorPath": [to_hex(p) for p in path]})
