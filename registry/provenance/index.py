@@ -11,7 +11,7 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
                                           last indexed block and its hash, the
                                           endpoints every indexed block was read from
         records   (record_id PK, publisher, content_id, kind, block, log_index,
-                   priority_block, cid, role, status, error)
+                   priority_block, cid_codec, cid_digest, role, status, error)
                                           every RecordPublished event; role element | output |
                                           file once its document is read; status pending |
                                           indexed | invalid
@@ -22,8 +22,9 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
                                           (manifest) and composition output (recipe table);
                                           indexed by digest, by name, by content id
 
-``sync()`` reads the events of blocks after the last indexed one (``Registry.records_between``,
-within the network's log caps) and nothing else; ``update()`` syncs, then fetches the documents of new records (and retries earlier failures) in a small thread pool,
+``sync()`` reads the events of blocks after the last indexed one (:func:`registry.chain.scan.scan_records`:
+within the network's log caps, tens of thousands of records a second from a local node) and
+nothing else; ``update()`` syncs, then fetches the documents of new records (and retries earlier failures) in a small thread pool,
 and stores their tensor tables, keyed by content id so an element claimed by several publishers
 is stored once. If the block at the last indexed height has another hash (a reorg, or a devnet
 restarted from scratch) or the genesis differs, the index is rebuilt; so it is when this run
@@ -50,10 +51,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..chain.cids import join_cid
 from ..chain.registry import Record, Registry
+from ..chain.scan import scan_records
 from ..formats.recipe import Recipe
 from ..formats.content_id import Manifest, TensorEntry
-from ..errors import NotFoundError, ServiceError
+from ..errors import ElementsError, NotFoundError, ServiceError
 from ..records.documents import DocumentError, Documents
 
 __all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "index_path", "builds_on"]
@@ -67,7 +70,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     record_id BLOB PRIMARY KEY, publisher TEXT NOT NULL, content_id BLOB NOT NULL, kind INTEGER NOT NULL,
-    block INTEGER NOT NULL, log_index INTEGER NOT NULL, priority_block INTEGER NOT NULL, cid TEXT NOT NULL,
+    block INTEGER NOT NULL, log_index INTEGER NOT NULL, priority_block INTEGER NOT NULL,
+    cid_codec INTEGER NOT NULL, cid_digest BLOB NOT NULL,
     role TEXT, status TEXT NOT NULL DEFAULT 'pending', error TEXT);
 CREATE INDEX IF NOT EXISTS records_content ON records (content_id, role);
 CREATE INDEX IF NOT EXISTS records_status ON records (status);
@@ -126,6 +130,9 @@ class ElementIndex:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path) if path is not None else ":memory:", check_same_thread=False)
+        # Derived data, rebuilt from the chain when lost: a crash may cost the last sync, never the file.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self._lock = threading.Lock()
 
@@ -232,12 +239,13 @@ class ElementIndex:
             self._reset(identity)
             last = None
         start = self.registry.deploy_block if last is None else last + 1
-        new: list[Record] = self.registry.records_between(start, latest) if start <= latest else []
+        new = scan_records(self.registry.reader, start, latest)
         with self._db:
             self._db.executemany(
-                "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, block, log_index, priority_block, cid) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.record_id, r.publisher, r.content_id, int(r.kind), r.block_number, r.log_index, r.priority_block, r.cid) for r in new],
+                "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, block, log_index, priority_block, cid_codec, cid_digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.record_id, r.publisher, r.content_id, r.kind, r.block_number, r.log_index, r.priority_block, r.cid_codec, r.cid_digest)
+                 for r in new],
             )
             self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
                                  [(bytes(p), r.record_id) for r in new for p in r.parents])
@@ -248,7 +256,8 @@ class ElementIndex:
 
     def _fetch_pending(self) -> int:
         rows = self._db.execute(
-            "SELECT record_id, publisher, content_id, kind, block, log_index, cid FROM records WHERE status = 'pending' ORDER BY block, log_index"
+            "SELECT record_id, publisher, content_id, kind, block, log_index, cid_codec, cid_digest FROM records WHERE status = 'pending' "
+            "ORDER BY block, log_index"
         ).fetchall()
         if not rows or self.documents is None:
             return 0
@@ -256,8 +265,13 @@ class ElementIndex:
         known = {(bytes(c), r) for c, r in self._db.execute("SELECT DISTINCT content_id, role FROM tensors").fetchall()}
 
         def fetch(row: tuple) -> tuple[bytes, str, str | None, Any]:
-            record_id, publisher, content_id, kind, block, log_index, cid = row
-            record = Record(bytes(record_id), publisher, bytes(content_id), cid, 0, b"", 0, kind, (), block, False, b"", log_index)
+            record_id, publisher, content_id, kind, block, log_index, codec, digest = row
+            try:
+                cid = join_cid(codec, bytes(digest))
+            except ElementsError as exc:  # a codec the registry never accepts: nothing to fetch
+                return bytes(record_id), "invalid", str(exc), None
+            record = Record(bytes(record_id), publisher, bytes(content_id), cid, codec, bytes(digest), 0, kind, (), block, False, b"",
+                            log_index)
             try:
                 return bytes(record_id), "indexed", None, documents.of(record)
             except DocumentError as exc:
