@@ -5,6 +5,7 @@ public nodes, any query over a few blocks or a few results."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -225,3 +226,24 @@ def test_a_registry_spanning_several_log_ranges_still_resolves_in_depth_plus_one
     assert caps.refused == 0
     # The second level asked for each of its ranges in the same batch, none longer than the limit.
     assert sum(1 for low, high, _ in caps.answered if high - low + 1 <= max(1, span // 3)) >= 3
+
+
+def test_a_networks_log_block_range_is_configured_and_applied(anvil, anvil_registry, tmp_path):
+    from registry.chain.session import open_registry
+    from registry.config import Settings
+    from tests.cli_support import elements
+
+    home = tmp_path / "home"
+    added = elements(home, "config", "network", "add", "capped", "--rpc-url", anvil.url, "--log-block-range", "500")
+    assert added.returncode == 0, added.stderr
+    assert json.loads((home / "config.json").read_text())["networks"]["capped"]["log_block_range"] == 500
+    settings = Settings.resolve({"home": str(home), "network": "capped", "registry": anvil_registry.address})
+    assert open_registry(settings).reader.log_limits.max_range == 500
+
+    refused = elements(home, "config", "network", "add", "bad", "--rpc-url", anvil.url, "--log-block-range", "-1")
+    assert refused.returncode == 2 and "--log-block-range -1 is negative" in refused.stderr
+    config = json.loads((home / "config.json").read_text())
+    config["networks"]["capped"]["log_block_range"] = "lots"
+    (home / "config.json").write_text(json.dumps(config))
+    broken = elements(home, "--network", "capped", "ls")
+    assert broken.returncode == 2 and "networks.capped.log_block_range must be a number of blocks" in broken.stderr
