@@ -231,19 +231,20 @@ def main() -> None:
             run_cli(*common, "ls", "--parent", "0x" + parent.hex())
             children, row["ls_parent_s"] = best(args.repeat, lambda: run_cli(*common, "ls", "--parent", "0x" + parent.hex()))
             row["ls_parent_n"] = len(children)
+            row["load"] = os.getloadavg()[0]
             rows.append(row)
             say(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
 
         say("")
-        say("| records | resolve (round trips, depth) | show (4 claims) | verify | ls --publisher --kind --license --live | ls --parent | index first sync | index incremental sync |")
-        say("|---:|---|---:|---:|---:|---:|---|---|")
+        say("| records | resolve (round trips, depth) | show (4 claims) | verify | ls --publisher --kind --license --live | ls --parent | index first sync | index incremental sync | load |")
+        say("|---:|---|---:|---:|---:|---:|---|---|---:|")
         for row in rows:
             rate = row["index_first_n"] / row["index_first_s"]
             say(f"| {row['records']:,} | {row['resolve_s'] * 1000:.0f} ms ({row['resolve_trips']}, {row['depth']}) "
                 f"| {row['show_s'] * 1000:.0f} ms | {row['verify_s'] * 1000:.0f} ms "
                 f"| {row['ls_filter_s'] * 1000:.0f} ms ({row['ls_filter_n']} listed) | {row['ls_parent_s'] * 1000:.0f} ms ({row['ls_parent_n']}) "
                 f"| {row['index_first_s']:.2f} s, {rate:,.0f} records/s | {row['index_incr_s'] * 1000:.0f} ms: {row['index_incr_n']} records, "
-                f"{row['index_incr_blocks']} block(s) (from {row['index_incr_from']}, last indexed {row['index_first_to']}) |")
+                f"{row['index_incr_blocks']} block(s) (from {row['index_incr_from']}, last indexed {row['index_first_to']}) | {row['load']:.1f} |")
         first, last = rows[0], rows[-1]
         resolve_growth = last["resolve_s"] / first["resolve_s"]
         verify_growth = last["verify_s"] / first["verify_s"]

@@ -247,3 +247,21 @@ def test_a_networks_log_block_range_is_configured_and_applied(anvil, anvil_regis
     (home / "config.json").write_text(json.dumps(config))
     broken = elements(home, "--network", "capped", "ls")
     assert broken.returncode == 2 and "networks.capped.log_block_range must be a number of blocks" in broken.stderr
+
+
+def test_a_walk_sized_by_density_asks_for_about_the_target_and_an_answer_over_the_byte_budget_is_halved():
+    from registry.chain.errors import RpcResponseError
+
+    asked = []
+
+    def dense(low, high):  # ten logs a block; more than 64 in one answer is over the byte budget
+        asked.append((low, high))
+        if (high - low + 1) * 10 > 64:
+            raise RpcResponseError("node answered eth_getLogs with more than 64 bytes (SERVICE_ANSWER_BYTES in docs/limits.md); ask for less")
+        return [{"blockNumber": hex(b), "logIndex": hex(i)} for b in range(low, high + 1) for i in range(10)]
+
+    logs = query_logs(dense, 0, 99, LogLimits(max_range=1000), first_span=2, target_logs=40)
+    assert len(logs) == 1000 and [(int(g["blockNumber"], 16), int(g["logIndex"], 16)) for g in logs] == [(b, i) for b in range(100) for i in range(10)]
+    assert all(high - low + 1 <= 4 for low, high in asked[1:])  # 40 logs a step: four blocks
+    with pytest.raises(RpcResponseError):
+        query_logs(lambda low, high: (_ for _ in ()).throw(RpcResponseError("node answered with a corrupt body")), 0, 9)

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .errors import ChainError, LogQueryRefused
+from .errors import ChainError, LogQueryRefused, RpcResponseError
 
 __all__ = ["LogLimits", "DEFAULT_LOG_LIMITS", "is_capped", "suggested_span", "block_ranges", "merge_logs", "query_logs"]
 
@@ -135,12 +135,25 @@ def merge_logs(parts: Iterable[Iterable[Any]]) -> list[Any]:
     return [by_position[k] for k in sorted(by_position)] + malformed
 
 
+def _refusal(exc: Exception) -> str | None:
+    """The message of a refusal that asking for less cures: a node's cap, or an answer over this
+    client's byte budget (``SERVICE_ANSWER_BYTES``); ``None`` for any other error."""
+    if isinstance(exc, LogQueryRefused):
+        return str(exc)
+    if isinstance(exc, RpcResponseError) and "SERVICE_ANSWER_BYTES" in str(exc):
+        return "query returned more than this client's byte budget (SERVICE_ANSWER_BYTES)"
+    return None
+
+
 def query_logs(
     get_logs: Callable[[int, int], list],
     start: int,
     end: int,
     limits: LogLimits = DEFAULT_LOG_LIMITS,
     where: str = "the node",
+    *,
+    first_span: int | None = None,
+    target_logs: int | None = None,
 ) -> list[Any]:
     """Every log of ``[start, end]``, asked for in ranges the node accepts.
 
@@ -149,21 +162,28 @@ def query_logs(
             :class:`LogQueryRefused` with the node's message when the node refuses it.
         limits: the largest range and the number of halvings allowed.
         where: the endpoint, as errors name it.
+        first_span: the first step (default ``limits.max_range``), for a walk over dense blocks.
+        target_logs: when given, each next step is sized from the density of the last answer to
+            return about this many logs (never over ``limits.max_range``): a bulk read then
+            rarely asks for an answer it has to throw away.
 
     Raises:
         ChainError: the node refused a range for another reason than a cap, refused a single
             block, or still refused after ``limits.max_splits`` halvings.
     """
-    span = limits.max_range if limits.max_range > 0 else end - start + 1
+    widest = limits.max_range if limits.max_range > 0 else end - start + 1
+    span = min(widest, first_span) if first_span else widest
     splits = 0
     parts: list[list] = []
     low = start
     while low <= end:
         high = min(end, low + span - 1)
         try:
-            parts.append(get_logs(low, high))
-        except LogQueryRefused as exc:
-            message = str(exc)
+            answer = get_logs(low, high)
+        except (LogQueryRefused, RpcResponseError) as exc:
+            message = _refusal(exc)
+            if message is None:
+                raise
             if not is_capped(message):
                 raise ChainError(f"{where} refused a log query for blocks {low}-{high} ({message}); check the node") from None
             if high == low or splits >= limits.max_splits:
@@ -177,5 +197,9 @@ def query_logs(
             if hint is not None and 0 < hint < span:
                 span = hint
             continue
+        parts.append(answer)
+        if target_logs:
+            blocks = high - low + 1
+            span = max(1, min(widest, blocks * 2 if not answer else blocks * target_logs // len(answer)))
         low = high + 1
     return merge_logs(parts)

@@ -478,9 +478,10 @@ class ChainReader:
 
     # -- events -------------------------------------------------------------------------------
 
-    def logs(self, topics: list, from_block: int | None = None, to_block: int | None = None) -> list:
+    def logs(self, topics: list, from_block: int | None = None, to_block: int | None = None, **walk: Any) -> list:
         """Raw ``RecordPublished``-filtered logs of the registry in a block range (default: all of
-        it), asked for within :attr:`log_limits` (see :mod:`registry.chain.logs`)."""
+        it), asked for within :attr:`log_limits` (see :mod:`registry.chain.logs`; ``walk``: the
+        ``first_span`` / ``target_logs`` of :func:`~registry.chain.logs.query_logs`)."""
         start = self.deploy_block if from_block is None else from_block
         end = self.chain.block_number() if to_block is None else to_block
         encoded = encode_topics(topics)
@@ -488,7 +489,7 @@ class ChainReader:
         def get_logs(low: int, high: int) -> list:
             return self.chain.get_logs({"address": self.address, "fromBlock": hex(low), "toBlock": hex(high), "topics": encoded})
 
-        return query_logs(get_logs, start, end, self.log_limits, self.where)
+        return query_logs(get_logs, start, end, self.log_limits, self.where, **walk)
 
     def events(self, logs: Iterable[Any]) -> list[RecordEvent]:
         """The registry's ``RecordPublished`` events among raw logs (others are skipped)."""

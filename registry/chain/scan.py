@@ -28,6 +28,10 @@ from .reader import COMMITMENT_EXPIRY, READ_CHUNK, RECORD_PUBLISHED_TOPIC, Chain
 __all__ = ["ScannedRecord", "scan_records", "decode_raw_log"]
 
 _PARTS = 4  # block ranges read at once
+# Each part starts small and sizes its next query from what the last one returned, so a node with
+# dense blocks is not asked for answers over the caps (that would be thrown away whole).
+_FIRST_SPAN = 16
+_TARGET_LOGS = 4_000
 _CALLS_PER_BATCH = 40  # records(ids) calls in one JSON-RPC batch: 10,240 records a round trip
 _MAX_PARENTS = 127
 _TOPIC0 = "0x" + RECORD_PUBLISHED_TOPIC.hex()
@@ -164,7 +168,7 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
     address = reader.address.lower()
     seen: set[bytes] = set()
     events = []
-    for log in reader.logs([RECORD_PUBLISHED_TOPIC], start, end):
+    for log in reader.logs([RECORD_PUBLISHED_TOPIC], start, end, first_span=_FIRST_SPAN, target_logs=_TARGET_LOGS):
         event = decode_raw_log(log, address, reader.where)
         if event is not None and event[0] not in seen:
             seen.add(event[0])
