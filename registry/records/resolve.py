@@ -82,6 +82,7 @@ LICENSE_WINDOW = 64
 _IDS_PER_CALL = 256
 _RANGES_PER_BATCH = 8  # log queries of one id list in one batch; a registry spanning more reads exact blocks
 _EXACT = "exact blocks"  # a log call not sent: its records are read through the exact blocks
+_TOO_MANY_RANGES = "the registry spans more log ranges than one batch holds"
 
 
 class HashNotFound(NotFoundError):
@@ -523,7 +524,7 @@ class Resolver:
                 data = licenses_call(licence_ids)
                 calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(data)}, "latest"], "licenses", licence_ids))
             answers = iter(self._execute([c for c in calls if c.method != _EXACT]))
-            results = [_Fallback("the registry spans more log ranges than one batch holds") if c.method == _EXACT else next(answers)
+            results = [_Fallback(_TOO_MANY_RANGES) if c.method == _EXACT else next(answers)
                        for c in calls]
             first = False
             fallen: set[tuple[str, tuple]] = set()
@@ -545,7 +546,7 @@ class Resolver:
                 elif isinstance(result, _Fallback):
                     # The node refused the log query (a capped block range): read these records the
                     # slow way, through the exact blocks their storage names (once per id list).
-                    if result.reason != "the registry spans more log ranges than one batch holds":
+                    if result.reason != _TOO_MANY_RANGES:
                         self._logs_capped = True
                     if (call.kind, tuple(call.ids)) in fallen:
                         continue
