@@ -157,6 +157,9 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
         chain_id = entry.get("chain_id")
         if chain_id is not None and (isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 0 < chain_id < 1 << 64):
             raise wrong(f"networks.{name}.chain_id", "a positive integer")
+        log_range = entry.get("log_block_range")
+        if log_range is not None and (isinstance(log_range, bool) or not isinstance(log_range, int) or not 0 <= log_range < 1 << 32):
+            raise wrong(f"networks.{name}.log_block_range", "a number of blocks (0: no limit)")
 
 
 def save_config_file(home: Path, data: Mapping[str, Any]) -> Path:

@@ -321,7 +321,13 @@ def measure_json(data: bytes) -> tuple[int, int]:
     """``(depth, values)`` of JSON text, measured without parsing it: the deepest nesting of
     brackets outside strings (what ``json.loads`` recurses to, also for malformed text) and an
     upper bound on the number of values. Linear in ``len(data)``."""
-    structure = _STRING.sub(b'""', data).translate(None, _NOT_STRUCTURE)
+    if b"\\" in data or data.count(b'"') % 2:
+        outside = _STRING.sub(b'""', data)
+    else:
+        # No escapes and every string closed: each quote opens or closes a string, so the text
+        # outside strings is every other piece between quotes (a fast path for large answers).
+        outside = b"".join(data.split(b'"')[::2])
+    structure = outside.translate(None, _NOT_STRUCTURE)
     commas = structure.count(b",")
     brackets = structure.translate(None, b",")
     opens = brackets.count(b"[") + brackets.count(b"{")

@@ -122,9 +122,92 @@ def test_an_index_read_through_fewer_endpoints_than_this_run_cross_checks_is_reb
         chain = connect([p.url for p in proxies])
         return ElementIndex(Registry(chain, anvil_registry.address, deploy_block=anvil_registry.deploy_block), Documents(Sources(store)), path)
 
-    with RpcProxy(anvil.url) as honest, RpcProxy(anvil.url) as honest2, RpcProxy(anvil.url, DropEarliestLog()) as drops:
+    lie = DropEarliestLog()
+    with RpcProxy(anvil.url) as honest, RpcProxy(anvil.url) as honest2, RpcProxy(anvil.url, lie) as drops:
         every = len(anvil_registry.all_records())
-        assert index_over(drops).update()["records"] == every - 1  # one endpoint, trusted: its omission is indexed
+        # One endpoint, trusted: its omissions (one per log query the sync asked) are indexed.
+        assert index_over(drops).update()["records"] == every - lie.dropped and lie.dropped >= 1
         rebuilt = index_over(honest, honest2).update()
         assert rebuilt["new"] == rebuilt["records"] == every  # read again through both, the hidden record is back
         assert index_over(honest).update()["new"] == 0  # one of the endpoints that read it all: reused
+
+
+def test_claims_are_ranked_by_priority_block_so_a_revealed_claim_comes_before_a_later_direct_one(world, store):
+    from registry.chain.registry import commitment_of
+    from tests.publish_support import funded_account
+
+    registry, published = world
+    element = registry.record(published.records["encoder.layer.3"])
+    copy = RecordInput(element.content_id, element.cid, element.license_id, Kind.ELEMENT)
+    early = fresh_binding(registry, funded_account(registry.chain))  # commits first, reveals last
+    late = fresh_binding(registry, funded_account(registry.chain))  # publishes directly in between
+    salt = os.urandom(32)
+    early.commit(commitment_of(early.account.address, salt, [copy.record_id(early.account.address)]))
+    [late_id] = late.publish_batch([copy])
+    [early_id] = early.reveal(salt, [copy])
+    revealed = registry.record(early_id)
+    assert revealed.priority_block < registry.record(late_id).block_number < revealed.block_number
+
+    index = open_index(registry, store)
+    index.update()
+    digest = next(bytes(e.digest) for e in tensor_entries(WEIGHTS) if e.name == QUERY3)
+    elements = [h for h in index.by_digest([digest])[digest] if h.role == "element"]
+    assert [h.record_id for h in elements] == [element.record_id, early_id, late_id]
+    assert elements[1].priority_block == revealed.priority_block
+
+
+def test_an_index_of_the_previous_format_is_dropped_and_rebuilt_with_the_new_columns(world, store, tmp_path):
+    import sqlite3
+
+    registry, published = world
+    path = tmp_path / "index.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE records (record_id BLOB PRIMARY KEY, publisher TEXT NOT NULL, content_id BLOB NOT NULL, kind INTEGER NOT NULL,"
+        " block INTEGER NOT NULL, log_index INTEGER NOT NULL, cid TEXT NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'pending', error TEXT);"
+        "INSERT INTO meta VALUES ('format', 'elements.provenance-index/1'), ('last_block', '999');"
+    )
+    old.commit()
+    old.close()
+    index = open_index(registry, store, path)
+    state = index.update()
+    assert state["records"] == state["indexed"] == len(published.records) + 1
+    composition = bytes.fromhex(published.composition[2:])
+    assert len(index.children(composition)) == 0
+    assert set(index.children(bytes.fromhex(published.records["pooler"][2:]))) == {composition}
+
+
+def test_a_sync_reads_only_the_blocks_after_the_last_indexed_one(world, store, tmp_path):
+    registry, published = world
+    index = open_index(registry, store)
+    first = index.sync()
+    assert first["from_block"] == registry.deploy_block and first["new"] == len(published.records) + 1
+    registry.publish_batch([RecordInput(os.urandom(32), "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am", 2, Kind.ELEMENT)])
+    second = index.sync()
+    assert second["from_block"] == first["to_block"] + 1 and second["new"] == 1
+    assert index.sync()["new"] == 0
+    assert index.state()["pending"] == len(published.records) + 2  # a sync fetches no document
+
+
+def test_what_builds_on_a_record_comes_from_the_index_and_a_forged_row_is_dropped(world, store, tmp_path):
+    import sqlite3
+
+    from registry.provenance.index import builds_on
+
+    registry, published = world
+    pooler = bytes.fromhex(published.records["pooler"][2:])
+    composition = bytes.fromhex(published.composition[2:])
+    home = tmp_path / "home"
+    assert [r.record_id for r in builds_on(registry, home, pooler)] == [composition]
+    # A tampered cache (the memory chain's index is in memory; this one is on disk) cannot add a child.
+    on_disk = ElementIndex(registry, None, tmp_path / "forged.sqlite")
+    on_disk.sync()
+    other = bytes.fromhex(published.records["encoder.layer.3"][2:])
+    forger = sqlite3.connect(tmp_path / "forged.sqlite")
+    forger.execute("INSERT INTO parents (parent_id, record_id) VALUES (?, ?)", (pooler, other))
+    forger.commit()
+    forger.close()
+    assert set(on_disk.children(pooler)) == {composition, other}
+    assert [r.record_id for r in on_disk.builds_on(pooler)] == [composition]
+    on_disk.close()

@@ -155,3 +155,32 @@ def test_ls_by_name_skips_records_whose_document_cannot_be_fetched_and_says_how_
 ])
 def test_ls_refuses_bad_filters_in_one_line(world, devnet, args, words):  # noqa: F811
     assert words in one_line_error(elements(world["home"], devnet, "ls", *args))
+
+
+def test_ls_by_parent_answers_from_the_attribution_index_it_keeps_in_sync(world, devnet, tmp_path):  # noqa: F811
+    from registry.chain.devnet import ANVIL_CHAIN_ID
+    from registry.chain.registry import Registry
+    from registry.provenance.index import ElementIndex
+
+    home = tmp_path / "reader"
+    assert [r["record_id"] for r in ls({"home": home}, devnet, "--parent", world["notes"])] == [world["nc"]]
+    [path] = (home / "cache" / "provenance").glob(f"index-{ANVIL_CHAIN_ID}-*.sqlite")
+    registry = Registry.attach(devnet.connect())
+    index = ElementIndex(registry, None, path)
+    try:
+        assert index.children(bytes.fromhex(world["notes"][2:])) == [bytes.fromhex(world["nc"][2:])]
+        assert index.sync()["new"] == 0  # the command left it at the head
+    finally:
+        index.close()
+    # A later record is found: the command syncs the blocks after the index's last one. (It adds a
+    # record to the module's chain: this test stays after those that count every record.)
+    (tmp_path / "more.txt").write_text("more notes\n")
+    more = _publish(world["home"], devnet, tmp_path / "more.txt", "--license", "MIT", "--parent", world["notes"], key=KEYS[1])
+    assert [r["record_id"] for r in ls({"home": home}, devnet, "--parent", world["notes"])] == [world["nc"], more]
+
+
+def test_ls_by_parent_reads_the_events_when_the_index_cannot_be_kept(world, devnet, tmp_path):  # noqa: F811
+    home = tmp_path / "blocked"
+    (home / "cache").mkdir(parents=True)
+    (home / "cache" / "provenance").write_text("a file where the index directory goes\n")
+    assert [r["record_id"] for r in ls({"home": home}, devnet, "--parent", world["element"])] == [world["composition"]]

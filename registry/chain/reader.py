@@ -28,7 +28,7 @@ from ..digest import to_hex
 from ..errors import ChainError, ElementsError, InputError, IntegrityError
 from .abi import AbiDecodeError, checksum_address, decode, encode_call, keccak
 from .cids import join_cid
-from .errors import LogQueryRefused
+from .logs import DEFAULT_LOG_LIMITS, LogLimits, query_logs
 from .licenses import LicenseTerms, describe_inherited
 
 if TYPE_CHECKING:
@@ -411,6 +411,8 @@ class ChainReader:
         self.address = checksum_address(address)
         self.address_bytes = bytes.fromhex(self.address[2:])
         self.deploy_block = deploy_block
+        #: how log queries are cut for this chain's nodes (``open_registry`` sets the network's)
+        self.log_limits: LogLimits = DEFAULT_LOG_LIMITS
 
     @property
     def where(self) -> str:
@@ -453,25 +455,18 @@ class ChainReader:
 
     # -- events -------------------------------------------------------------------------------
 
-    def logs(self, topics: Sequence[Any], from_block: int | None = None, to_block: int | None = None) -> list[Any]:
+    def logs(self, topics: Sequence[Any], from_block: int | None = None, to_block: int | None = None, **walk: Any) -> list[Any]:
         """Raw ``RecordPublished``-filtered logs of the registry in a block range (default: all of
-        it), the range halved and asked again where a node caps it."""
+        it), asked for within :attr:`log_limits` (see :mod:`registry.chain.logs`; ``walk``: the
+        ``first_span`` / ``target_logs`` of :func:`~registry.chain.logs.query_logs`)."""
         start = self.deploy_block if from_block is None else from_block
         end = self.chain.block_number() if to_block is None else to_block
-        return self._logs_range(encode_topics(topics), start, end, 0)
+        encoded = encode_topics(topics)
 
-    def _logs_range(self, topics: list[Any], start: int, end: int, depth: int) -> list[Any]:
-        if start > end:
-            return []
-        flt = {"address": self.address, "fromBlock": hex(start), "toBlock": hex(end), "topics": topics}
-        try:
-            return self.chain.get_logs(flt)
-        except LogQueryRefused as exc:
-            # Public RPCs cap the block range or the result count: halve the range and retry.
-            if depth >= 24 or start == end:
-                raise ChainError(f"{self.where} refused a log query for blocks {start}-{end}: {exc}") from None
-            mid = (start + end) // 2
-            return self._logs_range(topics, start, mid, depth + 1) + self._logs_range(topics, mid + 1, end, depth + 1)
+        def get_logs(low: int, high: int) -> list[Any]:
+            return self.chain.get_logs({"address": self.address, "fromBlock": hex(low), "toBlock": hex(high), "topics": encoded})
+
+        return query_logs(get_logs, start, end, self.log_limits, self.where, **walk)
 
     def events(self, logs: Iterable[Any]) -> list[RecordEvent]:
         """The registry's ``RecordPublished`` events among raw logs (others are skipped)."""

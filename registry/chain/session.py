@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from .abi import checksum_address as to_checksum_address
 from .errors import AccountError, NoRegistryError
-from .network import Chain
 from .connection import connect
+from .logs import LogLimits
+from .network import Chain
 from .registry import Registry
 
 if TYPE_CHECKING:
@@ -85,6 +86,10 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
             )
     else:
         registry = Registry.attach(chain, settings.registry, settings.home, account)
+    log_range = network_entry(settings).get("log_block_range")
+    if isinstance(log_range, int) and not isinstance(log_range, bool):
+        # Caps differ by provider: the network's entry says how large a log query its nodes take.
+        registry.reader.log_limits = LogLimits(max_range=log_range)
     if write:
         require_account(registry)
     return registry

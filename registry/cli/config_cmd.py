@@ -73,6 +73,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--commit-reveal", action=argparse.BooleanOptionalAction, default=None,
                    help="publish through a commitment first on this network (default: on, except on loopback nodes; "
                         "--no-commit-reveal for a chain without a public mempool)")
+    p.add_argument("--log-block-range", type=int, metavar="BLOCKS",
+                   help="blocks one log query asks for at most on this network (default 10000; 0: no limit, for a node of your own)")
     p = add_command(net_actions, common, "rm", _network_rm, "remove a named network",
                     examples="  elements config network rm sepolia\n")
     p.add_argument("name")
@@ -177,6 +179,10 @@ def _network_add(args: argparse.Namespace, settings: Settings) -> Result:
         entry["registry"] = _address(args.registry)
     if getattr(args, "commit_reveal", None) is not None:
         entry["commit_reveal"] = bool(args.commit_reveal)
+    if getattr(args, "log_block_range", None) is not None:
+        if args.log_block_range < 0:
+            raise ConfigError(f"--log-block-range {args.log_block_range} is negative; give a number of blocks (0: no limit)")
+        entry["log_block_range"] = args.log_block_range
     config = load_config_file(settings.home)
     config.setdefault("networks", {})[args.name] = entry
     return _save(settings, config, f"network {args.name!r} -> {rpc_url}; use it with --network {args.name}")

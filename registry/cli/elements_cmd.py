@@ -686,7 +686,14 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
             publisher=publisher, kind=int(Kind[args.kind.upper()]) if args.kind else None, license_ids=license_ids,
             commercial=args.commercial, parent=parent, yanked=args.yanked, name=args.name,
         )
-        records = registry.records_by(publisher) if publisher else registry.all_records()
+        records = None
+        if parent is not None:
+            # What builds on a record: from the attribution index, not a scan of every event.
+            from ..provenance.index import builds_on
+
+            records = builds_on(registry, settings.home, parent)
+        if records is None:
+            records = registry.records_by(publisher) if publisher else registry.all_records()
         nodes, skipped = [], 0
         for record in records:
             licence = licences.get(record.license_id)

@@ -66,7 +66,7 @@ def attribute(verifier: ClaimReader, model: ModelFiles, reference: ClaimCheck | 
     live = dict(zip(hit_records, verifier.read_records(list(hit_records))))
     # The index orders hits by block; the chain's records order them by priority.
     for hits in [*by_digest.values(), *by_name.values()]:
-        hits.sort(key=lambda h: priority_key(live[h.record_id]) if live.get(h.record_id) else (h.block, h.block, h.log_index))
+        hits.sort(key=lambda h: priority_key(live[h.record_id]) if live.get(h.record_id) else (h.priority_block, h.block, h.log_index))
     ref_results = {t.name: t for t in reference.tensors} if reference is not None else {}
     results: list[TensorResult] = []
     renamed_from: set[str] = set()

@@ -10,23 +10,31 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
         meta      (key, value)            format, chain id, registry, genesis hash,
                                           last indexed block and its hash, the
                                           endpoints every indexed block was read from
-        records   (record_id PK, publisher, content_id, kind, block, log_index, cid,
-                   role, status, error)   every RecordPublished event; role element | output |
+        records   (record_id PK, publisher, content_id, kind, block, log_index,
+                   priority_block, cid_codec, cid_digest, role, status, error)
+                                          every RecordPublished event; role element | output |
                                           file once its document is read; status pending |
                                           indexed | invalid
+        parents   (parent_id, record_id)  one row per parent a record names: what builds on a
+                                          record (``children``), without a scan of the events
         tensors   (content_id, role, name, dtype, shape, digest)
                                           one row per tensor of each distinct element
                                           (manifest) and composition output (recipe table);
                                           indexed by digest, by name, by content id
 
-``update()`` reads the events of blocks after the last indexed one (``Registry.records_between``),
-fetches the documents of new records (and retries earlier failures) in a small thread pool,
+``sync()`` reads the events of blocks after the last indexed one (:func:`registry.chain.scan.scan_records`:
+within the network's log caps, tens of thousands of records a second from a local node) and
+nothing else; ``update()`` syncs, then fetches the documents of new records (and retries earlier failures) in a small thread pool,
 and stores their tensor tables, keyed by content id so an element claimed by several publishers
 is stored once. If the block at the last indexed height has another hash (a reorg, or a devnet
 restarted from scratch) or the genesis differs, the index is rebuilt; so it is when this run
 cross-checks an endpoint that did not read every indexed block (an index built through one
 endpoint must not bypass the comparison of several, see ``registry.chain.crosscheck``). The in-process chain
 (``memory``) gets an in-memory index, as its contents die with the process.
+
+Claims are ranked by priority (``priority_block``, then block and log index: see "Priority and
+disputes" in docs/provenance.md), the order the chain's records are shown in; an index of an older
+format (``meta.format``) is dropped and rebuilt, as it lacks columns.
 
 The index only proposes candidates. Nothing in it is reported without being re-read: hit
 records are read back from the chain (publisher, block, yanked), and the closest composition is
@@ -43,15 +51,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..chain.cids import join_cid
 from ..chain.registry import Record, Registry
+from ..chain.scan import scan_records
 from ..formats.recipe import Recipe
 from ..formats.content_id import Manifest, TensorEntry
-from ..errors import NotFoundError, ServiceError
+from ..errors import ElementsError, NotFoundError, ServiceError
 from ..records.documents import DocumentError, Documents
 
-__all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "index_path"]
+__all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "index_path", "builds_on"]
 
-INDEX_FORMAT = "elements.provenance-index/1"
+INDEX_FORMAT = "elements.provenance-index/2"
+_TABLES = ("meta", "records", "parents", "tensors")
 _CHUNK = 500
 _FETCH_THREADS = 8
 
@@ -59,10 +70,13 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     record_id BLOB PRIMARY KEY, publisher TEXT NOT NULL, content_id BLOB NOT NULL, kind INTEGER NOT NULL,
-    block INTEGER NOT NULL, log_index INTEGER NOT NULL, cid TEXT NOT NULL,
+    block INTEGER NOT NULL, log_index INTEGER NOT NULL, priority_block INTEGER NOT NULL,
+    cid_codec INTEGER NOT NULL, cid_digest BLOB NOT NULL,
     role TEXT, status TEXT NOT NULL DEFAULT 'pending', error TEXT);
 CREATE INDEX IF NOT EXISTS records_content ON records (content_id, role);
 CREATE INDEX IF NOT EXISTS records_status ON records (status);
+CREATE TABLE IF NOT EXISTS parents (
+    parent_id BLOB NOT NULL, record_id BLOB NOT NULL, PRIMARY KEY (parent_id, record_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tensors (
     content_id BLOB NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL,
     digest BLOB NOT NULL, PRIMARY KEY (content_id, role, name));
@@ -80,6 +94,7 @@ class Hit:
     content_id: bytes
     block: int
     log_index: int
+    priority_block: int
     role: str
     name: str
     dtype: str
@@ -104,22 +119,38 @@ class ElementIndex:
 
     Args:
         registry: the registry whose events are indexed.
-        documents: fetches and checks the records' documents.
+        documents: fetches and checks the records' documents (``None``: :meth:`sync` only).
         path: the SQLite file (``None``: in memory, for the in-process chain and tests).
     """
 
-    def __init__(self, registry: Registry, documents: Documents, path: Path | None = None) -> None:
+    def __init__(self, registry: Registry, documents: Documents | None, path: Path | None = None) -> None:
         self.registry = registry
         self.documents = documents
         self.path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path) if path is not None else ":memory:", check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        # Derived data, rebuilt from the chain when lost: a crash may cost the last sync, never the file.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self._lock = threading.Lock()
 
+    def _migrate(self) -> None:
+        """Create the tables; an index of another format is dropped first (it is derived data, and
+        rebuilding is the one migration that cannot go wrong)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        except sqlite3.OperationalError:
+            row = None  # no meta table: a new file
+        if row is not None and row[0] != INDEX_FORMAT:
+            with self._db:
+                for table in _TABLES:
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.executescript(_SCHEMA)
+
     @classmethod
-    def for_home(cls, registry: Registry, documents: Documents, home: Path) -> "ElementIndex":
+    def for_home(cls, registry: Registry, documents: Documents | None, home: Path) -> "ElementIndex":
         """The cached index under ``home`` (in memory on the in-process chain)."""
         if registry.chain.is_memory:
             return cls(registry, documents, None)
@@ -161,6 +192,7 @@ class ElementIndex:
         with self._db:
             self._db.execute("DELETE FROM meta")
             self._db.execute("DELETE FROM records")
+            self._db.execute("DELETE FROM parents")
             self._db.execute("DELETE FROM tensors")
             self._db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", identity.items())
 
@@ -177,45 +209,71 @@ class ElementIndex:
             ServiceError / ChainError: the chain is unreachable.
         """
         with self._lock:
-            identity = self._identity()
-            meta = self._meta()
-            if any(meta.get(k) != v for k, v in identity.items()):
-                self._reset(identity)
-                meta = self._meta()
-            latest = self.registry.chain.block_number()
-            last = int(meta["last_block"]) if "last_block" in meta else None
-            endpoints = _endpoint_keys(self.registry.chain)
-            # An index from before endpoints were recorded was read through one endpoint: taken as this one.
-            read_by = set(json.loads(meta["endpoints"])) if "endpoints" in meta else (endpoints if len(endpoints) == 1 else set())
-            if last is not None and (last > latest or self._block_hash(last) != meta.get("last_hash") or not endpoints <= read_by):
-                self._reset(identity)
-                last = None
-            start = self.registry.deploy_block if last is None else last + 1
-            new: list[Record] = self.registry.records_between(start, latest) if start <= latest else []
-            with self._db:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, block, log_index, cid) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(r.record_id, r.publisher, r.content_id, int(r.kind), r.block_number, r.log_index, r.cid) for r in new],
-                )
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)", (str(latest),))
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_hash', ?)", (self._block_hash(latest),))
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoints', ?)", (json.dumps(sorted(endpoints)),))
+            new, _, _ = self._sync()
             fetched = self._fetch_pending()
-            return {**self.state(), "new": len(new), "fetched": fetched}
+            return {**self.state(), "new": new, "fetched": fetched}
+
+    def sync(self) -> dict[str, Any]:
+        """Read the records of the blocks after the last indexed one (no document is fetched).
+
+        Returns ``new`` (records read) and ``from_block`` / ``to_block`` (the blocks read: only
+        those after the last indexed one, unless the index was rebuilt).
+        """
+        with self._lock:
+            new, start, latest = self._sync()
+            return {"new": new, "from_block": start, "to_block": latest}
+
+    def _sync(self) -> tuple[int, int, int]:
+        """The records of new blocks into ``records`` and ``parents``: (how many, first block, last block)."""
+        identity = self._identity()
+        meta = self._meta()
+        if any(meta.get(k) != v for k, v in identity.items()):
+            self._reset(identity)
+            meta = self._meta()
+        latest = self.registry.chain.block_number()
+        last = int(meta["last_block"]) if "last_block" in meta else None
+        endpoints = _endpoint_keys(self.registry.chain)
+        # An index from before endpoints were recorded was read through one endpoint: taken as this one.
+        read_by = set(json.loads(meta["endpoints"])) if "endpoints" in meta else (endpoints if len(endpoints) == 1 else set())
+        if last is not None and (last > latest or self._block_hash(last) != meta.get("last_hash") or not endpoints <= read_by):
+            self._reset(identity)
+            last = None
+        start = self.registry.deploy_block if last is None else last + 1
+        new = scan_records(self.registry.reader, start, latest)
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, block, log_index, priority_block, cid_codec, cid_digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.record_id, r.publisher, r.content_id, r.kind, r.block_number, r.log_index, r.priority_block, r.cid_codec, r.cid_digest)
+                 for r in new],
+            )
+            self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
+                                 [(bytes(p), r.record_id) for r in new for p in r.parents])
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)", (str(latest),))
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_hash', ?)", (self._block_hash(latest),))
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoints', ?)", (json.dumps(sorted(endpoints)),))
+        return len(new), start, latest
 
     def _fetch_pending(self) -> int:
         rows = self._db.execute(
-            "SELECT record_id, publisher, content_id, kind, block, log_index, cid FROM records WHERE status = 'pending' ORDER BY block, log_index"
+            "SELECT record_id, publisher, content_id, kind, block, log_index, cid_codec, cid_digest FROM records WHERE status = 'pending' "
+            "ORDER BY block, log_index"
         ).fetchall()
-        if not rows:
+        if not rows or self.documents is None:
             return 0
+        documents = self.documents
         known = {(bytes(c), r) for c, r in self._db.execute("SELECT DISTINCT content_id, role FROM tensors").fetchall()}
 
         def fetch(row: tuple) -> tuple[bytes, str, str | None, Any]:
-            record_id, publisher, content_id, kind, block, log_index, cid = row
-            record = Record(bytes(record_id), publisher, bytes(content_id), cid, 0, b"", 0, kind, (), block, False, b"", log_index)
+            record_id, publisher, content_id, kind, block, log_index, codec, digest = row
             try:
-                return bytes(record_id), "indexed", None, self.documents.of(record)
+                cid = join_cid(codec, bytes(digest))
+            except ElementsError as exc:  # a codec the registry never accepts: nothing to fetch
+                return bytes(record_id), "invalid", str(exc), None
+            record = Record(bytes(record_id), publisher, bytes(content_id), cid, codec, bytes(digest), 0, kind, (), block, False, b"",
+                            log_index)
+            try:
+                return bytes(record_id), "indexed", None, documents.of(record)
             except DocumentError as exc:
                 return bytes(record_id), "invalid", str(exc), None
             except (NotFoundError, ServiceError) as exc:
@@ -244,7 +302,7 @@ class ElementIndex:
     # -- queries -----------------------------------------------------------------------------
 
     _HIT_SQL = (
-        "SELECT r.record_id, r.publisher, r.content_id, r.block, r.log_index, t.role, t.name, t.dtype, t.shape, t.digest "
+        "SELECT r.record_id, r.publisher, r.content_id, r.block, r.log_index, r.priority_block, t.role, t.name, t.dtype, t.shape, t.digest "
         "FROM tensors t JOIN records r ON r.content_id = t.content_id AND r.role = t.role AND r.status = 'indexed' "
     )
 
@@ -253,19 +311,19 @@ class ElementIndex:
         for start in range(0, len(values), _CHUNK):
             part = list(values[start : start + _CHUNK])
             marks = ",".join("?" * len(part))
-            rows = self._db.execute(self._HIT_SQL + where.format(marks=marks) + " ORDER BY r.block, r.log_index", part).fetchall()
-            out += [Hit(bytes(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7], tuple(json.loads(r[8])), bytes(r[9])) for r in rows]
+            rows = self._db.execute(self._HIT_SQL + where.format(marks=marks) + " ORDER BY r.priority_block, r.block, r.log_index", part).fetchall()
+            out += [Hit(bytes(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), bytes(r[10])) for r in rows]
         return out
 
     def by_digest(self, digests: Iterable[bytes]) -> dict[bytes, list[Hit]]:
-        """Every indexed tensor with one of these digests, earliest record first."""
+        """Every indexed tensor with one of these digests, earliest claim (by priority) first."""
         out: dict[bytes, list[Hit]] = {}
         for hit in self._hits("WHERE t.digest IN ({marks})", list(dict.fromkeys(bytes(d) for d in digests))):
             out.setdefault(hit.digest, []).append(hit)
         return out
 
     def by_name(self, names: Iterable[str]) -> dict[str, list[Hit]]:
-        """Every indexed tensor with one of these names, earliest record first."""
+        """Every indexed tensor with one of these names, earliest claim (by priority) first."""
         out: dict[str, list[Hit]] = {}
         for hit in self._hits("WHERE t.name IN ({marks})", list(dict.fromkeys(names))):
             out.setdefault(hit.name, []).append(hit)
@@ -278,6 +336,24 @@ class ElementIndex:
             out.setdefault(hit.record_id, []).append(hit)
         return out
 
+    def children(self, parent_id: bytes) -> list[bytes]:
+        """The records that name ``parent_id`` as a parent (what builds on it), earliest claim
+        first: as the index holds them, to be read back from the chain before anything is shown."""
+        rows = self._db.execute(
+            "SELECT r.record_id FROM parents p JOIN records r ON r.record_id = p.record_id WHERE p.parent_id = ? "
+            "ORDER BY r.priority_block, r.block, r.log_index", (bytes(parent_id),)).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def builds_on(self, parent_id: bytes) -> list[Record]:
+        """The records that name ``parent_id`` as a parent, in publication order: the index synced
+        (only blocks after its last one are read), its rows read back from the chain."""
+        self.sync()
+        ids = self.children(parent_id)
+        records = self.registry.records(ids) if ids else []
+        # The index proposes; the chain decides: a row a tampered cache added is dropped here.
+        kept = [r for r in records if r is not None and bytes(parent_id) in {bytes(p) for p in r.parents}]
+        return sorted(kept, key=lambda r: (r.block_number, r.log_index))
+
     def closest_compositions(self, entries: Iterable[TensorEntry], limit: int = 3) -> list[bytes]:
         """Composition records whose output shares the most (name, digest) pairs with ``entries``.
 
@@ -287,7 +363,7 @@ class ElementIndex:
         wanted = {(e.name, bytes(e.digest)) for e in entries}
         scores: dict[bytes, list] = {}
         for hit in self._hits("WHERE t.digest IN ({marks}) AND t.role = 'output'", list({d for _, d in wanted})):
-            score = scores.setdefault(hit.record_id, [0, 0, (hit.block, hit.log_index), hit.content_id])
+            score = scores.setdefault(hit.record_id, [0, 0, (hit.priority_block, hit.block, hit.log_index), hit.content_id])
             if (hit.name, hit.digest) in wanted:
                 score[0] += 1
             score[1] += 1
@@ -303,3 +379,19 @@ def _table_of(document: Manifest | Recipe) -> tuple[str, list[TensorEntry]]:
     if isinstance(document, Manifest):
         return ("element" if document.kind == "tensors" else "file"), list(document.entries)
     return "output", document.output.entries()
+
+
+def builds_on(registry: Registry, home: Path, parent_id: bytes) -> list[Record] | None:
+    """:meth:`ElementIndex.builds_on` of the index under ``home``; ``None`` when the index cannot
+    be opened or written (a locked or damaged file, a read-only home): the caller then reads the
+    events instead."""
+    try:
+        index = ElementIndex.for_home(registry, None, home)
+    except (sqlite3.Error, OSError):
+        return None
+    try:
+        return index.builds_on(parent_id)
+    except (sqlite3.Error, OSError):
+        return None
+    finally:
+        index.close()

@@ -16,9 +16,13 @@ and its document (the element manifest, or the composition's recipe)::
 (one HTTP round trip) holding the ``records(ids)`` view call and one ``eth_getLogs`` whose
 record-id topic is the OR-list of the level's ids (plus, in the first batch, the claims of a
 content id and the licence term sets). A graph whose longest path from the asked record to a
-leaf has ``d`` edges costs ``d + 1`` round trips, whatever its width. Nodes that cap log
-queries by block range make the resolver fall back, for that level, to
-:meth:`Registry.records`, which asks for the exact blocks instead (two more calls per level).
+leaf has ``d`` edges costs ``d + 1`` round trips, whatever its width. The first batch also asks
+for the head block; once the registry spans more blocks than the network's log range
+(:mod:`registry.chain.logs`), each log query is sent as one query per range in the same batch (up
+to eight ranges). A longer span, or a node that refuses a query as capped, makes the resolver fall
+back for that level (and, after a refusal, for the rest of the graph) to :meth:`Registry.records`,
+which asks for the exact blocks instead (two more calls per level), and to
+:meth:`Registry.claims_of`, which walks the range within the caps.
 The in-process chain has no batching; there every call is counted as one round trip.
 
 **Never trust.** Every event is re-hashed into its record id (which commits to every field) and
@@ -42,6 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..chain.cids import split_cid
 from ..chain.errors import LogQueryRefused, RecordNotFoundError
 from ..chain.licenses import LicenseTerms
+from ..chain.logs import block_ranges
 from ..chain.reader import (
     RECORD_PUBLISHED_TOPIC,
     Record,
@@ -71,6 +76,9 @@ __all__ = ["LICENSE_WINDOW", "Resolver", "HashNotFound", "parse_hash"]
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
 _IDS_PER_CALL = 256
+_RANGES_PER_BATCH = 8  # log queries of one id list in one batch; a registry spanning more reads exact blocks
+_EXACT = "exact blocks"  # a log call not sent: its records are read through the exact blocks
+_TOO_MANY_RANGES = "the registry spans more log ranges than one batch holds"
 
 
 class HashNotFound(NotFoundError):
@@ -130,6 +138,8 @@ class Resolver:
         self._licenses: dict[int, LicenseTerms] = dict(registry._licenses)
         self._documents: dict[bytes, Any] = {}
         self._batching = not registry.chain.is_memory
+        self._head: int | None = None  # the head block, learnt in the first batch (log ranges are cut by it)
+        self._logs_capped = False  # a node refused a log query: read exact blocks from then on
         self._address_bytes = bytes.fromhex(registry.address[2:])
 
     # -- public API ---------------------------------------------------------------------------
@@ -324,18 +334,23 @@ class Resolver:
                 calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(records_call(part))}, "latest"], "states", part))
             for start in range(0, len(need_log), _IDS_PER_CALL):
                 part = need_log[start : start + _IDS_PER_CALL]
-                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, part])], "logs", part))
+                calls += [_Call(m, p, "logs", part) for m, p in self._log_calls([RECORD_PUBLISHED_TOPIC, part])]
             for start in range(0, len(claims_of or ()), _IDS_PER_CALL):
                 part = list(claims_of or ())[start : start + _IDS_PER_CALL]
-                calls.append(_Call("eth_getLogs", [self._filter([RECORD_PUBLISHED_TOPIC, None, part])], "claims", part))
+                calls += [_Call(m, p, "claims", part) for m, p in self._log_calls([RECORD_PUBLISHED_TOPIC, None, part])]
+            if first and self._batching and self._head is None:
+                calls.append(_Call("eth_blockNumber", [], "head"))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
             if licence_ids:
                 data = licenses_call(licence_ids)
                 calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(data)}, "latest"], "licenses", licence_ids))
-            results = self._execute(calls)
+            answers = iter(self._execute([c for c in calls if c.method != _EXACT]))
+            results = [_Fallback(_TOO_MANY_RANGES) if c.method == _EXACT else next(answers)
+                       for c in calls]
             first = False
+            fallen: set[tuple[str, tuple[bytes, ...]]] = set()
             claims_of = None
             need_state, need_log = [], []
             fresh: list[bytes] = []
@@ -343,6 +358,9 @@ class Resolver:
                 if call.kind == "states":
                     for rid, row in zip(call.ids, decode_states(self._bytes(result, "records()"), len(call.ids), self._where)):
                         states[rid] = row if row.exists else None
+                elif call.kind == "head":
+                    head = int(result, 16) if isinstance(result, str) and result[:2] == "0x" and 2 < len(result) <= 18 else None
+                    self._head = head  # a malformed head only costs the range cut: log queries stay whole
                 elif call.kind == "licenses":
                     rows = decode_licenses(self._bytes(result, "licenses()"), len(call.ids), self._where)
                     for license_id, (spdx_id, flags) in zip(call.ids, rows):
@@ -350,7 +368,12 @@ class Resolver:
                             self._licenses[license_id] = LicenseTerms(license_id, spdx_id, flags)
                 elif isinstance(result, _Fallback):
                     # The node refused the log query (a capped block range): read these records the
-                    # slow way, through the exact blocks their storage names.
+                    # slow way, through the exact blocks their storage names (once per id list).
+                    if result.reason != _TOO_MANY_RANGES:
+                        self._logs_capped = True
+                    if (call.kind, tuple(call.ids)) in fallen:
+                        continue
+                    fallen.add((call.kind, tuple(call.ids)))
                     if call.kind == "claims":
                         for found in self.registry.claims_of(call.ids).values():
                             for record in found:
@@ -426,9 +449,22 @@ class Resolver:
         # Roots of a content-id query are at depth 0; everything else is counted from them.
         return depth, out, roots
 
-    def _filter(self, topics: list[Any]) -> dict[str, Any]:
-        return {"address": self.registry.address, "fromBlock": hex(self.registry.deploy_block), "toBlock": "latest",
-                "topics": encode_topics(topics)}
+    def _log_calls(self, topics: list[Any]) -> list[tuple[str, list[Any]]]:
+        """The ``eth_getLogs`` calls of one filter from the deployment block on: one per log range
+        (the last ends at ``latest``); a single :data:`_EXACT` placeholder when the span needs more
+        ranges than one batch should carry, or a node has refused log queries already."""
+        if self._logs_capped:
+            return [(_EXACT, [])]
+        deploy, limit = self.registry.deploy_block, self.registry.reader.log_limits.max_range
+        ranges: list[tuple[int, Any]] = [(deploy, "latest")]
+        if self._head is not None and limit > 0 and self._head - deploy + 1 > limit:
+            cut = block_ranges(deploy, self._head, limit)
+            if len(cut) > _RANGES_PER_BATCH:
+                return [(_EXACT, [])]
+            ranges = cut[:-1] + [(cut[-1][0], "latest")]
+        encoded = encode_topics(topics)
+        return [("eth_getLogs", [{"address": self.registry.address, "fromBlock": hex(low), "toBlock": high if isinstance(high, str) else hex(high),
+                                  "topics": encoded}]) for low, high in ranges]
 
     def _execute(self, calls: list[_Call]) -> list[Any]:
         """Run the calls in ONE round trip where the node batches, else one after the other."""
@@ -460,6 +496,8 @@ class Resolver:
             if call.method == "eth_call":
                 tx = call.params[0]
                 out.append(chain.eth_call(tx["to"], bytes.fromhex(tx["data"][2:]), what="reading records"))
+            elif call.method == "eth_blockNumber":
+                out.append(hex(chain.block_number()))
             else:
                 try:
                     out.append(chain.get_logs(call.params[0]))
