@@ -133,7 +133,7 @@ def test_an_index_read_through_fewer_endpoints_than_this_run_cross_checks_is_reb
 
 
 def test_claims_are_ranked_by_priority_block_so_a_revealed_claim_comes_before_a_later_direct_one(world, store):
-    from registry.chain.registry import commitment_of
+    from registry.chain.inputs import commitment_of
     from tests.publish_support import funded_account
 
     registry, published = world
