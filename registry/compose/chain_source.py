@@ -173,7 +173,8 @@ class ChainElementSource(ElementSource):
             )
         if manifest.kind != ref.kind:
             raise RecipeError(f"input {ref.name!r} is a {manifest.kind} element but the recipe uses it as {ref.kind}")
-        data = self.open_data(manifest.data["cid"], int(manifest.data["size"]), ref.name)
+        stored = _stored_data(manifest, ref)
+        data = self.open_data(stored["cid"], int(stored["size"]), ref.name)
         if manifest.kind == "tensors":
             return BlockTensorElement(ref, manifest, data)
         return BlockFileElement(ref, manifest, data)
@@ -226,11 +227,11 @@ class ChainElementSource(ElementSource):
     def data_path(self, ref: InputRef) -> Path:
         """The element's data exported to ``cache_dir/<data CID>`` (for a caller that needs a path;
         assembly reads blocks in place through :meth:`open` and never calls this)."""
-        manifest = self.manifest(ref)
-        cid = manifest.data["cid"]
+        stored = _stored_data(self.manifest(ref), ref)
+        cid = stored["cid"]
         path = self.cache_dir / cid
         sources = self._sources_for(cid)
-        if path.is_file() and path.stat().st_size == manifest.data["size"]:
+        if path.is_file() and path.stat().st_size == stored["size"]:
             try:
                 if sources.matches_file(cid, path):
                     return path
@@ -241,9 +242,9 @@ class ChainElementSource(ElementSource):
         # Exported in an area of this process, so a crash leaves nothing the next run keeps.
         with make_area(self.cache_dir, "export") as area:
             written = sources.export_file(cid, area.path / cid)
-            if written != manifest.data["size"]:
+            if written != stored["size"]:
                 raise ElementIntegrityError(
-                    f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
+                    f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {stored['size']:,}"
                 )
             install(area.path / cid, path)
         return path
@@ -255,7 +256,8 @@ class ChainElementSource(ElementSource):
 
         Returns the bytes of data the inputs hold.
         """
-        leaves: dict[str, tuple[InputRef, Manifest]] = {}
+        # Keyed by record id; an input without one never gets in (self.manifest refuses it).
+        leaves: dict[str | None, tuple[InputRef, dict[str, Any]]] = {}
 
         def walk(current: Recipe, depth: int) -> None:
             for _, ref in sorted(current.inputs.items()):
@@ -265,17 +267,25 @@ class ChainElementSource(ElementSource):
                     if not has_cached_build(self, ref):
                         walk(self.recipe(ref), depth + 1)
                 elif ref.record not in leaves:
-                    leaves[ref.record] = (ref, self.manifest(ref))
+                    leaves[ref.record] = (ref, _stored_data(self.manifest(ref), ref))
 
         walk(recipe, 0)
-        total = sum(int(m.data["size"]) for _, m in leaves.values())
+        total = sum(int(stored["size"]) for _, stored in leaves.values())
         done = 0
-        for ref, manifest in leaves.values():
-            self._sources_for(manifest.data["cid"])
-            done += int(manifest.data["size"])
+        for ref, stored in leaves.values():
+            self._sources_for(stored["cid"])
+            done += int(stored["size"])
             if progress:
                 progress(done, total)
         return total
+
+
+def _stored_data(manifest: Manifest, ref: InputRef) -> dict[str, Any]:
+    """The manifest's data reference (``cid``, ``size``, ``name``); the resolver refuses a record's
+    manifest without one, so this only catches a manifest from another source."""
+    if manifest.data is None:
+        raise ElementIntegrityError(f"input {ref.name!r}: its manifest names no data CID, so its data cannot be fetched")
+    return manifest.data
 
 
 def _dag_header(data: DagFile, where: str):
