@@ -365,7 +365,7 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, sett
         sources=sources, resolver=resolver, valid_for=int(args.valid_for * 3600),
         hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"), commit_reveal=committed,
     )
-    if committed:
+    if not isinstance(signed, list):  # --commit-reveal: one signed commitment, or None when nothing is missing
         return _sign_only_committed(args, registry, claims, signed)
     path = write_signed(args.sign_only, registry, signed)
     data = {"file": str(path), "publisher": registry.account.address, "signed": [c.to_json() for c, _ in signed],
@@ -636,7 +636,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             print(f"block      {r.block_number}  tx 0x{r.transaction_hash.hex()}")
             if r.priority_block != r.block_number:
                 print(f"priority   block {r.priority_block}")
-            for dispute in node.disputes:
+            for dispute in node.disputes or ():
                 print(f"DISPUTED   by earlier claim {dispute.earlier_text()} (lifted: {', '.join(dispute.restrictions)})")
             for p in r.parents:
                 print(f"parent     0x{p.hex()}")
@@ -654,7 +654,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             elif node.document_error:
                 print(f"document   {'VERIFICATION FAILED: ' if node.document_failed else 'unavailable: '}{node.document_error}")
             print()
-        warn_disputes([d for n in nodes for d in n.disputes])
+        warn_disputes([d for n in nodes for d in n.disputes or ()])
 
     failed = any(n.document_failed for n in nodes)
     return Result(data=[n.to_json() for n in nodes], human=human, exit_code=1 if failed else 0)

@@ -310,6 +310,8 @@ class BlockTensorElement(TensorElement):
     def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
         self.data = data
         where = f"data {data.root}"
+        # ``where`` names the DAG in messages where TensorElement has a local path; the header given
+        # means no file is opened, and every method that would read one is overridden below.
         super().__init__(ref, manifest, where, header=_dag_header(data, where))  # type: ignore[arg-type]
 
     def data_paths(self) -> Iterator[Path]:
@@ -331,6 +333,7 @@ class BlockFileElement(FileElement):
     """A file element read in place from its blocks, checked against its content id before use."""
 
     def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
+        # The label stands where FileElement has a local path; every method that would read it is overridden.
         super().__init__(ref, manifest, f"data {data.root}")  # type: ignore[arg-type]
         self.data = data
 

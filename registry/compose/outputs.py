@@ -145,6 +145,8 @@ def patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
     try:
         document = loads_json(data, what=f"files: {path} (the input of a patch)", max_bytes=MODEL_JSON_BYTES)
     except LimitExceeded as exc:
+        if exc.limit is None:  # pragma: no cover - loads_json names the limit of every refusal
+            raise
         raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
     except NotJSON as exc:
         raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None

@@ -82,7 +82,7 @@ class TensorPlan(ABC):
 
     dtype: str
     shape: tuple[int, ...]
-    digest: bytes | None = None
+    digest: Bytes32 | None = None
 
     @property
     def nbytes(self) -> int:
@@ -344,7 +344,7 @@ class CheckedPlan(TensorPlan):
             if pending is not None:
                 yield pending
             pending = np.array(block, copy=True, order="C")  # a child may reuse its buffer
-            hasher.update(memoryview(pending).cast("B"))
+            hasher.update(pending.data.cast("B"))
         actual = hasher.digest()
         if bytes(actual) != bytes(self.expected):
             raise CompositionIntegrityError(
@@ -401,13 +401,19 @@ class Plan:
     def largest_tensor(self) -> int:
         return max((plan.nbytes for plan in self.tensors.values()), default=0)
 
+    def copy_table(self) -> list[TensorEntry] | None:
+        """The output's tensor table when every tensor is a copy (digests known without data), else None."""
+        table = []
+        for name, plan in self.tensors.items():
+            if plan.digest is None:
+                return None
+            table.append(TensorEntry(name, plan.dtype, tuple(plan.shape), plan.digest, plan.nbytes))
+        return table
+
     def predicted_content_id(self) -> str | None:
         """The output content id when every tensor is a copy (no data needed), else None."""
-        if any(plan.digest is None for plan in self.tensors.values()):
-            return None
-        return str(tensor_set_content_id(
-            TensorEntry(name, plan.dtype, plan.shape, plan.digest, plan.nbytes) for name, plan in self.tensors.items()
-        ))
+        table = self.copy_table()
+        return None if table is None else str(tensor_set_content_id(table))
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,6 +678,8 @@ def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict
         try:
             document = loads_json(config.read_bytes(), what=f"{where}: adapter config {step.config!r}", max_bytes=MODEL_JSON_BYTES)
         except LimitExceeded as exc:
+            if exc.limit is None:  # pragma: no cover - loads_json names the limit of every refusal
+                raise
             raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
         except NotJSON as exc:
             raise RecipeError(f"{where}: adapter config {step.config!r} is not JSON ({exc})") from None

@@ -29,9 +29,12 @@ class ManifestTensorElement(TensorElement):
         self.ref = ref
         self.manifest = manifest
         self.entries = {entry.name: entry for entry in manifest.entries}
+        # No local file until the first read (TensorElement's path is a local file's): the reads
+        # go to the fetched copy, and writer.data_paths skips a None path.
         self.path = None  # type: ignore[assignment]
         self._fd = None
         self._fetch = fetch
+        self._local: Path | None = None
         self._opened: TensorElement | None = None
         self.origin = origin
 
@@ -46,7 +49,7 @@ class ManifestTensorElement(TensorElement):
         if self._opened is not None:
             self._opened.close()
             self._opened = None
-        local = getattr(self, "_local", None)
+        local = self._local
         if local is not None:
             local.unlink(missing_ok=True)
             self._local = None
@@ -73,7 +76,7 @@ class ManifestFileElement(FileElement):
         self._path: Path | None = None
         self.origin = origin
 
-    @property  # type: ignore[override]
+    @property
     def path(self) -> Path:
         if self._path is None:
             self._path = self._fetch()
@@ -119,5 +122,5 @@ def _recompute_digest(plan: TensorPlan) -> str:
     import numpy as np
     hasher = blake3_hasher(plan.nbytes)
     for block in plan.blocks(block_elems(plan)):
-        hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))
+        hasher.update(np.ascontiguousarray(block).data.cast("B"))
     return to_hex(hasher.digest())
