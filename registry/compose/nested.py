@@ -54,7 +54,8 @@ from ..formats.content_id import Manifest, bytes_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError
 from ..limits import COMPOSITION_NESTING
 from .outputs import OutputMismatch, check_output_table, patched_json
-from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors, read_whole
+from .plan import plan_tensors
+from .tensor_plans import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, read_whole
 from .readers import ElementIntegrityError, FileElement, TensorElement
 
 if TYPE_CHECKING:  # numpy loads only where tensors are computed (a plain copy verifies without it)

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from ..errors import InputError, IntegrityError
 from ..formats.recipe import OutputTensor, Recipe, RecipeError, RecipeLimitError
 from ..limits import MODEL_JSON_BYTES, LimitExceeded, NotJSON, loads_json
-from .plan import Plan, TensorPlan
+from .tensor_plans import Plan, TensorPlan
 
 __all__ = [
     "OutputExists",

@@ -7,7 +7,7 @@
 
 So a tensor nobody reads is never read, and a byte that is used has always been checked. Where
 the manifest and the data come from is :mod:`registry.compose.sources`' job; planning
-(:mod:`registry.compose.plan`), nested compositions (:mod:`registry.compose.nested`) and the
+(:mod:`registry.compose.plan`, :mod:`registry.compose.tensor_plans`), nested compositions (:mod:`registry.compose.nested`) and the
 writer (:mod:`registry.compose.writer`) read through these classes only.
 """
 

@@ -34,7 +34,8 @@ from ..formats.safetensors import TensorSpec, build_header
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
 from .outputs import OutputExists, OutputMismatch, check_output_table, patched_json
-from .plan import CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
+from .plan import plan_tensors
+from .tensor_plans import CopyPlan, Plan, TensorPlan, block_elems
 from .readers import FileElement, TensorElement
 
 __all__ = [

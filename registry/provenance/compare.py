@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..compose.plan import CompositionIntegrityError, CopyPlan, Plan, TensorPlan
+from ..compose.tensor_plans import CompositionIntegrityError, CopyPlan, Plan, TensorPlan
 from ..formats.content_id import TensorEntry
 from ..formats.recipe import Recipe
 from .manifest_elements import leaf_copies, recompute_verified

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ..compose.plan import CopyPlan, TensorPlan, block_elems
+from ..compose.tensor_plans import CopyPlan, TensorPlan, block_elems
 from ..compose.readers import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher, to_hex
 from ..errors import UnsafeFileError

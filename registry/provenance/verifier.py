@@ -14,7 +14,8 @@ from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative, i
 from ..chain.registry import Kind, Record, Registry, kind_name, to_bytes32
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition, planned_composition
 from ..compose.outputs import output_table_problems, patched_json
-from ..compose.plan import CompositionIntegrityError, plan_tensors
+from ..compose.plan import plan_tensors
+from ..compose.tensor_plans import CompositionIntegrityError
 from ..compose.readers import FileElement, TensorElement
 from ..digest import to_hex
 from ..errors import NotFoundError, ServiceError
