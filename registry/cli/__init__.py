@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "registry.cli.demo_cmd",
     "registry.cli.chain_cmd",
     "registry.cli.elements_cmd",
+    "registry.cli.resolve_cmd",
     "registry.cli.compose_cmd",
     "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",

@@ -252,7 +252,8 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import assemble_composition
     from ..compose.engine import parse_size
     from ..records.disputes import block_text
-    from .elements_cmd import session, warn_disputes
+    from .elements_cmd import session
+    from .resolve_cmd import warn_disputes
 
     max_shard_size = parse_size(args.max_shard_size)
     with session(settings) as (_, _, resolver), progress_bars(settings) as bars:
