@@ -186,6 +186,9 @@ class Verifier:
             ((node.record, node.license, node.name) for node in check.nodes.values() if node.record is not None),
             earlier=[(d.dispute.earlier, d.dispute.earlier_terms, f"earlier claim of {d.name or d.record_id}")
                      for d in check.disputes],
+            claim=record.record_id,
+            # The ancestry's links as walked (recipe inputs too, even one the record does not name on chain).
+            parents={to_bytes32(rid): [to_bytes32(p) for p in node.children] for rid, node in check.nodes.items()},
         )
         return check
 
