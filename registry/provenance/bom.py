@@ -231,7 +231,7 @@ def validate_bom_json(text: str) -> None:
         raise BomInvalid(f"the bill of materials does not validate against CycloneDX 1.6: {error}")
 
 
-def write_bom(report: Report, path: str | os.PathLike) -> Path:
+def write_bom(report: Report, path: str | os.PathLike[str]) -> Path:
     """Write the validated BOM to ``path`` atomically; returns the path."""
     path = Path(path)
     text = bom_json(report)

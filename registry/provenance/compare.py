@@ -40,7 +40,7 @@ def expected_of_plan(plan: Plan, recipe: Recipe) -> dict[str, Expected]:
             sources = [Source(base.record_id, base.publisher, base.content_id, tensor.name, base.input, base.block, base.yanked)]
             out[name] = Expected(tensor.dtype, tuple(tensor.shape), str(tensor.digest), sources, None, claimed.get(name), tensor)
         else:
-            origins: dict[tuple, Source] = {}
+            origins: dict[tuple[str, str], Source] = {}
             for leaf in leaf_copies(tensor):
                 origin = getattr(leaf.element, "origin", None)
                 if origin is not None:

@@ -117,7 +117,7 @@ def is_trusted(publisher: str, trust: Sequence[str]) -> bool | None:
 
 
 def checksum_address(address: str) -> str:
-    from eth_utils import is_address, to_checksum_address
+    from eth_utils.address import is_address, to_checksum_address
 
     if not is_address(address):
         raise InputError(f"--trust {address!r} is not an address (0x + 40 hex digits)")

@@ -4,7 +4,7 @@ is fetched (and verified) only when a derived tensor is recomputed or a file is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..compose.tensor_plans import CopyPlan, TensorPlan, block_elems
 from ..compose.readers import ElementIntegrityError, FileElement, TensorElement
@@ -14,6 +14,9 @@ from ..formats.content_id import Manifest
 from ..formats.recipe import InputRef
 from ..records.documents import Documents
 from .results import Source
+
+if TYPE_CHECKING:  # numpy loads only where tensors are computed
+    import numpy as np
 
 __all__ = ["ManifestFileElement", "ManifestTensorElement", "fetcher", "leaf_copies", "recompute_verified"]
 
@@ -54,13 +57,13 @@ class ManifestTensorElement(TensorElement):
             local.unlink(missing_ok=True)
             self._local = None
 
-    def stream(self, name: str, chunk_bytes: int):
+    def stream(self, name: str, chunk_bytes: int) -> Iterator[memoryview]:
         return self._element().stream(name, chunk_bytes)
 
-    def blocks(self, name: str, block_elems: int):
+    def blocks(self, name: str, block_elems: int) -> Iterator[np.ndarray]:
         return self._element().blocks(name, block_elems)
 
-    def read_all(self, name: str):
+    def read_all(self, name: str) -> np.ndarray:
         return self._element().read_all(name)
 
     def close(self) -> None:

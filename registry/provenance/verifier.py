@@ -78,7 +78,7 @@ class Verifier:
 
     # -- entry point ---------------------------------------------------------------------------
 
-    def verify(self, path: str | os.PathLike | ModelFiles, options: VerifyOptions = VerifyOptions()) -> Report:
+    def verify(self, path: str | os.PathLike[str] | ModelFiles, options: VerifyOptions = VerifyOptions()) -> Report:
         """Verify the model at ``path`` (or a model already hashed by :func:`read_model`); see the
         :mod:`registry.provenance.verify`.
 
