@@ -180,7 +180,8 @@ def run_story(source: Path, work: Path, *, on_start: OnStart | None = None, on_s
     """Run every step of the demo in ``work`` (which must exist and be writable); the steps in order."""
     import yaml
 
-    from .chain import Registry, connect
+    from .chain.connection import connect
+    from .chain.registry import Registry
     from .compose.chain_source import assemble_composition
     from .formats.recipe import load_recipe
     from .provenance.verify import VerifyOptions, verify_model

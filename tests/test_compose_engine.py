@@ -99,6 +99,23 @@ def test_a_recipe_pinned_to_record_ids_assembles_by_content_id_lookup(split_dir,
     assert result.content_id == ORIGINAL_ID
 
 
+class _PathLike:
+    """An os.PathLike that is not a pathlib.Path (an os.DirEntry, a library's own path type)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def test_a_recipe_named_by_any_path_like_is_read_from_that_path(split_dir, tmp_path):
+    source = LocalElementSource(split_dir)
+    result = assemble(_PathLike(split_dir / "recipe.json"), source, tmp_path / "model")
+    assert result.content_id == ORIGINAL_ID
+    assert inspect_recipe(_PathLike(split_dir / "recipe.json"), source)["content_id"] == ORIGINAL_ID
+
+
 def test_inspect_predicts_the_content_id_of_a_copy_only_recipe_without_writing(split_dir, tmp_path):
     report = inspect_recipe(split_dir / "recipe.json", LocalElementSource(split_dir))
     assert report["content_id"] == ORIGINAL_ID and report["tensor_count"] == 104

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from blake3 import blake3
 
-from registry.compose import merges, plan as plan_module
+from registry.compose import merges, tensor_plans
 from registry.compose.engine import assemble
 from registry.compose.sources import LocalElementSource
 from registry.errors import InputError
@@ -93,7 +93,7 @@ def test_dare_gives_one_content_id_for_any_shard_size_block_size_and_thread(zoo,
     with ThreadPoolExecutor(max_workers=3) as pool:
         threaded = list(pool.map(lambda i: _assemble(zoo, doc, tmp_path / f"thread{i}", max_shard_size=[10**9, 20_000, 7_000][i]),
                                  range(3)))
-    monkeypatch.setattr(plan_module, "DERIVED_BLOCK_ELEMS", 100)
+    monkeypatch.setattr(tensor_plans, "DERIVED_BLOCK_ELEMS", 100)
     small_blocks = _assemble(zoo, doc, tmp_path / "blocks")
     ids = {single.content_id, sharded.content_id, small_blocks.content_id, *(r.content_id for r in threaded)}
     assert len(ids) == 1

@@ -17,7 +17,7 @@ from registry.compose import nested
 from registry.compose.chain_source import ChainElementSource, assemble_composition
 from registry.compose.engine import assemble, inspect_recipe
 from registry.compose.nested import CompositionElement, NestingError, open_composition
-from registry.compose.plan import CheckedPlan, CompositionIntegrityError, CopyPlan
+from registry.compose.tensor_plans import CheckedPlan, CompositionIntegrityError, CopyPlan
 from registry.formats.recipe import RecipeError, parse_recipe
 from registry.compose.sources import LocalElementSource
 from registry.formats.content_id import content_id, file_content_id

@@ -235,7 +235,7 @@ def test_every_public_name_of_the_compose_modules_exists():
     import importlib
 
     for module_name in ["registry.formats.recipe", "registry.compose.ops", "registry.compose.sources",
-                        "registry.compose.plan", "registry.compose.engine", "registry.compose.delta",
+                        "registry.compose.plan", "registry.compose.tensor_plans", "registry.compose.engine", "registry.compose.delta",
                         "registry.compose.merges"]:
         module = importlib.import_module(module_name)
         assert module.__all__, module_name

@@ -1,6 +1,7 @@
 """The linters, configured in pyproject.toml, pass on every run: ruff (pyflakes, pycodestyle's
 syntax errors, bugbear) over the package, scripts and tests, and mypy (strict on the base, digest,
-formats, chain and records; storage without strictness). Both come with the test extra (scripts/setup.sh test)."""
+formats, chain, records and provenance; storage, compose, publish, the demo and the command line
+without strictness). Both come with the test extra (scripts/setup.sh test)."""
 
 from __future__ import annotations
 

@@ -305,6 +305,46 @@ def test_effective_license_is_the_most_restrictive_across_publishers(fresh, stor
     assert report.accepted.nodes[nc_pooler].license.spdx_id == "CC-BY-NC-4.0"
 
 
+def test_a_publisher_relicensing_their_own_non_commercial_element_frees_their_composition(fresh, store, tmp_path):
+    # The publisher of the model re-publishes its pooler under CC-BY-NC-4.0, then composes the model
+    # from it under Apache-2.0: their own work, theirs to re-license (docs/contract.md), so the
+    # composition's Apache-2.0 terms govern and the model may be used commercially.
+    registry, published = fresh
+    pooler = next(e for e in split_model(MODEL, tmp_path / "split").elements if e.name == "pooler")
+    [nc_pooler] = publish_files(registry, store, [tmp_path / "split" / pooler.path], license="CC-BY-NC-4.0")
+    doc = recipe_doc(published)
+    doc["inputs"]["pooler"]["record"] = nc_pooler
+    relicensed = compose(registry, store, doc, license="Apache-2.0")
+
+    report = verify(registry, store, WEIGHTS, claim=relicensed)
+    assert report.exit_code == 0 and report.accepted.record_id == relicensed
+    lic = report.effective_license
+    assert lic.commercial_use and lic.no_commercial_use == () and lic.expression == "Apache-2.0"
+    assert lic.relicensed == (nc_pooler,) and nc_pooler in report.accepted.nodes
+
+
+def test_an_input_of_another_publisher_keeps_its_non_commercial_terms_under_a_permissive_composition(fresh, store, tmp_path):
+    # Licence laundering: Mallory's Apache-2.0 composition takes Alice's non-commercial pooler as an
+    # input without naming it as a parent on chain (so the contract never saw the link). Alice's
+    # terms still reach the model.
+    registry, published = fresh
+    pooler = next(e for e in split_model(MODEL, tmp_path / "split").elements if e.name == "pooler")
+    alice, mallory = (registry.with_account(a) for a in registry.chain.dev_accounts[1:3])
+    [alice_pooler] = publish_files(alice, store, [tmp_path / "split" / pooler.path], license="CC-BY-NC-4.0")
+    doc = recipe_doc(published)
+    doc["inputs"]["pooler"]["record"] = alice_pooler
+    recipe = parse_recipe(doc)
+    cid = store_document(recipe.canonical_json(), store)
+    declared = tuple(sorted({ref.record for name, ref in recipe.inputs.items() if name != "pooler"}))
+    [laundered] = mallory.publish_batch([RecordInput(str(content_id(WEIGHTS)), str(cid), 3, Kind.COMPOSITION, declared)])
+
+    report = verify(registry, store, WEIGHTS, claim="0x" + laundered.hex())
+    check = next(c for c in report.claims if c.record_id == "0x" + laundered.hex())
+    lic = check.effective_license
+    assert not lic.commercial_use and lic.no_commercial_use == (alice_pooler,) and lic.relicensed == ()
+    assert "CC-BY-NC-4.0" in lic.licenses
+
+
 def test_a_restriction_carried_through_the_publishers_own_input_is_a_licence_violation(fresh, store, tmp_path):
     # Alice's non-commercial pooler; Mallory's non-commercial copy of it (allowed: it stays
     # non-commercial); then Mallory's Apache-2.0 composition that takes her copy as an input without

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from registry.compose.chain_source import assemble_composition
-from registry.compose.plan import CompositionIntegrityError
+from registry.compose.tensor_plans import CompositionIntegrityError
 from registry.records.documents import Documents
 from registry.provenance.index import ElementIndex
 from registry.provenance.report import render

@@ -9,7 +9,7 @@ import pytest
 
 from registry.chain.devnet import Anvil
 from registry.chain.registry import Registry
-from registry.cli.elements_cmd import print_tree
+from registry.cli.resolve_cmd import print_tree
 from registry.formats.recipe import Recipe
 from registry.records.documents import DocumentError
 from registry.storage.blockstore import BlockStore

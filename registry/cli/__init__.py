@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "registry.cli.demo_cmd",
     "registry.cli.chain_cmd",
     "registry.cli.elements_cmd",
+    "registry.cli.resolve_cmd",
     "registry.cli.compose_cmd",
     "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",
@@ -94,7 +95,7 @@ def _global_options() -> argparse.ArgumentParser:
 class _TopParser(Parser):
     """The ``elements`` parser: its help lists the commands grouped by job."""
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(self, args=None, namespace=None):
         Repeated.reset(self)  # a repeated option's values belong to one command line
         return super().parse_known_args(args, namespace)
 
@@ -225,7 +226,7 @@ def _debug_log() -> None:
     class Stderr(logging.StreamHandler):
         """Writes to whatever ``sys.stderr`` is when a record comes (main() may run many times in a process)."""
 
-        stream = property(lambda self: sys.stderr, lambda self, value: None)  # type: ignore[assignment]
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
 
     logger = logging.getLogger("registry")
     logger.setLevel(logging.DEBUG)
@@ -250,7 +251,7 @@ def _path_problem(exc: OSError) -> str:
         errno.EEXIST: "it exists already; choose another path",
         errno.ENOENT: "check the path",
     }
-    fix = fixes.get(exc.errno, "check the path")
+    fix = "check the path" if exc.errno is None else fixes.get(exc.errno, "check the path")
     return f"cannot use {exc.filename}: {exc.strerror or exc}; {fix}"
 
 

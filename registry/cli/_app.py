@@ -65,6 +65,7 @@ class Repeated(argparse.Action):
 class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are :class:`UsageError` (one line, exit 2, JSON with --json)."""
 
+    # argparse declares error() NoReturn; this one raises too (UsageError), annotated as the code base's handlers are.
     def error(self, message: str) -> None:  # type: ignore[override]
         import difflib
         import re
@@ -274,5 +275,6 @@ class _SingleBar(Bars):
         super().__init__(enabled)
         self._bar = Bar(self, description, total)
 
+    # Bars enters as itself; a single bar's context value is the Bar, what `with progress(...) as bar` wants.
     def __enter__(self) -> Bar:  # type: ignore[override]
         return self._bar

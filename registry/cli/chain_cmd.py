@@ -94,7 +94,7 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> Result:
     return Result(data=data, human="\n".join(lines))
 
 
-def _devnet(args: argparse.Namespace, settings: Settings) -> Result:
+def _devnet(args: argparse.Namespace, settings: Settings) -> Result | None:
     from eth_utils import is_address
 
     from ..chain.deploy import deploy_registry

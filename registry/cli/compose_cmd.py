@@ -206,8 +206,8 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
         return Result(data=report, human=f"{report['tensor_count']} tensors, {report['total_bytes']:,} bytes; content id {predicted}")
     if not args.out:
         raise InputError("assemble-local needs -o OUT (or --dry-run)")
-    with progress(settings, "assembling") as report:
-        result = assemble(recipe, source, args.out, force=args.force, max_shard_size=max_shard_size, progress=report)
+    with progress(settings, "assembling") as bar:
+        result = assemble(recipe, source, args.out, force=args.force, max_shard_size=max_shard_size, progress=bar)
     if args.save_recipe:
         pinned = recipe.with_output(result.output_spec())
         text = json.dumps(pinned.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -252,7 +252,8 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import assemble_composition
     from ..compose.engine import parse_size
     from ..records.disputes import block_text
-    from .elements_cmd import session, warn_disputes
+    from .elements_cmd import session
+    from .resolve_cmd import warn_disputes
 
     max_shard_size = parse_size(args.max_shard_size)
     with session(settings) as (_, _, resolver), progress_bars(settings) as bars:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+from typing import Any
 
 from ..config import ENV, FetchLimits, Settings, load_config_file, save_config_file, url_list
 from ..errors import ConfigError
@@ -92,7 +93,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> Result:
-    data = {
+    data: dict[str, Any] = {
         "home": str(settings.home),
         "config_file": str(settings.home / "config.json"),
         "config": settings.file,

@@ -133,7 +133,7 @@ def _compose_lora(console: Console, step: Step) -> None:
 
 
 def _resolve(console: Console, step: Step) -> None:
-    from .elements_cmd import print_tree
+    from .resolve_cmd import print_tree
 
     data = step.data
     print_tree(step.detail["graph"])  # the same tree `elements resolve` prints (to stdout, like the story)

@@ -204,6 +204,7 @@ def cmd_service_remove(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_pins(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.session import open_registry
     from ..errors import ElementsError
+    from ..publish.claims import signing_account
     from ..publish.pinning import open_service, pin_statuses, service_configs
     from ..records.resolve import Resolver
     from ..storage.fetch import Sources
@@ -225,7 +226,7 @@ def cmd_pins(args: argparse.Namespace, settings: Settings) -> Result:
         registry = open_registry(settings)
     else:
         registry = open_registry(settings, write=True)
-        publisher = registry.account.address
+        publisher = signing_account(registry).address
     records = registry.records_by(publisher)
     rows: list[dict[str, Any]] = []
     with Sources.from_settings(settings) as sources:

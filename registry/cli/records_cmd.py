@@ -91,8 +91,11 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         commit_reveal = commit_reveal_for(args, settings, registry, bars)
         try:
             recipe, manifest = make_delta(base, finetuned, scratch, name=args.name)
+            delta_file = recipe.inputs[args.name].path
+            if delta_file is None:  # pragma: no cover - make_delta writes the delta beside its recipe
+                raise AssertionError("make_delta returned a recipe whose delta has no path")
             element = publish_elements(
-                registry, [scratch / recipe.inputs[args.name].path], sources.store, license=args.license,
+                registry, [scratch / delta_file], sources.store, license=args.license,
                 parents=["0x" + base_record.record_id.hex()], kind="element", name=args.name, sources=sources,
                 resolver=resolver, hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
                 commit_reveal=commit_reveal,

@@ -5,6 +5,7 @@ Each module imports only modules listed before it (no cycle; tests/test_conventi
 
 - :mod:`registry.compose.ops`           the fixed numerics of derived tensors (float64, round once, RNE)
 - :mod:`registry.compose.readers`       verified element readers (every byte hashed before it is used)
+- :mod:`registry.compose.tensor_plans`  the lazy plan of one output tensor (copy, cast, merge, checked, ...)
 - :mod:`registry.compose.plan`          recipe steps over manifests -> one lazy plan per output tensor
 - :mod:`registry.compose.outputs`       the output table check and the files' JSON merge patches
 - :mod:`registry.compose.nested`        compositions as recipe inputs (given the source and the builder)

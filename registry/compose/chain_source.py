@@ -116,7 +116,7 @@ class ChainElementSource(ElementSource):
         holder = self._holders.get(cid)
         if holder is not None:
             return holder
-        sources = self.resolver.sources
+        sources = self.resolver.need_sources("assembling")
         if not self.keep and sources.store.missing(cid):
             sources = self._fetch_store()
         sources.ensure(cid)
@@ -174,7 +174,8 @@ class ChainElementSource(ElementSource):
             )
         if manifest.kind != ref.kind:
             raise RecipeError(f"input {ref.name!r} is a {manifest.kind} element but the recipe uses it as {ref.kind}")
-        data = self.open_data(manifest.data["cid"], int(manifest.data["size"]), ref.name)
+        stored = _stored_data(manifest, ref)
+        data = self.open_data(stored["cid"], int(stored["size"]), ref.name)
         if manifest.kind == "tensors":
             return BlockTensorElement(ref, manifest, data)
         return BlockFileElement(ref, manifest, data)
@@ -227,11 +228,11 @@ class ChainElementSource(ElementSource):
     def data_path(self, ref: InputRef) -> Path:
         """The element's data exported to ``cache_dir/<data CID>`` (for a caller that needs a path;
         assembly reads blocks in place through :meth:`open` and never calls this)."""
-        manifest = self.manifest(ref)
-        cid = manifest.data["cid"]
+        stored = _stored_data(self.manifest(ref), ref)
+        cid = stored["cid"]
         path = self.cache_dir / cid
         sources = self._sources_for(cid)
-        if path.is_file() and path.stat().st_size == manifest.data["size"]:
+        if path.is_file() and path.stat().st_size == stored["size"]:
             try:
                 if sources.matches_file(cid, path):
                     return path
@@ -242,9 +243,9 @@ class ChainElementSource(ElementSource):
         # Exported in an area of this process, so a crash leaves nothing the next run keeps.
         with make_area(self.cache_dir, "export") as area:
             written = sources.export_file(cid, area.path / cid)
-            if written != manifest.data["size"]:
+            if written != stored["size"]:
                 raise ElementIntegrityError(
-                    f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {manifest.data['size']:,}"
+                    f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {stored['size']:,}"
                 )
             install(area.path / cid, path)
         return path
@@ -256,7 +257,8 @@ class ChainElementSource(ElementSource):
 
         Returns the bytes of data the inputs hold.
         """
-        leaves: dict[str, tuple[InputRef, Manifest]] = {}
+        # Keyed by record id; an input without one never gets in (self.manifest refuses it).
+        leaves: dict[str | None, tuple[InputRef, dict[str, Any]]] = {}
 
         def walk(current: Recipe, depth: int) -> None:
             for _, ref in sorted(current.inputs.items()):
@@ -266,17 +268,25 @@ class ChainElementSource(ElementSource):
                     if not has_cached_build(self, ref):
                         walk(self.recipe(ref), depth + 1)
                 elif ref.record not in leaves:
-                    leaves[ref.record] = (ref, self.manifest(ref))
+                    leaves[ref.record] = (ref, _stored_data(self.manifest(ref), ref))
 
         walk(recipe, 0)
-        total = sum(int(m.data["size"]) for _, m in leaves.values())
+        total = sum(int(stored["size"]) for _, stored in leaves.values())
         done = 0
-        for ref, manifest in leaves.values():
-            self._sources_for(manifest.data["cid"])
-            done += int(manifest.data["size"])
+        for ref, stored in leaves.values():
+            self._sources_for(stored["cid"])
+            done += int(stored["size"])
             if progress:
                 progress(done, total)
         return total
+
+
+def _stored_data(manifest: Manifest, ref: InputRef) -> dict[str, Any]:
+    """The manifest's data reference (``cid``, ``size``, ``name``); the resolver refuses a record's
+    manifest without one, so this only catches a manifest from another source."""
+    if manifest.data is None:
+        raise ElementIntegrityError(f"input {ref.name!r}: its manifest names no data CID, so its data cannot be fetched")
+    return manifest.data
 
 
 def _dag_header(data: DagFile, where: str):
@@ -301,6 +311,8 @@ class BlockTensorElement(TensorElement):
     def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
         self.data = data
         where = f"data {data.root}"
+        # ``where`` names the DAG in messages where TensorElement has a local path; the header given
+        # means no file is opened, and every method that would read one is overridden below.
         super().__init__(ref, manifest, where, header=_dag_header(data, where))  # type: ignore[arg-type]
 
     def data_paths(self) -> Iterator[Path]:
@@ -322,6 +334,7 @@ class BlockFileElement(FileElement):
     """A file element read in place from its blocks, checked against its content id before use."""
 
     def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
+        # The label stands where FileElement has a local path; every method that would read it is overridden.
         super().__init__(ref, manifest, f"data {data.root}")  # type: ignore[arg-type]
         self.data = data
 
@@ -458,7 +471,7 @@ def assemble_composition(
     source = ChainElementSource(resolver, graph, cache_dir, keep=keep)
     try:
         # Shared with other assemblies, exclusive of `elements gc`, which must not free blocks being read.
-        with store_lock(resolver.sources.store, exclusive=False):
+        with store_lock(resolver.need_sources("assembling").store, exclusive=False):
             return _assemble_from(source, resolver, graph, node, chosen, recipe, candidates, out, force=force,
                                   max_shard_size=max_shard_size, fetch_progress=fetch_progress, progress=progress)
     finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..formats.recipe import Recipe, load_recipe
@@ -80,7 +81,7 @@ def inspect_recipe(recipe: Recipe | str | os.PathLike, source: ElementSource) ->
     Raises:
         RecipeError / ElementNotFound / ElementIntegrityError / OutputMismatch: as :func:`assemble`.
     """
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    recipe = _recipe_of(recipe)
     # Planning only: a composition input with derived tensors is planned, not built.
     with _opened(recipe, source, materialize=False) as elements:
         plan = plan_tensors(recipe, elements)
@@ -126,10 +127,18 @@ def assemble(
         ElementIntegrityError: an input differs from the content id the recipe pins.
         OutputMismatch: the output differs from the recipe's expected table or content id.
     """
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    recipe = _recipe_of(recipe)
     out = check_output_path(out_dir, "the output directory")
     if (out.exists() or out.is_symlink()) and not force:
         raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
     with _opened(recipe, source) as elements:
         return assemble_elements(recipe, elements, out, force=force, max_shard_size=max_shard_size, progress=progress,
                                  provenance=provenance, durable=durable)
+
+
+def _recipe_of(recipe: Recipe | str | os.PathLike) -> Recipe:
+    """The recipe itself, or read from a path (any os.PathLike: load_recipe reads only str and
+    Path as paths and took anything else for the recipe's bytes) or a str (a path or the text)."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    return load_recipe(recipe if isinstance(recipe, str) else Path(recipe))

@@ -50,11 +50,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 from ..digest import parse_bytes32
 from ..errors import ElementsError
-from ..formats.content_id import Manifest, TensorEntry, bytes_content_id, manifest_of
+from ..formats.content_id import Manifest, bytes_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError
 from ..limits import COMPOSITION_NESTING
 from .outputs import OutputMismatch, check_output_table, patched_json
-from .plan import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, plan_tensors, read_whole
+from .plan import plan_tensors
+from .tensor_plans import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, read_whole
 from .readers import ElementIntegrityError, FileElement, TensorElement
 
 if TYPE_CHECKING:  # numpy loads only where tensors are computed (a plain copy verifies without it)
@@ -187,7 +188,7 @@ class _BytesFileElement(FileElement):
         self.ref = ref
         self.data = data
         self.manifest = Manifest("file", bytes_content_id(data))
-        self.path = None  # type: ignore[assignment]
+        self.path = None  # type: ignore[assignment]  # bytes in memory, no local file: writer.data_paths skips a None path
 
     def read_bytes(self) -> bytes:
         return self.data
@@ -221,6 +222,8 @@ class CompositionElement(TensorElement):
         self.manifest = manifest
         self.entries = {entry.name: entry for entry in manifest.entries}
         self.built = built
+        # Unbuilt, it has no local file nor header (reads go through its plans; writer.data_paths
+        # skips a None path): TensorElement's attributes are a local file's.
         self.path = built.path if built is not None else None  # type: ignore[assignment]
         self.header = built.header if built is not None else None  # type: ignore[assignment]
         self._fd = None
@@ -257,7 +260,7 @@ class CompositionElement(TensorElement):
         plan = self.tensor_plan(name)
         elems = max(1, chunk_bytes // max(1, storage_dtype(plan.dtype).itemsize))
         for block in plan.blocks(elems):
-            yield memoryview(np.ascontiguousarray(block)).cast("B")
+            yield np.ascontiguousarray(block).data.cast("B")
 
     def read_all(self, name: str) -> np.ndarray:
         return read_whole(self.tensor_plan(name))
@@ -425,10 +428,9 @@ def planned_composition(ref: InputRef, recipe: Recipe, manifest: Manifest | None
     tensors and no table: nothing could check them short of building it. ``plan`` is
     :func:`plan_composition`'s (already checked against what the composition claims); the element
     closes ``inputs`` when it is closed."""
-    if plan.predicted_content_id() is not None:
-        table = manifest or Manifest.for_tensors(
-            TensorEntry(name, p.dtype, tuple(p.shape), p.digest, p.nbytes) for name, p in plan.tensors.items()
-        )
+    copies = plan.copy_table()
+    if copies is not None:
+        table = manifest or Manifest.for_tensors(copies)
         return CompositionElement(ref, recipe, table, plans=plan.tensors, inputs=inputs)
     if manifest is None:
         return None

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from ..errors import InputError, IntegrityError
 from ..formats.recipe import OutputTensor, Recipe, RecipeError, RecipeLimitError
 from ..limits import MODEL_JSON_BYTES, LimitExceeded, NotJSON, loads_json
-from .plan import Plan, TensorPlan
+from .tensor_plans import Plan, TensorPlan
 
 __all__ = [
     "OutputExists",
@@ -145,6 +145,8 @@ def patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
     try:
         document = loads_json(data, what=f"files: {path} (the input of a patch)", max_bytes=MODEL_JSON_BYTES)
     except LimitExceeded as exc:
+        if exc.limit is None:  # pragma: no cover - loads_json names the limit of every refusal
+            raise
         raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
     except NotJSON as exc:
         raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None

@@ -7,7 +7,7 @@
 
 So a tensor nobody reads is never read, and a byte that is used has always been checked. Where
 the manifest and the data come from is :mod:`registry.compose.sources`' job; planning
-(:mod:`registry.compose.plan`), nested compositions (:mod:`registry.compose.nested`) and the
+(:mod:`registry.compose.plan`, :mod:`registry.compose.tensor_plans`), nested compositions (:mod:`registry.compose.nested`) and the
 writer (:mod:`registry.compose.writer`) read through these classes only.
 """
 
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from ..digest import blake3_hasher
+from ..digest import Bytes32, blake3_hasher
 from ..errors import IntegrityError
 from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.recipe import InputRef, RecipeLimitError
@@ -130,7 +130,7 @@ class TensorElement:
         position, target, end = info.start, dst_offset, info.end
         while position < end:
             count = min(end - position, _COPY_STEP)
-            done = _copy_range(self._fd, position, dst_fd, target, count)
+            done = _copy_range(self._open_fd(), position, dst_fd, target, count)
             if done == 0:
                 raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while copying tensor {name!r}; the file changed")
             position += done
@@ -145,12 +145,19 @@ class TensorElement:
     def _read_exact(self, view: memoryview, offset: int, name: str) -> None:
         done = 0
         while done < len(view):
-            got = os.preadv(self._fd, [view[done:]], offset + done)
+            got = os.preadv(self._open_fd(), [view[done:]], offset + done)
             if got == 0:
                 raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while reading tensor {name!r}; the file changed")
             done += got
 
-    def _check(self, name: str, actual: bytes, expected: bytes) -> None:
+    def _open_fd(self) -> int:
+        """The local file's descriptor (a subclass given a header reads elsewhere and overrides
+        every method that would need one)."""
+        if self._fd is None:
+            raise ValueError(f"input {self.ref.name!r}: {self.path} is closed (or read from elsewhere); open the element again")
+        return self._fd
+
+    def _check(self, name: str, actual: bytes, expected: Bytes32) -> None:
         if bytes(actual) != bytes(expected):
             raise ElementIntegrityError(
                 f"input {self.ref.name!r}: tensor {name!r} in {self.path} does not match its digest in the manifest "

@@ -177,13 +177,13 @@ class LocalElementSource(ElementSource):
             if not path.is_file():
                 raise ElementNotFound(f"input {ref.name!r}: {path} does not exist; re-run `elements split` or fix the recipe's path")
             return path
-        path = self._index().get(ref.content_id)
-        if path is None:
+        found = self._index().get(ref.content_id)
+        if found is None:
             raise ElementNotFound(
                 f"input {ref.name!r} (content id {ref.content_id}) is not in {self.root}; "
                 "give the directory that holds it, or fetch it from the chain with `elements assemble`"
             )
-        return path
+        return found
 
     def manifest(self, ref: InputRef) -> Manifest:
         path = self.data_path(ref)

@@ -30,11 +30,13 @@ from ..digest import Bytes32, blake3_hasher
 from ..errors import InputError, IntegrityError
 from ..formats.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
 from ..formats.recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError
+from ..formats.safetensors_writer import TensorSpec
 from ..formats.safetensors_writer import build_header
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
 from .outputs import OutputExists, OutputMismatch, check_output_table, patched_json
-from .plan import CopyPlan, Plan, TensorPlan, block_elems, plan_tensors
+from .plan import plan_tensors
+from .tensor_plans import CopyPlan, Plan, TensorPlan, block_elems
 from .readers import FileElement, TensorElement
 
 __all__ = [
@@ -307,7 +309,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
 def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
                  advance: Callable[[int], None]) -> dict[str, Bytes32]:
     """Write one safetensors file in canonical layout; returns the digests of derived tensors."""
-    specs = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
+    specs: list[TensorSpec] = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
     header, _ = build_header(specs, metadata)
     computed: dict[str, Bytes32] = {}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -338,7 +340,7 @@ def _write_derived(fd: int, offset: int, tensor: TensorPlan, advance: Callable[[
     hasher = blake3_hasher(tensor.nbytes)
     start = offset
     for block in tensor.blocks(block_elems(tensor)):
-        view = memoryview(np.ascontiguousarray(block)).cast("B")
+        view = np.ascontiguousarray(block).data.cast("B")
         hasher.update(view)
         offset = _pwrite_all(fd, view, offset)
         advance(len(view))

@@ -153,14 +153,14 @@ def build_bom(report: Report) -> Bom:
             if rid not in components:
                 components[rid] = _node_component(node, f"record:{rid}", ", ".join(dict.fromkeys(d.record_id for d in items)))
 
-    def pedigree_of(rid: str, trail: frozenset[str]) -> Pedigree | None:
+    def pedigree_of(claim: ClaimCheck, rid: str, trail: frozenset[str]) -> Pedigree | None:
         node = claim.nodes[rid]
         ancestors = []
         for child in node.children:
             if child in trail:
                 continue
             copy = _node_component(claim.nodes[child], None)
-            copy.pedigree = pedigree_of(child, trail | {child})
+            copy.pedigree = pedigree_of(claim, child, trail | {child})
             ancestors.append(copy)
         # A disputed record is most likely a copy of the earlier claim: CycloneDX's "forked from".
         for dispute in node.disputes:
@@ -170,7 +170,7 @@ def build_bom(report: Report) -> Bom:
 
     pedigree = None
     if claim is not None:
-        pedigree = pedigree_of(claim.record_id, frozenset({claim.record_id}))
+        pedigree = pedigree_of(claim, claim.record_id, frozenset({claim.record_id}))
         if pedigree is not None:
             pedigree.notes = (f"claim {claim.record_id} ({claim.kind}) by {claim.record.publisher}, block "
                               f"{claim.record.block_number}, re-derived by elements verify: {report.verdict}")
@@ -231,7 +231,7 @@ def validate_bom_json(text: str) -> None:
         raise BomInvalid(f"the bill of materials does not validate against CycloneDX 1.6: {error}")
 
 
-def write_bom(report: Report, path: str | os.PathLike) -> Path:
+def write_bom(report: Report, path: str | os.PathLike[str]) -> Path:
     """Write the validated BOM to ``path`` atomically; returns the path."""
     path = Path(path)
     text = bom_json(report)

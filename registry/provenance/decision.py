@@ -65,7 +65,9 @@ def blocker(check: ClaimCheck, trust: Sequence[str], allow_yanked: bool) -> tupl
         return "yanked", f"the claim {check.record_id} was yanked by its publisher"
     if not allow_yanked and check.yanked_ancestors:
         node = check.nodes[check.yanked_ancestors[0]]
-        return "yanked", f"ancestor {node.record_id}{' (' + node.name + ')' if node.name else ''} was yanked by {node.record.publisher}"
+        # A yanked ancestor was read from the chain, so its record is there; the fallback names no one.
+        by = node.record.publisher if node.record is not None else "its publisher"
+        return "yanked", f"ancestor {node.record_id}{' (' + node.name + ')' if node.name else ''} was yanked by {by}"
     return None
 
 
@@ -114,7 +116,7 @@ def is_trusted(publisher: str, trust: Sequence[str]) -> bool | None:
 
 
 def checksum_address(address: str) -> str:
-    from eth_utils import is_address, to_checksum_address
+    from eth_utils.address import is_address, to_checksum_address
 
     if not is_address(address):
         raise InputError(f"--trust {address!r} is not an address (0x + 40 hex digits)")

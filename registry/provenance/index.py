@@ -167,7 +167,10 @@ class ElementIndex:
     def state(self) -> dict[str, Any]:
         """What the index holds: last block, record and tensor counts, pending documents."""
         meta = self._meta()
-        count = lambda sql: self._db.execute(sql).fetchone()[0]  # noqa: E731
+
+        def count(sql: str) -> int:
+            return int(self._db.execute(sql).fetchone()[0])
+
         return {
             "path": str(self.path) if self.path else None,
             "last_block": int(meta["last_block"]) if "last_block" in meta else None,
@@ -264,7 +267,7 @@ class ElementIndex:
         documents = self.documents
         known = {(bytes(c), r) for c, r in self._db.execute("SELECT DISTINCT content_id, role FROM tensors").fetchall()}
 
-        def fetch(row: tuple) -> tuple[bytes, str, str | None, Any]:
+        def fetch(row: tuple[Any, ...]) -> tuple[bytes, str, str | None, Any]:
             record_id, publisher, content_id, kind, block, log_index, codec, digest = row
             try:
                 cid = join_cid(codec, bytes(digest))
@@ -361,7 +364,7 @@ class ElementIndex:
         earlier record.
         """
         wanted = {(e.name, bytes(e.digest)) for e in entries}
-        scores: dict[bytes, list] = {}
+        scores: dict[bytes, list[Any]] = {}  # [matching names, tensors, (block, log index), content id]
         for hit in self._hits("WHERE t.digest IN ({marks}) AND t.role = 'output'", list({d for _, d in wanted})):
             score = scores.setdefault(hit.record_id, [0, 0, (hit.priority_block, hit.block, hit.log_index), hit.content_id])
             if (hit.name, hit.digest) in wanted:

@@ -4,9 +4,9 @@ is fetched (and verified) only when a derived tensor is recomputed or a file is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..compose.plan import CopyPlan, TensorPlan, block_elems
+from ..compose.tensor_plans import CopyPlan, TensorPlan, block_elems
 from ..compose.readers import ElementIntegrityError, FileElement, TensorElement
 from ..digest import blake3_hasher, to_hex
 from ..errors import UnsafeFileError
@@ -14,6 +14,9 @@ from ..formats.content_id import Manifest
 from ..formats.recipe import InputRef
 from ..records.documents import Documents
 from .results import Source
+
+if TYPE_CHECKING:  # numpy loads only where tensors are computed
+    import numpy as np
 
 __all__ = ["ManifestFileElement", "ManifestTensorElement", "fetcher", "leaf_copies", "recompute_verified"]
 
@@ -29,9 +32,12 @@ class ManifestTensorElement(TensorElement):
         self.ref = ref
         self.manifest = manifest
         self.entries = {entry.name: entry for entry in manifest.entries}
+        # No local file until the first read (TensorElement's path is a local file's): the reads
+        # go to the fetched copy, and writer.data_paths skips a None path.
         self.path = None  # type: ignore[assignment]
         self._fd = None
         self._fetch = fetch
+        self._local: Path | None = None
         self._opened: TensorElement | None = None
         self.origin = origin
 
@@ -46,18 +52,18 @@ class ManifestTensorElement(TensorElement):
         if self._opened is not None:
             self._opened.close()
             self._opened = None
-        local = getattr(self, "_local", None)
+        local = self._local
         if local is not None:
             local.unlink(missing_ok=True)
             self._local = None
 
-    def stream(self, name: str, chunk_bytes: int):
+    def stream(self, name: str, chunk_bytes: int) -> Iterator[memoryview]:
         return self._element().stream(name, chunk_bytes)
 
-    def blocks(self, name: str, block_elems: int):
+    def blocks(self, name: str, block_elems: int) -> Iterator[np.ndarray]:
         return self._element().blocks(name, block_elems)
 
-    def read_all(self, name: str):
+    def read_all(self, name: str) -> np.ndarray:
         return self._element().read_all(name)
 
     def close(self) -> None:
@@ -73,7 +79,7 @@ class ManifestFileElement(FileElement):
         self._path: Path | None = None
         self.origin = origin
 
-    @property  # type: ignore[override]
+    @property
     def path(self) -> Path:
         if self._path is None:
             self._path = self._fetch()
@@ -119,5 +125,5 @@ def _recompute_digest(plan: TensorPlan) -> str:
     import numpy as np
     hasher = blake3_hasher(plan.nbytes)
     for block in plan.blocks(block_elems(plan)):
-        hasher.update(memoryview(np.ascontiguousarray(block)).cast("B"))
+        hasher.update(np.ascontiguousarray(block).data.cast("B"))
     return to_hex(hasher.digest())

@@ -48,7 +48,7 @@ class ModelFiles:
         }
 
 
-def read_model(path: str | os.PathLike, progress: Callable[[int, int], None] | None = None) -> ModelFiles:
+def read_model(path: str | os.PathLike[str], progress: Callable[[int, int], None] | None = None) -> ModelFiles:
     """Hash a model: a .safetensors file, a sharded checkpoint index, or a model directory.
 
     ``progress(bytes_done, bytes_total)`` follows the hashing (progress bars).

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from ..records.disputes import block_text
+from ..records.disputes import Dispute, block_text
 from .verify import AncestorNode, ClaimCheck, DisputeCheck, FileResult, Report, TensorResult
 
 __all__ = ["render", "MAX_TENSOR_LINES"]
@@ -221,7 +221,7 @@ def _attribution(console: Console, report: Report) -> None:
             publishers[result.sources[0].publisher or "?"] = publishers.get(result.sources[0].publisher or "?", 0) + 1
     for publisher, n in sorted(publishers.items(), key=lambda kv: -kv[1]):
         console.print(f"  {n} tensor(s) match elements published by {publisher}")
-    disputed = {}
+    disputed: dict[tuple[str, str], Dispute] = {}
     for result in [*attribution.tensors, *attribution.missing]:
         for source in result.sources:
             for dispute in source.disputes:

@@ -14,7 +14,8 @@ from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative, i
 from ..chain.registry import Kind, Record, Registry, kind_name
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition, planned_composition
 from ..compose.outputs import output_table_problems, patched_json
-from ..compose.plan import CompositionIntegrityError, plan_tensors
+from ..compose.plan import plan_tensors
+from ..compose.tensor_plans import CompositionIntegrityError
 from ..compose.readers import FileElement, TensorElement
 from ..digest import parse_bytes32, to_hex
 from ..errors import NotFoundError, ServiceError
@@ -77,7 +78,7 @@ class Verifier:
 
     # -- entry point ---------------------------------------------------------------------------
 
-    def verify(self, path: str | os.PathLike | ModelFiles, options: VerifyOptions = VerifyOptions()) -> Report:
+    def verify(self, path: str | os.PathLike[str] | ModelFiles, options: VerifyOptions = VerifyOptions()) -> Report:
         """Verify the model at ``path`` (or a model already hashed by :func:`read_model`); see the
         :mod:`registry.provenance.verify`.
 
@@ -185,6 +186,9 @@ class Verifier:
             ((node.record, node.license, node.name) for node in check.nodes.values() if node.record is not None),
             earlier=[(d.dispute.earlier, d.dispute.earlier_terms, f"earlier claim of {d.name or d.record_id}")
                      for d in check.disputes],
+            claim=record.record_id,
+            # The ancestry's links as walked (recipe inputs too, even one the record does not name on chain).
+            parents={parse_bytes32(rid): [parse_bytes32(p) for p in node.children] for rid, node in check.nodes.items()},
         )
         return check
 
@@ -311,6 +315,7 @@ class Verifier:
                 element = self._open_composition(check, qualified, record, document, depth + 1, stack)
                 if element is None:
                     continue
+                # CompositionElement (compose) declares no origin: the Source type is provenance's, above it.
                 element.origin = origin  # type: ignore[attr-defined]
                 elements[name] = element
                 continue
@@ -332,6 +337,9 @@ class Verifier:
         """A composition input, planned over its own inputs' manifests and checked against what
         it claims (``None`` with the problem recorded when it cannot be)."""
         label = f"composition input {ref.name!r} (record {ref.record})"
+        if ref.record is None:  # pragma: no cover - _open_inputs skips an input without a record id
+            check.problems.append(f"{label} has no record id; a published recipe pins every input to a record")
+            return None
         if not isinstance(document, Recipe):
             check.problems.append(f"input {ref.name!r} is declared a composition but record {ref.record} is {kind_name(record.kind, article=True)} record")
             return None
@@ -354,13 +362,13 @@ class Verifier:
                     "compositions are published with their output table"
                 )
         except _Skip:
-            for element in inner.values():
-                element.close()
+            for opened in inner.values():
+                opened.close()
             return None
         except (CompositionIntegrityError, RecipeError) as exc:
             check.problems.append(str(exc))
-            for element in inner.values():
-                element.close()
+            for opened in inner.values():
+                opened.close()
             return None
         return element
 
@@ -446,9 +454,9 @@ class Verifier:
             records = self.read_records([parse_bytes32(w, "id") for w in wanted])
             names = {parent: name for _, parent, via, name in batch if name}
             for rid, record in zip(wanted, records):
-                via = {v for _, parent, v, _ in batch if parent == rid}
+                reached_by = {v for _, parent, v, _ in batch if parent == rid}
                 node = AncestorNode(rid, record, self.license_terms(record.license_id) if record else None,
-                                    "input" if "input" in via else "parent", names.get(rid),
+                                    "input" if "input" in reached_by else "parent", names.get(rid),
                                     is_trusted(record.publisher, trust) if record else None)
                 if record is None:
                     node.problems.append(f"record {rid} does not exist on this registry")
@@ -458,15 +466,15 @@ class Verifier:
                 if record is not None:
                     edges += self._recipe_edges(rid, record)
                     edges += [(rid, to_hex(p), "parent", None) for p in record.parents]
-        for child, parent, via, name in edges:
+        for child, parent, edge, input_name in edges:
             if parent not in nodes or child not in nodes:
                 continue
             child_node, parent_node = nodes[child], nodes[parent]
             if parent not in child_node.children:
                 child_node.children.append(parent)
-            child_node.via.setdefault(parent, []).append(via)
-            if name and not parent_node.name:
-                parent_node.name = name
+            child_node.via.setdefault(parent, []).append(edge)
+            if input_name and not parent_node.name:
+                parent_node.name = input_name
         # What each record inherits from other publishers, re-derived over the loaded ancestry (recipe
         # inputs count as parents) with the registry's own rule; then every link is checked with it.
         carried = inherited_restrictions({rid: (n.record.publisher, n.license, n.children) for rid, n in nodes.items() if n.record})

@@ -94,7 +94,7 @@ __all__ = [
 ]
 
 
-def verify_model(path: str | os.PathLike, registry: Registry, sources: Sources, options: VerifyOptions = VerifyOptions(),
+def verify_model(path: str | os.PathLike[str], registry: Registry, sources: Sources, options: VerifyOptions = VerifyOptions(),
                  *, home: Path | None = None) -> Report:
     """Verify the model at ``path`` against ``registry`` (see the module docstring).
 

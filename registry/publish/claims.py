@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-55: eth-utils loads only with the signer
 
@@ -24,6 +24,9 @@ from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from .prepare import PreparedElement, Progress, prepare_elements
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 __all__ = [
     "Claim",
     "TooManyParentsError",
@@ -32,7 +35,23 @@ __all__ = [
     "element_claim",
     "element_claims",
     "resolve_license",
+    "signing_account",
 ]
+
+
+def signing_account(registry: Registry) -> "LocalAccount":
+    """The account the registry is bound to.
+
+    Raises:
+        AccountError: none is bound (the message names how to give a key).
+    """
+    from ..chain.session import require_account
+
+    require_account(registry)
+    account = registry.account
+    if account is None:  # pragma: no cover - require_account raised
+        raise AssertionError("require_account let a registry without an account through")
+    return account
 
 
 class UnknownLicenseName(InputError):
@@ -163,9 +182,7 @@ def element_claims(
         raise InputError("nothing to publish: give one or more element files")
     if name and len(paths) > 1:
         raise InputError("--name names one element; publish several files without it (each is named by its file name)")
-    from ..chain.session import require_account
-
-    require_account(registry)
+    publisher = signing_account(registry).address
     terms = resolve_license(registry, license)
     parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
     check_parent_count(registry, len(parent_ids), "each element")
@@ -176,6 +193,6 @@ def element_claims(
         from ..records.licensing import check_license_against_ancestors
 
         graph = resolver.graph(parent_ids, documents=False)
-        check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)
+        check_license_against_ancestors(publisher, terms, graph, parent_ids)
     prepared = prepare_elements(paths, store, kind=kind, name=name, progress=progress)
-    return terms, [element_claim(p, registry.account.address, terms.license_id, parent_ids) for p in prepared]
+    return terms, [element_claim(p, publisher, terms.license_id, parent_ids) for p in prepared]

@@ -32,11 +32,13 @@ from typing import Callable, Sequence
 from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-55: eth-utils loads only with the signer
 
 from ..files import atomic_write
-from ..chain.errors import ChainError, CommitmentError
+from ..chain.errors import CommitmentError
+from ..errors import ChainError
 from ..chain.registry import COMMITMENT_EXPIRY, Registry
 from ..chain.inputs import RecordInput, commitment_of
 from ..digest import parse_bytes32, to_hex
 from ..limits import CONFIG_BYTES, load_json_file
+from .claims import signing_account
 
 __all__ = [
     "STATE_FORMAT",
@@ -51,6 +53,7 @@ __all__ = [
     "wait_for_block",
     "wait_until_mined",
     "is_loopback",
+    "sent_receipt",
 ]
 
 STATE_FORMAT = "elements.pending-commitment/v1"
@@ -113,6 +116,14 @@ class Committed:
     reveal_receipt: dict
 
 
+def sent_receipt(registry: Registry) -> dict:
+    """The receipt of the transaction ``registry`` just sent (every write of a Registry keeps it)."""
+    receipt = registry.last_receipt
+    if receipt is None:  # pragma: no cover - called only after a write
+        raise AssertionError("no transaction was sent through this registry")
+    return receipt
+
+
 def pending_path(state_dir: Path, registry: Registry, publisher: str) -> Path:
     """The state file of ``publisher``'s pending commitment on this chain and registry."""
     return Path(state_dir) / f"{registry.chain.chain_id}-{registry.address}-{to_checksum_address(publisher)}.json"
@@ -155,7 +166,7 @@ def _drop(state_dir: Path, registry: Registry, publisher: str) -> None:
 def clear_stale(registry: Registry, options: CommitReveal) -> None:
     """Remove the bound account's state file when its records all exist (an earlier run's reveal
     was mined but the run stopped before it could clean up)."""
-    publisher = registry.account.address
+    publisher = signing_account(registry).address
     pending = load_pending(options.state_dir, registry, publisher)
     if pending is not None and all(registry.exists(list(pending.record_ids))):
         _drop(options.state_dir, registry, publisher)
@@ -169,7 +180,7 @@ def publish_committed(registry: Registry, records: Sequence[RecordInput], option
         What :meth:`Registry.reveal` raises; ChainError when no block follows the commitment within
         ``options.timeout`` (the commitment stays: run the same publish again).
     """
-    publisher = registry.account.address
+    publisher = signing_account(registry).address
     ids = tuple(r.record_id(publisher) for r in records)
     for attempt in range(2):
         pending, commit_block, commit_receipt = _commitment_for(registry, ids, options, fresh=attempt > 0)
@@ -181,13 +192,13 @@ def publish_committed(registry: Registry, records: Sequence[RecordInput], option
                 continue  # expired while waiting, or replaced meanwhile: commit anew, once
             raise
         _drop(options.state_dir, registry, publisher)
-        return Committed(commit_block, commit_receipt, registry.last_receipt)
+        return Committed(commit_block, commit_receipt, sent_receipt(registry))
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _commitment_for(registry: Registry, ids: tuple[bytes, ...], options: CommitReveal, *, fresh: bool):
     """The live commitment to ``ids`` (the pending one, if the chain still holds it), else a new one."""
-    publisher = registry.account.address
+    publisher = signing_account(registry).address
     pending = None if fresh else load_pending(options.state_dir, registry, publisher)
     if pending is not None and pending.record_ids == ids:
         on_chain = registry.commitment(publisher)
@@ -203,7 +214,7 @@ def _commitment_for(registry: Registry, ids: tuple[bytes, ...], options: CommitR
     pending = PendingCommitment(registry.chain.chain_id, registry.address, publisher, salt, ids, commitment_of(publisher, salt, ids))
     _save(options.state_dir, registry, pending)  # before sending: a crash after it must not lose the salt
     block = registry.commit(pending.commitment)
-    return pending, block, registry.last_receipt
+    return pending, block, sent_receipt(registry)
 
 
 def wait_until_mined(chain, address: str, *, timeout: float = 600.0, poll: float | None = None) -> None:

@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..chain.registry import Kind, Registry, record_id_of
 from ..chain.inputs import RecordInput
-from ..chain.session import require_account
+from ..chain.registry import Kind, Registry, record_id_of
 from ..digest import parse_bytes32, to_hex
-from .claims import Claim, check_parent_count, element_claim, resolve_license
+from .claims import Claim, check_parent_count, element_claim, resolve_license, signing_account
 from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
 from .prepare import PreparedElement, store_document
@@ -142,13 +141,13 @@ def publish_composition(
             CompositionIntegrityError (a composition input does not build what it claims);
             OutputMismatch; what :func:`publish_claims` raises.
     """
-    require_account(registry)
+    publisher = signing_account(registry).address
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(Path(recipe))
     label = recipe.name or "composition"
     # Everything that can be refused is refused before the assembly's work.
     if not recipe.publishable:
-        composition_claim(recipe, b"\1" * 32, registry.account.address, 0, None, label)  # raises the message
+        composition_claim(recipe, b"\1" * 32, publisher, 0, None, label)  # raises the message
     parents = sorted({parse_bytes32(ref.record, "record id") for ref in recipe.inputs.values()})
     check_parent_count(registry, len(parents), f"recipe {label!r} ({len(recipe.inputs)} inputs)")
     terms = resolve_license(registry, license)
@@ -160,7 +159,7 @@ def publish_composition(
                 "publish that element first (or fix the record id)"
             )
     graph = resolver.graph(parents, documents=True, strict=True)
-    check_license_against_ancestors(registry.account.address, terms, graph, parents)
+    check_license_against_ancestors(publisher, terms, graph, parents)
     source = ChainElementSource(resolver, graph)
     for ref in recipe.inputs.values():
         source.record(ref)  # content id and kind against the recipe, before fetching anything
@@ -177,8 +176,8 @@ def publish_composition(
         if scratch is not None:
             scratch.close()
     pinned = recipe.with_output(result.output_spec())
-    store = None if dry_run else resolver.sources.store
-    claim, cid = composition_claim(pinned, result.content_id, registry.account.address, terms.license_id, store, label)
+    store = None if dry_run else resolver.need_sources("publishing a composition").store
+    claim, cid = composition_claim(pinned, result.content_id, publisher, terms.license_id, store, label)
     report = publish_claims(registry, [claim], sources=resolver.sources, dry_run=dry_run, batch_size=batch_size, license=terms,
                             commit_reveal=commit_reveal)
     return CompositionReport(report, claim, pinned, cid, result)
@@ -219,12 +218,11 @@ def publish_model(
         UnknownLicenseName; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
         what :func:`split_model` and :func:`publish_claims` raise.
     """
-    require_account(registry)
+    publisher = signing_account(registry).address
     terms = resolve_license(registry, license)
     model = Path(model)
     if not model.exists():
         raise InputError(f"{model}: no such file or directory; give a .safetensors file or a model directory")
-    publisher = registry.account.address
     # No split files: the split is planned from the headers and digests, and each element's bytes
     # are streamed from the checkpoint's memory map into its blocks (issue 17: a model on disk
     # once, with nothing left behind). work_dir is kept for callers; nothing is written there now.

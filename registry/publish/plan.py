@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from ..chain.errors import InsufficientFundsError, TransactionFailed
 from ..chain.registry import Registry
 from ..errors import ElementsError, InputError
-from .claims import Claim, check_parent_count
+from .claims import Claim, check_parent_count, signing_account
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -100,12 +100,13 @@ def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) 
     # Gas price 0: the estimate must not depend on the balance (a dry run from an unfunded key).
     tx = {"from": publisher, "to": registry.address, "data": data, "value": 0, "gasPrice": 0}
     try:
-        return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))
+        return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]  # web3 wants its TxParams TypedDict (checksum-address NewTypes); the keys are its own
     except ElementsError:
         raise
     except Exception as exc:
         # Replaying the call decodes a revert into the registry's own error (UnknownParent, ...).
-        registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, registry.license_name)
+        # chain's LicenseNamer promises a name; an unknown licence's "" reads as no name there, as None does.
+        registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, lambda i: registry.license_name(i) or "")
         raise TransactionFailed(f"the node could not estimate the gas of publishBatch: {exc}") from None
 
 
@@ -119,10 +120,7 @@ def plan_claims(registry: Registry, claims: Sequence[Claim], *, batch_size: int 
             would refuse, before anything is sent.
         InsufficientFundsError: the account cannot pay for the missing claims.
     """
-    from ..chain.session import require_account
-
-    require_account(registry)
-    publisher = registry.account.address
+    publisher = signing_account(registry).address
     for claim in claims:
         if claim.publisher.lower() != publisher.lower():
             raise InputError(f"claim {claim.label} was made for {claim.publisher}, but the key in use is {publisher}")
@@ -149,7 +147,7 @@ def _estimate_commit(registry: Registry, publisher: str) -> int:
     """The gas of a commitment (a new one if the publisher never committed, else a rewrite)."""
     data = registry.contract.encode_abi("commitRecordIds", args=[b"\xee" * 20 + bytes(12)])
     tx = {"from": publisher, "to": registry.address, "data": data, "value": 0, "gasPrice": 0}
-    return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))
+    return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]  # web3 wants its TxParams TypedDict (checksum-address NewTypes); the keys are its own
 
 
 def _estimate(registry: Registry, publisher: str, batches: list[list[Claim]], commit_reveal: bool = False) -> Estimate:
@@ -180,7 +178,7 @@ def require_funds(registry: Registry, plan: Plan) -> None:
     if estimate is None or not plan.missing:
         return
     if estimate.balance < estimate.max_cost:
-        publisher = registry.account.address
+        publisher = signing_account(registry).address
         raise InsufficientFundsError(
             f"account {publisher} holds {estimate.balance / 10**18:.6g} ETH on {registry.chain.name} but publishing "
             f"{len(plan.missing)} record(s) may cost up to {estimate.max_cost / 10**18:.6g} ETH "

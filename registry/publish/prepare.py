@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..chain.registry import Kind
 from ..errors import InputError, UnsafeFileError
@@ -64,12 +64,17 @@ class PreparedElement:
     @property
     def data_cid(self) -> CID:
         """The data file's CID."""
-        return CID.parse(self.manifest.data["cid"])
+        return CID.parse(self._stored()["cid"])
 
     @property
     def size(self) -> int:
         """The data file's size in bytes."""
-        return int(self.manifest.data["size"])
+        return int(self._stored()["size"])
+
+    def _stored(self) -> dict[str, Any]:
+        if self.manifest.data is None:  # pragma: no cover - prepare_element stores the data before it builds one
+            raise AssertionError(f"{self.path}: prepared without its data reference")
+        return self.manifest.data
 
 
 def kind_of(name: str | int | None) -> int | None:
@@ -141,23 +146,27 @@ def prepare_element(
     name = name or path.name
     size = path.stat().st_size
     hashed = [0]
+    content_progress: Callable[[int, int], None] | None = None
+    cid_progress: Callable[[int], None] | None = None
+    if progress:
+        report = progress  # not None inside the closures
 
-    def content_progress(done: int, _total: int) -> None:
-        progress(done, 2 * size)
+        def content_progress(done: int, _total: int) -> None:
+            report(done, 2 * size)
 
-    def cid_progress(n: int) -> None:
-        hashed[0] += n
-        progress(size + hashed[0], 2 * size)
+        def cid_progress(n: int) -> None:
+            hashed[0] += n
+            report(size + hashed[0], 2 * size)
 
     if manifest is None:
-        manifest = manifest_of(path, metadata={"name": name}, progress=content_progress if progress else None)
+        manifest = manifest_of(path, metadata={"name": name}, progress=content_progress)
     elif manifest.kind != ("tensors" if is_tensors else "file"):
         raise InputError(f"{path} is a {'tensors' if is_tensors else 'file'} element but the manifest given is of kind {manifest.kind}")
     else:
         manifest = manifest.with_metadata({"name": name})
         if progress:
             progress(size, 2 * size)
-    manifest = manifest.with_data(add_file(path, store, progress=cid_progress if progress else None), size, path.name)
+    manifest = manifest.with_data(add_file(path, store, progress=cid_progress), size, path.name)
     return PreparedElement(name, path, int(kind), manifest, store_document(manifest.to_json_bytes(), store))
 
 
@@ -179,14 +188,16 @@ def prepare_elements(
     total, base = 2 * sum(sizes), 0
     prepared = []
     for i, (path, size) in enumerate(zip(paths, sizes)):
-        def step(done: int, _total: int, base: int = base) -> None:
-            progress(base + done, total)
+        step: Progress | None = None
+        if progress:
+            def step(done: int, _total: int, base: int = base, report: Progress = progress) -> None:
+                report(base + done, total)
 
         element_name = names[i] if names is not None else name
         element_kind = kinds[i] if kinds is not None else kind
         element_manifest = manifests[i] if manifests is not None else None
         prepared.append(prepare_element(path, store, kind=element_kind, name=element_name, manifest=element_manifest,
-                                        progress=step if progress else None))
+                                        progress=step))
         base += 2 * size
     return prepared
 

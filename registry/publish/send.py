@@ -32,7 +32,7 @@ from ..chain.licenses import LicenseTerms
 from ..chain.registry import RECORD_PUBLISHED_TOPIC, Registry
 from ..digest import to_hex
 from ..storage.blockstore import BlockStore
-from .claims import Claim, element_claims
+from .claims import Claim, element_claims, signing_account
 from .commit_reveal import CommitReveal, clear_stale, publish_committed
 from .plan import DEFAULT_BATCH_SIZE, Estimate, plan_claims, require_funds
 from .prepare import Progress
@@ -165,13 +165,16 @@ def pin_claims(sources, claims: Sequence[Claim], progress: Progress | None = Non
             pinned.append(cid)
     total = sum(size for _, size in uploads)
     sent = [0]
+    uploaded: Callable[[int], None] | None = None
+    if progress:
+        report = progress  # not None inside the closure
 
-    def uploaded(n: int) -> None:
-        sent[0] += n
-        progress(sent[0], max(total, sent[0]))
+        def uploaded(n: int) -> None:
+            sent[0] += n
+            report(sent[0], max(total, sent[0]))
 
     for cid, _ in uploads:
-        sources.publish(cid, progress=uploaded if progress else None)
+        sources.publish(cid, progress=uploaded)
     return pinned
 
 
@@ -207,7 +210,7 @@ def publish_claims(
         again sends only the rest.
     """
     plan = plan_claims(registry, claims, batch_size=batch_size, commit_reveal=commit_reveal is not None)
-    publisher = registry.account.address
+    publisher = signing_account(registry).address
     report = PublishReport(registry.chain.chain_id, registry.address, publisher, dry_run, [], estimate=plan.estimate, license=license)
     if dry_run:
         report.results = [ClaimResult(c, "present") for c in plan.present] + [ClaimResult(c, "planned") for c in plan.missing]

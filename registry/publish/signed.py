@@ -26,8 +26,8 @@ from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
 from ..limits import DOCUMENT_BYTES, NotJSON, load_json_file
 from ..storage.blockstore import BlockStore
-from .claims import Claim, element_claims
-from .commit_reveal import SALT_BYTES, wait_for_block
+from .claims import Claim, element_claims, signing_account
+from .commit_reveal import SALT_BYTES, sent_receipt, wait_for_block
 from .plan import plan_claims
 from .prepare import Progress
 from .send import ClaimResult, PublishReport, TransactionInfo, created_ids, pin_claims
@@ -93,7 +93,7 @@ def sign_claims(registry: Registry, claims: Sequence[Claim], *, valid_for: int =
         What :func:`plan_claims` raises (checked as if the signer sent them).
     """
     plan = plan_claims(registry, claims, estimate=False)
-    nonce = registry.nonce(registry.account.address)
+    nonce = registry.nonce(signing_account(registry).address)
     latest = registry.chain.latest_block()
     deadline = int(latest["timestamp"]) + int(valid_for)
     return [(c, registry.sign_publish(c.record, nonce=nonce + i, deadline=deadline)) for i, c in enumerate(plan.missing)]
@@ -119,7 +119,7 @@ def sign_committed(registry: Registry, claims: Sequence[Claim], *, valid_for: in
     plan = plan_claims(registry, claims, estimate=False)
     if not plan.missing:
         return None
-    publisher = registry.account.address
+    publisher = signing_account(registry).address
     salt = os.urandom(SALT_BYTES) + bytes(32 - SALT_BYTES)
     commitment = commitment_of(publisher, salt, [c.record_id for c in plan.missing])
     deadline = int(registry.chain.latest_block()["timestamp"]) + int(valid_for)
@@ -134,7 +134,7 @@ def write_signed(path: str | os.PathLike, registry: Registry,
         "format": SIGNED_FORMAT,
         "chain_id": registry.chain.chain_id,
         "registry": registry.address,
-        "publisher": registry.account.address,
+        "publisher": signing_account(registry).address,
     }
     if isinstance(signed, SignedCommitment):
         commit = signed.signed
@@ -239,14 +239,14 @@ def _relay_committed(registry: Registry, document: dict[str, Any], on_transactio
             raise InputError(f"the commitment's signature expired at timestamp {deadline}; ask the publisher to sign again")
         registry.check_publish([c.record for c in claims], publisher)
         commit_block = registry.commit_signed(SignedCommit(commitment, publisher, nonce, deadline, signature))
-        receipt = registry.last_receipt
+        receipt = sent_receipt(registry)
         info = TransactionInfo(to_hex(receipt["transactionHash"]), commit_block, int(receipt["gasUsed"]), 0, 0, "commit")
         report.transactions.append(info)
         if on_transaction:
             on_transaction(info)
     wait_for_block(registry.chain, commit_block + 1, progress=wait_progress)
     registry.reveal_for(publisher, salt, [c.record for c in claims])
-    receipt = registry.last_receipt
+    receipt = sent_receipt(registry)
     created = created_ids(registry, receipt)
     info = TransactionInfo(to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]), len(claims),
                            len(created), "reveal", commit_block)
@@ -344,7 +344,7 @@ def relay_signed(registry: Registry, document: dict[str, Any], *, on_transaction
     report = PublishReport(registry.chain.chain_id, registry.address, publisher, False, [])
     for claim, signed in to_send:
         registry.publish_signed(signed)
-        receipt = registry.last_receipt
+        receipt = sent_receipt(registry)
         created = created_ids(registry, receipt)
         info = TransactionInfo(to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]), 1, len(created))
         report.transactions.append(info)

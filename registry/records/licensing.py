@@ -1,7 +1,20 @@
-"""The effective licence of a model: the most restrictive terms across its whole ancestry.
+"""The effective licence of a model: the most restrictive terms of every record in its ancestry
+whose terms still bind it.
 
 Every record in the ancestry (the claim itself, its recipe's inputs, their parents, and so on)
-contributes its term set (``registry.chain.licenses``):
+contributes its term set (``registry.chain.licenses``), unless its own publisher re-licensed it:
+
+- **re-licensing** (the contract's ancestry rule, docs/contract.md): a publisher may re-license
+  their own work in a record of theirs, and past that record its terms govern. So an ancestor X
+  binds the claim only when some path of parent links (recipe inputs included) from the claim to X
+  passes through no other record of X's publisher; the claim itself always binds. A record whose
+  every path passes through a later record of its own publisher adds no restriction and no licence
+  to the expression (it is still attributed); ``relicensed`` lists those that had a restriction to
+  lift. Another publisher's record never lifts one: a child cannot drop its parent's
+  non-commercial or share-alike terms by claiming a permissive licence (laundering); the
+  parent's terms still reach the claim and apply.
+
+Of the records that bind:
 
 - commercial use is allowed only if **every** term set allows it;
 - derivatives may be made only if **every** term set allows them;
@@ -13,8 +26,8 @@ nothing. The SPDX expression is the distinct licences joined with ``AND`` (all o
 
 A **disputed** record of the ancestry (content another publisher claimed earlier under stricter
 terms, :mod:`registry.records.disputes`) is most likely a copy of that earlier claim: the
-earlier claim's terms are combined with the rest by the same rules (``earlier=``), and listed
-in ``earlier_claims``.
+earlier claim's terms are combined with the rest by the same rules (``earlier=``), always (no
+re-licensing by the copier lifts them), and listed in ``earlier_claims``.
 
 Before a child is published, :func:`check_license_against_ancestors` applies the registry's own rule
 (:func:`registry.chain.licenses.check_derivative`) to it against a whole resolved ancestry, and names
@@ -24,7 +37,7 @@ the ancestor a restriction comes from.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.errors import LicenseViolation, make_error
@@ -65,6 +78,7 @@ class EffectiveLicense:
     no_derivatives: tuple[str, ...] = ()
     unknown_terms: tuple[str, ...] = ()
     earlier_claims: tuple[str, ...] = ()
+    relicensed: tuple[str, ...] = ()
 
     @property
     def expression(self) -> str:
@@ -85,6 +99,8 @@ class EffectiveLicense:
         parts.append(f"attribution: {len(self.attribution)} ancestor(s)" if self.attribution else "no attribution required")
         if self.earlier_claims:
             parts.append(f"includes the terms of {len(self.earlier_claims)} earlier claim(s) disputing its records")
+        if self.relicensed:
+            parts.append(f"{len(self.relicensed)} record(s) re-licensed by their own publisher")
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -99,18 +115,26 @@ class EffectiveLicense:
             "no_derivatives": list(self.no_derivatives),
             "unknown_terms": list(self.unknown_terms),
             "earlier_claims": list(self.earlier_claims),
+            "relicensed": list(self.relicensed),
         }
 
 
 def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str | None]],
-                      earlier: Iterable[tuple[Record, LicenseTerms | None, str | None]] = ()) -> EffectiveLicense:
+                      earlier: Iterable[tuple[Record, LicenseTerms | None, str | None]] = (),
+                      *, claim: bytes | None = None,
+                      parents: Mapping[bytes, Iterable[bytes]] | None = None) -> EffectiveLicense:
     """Combine the terms of ``(record, its term set or None, a display name)`` items.
 
-    ``earlier``: the earlier claims that dispute records of the ancestry, in the same form; their
-    terms apply too. Each record counts once however often it appears.
+    ``claim``: the record id the ancestry is of; with it, an ancestor its own publisher re-licensed
+    downstream does not bind (see the module docstring). Without it every record binds.
+    ``parents``: record id -> the ids of its parents in the ancestry, recipe inputs included
+    (default: each record's parents on chain). ``earlier``: the earlier claims that dispute records
+    of the ancestry, in the same form; their terms apply too. Each record counts once however often
+    it appears.
     """
     earlier = list(earlier)
-    ancestry = [*ancestry, *earlier]
+    ancestry = list(ancestry)
+    binding = None if claim is None else _binding(ancestry, bytes(claim), parents)
     seen: set[bytes] = set()
     licenses: list[str] = []
     share_alike: list[str] = []
@@ -118,12 +142,21 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
     no_commercial: list[str] = []
     no_derivatives: list[str] = []
     unknown: list[str] = []
+    relicensed: list[str] = []
     commercial = derivatives = True
-    for record, terms, name in ancestry:
+    for index, (record, terms, name) in enumerate([*ancestry, *earlier]):
         if record.record_id in seen:
             continue
         seen.add(record.record_id)
         rid = to_hex(record.record_id)
+        if binding is not None and index < len(ancestry) and record.record_id not in binding:
+            # Re-licensed by its own publisher: its restrictions are lifted and its licence no longer
+            # applies; it is still credited (attribution is never lifted, and names its publisher).
+            if terms is None or not (terms.commercial_use and terms.derivatives and not terms.share_alike):
+                relicensed.append(rid)
+            if terms is not None and terms.attribution:
+                attribution.append(Attribution(rid, record.publisher, to_hex(record.content_id), terms.spdx_id, name))
+            continue
         if terms is None:
             unknown.append(rid)
             commercial = derivatives = False
@@ -152,7 +185,33 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
         no_derivatives=tuple(no_derivatives),
         unknown_terms=tuple(unknown),
         earlier_claims=tuple(dict.fromkeys(to_hex(record.record_id) for record, _, _ in earlier)),
+        relicensed=tuple(relicensed),
     )
+
+
+def _binding(ancestry: list[tuple[Record, LicenseTerms | None, str | None]], claim: bytes,
+             parents: Mapping[bytes, Iterable[bytes]] | None) -> set[bytes]:
+    """The ids of the ancestry's records whose terms bind ``claim``: the claim, and each record X
+    reached from it by a path on which no record before X is of X's publisher. One walk per
+    publisher of the ancestry, each stopping at that publisher's records: O(publishers x links)."""
+    records = {bytes(record.record_id): record for record, _, _ in ancestry}
+    if claim not in records:
+        return set(records)  # no claim to walk from: nothing can be shown re-licensed
+    links = {rid: [bytes(p) for p in (parents[rid] if parents is not None and rid in parents else record.parents)]
+             for rid, record in records.items()}
+    binding = {claim}
+    for publisher in {record.publisher.lower() for record in records.values()}:
+        reached, frontier = {claim}, [claim]
+        while frontier:
+            rid = frontier.pop()
+            if records[rid].publisher.lower() == publisher:
+                binding.add(rid)  # reached through no other record of this publisher
+                continue  # past it, its terms govern their work (the claim included: its own ancestors are re-licensed)
+            for parent in links[rid]:
+                if parent in records and parent not in reached:
+                    reached.add(parent)
+                    frontier.append(parent)
+    return binding
 
 
 def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: Graph, parents: Iterable[Any]) -> None:

@@ -253,6 +253,12 @@ class Resolver:
         graph.round_trips = self.round_trips - start
         return graph
 
+    def need_sources(self, what: str) -> Sources:
+        """The sources, for a job that cannot run on the chain alone (``what`` names it)."""
+        if self.sources is None:
+            raise NotFoundError(f"{what} needs a block store or IPFS sources; this resolver reads the chain only")
+        return self.sources
+
     def document(self, record: Record) -> Any:
         """The checked document of one record (a Manifest, or a Recipe for a composition).
 

@@ -56,10 +56,18 @@ __all__ = [
     "file_node",
     "links_of",
     "BlockSink",
+    "Readable",
     "file_size",
 ]
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+class Readable(Protocol):
+    """What add_file reads a stream through: ``read(n)``, fewer bytes only at the end (a file
+    opened "rb", or a producer such as the split's element stream)."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Readable]
 
 # Kubo refuses chunks over 2 MiB (boxo chunker.ChunkSizeLimit).
 MAX_CHUNK_SIZE = 2 * 1024 * 1024
@@ -351,7 +359,7 @@ class _Reader:
         self._file = None
         self._map = None
         self._data: memoryview | None = None
-        self._stream: BinaryIO | None = None
+        self._stream: Readable | None = None
         self.size: int | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._data = memoryview(source).cast("B")
@@ -435,7 +443,7 @@ def _regular(file: BinaryIO) -> bool:
     return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
 
 
-def _read_full(stream: BinaryIO, n: int) -> bytes:
+def _read_full(stream: Readable, n: int) -> bytes:
     """Read exactly ``n`` bytes, or fewer only at the end of the stream."""
     first = stream.read(n)
     if not first or len(first) == n:
