@@ -324,6 +324,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
                 f"{(e.base_fee + e.priority_fee) / 10**9:.4g} gwei (at most {e.max_cost / 10**18:.6g} ETH); "
                 f"balance {e.balance / 10**18:.6g} ETH"
             )
+            if e.l1_fee is not None:  # an OP-stack L2: included in the cost above
+                print(f"of which the L1 data fee ~{e.l1_fee / 10**18:.6g} ETH (OP stack, on the signed transactions' FastLZ size)")
     else:
         gas = sum(t.gas_used for t in report.transactions)
         print(f"{len(report.published)} {what}(s) published, {present} already there; {len(report.transactions)} transaction(s), {gas:,} gas")
