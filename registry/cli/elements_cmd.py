@@ -274,7 +274,7 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
         wanted = commit_reveal_default(settings, registry.chain)
     if not wanted:
         return None
-    return CommitReveal(settings.home / "commitments", wait_progress=bars.bar("waiting for the block after the commitment"))
+    return CommitReveal(settings.home / "commitments", wait_progress=bars.bar("waiting for the block after the commitment", unit="blocks"))
 
 
 @contextlib.contextmanager
@@ -433,7 +433,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
 
     document = load_signed(args.file)
     with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars:
-        report = relay_signed(registry, document, wait_progress=bars.bar("waiting for the block after the commitment"))
+        report = relay_signed(registry, document, wait_progress=bars.bar("waiting for the block after the commitment", unit="blocks"))
         relayer = registry.account.address
 
     def human() -> None:
