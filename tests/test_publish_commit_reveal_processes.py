@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from registry.publish.commit_reveal import CommitReveal, publisher_lock
+from registry.publish.commit_reveal import CommitReveal, lock_path, publisher_lock
 from registry.chain.errors import ChainError
 from tests.cli_support import ROOT, clean_env
 from tests.publish_support import MODEL, funded_account
@@ -53,10 +53,10 @@ def test_processes_publishing_with_one_key_at_once_each_reveal_their_own_commitm
     assert len(ids) == PROCESSES + 1 and set(published) == ids and set(published.values()) == {1}  # all published, none twice
     for record in anvil_registry.records([bytes.fromhex(i[2:]) for i in sorted(ids)]):
         assert record.publisher == account.address and record.priority_block < record.block_number
-    assert list((tmp_path / "home" / "commitments").glob("*.json")) == []  # every salt removed once revealed
+    assert list((tmp_path / "home" / "commitments").iterdir()) == []  # every salt and the lock removed once revealed
 
 
-def test_a_publisher_lock_held_past_the_timeout_is_a_one_line_error_naming_the_lock(anvil_registry, tmp_path):
+def test_a_publisher_lock_held_past_the_timeout_is_a_one_line_error_and_a_killed_holder_frees_it(anvil_registry, tmp_path):
     registry = anvil_registry.with_account(funded_account(anvil_registry.chain))
     options = CommitReveal(tmp_path / "commitments", timeout=0.2, poll=0.05)
     holder = subprocess.Popen(
@@ -70,9 +70,13 @@ def test_a_publisher_lock_held_past_the_timeout_is_a_one_line_error_naming_the_l
             with publisher_lock(registry, options):
                 pass
     finally:
-        holder.communicate("", timeout=60)  # its stdin closes: it exits, and the kernel releases the lock
-    with publisher_lock(registry, options):  # free again
-        pass
+        holder.kill()  # a crash: no clean-up runs, the kernel releases the lock
+        holder.communicate(timeout=60)
+    lock = lock_path(options.state_dir, registry, registry.account.address)
+    assert lock.exists()  # left by the killed holder, unlocked
+    with publisher_lock(registry, options):
+        assert lock.exists()
+    assert list(options.state_dir.iterdir()) == []  # removed by the holder as it let go
 
 
 # A process that takes a publisher's lock (of a registry named by chain id and address), says so,
@@ -80,7 +84,7 @@ def test_a_publisher_lock_held_past_the_timeout_is_a_one_line_error_naming_the_l
 HOLD_LOCK = """
 import sys
 from types import SimpleNamespace
-from registry.publish.commit_reveal import CommitReveal, publisher_lock
+from registry.publish.commit_reveal import CommitReveal, lock_path, publisher_lock
 state_dir, chain_id, address, publisher = sys.argv[1:]
 registry = SimpleNamespace(chain=SimpleNamespace(chain_id=int(chain_id)), address=address, account=SimpleNamespace(address=publisher))
 with publisher_lock(registry, CommitReveal(state_dir)):

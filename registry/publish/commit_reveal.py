@@ -22,8 +22,9 @@ A publisher has one commitment at a time on a registry, so two processes publish
 would replace each other's commitment (and state file) between commit and reveal. Each publish
 therefore holds an exclusive lock on ``<chain>-<registry>-<publisher>.lock`` beside the state file
 (:func:`publisher_lock`, ``flock``: the kernel releases it when the process ends, however it ends)
-from before its commitment until its last reveal is mined; a second process waits for it, then
-publishes only the records still missing (:func:`missing_records`).
+from before its commitment until its last reveal is mined, and removes the file as it lets go; a
+second process waits for it, then publishes only the records still missing
+(:func:`missing_records`).
 """
 
 from __future__ import annotations
@@ -137,8 +138,12 @@ def lock_path(state_dir: Path, registry: Registry, publisher: str) -> Path:
 @contextlib.contextmanager
 def publisher_lock(registry: Registry, options: CommitReveal) -> Iterator[None]:
     """Hold the bound account's publishing lock (waiting up to ``options.timeout`` seconds for
-    another process to release it). The lock file stays (removing it would let a third process lock
-    a new file while a second still waits on the old one); the lock itself ends with the process.
+    another process to release it).
+
+    The holder removes the lock file before it lets go, so nothing is left behind; a process that
+    was waiting on the removed file then finds its name gone (or on a newer file) and locks again by
+    name, so two processes never both hold it. A process that ends while holding it leaves the file,
+    unlocked (the kernel drops an ``flock`` with its last descriptor), for the next publish to take.
 
     Raises:
         ChainError: another process held it for ``options.timeout`` seconds.
@@ -146,23 +151,45 @@ def publisher_lock(registry: Registry, options: CommitReveal) -> Iterator[None]:
     publisher = registry.account.address
     path = lock_path(options.state_dir, registry, publisher)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # an empty file: only its lock matters
-    try:
-        started = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    started = time.monotonic()
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # an empty file: only its lock matters
+        try:
+            if _locked(fd, path):
                 break
-            except BlockingIOError:
-                if time.monotonic() - started > options.timeout:
-                    raise ChainError(
-                        f"another elements process has been publishing with {publisher} for over {options.timeout:.0f}s "
-                        f"(it holds {path}); let it finish, then run the same command again"
-                    ) from None
-                time.sleep(0.05 if options.poll is None else options.poll)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        if time.monotonic() - started > options.timeout:
+            raise ChainError(
+                f"another elements process has been publishing with {publisher} for over {options.timeout:.0f}s "
+                f"(it holds {path}); let it finish, then run the same command again"
+            )
+        time.sleep(0.05 if options.poll is None else options.poll)
+    try:
         yield
     finally:
+        try:
+            path.unlink()  # while still locked: no one can hold this file after us
+        except FileNotFoundError:
+            pass
         os.close(fd)  # releases the lock
+
+
+def _locked(fd: int, path: Path) -> bool:
+    """Whether ``fd`` now holds the lock on the file that ``path`` names (not on one its holder
+    removed meanwhile)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False  # removed by the holder we waited for: lock the name anew
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def missing_records(registry: Registry, records: Sequence[RecordInput]) -> list[RecordInput]:
