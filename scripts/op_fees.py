@@ -1,34 +1,22 @@
-"""The L1 data fee an OP-stack chain charges a transaction, computed from its signed bytes.
+"""The L1 data fee an OP-stack chain charges a transaction, broken down for the snapshot and the costs tables.
 
 Anvil's ``--optimism`` mode (Foundry 1.5.1) runs OP-stack transactions but puts no ``l1Fee`` in
-its receipts and has no ``GasPriceOracle`` predeploy, so the fee is computed here with the OP
-Stack's published cost function, the one in force since the Fjord upgrade (Ecotone's scalars, a
-FastLZ size estimate; Holocene, Isthmus and Jovian left it as it is)::
-
-    fastlzSize    = length of the signed transaction (EIP-2718 bytes) compressed with FastLZ
-    estimatedSize = max(100e6, -42_585_600 + 836_500 * fastlzSize)          (bytes x 1e6)
-    l1FeeScaled   = 16 * l1BaseFee * baseFeeScalar + blobBaseFee * blobBaseFeeScalar
-    l1Fee         = estimatedSize * l1FeeScaled / 1e12                       (wei, rounded down)
-
-The FastLZ length follows the reference the OP Stack names (Solady's ``flzCompress``, as op-geth's
-``FlzCompressLen`` and revm's ``flz_compress_len`` compute it); the tests check it against their
-published vectors. Isthmus added an operator fee (``gasUsed * operatorFeeScalar / 1e6 +
-operatorFeeConstant``) that is zero unless a chain's operator sets it; it is left out (assumed zero).
+its receipts and has no ``GasPriceOracle`` predeploy, so the fee is computed with the OP Stack's
+published cost function since Fjord (a FastLZ size estimate of the signed transaction, Ecotone's
+scalars). The FastLZ length and the cost function are the product's own,
+:mod:`registry.chain.l1fee` (which ``elements publish --dry-run`` and the balance check price an
+OP-stack L2's transactions with); this script adds the assumed prices (``REFERENCE_L2``, with an L2
+gas price) and the per-transaction breakdown (calldata, signed and FastLZ sizes, L1 gas). Isthmus's
+operator fee is zero unless a chain's operator sets it; it is left out (assumed zero).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from registry.chain.l1fee import L1FeeParams, calldata_gas, fastlz_length, fjord_estimated_size
+
 __all__ = ["OpFeeParams", "REFERENCE_L2", "L1Data", "fastlz_length", "fjord_estimated_size", "l1_data", "calldata_gas"]
-
-# Fjord constants (op-geth core/types/rollup_cost.go), scaled by 1e6.
-COST_INTERCEPT = -42_585_600
-COST_FASTLZ_COEF = 836_500
-MIN_TRANSACTION_SIZE = 100 * 10**6
-
-_HASH_TABLE = 8192
-_MAX_DISTANCE = 8192
 
 
 @dataclass(frozen=True)
@@ -42,8 +30,12 @@ class OpFeeParams:
     blob_base_fee_scalar: int
     l2_gas_price: int  # wei per L2 gas (base fee plus priority fee)
 
+    def l1(self) -> L1FeeParams:
+        """The figures the product prices an L1 data fee at (registry.chain.l1fee)."""
+        return L1FeeParams(self.l1_base_fee, self.blob_base_fee, self.base_fee_scalar, self.blob_base_fee_scalar)
+
     def scaled(self) -> int:
-        return 16 * self.l1_base_fee * self.base_fee_scalar + self.blob_base_fee * self.blob_base_fee_scalar
+        return self.l1().scaled()
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -54,85 +46,6 @@ class OpFeeParams:
 REFERENCE_L2 = OpFeeParams(
     l1_base_fee=10**9, blob_base_fee=10**8, base_fee_scalar=5227, blob_base_fee_scalar=1_014_213, l2_gas_price=10**6,
 )
-
-
-def fastlz_length(data: bytes) -> int:
-    """The length of ``data`` compressed by FastLZ level 1 (Solady's ``flzCompress``)."""
-    size = len(data)
-    limit = size - 13 if size >= 13 else 0
-    table = [0] * _HASH_TABLE
-    anchor = 0
-    out = 0
-    i = 2
-    while i < limit:
-        # Find the next position whose three bytes were seen within the window.
-        while True:
-            triple = _triple(data, i)
-            slot = _slot(triple)
-            ref = table[slot]
-            table[slot] = i
-            distance = i - ref
-            if i >= limit:
-                break
-            i += 1
-            if distance < _MAX_DISTANCE and triple == _triple(data, ref):
-                break
-        if i >= limit:
-            break
-        i -= 1
-        if i > anchor:
-            out = _literal_cost(i - anchor, out)
-        length = _match_length(data, ref + 3, i + 3, limit + 9)
-        out = _match_cost(length, out)
-        i += length
-        for _ in range(2):
-            table[_slot(_triple(data, i))] = i
-            i += 1
-        anchor = i
-    return _literal_cost(size - anchor, out)
-
-
-def _triple(data: bytes, at: int) -> int:
-    return data[at] | (data[at + 1] << 8) | (data[at + 2] << 16)
-
-
-def _slot(triple: int) -> int:
-    return ((triple * 2654435769) >> 19) & (_HASH_TABLE - 1)
-
-
-def _literal_cost(count: int, out: int) -> int:
-    """A run of literals: one control byte per 32 literals (and one for the rest)."""
-    out += 33 * (count // 32)
-    rest = count % 32
-    return out + rest + 1 if rest else out
-
-
-def _match_length(data: bytes, p: int, q: int, end: int) -> int:
-    # As the reference counts it: the first differing byte is included in the length.
-    length = 0
-    bound = end - q
-    while length < bound:
-        if data[p + length] != data[q + length]:
-            bound = 0
-        length += 1
-    return length
-
-
-def _match_cost(length: int, out: int) -> int:
-    length -= 1
-    out += 3 * (length // 262)
-    return out + (3 if length % 262 >= 6 else 2)
-
-
-def fjord_estimated_size(fastlz_size: int) -> int:
-    """The compressed size the fee is charged for, in bytes scaled by 1e6."""
-    return max(MIN_TRANSACTION_SIZE, COST_INTERCEPT + COST_FASTLZ_COEF * fastlz_size)
-
-
-def calldata_gas(data: bytes) -> int:
-    """What calldata costs in gas on Ethereum (EIP-2028: 4 a zero byte, 16 a non-zero byte)."""
-    zeros = data.count(0)
-    return 4 * zeros + 16 * (len(data) - zeros)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ class Chain:
         self.receipt_timeout = receipt_timeout
         self.rpc_urls = tuple(rpc_urls)
         self.tester_failed = tester_failed
+        self.l1_fee: Any = None  # an OP-stack network's configured L1 fee figures (registry.chain.l1fee)
         self._nonces: dict[str, int] = {}
         self._lock = threading.Lock()
         self._w3_lock = threading.Lock()

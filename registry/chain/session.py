@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .abi import checksum_address as to_checksum_address
 from .errors import AccountError, NoRegistryError
 from .connection import connect
+from .l1fee import configured_params
 from .logs import LogLimits
 from .network import Chain
 from .registry import Registry
@@ -48,11 +49,14 @@ def open_chain(settings: "Settings") -> Chain:
     """
     entry = network_entry(settings)
     expected = entry.get("chain_id")
-    return connect(
+    l1_fee = configured_params(entry, settings.network)  # a malformed entry fails before anything connects
+    chain = connect(
         settings.rpc_urls or settings.rpc_url or "memory",
         expected_chain_id=int(expected) if expected is not None else None,
         dev_accounts=bool(entry.get("dev_accounts")),
     )
+    chain.l1_fee = l1_fee
+    return chain
 
 
 def open_registry(settings: "Settings", chain: Chain | None = None, write: bool = False) -> Registry:

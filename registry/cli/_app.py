@@ -30,6 +30,7 @@ __all__ = [
     "progress_bars",
     "Bar",
     "Bars",
+    "BYTES",
     "Parser",
     "UsageError",
     "Repeated",
@@ -168,15 +169,21 @@ def _needs_action(args: argparse.Namespace, settings: Settings) -> Result:
 # progress
 
 
-def progress(settings: Settings | None, description: str, total: int | None = None) -> "_SingleBar":
+#: The unit of a bar that counts bytes (sizes and a transfer speed shown); any other unit is the
+#: plural noun of what a bar counts ("DAGs", "blocks"), shown as ``n/m DAGs`` and no speed.
+BYTES = "bytes"
+
+
+def progress(settings: Settings | None, description: str, total: int | None = None, unit: str = BYTES) -> "_SingleBar":
     """One progress bar, as a context manager::
 
         with progress(settings, "hashing model.safetensors", total=size) as bar:
             add_file(path, progress=bar.advance)        # or a (done, total) callback: progress=bar
 
     Shown on standard error only on a terminal, without --json and without ELEMENTS_NO_PROGRESS.
+    ``unit`` as in :meth:`Bars.bar`.
     """
-    return _SingleBar(_enabled(settings), description, total)
+    return _SingleBar(_enabled(settings), description, total, unit)
 
 
 def add_commit_reveal_option(parser: argparse.ArgumentParser) -> None:
@@ -201,8 +208,8 @@ def _enabled(settings: Settings | None) -> bool:
 class Bar:
     """One bar: ``bar(done, total)`` sets the position, ``bar.advance(n)`` moves it."""
 
-    def __init__(self, bars: "Bars", description: str, total: int | None) -> None:
-        self._bars, self.description, self.total = bars, description, total
+    def __init__(self, bars: "Bars", description: str, total: int | None, unit: str = BYTES) -> None:
+        self._bars, self.description, self.total, self.unit = bars, description, total, unit
         self.done = 0
         self._task: Any = None
 
@@ -221,20 +228,22 @@ class Bar:
         if live is None:
             return
         if self._task is None:
-            self._task = live.add_task(self.description, total=self.total)
+            self._task = live.add_task(self.description, total=self.total, unit=self.unit)
         live.update(self._task, completed=self.done, total=self.total)
 
 
 class Bars:
     """Bars sharing one rich live display on standard error (nothing at all when disabled)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, console: Any = None) -> None:
         self.enabled = enabled
+        self.console = console  # a rich Console to draw on (default: one on standard error)
         self._progress: Any = None
         self._closed = False
 
-    def bar(self, description: str, total: int | None = None) -> Bar:
-        return Bar(self, description, total)
+    def bar(self, description: str, total: int | None = None, unit: str = BYTES) -> Bar:
+        """A bar counting ``unit``: bytes (the default), or the plural noun of the items it counts."""
+        return Bar(self, description, total, unit)
 
     def live(self) -> Any:
         """The rich Progress, started on first use (``None`` when bars are off)."""
@@ -242,18 +251,12 @@ class Bars:
             return None
         if self._progress is None:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+            amount, speed = _unit_columns()
             self._progress = Progress(
-                TextColumn("{task.description:<14}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True,
+                TextColumn("{task.description:<14}"), BarColumn(), amount, speed, TimeRemainingColumn(),
+                console=self.console if self.console is not None else Console(file=sys.stderr), transient=True,
             )
             self._progress.start()
         return self._progress
@@ -268,12 +271,41 @@ class Bars:
             self._progress = None
 
 
+def _unit_columns() -> tuple[Any, Any]:
+    """The amount and speed columns, by each task's unit: sizes and a transfer speed for bytes,
+    ``done/total NOUN`` and no speed for items (rich is imported only when a bar is drawn)."""
+    from rich.progress import DownloadColumn, ProgressColumn, Task, TransferSpeedColumn
+    from rich.text import Text
+
+    class AmountColumn(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self._bytes = DownloadColumn()
+
+        def render(self, task: Task) -> Text:
+            unit = task.fields.get("unit", BYTES)
+            if unit == BYTES:
+                return self._bytes.render(task)
+            total = "?" if task.total is None else f"{int(task.total):,}"
+            return Text(f"{int(task.completed):,}/{total} {unit}", style="progress.download")
+
+    class SpeedColumn(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self._speed = TransferSpeedColumn()
+
+        def render(self, task: Task) -> Text:
+            return self._speed.render(task) if task.fields.get("unit", BYTES) == BYTES else Text("")
+
+    return AmountColumn(), SpeedColumn()
+
+
 class _SingleBar(Bars):
     """``with progress(...) as bar``: the context value is the bar itself."""
 
-    def __init__(self, enabled: bool, description: str, total: int | None) -> None:
+    def __init__(self, enabled: bool, description: str, total: int | None, unit: str = BYTES) -> None:
         super().__init__(enabled)
-        self._bar = Bar(self, description, total)
+        self._bar = Bar(self, description, total, unit)
 
     # Bars enters as itself; a single bar's context value is the Bar, what `with progress(...) as bar` wants.
     def __enter__(self) -> Bar:  # type: ignore[override]

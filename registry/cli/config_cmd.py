@@ -76,6 +76,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "--no-commit-reveal for a chain without a public mempool)")
     p.add_argument("--log-block-range", type=int, metavar="BLOCKS",
                    help="blocks one log query asks for at most on this network (default 10000; 0: no limit, for a node of your own)")
+    p.add_argument("--l1-fee", metavar="L1_BASE_FEE,BLOB_BASE_FEE,BASE_FEE_SCALAR,BLOB_BASE_FEE_SCALAR",
+                   help="an OP-stack L2 without a GasPriceOracle (anvil --optimism): the figures its L1 data fee is "
+                        "estimated at (wei, wei, the two scalars); a chain with the oracle is asked for them")
     p = add_command(net_actions, common, "rm", _network_rm, "remove a named network",
                     examples="  elements config network rm sepolia\n")
     p.add_argument("name")
@@ -184,6 +187,10 @@ def _network_add(args: argparse.Namespace, settings: Settings) -> Result:
         if args.log_block_range < 0:
             raise ConfigError(f"--log-block-range {args.log_block_range} is negative; give a number of blocks (0: no limit)")
         entry["log_block_range"] = args.log_block_range
+    if getattr(args, "l1_fee", None) is not None:
+        from ..chain.l1fee import parse_l1_fee_option
+
+        entry["l1_fee"] = parse_l1_fee_option(args.l1_fee)
     config = load_config_file(settings.home)
     config.setdefault("networks", {})[args.name] = entry
     return _save(settings, config, f"network {args.name!r} -> {rpc_url}; use it with --network {args.name}")

@@ -222,7 +222,7 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
         wanted = commit_reveal_default(settings, registry.chain)
     if not wanted:
         return None
-    return CommitReveal(settings.home / "commitments", wait_progress=bars.bar("waiting for the block after the commitment"))
+    return CommitReveal(settings.home / "commitments", wait_progress=bars.bar("waiting for the block after the commitment", unit="blocks"))
 
 
 @contextlib.contextmanager
@@ -272,6 +272,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
                 f"{(e.base_fee + e.priority_fee) / 10**9:.4g} gwei (at most {e.max_cost / 10**18:.6g} ETH); "
                 f"balance {e.balance / 10**18:.6g} ETH"
             )
+            if e.l1_fee is not None:  # an OP-stack L2: included in the cost above
+                print(f"of which the L1 data fee ~{e.l1_fee / 10**18:.6g} ETH (OP stack, on the signed transactions' FastLZ size)")
     else:
         gas = sum(t.gas_used for t in report.transactions)
         print(f"{len(report.published)} {what}(s) published, {present} already there; {len(report.transactions)} transaction(s), {gas:,} gas")
@@ -379,7 +381,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
 
     document = load_signed(args.file)
     with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars:
-        report = relay_signed(registry, document, wait_progress=bars.bar("waiting for the block after the commitment"))
+        report = relay_signed(registry, document, wait_progress=bars.bar("waiting for the block after the commitment", unit="blocks"))
         relayer = registry.account.address
 
     def human() -> None:

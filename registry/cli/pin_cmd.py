@@ -115,7 +115,7 @@ def pin_published(name: str | None, settings: Settings, sources, reports, bars) 
     origins = list(kubo.id().get("Addresses") or [])[:20] if kubo is not None else []
     service, config = open_service(settings, name)
     with service:
-        bar = bars.bar(f"pinning on {name}", len(cids))
+        bar = bars.bar(f"pinning on {name}", len(cids), unit="DAGs")
         return pin_dags(service, cids, origins=[a for a in origins if isinstance(a, str)],
                         connect=kubo.swarm_connect if kubo is not None else None,
                         wait=config.wait, queued_timeout=config.queued_timeout, progress=bar)

@@ -16,18 +16,27 @@ transactions (see docs/publishing.md):
 The salt is written to ``$ELEMENTS_HOME/commitments/<chain>-<registry>-<publisher>.json``
 (atomically, before the commitment is sent) and removed when the reveal is mined, so an
 interrupted publish resumes: the next run finds the commitment on chain and reveals it, or, when it
-expired or was replaced, commits anew. A publisher has one commitment at a time on a registry:
-publish from one process per key.
+expired or was replaced, commits anew.
+
+A publisher has one commitment at a time on a registry, so two processes publishing with one key
+would replace each other's commitment (and state file) between commit and reveal. Each publish
+therefore holds an exclusive lock on ``<chain>-<registry>-<publisher>.lock`` beside the state file
+(:func:`publisher_lock`, ``flock``: the kernel releases it when the process ends, however it ends)
+from before its commitment until its last reveal is mined, and removes the file as it lets go; a
+second process waits for it, then publishes only the records still missing
+(:func:`missing_records`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..chain.abi import checksum_address as to_checksum_address  # in-house EIP-55: eth-utils loads only with the signer
 
@@ -47,9 +56,12 @@ __all__ = [
     "PendingCommitment",
     "Committed",
     "pending_path",
+    "lock_path",
+    "publisher_lock",
     "load_pending",
     "clear_stale",
     "publish_committed",
+    "missing_records",
     "wait_for_block",
     "wait_until_mined",
     "is_loopback",
@@ -127,6 +139,78 @@ def sent_receipt(registry: Registry) -> dict:
 def pending_path(state_dir: Path, registry: Registry, publisher: str) -> Path:
     """The state file of ``publisher``'s pending commitment on this chain and registry."""
     return Path(state_dir) / f"{registry.chain.chain_id}-{registry.address}-{to_checksum_address(publisher)}.json"
+
+
+def lock_path(state_dir: Path, registry: Registry, publisher: str) -> Path:
+    """The lock file that one publishing process at a time holds for ``publisher`` on this chain
+    and registry."""
+    return pending_path(state_dir, registry, publisher).with_suffix(".lock")
+
+
+@contextlib.contextmanager
+def publisher_lock(registry: Registry, options: CommitReveal) -> Iterator[None]:
+    """Hold the bound account's publishing lock (waiting up to ``options.timeout`` seconds for
+    another process to release it).
+
+    The holder removes the lock file before it lets go, so nothing is left behind; a process that
+    was waiting on the removed file then finds its name gone (or on a newer file) and locks again by
+    name, so two processes never both hold it. A process that ends while holding it leaves the file,
+    unlocked (the kernel drops an ``flock`` with its last descriptor), for the next publish to take.
+
+    Raises:
+        ChainError: another process held it for ``options.timeout`` seconds.
+    """
+    publisher = signing_account(registry).address
+    path = lock_path(options.state_dir, registry, publisher)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # an empty file: only its lock matters
+        try:
+            if _locked(fd, path):
+                break
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        if time.monotonic() - started > options.timeout:
+            raise ChainError(
+                f"another elements process has been publishing with {publisher} for over {options.timeout:.0f}s "
+                f"(it holds {path}); let it finish, then run the same command again"
+            )
+        time.sleep(0.05 if options.poll is None else options.poll)
+    try:
+        yield
+    finally:
+        try:
+            path.unlink()  # while still locked: no one can hold this file after us
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # releases the lock
+
+
+def _locked(fd: int, path: Path) -> bool:
+    """Whether ``fd`` now holds the lock on the file that ``path`` names (not on one its holder
+    removed meanwhile)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False  # removed by the holder we waited for: lock the name anew
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
+def missing_records(registry: Registry, records: Sequence[RecordInput]) -> list[RecordInput]:
+    """Those of ``records`` not on chain yet from the bound account (another process with the same
+    key may have published some while this one waited for the lock: a reveal must cover only new
+    records)."""
+    publisher = signing_account(registry).address
+    present = registry.exists([r.record_id(publisher) for r in records]) if records else []
+    return [r for r, there in zip(records, present) if not there]
 
 
 def load_pending(state_dir: Path, registry: Registry, publisher: str) -> PendingCommitment | None:

@@ -5,6 +5,11 @@ Record ids are computed client-side (``record_id_of``) and ONE view call says wh
 missing ones are checked off-chain against the contract's rules (licence, every parent's terms,
 parents exist) and their gas is estimated: nothing is sent when anything is wrong, and the
 message names the parent and the rule.
+
+On an OP-stack L2 each transaction also pays an L1 data fee for its signed bytes
+(:mod:`registry.chain.l1fee`): the estimate signs each planned transaction (nothing is sent) and
+prices it at the network's configured figures or its GasPriceOracle's, and the cost and the balance
+check count it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..chain.abi import checksum_address as to_checksum_address
+from ..chain.abi import keccak
 from ..chain.errors import InsufficientFundsError, TransactionFailed
+from ..chain.l1fee import L1FeeParams, l1_fee, l1_fee_params
 from ..chain.registry import Registry
 from ..errors import ElementsError, InputError
 from .claims import Claim, check_parent_count, signing_account
+from .commit_reveal import SALT_BYTES
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -38,6 +47,14 @@ class Estimate:
     base_fee: int
     priority_fee: int
     balance: int
+    #: The L1 data fee of all the transactions (wei) on an OP-stack L2, else None.
+    l1_fee: int | None = None
+    l1_fee_params: L1FeeParams | None = None
+
+    @property
+    def max_l1_fee(self) -> int:
+        # The L1 prices may rise before the transactions land: allowed to double, as the L2 base fee is.
+        return 2 * (self.l1_fee or 0)
 
     @property
     def max_fee_per_gas(self) -> int:
@@ -50,15 +67,19 @@ class Estimate:
 
     @property
     def cost(self) -> int:
-        """Expected cost in wei (gas x (base fee + tip))."""
-        return self.gas * (self.base_fee + self.priority_fee)
+        """Expected cost in wei (gas x (base fee + tip), plus the L1 data fee on an OP-stack L2)."""
+        return self.gas * (self.base_fee + self.priority_fee) + (self.l1_fee or 0)
 
     @property
     def max_cost(self) -> int:
-        """The most the transactions may cost (gas limit x max fee): what the balance must cover."""
-        return self.gas_limit * self.max_fee_per_gas
+        """The most the transactions may cost (gas limit x max fee, plus twice the L1 data fee): what
+        the balance must cover."""
+        return self.gas_limit * self.max_fee_per_gas + self.max_l1_fee
 
     def to_json(self) -> dict[str, Any]:
+        l1: dict[str, Any] = {}
+        if self.l1_fee is not None and self.l1_fee_params is not None:
+            l1 = {"l1_fee_wei": self.l1_fee, "l1_fee_eth": self.l1_fee / 10**18, "l1_fee_params": self.l1_fee_params.to_json()}
         return {
             "gas": self.gas,
             "transactions": self.transactions,
@@ -69,6 +90,7 @@ class Estimate:
             "cost_eth": self.cost / 10**18,
             "max_cost_wei": self.max_cost,
             "balance_wei": self.balance,
+            **l1,
         }
 
 
@@ -166,7 +188,47 @@ def _estimate(registry: Registry, publisher: str, batches: list[list[Claim]], co
         gas += len(batches) * (_estimate_commit(registry, publisher) + _REVEAL_OVERHEAD)
         transactions *= 2
     base_fee, tip = _fee_parts(registry)
-    return Estimate(gas, transactions, base_fee, tip, registry.chain.balance(publisher))
+    estimate = Estimate(gas, transactions, base_fee, tip, registry.chain.balance(publisher))
+    params = l1_fee_params(registry.chain)
+    if params is not None:
+        signed = _signed_transactions(registry, publisher, batches, commit_reveal, estimate)
+        estimate.l1_fee, estimate.l1_fee_params = sum(l1_fee(raw, params) for raw in signed), params
+    return estimate
+
+
+def _signed_transactions(registry: Registry, publisher: str, batches: list[list[Claim]], commit_reveal: bool,
+                         estimate: Estimate) -> list[bytes]:
+    """The planned transactions signed as they would be sent (EIP-2718 bytes; nothing is sent): the
+    L1 data fee is charged on these bytes. A commitment and a salt are stand-ins of their real size
+    and entropy (hashes), so the bytes compress as the real ones do."""
+    calldata: list[bytes] = []
+    for batch in batches:
+        records = [c.record for c in batch]
+        if not commit_reveal:
+            calldata.append(_encode(registry, "publishBatch", [[r.as_abi() for r in records]]))
+            continue
+        commitment = keccak(b"planned commitment")[:20] + bytes(12)  # the contract keeps 160 bits
+        salt = keccak(b"planned salt")[:SALT_BYTES] + bytes(32 - SALT_BYTES)
+        calldata.append(_encode(registry, "commitRecordIds", [commitment]))
+        if len(records) == 1:
+            calldata.append(_encode(registry, "revealOne", [salt, records[0].as_abi()]))
+        else:
+            calldata.append(_encode(registry, "revealCommitment", [salt, [r.as_abi() for r in records]]))
+    chain = registry.chain
+    nonce = int(chain.rpc("reading the nonce", lambda: chain.w3.eth.get_transaction_count(to_checksum_address(publisher), "pending")))
+    gas = estimate.gas_limit // max(1, estimate.transactions)
+    signed = []
+    account = signing_account(registry)
+    for i, data in enumerate(calldata):
+        tx: dict[str, Any] = {"type": 2, "chainId": chain.chain_id, "nonce": nonce + i, "gas": gas, "to": registry.address, "value": 0, "data": data,
+              "maxFeePerGas": estimate.max_fee_per_gas, "maxPriorityFeePerGas": estimate.priority_fee}
+        signed.append(bytes(account.sign_transaction(tx).raw_transaction))
+    return signed
+
+
+def _encode(registry: Registry, function: str, args: list[Any]) -> bytes:
+    data = registry.contract.encode_abi(function, args=args)
+    return bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
 
 
 _REVEAL_OVERHEAD = 2_500
@@ -179,8 +241,9 @@ def require_funds(registry: Registry, plan: Plan) -> None:
         return
     if estimate.balance < estimate.max_cost:
         publisher = signing_account(registry).address
+        l1 = f", and up to {estimate.max_l1_fee / 10**18:.6g} ETH of L1 data fee" if estimate.l1_fee is not None else ""
         raise InsufficientFundsError(
             f"account {publisher} holds {estimate.balance / 10**18:.6g} ETH on {registry.chain.name} but publishing "
             f"{len(plan.missing)} record(s) may cost up to {estimate.max_cost / 10**18:.6g} ETH "
-            f"({estimate.gas:,} gas at up to {estimate.max_fee_per_gas / 10**9:.3g} gwei); fund it and run the same command again"
+            f"({estimate.gas:,} gas at up to {estimate.max_fee_per_gas / 10**9:.3g} gwei{l1}); fund it and run the same command again"
         )

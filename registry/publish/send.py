@@ -22,6 +22,7 @@ Signed publishing (another account relays the signer's claims) is :mod:`registry
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -33,7 +34,7 @@ from ..chain.registry import RECORD_PUBLISHED_TOPIC, Registry
 from ..digest import to_hex
 from ..storage.blockstore import BlockStore
 from .claims import Claim, element_claims, signing_account
-from .commit_reveal import CommitReveal, clear_stale, publish_committed
+from .commit_reveal import CommitReveal, clear_stale, missing_records, publish_committed, publisher_lock
 from .plan import DEFAULT_BATCH_SIZE, Estimate, plan_claims, require_funds
 from .prepare import Progress
 
@@ -219,13 +220,32 @@ def publish_claims(
     require_funds(registry, plan)
     report.pinned = pin_claims(sources, plan.claims, upload_progress)
     status: dict[bytes, ClaimResult] = {c.record_id: ClaimResult(c, "present") for c in plan.present}
-    if commit_reveal is not None:
-        clear_stale(registry, commit_reveal)
-    for batch in plan.batches:
+    with contextlib.ExitStack() as held:
+        if commit_reveal is not None:
+            # one publishing process per key at a time: another's commitment would replace this one's
+            held.enter_context(publisher_lock(registry, commit_reveal))
+            clear_stale(registry, commit_reveal)
+        _send_batches(registry, plan.batches, commit_reveal, report, status, on_transaction)
+    report.results = [status[c.record_id] for c in plan.claims]
+    return report
+
+
+def _send_batches(registry: Registry, batches: Sequence[Sequence[Claim]], commit_reveal: CommitReveal | None, report: PublishReport,
+                  status: dict[bytes, ClaimResult], on_transaction: Callable[[TransactionInfo], None] | None) -> None:
+    for planned in batches:
+        batch = list(planned)
         priority = None
         if commit_reveal is None:
             receipt = registry.transact("publishBatch", [[c.record.as_abi() for c in batch]])
         else:
+            # Another process with this key may have published some of them while this one waited for the lock.
+            missing = {r.record_id(signing_account(registry).address) for r in missing_records(registry, [c.record for c in batch])}
+            for claim in batch:
+                if claim.record_id not in missing:
+                    status[claim.record_id] = ClaimResult(claim, "present")
+            batch = [c for c in batch if c.record_id in missing]
+            if not batch:
+                continue
             committed = publish_committed(registry, [c.record for c in batch], commit_reveal)
             if committed.commit_receipt is not None:
                 commit = committed.commit_receipt
@@ -243,8 +263,6 @@ def publish_claims(
             status[claim.record_id] = ClaimResult(claim, "published" if claim.record_id in created else "present", info)
         if on_transaction:
             on_transaction(info)
-    report.results = [status[c.record_id] for c in plan.claims]
-    return report
 
 
 def publish_elements(
