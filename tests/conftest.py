@@ -7,6 +7,11 @@ a cache dir of a killed process) fails the run, named with the test after which 
 CI once filled the disk with leaked ``fuzz-seeds-*`` and ``tmp*`` directories; this is the check.
 pytest's own ``tmp_path`` directories stay where pytest keeps them (removed when a test passes:
 ``tmp_path_retention_policy`` in pyproject.toml).
+
+Under pytest-xdist (``-n 2``) each worker is a session of its own: it makes its private directory
+inside the controller's (the workers inherit ``TMPDIR`` from it), checks and removes it at its
+end, and hands what it found to the controller (``workeroutput``), which fails the run. The
+controller's own directory then holds only what a crashed worker left, which fails the run too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
 
 _private_tmp: Path | None = None
 _first_seen: dict[str, str] = {}
+#: What the xdist workers reported left behind (the controller's list; empty when not distributed).
+_workers_left: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -56,6 +63,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         _first_seen[name] = item.nodeid
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """(xdist controller) A worker finished: keep what it left behind, named by the worker."""
+    output = getattr(node, "workeroutput", None) or {}
+    _workers_left.extend(f"  [{node.gateway.id}] {line.lstrip()}" for line in output.get("elements_tmp_left", []))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     global _private_tmp
@@ -68,9 +82,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_private_tmp, ignore_errors=True)
     tempfile.tempdir = None
     _private_tmp = None
-    if left and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+    lines = [f"  {name} (first seen after {_first_seen.get(name, 'the session started')})" for name in left]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
+        workeroutput["elements_tmp_left"] = lines
+        return
+    lines += _workers_left
+    if lines and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        lines = [f"  {name} (first seen after {_first_seen.get(name, 'the session started')})" for name in left]
         message = "tests left temporary files in the system temp dir (now removed):\n" + "\n".join(lines)
         if reporter is not None:
             reporter.write_sep("=", "temporary files left behind", red=True)
