@@ -32,6 +32,17 @@ pytest_plugins = [
 #: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
 LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
 
+#: The test files that take longest (`--durations` of a full run, slowest first). Under xdist they
+#: are handed out first, so that no worker is left running one long file while the other idles at
+#: the end (`--dist loadfile` gives out files in collection order). Order only; a file not listed
+#: runs after them, in its usual place.
+SLOWEST_FILES = (
+    "test_hostile_corpus.py", "test_storage_car_conformance.py", "test_contracts_licence_ancestry.py",
+    "test_provenance_bom.py", "test_publish_model.py", "test_provenance_verify_disputes.py",
+    "test_provenance_verify.py", "test_records_resolve_assemble.py", "test_storage_blockstore.py",
+    "test_provenance_verify_nested.py", "test_contracts_properties.py", "test_publish_claims.py", "test_lint.py",
+)
+
 _private_tmp: Path | None = None
 _first_seen: dict[str, str] = {}
 #: What the xdist workers reported left behind (the controller's list; empty when not distributed).
@@ -48,6 +59,13 @@ def pytest_configure(config: pytest.Config) -> None:
     _private_tmp = Path(tempfile.mkdtemp(prefix="elements-tests-", dir=system_tmp))
     os.environ["TMPDIR"] = str(_private_tmp)  # subprocesses (elements, Kubo, anvil) inherit it
     tempfile.tempdir = str(_private_tmp)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # one process: the usual order
+        return
+    rank = {name: at for at, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 def _entries() -> set[str]:
