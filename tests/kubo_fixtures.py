@@ -50,11 +50,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_repo(repo: Path, *profiles: str) -> Path:
-    """``ipfs init`` with the test profile (plus ``profiles``), no daemon."""
+def configure(repo: Path, settings: dict[str, object]) -> None:
+    """Set dotted config keys (``{"Routing.Type": "none"}``) in one ``ipfs config replace``: two
+    ``ipfs`` runs instead of one per key (each run starts Go and opens the repo)."""
+    config = json.loads(run_ipfs(repo, "config", "show").stdout)
+    for dotted, value in settings.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            if not isinstance(node.get(parent), dict):  # absent, or null in Kubo's defaults
+                node[parent] = {}
+            node = node[parent]
+        node[key] = value
+    run_ipfs(repo, "config", "replace", "-", input=json.dumps(config).encode())
+
+
+def init_repo(repo: Path, *profiles: str, settings: dict[str, object] | None = None) -> Path:
+    """``ipfs init`` with the test profile (plus ``profiles``), telemetry off and ``settings``; no daemon."""
     profile = ",".join(("test",) + profiles)
     run_ipfs(repo, "init", "--empty-repo", f"--profile={profile}")
-    run_ipfs(repo, "config", "Plugins.Plugins.telemetry.Config.Mode", "off")
+    configure(repo, {"Plugins.Plugins.telemetry.Config.Mode": "off", **(settings or {})})
     return repo
 
 
@@ -143,21 +158,20 @@ class KuboNode:
 
 
 def make_node(base: Path, name: str, peers: list[KuboNode] = ()) -> KuboNode:
-    repo = init_repo(base / name)
-    node = KuboNode(name, repo)
-    run_ipfs(repo, "config", "Addresses.API", "/ip4/127.0.0.1/tcp/0")
-    run_ipfs(repo, "config", "Addresses.Gateway", "/ip4/127.0.0.1/tcp/0")
-    run_ipfs(repo, "config", "--json", "Addresses.Swarm", json.dumps(["/ip4/127.0.0.1/tcp/0"]))
-    run_ipfs(repo, "config", "--json", "Bootstrap", "[]")
-    run_ipfs(repo, "config", "--json", "Discovery.MDNS.Enabled", "false")
-    # No DHT: the nodes find content only through the peers they are connected to (bitswap).
-    run_ipfs(repo, "config", "Routing.Type", "none")
-    # The gateway gives up on content no peer has quickly (504) instead of after 30 s.
-    run_ipfs(repo, "config", "Gateway.RetrievalTimeout", "3s")
+    settings: dict[str, object] = {
+        "Addresses.API": "/ip4/127.0.0.1/tcp/0",
+        "Addresses.Gateway": "/ip4/127.0.0.1/tcp/0",
+        "Addresses.Swarm": ["/ip4/127.0.0.1/tcp/0"],
+        "Bootstrap": [],
+        "Discovery.MDNS.Enabled": False,
+        # No DHT: the nodes find content only through the peers they are connected to (bitswap).
+        "Routing.Type": "none",
+        # The gateway gives up on content no peer has quickly (504) instead of after 30 s.
+        "Gateway.RetrievalTimeout": "3s",
+    }
     if peers:
-        peering = [{"ID": p.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{p.swarm_port}"]} for p in peers]
-        run_ipfs(repo, "config", "--json", "Peering.Peers", json.dumps(peering))
-    return node
+        settings["Peering.Peers"] = [{"ID": p.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{p.swarm_port}"]} for p in peers]
+    return KuboNode(name, init_repo(base / name, settings=settings))
 
 
 @pytest.fixture(scope="session")
