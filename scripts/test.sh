@@ -11,16 +11,29 @@
 # `scripts/test.sh --fast` is the fast lane: every test but those marked `slow` (stateful property
 # runs, fuzzing, the demo, devnet processes, many processes at once, real-process smoke tests); it
 # still runs each job (publish, resolve and assemble, verify) end to end. CI (.ci/run) runs everything.
+# The tests run on two pytest-xdist workers, each test file on one worker (`-n 2 --dist loadfile`:
+# a file's module-scoped chains and services are set up once); each worker has its own session
+# fixtures (anvil, Kubo, the in-process chain) and temp dir. `--serial` runs them in this process
+# (for --pdb, or to compare); an explicit `-n N` / `--numprocesses N` replaces the default.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 args=()
+workers=(-n 2)
+dist=(--dist loadfile)
+serial=0
 for arg in "$@"; do
-    if [ "$arg" = "--fast" ]; then
-        args+=(-m "not slow")
-    else
-        args+=("$arg")
-    fi
+    case "$arg" in
+        --fast) args+=(-m "not slow") ;;
+        --serial) serial=1 ;;
+        -n|-n[0-9a-z]*|--numprocesses|--numprocesses=*) workers=(); args+=("$arg") ;;
+        --dist|--dist=*) dist=(); args+=("$arg") ;;
+        *) args+=("$arg") ;;
+    esac
 done
+if [ "$serial" = 1 ]; then
+    workers=(-p no:xdist)
+    dist=()
+fi
 "$root/scripts/setup.sh" test
-exec "$root/.venv/bin/python" -m pytest ${args[@]+"${args[@]}"}
+exec "$root/.venv/bin/python" -m pytest ${workers[@]+"${workers[@]}"} ${dist[@]+"${dist[@]}"} ${args[@]+"${args[@]}"}

@@ -7,6 +7,11 @@ a cache dir of a killed process) fails the run, named with the test after which 
 CI once filled the disk with leaked ``fuzz-seeds-*`` and ``tmp*`` directories; this is the check.
 pytest's own ``tmp_path`` directories stay where pytest keeps them (removed when a test passes:
 ``tmp_path_retention_policy`` in pyproject.toml).
+
+Under pytest-xdist (``-n 2``) each worker is a session of its own: it makes its private directory
+inside the controller's (the workers inherit ``TMPDIR`` from it), checks and removes it at its
+end, and hands what it found to the controller (``workeroutput``), which fails the run. The
+controller's own directory then holds only what a crashed worker left, which fails the run too.
 """
 
 from __future__ import annotations
@@ -27,8 +32,21 @@ pytest_plugins = [
 #: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
 LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
 
+#: The test files that take longest (`--durations` of a full run, slowest first). Under xdist they
+#: are handed out first, so that no worker is left running one long file while the other idles at
+#: the end (`--dist loadfile` gives out files in collection order). Order only; a file not listed
+#: runs after them, in its usual place.
+SLOWEST_FILES = (
+    "test_hostile_corpus.py", "test_storage_car_conformance.py", "test_contracts_licence_ancestry.py",
+    "test_provenance_bom.py", "test_publish_model.py", "test_provenance_verify_disputes.py",
+    "test_provenance_verify.py", "test_records_resolve_assemble.py", "test_storage_blockstore.py",
+    "test_provenance_verify_nested.py", "test_contracts_properties.py", "test_publish_claims.py", "test_lint.py",
+)
+
 _private_tmp: Path | None = None
 _first_seen: dict[str, str] = {}
+#: What the xdist workers reported left behind (the controller's list; empty when not distributed).
+_workers_left: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +59,13 @@ def pytest_configure(config: pytest.Config) -> None:
     _private_tmp = Path(tempfile.mkdtemp(prefix="elements-tests-", dir=system_tmp))
     os.environ["TMPDIR"] = str(_private_tmp)  # subprocesses (elements, Kubo, anvil) inherit it
     tempfile.tempdir = str(_private_tmp)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # one process: the usual order
+        return
+    rank = {name: at for at, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 def _entries() -> set[str]:
@@ -56,6 +81,13 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         _first_seen[name] = item.nodeid
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """(xdist controller) A worker finished: keep what it left behind, named by the worker."""
+    output = getattr(node, "workeroutput", None) or {}
+    _workers_left.extend(f"  [{node.gateway.id}] {line.lstrip()}" for line in output.get("elements_tmp_left", []))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     global _private_tmp
@@ -68,9 +100,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_private_tmp, ignore_errors=True)
     tempfile.tempdir = None
     _private_tmp = None
-    if left and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+    lines = [f"  {name} (first seen after {_first_seen.get(name, 'the session started')})" for name in left]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
+        workeroutput["elements_tmp_left"] = lines
+        return
+    lines += _workers_left
+    if lines and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        lines = [f"  {name} (first seen after {_first_seen.get(name, 'the session started')})" for name in left]
         message = "tests left temporary files in the system temp dir (now removed):\n" + "\n".join(lines)
         if reporter is not None:
             reporter.write_sep("=", "temporary files left behind", red=True)

@@ -1,8 +1,10 @@
 """Real Kubo daemons for the tests (a pytest plugin, registered from ``tests/conftest.py``).
 
 Each node has its own ``IPFS_PATH`` under pytest's temporary directory, the ``test`` profile
-(no bootstrap peers, no MDNS, no AutoConf), API, gateway and swarm on 127.0.0.1 ports picked
-free, and telemetry off. Nodes start once per session and stop at its end.
+(no bootstrap peers, no MDNS, no AutoConf), API, gateway and swarm on 127.0.0.1 port 0 (the
+kernel picks each port as the daemon binds it, read back from its start-up lines: a port picked
+free beforehand could be taken by a parallel xdist worker or another suite before Kubo binds it),
+and telemetry off. Nodes start once per session (per xdist worker) and stop at its end.
 
 Fixtures:
     kubo_bin        path of ``.tools/bin/ipfs`` (skips, saying so, when it is absent)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -47,23 +50,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_repo(repo: Path, *profiles: str) -> Path:
-    """``ipfs init`` with the test profile (plus ``profiles``), no daemon."""
+def configure(repo: Path, settings: dict[str, object]) -> None:
+    """Set dotted config keys (``{"Routing.Type": "none"}``) in one ``ipfs config replace``: two
+    ``ipfs`` runs instead of one per key (each run starts Go and opens the repo)."""
+    config = json.loads(run_ipfs(repo, "config", "show").stdout)
+    for dotted, value in settings.items():
+        *parents, key = dotted.split(".")
+        node = config
+        for parent in parents:
+            if not isinstance(node.get(parent), dict):  # absent, or null in Kubo's defaults
+                node[parent] = {}
+            node = node[parent]
+        node[key] = value
+    run_ipfs(repo, "config", "replace", "-", input=json.dumps(config).encode())
+
+
+def init_repo(repo: Path, *profiles: str, settings: dict[str, object] | None = None) -> Path:
+    """``ipfs init`` with the test profile (plus ``profiles``), telemetry off and ``settings``; no daemon."""
     profile = ",".join(("test",) + profiles)
     run_ipfs(repo, "init", "--empty-repo", f"--profile={profile}")
-    run_ipfs(repo, "config", "Plugins.Plugins.telemetry.Config.Mode", "off")
+    configure(repo, {"Plugins.Plugins.telemetry.Config.Mode": "off", **(settings or {})})
     return repo
+
+
+#: The lines ``ipfs daemon`` prints once it listens, each with the port the kernel gave it.
+_LISTENING = {
+    "api_port": re.compile(rb"RPC API server listening on /ip4/127\.0\.0\.1/tcp/(\d+)"),
+    "gateway_port": re.compile(rb"Gateway server listening on /ip4/127\.0\.0\.1/tcp/(\d+)"),
+    "swarm_port": re.compile(rb"Swarm listening on 127\.0\.0\.1:(\d+)"),
+}
 
 
 @dataclass
 class KuboNode:
-    """A running Kubo daemon."""
+    """A running Kubo daemon (its ports are 0 until :meth:`start` has read them)."""
 
     name: str
     repo: Path
-    api_port: int
-    gateway_port: int
-    swarm_port: int
+    api_port: int = 0
+    gateway_port: int = 0
+    swarm_port: int = 0
     process: subprocess.Popen | None = None
     peer_id: str = ""
     log: Path | None = None
@@ -102,12 +128,19 @@ class KuboNode:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"Kubo {self.name} exited at start: {self.log.read_text()[-2000:]}")
-            if b"Daemon is ready" in self.log.read_bytes():
+            output = self.log.read_bytes()
+            if b"Daemon is ready" in output:
                 break
             time.sleep(0.1)
         else:
             self.stop()
             raise RuntimeError(f"Kubo {self.name} did not start in {START_TIMEOUT:.0f}s: {self.log.read_text()[-2000:]}")
+        for attribute, line in _LISTENING.items():
+            found = line.search(output)
+            if found is None:
+                self.stop()
+                raise RuntimeError(f"Kubo {self.name} did not say its {attribute}: {output.decode()[-2000:]}")
+            setattr(self, attribute, int(found.group(1)))
         self.peer_id = json.loads(self.ipfs("id").stdout)["ID"]
         return self
 
@@ -125,21 +158,20 @@ class KuboNode:
 
 
 def make_node(base: Path, name: str, peers: list[KuboNode] = ()) -> KuboNode:
-    repo = init_repo(base / name)
-    node = KuboNode(name, repo, free_port(), free_port(), free_port())
-    run_ipfs(repo, "config", "Addresses.API", f"/ip4/127.0.0.1/tcp/{node.api_port}")
-    run_ipfs(repo, "config", "Addresses.Gateway", f"/ip4/127.0.0.1/tcp/{node.gateway_port}")
-    run_ipfs(repo, "config", "--json", "Addresses.Swarm", json.dumps([f"/ip4/127.0.0.1/tcp/{node.swarm_port}"]))
-    run_ipfs(repo, "config", "--json", "Bootstrap", "[]")
-    run_ipfs(repo, "config", "--json", "Discovery.MDNS.Enabled", "false")
-    # No DHT: the nodes find content only through the peers they are connected to (bitswap).
-    run_ipfs(repo, "config", "Routing.Type", "none")
-    # The gateway gives up on content no peer has quickly (504) instead of after 30 s.
-    run_ipfs(repo, "config", "Gateway.RetrievalTimeout", "3s")
+    settings: dict[str, object] = {
+        "Addresses.API": "/ip4/127.0.0.1/tcp/0",
+        "Addresses.Gateway": "/ip4/127.0.0.1/tcp/0",
+        "Addresses.Swarm": ["/ip4/127.0.0.1/tcp/0"],
+        "Bootstrap": [],
+        "Discovery.MDNS.Enabled": False,
+        # No DHT: the nodes find content only through the peers they are connected to (bitswap).
+        "Routing.Type": "none",
+        # The gateway gives up on content no peer has quickly (504) instead of after 30 s.
+        "Gateway.RetrievalTimeout": "3s",
+    }
     if peers:
-        peering = [{"ID": p.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{p.swarm_port}"]} for p in peers]
-        run_ipfs(repo, "config", "--json", "Peering.Peers", json.dumps(peering))
-    return node
+        settings["Peering.Peers"] = [{"ID": p.peer_id, "Addrs": [f"/ip4/127.0.0.1/tcp/{p.swarm_port}"]} for p in peers]
+    return KuboNode(name, init_repo(base / name, settings=settings))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from registry.chain.devnet import Anvil
+from registry.chain.registry import Registry
 from tests.cli_support import elements, one_line_error
 from tests.kubo_fixtures import free_port
 from tests.pinsvc_support import ScriptedPinService
@@ -30,14 +32,29 @@ def published_json(result) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(cluster, anvil, anvil_registry, tmp_path_factory):
+def anvil(anvil_binary, tmp_path_factory):
+    """An anvil of this module's own, with the registry: `verify` weighs every claim of the real
+    model on the chain, and other modules claim it on the session's anvil under other terms (which
+    of them ran first depends on the order, and on the xdist worker this module lands on)."""
+    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-pinning") / "anvil.log")
+    node.start()
+    try:
+        chain = node.connect()
+        Registry.deploy(chain, chain.dev_accounts[0])
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def world(cluster, anvil, tmp_path_factory):
     """The real model published on anvil with ``--pin cluster`` from a home whose Kubo is the publisher's node."""
     base = tmp_path_factory.mktemp("pinning")
     home = base / "publisher"
     added = elements(home, "pin-service", "add", "cluster", cluster.pinsvc_url, "--token-env", "CLUSTER_TOKEN",
                      "--wait", "600", "--queued-timeout", "300")
     assert added.returncode == 0, added.stderr
-    key = "0x" + funded_account(anvil_registry.chain).key.hex()
+    key = "0x" + funded_account(anvil.connect()).key.hex()
     env = {"ELEMENTS_PRIVATE_KEY": key, "CLUSTER_TOKEN": cluster.token()}
     args = ("--rpc-url", anvil.url, "--ipfs-api", cluster.publisher.api_url)
     report = published_json(elements(home, "--json", *args, "publish-model", MODEL, "--license", "Apache-2.0", **env))

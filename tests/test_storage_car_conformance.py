@@ -208,6 +208,7 @@ def test_go_cars_fuzz_corpus_is_refused_or_read_never_crashed_on(testdata, tmp_p
 
 
 @pytest.mark.kubo
+@pytest.mark.slow  # Kubo on every fixture; Elements' side of each runs in the fast lane above
 def test_kubo_imports_exactly_the_go_car_fixtures_elements_imports(testdata, kubo_bin, tmp_path):
     repo = init_repo(tmp_path / "repo")
     for name in sorted(VALID | REFUSED):
@@ -236,8 +237,16 @@ def offline_repo(kubo_bin, tmp_path_factory) -> Path:
     return init_repo(tmp_path_factory.mktemp("kubo-offline") / "repo")
 
 
+#: The hash functions whose Kubo round trip the fast lane keeps, one per family; the other 54
+#: (mostly blake2b's lengths) are `slow`, and tests/test_storage_multihash.py checks each of them
+#: against `ipfs add --only-hash` in the fast lane.
+FAST_ROUND_TRIPS = {"identity", "sha2-256", "sha3-256", "blake2b-256", "blake3"}
+
+
 @pytest.mark.kubo
-@pytest.mark.parametrize("name", multihash.kubo_add_names())
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=() if name in FAST_ROUND_TRIPS else pytest.mark.slow) for name in multihash.kubo_add_names()
+])
 def test_kubo_round_trip_with_every_hash_function(capsys, name, kubo_node, offline_repo, tmp_path):
     """ipfs add --hash=NAME, ipfs dag export, elements car import, elements car export,
     ipfs dag import: the same CIDs and bytes both ways."""
