@@ -16,11 +16,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, ServiceError
 from .network import Chain, anvil_dev_accounts, connect, wait_for_rpc
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = ["Anvil", "find_anvil", "free_port", "ANVIL_CHAIN_ID"]
 

@@ -66,8 +66,9 @@ def memory_dev_accounts() -> list[LocalAccount]:
 
 def anvil_dev_accounts(count: int = 10, mnemonic: str = ANVIL_MNEMONIC) -> list[LocalAccount]:
     """The accounts anvil funds by default (derived from its public mnemonic)."""
-    from eth_account import Account
+    from .eth_account_import import load_eth_account
 
+    Account = load_eth_account().Account
     Account.enable_unaudited_hdwallet_features()
     return [Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
@@ -172,6 +173,9 @@ class Chain:
         if self._w3 is None:
             with self._w3_lock:
                 if self._w3 is None:
+                    from .eth_account_import import load_eth_account
+
+                    load_eth_account()  # before web3 imports it the ordinary way (see eth_account_import)
                     from web3 import Web3
 
                     self._w3 = Web3(web3_provider(self.provider))
