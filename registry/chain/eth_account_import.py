@@ -1,9 +1,9 @@
 """eth-account loaded without computing BLS12-381 pairing tables it never uses for Elements.
 
-eth-account 0.13 imports eth-keyfile 0.10, whose ``keyfile`` module imports, at module level,
+eth-account 0.14 imports eth-keyfile 0.10, whose ``keyfile`` module imports, at module level,
 ``py_ecc.bls.G2ProofOfPossession`` and ``py_ecc.bls12_381.curve_order``: both for EIP-2335
 (version 4, BLS) keystores, which Elements neither reads nor writes (its keys are secp256k1). The
-two py_ecc packages compute their pairing constants in pure Python when imported: 0.4 s on a quiet
+two py_ecc 8 packages compute their pairing constants in pure Python when imported: 0.4 s on a quiet
 core, more than a second under load, the largest part of every signing command's start-up
 (``publish-model`` included).
 
