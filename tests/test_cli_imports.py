@@ -22,11 +22,11 @@ from registry.cli import compose_cmd, elements_cmd
 from registry.formats.safetensors_writer import write_safetensors
 from tests.cli_support import DEV_KEYS, ROOT, clean_env
 
-# Runs `python -m registry ARGS` and writes the top-level packages loaded by then (at exit) to OUT.
+# Runs `python -m registry ARGS` and writes the modules loaded by then (at exit) to OUT.
 PROBE = """
 import atexit, json, runpy, sys
 out = sys.argv[1]
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted({m.partition(".")[0] for m in sys.modules}))))
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
 sys.argv = ["elements", *sys.argv[2:]]
 runpy.run_module("registry", run_name="__main__", alter_sys=True)
 """
@@ -41,6 +41,11 @@ LIGHT = {"registry", "blake3"}
 
 def loaded(tmp_path: Path, home: Path, *args: str, code: int = 0, **env: str) -> set[str]:
     """The top-level packages `elements ARGS` has loaded when it exits (which must be with ``code``)."""
+    return {module.partition(".")[0] for module in loaded_modules(tmp_path, home, *args, code=code, **env)}
+
+
+def loaded_modules(tmp_path: Path, home: Path, *args: str, code: int = 0, **env: str) -> set[str]:
+    """Every module (dotted names) `elements ARGS` has loaded when it exits (which must be with ``code``)."""
     probes = tmp_path / "probes"
     probes.mkdir(exist_ok=True)
     out = probes / f"modules-{len(list(probes.iterdir()))}.json"
@@ -152,6 +157,19 @@ def test_verify_of_a_published_plain_checkpoint_loads_no_numpy(tmp_path, weights
     modules = loaded(tmp_path, home, "verify", weights.parent, "--json", **env)  # exit 0: verified
     assert "registry" in modules
     assert modules & ({"numpy"} | CHAIN | BOM | HTTP) == set(), sorted(modules & ({"numpy"} | CHAIN | HTTP))
+
+
+def test_publish_on_anvil_signs_and_sends_without_loading_py_eccs_bls_modules(tmp_path, anvil_registry, anvil):
+    """eth-account is loaded to sign, web3 to send; the BLS12-381 pairing tables eth-keyfile imports for
+    BLS keystores (registry.chain.eth_account_import) are not computed."""
+    path = tmp_path / "signed" / "model.safetensors"
+    path.parent.mkdir()
+    rng = np.random.default_rng(20261131)  # content nothing else publishes (the anvil chain is shared)
+    write_safetensors(path, {"dense.weight": rng.standard_normal((4, 4)).astype(np.float32)})
+    modules = loaded_modules(tmp_path, tmp_path / "home", "publish", path, "--license", "MIT", "--json",
+                             ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=DEV_KEYS[5])
+    assert {"eth_account", "eth_keyfile.keyfile", "web3"} <= modules  # it did sign and send
+    assert {m for m in modules if m.startswith(("py_ecc.bls", "py_ecc.optimized_bls12_381"))} == set()
 
 
 def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil_registry, anvil):

@@ -247,3 +247,85 @@ def test_a_model_file_that_changes_while_it_is_streamed_is_refused(tmp_path):
     with pytest.raises(SplitError, match="changed while it was being published"):
         while stream.read(4):
             pass
+
+
+def stream_layout(layout, read_size: int | None = None):
+    """Every tensor group of ``layout`` streamed as publish-model streams it: (CIDs by group, digests)."""
+    from registry.formats.safetensors import open_tensors
+    from registry.formats.split import ElementStream
+    from registry.storage.unixfs import add_file
+
+    digests: dict = {}
+    cids = {}
+    with open_tensors(layout.checkpoint) as views:
+        for group in layout.groups:
+            stream = ElementStream(group, views, digests=digests)
+            if read_size is None:
+                cids[group.name] = add_file(stream)
+            else:
+                chunks = []
+                while chunk := stream.read(read_size):
+                    chunks.append(bytes(chunk))
+                cids[group.name] = add_file(b"".join(chunks))
+            assert stream.read(1) == b""
+    return cids, digests
+
+
+def planned_from(layout, digests):
+    from registry.formats.content_id import TensorEntry
+
+    infos = layout.checkpoint.tensors
+    return layout.plan({n: TensorEntry(n, i.dtype, i.shape, digests[n], i.size) for n, i in infos.items()})
+
+
+@pytest.mark.parametrize("by", ["layer", "module"])
+def test_a_layout_streamed_with_digests_plans_what_plan_split_plans_from_the_same_bytes(by):
+    from registry.formats.safetensors import open_tensors
+    from registry.formats.split import ElementStream, plan_layout, plan_split
+    from registry.storage.unixfs import add_file
+
+    layout = plan_layout(MODEL, by=by)
+    cids, digests = stream_layout(layout)
+    planned = planned_from(layout, digests)
+    hashed = plan_split(MODEL, by=by)
+    assert planned.recipe == hashed.recipe and planned.content_id == hashed.content_id
+    assert [(e.name, e.kind, e.path, e.content_id) for e in planned.elements] == [
+        (e.name, e.kind, e.path, e.content_id) for e in hashed.elements]
+    with open_tensors(hashed.checkpoint) as views:
+        for element in hashed.elements:
+            if element.kind == "tensors":
+                assert cids[element.name] == add_file(ElementStream(element, views))
+
+
+def test_tensors_streamed_in_reads_of_any_size_give_the_same_digests_and_bytes(tmp_path):
+    from registry.formats.split import plan_layout, plan_split
+
+    model = tmp_path / "model"
+    model.mkdir()
+    rng = np.random.default_rng(7)
+    # an empty tensor sorts last in its group: it passes on the stream's last read, after the last byte
+    write_safetensors(model / "model.safetensors", {"layers.0.a": rng.random((33, 7), dtype=np.float32),
+                                                    "layers.0.b": rng.random(5, dtype=np.float32),
+                                                    "layers.0.z": np.zeros((0, 3), dtype=np.float32),
+                                                    "layers.1.a": rng.random(300, dtype=np.float32)})
+    layout = plan_layout(model)
+    whole, digests = stream_layout(layout)
+    for read_size in (1, 7, 4096):
+        assert stream_layout(layout, read_size) == (whole, digests)
+    assert planned_from(layout, digests).content_id == plan_split(model).content_id == str(content_id(model))
+
+
+def test_a_layout_is_not_planned_without_every_digest_nor_streamed_without_somewhere_to_put_them():
+    from registry.formats.content_id import TensorEntry
+    from registry.formats.safetensors import open_tensors
+    from registry.formats.split import ElementStream, plan_layout
+
+    layout = plan_layout(MODEL)
+    _, digests = stream_layout(layout)
+    infos = layout.checkpoint.tensors
+    table = {n: TensorEntry(n, i.dtype, i.shape, digests[n], i.size) for n, i in infos.items()}
+    table.pop(sorted(table)[3])
+    with pytest.raises(SplitError, match="no digest for tensor"):
+        layout.plan(table)
+    with open_tensors(layout.checkpoint) as views, pytest.raises(SplitError, match="pass digests"):
+        ElementStream(layout.groups[0], views)

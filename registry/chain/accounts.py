@@ -18,9 +18,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-
 from ..files import atomic_write
 from ..limits import (
     CONFIG_BYTES,
@@ -33,8 +30,13 @@ from ..limits import (
     load_json_file,
 )
 from .errors import AccountError
+from .eth_account_import import load_eth_account
+
+Account = load_eth_account().Account  # without py_ecc's BLS tables (see eth_account_import)
 
 if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
     from ..config import Settings
     from .network import Chain
 

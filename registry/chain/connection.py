@@ -39,8 +39,9 @@ def memory_dev_accounts() -> list[LocalAccount]:
 
 def anvil_dev_accounts(count: int = 10, mnemonic: str = ANVIL_MNEMONIC) -> list[LocalAccount]:
     """The accounts anvil funds by default (derived from its public mnemonic)."""
-    from eth_account import Account
+    from .eth_account_import import load_eth_account
 
+    Account = load_eth_account().Account
     Account.enable_unaudited_hdwallet_features()
     return [Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 

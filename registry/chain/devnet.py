@@ -16,13 +16,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import ConfigError, ServiceError
 from .network import Chain
 from .connection import anvil_dev_accounts, connect, wait_for_rpc
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = ["Anvil", "find_anvil", "free_port", "ANVIL_CHAIN_ID"]
 

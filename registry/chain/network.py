@@ -156,6 +156,9 @@ class Chain:
         if self._w3 is None:
             with self._w3_lock:
                 if self._w3 is None:
+                    from .eth_account_import import load_eth_account
+
+                    load_eth_account()  # before web3 imports it the ordinary way (see eth_account_import)
                     from web3 import Web3
 
                     self._w3 = Web3(web3_provider(self.provider))

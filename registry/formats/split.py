@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
+from ..digest import Bytes32
 from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
@@ -43,9 +44,12 @@ from .safetensors_writer import write_safetensors
 
 __all__ = [
     "RECIPE_FORMAT",
+    "plan_layout",
     "plan_split",
+    "SplitLayout",
     "SplitPlan",
     "PlannedElement",
+    "TensorGroup",
     "ElementStream",
     "MANIFEST_SUFFIX",
     "SKIPPED_SUFFIXES",
@@ -433,11 +437,79 @@ class SplitPlan:
     skipped: list[str] = field(default_factory=list)
 
 
-def plan_split(model: str | os.PathLike[str], *, by: str = "layer", rules: list[str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> SplitPlan:
-    """The elements and recipe :func:`split_model` would write, computed without writing them (the
-    tensors are hashed once, file elements once). Publish streams each element into its blocks
-    with :class:`ElementStream`.
+@dataclass(frozen=True)
+class TensorGroup:
+    """A tensors element of a layout, before anything is hashed: its name, where :func:`split_model`
+    would write it, and its tensors in canonical order."""
+
+    name: str
+    path: str
+    members: tuple[str, ...]
+    kind: str = "tensors"
+
+
+@dataclass
+class SplitLayout:
+    """A split from the model's headers alone, nothing hashed: the tensor groups and the other files.
+
+    :meth:`plan` turns it into the :class:`SplitPlan` once the tensors' digests are known, whether
+    from hashing the checkpoint (:func:`plan_split`) or from streaming each group with
+    :class:`ElementStream` and ``digests`` (publish-model: every byte hashed once, as it goes into
+    its blocks).
+    """
+
+    model: Path
+    checkpoint: Checkpoint
+    groups: list[TensorGroup]
+    files: list[tuple[str, Path]]
+    skipped: list[str]
+
+    @property
+    def element_count(self) -> int:
+        return len(self.groups) + len(self.files)
+
+    @property
+    def name(self) -> str:
+        """The recipe's name for the model (its directory's name, or its file's stem)."""
+        return self.model.name if self.model.is_dir() else self.model.stem
+
+    def plan(self, table: Mapping[str, TensorEntry]) -> SplitPlan:
+        """The plan given every tensor's entry (``table``: name -> entry, digests included).
+
+        Raises:
+            SplitError: a file of the model collides with a manifest's name.
+        """
+        missing = [name for name in self.checkpoint.names if name not in table]
+        if missing:
+            raise SplitError(f"no digest for tensor {missing[0]!r} ({len(missing)} missing); hash every tensor before planning")
+        model_content_id = str(tensor_set_content_id(table.values()))
+        metadata = self.checkpoint.shards[0].metadata if self.checkpoint.shards else {}
+        elements: list[PlannedElement] = []
+        inputs: dict[str, Any] = {}
+        steps: list[dict[str, Any]] = []
+        for group in self.groups:
+            manifest = Manifest.for_tensors([table[t] for t in group.members], metadata={"name": group.name})
+            elements.append(PlannedElement(group.name, "tensors", group.path, manifest, group.members))
+            inputs[group.name] = {"kind": "tensors", "content_id": str(manifest.content_id), "path": group.path}
+            steps.append({"op": "take", "from": [group.name]})
+        specs: list[dict[str, Any]] = []
+        manifests = {relative + MANIFEST_SUFFIX for relative, _ in self.files}
+        file_taken = set(inputs)
+        for relative, source in self.files:
+            if relative in manifests:
+                raise SplitError(f"model file {relative} would collide with the manifest of {relative[: -len(MANIFEST_SUFFIX)]}; rename it")
+            content_id = file_content_id(source)
+            name = _unique(_INPUT_NAME.sub("_", relative).lstrip(".-/") or "file", file_taken)
+            manifest = Manifest("file", content_id, (), None, {"name": relative})
+            elements.append(PlannedElement(name, "file", f"files/{relative}", manifest, (), source))
+            inputs[name] = {"kind": "file", "content_id": str(content_id), "path": f"files/{relative}"}
+            specs.append({"path": relative, "from": name})
+        recipe = _recipe(self.model, inputs, steps, dict(table), model_content_id, specs, metadata)
+        return SplitPlan(self.model, self.checkpoint, model_content_id, elements, recipe, dict(metadata), list(self.skipped))
+
+
+def plan_layout(model: str | os.PathLike[str], *, by: str = "layer", rules: list[str] | None = None) -> SplitLayout:
+    """The elements :func:`split_model` would write, from the headers alone (nothing hashed).
 
     Raises:
         SafetensorsError / SplitError: as :func:`split_model`.
@@ -447,49 +519,42 @@ def plan_split(model: str | os.PathLike[str], *, by: str = "layer", rules: list[
     names = checkpoint.names
     if not names:
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
-    groups = _group(names, by, rules)
-    table = {entry.name: entry for entry in tensor_entries(checkpoint, progress=progress)}
-    model_content_id = str(tensor_set_content_id(table.values()))
-    metadata = checkpoint.shards[0].metadata if checkpoint.shards else {}
-    elements: list[PlannedElement] = []
-    inputs: dict[str, Any] = {}
-    steps: list[dict[str, Any]] = []
     taken: set[str] = set()
-    for group, members in groups.items():
+    groups = []
+    for group, members in _group(names, by, rules).items():
         name = _unique(_safe_group(group), taken)
-        relative = f"elements/{name}.safetensors"
-        manifest = Manifest.for_tensors([table[t] for t in members], metadata={"name": name})
-        ordered = tuple(sorted(members, key=lambda t: t.encode("utf-8")))
-        elements.append(PlannedElement(name, "tensors", relative, manifest, ordered))
-        inputs[name] = {"kind": "tensors", "content_id": str(manifest.content_id), "path": relative}
-        steps.append({"op": "take", "from": [name]})
-    specs: list[dict[str, Any]] = []
-    manifests = {relative + MANIFEST_SUFFIX for relative, _ in files}
-    file_taken = set(inputs)
-    for relative, source in files:
-        if relative in manifests:
-            raise SplitError(f"model file {relative} would collide with the manifest of {relative[: -len(MANIFEST_SUFFIX)]}; rename it")
-        content_id = file_content_id(source)
-        name = _unique(_INPUT_NAME.sub("_", relative).lstrip(".-/") or "file", file_taken)
-        manifest = Manifest("file", content_id, (), None, {"name": relative})
-        elements.append(PlannedElement(name, "file", f"files/{relative}", manifest, (), source))
-        inputs[name] = {"kind": "file", "content_id": str(content_id), "path": f"files/{relative}"}
-        specs.append({"path": relative, "from": name})
-    recipe = _recipe(model, inputs, steps, table, model_content_id, specs, metadata)
-    return SplitPlan(model, checkpoint, model_content_id, elements, recipe, dict(metadata), skipped)
+        groups.append(TensorGroup(name, f"elements/{name}.safetensors", tuple(sorted(members, key=lambda t: t.encode("utf-8")))))
+    return SplitLayout(model, checkpoint, groups, files, skipped)
+
+
+def plan_split(model: str | os.PathLike[str], *, by: str = "layer", rules: list[str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> SplitPlan:
+    """The elements and recipe :func:`split_model` would write, computed without writing them (the
+    tensors are hashed once, file elements once). :class:`ElementStream` streams each element's bytes.
+
+    Raises:
+        SafetensorsError / SplitError: as :func:`split_model`.
+    """
+    layout = plan_layout(model, by=by, rules=rules)
+    return layout.plan({entry.name: entry for entry in tensor_entries(layout.checkpoint, progress=progress)})
 
 
 class ElementStream:
-    """The bytes :func:`split_model` would write for a planned element, as a readable stream: a
-    tensors element's canonical safetensors file straight from the checkpoint's memory map (each
-    tensor hashed as it passes and checked against the plan when the stream ends, its pages then
-    dropped from the resident set), or a file element's bytes (hashed against its content id).
+    """The bytes :func:`split_model` would write for an element, as a readable stream: a tensors
+    element's canonical safetensors file straight from the checkpoint's memory map (each tensor
+    hashed as it passes, its pages then dropped from the resident set), or a file element's bytes
+    (hashed against its content id).
+
+    A planned element's tensors are checked against the plan when each has passed. A
+    :class:`TensorGroup` of a layout has no plan yet: each digest is put in ``digests`` (tensor
+    name -> digest) for :meth:`SplitLayout.plan`. Either way what is hashed is the copy ``read``
+    hands on, so the digests are of exactly the bytes that went into the blocks.
 
     Raises (from ``read``):
         SplitError: the model changed since it was planned.
     """
 
-    def __init__(self, element: PlannedElement, views: Any = None) -> None:
+    def __init__(self, element: PlannedElement | TensorGroup, views: Any = None, *, digests: dict[str, Bytes32] | None = None) -> None:
         from ..digest import blake3_hasher
         from .content_id import FILE_DOMAIN
         from .safetensors_writer import build_header
@@ -498,27 +563,35 @@ class ElementStream:
         self._views = views
         self._parts: list[tuple[str | None, Any]] = []
         self._file: BinaryIO | None = None
+        self._expected: dict[str, Bytes32] | None = None
+        self.digests: dict[str, Bytes32] = {} if digests is None else digests
         if element.kind == "tensors":
-            entries = {e.name: e for e in element.manifest.entries}
-            specs: list[Any] = [(t, entries[t].dtype, entries[t].shape, None) for t in element.members]
+            if isinstance(element, PlannedElement):
+                self._expected = {e.name: e.digest for e in element.manifest.entries}
+            elif digests is None:
+                raise SplitError(f"tensor group {element.name} has no plan to check against; pass digests to collect them")
+            if views is None:
+                raise SplitError(f"tensors element {element.name} needs the checkpoint's views to read from")
+            infos = views.checkpoint.tensors
+            specs: list[Any] = [(t, infos[t].dtype, infos[t].shape, None) for t in element.members]
             header, sizes = build_header(specs, None)
             self._parts.append((None, memoryview(struct.pack("<Q", len(header)) + header)))
             for t in element.members:
                 self._parts.append((t, None))
             self.size = 8 + len(header) + sum(sizes)
-            self._entries = entries
         else:
-            if element.source is None:
+            if not isinstance(element, PlannedElement) or element.source is None:
                 raise SplitError(f"file element {element.path} has no source file to read")
+            self._file_source, self._file_id = element.source, element.manifest.content_id
             self._file = open(element.source, "rb")
             self.size = os.fstat(self._file.fileno()).st_size
             self._file_hasher = blake3_hasher(self.size)
             self._file_hasher.update(FILE_DOMAIN)
         self._hasher_of = blake3_hasher
-        self._current: tuple[str | None, memoryview, Any] | None = None
+        self._current: tuple[str | None, memoryview, Any, int] | None = None
         self._done = 0
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> bytes | bytearray:
         if self._file is not None:
             data: bytes = self._file.read(n)
             self._file_hasher.update(data)
@@ -526,39 +599,49 @@ class ElementStream:
             if not data or self._done == self.size:
                 self._finish_file()
             return data
-        out = bytearray()
-        want = self.size if n is None or n < 0 else n
-        while len(out) < want:
-            if self._current is None:
-                if not self._parts:
+        left = self.size - self._done
+        want = left if n is None or n < 0 else min(n, left)
+        out = bytearray(want)  # the one copy out of the map
+        filled = 0
+        with memoryview(out) as target:
+            while True:
+                if self._current is None:
+                    # Empty tensors after the last byte still pass (and are hashed) on the last read.
+                    if not self._parts or (filled == want and self._done + filled < self.size):
+                        break
+                    name, view = self._parts.pop(0)
+                    hasher = None
+                    if name is not None:
+                        view = self._views[name]
+                        hasher = self._hasher_of(len(view))
+                    self._current = (name, view, hasher, 0)
+                name, view, hasher, passed = self._current
+                if filled == want and len(view):
                     break
-                name, view = self._parts.pop(0)
-                hasher = None
+                take = min(len(view), want - filled)
+                with target[filled:filled + take] as piece:
+                    piece[:] = view[:take]
+                    if hasher is not None:
+                        hasher.update(piece)  # the bytes handed on, not the map a second time
+                filled += take
                 if name is not None:
-                    view = self._views[name]
-                    hasher = self._hasher_of(len(view))
-                self._current = (name, view, hasher)
-            name, view, hasher = self._current
-            take = view[: want - len(out)]
-            out += take
-            if hasher is not None and name is not None:
-                hasher.update(take)
-                total = self._entries[name].size
-                done = total - (len(view) - len(take))
-                self._views.drop_pages(name, 0, done)  # passed on: out of the resident set
-            rest = view[len(take):]
-            if len(rest):
-                self._current = (name, rest, hasher)
-            else:
-                self._current = None
-                if name is not None and hasher is not None:
-                    self._check_tensor(name, hasher.digest())
-        self._done += len(out)
-        return bytes(out)
+                    self._views.drop_pages(name, passed, passed + take)  # passed on: out of the resident set
+                rest = view[take:]
+                if len(rest):
+                    self._current = (name, rest, hasher, passed + take)
+                else:
+                    self._current = None
+                    if name is not None and hasher is not None:
+                        self._tensor_passed(name, Bytes32(hasher.digest()))
+        self._done += filled
+        if filled < want:
+            del out[filled:]
+        return out
 
-    def _check_tensor(self, name: str, digest: bytes) -> None:
-        if bytes(digest) != bytes(self._entries[name].digest):
+    def _tensor_passed(self, name: str, digest: Bytes32) -> None:
+        if self._expected is not None and digest != self._expected[name]:
             raise SplitError(f"{name!r} in the model changed while it was being published; publish again")
+        self.digests[name] = digest
         self._views.drop_pages(name)
 
     def _finish_file(self) -> None:
@@ -566,8 +649,8 @@ class ElementStream:
             return
         self._file.close()
         self._file = None
-        if self._done != self.size or bytes(self._file_hasher.digest()) != bytes(self.element.manifest.content_id):
-            raise SplitError(f"{self.element.source} changed while it was being published; publish again")
+        if self._done != self.size or bytes(self._file_hasher.digest()) != bytes(self._file_id):
+            raise SplitError(f"{self._file_source} changed while it was being published; publish again")
 
     def close(self) -> None:
         if self._file is not None:

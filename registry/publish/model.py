@@ -36,12 +36,13 @@ from .prepare import PreparedElement, store_document
 from .send import PublishReport, publish_claims
 from ..records.resolve import Resolver
 from ..records.licensing import check_license_against_ancestors
-from ..formats.split import ElementStream, plan_split
+from ..formats.split import ElementStream, SplitLayout, SplitPlan, plan_layout
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from ..storage.scratch import ScratchArea, make_area
 from ..compose.chain_source import ChainElementSource
 from ..compose.engine import AssemblyResult, assemble
+from ..formats.content_id import TensorEntry
 from ..formats.recipe import Recipe, RecipeError, load_recipe, with_record_ids
 
 __all__ = ["CompositionReport", "ModelReport", "composition_claim", "publish_composition", "publish_model"]
@@ -223,16 +224,17 @@ def publish_model(
     model = Path(model)
     if not model.exists():
         raise InputError(f"{model}: no such file or directory; give a .safetensors file or a model directory")
-    # No split files: the split is planned from the headers and digests, and each element's bytes
-    # are streamed from the checkpoint's memory map into its blocks (issue 17: a model on disk
-    # once, with nothing left behind). work_dir is kept for callers; nothing is written there now.
-    plan = plan_split(model, by=by, rules=list(rules) if rules else None)
+    # No split files, and each byte hashed once (issues 17 and 12): the split is laid out from the
+    # headers, each tensor group's bytes are streamed from the checkpoint's memory map into its
+    # blocks with every tensor's digest taken from the very bytes stored, and the plan (manifests,
+    # recipe) is made from those digests. work_dir is kept for callers; nothing is written there.
+    layout = plan_layout(model, by=by, rules=list(rules) if rules else None)
+    label = name or layout.name or model.name
+    check_parent_count(registry, layout.element_count, f"model {label!r} split into {layout.element_count} elements")
+    target = None if dry_run else store
+    plan, prepared_all = _stream_elements(layout, target, split_progress, hash_progress)
     if name:
         plan.recipe["name"] = name
-    label = plan.recipe.get("name") or model.name
-    check_parent_count(registry, len(plan.elements), f"model {label!r} split into {len(plan.elements)} elements")
-    target = None if dry_run else store
-    prepared_all = _stream_elements(plan, target, split_progress, hash_progress)
     claims: list[Claim] = []
     record_ids: dict[str, str] = {}
     for element, prepared in zip(plan.elements, prepared_all):
@@ -250,36 +252,52 @@ def publish_model(
     return ModelReport(report, composition, claims, recipe, cid, str(model))
 
 
-def _stream_elements(plan, store: BlockStore | None, split_progress: Progress | None,
-                     hash_progress: Progress | None) -> list[PreparedElement]:
-    """Each planned element's bytes streamed into its blocks (CIDs only when ``store`` is None),
-    checked against the plan as they pass; its manifest (with the data CID) stored beside them."""
+def _stream_elements(layout: SplitLayout, store: BlockStore | None, split_progress: Progress | None,
+                     hash_progress: Progress | None) -> tuple[SplitPlan, list[PreparedElement]]:
+    """Each element's bytes streamed into its blocks (CIDs only when ``store`` is None): the tensor
+    groups first, their digests collected as they pass, then the plan made from those digests and
+    the files streamed against it; each manifest (with its data CID) stored beside its blocks."""
     from ..formats.checkpoint import open_tensors
     from ..storage.unixfs import add_file
 
-    total = sum(e.manifest.size if e.kind == "tensors" else 0 for e in plan.elements) or 1
-    sizes = [0]
-    prepared: list[PreparedElement] = []
-    with open_tensors(plan.checkpoint) as views:
-        for element in plan.elements:
-            stream = ElementStream(element, views)
+    infos = layout.checkpoint.tensors
+    total = sum(info.size for info in infos.values()) or 1
+    passed = 0
+    digests: dict[str, Any] = {}
+    data: dict[str, tuple[Any, int]] = {}
+    with open_tensors(layout.checkpoint) as views:
+        for group in layout.groups:
+            stream = ElementStream(group, views, digests=digests)
             try:
-                data_cid = add_file(stream, store)
-                stream.read(1)  # the end: a tensors stream checks its last tensor, a file its content id
+                data[group.name] = (add_file(stream, store), stream.size)
+                stream.read(1)  # the end: empty tensors after the last byte pass too
             finally:
                 stream.close()
-            is_tensors = element.kind == "tensors"
-            name = element.name if is_tensors else element.path.removeprefix("files/")
-            data_name = f"{element.name}.safetensors" if is_tensors else Path(element.path).name
-            manifest = element.manifest.with_metadata({"name": name}).with_data(data_cid, stream.size, data_name)
-            source = element.source if element.source is not None else plan.model
-            prepared.append(PreparedElement(name, Path(source), int(Kind.ELEMENT if is_tensors else Kind.FILE), manifest,
-                                            store_document(manifest.to_json_bytes(), store)))
-            sizes[0] += element.manifest.size if is_tensors else 0
+            passed += sum(infos[t].size for t in group.members)
             for report in (split_progress, hash_progress):
                 if report:
-                    report(sizes[0], total)
-    return prepared
+                    report(passed, total)
+    plan = layout.plan({name: TensorEntry(name, info.dtype, info.shape, digests[name], info.size) for name, info in infos.items()})
+    prepared: list[PreparedElement] = []
+    for element in plan.elements:
+        if element.kind == "tensors":
+            data_cid, size = data[element.name]
+            data_name = f"{element.name}.safetensors"
+            manifest = element.manifest.with_metadata({"name": element.name}).with_data(data_cid, size, data_name)
+            prepared.append(PreparedElement(element.name, Path(plan.model), int(Kind.ELEMENT), manifest,
+                                            store_document(manifest.to_json_bytes(), store)))
+            continue
+        stream = ElementStream(element)
+        try:
+            data_cid = add_file(stream, store)
+            stream.read(1)  # the end: the file's content id is checked
+        finally:
+            stream.close()
+        name = element.path.removeprefix("files/")
+        manifest = element.manifest.with_metadata({"name": name}).with_data(data_cid, stream.size, Path(element.path).name)
+        source = element.source if element.source is not None else plan.model
+        prepared.append(PreparedElement(name, Path(source), int(Kind.FILE), manifest, store_document(manifest.to_json_bytes(), store)))
+    return plan, prepared
 
 
 class _TemporaryArea:

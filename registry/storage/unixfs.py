@@ -64,7 +64,7 @@ class Readable(Protocol):
     """What add_file reads a stream through: ``read(n)``, fewer bytes only at the end (a file
     opened "rb", or a producer such as the split's element stream)."""
 
-    def read(self, n: int, /) -> bytes: ...
+    def read(self, n: int, /) -> bytes | bytearray: ...
 
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, Readable]
@@ -443,7 +443,7 @@ def _regular(file: BinaryIO) -> bool:
     return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
 
 
-def _read_full(stream: Readable, n: int) -> bytes:
+def _read_full(stream: Readable, n: int) -> bytes | bytearray:
     """Read exactly ``n`` bytes, or fewer only at the end of the stream."""
     first = stream.read(n)
     if not first or len(first) == n:
