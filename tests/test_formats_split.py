@@ -251,7 +251,7 @@ def test_a_model_file_that_changes_while_it_is_streamed_is_refused(tmp_path):
 
 def stream_layout(layout, read_size: int | None = None):
     """Every tensor group of ``layout`` streamed as publish-model streams it: (CIDs by group, digests)."""
-    from registry.formats.safetensors import open_tensors
+    from registry.formats.checkpoint import open_tensors
     from registry.formats.split import ElementStream
     from registry.storage.unixfs import add_file
 
@@ -280,7 +280,7 @@ def planned_from(layout, digests):
 
 @pytest.mark.parametrize("by", ["layer", "module"])
 def test_a_layout_streamed_with_digests_plans_what_plan_split_plans_from_the_same_bytes(by):
-    from registry.formats.safetensors import open_tensors
+    from registry.formats.checkpoint import open_tensors
     from registry.formats.split import ElementStream, plan_layout, plan_split
     from registry.storage.unixfs import add_file
 
@@ -317,7 +317,7 @@ def test_tensors_streamed_in_reads_of_any_size_give_the_same_digests_and_bytes(t
 
 def test_a_layout_is_not_planned_without_every_digest_nor_streamed_without_somewhere_to_put_them():
     from registry.formats.content_id import TensorEntry
-    from registry.formats.safetensors import open_tensors
+    from registry.formats.checkpoint import open_tensors
     from registry.formats.split import ElementStream, plan_layout
 
     layout = plan_layout(MODEL)
