@@ -1,12 +1,15 @@
 """Mixture-of-experts from dense models, as ``mergekit-moe`` builds them: a recipe document.
 
-The output has the base model's attention, embeddings and norms; in every layer, expert *j*'s MLP
+Two layouts: Mixtral's (:func:`mixtral_moe_recipe`) and Qwen2-MoE's with a shared expert
+(:func:`qwen2_moe_recipe`).
+
+Mixtral: the output has the base model's attention, embeddings and norms; in every layer, expert *j*'s MLP
 is dense model *j*'s (``gate_proj``/``down_proj``/``up_proj`` renamed to Mixtral's ``w1``/``w2``/``w3``
 under ``block_sparse_moe.experts.j``, copied bit for bit), and the router
 ``block_sparse_moe.gate.weight`` [experts, hidden] is drawn from the counter stream
 (``random_init``): ``random`` is mergekit-moe's ``random`` (a standard normal), ``uniform_random``
 its ``uniform_random`` (U(-s, s), s = sqrt(1 / hidden)). The gate modes that need prompts run
-through the model (``hidden``, ``cheap_embed``) are not built. ``config.json`` is the base's,
+through the model (``hidden``, ``hidden_avg``, ``hidden_last``) are refused by name. ``config.json`` is the base's,
 patched to ``MixtralForCausalLM`` with the expert count (Transformers reads this checkpoint layout
 and fuses the experts itself when it loads the model).
 """
@@ -17,10 +20,66 @@ from typing import Any, Mapping, Sequence
 
 from .recipe import RecipeError, parse_recipe
 
-__all__ = ["mixtral_moe_recipe", "GATE_MODES"]
+__all__ = ["mixtral_moe_recipe", "qwen2_moe_recipe", "GATE_MODES"]
 
 GATE_MODES = {"random": "normal", "uniform_random": "uniform"}
 _MLP = (("gate_proj", "w1"), ("down_proj", "w2"), ("up_proj", "w3"))
+
+
+def _check(gate_mode: str, experts: Sequence[str], experts_per_token: int) -> None:
+    if gate_mode in ("hidden", "hidden_avg", "hidden_last"):
+        raise RecipeError(f"gate mode {gate_mode!r} is not built here: it runs the base model on the prompts, whose "
+                          "hidden states depend on the machine's kernels and cannot be re-derived bit for bit by verify; "
+                          "use random or uniform_random")
+    if gate_mode not in GATE_MODES:
+        raise RecipeError(f"gate mode {gate_mode!r} is unknown; use random or uniform_random")
+    if len(experts) < 2:
+        raise RecipeError("a mixture of experts needs at least two experts")
+    if not 1 <= experts_per_token <= len(experts):
+        raise RecipeError(f"experts_per_token must be from 1 to {len(experts)}, got {experts_per_token}")
+
+
+def _expert_take(source: str, prefix: str) -> dict[str, Any]:
+    """Take a dense model's MLP renamed under ``model.layers.N.mlp.<prefix>``."""
+    return {"op": "take", "from": source, "select": ["model.layers.*.mlp.*"],
+            "rename": [{"regex": r"^(model\.layers\.\d+\.mlp\.)", "to": rf"\1{prefix}"}]}
+
+
+def qwen2_moe_recipe(inputs: Mapping[str, Any], base: str, experts: Sequence[str], shared_expert: str, config: str, *,
+                     num_layers: int, hidden_size: int, intermediate_size: int, gate_mode: str = "random",
+                     experts_per_token: int = 2, attention_bias: bool = False, seed: int = 0, dtype: str = "F32",
+                     name: str | None = None) -> dict[str, Any]:
+    """The recipe document of a Qwen2-MoE-layout MoE as mergekit-moe's ``qwen`` output builds it:
+    ``base`` gives everything but the MLPs; expert *j*'s MLP is dense model ``experts[j]``'s
+    (``model.layers.N.mlp.experts.j.{gate,up,down}_proj``), the shared expert's is
+    ``shared_expert``'s (``mlp.shared_expert.*``), all copied bit for bit; the router
+    ``mlp.gate.weight`` [experts, hidden] and the shared expert's gate ``mlp.shared_expert_gate.weight``
+    [1, hidden] are ``random_init`` tensors. ``config.json`` is the base's patched to
+    ``Qwen2MoeForCausalLM`` with every expert (and the shared one) of ``intermediate_size``;
+    ``attention_bias`` says whether the base has q/k/v biases (Qwen2 has, Llama and Mistral have
+    not: ``qkv_bias`` false replaces mergekit's zero biases, the same model).
+
+    Raises:
+        RecipeError: as :func:`mixtral_moe_recipe`.
+    """
+    _check(gate_mode, experts, experts_per_token)
+    steps: list[dict[str, Any]] = [{"op": "take", "from": base, "exclude": ["model.layers.*.mlp.*"]}]
+    for index, expert in enumerate(experts):
+        steps.append(_expert_take(expert, f"experts.{index}."))
+    steps.append(_expert_take(shared_expert, "shared_expert."))
+    for tensor, rows in (("gate", len(experts)), ("shared_expert_gate", 1)):
+        steps.append({"op": "random_init", "name": f"model.layers.{{n}}.mlp.{tensor}.weight", "layer_range": [0, num_layers],
+                      "shape": [rows, hidden_size], "distribution": GATE_MODES[gate_mode], "seed": seed, "dtype": dtype})
+    patch = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "num_experts": len(experts),
+             "num_experts_per_tok": experts_per_token, "decoder_sparse_step": 1, "norm_topk_prob": True,
+             "moe_intermediate_size": intermediate_size, "shared_expert_intermediate_size": intermediate_size,
+             "mlp_only_layers": [], "qkv_bias": attention_bias, "use_sliding_window": False, "sliding_window": None}
+    document: dict[str, Any] = {"format": "elements.recipe/v1", "inputs": dict(inputs), "steps": steps,
+                                "files": [{"path": "config.json", "from": config, "patch": patch}]}
+    if name:
+        document["name"] = name
+    parse_recipe(document)
+    return document
 
 
 def mixtral_moe_recipe(inputs: Mapping[str, Any], base: str, experts: Sequence[str], config: str, *, num_layers: int,
@@ -34,13 +93,7 @@ def mixtral_moe_recipe(inputs: Mapping[str, Any], base: str, experts: Sequence[s
         RecipeError: an unknown gate mode, fewer than two experts, more experts per token than
             experts, or anything the recipe refuses.
     """
-    if gate_mode not in GATE_MODES:
-        raise RecipeError(f"gate mode {gate_mode!r} is not built here; use random or uniform_random "
-                          "(hidden and cheap_embed need the model run on prompts)")
-    if len(experts) < 2:
-        raise RecipeError("a mixture of experts needs at least two experts")
-    if not 1 <= experts_per_token <= len(experts):
-        raise RecipeError(f"experts_per_token must be from 1 to {len(experts)}, got {experts_per_token}")
+    _check(gate_mode, experts, experts_per_token)
     steps: list[dict[str, Any]] = [{"op": "take", "from": base, "exclude": ["model.layers.*.mlp.*"]}]
     for index, expert in enumerate(experts):
         steps.append({
