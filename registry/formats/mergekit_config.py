@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json, loads_yaml
 from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, over_limit as _over, parse_recipe
 
-__all__ = ["recipe_from_mergekit", "load_mergekit", "MERGEKIT_DTYPES"]
+__all__ = ["recipe_from_mergekit", "mergekit_document", "load_mergekit", "MERGEKIT_DTYPES"]
 
 MERGEKIT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "fp32": "F32", "fp16": "F16", "bf16": "BF16"}
 _TOP_KEYS = {"merge_method", "models", "base_model", "parameters", "dtype", "out_dtype", "slices",
@@ -293,12 +293,22 @@ def _read_document(path: Path, what: str) -> Any:
         raise _over(exc.limit, exc.what, exc.value) from None
 
 
-def load_mergekit(config: str | os.PathLike[str], models: str | os.PathLike[str], template: str = "model.layers.{n}.") -> Recipe:
-    """Read a mergekit YAML and a model map file (JSON or YAML) and give the equivalent recipe.
+def mergekit_document(config: str | os.PathLike[str], models: str | os.PathLike[str],
+                      template: str = "model.layers.{n}.") -> dict[str, Any]:
+    """Read a mergekit YAML and a model map file (JSON or YAML) and give the equivalent
+    ``elements.recipe/v1`` document (validated).
 
     Raises:
         RecipeError: unreadable files, or anything :func:`recipe_from_mergekit` refuses.
     """
-    document = recipe_from_mergekit(_read_document(Path(config), "the mergekit config"),
-                                    _read_document(Path(models), "the model map"), template)
-    return parse_recipe(document)
+    return recipe_from_mergekit(_read_document(Path(config), "the mergekit config"),
+                                _read_document(Path(models), "the model map"), template)
+
+
+def load_mergekit(config: str | os.PathLike[str], models: str | os.PathLike[str], template: str = "model.layers.{n}.") -> Recipe:
+    """The parsed recipe of :func:`mergekit_document`.
+
+    Raises:
+        RecipeError: unreadable files, or anything :func:`recipe_from_mergekit` refuses.
+    """
+    return parse_recipe(mergekit_document(config, models, template))
