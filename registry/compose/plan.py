@@ -271,6 +271,10 @@ class MergePlan(TensorPlan):
         def whole(plan: TensorPlan) -> np.ndarray:
             return ops.to_float64(read_whole(plan), plan.dtype).reshape(self.shape)
 
+        if self.method in merges.STREAMED_METHODS and self.base is not None and self.numel:
+            yield from self._streamed(block_elems)
+            return
+
         base = whole(self.base) if self.base is not None else None
         xs = [whole(child) for child in self.children]
         try:
@@ -281,6 +285,28 @@ class MergePlan(TensorPlan):
         flat = ops.from_float64(np.ascontiguousarray(result, dtype=np.float64).reshape(-1), self.dtype)
         for start in range(0, max(flat.size, 1), block_elems):
             yield flat[start:start + block_elems]
+
+    def _streamed(self, block_elems: int) -> Iterator[np.ndarray]:
+        """ties/dare from the inputs in their own dtype, chunk by chunk (:mod:`.merges.streamed`):
+        memory is the inputs as stored, not float64 copies."""
+        from . import merges, ops
+        import numpy as np
+        plans = [self.base] + list(self.children)
+        raws = [read_whole(p) for p in plans]
+        widen = [lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype) for p in plans]
+        pending: list[np.ndarray] = []
+        held = 0
+        with np.errstate(all="ignore"):
+            for chunk in merges.gta_chunks(self.method, raws[0], raws[1:], widen, self.source_params, self.params,
+                                           self.seed, self.name):
+                pending.append(ops.from_float64(chunk, self.dtype))
+                held += chunk.size
+                while held >= block_elems:
+                    flat = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                    yield flat[:block_elems]
+                    pending, held = [flat[block_elems:]], flat.size - block_elems
+        if held:
+            yield np.concatenate(pending)
 
     def inputs(self) -> set[str]:
         own = self.base.inputs() if self.base is not None else set()

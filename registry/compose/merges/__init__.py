@@ -13,7 +13,8 @@ machine, the thread count or the block size:
   are computed with ``decimal`` at 40 digits and rounded once to float64, and the element-wise
   ``exp``/``log`` of ``arcee_fusion`` are fixed polynomials of IEEE operations (libm and numpy's
   SIMD loops differ between machines; these do not);
-- **orders are total**: a sort by magnitude is stable, so ties go to the lower element index;
+- **orders are total**: a selection by magnitude keeps, among equal magnitudes, the lower element
+  indices (as a stable sort would);
 - **randomness is a counter stream**: DARE and DELLA keep element *j* of source *i* of output
   tensor *name* when ``u < p``, where ``u`` is the top 53 bits of the little-endian u64 at byte
   ``8j`` of the BLAKE3 XOF keyed by ``BLAKE3("elements.merge.rng/v1\\0" + [seed, name, i])``
@@ -22,7 +23,8 @@ machine, the thread count or the block size:
 
 The package: :mod:`.numerics` (reductions, transcendentals), :mod:`.randomness` (the counter
 stream), :mod:`.sparsify` (task-vector sparsification), :mod:`.consensus` (ties family, sce),
-:mod:`.spherical` (slerp family, karcher), :mod:`.others` (model_stock, nearswap, arcee_fusion, ram).
+:mod:`.spherical` (slerp family, karcher), :mod:`.others` (model_stock, nearswap, arcee_fusion, ram),
+:mod:`.streamed` (ties and dare chunk by chunk from the stored inputs).
 
 Each method is a function of whole float64 tensors (shape preserved) and returns the float64
 result; :mod:`registry.compose.plan` rounds it.
@@ -35,17 +37,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ...errors import InputError
-from .consensus import gta, sce, sign_consensus
+from .consensus import combine, gta, sce, sign_consensus
 from .numerics import MergeValueError, acos, cos, cos_array, exp, log, row_sums, sequential_sum, sin, tree_norm, tree_sum
 from .others import arcee_fusion, arcee_fusion_importance, model_stock, nearswap, ram, ramplus_tl
 from .randomness import random_block, rng_key, uniforms
-from .sparsify import SPARSIFY_METHODS, check_density, della_probabilities, sparsify
+from .sparsify import SPARSIFY_METHODS, check_density, della_probabilities, magnitude_keys, sparsify, top_k_mask, top_k_threshold
+from .streamed import CHUNK, STREAMED_METHODS, gta_chunks
 from .spherical import karcher, multislerp, nuslerp, slerp_vectors
 
 __all__ = [
     "MergeValueError", "tree_sum", "tree_norm", "row_sums", "sequential_sum", "acos", "sin", "cos", "exp", "log",
     "cos_array", "uniforms", "rng_key", "random_block", "SPARSIFY_METHODS", "check_density", "sparsify",
-    "della_probabilities", "sign_consensus", "gta", "sce", "slerp_vectors", "nuslerp", "multislerp", "karcher",
+    "della_probabilities", "magnitude_keys", "top_k_threshold", "top_k_mask", "sign_consensus", "gta", "combine",
+    "STREAMED_METHODS", "CHUNK", "gta_chunks", "sce", "slerp_vectors", "nuslerp", "multislerp", "karcher",
     "model_stock", "nearswap", "arcee_fusion_importance", "arcee_fusion", "ram", "ramplus_tl", "run_method",
 ]
 

@@ -11,7 +11,7 @@ import numpy as np
 from .numerics import sequential_sum, tree_sum
 from .sparsify import SPARSIFY_METHODS, sparsify
 
-__all__ = ["sign_consensus", "gta", "sce"]
+__all__ = ["sign_consensus", "gta", "combine", "sce"]
 
 
 def sign_consensus(weighted: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -23,11 +23,18 @@ def sign_consensus(weighted: Sequence[np.ndarray]) -> list[np.ndarray]:
 def gta(method: str, base: np.ndarray, xs: Sequence[np.ndarray], sp: Sequence[Mapping[str, Any]],
         params: Mapping[str, Any], seed: int, name: str) -> np.ndarray:
     """Generalized task arithmetic (ties, dare_*, breadcrumbs*, della*), as mergekit's GTATask."""
-    consensus = SPARSIFY_METHODS[method][1]
     deltas = []
     for index, (x, p) in enumerate(zip(xs, sp)):
         deltas.append(sparsify(method, x - base, p, params["rescale"], (seed, name, index)))
-    weights = [p["weight"] for p in sp]
+    return combine(method, base, deltas, [p["weight"] for p in sp], params)
+
+
+def combine(method: str, base: np.ndarray, deltas: Sequence[np.ndarray], weights: Sequence[float],
+            params: Mapping[str, Any]) -> np.ndarray:
+    """The element-wise rest of generalized task arithmetic after sparsification: weight, elect
+    signs (TIES' consensus for the ``*_ties``/``ties``/``della`` methods), sum, normalize, scale by
+    lambda, add to the base. Works on any slice of the tensors (nothing here looks across elements)."""
+    consensus = SPARSIFY_METHODS[method][1]
     weighted = [d * w for d, w in zip(deltas, weights)]
     if consensus:
         masks = sign_consensus(weighted)

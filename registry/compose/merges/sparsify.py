@@ -7,7 +7,7 @@ drops come from :mod:`.randomness`, so every machine keeps the same elements.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -15,7 +15,8 @@ from ...formats.recipe import RecipeError
 from .numerics import tree_sum
 from .randomness import uniforms
 
-__all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities"]
+__all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities", "magnitude_keys", "top_k_threshold",
+           "top_k_mask", "rescale_factor"]
 
 #: method -> (sparsification, sign consensus or None) of mergekit's generalized task arithmetic
 SPARSIFY_METHODS = {
@@ -37,24 +38,76 @@ def check_density(method: str, numel: int, source_params: Mapping[str, Any], whe
             raise RecipeError(f"{where}: density {density} ± epsilon {eps} must stay inside (0, 1); lower epsilon")
 
 
+def rescale_factor(before: float, after: float) -> float | None:
+    """mergekit's L1 rescale of a sparsified task vector: before / after, or None (no rescale)
+    when either L1 norm is below 1e-7."""
+    if before < 1e-7 or after < 1e-7:
+        return None
+    return before / after
+
+
 def _rescaled(tensor: np.ndarray, mask: np.ndarray, rescale: bool) -> np.ndarray:
     masked = tensor * mask
     if not rescale:
         return masked
-    before = tree_sum(np.abs(tensor))
-    after = tree_sum(np.abs(masked))
-    if before < 1e-7 or after < 1e-7:
-        return masked
-    return masked * (before / after)
+    factor = rescale_factor(tree_sum(np.abs(tensor)), tree_sum(np.abs(masked)))
+    return masked if factor is None else masked * factor
+
+
+def magnitude_keys(delta: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered as mergekit's ``argsort(-|delta|)`` ranks: larger magnitude, larger key
+    (the bits of a non-negative float64 order as its value; +1 so that NaN, which numpy sorts after
+    everything, gets 0 below every number)."""
+    magnitude = np.abs(np.asarray(delta, dtype=np.float64).reshape(-1))
+    keys = magnitude.view(np.uint64) + np.uint64(1)
+    keys[np.isnan(magnitude)] = 0
+    return keys
+
+
+_DIGIT_BITS = 16
+_DIGITS = 1 << _DIGIT_BITS
+
+
+def top_k_threshold(key_chunks: Callable[[], Iterable[np.ndarray]], k: int) -> tuple[int, int]:
+    """The top ``k`` keys (1 <= k <= their count) by a radix selection, never a sort: returns
+    ``(v, equal)`` such that the top k are every key above ``v`` and the first ``equal`` keys equal
+    to ``v`` in index order, the same set as a stable descending sort's first k (ties to the lower
+    index). ``key_chunks()`` yields the keys in index order, chunk by chunk; it is called four
+    times (one pass per 16-bit digit), so memory is one chunk and a 65,536-bin histogram."""
+    prefix, remaining = 0, k
+    for shift in range(64 - _DIGIT_BITS, -1, -_DIGIT_BITS):
+        histogram = np.zeros(_DIGITS, dtype=np.int64)
+        for keys in key_chunks():
+            if shift + _DIGIT_BITS < 64:
+                keys = keys[(keys >> np.uint64(shift + _DIGIT_BITS)) == np.uint64(prefix)]
+            digits = ((keys >> np.uint64(shift)) & np.uint64(_DIGITS - 1)).astype(np.intp)
+            histogram += np.bincount(digits, minlength=_DIGITS)
+        at_or_above = np.cumsum(histogram[::-1])  # [j]: keys whose digit is >= DIGITS-1-j
+        j = int(np.searchsorted(at_or_above, remaining))
+        digit = _DIGITS - 1 - j
+        remaining -= int(at_or_above[j] - histogram[digit])
+        prefix = (prefix << _DIGIT_BITS) | digit
+    return prefix, remaining
+
+
+def top_k_mask(keys: np.ndarray, threshold: tuple[int, int], equal_seen: int) -> tuple[np.ndarray, int]:
+    """The keep mask (1.0/0.0) of one chunk of keys for :func:`top_k_threshold`'s ``(v, equal)``,
+    given how many keys equal to v came before the chunk; returns the mask and the new count."""
+    v, equal = threshold
+    value = np.uint64(v)
+    keep = keys > value
+    same = keys == value
+    if equal > equal_seen:
+        keep |= same & (np.cumsum(same) <= equal - equal_seen)
+    return keep.astype(np.float64), equal_seen + int(np.count_nonzero(same))
 
 
 def _magnitude(delta: np.ndarray, density: float, rescale: bool) -> np.ndarray:
     if density <= 0 or delta.size == 0:
         return np.zeros_like(delta)
     k = max(1, int(density * delta.size))
-    order = np.argsort(-np.abs(delta).reshape(-1), kind="stable")  # descending, ties to the lower index
-    mask = np.zeros(delta.size)
-    mask[order[:k]] = 1.0
+    keys = magnitude_keys(delta)
+    mask, _ = top_k_mask(keys, top_k_threshold(lambda: (keys,), k), 0)
     return _rescaled(delta, mask.reshape(delta.shape), rescale)
 
 

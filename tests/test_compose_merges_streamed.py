@@ -1,0 +1,96 @@
+"""ties and dare computed chunk by chunk (registry/compose/merges/streamed.py) and the radix
+selection of the top k magnitudes (merges/sparsify.py): the same elements as a stable sort, ties
+between equal magnitudes to the lower index, and the same bits as the whole-tensor path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from registry.compose import merges, ops
+from registry.compose.merges import streamed
+
+
+def _stable_top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """The reference: mergekit's rule as a stable descending sort by magnitude."""
+    order = np.argsort(-np.abs(values), kind="stable")
+    mask = np.zeros(values.size)
+    mask[order[:k]] = 1.0
+    return mask
+
+
+def _tied(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Values drawn from few magnitudes of both signs, with zeros, infinities and NaN among them."""
+    values = rng.choice(np.array([0.0, -0.0, 0.5, -0.5, 1.25, -1.25, 3.0, 1e-300, np.inf, -np.inf, np.nan]), size=n)
+    distinct = rng.random(n) < 0.3
+    values[distinct] = rng.standard_normal(int(np.count_nonzero(distinct)))
+    return values
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1000])
+def test_the_radix_selection_keeps_what_a_stable_sort_keeps_when_magnitudes_tie(n):
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        values = _tied(rng, n) if trial % 2 else rng.standard_normal(n)
+        for k in sorted({1, max(1, n // 3), max(1, n // 2), n}):
+            keys = merges.magnitude_keys(values)
+            mask, _ = merges.top_k_mask(keys, merges.top_k_threshold(lambda: (keys,), k), 0)
+            assert np.array_equal(mask, _stable_top_k(values, k)), (trial, k)
+            assert int(mask.sum()) == k
+
+
+def test_the_radix_selection_gives_the_same_set_from_chunks_of_any_size():
+    rng = np.random.default_rng(3)
+    values = _tied(rng, 999)
+    keys = merges.magnitude_keys(values)
+    for k in (1, 250, 500, 998):
+        expected = _stable_top_k(values, k)
+        for size in (1, 7, 64, 500):
+            chunks = [keys[s:s + size] for s in range(0, keys.size, size)]
+            threshold = merges.top_k_threshold(lambda: iter(chunks), k)
+            seen, parts = 0, []
+            for chunk in chunks:
+                mask, seen = merges.top_k_mask(chunk, threshold, seen)
+                parts.append(mask)
+            assert np.array_equal(np.concatenate(parts), expected), (k, size)
+
+
+def _inputs(rng: np.random.Generator, dtype: str, tied: bool):
+    shape = (40, 33)
+    base = rng.standard_normal(shape).astype(np.float32)
+    xs = [(base + rng.standard_normal(shape) * 0.05).astype(np.float32) for _ in range(3)]
+    if tied:  # whole rows equal to the base and shared offsets: many equal magnitudes and zeros
+        xs[0][::3] = base[::3]
+        xs[1] = (base + np.float32(0.125) * np.sign(rng.standard_normal(shape))).astype(np.float32)
+    if dtype == "BF16":
+        raw = [(a.view(np.uint32) >> 16).astype(np.uint16) for a in [base] + xs]
+    else:
+        raw = [base] + xs
+    return raw, [lambda r, d=dtype: ops.to_float64(r, d)] * 4
+
+
+@pytest.mark.parametrize("method", sorted(merges.STREAMED_METHODS))
+@pytest.mark.parametrize("rescale", [False, True])
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_streamed_ties_and_dare_give_the_whole_tensor_paths_bits(monkeypatch, method, rescale, dtype, tied):
+    monkeypatch.setattr(streamed, "CHUNK", 64)  # many chunks, the last one short
+    rng = np.random.default_rng(11)
+    raw, widen = _inputs(rng, dtype, tied)
+    sp = [{"weight": 1.0, "density": 0.4}, {"weight": -0.7, "density": 0.0}, {"weight": 0.5, "density": 1.0}]
+    if method == "ties":
+        sp[1]["density"] = 0.25
+    params = {"rescale": rescale, "normalize": method != "dare_linear", "lambda": 0.9}
+    whole = merges.gta(method, widen[0](raw[0]), [w(r) for w, r in zip(widen[1:], raw[1:])], sp, params, 4, "t")
+    chunks = list(streamed.gta_chunks(method, raw[0], raw[1:], widen, sp, params, 4, "t"))
+    assert [c.size for c in chunks[:-1]] == [64] * (len(chunks) - 1)
+    assert np.concatenate(chunks).tobytes() == whole.reshape(-1).tobytes()
+
+
+def test_a_ties_merge_with_zero_density_keeps_nothing_of_that_source():
+    rng = np.random.default_rng(2)
+    raw, widen = _inputs(rng, "F32", False)
+    sp = [{"weight": 1.0, "density": 0.0}]
+    params = {"rescale": False, "normalize": True, "lambda": 1.0}
+    out = np.concatenate(list(streamed.gta_chunks("ties", raw[0], raw[1:2], widen, sp, params, 0, "t")))
+    assert np.array_equal(out, raw[0].reshape(-1).astype(np.float64))
