@@ -137,3 +137,96 @@ def test_a_qwen2_moe_with_a_shared_expert_loads_and_runs(tmp_path, family):
             assert moe.model.layers[0].self_attn.q_proj.bias is None
         logits = moe(torch.tensor([[1, 5, 9, 42, 100]])).logits
     assert logits.shape == (1, 5, 101) and torch.isfinite(logits).all()
+
+
+PROMPTS = [{"positive": [[1, 5, 9], [1, 7]]}, {"positive": [[1, 40, 41, 42]], "negative": [[1, 5]]},
+           {"positive": [[1, 100], [1, 3, 3, 3]]}]
+
+
+def _mergekit_cheap_embed(torch, embed: np.ndarray, expert: dict) -> np.ndarray:
+    """mergekit-moe's cheap_embed gate row, by mergekit's own get_cheap_embedding (padded batches)."""
+    from mergekit.moe.router import get_cheap_embedding
+
+    def run(prompts):
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
+        mask = torch.tensor([[1] * len(p) + [0] * (width - len(p)) for p in prompts])
+        return get_cheap_embedding(torch.from_numpy(embed), {"input_ids": ids, "attention_mask": mask}, 1, embed.shape[0])[0]
+
+    hidden = run(expert["positive"])
+    if expert.get("negative"):
+        hidden = hidden - run(expert["negative"])
+    return (hidden / hidden.norm().clamp(min=1e-8)).double().numpy()
+
+
+def test_a_cheap_embed_router_is_the_prompts_token_embeddings_and_the_model_runs(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is installed by scripts/setup.sh test (the [test] extra)")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("mergekit", reason="mergekit is installed by scripts/setup.sh test (the [test] extra)")
+    config, models = _dense_models(tmp_path, torch, transformers)
+    root = tmp_path / "els"
+    inputs = {n: {"content_id": write_element(root, f"{n}.safetensors", t), "path": f"{n}.safetensors"} for n, t in models.items()}
+    inputs["config"] = {"content_id": write_file_element(root, "config.json", config.to_json_string().encode()), "path": "config.json"}
+    doc = mixtral_moe_recipe(inputs, "base", ["e0", "e1", "e2"], "config", num_layers=LAYERS, hidden_size=HIDDEN,
+                             gate_mode="cheap_embed", prompts=PROMPTS)
+    assert [s["op"] for s in doc["steps"]][-1] == "prompt_gate"
+    result = assemble(parse_recipe(doc), LocalElementSource(root), tmp_path / "moe")
+    again = assemble(parse_recipe(doc), LocalElementSource(root), tmp_path / "moe-again", max_shard_size=20_000)
+    assert again.content_id == result.content_id
+
+    tensors = {n: a for n, (_, a) in read_tensors(tmp_path / "moe").items()}
+    embed = models["base"]["model.embed_tokens.weight"]
+    table = embed.astype(np.float64)
+    ours = merges.prompt_gate_rows(lambda ids: table[ids], [(tuple(map(tuple, p["positive"])), tuple(map(tuple, p.get("negative", []))))
+                                                             for p in PROMPTS])
+    for layer in range(LAYERS):  # every layer's router is the same, rounded once from float64
+        assert np.array_equal(tensors[f"model.layers.{layer}.block_sparse_moe.gate.weight"], ours.astype(np.float32))
+    for j, expert in enumerate(PROMPTS):  # mergekit computes in float32: agreement to float32 rounding
+        assert np.allclose(ours[j], _mergekit_cheap_embed(torch, embed, expert), rtol=0, atol=2e-6)
+        assert abs(np.linalg.norm(ours[j]) - 1.0) < 1e-12
+
+    with torch.no_grad():
+        moe = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "moe").eval()
+        assert np.array_equal(moe.model.layers[1].mlp.gate.weight.numpy(), ours.astype(np.float32))
+        logits = moe(torch.tensor([[1, 5, 9, 42, 100]])).logits
+    assert logits.shape == (1, 5, 101) and torch.isfinite(logits).all()
+
+
+def test_a_qwen2_moe_with_cheap_embed_gates_for_its_shared_expert_runs(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is installed by scripts/setup.sh test (the [test] extra)")
+    transformers = pytest.importorskip("transformers")
+    config, models = _dense_models(tmp_path, torch, transformers)
+    root = tmp_path / "els"
+    inputs = {n: {"content_id": write_element(root, f"{n}.safetensors", t), "path": f"{n}.safetensors"} for n, t in models.items()}
+    inputs["config"] = {"content_id": write_file_element(root, "config.json", config.to_json_string().encode()), "path": "config.json"}
+    doc = qwen2_moe_recipe(inputs, "base", ["e0", "e1"], "e2", "config", num_layers=LAYERS, hidden_size=HIDDEN,
+                           intermediate_size=48, gate_mode="cheap_embed", prompts=PROMPTS[:2], shared_prompts=PROMPTS[2])
+    assemble(parse_recipe(doc), LocalElementSource(root), tmp_path / "moe")
+    tensors = {n: a for n, (_, a) in read_tensors(tmp_path / "moe").items()}
+    assert tensors["model.layers.0.mlp.gate.weight"].shape == (2, HIDDEN)
+    assert tensors["model.layers.1.mlp.shared_expert_gate.weight"].shape == (1, HIDDEN)
+    with torch.no_grad():
+        moe = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "moe").eval()
+        logits = moe(torch.tensor([[1, 5, 9, 42, 100]])).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_cheap_embed_without_prompts_or_with_a_token_beyond_the_vocabulary_is_refused(tmp_path):
+    inputs = {n: {"content_id": "0x" + "ab" * 32, "path": f"{n}.safetensors"} for n in ("base", "a", "b")}
+    inputs["config"] = {"content_id": "0x" + "cd" * 32, "path": "config.json"}
+    with pytest.raises(RecipeError, match="gate mode cheap_embed needs prompts for each of the 2 experts"):
+        mixtral_moe_recipe(inputs, "base", ["a", "b"], "config", num_layers=2, hidden_size=8, gate_mode="cheap_embed")
+    with pytest.raises(RecipeError, match=r"experts\[0\].positive must be a non-empty list of prompts"):
+        mixtral_moe_recipe(inputs, "base", ["a", "b"], "config", num_layers=2, hidden_size=8, gate_mode="cheap_embed",
+                           prompts=[{"positive": []}, {"positive": [[1]]}])
+    root = tmp_path / "els"
+    rng = np.random.default_rng(0)
+    element = {"model.embed_tokens.weight": rng.standard_normal((10, 8)).astype(np.float32)}
+    doc = {"format": "elements.recipe/v1", "inputs": {"base": {"content_id": write_element(root, "base.safetensors", element),
+                                                               "path": "base.safetensors"}},
+           "steps": [{"op": "take", "from": "base"},
+                     {"op": "prompt_gate", "from": "base", "embedding": "model.embed_tokens.weight", "name": "router",
+                      "experts": [{"positive": [[1, 2]]}, {"positive": [[3, 10]]}], "dtype": "F32"}]}
+    with pytest.raises(RecipeError, match=r"experts\[1\] has token id 10, beyond the embedding's 10 rows"):
+        assemble(parse_recipe(doc), LocalElementSource(root), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -34,6 +34,7 @@ from ..formats.recipe import (
     LoraParams,
     Merge,
     Override,
+    PromptGate,
     RandomInit,
     Recipe,
     RecipeError,
@@ -315,6 +316,32 @@ class MergePlan(TensorPlan):
     def describe(self) -> str:
         parts = ([f"base={self.base.describe()}"] if self.base is not None else []) + [c.describe() for c in self.children]
         return f"{self.method}(" + ", ".join(parts) + ")"
+
+
+@dataclass(eq=False)
+class PromptGatePlan(TensorPlan):
+    """A router from prompts' token embeddings (:mod:`.merges.gates`): the embedding is read in
+    its dtype, only the prompts' rows are widened. Memory: the embedding and the router."""
+
+    embedding: TensorPlan
+    experts: tuple
+    shape: tuple[int, ...]
+    dtype: str
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import merges, ops
+        table = read_whole(self.embedding)
+        dtype = self.embedding.dtype
+        rows = merges.prompt_gate_rows(lambda ids: ops.to_float64(table[ids], dtype), self.experts)
+        flat = ops.from_float64(rows.reshape(-1), self.dtype)
+        for start in range(0, flat.size, block_elems):
+            yield flat[start:start + block_elems]
+
+    def inputs(self) -> set[str]:
+        return self.embedding.inputs()
+
+    def describe(self) -> str:
+        return f"prompt_gate({self.embedding.describe()}, {len(self.experts)} experts)"
 
 
 @dataclass(eq=False)
@@ -659,6 +686,8 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
                 _add(work, target, merged, where, origin)
         elif isinstance(step, Merge):
             _plan_merge(step, where, work, origin, source)
+        elif isinstance(step, PromptGate):
+            _plan_prompt_gate(step, where, work, origin, source(step.source, where))
         elif isinstance(step, RandomInit):
             for name in step.names():
                 _add(work, name, RandomPlan(name, step.shape, step.dtype, step.distribution, step.effective_scale, step.seed),
@@ -779,6 +808,22 @@ def _evaluated(settings: dict, name: str, t: float, where: str, what: str) -> di
             raise RecipeError(f"{where}: no {{filter, value}} of {what}{key} matches tensor {name!r}; add one without a filter")
         out[key] = value
     return out
+
+
+def _plan_prompt_gate(step: PromptGate, where: str, work: dict[str, TensorPlan], origin: dict[str, str], src) -> None:
+    if step.embedding not in src.tensors:
+        raise RecipeError(f"{where}: embedding {step.embedding!r} is not in input {src.label!r}; name its token embedding")
+    embedding = src.copy(step.embedding)
+    if len(embedding.shape) != 2 or not _is_float(embedding.dtype):
+        raise RecipeError(f"{where}: embedding {step.embedding!r} must be a 2-D float tensor [vocabulary, hidden]")
+    vocabulary, hidden = embedding.shape
+    for i, expert in enumerate(step.experts):
+        largest = max(t for prompt in expert.positive + expert.negative for t in prompt)
+        if largest >= vocabulary:
+            raise RecipeError(f"{where}: experts[{i}] has token id {largest}, beyond the embedding's {vocabulary} rows")
+    experts = tuple((e.positive, e.negative) for e in step.experts)
+    for name in step.names():
+        _add(work, name, PromptGatePlan(embedding, experts, (len(experts), hidden), step.dtype), where, origin)
 
 
 def _plan_merge(step: Merge, where: str, work: dict[str, TensorPlan], origin: dict[str, str], source) -> None:

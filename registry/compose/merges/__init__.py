@@ -24,7 +24,8 @@ machine, the thread count or the block size:
 The package: :mod:`.numerics` (reductions, transcendentals), :mod:`.randomness` (the counter
 stream), :mod:`.sparsify` (task-vector sparsification), :mod:`.consensus` (ties family, sce),
 :mod:`.spherical` (slerp family, karcher), :mod:`.others` (model_stock, nearswap, arcee_fusion, ram),
-:mod:`.streamed` (ties and dare chunk by chunk from the stored inputs).
+:mod:`.streamed` (ties and dare chunk by chunk from the stored inputs), :mod:`.gates` (MoE routers from
+prompts' token embeddings).
 
 Each method is a function of whole float64 tensors (shape preserved) and returns the float64
 result; :mod:`registry.compose.plan` rounds it.
@@ -38,6 +39,7 @@ import numpy as np
 
 from ...errors import InputError
 from .consensus import combine, gta, sce, sign_consensus
+from .gates import prompt_gate_rows
 from .numerics import MergeValueError, acos, cos, cos_array, exp, log, row_sums, sequential_sum, sin, tree_norm, tree_sum
 from .others import arcee_fusion, arcee_fusion_importance, model_stock, nearswap, ram, ramplus_tl
 from .randomness import random_block, rng_key, uniforms
@@ -49,7 +51,7 @@ __all__ = [
     "MergeValueError", "tree_sum", "tree_norm", "row_sums", "sequential_sum", "acos", "sin", "cos", "exp", "log",
     "cos_array", "uniforms", "rng_key", "random_block", "SPARSIFY_METHODS", "check_density", "sparsify",
     "della_probabilities", "magnitude_keys", "top_k_threshold", "top_k_mask", "sign_consensus", "gta", "combine",
-    "STREAMED_METHODS", "CHUNK", "gta_chunks", "sce", "slerp_vectors", "nuslerp", "multislerp", "karcher",
+    "STREAMED_METHODS", "CHUNK", "gta_chunks", "prompt_gate_rows", "sce", "slerp_vectors", "nuslerp", "multislerp", "karcher",
     "model_stock", "nearswap", "arcee_fusion_importance", "arcee_fusion", "ram", "ramplus_tl", "run_method",
 ]
 

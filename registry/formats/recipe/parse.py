@@ -30,12 +30,14 @@ from .merge_params import MERGE_METHODS, REQUIRED, freeze, is_gradient, parse_se
 from .model import KINDS, FileSpec, InputRef, OutputFile, OutputSpec, OutputTensor, Recipe
 from .steps import (
     Cast,
+    GatePrompts,
     Linear,
     Lora,
     LoraParams,
     Merge,
     MergeSource,
     Override,
+    PromptGate,
     RandomInit,
     Rename,
     Selection,
@@ -253,6 +255,52 @@ def _parse_random_init(r: Reader, where: str) -> RandomInit:
     return RandomInit(name, dims, dtype, distribution, scale, seed, layers)
 
 
+#: token ids a prompt_gate step may hold in all (the embedding rows it sums)
+PROMPT_TOKENS = 1 << 16
+
+
+def _token_lists(value: Any, where: str, required: bool) -> tuple[tuple[int, ...], ...]:
+    if value is None and not required:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(p, list) and p for p in value):
+        raise RecipeError(f"{where} must be a non-empty list of prompts, each a non-empty list of token ids")
+    return tuple(tuple(as_int(t, f"{where}[{i}]", minimum=0) for t in p) for i, p in enumerate(value))
+
+
+def _parse_prompt_gate(r: Reader, where: str) -> PromptGate:
+    source = _parse_sources(r.required("from"), f"{where}.from")
+    embedding = as_str(r.required("embedding"), f"{where}.embedding")
+    name = as_str(r.required("name"), f"{where}.name")
+    raw_experts = r.required("experts")
+    dtype = as_dtype(r.required("dtype"), f"{where}.dtype")
+    layer_range = r.get("layer_range")
+    r.done()
+    if not isinstance(raw_experts, list) or not raw_experts:
+        raise RecipeError(f"{where}.experts must be a non-empty list of {{positive: [[token ids]], negative: …}}")
+    check_count(raw_experts, RECIPE_STEPS, f"experts in {where}")
+    experts = []
+    for i, item in enumerate(raw_experts):
+        e = Reader(item, f"{where}.experts[{i}]")
+        positive = _token_lists(e.required("positive"), f"{where}.experts[{i}].positive", True)
+        negative = _token_lists(e.get("negative"), f"{where}.experts[{i}].negative", False)
+        e.done()
+        experts.append(GatePrompts(positive, negative))
+    tokens = sum(len(p) for x in experts for p in x.positive + x.negative)
+    if tokens > PROMPT_TOKENS:
+        raise RecipeError(f"{where} holds {tokens} token ids, more than {PROMPT_TOKENS}; use shorter prompts")
+    layers: tuple[int, ...] = ()
+    if "{n}" in name:
+        if not isinstance(layer_range, list) or len(layer_range) != 2:
+            raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
+        lo, hi = (as_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
+        if hi <= lo:
+            raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
+        layers = tuple(range(lo, hi))
+    elif layer_range is not None:
+        raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
+    return PromptGate(source, embedding, name, tuple(experts), dtype, layers)
+
+
 def _parse_weighted(value: Any, where: str) -> tuple[WeightedSource, ...]:
     if not isinstance(value, list) or not value:
         raise RecipeError(f"{where} must be a non-empty list of {{from, weight}} objects")
@@ -358,8 +406,10 @@ def _parse_step(data: Any, where: str) -> Step:
         return _parse_merge(op, r, where)
     if op == "random_init":
         return _parse_random_init(r, where)
+    if op == "prompt_gate":
+        return _parse_prompt_gate(r, where)
     raise RecipeError(
-        f"{where}.op {shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast, random_init "
+        f"{where}.op {shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast, random_init, prompt_gate "
         f"or a merge method ({', '.join(MERGE_METHODS)})"
     )
 
@@ -382,6 +432,8 @@ def _step_inputs(step: Step) -> Iterable[tuple[str, str]]:
         yield from ((n, "tensors") for n in step.base or ())
         for merged in step.sources:
             yield from ((n, "tensors") for n in merged.source)
+    elif isinstance(step, PromptGate):
+        yield from ((n, "tensors") for n in step.source)
     elif isinstance(step, Lora):
         yield step.adapter, "tensors"
         if step.config:
