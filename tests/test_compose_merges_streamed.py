@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from registry.compose import merges, ops
-from registry.compose.merges import streamed
+from registry.compose.merges import sparsification, streamed
+
+#: gathering after the first digit (the usual path), after a later one, or never (four radix passes)
+GATHER = [1 << 23, 40, 0]
 
 
 def _stable_top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -27,8 +30,10 @@ def _tied(rng: np.random.Generator, n: int) -> np.ndarray:
     return values
 
 
+@pytest.mark.parametrize("gather", GATHER)
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 1000])
-def test_the_radix_selection_keeps_what_a_stable_sort_keeps_when_magnitudes_tie(n):
+def test_the_radix_selection_keeps_what_a_stable_sort_keeps_when_magnitudes_tie(monkeypatch, n, gather):
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", gather)
     rng = np.random.default_rng(n)
     for trial in range(20):
         values = _tied(rng, n) if trial % 2 else rng.standard_normal(n)
@@ -39,7 +44,9 @@ def test_the_radix_selection_keeps_what_a_stable_sort_keeps_when_magnitudes_tie(
             assert int(mask.sum()) == k
 
 
-def test_the_radix_selection_gives_the_same_set_from_chunks_of_any_size():
+@pytest.mark.parametrize("gather", GATHER)
+def test_the_radix_selection_gives_the_same_set_from_chunks_of_any_size(monkeypatch, gather):
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", gather)
     rng = np.random.default_rng(3)
     values = _tied(rng, 999)
     keys = merges.magnitude_keys(values)
@@ -75,6 +82,7 @@ def _inputs(rng: np.random.Generator, dtype: str, tied: bool):
 @pytest.mark.parametrize("tied", [False, True])
 def test_streamed_ties_and_dare_give_the_whole_tensor_paths_bits(monkeypatch, method, rescale, dtype, tied):
     monkeypatch.setattr(streamed, "CHUNK", 64)  # many chunks, the last one short
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", 0)  # the streamed path's four passes
     rng = np.random.default_rng(11)
     raw, widen = _inputs(rng, dtype, tied)
     sp = [{"weight": 1.0, "density": 0.4}, {"weight": -0.7, "density": 0.0}, {"weight": 0.5, "density": 1.0}]

@@ -22,7 +22,7 @@ machine, the thread count or the block size:
   cannot change it.
 
 The package: :mod:`.numerics` (reductions, transcendentals), :mod:`.randomness` (the counter
-stream), :mod:`.sparsify` (task-vector sparsification), :mod:`.consensus` (ties family, sce),
+stream), :mod:`.sparsification` (task-vector sparsification), :mod:`.consensus` (ties family, sce),
 :mod:`.spherical` (slerp family, karcher), :mod:`.others` (model_stock, nearswap, arcee_fusion, ram),
 :mod:`.streamed` (ties and dare chunk by chunk from the stored inputs), :mod:`.gates` (MoE routers from
 prompts' token embeddings).
@@ -43,7 +43,7 @@ from .gates import prompt_gate_rows
 from .numerics import MergeValueError, acos, cos, cos_array, exp, log, row_sums, sequential_sum, sin, tree_norm, tree_sum
 from .others import arcee_fusion, arcee_fusion_importance, model_stock, nearswap, ram, ramplus_tl
 from .randomness import random_block, rng_key, uniforms
-from .sparsify import SPARSIFY_METHODS, check_density, della_probabilities, magnitude_keys, sparsify, top_k_mask, top_k_threshold
+from .sparsification import SPARSIFY_METHODS, check_density, della_probabilities, magnitude_keys, sparsify, top_k_mask, top_k_threshold
 from .streamed import CHUNK, STREAMED_METHODS, gta_chunks
 from .spherical import karcher, multislerp, nuslerp, slerp_vectors
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .numerics import sequential_sum, tree_sum
-from .sparsify import SPARSIFY_METHODS, sparsify
+from .sparsification import SPARSIFY_METHODS, sparsify
 
 __all__ = ["sign_consensus", "gta", "combine", "sce"]
 

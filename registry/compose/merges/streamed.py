@@ -4,7 +4,7 @@ The whole-tensor path (:func:`.consensus.gta`) holds every input and several wor
 float64; these three methods need only two facts about a whole task vector, so they stream:
 
 - which elements are the top k by magnitude (``ties``): a radix selection
-  (:func:`.sparsify.top_k_threshold`, four passes over the chunks, a histogram per 16-bit digit)
+  (:func:`.sparsification.top_k_threshold`, four passes over the chunks, a histogram per 16-bit digit)
   gives the threshold key and how many keys equal to it are kept (the first ones in index order,
   as a stable sort would), never a sort;
 - the L1 norms of mergekit's rescale: each :data:`CHUNK` (a power of two, aligned) is summed in
@@ -26,7 +26,7 @@ import numpy as np
 from .consensus import combine
 from .numerics import tree_sum
 from .randomness import uniforms
-from .sparsify import SPARSIFY_METHODS, magnitude_keys, rescale_factor, top_k_mask, top_k_threshold
+from .sparsification import SPARSIFY_METHODS, magnitude_keys, rescale_factor, top_k_mask, top_k_threshold
 
 __all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks"]
 

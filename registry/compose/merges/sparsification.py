@@ -16,7 +16,7 @@ from .numerics import tree_sum
 from .randomness import uniforms
 
 __all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities", "magnitude_keys", "top_k_threshold",
-           "top_k_mask", "rescale_factor"]
+           "top_k_mask", "rescale_factor", "GATHER_KEYS"]
 
 #: method -> (sparsification, sign consensus or None) of mergekit's generalized task arithmetic
 SPARSIFY_METHODS = {
@@ -68,12 +68,18 @@ _DIGIT_BITS = 16
 _DIGITS = 1 << _DIGIT_BITS
 
 
+#: at most this many keys are gathered to finish a selection in memory (64 MiB of uint64)
+GATHER_KEYS = 1 << 23
+
+
 def top_k_threshold(key_chunks: Callable[[], Iterable[np.ndarray]], k: int) -> tuple[int, int]:
     """The top ``k`` keys (1 <= k <= their count) by a radix selection, never a sort: returns
     ``(v, equal)`` such that the top k are every key above ``v`` and the first ``equal`` keys equal
     to ``v`` in index order, the same set as a stable descending sort's first k (ties to the lower
-    index). ``key_chunks()`` yields the keys in index order, chunk by chunk; it is called four
-    times (one pass per 16-bit digit), so memory is one chunk and a 65,536-bin histogram."""
+    index). ``key_chunks()`` yields the keys in index order, chunk by chunk; each pass histograms
+    one 16-bit digit of the keys that share the digits found so far, and as soon as those are at
+    most :data:`GATHER_KEYS` one more pass gathers them and ``np.partition`` finishes (usually two
+    passes in all). Memory: one chunk, a 65,536-bin histogram, the gathered keys."""
     prefix, remaining = 0, k
     for shift in range(64 - _DIGIT_BITS, -1, -_DIGIT_BITS):
         histogram = np.zeros(_DIGITS, dtype=np.int64)
@@ -87,7 +93,20 @@ def top_k_threshold(key_chunks: Callable[[], Iterable[np.ndarray]], k: int) -> t
         digit = _DIGITS - 1 - j
         remaining -= int(at_or_above[j] - histogram[digit])
         prefix = (prefix << _DIGIT_BITS) | digit
+        if shift and histogram[digit] <= GATHER_KEYS:
+            return _finish_in_memory(key_chunks, prefix, shift, remaining)
     return prefix, remaining
+
+
+def _finish_in_memory(key_chunks: Callable[[], Iterable[np.ndarray]], prefix: int, shift: int,
+                      remaining: int) -> tuple[int, int]:
+    """The ``remaining``-th largest of the keys whose top bits (above ``shift``) are ``prefix``,
+    and how many keys equal to it are kept (the ``equal`` of :func:`top_k_threshold`)."""
+    wanted = np.uint64(prefix)
+    gathered = np.concatenate([keys[(keys >> np.uint64(shift)) == wanted] for keys in key_chunks()])
+    position = gathered.size - remaining
+    v = np.partition(gathered, position)[position]
+    return int(v), remaining - int(np.count_nonzero(gathered > v))
 
 
 def top_k_mask(keys: np.ndarray, threshold: tuple[int, int], equal_seen: int) -> tuple[np.ndarray, int]:
