@@ -9,11 +9,12 @@ carried over; any other is refused by name, never ignored:
 - ``merge_method``: ``linear`` (mergekit's ``normalize`` default, true, is kept), ``task_arithmetic``,
   ``passthrough`` (with ``slices``: a ``stack`` of their layer ranges plus the first slice's
   non-layer tensors) and every other method (a merge step of that name,
-  :mod:`registry.compose.merges`);
+  :mod:`registry.compose.merges`), with ``models`` or with ``slices`` (one merge step per slice,
+  its layers renumbered after the previous slices, plus one for the tensors outside the layers);
 - ``models[].model`` / ``.parameters``, ``base_model``, ``parameters`` (gradients and filters as
   they are), ``dtype`` / ``out_dtype`` (the output dtype: Elements always computes in float64).
 
-Refused: ``slices`` with a method other than passthrough, ``modules``, ``tokenizer_source``,
+Refused: sources of one slice with different layer ranges, ``modules``, ``tokenizer_source``,
 ``tokenizer``, ``chat_template`` (the output's files are the recipe's ``files``: add them to the
 converted recipe), model references with ``+lora`` or a revision the map does not name.
 """
