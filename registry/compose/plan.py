@@ -288,24 +288,32 @@ class MergePlan(TensorPlan):
             yield flat[start:start + block_elems]
 
     def _streamed(self, block_elems: int) -> Iterator[np.ndarray]:
-        """ties/dare from the inputs in their own dtype, chunk by chunk (:mod:`.merges.streamed`):
+        """ties/dare/slerp/nearswap from the inputs in their own dtype, chunk by chunk (:mod:`.merges.streamed`):
         memory is the inputs as stored, not float64 copies."""
         from . import merges, ops
         import numpy as np
         plans = [self.base] + list(self.children)
         raws = [read_whole(p) for p in plans]
         widen = [lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype) for p in plans]
+        chunks = merges.stream_chunks(self.method, raws[0], raws[1:], widen, self.source_params, self.params,
+                                      self.seed, self.name)
         pending: list[np.ndarray] = []
         held = 0
-        with np.errstate(all="ignore"):
-            for chunk in merges.gta_chunks(self.method, raws[0], raws[1:], widen, self.source_params, self.params,
-                                           self.seed, self.name):
-                pending.append(ops.from_float64(chunk, self.dtype))
-                held += chunk.size
-                while held >= block_elems:
-                    flat = np.concatenate(pending) if len(pending) > 1 else pending[0]
-                    yield flat[:block_elems]
-                    pending, held = [flat[block_elems:]], flat.size - block_elems
+        while True:
+            try:
+                with np.errstate(all="ignore"):  # around the arithmetic only, never across a yield
+                    chunk = next(chunks, None)
+                    if chunk is not None:
+                        pending.append(ops.from_float64(chunk, self.dtype))
+            except merges.MergeValueError as exc:
+                raise merges.MergeValueError(f"{self.method} of tensor {self.name!r}: {exc}") from None
+            if chunk is None:
+                break
+            held += chunk.size
+            while held >= block_elems:
+                flat = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                yield flat[:block_elems]
+                pending, held = [flat[block_elems:]], flat.size - block_elems
         if held:
             yield np.concatenate(pending)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...errors import InputError
 
-__all__ = ["MergeValueError", "tree_sum", "tree_norm", "row_sums", "sequential_sum", "acos", "sin", "cos", "exp",
+__all__ = ["MergeValueError", "tree_sum", "tree_norm", "tree_sum_of_chunks", "row_sums", "sequential_sum", "acos", "sin", "cos", "exp",
            "log", "cos_array"]
 
 
@@ -56,6 +56,18 @@ def tree_sum(x: np.ndarray) -> float:
 def tree_norm(x: np.ndarray) -> float:
     """sqrt(tree_sum(x*x)): each square rounded once, summed in the fixed tree, sqrt correctly rounded."""
     return math.sqrt(tree_sum(x * x))
+
+
+def tree_sum_of_chunks(partials: Sequence[float], last_size: int, chunk: int) -> float:
+    """:func:`tree_sum` of a whole tensor from the tree sums of its consecutive ``chunk``-element
+    pieces (``chunk`` a power of two; the last piece has ``last_size`` elements). Inside aligned
+    power-of-two pieces the whole tree adds exactly what each piece's tree adds; above, a short
+    last piece's sum is paired with the tree's +0.0 padding once the piece is down to one term,
+    which changes only a -0.0 (to +0.0), so that addition is made here too."""
+    parts = [float(p) for p in partials]
+    if len(parts) > 1 and last_size <= chunk // 2:
+        parts[-1] = parts[-1] + 0.0
+    return float(_tree(np.array(parts, dtype=np.float64))[0]) if parts else 0.0
 
 
 def row_sums(x: np.ndarray) -> np.ndarray:

@@ -13,22 +13,38 @@ import numpy as np
 
 from .numerics import MergeValueError, acos, cos, sequential_sum, sin, tree_norm, tree_sum
 
-__all__ = ["slerp_vectors", "nuslerp", "multislerp", "karcher"]
+__all__ = ["SLERP_DOT_THRESHOLD", "SLERP_EPS", "slerp_coefficients", "slerp_combine", "slerp_vectors", "nuslerp", "multislerp", "karcher"]
 
 
-def slerp_vectors(t: float, v0: np.ndarray, v1: np.ndarray, dot_threshold: float = 0.9995, eps: float = 1e-8) -> np.ndarray:
+SLERP_DOT_THRESHOLD = 0.9995
+SLERP_EPS = 1e-8
+
+
+def slerp_coefficients(t: float, dot: float, dot_threshold: float = SLERP_DOT_THRESHOLD) -> tuple[float, float] | None:
+    """SLERP's two coefficients for the clamped dot product of the unit tensors, or None for a
+    plain lerp (nearly colinear tensors), as mergekit decides."""
+    if abs(dot) > dot_threshold:
+        return None
+    theta = acos(dot)
+    sin_theta = sin(theta)
+    return sin((1 - t) * theta) / sin_theta, sin(t * theta) / sin_theta
+
+
+def slerp_combine(t: float, coefficients: tuple[float, float] | None, v0: np.ndarray, v1: np.ndarray) -> np.ndarray:
+    """The element-wise end of SLERP (any slice of the tensors)."""
+    if coefficients is None:
+        return (1 - t) * v0 + t * v1
+    return coefficients[0] * v0 + coefficients[1] * v1
+
+
+def slerp_vectors(t: float, v0: np.ndarray, v1: np.ndarray, dot_threshold: float = SLERP_DOT_THRESHOLD,
+                  eps: float = SLERP_EPS) -> np.ndarray:
     """mergekit's slerp over whole tensors (lerp when nearly colinear)."""
     n0, n1 = tree_norm(v0), tree_norm(v1)
     u0 = v0 / (n0 if n0 > eps else 1.0)
     u1 = v1 / (n1 if n1 > eps else 1.0)
     dot = min(max(tree_sum(u0 * u1), -1.0), 1.0)
-    if abs(dot) > dot_threshold:
-        return (1 - t) * v0 + t * v1
-    theta = acos(dot)
-    sin_theta = sin(theta)
-    coef_a = sin((1 - t) * theta) / sin_theta
-    coef_b = sin(t * theta) / sin_theta
-    return coef_a * v0 + coef_b * v1
+    return slerp_combine(t, slerp_coefficients(t, dot, dot_threshold), v0, v1)
 
 
 def nuslerp(t: float, v0: np.ndarray, v1: np.ndarray, row_wise: bool, flatten: bool, eps: float = 1e-8) -> np.ndarray:
