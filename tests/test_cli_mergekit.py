@@ -42,7 +42,9 @@ def test_a_converted_recipe_assembles_to_the_bits_of_the_yaml_given_directly(wor
     (world / "merge.yml").write_text(CONFIGS[kind])
     models = str(world / "models.yaml")
     assert main(["--json", "convert-mergekit", str(world / "merge.yml"), "--mergekit-models", models, "-o", str(world / "recipe.json")]) == 0
-    converted = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    converted = json.loads(out)  # the whole of stdout is one JSON document
+    assert err == "" and converted["path"] == str(world / "recipe.json")
     document = json.loads((world / "recipe.json").read_text())
     assert document["format"] == "elements.recipe/v1" and converted["steps"] == len(document["steps"])
     assert main(["--json", "assemble-local", str(world / "recipe.json"), "--elements", str(world), "-o", str(world / "a")]) == 0
