@@ -28,6 +28,7 @@ ELSEWHERE = {
     ("publish-delta",): "tests/test_cli_records.py (publish-delta --json of a real fine-tune)",
     ("cache",): "tests/test_storage_gc.py (cache --pin --json)",
     ("gc",): "tests/test_cli_footprint.py (gc --dry-run --json and gc --json on anvil), tests/test_storage_gc.py (--no-chain)",
+    ("convert-mergekit",): "tests/test_cli_mergekit.py (convert-mergekit --json, then assemble-local of what it wrote)",
 }
 
 

@@ -1,4 +1,4 @@
-"""mergekit's merge methods in Elements (registry/compose/merges.py, planned by compose/plan.py):
+"""mergekit's merge methods in Elements (registry/compose/merges/, planned by compose/plan.py):
 randomness that reproduces on any shard layout, block size and thread; per-layer gradients and
 tensor filters; the exact scalar functions; bad values refused before anything is written.
 (The comparison with mergekit itself is tests/test_compose_merges_oracle.py.)"""

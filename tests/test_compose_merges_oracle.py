@@ -309,3 +309,18 @@ def test_della_keep_probabilities_are_mergekits_for_any_rank(monkeypatch, shape)
     [theirs] = seen
     # mergekit ranks in float32 on CPU; the float64 probabilities agree to float32 precision
     assert np.allclose(merges.della_probabilities(delta, 0.4, 0.15), theirs.reshape(shape), rtol=2.0**-22, atol=0)
+
+
+def test_ties_with_equal_magnitudes_keeps_as_many_of_each_magnitude_as_mergekit():
+    """Among equal magnitudes torch's argsort picks in no specified order; Elements keeps the lower
+    indices (tests/test_compose_merges_streamed.py). Both keep the same number of each magnitude."""
+    rng = np.random.default_rng(21)
+    for _ in range(20):
+        n = int(rng.integers(10, 3000))
+        values = rng.choice(np.array([0.0, 0.5, -0.5, 0.25, -0.25, 1.0]), size=n)
+        density = float(rng.uniform(0.05, 0.95))
+        theirs = mergekit_sparsify.magnitude(torch.from_numpy(values.copy()), density).numpy()
+        ours = merges.sparsify("ties", values, {"density": density}, False, (0, NAME, 0))
+        assert np.count_nonzero(ours) == np.count_nonzero(theirs)
+        for magnitude in (0.25, 0.5, 1.0):
+            assert np.count_nonzero(np.abs(ours) == magnitude) == np.count_nonzero(np.abs(theirs) == magnitude)

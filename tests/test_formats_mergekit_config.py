@@ -74,8 +74,19 @@ def test_slerp_linear_and_passthrough_configs_convert():
      r"names model 'org/other', which the model map does not"),
     ({"merge_method": "ties", "models": [{"model": "org/math", "parameters": {"weight": 1, "densty": 0.5}}], "base_model": "org/base"},
      r"unknown parameter 'densty' for ties"),
-    ({"merge_method": "slerp", "slices": [{"sources": [{"model": "org/base", "layer_range": [0, 2]}]}]},
-     r"slices with merge_method 'slerp' is not supported"),
+    ({"merge_method": "slerp", "base_model": "org/base", "slices": [{"sources": [
+        {"model": "org/base", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [1, 3]}]}]},
+     r"slices\[0\]: sources with different layer_range are not supported"),
+    ({"merge_method": "slerp", "base_model": "org/base", "slices": [{"residual_weight": 0.5, "sources": [
+        {"model": "org/base", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [0, 2]}]}]},
+     r"slices\[0\] has field\(s\) residual_weight that Elements does not support"),
+    ({"merge_method": "slerp", "base_model": "org/base", "parameters": {"t": 0.5}, "slices": [{"sources": [
+        {"model": "org/code", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [0, 2]}]}]},
+     r"slices\[0\] does not list base_model 'org/base'"),
+    ({"merge_method": "slerp", "base_model": "org/base", "parameters": {"t": 0.5}, "slices": [
+        {"sources": [{"model": "org/base", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [0, 2]}]},
+        {"sources": [{"model": "org/base", "layer_range": [2, 4]}, {"model": "org/code", "layer_range": [2, 4]}]}]},
+     r"the first and last slices must merge the same models"),
     ({"merge_method": "frankenmerge", "models": [{"model": "org/math"}]}, r"'frankenmerge' is not a mergekit method"),
     ({"merge_method": "task_arithmetic", "base_model": "org/base", "models": [{"model": "org/math", "parameters": {"weight": 1}}],
       "parameters": {"lambda": 0.5}}, r"lambda are not supported by Elements' task_arithmetic"),
@@ -121,3 +132,59 @@ def test_assemble_local_takes_a_mergekit_yaml_with_its_model_map(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and "names model 'org/other', which the model map does not" in err and "Traceback" not in err
     assert not (tmp_path / "bad").exists()
+
+
+SLICED = """
+merge_method: slerp
+base_model: org/base
+parameters: {t: 0.25}
+slices:
+  - sources:
+      - {model: org/base, layer_range: [0, 2]}
+      - {model: org/math, layer_range: [0, 2]}
+    parameters:
+      t: [{filter: mlp, value: [0.2, 0.8]}, {value: 0.5}]
+  - sources:
+      - {model: org/base, layer_range: [3, 4]}
+      - {model: org/math, layer_range: [3, 4]}
+  - sources:
+      - {model: org/base, layer_range: [0, 1]}
+      - {model: org/math, layer_range: [0, 1]}
+    parameters:
+      t: [{filter: mlp, value: [0.2, 0.8]}, {value: 0.5}]
+"""
+
+
+def test_sliced_merges_merge_each_slice_by_the_method_and_renumber_its_layers(tmp_path):
+    """mergekit's slices with a method: output layer 0-1 is slerp of layers 0-1 with the slice's own
+    parameters (a gradient's t over the slice's two layers: 0, then 1), layer 2 is layer 3 at the
+    global t, layer 3 layer 0 again with the first slice's parameters (one layer: t = 1, as in
+    mergekit); the embeddings (outside the layers) are merged
+    across the first slice's models with its parameters at t = 0."""
+    import numpy as np
+
+    from registry.compose import merges
+    from registry.compose.engine import assemble
+    from registry.compose.sources import LocalElementSource
+    from tests.compose_support import read_tensors, write_element
+
+    rng = np.random.default_rng(8)
+    base = {f"model.layers.{i}.{m}.weight": rng.standard_normal((6, 8)).astype(np.float32) for i in range(4) for m in ("mlp", "attn")}
+    base["model.embed_tokens.weight"] = rng.standard_normal((10, 8)).astype(np.float32)
+    tuned = {n: (v + rng.standard_normal(v.shape) * 0.3).astype(np.float32) for n, v in base.items()}
+    models = {"org/base": {"content_id": write_element(tmp_path, "base.safetensors", base), "path": "base.safetensors"},
+              "org/math": {"content_id": write_element(tmp_path, "math.safetensors", tuned), "path": "math.safetensors"}}
+    recipe = parse_recipe(recipe_from_mergekit(yaml.safe_load(SLICED), models))
+    assemble(recipe, LocalElementSource(tmp_path), tmp_path / "out")
+    out = {name: raw for name, (dtype, raw) in read_tensors(tmp_path / "out").items()}
+
+    def slerp(name: str, t: float) -> np.ndarray:
+        return merges.slerp_vectors(t, base[name].astype(np.float64), tuned[name].astype(np.float64)).astype(np.float32)
+
+    expected = {"model.embed_tokens.weight": slerp("model.embed_tokens.weight", 0.5)}
+    for out_layer, (src, t_mlp, t_attn) in enumerate([(0, 0.2, 0.5), (1, 0.8, 0.5), (3, 0.25, 0.25), (0, 0.8, 0.5)]):
+        expected[f"model.layers.{out_layer}.mlp.weight"] = slerp(f"model.layers.{src}.mlp.weight", t_mlp)
+        expected[f"model.layers.{out_layer}.attn.weight"] = slerp(f"model.layers.{src}.attn.weight", t_attn)
+    assert sorted(out) == sorted(expected)
+    for name, value in expected.items():
+        assert np.asarray(out[name]).tobytes() == value.tobytes(), name

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "registry.cli.elements_cmd",
     "registry.cli.resolve_cmd",
     "registry.cli.compose_cmd",
+    "registry.cli.mergekit_cmd",
     "registry.cli.records_cmd",
     "registry.cli.provenance_cmd",
     "registry.cli.storage_cmd",
@@ -56,7 +57,8 @@ exit codes: 0 ok / verified, 1 verification failed, 2 bad input, usage or an unr
 # The top-level help lists commands by the job they serve (any command not named here is listed last).
 COMMAND_GROUPS = [
     ("get started", ["demo", "devnet", "config"]),
-    ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split", "extract-lora"]),
+    ("job 1, publish", ["publish-model", "publish", "compose", "publish-delta", "split", "extract-lora",
+                         "convert-mergekit"]),
     ("job 2, resolve and assemble", ["resolve", "show", "ls", "assemble", "assemble-local"]),
     ("job 3, verify", ["verify"]),
     ("content ids, IPFS and disk", ["id", "cid", "car", "pin-service", "pins", "cache", "gc"]),

@@ -22,6 +22,7 @@ from ..formats.recipe import (
     LoraParams,
     Merge,
     Override,
+    PromptGate,
     RandomInit,
     Recipe,
     RecipeError,
@@ -40,6 +41,7 @@ from .tensor_plans import (
     LoraPlan,
     MergePlan,
     Plan,
+    PromptGatePlan,
     RandomPlan,
     TaskArithmeticPlan,
     TensorPlan,
@@ -269,6 +271,8 @@ def plan_tensors(recipe: Recipe, elements: Mapping[str, TensorElement | FileElem
                 _add(work, target, merged, where, origin)
         elif isinstance(step, Merge):
             _plan_merge(step, where, work, origin, source)
+        elif isinstance(step, PromptGate):
+            _plan_prompt_gate(step, where, work, origin, source(step.source, where))
         elif isinstance(step, RandomInit):
             for name in step.names():
                 _add(work, name, RandomPlan(name, step.shape, step.dtype, step.distribution, step.effective_scale, step.seed),
@@ -391,6 +395,22 @@ def _evaluated(settings: dict, name: str, t: float, where: str, what: str) -> di
             raise RecipeError(f"{where}: no {{filter, value}} of {what}{key} matches tensor {name!r}; add one without a filter")
         out[key] = value
     return out
+
+
+def _plan_prompt_gate(step: PromptGate, where: str, work: dict[str, TensorPlan], origin: dict[str, str], src) -> None:
+    if step.embedding not in src.tensors:
+        raise RecipeError(f"{where}: embedding {step.embedding!r} is not in input {src.label!r}; name its token embedding")
+    embedding = src.copy(step.embedding)
+    if len(embedding.shape) != 2 or not _is_float(embedding.dtype):
+        raise RecipeError(f"{where}: embedding {step.embedding!r} must be a 2-D float tensor [vocabulary, hidden]")
+    vocabulary, hidden = embedding.shape
+    for i, expert in enumerate(step.experts):
+        largest = max(t for prompt in expert.positive + expert.negative for t in prompt)
+        if largest >= vocabulary:
+            raise RecipeError(f"{where}: experts[{i}] has token id {largest}, beyond the embedding's {vocabulary} rows")
+    experts = tuple((e.positive, e.negative) for e in step.experts)
+    for name in step.names():
+        _add(work, name, PromptGatePlan(embedding, experts, (len(experts), hidden), step.dtype), where, origin)
 
 
 def _plan_merge(step: Merge, where: str, work: dict[str, TensorPlan], origin: dict[str, str], source) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..digest import Bytes32, blake3_hasher
 from ..errors import IntegrityError
@@ -37,6 +37,7 @@ __all__ = [
     "TaskArithmeticPlan",
     "LoraPlan",
     "MergePlan",
+    "PromptGatePlan",
     "RandomPlan",
     "CheckedPlan",
     "CompositionIntegrityError",
@@ -249,6 +250,10 @@ class MergePlan(TensorPlan):
         def whole(plan: TensorPlan) -> np.ndarray:
             return ops.to_float64(read_whole(plan), plan.dtype).reshape(self.shape)
 
+        if self.method in merges.STREAMED_METHODS and self.base is not None and self.numel:
+            yield from self._streamed(block_elems)
+            return
+
         base = whole(self.base) if self.base is not None else None
         xs = [whole(child) for child in self.children]
         try:
@@ -260,6 +265,37 @@ class MergePlan(TensorPlan):
         for start in range(0, max(flat.size, 1), block_elems):
             yield flat[start:start + block_elems]
 
+    def _streamed(self, block_elems: int) -> Iterator[np.ndarray]:
+        """ties/dare/slerp/nearswap from the inputs in their own dtype, chunk by chunk (:mod:`.merges.streamed`):
+        memory is the inputs as stored, not float64 copies."""
+        from . import merges, ops
+        import numpy as np
+        assert self.base is not None  # only called with a base (see blocks)
+        plans = [self.base] + list(self.children)
+        raws = [read_whole(p) for p in plans]
+        widen = [lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype) for p in plans]
+        chunks = merges.stream_chunks(self.method, raws[0], raws[1:], widen, self.source_params, self.params,
+                                      self.seed, self.name)
+        pending: list[np.ndarray] = []
+        held = 0
+        while True:
+            try:
+                with np.errstate(all="ignore"):  # around the arithmetic only, never across a yield
+                    chunk = next(chunks, None)
+                    if chunk is not None:
+                        pending.append(ops.from_float64(chunk, self.dtype))
+            except merges.MergeValueError as exc:
+                raise merges.MergeValueError(f"{self.method} of tensor {self.name!r}: {exc}") from None
+            if chunk is None:
+                break
+            held += chunk.size
+            while held >= block_elems:
+                flat = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                yield flat[:block_elems]
+                pending, held = [flat[block_elems:]], flat.size - block_elems
+        if held:
+            yield np.concatenate(pending)
+
     def inputs(self) -> set[str]:
         own = self.base.inputs() if self.base is not None else set()
         return own.union(*(c.inputs() for c in self.children))
@@ -267,6 +303,32 @@ class MergePlan(TensorPlan):
     def describe(self) -> str:
         parts = ([f"base={self.base.describe()}"] if self.base is not None else []) + [c.describe() for c in self.children]
         return f"{self.method}(" + ", ".join(parts) + ")"
+
+
+@dataclass(eq=False)
+class PromptGatePlan(TensorPlan):
+    """A router from prompts' token embeddings (:mod:`.merges.gates`): the embedding is read in
+    its dtype, only the prompts' rows are widened. Memory: the embedding and the router."""
+
+    embedding: TensorPlan
+    experts: tuple[tuple[Any, Any], ...]
+    shape: tuple[int, ...]
+    dtype: str
+
+    def blocks(self, block_elems: int) -> Iterator[np.ndarray]:
+        from . import merges, ops
+        table = read_whole(self.embedding)
+        dtype = self.embedding.dtype
+        rows = merges.prompt_gate_rows(lambda ids: ops.to_float64(table[ids], dtype), self.experts)
+        flat = ops.from_float64(rows.reshape(-1), self.dtype)
+        for start in range(0, flat.size, block_elems):
+            yield flat[start:start + block_elems]
+
+    def inputs(self) -> set[str]:
+        return self.embedding.inputs()
+
+    def describe(self) -> str:
+        return f"prompt_gate({self.embedding.describe()}, {len(self.experts)} experts)"
 
 
 @dataclass(eq=False)

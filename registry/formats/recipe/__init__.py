@@ -28,12 +28,14 @@ from .pins import check_publishable, with_record_ids
 from .steps import Step as Step
 from .steps import (
     Cast,
+    GatePrompts,
     Lora,
     LoraParams,
     Linear,
     Merge,
     MergeSource,
     Override,
+    PromptGate,
     RandomInit,
     Rename,
     Selection,
@@ -68,6 +70,8 @@ __all__ = [
     "MergeSource",
     "Merge",
     "RandomInit",
+    "GatePrompts",
+    "PromptGate",
     "MERGE_METHODS",
     "evaluate_parameter",
     "FileSpec",

@@ -4,7 +4,6 @@ every step and file names a declared input of the right kind."""
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from ...limits import (
 from .canonical import check_finite
 from .merge_params import MERGE_METHODS, REQUIRED, freeze, is_gradient, parse_setting
 from .model import KINDS, FileSpec, InputRef, OutputFile, OutputSpec, OutputTensor, Recipe
+from .router_steps import parse_prompt_gate, parse_random_init
 from .steps import (
     Cast,
     Linear,
@@ -36,7 +36,7 @@ from .steps import (
     Merge,
     MergeSource,
     Override,
-    RandomInit,
+    PromptGate,
     Rename,
     Selection,
     Stack,
@@ -220,39 +220,6 @@ def _parse_merge(op: str, r: Reader, where: str) -> Merge:
                  as_dtype(dtype, f"{where}.dtype") if dtype else None)
 
 
-def _parse_random_init(r: Reader, where: str) -> RandomInit:
-    name = as_str(r.required("name"), f"{where}.name")
-    shape = r.required("shape")
-    dtype = as_dtype(r.required("dtype"), f"{where}.dtype")
-    distribution = r.get("distribution", "normal")
-    scale = r.get("scale")
-    seed = as_int(r.get("seed", 0), f"{where}.seed")
-    layer_range = r.get("layer_range")
-    r.done()
-    if distribution not in ("normal", "uniform"):
-        raise RecipeError(f"{where}.distribution must be 'normal' (mergekit-moe's random) or 'uniform' (uniform_random)")
-    if not isinstance(shape, list) or not shape or len(shape) > TENSOR_RANK:
-        raise RecipeError(f"{where}.shape must be a non-empty list of dimensions")
-    dims = tuple(as_int(d, f"{where}.shape", minimum=1) for d in shape)
-    if math.prod(dims) > 1 << 34:
-        raise RecipeError(f"{where}.shape {list(dims)} holds more than 2**34 elements")
-    if seed >= 1 << 64:
-        raise RecipeError(f"{where}.seed must be below 2**64")
-    if scale is not None:
-        scale = as_number(scale, f"{where}.scale")
-    layers: tuple[int, ...] = ()
-    if "{n}" in name:
-        if not isinstance(layer_range, list) or len(layer_range) != 2:
-            raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
-        lo, hi = (as_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
-        if hi <= lo:
-            raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
-        layers = tuple(range(lo, hi))
-    elif layer_range is not None:
-        raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
-    return RandomInit(name, dims, dtype, distribution, scale, seed, layers)
-
-
 def _parse_weighted(value: Any, where: str) -> tuple[WeightedSource, ...]:
     if not isinstance(value, list) or not value:
         raise RecipeError(f"{where} must be a non-empty list of {{from, weight}} objects")
@@ -357,9 +324,11 @@ def _parse_step(data: Any, where: str) -> Step:
     if isinstance(op, str) and op in MERGE_METHODS:
         return _parse_merge(op, r, where)
     if op == "random_init":
-        return _parse_random_init(r, where)
+        return parse_random_init(r, where)
+    if op == "prompt_gate":
+        return parse_prompt_gate(r, where, _parse_sources(r.required("from"), f"{where}.from"))
     raise RecipeError(
-        f"{where}.op {shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast, random_init "
+        f"{where}.op {shown(op)} is unknown; use take, stack, override, linear, task_arithmetic, lora, cast, random_init, prompt_gate "
         f"or a merge method ({', '.join(MERGE_METHODS)})"
     )
 
@@ -382,6 +351,8 @@ def _step_inputs(step: Step) -> Iterable[tuple[str, str]]:
         yield from ((n, "tensors") for n in step.base or ())
         for merged in step.sources:
             yield from ((n, "tensors") for n in merged.source)
+    elif isinstance(step, PromptGate):
+        yield from ((n, "tensors") for n in step.source)
     elif isinstance(step, Lora):
         yield step.adapter, "tensors"
         if step.config:

@@ -1,5 +1,5 @@
 """The tensor steps of a recipe (take, stack, override, linear, task_arithmetic, lora, cast, the
-mergekit merge methods, random_init), with the selections and renames they apply: each normalizes
+mergekit merge methods, random_init, prompt_gate), with the selections and renames they apply: each normalizes
 to the dict of its canonical form (defaults omitted)."""
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from .values import (
 )
 
 __all__ = [
+    "GatePrompts",
+    "PromptGate",
     "Selection",
     "Rename",
     "apply_renames",
@@ -456,4 +458,43 @@ class RandomInit:
         return 1.0 if self.distribution == "normal" else math.sqrt(1.0 / self.shape[-1])
 
 
-Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast | Merge | RandomInit
+@dataclass(frozen=True)
+class GatePrompts:
+    """One expert's prompts as token ids (each prompt a list, the tokenizer's BOS first if it has one)."""
+
+    positive: tuple[tuple[int, ...], ...]
+    negative: tuple[tuple[int, ...], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"positive": [list(p) for p in self.positive]}
+        if self.negative:
+            out["negative"] = [list(p) for p in self.negative]
+        return out
+
+
+@dataclass(frozen=True)
+class PromptGate:
+    """Router weights from the prompts' token embeddings (mergekit-moe's ``cheap_embed``): row j is
+    expert j's normalized sum of the embedding rows of its positive prompts' tokens (minus the
+    negative prompts', normalized again), the same in every layer of ``layers``."""
+
+    source: tuple[str, ...]
+    embedding: str
+    name: str
+    experts: tuple[GatePrompts, ...]
+    dtype: str
+    layers: tuple[int, ...] = ()
+    op = "prompt_gate"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": self.op, "from": list(self.source), "embedding": self.embedding, "name": self.name,
+                               "experts": [e.to_dict() for e in self.experts], "dtype": self.dtype}
+        if self.layers:
+            out["layer_range"] = [self.layers[0], self.layers[-1] + 1]
+        return out
+
+    def names(self) -> list[str]:
+        return [self.name.replace("{n}", str(n)) for n in self.layers] if self.layers else [self.name]
+
+
+Step = Take | Stack | Override | Linear | TaskArithmetic | Lora | Cast | Merge | RandomInit | PromptGate

@@ -1,0 +1,167 @@
+"""``ties``, ``dare_ties``, ``dare_linear``, ``slerp`` and ``nearswap`` computed chunk by chunk
+from the inputs as stored.
+
+The whole-tensor path (:func:`.run_method`) holds every input and several working copies in
+float64; these methods need at most a few scalars about whole tensors, so they stream. For the
+sparsifying ones:
+
+- which elements are the top k by magnitude (``ties``): a radix selection
+  (:func:`.sparsification.top_k_threshold`, four passes over the chunks, a histogram per 16-bit digit)
+  gives the threshold key and how many keys equal to it are kept (the first ones in index order,
+  as a stable sort would), never a sort;
+- the L1 norms of mergekit's rescale: each :data:`CHUNK` (a power of two, aligned) is summed in
+  the fixed tree and the chunk sums in the same tree (:func:`.numerics.tree_sum_of_chunks`), which
+  is :func:`.numerics.tree_sum` of the whole.
+
+``slerp`` needs the two norms and the dot product of the unit tensors (the same chunked tree
+sums, two passes) and ``nearswap`` nothing (it is element-wise).
+
+Everything else is element-wise (:func:`.consensus.combine`), and DARE's draws are a counter
+stream, so each output chunk is computed from the same chunk of the inputs, with the same IEEE
+operations in the same order as the whole-tensor path: the bits are identical. Memory: the inputs
+in their own dtype plus a few float64 chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .consensus import combine
+from .numerics import tree_sum, tree_sum_of_chunks
+from .others import nearswap
+from .randomness import uniforms
+from .spherical import SLERP_EPS, slerp_coefficients, slerp_combine
+from .sparsification import SPARSIFY_METHODS, magnitude_keys, rescale_factor, top_k_mask, top_k_threshold
+
+__all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "stream_chunks"]
+
+STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "slerp", "nearswap"})
+CHUNK = 1 << 20
+
+Widen = Callable[[np.ndarray], np.ndarray]
+
+
+def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: Sequence[Widen],
+               source_params: Sequence[Mapping[str, Any]], params: Mapping[str, Any], seed: int,
+               name: str) -> Iterator[np.ndarray]:
+    """The float64 result of ``method`` in C order, :data:`CHUNK` elements at a time, identical to
+    :func:`.consensus.gta` on the whole tensors. ``base`` and ``xs`` are raw elements of their own
+    dtype; ``widen[0]`` widens the base's, ``widen[1 + i]`` source i's, exactly to float64."""
+    flat_base = base.reshape(-1)
+    flat_xs = [x.reshape(-1) for x in xs]
+    n = flat_base.size
+    spans = [(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+    kind = SPARSIFY_METHODS[method][0]
+
+    def delta(i: int, start: int, stop: int) -> np.ndarray:
+        return widen[1 + i](flat_xs[i][start:stop]) - widen[0](flat_base[start:stop])
+
+    def masks(i: int, rule: tuple[Any, ...]) -> Iterator[np.ndarray | None]:
+        """Source i's keep mask chunk by chunk (None: the task vector is kept whole)."""
+        seen = 0
+        for start, stop in spans:
+            if rule[0] in ("all", "zero"):
+                yield None
+            elif rule[0] == "topk":
+                mask, seen = top_k_mask(magnitude_keys(delta(i, start, stop)), rule[1], seen)
+                yield mask
+            else:
+                yield (uniforms(seed, name, i, start, stop - start) < rule[1]).astype(np.float64)
+
+    rules: list[tuple[Any, ...]] = []
+    factors: list[float | None] = []
+    for i, p in enumerate(source_params):
+        density = p["density"]
+        if density >= 1:
+            rules.append(("all",))
+        elif kind == "magnitude" and density <= 0:
+            rules.append(("zero",))
+        elif kind == "magnitude":
+            k = max(1, int(density * n))
+            def keys(i: int = i) -> Iterator[np.ndarray]:
+                return (magnitude_keys(delta(i, start, stop)) for start, stop in spans)
+
+            rules.append(("topk", top_k_threshold(keys, k)))
+        else:
+            rules.append(("random", density))
+        factor = None
+        if params["rescale"] and rules[-1][0] in ("topk", "random"):
+            before, after = [], []
+            for (start, stop), mask in zip(spans, masks(i, rules[-1])):
+                d = delta(i, start, stop)
+                before.append(tree_sum(np.abs(d)))
+                after.append(tree_sum(np.abs(d * mask)))
+            last = spans[-1][1] - spans[-1][0]
+            factor = rescale_factor(tree_sum_of_chunks(before, last, CHUNK), tree_sum_of_chunks(after, last, CHUNK))
+        factors.append(factor)
+
+    weights = [p["weight"] for p in source_params]
+    streams = [masks(i, rule) for i, rule in enumerate(rules)]
+    for start, stop in spans:
+        deltas = []
+        for i, (rule, factor) in enumerate(zip(rules, factors)):
+            mask = next(streams[i])
+            if rule[0] == "zero":
+                deltas.append(np.zeros(stop - start))
+                continue
+            d = delta(i, start, stop)
+            if mask is not None:
+                d = d * mask
+                if factor is not None:
+                    d = d * factor
+            deltas.append(d)
+        yield combine(method, widen[0](flat_base[start:stop]), deltas, weights, params)
+
+
+def _spans(n: int) -> list[tuple[int, int]]:
+    return [(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+
+
+def slerp_chunks(t: float, base: np.ndarray, x: np.ndarray, widen: Sequence[Widen]) -> Iterator[np.ndarray]:
+    """:func:`.spherical.slerp_vectors` of the base and one source, chunk by chunk, same bits."""
+    flat_base, flat_x = base.reshape(-1), x.reshape(-1)
+    spans = _spans(flat_base.size)
+    last = spans[-1][1] - spans[-1][0]
+
+    def pair(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return widen[0](flat_base[start:stop]), widen[1](flat_x[start:stop])
+
+    squares0, squares1 = [], []
+    for start, stop in spans:
+        v0, v1 = pair(start, stop)
+        squares0.append(tree_sum(v0 * v0))
+        squares1.append(tree_sum(v1 * v1))
+    n0 = math.sqrt(tree_sum_of_chunks(squares0, last, CHUNK))
+    n1 = math.sqrt(tree_sum_of_chunks(squares1, last, CHUNK))
+    d0 = n0 if n0 > SLERP_EPS else 1.0
+    d1 = n1 if n1 > SLERP_EPS else 1.0
+    products = []
+    for start, stop in spans:
+        v0, v1 = pair(start, stop)
+        products.append(tree_sum((v0 / d0) * (v1 / d1)))
+    dot = min(max(tree_sum_of_chunks(products, last, CHUNK), -1.0), 1.0)
+    coefficients = slerp_coefficients(t, dot)
+    for start, stop in spans:
+        v0, v1 = pair(start, stop)
+        yield slerp_combine(t, coefficients, v0, v1)
+
+
+def nearswap_chunks(t: float, base: np.ndarray, x: np.ndarray, widen: Sequence[Widen]) -> Iterator[np.ndarray]:
+    """:func:`.others.nearswap`, chunk by chunk (it is element-wise)."""
+    flat_base, flat_x = base.reshape(-1), x.reshape(-1)
+    for start, stop in _spans(flat_base.size):
+        yield nearswap(widen[0](flat_base[start:stop]), widen[1](flat_x[start:stop]), t)
+
+
+def stream_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: Sequence[Widen],
+                  source_params: Sequence[Mapping[str, Any]], params: Mapping[str, Any], seed: int,
+                  name: str) -> Iterator[np.ndarray]:
+    """The float64 result of a method of :data:`STREAMED_METHODS`, :data:`CHUNK` elements at a time."""
+    if method == "slerp":
+        return slerp_chunks(params["t"], base, xs[0], widen)
+    if method == "nearswap":
+        return nearswap_chunks(params["t"], base, xs[0], widen)
+    return gta_chunks(method, base, xs, widen, source_params, params, seed, name)
