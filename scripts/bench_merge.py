@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from registry.formats.content_id import Manifest, tensor_entries  # noqa: E402
-from registry.formats.safetensors import write_safetensors  # noqa: E402
+from registry.formats.safetensors_writer import write_safetensors  # noqa: E402
 
 MiB = 1 << 20
 HIDDEN, MLP, VOCAB, KV = 1024, 3584, 32000, 256
