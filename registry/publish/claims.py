@@ -28,6 +28,7 @@ __all__ = [
     "TooManyParentsError",
     "UnknownLicenseName",
     "check_parent_count",
+    "claim_terms",
     "element_claim",
     "element_claims",
     "resolve_license",
@@ -162,6 +163,20 @@ def element_claims(
         raise InputError("nothing to publish: give one or more element files")
     if name and len(paths) > 1:
         raise InputError("--name names one element; publish several files without it (each is named by its file name)")
+    terms, parent_ids = claim_terms(registry, license=license, parents=parents, resolver=resolver)
+    prepared = prepare_elements(paths, store, kind=kind, name=name, progress=progress)
+    return terms, [element_claim(p, registry.account.address, terms.license_id, parent_ids) for p in prepared]
+
+
+def claim_terms(registry: Registry, *, license: str | int, parents: Sequence[Any] = (),
+                resolver=None) -> tuple[LicenseTerms, list[bytes]]:
+    """The checks :func:`element_claims` makes before anything is stored: an account, the licence,
+    the parents (existence, count, every ancestor's terms with ``resolver``); the terms and the
+    sorted parent ids.
+
+    Raises:
+        UnknownLicenseName; UnknownParentError; TooManyParentsError; LicenseViolation subclasses.
+    """
     from ..chain.session import require_account
 
     require_account(registry)
@@ -176,5 +191,4 @@ def element_claims(
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(registry.account.address, terms, graph, parent_ids)
-    prepared = prepare_elements(paths, store, kind=kind, name=name, progress=progress)
-    return terms, [element_claim(p, registry.account.address, terms.license_id, parent_ids) for p in prepared]
+    return terms, parent_ids
