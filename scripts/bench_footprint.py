@@ -167,7 +167,8 @@ def start_kubo(base: Path):
     return make_node(base, "kubo").start()
 
 
-def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes: int, rpc: str, kubo) -> list[dict]:
+def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes: int, rpc: str, kubo,
+               lean: bool = False) -> list[dict]:
     rows: list[dict] = []
     python = str(ROOT / ".venv" / "bin" / "python")
     home = work / f"{label}-home"
@@ -189,6 +190,8 @@ def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes
     out = work / f"{label}-out"
     step("assemble (same home)", ["assemble", record, "-o", str(out)], env, [home, out])
     step("verify", ["verify", str(out)], env, [home, out])
+    if lean:  # the checkpoint is no longer read: give its space to the steps that follow
+        shutil.rmtree(checkpoint.parent)
     start = time.monotonic()
     subprocess.run(["cp", "-r", str(out), str(work / "cp-out")], check=True)
     rows.append({"code": label, "step": "cp -r out (reference)", "seconds": round(time.monotonic() - start, 1),
@@ -201,6 +204,8 @@ def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes
         seconds, _, result = timed([python, "-c", _TO_KUBO, str(home), rpc, kubo.api_url], elements_env(ROOT, home, rpc, None))
         if result.returncode != 0:
             raise SystemExit(f"putting the DAGs into Kubo failed: {result.stderr[-2000:]}")
+        if lean:  # Kubo holds the DAGs now; the fresh homes fetch from it, not from the publisher's blocks
+            shutil.rmtree(home / "blocks")
         has_no_keep = "--no-keep" in subprocess.run([python, "-m", "registry", "assemble", "--help"],
                                                     env=elements_env(repo, home, rpc, None), cwd=repo, capture_output=True, text=True).stdout
         for flags in ([], ["--no-keep"]) if has_no_keep else ([],):
@@ -243,6 +248,9 @@ def main() -> None:
     parser.add_argument("--work", help="work directory (default: a temporary one)")
     parser.add_argument("--no-kubo", action="store_true", help="skip the fresh-home runs that fetch from Kubo")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--lean", action="store_true",
+                        help="one repo only: remove the checkpoint after verify and the publisher's blocks once Kubo holds "
+                             "them (peak disk about 3x the model instead of 5x)")
     args = parser.parse_args()
     repos = [(r.split("=", 1)[0], Path(r.split("=", 1)[1]).resolve()) for r in (args.repo or [f"after={ROOT}"])]
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-footprint-"))
@@ -263,7 +271,7 @@ def main() -> None:
     rows: list[dict] = []
     try:
         for label, repo in repos:
-            rows += bench_repo(label, repo, work, checkpoint, model_bytes, anvil.url, kubo)
+            rows += bench_repo(label, repo, work, checkpoint, model_bytes, anvil.url, kubo, lean=args.lean and len(repos) == 1)
     finally:
         anvil.stop()
         if kubo is not None:

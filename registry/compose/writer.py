@@ -354,8 +354,8 @@ class _CopyVerifier:
         self.writeback = _writeback_starter() if durable else None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-copy")
         self.buffer = memoryview(bytearray(_VERIFY_STEP))
-        self.pending: list[tuple[str, Any]] = []
-        self.finished: list[tuple[str, Any]] = []
+        self.pending: list[tuple[str | None, Any]] = []  # (tensor name, its check) or (None, a hashing step)
+        self.finished: list[tuple[str | None, Any]] = []
 
     def copy(self, name: str, tensor: CopyPlan, offset: int, advance: Callable[[int], None]) -> None:
         hasher = blake3_hasher(tensor.nbytes, threads=1)  # one core hashes, the other copies
@@ -367,7 +367,8 @@ class _CopyVerifier:
             written[0] += count
             advance(count)
             if written[0] - hashed[0] >= _VERIFY_STEP or written[0] == end:
-                self.pool.submit(self._hash, hasher, hashed[0], written[0] - hashed[0])
+                # Tracked like the checks: a failed read of the output is raised as itself.
+                self.pending.append((None, self.pool.submit(self._hash, hasher, hashed[0], written[0] - hashed[0])))
                 hashed[0] = written[0]
 
         tensor.element.copy_unverified(tensor.name, self.fd, offset, on_bytes)
@@ -401,7 +402,8 @@ class _CopyVerifier:
             self.finished.append(self.pending.pop(0))
 
     def finish(self) -> dict[str, Bytes32]:
-        return {name: future.result() for name, future in [*self.finished, *self.pending]}
+        results = [(name, future.result()) for name, future in [*self.finished, *self.pending]]
+        return {name: digest for name, digest in results if name is not None}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
