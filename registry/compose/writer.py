@@ -13,8 +13,8 @@ the output file as soon as it is written, while the copy goes on (:class:`_CopyV
 must carry its input's manifest digest; a derived tensor is hashed from the buffer it is written
 from. So the output's content id is computed from what was written, in one pass (the finished
 shard is not read again), and its structure is checked at the end (the file's size, the header's
-offsets). Each shard is handed to the disk as it is verified and fsynced once, before the
-directory is renamed into place. The bytes are the same
+offsets). Each shard is fsynced once, in the background as soon as it is complete, and the
+directory is renamed into place only when every file is on disk. The bytes are the same
 on every run and machine: canonical safetensors layout, tensors in name order, shards filled in
 that order. :func:`assemble_elements` is also the builder :mod:`registry.compose.nested` receives
 to build a composition input with derived tensors; :mod:`registry.compose.engine` opens the inputs
@@ -281,7 +281,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     entries: list[TensorEntry] = []
     for shard, file_name in zip(shards, shard_names):
         path = directory / file_name
-        digests = _write_shard(path, shard, plan, metadata, advance, syncer.enabled)
+        digests = _write_shard(path, shard, plan, metadata, advance)
         syncer.file(path)
         for name in shard:
             tensor = plan.tensors[name]
@@ -302,7 +302,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
 
 
 def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
-                 advance: Callable[[int], None], durable: bool) -> dict[str, Bytes32]:
+                 advance: Callable[[int], None]) -> dict[str, Bytes32]:
     """Write one safetensors file in canonical layout; returns the digest of every tensor, each
     computed from the bytes written (see :class:`_CopyVerifier`) and a copy's checked against its
     input's manifest."""
@@ -311,7 +311,7 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
     digests: dict[str, Bytes32] = {}
     starts: dict[str, int] = {}
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-    verifier = _CopyVerifier(fd, durable)
+    verifier = _CopyVerifier(fd)
     try:
         offset = _pwrite_all(fd, struct.pack("<Q", len(header)) + header, 0)
         for name in names:
@@ -347,11 +347,10 @@ class _CopyVerifier:
     hash follows the copy instead of being a second read of the finished shard. Memory: one step
     buffer."""
 
-    def __init__(self, fd: int, durable: bool) -> None:
+    def __init__(self, fd: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.fd = fd
-        self.writeback = _writeback_starter() if durable else None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-copy")
         self.buffer = memoryview(bytearray(_VERIFY_STEP))
         self.pending: list[tuple[str | None, Any]] = []  # (tensor name, its check) or (None, a hashing step)
@@ -384,8 +383,6 @@ class _CopyVerifier:
             if got <= 0:
                 raise IntegrityError("the output file shrank while it was being written; assemble again")
             hasher.update(view[:got])
-            if self.writeback is not None:
-                self.writeback(self.fd, offset, got)
             offset += got
             count -= got
 
@@ -470,29 +467,6 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _writeback_starter() -> Callable[[int, int, int], None] | None:
-    """Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: start writing a range to disk without
-    waiting. Verified steps are handed to the disk while the copy goes on, so the fsync before the
-    output is moved into place finds little left to write (it alone made the output durable). None
-    where the call does not exist: the fsync then does all of it."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    call.restype = ctypes.c_int
-
-    def start(fd: int, offset: int, count: int) -> None:
-        call(fd, offset, count, 2)  # SYNC_FILE_RANGE_WRITE; a failure leaves the work to fsync
-
-    return start
-
-
 class _Syncer:
     """fsyncs each output file in background threads as soon as it is complete, so the flush to
     disk overlaps the hashing that verifies it (and journaled file systems commit concurrent
@@ -501,7 +475,6 @@ class _Syncer:
     def __init__(self, enabled: bool) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.enabled = enabled
         self.pool = ThreadPoolExecutor(max_workers=4) if enabled else None
         self.submitted: dict[Path, Any] = {}
 
