@@ -145,6 +145,8 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
                 raise wrong(f"pin_services.{name}.{key}", "a number of seconds above 0")
     if "keep_blocks" in data and not isinstance(data["keep_blocks"], bool):
         raise wrong("keep_blocks", "true or false")
+    if "cache_limit" in data and (isinstance(data["cache_limit"], bool) or not isinstance(data["cache_limit"], (str, int))):
+        raise wrong("cache_limit", "a size such as 50GB or 20GiB")
     networks = data.get("networks", {})
     if not isinstance(networks, dict):
         raise wrong("networks", "an object of named networks")

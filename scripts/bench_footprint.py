@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Bytes on disk, time and peak RSS of publish-model / assemble / verify, as a user runs them (issue 17).
 
-Generates a checkpoint of random tensors (``--size``, default 2 GiB, BF16, ``--tensor`` MiB each),
+Generates a checkpoint of random tensors (``--size``, default 2 GiB, BF16, ``--tensor`` MiB each;
+``--llama 3``: Llama-2-7B shapes, as many layers as fit, in 3 shards with an index),
 starts an anvil and a Kubo daemon, and runs every command as a whole ``elements`` process against
 them, with the code of each ``--repo`` given (e.g. the main checkout for "before" and this worktree
 for "after")::
@@ -62,6 +63,54 @@ def write_checkpoint(path: Path, size: int, tensor_bytes: int) -> int:
     return nbytes
 
 
+def write_llama_checkpoint(model: Path, size: int, shards: int = 3) -> int:
+    """A Llama-layout BF16 checkpoint of about ``size`` bytes (hidden 4096, intermediate 11008,
+    vocabulary 32000: Llama-2-7B's shapes, as many layers as fit) in ``shards`` files with a
+    ``model.safetensors.index.json``, random bits; returns the largest tensor's bytes."""
+    hidden, inter, vocab = 4096, 11008, 32000
+    per_layer = (4 * hidden * hidden + 3 * hidden * inter + 2 * hidden) * 2
+    fixed = (2 * vocab * hidden + hidden) * 2
+    layers = max(1, (size - fixed) // per_layer)
+    shapes = [("model.embed_tokens.weight", [vocab, hidden])]
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes += [(p + f"self_attn.{m}_proj.weight", [hidden, hidden]) for m in "qkvo"]
+        shapes += [(p + "mlp.gate_proj.weight", [inter, hidden]), (p + "mlp.up_proj.weight", [inter, hidden]),
+                   (p + "mlp.down_proj.weight", [hidden, inter])]
+        shapes += [(p + "input_layernorm.weight", [hidden]), (p + "post_attention_layernorm.weight", [hidden])]
+    shapes += [("model.norm.weight", [hidden]), ("lm_head.weight", [vocab, hidden])]
+    nbytes = {name: 2 * (shape[0] * (shape[1] if len(shape) > 1 else 1)) for name, shape in shapes}
+    total = sum(nbytes.values())
+    groups: list[list[tuple[str, list[int]]]] = [[] for _ in range(shards)]
+    done = 0
+    for name, shape in shapes:  # fill the shards in order, each about total / shards
+        groups[min(shards - 1, done * shards // total)].append((name, shape))
+        done += nbytes[name]
+    weight_map = {}
+    for index, group in enumerate(groups, 1):
+        file_name = f"model-{index:05d}-of-{shards:05d}.safetensors"
+        header, offset = {}, 0
+        for name, shape in group:
+            header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + nbytes[name]]}
+            offset += nbytes[name]
+            weight_map[name] = file_name
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(model / file_name, "wb") as out:
+            out.write(struct.pack("<Q", len(raw)) + raw)
+            for name, _ in group:
+                left = nbytes[name]
+                while left:
+                    step = min(left, 64 * MiB)
+                    out.write(os.urandom(step))
+                    left -= step
+    (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden, "intermediate_size": inter,
+              "num_hidden_layers": layers, "vocab_size": vocab, "torch_dtype": "bfloat16"}
+    (model / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return max(nbytes.values())
+
+
 def du(*paths: Path) -> int:
     total = 0
     for path in paths:
@@ -118,7 +167,8 @@ def start_kubo(base: Path):
     return make_node(base, "kubo").start()
 
 
-def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes: int, rpc: str, kubo) -> list[dict]:
+def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes: int, rpc: str, kubo,
+               lean: bool = False) -> list[dict]:
     rows: list[dict] = []
     python = str(ROOT / ".venv" / "bin" / "python")
     home = work / f"{label}-home"
@@ -140,6 +190,8 @@ def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes
     out = work / f"{label}-out"
     step("assemble (same home)", ["assemble", record, "-o", str(out)], env, [home, out])
     step("verify", ["verify", str(out)], env, [home, out])
+    if lean:  # the checkpoint is no longer read: give its space to the steps that follow
+        shutil.rmtree(checkpoint.parent)
     start = time.monotonic()
     subprocess.run(["cp", "-r", str(out), str(work / "cp-out")], check=True)
     rows.append({"code": label, "step": "cp -r out (reference)", "seconds": round(time.monotonic() - start, 1),
@@ -152,6 +204,8 @@ def bench_repo(label: str, repo: Path, work: Path, checkpoint: Path, model_bytes
         seconds, _, result = timed([python, "-c", _TO_KUBO, str(home), rpc, kubo.api_url], elements_env(ROOT, home, rpc, None))
         if result.returncode != 0:
             raise SystemExit(f"putting the DAGs into Kubo failed: {result.stderr[-2000:]}")
+        if lean:  # Kubo holds the DAGs now; the fresh homes fetch from it, not from the publisher's blocks
+            shutil.rmtree(home / "blocks")
         has_no_keep = "--no-keep" in subprocess.run([python, "-m", "registry", "assemble", "--help"],
                                                     env=elements_env(repo, home, rpc, None), cwd=repo, capture_output=True, text=True).stdout
         for flags in ([], ["--no-keep"]) if has_no_keep else ([],):
@@ -188,10 +242,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=float, default=2.0, help="checkpoint size in GiB (default 2)")
     parser.add_argument("--tensor", type=int, default=128, help="MiB per tensor (default 128)")
+    parser.add_argument("--llama", type=int, metavar="SHARDS",
+                        help="a Llama-layout BF16 checkpoint (Llama-2-7B shapes) in SHARDS files instead of equal tensors")
     parser.add_argument("--repo", action="append", metavar="LABEL=PATH", help="code to run (repeatable; default after=.)")
     parser.add_argument("--work", help="work directory (default: a temporary one)")
     parser.add_argument("--no-kubo", action="store_true", help="skip the fresh-home runs that fetch from Kubo")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--lean", action="store_true",
+                        help="one repo only: remove the checkpoint after verify and the publisher's blocks once Kubo holds "
+                             "them (peak disk about 3x the model instead of 5x)")
     args = parser.parse_args()
     repos = [(r.split("=", 1)[0], Path(r.split("=", 1)[1]).resolve()) for r in (args.repo or [f"after={ROOT}"])]
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-footprint-"))
@@ -199,7 +258,10 @@ def main() -> None:
     model = work / "model"
     model.mkdir(exist_ok=True)
     checkpoint = model / "model.safetensors"
-    largest = write_checkpoint(checkpoint, int(args.size * 2**30), args.tensor * MiB)
+    if args.llama:
+        largest = write_llama_checkpoint(model, int(args.size * 2**30), args.llama)
+    else:
+        largest = write_checkpoint(checkpoint, int(args.size * 2**30), args.tensor * MiB)
     model_bytes = du(model)
     print(json.dumps({"checkpoint_bytes": model_bytes, "largest_tensor_mib": largest / MiB,
                       "rss_goal_mib": largest / MiB + 100}), flush=True)
@@ -209,7 +271,7 @@ def main() -> None:
     rows: list[dict] = []
     try:
         for label, repo in repos:
-            rows += bench_repo(label, repo, work, checkpoint, model_bytes, anvil.url, kubo)
+            rows += bench_repo(label, repo, work, checkpoint, model_bytes, anvil.url, kubo, lean=args.lean and len(repos) == 1)
     finally:
         anvil.stop()
         if kubo is not None:

@@ -209,3 +209,32 @@ def test_keep_blocks_false_in_the_config_makes_no_keep_the_default_and_keep_over
     assert disk_bytes(home / "blocks") >= disk_bytes(tmp_path / "two" / "model.safetensors")
     wrong = run(home, devnet, "config", "set", "keep_blocks", "maybe")
     assert wrong.returncode == 2 and "true or false" in wrong.stderr
+
+
+def test_publish_of_one_element_file_and_publish_delta_leave_only_their_blocks(devnet, published, tmp_path):
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    home = published["home"]
+    element = tmp_path / "head.safetensors"
+    save_file({"head.weight": np.arange(4096 * 64, dtype=np.float32).reshape(4096, 64)}, str(element))
+    before = disk_bytes(home)
+    done = run(home, devnet, "publish", str(element), "--license", "MIT", "--json")
+    assert done.returncode == 0, done.stderr
+    grown = disk_bytes(home) - before
+    assert element.stat().st_size <= grown <= 1.05 * element.stat().st_size + 64 * 1024, grown  # the data once, a manifest
+    assert disk_bytes(home / "tmp") == 0 and disk_bytes(home / "cache") == 0
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(MODEL, tuned)
+    tensors = load_file(str(tuned / "model.safetensors"))
+    changed = tensors["pooler.dense.weight"] = (tensors["pooler.dense.weight"] * np.float32(1.01)).astype(np.float32)
+    save_file(tensors, str(tuned / "model.safetensors"), metadata={"format": "pt"})
+    before = disk_bytes(home)
+    done = run(home, devnet, "publish-delta", published["record"], str(tuned), "--license", "Apache-2.0", "--json")
+    assert done.returncode == 0, done.stderr
+    grown = disk_bytes(home) - before
+    assert changed.nbytes <= grown <= 1.05 * changed.nbytes + 256 * 1024, grown  # the changed tensor once, documents
+    assert disk_bytes(home / "tmp") == 0  # no delta file, and the composition's check assembly is gone

@@ -334,6 +334,31 @@ def test_refuses_a_corrupted_element_and_writes_nothing(work, tmp_path):
     assert isinstance(error, IntegrityError)
 
 
+def test_a_corrupt_byte_deep_inside_a_copied_tensor_is_refused_though_nothing_reads_the_output_back(work, tmp_path):
+    # Copies are hashed from the output as they are written, 16 MiB steps behind the kernel copy:
+    # the word embeddings (46.9 MB) span three steps, and a byte changed in the second must fail it.
+    from registry.compose import writer
+    from registry.formats.safetensors import read_header
+
+    path = work / "elements/embeddings.safetensors"
+    info = read_header(path).tensors["embeddings.word_embeddings.weight"]
+    assert info.size > 2 * writer._VERIFY_STEP
+    data = bytearray(path.read_bytes())
+    data[info.start + writer._VERIFY_STEP + 12345] ^= 0x40
+    path.write_bytes(bytes(data))
+    error = _assert_refused(reassembly_recipe(work), work, tmp_path, ElementIntegrityError,
+                            "tensor 'embeddings.word_embeddings.weight' .* does not match its digest")
+    assert isinstance(error, IntegrityError)
+
+
+def test_tensors_hashed_in_steps_far_smaller_than_themselves_give_the_original_content_id(work, tmp_path, monkeypatch):
+    from registry.compose import writer
+
+    monkeypatch.setattr(writer, "_VERIFY_STEP", 4096 + 7)  # steps that straddle every leaf and page
+    result = assemble(work / "recipe.json", LocalElementSource(work), tmp_path / "out")
+    assert result.content_id == ORIGINAL_ID == str(content_id(tmp_path / "out"))
+
+
 def test_refuses_an_element_whose_manifest_was_swapped(work, tmp_path):
     (work / "elements/pooler.safetensors.manifest.json").write_bytes(
         (work / "elements/encoder.layer.0.safetensors.manifest.json").read_bytes())

@@ -127,6 +127,23 @@ def test_a_rotten_block_with_no_source_to_fetch_it_again_fails_naming_it_and_lea
     assert not store.has(leaf)  # the rotten copy is gone, so a later fetch can heal it
 
 
+def test_a_leaf_rotted_in_the_middle_of_the_largest_tensor_fails_the_kernel_copied_assembly(env, tmp_path):
+    # The copy is moved by the kernel from the leaf files and hashed from the output as it is
+    # written (one pass): a leaf 20 MiB into the word embeddings, past the first hashing step.
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    data_cid, _ = largest_data(store, report)
+    leaves = [c for c, _ in store.blocks(data_cid) if c.codec == 0x55]
+    middle = leaves[20]
+    size = store.path_of(middle).stat().st_size
+    store.path_of(middle).write_bytes(bytes(255 - b for b in store.get(middle)[:size]))
+    with pytest.raises(Exception, match=str(middle)):
+        assemble_composition(Resolver(registry, sources), "0x" + report.composition.record_id.hex(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    assert not store.has(middle)
+
+
 def test_a_rotten_block_is_fetched_again_from_kubo_and_the_assembly_succeeds(memory_registry, kubo_node, tmp_path):
     registry = registry_for("memory", memory_registry=memory_registry)
     store = BlockStore(tmp_path / "blocks")

@@ -143,3 +143,84 @@ def test_cache_and_gc_no_chain_as_a_user_runs_them(tmp_path):
     done = json.loads(elements(home, "gc", "--no-chain", "--json").stdout)
     assert done["freed_bytes"] > 0 and store.missing(kept) == []
     assert "is not pinned" in one_line_error(elements(home, "cache", "--unpin", "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"))
+
+
+# ------------------------------------------------------------------------------ a size limit (LRU)
+
+
+def used(files: set, days_ago: float) -> None:
+    """Set ``files`` as last written and read ``days_ago`` days ago. (Reading a block afterwards
+    would move its access time to now, as it does for a user: tests list the files first.)"""
+    when = time.time() - days_ago * 86400
+    for path in files:
+        os.utime(path, (when, when))
+
+
+def size_of(files: set) -> int:
+    return sum(p.stat().st_size for p in files)
+
+
+def test_a_size_limit_evicts_the_least_recently_used_unneeded_blocks_and_keeps_the_rest_as_a_cache(home, store):
+    pinned = store.add_file(os.urandom(4000), TINY)
+    dags = [store.add_file(os.urandom(3000 + i), TINY) for i in range(3)]
+    pin(home, pinned)
+    files = {cid: dag_files(store, cid) for cid in (pinned, *dags)}
+    oldest, older, newest = (files[c] for c in dags)
+    for cid, days in zip((pinned, *dags), (90, 30, 20, 10)):
+        used(files[cid], days)
+    limit = size_of(files[pinned]) + size_of(older) + size_of(newest)
+    plan = plan_gc(home, store, max_size=limit)
+    assert {p for p, _ in plan.garbage} == oldest
+    assert plan.cached == len(older | newest) and plan.over_limit == 0
+    smaller = plan_gc(home, store, max_size=limit - 1)  # one byte less: one block of the next oldest goes too
+    extra = {p for p, _ in smaller.garbage} - oldest
+    assert len(extra) == 1 and extra <= older
+    run_gc(plan)
+    assert size_of(set((home / "blocks").glob("[!.]*/*"))) <= limit
+    assert all(p.is_file() for p in files[pinned] | older | newest) and not any(p.exists() for p in oldest)
+
+
+def test_an_old_assembly_note_counts_as_a_use_of_the_blocks_it_read(home, store):
+    assembled = store.add_file(os.urandom(3000), TINY)
+    fetched = store.add_file(os.urandom(3000), TINY)
+    assembled_files, fetched_files = dag_files(store, assembled), dag_files(store, fetched)
+    used(assembled_files, 40)
+    used(fetched_files, 5)
+    note_assembly(home, "0x" + "ab" * 32, "0x" + "cd" * 32, home / "out", [str(assembled)], now=time.time() - 2 * 86400)
+    plan = plan_gc(home, store, keep_days=1, max_size=size_of(assembled_files))  # the note is no root: too old
+    assert plan.roots["recent_assemblies"] == 0
+    assert {p for p, _ in plan.garbage} == fetched_files
+
+
+def test_needed_blocks_are_never_evicted_and_the_excess_over_the_limit_is_reported(home, store):
+    pinned = store.add_file(os.urandom(9000), TINY)
+    unneeded = store.add_file(os.urandom(2000), TINY)
+    pin(home, pinned)
+    pinned_files, unneeded_files = dag_files(store, pinned), dag_files(store, unneeded)
+    age(home)
+    plan = plan_gc(home, store, max_size=1000)
+    assert {p for p, _ in plan.garbage} == unneeded_files
+    assert plan.over_limit == size_of(pinned_files) - 1000 and plan.cached == 0
+    run_gc(plan)
+    assert store.missing(pinned) == []
+
+
+def test_gc_max_size_and_the_cache_limit_config_as_a_user_runs_them(tmp_path):
+    home = tmp_path / "home"
+    store = BlockStore(home / "blocks")
+    old = store.add_file(os.urandom(3000), TINY)
+    new = store.add_file(os.urandom(3000), TINY)
+    old_files, new_files = dag_files(store, old), dag_files(store, new)
+    used(old_files, 30)
+    used(new_files, 2)
+    limit, old_bytes = size_of(new_files), size_of(old_files)
+    dry = json.loads(elements(home, "gc", "--no-chain", "--max-size", str(limit), "--dry-run", "--json").stdout)
+    assert dry["max_size"] == limit and dry["garbage_blocks"] == len(old_files) and dry["freed_bytes"] == 0
+    assert "is not a size" in one_line_error(elements(home, "gc", "--no-chain", "--max-size", "lots"))
+    assert "is not a size" in one_line_error(elements(home, "config", "set", "cache_limit", "lots"))
+    assert elements(home, "config", "set", "cache_limit", f"{limit}B").returncode == 0
+    done = json.loads(elements(home, "gc", "--no-chain", "--json").stdout)  # the config's limit applies
+    assert done["max_size"] == limit and done["freed_bytes"] == old_bytes
+    assert all(p.is_file() for p in new_files) and not any(p.exists() for p in old_files)
+    unlimited = json.loads(elements(home, "gc", "--no-chain", "--max-size", "none", "--json").stdout)
+    assert unlimited["max_size"] is None and not any(p.exists() for p in new_files)

@@ -26,6 +26,7 @@ SETTABLE = {
     "fetch_min_rate": "bytes per second a source must keep up (default 16384; 0: off)",
     "fetch_max_bytes": "bytes one fetch may read from all its sources (default 64 GiB)",
     "keep_blocks": "keep the fetched data blocks after `assemble`: true (default) or false (as --no-keep)",
+    "cache_limit": "bytes `elements gc` lets unneeded blocks fill, least recently used evicted first (e.g. 50GB, 20GiB; default: none)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -151,6 +152,11 @@ def _set(args: argparse.Namespace, settings: Settings) -> Result:
     if args.key.startswith("fetch_"):
         limits = FetchLimits.resolve({args.key: args.value}, environ={})  # refuses what a later run would
         value = getattr(limits, args.key.removeprefix("fetch_"))
+    if args.key == "cache_limit":
+        from ..compose.engine import parse_size
+
+        parse_size(args.value)  # refuses what `elements gc` would; kept as written (50GB stays 50GB)
+        value = args.value.strip()
     if args.key == "keep_blocks":
         if args.value.lower() not in ("true", "false"):
             raise ConfigError(f"keep_blocks is true or false, not {args.value!r}")

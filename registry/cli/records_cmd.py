@@ -73,10 +73,7 @@ def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     from ..compose.chain_source import choose_composition
-    from ..compose.delta import make_delta
-    from ..publish.model import publish_composition
-    from ..formats.recipe import with_record_ids
-    from ..publish.send import publish_elements
+    from ..publish.delta import publish_delta
     from .elements_cmd import commit_reveal_for, session
 
     finetuned = Path(args.finetuned)
@@ -86,27 +83,18 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         base_record = choose_composition(resolver.lookup(args.base), args.trust or settings.trust)
         base = resolver.graph([base_record.record_id], documents=True, strict=True).nodes[base_record.record_id].document
-        area = make_area(settings.home / "tmp", "delta")  # the next run removes it if this one is killed
-        scratch = area.path
+        # The delta element is streamed into its blocks (no file); the area is where the composition
+        # is assembled once to pin its output. The next run removes it if this one is killed.
+        area = make_area(settings.home / "tmp", "delta")
         commit_reveal = commit_reveal_for(args, settings, registry, bars)
         try:
-            recipe, manifest = make_delta(base, finetuned, scratch, name=args.name)
-            delta_file = recipe.inputs[args.name].path
-            if delta_file is None:  # pragma: no cover - make_delta writes the delta beside its recipe
-                raise AssertionError("make_delta returned a recipe whose delta has no path")
-            element = publish_elements(
-                registry, [scratch / delta_file], sources.store, license=args.license,
-                parents=["0x" + base_record.record_id.hex()], kind="element", name=args.name, sources=sources,
-                resolver=resolver, hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
-                commit_reveal=commit_reveal,
-            )
-            delta_record = "0x" + element.results[0].claim.record_id.hex()
-            recipe = with_record_ids(recipe, {args.name: delta_record})
-            composition = publish_composition(registry, resolver, recipe, license=args.license, work_dir=scratch,
-                                              fetch_progress=bars.bar("fetching"), progress=bars.bar("assembling"),
-                                              commit_reveal=commit_reveal)
+            report = publish_delta(registry, resolver, base, base_record.record_id, finetuned, license=args.license,
+                                   name=args.name, work_dir=area.path, hash_progress=bars.bar("hashing"),
+                                   upload_progress=bars.bar("uploading"), fetch_progress=bars.bar("fetching"),
+                                   progress=bars.bar("assembling"), commit_reveal=commit_reveal)
         finally:
             area.close()
+        element, composition, manifest, delta_record = report.element, report.composition, report.plan.manifest, report.record_id
         pinned = pin_published(pin, settings, sources, [element, composition.publish], bars)
     base_bytes = sum(tensor_nbytes(row.dtype, row.shape) for row in base.output.tensors) or None
     data = {

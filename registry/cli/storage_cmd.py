@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..storage.car import IterStream, export_car, import_car
 from ..storage.cid import CID
 from ..storage.errors import CIDError
@@ -106,10 +106,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "  elements --network devnet gc --dry-run   what would be freed, nothing removed\n"
             "  elements --network devnet gc             keeps your records' documents and data (read from the chain)\n"
             "  elements gc --no-chain                   keeps only pins and recent assemblies\n"
+            "  elements gc --no-chain --max-size 50GB   evicts least recently used unneeded blocks down to 50 GB\n"
             "  elements --network devnet gc --publisher 0xA --publisher 0xB   keep the records of these publishers\n"
         ),
     )
     gc.add_argument("--dry-run", action="store_true", help="say what would be freed; remove nothing")
+    gc.add_argument("--max-size", metavar="SIZE",
+                    help="keep unneeded blocks as a cache of at most SIZE in all (e.g. 50GB, 20GiB), evicting the least "
+                         "recently used first (default: the config's cache_limit; none: free every unneeded block)")
     gc.add_argument("--keep-days", type=float, default=7.0, metavar="DAYS",
                     help="keep what assemblies of the last DAYS days read (default 7)")
     gc.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
@@ -213,17 +217,34 @@ def _published_documents(args: argparse.Namespace, settings: Settings) -> tuple[
     return cids, publishers
 
 
+def _max_size(args: argparse.Namespace, settings: Settings) -> int | None:
+    """``--max-size``, else the config's ``cache_limit``, parsed by the one size parser; None: no limit."""
+    from ..compose.engine import parse_size
+
+    flag = args.max_size
+    value = flag if flag is not None else settings.file.get("cache_limit")
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    try:
+        return parse_size(value)
+    except InputError as exc:
+        if flag is not None:
+            raise InputError(f"--max-size: {exc}") from None
+        raise ConfigError(f"cache_limit in the config: {exc}; fix it with `elements config set cache_limit SIZE`") from None
+
+
 def cmd_gc(args: argparse.Namespace, settings: Settings) -> Result:
     from ..storage.fetch import open_store
     from ..storage.gc import home_usage, plan_gc, run_gc, store_lock
 
     if args.keep_days < 0 or args.grace < 0:
         raise InputError("--keep-days and --grace must not be negative")
+    max_size = _max_size(args, settings)
     documents, publishers = _published_documents(args, settings)
     store = open_store(settings)
     before = home_usage(settings.home).total
     with store_lock(store, exclusive=True):
-        plan = plan_gc(settings.home, store, documents, keep_days=args.keep_days, grace=args.grace)
+        plan = plan_gc(settings.home, store, documents, keep_days=args.keep_days, grace=args.grace, max_size=max_size)
         freed = 0 if args.dry_run else run_gc(plan)
     after = before if args.dry_run else home_usage(settings.home).total
     data = {**plan.to_json(), "dry_run": args.dry_run, "publishers": publishers, "freed_bytes": freed,
@@ -235,6 +256,9 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> Result:
         print(f"roots: {roots['published']} document(s) of your records, {roots['pins']} pin(s), "
               f"{roots['recent_assemblies']} recent assembly(ies)" + (f"; {plan.missing_roots} not (wholly) here" if plan.missing_roots else ""))
         print(f"keep  {plan.kept_blocks:,} blocks, {_mib(plan.kept_bytes)}" + (f" ({plan.young:,} written in the last {args.grace:g} s)" if plan.young else ""))
+        if plan.max_size is not None:
+            print(f"limit {_mib(plan.max_size)}: {plan.cached:,} unneeded blocks, {_mib(plan.cached_bytes)}, kept as a cache"
+                  + (f"; what is needed alone exceeds it by {_mib(plan.over_limit)}" if plan.over_limit else ""))
         print(f"{verb} {len(plan.garbage):,} blocks, {_mib(plan.garbage_bytes)}; derived caches {_mib(plan.cache_bytes)}")
         if not args.dry_run:
             print(f"{settings.home}: {_mib(before)} -> {_mib(after)}")

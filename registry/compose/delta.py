@@ -2,28 +2,45 @@
 
 A fine-tune that touched k tensors is published as one element of those k tensors; the
 composition "base recipe + override(delta)" assembles to the fine-tuned model exactly.
+:func:`plan_delta` decides the element and the recipe from the fine-tune's headers and tensor
+digests without writing anything: ``elements publish-delta`` streams the element's canonical
+bytes from the fine-tune's memory map into its blocks (:class:`registry.formats.split.ElementStream`),
+so no delta file is written. :func:`make_delta` writes the same element as a file (the same bytes).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..files import atomic_write
 from ..formats.content_id import Manifest, tensor_entries, tensor_set_content_id
-from ..formats.checkpoint import open_tensors, read_checkpoint
+from ..formats.checkpoint import Checkpoint, open_tensors, read_checkpoint
 from ..formats.safetensors_writer import write_safetensors
+from ..formats.split import PlannedElement
 from ..formats.recipe import InputRef, OutputSpec, OutputTensor, Override, Recipe, RecipeError, check_relative_path
 
-__all__ = ["make_delta"]
+__all__ = ["DeltaPlan", "make_delta", "plan_delta"]
 
 
-def make_delta(base: Recipe, finetuned: str | os.PathLike, elements_dir: str | os.PathLike,
-               name: str = "delta") -> tuple[Recipe, Manifest]:
-    """Write ``elements_dir/elements/<name>.safetensors`` (+ manifest) holding only the tensors of
-    ``finetuned`` that differ from ``base``'s output table, and return the recipe that overrides
-    them (its output pinned to the fine-tuned weights).
+@dataclass(frozen=True)
+class DeltaPlan:
+    """A delta decided, nothing written: the override recipe, the delta element (its manifest and
+    its tensors in canonical order, read from ``checkpoint``)."""
+
+    recipe: Recipe
+    element: PlannedElement
+    checkpoint: Checkpoint
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.element.manifest
+
+
+def plan_delta(base: Recipe, finetuned: str | os.PathLike, name: str = "delta") -> DeltaPlan:
+    """The element of the tensors of ``finetuned`` that differ from ``base``'s output table and the
+    recipe that overrides them (its output pinned to the fine-tuned weights), nothing written.
 
     Raises:
         RecipeError: ``base`` has no output table, the fine-tune adds or removes tensors (an
@@ -47,15 +64,7 @@ def make_delta(base: Recipe, finetuned: str | os.PathLike, elements_dir: str | o
     )
     if not changed:
         raise RecipeError("the fine-tuned weights are identical to the base; there is no delta to publish")
-    root = Path(elements_dir)
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open_tensors(checkpoint) as views:
-        write_safetensors(path, [(n, entries[n].dtype, entries[n].shape, (lambda n=n: views[n])) for n in changed])
     manifest = Manifest.for_tensors([entries[n] for n in changed], metadata={"name": name})
-    if Manifest.for_tensors(tensor_entries(path)).content_id != manifest.content_id:  # pragma: no cover - writer bug
-        raise AssertionError(f"delta element {path} does not hold the tensors it was written from")
-    atomic_write(root / (relative + ".manifest.json"), manifest.to_json_bytes())
     inputs = dict(base.inputs)
     inputs[name] = InputRef(name=name, kind="tensors", content_id=str(manifest.content_id), path=relative)
     output = OutputSpec(
@@ -64,4 +73,26 @@ def make_delta(base: Recipe, finetuned: str | os.PathLike, elements_dir: str | o
         files=base.output.files,
         metadata=base.output.metadata,
     )
-    return replace(base, inputs=inputs, steps=(*base.steps, Override((name,))), output=output), manifest
+    recipe = replace(base, inputs=inputs, steps=(*base.steps, Override((name,))), output=output)
+    return DeltaPlan(recipe, PlannedElement(name, "tensors", relative, manifest, tuple(changed)), checkpoint)
+
+
+def make_delta(base: Recipe, finetuned: str | os.PathLike, elements_dir: str | os.PathLike,
+               name: str = "delta") -> tuple[Recipe, Manifest]:
+    """Write ``elements_dir/elements/<name>.safetensors`` (+ manifest): :func:`plan_delta`'s element
+    as a file; returns its recipe and manifest.
+
+    Raises:
+        RecipeError: as :func:`plan_delta`.
+    """
+    plan = plan_delta(base, finetuned, name)
+    entries = {entry.name: entry for entry in plan.manifest.entries}
+    root = Path(elements_dir)
+    path = root / plan.element.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open_tensors(plan.checkpoint) as views:
+        write_safetensors(path, [(n, entries[n].dtype, entries[n].shape, (lambda n=n: views[n])) for n in plan.element.members])
+    if Manifest.for_tensors(tensor_entries(path)).content_id != plan.manifest.content_id:  # pragma: no cover - writer bug
+        raise AssertionError(f"delta element {path} does not hold the tensors it was written from")
+    atomic_write(root / (plan.element.path + ".manifest.json"), plan.manifest.to_json_bytes())
+    return plan.recipe, plan.manifest

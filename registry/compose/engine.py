@@ -10,10 +10,10 @@ Guarantees:
 - nothing is written before the whole recipe is planned against the inputs' manifests, and
   nothing is left in OUT (or beside it) when anything fails;
 - every input is verified against the content id the recipe pins (``sources``); copied tensors
-  are moved by the kernel and each finished shard is hashed back from disk, so every copy is
-  checked against its input's manifest digest and the output's content id is computed from the
-  bytes actually written; inputs of derived tensors are verified as they are read; the content
-  id and each tensor must match the recipe's expected ones;
+  are moved by the kernel and hashed from the output file as they are written (one pass), so
+  every copy is checked against its input's manifest digest and the output's content id is
+  computed from the bytes actually written; inputs of derived tensors are verified as they are
+  read; the content id and each tensor must match the recipe's expected ones;
 - memory stays bounded by a few blocks (copies use none; derived tensors 2**20-element float64
   blocks per source; hashing 16 MiB mmap windows), not by tensor or model size;
 - the bytes are the same on every run and machine: canonical safetensors layout (the elements

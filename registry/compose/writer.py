@@ -7,9 +7,14 @@ Output directory (written under a temporary name beside it, moved into place at 
     ├── config.json, tokenizer.json ...   the recipe's files (JSON-merge-patched where asked)
     └── elements-provenance.json          recipe content id and document, inputs, output ids
 
-Copied tensors are moved by the kernel and each finished shard is hashed back from disk, so every
-copy is checked against its input's manifest digest and the output's content id is computed from
-the bytes actually written; derived tensors are hashed as they are produced. The bytes are the same
+Every tensor is hashed once, from the bytes that go into the output: a copied tensor is moved by
+the kernel (``copy_file_range``, or a reflink) and a worker thread hashes each 16 MiB of it from
+the output file as soon as it is written, while the copy goes on (:class:`_CopyVerifier`), and it
+must carry its input's manifest digest; a derived tensor is hashed from the buffer it is written
+from. So the output's content id is computed from what was written, in one pass (the finished
+shard is not read again), and its structure is checked at the end (the file's size, the header's
+offsets). Each shard is fsynced once, in the background as soon as it is complete, and the
+directory is renamed into place only when every file is on disk. The bytes are the same
 on every run and machine: canonical safetensors layout, tensors in name order, shards filled in
 that order. :func:`assemble_elements` is also the builder :mod:`registry.compose.nested` receives
 to build a composition input with derived tensors; :mod:`registry.compose.engine` opens the inputs
@@ -28,10 +33,10 @@ from typing import Any, Callable, Mapping
 
 from ..digest import Bytes32, blake3_hasher
 from ..errors import InputError, IntegrityError
-from ..formats.content_id import TensorEntry, bytes_content_id, tensor_entries, tensor_set_content_id
+from ..formats.content_id import TensorEntry, bytes_content_id, tensor_set_content_id
 from ..formats.recipe import OutputFile, OutputSpec, OutputTensor, Recipe, RecipeError
-from ..formats.safetensors_writer import TensorSpec
-from ..formats.safetensors_writer import build_header
+from ..formats.safetensors import read_header
+from ..formats.safetensors_writer import TensorSpec, build_header
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
 from .outputs import OutputExists, OutputMismatch, check_output_table, patched_json
@@ -278,23 +283,15 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     entries: list[TensorEntry] = []
     for shard, file_name in zip(shards, shard_names):
         path = directory / file_name
-        computed = _write_shard(path, shard, plan, metadata, advance)
+        digests = _write_shard(path, shard, plan, metadata, advance)
         syncer.file(path)
-        # Verify what is on disk: every tensor of the shard is hashed back from the file. A copied
-        # tensor must carry its input's manifest digest (this is where copies are verified); a
-        # derived one the digest computed while it was produced.
-        on_disk = {entry.name: entry for entry in tensor_entries(path)}
         for name in shard:
-            tensor, entry = plan.tensors[name], on_disk[name]
-            if isinstance(tensor, CopyPlan):
-                tensor.element.check_digest(tensor.name, entry.digest)
-            elif entry.digest != computed[name]:
-                raise IntegrityError(f"{path} changed while it was being written (tensor {name!r}); assemble again")
-            if name in expected and str(entry.digest) != expected[name]:
+            tensor = plan.tensors[name]
+            if name in expected and str(digests[name]) != expected[name]:
                 raise OutputMismatch(
-                    f"output tensor {name!r} has digest {entry.digest} but the recipe's table says {expected[name]}; nothing was written"
+                    f"output tensor {name!r} has digest {digests[name]} but the recipe's table says {expected[name]}; nothing was written"
                 )
-            entries.append(entry)
+            entries.append(TensorEntry(name, tensor.dtype, tuple(tensor.shape), digests[name], tensor.nbytes))
     if len(shards) > 1:
         index = {
             "metadata": {"total_size": total},
@@ -308,23 +305,107 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
 
 def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
                  advance: Callable[[int], None]) -> dict[str, Bytes32]:
-    """Write one safetensors file in canonical layout; returns the digests of derived tensors."""
+    """Write one safetensors file in canonical layout; returns the digest of every tensor, each
+    computed from the bytes written (see :class:`_CopyVerifier`) and a copy's checked against its
+    input's manifest."""
     specs: list[TensorSpec] = [(name, plan.tensors[name].dtype, plan.tensors[name].shape, None) for name in names]
     header, _ = build_header(specs, metadata)
-    computed: dict[str, Bytes32] = {}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    digests: dict[str, Bytes32] = {}
+    starts: dict[str, int] = {}
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    verifier = _CopyVerifier(fd)
     try:
         offset = _pwrite_all(fd, struct.pack("<Q", len(header)) + header, 0)
         for name in names:
             tensor = plan.tensors[name]
+            starts[name] = offset
             if isinstance(tensor, CopyPlan):
-                tensor.element.copy_unverified(tensor.name, fd, offset, advance)
+                verifier.copy(name, tensor, offset, advance)
             else:
-                computed[name] = _write_derived(fd, offset, tensor, advance)
+                digests[name] = _write_derived(fd, offset, tensor, advance)
             offset += tensor.nbytes
+        digests.update(verifier.finish())
+        # The structure of what is on disk: as long as planned, and the header it starts with
+        # lists every tensor where it was written (a short write or a racing writer shows here).
+        if os.fstat(fd).st_size != offset:
+            raise IntegrityError(f"{path} holds {os.fstat(fd).st_size:,} bytes after writing {offset:,}; assemble again")
     finally:
+        verifier.close()
         os.close(fd)
-    return computed
+    on_disk = read_header(path).tensors
+    if {name: info.start for name, info in on_disk.items()} != starts:
+        raise IntegrityError(f"{path} changed while it was being written (its header); assemble again")
+    return digests
+
+
+#: Copied bytes are hashed back from the output in steps of this size, each as soon as it is written.
+_VERIFY_STEP = 16 << 20
+
+
+class _CopyVerifier:
+    """Checks every copied tensor against its input's manifest digest from the bytes in the
+    output file, in one pass: the kernel copies (``copy_file_range``, or a reflink), and one
+    worker thread hashes each 16 MiB the moment it is written, while the copy goes on, so the
+    hash follows the copy instead of being a second read of the finished shard. Memory: one step
+    buffer."""
+
+    def __init__(self, fd: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.fd = fd
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-copy")
+        self.buffer = memoryview(bytearray(_VERIFY_STEP))
+        self.pending: list[tuple[str | None, Any]] = []  # (tensor name, its check) or (None, a hashing step)
+        self.finished: list[tuple[str | None, Any]] = []
+
+    def copy(self, name: str, tensor: CopyPlan, offset: int, advance: Callable[[int], None]) -> None:
+        hasher = blake3_hasher(tensor.nbytes, threads=1)  # one core hashes, the other copies
+        hashed = [offset]
+        written = [offset]
+        end = offset + tensor.nbytes
+
+        def on_bytes(count: int) -> None:
+            written[0] += count
+            advance(count)
+            if written[0] - hashed[0] >= _VERIFY_STEP or written[0] == end:
+                # Tracked like the checks: a failed read of the output is raised as itself.
+                self.pending.append((None, self.pool.submit(self._hash, hasher, hashed[0], written[0] - hashed[0])))
+                hashed[0] = written[0]
+
+        tensor.element.copy_unverified(tensor.name, self.fd, offset, on_bytes)
+        if written[0] != end:  # pragma: no cover - copy_unverified copies the whole tensor or raises
+            raise AssertionError(f"{tensor.describe()}: copied {written[0] - offset} of {tensor.nbytes} bytes")
+        self.pending.append((name, self.pool.submit(self._check, hasher, tensor)))
+        self._raise_early()
+
+    def _hash(self, hasher: Any, offset: int, count: int) -> None:
+        while count:
+            view = self.buffer[:min(count, len(self.buffer))]
+            got = os.preadv(self.fd, [view], offset)
+            if got <= 0:
+                raise IntegrityError("the output file shrank while it was being written; assemble again")
+            hasher.update(view[:got])
+            offset += got
+            count -= got
+
+    @staticmethod
+    def _check(hasher: Any, tensor: CopyPlan) -> Bytes32:
+        digest = Bytes32(hasher.digest())
+        tensor.element.check_digest(tensor.name, digest)
+        return digest
+
+    def _raise_early(self) -> None:
+        # Fail on the first corrupt copy as soon as it is known, not after the whole shard.
+        while self.pending and self.pending[0][1].done():
+            self.pending[0][1].result()
+            self.finished.append(self.pending.pop(0))
+
+    def finish(self) -> dict[str, Bytes32]:
+        results = [(name, future.result()) for name, future in [*self.finished, *self.pending]]
+        return {name: digest for name, digest in results if name is not None}
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pwrite_all(fd: int, data, offset: int) -> int:

@@ -19,7 +19,7 @@ from ..chain.errors import RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import Kind, Registry, record_id_of
 from ..chain.inputs import RecordInput
-from ..digest import parse_bytes32, to_hex
+from ..digest import Bytes32, parse_bytes32, to_hex
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from .prepare import PreparedElement, Progress, prepare_elements
@@ -32,6 +32,7 @@ __all__ = [
     "TooManyParentsError",
     "UnknownLicenseName",
     "check_parent_count",
+    "claim_terms",
     "element_claim",
     "element_claims",
     "resolve_license",
@@ -182,6 +183,20 @@ def element_claims(
         raise InputError("nothing to publish: give one or more element files")
     if name and len(paths) > 1:
         raise InputError("--name names one element; publish several files without it (each is named by its file name)")
+    terms, parent_ids = claim_terms(registry, license=license, parents=parents, resolver=resolver)
+    prepared = prepare_elements(paths, store, kind=kind, name=name, progress=progress)
+    return terms, [element_claim(p, signing_account(registry).address, terms.license_id, parent_ids) for p in prepared]
+
+
+def claim_terms(registry: Registry, *, license: str | int, parents: Sequence[Any] = (),
+                resolver: Any = None) -> tuple[LicenseTerms, list[Bytes32]]:
+    """The checks :func:`element_claims` makes before anything is stored: an account, the licence,
+    the parents (existence, count, every ancestor's terms with ``resolver``); the terms and the
+    sorted parent ids.
+
+    Raises:
+        UnknownLicenseName; UnknownParentError; TooManyParentsError; LicenseViolation subclasses.
+    """
     publisher = signing_account(registry).address
     terms = resolve_license(registry, license)
     parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
@@ -194,5 +209,4 @@ def element_claims(
 
         graph = resolver.graph(parent_ids, documents=False)
         check_license_against_ancestors(publisher, terms, graph, parent_ids)
-    prepared = prepare_elements(paths, store, kind=kind, name=name, progress=progress)
-    return terms, [element_claim(p, publisher, terms.license_id, parent_ids) for p in prepared]
+    return terms, parent_ids

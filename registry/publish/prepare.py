@@ -4,6 +4,10 @@ Preparing an element file computes its content id (tensors: the tensor table; fi
 and its element manifest (``elements.manifest/v1``, canonical JSON) naming the data file's CID;
 data and manifest go into the local block store. The record's CID is the manifest's CID. Nothing
 here talks to a chain: :mod:`registry.publish.claims` turns what is prepared into claims.
+
+An element that exists only as a plan (a delta's changed tensors: :func:`prepare_planned`) is
+streamed from the checkpoint's memory map into its blocks, never written as a file: the bytes a
+file of it would hold, so the same CIDs and record.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..chain.registry import Kind
 from ..errors import InputError, UnsafeFileError
 from ..formats.content_id import Manifest, manifest_of
 from ..formats.checkpoint import INDEX_SUFFIX
+from ..formats.split import ElementStream, PlannedElement
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
 from ..storage.unixfs import add_file
@@ -28,6 +33,7 @@ __all__ = [
     "kind_of",
     "prepare_element",
     "prepare_elements",
+    "prepare_planned",
     "store_document",
 ]
 
@@ -200,6 +206,48 @@ def prepare_elements(
                                         progress=step))
         base += 2 * size
     return prepared
+
+
+def prepare_planned(
+    element: PlannedElement,
+    views: Any,
+    store: BlockStore | None,
+    *,
+    source: str | os.PathLike,
+    kind: int | str | None = None,
+    progress: Progress | None = None,
+) -> PreparedElement:
+    """A planned tensors element streamed from ``views`` (:func:`registry.formats.safetensors.open_tensors`
+    of its checkpoint) into ``store``: its canonical safetensors bytes, each tensor hashed as it
+    passes and checked against the plan, no file written. The manifest and record are those of
+    :func:`prepare_element` on the file :func:`registry.formats.split.split_model` would write.
+
+    Raises:
+        SplitError: the checkpoint changed since it was planned (what was stored is unreferenced:
+            ``elements gc`` frees it).
+        InputError: a kind that is not a tensors kind.
+    """
+    kind = kind_of(kind) if kind is not None else Kind.ELEMENT
+    if kind not in (Kind.ELEMENT, Kind.ADAPTER) or element.kind != "tensors":
+        raise InputError(f"{element.name!r} is a planned tensors element; publish it as an element or an adapter")
+    stream = ElementStream(element, views)
+    hashed = [0]
+    on_bytes = None
+    if progress is not None:
+        report = progress
+
+        def on_bytes(count: int) -> None:
+            hashed[0] += count
+            report(hashed[0], stream.size)
+
+    try:
+        data_cid = add_file(stream, store, progress=on_bytes)
+        stream.read(1)  # the end: the stream checks its last tensor
+    finally:
+        stream.close()
+    manifest = element.manifest.with_metadata({"name": element.name}).with_data(
+        data_cid, stream.size, f"{element.name}.safetensors")
+    return PreparedElement(element.name, Path(source), int(kind), manifest, store_document(manifest.to_json_bytes(), store))
 
 
 def store_document(document: bytes, store: BlockStore | None) -> CID:

@@ -18,8 +18,9 @@ a byte offset maps onto one leaf through the ``blocksizes`` of the inner nodes a
 - :meth:`DagFile.copy_to` moves a byte range into another file in the kernel: for raw leaves the
   block file *is* the range, so ``os.copy_file_range`` copies (or reflinks, on file systems that
   share extents) from the block files without the bytes entering the process. Those bytes are
-  **not** hashed here; the caller must hash what it wrote (the assembly engine checks every
-  copied tensor against its manifest digest) and, on a mismatch, :meth:`BlockStore.scrub` the DAG.
+  **not** hashed here; the caller must hash what it wrote (the assembly engine hashes every
+  copied tensor from the output as it is written and checks it against its manifest digest) and,
+  on a mismatch, :meth:`BlockStore.scrub` the DAG.
 """
 
 from __future__ import annotations

@@ -9,7 +9,14 @@ A block is **needed** when it is reachable from a root:
 - any block written less than ``grace`` seconds ago (an import, a publish or a fetch in progress in
   another process has not noted its roots yet).
 
-Everything else in ``blocks/`` is garbage. Derived caches (``cache/elements``, ``cache/data``: data
+Everything else in ``blocks/`` is garbage. With a size limit (``max_size``: ``elements gc
+--max-size SIZE``, or the config's ``cache_limit``) garbage is not all freed: it is a cache, and
+only the least recently used of it goes, until the block store holds at most the limit. A block's
+last use is the latest of its file's modification and access times (written or fetched; read,
+where the file system records reads) and the time of the latest assembly note, however old, whose
+DAGs reach it; ties go by name, so the order is the same on every run. Needed blocks are never
+evicted: when they alone exceed the limit, gc frees every other block and says by how much the
+limit is still exceeded. Derived caches (``cache/elements``, ``cache/data``: data
 files exported for a caller that wanted a path; assembly no longer writes them) and scratch areas
 whose process is gone are freed too.
 
@@ -157,6 +164,16 @@ class GcPlan:
     caches: list[tuple[Path, int]] = field(default_factory=list)  # derived cache directories
     roots: dict[str, int] = field(default_factory=dict)  # kind of root -> how many
     missing_roots: int = 0  # roots whose DAG is not (wholly) here
+    max_size: int | None = None  # the block store's size limit, if any (LRU eviction)
+    cached: int = 0  # unneeded blocks kept because they fit under the limit
+    cached_bytes: int = 0
+
+    @property
+    def over_limit(self) -> int:
+        """Bytes the store still holds beyond ``max_size`` once the plan has run (needed blocks)."""
+        if self.max_size is None:
+            return 0
+        return max(0, self.kept_bytes - self.max_size)
 
     @property
     def garbage_bytes(self) -> int:
@@ -177,6 +194,10 @@ class GcPlan:
             "young_blocks_kept": self.young,
             "derived_cache_bytes": self.cache_bytes,
             "freed_bytes": self.garbage_bytes + self.cache_bytes,
+            "max_size": self.max_size,
+            "cached_blocks_kept": self.cached,
+            "cached_bytes_kept": self.cached_bytes,
+            "over_limit_bytes": self.over_limit,
         }
 
 
@@ -223,16 +244,20 @@ def reach_blocks(store: BlockStore, roots: Iterable[CID], keep: set[str]) -> int
 
 
 def plan_gc(home: Path, store: BlockStore, published: Iterable[CID | str] = (), *, keep_days: float = 7.0,
-            grace: float = 3600.0, now: float | None = None) -> GcPlan:
+            grace: float = 3600.0, now: float | None = None, max_size: int | None = None) -> GcPlan:
     """Decide what gc frees (nothing is removed: :func:`run_gc` does).
 
     Args:
         published: CIDs of the documents of the user's records (their manifests' data is kept too).
         keep_days: assemblies noted less than this many days ago keep what they read.
         grace: blocks written less than this many seconds ago are kept whatever references them.
+        max_size: free only the least recently used unneeded blocks, until the store holds at most
+            this many bytes (None: free every unneeded block).
     """
+    if max_size is not None and max_size < 0:
+        raise ValueError("max_size must not be negative")
     now = time.time() if now is None else now
-    plan = GcPlan(Path(home), store)
+    plan = GcPlan(Path(home), store, max_size=max_size)
     documents: list[CID] = []
     for value in published:
         try:
@@ -246,6 +271,7 @@ def plan_gc(home: Path, store: BlockStore, published: Iterable[CID | str] = (), 
     data = [d for d in (_document_data(store, c) for c in [*documents, *pinned]) if d is not None]
     keep: set[str] = set()
     plan.missing_roots = reach_blocks(store, [*documents, *pinned, *data, *assembled], keep)
+    unneeded: list[tuple[Path, os.stat_result]] = []
     if store.root.is_dir():
         for shard in sorted(store.root.iterdir()):
             if not shard.is_dir() or shard.name.startswith("."):
@@ -265,12 +291,52 @@ def plan_gc(home: Path, store: BlockStore, published: Iterable[CID | str] = (), 
                     plan.kept_blocks += 1
                     plan.kept_bytes += stat.st_size
                 else:
-                    plan.garbage.append((entry, stat.st_size))
+                    unneeded.append((entry, stat))
+    if max_size is None:
+        plan.garbage = [(entry, stat.st_size) for entry, stat in unneeded]
+    else:
+        _evict_least_recently_used(plan, unneeded, _note_times(home, store), max_size)
     for relative in DERIVED_CACHES:
         path = Path(home) / relative
         if path.is_dir():
             plan.caches.append((path, _tree_size(path)[1]))
     return plan
+
+
+def _note_times(home: Path, store: BlockStore) -> dict[str, float]:
+    """Block name -> the time of the newest assembly note (of any age) whose DAGs reach it."""
+    times: dict[str, float] = {}
+    for note in assemblies(home):  # newest first: a block keeps the first time it is reached at
+        reached: set[str] = set()
+        cids = []
+        for value in note.cids:
+            try:
+                cids.append(CID.parse(value))
+            except CIDError:
+                continue
+        reach_blocks(store, cids, reached)
+        for name in reached:
+            times.setdefault(name, note.time)
+    return times
+
+
+def _evict_least_recently_used(plan: GcPlan, unneeded: list[tuple[Path, os.stat_result]],
+                               note_times: dict[str, float], max_size: int) -> None:
+    """Mark for removal the least recently used of ``unneeded`` until the store fits ``max_size``."""
+    def last_used(item: tuple[Path, os.stat_result]) -> tuple[float, str]:
+        entry, stat = item
+        return max(stat.st_mtime, stat.st_atime, note_times.get(entry.name, 0.0)), entry.name
+
+    total = plan.kept_bytes + sum(stat.st_size for _, stat in unneeded)
+    for entry, stat in sorted(unneeded, key=last_used):
+        if total <= max_size:
+            plan.cached += 1
+            plan.cached_bytes += stat.st_size
+            continue
+        plan.garbage.append((entry, stat.st_size))
+        total -= stat.st_size
+    plan.kept_blocks += plan.cached
+    plan.kept_bytes += plan.cached_bytes
 
 
 def run_gc(plan: GcPlan) -> int:
