@@ -88,6 +88,28 @@ def random_records(count: int, license_id: int, parents=()) -> list[RecordInput]
 
 
 @pytest.fixture(scope="module")
+def anvil(anvil_binary, tmp_path_factory):
+    """This module's own anvil: the capping proxy answers for the registry's whole history, so no
+    other module's records (a batch of 50 in one block) may share its blocks, whatever the order
+    the files run in."""
+    from registry.chain.devnet import Anvil
+
+    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-logs") / "anvil.log")
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def anvil_registry(anvil):
+    """The registry on this module's anvil."""
+    chain = anvil.connect()
+    return Registry.deploy(chain, chain.dev_accounts[0]).with_account(None)
+
+
+@pytest.fixture(scope="module")
 def spread(anvil, anvil_registry):
     """A fresh publisher's 24 leaves and a composition of six of them, over 13 blocks."""
     registry = registry_for("anvil", anvil_registry)
