@@ -7,7 +7,7 @@ The Python API (``registry.api``, loaded on first use so ``import registry`` sta
     published = registry.publish("model.safetensors", license="MIT")
     graph = registry.resolve(published.composition.record_id)
     built = registry.assemble(published.composition.record_id, "rebuilt")
-    report = registry.verify("rebuilt", check=True)  # raises registry.VerificationFailed
+    report = registry.verify("rebuilt", check=True)  # raises registry.VerificationFailedError
 
 and the exception hierarchy (``registry.errors``). Layers, each importing only below (see
 docs/architecture.md)::
@@ -30,7 +30,7 @@ from .errors import (
     NotFoundError,
     ServiceError,
     UnsafeFileError,
-    VerificationFailed,
+    VerificationFailedError,
 )
 
 if _typing.TYPE_CHECKING:
@@ -45,7 +45,7 @@ __all__ = [
     "NotFoundError",
     "ServiceError",
     "UnsafeFileError",
-    "VerificationFailed",
+    "VerificationFailedError",
     "__version__",
     "assemble",
     "publish",

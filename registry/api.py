@@ -16,7 +16,7 @@ one chain: the in-process ``memory`` chain is a new chain on every connection.
     published = registry.publish("model.safetensors", license="MIT", registry=contract)
     graph = registry.resolve(published.composition.record_id, registry=contract)
     built = registry.assemble(published.composition.record_id, "rebuilt", registry=contract)
-    report = registry.verify("rebuilt", registry=contract, check=True)  # raises VerificationFailed
+    report = registry.verify("rebuilt", registry=contract, check=True)  # raises VerificationFailedError
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .errors import VerificationFailed
+from .errors import VerificationFailedError
 
 if TYPE_CHECKING:
     from .chain.registry import Registry
@@ -93,7 +93,7 @@ def resolve(query: str | bytes, *, registry: Registry | None = None, settings: S
     each document fetched and checked against its record (unless ``documents=False``).
 
     Raises:
-        HashNotFound: nothing on the chain names ``query``.
+        HashNotFoundError: nothing on the chain names ``query``.
     """
     from .records.resolve import Resolver
 
@@ -107,7 +107,7 @@ def assemble(query: str, out: str | os.PathLike[str], *, registry: Registry | No
     element fetched and verified, the output checked against the content id its record claims.
 
     Raises:
-        OutputExists: ``out`` exists and not ``force``; OutputMismatch, NotAComposition, ...
+        OutputExistsError: ``out`` exists and not ``force``; OutputMismatchError, NotACompositionError, ...
     """
     from .compose.chain_source import assemble_composition
     from .records.resolve import Resolver
@@ -124,7 +124,7 @@ def verify(model: str | os.PathLike[str], *, registry: Registry | None = None, s
     Args:
         trust: publisher addresses whose claims are trusted.
         claim: a composition (record id or content id) the model must be.
-        check: raise :class:`VerificationFailed` (with the report as ``.report``) unless the
+        check: raise :class:`VerificationFailedError` (with the report as ``.report``) unless the
             verdict is ``verified``, instead of returning a failed report.
         options: further :class:`registry.provenance.verify.VerifyOptions` fields
             (``allow_yanked``, ``accept_disputed``).
@@ -139,7 +139,7 @@ def verify(model: str | os.PathLike[str], *, registry: Registry | None = None, s
         report = verify_model(Path(model), opened, sources, verify_options, home=resolved.home)
     if check and not report.verified:
         why = "; ".join(report.reasons) or "no claim on the chain matches it"
-        failed = VerificationFailed(f"{model}: verdict {report.verdict}: {why}")
+        failed = VerificationFailedError(f"{model}: verdict {report.verdict}: {why}")
         failed.report = report
         raise failed
     return report

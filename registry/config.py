@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from .files import atomic_write
 from .errors import ConfigError
-from .limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
+from .limits import CONFIG_BYTES, LimitExceededError, NotJSONError, load_json_file
 
 __all__ = [
     "ENV",
@@ -96,9 +96,9 @@ def load_config_file(home: Path) -> dict[str, Any]:
         data = load_json_file(path, CONFIG_BYTES)
     except FileNotFoundError:
         return {}
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise ConfigError(str(exc)) from None
-    except NotJSON as exc:
+    except NotJSONError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from None
     except OSError as exc:
         raise ConfigError(f"{path} cannot be read ({exc.strerror}); fix its permissions or delete it") from None

@@ -11,7 +11,7 @@ subclass also inherits the matching built-in so callers can catch either::
     ├── ServiceError(ConnectionError)     a chain, Kubo node or gateway that is down or answers garbage (2)
     ├── ChainError(RuntimeError)          the chain refused something (wrong chain, no registry, revert) (2)
     ├── ConfigError(ValueError)           a bad configuration, key or network name (2)
-    └── VerificationFailed                provenance could not be established (1)
+    └── VerificationFailedError                provenance could not be established (1)
 
 Layers add their own subclasses (``registry.storage.errors``, ``registry.chain.errors`` ...)
 under these. Every message names the problem and the fix, on one line.
@@ -28,7 +28,7 @@ __all__ = [
     "ServiceError",
     "ChainError",
     "ConfigError",
-    "VerificationFailed",
+    "VerificationFailedError",
 ]
 
 
@@ -66,7 +66,7 @@ class ConfigError(ElementsError, ValueError):
     """A configuration value, network name or key is wrong."""
 
 
-class VerificationFailed(ElementsError):
+class VerificationFailedError(ElementsError):
     """Provenance could not be established; the CLI exits with 1. Raised by
     ``registry.verify(..., check=True)``, with the failed verification's report as ``report``."""
 

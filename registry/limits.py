@@ -2,7 +2,7 @@
 
 Anyone may publish, so a document, a header, a block or a node's answer is written by an
 adversary as often as by a friend. Each thing read from outside is checked against an explicit
-limit **before** it is parsed or allocated, and a violation is a :class:`LimitExceeded` (an
+limit **before** it is parsed or allocated, and a violation is a :class:`LimitExceededError` (an
 :class:`~registry.errors.InputError`) whose message names the limit, the value and the fix.
 ``docs/limits.md`` lists every limit of :data:`LIMITS` (a test keeps the two equal).
 
@@ -30,8 +30,8 @@ from .errors import InputError
 __all__ = [
     "Limit",
     "LIMITS",
-    "LimitExceeded",
-    "NotJSON",
+    "LimitExceededError",
+    "NotJSONError",
     "JSON_DEPTH",
     "JSON_VALUES",
     "JSON_NUMBER_CHARS",
@@ -110,12 +110,12 @@ class Limit(int):
 
     def exceeded(self, what: str, value: int | str, error: Callable[[str], Exception] | None = None) -> Exception:
         """The error for ``what`` having ``value`` over this limit (``error`` builds it from the
-        message; a :class:`LimitExceeded` by default)."""
+        message; a :class:`LimitExceededError` by default)."""
         message = f"{self.describe(what, value)}; {self.fix}"
         if error is None:
-            return LimitExceeded(message, limit=self, value=value, what=what)
+            return LimitExceededError(message, limit=self, value=value, what=what)
         made = error(message)
-        if isinstance(made, LimitExceeded):
+        if isinstance(made, LimitExceededError):
             made.limit, made.value, made.what = self, value, what
         return made
 
@@ -126,7 +126,7 @@ class Limit(int):
         return value
 
 
-class LimitExceeded(InputError):
+class LimitExceededError(InputError):
     """Something read from outside is over one of the limits of :data:`LIMITS`.
 
     ``limit`` is the :class:`Limit` (its ``name`` is what the docs list), ``value`` what was found,
@@ -140,7 +140,7 @@ class LimitExceeded(InputError):
         self.what = what
 
 
-class NotJSON(InputError):
+class NotJSONError(InputError):
     """Bytes that are not UTF-8 JSON (the message says where; callers add what the bytes were)."""
 
 
@@ -357,8 +357,8 @@ def loads_json(
         object_pairs_hook: as for ``json.loads`` (to refuse duplicate keys).
 
     Raises:
-        LimitExceeded: over a limit (checked before parsing).
-        NotJSON: not UTF-8, or not JSON.
+        LimitExceededError: over a limit (checked before parsing).
+        NotJSONError: not UTF-8, or not JSON.
     """
     if isinstance(data, str):
         text = data
@@ -374,7 +374,7 @@ def loads_json(
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise NotJSON(f"{what} is not UTF-8 (byte {exc.start})") from None
+            raise NotJSONError(f"{what} is not UTF-8 (byte {exc.start})") from None
 
     def parse_int(literal: str) -> int:
         _check_number(literal, what)
@@ -384,17 +384,17 @@ def loads_json(
         _check_number(literal, what)
         value = float(literal)
         if not math.isfinite(value):
-            raise NotJSON(f"{what} holds the number {literal}, too large for a float")
+            raise NotJSONError(f"{what} holds the number {literal}, too large for a float")
         return value
 
     def refuse_constant(name: str) -> Any:
-        raise NotJSON(f"{name} is not allowed (JSON has no {name})")
+        raise NotJSONError(f"{name} is not allowed (JSON has no {name})")
 
     try:
         return json.loads(text, object_pairs_hook=object_pairs_hook, parse_int=parse_int,
                           parse_float=parse_float, parse_constant=refuse_constant)
     except json.JSONDecodeError as exc:
-        raise NotJSON(f"{exc.msg} (line {exc.lineno} column {exc.colno})") from None
+        raise NotJSONError(f"{exc.msg} (line {exc.lineno} column {exc.colno})") from None
     except RecursionError:  # pragma: no cover - the depth was measured; kept for a lowered recursion limit
         raise JSON_DEPTH.exceeded(f"the nesting of {what}", "too deep for this interpreter") from None
 
@@ -403,7 +403,7 @@ def read_bounded(path: str | os.PathLike[str], max_bytes: Limit, what: str | Non
     """A file's bytes, refused before reading when it is over ``max_bytes``.
 
     Raises:
-        LimitExceeded: the file is larger; FileNotFoundError / OSError as ``open`` raises them.
+        LimitExceededError: the file is larger; FileNotFoundError / OSError as ``open`` raises them.
     """
     path = Path(path)
     with open(path, "rb") as handle:
@@ -419,7 +419,7 @@ def load_json_file(path: str | os.PathLike[str], max_bytes: Limit, what: str | N
     """:func:`read_bounded`, then :func:`loads_json`.
 
     Raises:
-        LimitExceeded, NotJSON; FileNotFoundError / OSError from reading.
+        LimitExceededError, NotJSONError; FileNotFoundError / OSError from reading.
     """
     what = what or str(path)
     return loads_json(read_bounded(path, max_bytes, what), what=what, max_bytes=max_bytes,
@@ -439,7 +439,7 @@ def loads_yaml(text: str, *, what: str, max_bytes: Limit = DOCUMENT_BYTES) -> An
     values than JSON's (timestamps, binary, sets, ordered pairs) are refused.
 
     Raises:
-        LimitExceeded: over a limit; NotJSON: not YAML, or values JSON does not have.
+        LimitExceededError: over a limit; NotJSONError: not YAML, or values JSON does not have.
     """
     import yaml
 
@@ -452,7 +452,7 @@ def loads_yaml(text: str, *, what: str, max_bytes: Limit = DOCUMENT_BYTES) -> An
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise NotJSON(f"{problem}{at}") from None
+        raise NotJSONError(f"{problem}{at}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -481,7 +481,7 @@ def _bounded_loader() -> type:
             event = self.peek_event()
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor in self.anchors and event.anchor not in self.sizes:
-                    raise NotJSON(f"{self.what}: alias *{event.anchor} repeats a node that contains it (a recursive document)")
+                    raise NotJSONError(f"{self.what}: alias *{event.anchor} repeats a node that contains it (a recursive document)")
                 nodes, height = self.sizes.get(event.anchor, (1, 1))
                 self._count(nodes)
                 JSON_DEPTH.check(self.depth + height, f"the nesting of {self.what} (aliases expanded)")
@@ -526,15 +526,15 @@ def _check_json_values(value: Any, what: str) -> None:
         if isinstance(item, dict):
             for key, inner in item.items():
                 if not isinstance(key, _JSON_SCALARS) or (isinstance(key, float) and not math.isfinite(key)):
-                    raise NotJSON(f"{what} has a key {key!r} of type {type(key).__name__}; keys are strings (quote it)")
+                    raise NotJSONError(f"{what} has a key {key!r} of type {type(key).__name__}; keys are strings (quote it)")
                 stack.append(inner)
         elif isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise NotJSON(f"{what} holds {item}; JSON numbers are finite")
+                raise NotJSONError(f"{what} holds {item}; JSON numbers are finite")
         elif not isinstance(item, _JSON_SCALARS):
-            raise NotJSON(f"{what} holds a {type(item).__name__} ({str(item)[:40]!r}); only JSON values are allowed (quote it)")
+            raise NotJSONError(f"{what} holds a {type(item).__name__} ({str(item)[:40]!r}); only JSON values are allowed (quote it)")
 
 
 # ---------------------------------------------------------------------------------------------

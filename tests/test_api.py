@@ -68,7 +68,7 @@ def test_publish_resolve_assemble_and_verify_round_trip_on_the_in_process_chain(
     report = registry.verify(tmp_path / "rebuilt", registry=contract, settings=settings, check=True)
     assert report.verdict == "verified" and report.exit_code == 0
 
-    # One changed weight: a failed verification is a report, or VerificationFailed when asked.
+    # One changed weight: a failed verification is a report, or VerificationFailedError when asked.
     tampered = tmp_path / "tampered" / "model.safetensors"
     tampered.parent.mkdir()
     write_safetensors(tampered, {"encoder.layer.0.dense.weight": np.zeros((8, 4), np.float32),
@@ -76,7 +76,7 @@ def test_publish_resolve_assemble_and_verify_round_trip_on_the_in_process_chain(
                                  "pooler.dense.bias": rng.standard_normal(4).astype(np.float32)})
     failed = registry.verify(tampered.parent, registry=contract, settings=settings, attribute=False)
     assert failed.exit_code == 1 and failed.verdict != "verified"
-    with pytest.raises(registry.VerificationFailed, match=f"verdict {failed.verdict}") as raised:
+    with pytest.raises(registry.VerificationFailedError, match=f"verdict {failed.verdict}") as raised:
         registry.verify(tampered.parent, registry=contract, settings=settings, attribute=False, check=True)
     assert raised.value.exit_code == 1 and raised.value.report.verdict == failed.verdict
     assert len(str(raised.value).splitlines()) == 1

@@ -19,7 +19,7 @@ def test_a_licence_error_decodes_with_the_parent_and_the_licence_names():
     data = revert("CommercialUseNotAllowed(bytes32,uint32,uint32)", ["bytes32", "uint32", "uint32"], [parent, 7, 2])
     exc = E.decode_revert(data, {7: "CC-BY-NC-4.0", 2: "MIT"}.get)
     assert type(exc) is E.CommercialUseNotAllowedError
-    assert isinstance(exc, E.LicenseViolation) and isinstance(exc, ChainError) and isinstance(exc, RuntimeError)
+    assert isinstance(exc, E.LicenseViolationError) and isinstance(exc, ChainError) and isinstance(exc, RuntimeError)
     assert exc.error == "CommercialUseNotAllowed"
     assert exc.values == {"parentId": "0x" + parent.hex(), "parentLicenseId": 7, "childLicenseId": 2}
     assert exc.parent_id == "0x" + parent.hex() and exc.rule == "non-commercial"
@@ -49,11 +49,11 @@ def test_every_registry_error_has_a_one_line_message_that_names_a_fix(name):
 def test_solidity_strings_panics_empty_and_unknown_data_become_transaction_failed():
     assert "no such thing" in str(E.decode_revert(revert("Error(string)", ["string"], ["no such thing"])))
     panic = E.decode_revert(revert("Panic(uint256)", ["uint256"], [0x11]))
-    assert isinstance(panic, E.TransactionFailed) and "0x11" in str(panic)
-    assert isinstance(E.decode_revert(b""), E.TransactionFailed)
-    assert isinstance(E.decode_revert(b"\xde\xad\xbe\xef"), E.TransactionFailed)
+    assert isinstance(panic, E.TransactionFailedError) and "0x11" in str(panic)
+    assert isinstance(E.decode_revert(b""), E.TransactionFailedError)
+    assert isinstance(E.decode_revert(b"\xde\xad\xbe\xef"), E.TransactionFailedError)
     truncated = E.selector("UnknownParent") + b"\x00" * 5
-    assert isinstance(E.decode_revert(truncated), E.TransactionFailed)
+    assert isinstance(E.decode_revert(truncated), E.TransactionFailedError)
 
 
 def test_each_chain_error_derives_from_the_project_roots_and_a_builtin():
@@ -61,7 +61,7 @@ def test_each_chain_error_derives_from_the_project_roots_and_a_builtin():
     assert issubclass(E.UnknownNetworkError, ConfigError) and issubclass(E.UnknownNetworkError, ValueError)
     assert issubclass(E.AccountError, ConfigError)
     assert issubclass(E.RecordNotFoundError, NotFoundError) and issubclass(E.RecordNotFoundError, LookupError)
-    for cls in (E.WrongChainError, E.NoRegistryError, E.TransactionFailed, E.RegistryRevert):
+    for cls in (E.WrongChainError, E.NoRegistryError, E.TransactionFailedError, E.RegistryRevertError):
         assert issubclass(cls, ChainError)
     for name in E.__all__:
         obj = getattr(E, name)

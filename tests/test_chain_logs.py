@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from registry.chain.errors import ChainError, LogQueryRefused
+from registry.chain.errors import ChainError, LogQueryRefusedError
 from registry.chain.logs import LogLimits, block_ranges, is_capped, merge_logs, query_logs, suggested_span
 from registry.chain.connection import connect
 from registry.chain.reader import Kind
@@ -166,7 +166,7 @@ def test_a_walk_halves_a_refused_range_keeps_the_smaller_step_and_gives_up_after
     def node(low, high):
         asked.append((low, high))
         if high - low + 1 > 3:
-            raise LogQueryRefused("query exceeds max block range 3")
+            raise LogQueryRefusedError("query exceeds max block range 3")
         return [{"blockNumber": hex(b), "logIndex": "0x0"} for b in range(low, high + 1)]
 
     logs = query_logs(node, 0, 19, LogLimits(max_range=16))

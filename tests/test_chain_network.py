@@ -10,7 +10,7 @@ import pytest
 
 from registry.chain import Kind, RecordInput, Registry, connect
 from registry.chain.devnet import Anvil
-from registry.chain.errors import RpcUnavailableError, TransactionFailed
+from registry.chain.errors import RpcUnavailableError, TransactionFailedError
 
 CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
 
@@ -45,7 +45,7 @@ def test_nonces_are_managed_across_threads_and_clients(chain_backend, registry_o
 
 def test_a_transaction_that_runs_out_of_gas_is_reported_with_its_gas(registry_on):
     reg = registry_on
-    with pytest.raises(TransactionFailed) as info:
+    with pytest.raises(TransactionFailedError) as info:
         reg.publish(RecordInput(os.urandom(32), CID, 2), gas=30_000)
     assert "gas used" in str(info.value) and "30000" in str(info.value)
 

@@ -125,7 +125,7 @@ def test_debug_shows_the_traceback(tmp_path, switch):
     args, env = (["--debug"], {}) if switch == "--debug" else ([], {"ELEMENTS_DEBUG": "1"})
     result = elements(tmp_path, "show", UNKNOWN_ID, *args, **env)
     assert result.returncode == 2
-    assert "Traceback (most recent call last)" in result.stderr and "HashNotFound" in result.stderr
+    assert "Traceback (most recent call last)" in result.stderr and "HashNotFoundError" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("elements: error: no record and no claim")
 
 

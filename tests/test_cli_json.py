@@ -153,7 +153,7 @@ def test_errors_with_json_are_one_json_object_on_stdout(world, tmp_path):
     unknown = elements(world["home"], "--json", "show", "0x" + "ab" * 32, **world["env"])
     assert unknown.returncode == 2 and unknown.stderr == ""
     error = json.loads(unknown.stdout)
-    assert error["error"] == "HashNotFound" and "elements ls" in error["message"] and error["exit_code"] == 2
+    assert error["error"] == "HashNotFoundError" and "elements ls" in error["message"] and error["exit_code"] == 2
 
 
 def test_devnet_json_is_one_line_per_event(anvil_binary, tmp_path):

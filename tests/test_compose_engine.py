@@ -13,9 +13,9 @@ import pytest
 import safetensors.numpy
 
 from registry.compose.delta import make_delta
-from registry.compose.engine import PROVENANCE_NAME, OutputExists, OutputMismatch, assemble, inspect_recipe, parse_size
+from registry.compose.engine import PROVENANCE_NAME, OutputExistsError, OutputMismatchError, assemble, inspect_recipe, parse_size
 from registry.formats.recipe import RecipeError, load_recipe, parse_recipe, with_record_ids
-from registry.compose.sources import ElementIntegrityError, ElementNotFound, LocalElementSource
+from registry.compose.sources import ElementIntegrityError, ElementNotFoundError, LocalElementSource
 from registry.formats.content_id import content_id, directory_ids, file_content_id
 from registry.formats.checkpoint import read_checkpoint
 from registry.formats.safetensors_writer import write_safetensors
@@ -251,14 +251,14 @@ def _assert_refused(doc_or_recipe, work, tmp_path, error, message, **kwargs):
 
 def test_refuses_a_recipe_naming_a_missing_element(work, tmp_path):
     (work / "elements/pooler.safetensors").unlink()
-    error = _assert_refused(reassembly_recipe(work), work, tmp_path, ElementNotFound, "input 'pooler'.*does not exist")
+    error = _assert_refused(reassembly_recipe(work), work, tmp_path, ElementNotFoundError, "input 'pooler'.*does not exist")
     assert isinstance(error, NotFoundError) and error.exit_code == 2
 
 
 def test_refuses_a_record_only_input_the_directory_lacks(work, tmp_path):
     doc = reassembly_recipe(work)
     doc["inputs"]["pooler"] = {"kind": "tensors", "content_id": "0x" + "ab" * 32, "record": "0x" + "01" * 32}
-    _assert_refused(doc, work, tmp_path, ElementNotFound, "is not in")
+    _assert_refused(doc, work, tmp_path, ElementNotFoundError, "is not in")
 
 
 def test_refuses_a_tensor_that_does_not_exist(work, tmp_path):
@@ -292,7 +292,7 @@ def test_refuses_an_existing_output_directory_unless_forced(work, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    with pytest.raises(OutputExists, match="exists; choose another -o or pass --force"):
+    with pytest.raises(OutputExistsError, match="exists; choose another -o or pass --force"):
         assemble(work / "recipe.json", LocalElementSource(work), out)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
     assemble(work / "recipe.json", LocalElementSource(work), out, force=True)
@@ -368,16 +368,16 @@ def test_refuses_an_element_whose_manifest_was_swapped(work, tmp_path):
 def test_refuses_an_output_that_differs_from_the_expected_content_id(work, tmp_path):
     doc = reassembly_recipe(work)
     doc["output"]["content_id"] = "0x" + "00" * 32
-    _assert_refused(doc, work, tmp_path, OutputMismatch, "give content id .* but it expects 0x0000")
+    _assert_refused(doc, work, tmp_path, OutputMismatchError, "give content id .* but it expects 0x0000")
     doc = reassembly_recipe(work)
     doc["output"]["tensors"][0]["shape"] = [1, 513]
-    _assert_refused(doc, work, tmp_path, OutputMismatch, "the recipe's table says F32\\[1, 513\\]")
+    _assert_refused(doc, work, tmp_path, OutputMismatchError, "the recipe's table says F32\\[1, 513\\]")
 
 
 def test_refuses_an_output_file_that_differs_from_the_expected(work, tmp_path):
     doc = reassembly_recipe(work)
     doc["files"] = [dict(f, patch={"num_hidden_layers": 5}) if f["path"] == "config.json" else f for f in doc["files"]]
-    _assert_refused(doc, work, tmp_path, OutputMismatch, "output file\\(s\\) config.json differ")
+    _assert_refused(doc, work, tmp_path, OutputMismatchError, "output file\\(s\\) config.json differ")
 
 
 def test_refuses_a_tensor_produced_twice_and_an_override_of_nothing(work, tmp_path):

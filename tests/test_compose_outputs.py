@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from registry.compose.outputs import OutputMismatch, check_output_table, output_table_problems, table_differences
+from registry.compose.outputs import OutputMismatchError, check_output_table, output_table_problems, table_differences
 from registry.compose.plan import plan_tensors
 from registry.compose.sources import LocalElementSource
 from registry.formats.recipe import OutputSpec, OutputTensor, parse_recipe
@@ -51,7 +51,7 @@ def test_a_copy_with_another_digest_is_refused_by_assembly_and_reported_by_verif
     recipe, plan, honest = planned
     rows = tuple(replace(t, digest=honest.tensors[0].digest) if t.name == "w" else t for t in honest.tensors)
     recipe = recipe.with_output(replace(honest, tensors=rows, content_id=None))
-    with pytest.raises(OutputMismatch, match=f"output tensor 'w' would be copied with digest {plan.tensors['w'].digest} "
+    with pytest.raises(OutputMismatchError, match=f"output tensor 'w' would be copied with digest {plan.tensors['w'].digest} "
                                              f"but the recipe's table says {honest.tensors[0].digest}"):
         check_output_table(recipe, plan)
     assert output_table_problems(recipe, plan) == [
@@ -63,7 +63,7 @@ def test_every_difference_is_listed_for_verification_and_the_first_refused_for_a
     recipe, plan, honest = planned
     rows = tuple(replace(t, shape=(9,)) for t in honest.tensors)
     recipe = recipe.with_output(replace(honest, tensors=rows, content_id=None))
-    with pytest.raises(OutputMismatch, match=r"output tensor 'b' would be F32\[3\] but the recipe's table says F32\[9\]"):
+    with pytest.raises(OutputMismatchError, match=r"output tensor 'b' would be F32\[3\] but the recipe's table says F32\[9\]"):
         check_output_table(recipe, plan)
     assert output_table_problems(recipe, plan) == [
         "its recipe's output table says b is F32[9] but its steps give F32[3]",
@@ -74,7 +74,7 @@ def test_every_difference_is_listed_for_verification_and_the_first_refused_for_a
 def test_a_tensor_the_table_lacks_is_named_by_both(planned):
     recipe, plan, honest = planned
     recipe = recipe.with_output(replace(honest, tensors=honest.tensors[1:], content_id=None))
-    with pytest.raises(OutputMismatch, match="the recipe's steps do not match its output table: it produces b not in the table"):
+    with pytest.raises(OutputMismatchError, match="the recipe's steps do not match its output table: it produces b not in the table"):
         check_output_table(recipe, plan)
     assert output_table_problems(recipe, plan) == [
         "its recipe's steps produce 1 tensor(s) its output table lacks and lack 0 it lists (e.g. b); the recipe is inconsistent"
@@ -85,7 +85,7 @@ def test_a_content_id_the_copies_do_not_give_is_refused_by_assembly(planned):
     recipe, plan, honest = planned
     other = "0x" + "11" * 32
     recipe = recipe.with_output(replace(honest, content_id=other))
-    with pytest.raises(OutputMismatch, match=f"give content id {plan.predicted_content_id()} but it expects {other}"):
+    with pytest.raises(OutputMismatchError, match=f"give content id {plan.predicted_content_id()} but it expects {other}"):
         check_output_table(recipe, plan)
     # Verification compares the claim's content id with the model's instead (registry.provenance).
     assert output_table_problems(recipe, plan) == []

@@ -82,7 +82,7 @@ def test_every_contract_error_has_a_python_exception_with_the_same_signature():
     for name, (types, names, cls, _) in chain_errors.ERRORS.items():
         abi_names = [i["name"] for item in artifact()["abi"] if item.get("name") == name for i in item["inputs"]]
         assert list(names) == abi_names
-        assert issubclass(cls, chain_errors.RegistryRevert)
+        assert issubclass(cls, chain_errors.RegistryRevertError)
 
 
 def test_type_hashes_and_constants_match_the_formulas_they_come_from():

@@ -36,7 +36,7 @@ from registry.chain import (
     ShareAlikeRequiredError,
     connect,
 )
-from registry.chain.errors import LicenseViolation, RegistryRevert
+from registry.chain.errors import LicenseViolationError, RegistryRevertError
 
 CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
 TERMS = {t.license_id: t for t in BUILTIN_LICENSES}
@@ -178,11 +178,11 @@ class AncestryMachine(RuleBasedStateMachine):
             check()
             send()
             return
-        with pytest.raises(LicenseViolation) as off_chain:
+        with pytest.raises(LicenseViolationError) as off_chain:
             check()
-        with pytest.raises(RegistryRevert) as on_chain:
+        with pytest.raises(RegistryRevertError) as on_chain:
             send()
-        assert isinstance(on_chain.value, LicenseViolation), on_chain.value
+        assert isinstance(on_chain.value, LicenseViolationError), on_chain.value
         # The first violation the chain reports is one the model found, and the client names the same.
         assert on_chain.value.rule in violations
         assert (off_chain.value.error, off_chain.value.values) == (on_chain.value.error, on_chain.value.values)
@@ -382,5 +382,5 @@ def test_every_builtin_licence_binds_a_derivative_of_another_publisher_as_its_fl
             bits = (0 if terms.commercial_use else INHERITS_NON_COMMERCIAL) | (INHERITS_SHARE_ALIKE if terms.share_alike else 0)
             assert mallory.record(rid).inherited == bits
         else:
-            with pytest.raises(LicenseViolation):
+            with pytest.raises(LicenseViolationError):
                 mallory.publish(record)

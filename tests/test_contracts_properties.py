@@ -31,7 +31,7 @@ from registry.chain import (
     Registry,
     check_derivative,
 )
-from registry.chain.errors import RegistryRevert
+from registry.chain.errors import RegistryRevertError
 from tests.chain_worlds import World, deployed_memory_world
 
 #: slow: stateful property runs against the model (`scripts/test.sh --fast` leaves them out)
@@ -80,7 +80,7 @@ class RegistryMachine(RuleBasedStateMachine):
             try:
                 check_derivative(publisher, self.licenses[record.license_id],
                                  [("0x" + parent.hex(), parent_publisher, self.licenses[parent_license], parent_inherited)])
-            except RegistryRevert as exc:
+            except RegistryRevertError as exc:
                 return exc.error
         return None
 
@@ -133,7 +133,7 @@ class RegistryMachine(RuleBasedStateMachine):
             assert reg.publish(record) == rid
             self.remember(rid, publisher, record)
         else:
-            with pytest.raises(RegistryRevert) as info:
+            with pytest.raises(RegistryRevertError) as info:
                 reg.publish(record)
             assert info.value.error == expected
 
@@ -164,7 +164,7 @@ class RegistryMachine(RuleBasedStateMachine):
             for record in batch:
                 self.remember(record.record_id(publisher), publisher, record)
         else:
-            with pytest.raises(RegistryRevert) as info:
+            with pytest.raises(RegistryRevertError) as info:
                 reg.publish_batch(batch)
             assert info.value.error == expected
 
@@ -175,7 +175,7 @@ class RegistryMachine(RuleBasedStateMachine):
         entry = self.records[rid]
         reg = self.as_(who)
         if reg.account.address != entry["publisher"]:
-            with pytest.raises(RegistryRevert) as info:
+            with pytest.raises(RegistryRevertError) as info:
                 reg.yank(rid)
             assert info.value.error == "NotPublisher"
         else:

@@ -59,7 +59,7 @@ WITHOUT_ALL: dict[str, str] = {}
 #: Exception classes exempt from "ElementsError and a built-in", with the reason.
 EXCEPTIONS_WITHOUT_BUILTIN = {
     "registry.errors.ElementsError": "the root: callers catch it as such (its built-in is Exception)",
-    "registry.errors.VerificationFailed": "a verdict (exit code 1), not bad input, a lookup or a service: no built-in fits",
+    "registry.errors.VerificationFailedError": "a verdict (exit code 1), not bad input, a lookup or a service: no built-in fits",
 }
 PRIVATE_EXCEPTIONS = {
     "registry.provenance.verifier._Skip": "control flow inside Verifier._open_composition; never leaves it",

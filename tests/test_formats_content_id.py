@@ -20,7 +20,7 @@ from registry.formats import content_id as cid_module
 from registry.formats.content_id import (
     FILE_DOMAIN,
     TENSORS_DOMAIN,
-    ContentIdMismatch,
+    ContentIdMismatchError,
     Manifest,
     ManifestError,
     TensorEntry,
@@ -275,7 +275,7 @@ def test_manifest_round_trips_through_canonical_json():
 def test_manifest_with_an_altered_tensor_table_is_refused():
     document = manifest_of(MODEL).to_json()
     document["tensors"][3]["digest"] = "0x" + "00" * 32
-    with pytest.raises(ContentIdMismatch, match="hashes to") as info:
+    with pytest.raises(ContentIdMismatchError, match="hashes to") as info:
         Manifest.from_json(document)
     assert isinstance(info.value, IntegrityError)
 
@@ -316,7 +316,7 @@ def test_a_plain_file_manifest_has_no_tensor_table(tmp_path):
     assert "tensors" not in manifest.to_json()
     assert Manifest.from_json(manifest.to_json_bytes()) == manifest
     manifest.check_file(MODEL_DIR / "config.json")
-    with pytest.raises(ContentIdMismatch):
+    with pytest.raises(ContentIdMismatchError):
         manifest.check_file(MODEL_DIR / "tokenizer.json")
 
 

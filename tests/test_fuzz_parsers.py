@@ -31,7 +31,7 @@ from registry.records.resolve import parse_hash
 from registry.formats.safetensors import parse_header_bytes
 from registry.formats.safetensors_writer import write_safetensors
 from registry.errors import ElementsError
-from registry.limits import JSON_DEPTH, LimitExceeded, NotJSON, loads_json, loads_yaml, measure_json
+from registry.limits import JSON_DEPTH, LimitExceededError, NotJSONError, loads_json, loads_yaml, measure_json
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import CarReader, export_car, import_car
 from registry.storage.cid import CID, RAW
@@ -182,7 +182,7 @@ SEEDS = _seeds()
 def test_the_bounded_json_loader_returns_what_json_would_or_a_typed_refusal(data):
     try:
         value = loads_json(data, what="fuzz")
-    except (LimitExceeded, NotJSON):
+    except (LimitExceededError, NotJSONError):
         return
     reference = json.loads(data.decode("utf-8"))
     assert json.dumps(value, sort_keys=True) == json.dumps(reference, sort_keys=True)
@@ -196,9 +196,9 @@ def test_any_nesting_is_measured_and_refused_above_the_limit_never_a_crash(depth
     try:
         loads_json(text, what="fuzz")
         assert measured <= JSON_DEPTH
-    except LimitExceeded:
+    except LimitExceededError:
         assert measured > JSON_DEPTH
-    except NotJSON:
+    except NotJSONError:
         pass
 
 

@@ -27,8 +27,8 @@ from registry.limits import (
     PATH_COMPONENT_BYTES,
     SAFETENSORS_HEADER_BYTES,
     Limit,
-    LimitExceeded,
-    NotJSON,
+    LimitExceededError,
+    NotJSONError,
     check_name,
     check_output_path,
     check_path,
@@ -71,7 +71,7 @@ def test_the_modules_own_constants_are_the_limits():
 
 
 def test_a_violation_names_the_limit_the_value_and_the_fix():
-    with pytest.raises(LimitExceeded) as caught:
+    with pytest.raises(LimitExceededError) as caught:
         loads_json("[" * 70 + "]" * 70, what="the test document")
     error = caught.value
     assert isinstance(error, InputError) and error.exit_code == 2
@@ -93,7 +93,7 @@ def test_depth_is_refused_before_parsing_whatever_the_recursion_limit(limit):
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(limit)
     try:
-        with pytest.raises(LimitExceeded, match="JSON_DEPTH"):
+        with pytest.raises(LimitExceededError, match="JSON_DEPTH"):
             loads_json("[" * 100_000 + "]" * 100_000, what="x")
         assert loads_json("[" * 64 + "]" * 64, what="x") is not None
     finally:
@@ -102,9 +102,9 @@ def test_depth_is_refused_before_parsing_whatever_the_recursion_limit(limit):
 
 def test_a_deep_document_in_a_process_that_imported_py_evm_is_refused_not_a_crash():
     # py-evm (the in-process chain) raises the recursion limit to 100,000: json.loads of this crashed with exit 139.
-    script = ("import json, sys; from registry.chain.connection import connect; connect('memory'); from registry.limits import loads_json, LimitExceeded\n"
+    script = ("import json, sys; from registry.chain.connection import connect; connect('memory'); from registry.limits import loads_json, LimitExceededError\n"
               "assert sys.getrecursionlimit() >= 100_000\n"
-              "try:\n    loads_json('[' * 100_000 + ']' * 100_000, what='x')\nexcept LimitExceeded:\n    print('refused')\n")
+              "try:\n    loads_json('[' * 100_000 + ']' * 100_000, what='x')\nexcept LimitExceededError:\n    print('refused')\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "refused", (result.returncode, result.stderr)
 
@@ -122,16 +122,16 @@ def test_what_the_loader_accepts_it_reads_as_json_does(document):
     ("[1,]", "Expecting value"), (b"\xff", "not UTF-8"), ("", "Expecting value"),
 ])
 def test_what_json_has_not_is_not_json(text, problem):
-    with pytest.raises(NotJSON, match=problem):
+    with pytest.raises(NotJSONError, match=problem):
         loads_json(text, what="x")
 
 
 def test_size_and_value_count_and_number_length_are_limits():
-    with pytest.raises(LimitExceeded, match="CONFIG_BYTES"):
+    with pytest.raises(LimitExceededError, match="CONFIG_BYTES"):
         loads_json(b" " * (CONFIG_BYTES + 1), what="x", max_bytes=CONFIG_BYTES)
-    with pytest.raises(LimitExceeded, match="JSON_VALUES"):
+    with pytest.raises(LimitExceededError, match="JSON_VALUES"):
         loads_json("[" + "0," * JSON_VALUES + "0]", what="x")
-    with pytest.raises(LimitExceeded, match="JSON_NUMBER_CHARS"):
+    with pytest.raises(LimitExceededError, match="JSON_NUMBER_CHARS"):
         loads_json("1" * 101, what="x")
     assert loads_json("1" * 100, what="x") == int("1" * 100)
 
@@ -140,7 +140,7 @@ def test_a_file_over_its_limit_is_refused_before_it_is_read(tmp_path):
     sparse = tmp_path / "huge.json"
     with open(sparse, "wb") as handle:
         handle.truncate(8 << 30)  # 8 GiB that would never fit in memory
-    with pytest.raises(LimitExceeded, match="CONFIG_BYTES"):
+    with pytest.raises(LimitExceededError, match="CONFIG_BYTES"):
         read_bounded(sparse, CONFIG_BYTES)
     small = tmp_path / "small.json"
     small.write_text('{"a": 1}')
@@ -151,11 +151,11 @@ def test_yaml_is_read_as_json_values_with_aliases_counted_expanded():
     assert loads_yaml("a: &x [1, 2]\nb: *x\nc: {d: null}\n", what="y") == {"a": [1, 2], "b": [1, 2], "c": {"d": None}}
     bomb = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(7))
-    with pytest.raises(LimitExceeded, match="JSON_VALUES"):
+    with pytest.raises(LimitExceededError, match="JSON_VALUES"):
         loads_yaml(bomb, what="y")
-    with pytest.raises(LimitExceeded, match="JSON_DEPTH"):
+    with pytest.raises(LimitExceededError, match="JSON_DEPTH"):
         loads_yaml("a: &x " + "[" * 40 + "]" * 40 + "\nb: " + "[" * 30 + "*x" + "]" * 30, what="y")
-    with pytest.raises(LimitExceeded, match="JSON_DEPTH"):
+    with pytest.raises(LimitExceededError, match="JSON_DEPTH"):
         loads_yaml("[" * 100_000, what="y")
 
 
@@ -165,24 +165,24 @@ def test_yaml_is_read_as_json_values_with_aliases_counted_expanded():
     ("\x1f", "unacceptable character|special characters"), ("a: [", "expected|end of stream"),
 ])
 def test_yaml_without_a_json_meaning_is_not_json(text, problem):
-    with pytest.raises(NotJSON, match=problem):
+    with pytest.raises(NotJSONError, match=problem):
         loads_yaml(text, what="y")
 
 
 def test_names_and_paths_are_bounded_per_component_and_whole():
     assert check_name("n" * NAME_BYTES, "tensor name") == "n" * NAME_BYTES
-    with pytest.raises(LimitExceeded, match="NAME_BYTES"):
+    with pytest.raises(LimitExceededError, match="NAME_BYTES"):
         check_name("é" * 513, "tensor name")  # 1,026 bytes in UTF-8
     assert check_path("a/" + "b" * 255, "files[0].path")
-    with pytest.raises(LimitExceeded, match="PATH_COMPONENT_BYTES"):
+    with pytest.raises(LimitExceededError, match="PATH_COMPONENT_BYTES"):
         check_path("a/" + "b" * 256, "files[0].path")
-    with pytest.raises(LimitExceeded, match="PATH_BYTES"):
+    with pytest.raises(LimitExceededError, match="PATH_BYTES"):
         check_path("/".join(["c" * 200] * 21), "files[0].path")
     assert PATH_BYTES == 4096 and PATH_COMPONENT_BYTES == 255
 
 
 def test_an_output_path_is_checked_before_anything_is_created(tmp_path):
-    with pytest.raises(LimitExceeded, match="PATH_COMPONENT_BYTES"):
+    with pytest.raises(LimitExceededError, match="PATH_COMPONENT_BYTES"):
         check_output_path(tmp_path / "new" / ("o" * 256))
     assert not (tmp_path / "new").exists()
     assert check_output_path(tmp_path / ("o" * 255)) == tmp_path / ("o" * 255)
@@ -198,7 +198,7 @@ def test_a_temporary_name_fits_a_file_system_whatever_the_name_it_stands_for():
 def test_a_limit_checks_and_shows_itself():
     limit = Limit(10, "TEST_LIMIT", "items", "a test", "use fewer")
     assert limit.check(10, "x") == 10 and limit.shown() == "10 items"
-    with pytest.raises(LimitExceeded, match=r"^x is 11 items, over the limit of 10 items \(TEST_LIMIT\); use fewer$"):
+    with pytest.raises(LimitExceededError, match=r"^x is 11 items, over the limit of 10 items \(TEST_LIMIT\); use fewer$"):
         limit.check(11, "x")
     assert Limit(16 << 20, "B", "bytes", "a", "b").shown() == "16 MiB"
     assert Limit(100_000_000, "B", "bytes", "a", "b").shown() == "100,000,000 bytes"

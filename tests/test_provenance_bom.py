@@ -14,7 +14,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from registry.chain.connection import connect
 from registry.chain.registry import Registry
-from registry.provenance.bom import BomInvalid, bom_json, validate_bom_json, write_bom
+from registry.provenance.bom import BomInvalidError, bom_json, validate_bom_json, write_bom
 from registry.provenance.verify import VerifyOptions, verify_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
@@ -101,5 +101,5 @@ def test_write_bom_is_atomic_and_validation_errors_are_named(world, tmp_path):
     target = write_bom(report_for(world, WEIGHTS), tmp_path / "out" / "model.cdx.json")
     valid(target.read_text())
     assert [p.name for p in target.parent.iterdir()] == ["model.cdx.json"]
-    with pytest.raises(BomInvalid, match="CycloneDX 1.6"):
+    with pytest.raises(BomInvalidError, match="CycloneDX 1.6"):
         validate_bom_json(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"type": "nonsense", "name": "x"}]}))

@@ -17,7 +17,7 @@ from registry.chain.errors import (
 )
 from registry.chain.registry import Kind
 from registry.formats.content_id import Manifest, content_id, file_content_id
-from registry.publish.claims import UnknownLicenseName, element_claim
+from registry.publish.claims import UnknownLicenseNameError, element_claim
 from registry.publish.prepare import prepare_element
 from registry.publish.send import publish_claims, publish_elements
 from registry.publish.signed import load_signed, relay_signed, sign_claims, write_signed
@@ -151,7 +151,7 @@ def test_an_unknown_parent_is_refused(registry, store, minilm_split):
 
 
 def test_an_unknown_licence_lists_the_known_ones_and_how_to_add_one(registry, store, minilm_split):
-    with pytest.raises(UnknownLicenseName) as info:
+    with pytest.raises(UnknownLicenseNameError) as info:
         publish_elements(registry, [element_paths(minilm_split)[0]], store, license="WTFPL")
     message = str(info.value)
     assert "'WTFPL' is not registered" in message and "Apache-2.0" in message and "elements add-license WTFPL" in message

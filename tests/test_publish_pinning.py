@@ -16,7 +16,7 @@ from registry.config import Settings
 from registry.errors import ConfigError, InputError
 from registry.publish import pinning as pinning_module
 from registry.publish.pinning import add_service, dags_of, open_service, pin_dags, remove_service, service_configs
-from registry.storage.errors import PinFailed, PinServiceAuthError, PinServiceError
+from registry.storage.errors import PinFailedError, PinServiceAuthError, PinServiceError
 from registry.storage.pinsvc import PinService
 from registry.storage.unixfs import add_file
 
@@ -80,7 +80,7 @@ def test_a_second_run_finds_the_requests_and_asks_for_nothing(scripted):
 
 def test_an_interrupted_run_resumes_the_requests_it_made(scripted):
     server, time = scripted(lambda cid, polls: "queued" if polls < 2 else "pinned"), FakeTime()
-    with pytest.raises(PinFailed, match="queued for over 0.1s"):
+    with pytest.raises(PinFailedError, match="queued for over 0.1s"):
         pin_dags(client(server), CIDS[:1], queued_timeout=0.1, clock=time.clock, sleep=time.sleep)
     resumed = pin_dags(client(server), CIDS[:1], clock=time.clock, sleep=time.sleep)
     assert server.posted() == 1 and resumed.pins[0].reused and resumed.pins[0].status == "pinned"
@@ -88,7 +88,7 @@ def test_an_interrupted_run_resumes_the_requests_it_made(scripted):
 
 def test_a_pin_stuck_in_queued_stops_with_one_line_naming_the_fix(scripted):
     server, time = scripted(lambda cid, polls: "queued"), FakeTime()
-    with pytest.raises(PinFailed) as caught:
+    with pytest.raises(PinFailedError) as caught:
         pin_dags(client(server), CIDS[:2], queued_timeout=30, clock=time.clock, sleep=time.sleep)
     message = str(caught.value)
     assert "kept the pin of" in message and "queued for over 30s" in message and "--queued-timeout" in message
@@ -97,7 +97,7 @@ def test_a_pin_stuck_in_queued_stops_with_one_line_naming_the_fix(scripted):
 
 def test_a_failed_pin_stops_with_the_services_reason(scripted):
     server, time = scripted(lambda cid, polls: "failed" if cid == CIDS[1] else "pinned"), FakeTime()
-    with pytest.raises(PinFailed, match=f"pin of {CIDS[1]} failed .*could not find the content.*run the command again"):
+    with pytest.raises(PinFailedError, match=f"pin of {CIDS[1]} failed .*could not find the content.*run the command again"):
         pin_dags(client(server), CIDS, clock=time.clock, sleep=time.sleep)
 
 
@@ -109,7 +109,7 @@ def test_after_a_failure_the_next_run_asks_again(scripted):
         return "failed" if len(server.pins) == 1 else "pinned"
 
     server, time = scripted(outcome), FakeTime()
-    with pytest.raises(PinFailed):
+    with pytest.raises(PinFailedError):
         pin_dags(client(server), CIDS[:1], clock=time.clock, sleep=time.sleep)
     report = pin_dags(client(server), CIDS[:1], clock=time.clock, sleep=time.sleep)
     assert server.posted() == 2 and report.pins[0].status == "pinned" and not report.pins[0].reused
@@ -117,7 +117,7 @@ def test_after_a_failure_the_next_run_asks_again(scripted):
 
 def test_a_wait_that_runs_out_says_how_to_resume(scripted):
     server, time = scripted(lambda cid, polls: "pinning"), FakeTime()
-    with pytest.raises(PinFailed, match=r"has not pinned 1 of 1 DAG\(s\) within 20s .*pinning.*run the command again"):
+    with pytest.raises(PinFailedError, match=r"has not pinned 1 of 1 DAG\(s\) within 20s .*pinning.*run the command again"):
         pin_dags(client(server), CIDS[:1], wait=20, clock=time.clock, sleep=time.sleep)
 
 

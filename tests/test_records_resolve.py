@@ -16,7 +16,7 @@ from registry.publish.claims import element_claim
 from registry.publish.prepare import prepare_element, store_document
 from registry.publish.send import publish_claims
 from registry.records.documents import DocumentError
-from registry.records.resolve import HashNotFound, Resolver, parse_hash
+from registry.records.resolve import HashNotFoundError, Resolver, parse_hash
 from registry.errors import InputError, IntegrityError, NotFoundError
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
@@ -106,7 +106,7 @@ def test_every_claim_of_a_content_id_is_returned_earliest_first(registry, store,
 
 def test_unknown_and_malformed_hashes_are_told_apart(registry):
     resolver = Resolver(registry)
-    with pytest.raises(HashNotFound, match="no record and no claim"):
+    with pytest.raises(HashNotFoundError, match="no record and no claim"):
         resolver.graph("0x" + "12" * 32)
     with pytest.raises(InputError, match="is not a hash"):
         resolver.graph("not-a-hash")

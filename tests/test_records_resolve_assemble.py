@@ -10,8 +10,8 @@ import pytest
 
 from registry.chain.registry import Kind
 from registry.chain.inputs import RecordInput
-from registry.compose.chain_source import ChainElementSource, NotAComposition, assemble_composition, choose_composition
-from registry.compose.engine import OutputExists, OutputMismatch
+from registry.compose.chain_source import ChainElementSource, NotACompositionError, assemble_composition, choose_composition
+from registry.compose.engine import OutputExistsError, OutputMismatchError
 from registry.publish.model import publish_model
 from registry.formats.recipe import load_recipe
 from registry.compose.sources import ElementIntegrityError
@@ -61,7 +61,7 @@ def test_an_output_that_differs_from_the_claim_is_an_error_and_leaves_nothing(en
     element, leaf = published_pair(registry, store, tmp_path)
     rid = composition_over(registry, store, element, leaf, b"\5" * 32)  # claims weights it does not build
     out = tmp_path / "out"
-    with pytest.raises(OutputMismatch, match="expects 0x0505"):
+    with pytest.raises(OutputMismatchError, match="expects 0x0505"):
         assemble_composition(resolver, "0x" + rid.hex(), out)
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
@@ -82,14 +82,14 @@ def test_a_composition_without_an_output_section_is_held_to_its_claim(env, tmp_p
 def test_an_element_hash_is_not_a_composition(env, tmp_path):
     registry, store, sources, resolver = env
     element, leaf = published_pair(registry, store, tmp_path)
-    with pytest.raises(NotAComposition, match="of kind element, no composition"):
+    with pytest.raises(NotACompositionError, match="of kind element, no composition"):
         assemble_composition(resolver, "0x" + leaf.record_id.hex(), tmp_path / "out")
 
 
 def test_an_existing_output_directory_is_refused_without_force(env, tmp_path):
     registry, store, sources, resolver = env
     (tmp_path / "out").mkdir()
-    with pytest.raises(OutputExists, match="--force"):
+    with pytest.raises(OutputExistsError, match="--force"):
         assemble_composition(resolver, "0x" + "11" * 32, tmp_path / "out")
 
 

@@ -16,7 +16,7 @@ from registry.storage import blockstore as blockstore_module
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import export_car, import_car
 from registry.storage.cid import CID, DAG_PB
-from registry.storage.errors import BlockIntegrityError, BlockNotFound, IncompleteDAG
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError, IncompleteDAGError
 from registry.storage.fetch import open_store
 from registry.storage.unixfs import Profile, add_file
 
@@ -61,7 +61,7 @@ def test_put_refuses_bytes_that_do_not_match_the_cid(store):
 
 def test_get_of_an_unknown_block_names_it_and_the_fix(store):
     cid = CID.of(b"absent")
-    with pytest.raises(BlockNotFound) as info:
+    with pytest.raises(BlockNotFoundError) as info:
         store.get(cid)
     assert info.value.cid == cid
     assert isinstance(info.value, NotFoundError) and isinstance(info.value, LookupError)
@@ -97,7 +97,7 @@ def test_a_crash_mid_write_leaves_only_a_temporary_that_is_never_read_and_is_swe
     torn = shard / f".{store.path_of(cid).name}.deadbeef.tmp"
     torn.write_bytes(b"a who")  # what a killed writer leaves behind
     assert not store.has(cid)
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         store.get(cid)
     os.utime(torn, (0, 0))
     assert store.clean_incomplete() == 1
@@ -120,7 +120,7 @@ def test_export_of_an_incomplete_dag_writes_nothing(store, tmp_path):
     victim = [cid for cid, _ in store.blocks(root)][-1]
     store.delete(victim)
     out = tmp_path / "out.bin"
-    with pytest.raises(BlockNotFound) as info:
+    with pytest.raises(BlockNotFoundError) as info:
         store.export_file(root, out)
     assert info.value.cid == victim
     assert list(tmp_path.iterdir()) == [store.root]
@@ -144,13 +144,13 @@ def test_missing_lists_exactly_the_absent_blocks(store):
     store.delete(cids[2])
     store.delete(cids[-1])
     assert sorted(store.missing(root)) == sorted([cids[2], cids[-1]])
-    with pytest.raises(IncompleteDAG) as info:
+    with pytest.raises(IncompleteDAGError) as info:
         store.require(root)
     assert info.value.root == root and len(info.value.missing) == 2
 
 
 def test_require_of_an_absent_root_is_block_not_found(store):
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         store.require(CID.of(b"nowhere"))
 
 

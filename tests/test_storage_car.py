@@ -12,7 +12,7 @@ import pytest
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import CarReader, encode_header, export_car, import_car, write_car
 from registry.storage.cid import CID, encode_varint
-from registry.storage.errors import BlockIntegrityError, BlockNotFound, CARError, CIDError, IncompleteDAG
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError, CARError, CIDError, IncompleteDAGError
 from registry.storage.unixfs import PROFILES, Profile
 
 TINY = Profile("tiny", 1, True, 1000, 3)
@@ -105,7 +105,7 @@ def test_missing_blocks_are_reported_and_nothing_is_stored(store, tmp_path):
     dropped = CID.read_from(parts[3], len(encode_varint(len(parts[3]) - 1)))[0]
     broken = header + b"".join(parts[:3] + parts[4:])
     target = BlockStore(tmp_path / "target")
-    with pytest.raises(IncompleteDAG) as info:
+    with pytest.raises(IncompleteDAGError) as info:
         import_car(io.BytesIO(broken), target)
     assert info.value.root == root and dropped in info.value.missing
     assert stored_files(target) == []
@@ -161,7 +161,7 @@ def test_export_to_a_path_leaves_nothing_when_a_block_is_missing(store, tmp_path
     root = store.add_file(random.Random(7).randbytes(9_000), profile=TINY)
     store.delete([cid for cid, _ in store.blocks(root)][-1])
     path = tmp_path / "dag.car"
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         export_car(root, store.get, path)
     assert not path.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["blocks"]

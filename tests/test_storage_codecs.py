@@ -15,7 +15,7 @@ from registry.storage import codecs
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import CarReader, export_car, import_car, write_car
 from registry.storage.cid import CID, DAG_CBOR, DAG_JSON, RAW
-from registry.storage.errors import CARError, DAGError, IncompleteDAG
+from registry.storage.errors import CARError, DAGError, IncompleteDAGError
 
 from tests.kubo_fixtures import init_repo, run_ipfs
 
@@ -137,7 +137,7 @@ def test_a_dag_cbor_dag_missing_a_block_is_incomplete_and_stores_nothing(tmp_pat
     car = io.BytesIO()
     write_car(car, [root], [b for b in blocks if b[0] != LEAF_CID])
     store = BlockStore(tmp_path / "blocks")
-    with pytest.raises(IncompleteDAG) as info:
+    with pytest.raises(IncompleteDAGError) as info:
         import_car(io.BytesIO(car.getvalue()), store)
     assert info.value.missing == [LEAF_CID]
     assert not store.root.exists() or not any(p.is_file() for p in store.root.rglob("*"))

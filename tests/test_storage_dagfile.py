@@ -11,7 +11,7 @@ import pytest
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import RAW
 from registry.storage.dagfile import DagFile
-from registry.storage.errors import BlockIntegrityError, BlockNotFound
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError
 from registry.storage.unixfs import Profile
 
 PROFILES = ["unixfs-v1-2025", "unixfs-v0-2015", "cidv1", Profile("tiny-raw", 1, True, 1000, 3), Profile("tiny-v0", 0, False, 1000, 3)]
@@ -63,7 +63,7 @@ def test_a_rotten_leaf_is_refused_on_read_and_removed_from_the_store(store):
     with pytest.raises(BlockIntegrityError, match=str(leaf)):
         reader.pread(bytearray(10), 2500)
     assert not store.has(leaf)
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         reader.pread(bytearray(10), 2500)
 
 

@@ -10,7 +10,7 @@ import pytest
 from registry.config import Settings
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import CID
-from registry.storage.errors import BlockIntegrityError, BlockNotFound, CARError, IncompleteDAG
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError, CARError, IncompleteDAGError
 from registry.storage.fetch import Sources, open_store
 from registry.storage.gateway import CAR_TYPE
 from registry.storage.kubo import Kubo
@@ -45,7 +45,7 @@ def test_ensure_of_a_local_dag_asks_no_one(tmp_path):
 
 def test_ensure_with_no_source_names_the_fix(tmp_path):
     absent = CID.of(b"absent")
-    with pytest.raises(BlockNotFound) as info:
+    with pytest.raises(BlockNotFoundError) as info:
         Sources(BlockStore(tmp_path / "blocks")).ensure(absent)
     assert "--ipfs-api or --gateway" in str(info.value)
 
@@ -55,7 +55,7 @@ def test_publish_without_kubo_is_a_no_op_and_needs_a_complete_dag(tmp_path):
     root = store.add_file(random.Random(1).randbytes(5000), profile=TINY)
     assert Sources(store).publish(root) is False
     store.delete([cid for cid, _ in store.blocks(root)][-1])
-    with pytest.raises(IncompleteDAG):
+    with pytest.raises(IncompleteDAGError):
         Sources(store).publish(root)
 
 

@@ -11,7 +11,7 @@ from registry.errors import ServiceError
 from registry.storage.blockstore import BlockStore
 from registry.storage.car import encode_header, export_car, write_car
 from registry.storage.cid import CID, encode_varint
-from registry.storage.errors import BlockIntegrityError, BlockNotFound, CARError, GatewayError, IncompleteDAG
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError, CARError, GatewayError, IncompleteDAGError
 from registry.storage.gateway import CAR_TYPE, RAW_TYPE, Gateway
 from registry.storage.unixfs import Profile
 
@@ -58,7 +58,7 @@ def test_raw_block_and_whole_car_from_kubos_gateway(kubo_node, tmp_path):
 def test_content_kubos_gateway_cannot_find_is_not_found(kubo_node):
     # Kubo searches its peers, gives up after Gateway.RetrievalTimeout and answers 504.
     absent = CID.of(b"nobody has this " + random.randbytes(8))
-    with pytest.raises(BlockNotFound) as info:
+    with pytest.raises(BlockNotFoundError) as info:
         Gateway(kubo_node.gateway_url, timeout=20).get_block(absent)
     assert info.value.cid == absent and kubo_node.gateway_url in str(info.value)
 
@@ -117,7 +117,7 @@ def test_a_car_that_ends_on_a_block_boundary_but_lacks_blocks_stores_nothing(hos
     write_car(out, [root], blocks[:-2])
     hostile_server.route("GET", f"/ipfs/{root}", out.getvalue(), headers={"Content-Type": CAR_TYPE})
     target = BlockStore(tmp_path / "target")
-    with pytest.raises(IncompleteDAG) as info:
+    with pytest.raises(IncompleteDAGError) as info:
         Gateway(hostile_server.url).fetch_dag(root, target)
     assert set(info.value.missing) == {cid for cid, _ in blocks[-2:]}
     assert nothing_stored(target)
@@ -152,7 +152,7 @@ def test_a_car_that_declares_the_right_root_but_carries_another_dag_is_rejected(
     body = encode_varint(len(header)) + header + car_bytes(store, other).split(encode_header([other]), 1)[1]
     hostile_server.route("GET", f"/ipfs/{root}", body, headers={"Content-Type": CAR_TYPE})
     target = BlockStore(tmp_path / "target")
-    with pytest.raises((IncompleteDAG, CARError)):
+    with pytest.raises((IncompleteDAGError, CARError)):
         Gateway(hostile_server.url).fetch_dag(root, target)
     assert nothing_stored(target)
 
@@ -173,7 +173,7 @@ def test_an_oversized_raw_block_is_cut_off(hostile_server, source):
 
 def test_404_is_not_found_and_500_is_a_service_error(hostile_server, source):
     _, root, _ = source
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         Gateway(hostile_server.url).get_block(root)
     hostile_server.route("GET", f"/ipfs/{root}", b"boom", status=500)
     with pytest.raises(GatewayError, match="HTTP 500"):

@@ -11,7 +11,7 @@ import pytest
 
 from registry.formats.content_id import canonical_json
 from registry.storage.blockstore import BlockStore
-from registry.storage.gc import GcBusy, home_usage, plan_gc, run_gc, store_lock
+from registry.storage.gc import GcBusyError, home_usage, plan_gc, run_gc, store_lock
 from registry.storage.roots import assemblies, note_assembly, pin, pins, unpin
 from registry.storage.unixfs import Profile, file_size
 from tests.cli_support import elements, one_line_error
@@ -92,7 +92,7 @@ def test_gc_frees_the_derived_caches_and_a_dry_plan_removes_nothing(home, store)
 
 def test_gc_does_not_run_while_an_assembly_holds_the_store(store):
     with store_lock(store, exclusive=False):
-        with pytest.raises(GcBusy, match="run `elements gc` again"):
+        with pytest.raises(GcBusyError, match="run `elements gc` again"):
             with store_lock(store, exclusive=True):
                 pass
     with store_lock(store, exclusive=True):

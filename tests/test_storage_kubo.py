@@ -14,7 +14,7 @@ from registry.errors import ServiceError
 from registry.storage import kubo as kubo_module
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import CID
-from registry.storage.errors import BlockIntegrityError, BlockNotFound, KuboError
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError, KuboError
 from registry.storage.kubo import Kubo
 from registry.storage.unixfs import Profile, add_file
 
@@ -89,11 +89,11 @@ def test_add_only_hash_with_cid_version_1_agrees_with_our_importer(kubo_node):
 def test_an_unknown_block_is_not_found_without_waiting_on_the_network(kubo_node, tmp_path):
     kubo = kubo_node.client()
     absent = CID.of(b"no node has this block " + random.randbytes(8))
-    with pytest.raises(BlockNotFound) as info:
+    with pytest.raises(BlockNotFoundError) as info:
         kubo.block_get(absent, offline=True)
     assert info.value.cid == absent and kubo_node.api_url in str(info.value)
     assert not kubo.has(absent)
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         kubo.dag_export(absent, BlockStore(tmp_path / "blocks"), offline=True)
     assert not (tmp_path / "blocks").exists()
 

@@ -18,7 +18,7 @@ from registry.config import FetchLimits
 from registry.errors import ServiceError
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import CID
-from registry.storage.errors import BlockNotFound, CARError, FetchLimitError, GatewayError, GatewayLimitError
+from registry.storage.errors import BlockNotFoundError, CARError, FetchLimitError, GatewayError, GatewayLimitError
 from registry.storage.fetch import Sources
 from registry.storage.gateway import Gateway
 from registry.storage.limits import MAX_BLOCK, DagWalk
@@ -162,7 +162,7 @@ def test_the_byte_budget_is_shared_by_every_source_of_a_fetch(dag, tmp_path):
     _, root, _, car = dag
     limits = FetchLimits(timeout=2.0, deadline=6.0, min_rate=1000, max_bytes=4000)
     with ScriptedServer(honest(car, declare=False)) as first, ScriptedServer(honest(car)) as second:
-        with pytest.raises(BlockNotFound) as info:
+        with pytest.raises(BlockNotFoundError) as info:
             Sources(BlockStore(tmp_path / "blocks"), gateways=[first.url, second.url], limits=limits).ensure(root)
         message = str(info.value)
         assert f"gateway {first.url}: sent more bytes for the CAR of {root} than allowed: over the fetch's byte " \
@@ -170,7 +170,7 @@ def test_the_byte_budget_is_shared_by_every_source_of_a_fetch(dag, tmp_path):
         assert f"gateway {second.url}: was not asked: the fetch's byte budget of 4,000 bytes is spent" in message
         assert second.requests == []
     with ScriptedServer(honest(car)) as declared:  # a length over the budget: refused before the body
-        with pytest.raises(BlockNotFound, match="declares 9,071 bytes .* over the fetch's byte budget of 4,000"):
+        with pytest.raises(BlockNotFoundError, match="declares 9,071 bytes .* over the fetch's byte budget of 4,000"):
             Sources(BlockStore(tmp_path / "other"), gateways=[declared.url], limits=limits).ensure(root)
 
 
@@ -186,7 +186,7 @@ def test_when_no_source_is_good_the_error_names_each_one_and_its_reason(dag, tmp
     servers = [ScriptedServer(script) for script in scripts]
     try:
         store = BlockStore(tmp_path / "blocks")
-        with pytest.raises((CARError, BlockNotFound)) as info:
+        with pytest.raises((CARError, BlockNotFoundError)) as info:
             Sources(store, kubo=dead_kubo, gateways=[s.url for s in servers], limits=FAST).ensure(root)
         message = str(info.value)
         assert "\n" not in message

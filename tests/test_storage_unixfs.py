@@ -20,7 +20,7 @@ from registry.storage import unixfs
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import CID, DAG_PB, RAW
 from registry.storage.dagpb import decode_node, encode_node, encode_unixfs, encode_link, FILE
-from registry.storage.errors import BlockIntegrityError, BlockNotFound, DAGError
+from registry.storage.errors import BlockIntegrityError, BlockNotFoundError, DAGError
 from registry.storage.unixfs import PROFILES, Profile, add_file, get_profile, read_file, walk_dag
 
 KiB, MiB = 1024, 1024 * 1024
@@ -303,10 +303,10 @@ def test_reader_reports_a_missing_block():
     root = add_file(random.Random(8).randbytes(5000), store=sink, profile=Profile("t", 1, True, 1000, 4))
     def get(cid):
         if cid.codec == RAW:
-            raise BlockNotFound(cid)
+            raise BlockNotFoundError(cid)
         return sink.blocks[cid]
 
-    with pytest.raises(BlockNotFound):
+    with pytest.raises(BlockNotFoundError):
         list(read_file(root, get))
 
 

@@ -25,8 +25,8 @@ from ..limits import (
     SCRYPT_MEMORY_BYTES,
     SCRYPT_WORK_BYTES,
     Limit,
-    LimitExceeded,
-    NotJSON,
+    LimitExceededError,
+    NotJSONError,
     load_json_file,
 )
 from .errors import AccountError
@@ -88,7 +88,7 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
     path = keystore_path(keystore, home)
     try:
         encrypted = load_json_file(path, CONFIG_BYTES, f"keystore {path}")
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise AccountError(str(exc)) from None
     except FileNotFoundError:
         where = f" or {home / 'keystores'}" if home else ""
@@ -96,7 +96,7 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
             f"keystore {keystore!r} not found (looked for the path{where}); check --keystore / ELEMENTS_KEYSTORE "
             f"(`elements keys list` shows the keystores, `elements keys new {keystore}` creates one)"
         ) from None
-    except (OSError, NotJSON) as exc:
+    except (OSError, NotJSONError) as exc:
         raise AccountError(f"keystore {path} is not readable JSON ({exc}); point --keystore at an eth-account keystore") from None
     _check_kdf(encrypted, path)
     if password is None:

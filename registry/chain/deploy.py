@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from ..files import atomic_write
 from ..digest import to_hex
 from ..errors import ConfigError
-from ..limits import CONFIG_BYTES, LimitExceeded, NotJSON, load_json_file
+from ..limits import CONFIG_BYTES, LimitExceededError, NotJSONError, load_json_file
 from .abi import checksum_address as to_checksum_address
 from .abi import keccak
-from .errors import NoRegistryError, TransactionFailed
+from .errors import NoRegistryError, TransactionFailedError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -107,7 +107,7 @@ def ensure_create2_deployer(chain: Chain, funder: LocalAccount) -> bool:
     """Install the canonical CREATE2 deployer if the chain lacks it; returns True if it installed it.
 
     Raises:
-        TransactionFailed: the chain refuses the presigned transaction (e.g. it requires EIP-155
+        TransactionFailedError: the chain refuses the presigned transaction (e.g. it requires EIP-155
             replay protection); deploy on a chain that has the proxy.
     """
     if chain.code_at(CREATE2_DEPLOYER):
@@ -117,13 +117,13 @@ def ensure_create2_deployer(chain: Chain, funder: LocalAccount) -> bool:
         chain.transact(funder, {"to": CREATE2_DEPLOYER_SIGNER, "value": missing}, gas=21_000)
     try:
         receipt = chain.send_raw(CREATE2_DEPLOYER_TX)
-    except TransactionFailed as exc:
-        raise TransactionFailed(
+    except TransactionFailedError as exc:
+        raise TransactionFailedError(
             f"{chain.name} refused the CREATE2 deployer's presigned transaction ({exc}); this chain needs the "
             f"deployer {CREATE2_DEPLOYER} installed by its operators"
         ) from None
     if receipt["status"] != 1 or not chain.code_at(CREATE2_DEPLOYER):
-        raise TransactionFailed(f"installing the CREATE2 deployer on {chain.name} failed")
+        raise TransactionFailedError(f"installing the CREATE2 deployer on {chain.name} failed")
     return True
 
 
@@ -178,7 +178,7 @@ def deploy_registry(chain: Chain, account: LocalAccount, home: Path | None = Non
         data = "0x" + REGISTRY_SALT.hex() + artifact()["bytecode"][2:]
         receipt = chain.transact(account, {"to": CREATE2_DEPLOYER, "data": data})
         if not chain.code_at(address):
-            raise TransactionFailed(f"the CREATE2 deployer did not create the registry at {address} on {chain.name}")
+            raise TransactionFailedError(f"the CREATE2 deployer did not create the registry at {address} on {chain.name}")
         deployment = Deployment(
             chain.chain_id, address, int(receipt["blockNumber"]), to_hex(receipt["transactionHash"]), True
         )
@@ -198,9 +198,9 @@ def load_deployments(home: Path) -> dict[str, Any]:
         data = load_json_file(path, CONFIG_BYTES)
     except FileNotFoundError:
         return {}
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise ConfigError(f"{exc}; then run `elements deploy`") from None
-    except NotJSON as exc:
+    except NotJSONError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it, then run `elements deploy`") from None
     except OSError as exc:
         raise ConfigError(f"{path} cannot be read ({exc.strerror}); fix its permissions or delete it") from None

@@ -3,12 +3,12 @@
 Every class derives from a root in :mod:`registry.errors` (and so from a built-in)::
 
     ChainError(RuntimeError)
-    ├── RegistryRevert                    a custom error of the registry contract, decoded
+    ├── RegistryRevertError                    a custom error of the registry contract, decoded
     │   ├── InvalidRecordError            ZeroContentId, ZeroCidDigest, UnsupportedCidCodec,
     │   │                                 TooManyParents, ParentsNotAscending
     │   ├── UnknownParentError            UnknownParent
     │   ├── UnknownLicenseError           UnknownLicense
-    │   ├── LicenseViolation              a licence rule (also raised by the off-chain check)
+    │   ├── LicenseViolationError              a licence rule (also raised by the off-chain check)
     │   │   ├── DerivativesNotAllowedError
     │   │   ├── CommercialUseNotAllowedError   CommercialUseNotAllowed, InheritedCommercialUseNotAllowed
     │   │   └── ShareAlikeRequiredError        ShareAlikeRequired, InheritedShareAlikeRequired
@@ -19,9 +19,9 @@ Every class derives from a root in :mod:`registry.errors` (and so from a built-i
     │   ├── CommitmentError               UnknownCommitment, CommitmentNotRelayable,
     │   │                                 CommitmentTooRecent, CommitmentExpired, RecordExists
     │   └── InvalidLicenseError           InvalidLicenseIdentifier, InvalidLicenseFlags
-    ├── TransactionFailed                 reverted or ran out of gas without a known reason
+    ├── TransactionFailedError                 reverted or ran out of gas without a known reason
     │   └── InsufficientFundsError        the sender cannot pay for gas
-    ├── LogQueryRefused                   a node refused a log query (capped range): split it and ask again
+    ├── LogQueryRefusedError                   a node refused a log query (capped range): split it and ask again
     ├── WrongChainError                   the RPC serves another chain than expected
     └── NoRegistryError                   no (or another) contract at the registry address
     ServiceError(ConnectionError)
@@ -49,11 +49,11 @@ from .abi import decode as abi_decode
 from .abi import keccak
 
 __all__ = [
-    "RegistryRevert",
+    "RegistryRevertError",
     "InvalidRecordError",
     "UnknownParentError",
     "UnknownLicenseError",
-    "LicenseViolation",
+    "LicenseViolationError",
     "DerivativesNotAllowedError",
     "CommercialUseNotAllowedError",
     "ShareAlikeRequiredError",
@@ -62,14 +62,14 @@ __all__ = [
     "SignatureError",
     "CommitmentError",
     "InvalidLicenseError",
-    "TransactionFailed",
+    "TransactionFailedError",
     "InsufficientFundsError",
     "WrongChainError",
     "NoRegistryError",
     "RpcUnavailableError",
     "RpcResponseError",
     "RpcMismatchError",
-    "LogQueryRefused",
+    "LogQueryRefusedError",
     "UnknownNetworkError",
     "AccountError",
     "RecordNotFoundError",
@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 
-class RegistryRevert(ChainError):
+class RegistryRevertError(ChainError):
     """The registry contract refused a call with one of its custom errors.
 
     Attributes:
@@ -92,19 +92,19 @@ class RegistryRevert(ChainError):
         self.values = dict(values or {})
 
 
-class InvalidRecordError(RegistryRevert):
+class InvalidRecordError(RegistryRevertError):
     """The record input is malformed (zero ids, codec, too many or unordered parents)."""
 
 
-class UnknownParentError(RegistryRevert):
+class UnknownParentError(RegistryRevertError):
     """A parent record does not exist on this chain."""
 
 
-class UnknownLicenseError(RegistryRevert):
+class UnknownLicenseError(RegistryRevertError):
     """No licence term set has the given id."""
 
 
-class LicenseViolation(RegistryRevert):
+class LicenseViolationError(RegistryRevertError):
     """Publishing would break a parent's licence terms.
 
     Attributes:
@@ -119,52 +119,52 @@ class LicenseViolation(RegistryRevert):
         return str(self.values.get("parentId", ""))
 
 
-class DerivativesNotAllowedError(LicenseViolation):
+class DerivativesNotAllowedError(LicenseViolationError):
     """The parent's licence does not allow derivatives."""
 
     rule = "derivatives"
 
 
-class CommercialUseNotAllowedError(LicenseViolation):
+class CommercialUseNotAllowedError(LicenseViolationError):
     """The parent is non-commercial (or, for a parent of the same publisher, inherited a non-commercial
     restriction from another publisher) and the child's licence allows commercial use."""
 
     rule = "non-commercial"
 
 
-class ShareAlikeRequiredError(LicenseViolation):
+class ShareAlikeRequiredError(LicenseViolationError):
     """The parent is share-alike (or, for a parent of the same publisher, inherited a share-alike
     restriction from another publisher) and the child is not under the same terms."""
 
     rule = "share-alike"
 
 
-class UnknownRecordError(RegistryRevert):
+class UnknownRecordError(RegistryRevertError):
     """The record does not exist."""
 
 
-class NotPublisherError(RegistryRevert):
+class NotPublisherError(RegistryRevertError):
     """Only the record's publisher may do this."""
 
 
-class SignatureError(RegistryRevert):
+class SignatureError(RegistryRevertError):
     """A signed publish was refused (expired, replayed, malformed or signed by someone else)."""
 
 
-class CommitmentError(RegistryRevert):
+class CommitmentError(RegistryRevertError):
     """A reveal was refused: no matching commitment, too early, too late, not the publisher's to
     reveal, or a record it names exists already."""
 
 
-class InvalidLicenseError(RegistryRevert):
+class InvalidLicenseError(RegistryRevertError):
     """A licence term set is malformed."""
 
 
-class TransactionFailed(ChainError):
+class TransactionFailedError(ChainError):
     """A transaction reverted or ran out of gas without a reason this client knows."""
 
 
-class InsufficientFundsError(TransactionFailed):
+class InsufficientFundsError(TransactionFailedError):
     """The sending account cannot pay for the transaction's gas."""
 
 
@@ -188,7 +188,7 @@ class RpcMismatchError(ServiceError):
     """Several endpoints of one chain answered the same read differently (one of them is wrong)."""
 
 
-class LogQueryRefused(ChainError):
+class LogQueryRefusedError(ChainError):
     """A node refused an ``eth_getLogs`` query (a capped block range or result count): ask for less."""
 
 
@@ -346,7 +346,7 @@ def _msg_license_flags(v: dict[str, Any], n: LicenseNamer | None) -> str:
 
 
 # name -> (types, argument names, exception class, message builder)
-ERRORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type[RegistryRevert], MessageBuilder]] = {
+ERRORS: dict[str, tuple[tuple[str, ...], tuple[str, ...], type[RegistryRevertError], MessageBuilder]] = {
     "ZeroContentId": ((), (), InvalidRecordError, _msg_zero_content),
     "ZeroCidDigest": ((), (), InvalidRecordError, _msg_zero_cid),
     "UnsupportedCidCodec": (("uint8",), ("cidCodec",), InvalidRecordError, _msg_codec),
@@ -416,14 +416,14 @@ def _normalise(kind: str, value: Any) -> Any:
     return value
 
 
-def make_error(name: str, values: dict[str, Any], namer: LicenseNamer | None = None) -> RegistryRevert:
+def make_error(name: str, values: dict[str, Any], namer: LicenseNamer | None = None) -> RegistryRevertError:
     """Build the exception for a registry error from its argument values (also used off-chain)."""
     _, _, cls, message = ERRORS[name]
     return cls(message(values, namer), error=name, values=values)
 
 
 def decode_revert(data: bytes | str | None, namer: LicenseNamer | None = None) -> ChainError:
-    """Decode revert data into an exception (a :class:`RegistryRevert` for the registry's errors).
+    """Decode revert data into an exception (a :class:`RegistryRevertError` for the registry's errors).
 
     Args:
         data: the revert data (``0x`` hex or bytes): a 4-byte selector then ABI-encoded values.
@@ -439,7 +439,7 @@ def decode_revert(data: bytes | str | None, namer: LicenseNamer | None = None) -
         try:
             decoded = abi_decode(list(types), body) if types else ()
         except Exception:
-            return TransactionFailed(f"the registry reverted with a malformed {name} error ({data.hex()})")
+            return TransactionFailedError(f"the registry reverted with a malformed {name} error ({data.hex()})")
         values = {n: _normalise(t, v) for n, t, v in zip(names, types, decoded)}
         return make_error(name, values, namer)
     if head == _ERROR_STRING:
@@ -447,13 +447,13 @@ def decode_revert(data: bytes | str | None, namer: LicenseNamer | None = None) -
             (reason,) = abi_decode(["string"], body)
         except Exception:
             reason = body.hex()
-        return TransactionFailed(f"the transaction reverted: {reason}")
+        return TransactionFailedError(f"the transaction reverted: {reason}")
     if head == _PANIC:
         try:
             (code,) = abi_decode(["uint256"], body)
         except Exception:
             code = -1
-        return TransactionFailed(f"the transaction hit a Solidity panic (code 0x{code:02x}); this is a bug, report it")
+        return TransactionFailedError(f"the transaction hit a Solidity panic (code 0x{code:02x}); this is a bug, report it")
     if not data:
-        return TransactionFailed("the transaction reverted without a reason (out of gas, or not the registry?)")
-    return TransactionFailed(f"the transaction reverted with unknown error data 0x{data.hex()}")
+        return TransactionFailedError("the transaction reverted without a reason (out of gas, or not the registry?)")
+    return TransactionFailedError(f"the transaction reverted with unknown error data 0x{data.hex()}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..errors import ChainError
-from .errors import LogQueryRefused, RpcResponseError
+from .errors import LogQueryRefusedError, RpcResponseError
 
 __all__ = ["LogLimits", "DEFAULT_LOG_LIMITS", "is_capped", "suggested_span", "block_ranges", "merge_logs", "query_logs"]
 
@@ -139,7 +139,7 @@ def merge_logs(parts: Iterable[Iterable[Any]]) -> list[Any]:
 def _refusal(exc: Exception) -> str | None:
     """The message of a refusal that asking for less cures: a node's cap, or an answer over this
     client's byte budget (``SERVICE_ANSWER_BYTES``); ``None`` for any other error."""
-    if isinstance(exc, LogQueryRefused):
+    if isinstance(exc, LogQueryRefusedError):
         return str(exc)
     if isinstance(exc, RpcResponseError) and "SERVICE_ANSWER_BYTES" in str(exc):
         return "query returned more than this client's byte budget (SERVICE_ANSWER_BYTES)"
@@ -160,7 +160,7 @@ def query_logs(
 
     Args:
         get_logs: one ``eth_getLogs`` over ``(from block, to block)``; raises
-            :class:`LogQueryRefused` with the node's message when the node refuses it.
+            :class:`LogQueryRefusedError` with the node's message when the node refuses it.
         limits: the largest range and the number of halvings allowed.
         where: the endpoint, as errors name it.
         first_span: the first step (default ``limits.max_range``), for a walk over dense blocks.
@@ -181,7 +181,7 @@ def query_logs(
         high = min(end, low + span - 1)
         try:
             answer = get_logs(low, high)
-        except (LogQueryRefused, RpcResponseError) as exc:
+        except (LogQueryRefusedError, RpcResponseError) as exc:
             message = _refusal(exc)
             if message is None:
                 raise

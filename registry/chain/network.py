@@ -22,10 +22,10 @@ from .abi import checksum_address as to_checksum_address
 from .errors import (
     LicenseNamer,
     InsufficientFundsError,
-    LogQueryRefused,
+    LogQueryRefusedError,
     RpcResponseError,
     RpcUnavailableError,
-    TransactionFailed,
+    TransactionFailedError,
     decode_revert,
 )
 from .rpc import public_url, web3_provider
@@ -252,7 +252,7 @@ class Chain:
         """``eth_getLogs``: the raw logs (JSON objects; on ``memory`` web3's dicts).
 
         Raises:
-            LogQueryRefused: the node refused the query (a capped range or result count).
+            LogQueryRefusedError: the node refused the query (a capped range or result count).
         """
         if self.is_memory:
             memory_filter = {**flt, **{k: int(v, 16) for k, v in flt.items() if k in ("fromBlock", "toBlock") and isinstance(v, str) and v.startswith("0x")}}
@@ -261,12 +261,12 @@ class Chain:
             except ElementsError:
                 raise
             except Exception as exc:
-                raise LogQueryRefused(str(exc)) from None
+                raise LogQueryRefusedError(str(exc)) from None
         answer = self.rpc("reading logs", lambda: self.provider.make_request("eth_getLogs", [flt]))
         if not isinstance(answer, dict):
             raise RpcResponseError(f"{self.rpc_url} answered eth_getLogs with something that is not a JSON-RPC answer; check the URL")
         if answer.get("error") is not None:
-            raise LogQueryRefused(_message(answer["error"]))
+            raise LogQueryRefusedError(_message(answer["error"]))
         result = answer.get("result")
         if not isinstance(result, list):
             raise RpcResponseError(f"{self.rpc_url} answered eth_getLogs with {type(result).__name__}, not a list of logs; check the node")
@@ -298,7 +298,7 @@ class Chain:
                 self.provider.ethereum_tester.call(call, block)  # memory: the provider is eth-tester's
             except self.tester_failed as replayed:
                 return decode_revert(_parse_tester_data(replayed.args[0] if replayed.args else b""), namer)
-            return TransactionFailed("the in-process chain refused the transaction, but the replayed call passed")
+            return TransactionFailedError("the in-process chain refused the transaction, but the replayed call passed")
         return decode_revert(_revert_data(exc), namer)
 
     def rpc(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -366,8 +366,8 @@ class Chain:
         decoded error (e.g. :class:`UnknownParentError`) before anything is sent.
 
         Raises:
-            RegistryRevert subclasses: the registry refused (decoded by selector).
-            TransactionFailed: the transaction was mined but failed.
+            RegistryRevertError subclasses: the registry refused (decoded by selector).
+            TransactionFailedError: the transaction was mined but failed.
             RpcUnavailableError: the node cannot be reached.
         """
         sender = account.address
@@ -415,9 +415,9 @@ class Chain:
                 self.call({k: base[k] for k in ("from", "to", "data", "value") if k in base}, namer, receipt["blockNumber"])
             except ChainError as exc:
                 reason = exc
-            if reason is not None and not isinstance(reason, TransactionFailed):
+            if reason is not None and not isinstance(reason, TransactionFailedError):
                 raise reason
-            raise TransactionFailed(
+            raise TransactionFailedError(
                 f"transaction 0x{bytes(tx_hash).hex()} failed in block {receipt['blockNumber']} "
                 f"(gas used {receipt['gasUsed']} of {gas}); retry, or raise the gas limit"
             )
@@ -426,13 +426,13 @@ class Chain:
     def _unreachable(self, exc: BaseException) -> RpcUnavailableError:
         return RpcUnavailableError(f"cannot reach {self.rpc_url} ({type(exc).__name__}); check the node is running")
 
-    def _refused(self, sender: str, exc: BaseException) -> TransactionFailed:
+    def _refused(self, sender: str, exc: BaseException) -> TransactionFailedError:
         text = str(exc)
         if "insufficient funds" in text.lower() or "cannot afford" in text.lower():
             return InsufficientFundsError(
                 f"{sender} has not enough ether on {self.name} to pay for gas; fund it, or use another key"
             )
-        return TransactionFailed(f"the node refused the transaction: {text}")
+        return TransactionFailedError(f"the node refused the transaction: {text}")
 
     def send_raw(self, raw: bytes | str) -> dict[str, Any]:
         """Send an already-signed transaction and wait for its receipt."""
@@ -443,7 +443,7 @@ class Chain:
         except Exception as exc:
             if _is_connection_error(exc):
                 raise self._unreachable(exc) from None
-            raise TransactionFailed(f"the node refused the transaction: {exc}") from None
+            raise TransactionFailedError(f"the node refused the transaction: {exc}") from None
         return self.wait(tx_hash)
 
     def wait(self, tx_hash: bytes) -> dict[str, Any]:
@@ -456,7 +456,7 @@ class Chain:
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(f"lost {self.rpc_url} while waiting for a receipt; the transaction may still land") from None
-            raise TransactionFailed(
+            raise TransactionFailedError(
                 f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
                 "check it before retrying (a retried publish is harmless)"
             ) from None

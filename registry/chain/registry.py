@@ -166,7 +166,7 @@ class Registry:
         returns the same id (a retry is harmless).
 
         Raises:
-            RegistryRevert subclasses, e.g. UnknownParentError, LicenseViolation subclasses.
+            RegistryRevertError subclasses, e.g. UnknownParentError, LicenseViolationError subclasses.
         """
         account = self._signer()
         record_id = record.record_id(account.address)
@@ -235,7 +235,7 @@ class Registry:
         """Publish the records the bound account committed to (same order); returns their ids.
 
         Raises:
-            RegistryRevert: UnknownCommitment, CommitmentTooRecent, CommitmentExpired, RecordExists,
+            RegistryRevertError: UnknownCommitment, CommitmentTooRecent, CommitmentExpired, RecordExists,
                 or what :meth:`publish` raises.
         """
         account = self._signer()
@@ -380,7 +380,7 @@ class Registry:
         ``records`` (as in a batch). Raises what the contract would raise.
 
         Raises:
-            UnknownLicenseError, UnknownParentError, LicenseViolation subclasses.
+            UnknownLicenseError, UnknownParentError, LicenseViolationError subclasses.
         """
         publisher = to_checksum_address(publisher or self._signer().address)
         pending: dict[bytes, tuple[str, int, int]] = {}

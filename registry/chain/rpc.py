@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, cast
 from urllib.parse import unquote, urlsplit
 
-from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import SERVICE_ANSWER_BYTES, LimitExceededError, NotJSONError, loads_json
 from .errors import RpcResponseError, RpcUnavailableError
 
 if TYPE_CHECKING:
@@ -158,9 +158,9 @@ class BoundedHTTPProvider:
         raw = self._post(body, what)
         try:
             return loads_json(raw, what=f"the answer of {public_url(self.url)} to {what}", max_bytes=SERVICE_ANSWER_BYTES)
-        except LimitExceeded as exc:
+        except LimitExceededError as exc:
             raise RpcResponseError(f"{exc}; this is not an Ethereum node, check the URL") from None
-        except NotJSON:
+        except NotJSONError:
             raise RpcResponseError(
                 f"{public_url(self.url)} does not answer JSON-RPC (its answer to {what} is not JSON); check the URL"
             ) from None

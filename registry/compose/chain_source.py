@@ -50,18 +50,18 @@ from ..storage.dagfile import DagFile
 from ..storage.errors import BlockIntegrityError
 from ..storage.gc import store_lock
 from ..storage.scratch import ScratchArea, make_area
-from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExists, assemble
+from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExistsError, assemble
 from ..formats.recipe import InputRef, Recipe, RecipeError, RecipeLimitError
 from .nested import MAX_NESTING_DEPTH, NestingError, has_cached_build
 from .readers import FileElement, TensorElement
-from .sources import ElementIntegrityError, ElementNotFound, ElementSource
+from .sources import ElementIntegrityError, ElementNotFoundError, ElementSource
 
 __all__ = [
     "ChainElementSource",
     "BlockTensorElement",
     "BlockFileElement",
     "AssembledComposition",
-    "NotAComposition",
+    "NotACompositionError",
     "choose_composition",
     "assemble_composition",
 ]
@@ -69,7 +69,7 @@ __all__ = [
 Progress = Callable[[int, int], None]
 
 
-class NotAComposition(InputError):
+class NotACompositionError(InputError):
     """The hash names records, but none of them is a composition."""
 
 
@@ -186,7 +186,7 @@ class ChainElementSource(ElementSource):
     def record(self, ref: InputRef) -> Record:
         """The record behind an input, checked against the content id and kind the recipe pins."""
         if not ref.record:
-            raise ElementNotFound(f"input {ref.name!r} has no record id; publish it and pin the recipe's inputs to records")
+            raise ElementNotFoundError(f"input {ref.name!r} has no record id; publish it and pin the recipe's inputs to records")
         rid = parse_bytes32(ref.record, "record id")
         node = self.graph.nodes.get(rid) if self.graph is not None else None
         record = node.record if node is not None else self.resolver.record(rid)
@@ -404,12 +404,12 @@ def choose_composition(records: Sequence[Record], trust: Sequence[str] = ()) -> 
     earliest that is not yanked, else the earliest.
 
     Raises:
-        NotAComposition: none of the records is a composition.
+        NotACompositionError: none of the records is a composition.
     """
     compositions = [r for r in records if r.kind == Kind.COMPOSITION]
     if not compositions:
         kinds = ", ".join(sorted({(r.kind.name.lower() if isinstance(r.kind, Kind) else str(r.kind)) for r in records}))
-        raise NotAComposition(
+        raise NotACompositionError(
             f"the hash names {len(records)} record(s) of kind {kinds}, no composition; `elements show HASH` describes them, "
             "`elements publish-model` or `elements compose` publishes a composition"
         )
@@ -440,7 +440,7 @@ def assemble_composition(
     """Resolve a composition by record id or content id, fetch and verify its elements, assemble it.
 
     The output's content id must be the one the composition record claims (else
-    :class:`OutputMismatch`, and nothing is left in ``out_dir``); ``elements-provenance.json``
+    :class:`OutputMismatchError`, and nothing is left in ``out_dir``); ``elements-provenance.json``
     names the composition record, the chain id and the registry, and every dispute of the
     composition or its elements (an earlier claim of the same content by another publisher
     under stricter terms, :mod:`registry.records.disputes`), whose terms apply.
@@ -450,14 +450,14 @@ def assemble_composition(
     only the documents stay. A kept assembly is noted for ``elements gc`` (``assemblies/``).
 
     Raises:
-        HashNotFound / RecordNotFoundError, NotAComposition, DocumentError, ElementIntegrityError,
-        OutputMismatch, OutputExists, NotFoundError/ServiceError (data no source could provide);
+        HashNotFoundError / RecordNotFoundError, NotACompositionError, DocumentError, ElementIntegrityError,
+        OutputMismatchError, OutputExistsError, NotFoundError/ServiceError (data no source could provide);
         CompositionIntegrityError / NestingError (a composition input that does not build what
         its record claims / nested too deep).
     """
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not force:
-        raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+        raise OutputExistsError(f"output directory {out} exists; choose another -o or pass --force to replace it")
     _sweep_dead_outputs(out)
     candidates = resolver.lookup(query)
     chosen = choose_composition(candidates, trust)

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 from ..formats.recipe import Recipe, load_recipe
 from ..limits import check_output_path
 from .nested import open_input
-from .outputs import OutputExists, OutputMismatch, check_output_table, merge_patch, patched_json
+from .outputs import OutputExistsError, OutputMismatchError, check_output_table, merge_patch, patched_json
 from .plan import plan_tensors
 from .readers import FileElement, TensorElement
 from .sources import ElementSource
@@ -50,8 +50,8 @@ __all__ = [
     "PROVENANCE_NAME",
     "PROVENANCE_FORMAT",
     "AssemblyResult",
-    "OutputExists",
-    "OutputMismatch",
+    "OutputExistsError",
+    "OutputMismatchError",
     "assemble",
     "assemble_elements",
     "file_plan",
@@ -79,7 +79,7 @@ def inspect_recipe(recipe: Recipe | str | os.PathLike, source: ElementSource) ->
     the predicted content id (when every tensor is a copy), sizes.
 
     Raises:
-        RecipeError / ElementNotFound / ElementIntegrityError / OutputMismatch: as :func:`assemble`.
+        RecipeError / ElementNotFoundError / ElementIntegrityError / OutputMismatchError: as :func:`assemble`.
     """
     recipe = _recipe_of(recipe)
     # Planning only: a composition input with derived tensors is planned, not built.
@@ -121,16 +121,16 @@ def assemble(
         durable: fsync every file before the output is moved into place.
 
     Raises:
-        OutputExists: ``out_dir`` exists and ``force`` is false.
+        OutputExistsError: ``out_dir`` exists and ``force`` is false.
         RecipeError: the recipe asks what its inputs cannot give (nothing is written).
-        ElementNotFound: the source lacks an input.
+        ElementNotFoundError: the source lacks an input.
         ElementIntegrityError: an input differs from the content id the recipe pins.
-        OutputMismatch: the output differs from the recipe's expected table or content id.
+        OutputMismatchError: the output differs from the recipe's expected table or content id.
     """
     recipe = _recipe_of(recipe)
     out = check_output_path(out_dir, "the output directory")
     if (out.exists() or out.is_symlink()) and not force:
-        raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+        raise OutputExistsError(f"output directory {out} exists; choose another -o or pass --force to replace it")
     with _opened(recipe, source) as elements:
         return assemble_elements(recipe, elements, out, force=force, max_shard_size=max_shard_size, progress=progress,
                                  provenance=provenance, durable=durable)

@@ -53,7 +53,7 @@ from ..errors import ElementsError
 from ..formats.content_id import Manifest, bytes_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError
 from ..limits import COMPOSITION_NESTING
-from .outputs import OutputMismatch, check_output_table, patched_json
+from .outputs import OutputMismatchError, check_output_table, patched_json
 from .plan import plan_tensors
 from .tensor_plans import CheckedPlan, CompositionIntegrityError, CopyPlan, Plan, TensorPlan, read_whole
 from .readers import ElementIntegrityError, FileElement, TensorElement
@@ -103,7 +103,7 @@ class CompositionSource(Protocol):
 
 class Build(Protocol):
     """Builds a recipe over inputs already opened into ``out_dir``, checked against the recipe's
-    output (:func:`registry.compose.writer.assemble_elements`); raises ``OutputMismatch`` when the
+    output (:func:`registry.compose.writer.assemble_elements`); raises ``OutputMismatchError`` when the
     output is not what the recipe says."""
 
     def __call__(self, recipe: Recipe, elements: Mapping[str, Any], out_dir: Path, *, force: bool,
@@ -164,7 +164,7 @@ def plan_composition(ref: InputRef, recipe: Recipe, elements: Mapping[str, Any])
         raise CompositionIntegrityError(f"{_label(ref)}: its recipe cannot be planned over its own inputs: {exc}") from None
     try:
         check_output_table(recipe, plan)
-    except OutputMismatch as exc:
+    except OutputMismatchError as exc:
         raise CompositionIntegrityError(
             f"{_label(ref)} does not build the content id it claims ({ref.content_id}): {exc}"
         ) from None
@@ -493,7 +493,7 @@ def _build(source: CompositionSource, ref: InputRef, recipe: Recipe, inputs: Map
     try:
         build(pinned, inputs, target, force=True, durable=False, max_shard_size=_ONE_SHARD,
                           provenance={"built_as_input": ref.name, "record": ref.record})
-    except OutputMismatch as exc:
+    except OutputMismatchError as exc:
         raise CompositionIntegrityError(f"{_label(ref)} does not build the content id it claims: {exc}") from None
     built = cached_build(source, ref)
     if built is None:  # pragma: no cover - the engine checked the content id it wrote

@@ -4,7 +4,7 @@ the output files' JSON merge patches, shared by assembly, nested compositions an
 A recipe's ``output`` pins a tensor table (name, dtype, shape, digest) and a content id. Its steps,
 planned over its inputs' manifests (:func:`registry.compose.plan.plan_tensors`), must give exactly
 that table: :func:`table_differences` is the one comparison. Assembly and nested compositions
-refuse the first difference (:func:`check_output_table`, an :class:`OutputMismatch`);
+refuse the first difference (:func:`check_output_table`, an :class:`OutputMismatchError`);
 verification reports every one (:func:`output_table_problems`).
 """
 
@@ -16,12 +16,12 @@ from typing import Any, Mapping
 
 from ..errors import InputError, IntegrityError
 from ..formats.recipe import OutputTensor, Recipe, RecipeError, RecipeLimitError
-from ..limits import MODEL_JSON_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import MODEL_JSON_BYTES, LimitExceededError, NotJSONError, loads_json
 from .tensor_plans import Plan, TensorPlan
 
 __all__ = [
-    "OutputExists",
-    "OutputMismatch",
+    "OutputExistsError",
+    "OutputMismatchError",
     "TableDifferences",
     "check_output_table",
     "merge_patch",
@@ -31,11 +31,11 @@ __all__ = [
 ]
 
 
-class OutputExists(InputError):
+class OutputExistsError(InputError):
     """The output directory exists and --force was not given."""
 
 
-class OutputMismatch(IntegrityError):
+class OutputMismatchError(IntegrityError):
     """The assembled output differs from what the recipe says it must be."""
 
 
@@ -78,26 +78,26 @@ def check_output_table(recipe: Recipe, plan: Plan) -> None:
     is predicted when every tensor is a copy).
 
     Raises:
-        OutputMismatch: the first difference, naming the tensor and both sides.
+        OutputMismatchError: the first difference, naming the tensor and both sides.
     """
     found = table_differences(recipe, plan)
     extra, missing = found.extra, found.missing
     if extra or missing:
         detail = (f"produces {', '.join(extra[:3])} not in the table" if extra else "") + (
             ("; " if extra else "") + f"does not produce {', '.join(missing[:3])}" if missing else "")
-        raise OutputMismatch(f"the recipe's steps do not match its output table: it {detail}; fix the steps or the table")
+        raise OutputMismatchError(f"the recipe's steps do not match its output table: it {detail}; fix the steps or the table")
     for name, row, tensor, what in found.rows:
         if what == "shape":
-            raise OutputMismatch(
+            raise OutputMismatchError(
                 f"output tensor {name!r} would be {tensor.dtype}{list(tensor.shape)} but the recipe's table says {row.dtype}{list(row.shape)}"
             )
-        raise OutputMismatch(
+        raise OutputMismatchError(
             f"output tensor {name!r} would be copied with digest {tensor.digest} but the recipe's table says {row.digest}"
         )
     expected = recipe.output.content_id
     predicted = plan.predicted_content_id()
     if expected and predicted and predicted != expected:
-        raise OutputMismatch(
+        raise OutputMismatchError(
             f"the recipe's steps give content id {predicted} but it expects {expected}; the recipe is inconsistent"
         )
 
@@ -144,11 +144,11 @@ def patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
     """
     try:
         document = loads_json(data, what=f"files: {path} (the input of a patch)", max_bytes=MODEL_JSON_BYTES)
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         if exc.limit is None:  # pragma: no cover - loads_json names the limit of every refusal
             raise
         raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
-    except NotJSON as exc:
+    except NotJSONError as exc:
         raise RecipeError(f"files: {path} has a patch but its input is not JSON ({exc})") from None
     if not isinstance(document, dict):
         raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")

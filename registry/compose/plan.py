@@ -14,7 +14,7 @@ import re
 from typing import Mapping
 
 from ..formats.content_id import TensorEntry
-from ..limits import MODEL_JSON_BYTES, PLAN_WORK, TENSORS, LimitExceeded, NotJSON, loads_json
+from ..limits import MODEL_JSON_BYTES, PLAN_WORK, TENSORS, LimitExceededError, NotJSONError, loads_json
 from ..formats.recipe import (
     Cast,
     Linear,
@@ -311,11 +311,11 @@ def _plan_lora(step: Lora, where: str, work: dict[str, TensorPlan], origin: dict
         config = elements[step.config]
         try:
             document = loads_json(config.read_bytes(), what=f"{where}: adapter config {step.config!r}", max_bytes=MODEL_JSON_BYTES)
-        except LimitExceeded as exc:
+        except LimitExceededError as exc:
             if exc.limit is None:  # pragma: no cover - loads_json names the limit of every refusal
                 raise
             raise exc.limit.exceeded(exc.what, exc.value, RecipeLimitError) from None
-        except NotJSON as exc:
+        except NotJSONError as exc:
             raise RecipeError(f"{where}: adapter config {step.config!r} is not JSON ({exc})") from None
         params = LoraParams.from_peft_config(document, f"adapter config {step.config!r}")
     pairs: dict[str, dict[str, str]] = {}

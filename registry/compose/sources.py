@@ -39,7 +39,7 @@ __all__ = [
     "LocalElementSource",
     "TensorElement",
     "FileElement",
-    "ElementNotFound",
+    "ElementNotFoundError",
     "ElementIntegrityError",
     "MANIFEST_SUFFIX",
 ]
@@ -48,7 +48,7 @@ __all__ = [
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-class ElementNotFound(NotFoundError):
+class ElementNotFoundError(NotFoundError):
     """A recipe input that the element source does not have."""
 
 
@@ -60,7 +60,7 @@ class ElementSource(ABC):
         """The element's manifest (its content id is checked against ``ref`` by the caller).
 
         Raises:
-            ElementNotFound: the source does not have this element.
+            ElementNotFoundError: the source does not have this element.
         """
 
     @abstractmethod
@@ -68,7 +68,7 @@ class ElementSource(ABC):
         """A local file holding the element's bytes (a .safetensors file or the plain file).
 
         Raises:
-            ElementNotFound: the source does not have this element.
+            ElementNotFoundError: the source does not have this element.
         """
 
     def recipe(self, ref: InputRef) -> Recipe:
@@ -76,9 +76,9 @@ class ElementSource(ABC):
         builds ``ref.content_id``.
 
         Raises:
-            ElementNotFound: the source does not have this composition.
+            ElementNotFoundError: the source does not have this composition.
         """
-        raise ElementNotFound(
+        raise ElementNotFoundError(
             f"input {ref.name!r} is a composition, and {type(self).__name__} cannot provide compositions; "
             "give it a local recipe path, or assemble from the chain (elements assemble)"
         )
@@ -139,12 +139,12 @@ class LocalElementSource(ElementSource):
 
     def recipe(self, ref: InputRef) -> Recipe:
         if not ref.path:
-            raise ElementNotFound(
+            raise ElementNotFoundError(
                 f"composition input {ref.name!r} has no path; give the local recipe file (path: …) or assemble from the chain"
             )
         path = self._inside(ref.path)
         if not path.is_file():
-            raise ElementNotFound(f"composition input {ref.name!r}: recipe {path} does not exist; fix the recipe's path")
+            raise ElementNotFoundError(f"composition input {ref.name!r}: recipe {path} does not exist; fix the recipe's path")
         return load_recipe(path)
 
     def _inside(self, relative: str) -> Path:
@@ -175,11 +175,11 @@ class LocalElementSource(ElementSource):
         if ref.path:
             path = self._inside(ref.path)
             if not path.is_file():
-                raise ElementNotFound(f"input {ref.name!r}: {path} does not exist; re-run `elements split` or fix the recipe's path")
+                raise ElementNotFoundError(f"input {ref.name!r}: {path} does not exist; re-run `elements split` or fix the recipe's path")
             return path
         found = self._index().get(ref.content_id)
         if found is None:
-            raise ElementNotFound(
+            raise ElementNotFoundError(
                 f"input {ref.name!r} (content id {ref.content_id}) is not in {self.root}; "
                 "give the directory that holds it, or fetch it from the chain with `elements assemble`"
             )

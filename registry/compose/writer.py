@@ -39,7 +39,7 @@ from ..formats.safetensors import read_header
 from ..formats.safetensors_writer import TensorSpec, build_header
 from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
-from .outputs import OutputExists, OutputMismatch, check_output_table, patched_json
+from .outputs import OutputExistsError, OutputMismatchError, check_output_table, patched_json
 from .plan import plan_tensors
 from .tensor_plans import CopyPlan, Plan, TensorPlan, block_elems
 from .readers import FileElement, TensorElement
@@ -198,12 +198,12 @@ def assemble_elements(
     (:mod:`registry.compose.nested` receives it).
 
     Raises:
-        OutputExists, InputError, RecipeError, ElementIntegrityError, OutputMismatch: as
+        OutputExistsError, InputError, RecipeError, ElementIntegrityError, OutputMismatchError: as
         :func:`registry.compose.engine.assemble`.
     """
     out = check_output_path(out_dir, "the output directory")
     if (out.exists() or out.is_symlink()) and not force:
-        raise OutputExists(f"output directory {out} exists; choose another -o or pass --force to replace it")
+        raise OutputExistsError(f"output directory {out} exists; choose another -o or pass --force to replace it")
     provenance = dict(provenance or {})
     reserved = {"format", "content_id", "recipe", "inputs", "weights", "files"}
     if reserved & set(provenance):
@@ -225,7 +225,7 @@ def assemble_elements(
         entries, weight_files = _write_weights(temporary, plan, recipe, max_shard_size, progress, syncer)
         content_id = str(tensor_set_content_id(entries))
         if recipe.output.content_id and content_id != recipe.output.content_id:
-            raise OutputMismatch(
+            raise OutputMismatchError(
                 f"the assembled weights have content id {content_id} but the recipe expects "
                 f"{recipe.output.content_id}; nothing was written"
             )
@@ -288,7 +288,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
         for name in shard:
             tensor = plan.tensors[name]
             if name in expected and str(digests[name]) != expected[name]:
-                raise OutputMismatch(
+                raise OutputMismatchError(
                     f"output tensor {name!r} has digest {digests[name]} but the recipe's table says {expected[name]}; nothing was written"
                 )
             entries.append(TensorEntry(name, tensor.dtype, tuple(tensor.shape), digests[name], tensor.nbytes))
@@ -450,7 +450,7 @@ def _write_files(directory: Path, file_plan, recipe: Recipe) -> dict[str, str]:
         want = {f.path: f.content_id for f in recipe.output.files}
         if want != files:
             wrong = sorted(p for p in set(want) | set(files) if want.get(p) != files.get(p))
-            raise OutputMismatch(
+            raise OutputMismatchError(
                 f"output file(s) {', '.join(wrong[:3])} differ from the recipe's output.files; nothing was written"
             )
     return files
@@ -504,4 +504,4 @@ def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> 
     try:
         replace_directory(temporary, out, replace=force, fsync=durable)
     except FileExistsError:
-        raise OutputExists(f"output directory {out} appeared while assembling; choose another -o or pass --force") from None
+        raise OutputExistsError(f"output directory {out} appeared while assembling; choose another -o or pass --force") from None

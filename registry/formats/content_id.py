@@ -31,7 +31,7 @@ Progress = Callable[[int, int], None]
 from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, hash_file, parse_bytes32
 from ..digest.hashing import hash_mapped_region
 from ..errors import InputError, IntegrityError
-from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
+from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceededError, NotJSONError, loads_json
 from .safetensors import DTYPE_BITS, TensorInfo, tensor_nbytes
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
 from .safetensors_writer import normalize_tensors, tensor_bytes
@@ -45,7 +45,7 @@ __all__ = [
     "DirectoryIds",
     "ManifestError",
     "ManifestLimitError",
-    "ContentIdMismatch",
+    "ContentIdMismatchError",
     "tensor_digest",
     "tensor_entries",
     "tensor_entries_of_data",
@@ -73,7 +73,7 @@ class ManifestError(InputError):
     """A manifest document that is malformed (wrong format, fields, types or order)."""
 
 
-class ManifestLimitError(ManifestError, LimitExceeded):
+class ManifestLimitError(ManifestError, LimitExceededError):
     """A manifest over one of the limits of :mod:`registry.limits` (size, nesting, tensors, rank,
     name length), refused before it is parsed or used."""
 
@@ -83,7 +83,7 @@ def _limit(limit: Any, what: str, value: int) -> ManifestLimitError:
     return error
 
 
-class ContentIdMismatch(IntegrityError):
+class ContentIdMismatchError(IntegrityError):
     """A manifest's content id differs from the one re-derived from its tensor table or data."""
 
 
@@ -309,15 +309,15 @@ class Manifest:
 
         Raises:
             ManifestError: malformed document.
-            ContentIdMismatch: the tensor table does not hash to the stated content id.
+            ContentIdMismatchError: the tensor table does not hash to the stated content id.
         """
         raw = document
         if isinstance(document, (bytes, bytearray, memoryview, str)):
             try:
                 document = loads_json(document, what="the manifest", max_bytes=DOCUMENT_BYTES, object_pairs_hook=_unique_keys)
-            except LimitExceeded as exc:
+            except LimitExceededError as exc:
                 raise _limit(exc.limit, exc.what, exc.value) from None
-            except NotJSON as exc:
+            except NotJSONError as exc:
                 problem = "not UTF-8" if "not UTF-8" in str(exc) else f"not valid JSON ({exc})"
                 raise ManifestError(f"manifest is {problem}") from None
         if not isinstance(document, Mapping):
@@ -360,7 +360,7 @@ class Manifest:
                 raise ManifestError("manifest tensors must be sorted by name with no name twice")
             derived = tensor_set_content_id(entries)
             if derived != stated:
-                raise ContentIdMismatch(
+                raise ContentIdMismatchError(
                     f"manifest states content id {stated} but its tensor table hashes to {derived}; the manifest was altered"
                 )
         manifest = cls(kind, stated, entries, data, dict(metadata))
@@ -372,11 +372,11 @@ class Manifest:
         """Check that ``path`` (a weights file/index/dir, or a plain file) has this manifest's content.
 
         Raises:
-            ContentIdMismatch: it does not.
+            ContentIdMismatchError: it does not.
         """
         actual = content_id(path) if self.kind == "tensors" else file_content_id(path)
         if actual != self.content_id:
-            raise ContentIdMismatch(f"{path} has content id {actual}, the manifest expects {self.content_id}")
+            raise ContentIdMismatchError(f"{path} has content id {actual}, the manifest expects {self.content_id}")
 
 
 def _shown(value: Any) -> str:

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json, loads_yaml
+from ..limits import DOCUMENT_BYTES, LimitExceededError, NotJSONError, loads_json, loads_yaml
 from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, over_limit as _over, parse_recipe
 
 __all__ = ["recipe_from_mergekit", "mergekit_document", "load_mergekit", "MERGEKIT_DTYPES"]
@@ -284,13 +284,13 @@ def _read_document(path: Path, what: str) -> Any:
     try:
         try:
             return loads_json(raw, what=what, max_bytes=DOCUMENT_BYTES)
-        except NotJSON:
+        except NotJSONError:
             return loads_yaml(raw.decode("utf-8"), what=what, max_bytes=DOCUMENT_BYTES)
     except UnicodeDecodeError:
         raise RecipeError(f"{what} {path} is not UTF-8 text") from None
-    except NotJSON as exc:
+    except NotJSONError as exc:
         raise RecipeError(f"{what} {path} is neither JSON nor YAML ({exc})") from None
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise _over(exc.limit, exc.what, exc.value) from None
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, UnsafeFileError
-from ..limits import NAME_BYTES, SAFETENSORS_HEADER_BYTES, TENSOR_RANK, TENSORS, LimitExceeded, NotJSON, loads_json
+from ..limits import NAME_BYTES, SAFETENSORS_HEADER_BYTES, TENSOR_RANK, TENSORS, LimitExceededError, NotJSONError, loads_json
 
 __all__ = [
     "DTYPE_BITS",
@@ -165,7 +165,7 @@ class InvalidHeaderError(SafetensorsError):
     """The header is not a UTF-8 JSON object of well-formed tensor entries."""
 
 
-class HeaderLimitError(InvalidHeaderError, LimitExceeded):
+class HeaderLimitError(InvalidHeaderError, LimitExceededError):
     """The header (or index) is over one of the limits of :mod:`registry.limits`: nesting, tensor
     count, rank or name length. Checked before the JSON is parsed or the entries are used."""
 
@@ -312,9 +312,9 @@ def loads_json_pairs(path: Path, raw: bytes, what: str, error: type[SafetensorsE
     """The header or index JSON, within the limits of registry.limits (nesting before parsing)."""
     try:
         return loads_json(raw, what=what, max_bytes=SAFETENSORS_HEADER_BYTES, object_pairs_hook=_keep_pairs)
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise _over(path, exc.limit, exc.what, exc.value) from None
-    except NotJSON as exc:
+    except NotJSONError as exc:
         raise error(path, f"{what} is not valid JSON ({exc})") from None
 
 

@@ -48,13 +48,13 @@ from ..digest import to_hex
 from ..errors import IntegrityError
 from .verify import AncestorNode, ClaimCheck, DisputeCheck, Report
 
-__all__ = ["BomInvalid", "build_bom", "bom_json", "validate_bom_json", "write_bom"]
+__all__ = ["BomInvalidError", "build_bom", "bom_json", "validate_bom_json", "write_bom"]
 
 _PREFIX = "elements:"
 _CHUNK = 8 << 20
 
 
-class BomInvalid(IntegrityError):
+class BomInvalidError(IntegrityError):
     """A generated bill of materials that the CycloneDX schema refuses (a bug: please report it)."""
 
 
@@ -213,7 +213,7 @@ def bom_json(report: Report) -> str:
     """The BOM as CycloneDX 1.6 JSON text, validated against the schema.
 
     Raises:
-        BomInvalid: the schema refuses it.
+        BomInvalidError: the schema refuses it.
     """
     text = JsonV1Dot6(build_bom(report)).output_as_string(indent=2)
     validate_bom_json(text)
@@ -224,11 +224,11 @@ def validate_bom_json(text: str) -> None:
     """Validate CycloneDX 1.6 JSON with the library's strict validator.
 
     Raises:
-        BomInvalid: the first schema error.
+        BomInvalidError: the first schema error.
     """
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if error is not None:
-        raise BomInvalid(f"the bill of materials does not validate against CycloneDX 1.6: {error}")
+        raise BomInvalidError(f"the bill of materials does not validate against CycloneDX 1.6: {error}")
 
 
 def write_bom(report: Report, path: str | os.PathLike[str]) -> Path:

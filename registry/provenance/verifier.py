@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..chain.errors import LicenseViolation
+from ..chain.errors import LicenseViolationError
 from ..chain.licenses import BUILTIN_LICENSES, LicenseTerms, check_derivative, inherited_restrictions
 from ..chain.registry import Kind, Record, Registry, kind_name
 from ..compose.nested import MAX_NESTING_DEPTH, CompositionElement, composition_manifest, plan_composition, planned_composition
@@ -513,7 +513,7 @@ class Verifier:
         try:
             check_derivative(child.record.publisher, child.license, [(parent.record_id, parent.record.publisher, parent.license, parent_inherited)],
                              {t.license_id: t.spdx_id for t in (child.license, parent.license)})
-        except LicenseViolation as exc:
+        except LicenseViolationError as exc:
             child.problems.append(f"licence: {exc}")
 
     # -- files of a directory ------------------------------------------------------------------

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Claim",
     "TooManyParentsError",
-    "UnknownLicenseName",
+    "UnknownLicenseNameError",
     "check_parent_count",
     "claim_terms",
     "element_claim",
@@ -55,7 +55,7 @@ def signing_account(registry: Registry) -> "LocalAccount":
     return account
 
 
-class UnknownLicenseName(InputError):
+class UnknownLicenseNameError(InputError):
     """The chain has no licence term set with this SPDX identifier."""
 
 
@@ -126,7 +126,7 @@ def resolve_license(registry: Registry, license: str | int) -> LicenseTerms:
     """The term set for an SPDX identifier (case-insensitive) or a numeric licence id.
 
     Raises:
-        UnknownLicenseName: none on this chain; the message lists the known ones and how to add one.
+        UnknownLicenseNameError: none on this chain; the message lists the known ones and how to add one.
     """
     text = str(license).strip()
     if text.isdigit():
@@ -139,7 +139,7 @@ def resolve_license(registry: Registry, license: str | int) -> LicenseTerms:
         except RecordNotFoundError:
             pass
     known = ", ".join(t.spdx_id for t in registry.licenses())
-    raise UnknownLicenseName(
+    raise UnknownLicenseNameError(
         f"licence {text!r} is not registered on {registry.chain.name}; known (`elements licenses`): {known}. Add it with "
         f"`elements add-license {text if not text.isdigit() else 'SPDX-ID'} --commercial --derivatives [--share-alike] [--attribution]`"
     )
@@ -175,8 +175,8 @@ def element_claims(
     follows the hashing of every file (content id and CID: twice the files' bytes).
 
     Raises:
-        InputError: no paths, ``name`` with several paths, a bad kind; UnknownLicenseName;
-        UnknownParentError; TooManyParentsError; LicenseViolation subclasses; what
+        InputError: no paths, ``name`` with several paths, a bad kind; UnknownLicenseNameError;
+        UnknownParentError; TooManyParentsError; LicenseViolationError subclasses; what
         :func:`prepare_element` raises.
     """
     if not paths:
@@ -195,7 +195,7 @@ def claim_terms(registry: Registry, *, license: str | int, parents: Sequence[Any
     sorted parent ids.
 
     Raises:
-        UnknownLicenseName; UnknownParentError; TooManyParentsError; LicenseViolation subclasses.
+        UnknownLicenseNameError; UnknownParentError; TooManyParentsError; LicenseViolationError subclasses.
     """
     publisher = signing_account(registry).address
     terms = resolve_license(registry, license)

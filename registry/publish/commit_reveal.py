@@ -224,7 +224,7 @@ def load_pending(state_dir: Path, registry: Registry, publisher: str) -> Pending
             parse_bytes32(data["salt"], "salt"), tuple(parse_bytes32(r, "record id") for r in data["records"]),
             parse_bytes32(data["commitment"], "commitment"),
         )
-    except (OSError, ValueError, KeyError, TypeError):  # LimitExceeded and NotJSON are ValueErrors
+    except (OSError, ValueError, KeyError, TypeError):  # LimitExceededError and NotJSONError are ValueErrors
         return None  # absent, or unreadable: its commitment (if any) is replaced
     if data.get("format") != STATE_FORMAT or (pending.chain_id, pending.registry) != (registry.chain.chain_id, registry.address):
         return None

@@ -137,10 +137,10 @@ def publish_composition(
 
     Raises:
         RecipeError: inputs without record ids, more inputs than MAX_PARENTS, a recipe the inputs
-            cannot satisfy; UnknownLicenseName; LicenseViolation subclasses (the ancestor named);
+            cannot satisfy; UnknownLicenseNameError; LicenseViolationError subclasses (the ancestor named);
             ElementIntegrityError / DocumentError (an input is not what its record claims);
             CompositionIntegrityError (a composition input does not build what it claims);
-            OutputMismatch; what :func:`publish_claims` raises.
+            OutputMismatchError; what :func:`publish_claims` raises.
     """
     publisher = signing_account(registry).address
     if not isinstance(recipe, Recipe):
@@ -216,7 +216,7 @@ def publish_model(
         name: the composition's name in its recipe (default: the model's directory or file name).
 
     Raises:
-        UnknownLicenseName; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
+        UnknownLicenseNameError; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
         what :func:`split_model` and :func:`publish_claims` raise.
     """
     publisher = signing_account(registry).address

@@ -32,7 +32,7 @@ from ..files import atomic_write
 from ..config import Settings, load_config_file, named_variable, save_config_file
 from ..errors import ConfigError, ElementsError, InputError
 from ..storage.cid import CID
-from ..storage.errors import PinFailed, PinServiceError
+from ..storage.errors import PinFailedError, PinServiceError
 from ..storage.pinsvc import PinService, PinStatus, normalize_url
 
 __all__ = [
@@ -330,7 +330,7 @@ def pin_dags(
         progress: ``progress(pinned, total)`` after every poll.
 
     Raises:
-        PinFailed: a pin ``failed``, stayed ``queued`` too long, or the wait ran out.
+        PinFailedError: a pin ``failed``, stayed ``queued`` too long, or the wait ran out.
         PinServiceError / PinServiceAuthError: the service is down, refused, or lied.
     """
     cids = list(dict.fromkeys(str(CID.parse(c)) for c in cids))
@@ -361,7 +361,7 @@ def pin_dags(
         for cid, status in following.items():
             if status.status == "failed":
                 reason = status.info.get("status_details") or "; ".join(f"{k}: {v}" for k, v in status.info.items())
-                raise PinFailed(
+                raise PinFailedError(
                     f"{service.where} reports the pin of {cid} failed (request {status.requestid}"
                     f"{'; ' + reason[:160] if reason else ''}); make sure a node that holds it is online and reachable "
                     f"(--ipfs-api), then run the command again: it asks once more"
@@ -371,7 +371,7 @@ def pin_dags(
         now = clock()
         for cid, since in queued_since.items():
             if following[cid].status in ("queued", "unknown") and now - since > queued_timeout:
-                raise PinFailed(
+                raise PinFailedError(
                     f"{service.where} has kept the pin of {cid} queued for over {queued_timeout:g}s (request "
                     f"{following[cid].requestid}); the service is not working on it: check the service's status, then "
                     f"run the command again to resume (or raise queued_timeout: `elements pin-service add "
@@ -379,7 +379,7 @@ def pin_dags(
                 )
         if now - started > wait:
             waiting = [c for c, s in following.items() if s.status != "pinned"]
-            raise PinFailed(
+            raise PinFailedError(
                 f"{service.where} has not pinned {len(waiting)} of {len(cids)} DAG(s) within {wait:g}s (first: "
                 f"{waiting[0]}, {following[waiting[0]].status}); run the command again to resume waiting (the pins "
                 f"stay requested), or raise the wait with `elements pin-service add {service.name} URL --wait SECONDS`"

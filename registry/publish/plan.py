@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.abi import keccak
-from ..chain.errors import InsufficientFundsError, TransactionFailed
+from ..chain.errors import InsufficientFundsError, TransactionFailedError
 from ..chain.l1fee import L1FeeParams, l1_fee, l1_fee_params
 from ..chain.registry import Registry
 from ..errors import ElementsError, InputError
@@ -129,7 +129,7 @@ def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) 
         # Replaying the call decodes a revert into the registry's own error (UnknownParent, ...).
         # chain's LicenseNamer promises a name; an unknown licence's "" reads as no name there, as None does.
         registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, lambda i: registry.license_name(i) or "")
-        raise TransactionFailed(f"the node could not estimate the gas of publishBatch: {exc}") from None
+        raise TransactionFailedError(f"the node could not estimate the gas of publishBatch: {exc}") from None
 
 
 def plan_claims(registry: Registry, claims: Sequence[Claim], *, batch_size: int = DEFAULT_BATCH_SIZE, estimate: bool = True,
@@ -138,7 +138,7 @@ def plan_claims(registry: Registry, claims: Sequence[Claim], *, batch_size: int 
 
     Raises:
         InputError: claims made for another publisher than the registry's account.
-        UnknownLicenseError, UnknownParentError, LicenseViolation subclasses: what the contract
+        UnknownLicenseError, UnknownParentError, LicenseViolationError subclasses: what the contract
             would refuse, before anything is sent.
         InsufficientFundsError: the account cannot pay for the missing claims.
     """

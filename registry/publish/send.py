@@ -207,7 +207,7 @@ def publish_claims(
     Raises:
         What :func:`plan_claims` raises (nothing sent), InsufficientFundsError (nothing sent),
         KuboError (nothing sent), and for a failure mid-way RpcUnavailableError /
-        TransactionFailed: the transactions mined so far stand, and running the same publish
+        TransactionFailedError: the transactions mined so far stand, and running the same publish
         again sends only the rest.
     """
     plan = plan_claims(registry, claims, batch_size=batch_size, commit_reveal=commit_reveal is not None)

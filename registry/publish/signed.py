@@ -24,7 +24,7 @@ from ..chain.registry import Registry, record_id_of
 from ..chain.inputs import Commitment, RecordInput, SignedCommit, SignedPublish, commitment_of
 from ..digest import parse_bytes32, to_hex
 from ..errors import InputError
-from ..limits import DOCUMENT_BYTES, NotJSON, load_json_file
+from ..limits import DOCUMENT_BYTES, NotJSONError, load_json_file
 from ..storage.blockstore import BlockStore
 from .claims import Claim, element_claims, signing_account
 from .commit_reveal import SALT_BYTES, sent_receipt, wait_for_block
@@ -168,7 +168,7 @@ def load_signed(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: no such file; give the file written by `elements publish --sign-only`") from None
     except IsADirectoryError:
         raise InputError(f"{path} is a directory; give the file written by `elements publish --sign-only`") from None
-    except (OSError, NotJSON) as exc:
+    except (OSError, NotJSONError) as exc:
         raise InputError(f"{path} is not a signed-publish JSON file ({exc})") from None
     if not isinstance(document, dict) or document.get("format") != SIGNED_FORMAT or not isinstance(document.get("records"), list):
         raise InputError(f"{path} is not an {SIGNED_FORMAT} file (write one with `elements publish --sign-only FILE`)")

@@ -28,7 +28,7 @@ from ..errors import ElementsError, InputError, IntegrityError
 from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
 from ..formats.recipe import FORMAT as RECIPE_FORMAT
 from ..formats.recipe import Recipe, parse_recipe
-from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import DOCUMENT_BYTES, LimitExceededError, NotJSONError, loads_json
 from ..storage.fetch import Sources
 from ..storage.scratch import make_area
 
@@ -62,7 +62,7 @@ def fetch_document(sources: Sources, cid: str) -> bytes:
 
     Raises:
         DocumentError: larger than :data:`MAX_DOCUMENT_BYTES`.
-        BlockNotFound / IncompleteDAG / ServiceError: no source has it, or a source is down.
+        BlockNotFoundError / IncompleteDAGError / ServiceError: no source has it, or a source is down.
     """
     from ..storage.unixfs import file_size
 
@@ -91,9 +91,9 @@ def load_document(raw: bytes, what: str) -> Any:
     """
     try:
         return loads_json(raw, what=what, max_bytes=DOCUMENT_BYTES)
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise DocumentError(f"{what} is refused: {exc}") from None
-    except NotJSON as exc:
+    except NotJSONError as exc:
         raise DocumentError(f"{what} is not JSON ({exc}); a record's CID must point at a manifest or a recipe") from None
 
 
@@ -178,7 +178,7 @@ class Documents:
         """The bytes of the UnixFS file ``cid`` (:func:`fetch_document`, kept for this verification).
 
         Raises:
-            BlockNotFound / IncompleteDAG: no source has it; ServiceError: a source is down;
+            BlockNotFoundError / IncompleteDAGError: no source has it; ServiceError: a source is down;
             DocumentError: larger than :data:`MAX_DOCUMENT_BYTES`.
         """
         if cid not in self._raw:
@@ -190,7 +190,7 @@ class Documents:
 
         Raises:
             DocumentError: not a manifest or recipe, or it describes other content.
-            BlockNotFound / IncompleteDAG / ServiceError: it cannot be fetched.
+            BlockNotFoundError / IncompleteDAGError / ServiceError: it cannot be fetched.
         """
         cached = self._documents.get(record.record_id)
         if cached is not None:
@@ -240,7 +240,7 @@ class Documents:
 
         Raises:
             DocumentError: the manifest has no data reference.
-            BlockNotFound / IncompleteDAG / ServiceError: the data cannot be fetched.
+            BlockNotFoundError / IncompleteDAGError / ServiceError: the data cannot be fetched.
         """
         if not manifest.data or "cid" not in manifest.data:
             raise DocumentError(f"{what}: its manifest has no data CID, so its tensors cannot be recomputed")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from ..chain.abi import checksum_address as to_checksum_address
-from ..chain.errors import LicenseViolation, make_error
+from ..chain.errors import LicenseViolationError, make_error
 from ..chain.licenses import LicenseTerms, ParentTerms, check_derivative, describe_flags, inherited_restrictions
 from ..chain.registry import Record
 from ..digest import parse_bytes32, to_hex
@@ -244,13 +244,13 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
     entries: list[ParentTerms] = [(to_hex(pid), graph.nodes[pid].record.publisher, terms[pid], carried[pid]) for pid in parent_ids]
     try:
         check_derivative(publisher, child, entries, names)
-    except LicenseViolation as error:
+    except LicenseViolationError as error:
         if error.error.startswith("Inherited"):
             _explain_inherited(error, publisher, child, graph, parse_bytes32(error.parent_id, "id"), names)
         raise
 
 
-def _explain_inherited(error: LicenseViolation, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
+def _explain_inherited(error: LicenseViolationError, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
                        names: dict[int, str]) -> None:
     """Name, in ``error``, the record of another publisher that a restriction inherited through the
     publisher's own record ``start`` comes from: the nearest one whose terms it breaks and that binds

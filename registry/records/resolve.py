@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..chain.cids import split_cid
-from ..chain.errors import LogQueryRefused, RecordNotFoundError
+from ..chain.errors import LogQueryRefusedError, RecordNotFoundError
 from ..chain.licenses import LicenseTerms
 from ..chain.logs import block_ranges
 from ..chain.reader import (
@@ -71,7 +71,7 @@ from .disputes import Dispute, earliest_first, find_disputes, priority_key
 from .documents import DocumentError, check_record_document, fetch_document
 from .graph import Graph, ResolvedRecord
 
-__all__ = ["LICENSE_WINDOW", "Resolver", "HashNotFound", "parse_hash"]
+__all__ = ["LICENSE_WINDOW", "Resolver", "HashNotFoundError", "parse_hash"]
 
 #: Licence term sets read speculatively in the first batch (ids are dense from 1; 14 are built in).
 LICENSE_WINDOW = 64
@@ -81,7 +81,7 @@ _EXACT = "exact blocks"  # a log call not sent: its records are read through the
 _TOO_MANY_RANGES = "the registry spans more log ranges than one batch holds"
 
 
-class HashNotFound(NotFoundError):
+class HashNotFoundError(NotFoundError):
     """No record, claim or document on this chain has the hash asked for."""
 
 
@@ -210,7 +210,7 @@ class Resolver:
         whose document is a CID (a scan of every record's event), earliest first.
 
         Raises:
-            HashNotFound: none.
+            HashNotFoundError: none.
         """
         roots, records, _ = self._roots(query, follow=False)
         return [records[r] for r in roots]
@@ -232,7 +232,7 @@ class Resolver:
             yanked: keep yanked claims among the roots of a content id.
 
         Raises:
-            HashNotFound, RecordNotFoundError: nothing has that hash / an id is unknown.
+            HashNotFoundError, RecordNotFoundError: nothing has that hash / an id is unknown.
             IntegrityError: the chain's data does not hash to its ids, a parent is missing,
                 or (strict) a document does not match its record.
             NotFoundError / ServiceError (strict): a document no source could provide.
@@ -299,7 +299,7 @@ class Resolver:
             matching = [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
             self.round_trips += 2
             if not matching:
-                raise HashNotFound(
+                raise HashNotFoundError(
                     f"no record on {self.registry.chain.name} has CID {text}; check the CID and the network "
                     "(`elements ls` lists the records)"
                 )
@@ -308,7 +308,7 @@ class Resolver:
             return ids, records, depth
         depth, records, roots = self._run_levels([value], claims_of=[value], follow=follow)
         if not roots:
-            raise HashNotFound(
+            raise HashNotFoundError(
                 f"no record and no claim has hash {to_hex(value)} on {self.registry.chain.name} at {self.registry.address}; "
                 "check the hash and the network (`elements ls` lists the records; `elements id PATH` gives a file's content id)"
             )
@@ -507,7 +507,7 @@ class Resolver:
             else:
                 try:
                     out.append(chain.get_logs(call.params[0]))
-                except LogQueryRefused as exc:
+                except LogQueryRefusedError as exc:
                     out.append(_Fallback(str(exc)))
         return out
 

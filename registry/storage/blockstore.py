@@ -34,7 +34,7 @@ from typing import Iterator, Sequence
 
 from ..files import atomic_file, atomic_write, install
 from .cid import CID, IDENTITY, RAW
-from .errors import BlockIntegrityError, BlockNotFound, DAGError, IncompleteDAG
+from .errors import BlockIntegrityError, BlockNotFoundError, DAGError, IncompleteDAGError
 from .scratch import ScratchArea, make_area, sweep
 from .unixfs import DEFAULT_PROFILE, Profile, Source, add_file, links_of, read_file, walk_dag
 
@@ -130,7 +130,7 @@ class BlockStore:
         """A block's bytes, checked against its CID.
 
         Raises:
-            BlockNotFound: not in the store.
+            BlockNotFoundError: not in the store.
             BlockIntegrityError: the stored bytes are corrupt (the file is removed).
         """
         cid = CID.parse(cid)
@@ -142,7 +142,7 @@ class BlockStore:
                 block = f.read()
                 inode = os.fstat(f.fileno()).st_ino
         except FileNotFoundError:
-            raise BlockNotFound(cid) from None
+            raise BlockNotFoundError(cid) from None
         if not cid.matches(block):
             self._quarantine(path, inode)
             raise BlockIntegrityError(cid, f"the local block store ({path})", "removed it")
@@ -154,7 +154,7 @@ class BlockStore:
         try:
             return self.path_of(cid).stat().st_size
         except FileNotFoundError:
-            raise BlockNotFound(cid) from None
+            raise BlockNotFoundError(cid) from None
 
     def delete(self, cid: CID | str) -> bool:
         """Remove a block; returns whether it was there."""
@@ -172,7 +172,7 @@ class BlockStore:
             with open(self.path_of(cid), "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise BlockNotFound(cid) from None
+            raise BlockNotFoundError(cid) from None
 
     def _quarantine(self, path: Path, inode: int) -> None:
         # Only the file that was read: another writer may have put a good copy there since.
@@ -202,20 +202,20 @@ class BlockStore:
         return _missing(CID.parse(root), self.has, self.get)
 
     def require(self, root: CID | str) -> CID:
-        """Raise :class:`IncompleteDAG` unless the whole DAG under ``root`` is here."""
+        """Raise :class:`IncompleteDAGError` unless the whole DAG under ``root`` is here."""
         root = CID.parse(root)
         missing = self.missing(root)
         if missing:
             if missing == [root]:
-                raise BlockNotFound(root)
-            raise IncompleteDAG(root, missing)
+                raise BlockNotFoundError(root)
+            raise IncompleteDAGError(root, missing)
         return root
 
     def cat(self, cid: CID | str) -> Iterator[bytes]:
         """Stream a UnixFS file's bytes; every block is verified as it is read.
 
         Raises:
-            BlockNotFound, BlockIntegrityError, DAGError: while iterating.
+            BlockNotFoundError, BlockIntegrityError, DAGError: while iterating.
         """
         return read_file(CID.parse(cid), self.get, verify=False)
 
@@ -251,7 +251,7 @@ class BlockStore:
             except BlockIntegrityError:
                 removed.append(cid)
                 continue
-            except BlockNotFound:
+            except BlockNotFoundError:
                 continue
             try:
                 stack.extend(links_of(cid, block))
@@ -306,7 +306,7 @@ def _missing(root: CID, has, get) -> list[CID]:
             continue
         try:
             block = get(cid)
-        except (BlockIntegrityError, BlockNotFound):
+        except (BlockIntegrityError, BlockNotFoundError):
             missing.append(cid)
             continue
         stack.extend(reversed(links_of(cid, block)))

@@ -30,7 +30,7 @@ from ..files import atomic_file
 from ..limits import CARV2_PADDING_BYTES
 from .cid import CID, encode_varint, read_varint
 from .codecs import FOLLOWED, links_of
-from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAG
+from .errors import BlockIntegrityError, CARError, CIDError, IncompleteDAGError
 from .unixfs import walk_dag
 
 __all__ = [
@@ -383,7 +383,7 @@ def export_car(
         ``(blocks written, bytes written)``.
 
     Raises:
-        BlockNotFound / BlockIntegrityError / DAGError: from the walk; nothing is left at a path.
+        BlockNotFoundError / BlockIntegrityError / DAGError: from the walk; nothing is left at a path.
     """
     roots = [roots] if isinstance(roots, CID) else list(roots)
     if isinstance(out, (str, os.PathLike)):
@@ -459,7 +459,7 @@ def import_car(
         BlockIntegrityError: a block that does not match its CID.
         CIDError: a block whose hash function Kubo refuses (see :mod:`.multihash`).
         DAGError: a dag-pb, dag-cbor, dag-json or git-raw block that does not decode.
-        IncompleteDAG: blocks missing (unless ``allow_incomplete``).
+        IncompleteDAGError: blocks missing (unless ``allow_incomplete``).
     """
     options = (expect_roots, exact, allow_incomplete, zero_length_as_end, accept)
     if isinstance(source, (str, os.PathLike)):
@@ -502,7 +502,7 @@ def _import(stream, store, where, expect_roots, exact, allow_incomplete, zero_le
             if missing:
                 result.missing[str(root)] = [str(c) for c in missing]
                 if not allow_incomplete:
-                    raise IncompleteDAG(root, missing, where)
+                    raise IncompleteDAGError(root, missing, where)
         if exact:
             staged = {c.multihash for c in staging.cids}
             extra = staged - staging.reachable(roots)

@@ -34,7 +34,7 @@ from typing import Callable
 
 from .blockstore import BlockStore
 from .cid import CID, DAG_PB, IDENTITY, RAW
-from .errors import BlockIntegrityError, BlockNotFound, DAGError
+from .errors import BlockIntegrityError, BlockNotFoundError, DAGError
 from .unixfs import MAX_DEPTH, file_node
 
 __all__ = ["DagFile"]
@@ -62,7 +62,7 @@ class DagFile(io.RawIOBase):
         store: the block store holding it.
 
     Raises (on open or read):
-        BlockNotFound: a block is absent.
+        BlockNotFoundError: a block is absent.
         BlockIntegrityError: a block does not hash to its CID (the store removed it).
         DAGError: not a UnixFS file, or sizes that do not add up.
     """
@@ -126,7 +126,7 @@ class DagFile(io.RawIOBase):
 
         Raises:
             DAGError: the range runs past the end of the file.
-            BlockNotFound / BlockIntegrityError: a block absent, or shorter than its parent says.
+            BlockNotFoundError / BlockIntegrityError: a block absent, or shorter than its parent says.
         """
         if offset + count > self.size:
             raise DAGError(f"{self.root} holds {self.size:,} bytes; cannot copy [{offset:,}, {offset + count:,})")
@@ -150,7 +150,7 @@ class DagFile(io.RawIOBase):
         try:
             src = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise BlockNotFound(cid) from None
+            raise BlockNotFoundError(cid) from None
         try:
             if os.fstat(src).st_size != length:
                 raise BlockIntegrityError(cid, f"the local block store ({path})", f"it holds {os.fstat(src).st_size:,} bytes, its parent says {length:,}")

@@ -5,8 +5,8 @@
     ├── DAGError                 a block that is not the dag-pb / UnixFS node it must be
     └── CARError                 a CAR stream that is malformed or truncated
     NotFoundError(LookupError)
-    ├── BlockNotFound            a block absent from the store or source asked (``.cid``)
-    └── IncompleteDAG            a DAG with blocks missing (``.root``, ``.missing``)
+    ├── BlockNotFoundError            a block absent from the store or source asked (``.cid``)
+    └── IncompleteDAGError            a DAG with blocks missing (``.root``, ``.missing``)
     IntegrityError(ValueError)
     └── BlockIntegrityError      bytes that do not hash to their CID (``.cid``)
     ServiceError(ConnectionError)
@@ -14,7 +14,7 @@
     ├── GatewayError             a trustless gateway that is down, refuses or answers garbage
     ├── PinServiceError          a pinning service that is down, refuses or answers garbage
     │   ├── PinServiceAuthError  ... that refuses the access token (HTTP 401 / 403)
-    │   └── PinFailed            ... that reports a pin failed, or left it queued too long
+    │   └── PinFailedError            ... that reports a pin failed, or left it queued too long
     └── FetchLimitError          a source that stalls, trickles, overstays its deadline or sends
         │                        more than the content asked for can need
         ├── KuboLimitError       ... when the source is Kubo (also a KuboError)
@@ -36,14 +36,14 @@ __all__ = [
     "CIDError",
     "DAGError",
     "CARError",
-    "BlockNotFound",
-    "IncompleteDAG",
+    "BlockNotFoundError",
+    "IncompleteDAGError",
     "BlockIntegrityError",
     "KuboError",
     "GatewayError",
     "PinServiceError",
     "PinServiceAuthError",
-    "PinFailed",
+    "PinFailedError",
     "FetchLimitError",
     "KuboLimitError",
     "GatewayLimitError",
@@ -62,7 +62,7 @@ class CARError(InputError):
     """A CAR stream that is malformed, truncated or holds the wrong blocks."""
 
 
-class BlockNotFound(NotFoundError):
+class BlockNotFoundError(NotFoundError):
     """A block is absent where it was looked for."""
 
     def __init__(self, cid: "CID", where: str = "the local block store", hint: str = "") -> None:
@@ -72,7 +72,7 @@ class BlockNotFound(NotFoundError):
         super().__init__(f"block {cid} is not in {where}; {hint}")
 
 
-class IncompleteDAG(NotFoundError):
+class IncompleteDAGError(NotFoundError):
     """A DAG whose blocks are not all present."""
 
     def __init__(self, root: "CID", missing: Sequence["CID"], where: str = "the local block store") -> None:
@@ -115,7 +115,7 @@ class PinServiceAuthError(PinServiceError):
     """A pinning service that refuses the access token."""
 
 
-class PinFailed(PinServiceError):
+class PinFailedError(PinServiceError):
     """A pin the service reports ``failed``, or keeps ``queued`` / ``pinning`` past the wait allowed."""
 
 

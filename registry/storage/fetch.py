@@ -19,7 +19,7 @@ from ..config import FetchLimits, Settings
 from ..errors import ElementsError, NotFoundError, ServiceError
 from .blockstore import BlockStore
 from .cid import CID
-from .errors import BlockIntegrityError, BlockNotFound, FetchLimitError, IncompleteDAG
+from .errors import BlockIntegrityError, BlockNotFoundError, FetchLimitError, IncompleteDAGError
 from .limits import Budget
 from .unixfs import file_matches
 
@@ -91,8 +91,8 @@ class Sources:
 
         Returns the CID. Raises, when no source could provide it, an error naming every source
         tried and why it failed: the first integrity error (:class:`BlockIntegrityError`,
-        :class:`CARError`, ...) if a source lied, else :class:`BlockNotFound` /
-        :class:`IncompleteDAG`.
+        :class:`CARError`, ...) if a source lied, else :class:`BlockNotFoundError` /
+        :class:`IncompleteDAGError`.
         """
         cid = CID.parse(cid)
         missing = self.store.missing(cid)
@@ -118,7 +118,7 @@ class Sources:
             if not missing:
                 log.debug("%s provided %s (%d bytes read)", name, cid, budget.spent - spent)
                 return cid
-            failures.append((name, IncompleteDAG(cid, missing, name)))
+            failures.append((name, IncompleteDAGError(cid, missing, name)))
         raise _none_could(cid, missing, failures)
 
     def _remote(self) -> Iterator[tuple[str, Callable[[CID, Budget], object]]]:
@@ -171,7 +171,7 @@ class Sources:
         ``progress(n)`` is called with each block's size as it is sent (progress bars).
 
         Raises:
-            IncompleteDAG / BlockNotFound: the DAG is not complete locally.
+            IncompleteDAGError / BlockNotFoundError: the DAG is not complete locally.
             KuboError: the node is down or refused.
         """
         cid = self.store.require(cid)
@@ -192,15 +192,15 @@ def _none_could(cid: CID, missing: list[CID], failures: list[tuple[str, Elements
     if not failures:
         hint = "configure --ipfs-api or --gateway, or import a CAR that holds it"
         if missing == [cid]:
-            return BlockNotFound(cid, "the local block store or any source", hint)
-        return IncompleteDAG(cid, missing)
+            return BlockNotFoundError(cid, "the local block store or any source", hint)
+        return IncompleteDAGError(cid, missing)
     lies = [exc for _, exc in failures if not isinstance(exc, (NotFoundError, ServiceError))]
     if lies:
         error: ElementsError = lies[0]
     elif missing == [cid]:
-        error = BlockNotFound(cid, "the local block store or any source")
+        error = BlockNotFoundError(cid, "the local block store or any source")
     else:
-        error = IncompleteDAG(cid, missing)
+        error = IncompleteDAGError(cid, missing)
     reasons = "; ".join(f"{name}: {_reason(name, exc)}" for name, exc in failures)
     what = f"block {cid}" if missing == [cid] else f"DAG {cid} ({len(missing)} block(s) missing)"
     # The class says what went wrong (a lie, or absence); the message says it for every source.

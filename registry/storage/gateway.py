@@ -16,7 +16,7 @@ import httpx
 from ..config import FetchLimits
 from .car import CarImport, IterStream, import_car
 from .cid import CID, IDENTITY
-from .errors import BlockIntegrityError, BlockNotFound, GatewayError, GatewayLimitError
+from .errors import BlockIntegrityError, BlockNotFoundError, GatewayError, GatewayLimitError
 from .limits import MAX_BLOCK, Budget, DagWalk, Watch, http_client
 
 __all__ = ["Gateway", "RAW_TYPE", "CAR_TYPE"]
@@ -97,7 +97,7 @@ class Gateway:
                 watch.headers(response)
                 return response
             if response.status_code in (404, 410, 451) or response.status_code == 504:
-                raise BlockNotFound(cid, f"gateway {self.url}", "try another gateway or a Kubo node")
+                raise BlockNotFoundError(cid, f"gateway {self.url}", "try another gateway or a Kubo node")
             raise GatewayError(f"gateway {self.url} refused {cid} (HTTP {response.status_code}); try another gateway")
         except BaseException:
             response.close()
@@ -107,7 +107,7 @@ class Gateway:
         """One block (``?format=raw``), verified against its CID, at most :data:`MAX_BLOCK` bytes.
 
         Raises:
-            BlockNotFound: the gateway does not have it.
+            BlockNotFoundError: the gateway does not have it.
             BlockIntegrityError: it answered other bytes.
             GatewayLimitError: too slow, too long, or more bytes than a block can have.
             GatewayError: unreachable or not a trustless gateway.
@@ -140,9 +140,9 @@ class Gateway:
         Raises:
             CARError: malformed or truncated CAR, another root, or a block outside the DAG.
             BlockIntegrityError: a block that does not match its CID.
-            IncompleteDAG: blocks of the DAG missing from the CAR.
+            IncompleteDAGError: blocks of the DAG missing from the CAR.
             GatewayLimitError: too slow, too long, or more bytes than the DAG can need.
-            BlockNotFound / GatewayError: as for :meth:`get_block`.
+            BlockNotFoundError / GatewayError: as for :meth:`get_block`.
         """
         root = CID.parse(root)
         where = f"gateway {self.url}"

@@ -38,22 +38,22 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import ElementsError, ServiceError
-from ..limits import DOCUMENT_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import DOCUMENT_BYTES, LimitExceededError, NotJSONError, loads_json
 from .blockstore import BlockStore
 from .cid import CID, RAW
-from .errors import BlockIntegrityError, BlockNotFound, CIDError, DAGError
+from .errors import BlockIntegrityError, BlockNotFoundError, CIDError, DAGError
 from .roots import assemblies, pins
 from .scratch import sweep
 from .unixfs import links_of, read_file
 
-__all__ = ["HomeUsage", "GcPlan", "GcBusy", "home_usage", "plan_gc", "run_gc", "reach_blocks", "store_lock", "DERIVED_CACHES"]
+__all__ = ["HomeUsage", "GcPlan", "GcBusyError", "home_usage", "plan_gc", "run_gc", "reach_blocks", "store_lock", "DERIVED_CACHES"]
 
 #: Caches of derived data gc frees (files exported from blocks for callers that wanted a path).
 DERIVED_CACHES = ("cache/elements", "cache/data")
 LOCK_NAME = ".lock"
 
 
-class GcBusy(ServiceError):
+class GcBusyError(ServiceError):
     """Another process is using the block store (an assembly); gc does not wait for it."""
 
 
@@ -62,7 +62,7 @@ def store_lock(store: BlockStore, *, exclusive: bool) -> Iterator[None]:
     """Hold the store's lock: shared by assemblies, exclusive (and not waited for) by gc.
 
     Raises:
-        GcBusy: ``exclusive`` and another process holds the lock.
+        GcBusyError: ``exclusive`` and another process holds the lock.
     """
     store.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(store.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -71,7 +71,7 @@ def store_lock(store: BlockStore, *, exclusive: bool) -> Iterator[None]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise GcBusy(f"another elements process is assembling from {store.root}; run `elements gc` again when it has finished") from None
+                raise GcBusyError(f"another elements process is assembling from {store.root}; run `elements gc` again when it has finished") from None
         else:
             fcntl.flock(fd, fcntl.LOCK_SH)
         yield
@@ -213,7 +213,7 @@ def _document_data(store: BlockStore, cid: CID) -> CID | None:
         document = loads_json(b"".join(chunks), what=f"document {cid}")
         data = document.get("data") if isinstance(document, dict) else None
         return CID.parse(data["cid"]) if isinstance(data, dict) and isinstance(data.get("cid"), str) else None
-    except (ElementsError, LimitExceeded, NotJSON):
+    except (ElementsError, LimitExceededError, NotJSONError):
         return None
 
 
@@ -237,7 +237,7 @@ def reach_blocks(store: BlockStore, roots: Iterable[CID], keep: set[str]) -> int
                 continue
             try:
                 stack.extend(links_of(cid, store.get(cid)))
-            except (BlockIntegrityError, BlockNotFound, DAGError):
+            except (BlockIntegrityError, BlockNotFoundError, DAGError):
                 complete = False
         incomplete += not complete
     return incomplete

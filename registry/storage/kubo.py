@@ -20,10 +20,10 @@ from typing import Any, BinaryIO, Callable, Generator, Iterator, Sequence
 import httpx
 
 from ..config import FetchLimits
-from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import SERVICE_ANSWER_BYTES, LimitExceededError, NotJSONError, loads_json
 from .car import CarImport, IterStream, car_chunks, import_car
 from .cid import CID, IDENTITY
-from .errors import BlockIntegrityError, BlockNotFound, CIDError, KuboError, KuboLimitError
+from .errors import BlockIntegrityError, BlockNotFoundError, CIDError, KuboError, KuboLimitError
 from .limits import MAX_ANSWER, MAX_BLOCK, Budget, DagWalk, Watch, http_client
 from .unixfs import read_file
 
@@ -153,9 +153,9 @@ class Kubo:
         """A JSON answer within registry.limits (size, nesting): a node is outside input too."""
         try:
             return loads_json(body, what=f"the answer of Kubo at {self.url} to {command}", max_bytes=SERVICE_ANSWER_BYTES)
-        except LimitExceeded as exc:
+        except LimitExceededError as exc:
             raise KuboError(str(exc)) from None
-        except NotJSON:
+        except NotJSONError:
             raise self._garbage(command, body[:200].decode("utf-8", "replace")) from None
 
     def _ndjson(self, command: str, *args: str, files=None, **options: Any) -> list[Any]:
@@ -182,7 +182,7 @@ class Kubo:
             answer = loads_json(response.content, what="an error answer", max_bytes=SERVICE_ANSWER_BYTES)
             message = answer.get("Message") or "" if isinstance(answer, dict) else ""
             message = message if isinstance(message, str) else ""
-        except (LimitExceeded, NotJSON):
+        except (LimitExceededError, NotJSONError):
             message = ""
         if not message:
             if response.status_code in (404, 405) or "json" not in response.headers.get("content-type", ""):
@@ -190,7 +190,7 @@ class Kubo:
             message = f"HTTP {response.status_code}"
         lowered = message.lower()
         if "not found" in lowered or "could not find" in lowered or "deadline exceeded" in lowered:
-            return KuboNotFound(f"Kubo at {self.url} does not have it ({message}); publish it there first")
+            return KuboNotFoundError(f"Kubo at {self.url} does not have it ({message}); publish it there first")
         return KuboError(f"Kubo at {self.url} refused {command}: {message}")
 
     # -- node ---------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Kubo:
         """A block, verified against its CID.
 
         Raises:
-            BlockNotFound: the node does not have it (and, unless ``offline``, found no peer that has it).
+            BlockNotFoundError: the node does not have it (and, unless ``offline``, found no peer that has it).
             BlockIntegrityError: the node returned other bytes.
         """
         cid = CID.parse(cid)
@@ -235,8 +235,8 @@ class Kubo:
             try:
                 block = b"".join(self._stream("block/get", str(cid), watch=watch, offline=offline or None,
                                               timeout=self._deadline()))
-            except KuboNotFound:
-                raise BlockNotFound(cid, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+            except KuboNotFoundError:
+                raise BlockNotFoundError(cid, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
         if not cid.matches(block):
             raise BlockIntegrityError(cid, f"Kubo at {self.url}")
         return block
@@ -246,8 +246,8 @@ class Kubo:
         cid = CID.parse(cid)
         try:
             data = self._json("block/stat", str(cid), offline=offline or None, timeout=self._deadline())
-        except KuboNotFound:
-            raise BlockNotFound(cid, f"Kubo at {self.url}", "publish it there first") from None
+        except KuboNotFoundError:
+            raise BlockNotFoundError(cid, f"Kubo at {self.url}", "publish it there first") from None
         if not isinstance(data, dict) or not isinstance(data.get("Size"), int):
             raise self._garbage("block/stat", json.dumps(data))
         return data["Size"]
@@ -257,7 +257,7 @@ class Kubo:
         try:
             self.block_stat(cid, offline=True)
             return True
-        except BlockNotFound:
+        except BlockNotFoundError:
             return False
 
     def block_put(self, data: bytes, codec: str = "raw") -> CID:
@@ -316,7 +316,7 @@ class Kubo:
         :meth:`registry.storage.gateway.Gateway.fetch_dag`), within ``budget``.
 
         Raises:
-            IncompleteDAG / BlockNotFound: the node could not provide every block in time.
+            IncompleteDAGError / BlockNotFoundError: the node could not provide every block in time.
             BlockIntegrityError / CARError: the node sent wrong or malformed data (nothing stored).
             KuboLimitError: too slow, too long, or more bytes than the DAG can need.
         """
@@ -329,8 +329,8 @@ class Kubo:
                                   timeout=f"{max(1, int(self.limits.deadline))}s")
             try:
                 return import_car(IterStream(chunks), store, where=where, expect_roots=[root], accept=walk.accept)
-            except KuboNotFound:
-                raise BlockNotFound(root, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
+            except KuboNotFoundError:
+                raise BlockNotFoundError(root, f"Kubo at {self.url}", "publish it there or fetch it from a gateway") from None
             finally:
                 chunks.close()
 
@@ -392,7 +392,7 @@ class Kubo:
         return f"{max(1.0, self.timeout - 1.0):.0f}s"
 
 
-class KuboNotFound(KuboError):
+class KuboNotFoundError(KuboError):
     """Kubo reported that it does not have (or could not find) the content."""
 
 

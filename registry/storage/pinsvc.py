@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 from ..config import FetchLimits
-from ..limits import SERVICE_ANSWER_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import SERVICE_ANSWER_BYTES, LimitExceededError, NotJSONError, loads_json
 from .cid import CID
 from .errors import CIDError, FetchLimitError, PinServiceAuthError, PinServiceError
 from .limits import MAX_ANSWER, Watch, http_client
@@ -217,9 +217,9 @@ class PinService:
             return None
         try:
             return loads_json(bytes(body), what=f"the answer of {self.where} to {what}", max_bytes=SERVICE_ANSWER_BYTES)
-        except LimitExceeded as exc:
+        except LimitExceededError as exc:
             raise PinServiceError(str(exc)) from None
-        except NotJSON:
+        except NotJSONError:
             raise self._garbage(what, bytes(body[:120]).decode("utf-8", "replace")) from None
 
     def _refused(self, what: str, code: int, body: bytes) -> PinServiceError:
@@ -234,7 +234,7 @@ class PinService:
                 reason = error
             elif isinstance(answer, dict) and isinstance(answer.get("message"), str):
                 reason = answer["message"]
-        except (LimitExceeded, NotJSON):
+        except (LimitExceededError, NotJSONError):
             reason = ""
         reason = _one_line(reason) or f"HTTP {code}"
         if code in (401, 403):

@@ -23,7 +23,7 @@ from typing import Iterable
 
 from ..errors import InputError
 from ..files import atomic_write
-from ..limits import CONFIG_BYTES, LimitExceeded, NotJSON, loads_json
+from ..limits import CONFIG_BYTES, LimitExceededError, NotJSONError, loads_json
 from .cid import CID
 from .errors import CIDError
 
@@ -79,7 +79,7 @@ def assemblies(home: Path) -> list[AssemblyNote]:
             cids = tuple(str(CID.parse(c)) for c in document["cids"])
             notes.append(AssemblyNote(str(document["record"]), str(document["content_id"]), str(document["out"]),
                                       float(document["time"]), cids, path))
-        except (OSError, LimitExceeded, NotJSON, CIDError, KeyError, TypeError, ValueError):
+        except (OSError, LimitExceededError, NotJSONError, CIDError, KeyError, TypeError, ValueError):
             continue
     return sorted(notes, key=lambda n: -n.time)
 

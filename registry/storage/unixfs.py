@@ -539,7 +539,7 @@ def read_file(root: CID, get_block: GetBlock, *, verify: bool = True) -> Iterato
 
     Args:
         root: the file's CID.
-        get_block: returns a block's bytes (raises BlockNotFound when absent).
+        get_block: returns a block's bytes (raises BlockNotFoundError when absent).
         verify: hash every block against its CID (leave on unless ``get_block`` already does).
 
     Raises:
@@ -575,7 +575,7 @@ def file_matches(root: CID, get_block: GetBlock, path: str | os.PathLike) -> boo
     CID. So a local copy is checked at the cost of hashing it once.
 
     Raises:
-        BlockNotFound / BlockIntegrityError: from ``get_block`` (a node absent or corrupt).
+        BlockNotFoundError / BlockIntegrityError: from ``get_block`` (a node absent or corrupt).
         DAGError: not a file, or sizes that do not add up.
     """
     with open(path, "rb") as f:

@@ -19,8 +19,8 @@ from ...limits import (
     REGEX_CHARS,
     TENSOR_RANK,
     TENSORS,
-    LimitExceeded,
-    NotJSON,
+    LimitExceededError,
+    NotJSONError,
     loads_json,
     loads_yaml,
 )
@@ -544,11 +544,11 @@ def load_recipe(source: str | Path | bytes | Mapping[str, Any]) -> Recipe:
     try:
         try:
             data = loads_json(text, what=what, max_bytes=DOCUMENT_BYTES)
-        except NotJSON:
+        except NotJSONError:
             try:
                 data = loads_yaml(decoded, what=what, max_bytes=DOCUMENT_BYTES)
-            except NotJSON as exc:
+            except NotJSONError as exc:
                 raise RecipeError(f"recipe is neither JSON nor YAML ({exc})") from None
-    except LimitExceeded as exc:
+    except LimitExceededError as exc:
         raise over_limit(exc.limit, exc.what, exc.value) from None
     return parse_recipe(data)

@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 from ...errors import InputError
-from ...limits import LAYER_NUMBER, RECIPE_STEPS, REGEX_CHARS, LimitExceeded, check_path
+from ...limits import LAYER_NUMBER, RECIPE_STEPS, REGEX_CHARS, LimitExceededError, check_path
 
 __all__ = [
     "FORMAT",
@@ -45,7 +45,7 @@ class RecipeError(InputError):
     """A recipe is malformed or asks for something its inputs cannot give."""
 
 
-class RecipeLimitError(RecipeError, LimitExceeded):
+class RecipeLimitError(RecipeError, LimitExceededError):
     """A recipe over one of the limits of :mod:`registry.limits` (size, nesting, counts, name and
     path lengths, layer numbers, LoRA ranks, pattern lengths)."""
 
