@@ -183,3 +183,23 @@ def test_licence_is_accepted_as_the_british_spelling_of_license(tmp_path):
     done = elements(tmp_path / "home", "--json", "publish-model", str(MODEL), "--licence", "Apache-2.0", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["dry_run"] is True
+
+
+def test_a_disk_that_fills_up_mid_write_is_one_line_exit_2_naming_the_fix(tmp_path, monkeypatch):
+    # A write to an open file that runs out of space raises ENOSPC without a file name (os.write):
+    # the user's to fix, like a path the system refuses, never an "internal error".
+    import errno
+
+    import registry.formats.content_id as content_id
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(content_id, "file_content_id", full)
+    plain = tmp_path / "notes.txt"
+    plain.write_text("x")
+    done = elements(tmp_path / "home", "id", str(plain))
+    line = one_line_error(done)
+    assert done.returncode == 2
+    assert "No space left on device while writing; free some disk space" in line
+    assert "internal error" not in line

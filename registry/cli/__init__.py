@@ -218,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, OSError) and exc.filename is not None:
             # A path the system refuses (too long, no permission, no space, read-only): the user's to fix.
             return _fail(InputError(_path_problem(exc)), 2, settings, flags)
+        if isinstance(exc, OSError) and _disk_full(exc):
+            # A write to an open file (no path in the error): the disk or quota filled up mid-way.
+            return _fail(InputError(f"{exc.strerror or exc} while writing; free some disk space (or give another --home "
+                                    "or output directory) and re-run"), 2, settings, flags)
         return _fail(exc, 2, settings, flags, unexpected=True)
 
 
@@ -255,6 +259,12 @@ def _path_problem(exc: OSError) -> str:
     }
     fix = "check the path" if exc.errno is None else fixes.get(exc.errno, "check the path")
     return f"cannot use {exc.filename}: {exc.strerror or exc}; {fix}"
+
+
+def _disk_full(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _silence_stdout() -> None:
