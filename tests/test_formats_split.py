@@ -217,7 +217,8 @@ def test_splitting_a_checkpoint_holds_about_one_tensor_in_memory_not_the_checkpo
 @pytest.mark.parametrize("by", ["layer", "module"])
 def test_a_planned_split_has_split_models_recipe_and_streams_the_bytes_split_model_writes(by, tmp_path):
     from registry.formats.checkpoint import open_tensors
-    from registry.formats.split import ElementStream, plan_split
+    from registry.formats.element_stream import ElementStream
+    from registry.formats.split import plan_split
     from registry.storage.unixfs import add_file
     from tests.publish_support import MODEL
 
@@ -234,7 +235,8 @@ def test_a_planned_split_has_split_models_recipe_and_streams_the_bytes_split_mod
 
 
 def test_a_model_file_that_changes_while_it_is_streamed_is_refused(tmp_path):
-    from registry.formats.split import ElementStream, SplitError, plan_split
+    from registry.formats.element_stream import ElementStream
+    from registry.formats.split import SplitError, plan_split
 
     model = tmp_path / "model"
     model.mkdir()
@@ -252,7 +254,7 @@ def test_a_model_file_that_changes_while_it_is_streamed_is_refused(tmp_path):
 def stream_layout(layout, read_size: int | None = None):
     """Every tensor group of ``layout`` streamed as publish-model streams it: (CIDs by group, digests)."""
     from registry.formats.checkpoint import open_tensors
-    from registry.formats.split import ElementStream
+    from registry.formats.element_stream import ElementStream
     from registry.storage.unixfs import add_file
 
     digests: dict = {}
@@ -281,7 +283,8 @@ def planned_from(layout, digests):
 @pytest.mark.parametrize("by", ["layer", "module"])
 def test_a_layout_streamed_with_digests_plans_what_plan_split_plans_from_the_same_bytes(by):
     from registry.formats.checkpoint import open_tensors
-    from registry.formats.split import ElementStream, plan_layout, plan_split
+    from registry.formats.element_stream import ElementStream
+    from registry.formats.split import plan_layout, plan_split
     from registry.storage.unixfs import add_file
 
     layout = plan_layout(MODEL, by=by)
@@ -318,7 +321,8 @@ def test_tensors_streamed_in_reads_of_any_size_give_the_same_digests_and_bytes(t
 def test_a_layout_is_not_planned_without_every_digest_nor_streamed_without_somewhere_to_put_them():
     from registry.formats.content_id import TensorEntry
     from registry.formats.checkpoint import open_tensors
-    from registry.formats.split import ElementStream, plan_layout
+    from registry.formats.element_stream import ElementStream
+    from registry.formats.split import plan_layout
 
     layout = plan_layout(MODEL)
     _, digests = stream_layout(layout)

@@ -4,7 +4,7 @@ A fine-tune that touched k tensors is published as one element of those k tensor
 composition "base recipe + override(delta)" assembles to the fine-tuned model exactly.
 :func:`plan_delta` decides the element and the recipe from the fine-tune's headers and tensor
 digests without writing anything: ``elements publish-delta`` streams the element's canonical
-bytes from the fine-tune's memory map into its blocks (:class:`registry.formats.split.ElementStream`),
+bytes from the fine-tune's memory map into its blocks (:class:`registry.formats.element_stream.ElementStream`),
 so no delta file is written. :func:`make_delta` writes the same element as a file (the same bytes).
 """
 

@@ -36,7 +36,8 @@ from .prepare import PreparedElement, store_document
 from .send import PublishReport, publish_claims
 from ..records.resolve import Resolver
 from ..records.licensing import check_license_against_ancestors
-from ..formats.split import ElementStream, SplitLayout, SplitPlan, plan_layout
+from ..formats.element_stream import ElementStream
+from ..formats.split import SplitLayout, SplitPlan, plan_layout
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from ..storage.scratch import ScratchArea, make_area

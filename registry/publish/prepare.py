@@ -21,7 +21,8 @@ from ..chain.registry import Kind
 from ..errors import InputError, UnsafeFileError
 from ..formats.content_id import Manifest, manifest_of
 from ..formats.checkpoint import INDEX_SUFFIX
-from ..formats.split import ElementStream, PlannedElement
+from ..formats.element_stream import ElementStream
+from ..formats.split import PlannedElement
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
 from ..storage.unixfs import add_file
