@@ -32,7 +32,7 @@ from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, h
 from ..digest.hashing import hash_mapped_region
 from ..errors import InputError, IntegrityError
 from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceededError, NotJSONError, loads_json
-from .safetensors import DTYPE_BITS, TensorInfo, tensor_nbytes
+from .safetensors import DTYPE_BITS, TensorInfo, tensor_name_key, tensor_nbytes
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
 from .safetensors_writer import normalize_tensors, tensor_bytes
 
@@ -128,21 +128,17 @@ class TensorEntry:
         return cls(name, dtype, tuple(shape), digest, size)
 
 
-def _name_key(name: str) -> bytes:
-    return name.encode("utf-8")
-
-
 def encode_tensor_table(entries: Iterable[TensorEntry]) -> bytes:
     """The exact bytes a tensor set's content id hashes (see docs/content-id.md).
 
     Raises:
         InputError: two entries with the same name.
     """
-    ordered = sorted(entries, key=lambda entry: _name_key(entry.name))
+    ordered = sorted(entries, key=lambda entry: tensor_name_key(entry.name))
     parts = [TENSORS_DOMAIN, _U64.pack(len(ordered))]
     previous: bytes | None = None
     for entry in ordered:
-        name = _name_key(entry.name)
+        name = tensor_name_key(entry.name)
         if name == previous:
             raise InputError(f"tensor {entry.name!r} appears twice in the tensor set; names must be unique")
         previous = name
@@ -212,7 +208,7 @@ def tensor_entries(source: str | os.PathLike[str] | Checkpoint, progress: Progre
                     progress(done, total)
     return [
         TensorEntry(name, info.dtype, info.shape, digests[name], info.size)
-        for name, info in sorted(checkpoint.tensors.items(), key=lambda item: _name_key(item[0]))
+        for name, info in sorted(checkpoint.tensors.items(), key=lambda item: tensor_name_key(item[0]))
     ]
 
 
@@ -262,7 +258,7 @@ class Manifest:
     def for_tensors(cls, entries: Iterable[TensorEntry], *, data: Mapping[str, Any] | None = None,
                     metadata: Mapping[str, Any] | None = None) -> "Manifest":
         """A tensors manifest whose content id is derived from ``entries``."""
-        ordered = tuple(sorted(entries, key=lambda entry: _name_key(entry.name)))
+        ordered = tuple(sorted(entries, key=lambda entry: tensor_name_key(entry.name)))
         return cls("tensors", tensor_set_content_id(ordered), ordered, dict(data) if data else None, dict(metadata or {}))
 
     @property
@@ -355,7 +351,7 @@ class Manifest:
             if len(table) > TENSORS:
                 raise _limit(TENSORS, "the number of tensors in the manifest", len(table))
             entries = tuple(TensorEntry.from_json(item) for item in table)
-            keys = [_name_key(entry.name) for entry in entries]
+            keys = [tensor_name_key(entry.name) for entry in entries]
             if keys != sorted(keys) or len(set(keys)) != len(keys):
                 raise ManifestError("manifest tensors must be sorted by name with no name twice")
             derived = tensor_set_content_id(entries)
