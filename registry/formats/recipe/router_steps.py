@@ -34,16 +34,7 @@ def parse_random_init(r: Reader, where: str) -> RandomInit:
         raise RecipeError(f"{where}.seed must be below 2**64")
     if scale is not None:
         scale = as_number(scale, f"{where}.scale")
-    layers: tuple[int, ...] = ()
-    if "{n}" in name:
-        if not isinstance(layer_range, list) or len(layer_range) != 2:
-            raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
-        lo, hi = (as_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
-        if hi <= lo:
-            raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
-        layers = tuple(range(lo, hi))
-    elif layer_range is not None:
-        raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
+    layers = _named_layers(name, layer_range, where)
     return RandomInit(name, dims, dtype, distribution, scale, seed, layers)
 
 
@@ -80,16 +71,19 @@ def parse_prompt_gate(r: Reader, where: str, source: tuple[str, ...]) -> PromptG
     tokens = sum(len(p) for x in experts for p in x.positive + x.negative)
     if tokens > PROMPT_TOKENS:
         raise RecipeError(f"{where} holds {tokens} token ids, more than {PROMPT_TOKENS}; use shorter prompts")
-    layers: tuple[int, ...] = ()
-    if "{n}" in name:
-        if not isinstance(layer_range, list) or len(layer_range) != 2:
-            raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
-        lo, hi = (as_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
-        if hi <= lo:
-            raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
-        layers = tuple(range(lo, hi))
-    elif layer_range is not None:
-        raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
+    layers = _named_layers(name, layer_range, where)
     return PromptGate(source, embedding, name, tuple(experts), dtype, layers)
 
 
+def _named_layers(name: str, layer_range: Any, where: str) -> tuple[int, ...]:
+    """The layers a step's ``{n}`` name stands for (``layer_range`` [start, end)); none without ``{n}``."""
+    if "{n}" not in name:
+        if layer_range is not None:
+            raise RecipeError(f"{where}.layer_range needs a name with {{n}} where the layer number goes")
+        return ()
+    if not isinstance(layer_range, list) or len(layer_range) != 2:
+        raise RecipeError(f"{where}: name {name!r} holds {{n}}, so it needs layer_range [start, end)")
+    lo, hi = (as_layer(v, f"{where}.layer_range", end=True) for v in layer_range)
+    if hi <= lo:
+        raise RecipeError(f"{where}.layer_range [{lo}, {hi}) is empty; the end is excluded")
+    return tuple(range(lo, hi))
