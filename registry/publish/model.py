@@ -32,7 +32,7 @@ from ..digest import parse_bytes32, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license, signing_account
 from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
-from .prepare import PreparedElement, store_document
+from .prepare import PreparedElement, prepared_tensors, store_document, store_stream
 from .send import PublishReport, publish_claims
 from ..records.resolve import Resolver
 from ..records.licensing import check_license_against_ancestors
@@ -259,7 +259,6 @@ def _stream_elements(layout: SplitLayout, store: BlockStore | None, split_progre
     groups first, their digests collected as they pass, then the plan made from those digests and
     the files streamed against it; each manifest (with its data CID) stored beside its blocks."""
     from ..formats.checkpoint import open_tensors
-    from ..storage.unixfs import add_file
 
     infos = layout.checkpoint.tensors
     total = sum(info.size for info in infos.values()) or 1
@@ -269,11 +268,7 @@ def _stream_elements(layout: SplitLayout, store: BlockStore | None, split_progre
     with open_tensors(layout.checkpoint) as views:
         for group in layout.groups:
             stream = ElementStream(group, views, digests=digests)
-            try:
-                data[group.name] = (add_file(stream, store), stream.size)
-                stream.read(1)  # the end: empty tensors after the last byte pass too
-            finally:
-                stream.close()
+            data[group.name] = (store_stream(stream, store), stream.size)
             passed += sum(infos[t].size for t in group.members)
             for report in (split_progress, hash_progress):
                 if report:
@@ -283,17 +278,10 @@ def _stream_elements(layout: SplitLayout, store: BlockStore | None, split_progre
     for element in plan.elements:
         if element.kind == "tensors":
             data_cid, size = data[element.name]
-            data_name = f"{element.name}.safetensors"
-            manifest = element.manifest.with_metadata({"name": element.name}).with_data(data_cid, size, data_name)
-            prepared.append(PreparedElement(element.name, Path(plan.model), int(Kind.ELEMENT), manifest,
-                                            store_document(manifest.to_json_bytes(), store)))
+            prepared.append(prepared_tensors(element, data_cid, size, plan.model, int(Kind.ELEMENT), store))
             continue
         stream = ElementStream(element)
-        try:
-            data_cid = add_file(stream, store)
-            stream.read(1)  # the end: the file's content id is checked
-        finally:
-            stream.close()
+        data_cid = store_stream(stream, store)
         name = element.path.removeprefix("files/")
         manifest = element.manifest.with_metadata({"name": name}).with_data(data_cid, stream.size, Path(element.path).name)
         source = element.source if element.source is not None else plan.model

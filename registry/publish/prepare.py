@@ -35,7 +35,9 @@ __all__ = [
     "prepare_element",
     "prepare_elements",
     "prepare_planned",
+    "prepared_tensors",
     "store_document",
+    "store_stream",
 ]
 
 #: ``--kind`` names and the registry kinds they stand for.
@@ -241,13 +243,26 @@ def prepare_planned(
             hashed[0] += count
             report(hashed[0], stream.size)
 
+    data_cid = store_stream(stream, store, progress=on_bytes)
+    return prepared_tensors(element, data_cid, stream.size, source, kind, store)
+
+
+def store_stream(stream: ElementStream, store: BlockStore | None, progress: Callable[[int], None] | None = None) -> CID:
+    """An element stream read into ``store`` (the CID only when ``store`` is None) and on to its
+    end, where it checks its last tensor (empty ones included) or its file's content id."""
     try:
-        data_cid = add_file(stream, store, progress=on_bytes)
-        stream.read(1)  # the end: the stream checks its last tensor
+        data_cid = add_file(stream, store, progress=progress)
+        stream.read(1)
     finally:
         stream.close()
-    manifest = element.manifest.with_metadata({"name": element.name}).with_data(
-        data_cid, stream.size, f"{element.name}.safetensors")
+    return data_cid
+
+
+def prepared_tensors(element: PlannedElement, data_cid: CID, size: int, source: str | os.PathLike, kind: int,
+                     store: BlockStore | None) -> PreparedElement:
+    """A planned tensors element whose bytes are stored as ``data_cid``: its manifest, named and
+    pointing at the data, stored beside it (what :func:`prepare_element` makes of the split file)."""
+    manifest = element.manifest.with_metadata({"name": element.name}).with_data(data_cid, size, f"{element.name}.safetensors")
     return PreparedElement(element.name, Path(source), int(kind), manifest, store_document(manifest.to_json_bytes(), store))
 
 
