@@ -49,6 +49,12 @@ def test_fastlz_length_matches_the_reference_vectors():
     assert fastlz_length(REFERENCE_TX) == 202
 
 
+def test_fastlz_length_grows_with_every_byte_of_data_that_never_repeats():
+    data = bytes(range(256))
+    lengths = [fastlz_length(data[:n]) for n in range(257)]
+    assert all(a < b for a, b in zip(lengths, lengths[1:]))
+
+
 def test_fastlz_length_of_random_data_is_its_literals_and_their_control_bytes():
     rng = random.Random(15)
     for size in (13, 32, 33, 500):
