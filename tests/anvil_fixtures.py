@@ -41,12 +41,8 @@ def anvil(anvil_binary, tmp_path_factory):
     """A running anvil on 127.0.0.1:<free port>, for the whole session."""
     binary = anvil_binary
     log = tmp_path_factory.mktemp("anvil") / "anvil.log"
-    node = Anvil(binary=binary, log=log)
-    node.start()
-    try:
+    with Anvil(binary=binary, log=log) as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="session")

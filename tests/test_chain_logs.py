@@ -94,12 +94,8 @@ def anvil(anvil_binary, tmp_path_factory):
     the files run in."""
     from registry.chain.devnet import Anvil
 
-    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-logs") / "anvil.log")
-    node.start()
-    try:
+    with Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-logs") / "anvil.log") as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")

@@ -59,12 +59,8 @@ def start(home: Path, devnet: Anvil, *args: str, kubo_url: str | None = None) ->
 
 @pytest.fixture(scope="module")
 def devnet(anvil_binary, tmp_path_factory):
-    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-footprint") / "anvil.log")
-    node.start()
-    try:
+    with Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-footprint") / "anvil.log") as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,8 @@ ADDRESSES = [a.address for a in anvil_dev_accounts()]
 @pytest.fixture(scope="module")
 def devnet(anvil_binary, tmp_path_factory):
     """An anvil of this module's own (a clean chain: record counts are this module's)."""
-    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-cli") / "anvil.log")
-    node.start()
-    try:
+    with Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-cli") / "anvil.log") as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")

@@ -36,14 +36,10 @@ def anvil(anvil_binary, tmp_path_factory):
     """An anvil of this module's own, with the registry: `verify` weighs every claim of the real
     model on the chain, and other modules claim it on the session's anvil under other terms (which
     of them ran first depends on the order, and on the xdist worker this module lands on)."""
-    node = Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-pinning") / "anvil.log")
-    node.start()
-    try:
+    with Anvil(binary=anvil_binary, log=tmp_path_factory.mktemp("anvil-pinning") / "anvil.log") as node:
         chain = node.connect()
         Registry.deploy(chain, chain.dev_accounts[0])
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="module")
