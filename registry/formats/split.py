@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -164,7 +165,10 @@ def parse_rule(text: str) -> tuple[re.Pattern[str], str]:
         # a recipe's pattern checks: within REGEX_CHARS, compiles (a repeat count over 2**32 is an
         # OverflowError, deep groups a RecursionError), no nested repetition (exponential time on a
         # tensor name of the model being split, which may be anyone's)
-        return re.compile(as_regex(regex, f"--rule {text[:80]!r}")), name
+        pattern = as_regex(regex, f"--rule {text[:80]!r}")
+        with warnings.catch_warnings():  # compiled once already, its warnings silenced there
+            warnings.simplefilter("ignore")
+            return re.compile(pattern), name
     except RecipeError as exc:
         raise SplitError(str(exc)) from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
@@ -170,7 +171,9 @@ def as_regex(raw: Any, where: str) -> str:
     if len(value) > REGEX_CHARS:
         raise over_limit(REGEX_CHARS, f"the regular expression {where}", len(value))
     try:
-        re.compile(value)
+        with warnings.catch_warnings():  # "possible nested set": a second line on the user's stderr
+            warnings.simplefilter("ignore")
+            re.compile(value)
     except (re.error, RecursionError, OverflowError) as exc:
         raise RecipeError(f"{where} is not a valid regular expression ({exc})") from None
     if _nested_repeat(value):

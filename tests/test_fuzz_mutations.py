@@ -1,0 +1,540 @@
+"""A deterministic mutation fuzzer over every parser of outside input, and the corpus of the inputs
+it found that once escaped as something other than an Elements error.
+
+Each parser below gets a few hundred inputs made from one valid seed by a seeded
+:class:`random.Random` (the same inputs on every run): bit flips, bytes set to 0x00/0xff/0x80,
+insertions, deletions, truncations, varints and 8-byte length fields set to huge values, and, for
+JSON and YAML documents, structural edits (a value replaced by a huge or negative number, a
+wrong type, a lone surrogate, a right-to-left override, 65 levels of nesting, a key twice, a key
+removed or added). Whatever it is given, a parser returns or raises an
+:class:`registry.errors.ElementsError`; any other exception fails the test with the input that
+raised it. Hangs and memory are bounded by construction: every input is small (kilobytes), so a
+parser that takes long or grows large on one is the bug.
+
+Hostile JSON-RPC answers come from a real HTTP server on loopback; hostile files also go through
+``registry.cli.main`` (exit code 2, one line on stderr, no traceback). ``test_fuzz_parsers.py``
+explores the same parsers with Hypothesis (``slow``); this file is the fast, repeatable lane.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import yaml
+
+from registry.chain import abi
+from registry.chain.accounts import account_from_keystore
+from registry.chain.connection import connect
+from registry.chain.logs import merge_logs
+from registry.chain.reader import RECORD_PUBLISHED_TOPIC, Record, decode_event, decode_licenses, decode_states
+from registry.cli import main
+from registry.config import Settings, load_config_file
+from registry.errors import ElementsError
+from registry.formats.checkpoint import read_checkpoint
+from registry.formats.content_id import Manifest, tensor_entries
+from registry.formats.mergekit_config import mergekit_document, recipe_from_mergekit
+from registry.formats.recipe import load_recipe, parse_recipe
+from registry.formats.safetensors import read_header
+from registry.formats.safetensors_writer import write_safetensors
+from registry.formats.split import group_by_rules, parse_rule
+from registry.limits import loads_json, loads_yaml
+from registry.publish.signed import load_signed
+from registry.records.documents import check_record_document, load_document
+from registry.storage.blockstore import BlockStore
+from registry.storage.car import CarReader, export_car, import_car
+from registry.storage.cid import CID, DAG_CBOR, DAG_JSON, DAG_PB, RAW
+from registry.storage.codecs import links_of
+from registry.storage.dagpb import FILE, decode_node, decode_unixfs, encode_link, encode_node, encode_unixfs
+from registry.storage.fetch import Sources
+from registry.storage.unixfs import Profile
+from tests.fuzz_mutations import Mutator, answer_bytes
+from tests.hostile_corpus import deep_json
+
+# -- seeds: one valid input of each format ------------------------------------------------------
+
+ZERO = "0x" + "00" * 32
+A, B, C = ("0x" + c * 64 for c in "abc")
+MODELS = {"org/base": {"content_id": A, "record": "0x" + "01" * 32}, "org/math": {"content_id": B, "record": "0x" + "02" * 32},
+          "org/code": {"kind": "composition", "content_id": C, "record": "0x" + "03" * 32}}
+MERGEKIT = [
+    {"merge_method": "ties", "base_model": "org/base", "dtype": "bfloat16", "parameters": {"normalize": True, "int8_mask": True},
+     "models": [{"model": "org/base"}, {"model": "org/math", "parameters": {"density": [1, 0.7, 0.1], "weight": 1.0}},
+                {"model": "org/code", "parameters": {"density": 0.5, "weight": [{"filter": "mlp", "value": 0.5}, {"value": 0}]}}]},
+    {"merge_method": "passthrough", "dtype": "float16", "slices": [{"sources": [{"model": "org/base", "layer_range": [0, 4]}]},
+                                                                  {"sources": [{"model": "org/math", "layer_range": [2, 6]}]}]},
+    {"merge_method": "slerp", "base_model": "org/base", "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 1]}, {"value": 0.5}]},
+     "slices": [{"sources": [{"model": "org/base", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [0, 2]}]}]},
+]
+RECIPE = {
+    "format": "elements.recipe/v1",
+    "inputs": {"base": {"kind": "tensors", "content_id": A, "record": ZERO}, "config": {"kind": "file", "content_id": ZERO, "record": ZERO}},
+    "steps": [{"op": "take", "from": ["base"], "match": "weight$"},
+              {"op": "stack", "template": "layer.{n}.", "slices": [{"from": ["base"], "layer_range": [0, 2]}]},
+              {"op": "linear", "sources": [{"from": ["base"], "weight": 0.5}], "rename": [{"prefix": "a", "to": "b"}]},
+              {"op": "ties", "base": ["base"], "template": "model.layers.{n}.", "sources": [{"from": ["base"], "density": [1.0, 0.5]}]},
+              {"op": "lora", "adapter": "base", "params": {"r": 4, "lora_alpha": 8, "rank_pattern": {"q": 2}}}],
+    "files": [{"path": "config.json", "from": "config", "patch": {"x": 1}}],
+    "output": {"content_id": ZERO, "tensors": [{"name": "a", "dtype": "F32", "shape": [2], "digest": ZERO}],
+               "files": [{"path": "config.json", "content_id": ZERO}], "metadata": {"format": "pt"}},
+}
+CONFIG = {"rpc_url": "memory", "gateways": ["http://g"], "trust": ["0x" + "11" * 20],
+          "networks": {"devnet": {"rpc_url": "http://127.0.0.1:8545", "chain_id": 31337}}}
+SIGNED = {"format": "elements.signed-publish/v1", "chain_id": 1, "registry": "0x" + "00" * 20,
+          "publisher": "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf", "records": [{}]}
+REGISTRY = "0x" + "22" * 20
+LOG = {"address": REGISTRY, "topics": ["0x" + RECORD_PUBLISHED_TOPIC.hex(), "0x" + "11" * 32, "0x" + "33" * 32, "0x" + "00" * 12 + "44" * 20],
+       "data": "0x" + abi.encode(["uint256", "bytes32", "uint256", "uint256", "bytes32[]"], [0x70, b"\x55" * 32, 1, 1, [b"\x66" * 32]]).hex(),
+       "blockNumber": "0x10", "logIndex": "0x1", "transactionHash": "0x" + "77" * 32, "removed": False}
+ABI_SEEDS = [(["uint256", "bytes32[]"], [5, [b"\1" * 32]]), (["string", "bytes"], ["hi", b"xy"]),
+             (["(address,uint256)[]"], [[("0x" + "12" * 20, 3)]]), (["bytes32[2]", "string[]"], [[b"\1" * 32, b"\2" * 32], ["a", "bc"]]),
+             (["(uint8,bytes32,uint32,uint8,bytes32[])[]"], [[(1, b"\3" * 32, 4, 1, [b"\4" * 32])]])]
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("fuzz-seeds")
+    weights = root / "w.safetensors"
+    write_safetensors(weights, [("a.weight", "F32", (2, 2), np.arange(4, dtype=np.float32)),
+                                ("b.bias", "F16", (3,), np.ones(3, dtype=np.float16))], metadata={"format": "pt"})
+    raw = weights.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    store = BlockStore(root / "blocks")
+    file_root = store.add_file(bytes(range(256)) * 40, profile=Profile("tiny", 1, False, 1000, 4))
+    car = io.BytesIO()
+    export_car(file_root, store.get, car)
+    from eth_account import Account  # the keystore format is eth-account's own
+
+    return {
+        "safetensors": raw, "header": json.loads(raw[8:8 + length]), "data": raw[8 + length:],
+        "manifest": json.loads(Manifest.for_tensors(tensor_entries(weights)).to_json_bytes()),
+        "car": car.getvalue(), "store": store, "root": file_root, "blocks": dict(store.blocks(file_root)),
+        "keystores": [Account.encrypt("0x" + "11" * 32, "pw", kdf="scrypt", iterations=2),
+                      Account.encrypt("0x" + "11" * 32, "pw", kdf="pbkdf2", iterations=2)],
+    }
+
+
+# -- the parsers, each as one fuzzed call -------------------------------------------------------
+
+#: name -> (inputs per run, call(mutator, seeds, workdir))
+TARGETS: dict[str, tuple[int, Callable[[Mutator, dict, Path], Any]]] = {}
+
+
+def target(runs: int) -> Callable:
+    def register(call: Callable[[Mutator, dict, Path], Any]) -> Callable:
+        TARGETS[call.__name__] = (runs, call)
+        return call
+    return register
+
+
+def written(workdir: Path, name: str, data: bytes) -> Path:
+    path = workdir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@target(300)
+def safetensors_file(m: Mutator, s: dict, workdir: Path) -> None:
+    if m.rng.random() < 0.5:
+        raw = m.bytes(s["safetensors"])
+    else:  # a well-framed header whose JSON is hostile
+        header = m.json(s["header"])
+        raw = struct.pack("<Q", len(header)) + header + s["data"]
+    read_header(written(workdir, "m.safetensors", raw))
+
+
+@target(120)
+def sharded_index(m: Mutator, s: dict, workdir: Path) -> None:
+    written(workdir, "ckpt/w.safetensors", s["safetensors"])
+    index = {"metadata": {"total_size": 22}, "weight_map": {"a.weight": "w.safetensors", "b.bias": "w.safetensors"}}
+    read_checkpoint(written(workdir, "ckpt/model.safetensors.index.json", m.json(index)))
+
+
+@target(300)
+def manifest(m: Mutator, s: dict, workdir: Path) -> None:
+    Manifest.from_json(m.json(s["manifest"]), require_canonical=m.rng.random() < 0.5).to_json_bytes()
+
+
+@target(200)
+def recipe_text(m: Mutator, s: dict, workdir: Path) -> None:
+    text = m.json(RECIPE)
+    if m.rng.random() < 0.15:  # the same edits as YAML (PyYAML is slow: a few)
+        try:
+            text = yaml.safe_dump(loads_json(text, what="seed"), allow_unicode=True).encode("utf-8", "surrogatepass")
+        except ElementsError:
+            pass
+    load_recipe(text).canonical_json()
+
+
+@target(300)
+def record_document(m: Mutator, s: dict, workdir: Path) -> None:
+    kind = m.rng.choice([1, 2, 3, 4, 5])
+    record = Record(record_id=b"\x11" * 32, publisher="0x" + "44" * 20, content_id=bytes(32), cid="bafy", cid_codec=0x70,
+                    cid_digest=bytes(32), license_id=1, kind=kind, parents=(bytes(32),), block_number=1, yanked=False)
+    raw = m.json(RECIPE if kind == 3 else s["manifest"])
+    load_document(raw, "the fuzzed document")
+    check_record_document(record, raw)
+
+
+@target(300)
+def mergekit_config(m: Mutator, s: dict, workdir: Path) -> None:
+    config = m.value(m.rng.choice(MERGEKIT))
+    models = MODELS if m.rng.random() < 0.7 else m.value(MODELS)
+    template = "model.layers.{n}." if m.rng.random() < 0.8 else m.rng.choice(["{x}", "{n", "{0}", "{n:>99999999999}", "{n[0]}", "a{n}{n}", ""])
+    parse_recipe(recipe_from_mergekit(config, models, template))
+
+
+@target(100)
+def mergekit_files(m: Mutator, s: dict, workdir: Path) -> None:
+    config = written(workdir, "mergekit.yml", m.bytes(yaml.safe_dump(m.rng.choice(MERGEKIT)).encode()))
+    mergekit_document(config, written(workdir, "models.json", json.dumps(MODELS).encode()))
+
+
+@target(1000)
+def car_stream(m: Mutator, s: dict, workdir: Path) -> None:
+    for cid, block in CarReader(io.BytesIO(m.bytes(s["car"])), "fuzz.car"):
+        assert cid.matches(block)
+
+
+@target(150)
+def car_import(m: Mutator, s: dict, workdir: Path) -> None:
+    import_car(io.BytesIO(m.bytes(s["car"])), BlockStore(workdir / "imported"), where="fuzz.car")
+
+
+@target(1500)
+def dag_pb_node(m: Mutator, s: dict, workdir: Path) -> None:
+    decode_unixfs(decode_node(m.bytes(s["blocks"][s["root"]])).data)
+
+
+@target(400)
+def unixfs_file(m: Mutator, s: dict, workdir: Path) -> None:
+    """A mutated root node, stored under its own CID (so it passes the hash check) over the
+    seed's real children: read, walked and checked for missing blocks."""
+    store: BlockStore = s["store"]
+    block = m.bytes(s["blocks"][s["root"]])
+    cid = store.put(CID.of(block, DAG_PB), block)
+    try:
+        b"".join(store.cat(cid))
+        list(store.blocks(cid))
+        store.missing(cid)
+    finally:
+        store.delete(cid)
+
+
+CBOR = bytes.fromhex("a26161d82a582500") + bytes(CID.of(b"x")) + bytes.fromhex("616282010263616263f5")
+CODEC_SEEDS = {DAG_CBOR: CBOR, DAG_JSON: json.dumps({"a": {"/": str(CID.of(b"x"))}, "b": [1, {"/": {"bytes": "aGk"}}]}).encode(),
+               0x78: b"tree 0\x00100644 f\x00" + bytes(20)}
+
+
+@target(1000)
+def codec_links(m: Mutator, s: dict, workdir: Path) -> None:
+    codec = m.rng.choice(sorted(CODEC_SEEDS))
+    block = m.bytes(CODEC_SEEDS[codec])
+    links_of(CID.of(block, codec), block)
+
+
+@target(1000)
+def cid_text_and_bytes(m: Mutator, s: dict, workdir: Path) -> None:
+    value: str | bytes = m.bytes(str(s["root"]).encode()).decode("latin-1") if m.rng.random() < 0.5 else m.bytes(bytes(s["root"]))
+    cid = CID.parse(value)
+    assert CID.parse(str(cid)) == cid
+
+
+@target(1000)
+def abi_answer(m: Mutator, s: dict, workdir: Path) -> None:
+    types, values = m.rng.choice(ABI_SEEDS)
+    abi.decode(types, m.bytes(abi.encode(types, values)))
+
+
+@target(500)
+def registry_event(m: Mutator, s: dict, workdir: Path) -> None:
+    decode_event(m.value(LOG), bytes.fromhex("22" * 20), "the fuzzed node")
+
+
+@target(500)
+def registry_views(m: Mutator, s: dict, workdir: Path) -> None:
+    decode_states(m.bytes(abi.encode(["uint256[]"], [[1, 2, 3]])), 3, "the fuzzed node")
+    decode_licenses(m.bytes(abi.encode(["(string,uint256)[]"], [[("MIT", 1)]])), 1, "the fuzzed node")
+
+
+@target(200)
+def log_answers(m: Mutator, s: dict, workdir: Path) -> None:
+    # each answer a list (Chain.get_logs refuses anything else), its logs anything
+    merge_logs([[m.value(LOG) for _ in range(m.rng.randint(0, 3))] for _ in range(m.rng.randint(1, 3))])
+
+
+@target(150)
+def config_file(m: Mutator, s: dict, workdir: Path) -> None:
+    written(workdir, "home/config.json", m.json(CONFIG))
+    load_config_file(workdir / "home")
+    Settings.resolve({"home": str(workdir / "home")}, environ={})
+
+
+@target(100)
+def keystore_file(m: Mutator, s: dict, workdir: Path) -> None:
+    account_from_keystore(str(written(workdir, "key.json", m.json(m.rng.choice(s["keystores"])))), "pw", prompt=False)
+
+
+@target(150)
+def signed_publish_file(m: Mutator, s: dict, workdir: Path) -> None:
+    load_signed(written(workdir, "signed.json", m.json(SIGNED)))
+
+
+@target(1000)
+def split_rule(m: Mutator, s: dict, workdir: Path) -> None:
+    seed = m.rng.choice([rb"layer\.(\d+)\.=l_\1", rb"(?P<x>a)=\g<x>", rb".*=rest", rb"a{2}=x"])
+    pattern, name = parse_rule(m.bytes(seed).decode("utf-8", "replace"))
+    group_by_rules(["layer.1.w", "a" * 40 + "!", "b"], [(pattern, name)])
+
+
+@target(150)
+def yaml_text(m: Mutator, s: dict, workdir: Path) -> None:
+    loads_yaml(m.bytes(yaml.safe_dump(RECIPE).encode()).decode("utf-8", "replace"), what="the fuzzed YAML")
+
+
+def escapes(name: str, runs: int, seeds: dict, workdir: Path, seed: str = "") -> list[str]:
+    """What escaped as anything but an ElementsError, one line per kind (with the input's index)."""
+    mutator = Mutator(random.Random(f"{name}{seed}"))
+    call = TARGETS[name][1]
+    found: dict[str, str] = {}
+    for i in range(runs):
+        mutator.made.clear()
+        try:
+            call(mutator, seeds, workdir)
+        except ElementsError:
+            pass
+        except Exception as exc:  # noqa: BLE001  # anything else is what this test is for
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            key = f"{type(exc).__name__} at {Path(where.filename).name}:{where.lineno}"
+            found.setdefault(key, f"{key} on input {i}: {str(exc)[:120]!r}; input {mutator.made[-1][:300]!r}" if mutator.made else key)
+    return list(found.values())
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_a_parser_given_mutated_input_returns_or_raises_an_elements_error(name, seeds, tmp_path):
+    assert escapes(name, TARGETS[name][0], seeds, tmp_path) == []
+
+
+@pytest.mark.slow  # ten times the inputs, other seeds
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_a_parser_given_ten_times_more_mutated_input_still_raises_only_elements_errors(name, seeds, tmp_path):
+    assert escapes(name, TARGETS[name][0] * 10, seeds, tmp_path, seed="-deep") == []
+
+
+def test_the_mutator_makes_the_same_inputs_on_every_run():
+    first, second = Mutator(random.Random("x")), Mutator(random.Random("x"))
+    made = [(first.bytes(b"seed bytes"), first.json(RECIPE)) for _ in range(50)]
+    assert made == [(second.bytes(b"seed bytes"), second.json(RECIPE)) for _ in range(50)]
+    assert len(set(made)) > 40  # and they differ from each other
+
+
+# -- hostile JSON-RPC answers, from a real server on loopback ---------------------------------------
+
+
+class MutatingRpc:
+    """A JSON-RPC node answering ``eth_chainId`` truthfully (so a client connects) and every other
+    call with ``self.answer(calls)``: the bytes under test."""
+
+    def __init__(self) -> None:
+        rpc = self
+        self.answer: Callable[[list[dict]], bytes] | None = None
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                calls = request if isinstance(request, list) else [request]
+                if rpc.answer is None:
+                    body = json.dumps({"jsonrpc": "2.0", "id": calls[0]["id"], "result": "0x7a69"}).encode()
+                else:
+                    body = rpc.answer(calls)
+                # one write: headers and body in separate segments cost a delayed ACK (40 ms) each
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def mutating_rpc():
+    server = MutatingRpc()
+    chain = connect(server.url, timeout=10)
+    chain.receipt_timeout = 0.1
+    yield server, chain
+    server.close()
+
+
+RPC_CALLS: dict[str, Callable[[Any], Any]] = {
+    "eth_blockNumber": lambda chain: chain.block_number(),
+    "eth_getCode": lambda chain: chain.code_at(REGISTRY),
+    "eth_call": lambda chain: chain.eth_call(REGISTRY, b"\x01\x02\x03\x04"),
+    "eth_getLogs": lambda chain: chain.get_logs({"address": REGISTRY, "fromBlock": "0x0", "toBlock": "0x1", "topics": []}),
+    "eth_getBlockByNumber": lambda chain: chain.fee_parts(),
+    "eth_getBalance": lambda chain: chain.balance(REGISTRY),
+    "eth_gasPrice": lambda chain: chain.gas_price(),
+    "eth_getTransactionCount": lambda chain: chain.unmined(REGISTRY),
+    "eth_getTransactionReceipt": lambda chain: chain.wait(b"\xab" * 32),
+}
+
+
+@pytest.mark.parametrize("method", sorted(RPC_CALLS))
+def test_a_node_answering_mutated_json_rpc_is_an_elements_error(method, mutating_rpc):
+    server, chain = mutating_rpc
+    rng = random.Random(method)
+    mutator = Mutator(rng)
+    found: dict[str, str] = {}
+    try:
+        for i in range(40):
+            server.answer = answer_bytes(mutator)
+            try:
+                RPC_CALLS[method](chain)
+            except ElementsError:
+                pass
+            except Exception as exc:  # noqa: BLE001  # anything else is what this test is for
+                found.setdefault(type(exc).__name__, f"{type(exc).__name__} on answer {i}: {str(exc)[:160]}")
+    finally:
+        server.answer = None
+    assert list(found.values()) == []
+
+
+# -- the command line, in process --------------------------------------------------------------------
+
+
+def one_line_refusal(argv: list[str], capsys) -> str:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("elements: error: "), (code, err)
+    return lines[0]
+
+
+def test_the_command_line_refuses_mutated_mergekit_configs_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ELEMENTS_HOME", str(tmp_path / "home"))
+    mutator = Mutator(random.Random("convert-mergekit"))
+    models = written(tmp_path, "models.json", json.dumps(MODELS).encode())
+    refused = 0
+    for i in range(15):
+        config = written(tmp_path, "config.yml", mutator.json(MERGEKIT[i % len(MERGEKIT)]))
+        code = main(["convert-mergekit", str(config), "--mergekit-models", str(models), "-o", str(tmp_path / f"out{i}.json")])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err and "internal error" not in err, err
+        if code:
+            refused += 1
+            assert code == 2 and len(err.strip().splitlines()) == 1, (code, err)
+            assert not (tmp_path / f"out{i}.json").exists()
+    assert refused >= 5  # most mutations are refused, by name
+
+
+def test_the_command_line_refuses_mutated_safetensors_files_in_one_line(seeds, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ELEMENTS_HOME", str(tmp_path / "home"))
+    mutator = Mutator(random.Random("id"))
+    for i in range(15):
+        header = mutator.json(seeds["header"])
+        path = written(tmp_path, "m.safetensors", struct.pack("<Q", len(header)) + header + seeds["data"])
+        code = main(["id", str(path)])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert code == 0 or (code == 2 and len(err.strip().splitlines()) == 1), (code, err)
+
+
+# -- the corpus: every input above that once escaped, refused by name ---------------------------------
+
+TEMPLATE_CONFIG = {"merge_method": "ties", "base_model": "org/base", "parameters": {"weight": [0, 1]},
+                   "slices": [{"sources": [{"model": "org/base", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [0, 2]}]}]}
+
+
+def _with(document: dict, **changes: Any) -> dict:
+    return {**json.loads(json.dumps(document)), **changes}
+
+
+def _fan_out(store: BlockStore, levels: int) -> CID:
+    """A UnixFS file of 41 small blocks whose root declares 1 KiB * 2**levels: each node links
+    to the same child twice."""
+    child, size = store.put_block(b"x" * 1024, RAW), 1024
+    for _ in range(levels):
+        node = encode_node([encode_link(bytes(child), size)] * 2, encode_unixfs(FILE, b"", filesize=2 * size, blocksizes=[size, size]))
+        child, size = store.put_block(node, DAG_PB), 2 * size
+    return child
+
+
+def _export_fan_out(directory: Path) -> int:
+    store = BlockStore(directory / "blocks")
+    return Sources(store).export_file(_fan_out(store, 40), directory / "out", size=1024)
+
+
+CORPUS: dict[str, tuple[Callable[[Path], Any], str]] = {
+    # recipe_from_mergekit took dict() of whatever parameters held (TypeError, ValueError)
+    "mergekit-parameters-number": (lambda d: recipe_from_mergekit(_with(MERGEKIT[0], parameters=5), MODELS),
+                                   r"parameters must be a mapping"),
+    "mergekit-parameters-list-of-strings": (lambda d: recipe_from_mergekit(_with(MERGEKIT[0], parameters=["a"]), MODELS),
+                                            r"parameters must be a mapping"),
+    "mergekit-model-parameters-list": (lambda d: recipe_from_mergekit(_with(MERGEKIT[0], models=[
+        {"model": "org/base"}, {"model": "org/math", "parameters": [1]}]), MODELS), r"models\[1\]\.parameters must be a mapping"),
+    "mergekit-slice-parameters-string": (lambda d: recipe_from_mergekit(_with(MERGEKIT[2], slices=[
+        dict(MERGEKIT[2]["slices"][0], parameters="t")]), MODELS), r"slices\[0\]\.parameters must be a mapping"),
+    # an unhashable dtype or base_model was looked up in a dict (TypeError)
+    "mergekit-dtype-list": (lambda d: recipe_from_mergekit(_with(MERGEKIT[0], dtype=["bfloat16"]), MODELS), r"dtype"),
+    "mergekit-base-model-list": (lambda d: recipe_from_mergekit(_with(MERGEKIT[0], base_model=["org/base"]), MODELS),
+                                 r"base_model must be a model name"),
+    # keys that YAML reads as numbers do not sort with strings (TypeError)
+    "mergekit-numeric-key": (lambda d: recipe_from_mergekit({**MERGEKIT[0], 1: 2, "x": 3}, MODELS), r"field\(s\) 1, x"),
+    # a layer_range end of 10**30 made a glob and a rename per layer: a hang, then MemoryError
+    "mergekit-layer-range-huge": (lambda d: recipe_from_mergekit(_with(MERGEKIT[2], slices=[{"sources": [
+        {"model": "org/base", "layer_range": [0, 10 ** 30]}, {"model": "org/math", "layer_range": [0, 10 ** 30]}]}]), MODELS),
+        r"LAYER_NUMBER"),
+    "mergekit-many-slices-of-many-layers": (lambda d: recipe_from_mergekit(_with(MERGEKIT[2], slices=[{"sources": [
+        {"model": "org/base", "layer_range": [0, 60_000]}, {"model": "org/math", "layer_range": [0, 60_000]}]}] * 3), MODELS),
+        r"LAYER_NUMBER"),
+    # the template went through str.format (KeyError, ValueError, IndexError, MemoryError)
+    "mergekit-template-unknown-field": (lambda d: recipe_from_mergekit(TEMPLATE_CONFIG, MODELS, "{x}"), r"exactly once"),
+    "mergekit-template-unclosed": (lambda d: recipe_from_mergekit(TEMPLATE_CONFIG, MODELS, "{n"), r"exactly once"),
+    "mergekit-template-huge-width": (lambda d: recipe_from_mergekit(TEMPLATE_CONFIG, MODELS, "{n:>99999999999}"), r"exactly once"),
+    "mergekit-template-positional": (lambda d: recipe_from_mergekit(TEMPLATE_CONFIG, MODELS, "{0}"), r"exactly once"),
+    # split --rule compiled whatever it was given (OverflowError) and ran nested repeats on names
+    "split-rule-repeat-over-2-to-32": (lambda d: parse_rule("a{4294967296}=x"), r"not a valid regular expression"),
+    "split-rule-nested-repeat": (lambda d: parse_rule("(a+)+$=x"), r"exponential"),
+    "split-rule-2000-chars": (lambda d: parse_rule("a" * 2000 + "=x"), r"REGEX_CHARS"),
+    # a 41-block DAG declaring a petabyte was written out in full by export_file (a disk filled)
+    "unixfs-fan-out-declares-a-petabyte": (_export_fan_out, r"declares a 1,125,899,906,842,624-byte file where 1,024 bytes are expected"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_an_input_that_once_escaped_is_refused_with_an_elements_error_naming_it(name, tmp_path):
+    call, pattern = CORPUS[name]
+    with pytest.raises(ElementsError, match=pattern) as caught:
+        call(tmp_path)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_deeply_nested_mergekit_config_is_refused_by_its_depth(tmp_path):
+    config = written(tmp_path, "deep.yml", ("merge_method: ties\nmodels: " + deep_json(200)).encode())
+    with pytest.raises(ElementsError, match="JSON_DEPTH"):
+        mergekit_document(config, written(tmp_path, "models.json", json.dumps(MODELS).encode()))
