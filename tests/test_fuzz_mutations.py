@@ -143,7 +143,7 @@ def written(workdir: Path, name: str, data: bytes) -> Path:
     return path
 
 
-@target(300)
+@target(200)
 def safetensors_file(m: Mutator, s: dict, workdir: Path) -> None:
     if m.rng.random() < 0.5:
         raw = m.bytes(s["safetensors"])
@@ -153,7 +153,7 @@ def safetensors_file(m: Mutator, s: dict, workdir: Path) -> None:
     read_header(written(workdir, "m.safetensors", raw))
 
 
-@target(120)
+@target(80)
 def sharded_index(m: Mutator, s: dict, workdir: Path) -> None:
     written(workdir, "ckpt/w.safetensors", s["safetensors"])
     index = {"metadata": {"total_size": 22}, "weight_map": {"a.weight": "w.safetensors", "b.bias": "w.safetensors"}}
@@ -165,7 +165,7 @@ def manifest(m: Mutator, s: dict, workdir: Path) -> None:
     Manifest.from_json(m.json(s["manifest"]), require_canonical=m.rng.random() < 0.5).to_json_bytes()
 
 
-@target(200)
+@target(150)
 def recipe_text(m: Mutator, s: dict, workdir: Path) -> None:
     text = m.json(RECIPE)
     if m.rng.random() < 0.15:  # the same edits as YAML (PyYAML is slow: a few)
@@ -194,7 +194,7 @@ def mergekit_config(m: Mutator, s: dict, workdir: Path) -> None:
     parse_recipe(recipe_from_mergekit(config, models, template))
 
 
-@target(100)
+@target(60)
 def mergekit_files(m: Mutator, s: dict, workdir: Path) -> None:
     config = written(workdir, "mergekit.yml", m.bytes(yaml.safe_dump(m.rng.choice(MERGEKIT)).encode()))
     mergekit_document(config, written(workdir, "models.json", json.dumps(MODELS).encode()))
@@ -206,7 +206,7 @@ def car_stream(m: Mutator, s: dict, workdir: Path) -> None:
         assert cid.matches(block)
 
 
-@target(150)
+@target(100)
 def car_import(m: Mutator, s: dict, workdir: Path) -> None:
     import_car(io.BytesIO(m.bytes(s["car"])), BlockStore(workdir / "imported"), where="fuzz.car")
 
@@ -273,19 +273,19 @@ def log_answers(m: Mutator, s: dict, workdir: Path) -> None:
     merge_logs([[m.value(LOG) for _ in range(m.rng.randint(0, 3))] for _ in range(m.rng.randint(1, 3))])
 
 
-@target(150)
+@target(100)
 def config_file(m: Mutator, s: dict, workdir: Path) -> None:
     written(workdir, "home/config.json", m.json(CONFIG))
     load_config_file(workdir / "home")
     Settings.resolve({"home": str(workdir / "home")}, environ={})
 
 
-@target(100)
+@target(60)
 def keystore_file(m: Mutator, s: dict, workdir: Path) -> None:
     account_from_keystore(str(written(workdir, "key.json", m.json(m.rng.choice(s["keystores"])))), "pw", prompt=False)
 
 
-@target(150)
+@target(100)
 def signed_publish_file(m: Mutator, s: dict, workdir: Path) -> None:
     load_signed(written(workdir, "signed.json", m.json(SIGNED)))
 
@@ -297,7 +297,7 @@ def split_rule(m: Mutator, s: dict, workdir: Path) -> None:
     group_by_rules(["layer.1.w", "a" * 40 + "!", "b"], [(pattern, name)])
 
 
-@target(150)
+@target(80)
 def yaml_text(m: Mutator, s: dict, workdir: Path) -> None:
     loads_yaml(m.bytes(yaml.safe_dump(RECIPE).encode()).decode("utf-8", "replace"), what="the fuzzed YAML")
 

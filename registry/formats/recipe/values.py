@@ -170,13 +170,14 @@ def as_regex(raw: Any, where: str) -> str:
     value = as_str(raw, where)
     if len(value) > REGEX_CHARS:
         raise over_limit(REGEX_CHARS, f"the regular expression {where}", len(value))
-    try:
-        with warnings.catch_warnings():  # "possible nested set": a second line on the user's stderr
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # "possible nested set": a second line on the user's stderr
+        warnings.simplefilter("ignore")
+        try:
             re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise RecipeError(f"{where} is not a valid regular expression ({exc})") from None
-    if _nested_repeat(value):
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise RecipeError(f"{where} is not a valid regular expression ({exc})") from None
+        nested = _nested_repeat(value)
+    if nested:
         raise RecipeError(
             f"{where} {value!r} repeats a group that itself repeats (like (a+)+), which can take exponential time "
             "on a hostile tensor name; write it without nested repetition"
