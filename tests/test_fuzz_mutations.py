@@ -35,6 +35,7 @@ import yaml
 from registry.chain import abi
 from registry.chain.accounts import account_from_keystore
 from registry.chain.connection import connect
+from registry.chain.errors import RpcResponseError
 from registry.chain.logs import merge_logs
 from registry.chain.reader import RECORD_PUBLISHED_TOPIC, Record, decode_event, decode_licenses, decode_states
 from registry.cli import main
@@ -57,7 +58,7 @@ from registry.storage.codecs import links_of
 from registry.storage.dagpb import FILE, decode_node, decode_unixfs, encode_link, encode_node, encode_unixfs
 from registry.storage.fetch import Sources
 from registry.storage.unixfs import Profile
-from tests.fuzz_mutations import Mutator, answer_bytes
+from tests.fuzz_mutations import ADDRESS, GOOD_RESULTS, Mutator, answer_bytes
 from tests.hostile_corpus import deep_json
 
 # -- seeds: one valid input of each format ------------------------------------------------------
@@ -538,3 +539,35 @@ def test_a_deeply_nested_mergekit_config_is_refused_by_its_depth(tmp_path):
     config = written(tmp_path, "deep.yml", ("merge_method: ties\nmodels: " + deep_json(200)).encode())
     with pytest.raises(ElementsError, match="JSON_DEPTH"):
         mergekit_document(config, written(tmp_path, "models.json", json.dumps(MODELS).encode()))
+
+
+BLOCK = GOOD_RESULTS["eth_getBlockByNumber"]
+RECEIPT = GOOD_RESULTS["eth_getTransactionReceipt"]
+#: answers that once escaped web3 as AttributeError, TypeError, ValueError, BlockNotFound, or a
+#: KeyError in whoever read the receipt; and numbers that would be signed into a transaction
+RPC_CORPUS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    "latest-block-a-string": (lambda chain: chain.fee_parts(), "0x10", "cannot use while reading the latest block"),
+    "latest-block-null": (lambda chain: chain.fee_parts(), None, "cannot use while reading the latest block"),
+    "latest-block-miner-not-an-address": (lambda chain: chain.latest_block(), {**BLOCK, "miner": "0x22/2"}, "cannot use"),
+    "base-fee-2-to-160": (lambda chain: chain.fee_parts(), {**BLOCK, "baseFeePerGas": "0x" + "f" * 40}, "base fee"),
+    "balance-null": (lambda chain: chain.balance(ADDRESS), None, "cannot use while reading a balance"),
+    "gas-price-a-list": (lambda chain: chain.gas_price(), [], "cannot use while reading the gas price"),
+    "gas-price-2-to-160": (lambda chain: chain.gas_price(), "0x" + "f" * 40, "gas price of"),
+    "nonce-empty": (lambda chain: chain.unmined(ADDRESS), "", "cannot use while reading the nonce"),
+    "receipt-without-status": (lambda chain: chain.wait(b"\xab" * 32), {k: v for k, v in RECEIPT.items() if k != "status"},
+                               "malformed receipt"),
+    "receipt-logs-a-number": (lambda chain: chain.wait(b"\xab" * 32), {**RECEIPT, "logs": 5}, "cannot use|malformed receipt"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RPC_CORPUS))
+def test_a_node_answer_that_once_escaped_web3_is_an_rpc_response_error(name, mutating_rpc):
+    server, chain = mutating_rpc
+    call, result, pattern = RPC_CORPUS[name]
+    server.answer = lambda calls: json.dumps({"jsonrpc": "2.0", "id": calls[0].get("id"), "result": result}).encode()
+    try:
+        with pytest.raises(RpcResponseError, match=pattern) as caught:
+            call(chain)
+    finally:
+        server.answer = None
+    assert "\n" not in str(caught.value)

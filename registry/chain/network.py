@@ -467,6 +467,11 @@ class Chain:
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(f"lost {self.rpc_url} while waiting for a receipt; the transaction may still land") from None
+            from web3.exceptions import TimeExhausted
+
+            if not self.is_memory and not isinstance(exc, TimeExhausted):  # web3 could not read the receipt it got
+                raise RpcResponseError(f"{self.rpc_url} answered a malformed receipt for 0x{bytes(tx_hash).hex()} ({type(exc).__name__}); "
+                                       "check the node (the transaction may have landed: check it before retrying)") from None
             raise TransactionFailedError(
                 f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
                 "check it before retrying (a retried publish is harmless)"
