@@ -35,12 +35,13 @@ import yaml
 from registry.chain import abi
 from registry.chain.accounts import account_from_keystore
 from registry.chain.connection import connect
-from registry.chain.errors import RpcResponseError
+from registry.chain.errors import ERRORS as REVERTS, RpcResponseError, decode_revert, selector
 from registry.chain.logs import merge_logs
 from registry.chain.reader import RECORD_PUBLISHED_TOPIC, Record, decode_event, decode_licenses, decode_states
 from registry.cli import main
 from registry.config import Settings, load_config_file
 from registry.errors import ElementsError
+from registry.compose.outputs import patched_json
 from registry.formats.checkpoint import read_checkpoint
 from registry.formats.content_id import Manifest, tensor_entries
 from registry.formats.mergekit_config import mergekit_document, recipe_from_mergekit
@@ -266,6 +267,20 @@ def registry_event(m: Mutator, s: dict, workdir: Path) -> None:
 def registry_views(m: Mutator, s: dict, workdir: Path) -> None:
     decode_states(m.bytes(abi.encode(["uint256[]"], [[1, 2, 3]])), 3, "the fuzzed node")
     decode_licenses(m.bytes(abi.encode(["(string,uint256)[]"], [[("MIT", 1)]])), 1, "the fuzzed node")
+
+
+@target(500)
+def revert_data(m: Mutator, s: dict, workdir: Path) -> None:
+    seed = m.rng.choice([abi.encode(["string"], ["no"]), abi.encode(["uint256"], [17]), abi.encode(["bytes32", "address"], [b"\1" * 32, REGISTRY])])
+    head = m.rng.choice([bytes.fromhex("08c379a0"), bytes.fromhex("4e487b71"), b"\0\0\0\0"] + [selector(n) for n in sorted(REVERTS)])
+    data = m.bytes(head + seed)
+    decode_revert(data if m.rng.random() < 0.5 else "0x" + m.bytes(data.hex().encode()).decode("latin-1"))
+
+
+@target(300)
+def patched_file(m: Mutator, s: dict, workdir: Path) -> None:
+    patched_json(m.json({"hidden_size": 4, "architectures": ["Bert"], "nested": {"a": [1, 2]}}), m.value({"x": 1, "nested": {"a": None}}),
+                 "config.json")
 
 
 @target(200)
@@ -521,6 +536,13 @@ CORPUS: dict[str, tuple[Callable[[Path], Any], str]] = {
     "split-rule-repeat-over-2-to-32": (lambda d: parse_rule("a{4294967296}=x"), r"not a valid regular expression"),
     "split-rule-nested-repeat": (lambda d: parse_rule("(a+)+$=x"), r"exponential"),
     "split-rule-2000-chars": (lambda d: parse_rule("a" * 2000 + "=x"), r"REGEX_CHARS"),
+    # a "\\ud800" escape is JSON but not text: a recipe's names, paths and patches, and a patched
+    # file, were encoded as UTF-8 late (UnicodeEncodeError)
+    "recipe-patch-lone-surrogate": (lambda d: parse_recipe(_with(RECIPE, files=[{"path": "config.json", "from": "config",
+                                                                                 "patch": {"x": "\ud800"}}])), r"lone surrogate"),
+    "recipe-input-name-lone-surrogate": (lambda d: parse_recipe(_with(RECIPE, inputs={"\ud800": RECIPE["inputs"]["base"]})),
+                                         r"lone surrogate"),
+    "patched-file-lone-surrogate": (lambda d: patched_json(b'{"a": "\\ud800"}', {"b": 1}, "config.json"), r"lone surrogate"),
     # a 41-block DAG declaring a petabyte was written out in full by export_file (a disk filled)
     "unixfs-fan-out-declares-a-petabyte": (_export_fan_out, r"declares a 1,125,899,906,842,624-byte file where 1,024 bytes are expected"),
 }
@@ -545,29 +567,33 @@ BLOCK = GOOD_RESULTS["eth_getBlockByNumber"]
 RECEIPT = GOOD_RESULTS["eth_getTransactionReceipt"]
 #: answers that once escaped web3 as AttributeError, TypeError, ValueError, BlockNotFound, or a
 #: KeyError in whoever read the receipt; and numbers that would be signed into a transaction
-RPC_CORPUS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
-    "latest-block-a-string": (lambda chain: chain.fee_parts(), "0x10", "cannot use while reading the latest block"),
-    "latest-block-null": (lambda chain: chain.fee_parts(), None, "cannot use while reading the latest block"),
-    "latest-block-miner-not-an-address": (lambda chain: chain.latest_block(), {**BLOCK, "miner": "0x22/2"}, "cannot use"),
-    "base-fee-2-to-160": (lambda chain: chain.fee_parts(), {**BLOCK, "baseFeePerGas": "0x" + "f" * 40}, "base fee"),
-    "balance-null": (lambda chain: chain.balance(ADDRESS), None, "cannot use while reading a balance"),
-    "gas-price-a-list": (lambda chain: chain.gas_price(), [], "cannot use while reading the gas price"),
-    "gas-price-2-to-160": (lambda chain: chain.gas_price(), "0x" + "f" * 40, "gas price of"),
-    "nonce-empty": (lambda chain: chain.unmined(ADDRESS), "", "cannot use while reading the nonce"),
-    "receipt-without-status": (lambda chain: chain.wait(b"\xab" * 32), {k: v for k, v in RECEIPT.items() if k != "status"},
+RPC_CORPUS: dict[str, tuple[Callable[[Any], Any], dict, str]] = {
+    "latest-block-a-string": (lambda chain: chain.fee_parts(), {"result": "0x10"}, "cannot use while reading the latest block"),
+    "latest-block-null": (lambda chain: chain.fee_parts(), {"result": None}, "cannot use while reading the latest block"),
+    "latest-block-miner-not-an-address": (lambda chain: chain.latest_block(), {"result": {**BLOCK, "miner": "0x22/2"}}, "cannot use"),
+    "base-fee-2-to-160": (lambda chain: chain.fee_parts(), {"result": {**BLOCK, "baseFeePerGas": "0x" + "f" * 40}}, "base fee"),
+    "balance-null": (lambda chain: chain.balance(ADDRESS), {"result": None}, "cannot use while reading a balance"),
+    "gas-price-a-list": (lambda chain: chain.gas_price(), {"result": []}, "cannot use while reading the gas price"),
+    "gas-price-2-to-160": (lambda chain: chain.gas_price(), {"result": "0x" + "f" * 40}, "gas price of"),
+    "nonce-empty": (lambda chain: chain.unmined(ADDRESS), {"result": ""}, "cannot use while reading the nonce"),
+    "receipt-without-status": (lambda chain: chain.wait(b"\xab" * 32), {"result": {k: v for k, v in RECEIPT.items() if k != "status"}},
                                "malformed receipt"),
-    "receipt-logs-a-number": (lambda chain: chain.wait(b"\xab" * 32), {**RECEIPT, "logs": 5}, "cannot use|malformed receipt"),
+    "receipt-logs-a-number": (lambda chain: chain.wait(b"\xab" * 32), {"result": {**RECEIPT, "logs": 5}}, "cannot use|malformed receipt"),
+    # decode_revert took any string a node put in error.data for hex (ValueError)
+    "revert-data-not-hex": (lambda chain: chain.eth_call(ADDRESS, b"\x01\x02\x03\x04"), {"error": {"code": 3, "message": "reverted",
+                            "data": "0x08c379a0zz"}}, "revert data that is not hex"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(RPC_CORPUS))
-def test_a_node_answer_that_once_escaped_web3_is_an_rpc_response_error(name, mutating_rpc):
+def test_a_node_answer_that_once_escaped_web3_is_a_one_line_elements_error(name, mutating_rpc):
     server, chain = mutating_rpc
-    call, result, pattern = RPC_CORPUS[name]
-    server.answer = lambda calls: json.dumps({"jsonrpc": "2.0", "id": calls[0].get("id"), "result": result}).encode()
+    call, fields, pattern = RPC_CORPUS[name]
+    server.answer = lambda calls: json.dumps({"jsonrpc": "2.0", "id": calls[0].get("id"), **fields}).encode()
     try:
-        with pytest.raises(RpcResponseError, match=pattern) as caught:
+        with pytest.raises(ElementsError, match=pattern) as caught:
             call(chain)
     finally:
         server.answer = None
     assert "\n" not in str(caught.value)
+    assert isinstance(caught.value, RpcResponseError) or "error" in fields

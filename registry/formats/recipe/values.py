@@ -32,6 +32,7 @@ __all__ = [
     "as_regex",
     "as_dtype",
     "check_relative_path",
+    "check_text",
 ]
 
 FORMAT = "elements.recipe/v1"
@@ -234,3 +235,23 @@ def check_relative_path(raw: Any, where: str) -> str:
     if any(p in ("..", ".") for p in value.split("/")) or not parts or str(PurePosixPath(*parts)) != value:
         raise RecipeError(f"{where} {shown(value)} escapes its directory or is not normalized; use a plain relative path")
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(document: Any, where: str) -> None:
+    """Refuse a lone surrogate in any key or string of ``document``: JSON can escape one
+    (``"\\ud800"``) but it is not text, and every name, path and value of a recipe is written as
+    UTF-8 in the end (a tensor name, a file name, a patched config)."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise RecipeError(f"{where} holds a lone surrogate in {shown(item)}, which is not UTF-8 text; remove the \\ud8xx escape")
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
