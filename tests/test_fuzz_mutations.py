@@ -357,13 +357,15 @@ def test_the_mutator_makes_the_same_inputs_on_every_run():
 # -- hostile JSON-RPC answers, from a real server on loopback ---------------------------------------
 
 
-class MutatingRpc:
-    """A JSON-RPC node answering ``eth_chainId`` truthfully (so a client connects) and every other
-    call with ``self.answer(calls)``: the bytes under test."""
+class MutatingServer:
+    """A JSON-RPC node and a pinning service on loopback. As a node it answers ``eth_chainId``
+    truthfully while ``answer`` is None (so a client connects), then every call with
+    ``answer(calls)``; under ``/pins`` it answers every request with ``pins()``: the bytes under test."""
 
     def __init__(self) -> None:
-        rpc = self
+        server = self
         self.answer: Callable[[list[dict]], bytes] | None = None
+        self.pins: Callable[[], bytes] = lambda: b"{}"
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -371,15 +373,23 @@ class MutatingRpc:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                calls = request if isinstance(request, list) else [request]
-                if rpc.answer is None:
-                    body = json.dumps({"jsonrpc": "2.0", "id": calls[0]["id"], "result": "0x7a69"}).encode()
-                else:
-                    body = rpc.answer(calls)
+            def reply(self, body: bytes, status: int = 200) -> None:
                 # one write: headers and body in separate segments cost a delayed ACK (40 ms) each
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                self.wfile.write(b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (status, len(body))
+                                 + body)
+
+            def do_GET(self) -> None:
+                self.reply(server.pins())
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/pins"):
+                    return self.reply(server.pins(), 202)
+                request = json.loads(raw)
+                calls = request if isinstance(request, list) else [request]
+                if server.answer is None:
+                    return self.reply(json.dumps({"jsonrpc": "2.0", "id": calls[0]["id"], "result": "0x7a69"}).encode())
+                self.reply(server.answer(calls))
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -398,7 +408,7 @@ class MutatingRpc:
 
 @pytest.fixture(scope="module")
 def mutating_rpc():
-    server = MutatingRpc()
+    server = MutatingServer()
     chain = connect(server.url, timeout=10)
     chain.receipt_timeout = 0.1
     yield server, chain
@@ -435,6 +445,36 @@ def test_a_node_answering_mutated_json_rpc_is_an_elements_error(method, mutating
                 found.setdefault(type(exc).__name__, f"{type(exc).__name__} on answer {i}: {str(exc)[:160]}")
     finally:
         server.answer = None
+    assert list(found.values()) == []
+
+
+PIN = {"count": 1, "results": [{"requestid": "r1", "status": "pinned", "created": "2024-01-01T00:00:00Z",
+                                 "pin": {"cid": str(CID.of(b"x")), "name": "x"}, "delegates": ["/ip4/127.0.0.1/tcp/4001"], "info": {"k": "v"}}]}
+PIN_CALLS: dict[str, Callable[[Any], Any]] = {
+    "find": lambda service: service.find([CID.of(b"x")]),
+    "get": lambda service: service.get("r1"),
+    "add": lambda service: service.add(CID.of(b"x")),
+}
+
+
+@pytest.mark.parametrize("call", sorted(PIN_CALLS))
+def test_a_pinning_service_answering_mutated_json_is_an_elements_error(call, mutating_rpc):
+    from registry.storage.pinsvc import PinService
+
+    server, _ = mutating_rpc
+    mutator = Mutator(random.Random(f"pins-{call}"))
+    found: dict[str, str] = {}
+    with PinService(server.url, "token", timeout=10) as service:
+        for i in range(60):
+            seed = PIN if call == "find" else PIN["results"][0]
+            body = mutator.json(seed) if i % 4 else mutator.bytes(json.dumps(seed).encode())
+            server.pins = lambda: body
+            try:
+                PIN_CALLS[call](service)
+            except ElementsError:
+                pass
+            except Exception as exc:  # noqa: BLE001  # anything else is what this test is for
+                found.setdefault(type(exc).__name__, f"{type(exc).__name__} on answer {i}: {str(exc)[:160]}; answer {body[:300]!r}")
     assert list(found.values()) == []
 
 

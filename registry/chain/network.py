@@ -487,8 +487,8 @@ class Chain:
     def unmined(self, address: str) -> int:
         """How many of ``address``'s transactions the node holds but has not mined yet (its
         pending nonce less its latest one)."""
-        pending = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")))
-        latest = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")))
+        pending: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")))
+        latest: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")))
         return max(0, pending - latest)
 
     def _next_nonce(self, sender: str) -> int:

@@ -253,7 +253,7 @@ def _sliced_merge_steps(method: str, slices: list[Any], base_name: str | None, p
     if _baseless(method):
         base_name = None
     steps: list[dict[str, Any]] = []
-    plans = []
+    plans: list[tuple[int, int, str | None, list[dict[str, Any]], dict[str, Any]]] = []
     for i, item in enumerate(slices):
         sources = _slice_sources(item, i)
         ranges = {tuple(s["layer_range"]) for s in sources}
