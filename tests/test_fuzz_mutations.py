@@ -637,3 +637,49 @@ def test_a_node_answer_that_once_escaped_web3_is_a_one_line_elements_error(name,
         server.answer = None
     assert "\n" not in str(caught.value)
     assert isinstance(caught.value, RpcResponseError) or "error" in fields
+
+
+# -- relaying someone's signed-publish file (on the session's in-process registry: tests/chain_worlds.py) --
+
+
+def signed_document(registry: Any, commitment: bool) -> dict:
+    entry = {"content_id": "0x" + "11" * 32, "cid": str(CID.of(b"x")), "license_id": 1, "kind": 1, "parents": [], "size": 1,
+             "name": "w", "signature": "0x" + "00" * 65, "nonce": 0, "deadline": 10**12}
+    document = {"format": "elements.signed-publish/v1", "chain_id": registry.chain.chain_id, "registry": registry.address,
+                "publisher": registry.chain.dev_accounts[1].address, "records": [entry]}
+    if commitment:
+        document["commitment"] = {"commitment": "0x" + "22" * 32, "salt": "0x" + "33" * 32, "nonce": 0, "deadline": 10**12,
+                                  "signature": "0x" + "00" * 65}
+    return document
+
+
+def test_relaying_a_mutated_signed_publish_file_raises_only_elements_errors(memory_registry):
+    from registry.publish.signed import relay_signed
+
+    mutator = Mutator(random.Random("relay"))
+    found: dict[str, str] = {}
+    for i in range(150):
+        document = mutator.value(signed_document(memory_registry, commitment=i % 2 == 1))
+        if not isinstance(document, dict) or not isinstance(document.get("records"), list):
+            continue  # load_signed refuses these (the signed_publish_file target)
+        try:
+            relay_signed(memory_registry, document)
+        except ElementsError as exc:
+            assert len(str(exc)) < 2000, "an error names the problem; it does not echo the input"
+        except Exception as exc:  # noqa: BLE001  # anything else is what this test is for
+            found.setdefault(type(exc).__name__, f"{type(exc).__name__} on document {i}: {str(exc)[:160]}; {mutator.made[-1][:300]!r}")
+    assert list(found.values()) == []
+
+
+@pytest.mark.parametrize("entry, pattern", [
+    ({"size": "big"}, r"malformed \(ValueError"),  # a committed record's size was read outside the check (ValueError)
+    ({"cid": "x" * 100_000}, r"100,000 characters"),  # the message held the 100,000 characters
+], ids=["committed-size-not-a-number", "cid-100k-characters"])
+def test_a_signed_publish_record_that_once_escaped_is_refused_in_a_short_line(entry, pattern, memory_registry):
+    from registry.publish.signed import relay_signed
+
+    document = signed_document(memory_registry, commitment=True)
+    document["records"][0].update(entry)
+    with pytest.raises(ElementsError, match=pattern) as caught:
+        relay_signed(memory_registry, document)
+    assert len(str(caught.value)) < 2000 and "\n" not in str(caught.value)
