@@ -358,9 +358,10 @@ def test_the_mutator_makes_the_same_inputs_on_every_run():
 
 
 class MutatingServer:
-    """A JSON-RPC node and a pinning service on loopback. As a node it answers ``eth_chainId``
-    truthfully while ``answer`` is None (so a client connects), then every call with
-    ``answer(calls)``; under ``/pins`` it answers every request with ``pins()``: the bytes under test."""
+    """A JSON-RPC node, a pinning service and a Kubo node on loopback. As a JSON-RPC node it
+    answers ``eth_chainId`` truthfully while ``answer`` is None (so a client connects), then every
+    call with ``answer(calls)``; under ``/pins`` and ``/api/v0/`` it answers every request with
+    ``pins()``: the bytes under test."""
 
     def __init__(self) -> None:
         server = self
@@ -383,8 +384,8 @@ class MutatingServer:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.startswith("/pins"):
-                    return self.reply(server.pins(), 202)
+                if self.path.startswith(("/pins", "/api/v0/")):  # a pinning service, a Kubo node
+                    return self.reply(server.pins(), 202 if self.path.startswith("/pins") else 200)
                 request = json.loads(raw)
                 calls = request if isinstance(request, list) else [request]
                 if server.answer is None:
@@ -474,6 +475,37 @@ def test_a_pinning_service_answering_mutated_json_is_an_elements_error(call, mut
             server.pins = lambda: body
             try:
                 PIN_CALLS[call](service)
+            except ElementsError:
+                pass
+            except Exception as exc:  # noqa: BLE001  # anything else is what this test is for
+                found.setdefault(type(exc).__name__, f"{type(exc).__name__} on answer {i}: {str(exc)[:160]}; answer {body[:300]!r}")
+    assert list(found.values()) == []
+
+
+KUBO_CALLS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "version": ({"Version": "0.42.0", "Commit": "", "Golang": "go1.22", "System": "amd64/linux"}, lambda kubo: kubo.version()),
+    "id": ({"ID": "12D3KooW", "Addresses": ["/ip4/127.0.0.1/tcp/4001"], "AgentVersion": "kubo/0.42.0"}, lambda kubo: kubo.id()),
+    "swarm-peers": ({"Peers": [{"Addr": "/ip4/1.2.3.4/tcp/4001", "Peer": "12D3KooW"}]}, lambda kubo: kubo.swarm_peers()),
+    "block-stat": ({"Key": str(CID.of(b"x")), "Size": 1}, lambda kubo: kubo.block_stat(CID.of(b"x"))),
+    "pin-ls": ({"Keys": {str(CID.of(b"x")): {"Type": "recursive"}}}, lambda kubo: kubo.pin_ls()),
+    "dag-import": ({"Root": {"Cid": {"/": str(CID.of(b"x"))}, "PinErrorMsg": ""}}, lambda kubo: kubo.dag_import(io.BytesIO(b""))),
+}
+
+
+@pytest.mark.parametrize("call", sorted(KUBO_CALLS))
+def test_a_kubo_node_answering_mutated_json_is_an_elements_error(call, mutating_rpc):
+    from registry.storage.kubo import Kubo
+
+    server, _ = mutating_rpc
+    seed, ask = KUBO_CALLS[call]
+    mutator = Mutator(random.Random(f"kubo-{call}"))
+    found: dict[str, str] = {}
+    with Kubo(server.url, timeout=10) as kubo:
+        for i in range(40):
+            body = mutator.json(seed) if i % 4 else mutator.bytes(json.dumps(seed).encode())
+            server.pins = lambda: body
+            try:
+                ask(kubo)
             except ElementsError:
                 pass
             except Exception as exc:  # noqa: BLE001  # anything else is what this test is for
