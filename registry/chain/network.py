@@ -317,9 +317,13 @@ class Chain:
                 ) from None
             if self.is_memory or ("web3" in sys.modules and isinstance(exc, self._revert_types)):
                 raise
+            detail = " ".join(str(exc).split())[:160]
+            from web3.exceptions import Web3RPCError  # only web3's calls get here
+
+            if isinstance(exc, Web3RPCError):  # the node answered with an error object: a refusal, as request() says
+                raise ChainError(f"{self.rpc_url} refused a call while {what} ({detail}); check the node") from None
             # web3's formatters meeting a hostile answer raise whatever they raise (ValueError,
             # TypeError, KeyError, AttributeError, BadResponseFormat, BlockNotFound ...)
-            detail = " ".join(str(exc).split())[:160]
             raise RpcResponseError(
                 f"{self.rpc_url} gave an answer this client cannot use while {what} ({type(exc).__name__}: {detail}); "
                 "check the node, or use another endpoint"
