@@ -22,9 +22,7 @@ import io
 import json
 import random
 import struct
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +35,7 @@ from registry.chain.accounts import account_from_keystore
 from registry.chain.connection import connect
 from registry.chain.errors import ERRORS as REVERTS, decode_revert, selector
 from registry.chain.logs import merge_logs
-from registry.chain.reader import RECORD_PUBLISHED_TOPIC, Record, decode_event, decode_licenses, decode_states
+from registry.chain.reader import Record, decode_event, decode_licenses, decode_states
 from registry.cli import main
 from registry.config import Settings, load_config_file
 from registry.errors import ElementsError
@@ -59,48 +57,11 @@ from registry.storage.codecs import links_of
 from registry.storage.dagpb import FILE, decode_node, decode_unixfs, encode_link, encode_node, encode_unixfs
 from registry.storage.fetch import Sources
 from registry.storage.unixfs import Profile
-from tests.fuzz_mutations import ADDRESS, GOOD_RESULTS, Mutator, answer_bytes
+from tests.fuzz_mutations import (
+    ABI_SEEDS, ADDRESS, CONFIG, GOOD_RESULTS, LOG, MERGEKIT, MODELS, RECIPE, REGISTRY, SIGNED, MutatingServer, Mutator,
+    answer_bytes,
+)
 from tests.hostile_corpus import deep_json
-
-# -- seeds: one valid input of each format ------------------------------------------------------
-
-ZERO = "0x" + "00" * 32
-A, B, C = ("0x" + c * 64 for c in "abc")
-MODELS = {"org/base": {"content_id": A, "record": "0x" + "01" * 32}, "org/math": {"content_id": B, "record": "0x" + "02" * 32},
-          "org/code": {"kind": "composition", "content_id": C, "record": "0x" + "03" * 32}}
-MERGEKIT = [
-    {"merge_method": "ties", "base_model": "org/base", "dtype": "bfloat16", "parameters": {"normalize": True, "int8_mask": True},
-     "models": [{"model": "org/base"}, {"model": "org/math", "parameters": {"density": [1, 0.7, 0.1], "weight": 1.0}},
-                {"model": "org/code", "parameters": {"density": 0.5, "weight": [{"filter": "mlp", "value": 0.5}, {"value": 0}]}}]},
-    {"merge_method": "passthrough", "dtype": "float16", "slices": [{"sources": [{"model": "org/base", "layer_range": [0, 4]}]},
-                                                                  {"sources": [{"model": "org/math", "layer_range": [2, 6]}]}]},
-    {"merge_method": "slerp", "base_model": "org/base", "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 1]}, {"value": 0.5}]},
-     "slices": [{"sources": [{"model": "org/base", "layer_range": [0, 2]}, {"model": "org/math", "layer_range": [0, 2]}]}]},
-]
-RECIPE = {
-    "format": "elements.recipe/v1",
-    "inputs": {"base": {"kind": "tensors", "content_id": A, "record": ZERO}, "config": {"kind": "file", "content_id": ZERO, "record": ZERO}},
-    "steps": [{"op": "take", "from": ["base"], "match": "weight$"},
-              {"op": "stack", "template": "layer.{n}.", "slices": [{"from": ["base"], "layer_range": [0, 2]}]},
-              {"op": "linear", "sources": [{"from": ["base"], "weight": 0.5}], "rename": [{"prefix": "a", "to": "b"}]},
-              {"op": "ties", "base": ["base"], "template": "model.layers.{n}.", "sources": [{"from": ["base"], "density": [1.0, 0.5]}]},
-              {"op": "lora", "adapter": "base", "params": {"r": 4, "lora_alpha": 8, "rank_pattern": {"q": 2}}}],
-    "files": [{"path": "config.json", "from": "config", "patch": {"x": 1}}],
-    "output": {"content_id": ZERO, "tensors": [{"name": "a", "dtype": "F32", "shape": [2], "digest": ZERO}],
-               "files": [{"path": "config.json", "content_id": ZERO}], "metadata": {"format": "pt"}},
-}
-CONFIG = {"rpc_url": "memory", "gateways": ["http://g"], "trust": ["0x" + "11" * 20],
-          "networks": {"devnet": {"rpc_url": "http://127.0.0.1:8545", "chain_id": 31337}}}
-SIGNED = {"format": "elements.signed-publish/v1", "chain_id": 1, "registry": "0x" + "00" * 20,
-          "publisher": "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf", "records": [{}]}
-REGISTRY = "0x" + "22" * 20
-LOG = {"address": REGISTRY, "topics": ["0x" + RECORD_PUBLISHED_TOPIC.hex(), "0x" + "11" * 32, "0x" + "33" * 32, "0x" + "00" * 12 + "44" * 20],
-       "data": "0x" + abi.encode(["uint256", "bytes32", "uint256", "uint256", "bytes32[]"], [0x70, b"\x55" * 32, 1, 1, [b"\x66" * 32]]).hex(),
-       "blockNumber": "0x10", "logIndex": "0x1", "transactionHash": "0x" + "77" * 32, "removed": False}
-ABI_SEEDS = [(["uint256", "bytes32[]"], [5, [b"\1" * 32]]), (["string", "bytes"], ["hi", b"xy"]),
-             (["(address,uint256)[]"], [[("0x" + "12" * 20, 3)]]), (["bytes32[2]", "string[]"], [[b"\1" * 32, b"\2" * 32], ["a", "bc"]]),
-             (["(uint8,bytes32,uint32,uint8,bytes32[])[]"], [[(1, b"\3" * 32, 4, 1, [b"\4" * 32])]])]
-
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory) -> dict[str, Any]:
@@ -355,56 +316,6 @@ def test_the_mutator_makes_the_same_inputs_on_every_run():
 
 
 # -- hostile JSON-RPC answers, from a real server on loopback ---------------------------------------
-
-
-class MutatingServer:
-    """A JSON-RPC node, a pinning service and a Kubo node on loopback. As a JSON-RPC node it
-    answers ``eth_chainId`` truthfully while ``answer`` is None (so a client connects), then every
-    call with ``answer(calls)``; under ``/pins`` and ``/api/v0/`` it answers every request with
-    ``pins()``: the bytes under test."""
-
-    def __init__(self) -> None:
-        server = self
-        self.answer: Callable[[list[dict]], bytes] | None = None
-        self.pins: Callable[[], bytes] = lambda: b"{}"
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def reply(self, body: bytes, status: int = 200) -> None:
-                # one write: headers and body in separate segments cost a delayed ACK (40 ms) each
-                self.wfile.write(b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (status, len(body))
-                                 + body)
-
-            def do_GET(self) -> None:
-                self.reply(server.pins())
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.startswith(("/pins", "/api/v0/")):  # a pinning service, a Kubo node
-                    return self.reply(server.pins(), 202 if self.path.startswith("/pins") else 200)
-                request = json.loads(raw)
-                calls = request if isinstance(request, list) else [request]
-                if server.answer is None:
-                    return self.reply(json.dumps({"jsonrpc": "2.0", "id": calls[0]["id"], "result": "0x7a69"}).encode())
-                self.reply(server.answer(calls))
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture(scope="module")
