@@ -284,6 +284,11 @@ def recipe_cases() -> list[Hostile]:
         _edited("path-absolute", _set("files.0.path", "/etc/passwd"), "relative path"),
         _edited("path-backslash", _set("files.0.path", "a\\b.json"), "relative path"),
         _edited("path-nul", _set("files.0.path", "a\u0000b.json"), "relative path"),
+        _edited("path-lone-surrogate", _set("files.0.path", "a\ud800.json"), "surrogate|UTF-8"),
+        _edited("patch-lone-surrogate", _set("files.0.patch", {"name": "\ud800"}), "surrogate|UTF-8"),
+        _edited("rename-to-lone-surrogate", _set("steps.0.rename", [{"prefix": "layer", "to": "\ud800"}]), "surrogate|UTF-8"),
+        _edited("input-name-lone-surrogate", lambda d: d["inputs"].update({"\ud800": d["inputs"]["base"]}), "surrogate|UTF-8|input name"),
+        _edited("output-metadata-lone-surrogate", _set("output", {"metadata": {"a": "\ud800"}}), "surrogate|UTF-8|output"),
         _edited("path-reserved", _set("files.0.path", "model.safetensors"), "reserved"),
         _edited("path-file-and-directory", lambda d: d["files"].extend([{"path": "config.json/x", "from": "config"}]),
                 "both a file and a directory"),
@@ -614,6 +619,53 @@ def signed_cases() -> list[Hostile]:
     ] + [Hostile("signed/directory", lambda ws: ["relay", ws.input("d/x", b"").parent], "is a directory")]
 
 
+def mergekit_cases() -> list[Hostile]:
+    """``convert-mergekit`` of hostile configs and templates (each once a TypeError, ValueError,
+    KeyError or MemoryError, or a hang on a huge layer range)."""
+    models = {"org/base": {"content_id": "0x" + "aa" * 32, "record": "0x" + "01" * 32},
+              "org/math": {"content_id": "0x" + "bb" * 32, "record": "0x" + "02" * 32}}
+    slerp = "merge_method: slerp\nbase_model: org/base\nslices:\n  - sources:\n" \
+            "      - {model: org/base, layer_range: [0, RANGE]}\n      - {model: org/math, layer_range: [0, RANGE]}\n"
+
+    def case(name: str, config: str, match: str, template: str | None = None) -> Hostile:
+        def build(ws: Workspace) -> list[str]:
+            argv = ["convert-mergekit", ws.input("config.yml", config), "--mergekit-models", ws.input("models.json", json.dumps(models)),
+                    "-o", ws.out]
+            return argv + (["--mergekit-template", template] if template is not None else [])
+        return Hostile(f"mergekit/{name}", build, match)
+
+    ties = "merge_method: ties\nbase_model: org/base\nmodels:\n  - model: org/base\n  - model: org/math\n"
+    return [
+        case("parameters-number", ties + "parameters: 5\n", "parameters must be a mapping"),
+        case("model-parameters-list", ties.replace("model: org/math", "model: org/math\n    parameters: [1, 2]"),
+             "parameters must be a mapping"),
+        case("dtype-list", ties + "dtype: [bfloat16]\n", "dtype"),
+        case("base-model-list", ties.replace("base_model: org/base", "base_model: [org/base]"), "base_model must be a model name"),
+        case("numeric-keys", ties + "1: a\nx: b\n", "field\\(s\\) 1, x"),
+        case("layer-range-10-to-30", slerp.replace("RANGE", str(10 ** 30)), "LAYER_NUMBER"),
+        case("template-format-field", slerp.replace("RANGE", "2"), "exactly once", "{x}"),
+        case("template-format-width", slerp.replace("RANGE", "2"), "exactly once", "model.{n:>99999999999}."),
+        case("nested-100k", "models: " + deep_json(), "JSON_DEPTH"),
+    ]
+
+
+def split_rule_cases() -> list[Hostile]:
+    """``split --rule`` patterns (a repeat over 2**32 was an OverflowError; a nested repeat ran in
+    exponential time on a tensor name; a nested set printed a FutureWarning as a second line)."""
+    def case(name: str, rule: str, match: str) -> Hostile:
+        def build(ws: Workspace) -> list[str]:
+            ws.elements()
+            return ["split", ws.root / "in" / "elements" / "weights.safetensors", "--out", ws.out, "--rule", rule]
+        return Hostile(f"split/{name}", build, match)
+
+    return [
+        case("rule-repeat-2-to-32", "a{4294967296}=x", "not a valid regular expression"),
+        case("rule-nested-repeat", "(a+)+$=x", "exponential"),
+        case("rule-2000-chars", "a" * 2000 + "=x", "REGEX_CHARS"),
+        case("rule-nested-set", "[[z]=x", "match no --rule"),
+    ]
+
+
 def output_path_cases() -> list[Hostile]:
     def long_out(ws: Workspace) -> list[str]:
         ws.elements()
@@ -693,7 +745,7 @@ def corpus() -> list[Hostile]:
     cases = [
         *safetensors_cases(), *index_cases(), *recipe_cases(), *local_manifest_cases(), *car_cases(),
         *dagpb_cases(), *cid_cases(), *config_cases(), *keystore_cases(), keys_list_case(), *signed_cases(),
-        *output_path_cases(), *command_cases(),
+        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(),
     ]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "case ids must be unique"

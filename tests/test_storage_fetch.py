@@ -151,3 +151,23 @@ def test_content_put_into_node_a_is_fetched_through_node_b_over_bitswap(kubo_pai
     assert reader.missing(root) == []
     for cid, block in publisher.blocks(root):
         assert reader.get(cid) == block
+
+
+def test_export_file_refuses_a_dag_declaring_another_size_than_expected_before_writing(tmp_path):
+    # 41 blocks, each node linking the same child twice: the root declares 1 KiB * 2**40 (a
+    # petabyte, which export_file once wrote out until the disk was full)
+    from registry.storage.cid import DAG_PB, RAW
+    from registry.storage.dagpb import FILE, encode_link, encode_node, encode_unixfs
+    from registry.storage.errors import DAGError
+
+    store = BlockStore(tmp_path / "blocks")
+    child, size = store.put_block(b"x" * 1024, RAW), 1024
+    for _ in range(40):
+        node = encode_node([encode_link(bytes(child), size)] * 2, encode_unixfs(FILE, b"", filesize=2 * size, blocksizes=[size, size]))
+        child, size = store.put_block(node, DAG_PB), 2 * size
+    with pytest.raises(DAGError, match="declares a 1,125,899,906,842,624-byte file where 1,024 bytes are expected"):
+        Sources(store).export_file(child, tmp_path / "out", size=1024)
+    assert not (tmp_path / "out").exists()
+
+    honest = store.add_file(b"y" * 5000, profile=Profile("tiny", 1, False, 1000, 4))
+    assert Sources(store).export_file(honest, tmp_path / "honest", size=5000) == 5000

@@ -34,10 +34,10 @@ def split_cid(cid: Any) -> tuple[int, bytes]:
         InputError: not a sha2-256 CIDv0/CIDv1 with codec raw or dag-pb.
     """
     if isinstance(cid, (bytes, bytearray, memoryview)):
-        shown = to_hex(bytes(cid))
+        shown = to_hex(bytes(cid)[:64]) + ("…" if len(cid) > 64 else "")
     else:
-        shown = repr(str(cid).strip())
         cid = str(cid).strip()
+        shown = repr(cid) if len(cid) <= 120 else repr(cid[:100]) + f"… ({len(cid):,} characters)"  # a message never echoes a hostile input whole
     try:
         parsed = CID.parse(cid)
     except ValueError as exc:

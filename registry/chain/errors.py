@@ -429,8 +429,11 @@ def decode_revert(data: bytes | str | None, namer: LicenseNamer | None = None) -
         data: the revert data (``0x`` hex or bytes): a 4-byte selector then ABI-encoded values.
         namer: optional ``licence id -> SPDX id`` lookup used to name licences in messages.
     """
-    if isinstance(data, str):
-        data = bytes.fromhex(data.removeprefix("0x")) if data.removeprefix("0x") else b""
+    if isinstance(data, str):  # from a node's error object: anything
+        try:
+            data = bytes.fromhex(data.removeprefix("0x"))
+        except ValueError:
+            return TransactionFailedError(f"the transaction reverted, with revert data that is not hex ({data[:80]!r}); check the node")
     data = bytes(data or b"")
     head, body = data[:4], data[4:]
     name = _BY_SELECTOR.get(head)

@@ -13,6 +13,7 @@ anything is sent), EIP-1559 fees, and receipts awaited. Reverts come back as the
 from __future__ import annotations
 
 import ast
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 from urllib.parse import urlparse
@@ -302,7 +303,9 @@ class Chain:
         return decode_revert(_revert_data(exc), namer)
 
     def rpc(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run a read, turning a dead endpoint into :class:`RpcUnavailableError`."""
+        """Run a read, turning a dead endpoint into :class:`RpcUnavailableError` and an answer
+        web3 cannot read (a block, a balance, a nonce that is not what it says) into
+        :class:`RpcResponseError`; a revert passes through for the caller to decode."""
         try:
             return fn()
         except ElementsError:
@@ -312,7 +315,19 @@ class Chain:
                 raise RpcUnavailableError(
                     f"lost the connection to {self.rpc_url} while {what} ({type(exc).__name__}); check the node is running"
                 ) from None
-            raise
+            if self.is_memory or ("web3" in sys.modules and isinstance(exc, self._revert_types)):
+                raise
+            detail = " ".join(str(exc).split())[:160]
+            from web3.exceptions import Web3RPCError  # only web3's calls get here
+
+            if isinstance(exc, Web3RPCError):  # the node answered with an error object: a refusal, as request() says
+                raise ChainError(f"{self.rpc_url} refused a call while {what} ({detail}); check the node") from None
+            # web3's formatters meeting a hostile answer raise whatever they raise (ValueError,
+            # TypeError, KeyError, AttributeError, BadResponseFormat, BlockNotFound ...)
+            raise RpcResponseError(
+                f"{self.rpc_url} gave an answer this client cannot use while {what} ({type(exc).__name__}: {detail}); "
+                "check the node, or use another endpoint"
+            ) from None
 
     def code_at(self, address: str, block: Any = "latest") -> bytes:
         if self.is_memory:
@@ -336,7 +351,7 @@ class Chain:
         return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
 
     def balance(self, address: str) -> int:
-        return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+        return int(self.rpc("reading a balance", lambda: int(self.w3.eth.get_balance(to_checksum_address(address)))))
 
     def call(self, tx: dict[str, Any], namer: LicenseNamer | None = None, block: Any = "latest") -> bytes:
         """``eth_call``; a revert raises the decoded error."""
@@ -450,26 +465,40 @@ class Chain:
         """Wait for a receipt (polling quickly on local chains)."""
         poll = 0.05 if self.is_memory or _is_loopback(self.rpc_url) else 1.0
         try:
-            return dict(self.w3.eth.wait_for_transaction_receipt(cast("Hash32", tx_hash), timeout=self.receipt_timeout, poll_latency=poll))
+            receipt = dict(self.w3.eth.wait_for_transaction_receipt(cast("Hash32", tx_hash), timeout=self.receipt_timeout, poll_latency=poll))
         except ElementsError:
             raise
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(f"lost {self.rpc_url} while waiting for a receipt; the transaction may still land") from None
+            from web3.exceptions import TimeExhausted
+
+            if not self.is_memory and not isinstance(exc, TimeExhausted):  # web3 could not read the receipt it got
+                raise RpcResponseError(f"{self.rpc_url} answered a malformed receipt for 0x{bytes(tx_hash).hex()} ({type(exc).__name__}); "
+                                       "check the node (the transaction may have landed: check it before retrying)") from None
             raise TransactionFailedError(
                 f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
                 "check it before retrying (a retried publish is harmless)"
             ) from None
+        # web3 formats the fields a node sends and leaves out the ones it does not: every reader
+        # of a receipt relies on these
+        fields = {"status": int, "blockNumber": int, "gasUsed": int, "transactionHash": bytes, "logs": list}
+        if any(not isinstance(receipt.get(k), t) or isinstance(receipt.get(k), bool) for k, t in fields.items()):
+            raise RpcResponseError(f"{self.rpc_url} answered a malformed receipt for 0x{bytes(tx_hash).hex()}; check the node "
+                                   "(the transaction may have landed: check it before retrying)")
+        return receipt
 
     def unmined(self, address: str) -> int:
         """How many of ``address``'s transactions the node holds but has not mined yet (its
         pending nonce less its latest one)."""
-        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
-        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "latest"))
-        return max(0, int(pending) - int(latest))
+        pending: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")))
+        latest: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")))
+        return max(0, pending - latest)
 
     def _next_nonce(self, sender: str) -> int:
-        node = int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(sender), "pending")))
+        node: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(sender), "pending")))
+        if not 0 <= node < 2**64:  # signed into the transaction
+            raise RpcResponseError(f"{self.rpc_url} answered a nonce of {node} for {sender}; check the node")
         return max(node, self._nonces.get(sender, 0))
 
     def fee_parts(self) -> tuple[int | None, int]:
@@ -478,15 +507,22 @@ class Chain:
         base_fee = self.latest_block().get("baseFeePerGas")
         if base_fee is None:
             return None, 0
+        if not isinstance(base_fee, int) or not 0 <= base_fee < 2**128:  # a fee is signed into the transaction
+            raise RpcResponseError(f"{self.rpc_url} answered a latest block with base fee {str(base_fee)[:40]!r}; check the node")
         try:
             tip = int(self.w3.eth.max_priority_fee)
         except Exception:
+            tip = 10**9
+        if not 0 <= tip < 2**128:  # a node without a sensible suggestion: the usual one gwei
             tip = 10**9
         return int(base_fee), tip
 
     def gas_price(self) -> int:
         """The node's legacy gas price (pre-London chains)."""
-        return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
+        price = int(self.rpc("reading the gas price", lambda: int(self.w3.eth.gas_price)))
+        if not 0 <= price < 2**128:  # signed into the transaction
+            raise RpcResponseError(f"{self.rpc_url} answered a gas price of {price}; check the node")
+        return price
 
     def _fees(self) -> dict[str, int]:
         base_fee, tip = self.fee_parts()

@@ -47,7 +47,7 @@ from ..records.graph import Graph, ResolvedRecord
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
 from ..storage.dagfile import DagFile
-from ..storage.errors import BlockIntegrityError
+from ..storage.errors import BlockIntegrityError, DAGError
 from ..storage.gc import store_lock
 from ..storage.scratch import ScratchArea, make_area
 from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExistsError, assemble
@@ -242,7 +242,10 @@ class ChainElementSource(ElementSource):
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Exported in an area of this process, so a crash leaves nothing the next run keeps.
         with make_area(self.cache_dir, "export") as area:
-            written = sources.export_file(cid, area.path / cid)
+            try:
+                written = sources.export_file(cid, area.path / cid, size=stored["size"])
+            except DAGError as exc:
+                raise ElementIntegrityError(f"input {ref.name!r}: data {exc}") from None
             if written != stored["size"]:
                 raise ElementIntegrityError(
                     f"input {ref.name!r}: data {cid} has {written:,} bytes, its manifest says {stored['size']:,}"

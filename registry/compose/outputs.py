@@ -153,4 +153,7 @@ def patched_json(data: bytes, patch: Mapping, path: str) -> bytes:
     if not isinstance(document, dict):
         raise RecipeError(f"files: {path} has a patch but its input is not a JSON object")
     patched = merge_patch(document, patch)
-    return (json.dumps(patched, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    try:
+        return (json.dumps(patched, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a "\ud800" escape in the input file: JSON, but not text
+        raise RecipeError(f"files: {path} has a patch but its input holds a lone surrogate (a \\ud8xx escape), which is not UTF-8 text") from None

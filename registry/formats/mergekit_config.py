@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..limits import DOCUMENT_BYTES, LimitExceededError, NotJSONError, loads_json, loads_yaml
+from ..limits import DOCUMENT_BYTES, LAYER_NUMBER, LimitExceededError, NotJSONError, loads_json, loads_yaml
 from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, over_limit as _over, parse_recipe
 
 __all__ = ["recipe_from_mergekit", "mergekit_document", "load_mergekit", "MERGEKIT_DTYPES"]
@@ -53,6 +53,20 @@ def _model_name(value: Any, where: str) -> str:
     return value
 
 
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    """A ``parameters`` mapping (absent: none); a config is hand-written, so anything else is named."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RecipeError(f"{where} must be a mapping of parameter names to values, got {value!r:.80}")
+    return dict(value)
+
+
+def _names(keys: Any) -> str:
+    """Keys for a message, sorted (a YAML config may mix strings with numbers, which do not sort together)."""
+    return ", ".join(sorted(map(str, keys)))
+
+
 def recipe_from_mergekit(config: Any, models: Mapping[str, Any], template: str = "model.layers.{n}.") -> dict[str, Any]:
     """The ``elements.recipe/v1`` document equivalent to a mergekit config (validated by
     :func:`registry.formats.recipe.parse_recipe` before it is returned).
@@ -61,11 +75,15 @@ def recipe_from_mergekit(config: Any, models: Mapping[str, Any], template: str =
         RecipeError: a field Elements does not support (by name), a model the map does not name,
             or anything the resulting recipe refuses.
     """
+    if not isinstance(template, str) or template.count("{n}") != 1 or "{" in template.replace("{n}", "") or "}" in template.replace("{n}", ""):
+        # the recipe's rule for a stack template; the layer number is put in by replacement, never
+        # str.format (a '{x}' or '{n:>99999999999}' in a user's --mergekit-template is text, not code)
+        raise RecipeError(f"the mergekit template {template!r:.80} (--mergekit-template) must contain '{{n}}' exactly once, e.g. 'model.layers.{{n}}.'")
     if not isinstance(config, Mapping):
         raise RecipeError("a mergekit config must be a mapping (merge_method, models, …)")
-    unknown = sorted(set(config) - _TOP_KEYS)
+    unknown = set(config) - _TOP_KEYS
     if unknown:
-        raise RecipeError(f"mergekit config has field(s) {', '.join(map(str, unknown))} that Elements does not know; remove them")
+        raise RecipeError(f"mergekit config has field(s) {_names(unknown)} that Elements does not know; remove them")
     for key, why in _UNSUPPORTED.items():
         if config.get(key) is not None:
             raise RecipeError(f"{_where(key)} is not supported: {why}")
@@ -79,7 +97,7 @@ def recipe_from_mergekit(config: Any, models: Mapping[str, Any], template: str =
 
     def use(name: str, where: str) -> str:
         if name not in models:
-            known = ", ".join(sorted(models)[:8]) or "none"
+            known = _names(list(models)[:8]) or "none"
             raise RecipeError(f"{where} names model {name!r}, which the model map does not (it maps: {known}); add it")
         if name not in names:
             input_name = f"m{len(names)}"
@@ -90,11 +108,13 @@ def recipe_from_mergekit(config: Any, models: Mapping[str, Any], template: str =
     dtype = config.get("out_dtype") or config.get("dtype")
     out_dtype = None
     if dtype is not None:
-        if dtype not in MERGEKIT_DTYPES:
+        if not isinstance(dtype, str) or dtype not in MERGEKIT_DTYPES:
             raise RecipeError(f"{_where('dtype')} {dtype!r} is not one of {', '.join(MERGEKIT_DTYPES)}")
         out_dtype = MERGEKIT_DTYPES[dtype]
-    parameters = dict(config.get("parameters") or {})
+    parameters = _parameters(config.get("parameters"), _where("parameters"))
     base_name = config.get("base_model")
+    if base_name is not None:
+        base_name = _model_name(base_name, _where("base_model"))
     steps: list[dict[str, Any]] = []
     if config.get("slices") is not None:
         if config.get("models") is not None:
@@ -121,11 +141,11 @@ def recipe_from_mergekit(config: Any, models: Mapping[str, Any], template: str =
         sources = []
         for i, entry in enumerate(entries):
             if isinstance(entry, Mapping):
-                extra = sorted(set(entry) - {"model", "parameters"})
+                extra = set(entry) - {"model", "parameters"}
                 if extra:
-                    raise RecipeError(f"{_where(f'models[{i}]')} has field(s) {', '.join(extra)} that Elements does not support")
+                    raise RecipeError(f"{_where(f'models[{i}]')} has field(s) {_names(extra)} that Elements does not support")
             name = _model_name(entry, f"models[{i}].model")
-            own = dict(entry.get("parameters") or {}) if isinstance(entry, Mapping) else {}
+            own = _parameters(entry.get("parameters"), _where(f"models[{i}].parameters")) if isinstance(entry, Mapping) else {}
             if name == base_name:
                 if own:
                     raise RecipeError(f"{_where(f'models[{i}]')}: the base model takes no parameters in {method}")
@@ -182,20 +202,22 @@ def _slice_sources(item: Any, i: int) -> list[Mapping[str, Any]]:
     sources = item.get("sources") if isinstance(item, Mapping) else None
     if not isinstance(sources, list) or not sources:
         raise RecipeError(f"{_where(f'slices[{i}]')} must be {{sources: [{{model, layer_range}}, …]}}")
-    extra = sorted(set(item) - {"sources", "parameters"})
+    extra = set(item) - {"sources", "parameters"}
     if extra:
-        raise RecipeError(f"{_where(f'slices[{i}]')} has field(s) {', '.join(map(str, extra))} that Elements does not support")
+        raise RecipeError(f"{_where(f'slices[{i}]')} has field(s) {_names(extra)} that Elements does not support")
     for j, source in enumerate(sources):
         where = _where(f"slices[{i}].sources[{j}]")
         if not isinstance(source, Mapping):
             raise RecipeError(f"{where} must be {{model, layer_range[, parameters]}}")
-        unknown = sorted(set(source) - {"model", "layer_range", "parameters"})
+        unknown = set(source) - {"model", "layer_range", "parameters"}
         if unknown:
-            raise RecipeError(f"{where} has field(s) {', '.join(map(str, unknown))} that Elements does not support")
+            raise RecipeError(f"{where} has field(s) {_names(unknown)} that Elements does not support")
         rng = source.get("layer_range")
         if (not isinstance(rng, list) or len(rng) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in rng)
                 or not 0 <= rng[0] < rng[1]):
             raise RecipeError(f"{where}.layer_range must be [first, end) with 0 <= first < end, got {rng!r:.60}")
+        if rng[1] > LAYER_NUMBER + 1:
+            raise _over(LAYER_NUMBER, f"the layer number {where}.layer_range[1]", rng[1])
     return sources
 
 
@@ -216,10 +238,10 @@ def _passthrough_steps(slices: list[Any], use: Callable[[str, str], str], templa
 def _layer_rules(template: str, first: int, end: int, out_first: int) -> tuple[list[str], list[dict[str, str]]]:
     """Globs of layers first..end-1 and the prefix renames moving them to out_first…, ordered so
     that no renamed name is renamed again (descending when moving up, ascending when moving down)."""
-    globs = [template.format(n=n) + "*" for n in range(first, end)]
+    globs = [template.replace("{n}", str(n)) + "*" for n in range(first, end)]
     shift = out_first - first
     order = range(end - 1, first - 1, -1) if shift > 0 else range(first, end)
-    renames = [{"prefix": template.format(n=n), "to": template.format(n=n + shift)} for n in order] if shift else []
+    renames = [{"prefix": template.replace("{n}", str(n)), "to": template.replace("{n}", str(n + shift))} for n in order] if shift else []
     return globs, renames
 
 
@@ -231,7 +253,7 @@ def _sliced_merge_steps(method: str, slices: list[Any], base_name: str | None, p
     if _baseless(method):
         base_name = None
     steps: list[dict[str, Any]] = []
-    plans = []
+    plans: list[tuple[int, int, str | None, list[dict[str, Any]], dict[str, Any]]] = []
     for i, item in enumerate(slices):
         sources = _slice_sources(item, i)
         ranges = {tuple(s["layer_range"]) for s in sources}
@@ -239,7 +261,10 @@ def _sliced_merge_steps(method: str, slices: list[Any], base_name: str | None, p
             raise RecipeError(f"{_where(f'slices[{i}]')}: sources with different layer_range are not supported "
                               "(Elements merges same-named tensors); give every source of a slice the same range")
         first, end = ranges.pop()
-        own = {**parameters, **dict(item.get("parameters") or {})}
+        own = {**parameters, **_parameters(item.get("parameters"), _where(f"slices[{i}].parameters"))}
+        out_layers = sum(p[1] - p[0] for p in plans) + end - first  # each renamed layer is one glob and one rename
+        if out_layers > LAYER_NUMBER + 1:
+            raise _over(LAYER_NUMBER, f"the layers the slices of {_where('slices')} stack", out_layers)
         base, entries = None, []
         for j, source in enumerate(sources):
             name = _model_name(source, f"slices[{i}].sources[{j}].model")
@@ -248,7 +273,8 @@ def _sliced_merge_steps(method: str, slices: list[Any], base_name: str | None, p
                     raise RecipeError(f"{_where(f'slices[{i}].sources[{j}]')}: the base model takes no parameters in {method}")
                 base = use(name, f"slices[{i}]")
                 continue
-            entries.append({"from": use(name, f"slices[{i}].sources[{j}]"), **dict(source.get("parameters") or {})})
+            entries.append({"from": use(name, f"slices[{i}].sources[{j}]"),
+                            **_parameters(source.get("parameters"), _where(f"slices[{i}].sources[{j}].parameters"))})
         if base_name is not None and base is None:
             raise RecipeError(f"{_where(f'slices[{i}]')} does not list base_model {base_name!r}; add it to the slice's sources")
         plans.append((first, end, base, entries, own))

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from ..files import replace_directory, temporary_sibling
 from ..limits import check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
+from .recipe.values import RecipeError, as_regex
 from .safetensors_writer import write_safetensors
 
 __all__ = [
@@ -160,9 +162,15 @@ def parse_rule(text: str) -> tuple[re.Pattern[str], str]:
     if not sep or not regex or not name:
         raise SplitError(f"rule {text!r} must be REGEX=NAME, e.g. 'encoder\\.layer\\.(\\d+)\\.=layer_\\1'")
     try:
-        return re.compile(regex), name
-    except re.error as exc:
-        raise SplitError(f"rule {text!r}: {regex!r} is not a valid regular expression ({exc})") from None
+        # a recipe's pattern checks: within REGEX_CHARS, compiles (a repeat count over 2**32 is an
+        # OverflowError, deep groups a RecursionError), no nested repetition (exponential time on a
+        # tensor name of the model being split, which may be anyone's)
+        pattern = as_regex(regex, f"--rule {text[:80]!r}")
+        with warnings.catch_warnings():  # compiled once already, its warnings silenced there
+            warnings.simplefilter("ignore")
+            return re.compile(pattern), name
+    except RecipeError as exc:
+        raise SplitError(str(exc)) from None
 
 
 def group_by_rules(names: Iterable[str], rules: list[tuple[re.Pattern[str], str]]) -> dict[str, list[str]]:

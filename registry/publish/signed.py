@@ -180,13 +180,14 @@ def _committed_claim(document: dict, entry: dict) -> Claim:
     try:
         publisher = to_checksum_address(document["publisher"])
         record = RecordInput(entry["content_id"], entry["cid"], int(entry["license_id"]), int(entry["kind"]), tuple(entry["parents"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        size = int(entry.get("size") or 0)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"a record of the signed-publish file is malformed ({type(exc).__name__}: {exc})") from None
     record_id = record_id_of(publisher, record)
     if entry.get("record_id") and parse_bytes32(entry["record_id"], "id") != record_id:
         raise InputError(f"record {entry.get('name')!r}: its fields hash to 0x{record_id.hex()}, not the record id the file states")
     return Claim(entry.get("name") or "0x" + record_id.hex()[:12], record, record_id, publisher,
-                 entry.get("data_cid"), int(entry.get("size") or 0), entry.get("path"))
+                 entry.get("data_cid"), size, entry.get("path"))
 
 
 def _relay_committed(registry: Registry, document: dict[str, Any], on_transaction, wait_progress) -> PublishReport:

@@ -29,6 +29,7 @@ from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_i
 from ..formats.recipe import FORMAT as RECIPE_FORMAT
 from ..formats.recipe import Recipe, parse_recipe
 from ..limits import DOCUMENT_BYTES, LimitExceededError, NotJSONError, loads_json
+from ..storage.errors import DAGError
 from ..storage.fetch import Sources
 from ..storage.scratch import make_area
 
@@ -250,7 +251,10 @@ class Documents:
         if not path.is_file():
             # Exported in an area of this process, so a crash leaves nothing the next run keeps.
             with make_area(directory, "export") as area:
-                self.sources.export_file(cid, area.path / cid)
+                try:
+                    self.sources.export_file(cid, area.path / cid, size=int(manifest.data["size"]))
+                except DAGError as exc:
+                    raise DocumentError(f"{what}: its data {exc}") from None
                 install(area.path / cid, path)
         return path
 

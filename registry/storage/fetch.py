@@ -19,9 +19,9 @@ from ..config import FetchLimits, Settings
 from ..errors import ElementsError, NotFoundError, ServiceError
 from .blockstore import BlockStore
 from .cid import CID
-from .errors import BlockIntegrityError, BlockNotFoundError, FetchLimitError, IncompleteDAGError
+from .errors import BlockIntegrityError, BlockNotFoundError, DAGError, FetchLimitError, IncompleteDAGError
 from .limits import Budget
-from .unixfs import file_matches
+from .unixfs import file_matches, file_size
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -132,14 +132,25 @@ class Sources:
         """A file's bytes, fetched first if needed, verified block by block."""
         return self.store.cat(self.ensure(cid))
 
-    def export_file(self, cid: CID | str, path: str | os.PathLike) -> int:
+    def export_file(self, cid: CID | str, path: str | os.PathLike, *, size: int | None = None) -> int:
         """Write a UnixFS file to ``path`` atomically, fetched first if needed (see
         :meth:`BlockStore.export_file`); returns the bytes written.
 
+        ``size``: the size the caller was told (a manifest's). A DAG whose root declares another
+        is refused before a byte is written: a few blocks that link one child many times declare
+        a file of petabytes, and it would be written out in full before any later check.
+
         A block that rotted on disk is caught on read: every corrupt block of the DAG is then
         removed, fetched again from the sources, and the export done once more.
+
+        Raises:
+            DAGError: the file's declared size is not ``size``.
         """
         cid = self.ensure(cid)
+        if size is not None:
+            declared = file_size(cid, self.store.get)
+            if declared != size:
+                raise DAGError(f"{cid} declares a {declared:,}-byte file where {size:,} bytes are expected; it is not the file named")
         for attempt in range(3):
             try:
                 return self.store.export_file(cid, path)

@@ -60,6 +60,7 @@ from .values import (
     as_str,
     as_str_list,
     check_count,
+    check_text,
     check_relative_path,
     over_limit,
     shown,
@@ -420,6 +421,7 @@ def parse_recipe(data: Any) -> Recipe:
             both as tensors and as a file, a path that escapes, a duplicate output file.
     """
     r = Reader(data, "recipe")
+    check_text(data, "the recipe")
     fmt = r.required("format")
     if fmt != FORMAT:
         raise RecipeError(f"recipe format is {shown(fmt)}; this version reads {FORMAT!r}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import PurePosixPath
 from typing import Any, Mapping
 
@@ -31,6 +32,7 @@ __all__ = [
     "as_regex",
     "as_dtype",
     "check_relative_path",
+    "check_text",
 ]
 
 FORMAT = "elements.recipe/v1"
@@ -169,11 +171,14 @@ def as_regex(raw: Any, where: str) -> str:
     value = as_str(raw, where)
     if len(value) > REGEX_CHARS:
         raise over_limit(REGEX_CHARS, f"the regular expression {where}", len(value))
-    try:
-        re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise RecipeError(f"{where} is not a valid regular expression ({exc})") from None
-    if _nested_repeat(value):
+    with warnings.catch_warnings():  # "possible nested set": a second line on the user's stderr
+        warnings.simplefilter("ignore")
+        try:
+            re.compile(value)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise RecipeError(f"{where} is not a valid regular expression ({exc})") from None
+        nested = _nested_repeat(value)
+    if nested:
         raise RecipeError(
             f"{where} {value!r} repeats a group that itself repeats (like (a+)+), which can take exponential time "
             "on a hostile tensor name; write it without nested repetition"
@@ -230,3 +235,23 @@ def check_relative_path(raw: Any, where: str) -> str:
     if any(p in ("..", ".") for p in value.split("/")) or not parts or str(PurePosixPath(*parts)) != value:
         raise RecipeError(f"{where} {shown(value)} escapes its directory or is not normalized; use a plain relative path")
     return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(document: Any, where: str) -> None:
+    """Refuse a lone surrogate in any key or string of ``document``: JSON can escape one
+    (``"\\ud800"``) but it is not text, and every name, path and value of a recipe is written as
+    UTF-8 in the end (a tensor name, a file name, a patched config)."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise RecipeError(f"{where} holds a lone surrogate in {shown(item)}, which is not UTF-8 text; remove the \\ud8xx escape")
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
