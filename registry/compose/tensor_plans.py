@@ -250,7 +250,7 @@ class MergePlan(TensorPlan):
         def whole(plan: TensorPlan) -> np.ndarray:
             return ops.to_float64(read_whole(plan), plan.dtype).reshape(self.shape)
 
-        if self.method in merges.STREAMED_METHODS and self.base is not None and self.numel:
+        if merges.streams(self.method, self.base is not None) and self.numel:
             yield from self._streamed(block_elems)
             return
 
@@ -266,15 +266,15 @@ class MergePlan(TensorPlan):
             yield flat[start:start + block_elems]
 
     def _streamed(self, block_elems: int) -> Iterator[np.ndarray]:
-        """ties/dare/slerp/nearswap from the inputs in their own dtype, chunk by chunk (:mod:`.merges.streamed`):
-        memory is the inputs as stored, not float64 copies."""
+        """A method of :data:`.merges.STREAMED_METHODS` from the inputs in their own dtype, chunk by
+        chunk (:mod:`.merges.streamed`): memory is the inputs as stored, not float64 copies."""
         from . import merges, ops
         import numpy as np
-        assert self.base is not None  # only called with a base (see blocks)
+        base = read_whole(self.base).reshape(self.shape) if self.base is not None else None
+        raws = [read_whole(p).reshape(self.shape) for p in self.children]
         plans = [self.base] + list(self.children)
-        raws = [read_whole(p) for p in plans]
-        widen = [lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype) for p in plans]
-        chunks = merges.stream_chunks(self.method, raws[0], raws[1:], widen, self.source_params, self.params,
+        widen = [None if p is None else (lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype)) for p in plans]
+        chunks = merges.stream_chunks(self.method, base, raws, widen, self.source_params, self.params,
                                       self.seed, self.name)
         pending: list[np.ndarray] = []
         held = 0

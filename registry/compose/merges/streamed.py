@@ -1,5 +1,7 @@
 """``ties``, ``dare_ties``, ``dare_linear``, ``slerp`` and ``nearswap`` computed chunk by chunk
-from the inputs as stored.
+from the inputs as stored, and :func:`stream_chunks`, which also dispatches to the other streamed
+methods (:mod:`.streamed_spherical`: nuslerp, multislerp, karcher; :mod:`.streamed_anchored`:
+model_stock, ram, ramplus_tl, sce).
 
 The whole-tensor path (:func:`.run_method`) holds every input and several working copies in
 float64; these methods need at most a few scalars about whole tensors, so they stream. For the
@@ -25,23 +27,27 @@ in their own dtype plus a few float64 chunks.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .chunked import Widen
 from .consensus import combine
 from .numerics import tree_sum, tree_sum_of_chunks
 from .others import nearswap
 from .randomness import uniforms
 from .spherical import SLERP_EPS, slerp_coefficients, slerp_combine
+from .streamed_anchored import model_stock_chunks, ram_chunks, sce_chunks
+from .streamed_spherical import karcher_chunks, multislerp_chunks, nuslerp_chunks
 from .sparsification import SPARSIFY_METHODS, magnitude_keys, rescale_factor, top_k_mask, top_k_threshold
 
-__all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "stream_chunks"]
+__all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "streams", "stream_chunks"]
 
-STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "slerp", "nearswap"})
+STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "slerp", "nearswap", "nuslerp", "multislerp", "karcher",
+                              "model_stock", "ram", "ramplus_tl", "sce"})
+_STREAMED_WITHOUT_BASE = frozenset({"nuslerp", "multislerp", "karcher"})
 CHUNK = 1 << 20
 
-Widen = Callable[[np.ndarray], np.ndarray]
 
 
 def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: Sequence[Widen],
@@ -156,12 +162,39 @@ def nearswap_chunks(t: float, base: np.ndarray, x: np.ndarray, widen: Sequence[W
         yield nearswap(widen[0](flat_base[start:stop]), widen[1](flat_x[start:stop]), t)
 
 
-def stream_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: Sequence[Widen],
+def streams(method: str, has_base: bool) -> bool:
+    """Whether ``method`` is computed chunk by chunk (those that need a base only with one: without,
+    the whole-tensor path refuses the step)."""
+    return method in STREAMED_METHODS and (has_base or method in _STREAMED_WITHOUT_BASE)
+
+
+def stream_chunks(method: str, base: np.ndarray | None, xs: Sequence[np.ndarray], widen: Sequence[Widen | None],
                   source_params: Sequence[Mapping[str, Any]], params: Mapping[str, Any], seed: int,
                   name: str) -> Iterator[np.ndarray]:
-    """The float64 result of a method of :data:`STREAMED_METHODS`, :data:`CHUNK` elements at a time."""
+    """The float64 result of a method of :data:`STREAMED_METHODS` (see :func:`streams`), :data:`CHUNK`
+    elements at a time (rows at a time for the per-row methods). ``widen[0]`` is None without a base."""
+    if method == "nuslerp":
+        w0, w1 = source_params[0]["weight"], source_params[1]["weight"]
+        total = w0 + w1
+        t = 0.5 if abs(total) < 1e-6 else w1 / total
+        return nuslerp_chunks(t, base, xs, widen, params["nuslerp_row_wise"], params["nuslerp_flatten"], CHUNK)
+    if method == "multislerp":
+        return multislerp_chunks(xs, [p["weight"] for p in source_params], base, params["normalize_weights"],
+                                 params["eps"], widen, CHUNK)
+    if method == "karcher":
+        return karcher_chunks(xs, int(params["max_iter"]), params["tol"], widen, CHUNK)
+    assert base is not None
+    if method == "model_stock":
+        return model_stock_chunks(base, xs, params["filter_wise"], widen, CHUNK)
+    if method == "ram":
+        return ram_chunks(base, xs, params["epsilon"], None, widen, CHUNK)
+    if method == "ramplus_tl":
+        return ram_chunks(base, xs, params["epsilon"], (params["r"], params["alpha"]), widen, CHUNK)
+    if method == "sce":
+        return sce_chunks(base, xs, params["select_topk"], widen, CHUNK)
+    full = [w for w in widen if w is not None]
     if method == "slerp":
-        return slerp_chunks(params["t"], base, xs[0], widen)
+        return slerp_chunks(params["t"], base, xs[0], full)
     if method == "nearswap":
-        return nearswap_chunks(params["t"], base, xs[0], widen)
-    return gta_chunks(method, base, xs, widen, source_params, params, seed, name)
+        return nearswap_chunks(params["t"], base, xs[0], full)
+    return gta_chunks(method, base, xs, full, source_params, params, seed, name)

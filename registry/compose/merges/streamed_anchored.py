@@ -1,0 +1,119 @@
+"""``model_stock``, ``ram``, ``ramplus_tl`` and ``sce`` computed chunk by chunk from the inputs as
+stored, with the bits of the whole-tensor functions (:mod:`.others`, :mod:`.consensus`).
+
+- ``ram`` is element-wise; ``ramplus_tl`` needs each source's counts of shared and own changes
+  (integers: chunk counts add up exactly), one pass before the output.
+- ``model_stock``: the task vectors' norms and pairwise dot products are fixed-tree sums rebuilt
+  from aligned chunks (one pass), then the output. With ``filter_wise`` (per row, the last axis)
+  groups of whole rows are computed as the whole path computes its rows; a 1-D tensor is one row,
+  which is the flat computation.
+- ``sce``: the variance top-k is the radix selection of ``ties`` over the variance's magnitudes
+  (the same elements as the whole path's stable sort: ties to the lower index, NaN last), the
+  weights are fixed-tree sums of the masked task vectors, the rest element-wise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .chunked import StoredInputs, Widen, row_spans
+from .consensus import sign_consensus
+from .numerics import sequential_sum
+from .others import model_stock, model_stock_combine, model_stock_pairs, model_stock_t, ram_combine, ram_counts, ram_vectors, ramplus_lambdas
+from .sparsification import magnitude_keys, top_k_mask, top_k_threshold
+
+__all__ = ["model_stock_chunks", "ram_chunks", "sce_chunks"]
+
+
+def model_stock_chunks(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: bool, widen: Sequence[Widen | None],
+                       chunk: int) -> Iterator[np.ndarray]:
+    """:func:`.others.model_stock`, chunk by chunk, same bits."""
+    inputs = StoredInputs(base, xs, widen, chunk)
+    shape = inputs.shape
+    if filter_wise and len(shape) >= 2:
+        row_len = shape[-1]
+        for start, stop in row_spans(inputs.n // row_len, row_len, chunk):
+            rows = inputs.base(start, stop).reshape(-1, row_len)
+            sources = [x.reshape(-1, row_len) for x in inputs.sources(start, stop)]
+            yield model_stock(rows, sources, True).reshape(-1)
+        return
+    pairs = model_stock_pairs(len(xs))
+
+    def terms(start: int, stop: int) -> list[np.ndarray]:
+        w0 = inputs.base(start, stop)
+        offsets = [w - w0 for w in inputs.sources(start, stop)]
+        return [o * o for o in offsets] + [offsets[i] * offsets[j] for i, j in pairs]
+
+    sums = inputs.sums(terms)
+    norms = [math.sqrt(s) for s in sums[:len(xs)]]
+    t = model_stock_t(norms, dict(zip(pairs, sums[len(xs):])))
+    for start, stop in inputs.spans:
+        yield model_stock_combine(t, inputs.base(start, stop), inputs.sources(start, stop))
+
+
+def ram_chunks(base: np.ndarray, xs: Sequence[np.ndarray], epsilon: float, plus: tuple[float, float] | None,
+               widen: Sequence[Widen | None], chunk: int) -> Iterator[np.ndarray]:
+    """:func:`.others.ram` (``plus`` None) or :func:`.others.ramplus_tl` (``plus`` = (r, alpha)),
+    chunk by chunk, same bits."""
+    inputs = StoredInputs(base, xs, widen, chunk)
+    lams = None
+    if plus is not None:
+        counts = [(0, 0)] * len(xs)
+        for start, stop in inputs.spans:
+            vectors = ram_vectors(inputs.base(start, stop), inputs.sources(start, stop), epsilon)
+            counts = [(s0 + s1, o0 + o1) for (s0, o0), (s1, o1) in zip(counts, ram_counts(vectors[1], vectors[3], vectors[4]))]
+        lams = ramplus_lambdas(counts, plus[0], plus[1], epsilon)
+    for start, stop in inputs.spans:
+        b = inputs.base(start, stop)
+        yield ram_combine(b, ram_vectors(b, inputs.sources(start, stop), epsilon), lams)
+
+
+def sce_chunks(base: np.ndarray, xs: Sequence[np.ndarray], select_topk: float, widen: Sequence[Widen | None],
+               chunk: int) -> Iterator[np.ndarray]:
+    """:func:`.consensus.sce`, chunk by chunk, same bits."""
+    inputs = StoredInputs(base, xs, widen, chunk)
+    n = len(xs)
+
+    def task_vectors(start: int, stop: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        b = inputs.base(start, stop)
+        return b, [x - b for x in inputs.sources(start, stop)]
+
+    def variance(tvs: list[np.ndarray]) -> np.ndarray:
+        mean = sequential_sum(tvs) / n
+        return sequential_sum([(tv - mean) * (tv - mean) for tv in tvs]) / n
+
+    threshold: tuple[int, int] | None = None  # None: keep nothing (with select_topk < 1)
+    if 0 < select_topk < 1:
+        nonzero = sum(int(np.count_nonzero(variance(task_vectors(start, stop)[1]))) for start, stop in inputs.spans)
+        k = int(nonzero * select_topk)
+        if k:
+            def keys() -> Iterator[np.ndarray]:
+                return (magnitude_keys(variance(task_vectors(start, stop)[1])) for start, stop in inputs.spans)
+
+            threshold = top_k_threshold(keys, k)
+
+    def masked() -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """The base and the (selected) task vectors, chunk by chunk."""
+        seen = 0
+        for start, stop in inputs.spans:
+            b, tvs = task_vectors(start, stop)
+            if select_topk < 1:
+                if threshold is None:
+                    mask = np.zeros(stop - start)
+                else:
+                    mask, seen = top_k_mask(magnitude_keys(variance(tvs)), threshold, seen)
+                tvs = [tv * mask for tv in tvs]
+            yield b, tvs
+
+    chunks = masked()
+    totals = inputs.sums(lambda start, stop: [tv * tv for tv in next(chunks)[1]])
+    weights = [total / inputs.n for total in totals]
+    weight_sum = math.fsum(weights)
+    weights = [1.0 / n] * n if abs(weight_sum) < 1e-6 else [w / weight_sum for w in weights]
+    for b, tvs in masked():
+        erased = [m * w for m, w in zip(sign_consensus(tvs), weights)]
+        merged = sequential_sum([tv * ew for tv, ew in zip(tvs, erased)])
+        yield b + merged / np.maximum(sequential_sum(erased), 1e-6)
