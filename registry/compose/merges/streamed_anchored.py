@@ -5,8 +5,8 @@ stored, with the bits of the whole-tensor functions (:mod:`.others`, :mod:`.cons
   (integers: chunk counts add up exactly), one pass before the output.
 - ``model_stock``: the task vectors' norms and pairwise dot products are fixed-tree sums rebuilt
   from aligned chunks (one pass), then the output. With ``filter_wise`` (per row, the last axis)
-  groups of whole rows are computed as the whole path computes its rows; a 1-D tensor is one row,
-  which is the flat computation.
+  groups of whole rows are computed as the whole path computes its rows (a 1-D tensor is one row,
+  held in float64: its per-row arithmetic can give a NaN of the other sign than the flat sums).
 - ``sce``: the variance top-k is the radix selection of ``ties`` over the variance's magnitudes
   (the same elements as the whole path's stable sort: ties to the lower index, NaN last), the
   weights are fixed-tree sums of the masked task vectors, the rest element-wise.
@@ -33,8 +33,8 @@ def model_stock_chunks(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: 
     """:func:`.others.model_stock`, chunk by chunk, same bits."""
     inputs = StoredInputs(base, xs, widen, chunk)
     shape = inputs.shape
-    if filter_wise and len(shape) >= 2:
-        row_len = shape[-1]
+    if filter_wise:  # a 1-D tensor is one row, computed whole (the flat sums differ in a NaN's sign)
+        row_len = shape[-1] if shape else 1
         for start, stop in row_spans(inputs.n // row_len, row_len, chunk):
             rows = inputs.base(start, stop).reshape(-1, row_len)
             sources = [x.reshape(-1, row_len) for x in inputs.sources(start, stop)]
