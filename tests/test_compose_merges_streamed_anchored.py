@@ -74,3 +74,29 @@ def test_streamed_sce_selects_among_equal_variances_as_the_stable_sort_does(monk
     for select_topk in (0.1, 0.37, 0.5, 0.9):
         out = _assert_streams_the_whole_paths_bits("sce", raws, widen, {"select_topk": select_topk})
         assert not np.array_equal(out, base.astype(np.float64))
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(300, 1), (1,)])
+@pytest.mark.parametrize("dtype,special", SPECIALS)
+@pytest.mark.parametrize("gather", [1 << 23, 40, 0])
+def test_streamed_arcee_fusion_gives_the_whole_tensor_paths_bits(monkeypatch, shape, dtype, special, gather):
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", gather)
+    raws, widen = related(np.random.default_rng(26), shape, 1, dtype, "none" if shape == (1,) else special)
+    out = _assert_streams_the_whole_paths_bits("arcee_fusion", raws, widen, {}, count=1)
+    if special == "none" and len(shape) == 2 and shape[1] > 1:  # a real selection: some changes kept, some not
+        changed = out != widen[0](raws[0]).reshape(-1)
+        assert changed.any() and not changed.all()
+
+
+def test_value_keys_order_values_as_numpys_sort_and_decode_to_them():
+    from registry.compose.merges import streamed_anchored
+    rng = np.random.default_rng(27)
+    values = rng.choice(np.array([0.0, -0.0, 1.5, -1.5, 1e-310, -1e-310, np.inf, -np.inf, np.nan, -np.nan, 7.0]), size=400)
+    values[::3] = rng.standard_normal(134)
+    keys = streamed_anchored.value_keys(values)
+    ordered = np.sort(values, kind="stable")
+    by_key = values[np.argsort(keys, kind="stable")]
+    assert np.array_equal(ordered, by_key, equal_nan=True)  # equal as values: ±0 together, NaN last
+    for key, value in zip(keys, values):
+        decoded = streamed_anchored.key_value(int(key))
+        assert decoded == value or (np.isnan(decoded) and np.isnan(value))

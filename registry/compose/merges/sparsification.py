@@ -15,7 +15,7 @@ from ...formats.recipe import RecipeError
 from .numerics import tree_sum
 from .randomness import uniforms
 
-__all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities", "magnitude_keys", "top_k_threshold",
+__all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities", "magnitude_keys", "ascending_magnitude_keys", "top_k_threshold",
            "top_k_mask", "rescale_factor", "GATHER_KEYS"]
 
 #: method -> (sparsification, sign consensus or None) of mergekit's generalized task arithmetic
@@ -60,6 +60,16 @@ def magnitude_keys(delta: np.ndarray) -> np.ndarray:
     everything, gets 0 below every number)."""
     magnitude = np.abs(np.asarray(delta, dtype=np.float64).reshape(-1))
     keys = magnitude.view(np.uint64) + np.uint64(1)
+    keys[np.isnan(magnitude)] = 0
+    return keys
+
+
+def ascending_magnitude_keys(delta: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered as a stable ascending sort of ``|delta|`` ranks in reverse: a smaller
+    magnitude, a larger key, NaN (which numpy sorts after every number) 0; so the top k of these
+    keys (ties to the lower index) are the first k of that sort."""
+    magnitude = np.abs(np.asarray(delta, dtype=np.float64).reshape(-1))
+    keys = ~magnitude.view(np.uint64)
     keys[np.isnan(magnitude)] = 0
     return keys
 

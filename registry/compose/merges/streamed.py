@@ -27,7 +27,7 @@ in their own dtype plus a few float64 chunks.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -37,14 +37,15 @@ from .numerics import tree_sum, tree_sum_of_chunks
 from .others import nearswap
 from .randomness import uniforms
 from .spherical import SLERP_EPS, slerp_coefficients, slerp_combine
-from .streamed_anchored import model_stock_chunks, ram_chunks, sce_chunks
+from .streamed_anchored import arcee_fusion_chunks, model_stock_chunks, ram_chunks, sce_chunks
 from .streamed_spherical import karcher_chunks, multislerp_chunks, nuslerp_chunks
-from .sparsification import SPARSIFY_METHODS, magnitude_keys, rescale_factor, top_k_mask, top_k_threshold
+from .sparsification import (SPARSIFY_METHODS, ascending_magnitude_keys, della_probabilities, magnitude_keys, rescale_factor, top_k_mask,
+                             top_k_threshold)
 
 __all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "streams", "stream_chunks"]
 
-STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "slerp", "nearswap", "nuslerp", "multislerp", "karcher",
-                              "model_stock", "ram", "ramplus_tl", "sce"})
+STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "slerp", "nearswap", "nuslerp", "multislerp", "karcher",
+                              "model_stock", "ram", "ramplus_tl", "sce", "arcee_fusion"})
 _STREAMED_WITHOUT_BASE = frozenset({"nuslerp", "multislerp", "karcher"})
 CHUNK = 1 << 20
 
@@ -67,13 +68,26 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
 
     def masks(i: int, rule: tuple[Any, ...]) -> Iterator[np.ndarray | None]:
         """Source i's keep mask chunk by chunk (None: the task vector is kept whole)."""
-        seen = 0
+        seen = [0, 0]
+        probabilities = _DellaProbabilities(lambda start, stop: delta(i, start, stop), base.shape, n, *rule[1:]) \
+            if rule[0] == "della" else None
         for start, stop in spans:
             if rule[0] in ("all", "zero"):
                 yield None
             elif rule[0] == "topk":
-                mask, seen = top_k_mask(magnitude_keys(delta(i, start, stop)), rule[1], seen)
+                mask, seen[0] = top_k_mask(magnitude_keys(delta(i, start, stop)), rule[1], seen[0])
                 yield mask
+            elif rule[0] == "band":
+                keys = ascending_magnitude_keys(delta(i, start, stop))
+                keep = np.zeros(stop - start)
+                if rule[2] is not None:
+                    keep, seen[1] = top_k_mask(keys, rule[2], seen[1])
+                if rule[1] is not None:
+                    below, seen[0] = top_k_mask(keys, rule[1], seen[0])
+                    keep = keep - below
+                yield keep
+            elif probabilities is not None:
+                yield (uniforms(seed, name, i, start, stop - start) < probabilities(start, stop)).astype(np.float64)
             else:
                 yield (uniforms(seed, name, i, start, stop - start) < rule[1]).astype(np.float64)
 
@@ -83,7 +97,7 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
         density = p["density"]
         if density >= 1:
             rules.append(("all",))
-        elif kind == "magnitude" and density <= 0:
+        elif kind in ("magnitude", "della_magprune") and density <= 0:
             rules.append(("zero",))
         elif kind == "magnitude":
             k = max(1, int(density * n))
@@ -91,10 +105,21 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
                 return (magnitude_keys(delta(i, start, stop)) for start, stop in spans)
 
             rules.append(("topk", top_k_threshold(keys, k)))
+        elif kind == "magnitude_outliers":
+            target, top = int(density * n), int(p["gamma"] * n)
+            bottom = max(0, n - target - top)
+            def ascending(i: int = i) -> Iterator[np.ndarray]:
+                return (ascending_magnitude_keys(delta(i, start, stop)) for start, stop in spans)
+
+            # the kept band of the stable ascending order: its first bottom + target minus its first bottom
+            rules.append(("band", top_k_threshold(ascending, bottom) if bottom else None,
+                          top_k_threshold(ascending, bottom + target) if bottom + target else None))
+        elif kind == "della_magprune":
+            rules.append(("della", density, p["epsilon"]))
         else:
             rules.append(("random", density))
         factor = None
-        if params["rescale"] and rules[-1][0] in ("topk", "random"):
+        if params["rescale"] and rules[-1][0] not in ("all", "zero"):
             before, after = [], []
             for (start, stop), mask in zip(spans, masks(i, rules[-1])):
                 d = delta(i, start, stop)
@@ -120,6 +145,30 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
                     d = d * factor
             deltas.append(d)
         yield combine(method, widen[0](flat_base[start:stop]), deltas, weights, params)
+
+
+class _DellaProbabilities:
+    """DELLA's keep probabilities of any span, spans asked in order: ranks are taken along axis 1,
+    within one slab ``delta[j]`` (a row of a matrix; the whole of a 1-D tensor), so the whole slabs
+    around a span (about a chunk of them) are ranked as the whole path ranks them, and kept for
+    the spans that follow."""
+
+    def __init__(self, delta: Callable[[int, int], np.ndarray], shape: tuple[int, ...], n: int, density: float,
+                 epsilon: float):
+        self.delta, self.n, self.density, self.epsilon = delta, n, density, epsilon
+        self.slab_shape = tuple(shape[1:]) if len(shape) >= 2 else (n,)
+        self.slab = math.prod(self.slab_shape)
+        self.held: tuple[int, int, np.ndarray] = (0, 0, np.zeros(0))
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        first, last, probs = self.held
+        if start < first or stop > last:
+            first = start // self.slab * self.slab
+            last = min(self.n, max(-(-stop // self.slab), first // self.slab + max(1, CHUNK // self.slab)) * self.slab)
+            values = self.delta(first, last).reshape((-1,) + self.slab_shape)
+            probs = della_probabilities(values, self.density, self.epsilon).reshape(-1)
+            self.held = (first, last, probs)
+        return probs[start - first:stop - first]
 
 
 def _spans(n: int) -> list[tuple[int, int]]:
@@ -192,6 +241,8 @@ def stream_chunks(method: str, base: np.ndarray | None, xs: Sequence[np.ndarray]
         return ram_chunks(base, xs, params["epsilon"], (params["r"], params["alpha"]), widen, CHUNK)
     if method == "sce":
         return sce_chunks(base, xs, params["select_topk"], widen, CHUNK)
+    if method == "arcee_fusion":
+        return arcee_fusion_chunks(base, xs[0], widen, CHUNK)
     full = [w for w in widen if w is not None]
     if method == "slerp":
         return slerp_chunks(params["t"], base, xs[0], full)

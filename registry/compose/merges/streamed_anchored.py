@@ -7,6 +7,9 @@ stored, with the bits of the whole-tensor functions (:mod:`.others`, :mod:`.cons
   from aligned chunks (one pass), then the output. With ``filter_wise`` (per row, the last axis)
   groups of whole rows are computed as the whole path computes its rows (a 1-D tensor is one row,
   held in float64: its per-row arithmetic can give a NaN of the other sign than the flat sums).
+- ``arcee_fusion``: the importance scores are computed per group of whole rows (their softmaxes
+  are per row); the three exact quantiles are three radix selections over the scores' values
+  (recomputed for each pass: about seven passes in all), the rest element-wise.
 - ``sce``: the variance top-k is the radix selection of ``ties`` over the variance's magnitudes
   (the same elements as the whole path's stable sort: ties to the lower index, NaN last), the
   weights are fixed-tree sums of the masked task vectors, the rest element-wise.
@@ -22,10 +25,11 @@ import numpy as np
 from .chunked import StoredInputs, Widen, row_spans
 from .consensus import sign_consensus
 from .numerics import sequential_sum
-from .others import model_stock, model_stock_combine, model_stock_pairs, model_stock_t, ram_combine, ram_counts, ram_vectors, ramplus_lambdas
+from .others import (arcee_fusion_importance, model_stock, model_stock_combine, model_stock_pairs, model_stock_t, ram_combine, ram_counts,
+                     ram_vectors, ramplus_lambdas)
 from .sparsification import magnitude_keys, top_k_mask, top_k_threshold
 
-__all__ = ["model_stock_chunks", "ram_chunks", "sce_chunks"]
+__all__ = ["model_stock_chunks", "ram_chunks", "sce_chunks", "arcee_fusion_chunks", "value_keys", "key_value"]
 
 
 def model_stock_chunks(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: bool, widen: Sequence[Widen | None],
@@ -117,3 +121,49 @@ def sce_chunks(base: np.ndarray, xs: Sequence[np.ndarray], select_topk: float, w
         erased = [m * w for m, w in zip(sign_consensus(tvs), weights)]
         merged = sequential_sum([tv * ew for tv, ew in zip(tvs, erased)])
         yield b + merged / np.maximum(sequential_sum(erased), 1e-6)
+
+
+_TOP = np.uint64(1 << 63)
+
+
+def value_keys(values: np.ndarray) -> np.ndarray:
+    """uint64 keys in the order of ``np.sort`` of float64 values: a larger value, a larger key;
+    every NaN the largest (numpy sorts NaN last), -0.0 the key of +0.0 (numpy keeps them together)."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1) + 0.0  # -0.0 + 0.0 is +0.0
+    bits = v.view(np.uint64)
+    keys = np.where(bits >> np.uint64(63) == 1, ~bits, bits | _TOP)
+    keys[np.isnan(v)] = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+    return keys
+
+
+def key_value(key: int) -> float:
+    """The float64 value of a :func:`value_keys` key (a NaN for the NaN key)."""
+    k = np.uint64(key)
+    bits = k ^ _TOP if k >= _TOP else ~k
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def arcee_fusion_chunks(base: np.ndarray, x: np.ndarray, widen: Sequence[Widen | None], chunk: int) -> Iterator[np.ndarray]:
+    """:func:`.others.arcee_fusion`, rows at a time, same bits: the quantiles are the values at the
+    same positions of the sorted scores (a zero's sign aside, which no comparison sees)."""
+    inputs = StoredInputs(base, [x], widen, chunk)
+    row_len = inputs.shape[-1] if inputs.shape else 1
+
+    def rows() -> Iterator[tuple[int, int, np.ndarray]]:
+        for start, stop in row_spans(inputs.n // row_len, row_len, chunk):
+            b = inputs.base(start, stop).reshape(-1, row_len)
+            scores = arcee_fusion_importance(b, inputs.sources(start, stop)[0].reshape(-1, row_len))
+            yield start, stop, scores.reshape(-1)
+
+    last = inputs.n - 1
+
+    def quantile(q: float) -> float:
+        # the value at ascending position p is the (n - p)-th largest
+        v, _ = top_k_threshold(lambda: (value_keys(scores) for _, _, scores in rows()), inputs.n - int(q * last))
+        return key_value(v)
+
+    threshold = quantile(0.5) + 1.5 * (quantile(0.75) - quantile(0.25))
+    for start, stop, scores in rows():
+        b = inputs.base(start, stop)
+        mask = (scores >= threshold).astype(np.float64)
+        yield b + (inputs.sources(start, stop)[0] - b) * mask
