@@ -172,3 +172,13 @@ def test_the_engine_streams_a_merge_without_a_base_into_the_whole_paths_tensor(t
     dtype, raw = read_tensors(tmp_path / "out")["w"]
     assert dtype == "F32"
     assert raw.tobytes() == ops.from_float64(whole.reshape(-1), "F32").tobytes()
+
+
+@pytest.mark.parametrize("replayed", [1, 2, 4])
+def test_streamed_karcher_from_a_held_iterate_gives_the_whole_tensor_paths_bits(monkeypatch, replayed):
+    from registry.compose.merges import streamed_spherical
+    monkeypatch.setattr(streamed_spherical, "REPLAYED_STEPS", replayed)
+    raws, widen = related(np.random.default_rng(14), (40, 33), 4, "F32", "zeros")
+    raws[2] = (raws[2] * np.float32(5)).astype(np.float32)
+    for max_iter in (1, replayed, replayed + 1, 3 * replayed + 2):
+        _assert_same(*_both("karcher", raws, widen, False, [{}] * 4, {"max_iter": max_iter, "tol": 1e-14}))

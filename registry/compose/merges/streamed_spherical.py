@@ -16,9 +16,10 @@ operations in its order.
   product with the mean, the tangent's norm), then the output.
 - ``karcher``: the iteration's state ``u`` is a whole float64 tensor in the whole path; here each
   chunk of ``u`` is recomputed from the stored inputs by replaying the iterations so far with
-  their scalars (dot products, norms, recorded as found), so an iteration costs three passes and
-  iteration k replays k steps: memory stays at one chunk, time grows as max_iter² (the iteration
-  usually stops after a few steps).
+  their scalars (dot products, norms, recorded as found): an iteration costs three passes, each
+  replaying the steps so far. Most merges stop within :data:`REPLAYED_STEPS` steps and hold no
+  more than a chunk; a longer one holds ``u`` whole (one float64 tensor, written chunk by chunk)
+  every :data:`REPLAYED_STEPS` steps and replays from there, so time stays linear in max_iter.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from .chunked import StoredInputs, Widen, row_spans
 from .numerics import MergeValueError, acos, cos, row_sums, sequential_sum, sin, tree_sum
 from .spherical import nuslerp, nuslerp_coefficients, nuslerp_combine
 
-__all__ = ["nuslerp_chunks", "multislerp_chunks", "karcher_chunks"]
+__all__ = ["nuslerp_chunks", "multislerp_chunks", "karcher_chunks", "REPLAYED_STEPS"]
+
+#: karcher replays at most this many iterations per chunk; past them its iterate is held whole
+#: (one float64 tensor) and replays start from there, so time stays linear in max_iter
+REPLAYED_STEPS = 4
 
 
 def nuslerp_chunks(t: float, base: np.ndarray | None, xs: Sequence[np.ndarray], widen: Sequence[Widen | None],
@@ -218,10 +223,15 @@ def karcher_chunks(xs: Sequence[np.ndarray], max_iter: int, tol: float, widen: S
     def moved(u: np.ndarray, T: np.ndarray, step: _Step) -> np.ndarray:
         return cos(step.tangent_norm) * u + sin(step.tangent_norm) * (T / step.tangent_norm)
 
+    held: list[np.ndarray] = []  # u as of the last checkpoint (none yet: u from the units)
+
     def iterate(start: int, stop: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """The chunk of u after the recorded steps, and the chunk's units."""
         us = units(start, stop)
-        u = us[0].copy() if norm_u < tol else mean(us) / norm_u
+        if held:
+            u = held[0][start:stop]
+        else:
+            u = us[0].copy() if norm_u < tol else mean(us) / norm_u
         for step in steps:
             u = moved(u, tangent(u, us, step), step)
             if step.u_norm is not None:
@@ -229,6 +239,13 @@ def karcher_chunks(xs: Sequence[np.ndarray], max_iter: int, tol: float, widen: S
         return u, us
 
     for _ in range(max_iter):
+        if len(steps) == REPLAYED_STEPS:  # a checkpoint: u held whole, replays start from it
+            u_whole = held[0] if held else np.empty(inputs.n)
+            for start, stop in inputs.spans:
+                u_whole[start:stop] = iterate(start, stop)[0]  # a span reads only its own elements
+            held[:] = [u_whole]
+            steps.clear()
+
         def products(start: int, stop: int) -> list[np.ndarray]:
             u, us = iterate(start, stop)
             return [u * ui for ui in us]
