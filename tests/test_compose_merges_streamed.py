@@ -184,3 +184,16 @@ def test_ascending_magnitude_keys_select_what_a_stable_ascending_sort_puts_first
         expected = np.zeros(n)
         expected[order[:k]] = 1.0
         assert np.array_equal(mask, expected), k
+
+
+@pytest.mark.parametrize("gather", GATHER)
+def test_several_radix_selections_sharing_their_passes_keep_what_stable_sorts_keep(monkeypatch, gather):
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", gather)
+    rng = np.random.default_rng(19)
+    values = _tied(rng, 999)
+    keys = merges.magnitude_keys(values)
+    chunks = [keys[s:s + 64] for s in range(0, keys.size, 64)]
+    ks = [999, 1, 500, 250, 500, 998]
+    for k, threshold in zip(ks, sparsification.top_k_thresholds(lambda: iter(chunks), ks)):
+        mask, _ = merges.top_k_mask(keys, threshold, 0)
+        assert np.array_equal(mask, _stable_top_k(values, k)), k

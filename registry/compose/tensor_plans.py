@@ -228,8 +228,9 @@ class LoraPlan(TensorPlan):
 @dataclass(eq=False)
 class MergePlan(TensorPlan):
     """A tensor of a mergekit merge method (:mod:`registry.compose.merges`): the inputs are read
-    whole (the methods look at whole tensors: norms, angles, ranks), the float64 result is rounded
-    once and handed out in blocks. Memory: the inputs and a few float64 copies of one tensor."""
+    whole, as stored (the methods look at whole tensors: norms, angles, ranks), and every method
+    computes its float64 result chunk by chunk from them (:func:`.merges.streams`), rounded once
+    and handed out in blocks. Memory: the inputs as stored and a few float64 chunks."""
 
     method: str
     base: TensorPlan | None

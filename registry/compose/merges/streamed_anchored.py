@@ -9,7 +9,7 @@ stored, with the bits of the whole-tensor functions (:mod:`.others`, :mod:`.cons
   held in float64: its per-row arithmetic can give a NaN of the other sign than the flat sums).
 - ``arcee_fusion``: the importance scores are computed per group of whole rows (their softmaxes
   are per row); the three exact quantiles are three radix selections over the scores' values
-  (recomputed for each pass: about seven passes in all), the rest element-wise.
+  (sharing their passes: usually two, the scores recomputed for each, and the output), the rest element-wise.
 - ``sce``: the variance top-k is the radix selection of ``ties`` over the variance's magnitudes
   (the same elements as the whole path's stable sort: ties to the lower index, NaN last), the
   weights are fixed-tree sums of the masked task vectors, the rest element-wise.
@@ -27,7 +27,7 @@ from .consensus import sign_consensus
 from .numerics import sequential_sum
 from .others import (arcee_fusion_importance, model_stock, model_stock_combine, model_stock_pairs, model_stock_t, ram_combine, ram_counts,
                      ram_vectors, ramplus_lambdas)
-from .sparsification import magnitude_keys, top_k_mask, top_k_threshold
+from .sparsification import magnitude_keys, top_k_mask, top_k_threshold, top_k_thresholds
 
 __all__ = ["model_stock_chunks", "ram_chunks", "sce_chunks", "arcee_fusion_chunks", "value_keys", "key_value"]
 
@@ -156,13 +156,11 @@ def arcee_fusion_chunks(base: np.ndarray, x: np.ndarray, widen: Sequence[Widen |
             yield start, stop, scores.reshape(-1)
 
     last = inputs.n - 1
-
-    def quantile(q: float) -> float:
-        # the value at ascending position p is the (n - p)-th largest
-        v, _ = top_k_threshold(lambda: (value_keys(scores) for _, _, scores in rows()), inputs.n - int(q * last))
-        return key_value(v)
-
-    threshold = quantile(0.5) + 1.5 * (quantile(0.75) - quantile(0.25))
+    # the value at ascending position p is the (n - p)-th largest; the three share their passes
+    found = top_k_thresholds(lambda: (value_keys(scores) for _, _, scores in rows()),
+                             [inputs.n - int(q * last) for q in (0.5, 0.75, 0.25)])
+    median, upper, lower = (key_value(v) for v, _ in found)
+    threshold = median + 1.5 * (upper - lower)
     for start, stop, scores in rows():
         b = inputs.base(start, stop)
         mask = (scores >= threshold).astype(np.float64)
