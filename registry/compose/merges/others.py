@@ -9,7 +9,7 @@ import numpy as np
 
 from .numerics import exp, log, row_sums, sequential_sum, tree_norm, tree_sum
 
-__all__ = ["model_stock", "model_stock_pairs", "model_stock_t", "model_stock_combine", "nearswap", "arcee_fusion_importance",
+__all__ = ["model_stock", "model_stock_pairs", "model_stock_t", "model_stock_combine", "nearswap", "arcee_fusion_kl", "arcee_fusion_importance",
            "arcee_fusion", "ram_vectors", "ram_counts", "ramplus_lambdas", "ram_combine", "ram", "ramplus_tl"]
 
 
@@ -73,13 +73,18 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return e / row_sums(e)
 
 
-def arcee_fusion_importance(base: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """|x - base| times the KL divergence of the rows' softmaxes (mergekit's importance)."""
+def arcee_fusion_kl(base: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The KL divergence of each row's softmaxes (shape x.shape[:-1] + (1,)), the per-row factor
+    of mergekit's importance."""
     eps = 1e-8
     p = _softmax_rows(x) + eps
     q = _softmax_rows(base) + eps
-    kl = row_sums(p * log(p / q))
-    return np.abs(x - base) * kl
+    return row_sums(p * log(p / q))
+
+
+def arcee_fusion_importance(base: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """|x - base| times the KL divergence of the rows' softmaxes (mergekit's importance)."""
+    return np.abs(x - base) * arcee_fusion_kl(base, x)
 
 
 def arcee_fusion(base: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 from .chunked import StoredInputs, Widen, row_spans
 from .consensus import sign_consensus
 from .numerics import sequential_sum
-from .others import (arcee_fusion_importance, model_stock, model_stock_combine, model_stock_pairs, model_stock_t, ram_combine, ram_counts,
+from .others import (arcee_fusion_kl, model_stock, model_stock_combine, model_stock_pairs, model_stock_t, ram_combine, ram_counts,
                      ram_vectors, ramplus_lambdas)
 from .sparsification import magnitude_keys, top_k_mask, top_k_threshold, top_k_thresholds
 
@@ -149,10 +149,17 @@ def arcee_fusion_chunks(base: np.ndarray, x: np.ndarray, widen: Sequence[Widen |
     inputs = StoredInputs(base, [x], widen, chunk)
     row_len = inputs.shape[-1] if inputs.shape else 1
 
+    spans = list(row_spans(inputs.n // row_len, row_len, chunk))
+    # the softmaxes' KL is one number per row: found once, then every pass's scores are |x - base| * kl
+    kls = []
+    for start, stop in spans:
+        b = inputs.base(start, stop).reshape(-1, row_len)
+        kls.append(arcee_fusion_kl(b, inputs.sources(start, stop)[0].reshape(-1, row_len)))
+
     def rows() -> Iterator[tuple[int, int, np.ndarray]]:
-        for start, stop in row_spans(inputs.n // row_len, row_len, chunk):
+        for (start, stop), kl in zip(spans, kls):
             b = inputs.base(start, stop).reshape(-1, row_len)
-            scores = arcee_fusion_importance(b, inputs.sources(start, stop)[0].reshape(-1, row_len))
+            scores = np.abs(inputs.sources(start, stop)[0].reshape(-1, row_len) - b) * kl
             yield start, stop, scores.reshape(-1)
 
     last = inputs.n - 1
