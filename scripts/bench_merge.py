@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/bench_merge.py [--methods slerp,ties] [--layers 8] [--dir /tmp/bench-merge]
 
+Methods: slerp, ties, dare_ties, della, sce, nuslerp, karcher, arcee_fusion (see CONFIGS).
+
 Two models (``--layers`` decoder layers of hidden 1024, MLP 3584, vocabulary 32,000: 0.70 GiB
 each at 8 layers, 75 tensors, the largest 125 MiB) are written once as safetensors; then for each
 method ``elements assemble-local`` (the mergekit YAML with ``--mergekit-models``) and
@@ -36,6 +38,13 @@ CONFIGS = {
             "dtype: float32\n",
     "dare_ties": "merge_method: dare_ties\nbase_model: a\nmodels: [{model: a}, {model: b, parameters: {weight: 1.0, density: 0.5}}]\n"
                  "dtype: float32\n",
+    "della": "merge_method: della\nbase_model: a\nmodels: [{model: a}, {model: b, parameters: {weight: 1.0, density: 0.5, "
+             "epsilon: 0.1}}]\ndtype: float32\n",
+    "sce": "merge_method: sce\nbase_model: a\nmodels: [{model: a}, {model: b}]\nparameters: {select_topk: 0.5}\ndtype: float32\n",
+    "nuslerp": "merge_method: nuslerp\nmodels: [{model: a, parameters: {weight: 0.4}}, {model: b, parameters: {weight: 0.6}}]\n"
+               "dtype: float32\n",
+    "karcher": "merge_method: karcher\nmodels: [{model: a}, {model: b}]\ndtype: float32\n",
+    "arcee_fusion": "merge_method: arcee_fusion\nbase_model: a\nmodels: [{model: a}, {model: b}]\ndtype: float32\n",
 }
 
 

@@ -150,3 +150,50 @@ def test_a_streamed_slerp_of_an_infinity_is_a_one_line_error_naming_the_tensor(t
     with pytest.raises(merges.MergeValueError, match=r"slerp of tensor 'w': .*infinity or NaN"):
         assemble(parse_recipe(doc), LocalElementSource(tmp_path), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method", ["breadcrumbs", "breadcrumbs_ties", "della", "della_linear"])
+@pytest.mark.parametrize("shape", [(40, 33), (7, 5, 9), (1000,), (65,), (300, 1), (3, 200)])
+@pytest.mark.parametrize("special", ["none", "zeros", "nonfinite"])
+@pytest.mark.parametrize("gather", [1 << 23, 0])
+def test_streamed_breadcrumbs_and_della_give_the_whole_tensor_paths_bits(monkeypatch, method, shape, special, gather):
+    from tests.merge_stream_support import SMALL_CHUNK, related, same_bits
+    monkeypatch.setattr(streamed, "CHUNK", SMALL_CHUNK)  # many chunks; a 1-D DELLA row spans them all
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", gather)
+    raws, widen = related(np.random.default_rng(17), shape, 3, "F32", special)
+    base, xs = widen[0](raws[0]), [w(r) for w, r in zip(widen[1:], raws[1:])]
+    for densities in ([0.4, 0.0, 1.0], [0.3, 0.7, 0.05]):
+        sp = [{"weight": w, "density": d, "gamma": g, "epsilon": e}
+              for w, d, g, e in zip((1.0, -0.7, 0.5), densities, (0.05, 0.3, 0.0), (0.02, 0.04, 0.01))]
+        for rescale in (False, True):
+            params = {"rescale": rescale, "normalize": True, "lambda": 0.9}
+            with np.errstate(all="ignore"):
+                whole = merges.run_method(method, base, xs, sp, params, 4, "t")
+                chunks = list(merges.stream_chunks(method, raws[0], raws[1:], widen, sp, params, 4, "t"))
+            assert same_bits(chunks, whole), (densities, rescale)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1000])
+def test_ascending_magnitude_keys_select_what_a_stable_ascending_sort_puts_first(n):
+    rng = np.random.default_rng(n)
+    values = _tied(rng, n)
+    keys = sparsification.ascending_magnitude_keys(values)
+    order = np.argsort(np.abs(values), kind="stable")
+    for k in sorted({1, max(1, n // 3), n}):
+        mask, _ = merges.top_k_mask(keys, merges.top_k_threshold(lambda: (keys,), k), 0)
+        expected = np.zeros(n)
+        expected[order[:k]] = 1.0
+        assert np.array_equal(mask, expected), k
+
+
+@pytest.mark.parametrize("gather", GATHER)
+def test_several_radix_selections_sharing_their_passes_keep_what_stable_sorts_keep(monkeypatch, gather):
+    monkeypatch.setattr(sparsification, "GATHER_KEYS", gather)
+    rng = np.random.default_rng(19)
+    values = _tied(rng, 999)
+    keys = merges.magnitude_keys(values)
+    chunks = [keys[s:s + 64] for s in range(0, keys.size, 64)]
+    ks = [999, 1, 500, 250, 500, 998]
+    for k, threshold in zip(ks, sparsification.top_k_thresholds(lambda: iter(chunks), ks)):
+        mask, _ = merges.top_k_mask(keys, threshold, 0)
+        assert np.array_equal(mask, _stable_top_k(values, k)), k

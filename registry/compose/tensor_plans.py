@@ -228,8 +228,9 @@ class LoraPlan(TensorPlan):
 @dataclass(eq=False)
 class MergePlan(TensorPlan):
     """A tensor of a mergekit merge method (:mod:`registry.compose.merges`): the inputs are read
-    whole (the methods look at whole tensors: norms, angles, ranks), the float64 result is rounded
-    once and handed out in blocks. Memory: the inputs and a few float64 copies of one tensor."""
+    whole, as stored (the methods look at whole tensors: norms, angles, ranks), and every method
+    computes its float64 result chunk by chunk from them (:func:`.merges.streams`), rounded once
+    and handed out in blocks. Memory: the inputs as stored and a few float64 chunks."""
 
     method: str
     base: TensorPlan | None
@@ -250,7 +251,7 @@ class MergePlan(TensorPlan):
         def whole(plan: TensorPlan) -> np.ndarray:
             return ops.to_float64(read_whole(plan), plan.dtype).reshape(self.shape)
 
-        if self.method in merges.STREAMED_METHODS and self.base is not None and self.numel:
+        if merges.streams(self.method, self.base is not None) and self.numel:
             yield from self._streamed(block_elems)
             return
 
@@ -266,15 +267,15 @@ class MergePlan(TensorPlan):
             yield flat[start:start + block_elems]
 
     def _streamed(self, block_elems: int) -> Iterator[np.ndarray]:
-        """ties/dare/slerp/nearswap from the inputs in their own dtype, chunk by chunk (:mod:`.merges.streamed`):
-        memory is the inputs as stored, not float64 copies."""
+        """A method of :data:`.merges.STREAMED_METHODS` from the inputs in their own dtype, chunk by
+        chunk (:mod:`.merges.streamed`): memory is the inputs as stored, not float64 copies."""
         from . import merges, ops
         import numpy as np
-        assert self.base is not None  # only called with a base (see blocks)
+        base = read_whole(self.base).reshape(self.shape) if self.base is not None else None
+        raws = [read_whole(p).reshape(self.shape) for p in self.children]
         plans = [self.base] + list(self.children)
-        raws = [read_whole(p) for p in plans]
-        widen = [lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype) for p in plans]
-        chunks = merges.stream_chunks(self.method, raws[0], raws[1:], widen, self.source_params, self.params,
+        widen = [None if p is None else (lambda raw, dtype=p.dtype: ops.to_float64(raw, dtype)) for p in plans]
+        chunks = merges.stream_chunks(self.method, base, raws, widen, self.source_params, self.params,
                                       self.seed, self.name)
         pending: list[np.ndarray] = []
         held = 0

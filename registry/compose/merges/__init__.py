@@ -24,7 +24,9 @@ machine, the thread count or the block size:
 The package: :mod:`.numerics` (reductions, transcendentals), :mod:`.randomness` (the counter
 stream), :mod:`.sparsification` (task-vector sparsification), :mod:`.consensus` (ties family, sce),
 :mod:`.spherical` (slerp family, karcher), :mod:`.others` (model_stock, nearswap, arcee_fusion, ram),
-:mod:`.streamed` (ties, dare, slerp, nearswap chunk by chunk from the stored inputs), :mod:`.gates` (MoE routers from
+:mod:`.streamed` (ties, dare, slerp, nearswap chunk by chunk from the stored inputs, and the dispatch to
+:mod:`.streamed_spherical` and :mod:`.streamed_anchored` for nuslerp, multislerp, karcher, model_stock, ram,
+ramplus_tl, sce; :mod:`.chunked` holds their inputs and chunked sums), :mod:`.gates` (MoE routers from
 prompts' token embeddings).
 
 Each method is a function of whole float64 tensors (shape preserved) and returns the float64
@@ -45,14 +47,14 @@ from .numerics import (MergeValueError, acos, cos, cos_array, exp, log, row_sums
 from .others import arcee_fusion, arcee_fusion_importance, model_stock, nearswap, ram, ramplus_tl
 from .randomness import random_block, rng_key, uniforms
 from .sparsification import SPARSIFY_METHODS, check_density, della_probabilities, magnitude_keys, sparsify, top_k_mask, top_k_threshold
-from .streamed import CHUNK, STREAMED_METHODS, gta_chunks, nearswap_chunks, slerp_chunks, stream_chunks
+from .streamed import CHUNK, STREAMED_METHODS, gta_chunks, nearswap_chunks, slerp_chunks, stream_chunks, streams
 from .spherical import karcher, multislerp, nuslerp, slerp_vectors
 
 __all__ = [
     "MergeValueError", "tree_sum", "tree_norm", "row_sums", "sequential_sum", "acos", "sin", "cos", "exp", "log",
     "cos_array", "uniforms", "rng_key", "random_block", "SPARSIFY_METHODS", "check_density", "sparsify",
     "della_probabilities", "magnitude_keys", "top_k_threshold", "top_k_mask", "sign_consensus", "gta", "combine",
-    "STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "stream_chunks", "tree_sum_of_chunks", "prompt_gate_rows", "sce", "slerp_vectors", "nuslerp", "multislerp", "karcher",
+    "STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "stream_chunks", "streams", "tree_sum_of_chunks", "prompt_gate_rows", "sce", "slerp_vectors", "nuslerp", "multislerp", "karcher",
     "model_stock", "nearswap", "arcee_fusion_importance", "arcee_fusion", "ram", "ramplus_tl", "run_method",
 ]
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from .numerics import exp, log, row_sums, sequential_sum, tree_norm, tree_sum
 
-__all__ = ["model_stock", "nearswap", "arcee_fusion_importance", "arcee_fusion", "ram", "ramplus_tl"]
+__all__ = ["model_stock", "model_stock_pairs", "model_stock_t", "model_stock_combine", "nearswap", "arcee_fusion_kl", "arcee_fusion_importance",
+           "arcee_fusion", "ram_vectors", "ram_counts", "ramplus_lambdas", "ram_combine", "ram", "ramplus_tl"]
 
 
 def model_stock(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: bool) -> np.ndarray:
@@ -29,18 +30,34 @@ def model_stock(base: np.ndarray, xs: Sequence[np.ndarray], filter_wise: bool) -
         dot = tree_sum
         norm = tree_norm
     offsets = [w - w0 for w in ws]
+    norms = [norm(offset) for offset in offsets]
+    dots = {(i, j): dot(offsets[i] * offsets[j]) for i, j in model_stock_pairs(len(offsets))}
+    t = model_stock_t(norms, dots)
+    return model_stock_combine(t, w0, ws).reshape(shape)
+
+
+def model_stock_pairs(count: int) -> list[tuple[int, int]]:
+    """The pairs (i, j), i < j, of task vectors whose cosines Model Stock averages, in its order."""
+    return [(i, j) for i in range(count) for j in range(i + 1, count)]
+
+
+def model_stock_t(norms: Sequence[Any], dots: dict[tuple[int, int], Any]) -> Any:
+    """Model Stock's interpolation factor from the task vectors' norms and pairwise dot products
+    (floats, or per-row arrays with filter_wise)."""
     cosines = []
-    for i in range(len(offsets)):
-        for j in range(i + 1, len(offsets)):
-            product = norm(offsets[i]) * norm(offsets[j])
-            cosines.append(np.clip(dot(offsets[i] * offsets[j]) / np.maximum(product, 1e-6), -1.0, 1.0))
+    for i, j in model_stock_pairs(len(norms)):
+        product = norms[i] * norms[j]
+        cosines.append(np.clip(dots[i, j] / np.maximum(product, 1e-6), -1.0, 1.0))
     cos_theta = sequential_sum(cosines) / len(cosines)
-    count = len(ws)
+    count = len(norms)
     denominator = 1 + (count - 1) * cos_theta
     singular = np.abs(denominator) < 1e-6
-    t = np.where(singular, 0.0, (count * cos_theta) / np.where(singular, 1.0, denominator))
-    w_avg = sequential_sum(ws) / count
-    return (t * w_avg + (1 - t) * w0).reshape(shape)
+    return np.where(singular, 0.0, (count * cos_theta) / np.where(singular, 1.0, denominator))
+
+
+def model_stock_combine(t: Any, w0: np.ndarray, ws: Sequence[np.ndarray]) -> np.ndarray:
+    """The element-wise end of Model Stock: t times the average plus (1 - t) times the base."""
+    return t * (sequential_sum(ws) / len(ws)) + (1 - t) * w0
 
 
 def nearswap(base: np.ndarray, x: np.ndarray, t: float) -> np.ndarray:
@@ -56,13 +73,18 @@ def _softmax_rows(x: np.ndarray) -> np.ndarray:
     return e / row_sums(e)
 
 
-def arcee_fusion_importance(base: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """|x - base| times the KL divergence of the rows' softmaxes (mergekit's importance)."""
+def arcee_fusion_kl(base: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The KL divergence of each row's softmaxes (shape x.shape[:-1] + (1,)), the per-row factor
+    of mergekit's importance."""
     eps = 1e-8
     p = _softmax_rows(x) + eps
     q = _softmax_rows(base) + eps
-    kl = row_sums(p * log(p / q))
-    return np.abs(x - base) * kl
+    return row_sums(p * log(p / q))
+
+
+def arcee_fusion_importance(base: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """|x - base| times the KL divergence of the rows' softmaxes (mergekit's importance)."""
+    return np.abs(x - base) * arcee_fusion_kl(base, x)
 
 
 def arcee_fusion(base: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -81,7 +103,9 @@ def arcee_fusion(base: np.ndarray, x: np.ndarray) -> np.ndarray:
     return base + (x - base) * mask
 
 
-def _ram_vectors(base: np.ndarray, xs: Sequence[np.ndarray], epsilon: float):
+def ram_vectors(base: np.ndarray, xs: Sequence[np.ndarray], epsilon: float):
+    """RAM's task vectors (flat), where each is non-zero, how many are per element, overlap, unique
+    (element-wise: any slice of the tensors gives that slice)."""
     tvs = [(x - base).reshape(-1) for x in xs]
     nonzero = [np.abs(tv) > epsilon for tv in tvs]
     counts = np.zeros(base.size, dtype=np.int64)
@@ -90,32 +114,47 @@ def _ram_vectors(base: np.ndarray, xs: Sequence[np.ndarray], epsilon: float):
     return tvs, nonzero, counts, counts > 1, counts == 1
 
 
-def ram(base: np.ndarray, xs: Sequence[np.ndarray], epsilon: float) -> np.ndarray:
-    """mergekit's RAM: unique changes kept whole, overlapping ones averaged over their contributors."""
-    tvs, nonzero, counts, overlap, unique = _ram_vectors(base, xs, epsilon)
+def ram_counts(nonzero: Sequence[np.ndarray], overlap: np.ndarray, unique: np.ndarray) -> list[tuple[int, int]]:
+    """Per source, how many of its changes are shared and how many its own (RAM+'s ratio; counts
+    of any slices add up to the whole tensor's)."""
+    return [(int(np.count_nonzero(nz & overlap)), int(np.count_nonzero(nz & unique))) for nz in nonzero]
+
+
+def ramplus_lambdas(counts: Sequence[tuple[int, int]], r: float, alpha: float, epsilon: float) -> list[float]:
+    """RAM+'s scale of each source's unique changes from its (shared, own) counts."""
+    lams = []
+    for shared_count, only_count in counts:
+        # mergekit divides integer counts by a float clamp, which torch promotes to float32, so
+        # rho and lambda are float32 values there; they are here too (numpy float32 scalars are IEEE)
+        f32 = np.float32
+        shared = f32(shared_count)
+        only = max(f32(only_count), f32(epsilon))
+        rho = min(max(shared / only, f32(0.0)), f32(alpha))
+        lams.append(float(f32(f32(1.0) + f32(r) * rho)))
+    return lams
+
+
+def ram_combine(base: np.ndarray, vectors: tuple, lams: Sequence[float] | None) -> np.ndarray:
+    """The element-wise end of RAM (``lams`` None) and RAM+ from :func:`ram_vectors` of any slice."""
+    tvs, nonzero, counts, overlap, unique = vectors
     divisor = np.maximum(counts, 1).astype(np.float64)
     parts = []
-    for tv, nz in zip(tvs, nonzero):
+    for index, (tv, nz) in enumerate(zip(tvs, nonzero)):
         z = tv * nz
-        parts.append(z * unique + z * overlap / divisor)
+        own = z * unique if lams is None else z * unique * lams[index]
+        parts.append(own + z * overlap / divisor)
     return base + sequential_sum(parts).reshape(base.shape)
+
+
+def ram(base: np.ndarray, xs: Sequence[np.ndarray], epsilon: float) -> np.ndarray:
+    """mergekit's RAM: unique changes kept whole, overlapping ones averaged over their contributors."""
+    return ram_combine(base, ram_vectors(base, xs, epsilon), None)
 
 
 def ramplus_tl(base: np.ndarray, xs: Sequence[np.ndarray], r: float, alpha: float, epsilon: float) -> np.ndarray:
     """mergekit's RAM+ (tensor-local): unique changes scaled up by the model's shared/unique ratio."""
-    tvs, nonzero, counts, overlap, unique = _ram_vectors(base, xs, epsilon)
-    divisor = np.maximum(counts, 1).astype(np.float64)
-    parts = []
-    for tv, nz in zip(tvs, nonzero):
-        # mergekit divides integer counts by a float clamp, which torch promotes to float32, so
-        # rho and lambda are float32 values there; they are here too (numpy float32 scalars are IEEE)
-        f32 = np.float32
-        shared = f32(np.count_nonzero(nz & overlap))
-        only = max(f32(np.count_nonzero(nz & unique)), f32(epsilon))
-        rho = min(max(shared / only, f32(0.0)), f32(alpha))
-        lam = float(f32(f32(1.0) + f32(r) * rho))
-        z = tv * nz
-        parts.append(z * unique * lam + z * overlap / divisor)
-    return base + sequential_sum(parts).reshape(base.shape)
+    vectors = ram_vectors(base, xs, epsilon)
+    lams = ramplus_lambdas(ram_counts(vectors[1], vectors[3], vectors[4]), r, alpha, epsilon)
+    return ram_combine(base, vectors, lams)
 
 

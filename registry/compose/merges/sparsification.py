@@ -7,7 +7,7 @@ drops come from :mod:`.randomness`, so every machine keeps the same elements.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from ...formats.recipe import RecipeError
 from .numerics import tree_sum
 from .randomness import uniforms
 
-__all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities", "magnitude_keys", "top_k_threshold",
+__all__ = ["SPARSIFY_METHODS", "check_density", "sparsify", "della_probabilities", "magnitude_keys", "ascending_magnitude_keys", "top_k_threshold", "top_k_thresholds",
            "top_k_mask", "rescale_factor", "GATHER_KEYS"]
 
 #: method -> (sparsification, sign consensus or None) of mergekit's generalized task arithmetic
@@ -64,6 +64,16 @@ def magnitude_keys(delta: np.ndarray) -> np.ndarray:
     return keys
 
 
+def ascending_magnitude_keys(delta: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered as a stable ascending sort of ``|delta|`` ranks in reverse: a smaller
+    magnitude, a larger key, NaN (which numpy sorts after every number) 0; so the top k of these
+    keys (ties to the lower index) are the first k of that sort."""
+    magnitude = np.abs(np.asarray(delta, dtype=np.float64).reshape(-1))
+    keys = ~magnitude.view(np.uint64)
+    keys[np.isnan(magnitude)] = 0
+    return keys
+
+
 _DIGIT_BITS = 16
 _DIGITS = 1 << _DIGIT_BITS
 
@@ -80,30 +90,51 @@ def top_k_threshold(key_chunks: Callable[[], Iterable[np.ndarray]], k: int) -> t
     one 16-bit digit of the keys that share the digits found so far, and as soon as those are at
     most :data:`GATHER_KEYS` one more pass gathers them and ``np.partition`` finishes (usually two
     passes in all). Memory: one chunk, a 65,536-bin histogram, the gathered keys."""
-    prefix, remaining = 0, k
-    for shift in range(64 - _DIGIT_BITS, -1, -_DIGIT_BITS):
-        histogram = np.zeros(_DIGITS, dtype=np.int64)
+    return top_k_thresholds(key_chunks, [k])[0]
+
+
+def top_k_thresholds(key_chunks: Callable[[], Iterable[np.ndarray]], ks: Sequence[int]) -> list[tuple[int, int]]:
+    """:func:`top_k_threshold` for several k at once, sharing the passes over the keys (each pass
+    serves every selection not yet finished)."""
+    # per selection: [prefix, remaining, shift, gathering, result]
+    states: list[list[Any]] = [[0, k, 64 - _DIGIT_BITS, False, None] for k in ks]
+    while any(state[4] is None for state in states):
+        active = [state for state in states if state[4] is None]
+        histograms = [np.zeros(_DIGITS, dtype=np.int64) for _ in active]
+        gathered: list[list[np.ndarray]] = [[] for _ in active]
         for keys in key_chunks():
-            if shift + _DIGIT_BITS < 64:
-                keys = keys[(keys >> np.uint64(shift + _DIGIT_BITS)) == np.uint64(prefix)]
-            digits = ((keys >> np.uint64(shift)) & np.uint64(_DIGITS - 1)).astype(np.intp)
-            histogram += np.bincount(digits, minlength=_DIGITS)
-        at_or_above = np.cumsum(histogram[::-1])  # [j]: keys whose digit is >= DIGITS-1-j
-        j = int(np.searchsorted(at_or_above, remaining))
-        digit = _DIGITS - 1 - j
-        remaining -= int(at_or_above[j] - histogram[digit])
-        prefix = (prefix << _DIGIT_BITS) | digit
-        if shift and histogram[digit] <= GATHER_KEYS:
-            return _finish_in_memory(key_chunks, prefix, shift, remaining)
-    return prefix, remaining
+            for state, histogram, found in zip(active, histograms, gathered):
+                prefix, _, shift, gathering, _ = state
+                if gathering:
+                    found.append(keys[(keys >> np.uint64(shift)) == np.uint64(prefix)])
+                    continue
+                sharing = keys
+                if shift + _DIGIT_BITS < 64:
+                    sharing = keys[(keys >> np.uint64(shift + _DIGIT_BITS)) == np.uint64(prefix)]
+                digits = ((sharing >> np.uint64(shift)) & np.uint64(_DIGITS - 1)).astype(np.intp)
+                histogram += np.bincount(digits, minlength=_DIGITS)
+        for state, histogram, found in zip(active, histograms, gathered):
+            prefix, remaining, shift, gathering, _ = state
+            if gathering:
+                state[4] = _finish_in_memory(np.concatenate(found), remaining)
+                continue
+            at_or_above = np.cumsum(histogram[::-1])  # [j]: keys whose digit is >= DIGITS-1-j
+            j = int(np.searchsorted(at_or_above, remaining))
+            digit = _DIGITS - 1 - j
+            state[1] = remaining - int(at_or_above[j] - histogram[digit])
+            state[0] = (prefix << _DIGIT_BITS) | digit
+            if shift and histogram[digit] <= GATHER_KEYS:
+                state[3] = True  # the next pass gathers the keys sharing these top bits
+            elif shift:
+                state[2] = shift - _DIGIT_BITS
+            else:
+                state[4] = (state[0], state[1])
+    return [state[4] for state in states]
 
 
-def _finish_in_memory(key_chunks: Callable[[], Iterable[np.ndarray]], prefix: int, shift: int,
-                      remaining: int) -> tuple[int, int]:
-    """The ``remaining``-th largest of the keys whose top bits (above ``shift``) are ``prefix``,
-    and how many keys equal to it are kept (the ``equal`` of :func:`top_k_threshold`)."""
-    wanted = np.uint64(prefix)
-    gathered = np.concatenate([keys[(keys >> np.uint64(shift)) == wanted] for keys in key_chunks()])
+def _finish_in_memory(gathered: np.ndarray, remaining: int) -> tuple[int, int]:
+    """The ``remaining``-th largest of the gathered keys (those sharing the top bits found), and
+    how many keys equal to it are kept (the ``equal`` of :func:`top_k_threshold`)."""
     position = gathered.size - remaining
     v = np.partition(gathered, position)[position]
     return int(v), remaining - int(np.count_nonzero(gathered > v))

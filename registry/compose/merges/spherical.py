@@ -13,7 +13,7 @@ import numpy as np
 
 from .numerics import MergeValueError, acos, cos, sequential_sum, sin, tree_norm, tree_sum
 
-__all__ = ["SLERP_DOT_THRESHOLD", "SLERP_EPS", "slerp_coefficients", "slerp_combine", "slerp_vectors", "nuslerp", "multislerp", "karcher"]
+__all__ = ["SLERP_DOT_THRESHOLD", "SLERP_EPS", "slerp_coefficients", "slerp_combine", "slerp_vectors", "nuslerp", "nuslerp_coefficients", "nuslerp_combine", "multislerp", "karcher"]
 
 
 SLERP_DOT_THRESHOLD = 0.9995
@@ -65,14 +65,25 @@ def nuslerp(t: float, v0: np.ndarray, v1: np.ndarray, row_wise: bool, flatten: b
         x, y = a2[i], b2[i]
         ux = x / max(tree_norm(x), 1e-7)
         uy = y / max(tree_norm(y), 1e-7)
-        cos_theta = min(max(tree_sum(ux * uy), -1.0), 1.0)
-        if (1 - cos_theta * cos_theta) <= eps * eps:
-            out[i] = (1 - t) * x + t * y
-        else:
-            theta = acos(cos_theta)
-            sin_theta = sin(theta)
-            out[i] = (sin((1 - t) * theta) * x + sin(t * theta) * y) / sin_theta
+        out[i] = nuslerp_combine(t, nuslerp_coefficients(t, tree_sum(ux * uy), eps), x, y)
     return back(out.reshape(a.shape))
+
+
+def nuslerp_coefficients(t: float, dot: float, eps: float = 1e-8) -> tuple[float, float, float] | None:
+    """nuslerp's sin((1-t)θ), sin(tθ), sin θ for the dot product of two unit rows (clamped here),
+    or None for a plain lerp (nearly colinear rows), as mergekit decides."""
+    cos_theta = min(max(dot, -1.0), 1.0)
+    if (1 - cos_theta * cos_theta) <= eps * eps:
+        return None
+    theta = acos(cos_theta)
+    return sin((1 - t) * theta), sin(t * theta), sin(theta)
+
+
+def nuslerp_combine(t: float, coefficients: tuple[float, float, float] | None, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The element-wise end of nuslerp for one row (any slice of it)."""
+    if coefficients is None:
+        return (1 - t) * x + t * y
+    return (coefficients[0] * x + coefficients[1] * y) / coefficients[2]
 
 
 def multislerp(xs: Sequence[np.ndarray], weights: Sequence[float], base: np.ndarray | None,

@@ -1,5 +1,7 @@
 """``ties``, ``dare_ties``, ``dare_linear``, ``slerp`` and ``nearswap`` computed chunk by chunk
-from the inputs as stored.
+from the inputs as stored, and :func:`stream_chunks`, which also dispatches to the other streamed
+methods (:mod:`.streamed_spherical`: nuslerp, multislerp, karcher; :mod:`.streamed_anchored`:
+model_stock, ram, ramplus_tl, sce).
 
 The whole-tensor path (:func:`.run_method`) holds every input and several working copies in
 float64; these methods need at most a few scalars about whole tensors, so they stream. For the
@@ -29,19 +31,24 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .chunked import Widen
 from .consensus import combine
 from .numerics import tree_sum, tree_sum_of_chunks
 from .others import nearswap
 from .randomness import uniforms
 from .spherical import SLERP_EPS, slerp_coefficients, slerp_combine
-from .sparsification import SPARSIFY_METHODS, magnitude_keys, rescale_factor, top_k_mask, top_k_threshold
+from .streamed_anchored import arcee_fusion_chunks, model_stock_chunks, ram_chunks, sce_chunks
+from .streamed_spherical import karcher_chunks, multislerp_chunks, nuslerp_chunks
+from .sparsification import (SPARSIFY_METHODS, ascending_magnitude_keys, della_probabilities, magnitude_keys, rescale_factor, top_k_mask,
+                             top_k_threshold)
 
-__all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "stream_chunks"]
+__all__ = ["STREAMED_METHODS", "CHUNK", "gta_chunks", "slerp_chunks", "nearswap_chunks", "streams", "stream_chunks"]
 
-STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "slerp", "nearswap"})
+STREAMED_METHODS = frozenset({"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "slerp", "nearswap", "nuslerp", "multislerp", "karcher",
+                              "model_stock", "ram", "ramplus_tl", "sce", "arcee_fusion"})
+_STREAMED_WITHOUT_BASE = frozenset({"nuslerp", "multislerp", "karcher"})
 CHUNK = 1 << 20
 
-Widen = Callable[[np.ndarray], np.ndarray]
 
 
 def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: Sequence[Widen],
@@ -61,13 +68,26 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
 
     def masks(i: int, rule: tuple[Any, ...]) -> Iterator[np.ndarray | None]:
         """Source i's keep mask chunk by chunk (None: the task vector is kept whole)."""
-        seen = 0
+        seen = [0, 0]
+        probabilities = _DellaProbabilities(lambda start, stop: delta(i, start, stop), base.shape, n, *rule[1:]) \
+            if rule[0] == "della" else None
         for start, stop in spans:
             if rule[0] in ("all", "zero"):
                 yield None
             elif rule[0] == "topk":
-                mask, seen = top_k_mask(magnitude_keys(delta(i, start, stop)), rule[1], seen)
+                mask, seen[0] = top_k_mask(magnitude_keys(delta(i, start, stop)), rule[1], seen[0])
                 yield mask
+            elif rule[0] == "band":
+                keys = ascending_magnitude_keys(delta(i, start, stop))
+                keep = np.zeros(stop - start)
+                if rule[2] is not None:
+                    keep, seen[1] = top_k_mask(keys, rule[2], seen[1])
+                if rule[1] is not None:
+                    below, seen[0] = top_k_mask(keys, rule[1], seen[0])
+                    keep = keep - below
+                yield keep
+            elif probabilities is not None:
+                yield (uniforms(seed, name, i, start, stop - start) < probabilities(start, stop)).astype(np.float64)
             else:
                 yield (uniforms(seed, name, i, start, stop - start) < rule[1]).astype(np.float64)
 
@@ -77,7 +97,7 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
         density = p["density"]
         if density >= 1:
             rules.append(("all",))
-        elif kind == "magnitude" and density <= 0:
+        elif kind in ("magnitude", "della_magprune") and density <= 0:
             rules.append(("zero",))
         elif kind == "magnitude":
             k = max(1, int(density * n))
@@ -85,10 +105,21 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
                 return (magnitude_keys(delta(i, start, stop)) for start, stop in spans)
 
             rules.append(("topk", top_k_threshold(keys, k)))
+        elif kind == "magnitude_outliers":
+            target, top = int(density * n), int(p["gamma"] * n)
+            bottom = max(0, n - target - top)
+            def ascending(i: int = i) -> Iterator[np.ndarray]:
+                return (ascending_magnitude_keys(delta(i, start, stop)) for start, stop in spans)
+
+            # the kept band of the stable ascending order: its first bottom + target minus its first bottom
+            rules.append(("band", top_k_threshold(ascending, bottom) if bottom else None,
+                          top_k_threshold(ascending, bottom + target) if bottom + target else None))
+        elif kind == "della_magprune":
+            rules.append(("della", density, p["epsilon"]))
         else:
             rules.append(("random", density))
         factor = None
-        if params["rescale"] and rules[-1][0] in ("topk", "random"):
+        if params["rescale"] and rules[-1][0] not in ("all", "zero"):
             before, after = [], []
             for (start, stop), mask in zip(spans, masks(i, rules[-1])):
                 d = delta(i, start, stop)
@@ -114,6 +145,30 @@ def gta_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: S
                     d = d * factor
             deltas.append(d)
         yield combine(method, widen[0](flat_base[start:stop]), deltas, weights, params)
+
+
+class _DellaProbabilities:
+    """DELLA's keep probabilities of any span, spans asked in order: ranks are taken along axis 1,
+    within one slab ``delta[j]`` (a row of a matrix; the whole of a 1-D tensor), so the whole slabs
+    around a span (about a chunk of them) are ranked as the whole path ranks them, and kept for
+    the spans that follow."""
+
+    def __init__(self, delta: Callable[[int, int], np.ndarray], shape: tuple[int, ...], n: int, density: float,
+                 epsilon: float):
+        self.delta, self.n, self.density, self.epsilon = delta, n, density, epsilon
+        self.slab_shape = tuple(shape[1:]) if len(shape) >= 2 else (n,)
+        self.slab = math.prod(self.slab_shape)
+        self.held: tuple[int, int, np.ndarray] = (0, 0, np.zeros(0))
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        first, last, probs = self.held
+        if start < first or stop > last:
+            first = start // self.slab * self.slab
+            last = min(self.n, max(-(-stop // self.slab), first // self.slab + max(1, CHUNK // self.slab)) * self.slab)
+            values = self.delta(first, last).reshape((-1,) + self.slab_shape)
+            probs = della_probabilities(values, self.density, self.epsilon).reshape(-1)
+            self.held = (first, last, probs)
+        return probs[start - first:stop - first]
 
 
 def _spans(n: int) -> list[tuple[int, int]]:
@@ -156,12 +211,41 @@ def nearswap_chunks(t: float, base: np.ndarray, x: np.ndarray, widen: Sequence[W
         yield nearswap(widen[0](flat_base[start:stop]), widen[1](flat_x[start:stop]), t)
 
 
-def stream_chunks(method: str, base: np.ndarray, xs: Sequence[np.ndarray], widen: Sequence[Widen],
+def streams(method: str, has_base: bool) -> bool:
+    """Whether ``method`` is computed chunk by chunk (those that need a base only with one: without,
+    the whole-tensor path refuses the step)."""
+    return method in STREAMED_METHODS and (has_base or method in _STREAMED_WITHOUT_BASE)
+
+
+def stream_chunks(method: str, base: np.ndarray | None, xs: Sequence[np.ndarray], widen: Sequence[Widen | None],
                   source_params: Sequence[Mapping[str, Any]], params: Mapping[str, Any], seed: int,
                   name: str) -> Iterator[np.ndarray]:
-    """The float64 result of a method of :data:`STREAMED_METHODS`, :data:`CHUNK` elements at a time."""
+    """The float64 result of a method of :data:`STREAMED_METHODS` (see :func:`streams`), :data:`CHUNK`
+    elements at a time (rows at a time for the per-row methods). ``widen[0]`` is None without a base."""
+    if method == "nuslerp":
+        w0, w1 = source_params[0]["weight"], source_params[1]["weight"]
+        total = w0 + w1
+        t = 0.5 if abs(total) < 1e-6 else w1 / total
+        return nuslerp_chunks(t, base, xs, widen, params["nuslerp_row_wise"], params["nuslerp_flatten"], CHUNK)
+    if method == "multislerp":
+        return multislerp_chunks(xs, [p["weight"] for p in source_params], base, params["normalize_weights"],
+                                 params["eps"], widen, CHUNK)
+    if method == "karcher":
+        return karcher_chunks(xs, int(params["max_iter"]), params["tol"], widen, CHUNK)
+    assert base is not None
+    if method == "model_stock":
+        return model_stock_chunks(base, xs, params["filter_wise"], widen, CHUNK)
+    if method == "ram":
+        return ram_chunks(base, xs, params["epsilon"], None, widen, CHUNK)
+    if method == "ramplus_tl":
+        return ram_chunks(base, xs, params["epsilon"], (params["r"], params["alpha"]), widen, CHUNK)
+    if method == "sce":
+        return sce_chunks(base, xs, params["select_topk"], widen, CHUNK)
+    if method == "arcee_fusion":
+        return arcee_fusion_chunks(base, xs[0], widen, CHUNK)
+    full = [w for w in widen if w is not None]
     if method == "slerp":
-        return slerp_chunks(params["t"], base, xs[0], widen)
+        return slerp_chunks(params["t"], base, xs[0], full)
     if method == "nearswap":
-        return nearswap_chunks(params["t"], base, xs[0], widen)
-    return gta_chunks(method, base, xs, widen, source_params, params, seed, name)
+        return nearswap_chunks(params["t"], base, xs[0], full)
+    return gta_chunks(method, base, xs, full, source_params, params, seed, name)
