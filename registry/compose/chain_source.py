@@ -187,7 +187,7 @@ class ChainElementSource(ElementSource):
         if manifest.kind == "tensors":
             main = self._holders[stored["cid"]] is self.resolver.sources
             checked = (not self.verify_blocks and main and stored["cid"] not in self._fetched
-                       and is_checked(data.store.root, ref.content_id, data.root))
+                       and is_checked(self.home, ref.content_id, data.root))
             element = BlockTensorElement(ref, manifest, data, checked=checked)
             if main and not checked:
                 self._hashed.append(element)
@@ -201,7 +201,7 @@ class ChainElementSource(ElementSource):
         noted = 0
         for element in self._hashed:
             if element.matched == set(element.entries):
-                note_checked(element.data.store.root, element.ref.content_id, element.data.root, element.data.block_paths())
+                note_checked(self.home, element.ref.content_id, element.data.root, element.data.block_paths())
                 noted += 1
         self._hashed = []
         return noted

@@ -4,9 +4,9 @@ A block's name is its hash, so the store checks every block against its CID when
 (a fetch, an import, a publish). That does not say that the bytes of a data DAG are the tensors
 an element's manifest lists: a manifest names its data by CID, and only hashing every tensor
 ties the two (a publisher may pair a manifest with other data). Assembly does that hashing; once
-every tensor of an element has matched, it notes the pair here::
+every tensor of an element has matched, it notes the pair beside the block store::
 
-    blocks/.checked/<content id hex>-<data CID>      empty; its name is the fact
+    $ELEMENTS_HOME/checked/<content id hex>-<data CID>      empty; its name is the fact
 
 The fact never goes stale: the content id pins every tensor digest and the CID pins every byte.
 What it does not cover is the disk changing under a block later (bit rot, a torn write after a
@@ -27,20 +27,20 @@ from .cid import CID
 
 __all__ = ["CHECKED", "is_checked", "note_checked"]
 
-#: The directory under the block store's root that holds the notes (hidden: gc and the shard walk skip it).
-CHECKED = ".checked"
+#: The directory under ``$ELEMENTS_HOME`` that holds the notes.
+CHECKED = "checked"
 
 
-def _note(root: Path, content_id: str, data: CID) -> Path:
-    return root / CHECKED / f"{content_id.lower().removeprefix('0x')}-{data}"
+def _note(home: Path, content_id: str, data: CID) -> Path:
+    return home / CHECKED / f"{content_id.lower().removeprefix('0x')}-{data}"
 
 
-def is_checked(root: str | os.PathLike, content_id: str, data: CID | str) -> bool:
+def is_checked(home: str | os.PathLike, content_id: str, data: CID | str) -> bool:
     """Whether the data DAG ``data`` was checked against every tensor digest of ``content_id``."""
-    return _note(Path(root), content_id, CID.parse(data)).is_file()
+    return _note(Path(home), content_id, CID.parse(data)).is_file()
 
 
-def note_checked(root: str | os.PathLike, content_id: str, data: CID | str, blocks: Iterable[Path]) -> None:
+def note_checked(home: str | os.PathLike, content_id: str, data: CID | str, blocks: Iterable[Path]) -> None:
     """Note that ``data`` holds exactly the tensors of ``content_id``, after flushing ``blocks``
     (the files of its DAG) to disk, so that a note on disk never outlives its blocks' bytes."""
     for path in blocks:
@@ -52,6 +52,6 @@ def note_checked(root: str | os.PathLike, content_id: str, data: CID | str, bloc
             os.fsync(fd)
         finally:
             os.close(fd)
-    note = _note(Path(root), content_id, CID.parse(data))
+    note = _note(Path(home), content_id, CID.parse(data))
     note.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(note, b"")
