@@ -410,7 +410,7 @@ class _CopyVerifier:
             self.parts.append((count, part, advance))
             self._drain_parts(keep=2 * _COPY_THREADS)  # a bounded queue: progress follows the copy
         digest: Future = Future()
-        digest.set_result(Bytes32(tensor.digest))
+        digest.set_result(tensor.element.entries[tensor.name].digest)
         self.pending.append((name, digest))
 
     def _drain_parts(self, keep: int = 0) -> None:
