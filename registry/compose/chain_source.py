@@ -168,6 +168,7 @@ class ChainElementSource(ElementSource):
             removed = sources.store.scrub(cid)
             if removed or sources.store.missing(cid):
                 sources.ensure(cid)
+                self._fetched.add(cid)  # the retry hashes what was fetched again, however it was noted
                 healed = True
         return healed
 
