@@ -374,7 +374,7 @@ class _CopyVerifier:
         self.finished: list[tuple[str | None, Any]] = []
 
     def copy(self, name: str, tensor: CopyPlan, offset: int, advance: Callable[[int], None]) -> None:
-        if getattr(tensor.element, "checked", False):
+        if tensor.element.checked:
             self._copy_checked(name, tensor, offset, advance)
             return
         hasher = blake3_hasher(tensor.nbytes, threads=1)  # one core hashes, the other copies
