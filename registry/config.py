@@ -109,6 +109,7 @@ def load_config_file(home: Path) -> dict[str, Any]:
 
 
 _CONFIG_STRINGS = ("rpc_url", "network", "registry", "keystore", "ipfs_api")
+_CONFIG_BOOLS = ("keep_blocks", "verify_blocks", "fsync_output")
 
 
 def _check_config(data: dict[str, Any], path: Path) -> None:
@@ -143,8 +144,9 @@ def _check_config(data: dict[str, Any], path: Path) -> None:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or value <= 0):
                 raise wrong(f"pin_services.{name}.{key}", "a number of seconds above 0")
-    if "keep_blocks" in data and not isinstance(data["keep_blocks"], bool):
-        raise wrong("keep_blocks", "true or false")
+    for key in _CONFIG_BOOLS:
+        if key in data and not isinstance(data[key], bool):
+            raise wrong(key, "true or false")
     if "cache_limit" in data and (isinstance(data["cache_limit"], bool) or not isinstance(data["cache_limit"], (str, int))):
         raise wrong("cache_limit", "a size such as 50GB or 20GiB")
     networks = data.get("networks", {})

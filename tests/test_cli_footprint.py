@@ -207,6 +207,26 @@ def test_keep_blocks_false_in_the_config_makes_no_keep_the_default_and_keep_over
     assert wrong.returncode == 2 and "true or false" in wrong.stderr
 
 
+
+def test_an_assembly_notes_the_elements_it_checked_and_the_next_copies_them_with_or_without_fsync(devnet, kubo_node, published, tmp_path):
+    home = tmp_path / "reader"
+    first = run(home, devnet, "assemble", published["record"], "-o", str(tmp_path / "one"), kubo_url=kubo_node.api_url)
+    assert first.returncode == 0, first.stderr
+    notes = sorted(p.name for p in (home / "checked").iterdir())
+    assert notes and all((home / "checked" / n).stat().st_size == 0 for n in notes)  # fetched, hashed in full, then noted
+    for flags in (["--no-fsync"], ["--verify-blocks"], []):
+        out = tmp_path / ("out" + "".join(flags))
+        again = run(home, devnet, "assemble", published["record"], "-o", str(out), *flags)  # no Kubo: the local blocks
+        assert again.returncode == 0, again.stderr
+        assert f"content id {MODEL_CONTENT_ID} (matches the claim)" in again.stdout
+        assert tensors_equal(out / "model.safetensors", MODEL / "model.safetensors")
+    assert sorted(p.name for p in (home / "checked").iterdir()) == notes
+    for key in ("verify_blocks", "fsync_output"):
+        wrong = run(home, devnet, "config", "set", key, "maybe")
+        assert wrong.returncode == 2 and "true or false" in wrong.stderr
+        assert run(home, devnet, "config", "set", key, "true").returncode == 0
+
+
 def test_publish_of_one_element_file_and_publish_delta_leave_only_their_blocks(devnet, published, tmp_path):
     import shutil
 

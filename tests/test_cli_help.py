@@ -88,7 +88,7 @@ def test_no_command_prints_help_and_exits_2():
         (["assemble", "0x" + "ab" * 32], "-o/--out"),
         (["keys"], "choose an action: elements keys new|import|list"),
         (["car"], "choose an action: elements car export|import"),
-        (["config", "set", "colour", "blue"], "'colour' is not a key; choose from cache_limit, fetch_deadline, fetch_max_bytes, fetch_min_rate, fetch_timeout, gateways"),
+        (["config", "set", "colour", "blue"], "'colour' is not a key; choose from cache_limit, fetch_deadline, fetch_max_bytes, fetch_min_rate, fetch_timeout, fsync_output, gateways"),
         (["devnet", "--port", "eighty"], "invalid int value: 'eighty'"),
     ],
 )

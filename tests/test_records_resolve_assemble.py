@@ -226,3 +226,66 @@ def test_a_half_written_output_a_killed_assembly_left_beside_out_is_removed_by_t
     outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
     assert outcome.result.content_id == MODEL_CONTENT_ID
     assert not leftover.exists() and alive.is_dir()
+
+
+def tensors_elements(report):
+    return [c for c in report.elements if c.data_cid and c.record.kind == Kind.ELEMENT]
+
+
+def test_an_assembly_that_hashed_every_tensor_of_an_element_notes_it_and_the_next_copies_it_without_hashing(env, tmp_path):
+    from registry.storage.checked import is_checked
+
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    rid = "0x" + report.composition.record_id.hex()
+    first = assemble_composition(resolver, rid, tmp_path / "first", verify_blocks=False)
+    assert first.result.content_id == MODEL_CONTENT_ID
+    elements = tensors_elements(report)
+    assert elements and all(is_checked(tmp_path, "0x" + c.record.content_id.hex(), c.data_cid) for c in elements)
+    # Checked once: a leaf that rots afterwards (same size, other bytes) is copied as it is, as Kubo
+    # copies with HashOnRead off; `elements verify` of the output or --verify-blocks finds it.
+    data_cid, _ = largest_data(store, report)
+    middle = [c for c, _ in store.blocks(data_cid) if c.codec == 0x55][20]
+    rotten = bytes(255 - b for b in store.path_of(middle).read_bytes())
+    store.path_of(middle).write_bytes(rotten)
+    second = assemble_composition(resolver, rid, tmp_path / "second", verify_blocks=False)
+    assert second.result.content_id == MODEL_CONTENT_ID  # the manifests' digests: nothing was hashed
+    assert rotten in (tmp_path / "second" / "model.safetensors").read_bytes()
+    with pytest.raises(Exception, match=str(middle)):
+        assemble_composition(resolver, rid, tmp_path / "third", verify_blocks=True)
+    assert not (tmp_path / "third").exists() and not store.has(middle)
+
+
+def test_an_element_only_part_of_which_was_copied_is_not_noted_as_checked(env, tmp_path):
+    from registry.storage.checked import is_checked
+
+    registry, store, sources, resolver = env
+    element, leaf = published_pair(registry, store, tmp_path)
+    from registry.formats.content_id import tensor_entries, tensor_set_content_id
+
+    only_a = tensor_set_content_id([e for e in tensor_entries(tmp_path / "x.safetensors") if e.name == "a"])
+    rid = composition_over(registry, store, element, leaf, bytes(only_a))
+    outcome = assemble_composition(resolver, "0x" + rid.hex(), tmp_path / "out", verify_blocks=False)
+    assert outcome.result.content_id == "0x" + bytes(only_a).hex()
+    assert not is_checked(tmp_path, "0x" + element.content_id.hex(), element.manifest.data["cid"])  # "b" was never hashed
+
+
+def test_data_that_does_not_match_its_manifest_is_caught_without_verify_blocks_too(env, tmp_path):
+    from registry.formats.content_id import manifest_of, tensor_entries, tensor_set_content_id
+
+    registry, store, sources, resolver = env
+    rng = np.random.default_rng(12)
+    honest = tmp_path / "honest.safetensors"
+    write_raw_safetensors(honest, random_tensors(rng, ["a", "b"]), None)
+    lying = tmp_path / "lying.safetensors"
+    data = bytearray(honest.read_bytes())
+    data[-5] ^= 0xFF
+    lying.write_bytes(bytes(data))
+    element = prepare_element(lying, store, manifest=manifest_of(honest))
+    [leaf] = publish_claims(registry, [element_claim(element, registry.account.address, 2)]).results
+    only_b = tensor_set_content_id([e for e in tensor_entries(honest) if e.name == "b"])
+    rid = composition_over(registry, store, element, leaf.claim, bytes(only_b), select="b")
+    for _ in range(2):  # never noted as checked, so hashed every time
+        with pytest.raises(ElementIntegrityError, match="does not match its digest"):
+            assemble_composition(resolver, "0x" + rid.hex(), tmp_path / "out", verify_blocks=False)
+        assert not (tmp_path / "out").exists()

@@ -142,6 +142,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                       "`elements config set keep_blocks false` makes it the default")
     keep.add_argument("--keep", dest="keep", action="store_true", default=None,
                       help="keep the fetched data blocks (the default unless keep_blocks is false)")
+    assemble_cmd.add_argument("--verify-blocks", action="store_true", default=None,
+                              help="hash every copied tensor again, even of elements an earlier assembly from this block store "
+                              "checked (default unless verify_blocks is true: those are copied unhashed; fetched data is always hashed)")
+    assemble_cmd.add_argument("--no-fsync", dest="fsync", action="store_false", default=None,
+                              help="do not flush the output to disk before moving it into place (as cp; a power cut may then "
+                              "leave a damaged output, which `elements verify OUT` finds); `fsync_output false` in the config")
 
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> Result:
@@ -261,6 +267,8 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
         outcome = assemble_composition(
             resolver, args.hash, args.out, force=args.force, trust=args.trust or settings.trust,
             max_shard_size=max_shard_size, fetch_progress=fetched, progress=assembled, keep=args.keep if args.keep is not None else settings.file.get("keep_blocks", True),
+            verify_blocks=bool(args.verify_blocks or settings.file.get("verify_blocks", False)),
+            durable=args.fsync if args.fsync is not None else settings.file.get("fsync_output", True),
         )
     result, node = outcome.result, outcome.composition
 

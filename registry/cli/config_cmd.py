@@ -26,6 +26,8 @@ SETTABLE = {
     "fetch_min_rate": "bytes per second a source must keep up (default 16384; 0: off)",
     "fetch_max_bytes": "bytes one fetch may read from all its sources (default 64 GiB)",
     "keep_blocks": "keep the fetched data blocks after `assemble`: true (default) or false (as --no-keep)",
+    "verify_blocks": "`assemble` hashes every tensor again even from blocks checked before: false (default) or true (as --verify-blocks)",
+    "fsync_output": "`assemble` flushes its output to disk before moving it into place: true (default) or false (as --no-fsync)",
     "cache_limit": "bytes `elements gc` lets unneeded blocks fill, least recently used evicted first (e.g. 50GB, 20GiB; default: none)",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -157,9 +159,9 @@ def _set(args: argparse.Namespace, settings: Settings) -> Result:
 
         parse_size(args.value)  # refuses what `elements gc` would; kept as written (50GB stays 50GB)
         value = args.value.strip()
-    if args.key == "keep_blocks":
+    if args.key in ("keep_blocks", "verify_blocks", "fsync_output"):
         if args.value.lower() not in ("true", "false"):
-            raise ConfigError(f"keep_blocks is true or false, not {args.value!r}")
+            raise ConfigError(f"{args.key} is true or false, not {args.value!r}")
         value = args.value.lower() == "true"
     config[args.key] = value
     return _save(settings, config, f"set {args.key} = {value}")

@@ -46,6 +46,7 @@ from ..records.resolve import Resolver
 from ..records.graph import Graph, ResolvedRecord
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
+from ..storage.checked import is_checked, note_checked
 from ..storage.dagfile import DagFile
 from ..storage.errors import BlockIntegrityError, DAGError
 from ..storage.gc import store_lock
@@ -89,7 +90,7 @@ class ChainElementSource(ElementSource):
     """
 
     def __init__(self, resolver: Resolver, graph: Graph | None = None, cache_dir: str | os.PathLike | None = None,
-                 composition_dir: str | os.PathLike | None = None, *, keep: bool = True) -> None:
+                 composition_dir: str | os.PathLike | None = None, *, keep: bool = True, verify_blocks: bool = True) -> None:
         if resolver.sources is None:
             raise InputError("assembling from the chain needs sources (a block store, and Kubo or gateways for remote data)")
         self.resolver = resolver
@@ -99,8 +100,13 @@ class ChainElementSource(ElementSource):
         self.cache_dir = Path(cache_dir) if cache_dir else self.home / "cache" / "elements"
         self.composition_dir = Path(composition_dir) if composition_dir else self.home / "cache" / "compositions"
         self.keep = keep
+        self.verify_blocks = verify_blocks
         #: data CID -> the sources whose store holds its DAG (the main one, or the scratch one).
         self._holders: dict[str, Any] = {}
+        #: data CIDs some of whose blocks were fetched in this run (their tensors are always hashed)
+        self._fetched: set[str] = set()
+        #: the tensors elements opened from the main store and hashed in this run (noted once all matched)
+        self._hashed: list[BlockTensorElement] = []
         self._scratch: ScratchArea | None = None
         self._scratch_sources: Any = None
 
@@ -117,9 +123,11 @@ class ChainElementSource(ElementSource):
         if holder is not None:
             return holder
         sources = self.resolver.need_sources("assembling")
-        if not self.keep and sources.store.missing(cid):
-            sources = self._fetch_store()
-        sources.ensure(cid)
+        if sources.store.missing(cid):  # one walk of the DAG when it is complete (ensure would walk it again)
+            self._fetched.add(cid)
+            if not self.keep:
+                sources = self._fetch_store()
+            sources.ensure(cid)
         self._holders[cid] = sources
         return sources
 
@@ -160,6 +168,7 @@ class ChainElementSource(ElementSource):
             removed = sources.store.scrub(cid)
             if removed or sources.store.missing(cid):
                 sources.ensure(cid)
+                self._fetched.add(cid)  # the retry hashes what was fetched again, however it was noted
                 healed = True
         return healed
 
@@ -177,8 +186,26 @@ class ChainElementSource(ElementSource):
         stored = _stored_data(manifest, ref)
         data = self.open_data(stored["cid"], int(stored["size"]), ref.name)
         if manifest.kind == "tensors":
-            return BlockTensorElement(ref, manifest, data)
+            main = self._holders[stored["cid"]] is self.resolver.sources
+            checked = (not self.verify_blocks and main and stored["cid"] not in self._fetched
+                       and is_checked(self.home, ref.content_id, data.root))
+            element = BlockTensorElement(ref, manifest, data, checked=checked)
+            if main and not checked:
+                self._hashed.append(element)
+            return element
         return BlockFileElement(ref, manifest, data)
+
+    def note_checked(self) -> int:
+        """After a successful assembly: note each element of the main store whose every tensor was
+        hashed and matched its manifest here (:mod:`registry.storage.checked`), so that later
+        assemblies copy it without hashing; returns how many were noted."""
+        noted = 0
+        for element in self._hashed:
+            if element.matched == set(element.entries):
+                note_checked(self.home, element.ref.content_id, element.data.root, element.data.block_paths())
+                noted += 1
+        self._hashed = []
+        return noted
 
     def composition_cache(self) -> Path:
         return self.composition_dir
@@ -311,8 +338,11 @@ class BlockTensorElement(TensorElement):
     """A tensors element read in place from its blocks: header and every read verified block by
     block; copies made by the kernel from the leaf files and checked by the engine's digest check."""
 
-    def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile) -> None:
+    def __init__(self, ref: InputRef, manifest: Manifest, data: DagFile, *, checked: bool = False) -> None:
         self.data = data
+        self.checked = checked
+        #: the tensors whose bytes matched their manifest digest in this run (all of them: the pair is noted)
+        self.matched: set[str] = set()
         where = f"data {data.root}"
         # ``where`` names the DAG in messages where TensorElement has a local path; the header given
         # means no file is opened, and every method that would read one is overridden below.
@@ -331,6 +361,13 @@ class BlockTensorElement(TensorElement):
     def copy_unverified(self, name: str, dst_fd: int, dst_offset: int, on_bytes=None) -> None:
         info = self.header.tensors[name]
         self.data.copy_to(dst_fd, dst_offset, info.start, info.end - info.start, on_bytes)
+
+    def copy_part(self, name: str, start: int, count: int, dst_fd: int, dst_offset: int) -> None:
+        self.data.copy_to(dst_fd, dst_offset, self.header.tensors[name].start + start, count)
+
+    def _check(self, name: str, actual: bytes, expected) -> None:
+        super()._check(name, actual, expected)
+        self.matched.add(name)
 
 
 class BlockFileElement(FileElement):
@@ -439,6 +476,8 @@ def assemble_composition(
     progress: Progress | None = None,
     cache_dir: str | os.PathLike | None = None,
     keep: bool = True,
+    verify_blocks: bool = True,
+    durable: bool = True,
 ) -> AssembledComposition:
     """Resolve a composition by record id or content id, fetch and verify its elements, assemble it.
 
@@ -451,6 +490,12 @@ def assemble_composition(
     The elements are read in place from the block store (see the module's docstring); with
     ``keep=False`` data the store lacks is fetched into a scratch store removed at the end, so
     only the documents stay. A kept assembly is noted for ``elements gc`` (``assemblies/``).
+
+    ``verify_blocks=False`` (the CLI's default, ``verify_blocks`` in the config) copies an element
+    without hashing its tensors when an earlier assembly from this block store checked every one of
+    them and nothing of it was fetched now (:mod:`registry.storage.checked`); ``True`` hashes every
+    copied tensor from the output every time. Either way each element this run hashes in full is
+    noted as checked. ``durable=False`` skips the output's fsync (the rename stays atomic).
 
     Raises:
         HashNotFoundError / RecordNotFoundError, NotACompositionError, DocumentError, ElementIntegrityError,
@@ -471,12 +516,13 @@ def assemble_composition(
     claimed = to_hex(chosen.content_id)
     # The claim is what the output must be: pin it even when the recipe leaves it open.
     recipe = recipe.with_output(replace(recipe.output, content_id=claimed))
-    source = ChainElementSource(resolver, graph, cache_dir, keep=keep)
+    source = ChainElementSource(resolver, graph, cache_dir, keep=keep, verify_blocks=verify_blocks)
     try:
         # Shared with other assemblies, exclusive of `elements gc`, which must not free blocks being read.
         with store_lock(resolver.need_sources("assembling").store, exclusive=False):
             return _assemble_from(source, resolver, graph, node, chosen, recipe, candidates, out, force=force,
-                                  max_shard_size=max_shard_size, fetch_progress=fetch_progress, progress=progress)
+                                  max_shard_size=max_shard_size, fetch_progress=fetch_progress, progress=progress,
+                                  durable=durable)
     finally:
         source.close()
 
@@ -508,7 +554,7 @@ def _sweep_dead_outputs(out: Path) -> None:
 
 def _assemble_from(source: ChainElementSource, resolver: Resolver, graph: Graph, node: ResolvedRecord, chosen: Record,
                    recipe: Recipe, candidates: Sequence[Record], out: Path, *, force: bool, max_shard_size: int,
-                   fetch_progress: Progress | None, progress: Progress | None) -> AssembledComposition:
+                   fetch_progress: Progress | None, progress: Progress | None, durable: bool) -> AssembledComposition:
     from ..storage.roots import note_assembly
 
     source.prefetch(recipe, fetch_progress)
@@ -528,13 +574,14 @@ def _assemble_from(source: ChainElementSource, resolver: Resolver, graph: Graph,
     for attempt in range(2):
         try:
             result = assemble(recipe, source, out, force=force, max_shard_size=max_shard_size, progress=progress,
-                              provenance=provenance)
+                              provenance=provenance, durable=durable)
             break
         except (ElementIntegrityError, BlockIntegrityError, NotFoundError):
             # A block that rotted on disk shows as a digest that does not match (copies are checked
             # after the kernel moved them) or a block the read removed: scrub, fetch again, retry once.
             if attempt or not source.heal():
                 raise
+    source.note_checked()
     if source.keep:
         documents = [str(n.record.cid) for n in graph.nodes.values()]
         note_assembly(source.home, to_hex(chosen.record_id), result.content_id, out, [*documents, *source.opened])

@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..digest import Bytes32, blake3_hasher
+from ..formats.content_id import TensorEntry, bytes_content_id, tensor_set_content_id
 from ..formats.recipe import Recipe, load_recipe
 from ..limits import check_output_path
 from .nested import open_input
@@ -34,6 +36,7 @@ from .outputs import OutputExistsError, OutputMismatchError, check_output_table,
 from .plan import plan_tensors
 from .readers import FileElement, TensorElement
 from .sources import ElementSource
+from .tensor_plans import CopyPlan, TensorPlan, block_elems
 from .writer import (
     DEFAULT_MAX_SHARD_SIZE,
     PROVENANCE_FORMAT,
@@ -54,6 +57,7 @@ __all__ = [
     "OutputMismatchError",
     "assemble",
     "assemble_elements",
+    "check_recipe",
     "file_plan",
     "inspect_recipe",
     "merge_patch",
@@ -134,6 +138,68 @@ def assemble(
     with _opened(recipe, source) as elements:
         return assemble_elements(recipe, elements, out, force=force, max_shard_size=max_shard_size, progress=progress,
                                  provenance=provenance, durable=durable)
+
+
+def check_recipe(recipe: Recipe | str | os.PathLike, source: ElementSource, *, progress: Progress | None = None) -> AssemblyResult:
+    """What ``recipe`` assembles to, checked as :func:`assemble` checks it, with nothing written:
+    every copied tensor is hashed from its input's verified reads and must match its manifest
+    digest (an element checked before is taken as :func:`assemble` takes it, see
+    :attr:`TensorElement.checked`), every derived tensor is computed and hashed, every file checked
+    against its content id, and the output's table, content id and files compared with the
+    recipe's. What a composition is pinned with when its model is not kept (issue 17: no second
+    copy of the model under ``tmp/``); the result's ``path`` is ``os.devnull`` and it names no
+    weight files.
+
+    Raises:
+        as :func:`assemble` (but OutputExistsError: nothing is written).
+    """
+    recipe = _recipe_of(recipe)
+    with _opened(recipe, source) as elements:
+        plan = plan_tensors(recipe, elements)
+        check_output_table(recipe, plan)
+        expected = {t.name: t.digest for t in recipe.output.tensors}
+        entries, done = [], 0
+        for name in sorted(plan.tensors, key=lambda n: n.encode("utf-8")):
+            tensor = plan.tensors[name]
+            digest = _checked_digest(tensor)
+            if name in expected and str(digest) != expected[name]:
+                raise OutputMismatchError(f"output tensor {name!r} has digest {digest} but the recipe's table says {expected[name]}")
+            entries.append(TensorEntry(name, tensor.dtype, tuple(tensor.shape), digest, tensor.nbytes))
+            done += tensor.nbytes
+            if progress:
+                progress(done, plan.total_bytes)
+        content_id = str(tensor_set_content_id(entries))
+        if recipe.output.content_id and content_id != recipe.output.content_id:
+            raise OutputMismatchError(f"the recipe's weights have content id {content_id} but the recipe expects {recipe.output.content_id}")
+        files: dict[str, str] = {}
+        for relative, element, patch in file_plan(recipe, elements):
+            if patch is not None:
+                files[relative] = str(bytes_content_id(patched_json(element.read_bytes(), patch, relative)))
+            else:
+                for _ in element.stream():  # checked against its content id before the last chunk
+                    pass
+                files[relative] = str(element.manifest.content_id)
+        files = dict(sorted(files.items()))
+        if recipe.output.files and {f.path: f.content_id for f in recipe.output.files} != files:
+            raise OutputMismatchError("the recipe's files differ from its output.files")
+        return AssemblyResult(path=Path(os.devnull), content_id=content_id, tensors=entries, weight_files=[], files=files,
+                              recipe_content_id=recipe.content_id(), largest_tensor=plan.largest_tensor,
+                              metadata=dict(recipe.output.metadata))
+
+
+def _checked_digest(tensor: TensorPlan) -> Bytes32:
+    """A tensor's digest from its bytes (a copy's checked against its manifest as it is read)."""
+    if isinstance(tensor, CopyPlan):
+        if not tensor.element.checked:
+            for _ in tensor.element.stream(tensor.name, 16 << 20):  # raises in place of the last chunk on a mismatch
+                pass
+        return tensor.element.entries[tensor.name].digest
+    import numpy as np
+
+    hasher = blake3_hasher(tensor.nbytes)
+    for block in tensor.blocks(block_elems(tensor)):
+        hasher.update(np.ascontiguousarray(block).data.cast("B"))
+    return Bytes32(hasher.digest())
 
 
 def _recipe_of(recipe: Recipe | str | os.PathLike) -> Recipe:

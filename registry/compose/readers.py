@@ -42,6 +42,11 @@ class ElementIntegrityError(IntegrityError):
 class TensorElement:
     """A tensors element opened for reading: header checked against the manifest, reads verified."""
 
+    #: Whether this element's data was checked, tensor by tensor, against this manifest before and
+    #: is read from where it was checked (a note of the block store, :mod:`registry.storage.checked`):
+    #: then the writer copies its tensors without hashing them again. Never true for a local file.
+    checked = False
+
     def __init__(self, ref: InputRef, manifest: Manifest, path: Path, header: SafetensorsHeader | None = None) -> None:
         self.ref = ref
         self.manifest = manifest
@@ -137,6 +142,21 @@ class TensorElement:
             target += done
             if on_bytes:
                 on_bytes(done)
+
+    def copy_part(self, name: str, start: int, count: int, dst_fd: int, dst_offset: int) -> None:
+        """Copy ``count`` bytes of the tensor from its byte ``start`` into ``dst_fd`` at
+        ``dst_offset``, in the kernel and unverified (as :meth:`copy_unverified`); safe to call
+        from several threads at once. The writer uses it only for a :attr:`checked` element."""
+        info = self.header.tensors[name]
+        if start < 0 or count < 0 or start + count > info.size:  # pragma: no cover - the writer's parts lie within
+            raise ValueError(f"bytes [{start}, {start + count}) are not within tensor {name!r} ({info.size} bytes)")
+        position, target, end = info.start + start, dst_offset, info.start + start + count
+        while position < end:
+            done = _copy_range(self._open_fd(), position, dst_fd, target, min(end - position, _COPY_STEP))
+            if done == 0:
+                raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while copying tensor {name!r}; the file changed")
+            position += done
+            target += done
 
     def check_digest(self, name: str, actual: bytes) -> None:
         """Raise ElementIntegrityError unless ``actual`` is the manifest's digest of ``name``."""

@@ -13,7 +13,12 @@ the output file as soon as it is written, while the copy goes on (:class:`_CopyV
 must carry its input's manifest digest; a derived tensor is hashed from the buffer it is written
 from. So the output's content id is computed from what was written, in one pass (the finished
 shard is not read again), and its structure is checked at the end (the file's size, the header's
-offsets). Each shard is fsynced once, in the background as soon as it is complete, and the
+offsets). The one exception is an element marked :attr:`TensorElement.checked` (its data was
+hashed against this manifest by an earlier assembly from the same block store, and nothing of it
+was fetched since: :mod:`registry.storage.checked`): its tensors are copied by the kernel in
+32 MiB parts on every core and carry their manifest digests unhashed. With ``durable`` (the
+default) the disk writes a shard back while it is being written (an ``fdatasync`` in the
+background after each tensor), each shard is fsynced once as soon as it is complete, and the
 directory is renamed into place only when every file is on disk. The bytes are the same
 on every run and machine: canonical safetensors layout, tensors in name order, shards filled in
 that order. :func:`assemble_elements` is also the builder :mod:`registry.compose.nested` receives
@@ -283,7 +288,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
     entries: list[TensorEntry] = []
     for shard, file_name in zip(shards, shard_names):
         path = directory / file_name
-        digests = _write_shard(path, shard, plan, metadata, advance)
+        digests = _write_shard(path, shard, plan, metadata, advance, syncer)
         syncer.file(path)
         for name in shard:
             tensor = plan.tensors[name]
@@ -304,7 +309,7 @@ def _write_weights(directory: Path, plan: Plan, recipe: Recipe, max_shard_size: 
 
 
 def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, str],
-                 advance: Callable[[int], None]) -> dict[str, Bytes32]:
+                 advance: Callable[[int], None], syncer: _Syncer) -> dict[str, Bytes32]:
     """Write one safetensors file in canonical layout; returns the digest of every tensor, each
     computed from the bytes written (see :class:`_CopyVerifier`) and a copy's checked against its
     input's manifest."""
@@ -314,6 +319,7 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
     starts: dict[str, int] = {}
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     verifier = _CopyVerifier(fd)
+    flusher = syncer.flusher(fd)
     try:
         offset = _pwrite_all(fd, struct.pack("<Q", len(header)) + header, 0)
         for name in names:
@@ -324,13 +330,16 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
             else:
                 digests[name] = _write_derived(fd, offset, tensor, advance)
             offset += tensor.nbytes
+            flusher.poke()
         digests.update(verifier.finish())
+        flusher.finish()
         # The structure of what is on disk: as long as planned, and the header it starts with
         # lists every tensor where it was written (a short write or a racing writer shows here).
         if os.fstat(fd).st_size != offset:
             raise IntegrityError(f"{path} holds {os.fstat(fd).st_size:,} bytes after writing {offset:,}; assemble again")
     finally:
         verifier.close()
+        flusher.close()  # before the descriptor it flushes is closed (and its number reused)
         os.close(fd)
     on_disk = read_header(path).tensors
     if {name: info.start for name, info in on_disk.items()} != starts:
@@ -340,6 +349,10 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
 
 #: Copied bytes are hashed back from the output in steps of this size, each as soon as it is written.
 _VERIFY_STEP = 16 << 20
+#: A checked element's tensors are copied in parts of this size by this many threads (the kernel
+#: copies; each thread keeps a core busy, and 2 is this project's reference box).
+_COPY_PART = 32 << 20
+_COPY_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 class _CopyVerifier:
@@ -354,11 +367,16 @@ class _CopyVerifier:
 
         self.fd = fd
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-copy")
+        self.copies: ThreadPoolExecutor | None = None  # for checked elements' copies, made on first use
+        self.parts: list[tuple[int, Any, Callable[[int], None]]] = []  # (bytes, the copy of a part, its progress)
         self.buffer = memoryview(bytearray(_VERIFY_STEP))
         self.pending: list[tuple[str | None, Any]] = []  # (tensor name, its check) or (None, a hashing step)
         self.finished: list[tuple[str | None, Any]] = []
 
     def copy(self, name: str, tensor: CopyPlan, offset: int, advance: Callable[[int], None]) -> None:
+        if tensor.element.checked:
+            self._copy_checked(name, tensor, offset, advance)
+            return
         hasher = blake3_hasher(tensor.nbytes, threads=1)  # one core hashes, the other copies
         hashed = [offset]
         written = [offset]
@@ -377,6 +395,29 @@ class _CopyVerifier:
             raise AssertionError(f"{tensor.describe()}: copied {written[0] - offset} of {tensor.nbytes} bytes")
         self.pending.append((name, self.pool.submit(self._check, hasher, tensor)))
         self._raise_early()
+
+    def _copy_checked(self, name: str, tensor: CopyPlan, offset: int, advance: Callable[[int], None]) -> None:
+        """An element whose data was checked against its manifest before, read from the local
+        block store (:mod:`registry.storage.checked`): its digests are the manifest's, so nothing
+        is hashed and the kernel copies it in parts on every core (``cp`` copies on one)."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        if self.copies is None:
+            self.copies = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="copy")
+        for start in range(0, tensor.nbytes, _COPY_PART):
+            count = min(_COPY_PART, tensor.nbytes - start)
+            part = self.copies.submit(tensor.element.copy_part, tensor.name, start, count, self.fd, offset + start)
+            self.parts.append((count, part, advance))
+            self._drain_parts(keep=2 * _COPY_THREADS)  # a bounded queue: progress follows the copy
+        digest: Future = Future()
+        digest.set_result(tensor.element.entries[tensor.name].digest)
+        self.pending.append((name, digest))
+
+    def _drain_parts(self, keep: int = 0) -> None:
+        while len(self.parts) > keep or (self.parts and self.parts[0][1].done()):
+            count, part, advance = self.parts.pop(0)
+            part.result()
+            advance(count)
 
     def _hash(self, hasher: Any, offset: int, count: int) -> None:
         while count:
@@ -401,11 +442,14 @@ class _CopyVerifier:
             self.finished.append(self.pending.pop(0))
 
     def finish(self) -> dict[str, Bytes32]:
+        self._drain_parts()
         results = [(name, future.result()) for name, future in [*self.finished, *self.pending]]
         return {name: digest for name, digest in results if name is not None}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.copies is not None:
+            self.copies.shutdown(wait=True, cancel_futures=True)
 
 
 def _pwrite_all(fd: int, data, offset: int) -> int:
@@ -480,6 +524,9 @@ class _Syncer:
         self.pool = ThreadPoolExecutor(max_workers=4) if enabled else None
         self.submitted: dict[Path, Any] = {}
 
+    def flusher(self, fd: int) -> "_EarlyFlush":
+        return _EarlyFlush(fd, self.pool)
+
     def file(self, path: Path) -> None:
         if self.pool is not None:
             self.submitted[path] = self.pool.submit(_fsync_path, path)
@@ -498,6 +545,32 @@ class _Syncer:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+
+
+class _EarlyFlush:
+    """Writes a shard's bytes back to disk while the shard is still being written: each
+    :meth:`poke` starts an ``fdatasync`` in the background unless one is running, so the disk
+    writes during the copy and the shard's final fsync waits only for the tail (otherwise the
+    whole flush would follow the copy). Nothing at all when the assembly is not durable."""
+
+    def __init__(self, fd: int, pool: Any) -> None:
+        self.fd, self.pool, self.running = fd, pool, None
+
+    def poke(self) -> None:
+        if self.pool is not None and (self.running is None or self.running.done()):
+            if self.running is not None:
+                self.running.result()  # a flush that failed (EIO) fails the assembly
+            self.running = self.pool.submit(os.fdatasync, self.fd)
+
+    def finish(self) -> None:
+        if self.running is not None:
+            self.running.result()
+
+    def close(self) -> None:
+        if self.running is not None:
+            from concurrent.futures import wait
+
+            wait([self.running])  # its outcome is raised by finish(); here only never outlive the descriptor
 
 
 def _move_into_place(temporary: Path, out: Path, force: bool, durable: bool) -> None:

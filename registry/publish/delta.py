@@ -6,7 +6,9 @@ licence and the parent before anything is stored, streams the element's canonica
 fine-tune's memory map into its blocks (:func:`registry.publish.prepare.prepare_planned`: no delta
 file is written; the same bytes, so the same CIDs and record as a file of them), sends its claim,
 then publishes the composition "base + override(delta)" (:func:`registry.publish.model.publish_composition`,
-which assembles it once to pin its output; ``work_dir`` is where, removed afterwards).
+which pins its output by checking every tensor as assembly would, without writing the model
+anywhere: :func:`registry.compose.engine.check_recipe`; before, it assembled the whole model into
+``work_dir`` once and removed it).
 """
 
 from __future__ import annotations

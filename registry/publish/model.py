@@ -7,7 +7,8 @@ carries the output's tensor table), and every input record is a parent. So::
     publish_composition(registry, resolver, "recipe.yaml", license="Apache-2.0")
         resolve the input records (graph, documents checked; an input may be a composition,
         whose ancestry comes along as its parents) -> licence against every ancestor
-        -> fetch and verify the inputs, assemble (engine) -> output content id and table
+        -> fetch and verify the inputs, assemble into ``out`` or, with no ``out``, check every
+        tensor without writing a copy (engine.check_recipe) -> output content id and table
         -> store the canonical recipe -> claim (kind composition, inputs as parents)
 
     publish_model(registry, store, "./all-MiniLM-L6-v2", license="Apache-2.0")
@@ -20,8 +21,6 @@ Both are idempotent (see :mod:`registry.publish.send`): a re-run sends only what
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -40,9 +39,8 @@ from ..formats.element_stream import ElementStream
 from ..formats.split import SplitLayout, SplitPlan, plan_layout
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
-from ..storage.scratch import ScratchArea, make_area
 from ..compose.chain_source import ChainElementSource
-from ..compose.engine import AssemblyResult, assemble
+from ..compose.engine import AssemblyResult, assemble, check_recipe
 from ..formats.content_id import TensorEntry
 from ..formats.recipe import Recipe, RecipeError, load_recipe, with_record_ids
 
@@ -133,7 +131,8 @@ def publish_composition(
     :func:`registry.publish.send.publish_claims`).
 
     Args:
-        out: keep the assembled model there (default: assembled in a temporary directory, removed).
+        out: assemble the model there (default: checked as assembly checks it, nothing written;
+            ``work_dir`` is kept for callers and unused).
         dry_run: assemble and plan, store nothing in Kubo, send nothing.
 
     Raises:
@@ -166,17 +165,10 @@ def publish_composition(
     for ref in recipe.inputs.values():
         source.record(ref)  # content id and kind against the recipe, before fetching anything
     source.prefetch(recipe, fetch_progress)
-    scratch = None
-    if out is None:
-        scratch = _work_area(work_dir, "compose")
-        target = scratch.path / "model"
+    if out is None:  # checked as assembly checks it, with no copy of the model written anywhere
+        result = check_recipe(recipe, source, progress=progress)
     else:
-        target = Path(out)
-    try:
-        result = assemble(recipe, source, target, force=force, progress=progress, durable=out is not None)
-    finally:
-        if scratch is not None:
-            scratch.close()
+        result = assemble(recipe, source, Path(out), force=force, progress=progress)
     pinned = recipe.with_output(result.output_spec())
     store = None if dry_run else resolver.need_sources("publishing a composition").store
     claim, cid = composition_claim(pinned, result.content_id, publisher, terms.license_id, store, label)
@@ -288,20 +280,3 @@ def _stream_elements(layout: SplitLayout, store: BlockStore | None, split_progre
         prepared.append(PreparedElement(name, Path(source), int(Kind.FILE), manifest, store_document(manifest.to_json_bytes(), store)))
     return plan, prepared
 
-
-class _TemporaryArea:
-    """A temporary directory with the interface of a :class:`ScratchArea` (no work_dir given)."""
-
-    def __init__(self, prefix: str) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix=prefix + "-"))
-
-    def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _work_area(work_dir: str | os.PathLike | None, prefix: str) -> "ScratchArea | _TemporaryArea":
-    """Where a run works: in ``work_dir`` (``$ELEMENTS_HOME/tmp`` from the CLI) an area this process
-    owns, which the next run removes if this one is killed; else a temporary directory."""
-    if work_dir is None:
-        return _TemporaryArea(prefix)
-    return make_area(work_dir, prefix)

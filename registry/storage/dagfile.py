@@ -30,7 +30,8 @@ import io
 import os
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 from .blockstore import BlockStore
 from .cid import CID, DAG_PB, IDENTITY, RAW
@@ -164,6 +165,21 @@ class DagFile(io.RawIOBase):
         finally:
             os.close(src)
 
+    def block_paths(self) -> Iterator[Path]:
+        """The store's file of every block of the DAG (inner nodes read and checked as they are
+        reached; leaves only named): what :func:`registry.storage.checked.note_checked` flushes."""
+        stack: list[tuple[CID, int | None, int]] = [(self.root, None, 0)]
+        while stack:
+            cid, expected, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                raise DAGError(f"DAG {self.root} is deeper than {MAX_DEPTH} levels; refusing it")
+            if cid.hash_code == IDENTITY:
+                continue
+            yield self.store.path_of(cid)
+            if cid.codec == DAG_PB:
+                node = self._node(cid, expected)
+                stack.extend((child, size, depth + 1) for child, size in zip(node.children, node.sizes))
+
     # -- the tree --------------------------------------------------------------------------------
 
     def _block(self, cid: CID) -> bytes:
@@ -213,8 +229,9 @@ class DagFile(io.RawIOBase):
             holder = self._holder(offset) if cid is None else cid
             data = self._nodes[holder].inline
             return cid, start, data
-        if self._leaf is not None and self._leaf[0] == cid:
-            return cid, start, self._leaf[1]
+        held = self._leaf  # read once: copies may run in several threads
+        if held is not None and held[0] == cid:
+            return cid, start, held[1]
         data = self._block(cid)
         if len(data) != length:
             raise DAGError(f"block {cid} holds {len(data)} bytes where its parent says {length}")

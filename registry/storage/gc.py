@@ -120,6 +120,7 @@ def home_usage(home: Path) -> HomeUsage:
         "tmp": home / "tmp",
         "assemblies": home / "assemblies",
         "pins": home / "pins",
+        "checked": home / "checked",
     }
     counted: set[Path] = set()
     for kind, path in named.items():

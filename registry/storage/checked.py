@@ -1,0 +1,57 @@
+"""Which data DAGs of the block store were once checked, tensor by tensor, against an element's content id.
+
+A block's name is its hash, so the store checks every block against its CID when it is written
+(a fetch, an import, a publish). That does not say that the bytes of a data DAG are the tensors
+an element's manifest lists: a manifest names its data by CID, and only hashing every tensor
+ties the two (a publisher may pair a manifest with other data). Assembly does that hashing; once
+every tensor of an element has matched, it notes the pair beside the block store::
+
+    $ELEMENTS_HOME/checked/<content id hex>-<data CID>      empty; its name is the fact
+
+The fact never goes stale: the content id pins every tensor digest and the CID pins every byte.
+What it does not cover is the disk changing under a block later (bit rot, a torn write after a
+power cut), which is why the blocks of a DAG are flushed to disk (``fsync``) before its note is
+written, and why ``elements assemble --verify-blocks`` (or ``verify_blocks: true`` in the config)
+hashes every tensor again however often it was checked: the trade Kubo makes with
+``Datastore.HashOnRead`` (false by default). ``docs/storage.md`` weighs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..files import atomic_write
+from .cid import CID
+
+__all__ = ["CHECKED", "is_checked", "note_checked"]
+
+#: The directory under ``$ELEMENTS_HOME`` that holds the notes.
+CHECKED = "checked"
+
+
+def _note(home: Path, content_id: str, data: CID) -> Path:
+    return home / CHECKED / f"{content_id.lower().removeprefix('0x')}-{data}"
+
+
+def is_checked(home: str | os.PathLike, content_id: str, data: CID | str) -> bool:
+    """Whether the data DAG ``data`` was checked against every tensor digest of ``content_id``."""
+    return _note(Path(home), content_id, CID.parse(data)).is_file()
+
+
+def note_checked(home: str | os.PathLike, content_id: str, data: CID | str, blocks: Iterable[Path]) -> None:
+    """Note that ``data`` holds exactly the tensors of ``content_id``, after flushing ``blocks``
+    (the files of its DAG) to disk, so that a note on disk never outlives its blocks' bytes."""
+    for path in blocks:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # an identity block or one gc just took: a later fetch checks it against its CID
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    note = _note(Path(home), content_id, CID.parse(data))
+    note.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(note, b"")
