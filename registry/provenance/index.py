@@ -87,6 +87,9 @@ CREATE TABLE IF NOT EXISTS tensors (
 CREATE INDEX IF NOT EXISTS tensors_digest ON tensors (digest);
 CREATE INDEX IF NOT EXISTS tensors_name ON tensors (name);
 """
+# The secondary indexes of ``records``: a first sync builds them after its inserts (one sort each,
+# instead of a random B-tree insert per row: half the CPU of a 100,000-record sync).
+_RECORD_INDEXES = {statement.split()[5]: statement.strip() for statement in _SCHEMA.split(";") if " ON records " in statement}
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,12 @@ class ElementIndex:
             last = None
         start = self.registry.deploy_block if last is None else last + 1
         new = scan_records(self.registry.reader, start, latest)
+        first = self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None and len(new) > _CHUNK
+        new.sort(key=lambda r: r.record_id)  # primary keys in order: appended, not inserted at random
         with self._db:
+            if first:
+                for name in _RECORD_INDEXES:
+                    self._db.execute(f"DROP INDEX IF EXISTS {name}")
             self._db.executemany(
                 "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, license_id, block, log_index, priority_block, "
                 "cid_codec, cid_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -255,7 +263,10 @@ class ElementIndex:
                   r.cid_digest) for r in new],
             )
             self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
-                                 [(bytes(p), r.record_id) for r in new for p in r.parents])
+                                 sorted((bytes(p), r.record_id) for r in new for p in r.parents))
+            if first:
+                for statement in _RECORD_INDEXES.values():
+                    self._db.execute(statement)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)", (str(latest),))
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_hash', ?)", (self._block_hash(latest),))
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoints', ?)", (json.dumps(sorted(endpoints)),))
