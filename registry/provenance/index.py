@@ -54,7 +54,7 @@ from typing import Any, Iterable, Sequence
 
 from ..chain.cids import join_cid
 from ..chain.registry import Record, Registry
-from ..chain.scan import scan_records
+from ..chain.scan import scan_parts
 from ..formats.recipe import Recipe
 from ..formats.content_id import Manifest, TensorEntry
 from ..errors import ElementsError, NotFoundError, ServiceError
@@ -249,28 +249,32 @@ class ElementIndex:
             self._reset(identity)
             last = None
         start = self.registry.deploy_block if last is None else last + 1
-        new = scan_records(self.registry.reader, start, latest)
-        first = self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None and len(new) > _CHUNK
-        new.sort(key=lambda r: r.record_id)  # primary keys in order: appended, not inserted at random
+        first = self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+        seen: set[bytes] = set()
         with self._db:
             if first:
                 for name in _RECORD_INDEXES:
                     self._db.execute(f"DROP INDEX IF EXISTS {name}")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, license_id, block, log_index, priority_block, "
-                "cid_codec, cid_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.record_id, r.publisher, r.content_id, r.kind, r.license_id, r.block_number, r.log_index, r.priority_block, r.cid_codec,
-                  r.cid_digest) for r in new],
-            )
-            self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
-                                 sorted((bytes(p), r.record_id) for r in new for p in r.parents))
+            # Each part is stored while the node answers the others; in key order, so primary
+            # keys are appended, not inserted at random.
+            for part in scan_parts(self.registry.reader, start, latest):
+                part = sorted((r for r in part if r.record_id not in seen), key=lambda r: r.record_id)
+                seen.update(r.record_id for r in part)
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, license_id, block, log_index, priority_block, "
+                    "cid_codec, cid_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.record_id, r.publisher, r.content_id, r.kind, r.license_id, r.block_number, r.log_index, r.priority_block,
+                      r.cid_codec, r.cid_digest) for r in part],
+                )
+                self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
+                                     sorted((bytes(p), r.record_id) for r in part for p in r.parents))
             if first:
                 for statement in _RECORD_INDEXES.values():
                     self._db.execute(statement)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_block', ?)", (str(latest),))
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_hash', ?)", (self._block_hash(latest),))
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('endpoints', ?)", (json.dumps(sorted(endpoints)),))
-        return len(new), start, latest
+        return len(seen), start, latest
 
     def _fetch_pending(self) -> int:
         rows = self._db.execute(
