@@ -240,7 +240,7 @@ def find_registry(chain: Chain, address: str | None = None, home: Path | None = 
     block = 0
     source = "the CREATE2 address"
     entry: Any = None
-    if home is not None and not chain.is_memory:
+    if home is not None:
         try:
             entry = load_deployments(home).get(str(chain.chain_id), {}).get(CONTRACT_NAME)
         except (ConfigError, AttributeError):
