@@ -253,7 +253,7 @@ def find_registry(chain: Chain, address: str | None = None, home: Path | None = 
         if entry and str(entry.get("address", "")).lower() == str(address).lower():
             block = int(entry.get("block", 0))  # learnt before: no bisection
     elif entry:
-        address, block, source = entry["address"], int(entry.get("block", 0)), f"{_deployments_path(home)}"
+        address, block, source = entry["address"], int(entry.get("block", 0)), f"{home}/deployments.json"
     if not address:
         address = registry_address()
     try:

@@ -380,7 +380,8 @@ class ElementIndex:
                license_ids: Iterable[int] | None = None) -> list[bytes]:
         """The record ids of a publisher (checksummed), kind and licence ids (each ``None``: any),
         in publication order: as the index holds them, to be read back from the chain."""
-        where, values = [], []
+        where: list[str] = []
+        values: list[Any] = []
         if publisher is not None:
             where.append("publisher = ?")
             values.append(publisher)

@@ -354,15 +354,17 @@ class Resolver:
                     follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]]:
         """Read records level by level; returns ``(depth, records, roots)``; read again over the
         whole range when the hints turn out to be of another chain (see :meth:`_read_levels`)."""
-        try:
-            return self._read_levels(ids, claims_of=claims_of, follow=follow)
-        except _StaleHintsError:
+        read = self._read_levels(ids, claims_of=claims_of, follow=follow)
+        if read is None:  # the hints are of another chain: dropped, read again without them
             self.hints = None
-            return self._read_levels(ids, claims_of=claims_of, follow=follow)
+            read = self._read_levels(ids, claims_of=claims_of, follow=follow)
+        assert read is not None  # without hints nothing is stale
+        return read
 
     def _read_levels(self, ids: Sequence[bytes], *, claims_of: Sequence[bytes] | None = None,
-                     follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]]:
-        """Read records level by level; returns ``(depth, records, roots)``.
+                     follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]] | None:
+        """Read records level by level; returns ``(depth, records, roots)``, or ``None`` when the
+        hints turn out to be of another chain (the first batch checks their last block).
 
         ``ids`` are read as records; ``claims_of`` adds every claim of these content ids as roots
         (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
@@ -411,7 +413,7 @@ class Resolver:
                 elif call.kind == "hint-check":
                     expected = "0x" + bytes(hints.last_hash).hex() if hints is not None else None
                     if not isinstance(result, dict) or str(result.get("hash", "")).lower() != expected:
-                        raise _StaleHintsError()
+                        return None
                     self._hints_checked = True
                 elif call.kind == "head":
                     head = int(result, 16) if isinstance(result, str) and result[:2] == "0x" and 2 < len(result) <= 18 else None
@@ -681,10 +683,6 @@ class Resolver:
                             raise error
                         graph.nodes[node.record_id] = ResolvedRecord(node.record, node.license, None, node.depth, str(error), True)
                         break
-
-
-class _StaleHintsError(Exception):
-    """The chain's block at the hints' last block is not the one they were read from."""
 
 
 class _Fallback:
