@@ -199,3 +199,27 @@ def test_the_cli_reads_hints_only_from_an_index_that_exists_and_filters_through_
     hints = open_hints(registry, home)
     assert hints is not None and hints.record_blocks([claims["T"].record_id])[claims["T"].record_id] == claims_block(registry, claims["T"])
     hints.close()
+
+
+def test_a_listing_from_a_tampered_index_keeps_only_what_the_chain_says(anvil_registry, tmp_path):
+    import sqlite3
+
+    from registry.provenance.index import index_path
+
+    registry = registry_for("anvil", anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    claims = _publish(registry, store, tmp_path)
+    other = registry_for("anvil", anvil_registry)
+    theirs = RecordInput(bytes(range(32)), registry.record(claims["A"].record_id).cid, 2, Kind.ELEMENT)
+    other.publish_batch([theirs])
+    home = tmp_path / "home"
+    resolver = Resolver(registry, Sources(store))
+    assert len(indexed_records(registry, home, resolver, publisher=registry.account.address)) == 5
+    forger = sqlite3.connect(index_path(home, registry.chain.chain_id, registry.address))
+    forger.execute("UPDATE records SET publisher = ?, kind = 1 WHERE record_id = ?",
+                   (registry.account.address, theirs.record_id(other.account.address)))
+    forger.commit()
+    forger.close()
+    mine = indexed_records(registry, home, resolver, publisher=registry.account.address)
+    assert [r.record_id for r in mine] == [claims[n].record_id for n in ["A", "B", "C", "M", "T"]]
+    assert indexed_records(registry, home, resolver, publisher=registry.account.address, kind=int(Kind.COMPOSITION)) == []

@@ -516,7 +516,11 @@ def indexed_records(registry: Registry, home: Path, resolver: Resolver, *, publi
         return None
     finally:
         index.close()
-    return sorted((r for r in found if r is not None), key=lambda r: (r.block_number, r.log_index))
+    licences = None if license_ids is None else set(license_ids)
+    # The index proposes; the chain decides: a row a tampered cache relabelled is dropped here.
+    kept = [r for r in found if r is not None and (publisher is None or r.publisher.lower() == publisher.lower())
+            and (kind is None or int(r.kind) == int(kind)) and (licences is None or r.license_id in licences)]
+    return sorted(kept, key=lambda r: (r.block_number, r.log_index))
 
 
 def _table_of(document: Manifest | Recipe) -> tuple[str, list[TensorEntry]]:
