@@ -223,3 +223,32 @@ def test_a_listing_from_a_tampered_index_keeps_only_what_the_chain_says(anvil_re
     mine = indexed_records(registry, home, resolver, publisher=registry.account.address)
     assert [r.record_id for r in mine] == [claims[n].record_id for n in ["A", "B", "C", "M", "T"]]
     assert indexed_records(registry, home, resolver, publisher=registry.account.address, kind=int(Kind.COMPOSITION)) == []
+
+
+def test_hints_are_checked_also_on_a_node_that_does_not_batch(anvil, anvil_registry, tmp_path):
+    from registry.chain.connection import connect
+    from registry.chain.registry import Registry
+    from tests.publish_support import DroppingProxy
+
+    registry = registry_for("anvil", anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    claims = _publish(registry, store, tmp_path)
+    head = registry.chain.block_number()
+
+    def no_batches(methods, answer):
+        # A node without batch support answers a batch with one error object.
+        if isinstance(json.loads(answer), list):
+            return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch requests are not supported"}}).encode()
+        return answer
+
+    proxy = DroppingProxy(anvil.url, "none", 0, rewrite=no_batches)
+    try:
+        plain = Registry(connect(proxy.url), registry.address, None, registry.deploy_block)
+        # The right last block; another hash there; a block the chain does not have yet.
+        for last, last_hash, kept in ((head, registry.chain.block_hash(head), True), (head, bytes(32), False), (head + 10_000, bytes(32), False)):
+            resolver = Resolver(plain, Sources(store), hints=_Hints(last, last_hash, {}))
+            graph = resolver.graph("0x" + claims["T"].record_id.hex(), documents=False)
+            assert {n.record_id for n in graph} == {c.record_id for c in claims.values()}
+            assert (resolver.hints is not None) == kept
+    finally:
+        proxy.close()
