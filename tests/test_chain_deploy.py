@@ -85,6 +85,26 @@ def test_a_deployment_is_recorded_per_chain_id_and_found_again(anvil_binary, tmp
         assert load_deployments(home)[str(chain.chain_id)]["ElementRegistry"]["transaction"] == deployment.transaction
 
 
+def test_the_creation_block_of_a_registry_given_by_address_is_searched_once_then_read_from_the_home(anvil_binary, tmp_path):
+    home = tmp_path / "home"
+    with Anvil(binary=anvil_binary, log=tmp_path / "anvil.log") as node:
+        chain = node.connect()
+        deployment = deploy_registry(chain, chain.dev_accounts[0])  # recorded nowhere
+        assert find_registry(chain, deployment.address, home).block == deployment.block
+        entry = load_deployments(home)[str(chain.chain_id)]["ElementRegistry"]
+        assert (entry["address"], entry["block"]) == (deployment.address, deployment.block)
+        calls = []
+        code_at = chain.code_at
+        chain.code_at = lambda address, block="latest": calls.append(block) or code_at(address, block)
+        assert find_registry(chain, deployment.address.lower(), home).block == deployment.block
+        assert calls and all(block == "latest" for block in calls)  # no eth_getCode at old blocks: no search
+        # A file naming another registry for this chain is neither used for this one nor replaced.
+        other = {str(chain.chain_id): {"ElementRegistry": {"address": "0x" + "11" * 20, "block": 99}}}
+        (home / "deployments.json").write_text(json.dumps(other))
+        assert find_registry(chain, deployment.address, home).block == deployment.block
+        assert json.loads((home / "deployments.json").read_text()) == other
+
+
 def test_the_in_process_chain_records_nothing(tmp_path):
     chain = connect("memory")
     deploy_registry(chain, chain.dev_accounts[0], tmp_path)

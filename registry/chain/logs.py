@@ -155,6 +155,7 @@ def query_logs(
     *,
     first_span: int | None = None,
     target_logs: int | None = None,
+    merge: bool = True,
 ) -> list[Any]:
     """Every log of ``[start, end]``, asked for in ranges the node accepts.
 
@@ -167,6 +168,8 @@ def query_logs(
         target_logs: when given, each next step is sized from the density of the last answer to
             return about this many logs (never over ``limits.max_range``): a bulk read then
             rarely asks for an answer it has to throw away.
+        merge: merge the answers in (block, log index) order, each position once (default);
+            ``False``: the answers as they came, range after range.
 
     Raises:
         ChainError: the node refused a range for another reason than a cap, refused a single
@@ -203,4 +206,8 @@ def query_logs(
             blocks = high - low + 1
             span = max(1, min(widest, blocks * 2 if not answer else blocks * target_logs // len(answer)))
         low = high + 1
+    if not merge:
+        # The ranges are disjoint and walked in order: a bulk reader that keys each log itself
+        # skips the sort (a third of a second at 100,000 logs).
+        return [log for part in parts for log in part]
     return merge_logs(parts)

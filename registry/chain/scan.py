@@ -17,15 +17,15 @@ lying node can hide or invent a candidate but not a statement.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from ..errors import IntegrityError
 from .abi import checksum_address
 from .logs import block_ranges
 from .reader import COMMITMENT_EXPIRY, READ_CHUNK, RECORD_PUBLISHED_TOPIC, ChainReader, records_call
 
-__all__ = ["ScannedRecord", "scan_records", "decode_raw_log"]
+__all__ = ["ScannedRecord", "scan_records", "scan_parts", "decode_raw_log"]
 
 _PARTS = 4  # block ranges read at once
 # Each part starts small and sizes its next query from what the last one returned, so a node with
@@ -159,6 +159,28 @@ def scan_records(reader: ChainReader, start: int, end: int) -> list[ScannedRecor
     return _scan(reader, start, end)
 
 
+def scan_parts(reader: ChainReader, start: int, end: int) -> Iterator[list[ScannedRecord]]:
+    """The records of blocks ``start..end`` in parts, each yielded as soon as it is read (parts
+    in any order; a record a node repeats across parts may come twice): a caller that stores
+    them works while the node answers the other parts.
+
+    Raises what :func:`scan_records` raises.
+    """
+    if start > end:
+        return
+    if reader.chain.is_memory or end - start + 1 < 2 * _PARTS:
+        yield _scan(reader, start, end)
+        return
+    with ThreadPoolExecutor(max_workers=_PARTS) as pool:
+        futures = [pool.submit(_scan, reader, *part) for part in block_ranges(start, end, -(-(end - start + 1) // _PARTS))]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
     if reader.chain.is_memory:
         # The in-process chain hands web3 objects, not JSON: read it the checked, slower way.
@@ -169,7 +191,7 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
     address = reader.address.lower()
     seen: set[bytes] = set()
     events = []
-    for log in reader.logs([RECORD_PUBLISHED_TOPIC], start, end, first_span=_FIRST_SPAN, target_logs=_TARGET_LOGS):
+    for log in reader.logs([RECORD_PUBLISHED_TOPIC], start, end, first_span=_FIRST_SPAN, target_logs=_TARGET_LOGS, merge=False):
         event = decode_raw_log(log, address, reader.where)
         if event is not None and event[0] not in seen:
             seen.add(event[0])

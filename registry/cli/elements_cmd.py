@@ -227,17 +227,22 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
 
 @contextlib.contextmanager
 def session(settings: Settings, *, write: bool = False):
-    """The registry (bound to the configured key when ``write``), the sources, a resolver."""
+    """The registry (bound to the configured key when ``write``), the sources, a resolver (its
+    log queries narrowed by the attribution index under the home, when there is one)."""
     from ..chain.session import open_registry
+    from ..provenance.index import open_hints
     from ..records.resolve import Resolver
     from ..storage.fetch import Sources
 
     registry = open_registry(settings, write=write)
     sources = Sources.from_settings(settings)
+    hints = open_hints(registry, settings.home)
     try:
-        yield registry, sources, Resolver(registry, sources)
+        yield registry, sources, Resolver(registry, sources, hints=hints)
     finally:
         sources.close()
+        if hints is not None:
+            hints.close()
 
 
 def _short(value: str, keep: int = 10) -> str:

@@ -204,6 +204,7 @@ def cmd_service_remove(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_pins(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.session import open_registry
     from ..errors import ElementsError
+    from ..provenance.index import indexed_records
     from ..publish.claims import signing_account
     from ..publish.pinning import open_service, pin_statuses, service_configs
     from ..records.resolve import Resolver
@@ -227,10 +228,12 @@ def cmd_pins(args: argparse.Namespace, settings: Settings) -> Result:
     else:
         registry = open_registry(settings, write=True)
         publisher = signing_account(registry).address
-    records = registry.records_by(publisher)
     rows: list[dict[str, Any]] = []
     with Sources.from_settings(settings) as sources:
         resolver = Resolver(registry, sources)
+        # From the attribution index (synced, each record read back), not a scan of the events.
+        listed = indexed_records(registry, settings.home, resolver, publisher=publisher)
+        records = listed if listed is not None else registry.records_by(publisher)
         for record in records:
             rid = "0x" + record.record_id.hex()
             rows.append({"record": rid, "role": "document", "cid": record.cid})

@@ -248,6 +248,14 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
             from ..provenance.index import builds_on
 
             records = builds_on(registry, settings.home, parent)
+        elif publisher is not None or terms.kind is not None or license_ids is not None or args.commercial:
+            # The index narrows the candidates; the chain decides each one (read back, checked).
+            from ..provenance.index import indexed_records
+
+            wanted = license_ids
+            if args.commercial:
+                wanted = frozenset(i for i in (license_ids or licences) if licences[i].commercial_use)
+            records = indexed_records(registry, settings.home, resolver, publisher=publisher, kind=terms.kind, license_ids=wanted)
         if records is None:
             records = registry.records_by(publisher) if publisher else registry.all_records()
         nodes, skipped = [], 0

@@ -68,6 +68,8 @@ class Verifier:
             self.index = ElementIndex(self.registry, self.documents, None)
         else:
             self.index = ElementIndex.for_home(self.registry, self.documents, home)
+        # Where the indexed records are narrows the resolver's log queries (registry.records.hints).
+        self.resolver.hints = self.index.hints()
         return self.index
 
     def close(self) -> None:

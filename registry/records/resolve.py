@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from ..chain.cids import split_cid
-from ..chain.errors import LogQueryRefusedError, RecordNotFoundError
+from ..chain.errors import LogQueryRefusedError, RecordNotFoundError, RpcResponseError
 from ..chain.licenses import LicenseTerms
 from ..chain.logs import block_ranges
 from ..chain.reader import (
@@ -70,6 +70,7 @@ from ..storage.fetch import Sources
 from .disputes import Dispute, earliest_first, find_disputes, priority_key
 from .documents import DocumentError, check_record_document, fetch_document
 from .graph import Graph, ResolvedRecord
+from .hints import BlockHints, hinted_ranges
 
 __all__ = ["LICENSE_WINDOW", "Resolver", "HashNotFoundError", "parse_hash"]
 
@@ -129,7 +130,7 @@ class Resolver:
     """
 
     def __init__(self, registry: Registry, sources: Sources | None = None, *, recipe_parser: Callable[[Any], Recipe] | None = None,
-                 workers: int = 4) -> None:
+                 workers: int = 4, hints: BlockHints | None = None) -> None:
         self.registry = registry
         self.sources = sources
         self._recipe_parser = recipe_parser
@@ -141,8 +142,20 @@ class Resolver:
         self._head: int | None = None  # the head block, learnt in the first batch (log ranges are cut by it)
         self._logs_capped = False  # a node refused a log query: read exact blocks from then on
         self._address_bytes = bytes.fromhex(registry.address[2:])
+        self._hints = hints
+        self._hints_checked = False
 
     # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def hints(self) -> BlockHints | None:
+        """Where records are (a synced attribution index): narrows log queries, never decides
+        (:mod:`registry.records.hints`); dropped when the chain no longer has their last block."""
+        return self._hints
+
+    @hints.setter
+    def hints(self, hints: BlockHints | None) -> None:
+        self._hints, self._hints_checked = hints, False
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first (empty when none)."""
@@ -296,8 +309,7 @@ class Resolver:
             text = str(query)  # parse_hash reads str() of anything else, and refuses it
             kind, value = parse_hash(text)
         if kind == "cid":
-            matching = [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
-            self.round_trips += 2
+            matching = self._records_with_cid(value)
             if not matching:
                 raise HashNotFoundError(
                     f"no record on {self.registry.chain.name} has CID {text}; check the CID and the network "
@@ -317,9 +329,42 @@ class Resolver:
             roots = live or roots
         return roots, records, depth
 
+    def _records_with_cid(self, value: bytes) -> list[Record]:
+        """The records whose document is this CID (codec byte + digest): from the hints up to
+        their last block and the events after it, each read back and checked; else a scan of
+        every event."""
+        hints = self._usable_hints()
+        if hints is not None:
+            reader = self.registry.reader
+            ids = hints.records_with_cid(value[0], value[1:])
+            tail = reader.events(reader.logs([RECORD_PUBLISHED_TOPIC], hints.last_block + 1))
+            self.round_trips += 2
+            ids += [e.record_id for e in tail if bytes([e.cid_codec]) + e.cid_digest == value]
+            found = self._run_levels(list(dict.fromkeys(ids)), follow=False)[1] if ids else {}
+            if self.hints is not None:  # still trusted after the first batch's check of the last block
+                return [r for r in found.values() if bytes([r.cid_codec]) + r.cid_digest == value]
+        self.round_trips += 2
+        return [r for r in self.registry.all_records() if bytes([r.cid_codec]) + r.cid_digest == value]
+
+    def _usable_hints(self) -> BlockHints | None:
+        """The hints, where they can narrow queries: a batching node that has not refused a log query."""
+        return self.hints if self.hints is not None and self._batching and not self._logs_capped else None
+
     def _run_levels(self, ids: Sequence[bytes], *, claims_of: Sequence[bytes] | None = None,
                     follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]]:
-        """Read records level by level; returns ``(depth, records, roots)``.
+        """Read records level by level; returns ``(depth, records, roots)``; read again over the
+        whole range when the hints turn out to be of another chain (see :meth:`_read_levels`)."""
+        read = self._read_levels(ids, claims_of=claims_of, follow=follow)
+        if read is None:  # the hints are of another chain: dropped, read again without them
+            self.hints = None
+            read = self._read_levels(ids, claims_of=claims_of, follow=follow)
+        assert read is not None  # without hints nothing is stale
+        return read
+
+    def _read_levels(self, ids: Sequence[bytes], *, claims_of: Sequence[bytes] | None = None,
+                     follow: bool = True) -> tuple[dict[bytes, int], dict[bytes, Record], list[bytes]] | None:
+        """Read records level by level; returns ``(depth, records, roots)``, or ``None`` when the
+        hints turn out to be of another chain (the first batch checks their last block).
 
         ``ids`` are read as records; ``claims_of`` adds every claim of these content ids as roots
         (the ids that turn out not to be records are then dropped). With ``follow`` the parents are
@@ -338,14 +383,15 @@ class Resolver:
             for start in range(0, len(need_state), _IDS_PER_CALL):
                 part = need_state[start : start + _IDS_PER_CALL]
                 calls.append(_Call("eth_call", [{"to": self.registry.address, "data": to_hex(records_call(part))}, "latest"], "states", part))
-            for start in range(0, len(need_log), _IDS_PER_CALL):
-                part = need_log[start : start + _IDS_PER_CALL]
-                calls += [_Call(m, p, "logs", part) for m, p in self._log_calls([RECORD_PUBLISHED_TOPIC, part])]
-            for start in range(0, len(claims_of or ()), _IDS_PER_CALL):
-                part = list(claims_of or ())[start : start + _IDS_PER_CALL]
-                calls += [_Call(m, p, "claims", part) for m, p in self._log_calls([RECORD_PUBLISHED_TOPIC, None, part])]
+            hinted: set[bytes] = set()  # record ids asked for through hinted ranges
+            calls += self._id_log_calls("logs", need_log, hinted)
+            calls += self._id_log_calls("claims", list(claims_of or ()), hinted)
             if first and self._batching and self._head is None:
                 calls.append(_Call("eth_blockNumber", [], "head"))
+            hints = self._usable_hints()
+            if hints is not None and not self._hints_checked:
+                # First: a stale index is dropped before any answer is read.
+                calls.insert(0, _Call("eth_getBlockByNumber", [hex(hints.last_block), False], "hint-check"))
             licence_ids = sorted(licences_wanted - set(self._licenses))
             if first and len(self._licenses) < 14:
                 licence_ids = sorted(set(licence_ids) | set(range(1, LICENSE_WINDOW + 1)))
@@ -364,6 +410,11 @@ class Resolver:
                 if call.kind == "states":
                     for rid, row in zip(call.ids, decode_states(self._bytes(result, "records()"), len(call.ids), self._where)):
                         states[rid] = row if row.exists else None
+                elif call.kind == "hint-check":
+                    expected = "0x" + bytes(hints.last_hash).hex() if hints is not None else None
+                    if not isinstance(result, dict) or str(result.get("hash", "")).lower() != expected:
+                        return None
+                    self._hints_checked = True
                 elif call.kind == "head":
                     head = int(result, 16) if isinstance(result, str) and result[:2] == "0x" and 2 < len(result) <= 18 else None
                     self._head = head  # a malformed head only costs the range cut: log queries stay whole
@@ -411,6 +462,15 @@ class Resolver:
                         if rid not in logs:
                             logs[rid] = event
                             fresh.append(rid)
+            # A record that exists but whose event the hinted ranges missed (an index that lies or
+            # lost rows): read through the exact blocks its storage names.
+            lost = [rid for rid in hinted if states.get(rid) is not None and rid not in logs and rid not in done]
+            if lost:
+                for rid, read in zip(lost, self.registry.records(lost)):
+                    if read is not None:
+                        done[rid] = read
+                        fresh.append(rid)
+                self.round_trips += 2
             for rid in claim_roots:
                 depth.setdefault(rid, 0)
                 if rid not in states and rid not in done and rid not in need_state:
@@ -455,13 +515,45 @@ class Resolver:
         # Roots of a content-id query are at depth 0; everything else is counted from them.
         return depth, out, roots
 
-    def _log_calls(self, topics: list[Any]) -> list[tuple[str, list[Any]]]:
-        """The ``eth_getLogs`` calls of one filter from the deployment block on: one per log range
-        (the last ends at ``latest``); a single :data:`_EXACT` placeholder when the span needs more
-        ranges than one batch should carry, or a node has refused log queries already."""
+    def _id_log_calls(self, kind: str, ids: list[bytes], hinted: set[bytes]) -> list[_Call]:
+        """The log queries of a level's record ids (``logs``) or content ids (``claims``): over
+        the whole range, or with hints, one per range of the blocks the hints name plus one from
+        the hints' last block on (for ids they do not know, and every newer claim)."""
+        def topics(part: list[bytes]) -> list[Any]:
+            return [RECORD_PUBLISHED_TOPIC, part] if kind == "logs" else [RECORD_PUBLISHED_TOPIC, None, part]
+
+        hints = self._usable_hints()
+        calls: list[_Call] = []
+        if hints is None or not ids:
+            for start in range(0, len(ids), _IDS_PER_CALL):
+                part = ids[start : start + _IDS_PER_CALL]
+                calls += [_Call(m, p, kind, part) for m, p in self._log_calls(topics(part))]
+            return calls
+        if kind == "logs":
+            blocks_of = {rid: [block] for rid, block in hints.record_blocks(ids).items() if block <= hints.last_block}
+            tail = [rid for rid in ids if rid not in blocks_of]
+            hinted.update(ids)
+        else:
+            blocks_of = {cid: [b for b in found if b <= hints.last_block] for cid, found in hints.claim_blocks(ids).items()}
+            tail = ids
+        address = self.registry.address
+        for low, high, known in hinted_ranges(blocks_of, self.registry.reader.log_limits.max_range):
+            for start in range(0, len(known), _IDS_PER_CALL):
+                part = known[start : start + _IDS_PER_CALL]
+                calls.append(_Call("eth_getLogs", [{"address": address, "fromBlock": hex(low), "toBlock": hex(high),
+                                                    "topics": encode_topics(topics(part))}], kind, part))
+        for start in range(0, len(tail), _IDS_PER_CALL):
+            part = tail[start : start + _IDS_PER_CALL]
+            calls += [_Call(m, p, kind, part) for m, p in self._log_calls(topics(part), hints.last_block)]
+        return calls
+
+    def _log_calls(self, topics: list[Any], start: int | None = None) -> list[tuple[str, list[Any]]]:
+        """The ``eth_getLogs`` calls of one filter from the deployment block (or ``start``) on: one
+        per log range (the last ends at ``latest``); a single :data:`_EXACT` placeholder when the
+        span needs more ranges than one batch should carry, or a node has refused log queries already."""
         if self._logs_capped:
             return [(_EXACT, [])]
-        deploy, limit = self.registry.deploy_block, self.registry.reader.log_limits.max_range
+        deploy, limit = self.registry.deploy_block if start is None else start, self.registry.reader.log_limits.max_range
         ranges: list[tuple[int, Any]] = [(deploy, "latest")]
         if self._head is not None and limit > 0 and self._head - deploy + 1 > limit:
             cut = block_ranges(deploy, self._head, limit)
@@ -504,6 +596,11 @@ class Resolver:
                 out.append(chain.eth_call(tx["to"], bytes.fromhex(tx["data"][2:]), what="reading records"))
             elif call.method == "eth_blockNumber":
                 out.append(hex(chain.block_number()))
+            elif call.method == "eth_getBlockByNumber":  # the hints' check, on a node that stopped batching
+                try:
+                    out.append({"hash": "0x" + chain.block_hash(int(call.params[0], 16)).hex()})
+                except RpcResponseError:
+                    out.append(None)  # no such block: the hints are of another chain
             else:
                 try:
                     out.append(chain.get_logs(call.params[0]))
