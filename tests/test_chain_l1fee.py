@@ -19,12 +19,14 @@ from registry.chain.l1fee import (
     configured_params,
     fastlz_length,
     fjord_estimated_size,
+    forget_missing_oracles,
     l1_fee,
     l1_fee_params,
     oracle_params,
     parse_l1_fee_option,
 )
 from scripts.gas_snapshot_l2 import OptimismAnvil
+from tests.rpc_support import OpStackOracle, RpcProxy
 
 # A signed EIP-1559 contract call, with its FastLZ length (202) and its Fjord fee at scalars and
 # prices of 1,000 (2,148 wei): the vectors op-geth and revm test their implementations with.
@@ -169,3 +171,17 @@ def test_an_oracle_that_answers_nonsense_is_no_oracle_or_a_one_line_error(op_anv
                 oracle_params(chain)
     finally:
         put_oracle(chain, None)
+
+
+def test_a_chain_without_the_oracle_is_asked_once_per_process_and_an_ethereum_network_never(op_anvil):
+    forget_missing_oracles()
+    with RpcProxy(op_anvil.url) as proxy:
+        for _ in range(3):
+            assert l1_fee_params(connect(proxy.url)) is None
+        assert proxy.calls["eth_call"] == 1
+    with RpcProxy(op_anvil.url, OpStackOracle(FJORD_ORACLE)) as proxy:  # an OP-stack chain: its figures, every time
+        assert l1_fee_params(connect(proxy.url)) == l1_fee_params(connect(proxy.url)) == L1FeeParams(7 * 10**9, 3, 1368, 810_949)
+        assert proxy.lie.asked["isFjord"] == 2
+        mainnet = connect(proxy.url)
+        mainnet.chain_id = 1  # what Ethereum's mainnet reports: not asked, though an oracle would answer here
+        assert l1_fee_params(mainnet) is None and proxy.lie.asked["isFjord"] == 2

@@ -1,6 +1,7 @@
 """Planning a publish on an OP-stack L2 (registry.publish.plan): the dry run's cost and the balance
 check count the L1 data fee of the signed transactions. On a real ``anvil --optimism`` configured
-as an OP-stack network (``--l1-fee``: anvil has no GasPriceOracle), from the command line."""
+as an OP-stack network (``--l1-fee``: anvil has no GasPriceOracle), from the command line; and on a
+chain without the oracle, which a process looks for once."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import json
 
 import pytest
 
-from registry.chain.l1fee import L1FeeParams, l1_fee
+from registry.chain.abi import selector
+from registry.chain.l1fee import GAS_PRICE_ORACLE, L1FeeParams, forget_missing_oracles, l1_fee
 from registry.chain.registry import Registry
 from scripts.gas_snapshot_l2 import OptimismAnvil
 from tests.cli_support import elements, one_line_error
 from tests.publish_support import MODEL, funded_account
+from tests.rpc_support import RpcProxy
 
 FILES = sorted(p for p in MODEL.iterdir() if p.suffix == ".json")
 OP_MAINNET = "1000000000,100000000,5227,1014213"
@@ -81,3 +84,15 @@ def test_the_balance_check_refuses_a_key_that_covers_the_execution_but_not_the_l
     accepted = elements(tmp_path, "--json", "--network", "plain", "publish", FILES[2], "--license", "MIT", "--dry-run",
                         ELEMENTS_PRIVATE_KEY=key)
     assert accepted.returncode == 0, accepted.stderr  # without the L1 fee the same balance would have passed
+
+
+def test_planning_two_publishes_on_a_chain_without_the_oracle_looks_for_it_once(anvil, anvil_registry, tmp_path):
+    forget_missing_oracles()  # whatever this process planned before
+    key = "0x" + funded_account(anvil_registry.chain).key.hex()
+    with RpcProxy(anvil.url) as proxy:
+        for path in FILES[:2]:
+            dry = elements(tmp_path, "--json", "--rpc-url", proxy.url, "publish", path, "--license", "MIT", "--dry-run", ELEMENTS_PRIVATE_KEY=key)
+            assert dry.returncode == 0, dry.stderr
+            assert "l1_fee_wei" not in json.loads(dry.stdout)["estimate"]
+        oracle_calls = [c for c in proxy.seen if c["method"] == "eth_call" and c["params"][0]["to"].lower() == GAS_PRICE_ORACLE.lower()]
+        assert [c["params"][0]["data"] for c in oracle_calls] == ["0x" + selector("isFjord()").hex()]

@@ -21,7 +21,10 @@ Where the figures come from (:func:`l1_fee_params`): a network configured with t
 (``elements config network add NAME ... --l1-fee L1_BASE_FEE,BLOB_BASE_FEE,BASE_FEE_SCALAR,BLOB_BASE_FEE_SCALAR``,
 which ``anvil --optimism`` needs: it has no predeploys), else the chain's ``GasPriceOracle``
 predeploy at ``0x420000000000000000000000000000000000000F``, asked for them; a chain without it is
-not an OP-stack chain and has no L1 fee.
+not an OP-stack chain and has no L1 fee. That a chain has no oracle is remembered for the process
+(per endpoint and chain id: a publish plan asks once, not every time), and Ethereum's own networks
+(:data:`L1_CHAIN_IDS`) are not asked at all. Anvil's ``--optimism`` mode cannot be told apart by its
+chain id (31337 in both modes): only the code at the predeploy address says.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from ..errors import ChainError, ConfigError
 __all__ = [
     "GAS_PRICE_ORACLE",
     "L1FeeParams",
+    "L1_CHAIN_IDS",
     "calldata_gas",
     "configured_params",
     "fastlz_length",
     "fjord_estimated_size",
+    "forget_missing_oracles",
     "l1_fee",
     "l1_fee_params",
     "oracle_params",
@@ -47,6 +52,8 @@ __all__ = [
 
 #: The OP Stack's GasPriceOracle predeploy (the same address on every OP-stack chain).
 GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
+#: Ethereum's mainnet and test networks: layer 1, no GasPriceOracle, so no call to look for one.
+L1_CHAIN_IDS = frozenset({1, 11155111, 17000, 560048})  # mainnet, Sepolia, Holesky, Hoodi
 
 # Fjord constants (op-geth core/types/rollup_cost.go), scaled by 1e6.
 COST_INTERCEPT = -42_585_600
@@ -58,6 +65,8 @@ _MAX_DISTANCE = 8192
 # A fee figure above this (wei per gas, or a scalar) is not a price but a lie or a typo.
 _MAX_FIGURE = 2**96
 _FIELDS = ("l1_base_fee", "blob_base_fee", "base_fee_scalar", "blob_base_fee_scalar")
+# (endpoints, chain id) of the chains this process found without an oracle.
+_NO_ORACLE: set[tuple[tuple[str, ...], int]] = set()
 
 
 @dataclass(frozen=True)
@@ -233,10 +242,25 @@ def oracle_params(chain: Any) -> L1FeeParams | None:
     return L1FeeParams(known[0], known[1], known[2], known[3], fjord=fjord == 1)
 
 
+def forget_missing_oracles() -> None:
+    """Ask every chain again whether it has the oracle (one found without it is remembered for the
+    process: a node restarted as another chain on the same address, or a test's own)."""
+    _NO_ORACLE.clear()
+
+
 def l1_fee_params(chain: Any) -> L1FeeParams | None:
     """The L1 fee figures of ``chain``: those its network is configured with (``chain.l1_fee``),
-    else its GasPriceOracle's; None where it is not an OP-stack chain."""
+    else its GasPriceOracle's; None where it is not an OP-stack chain (an Ethereum network, or a
+    chain this process found without the oracle before: asked once per endpoint and chain id)."""
     configured = getattr(chain, "l1_fee", None)
     if isinstance(configured, L1FeeParams):
         return configured
-    return oracle_params(chain)
+    if chain.chain_id in L1_CHAIN_IDS:
+        return None
+    key = (tuple(chain.endpoints), int(chain.chain_id))
+    if key in _NO_ORACLE:
+        return None
+    params = oracle_params(chain)
+    if params is None:
+        _NO_ORACLE.add(key)
+    return params
