@@ -274,6 +274,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
             )
             if e.l1_fee is not None:  # an OP-stack L2: included in the cost above
                 print(f"of which the L1 data fee ~{e.l1_fee / 10**18:.6g} ETH (OP stack, on the signed transactions' FastLZ size)")
+            if e.operator_fee:  # an Isthmus chain's operator fee: included in the cost above
+                print(f"and the operator fee ~{e.operator_fee / 10**18:.6g} ETH (OP stack Isthmus, on the gas)")
     else:
         gas = sum(t.gas_used for t in report.transactions)
         print(f"{len(report.published)} {what}(s) published, {present} already there; {len(report.transactions)} transaction(s), {gas:,} gas")
