@@ -369,14 +369,14 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..publish.model import publish_model
 
     pin = check_pinning(args, settings)
-    with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars, \
-            sending_lock(settings, registry, args.dry_run):
-        report = publish_model(
-            registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
-            name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
-            split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
-            commit_reveal=commit_reveal_for(args, settings, registry, bars),
-        )
+    with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
+        with sending_lock(settings, registry, args.dry_run):
+            report = publish_model(
+                registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
+                name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
+                split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+                commit_reveal=commit_reveal_for(args, settings, registry, bars),
+            )
         pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:
