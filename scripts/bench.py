@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_common import MiB, size_argument  # noqa: E402
+from scripts.bench_common import MiB, compile_package, size_argument  # noqa: E402
 
 #: anvil's first dev account (public test key: never for value).
 ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -69,8 +69,7 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
 def compile_checkout(env: dict[str, str]) -> None:
     """Byte-compile the checkout's ``registry`` package (into its ``__pycache__``, ignored by git)
     as ``pip install`` does for an installed package, so no timed process pays for compiling."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "registry")], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    compile_package(ROOT / "registry", env)
 
 
 def run(argv: list[str], env: dict[str, str], repeat: int = 1, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:

@@ -29,12 +29,19 @@ sync reads only the new blocks.
 
     .venv/bin/python scripts/bench_scale.py                      # 1k, 10k, 100k (filling takes a few minutes)
     .venv/bin/python scripts/bench_scale.py --sizes 1000,10000   # quicker
+
+A filled chain can be kept and reused (same ``--seed`` and ``--batch``; the filling then checks
+each batch is there and sends nothing)::
+
+    .venv/bin/python scripts/bench_scale.py --sizes 100000 --save-state /tmp/scale-100k.json
+    .venv/bin/python scripts/bench_scale.py --sizes 100000 --load-state /tmp/scale-100k.json
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import importlib.util
 import io
 import json
@@ -43,6 +50,7 @@ import random
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from registry.chain.cids import RAW, join_cid  # noqa: E402
 from registry.chain.devnet import Anvil  # noqa: E402
 from registry.chain.registry import Kind, RecordInput, Registry  # noqa: E402
+from registry.files import atomic_write  # noqa: E402
 
 PUBLISHERS = 8  # dev accounts 2..9 fill the chain; 0 deploys, 1 publishes the real model
 LICENCES = ["MIT", "Apache-2.0", "CC-BY-4.0", "CC-BY-NC-4.0"]
@@ -59,10 +68,26 @@ COPY_SHARE = 0.02  # records that claim content another publisher claimed alread
 
 
 class ScaleAnvil(Anvil):
-    """anvil with a block gas limit large enough for batches of a few hundred records."""
+    """anvil with a block gas limit large enough for batches of a few hundred records; with
+    ``load_state`` it starts from a chain :meth:`save` wrote (anvil's ``--load-state``)."""
+
+    def __init__(self, *, load_state: Path | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.load_state = load_state
 
     def command(self) -> list[str]:
-        return super().command() + ["--gas-limit", "1000000000"]
+        loaded = ["--load-state", str(self.load_state)] if self.load_state else []
+        return super().command() + ["--gas-limit", "1000000000", *loaded]
+
+    def save(self, path: Path) -> None:
+        """Write the chain as it is now to ``path`` (``anvil_dumpState``, the JSON ``--load-state``
+        reads): taken right after the fill, before the extra batch the incremental sync measures,
+        which a run from the saved chain must still find new."""
+        request = urllib.request.Request(self.url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "anvil_dumpState", "params": []}).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            dumped = json.loads(answer.read())["result"]
+        atomic_write(path, gzip.decompress(bytes.fromhex(dumped[2:])))
 
 
 class Filler:
@@ -120,15 +145,18 @@ class Filler:
                 self.pool.setdefault((who, spdx), []).append(rid)
                 batch.append(record)
                 ids.append(rid)
-            registry.publish_batch(batch, chunk=size)
-            self.transactions += 1
+            there = all(registry.exists(ids))  # a chain started from --load-state holds it (and its yanks) already
+            if not there:
+                registry.publish_batch(batch, chunk=size)
+                self.transactions += 1
             if self.a_parent is None and who == 0:
                 self.a_parent = self.pool[(0, LICENCES[0])][0]
             for rid in ids:
                 if self.rng.random() < YANK_SHARE:
-                    registry.yank(rid)
+                    if not there:
+                        registry.yank(rid)
+                        self.transactions += 1
                     self.yanked += 1
-                    self.transactions += 1
             self.count += size
             if self.count % (self.batch * 25) == 0 or self.count == total:
                 progress(f"  {self.count:,} records, {self.yanked} yanked, {self.transactions} transactions")
@@ -162,8 +190,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=400, help="records per batch transaction")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each command; the best is kept")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--save-state", metavar="PATH", type=Path,
+                        help="write the chain filled to the largest size here (anvil's state), for --load-state next time")
+    parser.add_argument("--load-state", metavar="PATH", type=Path,
+                        help="start from a chain --save-state wrote, with the same --sizes N (one size), --seed and --batch: "
+                             "the filling then finds every batch there and sends none")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    if args.load_state and not args.load_state.is_file():
+        parser.error(f"--load-state {args.load_state}: no such file; make one with --save-state {args.load_state}")
+    if args.load_state and len(sizes) != 1:
+        parser.error("--load-state holds a chain filled to one size: measure that one, e.g. --sizes 100000")
 
     from registry.provenance.index import ElementIndex, index_path
     from registry.publish.model import publish_model
@@ -175,7 +212,7 @@ def main() -> None:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    with tempfile.TemporaryDirectory() as tmp, ScaleAnvil(log=Path(tmp) / "anvil.log") as anvil:
+    with tempfile.TemporaryDirectory() as tmp, ScaleAnvil(log=Path(tmp) / "anvil.log", load_state=args.load_state) as anvil:
         home = Path(tmp) / "home"
         chain = anvil.connect()
         accounts = chain.dev_accounts
@@ -199,6 +236,8 @@ def main() -> None:
             filler.fill(size, say)
             fill_seconds = time.perf_counter() - start
             say(f"filled to {size:,} synthetic records in {fill_seconds:.1f} s (block {chain.block_number()})")
+            if args.save_state and size == sizes[-1]:
+                anvil.save(args.save_state)
             records = size + 23
             row: dict[str, Any] = {"records": records, "fill_s": fill_seconds}
 

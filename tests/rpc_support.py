@@ -14,6 +14,9 @@ is asked. The lies are what an endpoint controlled by an attacker would do:
   its first few head queries only;
 * :class:`CapsLogRange`: refuses log queries over more than a few blocks, as public nodes do
   (honest, but it answers some queries with an error where another endpoint answers data);
+* :class:`OpStackOracle`: plays the OP Stack's GasPriceOracle predeploy (which ``anvil --optimism``
+  lacks) for ``eth_call`` to its address: Fjord's L1 fee figures and, when told, Isthmus's or
+  Jovian's operator fee, computed from ``getOperatorFee``'s argument as the oracle does; or lies;
 * :class:`RewriteRecords`: rewrites the ``records(ids)`` answer's bytes (a huge array length, a
   truncated answer), and :class:`RewriteLogData` every log's data (a parents array that claims
   more ids than it holds): malformed ABI the decoder must refuse in one line.
@@ -96,6 +99,48 @@ class RewriteLogData(Lie):
         if call.get("method") == "eth_getLogs" and isinstance(logs, list):
             answer = {**answer, "result": [{**log, "data": "0x" + self.rewrite(bytes.fromhex(log["data"][2:])).hex()} for log in logs]}
         return answer
+
+
+class OpStackOracle(Lie):
+    """Answers ``eth_call`` to the GasPriceOracle address: ``figures`` maps a view's name to its
+    number (a missing name reverts, as a call the contract lacks does); ``operator`` is
+    ``(scalar, constant)`` of ``getOperatorFee(gasUsed)`` under ``formula`` (``isthmus``:
+    gasUsed * scalar / 1e6 + constant; ``jovian``: gasUsed * scalar * 100 + constant; ``lying``:
+    less at more gas). ``asked`` counts the calls by name."""
+
+    ADDRESS = "0x420000000000000000000000000000000000000f"
+
+    def __init__(self, figures: dict[str, int], operator: tuple[int, int] | None = None, formula: str = "isthmus") -> None:
+        from registry.chain.abi import selector
+
+        self.figures, self.operator, self.formula = figures, operator, formula
+        self.names = {"0x" + selector(f"{name}()").hex(): name for name in figures}
+        self.operator_selector = "0x" + selector("getOperatorFee(uint256)").hex()
+        self.asked: Counter[str] = Counter()
+
+    def _value(self, data: str) -> int | None:
+        if data.startswith(self.operator_selector) and self.operator is not None:
+            self.asked["getOperatorFee"] += 1
+            gas, (scalar, constant) = int(data[10:74] or "0", 16), self.operator
+            if self.formula == "jovian":
+                return gas * scalar * 100 + constant
+            if self.formula == "lying":
+                return max(0, constant - gas)
+            return gas * scalar // 10**6 + constant
+        name = self.names.get(data[:10])
+        if name is not None:
+            self.asked[name] += 1
+            return self.figures[name]
+        return None
+
+    def answer(self, call, answer, upstream):
+        params = call.get("params") or [{}]
+        if call.get("method") != "eth_call" or str(params[0].get("to", "")).lower() != self.ADDRESS:
+            return answer
+        value = self._value(str(params[0].get("data", "")))
+        if value is None:
+            return {"jsonrpc": "2.0", "id": answer.get("id"), "error": {"code": 3, "message": "execution reverted", "data": "0x"}}
+        return {"jsonrpc": "2.0", "id": answer.get("id"), "result": "0x" + value.to_bytes(32, "big").hex()}
 
 
 class OtherChain(Lie):

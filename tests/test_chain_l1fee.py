@@ -1,7 +1,8 @@
 """The OP Stack's L1 data fee (registry.chain.l1fee): the FastLZ length and the Fjord fee against
 the published reference vectors, the figures a network is configured with, and the figures read
 from a GasPriceOracle at the OP Stack's predeploy address on a real ``anvil --optimism`` (which has
-no predeploys: the tests put a contract there that answers as the oracle does, or lies)."""
+no predeploys: the tests put a contract there that answers as the oracle does, or lies; or, for
+Isthmus's operator fee, which anvil has no mode for, a loopback proxy plays the oracle)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from registry.chain.l1fee import (
     configured_params,
     fastlz_length,
     fjord_estimated_size,
+    forget_missing_oracles,
     l1_fee,
     l1_fee_params,
     oracle_params,
     parse_l1_fee_option,
 )
 from scripts.gas_snapshot_l2 import OptimismAnvil
+from tests.rpc_support import OpStackOracle, RpcProxy
 
 # A signed EIP-1559 contract call, with its FastLZ length (202) and its Fjord fee at scalars and
 # prices of 1,000 (2,148 wei): the vectors op-geth and revm test their implementations with.
@@ -169,3 +172,62 @@ def test_an_oracle_that_answers_nonsense_is_no_oracle_or_a_one_line_error(op_anv
                 oracle_params(chain)
     finally:
         put_oracle(chain, None)
+
+
+def test_the_operator_fee_is_the_constant_per_transaction_and_the_rate_per_million_gas_and_shown_only_on_isthmus():
+    isthmus = L1FeeParams(1, 2, 3, 4, isthmus=True, operator_fee_constant=1000, operator_fee_per_million_gas=7_000_000)
+    assert isthmus.operator_fee(2_000_000, 3) == 2 * 7_000_000 + 3 * 1000
+    assert isthmus.operator_fee(1, 1) == 7 + 1000
+    assert L1FeeParams(1, 2, 3, 4).operator_fee(10**9, 5) == 0
+    assert "operator_fee_constant" not in L1FeeParams(1, 2, 3, 4).to_json()
+    assert isthmus.to_json()["operator_fee_per_million_gas"] == 7_000_000
+
+
+# anvil --optimism has no GasPriceOracle (nor an Isthmus mode): a loopback proxy in front of it plays
+# the predeploy, answering getOperatorFee(gasUsed) from its argument as the real one does.
+ISTHMUS_ORACLE = {**FJORD_ORACLE, "isIsthmus": 1}
+
+
+def test_an_isthmus_oracle_gives_its_operator_fee_from_get_operator_fee_under_either_formula(op_anvil):
+    with RpcProxy(op_anvil.url, OpStackOracle(ISTHMUS_ORACLE, operator=(2_500, 40_000))) as proxy:
+        params = oracle_params(connect(proxy.url))
+        assert params == L1FeeParams(7 * 10**9, 3, 1368, 810_949, isthmus=True, operator_fee_constant=40_000,
+                                     operator_fee_per_million_gas=2_500)
+        assert params.operator_fee(21_000, 1) == 21_000 * 2_500 // 10**6 + 40_000  # what getOperatorFee(21000) answers
+        assert proxy.lie.asked["getOperatorFee"] == 2
+    with RpcProxy(op_anvil.url, OpStackOracle(ISTHMUS_ORACLE, operator=(2_500, 40_000), formula="jovian")) as proxy:
+        params = oracle_params(connect(proxy.url))
+        assert params.operator_fee_per_million_gas == 2_500 * 100 * 10**6
+        assert params.operator_fee(21_000, 1) == 21_000 * 2_500 * 100 + 40_000
+
+
+def test_an_oracle_from_before_isthmus_or_not_yet_isthmus_charges_no_operator_fee(op_anvil):
+    for figures in (FJORD_ORACLE, {**FJORD_ORACLE, "isIsthmus": 0}):  # no isIsthmus() at all: the call reverts
+        with RpcProxy(op_anvil.url, OpStackOracle(figures, operator=(2_500, 40_000))) as proxy:
+            params = oracle_params(connect(proxy.url))
+            assert params == L1FeeParams(7 * 10**9, 3, 1368, 810_949) and not params.isthmus
+            assert proxy.lie.asked["getOperatorFee"] == 0
+
+
+def test_an_isthmus_oracle_that_answers_nonsense_about_its_operator_fee_is_a_one_line_error(op_anvil):
+    for lie in (OpStackOracle({**FJORD_ORACLE, "isIsthmus": 2}, operator=(1, 1)),
+                OpStackOracle(ISTHMUS_ORACLE),  # says Isthmus, has no getOperatorFee
+                OpStackOracle(ISTHMUS_ORACLE, operator=(1, 5_000), formula="lying"),  # less at more gas
+                OpStackOracle(ISTHMUS_ORACLE, operator=(0, 2**200))):
+        with RpcProxy(op_anvil.url, lie) as proxy:
+            with pytest.raises(ChainError, match="does not give its L1 fee figures .*; configure them with .*--l1-fee"):
+                oracle_params(connect(proxy.url))
+
+
+def test_a_chain_without_the_oracle_is_asked_once_per_process_and_an_ethereum_network_never(op_anvil):
+    forget_missing_oracles()
+    with RpcProxy(op_anvil.url) as proxy:
+        for _ in range(3):
+            assert l1_fee_params(connect(proxy.url)) is None
+        assert proxy.calls["eth_call"] == 1
+    with RpcProxy(op_anvil.url, OpStackOracle(FJORD_ORACLE)) as proxy:  # an OP-stack chain: its figures, every time
+        assert l1_fee_params(connect(proxy.url)) == l1_fee_params(connect(proxy.url)) == L1FeeParams(7 * 10**9, 3, 1368, 810_949)
+        assert proxy.lie.asked["isFjord"] == 2
+        mainnet = connect(proxy.url)
+        mainnet.chain_id = 1  # what Ethereum's mainnet reports: not asked, though an oracle would answer here
+        assert l1_fee_params(mainnet) is None and proxy.lie.asked["isFjord"] == 2

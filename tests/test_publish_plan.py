@@ -1,6 +1,8 @@
 """Planning a publish on an OP-stack L2 (registry.publish.plan): the dry run's cost and the balance
-check count the L1 data fee of the signed transactions. On a real ``anvil --optimism`` configured
-as an OP-stack network (``--l1-fee``: anvil has no GasPriceOracle), from the command line."""
+check count the L1 data fee of the signed transactions, and an Isthmus chain's operator fee. On a
+real ``anvil --optimism`` configured as an OP-stack network (``--l1-fee``: anvil has no
+GasPriceOracle), or behind a loopback proxy that plays the oracle (anvil has no Isthmus mode), from
+the command line; and on a chain without the oracle, which a process looks for once."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import json
 
 import pytest
 
-from registry.chain.l1fee import L1FeeParams, l1_fee
+from registry.chain.abi import selector
+from registry.chain.l1fee import GAS_PRICE_ORACLE, L1FeeParams, forget_missing_oracles, l1_fee
 from registry.chain.registry import Registry
 from scripts.gas_snapshot_l2 import OptimismAnvil
 from tests.cli_support import elements, one_line_error
 from tests.publish_support import MODEL, funded_account
+from tests.rpc_support import OpStackOracle, RpcProxy
 
 FILES = sorted(p for p in MODEL.iterdir() if p.suffix == ".json")
 OP_MAINNET = "1000000000,100000000,5227,1014213"
@@ -81,3 +85,42 @@ def test_the_balance_check_refuses_a_key_that_covers_the_execution_but_not_the_l
     accepted = elements(tmp_path, "--json", "--network", "plain", "publish", FILES[2], "--license", "MIT", "--dry-run",
                         ELEMENTS_PRIVATE_KEY=key)
     assert accepted.returncode == 0, accepted.stderr  # without the L1 fee the same balance would have passed
+
+
+def test_planning_two_publishes_on_a_chain_without_the_oracle_looks_for_it_once(anvil, anvil_registry, tmp_path):
+    forget_missing_oracles()  # whatever this process planned before
+    key = "0x" + funded_account(anvil_registry.chain).key.hex()
+    with RpcProxy(anvil.url) as proxy:
+        for path in FILES[:2]:
+            dry = elements(tmp_path, "--json", "--rpc-url", proxy.url, "publish", path, "--license", "MIT", "--dry-run", ELEMENTS_PRIVATE_KEY=key)
+            assert dry.returncode == 0, dry.stderr
+            assert "l1_fee_wei" not in json.loads(dry.stdout)["estimate"]
+        oracle_calls = [c for c in proxy.seen if c["method"] == "eth_call" and c["params"][0]["to"].lower() == GAS_PRICE_ORACLE.lower()]
+        assert [c["params"][0]["data"] for c in oracle_calls] == ["0x" + selector("isFjord()").hex()]
+
+
+def test_a_dry_run_on_an_isthmus_chain_counts_its_operator_fee_on_the_gas_and_the_balance_check_on_the_gas_limit(op_registry, tmp_path):
+    node, registry = op_registry
+    key = "0x" + funded_account(registry.chain).key.hex()
+    add_network(tmp_path, "plain", node.url)
+    scalar, constant = 7_000, 3 * 10**12
+    oracle = OpStackOracle({"isFjord": 1, "isEcotone": 1, "isIsthmus": 1, "l1BaseFee": 10**9, "blobBaseFee": 10**8,
+                            "baseFeeScalar": 5227, "blobBaseFeeScalar": 1_014_213}, operator=(scalar, constant))
+    with RpcProxy(node.url, oracle) as proxy:
+        add_network(tmp_path, "isthmus", proxy.url)
+        dry = elements(tmp_path, "--json", "--network", "isthmus", "publish", FILES[3], FILES[4], "--license", "MIT", "--dry-run",
+                       ELEMENTS_PRIVATE_KEY=key)
+        human = elements(tmp_path, "--network", "isthmus", "publish", FILES[3], FILES[4], "--license", "MIT", "--dry-run",
+                         ELEMENTS_PRIVATE_KEY=key)
+    assert dry.returncode == 0, dry.stderr
+    assert "and the operator fee ~" in human.stdout
+    estimate = json.loads(dry.stdout)["estimate"]
+    plain = json.loads(elements(tmp_path, "--json", "--network", "plain", "publish", FILES[3], FILES[4], "--license", "MIT",
+                                "--dry-run", ELEMENTS_PRIVATE_KEY=key).stdout)["estimate"]
+    assert estimate["l1_fee_params"]["operator_fee_constant"] == constant
+    assert estimate["l1_fee_params"]["operator_fee_per_million_gas"] == scalar
+    gas, transactions = estimate["gas"], estimate["transactions"]
+    assert estimate["operator_fee_wei"] == gas * scalar // 10**6 + transactions * constant
+    assert estimate["cost_wei"] == plain["cost_wei"] + estimate["l1_fee_wei"] + estimate["operator_fee_wei"]
+    gas_limit = int(gas * 1.2) + 10_000 * transactions
+    assert estimate["max_cost_wei"] == plain["max_cost_wei"] + 2 * estimate["l1_fee_wei"] + gas_limit * scalar // 10**6 + transactions * constant

@@ -14,19 +14,28 @@ divided by 16, and ``l1Fee = calldataGas * l1FeeScaled / 16e6``.
 
 The FastLZ length follows the reference the OP Stack names (Solady's ``flzCompress``, as op-geth's
 ``FlzCompressLen`` and revm's ``flz_compress_len`` compute it); ``tests/test_chain_l1fee.py`` checks
-it against their published vectors. Isthmus added an operator fee (``gasUsed * operatorFeeScalar /
-1e6 + operatorFeeConstant``) that is zero unless a chain's operator sets it; it is left out.
+it against their published vectors.
+
+Isthmus added an operator fee, charged on the execution gas (``gasUsed * operatorFeeScalar / 1e6 +
+operatorFeeConstant``; Jovian made it ``gasUsed * operatorFeeScalar * 100 + operatorFeeConstant``),
+zero unless a chain's operator sets it. Where the oracle says ``isIsthmus()``, its
+``getOperatorFee(gasUsed)`` is asked at 0 and at a million gas: the constant, and the fee per million
+gas, whichever formula is in force (:meth:`L1FeeParams.operator_fee`). A network configured with
+``--l1-fee`` has none.
 
 Where the figures come from (:func:`l1_fee_params`): a network configured with them
 (``elements config network add NAME ... --l1-fee L1_BASE_FEE,BLOB_BASE_FEE,BASE_FEE_SCALAR,BLOB_BASE_FEE_SCALAR``,
 which ``anvil --optimism`` needs: it has no predeploys), else the chain's ``GasPriceOracle``
 predeploy at ``0x420000000000000000000000000000000000000F``, asked for them; a chain without it is
-not an OP-stack chain and has no L1 fee.
+not an OP-stack chain and has no L1 fee. That a chain has no oracle is remembered for the process
+(per endpoint and chain id: a publish plan asks once, not every time), and Ethereum's own networks
+(:data:`L1_CHAIN_IDS`) are not asked at all. Anvil's ``--optimism`` mode cannot be told apart by its
+chain id (31337 in both modes): only the code at the predeploy address says.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .abi import decode, selector
@@ -35,10 +44,12 @@ from ..errors import ChainError, ConfigError
 __all__ = [
     "GAS_PRICE_ORACLE",
     "L1FeeParams",
+    "L1_CHAIN_IDS",
     "calldata_gas",
     "configured_params",
     "fastlz_length",
     "fjord_estimated_size",
+    "forget_missing_oracles",
     "l1_fee",
     "l1_fee_params",
     "oracle_params",
@@ -47,6 +58,8 @@ __all__ = [
 
 #: The OP Stack's GasPriceOracle predeploy (the same address on every OP-stack chain).
 GAS_PRICE_ORACLE = "0x420000000000000000000000000000000000000F"
+#: Ethereum's mainnet and test networks: layer 1, no GasPriceOracle, so no call to look for one.
+L1_CHAIN_IDS = frozenset({1, 11155111, 17000, 560048})  # mainnet, Sepolia, Holesky, Hoodi
 
 # Fjord constants (op-geth core/types/rollup_cost.go), scaled by 1e6.
 COST_INTERCEPT = -42_585_600
@@ -58,6 +71,11 @@ _MAX_DISTANCE = 8192
 # A fee figure above this (wei per gas, or a scalar) is not a price but a lie or a typo.
 _MAX_FIGURE = 2**96
 _FIELDS = ("l1_base_fee", "blob_base_fee", "base_fee_scalar", "blob_base_fee_scalar")
+# The gas the oracle's getOperatorFee is asked at for the slope: its fee per million gas is exact
+# under both the Isthmus (scalar / 1e6) and the Jovian (scalar * 100) formula.
+_MILLION_GAS = 10**6
+# (endpoints, chain id) of the chains this process found without an oracle.
+_NO_ORACLE: set[tuple[tuple[str, ...], int]] = set()
 
 
 @dataclass(frozen=True)
@@ -70,12 +88,28 @@ class L1FeeParams:
     base_fee_scalar: int
     blob_base_fee_scalar: int
     fjord: bool = True
+    #: Isthmus's operator fee: whether the chain charges one, its constant (wei per transaction)
+    #: and its rate (wei per million gas used).
+    isthmus: bool = False
+    operator_fee_constant: int = 0
+    operator_fee_per_million_gas: int = 0
 
     def scaled(self) -> int:
         return 16 * self.l1_base_fee * self.base_fee_scalar + self.blob_base_fee * self.blob_base_fee_scalar
 
+    def operator_fee(self, gas: int, transactions: int) -> int:
+        """The operator fee (wei) of ``transactions`` transactions using ``gas`` in all: at most a
+        wei a transaction above the chain's, which rounds each down."""
+        if not self.isthmus:
+            return 0
+        return gas * self.operator_fee_per_million_gas // _MILLION_GAS + transactions * self.operator_fee_constant
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        figures = asdict(self)
+        if not self.isthmus:  # a chain before Isthmus has no operator fee to show
+            for name in ("isthmus", "operator_fee_constant", "operator_fee_per_million_gas"):
+                del figures[name]
+        return figures
 
 
 def fastlz_length(data: bytes) -> int:
@@ -202,11 +236,14 @@ def parse_l1_fee_option(text: str) -> dict[str, int]:
     return dict(zip(_FIELDS, map(int, parts)))
 
 
-def _oracle_uint(chain: Any, name: str) -> int | None:
-    """``GasPriceOracle.name()`` as a number, or None where nothing sensible answers."""
+def _oracle_uint(chain: Any, name: str, argument: int | None = None) -> int | None:
+    """``GasPriceOracle.name()`` (or ``name(argument)``, a uint256) as a number, or None where
+    nothing sensible answers."""
+    signature = f"{name}()" if argument is None else f"{name}(uint256)"
+    data = selector(signature) + (b"" if argument is None else argument.to_bytes(32, "big"))
     try:
-        raw = chain.eth_call(GAS_PRICE_ORACLE, selector(f"{name}()"), what=f"reading GasPriceOracle.{name}()")
-        [value] = decode(["uint256"], bytes(raw), what=f"the answer to GasPriceOracle.{name}()", exact=True)
+        raw = chain.eth_call(GAS_PRICE_ORACLE, data, what=f"reading GasPriceOracle.{signature}")
+        [value] = decode(["uint256"], bytes(raw), what=f"the answer to GasPriceOracle.{signature}", exact=True)
     except (ChainError, ValueError):  # no contract there (an empty answer), a revert, or bytes of another shape
         return None
     return int(value)
@@ -226,17 +263,52 @@ def oracle_params(chain: Any) -> L1FeeParams | None:
     figures = [_oracle_uint(chain, name) for name in ("l1BaseFee", "blobBaseFee", "baseFeeScalar", "blobBaseFeeScalar")]
     known = [v for v in figures if v is not None and v < _MAX_FIGURE]
     if len(known) != 4:
-        raise ChainError(
-            f"{chain.name} has an OP-stack GasPriceOracle that does not give its L1 fee figures; configure them with "
-            "`elements config network add NAME ... --l1-fee L1_BASE_FEE,BLOB_BASE_FEE,BASE_FEE_SCALAR,BLOB_BASE_FEE_SCALAR`"
-        )
-    return L1FeeParams(known[0], known[1], known[2], known[3], fjord=fjord == 1)
+        raise _unreadable(chain, "its L1 fee figures")
+    params = L1FeeParams(known[0], known[1], known[2], known[3], fjord=fjord == 1)
+    return _with_operator_fee(chain, params) if params.fjord else params
+
+
+def _with_operator_fee(chain: Any, params: L1FeeParams) -> L1FeeParams:
+    """``params`` with the operator fee of an Isthmus chain (an oracle from before Isthmus has no
+    ``isIsthmus``: its call reverts, and the chain charges none)."""
+    isthmus = _oracle_uint(chain, "isIsthmus")
+    if isthmus in (None, 0):
+        return params
+    if isthmus != 1:
+        raise _unreadable(chain, "its L1 fee figures (isIsthmus answers neither true nor false)")
+    constant = _oracle_uint(chain, "getOperatorFee", 0)
+    at_million = _oracle_uint(chain, "getOperatorFee", _MILLION_GAS)
+    if constant is None or at_million is None or not 0 <= constant <= at_million < _MAX_FIGURE:
+        raise _unreadable(chain, "its L1 fee figures (getOperatorFee answers nonsense)")
+    return replace(params, isthmus=True, operator_fee_constant=constant, operator_fee_per_million_gas=at_million - constant)
+
+
+def _unreadable(chain: Any, what: str) -> ChainError:
+    return ChainError(
+        f"{chain.name} has an OP-stack GasPriceOracle that does not give {what}; configure them with "
+        "`elements config network add NAME ... --l1-fee L1_BASE_FEE,BLOB_BASE_FEE,BASE_FEE_SCALAR,BLOB_BASE_FEE_SCALAR`"
+    )
+
+
+def forget_missing_oracles() -> None:
+    """Ask every chain again whether it has the oracle (one found without it is remembered for the
+    process: a node restarted as another chain on the same address, or a test's own)."""
+    _NO_ORACLE.clear()
 
 
 def l1_fee_params(chain: Any) -> L1FeeParams | None:
     """The L1 fee figures of ``chain``: those its network is configured with (``chain.l1_fee``),
-    else its GasPriceOracle's; None where it is not an OP-stack chain."""
+    else its GasPriceOracle's; None where it is not an OP-stack chain (an Ethereum network, or a
+    chain this process found without the oracle before: asked once per endpoint and chain id)."""
     configured = getattr(chain, "l1_fee", None)
     if isinstance(configured, L1FeeParams):
         return configured
-    return oracle_params(chain)
+    if chain.chain_id in L1_CHAIN_IDS:
+        return None
+    key = (tuple(chain.endpoints), int(chain.chain_id))
+    if key in _NO_ORACLE:
+        return None
+    params = oracle_params(chain)
+    if params is None:
+        _NO_ORACLE.add(key)
+    return params

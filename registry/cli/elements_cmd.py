@@ -225,6 +225,16 @@ def commit_reveal_for(args: argparse.Namespace, settings: Settings, registry, ba
     return CommitReveal(settings.home / "commitments", wait_progress=bars.bar("waiting for the block after the commitment", unit="blocks"))
 
 
+def sending_lock(settings: Settings, registry, skip: bool = False):
+    """The account's publishing lock (registry.publish.commit_reveal.publisher_lock), held while a
+    command plans and sends: a second process with the key waits, then finds the claims sent."""
+    if skip or registry.chain.is_memory:  # nothing is sent, or a chain no other process shares
+        return contextlib.nullcontext()
+    from ..publish.commit_reveal import CommitReveal, publisher_lock
+
+    return publisher_lock(registry, CommitReveal(settings.home / "commitments"))
+
+
 @contextlib.contextmanager
 def session(settings: Settings, *, write: bool = False):
     """The registry (bound to the configured key when ``write``), the sources, a resolver (its
@@ -279,6 +289,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
             )
             if e.l1_fee is not None:  # an OP-stack L2: included in the cost above
                 print(f"of which the L1 data fee ~{e.l1_fee / 10**18:.6g} ETH (OP stack, on the signed transactions' FastLZ size)")
+            if e.operator_fee:  # an Isthmus chain's operator fee: included in the cost above
+                print(f"and the operator fee ~{e.operator_fee / 10**18:.6g} ETH (OP stack Isthmus, on the gas)")
     else:
         gas = sum(t.gas_used for t in report.transactions)
         print(f"{len(report.published)} {what}(s) published, {present} already there; {len(report.transactions)} transaction(s), {gas:,} gas")
@@ -301,12 +313,13 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     with session(settings, write=True) as (registry, sources, resolver), progress_bars(settings) as bars:
         if args.sign_only:
             return _sign_only(args, registry, sources, resolver, bars, settings)
-        report = publish_elements(
-            registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind,
-            name=args.name, sources=sources, dry_run=args.dry_run, batch_size=args.batch_size, resolver=resolver,
-            hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
-            commit_reveal=commit_reveal_for(args, settings, registry, bars),
-        )
+        with sending_lock(settings, registry, args.dry_run):
+            report = publish_elements(
+                registry, args.paths, sources.store, license=args.license, parents=args.parent, kind=args.kind,
+                name=args.name, sources=sources, dry_run=args.dry_run, batch_size=args.batch_size, resolver=resolver,
+                hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+                commit_reveal=commit_reveal_for(args, settings, registry, bars),
+            )
         pinned = pin_published(pin, settings, sources, [report], bars)
     return with_pinning(Result(data=report.to_json(), human=lambda: print_report(report, "element")), pinned)
 
@@ -362,12 +375,13 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
 
     pin = check_pinning(args, settings)
     with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
-        report = publish_model(
-            registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
-            name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
-            split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
-            commit_reveal=commit_reveal_for(args, settings, registry, bars),
-        )
+        with sending_lock(settings, registry, args.dry_run):
+            report = publish_model(
+                registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
+                name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
+                split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+                commit_reveal=commit_reveal_for(args, settings, registry, bars),
+            )
         pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:
@@ -385,7 +399,7 @@ def cmd_relay(args: argparse.Namespace, settings: Settings) -> Result:
     from ..publish.signed import load_signed, relay_signed
 
     document = load_signed(args.file)
-    with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars:
+    with session(settings, write=True) as (registry, _, _), progress_bars(settings) as bars, sending_lock(settings, registry):
         report = relay_signed(registry, document, wait_progress=bars.bar("waiting for the block after the commitment", unit="blocks"))
         relayer = registry.account.address
 

@@ -24,7 +24,10 @@ therefore holds an exclusive lock on ``<chain>-<registry>-<publisher>.lock`` bes
 (:func:`publisher_lock`, ``flock``: the kernel releases it when the process ends, however it ends)
 from before its commitment until its last reveal is mined, and removes the file as it lets go; a
 second process waits for it, then publishes only the records still missing
-(:func:`missing_records`).
+(:func:`missing_records`). The command line holds the same lock around a plain publish and a relay
+too (one sending process per account: two would race on the nonce and send the same claims twice).
+The lock is re-entrant within a thread (a publish already holding it reveals without locking again)
+and excludes other threads as it does other processes (each takes its own ``flock`` descriptor).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +79,8 @@ SALT_BYTES = 12
 # A commitment this close to its expiry is replaced rather than revealed (the reveal may need a few
 # blocks to be mined).
 _EXPIRY_MARGIN = 8
+# The lock files this thread holds (publisher_lock is re-entrant per thread).
+_HELD = threading.local()
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,10 @@ def publisher_lock(registry: Registry, options: CommitReveal) -> Iterator[None]:
     """
     publisher = signing_account(registry).address
     path = lock_path(options.state_dir, registry, publisher)
+    held: set[Path] = _HELD.__dict__.setdefault("paths", set())
+    if path in held:  # this thread holds it already (a command that locks around a publish that locks)
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     while True:
@@ -179,9 +189,11 @@ def publisher_lock(registry: Registry, options: CommitReveal) -> Iterator[None]:
                 f"(it holds {path}); let it finish, then run the same command again"
             )
         time.sleep(0.05 if options.poll is None else options.poll)
+    held.add(path)
     try:
         yield
     finally:
+        held.discard(path)
         try:
             path.unlink()  # while still locked: no one can hold this file after us
         except FileNotFoundError:

@@ -8,8 +8,8 @@ message names the parent and the rule.
 
 On an OP-stack L2 each transaction also pays an L1 data fee for its signed bytes
 (:mod:`registry.chain.l1fee`): the estimate signs each planned transaction (nothing is sent) and
-prices it at the network's configured figures or its GasPriceOracle's, and the cost and the balance
-check count it.
+prices it at the network's configured figures or its GasPriceOracle's; the cost and the balance
+check count it, and on an Isthmus chain the operator fee its oracle charges on the gas.
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ class Estimate:
         return 2 * (self.l1_fee or 0)
 
     @property
+    def operator_fee(self) -> int:
+        """An Isthmus chain's operator fee (wei) on the estimated gas; 0 elsewhere."""
+        return self.l1_fee_params.operator_fee(self.gas, self.transactions) if self.l1_fee_params else 0
+
+    @property
+    def max_operator_fee(self) -> int:
+        # The chain takes it up front on the gas limit (as it does the gas itself), refunding the unused part.
+        return self.l1_fee_params.operator_fee(self.gas_limit, self.transactions) if self.l1_fee_params else 0
+
+    @property
     def max_fee_per_gas(self) -> int:
         return 2 * self.base_fee + self.priority_fee
 
@@ -67,19 +77,22 @@ class Estimate:
 
     @property
     def cost(self) -> int:
-        """Expected cost in wei (gas x (base fee + tip), plus the L1 data fee on an OP-stack L2)."""
-        return self.gas * (self.base_fee + self.priority_fee) + (self.l1_fee or 0)
+        """Expected cost in wei (gas x (base fee + tip), plus the L1 data fee on an OP-stack L2 and
+        the operator fee on an Isthmus one)."""
+        return self.gas * (self.base_fee + self.priority_fee) + (self.l1_fee or 0) + self.operator_fee
 
     @property
     def max_cost(self) -> int:
-        """The most the transactions may cost (gas limit x max fee, plus twice the L1 data fee): what
-        the balance must cover."""
-        return self.gas_limit * self.max_fee_per_gas + self.max_l1_fee
+        """The most the transactions may cost (gas limit x max fee, plus twice the L1 data fee and the
+        operator fee on the gas limit): what the balance must cover."""
+        return self.gas_limit * self.max_fee_per_gas + self.max_l1_fee + self.max_operator_fee
 
     def to_json(self) -> dict[str, Any]:
         l1: dict[str, Any] = {}
         if self.l1_fee is not None and self.l1_fee_params is not None:
             l1 = {"l1_fee_wei": self.l1_fee, "l1_fee_eth": self.l1_fee / 10**18, "l1_fee_params": self.l1_fee_params.to_json()}
+            if self.l1_fee_params.isthmus:
+                l1["operator_fee_wei"] = self.operator_fee
         return {
             "gas": self.gas,
             "transactions": self.transactions,
@@ -242,6 +255,8 @@ def require_funds(registry: Registry, plan: Plan) -> None:
     if estimate.balance < estimate.max_cost:
         publisher = signing_account(registry).address
         l1 = f", and up to {estimate.max_l1_fee / 10**18:.6g} ETH of L1 data fee" if estimate.l1_fee is not None else ""
+        if estimate.max_operator_fee:
+            l1 += f", and up to {estimate.max_operator_fee / 10**18:.6g} ETH of operator fee"
         raise InsufficientFundsError(
             f"account {publisher} holds {estimate.balance / 10**18:.6g} ETH on {registry.chain.name} but publishing "
             f"{len(plan.missing)} record(s) may cost up to {estimate.max_cost / 10**18:.6g} ETH "
