@@ -332,14 +332,63 @@ class Chain:
         raise RpcResponseError(f"{self.rpc_url} answered eth_blockNumber with {str(result)[:80]!r}; check the node")
 
     def latest_block(self) -> Any:
-        """The latest block (``timestamp``, ``baseFeePerGas`` ...)."""
-        return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+        """The latest block (``timestamp``, ``baseFeePerGas`` ...: numbers as ints)."""
+        if self.is_memory:
+            return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+        block = self.request("eth_getBlockByNumber", ["latest", False], "reading the latest block")
+        if not isinstance(block, dict):
+            raise RpcResponseError(f"{self.rpc_url} answered eth_getBlockByNumber with no latest block; check the node")
+        return {k: _quantity(self.rpc_url, "eth_getBlockByNumber", v) if k in _BLOCK_NUMBERS and v is not None else v
+                for k, v in block.items()}
 
     def balance(self, address: str) -> int:
-        return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+        if self.is_memory:
+            return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+        return _quantity(self.rpc_url, "eth_getBalance",
+                         self.request("eth_getBalance", [to_checksum_address(address), "latest"], "reading a balance"))
+
+    def transaction_count(self, address: str, block: str = "pending") -> int:
+        """``eth_getTransactionCount`` of ``address`` at ``block`` (``pending`` counts the node's unmined ones)."""
+        if self.is_memory:
+            return int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), block)))  # type: ignore[arg-type]  # web3's BlockIdentifier literal
+        return _quantity(self.rpc_url, "eth_getTransactionCount",
+                         self.request("eth_getTransactionCount", [to_checksum_address(address), block], "reading the nonce"))
+
+    def estimate_gas(self, tx: dict[str, Any], namer: LicenseNamer | None = None) -> int:
+        """``eth_estimateGas`` of ``tx``. Over JSON-RPC a revert raises the decoded error and a refusal
+        :class:`TransactionFailedError` (:class:`InsufficientFundsError` for funds); on ``memory`` web3's
+        exceptions pass through for the caller to decode (eth-tester needs the call replayed)."""
+        if self.is_memory:
+            return int(self.w3.eth.estimate_gas(cast("TxParams", tx)))
+        try:
+            answer = self._write_request("eth_estimateGas", [_json_tx(tx)], "estimating gas", tx, namer)
+        except _NodeRefusal as exc:
+            raise self._refused(str(tx.get("from", "the sender")), exc) from None
+        return _quantity(self.rpc_url, "eth_estimateGas", answer)
+
+    def _write_request(self, method: str, params: list[Any], what: str, tx: dict[str, Any], namer: LicenseNamer | None) -> Any:
+        """A JSON-RPC call on the way to a transaction: its result, or the decoded revert, or the refusal."""
+        answer = self.rpc(what, lambda: self.provider.make_request(method, params))
+        if not isinstance(answer, dict):
+            raise RpcResponseError(f"{self.rpc_url} answered {method} with something that is not a JSON-RPC answer; check the URL")
+        error = answer.get("error")
+        if error is None:
+            return answer.get("result")
+        data = _error_data(error)
+        message = _message(error)
+        if data is not None or "revert" in message.lower():
+            raise decode_revert(data, namer)
+        raise _NodeRefusal(message)
 
     def call(self, tx: dict[str, Any], namer: LicenseNamer | None = None, block: Any = "latest") -> bytes:
         """``eth_call``; a revert raises the decoded error."""
+        if not self.is_memory:
+            tag = hex(block) if isinstance(block, int) else block
+            try:
+                answer = self._write_request("eth_call", [_json_tx(tx), tag], "calling the registry", tx, namer)
+            except _NodeRefusal as exc:
+                raise ChainError(f"{self.rpc_url} refused eth_call ({exc}); check the node") from None
+            return _hex_answer(self.rpc_url, "eth_call", answer)
         try:
             return bytes(self.w3.eth.call(cast("TxParams", tx), block_identifier=block))
         except self._revert_types as exc:
@@ -372,6 +421,8 @@ class Chain:
         """
         sender = account.address
         base: dict[str, Any] = {"from": sender, "chainId": self.chain_id, "value": 0, **tx}
+        if gas is None and not self.is_memory:
+            gas = int(self.estimate_gas(base, namer) * 1.2) + 10_000
         if gas is None:
             try:
                 estimate = self.w3.eth.estimate_gas(cast("TxParams", base))
@@ -393,7 +444,15 @@ class Chain:
                 base["nonce"] = self._next_nonce(sender)
                 signed = account.sign_transaction(base)
                 try:
-                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                    tx_hash = self._send_raw(bytes(signed.raw_transaction), base, namer)
+                except _NodeRefusal as exc:
+                    self._nonces.pop(sender, None)
+                    if attempt == 0 and "nonce" in str(exc).lower():
+                        continue  # another client used this nonce: re-read it and sign again
+                    raise self._refused(sender, exc) from None
+                except ElementsError:
+                    self._nonces.pop(sender, None)
+                    raise
                 except self._revert_types as exc:
                     self._nonces.pop(sender, None)
                     raise self._revert(exc, base, namer) from None
@@ -434,8 +493,23 @@ class Chain:
             )
         return TransactionFailedError(f"the node refused the transaction: {text}")
 
+    def _send_raw(self, raw: bytes, tx: dict[str, Any], namer: LicenseNamer | None) -> bytes:
+        """``eth_sendRawTransaction``: the transaction's hash. Over JSON-RPC a refusal raises
+        :class:`_NodeRefusal` (its message), a revert the decoded error; on ``memory`` web3 sends it."""
+        if self.is_memory:
+            return bytes(self.w3.eth.send_raw_transaction(raw))
+        return _hex_answer(self.rpc_url, "eth_sendRawTransaction",
+                           self._write_request("eth_sendRawTransaction", ["0x" + raw.hex()], "sending a transaction", tx, namer))
+
     def send_raw(self, raw: bytes | str) -> dict[str, Any]:
         """Send an already-signed transaction and wait for its receipt."""
+        if not self.is_memory:
+            data = raw if isinstance(raw, bytes) else bytes.fromhex(raw.removeprefix("0x"))
+            try:
+                tx_hash = self._send_raw(data, {}, None)
+            except _NodeRefusal as exc:
+                raise TransactionFailedError(f"the node refused the transaction: {exc}") from None
+            return self.wait(tx_hash)
         try:
             tx_hash = self.w3.eth.send_raw_transaction(raw if isinstance(raw, bytes) else cast("HexStr", raw))
         except ElementsError:
@@ -449,6 +523,8 @@ class Chain:
     def wait(self, tx_hash: bytes) -> dict[str, Any]:
         """Wait for a receipt (polling quickly on local chains)."""
         poll = 0.05 if self.is_memory or _is_loopback(self.rpc_url) else 1.0
+        if not self.is_memory:
+            return self._poll_receipt(tx_hash, poll)
         try:
             return dict(self.w3.eth.wait_for_transaction_receipt(cast("Hash32", tx_hash), timeout=self.receipt_timeout, poll_latency=poll))
         except ElementsError:
@@ -461,16 +537,32 @@ class Chain:
                 "check it before retrying (a retried publish is harmless)"
             ) from None
 
+    def _poll_receipt(self, tx_hash: bytes, poll: float) -> dict[str, Any]:
+        """``eth_getTransactionReceipt`` until the node has one (within ``receipt_timeout``), its
+        numbers as ints and its hashes and log fields as bytes, as web3 gives a receipt."""
+        import time
+
+        deadline = time.monotonic() + self.receipt_timeout
+        while True:
+            receipt = self.request("eth_getTransactionReceipt", ["0x" + bytes(tx_hash).hex()], "waiting for a receipt")
+            if receipt is not None:
+                if not isinstance(receipt, dict):
+                    raise RpcResponseError(f"{self.rpc_url} answered eth_getTransactionReceipt with {type(receipt).__name__}; check the node")
+                return _receipt(self.rpc_url, receipt)
+            if time.monotonic() >= deadline:
+                raise TransactionFailedError(
+                    f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
+                    "check it before retrying (a retried publish is harmless)"
+                )
+            time.sleep(poll)
+
     def unmined(self, address: str) -> int:
         """How many of ``address``'s transactions the node holds but has not mined yet (its
         pending nonce less its latest one)."""
-        pending = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
-        latest = self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "latest"))
-        return max(0, int(pending) - int(latest))
+        return max(0, self.transaction_count(address, "pending") - self.transaction_count(address, "latest"))
 
     def _next_nonce(self, sender: str) -> int:
-        node = int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(sender), "pending")))
-        return max(node, self._nonces.get(sender, 0))
+        return max(self.transaction_count(sender, "pending"), self._nonces.get(sender, 0))
 
     def fee_parts(self) -> tuple[int | None, int]:
         """The latest block's base fee (``None`` on a pre-London chain) and the priority fee a
@@ -479,14 +571,19 @@ class Chain:
         if base_fee is None:
             return None, 0
         try:
-            tip = int(self.w3.eth.max_priority_fee)
+            if self.is_memory:
+                tip = int(self.w3.eth.max_priority_fee)
+            else:
+                tip = _quantity(self.rpc_url, "eth_maxPriorityFeePerGas", self.request("eth_maxPriorityFeePerGas", [], "reading the priority fee"))
         except Exception:
             tip = 10**9
         return int(base_fee), tip
 
     def gas_price(self) -> int:
         """The node's legacy gas price (pre-London chains)."""
-        return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
+        if self.is_memory:
+            return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
+        return _quantity(self.rpc_url, "eth_gasPrice", self.request("eth_gasPrice", [], "reading the gas price"))
 
     def _fees(self) -> dict[str, int]:
         base_fee, tip = self.fee_parts()
@@ -514,3 +611,89 @@ def _hex_answer(url: str, method: str, result: Any) -> bytes:
 def _is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1")
+
+
+class _NodeRefusal(Exception):
+    """The node refused a request on the way to a transaction without a revert (its message): a
+    nonce already used, funds short. Turned into :class:`TransactionFailedError` by the sender."""
+
+
+#: Fields of a block, a receipt or a log that are numbers (JSON-RPC hex quantities).
+_BLOCK_NUMBERS = frozenset({"number", "timestamp", "baseFeePerGas", "gasLimit", "gasUsed", "size", "difficulty"})
+_RECEIPT_NUMBERS = frozenset({"blockNumber", "status", "gasUsed", "cumulativeGasUsed", "effectiveGasPrice", "transactionIndex", "type",
+                              "l1Fee", "l1GasUsed", "l1GasPrice", "blobGasUsed", "blobGasPrice"})
+_LOG_NUMBERS = frozenset({"blockNumber", "logIndex", "transactionIndex"})
+_HASHES = frozenset({"transactionHash", "blockHash", "logsBloom", "data"})
+
+
+def _quantity(url: str, method: str, value: Any) -> int:
+    """A JSON-RPC hex quantity as an int (anything else is a broken node)."""
+    if isinstance(value, str) and value[:2].lower() == "0x" and 2 < len(value) <= 66:
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RpcResponseError(f"{public_url(url)} answered {method} with {str(value)[:80]!r}, not a number; check the node")
+
+
+def _json_tx(tx: dict[str, Any]) -> dict[str, Any]:
+    """A transaction's fields as JSON-RPC wants them: numbers and bytes as ``0x`` hex."""
+    out: dict[str, Any] = {}
+    for key, value in tx.items():
+        if key == "chainId":
+            continue  # a call or an estimate runs on the node's own chain
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, int):
+            out[key] = hex(value)
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            out[key] = "0x" + bytes(value).hex()
+        else:
+            out[key] = value
+    return out
+
+
+def _error_data(error: Any) -> bytes | None:
+    """The revert data of a JSON-RPC error object, if it carries any (some nodes nest it)."""
+    data = error.get("data") if isinstance(error, dict) else None
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data[:2] == "0x" and len(data) > 2 and len(data) % 2 == 0:
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+def _receipt(url: str, receipt: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC receipt in web3's shape: numbers as ints, hashes and data as bytes, topics as bytes."""
+    from hexbytes import HexBytes  # eth-account's own dependency, already loaded to sign
+
+    def convert(fields: dict[str, Any], numbers: frozenset[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key in numbers and isinstance(value, str):
+                out[key] = _quantity(url, "eth_getTransactionReceipt", value)
+            elif key in _HASHES and isinstance(value, str):
+                out[key] = HexBytes(_hex_answer(url, "eth_getTransactionReceipt", value))
+            elif key == "address" and isinstance(value, str):
+                out[key] = to_checksum_address(value)
+            else:
+                out[key] = value
+        return out
+
+    result = convert(receipt, _RECEIPT_NUMBERS)
+    logs = receipt.get("logs")
+    if not isinstance(logs, list):
+        raise RpcResponseError(f"{public_url(url)} answered eth_getTransactionReceipt without a list of logs; check the node")
+    result["logs"] = []
+    for log in logs:
+        if not isinstance(log, dict) or not isinstance(log.get("topics"), list):
+            raise RpcResponseError(f"{public_url(url)} answered eth_getTransactionReceipt with a malformed log; check the node")
+        entry = convert(log, _LOG_NUMBERS)
+        entry["topics"] = [HexBytes(_hex_answer(url, "eth_getTransactionReceipt", t)) for t in log["topics"]]
+        result["logs"].append(entry)
+    if "status" not in result or "blockNumber" not in result:
+        raise RpcResponseError(f"{public_url(url)} answered eth_getTransactionReceipt without a status or a block; check the node")
+    return result
