@@ -102,7 +102,8 @@ class Registry:
 
     @property
     def contract(self) -> Any:
-        """The web3 contract object (built, and web3 imported, when a transaction first needs it)."""
+        """The web3 contract object (built, and web3 imported, when first needed: decoding the event of
+        a yank or a new licence; calls are encoded by :meth:`calldata` without it)."""
         if self._contract is None:
             self._contract = self.chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
         return self._contract
