@@ -8,9 +8,10 @@ byte is hashed once, as it passes (docs/storage.md, "A model on disk once").
 
 from __future__ import annotations
 
+import io
 import os
 import struct
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..digest import Bytes32
 from .split import PlannedElement, SplitError, TensorGroup
@@ -41,7 +42,7 @@ class ElementStream:
         self.element = element
         self._views = views
         self._parts: list[tuple[str | None, Any]] = []
-        self._file: BinaryIO | None = None
+        self._file: io.BufferedReader | None = None
         self._expected: dict[str, Bytes32] | None = None
         self.digests: dict[str, Bytes32] = {} if digests is None else digests
         if element.kind == "tensors":
