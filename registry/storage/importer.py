@@ -47,7 +47,9 @@ BATCH_BYTES = 8 * 1024 * 1024
 
 
 class BlockSink(Protocol):
-    """Where the importer puts blocks: anything with ``put(cid, parts, trusted=True)``."""
+    """Where the importer puts blocks: anything with ``put(cid, parts, trusted=True)``. The parts
+    are views of the importer's buffers, valid during the call only (a buffer is filled again
+    once its batch is stored): a sink that keeps a block copies it (``bytes``)."""
 
     def put(self, cid: CID, data: bytes | Sequence[bytes | memoryview], *, trusted: bool = False) -> CID: ...
 
