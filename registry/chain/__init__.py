@@ -15,6 +15,7 @@ Typical use::
 
 Modules: ``connection`` (connect: the in-process chain or checked endpoints), ``network`` (Chain:
 plain JSON-RPC reads and writes: nonces, fees, estimates, raw sends, receipts; web3 only on ``memory``),
+``wire`` (JSON-RPC values checked: quantities, transactions, revert data, receipts),
 ``reader`` (the one reader of records: view calls and events decoded and checked), ``abi`` (keccak,
 addresses, bounded ABI decoding), ``deploy`` (CREATE2, deployments file), ``registry`` (Registry),
 ``inputs`` (what is sent: RecordInput, commitments, signed publishes), ``licenses`` (term sets, off-chain rules),

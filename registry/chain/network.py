@@ -30,6 +30,7 @@ from .errors import (
     decode_revert,
 )
 from .rpc import public_url, web3_provider
+from .wire import BLOCK_NUMBERS, error_data, hex_answer, json_tx, quantity, receipt_of
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -247,7 +248,7 @@ class Chain:
             if isinstance(data_field, str) and data_field[:2] == "0x" and len(data_field) > 2:
                 raise decode_revert(data_field) from None
             raise ChainError(f"{self.rpc_url} refused eth_call while {what} ({_message(error)}); check the registry address and the node")
-        return _hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
+        return hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
 
     def get_logs(self, flt: dict[str, Any]) -> list[Any]:
         """``eth_getLogs``: the raw logs (JSON objects; on ``memory`` web3's dicts).
@@ -280,7 +281,7 @@ class Chain:
         block = self.request("eth_getBlockByNumber", [hex(number), False], "reading a block")
         if not isinstance(block, dict):
             raise RpcResponseError(f"{self.rpc_url} has no block {number}; check the node")
-        raw = _hex_answer(self.rpc_url, "eth_getBlockByNumber", block.get("hash"))
+        raw = hex_answer(self.rpc_url, "eth_getBlockByNumber", block.get("hash"))
         if len(raw) != 32:
             raise RpcResponseError(f"{self.rpc_url} answered eth_getBlockByNumber with a {len(raw)}-byte hash; check the node")
         return raw
@@ -319,7 +320,7 @@ class Chain:
         if self.is_memory:
             return bytes(self.rpc("reading code", lambda: self.w3.eth.get_code(to_checksum_address(address), block_identifier=block)))
         tag = hex(block) if isinstance(block, int) else block
-        return _hex_answer(self.rpc_url, "eth_getCode", self.request("eth_getCode", [to_checksum_address(address), tag], "reading code"))
+        return hex_answer(self.rpc_url, "eth_getCode", self.request("eth_getCode", [to_checksum_address(address), tag], "reading code"))
 
     def block_number(self) -> int:
         if self.is_memory:
@@ -339,20 +340,20 @@ class Chain:
         block = self.request("eth_getBlockByNumber", ["latest", False], "reading the latest block")
         if not isinstance(block, dict):
             raise RpcResponseError(f"{self.rpc_url} answered eth_getBlockByNumber with no latest block; check the node")
-        return {k: _quantity(self.rpc_url, "eth_getBlockByNumber", v) if k in _BLOCK_NUMBERS and v is not None else v
+        return {k: quantity(self.rpc_url, "eth_getBlockByNumber", v) if k in BLOCK_NUMBERS and v is not None else v
                 for k, v in block.items()}
 
     def balance(self, address: str) -> int:
         if self.is_memory:
             return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
-        return _quantity(self.rpc_url, "eth_getBalance",
+        return quantity(self.rpc_url, "eth_getBalance",
                          self.request("eth_getBalance", [to_checksum_address(address), "latest"], "reading a balance"))
 
     def transaction_count(self, address: str, block: str = "pending") -> int:
         """``eth_getTransactionCount`` of ``address`` at ``block`` (``pending`` counts the node's unmined ones)."""
         if self.is_memory:
             return int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), block)))  # type: ignore[arg-type]  # web3's BlockIdentifier literal
-        return _quantity(self.rpc_url, "eth_getTransactionCount",
+        return quantity(self.rpc_url, "eth_getTransactionCount",
                          self.request("eth_getTransactionCount", [to_checksum_address(address), block], "reading the nonce"))
 
     def estimate_gas(self, tx: dict[str, Any], namer: LicenseNamer | None = None) -> int:
@@ -362,10 +363,10 @@ class Chain:
         if self.is_memory:
             return int(self.w3.eth.estimate_gas(cast("TxParams", tx)))
         try:
-            answer = self._write_request("eth_estimateGas", [_json_tx(tx)], "estimating gas", tx, namer)
+            answer = self._write_request("eth_estimateGas", [json_tx(tx)], "estimating gas", tx, namer)
         except _NodeRefusal as exc:
             raise self._refused(str(tx.get("from", "the sender")), exc) from None
-        return _quantity(self.rpc_url, "eth_estimateGas", answer)
+        return quantity(self.rpc_url, "eth_estimateGas", answer)
 
     def _write_request(self, method: str, params: list[Any], what: str, tx: dict[str, Any], namer: LicenseNamer | None) -> Any:
         """A JSON-RPC call on the way to a transaction: its result, or the decoded revert, or the refusal."""
@@ -375,7 +376,7 @@ class Chain:
         error = answer.get("error")
         if error is None:
             return answer.get("result")
-        data = _error_data(error)
+        data = error_data(error)
         message = _message(error)
         if data is not None or "revert" in message.lower():
             raise decode_revert(data, namer)
@@ -386,10 +387,10 @@ class Chain:
         if not self.is_memory:
             tag = hex(block) if isinstance(block, int) else block
             try:
-                answer = self._write_request("eth_call", [_json_tx(tx), tag], "calling the registry", tx, namer)
+                answer = self._write_request("eth_call", [json_tx(tx), tag], "calling the registry", tx, namer)
             except _NodeRefusal as exc:
                 raise ChainError(f"{self.rpc_url} refused eth_call ({exc}); check the node") from None
-            return _hex_answer(self.rpc_url, "eth_call", answer)
+            return hex_answer(self.rpc_url, "eth_call", answer)
         try:
             return bytes(self.w3.eth.call(cast("TxParams", tx), block_identifier=block))
         except self._revert_types as exc:
@@ -499,7 +500,7 @@ class Chain:
         :class:`_NodeRefusal` (its message), a revert the decoded error; on ``memory`` web3 sends it."""
         if self.is_memory:
             return bytes(self.w3.eth.send_raw_transaction(raw))
-        return _hex_answer(self.rpc_url, "eth_sendRawTransaction",
+        return hex_answer(self.rpc_url, "eth_sendRawTransaction",
                            self._write_request("eth_sendRawTransaction", ["0x" + raw.hex()], "sending a transaction", tx, namer))
 
     def send_raw(self, raw: bytes | str) -> dict[str, Any]:
@@ -549,7 +550,7 @@ class Chain:
             if receipt is not None:
                 if not isinstance(receipt, dict):
                     raise RpcResponseError(f"{self.rpc_url} answered eth_getTransactionReceipt with {type(receipt).__name__}; check the node")
-                return _receipt(self.rpc_url, receipt)
+                return receipt_of(self.rpc_url, receipt)
             if time.monotonic() >= deadline:
                 raise TransactionFailedError(
                     f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
@@ -575,7 +576,7 @@ class Chain:
             if self.is_memory:
                 tip = int(self.w3.eth.max_priority_fee)
             else:
-                tip = _quantity(self.rpc_url, "eth_maxPriorityFeePerGas", self.request("eth_maxPriorityFeePerGas", [], "reading the priority fee"))
+                tip = quantity(self.rpc_url, "eth_maxPriorityFeePerGas", self.request("eth_maxPriorityFeePerGas", [], "reading the priority fee"))
         except Exception:
             tip = 10**9
         return int(base_fee), tip
@@ -584,7 +585,7 @@ class Chain:
         """The node's legacy gas price (pre-London chains)."""
         if self.is_memory:
             return int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
-        return _quantity(self.rpc_url, "eth_gasPrice", self.request("eth_gasPrice", [], "reading the gas price"))
+        return quantity(self.rpc_url, "eth_gasPrice", self.request("eth_gasPrice", [], "reading the gas price"))
 
     def _fees(self) -> dict[str, int]:
         base_fee, tip = self.fee_parts()
@@ -599,16 +600,6 @@ def _message(error: Any) -> str:
     return " ".join(str(message).split())[:200]
 
 
-def _hex_answer(url: str, method: str, result: Any) -> bytes:
-    """A ``0x`` hex answer as bytes (anything else is a broken node)."""
-    if isinstance(result, str) and result[:2].lower() == "0x" and len(result) % 2 == 0:
-        try:
-            return bytes.fromhex(result[2:])
-        except ValueError:
-            pass
-    raise RpcResponseError(f"{public_url(url)} answered {method} with {str(result)[:80]!r}, not hex data; check the node")
-
-
 def _is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1")
@@ -617,84 +608,3 @@ def _is_loopback(url: str) -> bool:
 class _NodeRefusal(Exception):
     """The node refused a request on the way to a transaction without a revert (its message): a
     nonce already used, funds short. Turned into :class:`TransactionFailedError` by the sender."""
-
-
-#: Fields of a block, a receipt or a log that are numbers (JSON-RPC hex quantities).
-_BLOCK_NUMBERS = frozenset({"number", "timestamp", "baseFeePerGas", "gasLimit", "gasUsed", "size", "difficulty"})
-_RECEIPT_NUMBERS = frozenset({"blockNumber", "status", "gasUsed", "cumulativeGasUsed", "effectiveGasPrice", "transactionIndex", "type",
-                              "l1Fee", "l1GasUsed", "l1GasPrice", "blobGasUsed", "blobGasPrice"})
-_LOG_NUMBERS = frozenset({"blockNumber", "logIndex", "transactionIndex"})
-_HASHES = frozenset({"transactionHash", "blockHash", "logsBloom", "data"})
-
-
-def _quantity(url: str, method: str, value: Any) -> int:
-    """A JSON-RPC hex quantity as an int (anything else is a broken node)."""
-    if isinstance(value, str) and value[:2].lower() == "0x" and 2 < len(value) <= 66:
-        try:
-            return int(value, 16)
-        except ValueError:
-            pass
-    raise RpcResponseError(f"{public_url(url)} answered {method} with {str(value)[:80]!r}, not a number; check the node")
-
-
-def _json_tx(tx: dict[str, Any]) -> dict[str, Any]:
-    """A transaction's fields as JSON-RPC wants them: numbers and bytes as ``0x`` hex."""
-    out: dict[str, Any] = {}
-    for key, value in tx.items():
-        if key == "chainId":
-            continue  # a call or an estimate runs on the node's own chain
-        if isinstance(value, bool):
-            value = int(value)
-        if isinstance(value, int):
-            out[key] = hex(value)
-        elif isinstance(value, (bytes, bytearray, memoryview)):
-            out[key] = "0x" + bytes(value).hex()
-        else:
-            out[key] = value
-    return out
-
-
-def _error_data(error: Any) -> bytes | None:
-    """The revert data of a JSON-RPC error object, if it carries any (some nodes nest it)."""
-    data = error.get("data") if isinstance(error, dict) else None
-    if isinstance(data, dict):
-        data = data.get("data")
-    if isinstance(data, str) and data[:2] == "0x" and len(data) > 2 and len(data) % 2 == 0:
-        try:
-            return bytes.fromhex(data[2:])
-        except ValueError:
-            return None
-    return None
-
-
-def _receipt(url: str, receipt: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-RPC receipt in web3's shape: numbers as ints, hashes and data as bytes, topics as bytes."""
-    from hexbytes import HexBytes  # eth-account's own dependency, already loaded to sign
-
-    def convert(fields: dict[str, Any], numbers: frozenset[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in fields.items():
-            if key in numbers and isinstance(value, str):
-                out[key] = _quantity(url, "eth_getTransactionReceipt", value)
-            elif key in _HASHES and isinstance(value, str):
-                out[key] = HexBytes(_hex_answer(url, "eth_getTransactionReceipt", value))
-            elif key == "address" and isinstance(value, str):
-                out[key] = to_checksum_address(value)
-            else:
-                out[key] = value
-        return out
-
-    result = convert(receipt, _RECEIPT_NUMBERS)
-    logs = receipt.get("logs")
-    if not isinstance(logs, list):
-        raise RpcResponseError(f"{public_url(url)} answered eth_getTransactionReceipt without a list of logs; check the node")
-    result["logs"] = []
-    for log in logs:
-        if not isinstance(log, dict) or not isinstance(log.get("topics"), list):
-            raise RpcResponseError(f"{public_url(url)} answered eth_getTransactionReceipt with a malformed log; check the node")
-        entry = convert(log, _LOG_NUMBERS)
-        entry["topics"] = [HexBytes(_hex_answer(url, "eth_getTransactionReceipt", t)) for t in log["topics"]]
-        result["logs"].append(entry)
-    if "status" not in result or "blockNumber" not in result:
-        raise RpcResponseError(f"{public_url(url)} answered eth_getTransactionReceipt without a status or a block; check the node")
-    return result
