@@ -63,6 +63,8 @@ EXCEPTIONS_WITHOUT_BUILTIN = {
 }
 PRIVATE_EXCEPTIONS = {
     "registry.provenance.verifier._Skip": "control flow inside Verifier._open_composition; never leaves it",
+    "registry.chain.network._NodeRefusal": "a node's refusal on the way to a transaction; Chain turns it into "
+                                            "TransactionFailedError (InsufficientFundsError) or ChainError before it leaves",
 }
 
 #: Where ``print(`` may be called (relative to the checkout).

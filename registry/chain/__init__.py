@@ -14,7 +14,8 @@ Typical use::
     reg = open_registry(settings)                    # what commands use (settings -> bound registry)
 
 Modules: ``connection`` (connect: the in-process chain or checked endpoints), ``network`` (Chain:
-plain JSON-RPC reads; nonces, fees, receipts through web3),
+plain JSON-RPC reads and writes: nonces, fees, estimates, raw sends, receipts; web3 only on ``memory``),
+``wire`` (JSON-RPC values checked: quantities, transactions, revert data, receipts),
 ``reader`` (the one reader of records: view calls and events decoded and checked), ``abi`` (keccak,
 addresses, bounded ABI decoding), ``deploy`` (CREATE2, deployments file), ``registry`` (Registry),
 ``inputs`` (what is sent: RecordInput, commitments, signed publishes), ``licenses`` (term sets, off-chain rules),

@@ -395,6 +395,8 @@ def _encode_one(t: _Type, value: Any) -> bytes:
     if base == "address":
         return bytes(12) + address_bytes(value)
     if base == "fixed":
+        if isinstance(value, (int, str)):  # bytes(32) would be 32 zero bytes: never a silent guess
+            raise TypeError(f"a {t.text} is given as bytes, not {type(value).__name__}")
         raw = bytes(value)
         if len(raw) != t.size:
             raise ValueError(f"a {t.text} has {t.size} bytes, got {len(raw)}")

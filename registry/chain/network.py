@@ -4,9 +4,10 @@ locally and sent.
 Reads go through the chain's provider as plain JSON-RPC (every request held to a deadline and
 every answer to a byte budget by :mod:`registry.chain.rpc`, compared across endpoints by
 :mod:`registry.chain.crosscheck` when there are several), so a read never imports web3.
-Transactions are signed locally (eth-account) and sent raw, the same way on the in-process chain
-and over JSON-RPC, with nonces tracked per account, gas estimated (which surfaces reverts before
-anything is sent), EIP-1559 fees, and receipts awaited. Reverts come back as the exceptions of
+Transactions are signed locally (eth-account) and sent raw, with nonces tracked per account, gas
+estimated (which surfaces reverts before anything is sent), EIP-1559 fees, and receipts awaited:
+over JSON-RPC through the same provider as the reads (no web3: its import, aiohttp and all, was a
+third of a second of every publish), on the in-process chain through web3's eth-tester provider. Reverts come back as the exceptions of
 :mod:`registry.chain.errors`. A :class:`Chain` is made by :func:`registry.chain.connection.connect`.
 """
 
@@ -30,6 +31,7 @@ from .errors import (
     decode_revert,
 )
 from .rpc import public_url, web3_provider
+from .wire import BLOCK_NUMBERS, error_data, hex_answer, json_tx, quantity, receipt_of
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -247,7 +249,7 @@ class Chain:
             if isinstance(data_field, str) and data_field[:2] == "0x" and len(data_field) > 2:
                 raise decode_revert(data_field) from None
             raise ChainError(f"{self.rpc_url} refused eth_call while {what} ({_message(error)}); check the registry address and the node")
-        return _hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
+        return hex_answer(self.rpc_url, "eth_call", answer.get("result") if isinstance(answer, dict) else None)
 
     def get_logs(self, flt: dict[str, Any]) -> list[Any]:
         """``eth_getLogs``: the raw logs (JSON objects; on ``memory`` web3's dicts).
@@ -280,7 +282,7 @@ class Chain:
         block = self.request("eth_getBlockByNumber", [hex(number), False], "reading a block")
         if not isinstance(block, dict):
             raise RpcResponseError(f"{self.rpc_url} has no block {number}; check the node")
-        raw = _hex_answer(self.rpc_url, "eth_getBlockByNumber", block.get("hash"))
+        raw = hex_answer(self.rpc_url, "eth_getBlockByNumber", block.get("hash"))
         if len(raw) != 32:
             raise RpcResponseError(f"{self.rpc_url} answered eth_getBlockByNumber with a {len(raw)}-byte hash; check the node")
         return raw
@@ -333,7 +335,7 @@ class Chain:
         if self.is_memory:
             return bytes(self.rpc("reading code", lambda: self.w3.eth.get_code(to_checksum_address(address), block_identifier=block)))
         tag = hex(block) if isinstance(block, int) else block
-        return _hex_answer(self.rpc_url, "eth_getCode", self.request("eth_getCode", [to_checksum_address(address), tag], "reading code"))
+        return hex_answer(self.rpc_url, "eth_getCode", self.request("eth_getCode", [to_checksum_address(address), tag], "reading code"))
 
     def block_number(self) -> int:
         if self.is_memory:
@@ -347,14 +349,63 @@ class Chain:
         raise RpcResponseError(f"{self.rpc_url} answered eth_blockNumber with {str(result)[:80]!r}; check the node")
 
     def latest_block(self) -> Any:
-        """The latest block (``timestamp``, ``baseFeePerGas`` ...)."""
-        return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+        """The latest block (``timestamp``, ``baseFeePerGas`` ...: numbers as ints)."""
+        if self.is_memory:
+            return self.rpc("reading the latest block", lambda: self.w3.eth.get_block("latest"))
+        block = self.request("eth_getBlockByNumber", ["latest", False], "reading the latest block")
+        if not isinstance(block, dict):
+            raise RpcResponseError(f"{self.rpc_url} answered eth_getBlockByNumber with no latest block; check the node")
+        return {k: quantity(self.rpc_url, "eth_getBlockByNumber", v) if k in BLOCK_NUMBERS and v is not None else v
+                for k, v in block.items()}
 
     def balance(self, address: str) -> int:
-        return int(self.rpc("reading a balance", lambda: int(self.w3.eth.get_balance(to_checksum_address(address)))))
+        if self.is_memory:
+            return int(self.rpc("reading a balance", lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+        return quantity(self.rpc_url, "eth_getBalance",
+                         self.request("eth_getBalance", [to_checksum_address(address), "latest"], "reading a balance"))
+
+    def transaction_count(self, address: str, block: str = "pending") -> int:
+        """``eth_getTransactionCount`` of ``address`` at ``block`` (``pending`` counts the node's unmined ones)."""
+        if self.is_memory:
+            return int(self.rpc("reading the nonce", lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), block)))  # type: ignore[arg-type]  # web3's BlockIdentifier literal
+        return quantity(self.rpc_url, "eth_getTransactionCount",
+                         self.request("eth_getTransactionCount", [to_checksum_address(address), block], "reading the nonce"))
+
+    def estimate_gas(self, tx: dict[str, Any], namer: LicenseNamer | None = None) -> int:
+        """``eth_estimateGas`` of ``tx``. Over JSON-RPC a revert raises the decoded error and a refusal
+        :class:`TransactionFailedError` (:class:`InsufficientFundsError` for funds); on ``memory`` web3's
+        exceptions pass through for the caller to decode (eth-tester needs the call replayed)."""
+        if self.is_memory:
+            return int(self.w3.eth.estimate_gas(cast("TxParams", tx)))
+        try:
+            answer = self._write_request("eth_estimateGas", [json_tx(tx)], "estimating gas", tx, namer)
+        except _NodeRefusal as exc:
+            raise self._refused(str(tx.get("from", "the sender")), exc) from None
+        return quantity(self.rpc_url, "eth_estimateGas", answer)
+
+    def _write_request(self, method: str, params: list[Any], what: str, tx: dict[str, Any], namer: LicenseNamer | None) -> Any:
+        """A JSON-RPC call on the way to a transaction: its result, or the decoded revert, or the refusal."""
+        answer = self.rpc(what, lambda: self.provider.make_request(method, params))
+        if not isinstance(answer, dict):
+            raise RpcResponseError(f"{self.rpc_url} answered {method} with something that is not a JSON-RPC answer; check the URL")
+        error = answer.get("error")
+        if error is None:
+            return answer.get("result")
+        data = error_data(error)
+        message = _message(error)
+        if data is not None or "revert" in message.lower():
+            raise decode_revert(data, namer)
+        raise _NodeRefusal(message)
 
     def call(self, tx: dict[str, Any], namer: LicenseNamer | None = None, block: Any = "latest") -> bytes:
         """``eth_call``; a revert raises the decoded error."""
+        if not self.is_memory:
+            tag = hex(block) if isinstance(block, int) else block
+            try:
+                answer = self._write_request("eth_call", [json_tx(tx), tag], "calling the registry", tx, namer)
+            except _NodeRefusal as exc:
+                raise ChainError(f"{self.rpc_url} refused eth_call ({exc}); check the node") from None
+            return hex_answer(self.rpc_url, "eth_call", answer)
         try:
             return bytes(self.w3.eth.call(cast("TxParams", tx), block_identifier=block))
         except self._revert_types as exc:
@@ -387,6 +438,8 @@ class Chain:
         """
         sender = account.address
         base: dict[str, Any] = {"from": sender, "chainId": self.chain_id, "value": 0, **tx}
+        if gas is None and not self.is_memory:
+            gas = int(self.estimate_gas(base, namer) * 1.2) + 10_000
         if gas is None:
             try:
                 estimate = self.w3.eth.estimate_gas(cast("TxParams", base))
@@ -408,7 +461,15 @@ class Chain:
                 base["nonce"] = self._next_nonce(sender)
                 signed = account.sign_transaction(base)
                 try:
-                    tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                    tx_hash = self._send_raw(bytes(signed.raw_transaction), base, namer)
+                except _NodeRefusal as exc:
+                    self._nonces.pop(sender, None)
+                    if attempt == 0 and "nonce" in str(exc).lower():
+                        continue  # another client used this nonce: re-read it and sign again
+                    raise self._refused(sender, exc) from None
+                except ElementsError:
+                    self._nonces.pop(sender, None)
+                    raise
                 except self._revert_types as exc:
                     self._nonces.pop(sender, None)
                     raise self._revert(exc, base, namer) from None
@@ -449,8 +510,23 @@ class Chain:
             )
         return TransactionFailedError(f"the node refused the transaction: {text}")
 
+    def _send_raw(self, raw: bytes, tx: dict[str, Any], namer: LicenseNamer | None) -> bytes:
+        """``eth_sendRawTransaction``: the transaction's hash. Over JSON-RPC a refusal raises
+        :class:`_NodeRefusal` (its message), a revert the decoded error; on ``memory`` web3 sends it."""
+        if self.is_memory:
+            return bytes(self.w3.eth.send_raw_transaction(raw))
+        return hex_answer(self.rpc_url, "eth_sendRawTransaction",
+                           self._write_request("eth_sendRawTransaction", ["0x" + raw.hex()], "sending a transaction", tx, namer))
+
     def send_raw(self, raw: bytes | str) -> dict[str, Any]:
         """Send an already-signed transaction and wait for its receipt."""
+        if not self.is_memory:
+            data = raw if isinstance(raw, bytes) else bytes.fromhex(raw.removeprefix("0x"))
+            try:
+                tx_hash = self._send_raw(data, {}, None)
+            except _NodeRefusal as exc:
+                raise TransactionFailedError(f"the node refused the transaction: {exc}") from None
+            return self.wait(tx_hash)
         try:
             tx_hash = self.w3.eth.send_raw_transaction(raw if isinstance(raw, bytes) else cast("HexStr", raw))
         except ElementsError:
@@ -464,6 +540,8 @@ class Chain:
     def wait(self, tx_hash: bytes) -> dict[str, Any]:
         """Wait for a receipt (polling quickly on local chains)."""
         poll = 0.05 if self.is_memory or _is_loopback(self.rpc_url) else 1.0
+        if not self.is_memory:
+            return self._poll_receipt(tx_hash, poll)
         try:
             receipt = dict(self.w3.eth.wait_for_transaction_receipt(cast("Hash32", tx_hash), timeout=self.receipt_timeout, poll_latency=poll))
         except ElementsError:
@@ -488,15 +566,32 @@ class Chain:
                                    "(the transaction may have landed: check it before retrying)")
         return receipt
 
+    def _poll_receipt(self, tx_hash: bytes, poll: float) -> dict[str, Any]:
+        """``eth_getTransactionReceipt`` until the node has one (within ``receipt_timeout``), its
+        numbers as ints and its hashes and log fields as bytes, as web3 gives a receipt."""
+        import time
+
+        deadline = time.monotonic() + self.receipt_timeout
+        while True:
+            receipt = self.request("eth_getTransactionReceipt", ["0x" + bytes(tx_hash).hex()], "waiting for a receipt")
+            if receipt is not None:
+                if not isinstance(receipt, dict):
+                    raise RpcResponseError(f"{self.rpc_url} answered eth_getTransactionReceipt with {type(receipt).__name__}; check the node")
+                return receipt_of(self.rpc_url, receipt)
+            if time.monotonic() >= deadline:
+                raise TransactionFailedError(
+                    f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
+                    "check it before retrying (a retried publish is harmless)"
+                )
+            time.sleep(poll)
+
     def unmined(self, address: str) -> int:
         """How many of ``address``'s transactions the node holds but has not mined yet (its
         pending nonce less its latest one)."""
-        pending: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")))
-        latest: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(address), "latest")))
-        return max(0, pending - latest)
+        return max(0, self.transaction_count(address, "pending") - self.transaction_count(address, "latest"))
 
     def _next_nonce(self, sender: str) -> int:
-        node: int = self.rpc("reading the nonce", lambda: int(self.w3.eth.get_transaction_count(to_checksum_address(sender), "pending")))
+        node = self.transaction_count(sender, "pending")
         if not 0 <= node < 2**64:  # signed into the transaction
             raise RpcResponseError(f"{self.rpc_url} answered a nonce of {node} for {sender}; check the node")
         return max(node, self._nonces.get(sender, 0))
@@ -510,7 +605,10 @@ class Chain:
         if not isinstance(base_fee, int) or not 0 <= base_fee < 2**128:  # a fee is signed into the transaction
             raise RpcResponseError(f"{self.rpc_url} answered a latest block with base fee {str(base_fee)[:40]!r}; check the node")
         try:
-            tip = int(self.w3.eth.max_priority_fee)
+            if self.is_memory:
+                tip = int(self.w3.eth.max_priority_fee)
+            else:
+                tip = quantity(self.rpc_url, "eth_maxPriorityFeePerGas", self.request("eth_maxPriorityFeePerGas", [], "reading the priority fee"))
         except Exception:
             tip = 10**9
         if not 0 <= tip < 2**128:  # a node without a sensible suggestion: the usual one gwei
@@ -519,7 +617,10 @@ class Chain:
 
     def gas_price(self) -> int:
         """The node's legacy gas price (pre-London chains)."""
-        price = int(self.rpc("reading the gas price", lambda: int(self.w3.eth.gas_price)))
+        if self.is_memory:
+            price = int(self.rpc("reading the gas price", lambda: self.w3.eth.gas_price))
+        else:
+            price = quantity(self.rpc_url, "eth_gasPrice", self.request("eth_gasPrice", [], "reading the gas price"))
         if not 0 <= price < 2**128:  # signed into the transaction
             raise RpcResponseError(f"{self.rpc_url} answered a gas price of {price}; check the node")
         return price
@@ -537,16 +638,11 @@ def _message(error: Any) -> str:
     return " ".join(str(message).split())[:200]
 
 
-def _hex_answer(url: str, method: str, result: Any) -> bytes:
-    """A ``0x`` hex answer as bytes (anything else is a broken node)."""
-    if isinstance(result, str) and result[:2].lower() == "0x" and len(result) % 2 == 0:
-        try:
-            return bytes.fromhex(result[2:])
-        except ValueError:
-            pass
-    raise RpcResponseError(f"{public_url(url)} answered {method} with {str(result)[:80]!r}, not hex data; check the node")
-
-
 def _is_loopback(url: str) -> bool:
     host = urlparse(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1")
+
+
+class _NodeRefusal(Exception):
+    """The node refused a request on the way to a transaction without a revert (its message): a
+    nonce already used, funds short. Turned into :class:`TransactionFailedError` by the sender."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, overload
 from ..digest import parse_bytes32, to_hex
 from ..errors import IntegrityError
 from .abi import checksum_address as to_checksum_address
+from .abi import encode_call
 from .deploy import Deployment, artifact, deploy_registry, find_registry
 from .errors import AccountError, RecordNotFoundError, make_error
 from .inputs import (
@@ -101,7 +102,8 @@ class Registry:
 
     @property
     def contract(self) -> Any:
-        """The web3 contract object (built, and web3 imported, when a transaction first needs it)."""
+        """The web3 contract object (built, and web3 imported, when first needed: decoding the event of
+        a yank or a new licence; calls are encoded by :meth:`calldata` without it)."""
         if self._contract is None:
             self._contract = self.chain.w3.eth.contract(address=self.address, abi=artifact()["abi"])
         return self._contract
@@ -151,10 +153,15 @@ class Registry:
             )
         return self.account
 
+    def calldata(self, function: str, args: list[Any]) -> bytes:
+        """The calldata of contract function ``function`` with ABI ``args``, encoded by
+        :mod:`registry.chain.abi` from the artifact's ABI (no web3 on the way to a transaction)."""
+        return encode_call(function, _input_types(function), args)
+
     def transact(self, function: str, args: list[Any], gas: int | None = None) -> dict[str, Any]:
         """Low level: send a call of contract function ``function`` with ABI ``args`` from the bound
         account, wait for the receipt and return it (reverts raise the decoded errors)."""
-        data = self.contract.encode_abi(function, args=args)
+        data = self.calldata(function, args)
         receipt = self.chain.transact(self._signer(), {"to": self.address, "data": data}, gas=gas, namer=self.license_name)
         self.last_receipt = receipt
         return receipt
@@ -481,3 +488,25 @@ class Registry:
 
     def _states(self, ids: list[bytes]) -> list[RecordState]:
         return self.reader.states(ids)
+
+
+def _canonical_type(param: dict[str, Any]) -> str:
+    """An ABI parameter's canonical type (a struct as ``(t1,t2,...)`` with its array suffix)."""
+    kind = str(param["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_canonical_type(c) for c in param["components"]) + ")" + kind[len("tuple"):]
+    return kind
+
+
+_INPUT_TYPES: dict[str, list[str]] = {}
+
+
+def _input_types(function: str) -> list[str]:
+    """The input types of the registry's function ``function`` (its names are not overloaded)."""
+    types = _INPUT_TYPES.get(function)
+    if types is None:
+        entries = [e for e in artifact()["abi"] if e.get("type") == "function" and e.get("name") == function]
+        if len(entries) != 1:
+            raise ValueError(f"the registry's ABI has {len(entries)} functions named {function!r}")
+        types = _INPUT_TYPES[function] = [_canonical_type(p) for p in entries[0]["inputs"]]
+    return types

@@ -8,9 +8,10 @@ byte is hashed once, as it passes (docs/storage.md, "A model on disk once").
 
 from __future__ import annotations
 
+import io
 import os
 import struct
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..digest import Bytes32
 from .split import PlannedElement, SplitError, TensorGroup
@@ -41,7 +42,7 @@ class ElementStream:
         self.element = element
         self._views = views
         self._parts: list[tuple[str | None, Any]] = []
-        self._file: BinaryIO | None = None
+        self._file: io.BufferedReader | None = None
         self._expected: dict[str, Bytes32] | None = None
         self.digests: dict[str, Bytes32] = {} if digests is None else digests
         if element.kind == "tensors":
@@ -79,10 +80,27 @@ class ElementStream:
                 self._finish_file()
             return data
         left = self.size - self._done
-        want = left if n is None or n < 0 else min(n, left)
-        out = bytearray(want)  # the one copy out of the map
-        filled = 0
-        with memoryview(out) as target:
+        out = bytearray(left if n is None or n < 0 else min(n, left))
+        filled = self.readinto(out)
+        if filled < len(out):
+            del out[filled:]
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` (any writable buffer) with the next bytes, as many as fit and remain; the
+        number written. The importer reads into a few buffers it uses again and again, so the one
+        copy out of the map lands in memory that is already paged in."""
+        with memoryview(buffer).cast("B") as target:
+            if self._file is not None:
+                got = self._file.readinto(target) or 0
+                with target[:got] as data:
+                    self._file_hasher.update(data)
+                self._done += got
+                if not got or self._done == self.size:
+                    self._finish_file()
+                return got
+            want = min(len(target), self.size - self._done)
+            filled = 0
             while True:
                 if self._current is None:
                     # Empty tensors after the last byte still pass (and are hashed) on the last read.
@@ -92,7 +110,8 @@ class ElementStream:
                     hasher = None
                     if name is not None:
                         view = self._views[name]
-                        hasher = self._hasher_of(len(view))
+                        # One thread: the importer's pool is hashing SHA-256 on the other cores meanwhile.
+                        hasher = self._hasher_of(len(view), threads=1)
                     self._current = (name, view, hasher, 0)
                 name, view, hasher, passed = self._current
                 if filled == want and len(view):
@@ -112,10 +131,8 @@ class ElementStream:
                     self._current = None
                     if name is not None and hasher is not None:
                         self._tensor_passed(name, Bytes32(hasher.digest()))
-        self._done += filled
-        if filled < want:
-            del out[filled:]
-        return out
+            self._done += filled
+            return filled
 
     def _tensor_passed(self, name: str, digest: Bytes32) -> None:
         if self._expected is not None and digest != self._expected[name]:

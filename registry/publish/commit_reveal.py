@@ -363,7 +363,7 @@ def wait_for_block(chain, target: int, *, progress: Callable[[int, int], None] |
             continue
         if local and waited > 1.0:
             try:  # anvil and hardhat mine on request; a node that refuses is simply waited for
-                chain.w3.provider.make_request("evm_mine", [])
+                chain.provider.make_request("evm_mine", [])  # the JSON-RPC transport: no web3 to mine
             except Exception:
                 pass
         time.sleep(poll)

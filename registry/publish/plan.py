@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.abi import keccak
 from ..chain.errors import InsufficientFundsError, TransactionFailedError
 from ..chain.l1fee import L1FeeParams, l1_fee, l1_fee_params
@@ -131,17 +130,19 @@ def _fee_parts(registry: Registry) -> tuple[int, int]:
 
 
 def _estimate_batch(registry: Registry, publisher: str, batch: Sequence[Claim]) -> int:
-    data = registry.contract.encode_abi("publishBatch", args=[[c.record.as_abi() for c in batch]])
+    data = registry.calldata("publishBatch", [[c.record.as_abi() for c in batch]])
     # Gas price 0: the estimate must not depend on the balance (a dry run from an unfunded key).
     tx = {"from": publisher, "to": registry.address, "data": data, "value": 0, "gasPrice": 0}
+    namer = lambda i: registry.license_name(i) or ""  # noqa: E731  # chain's LicenseNamer promises a name
     try:
-        return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]  # web3 wants its TxParams TypedDict (checksum-address NewTypes); the keys are its own
+        # Over JSON-RPC a revert comes back decoded (no web3); on `memory` web3's error is replayed below.
+        return registry.chain.rpc("estimating gas", lambda: registry.chain.estimate_gas(tx, namer))
     except ElementsError:
         raise
     except Exception as exc:
         # Replaying the call decodes a revert into the registry's own error (UnknownParent, ...).
         # chain's LicenseNamer promises a name; an unknown licence's "" reads as no name there, as None does.
-        registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, lambda i: registry.license_name(i) or "")
+        registry.chain.call({k: v for k, v in tx.items() if k != "gasPrice"}, namer)
         raise TransactionFailedError(f"the node could not estimate the gas of publishBatch: {exc}") from None
 
 
@@ -180,9 +181,9 @@ def plan_claims(registry: Registry, claims: Sequence[Claim], *, batch_size: int 
 
 def _estimate_commit(registry: Registry, publisher: str) -> int:
     """The gas of a commitment (a new one if the publisher never committed, else a rewrite)."""
-    data = registry.contract.encode_abi("commitRecordIds", args=[b"\xee" * 20 + bytes(12)])
+    data = registry.calldata("commitRecordIds", [b"\xee" * 20 + bytes(12)])
     tx = {"from": publisher, "to": registry.address, "data": data, "value": 0, "gasPrice": 0}
-    return int(registry.chain.rpc("estimating gas", lambda: registry.chain.w3.eth.estimate_gas(tx)))  # type: ignore[arg-type]  # web3 wants its TxParams TypedDict (checksum-address NewTypes); the keys are its own
+    return registry.chain.rpc("estimating gas", lambda: registry.chain.estimate_gas(tx))
 
 
 def _estimate(registry: Registry, publisher: str, batches: list[list[Claim]], commit_reveal: bool = False) -> Estimate:
@@ -228,7 +229,7 @@ def _signed_transactions(registry: Registry, publisher: str, batches: list[list[
         else:
             calldata.append(_encode(registry, "revealCommitment", [salt, [r.as_abi() for r in records]]))
     chain = registry.chain
-    nonce = int(chain.rpc("reading the nonce", lambda: chain.w3.eth.get_transaction_count(to_checksum_address(publisher), "pending")))
+    nonce = chain.transaction_count(publisher, "pending")
     gas = estimate.gas_limit // max(1, estimate.transactions)
     signed = []
     account = signing_account(registry)
@@ -240,8 +241,7 @@ def _signed_transactions(registry: Registry, publisher: str, batches: list[list[
 
 
 def _encode(registry: Registry, function: str, args: list[Any]) -> bytes:
-    data = registry.contract.encode_abi(function, args=args)
-    return bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
+    return registry.calldata(function, args)
 
 
 _REVEAL_OVERHEAD = 2_500

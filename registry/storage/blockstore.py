@@ -111,8 +111,14 @@ class BlockStore:
         if cid.hash_code == IDENTITY:
             return cid
         path = self.path_of(cid)
-        if path.is_file():
-            return cid
+        try:
+            # A block already there is left alone, unless its size is wrong: after a power loss a
+            # block renamed before its data reached the disk can be empty or short, and a re-run
+            # (publish again) puts the good bytes back instead of keeping it.
+            if path.stat().st_size == sum(len(p) for p in parts):
+                return cid
+        except FileNotFoundError:
+            pass
         self._mkshard(path.parent)
         atomic_write(path, parts, fsync=self.fsync, mode=0o644, scratch=self._scratch())
         return cid
