@@ -48,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
-from ..digest import parse_bytes32
+from ..digest import parse_content_id
 from ..errors import ElementsError
 from ..formats.content_id import Manifest, bytes_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError
@@ -390,7 +390,7 @@ def open_composition(source: CompositionSource, ref: InputRef, *, build: Build |
                           depth=depth, stack=inner_stack, files_only=True)
 
     if files_only:
-        return CompositionElement(ref, recipe, manifest or Manifest("tensors", parse_bytes32(ref.content_id)),
+        return CompositionElement(ref, recipe, manifest or Manifest("tensors", parse_content_id(ref.content_id, None)),
                                   open_input=open_for_files, files_only=True)
     if materialize:
         built = cached_build(source, ref, manifest)

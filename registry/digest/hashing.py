@@ -141,15 +141,16 @@ def parse_bytes32(value: object, what: str | None = None) -> Bytes32:
     return bytes.__new__(Bytes32, bytes.fromhex(text))
 
 
-def parse_content_id(value: object, what: str = "content id") -> ContentId:
+def parse_content_id(value: object, what: str | None = "content id") -> ContentId:
     """A content id from ``0x`` + 64 hex (the command line, JSON documents) or 32 raw bytes (ABI
-    words); the message of a bad one names ``what`` (see :func:`parse_bytes32`)."""
+    words); the message of a bad one names ``what`` (``None``: speaks of an id; see
+    :func:`parse_bytes32`)."""
     if type(value) is ContentId:
         return value
     return bytes.__new__(ContentId, parse_bytes32(value, what))
 
 
-def parse_record_id(value: object, what: str = "record id") -> RecordId:
+def parse_record_id(value: object, what: str | None = "record id") -> RecordId:
     """A record id from ``0x`` + 64 hex or 32 raw bytes; the message of a bad one names ``what``
     (``"parent record id"``, ``"record id (--parent)"``)."""
     if type(value) is RecordId:
