@@ -327,7 +327,7 @@ def decode_event(log: Any, address: bytes, where: str) -> RecordEvent | None:
     if _hex_bytes(log.get("address"), f"a log address from {where}", 20) != address:
         return None
     data = _hex_bytes(log.get("data"), f"the data of a log from {where}")
-    record = f"record 0x{topics[1].hex()}"
+    record = f"record {to_hex(topics[1])}"
     # RecordPublished's data: cidCodec, cidDigest, licenseId, kind, offset of parents (0xa0),
     # then the parents array (length, ids): the layout is fixed, so it is checked word by word.
     if len(data) < 192 or (len(data) - 192) % 32 or _uint(data, 4) != 160 or _uint(data, 5) != (len(data) - 192) // 32:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..digest import to_hex
 from ..errors import ConfigError, InputError
 from ..storage.car import IterStream, export_car, import_car
 from ..storage.cid import CID
@@ -354,7 +355,7 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
         if isinstance(document, Manifest) and document.data and document.data["cid"] not in roots:
             roots[document.data["cid"]] = CID.parse(document.data["cid"])
             data_bytes += int(document.data.get("size", 0))
-    return list(roots.values()), ["0x" + node.record_id.hex() for node in graph], data_bytes
+    return list(roots.values()), [to_hex(node.record_id) for node in graph], data_bytes
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
