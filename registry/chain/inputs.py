@@ -113,7 +113,7 @@ class RecordInput:
 def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> bytes:
     """The commitment to records (the contract's ``commitmentOf``): keccak256 of
     ``abi.encode(publisher, salt, keccak256(ids packed))``, the ids in the order they are revealed."""
-    ids_hash = keccak(b"".join(parse_bytes32(r, "record id") for r in record_ids))
+    ids_hash = keccak(b"".join(parse_record_id(r) for r in record_ids))
     return keccak(abi_encode(["address", "bytes32", "bytes32"], [to_checksum_address(publisher), parse_bytes32(salt, "salt"), ids_hash]))
 
 

@@ -277,7 +277,7 @@ class Registry:
 
     def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
         """Yank one of the bound account's records; returns False if it was already yanked."""
-        rid = parse_bytes32(record_id, "record id")
+        rid = parse_record_id(record_id)
         receipt = self.transact("yank", [rid], gas)
         from web3.logs import DISCARD
 

@@ -280,7 +280,7 @@ class Resolver:
     def _roots(self, query: str | bytes | Sequence[Any], *, follow: bool,
                yanked: bool = True) -> tuple[list[bytes], dict[bytes, Record], dict[bytes, int]]:
         if isinstance(query, (list, tuple)):
-            asked: list[bytes] = [parse_bytes32(q, "record id") for q in query]
+            asked: list[bytes] = [parse_record_id(q) for q in query]
             if not asked:
                 raise InputError("no record ids to resolve")
             depth, records, _ = self._run_levels(asked, follow=follow)
