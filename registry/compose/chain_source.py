@@ -167,7 +167,7 @@ class ChainElementSource(ElementSource):
         if ref.kind == "composition":
             return super().open(ref)
         manifest = self.manifest(ref)
-        if str(manifest.content_id) != ref.content_id:
+        if manifest.content_id != parse_content_id(ref.content_id):
             raise ElementIntegrityError(
                 f"input {ref.name!r}: the source's manifest has content id {manifest.content_id}, "
                 f"the recipe pins {ref.content_id}; the element was changed or the recipe names the wrong one"

@@ -141,7 +141,7 @@ def composition_manifest(recipe: Recipe, ref: InputRef) -> Manifest | None:
     if not recipe.output.tensors:
         return None
     manifest = Manifest.for_tensors(recipe.output.entries())
-    if str(manifest.content_id) != ref.content_id:
+    if manifest.content_id != parse_content_id(ref.content_id):
         raise CompositionIntegrityError(
             f"{_label(ref)}: its recipe's output table hashes to {manifest.content_id}, not to the content id "
             f"{ref.content_id} it claims; the composition is inconsistent, do not build on it"
