@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..digest import to_hex
 from ..errors import ConfigError, InputError
 from ..storage.car import IterStream, export_car, import_car
 from ..storage.cid import CID
@@ -342,6 +341,7 @@ def _parse_cid(text: str) -> CID:
 def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[list[CID], list[str], int]:
     """The DAGs behind a record id or content id: every record of its graph (the claims and their
     ancestors), each record's document (manifest or recipe) and each element's data file."""
+    from ..digest import to_hex
     from ..chain.session import open_registry
     from ..formats.content_id import Manifest
     from ..records.resolve import Resolver
