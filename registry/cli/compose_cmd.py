@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..files import atomic_write
 from ..config import Settings
-from ..digest import to_hex
 from ..errors import InputError
 from ._app import Result, add_command, add_commit_reveal_option, progress, progress_bars
 from .pin_cmd import add_pin_option, check_pinning, pin_published, with_pinning
@@ -241,7 +240,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         print_report(report.publish, "composition")
         claim = report.claim
-        print(f"composition {to_hex(claim.record_id)}: content id {to_hex(claim.record.content_id)}, "
+        print(f"composition {claim.record_id}: content id {claim.record.content_id}, "
               f"{len(report.recipe.inputs)} inputs, recipe {report.recipe_cid}")
         if args.out:
             print(f"assembled model kept in {args.out}")
@@ -268,7 +267,7 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         r = node.record
         others = len(outcome.candidates) - 1
-        print(f"composition {to_hex(r.record_id)} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, {block_text(r)})"
+        print(f"composition {r.record_id} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, {block_text(r)})"
               + (f"; {others} other claim(s) of this hash" if others > 0 else ""))
         if r.yanked:
             print("WARNING: its publisher yanked this composition")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..digest import to_hex
 from ..errors import InputError
 from ._app import Result, add_command, add_commit_reveal_option, add_group, progress, progress_bars
 from .pin_cmd import add_pin_option, check_pinning, pin_published, with_pinning
@@ -253,8 +252,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
         claim = result.claim
         status = {"published": "published", "present": "already there", "planned": "to publish"}[result.status]
         print(f"{status:<13} {claim.kind_name:<11} {claim.label}")
-        print(f"{'':14}record  {to_hex(claim.record_id)}")
-        print(f"{'':14}content {to_hex(claim.record.content_id)}")
+        print(f"{'':14}record  {claim.record_id}")
+        print(f"{'':14}content {claim.record.content_id}")
         data = f"  (data {claim.data_cid})" if claim.data_cid else ""
         print(f"{'':14}cid     {claim.record.cid}{data}")
         if result.transaction:
@@ -325,7 +324,7 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, sett
     def human() -> None:
         print(f"signed {len(signed)} record(s) as {registry.account.address} into {path} ({len(claims) - len(signed)} already on chain)")
         for claim, s in signed:
-            print(f"  {to_hex(claim.record_id)}  {claim.label}  nonce {s.nonce}")
+            print(f"  {claim.record_id}  {claim.label}  nonce {s.nonce}")
         print(f"a relayer sends them with: elements relay {path}")
 
     return Result(data=data, human=human)
@@ -346,7 +345,7 @@ def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> 
         print(f"signed one commitment to {len(signed.claims)} record(s) as {registry.account.address} into {path} "
               f"(nonce {signed.signed.nonce}; {len(claims) - len(signed.claims)} already on chain)")
         for claim in signed.claims:
-            print(f"  {to_hex(claim.record_id)}  {claim.label}")
+            print(f"  {claim.record_id}  {claim.label}")
         print(f"a relayer commits and, a block later, reveals them with: elements relay {path} (the file holds the salt: "
               "give it to the relayer only)")
 
@@ -369,10 +368,10 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         print_report(report.publish)
         claim = report.composition
-        print(f"composition of {args.model}: record {to_hex(claim.record_id)}")
-        print(f"  content id {to_hex(claim.record.content_id)} ({len(report.elements)} elements), recipe {report.recipe_cid}")
+        print(f"composition of {args.model}: record {claim.record_id}")
+        print(f"  content id {claim.record.content_id} ({len(report.elements)} elements), recipe {report.recipe_cid}")
         if not report.publish.dry_run:
-            print(f"assemble it anywhere with: elements assemble {to_hex(claim.record_id)} -o DIR")
+            print(f"assemble it anywhere with: elements assemble {claim.record_id} -o DIR")
 
     return with_pinning(Result(data=report.to_json(), human=human), pinned)
 

@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 from ..config import Settings
-from ..digest import to_hex
 from ..errors import ConfigError, InputError
 from ._app import Result, add_command, add_group
 
@@ -233,7 +232,7 @@ def cmd_pins(args: argparse.Namespace, settings: Settings) -> Result:
     with Sources.from_settings(settings) as sources:
         resolver = Resolver(registry, sources)
         for record in records:
-            rid = to_hex(record.record_id)
+            rid = str(record.record_id)
             rows.append({"record": rid, "role": "document", "cid": record.cid})
             try:
                 document = resolver.document(record)

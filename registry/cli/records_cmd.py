@@ -14,7 +14,6 @@ import argparse
 from pathlib import Path
 
 from ..config import Settings
-from ..digest import to_hex
 from ..formats.safetensors import tensor_nbytes
 from ..errors import InputError, NotFoundError
 from ..storage.scratch import make_area
@@ -99,7 +98,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         pinned = pin_published(pin, settings, sources, [element, composition.publish], bars)
     base_bytes = sum(tensor_nbytes(row.dtype, row.shape) for row in base.output.tensors) or None
     data = {
-        "base": to_hex(base_record.record_id),
+        "base": str(base_record.record_id),
         "delta": {"record": delta_record, "content_id": str(manifest.content_id), "tensors": len(manifest.entries),
                   "bytes": manifest.size},
         "composition": composition.to_json()["composition"],
@@ -112,7 +111,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         for entry in manifest.entries[:8]:
             print(f"  {entry.name}")
         claim = composition.claim
-        print(f"composition   {to_hex(claim.record_id)} (base + override), content id {to_hex(claim.record.content_id)}")
-        print(f"assemble the fine-tuned model with: elements assemble {to_hex(claim.record_id)} -o DIR")
+        print(f"composition   {claim.record_id} (base + override), content id {claim.record.content_id}")
+        print(f"assemble the fine-tuned model with: elements assemble {claim.record_id} -o DIR")
 
     return with_pinning(Result(data=data, human=human), pinned)

@@ -12,7 +12,6 @@ import argparse
 import sys
 
 from ..config import Settings
-from ..digest import to_hex
 from ..errors import ElementsError, InputError, IntegrityError
 from ._app import Result, add_command
 from .elements_cmd import KIND_NAMES, session
@@ -96,7 +95,7 @@ def _line(node) -> str:
 
     r = node.record
     flags = (" YANKED" if r.yanked else "") + (" DISPUTED" if node.disputes else "")
-    return (f"{node.kind_name:<11} {to_hex(r.record_id)}  content {to_hex(r.content_id)[:18]}…  {_license_text(node)}  "
+    return (f"{node.kind_name:<11} {r.record_id}  content {str(r.content_id)[:18]}…  {_license_text(node)}  "
             f"by {r.publisher[:10]}…  {block_text(r)}{flags}  {_describe(node)}").rstrip()
 
 
@@ -155,7 +154,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
         if missing:
             print(f"{len(missing)} document(s) not available from the configured sources (--ipfs-api / --gateway)")
         for node in failed:
-            print(f"VERIFICATION FAILED: {to_hex(node.record_id)}: {node.document_error}", file=sys.stderr)
+            print(f"VERIFICATION FAILED: {node.record_id}: {node.document_error}", file=sys.stderr)
 
     return Result(data=graph.to_json(), human=human, exit_code=1 if failed else 0)
 
@@ -183,9 +182,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             print(f"{len(nodes)} claims of {args.hash}, earliest first:")
         for node in nodes:
             r = node.record
-            print(f"record     {to_hex(r.record_id)}{'  YANKED' if r.yanked else ''}")
+            print(f"record     {r.record_id}{'  YANKED' if r.yanked else ''}")
             print(f"kind       {node.kind_name}")
-            print(f"content id {to_hex(r.content_id)}")
+            print(f"content id {r.content_id}")
             print(f"publisher  {r.publisher}")
             lic = node.license
             print(f"licence    {lic.spdx_id} ({describe_flags(lic.flags)})" if lic else f"licence    {r.license_id}")
@@ -196,7 +195,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             for dispute in node.disputes or ():
                 print(f"DISPUTED   by earlier claim {dispute.earlier_text()} (lifted: {', '.join(dispute.restrictions)})")
             for p in r.parents:
-                print(f"parent     {to_hex(p)}")
+                print(f"parent     {p}")
             doc = node.document
             if node.is_composition and doc is not None:
                 print(f"recipe     {doc.name or ''} {len(doc.steps)} steps, {len(doc.files)} files")

@@ -341,7 +341,6 @@ def _parse_cid(text: str) -> CID:
 def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[list[CID], list[str], int]:
     """The DAGs behind a record id or content id: every record of its graph (the claims and their
     ancestors), each record's document (manifest or recipe) and each element's data file."""
-    from ..digest import to_hex
     from ..chain.session import open_registry
     from ..formats.content_id import Manifest
     from ..records.resolve import Resolver
@@ -355,7 +354,7 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
         if isinstance(document, Manifest) and document.data and document.data["cid"] not in roots:
             roots[document.data["cid"]] = CID.parse(document.data["cid"])
             data_bytes += int(document.data.get("size", 0))
-    return list(roots.values()), [to_hex(node.record_id) for node in graph], data_bytes
+    return list(roots.values()), [str(node.record_id) for node in graph], data_bytes
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
