@@ -9,8 +9,9 @@ The Python API (``registry.api``, loaded on first use so ``import registry`` sta
     built = registry.assemble(published.composition.record_id, "rebuilt")
     report = registry.verify("rebuilt", check=True)  # raises registry.VerificationFailedError
 
-and the exception hierarchy (``registry.errors``). Layers, each importing only below (see
-docs/architecture.md)::
+the two kinds of id they take and return (``registry.ContentId``, ``registry.RecordId``: ``bytes``
+that print as ``0x`` + 64 hex) and the exception hierarchy (``registry.errors``). Layers, each
+importing only below (see docs/architecture.md)::
 
     cli -> provenance -> publish -> compose -> records -> chain -> storage -> formats -> digest
 
@@ -34,15 +35,17 @@ from .errors import (
 )
 
 if _typing.TYPE_CHECKING:
-    from .api import assemble, publish, resolve, verify
+    from .api import ContentId, RecordId, assemble, publish, resolve, verify
 
 __all__ = [
     "ChainError",
     "ConfigError",
+    "ContentId",
     "ElementsError",
     "InputError",
     "IntegrityError",
     "NotFoundError",
+    "RecordId",
     "ServiceError",
     "UnsafeFileError",
     "VerificationFailedError",
@@ -55,17 +58,17 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_API = ("assemble", "publish", "resolve", "verify")
+_API = ("ContentId", "RecordId", "assemble", "publish", "resolve", "verify")
 
 
 def __getattr__(name: str) -> _typing.Any:
     # The facade imports every layer when first called: load it on first use, not at import.
     if name in _API:
-        from .api import assemble, publish, resolve, verify
+        from . import api
 
-        functions = {"assemble": assemble, "publish": publish, "resolve": resolve, "verify": verify}
-        globals().update(functions)
-        return functions[name]
+        names = {public: getattr(api, public) for public in _API}
+        globals().update(names)
+        return names[name]
     raise AttributeError(f"module 'registry' has no attribute {name!r}")
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+from .digest import ContentId, RecordId
 from .errors import VerificationFailedError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .records.graph import Graph
     from .storage.fetch import Sources
 
-__all__ = ["assemble", "publish", "resolve", "verify"]
+__all__ = ["ContentId", "RecordId", "assemble", "publish", "resolve", "verify"]
 
 
 def _settings(settings: Settings | None) -> Settings:

@@ -464,3 +464,124 @@ def test_every_listed_rename_still_exists():
     listed = {(relative, text) for relative, text in RENAMES_OUTSIDE_FILES}
     present = {(relative, text) for relative in {r for r, _ in listed} for _, text in _renames(ROOT / relative)}
     assert listed <= present
+
+
+# --------------------------------------------------------------------------------------------
+# Ids in memory are typed (registry.digest.ContentId / RecordId: bytes that print as 0x + 64 hex);
+# hex is written where an id leaves memory (JSON, ABI words, messages), through to_hex(id) or
+# str(id). Two rules keep it:
+# - no id is spelled by hand as ``"0x" + id.hex()`` / ``f"0x{id.hex()}"`` (the third form ids took,
+#   beside bytes and Bytes32, and the one that let "0x…" strings be compared with each other);
+# - no field of a class named as an id (``record_id``, ``content_id``, ``parents`` ...) is declared
+#   ``str``, ``bytes`` or ``Bytes32``: it is a ContentId or a RecordId, so mypy refuses one for the
+#   other, except in the listed classes, each with its reason.
+
+#: The names of attributes that hold ids (or collections of ids).
+ID_FIELDS = {"record_id", "content_id", "parents", "parent_ids", "record_ids", "content_ids", "record"}
+#: What an id field may not be declared as.
+UNTYPED_ID = {"str", "bytes", "Bytes32"}
+
+#: Classes whose id fields are text, with the reason: "module.Class" -> reason.
+TEXT_ID_CLASSES = {
+    "registry.formats.recipe.model.InputRef": (
+        "a recipe is a JSON document: its model holds the validated, lower-case text it canonically "
+        "encodes to (the recipe's content id is the hash of that text); readers parse it with "
+        "parse_content_id / parse_record_id where they compare"
+    ),
+    "registry.formats.recipe.model.OutputFile": "as InputRef: the recipe's output table, as written",
+    "registry.formats.recipe.model.OutputSpec": "as InputRef: the recipe's output, as written",
+    "registry.formats.split.SplitElement": "the element table of the recipe the split writes, as written there",
+    "registry.formats.split.SplitResult": "the split's recipe output id, as the recipe.json it writes states it",
+    "registry.formats.split.SplitPlan": "as SplitResult, for a split planned but not written",
+    "registry.compose.writer.AssemblyResult": (
+        "the assembled model's id as the recipe states it (its output is checked against that text); "
+        "compose/writer.py is kept out of the typed-id change while its writer is reworked"
+    ),
+    "registry.storage.roots.AssemblyNote": "a note read back from a JSON file under the home: its text, listed as read",
+    "registry.provenance.results.Source": (
+        "a row of the verify report: its fields are the report's JSON, and callers (and tests) compare "
+        "them with the 0x text `elements verify --json` prints; attribution parses them where it compares"
+    ),
+    "registry.provenance.results.FileResult": "as Source: a row of the verify report",
+    "registry.provenance.results.AncestorNode": "as Source: a node of the verify report's ancestry, keyed by its text",
+}
+
+
+def _hex_call_receiver(node: ast.AST) -> ast.AST | None:
+    """``x`` when ``node`` is ``x.hex()`` (or ``x.hex()[...]``), else None."""
+    if isinstance(node, ast.Subscript):
+        node = node.value
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "hex"
+            and not node.args and not node.keywords):
+        return node.func.value
+    return None
+
+
+def _names_an_id(node: ast.AST) -> bool:
+    """Whether an expression reads an id by its name: ``claim.record_id``, ``rid``, ``base_record``,
+    ``record.content_id``, ``parent`` (what a call computes, or a constant, is not read by name)."""
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+    return name.endswith(("record_id", "content_id")) or name in {"rid", "parent", "base_record"}
+
+
+def _ids_spelled_by_hand(source: str, where: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source, where)):
+        pairs: list[tuple[ast.AST, ast.AST]] = []
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            pairs.append((node.left, node.right))
+        elif isinstance(node, ast.JoinedStr):
+            pairs += [(a, b.value) for a, b in zip(node.values, node.values[1:]) if isinstance(b, ast.FormattedValue)]
+        for left, right in pairs:
+            receiver = _hex_call_receiver(right)
+            if (isinstance(left, ast.Constant) and isinstance(left.value, str) and left.value.lower().endswith("0x")
+                    and receiver is not None and _names_an_id(receiver)):
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)[:100]}")
+    return found
+
+
+def test_no_id_is_spelled_by_hand_as_0x_plus_its_hex():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found += _ids_spelled_by_hand(path.read_text(), path.relative_to(ROOT).as_posix())
+    assert found == [], "ids spelled as '0x' + id.hex(): write to_hex(id), or str(id) of a ContentId / RecordId"
+
+
+def test_the_hand_spelled_id_check_sees_each_form_and_spares_other_bytes():
+    source = ('a = "0x" + claim.record_id.hex()\n'
+              'b = f"record 0x{rid.hex()} is gone"\n'
+              'c = "0x" + record_id.hex()[:12]\n'
+              'd = "0x" + bytes(data).hex()\n'
+              'e = f"tx 0x{tx_hash.hex()}"\n')
+    assert [line.split(":")[1] for line in _ids_spelled_by_hand(source, "x.py")] == ["1", "2", "3"]
+
+
+def _untyped_id_fields() -> dict[str, list[str]]:
+    """"module.Class" -> its id fields declared as text or untyped bytes (``name: annotation``)."""
+    out: dict[str, list[str]] = {}
+    for module, path in _modules().items():
+        for cls in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            for node in cls.body:
+                if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                    continue
+                name = node.target.id
+                if name not in ID_FIELDS and not name.endswith(("_record_id", "_content_id")):
+                    continue
+                used = {n.id for n in ast.walk(node.annotation) if isinstance(n, ast.Name)}
+                used |= {n.value for n in ast.walk(node.annotation) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+                if used & UNTYPED_ID:
+                    out.setdefault(f"{module}.{cls.name}", []).append(f"{name}: {ast.unparse(node.annotation)}")
+    return out
+
+
+def test_id_fields_are_content_ids_or_record_ids():
+    untyped = {cls: fields for cls, fields in _untyped_id_fields().items() if cls not in TEXT_ID_CLASSES}
+    assert untyped == {}, "id fields declared str / bytes / Bytes32: declare them ContentId or RecordId (registry.digest)"
+
+
+def test_every_class_excused_from_typed_ids_still_has_text_ids():
+    assert set(TEXT_ID_CLASSES) <= set(_untyped_id_fields())

@@ -14,10 +14,14 @@ import registry.digest as digest
 from registry.digest import (
     PARALLEL_THRESHOLD,
     Bytes32,
+    ContentId,
+    RecordId,
     blake3_digest,
     hash_file,
     hash_file_region,
     parse_bytes32,
+    parse_content_id,
+    parse_record_id,
     sha256_digest,
     to_hex,
 )
@@ -158,3 +162,38 @@ def test_unknown_algorithm_is_refused(tmp_path):
     path.write_bytes(b"abc")
     with pytest.raises(ValueError, match="unknown hash algorithm"):
         hash_file(path, algorithm="md5")  # type: ignore[arg-type]
+
+
+def test_content_and_record_ids_are_bytes32_that_print_as_hex_and_equal_the_plain_bytes():
+    raw = bytes(range(32))
+    content, record = ContentId(raw), RecordId(raw)
+    assert isinstance(content, Bytes32) and isinstance(record, bytes)
+    assert str(content) == str(record) == "0x" + raw.hex()
+    assert content == raw == record and hash(content) == hash(raw) == hash(record)
+    assert {raw: 1}[record] == 1 and {content: 2}[raw] == 2
+    assert repr(content) == f"ContentId('0x{raw.hex()}')" and repr(record) == f"RecordId('0x{raw.hex()}')"
+    assert type(ContentId(record)) is ContentId and type(RecordId(content)) is RecordId
+    assert ContentId("0x" + raw.hex()) == raw and type(ContentId("0x" + raw.hex())) is ContentId
+
+
+def test_the_id_parsers_return_their_type_from_hex_or_bytes_and_keep_a_typed_value():
+    raw = bytes([0xCD]) * 32
+    for text in ("0x" + raw.hex(), raw.hex().upper(), raw):
+        assert type(parse_content_id(text)) is ContentId and parse_content_id(text) == raw
+        assert type(parse_record_id(text)) is RecordId and parse_record_id(text) == raw
+    record = RecordId(raw)
+    assert parse_record_id(record) is record
+    assert type(parse_content_id(record)) is ContentId
+
+
+@pytest.mark.parametrize("parse, what, message", [
+    (parse_content_id, None, "'0x12' is not a content id (expected 0x + 64 hex digits)"),
+    (parse_record_id, None, "'0x12' is not a record id (expected 0x + 64 hex digits)"),
+    (parse_record_id, "parent record id", "'0x12' is not a parent record id (expected 0x + 64 hex digits)"),
+])
+def test_the_id_parsers_refuse_a_bad_id_in_one_line_naming_what_was_expected(parse, what, message):
+    with pytest.raises(InputError) as caught:
+        parse("0x12") if what is None else parse("0x12", what)
+    assert str(caught.value) == message and "\n" not in str(caught.value)
+    with pytest.raises(InputError, match="a record id has 32 bytes, got 31"):
+        parse_record_id(b"\x00" * 31)

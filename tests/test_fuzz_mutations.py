@@ -561,7 +561,7 @@ RPC_CORPUS: dict[str, tuple[Callable[[Any], Any], dict, str]] = {
     "latest-block-refused": (lambda chain: chain.fee_parts(), {"error": {"code": -32000, "message": "no"}}, "refused eth_getBlockByNumber while reading the latest block"),
     "base-fee-2-to-160": (lambda chain: chain.fee_parts(), {"result": {**BLOCK, "baseFeePerGas": "0x" + "f" * 40}}, "base fee"),
     "balance-null": (lambda chain: chain.balance(ADDRESS), {"result": None}, "answered eth_getBalance with 'None', not a number"),
-    "gas-price-a-list": (lambda chain: chain.gas_price(), {"result": []}, "answered eth_gasPrice with '\[\]', not a number"),
+    "gas-price-a-list": (lambda chain: chain.gas_price(), {"result": []}, r"answered eth_gasPrice with '\[\]', not a number"),
     "gas-price-2-to-160": (lambda chain: chain.gas_price(), {"result": "0x" + "f" * 40}, "gas price of"),
     "nonce-empty": (lambda chain: chain.unmined(ADDRESS), {"result": ""}, "answered eth_getTransactionCount with '', not a number"),
     "receipt-without-status": (lambda chain: chain.wait(b"\xab" * 32), {"result": {k: v for k, v in RECEIPT.items() if k != "status"}},

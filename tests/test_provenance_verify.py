@@ -106,7 +106,7 @@ def test_effective_license_lists_every_ancestor_to_attribute(world, store):
     registry, published = world
     lic = verify(registry, store, WEIGHTS).effective_license
     assert lic.expression == "Apache-2.0" and lic.commercial_use and lic.derivatives and not lic.share_alike
-    assert {a.record_id for a in lic.attribution} == {published.composition, *published.records.values()}
+    assert {str(a.record_id) for a in lic.attribution} == {published.composition, *published.records.values()}
 
 
 def test_the_report_is_json_data(world, store):

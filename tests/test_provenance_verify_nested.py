@@ -92,7 +92,7 @@ def test_the_effective_licence_covers_alice_bob_and_carol(story, carol_dir):
     assert licence.share_alike == ("CC-BY-SA-4.0",) and licence.commercial_use and licence.derivatives
     by = {a.publisher for a in licence.attribution}
     assert by == {story.alice.account.address, story.bob.account.address, story.carol.account.address}
-    assert story.bob_variant.record in {a.record_id for a in licence.attribution}
+    assert story.bob_variant.record in {str(a.record_id) for a in licence.attribution}
 
 
 def test_copied_tensors_through_bob_are_traced_to_alices_manifests_without_downloading_data(story, tmp_path):

@@ -39,7 +39,7 @@ def test_a_publisher_relicensing_their_own_non_commercial_record_makes_the_claim
     lic = effective_license(items(relicensed, nc), claim=relicensed.record_id)
     assert lic.commercial_use and lic.derivatives and lic.no_commercial_use == ()
     assert lic.expression == "MIT" and lic.relicensed == (rid(nc),)
-    assert [a.record_id for a in lic.attribution] == [rid(relicensed), rid(nc)]  # re-licensed, still credited
+    assert [rid(a) for a in lic.attribution] == [rid(relicensed), rid(nc)]  # re-licensed, still credited
     assert "1 record(s) re-licensed by their own publisher" in lic.summary()
 
 
@@ -48,7 +48,7 @@ def test_a_permissive_record_under_its_publishers_later_record_is_credited_not_l
     composition = record(2, ALICE, "Apache-2.0", (element.record_id,))
     lic = effective_license(items(composition, element), claim=composition.record_id)
     assert lic.relicensed == () and lic.expression == "Apache-2.0"
-    assert [a.record_id for a in lic.attribution] == [rid(composition), rid(element)]
+    assert [rid(a) for a in lic.attribution] == [rid(composition), rid(element)]
 
 
 def test_a_relicensed_record_stays_relicensed_for_another_publishers_derivative():

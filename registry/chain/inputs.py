@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, RecordId, parse_bytes32, parse_content_id, parse_record_id
 from ..errors import InputError
 from .abi import checksum_address as to_checksum_address
 from .abi import encode as abi_encode
@@ -70,17 +70,17 @@ class RecordInput:
         InputError: malformed ids or CID, duplicate parents, more than MAX_PARENTS (127) parents, bad kind.
     """
 
-    content_id: bytes
+    content_id: ContentId
     cid: str
     license_id: int
     kind: int = Kind.ELEMENT
-    parents: tuple[bytes, ...] = ()
+    parents: tuple[RecordId, ...] = ()
     cid_codec: int = field(init=False)
     cid_digest: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "content_id", parse_bytes32(self.content_id, "content id"))
+        set_(self, "content_id", parse_content_id(self.content_id))
         codec, digest = split_cid(self.cid)
         set_(self, "cid_codec", codec)
         set_(self, "cid_digest", digest)
@@ -90,10 +90,10 @@ class RecordInput:
         if not isinstance(self.kind, int) or not 0 <= self.kind < 256:
             raise InputError(f"kind {self.kind!r} is not in 0..255 (see registry.chain.Kind)")
         set_(self, "kind", Kind.of(self.kind))
-        parents = sorted(parse_bytes32(p, "parent record id") for p in self.parents)
+        parents = sorted(parse_record_id(p, "parent record id") for p in self.parents)
         for a, b in zip(parents, parents[1:]):
             if a == b:
-                raise InputError(f"parent {to_hex(a)} is listed twice; list each parent once")
+                raise InputError(f"parent {a} is listed twice; list each parent once")
         if len(parents) > MAX_PARENTS:
             raise InputError(
                 f"a record may have at most {MAX_PARENTS} parents, this one has {len(parents)}; publish an "
@@ -105,7 +105,7 @@ class RecordInput:
         """The ``RecordInput`` tuple in the contract's field order."""
         return (self.content_id, self.cid_codec, self.cid_digest, self.license_id, int(self.kind), list(self.parents))
 
-    def record_id(self, publisher: str) -> bytes:
+    def record_id(self, publisher: str) -> RecordId:
         """The id this claim gets when ``publisher`` publishes it."""
         return record_id_of(publisher, self)
 
@@ -113,7 +113,7 @@ class RecordInput:
 def commitment_of(publisher: str, salt: bytes, record_ids: Sequence[bytes]) -> bytes:
     """The commitment to records (the contract's ``commitmentOf``): keccak256 of
     ``abi.encode(publisher, salt, keccak256(ids packed))``, the ids in the order they are revealed."""
-    ids_hash = keccak(b"".join(parse_bytes32(r, "record id") for r in record_ids))
+    ids_hash = keccak(b"".join(parse_record_id(r) for r in record_ids))
     return keccak(abi_encode(["address", "bytes32", "bytes32"], [to_checksum_address(publisher), parse_bytes32(salt, "salt"), ids_hash]))
 
 
@@ -165,7 +165,7 @@ class SignedPublish:
     nonce: int
     deadline: int
     signature: bytes
-    record_id: bytes
+    record_id: RecordId
 
 
 def publish_typed_data(record: RecordInput, publisher: str, nonce: int, deadline: int, chain_id: int,

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Mapping, Sequence, TypeVar
 
+from ..digest import RecordId
 from .errors import make_error
 
 __all__ = [
@@ -164,11 +165,12 @@ def builtin_flags_word() -> int:
     return word
 
 
-#: (parent id as 0x hex, parent publisher, parent term set[, what the parent inherited])
-ParentTerms = tuple[str, str, LicenseTerms] | tuple[str, str, LicenseTerms, int]
+#: (parent record id (or the text an error shows for it), parent publisher, parent term set[, what
+#: the parent inherited])
+ParentTerms = tuple[RecordId | str, str, LicenseTerms] | tuple[RecordId | str, str, LicenseTerms, int]
 
 
-def _parent(entry: ParentTerms) -> tuple[str, str, LicenseTerms, int]:
+def _parent(entry: ParentTerms) -> tuple[RecordId | str, str, LicenseTerms, int]:
     parent_id, parent_publisher, parent_license = entry[0], entry[1], entry[2]
     return parent_id, parent_publisher, parent_license, int(entry[3]) if len(entry) > 3 else 0
 
@@ -202,7 +204,7 @@ def check_derivative(
     Args:
         publisher: the child's publisher (address).
         child_license: the child's term set (with its registry id).
-        parents: ``(parent record id as 0x hex, parent publisher, parent term set, what the parent
+        parents: ``(parent record id, parent publisher, parent term set, what the parent
             inherited)`` for each parent, in the order the registry checks them (ascending id); the
             last item may be left out for a parent that inherits nothing.
         license_names: optional id -> SPDX id map used in messages.
@@ -218,7 +220,7 @@ def check_derivative(
     inherited = 0
     for entry in parents:
         parent_id, parent_publisher, parent_license, parent_inherited = _parent(entry)
-        values = {"parentId": parent_id, "parentLicenseId": parent_license.license_id}
+        values = {"parentId": str(parent_id), "parentLicenseId": parent_license.license_id}
         own = parent_publisher.lower() == publisher.lower()
         if not own and not parent_license.derivatives:
             raise make_error("DerivativesNotAllowed", values, namer)

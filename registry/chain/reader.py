@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
-from ..digest import to_hex
+from ..digest import ContentId, RecordId, to_hex
 from ..errors import ChainError, ElementsError, InputError, IntegrityError
 from .abi import AbiDecodeError, checksum_address, decode, encode_call, keccak
 from .cids import join_cid
@@ -121,15 +121,15 @@ class Record:
             Claims of the same content are ordered by it, earliest first (:func:`claim_order`).
     """
 
-    record_id: bytes
+    record_id: RecordId
     publisher: str
-    content_id: bytes
+    content_id: ContentId
     cid: str
     cid_codec: int
     cid_digest: bytes
     license_id: int
     kind: int
-    parents: tuple[bytes, ...]
+    parents: tuple[RecordId, ...]
     block_number: int
     yanked: bool
     transaction_hash: bytes = b""
@@ -164,7 +164,7 @@ def claim_order(record: Record) -> tuple[int, int, int]:
     return (priority, record.block_number, record.log_index)
 
 
-def record_id_of(publisher: str | bytes, record: Any) -> bytes:
+def record_id_of(publisher: str | bytes, record: Any) -> RecordId:
     """The record id: the EIP-712 struct hash of ``Record`` (same as the contract's ``recordIdOf``).
 
     ``record`` is a :class:`Record` or a ``RecordInput`` (anything with the claim's fields); every
@@ -172,7 +172,7 @@ def record_id_of(publisher: str | bytes, record: Any) -> bytes:
     """
     from .abi import address_bytes
 
-    return keccak(
+    return RecordId(keccak(
         RECORD_TYPEHASH
         + bytes(12) + address_bytes(publisher)
         + bytes(record.content_id)
@@ -181,7 +181,7 @@ def record_id_of(publisher: str | bytes, record: Any) -> bytes:
         + int(record.license_id).to_bytes(32, "big")
         + int(record.kind).to_bytes(32, "big")
         + keccak(b"".join(record.parents))
-    )
+    ))
 
 
 def encode_topics(topics: Sequence[Any]) -> list[Any]:
@@ -225,14 +225,14 @@ class RecordState(NamedTuple):
 class RecordEvent(NamedTuple):
     """One ``RecordPublished`` log, decoded (``publisher`` as 20 bytes)."""
 
-    record_id: bytes
-    content_id: bytes
+    record_id: RecordId
+    content_id: ContentId
     publisher: bytes
     cid_codec: int
     cid_digest: bytes
     license_id: int
     kind: int
-    parents: tuple[bytes, ...]
+    parents: tuple[RecordId, ...]
     block_number: int
     log_index: int
     transaction_hash: bytes
@@ -333,7 +333,7 @@ def decode_event(log: Any, address: bytes, where: str) -> RecordEvent | None:
     if _hex_bytes(log.get("address"), f"a log address from {where}", 20) != address:
         return None
     data = _hex_bytes(log.get("data"), f"the data of a log from {where}")
-    record = f"record 0x{topics[1].hex()}"
+    record = f"record {to_hex(topics[1])}"
     # RecordPublished's data: cidCodec, cidDigest, licenseId, kind, offset of parents (0xa0),
     # then the parents array (length, ids): the layout is fixed, so it is checked word by word.
     if len(data) < 192 or (len(data) - 192) % 32 or _uint(data, 4) != 160 or _uint(data, 5) != (len(data) - 192) // 32:
@@ -344,14 +344,14 @@ def decode_event(log: Any, address: bytes, where: str) -> RecordEvent | None:
     if codec > 0xFF or kind > 0xFF or license_id >= 2**32 or topics[3][:12] != bytes(12):
         raise IntegrityError(f"{where} returned an out-of-range RecordPublished event ({record})")
     return RecordEvent(
-        record_id=topics[1],
-        content_id=topics[2],
+        record_id=RecordId(topics[1]),
+        content_id=ContentId(topics[2]),
         publisher=topics[3][12:],
         cid_codec=codec,
         cid_digest=data[32:64],
         license_id=license_id,
         kind=kind,
-        parents=tuple(data[i : i + 32] for i in range(192, len(data), 32)),
+        parents=tuple(RecordId(data[i : i + 32]) for i in range(192, len(data), 32)),
         block_number=_quantity(log.get("blockNumber"), f"a log's block number from {where}"),
         log_index=_quantity(log.get("logIndex"), f"a log's index from {where}"),
         transaction_hash=_hex_bytes(log.get("transactionHash"), f"a log's transaction hash from {where}", 32),
@@ -381,7 +381,7 @@ def make_record(rid: bytes, state: RecordState, event: RecordEvent, where: str) 
     ):
         raise IntegrityError(f"storage and event disagree for record {to_hex(rid)} at {where}")
     return Record(
-        record_id=rid,
+        record_id=event.record_id,
         publisher=checksum_address(event.publisher),
         content_id=event.content_id,
         cid=cid,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence, overload
 
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, RecordId, parse_bytes32, parse_content_id, parse_record_id
 from ..errors import IntegrityError
 from .abi import checksum_address as to_checksum_address
 from .abi import encode_call
@@ -166,7 +166,7 @@ class Registry:
         self.last_receipt = receipt
         return receipt
 
-    def publish(self, record: RecordInput, *, gas: int | None = None) -> bytes:
+    def publish(self, record: RecordInput, *, gas: int | None = None) -> RecordId:
         """Publish one claim from the bound account; returns its record id.
 
         Publishing a claim that already exists sends a transaction that changes nothing and
@@ -180,7 +180,7 @@ class Registry:
         self.transact("publish", [record.as_abi()], gas)
         return record_id
 
-    def publish_batch(self, records: Sequence[RecordInput], *, chunk: int = _BATCH_CHUNK) -> list[bytes]:
+    def publish_batch(self, records: Sequence[RecordInput], *, chunk: int = _BATCH_CHUNK) -> list[RecordId]:
         """Publish many claims in as few transactions as possible (``chunk`` records each), in order.
 
         A record may name an earlier record of the same call as a parent (its id is
@@ -217,7 +217,7 @@ class Registry:
         """The EIP-712 message of a signed publish (what a wallet shows and signs)."""
         return publish_typed_data(record, publisher, nonce, deadline, self.chain.chain_id, self.address)
 
-    def publish_signed(self, signed: SignedPublish, *, gas: int | None = None) -> bytes:
+    def publish_signed(self, signed: SignedPublish, *, gas: int | None = None) -> RecordId:
         """Send a signed publish from the bound account (the relayer pays); returns the record id."""
         args = [signed.input.as_abi(), signed.publisher, signed.nonce, signed.deadline, signed.signature]
         self.transact("publishSigned", args, gas)
@@ -238,7 +238,7 @@ class Registry:
             return None
         return Commitment(bytes(digest), int(block), bool(relayable))
 
-    def reveal(self, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[bytes]:
+    def reveal(self, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[RecordId]:
         """Publish the records the bound account committed to (same order); returns their ids.
 
         Raises:
@@ -252,7 +252,7 @@ class Registry:
             self.transact("revealCommitment", [parse_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
         return [r.record_id(account.address) for r in records]
 
-    def reveal_for(self, publisher: str, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[bytes]:
+    def reveal_for(self, publisher: str, salt: bytes, records: Sequence[RecordInput], *, gas: int | None = None) -> list[RecordId]:
         """Reveal a commitment ``publisher`` signed (:meth:`commit_signed`), from the bound account."""
         self.transact("revealCommitmentFor", [to_checksum_address(publisher), parse_bytes32(salt, "salt"), [r.as_abi() for r in records]], gas)
         return [r.record_id(publisher) for r in records]
@@ -284,7 +284,7 @@ class Registry:
 
     def yank(self, record_id: Any, *, gas: int | None = None) -> bool:
         """Yank one of the bound account's records; returns False if it was already yanked."""
-        rid = parse_bytes32(record_id, "record id")
+        rid = parse_record_id(record_id)
         receipt = self.transact("yank", [rid], gas)
         from web3.logs import DISCARD
 
@@ -304,7 +304,7 @@ class Registry:
 
     # -- reading: records ---------------------------------------------------------------------
 
-    def record_id(self, record: RecordInput, publisher: str | None = None) -> bytes:
+    def record_id(self, record: RecordInput, publisher: str | None = None) -> RecordId:
         """The id ``record`` gets when published by ``publisher`` (default: the bound account)."""
         return record.record_id(publisher or self._signer().address)
 
@@ -317,7 +317,7 @@ class Registry:
         Raises:
             IntegrityError: the node returned event data that does not hash to the record id.
         """
-        return self.reader.records([parse_bytes32(r, "record id") for r in record_ids])
+        return self.reader.records([parse_record_id(r) for r in record_ids])
 
     def record(self, record_id: Any) -> Record:
         """Read one record.
@@ -328,32 +328,32 @@ class Registry:
         (record,) = self.records([record_id])
         if record is None:
             raise RecordNotFoundError(
-                f"no record {to_hex(parse_bytes32(record_id, 'id'))} on {self.chain.name} at {self.address}; check the id and the network"
+                f"no record {parse_record_id(record_id, 'id')} on {self.chain.name} at {self.address}; check the id and the network"
             )
         return record
 
     def exists(self, record_ids: Iterable[Any]) -> list[bool]:
         """Whether each record exists (one view call, no logs)."""
-        ids = [parse_bytes32(r, "record id") for r in record_ids]
+        ids = [parse_record_id(r) for r in record_ids]
         return [st.exists for st in self.reader.states(ids)]
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first by priority block (:func:`claim_order`; for
         records published directly that is publication order), in one log query and one view call."""
-        cid = parse_bytes32(content_id, "content id")
+        cid = parse_content_id(content_id)
         return self.claims_of([cid])[cid]
 
-    def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
+    def claims_of(self, content_ids: Iterable[Any]) -> dict[ContentId, list[Record]]:
         """Every claim of several content ids at once (one log query per 256 ids, one view call).
 
         Returns ``{content id: [Record, ...]}`` with every asked id as a key (an empty list when
         nothing claims it), each list earliest first (:func:`claim_order`).
         """
-        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_content_id(c) for c in content_ids))
         logs: list[Any] = []
         for start in range(0, len(ids), _READ_CHUNK):
             logs += self.reader.logs([RECORD_PUBLISHED_TOPIC, None, ids[start : start + _READ_CHUNK]])
-        out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
+        out: dict[ContentId, list[Record]] = {cid: [] for cid in ids}
         for record in sorted(self.reader.from_logs(logs), key=claim_order):
             if record.content_id not in out:
                 raise IntegrityError(f"{self.chain.rpc_url} answered a claims query with a claim of another content id; check the node")
@@ -390,7 +390,7 @@ class Registry:
             UnknownLicenseError, UnknownParentError, LicenseViolationError subclasses.
         """
         publisher = to_checksum_address(publisher or self._signer().address)
-        pending: dict[bytes, tuple[str, int, int]] = {}
+        pending: dict[RecordId, tuple[str, int, int]] = {}
         wanted = sorted({p for r in records for p in r.parents})
         states = dict(zip(wanted, self.reader.states(wanted))) if wanted else {}
         for record in records:
@@ -405,10 +405,10 @@ class Registry:
                 else:
                     state = states.get(parent)
                     if state is None or not state.exists:
-                        raise make_error("UnknownParent", {"parentId": to_hex(parent)})
+                        raise make_error("UnknownParent", {"parentId": str(parent)})
                     parent_publisher, parent_license, parent_inherited = to_checksum_address(state.publisher), state.license_id, state.inherited
                 inherited |= check_derivative(
-                    publisher, child_license, [(to_hex(parent), parent_publisher, self.license(parent_license), parent_inherited)], names
+                    publisher, child_license, [(parent, parent_publisher, self.license(parent_license), parent_inherited)], names
                 )
             pending[record.record_id(publisher)] = (publisher, record.license_id, inherited)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Iterator, NamedTuple, Sequence
 
+from ..digest import ContentId, RecordId
 from ..errors import IntegrityError
 from .abi import checksum_address
 from .logs import block_ranges
@@ -41,14 +42,14 @@ _STATE_HEX = 9 * 64  # one RecordState: nine words
 class ScannedRecord(NamedTuple):
     """One ``RecordPublished`` event and its record's priority block."""
 
-    record_id: bytes
-    content_id: bytes
+    record_id: RecordId
+    content_id: ContentId
     publisher: str  # checksummed
     cid_codec: int
     cid_digest: bytes
     license_id: int
     kind: int
-    parents: tuple[bytes, ...]
+    parents: tuple[RecordId, ...]
     block_number: int
     log_index: int
     priority_block: int
@@ -85,14 +86,14 @@ def decode_raw_log(log: Any, address: str, where: str) -> tuple[Any, ...] | None
             raise IntegrityError(f"{where} returned an out-of-range RecordPublished event (record {record_hex})")
         parents_raw = bytes.fromhex(body[384:])
         return (
-            bytes.fromhex(record_hex[2:]),
-            bytes.fromhex(content_hex[2:]),
+            RecordId.fromhex(record_hex[2:]),
+            ContentId.fromhex(content_hex[2:]),
             publisher_hex[26:].lower(),
             codec,
             bytes.fromhex(body[64:128]),
             license_id,
             kind,
-            tuple(parents_raw[i : i + 32] for i in range(0, len(parents_raw), 32)),
+            tuple(RecordId(parents_raw[i : i + 32]) for i in range(0, len(parents_raw), 32)),
             int(log["blockNumber"], 16),
             int(log["logIndex"], 16),
         )
@@ -130,7 +131,7 @@ def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> 
             base = 128 + _STATE_HEX * i
             publisher, block, priority = body[base + 24 : base + 64], int(body[base + 128 : base + 192], 16), int(body[base + 512 : base + 576], 16)
             if publisher.lower() != event[2] or block != event[8] or not 0 <= block - priority <= COMMITMENT_EXPIRY:
-                raise IntegrityError(f"storage and event disagree for record 0x{event[0].hex()} at {reader.where}")
+                raise IntegrityError(f"storage and event disagree for record {event[0]} at {reader.where}")
             out.append(priority)
     return out
 

@@ -246,7 +246,7 @@ def cmd_compose(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         print_report(report.publish, "composition")
         claim = report.claim
-        print(f"composition 0x{claim.record_id.hex()}: content id 0x{claim.record.content_id.hex()}, "
+        print(f"composition {claim.record_id}: content id {claim.record.content_id}, "
               f"{len(report.recipe.inputs)} inputs, recipe {report.recipe_cid}")
         if args.out:
             print(f"assembled model kept in {args.out}")
@@ -275,7 +275,7 @@ def cmd_assemble(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         r = node.record
         others = len(outcome.candidates) - 1
-        print(f"composition 0x{r.record_id.hex()} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, {block_text(r)})"
+        print(f"composition {r.record_id} by {r.publisher} ({node.license.spdx_id if node.license else r.license_id}, {block_text(r)})"
               + (f"; {others} other claim(s) of this hash" if others > 0 else ""))
         if r.yanked:
             print("WARNING: its publisher yanked this composition")

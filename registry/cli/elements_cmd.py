@@ -267,8 +267,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
         claim = result.claim
         status = {"published": "published", "present": "already there", "planned": "to publish"}[result.status]
         print(f"{status:<13} {claim.kind_name:<11} {claim.label}")
-        print(f"{'':14}record  0x{claim.record_id.hex()}")
-        print(f"{'':14}content 0x{claim.record.content_id.hex()}")
+        print(f"{'':14}record  {claim.record_id}")
+        print(f"{'':14}content {claim.record.content_id}")
         data = f"  (data {claim.data_cid})" if claim.data_cid else ""
         print(f"{'':14}cid     {claim.record.cid}{data}")
         if result.transaction:
@@ -342,7 +342,7 @@ def _sign_only(args: argparse.Namespace, registry, sources, resolver, bars, sett
     def human() -> None:
         print(f"signed {len(signed)} record(s) as {registry.account.address} into {path} ({len(claims) - len(signed)} already on chain)")
         for claim, s in signed:
-            print(f"  0x{claim.record_id.hex()}  {claim.label}  nonce {s.nonce}")
+            print(f"  {claim.record_id}  {claim.label}  nonce {s.nonce}")
         print(f"a relayer sends them with: elements relay {path}")
 
     return Result(data=data, human=human)
@@ -363,7 +363,7 @@ def _sign_only_committed(args: argparse.Namespace, registry, claims, signed) -> 
         print(f"signed one commitment to {len(signed.claims)} record(s) as {registry.account.address} into {path} "
               f"(nonce {signed.signed.nonce}; {len(claims) - len(signed.claims)} already on chain)")
         for claim in signed.claims:
-            print(f"  0x{claim.record_id.hex()}  {claim.label}")
+            print(f"  {claim.record_id}  {claim.label}")
         print(f"a relayer commits and, a block later, reveals them with: elements relay {path} (the file holds the salt: "
               "give it to the relayer only)")
 
@@ -387,10 +387,10 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     def human() -> None:
         print_report(report.publish)
         claim = report.composition
-        print(f"composition of {args.model}: record 0x{claim.record_id.hex()}")
-        print(f"  content id 0x{claim.record.content_id.hex()} ({len(report.elements)} elements), recipe {report.recipe_cid}")
+        print(f"composition of {args.model}: record {claim.record_id}")
+        print(f"  content id {claim.record.content_id} ({len(report.elements)} elements), recipe {report.recipe_cid}")
         if not report.publish.dry_run:
-            print(f"assemble it anywhere with: elements assemble 0x{claim.record_id.hex()} -o DIR")
+            print(f"assemble it anywhere with: elements assemble {claim.record_id} -o DIR")
 
     return with_pinning(Result(data=report.to_json(), human=human), pinned)
 

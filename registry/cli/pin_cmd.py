@@ -235,7 +235,7 @@ def cmd_pins(args: argparse.Namespace, settings: Settings) -> Result:
         listed = indexed_records(registry, settings.home, resolver, publisher=publisher)
         records = listed if listed is not None else registry.records_by(publisher)
         for record in records:
-            rid = "0x" + record.record_id.hex()
+            rid = str(record.record_id)
             rows.append({"record": rid, "role": "document", "cid": record.cid})
             try:
                 document = resolver.document(record)

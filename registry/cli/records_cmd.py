@@ -53,21 +53,21 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def cmd_yank(args: argparse.Namespace, settings: Settings) -> Result:
-    from ..digest import parse_bytes32
+    from ..digest import parse_record_id
     from .elements_cmd import session
 
-    record_id = parse_bytes32(args.record, "record id")
+    record_id = parse_record_id(args.record)
     with session(settings, write=True) as (registry, _, _):
         record = registry.records([record_id])[0]
         if record is None:
             raise NotFoundError(
-                f"no record 0x{record_id.hex()} on chain {registry.chain.chain_id}; list yours with "
+                f"no record {record_id} on chain {registry.chain.chain_id}; list yours with "
                 f"`elements ls --publisher {registry.account.address}`"
             )
         changed = registry.yank(record_id)
-    data = {"record": "0x" + record_id.hex(), "yanked": True, "changed": changed, "publisher": record.publisher}
-    human = (f"yanked 0x{record_id.hex()}; it stays readable, flagged for every reader" if changed
-             else f"0x{record_id.hex()} was already yanked; nothing sent")
+    data = {"record": str(record_id), "yanked": True, "changed": changed, "publisher": record.publisher}
+    human = (f"yanked {record_id}; it stays readable, flagged for every reader" if changed
+             else f"{record_id} was already yanked; nothing sent")
     return Result(data=data, human=human)
 
 
@@ -98,7 +98,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         pinned = pin_published(pin, settings, sources, [element, composition.publish], bars)
     base_bytes = sum(tensor_nbytes(row.dtype, row.shape) for row in base.output.tensors) or None
     data = {
-        "base": "0x" + base_record.record_id.hex(),
+        "base": str(base_record.record_id),
         "delta": {"record": delta_record, "content_id": str(manifest.content_id), "tensors": len(manifest.entries),
                   "bytes": manifest.size},
         "composition": composition.to_json()["composition"],
@@ -111,7 +111,7 @@ def cmd_publish_delta(args: argparse.Namespace, settings: Settings) -> Result:
         for entry in manifest.entries[:8]:
             print(f"  {entry.name}")
         claim = composition.claim
-        print(f"composition   0x{claim.record_id.hex()} (base + override), content id 0x{claim.record.content_id.hex()}")
-        print(f"assemble the fine-tuned model with: elements assemble 0x{claim.record_id.hex()} -o DIR")
+        print(f"composition   {claim.record_id} (base + override), content id {claim.record.content_id}")
+        print(f"assemble the fine-tuned model with: elements assemble {claim.record_id} -o DIR")
 
     return with_pinning(Result(data=data, human=human), pinned)

@@ -95,7 +95,7 @@ def _line(node) -> str:
 
     r = node.record
     flags = (" YANKED" if r.yanked else "") + (" DISPUTED" if node.disputes else "")
-    return (f"{node.kind_name:<11} 0x{r.record_id.hex()}  content 0x{r.content_id.hex()[:16]}…  {_license_text(node)}  "
+    return (f"{node.kind_name:<11} {r.record_id}  content {str(r.content_id)[:18]}…  {_license_text(node)}  "
             f"by {r.publisher[:10]}…  {block_text(r)}{flags}  {_describe(node)}").rstrip()
 
 
@@ -154,7 +154,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> Result:
         if missing:
             print(f"{len(missing)} document(s) not available from the configured sources (--ipfs-api / --gateway)")
         for node in failed:
-            print(f"VERIFICATION FAILED: 0x{node.record_id.hex()}: {node.document_error}", file=sys.stderr)
+            print(f"VERIFICATION FAILED: {node.record_id}: {node.document_error}", file=sys.stderr)
 
     return Result(data=graph.to_json(), human=human, exit_code=1 if failed else 0)
 
@@ -182,9 +182,9 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             print(f"{len(nodes)} claims of {args.hash}, earliest first:")
         for node in nodes:
             r = node.record
-            print(f"record     0x{r.record_id.hex()}{'  YANKED' if r.yanked else ''}")
+            print(f"record     {r.record_id}{'  YANKED' if r.yanked else ''}")
             print(f"kind       {node.kind_name}")
-            print(f"content id 0x{r.content_id.hex()}")
+            print(f"content id {r.content_id}")
             print(f"publisher  {r.publisher}")
             lic = node.license
             print(f"licence    {lic.spdx_id} ({describe_flags(lic.flags)})" if lic else f"licence    {r.license_id}")
@@ -195,7 +195,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
             for dispute in node.disputes or ():
                 print(f"DISPUTED   by earlier claim {dispute.earlier_text()} (lifted: {', '.join(dispute.restrictions)})")
             for p in r.parents:
-                print(f"parent     0x{p.hex()}")
+                print(f"parent     {p}")
             doc = node.document
             if node.is_composition and doc is not None:
                 print(f"recipe     {doc.name or ''} {len(doc.steps)} steps, {len(doc.files)} files")
@@ -219,7 +219,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
     from ..chain.abi import checksum_address as to_checksum_address
     from ..chain.reader import Kind
-    from ..digest import parse_bytes32
+    from ..digest import parse_record_id
     from ..records.filters import RecordFilter, document_name
     from ..records.graph import ResolvedRecord
 
@@ -229,7 +229,7 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
             publisher = to_checksum_address(args.publisher)
         except ValueError:
             raise InputError(f"--publisher {args.publisher!r} is not an address (0x + 40 hex)") from None
-    parent = bytes(parse_bytes32(args.parent, "record id (--parent)")) if args.parent else None
+    parent = parse_record_id(args.parent, "record id (--parent)") if args.parent else None
     with session(settings) as (registry, _, resolver):
         licences = {t.license_id: t for t in registry.licenses()}
         license_ids = None

@@ -354,7 +354,7 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
         if isinstance(document, Manifest) and document.data and document.data["cid"] not in roots:
             roots[document.data["cid"]] = CID.parse(document.data["cid"])
             data_bytes += int(document.data.get("size", 0))
-    return list(roots.values()), ["0x" + node.record_id.hex() for node in graph], data_bytes
+    return list(roots.values()), [str(node.record_id) for node in graph], data_bytes
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:

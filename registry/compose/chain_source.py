@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..files import install
 from ..chain.registry import Kind, Record, kind_name
-from ..digest import blake3_hasher, parse_bytes32, to_hex
+from ..digest import blake3_hasher, parse_content_id, parse_record_id, to_hex
 from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, TruncatedFileError, parse_header_bytes
 from ..limits import MODEL_JSON_BYTES
@@ -176,7 +176,7 @@ class ChainElementSource(ElementSource):
         if ref.kind == "composition":
             return super().open(ref)
         manifest = self.manifest(ref)
-        if str(manifest.content_id) != ref.content_id:
+        if manifest.content_id != parse_content_id(ref.content_id):
             raise ElementIntegrityError(
                 f"input {ref.name!r}: the source's manifest has content id {manifest.content_id}, "
                 f"the recipe pins {ref.content_id}; the element was changed or the recipe names the wrong one"
@@ -214,12 +214,12 @@ class ChainElementSource(ElementSource):
         """The record behind an input, checked against the content id and kind the recipe pins."""
         if not ref.record:
             raise ElementNotFoundError(f"input {ref.name!r} has no record id; publish it and pin the recipe's inputs to records")
-        rid = parse_bytes32(ref.record, "record id")
+        rid = parse_record_id(ref.record)
         node = self.graph.nodes.get(rid) if self.graph is not None else None
         record = node.record if node is not None else self.resolver.record(rid)
-        if to_hex(record.content_id) != ref.content_id:
+        if record.content_id != parse_content_id(ref.content_id):
             raise ElementIntegrityError(
-                f"input {ref.name!r}: record {ref.record} claims content id 0x{record.content_id.hex()}, the recipe pins {ref.content_id}"
+                f"input {ref.name!r}: record {ref.record} claims content id {to_hex(record.content_id)}, the recipe pins {ref.content_id}"
             )
         if record.kind == Kind.COMPOSITION and ref.kind != "composition":
             raise RecipeError(

@@ -48,7 +48,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
-from ..digest import parse_bytes32
+from ..digest import parse_content_id
 from ..errors import ElementsError
 from ..formats.content_id import Manifest, bytes_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError
@@ -141,7 +141,7 @@ def composition_manifest(recipe: Recipe, ref: InputRef) -> Manifest | None:
     if not recipe.output.tensors:
         return None
     manifest = Manifest.for_tensors(recipe.output.entries())
-    if str(manifest.content_id) != ref.content_id:
+    if manifest.content_id != parse_content_id(ref.content_id):
         raise CompositionIntegrityError(
             f"{_label(ref)}: its recipe's output table hashes to {manifest.content_id}, not to the content id "
             f"{ref.content_id} it claims; the composition is inconsistent, do not build on it"
@@ -390,7 +390,7 @@ def open_composition(source: CompositionSource, ref: InputRef, *, build: Build |
                           depth=depth, stack=inner_stack, files_only=True)
 
     if files_only:
-        return CompositionElement(ref, recipe, manifest or Manifest("tensors", parse_bytes32(ref.content_id)),
+        return CompositionElement(ref, recipe, manifest or Manifest("tensors", parse_content_id(ref.content_id, None)),
                                   open_input=open_for_files, files_only=True)
     if materialize:
         built = cached_build(source, ref, manifest)

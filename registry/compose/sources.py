@@ -27,6 +27,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from ..digest import parse_content_id
 from ..errors import IntegrityError, NotFoundError
 from ..formats.content_id import Manifest, ManifestError, file_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError, load_recipe
@@ -100,7 +101,7 @@ class ElementSource(ABC):
         if ref.kind == "composition":
             return open_composition(self, ref, build=assemble_elements)
         manifest = self.manifest(ref)
-        if str(manifest.content_id) != ref.content_id:
+        if manifest.content_id != parse_content_id(ref.content_id):
             raise ElementIntegrityError(
                 f"input {ref.name!r}: the source's manifest has content id {manifest.content_id}, "
                 f"the recipe pins {ref.content_id}; the element was changed or the recipe names the wrong one"

@@ -3,7 +3,10 @@
 Everything above this layer hashes through here, so the choices live in one place:
 
 - :class:`Bytes32` is a 32-byte digest that prints as ``0x`` + 64 hex (the form ids take on the
-  chain and in JSON) and compares equal to the raw ``bytes``.
+  chain and in JSON) and compares equal to the raw ``bytes``; :class:`ContentId` and
+  :class:`RecordId` are the two kinds of id, kept apart by the type checker, parsed by
+  :func:`parse_content_id` / :func:`parse_record_id`. Ids stay typed in memory; hex is written
+  only where they leave it (JSON, ABI words, messages).
 - :func:`blake3_digest` / :func:`sha256_digest` hash any buffer (bytes, memoryview, mmap slice,
   numpy array) without copying it; BLAKE3 uses every core for buffers of
   :data:`PARALLEL_THRESHOLD` bytes or more.
@@ -19,11 +22,15 @@ from .hashing import (
     PARALLEL_THRESHOLD,
     WINDOW,
     Bytes32,
+    ContentId,
+    RecordId,
     blake3_digest,
     blake3_hasher,
     hash_file,
     hash_file_region,
     parse_bytes32,
+    parse_content_id,
+    parse_record_id,
     sha256_digest,
     to_hex,
 )
@@ -33,11 +40,15 @@ __all__ = [
     "PARALLEL_THRESHOLD",
     "WINDOW",
     "Bytes32",
+    "ContentId",
+    "RecordId",
     "blake3_digest",
     "blake3_hasher",
     "hash_file",
     "hash_file_region",
     "parse_bytes32",
+    "parse_content_id",
+    "parse_record_id",
     "sha256_digest",
     "to_hex",
 ]

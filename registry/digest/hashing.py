@@ -6,7 +6,7 @@ import hashlib
 import mmap
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import blake3 as _blake3
 
@@ -17,12 +17,16 @@ __all__ = [
     "PARALLEL_THRESHOLD",
     "WINDOW",
     "Bytes32",
+    "ContentId",
+    "RecordId",
     "blake3_digest",
     "blake3_hasher",
     "hash_file",
     "hash_file_region",
     "hash_mapped_region",
     "parse_bytes32",
+    "parse_content_id",
+    "parse_record_id",
     "sha256_digest",
     "to_hex",
 ]
@@ -44,6 +48,9 @@ WINDOW: int = 16 << 20
 _PAGE = mmap.PAGESIZE
 
 
+_B = TypeVar("_B", bound="Bytes32")
+
+
 class Bytes32(bytes):
     """A 32-byte digest or id: ``bytes`` that prints as ``0x`` + 64 lowercase hex.
 
@@ -52,9 +59,11 @@ class Bytes32(bytes):
 
     __slots__ = ()
 
-    def __new__(cls, value: bytes | bytearray | memoryview | str) -> "Bytes32":
+    def __new__(cls: type[_B], value: bytes | bytearray | memoryview | str) -> _B:
+        if isinstance(value, cls):
+            return value  # immutable: the value itself is the copy
         if isinstance(value, str):
-            return parse_bytes32(value)
+            value = parse_bytes32(value)
         raw = bytes(value)
         if len(raw) != 32:
             raise InputError(f"a 32-byte id was expected, got {len(raw)} bytes; pass a full 0x + 64 hex id")
@@ -64,10 +73,28 @@ class Bytes32(bytes):
         return "0x" + self.hex()
 
     def __repr__(self) -> str:
-        return f"Bytes32({str(self)!r})"
+        return f"{type(self).__name__}({str(self)!r})"
 
     def to_json(self) -> str:
         return str(self)
+
+
+class ContentId(Bytes32):
+    """What an element or a model *is*: the content id of its bytes (registry/formats/content_id.py),
+    the ``contentId`` of a record on chain.
+
+    A distinct type from :class:`RecordId` so that mypy refuses one where the other is declared;
+    at run time both are the same 32 bytes (equal to each other and to the plain ``bytes``).
+    """
+
+    __slots__ = ()
+
+
+class RecordId(Bytes32):
+    """Which claim on chain: the EIP-712 struct hash of a record (registry/chain/inputs.py), the
+    ``recordId`` of ``RecordPublished`` and of a composition's parents."""
+
+    __slots__ = ()
 
 
 def to_hex(value: bytes) -> str:
@@ -112,6 +139,23 @@ def parse_bytes32(value: object, what: str | None = None) -> Bytes32:
     if not _is_hex(text):
         raise InputError(f"an id is 0x + 64 hex digits, got {value!r} (not hex)")
     return bytes.__new__(Bytes32, bytes.fromhex(text))
+
+
+def parse_content_id(value: object, what: str | None = "content id") -> ContentId:
+    """A content id from ``0x`` + 64 hex (the command line, JSON documents) or 32 raw bytes (ABI
+    words); the message of a bad one names ``what`` (``None``: speaks of an id; see
+    :func:`parse_bytes32`)."""
+    if type(value) is ContentId:
+        return value
+    return bytes.__new__(ContentId, parse_bytes32(value, what))
+
+
+def parse_record_id(value: object, what: str | None = "record id") -> RecordId:
+    """A record id from ``0x`` + 64 hex or 32 raw bytes; the message of a bad one names ``what``
+    (``"parent record id"``, ``"record id (--parent)"``)."""
+    if type(value) is RecordId:
+        return value
+    return bytes.__new__(RecordId, parse_bytes32(value, what))
 
 
 def _is_hex(text: str) -> bool:

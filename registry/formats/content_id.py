@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 #: ``progress(bytes_done, bytes_total)``, called as hashing proceeds (progress bars).
 Progress = Callable[[int, int], None]
 
-from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, blake3_digest, hash_file, parse_bytes32
+from ..digest import AUTO_THREADS, PARALLEL_THRESHOLD, Bytes32, ContentId, blake3_digest, hash_file, parse_bytes32, parse_content_id
 from ..digest.hashing import hash_mapped_region
 from ..errors import InputError, IntegrityError
 from ..limits import DOCUMENT_BYTES, NAME_BYTES, TENSOR_RANK, TENSORS, LimitExceededError, NotJSONError, loads_json
@@ -152,9 +152,9 @@ def encode_tensor_table(entries: Iterable[TensorEntry]) -> bytes:
     return b"".join(parts)
 
 
-def tensor_set_content_id(entries: Iterable[TensorEntry]) -> Bytes32:
+def tensor_set_content_id(entries: Iterable[TensorEntry]) -> ContentId:
     """The content id of a set of tensors from its table (order of ``entries`` does not matter)."""
-    return blake3_digest(encode_tensor_table(entries), threads=1)
+    return ContentId(blake3_digest(encode_tensor_table(entries), threads=1))
 
 
 def tensor_digest(data: Any) -> Bytes32:
@@ -162,17 +162,17 @@ def tensor_digest(data: Any) -> Bytes32:
     return blake3_digest(tensor_bytes("tensor", data))
 
 
-def bytes_content_id(data: Any) -> Bytes32:
+def bytes_content_id(data: Any) -> ContentId:
     """The content id of a file given as bytes in memory."""
-    return blake3_digest(data, prefix=FILE_DOMAIN)
+    return ContentId(blake3_digest(data, prefix=FILE_DOMAIN))
 
 
-def file_content_id(path: str | os.PathLike[str]) -> Bytes32:
+def file_content_id(path: str | os.PathLike[str]) -> ContentId:
     """The content id of a plain file (config.json, tokenizer.json ...): domain-separated BLAKE3."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path")
-    return hash_file(path, prefix=FILE_DOMAIN)
+    return ContentId(hash_file(path, prefix=FILE_DOMAIN))
 
 
 def _workers() -> int:
@@ -249,7 +249,7 @@ class Manifest:
     """
 
     kind: str
-    content_id: Bytes32
+    content_id: ContentId
     entries: tuple[TensorEntry, ...] = ()
     data: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -328,7 +328,7 @@ class Manifest:
         if unknown:
             raise ManifestError(f"manifest has unknown field(s) {_shown(', '.join(sorted(unknown)))}")
         try:
-            stated = parse_bytes32(document.get("content_id"))
+            stated = parse_content_id(document.get("content_id"), None)
         except InputError as exc:
             raise ManifestError(f"manifest content_id: {exc}") from None
         data = document.get("data")
@@ -418,7 +418,7 @@ def manifest_of(path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | N
     return Manifest("file", file_id, (), None, dict(metadata or {}))
 
 
-def content_id(path: str | os.PathLike[str]) -> Bytes32:
+def content_id(path: str | os.PathLike[str]) -> ContentId:
     """The content id of a path: a plain file's, or the weights' of a .safetensors file, an index
     or a model directory."""
     path = Path(path)
@@ -436,10 +436,10 @@ class DirectoryIds:
     path: Path
     weights: Manifest
     weight_files: tuple[str, ...]
-    files: dict[str, Bytes32]
+    files: dict[str, ContentId]
 
     @property
-    def content_id(self) -> Bytes32:
+    def content_id(self) -> ContentId:
         return self.weights.content_id
 
     def to_json(self) -> dict[str, Any]:
@@ -477,7 +477,7 @@ def directory_ids(directory: str | os.PathLike[str], progress: Progress | None =
     weight_bytes = sum(info.size for info in checkpoint.tensors.values())
     total = weight_bytes + sum(p.stat().st_size for p in others)
     weights = Manifest.for_tensors(tensor_entries(checkpoint, (lambda done, _: progress(done, total)) if progress else None))
-    files: dict[str, Bytes32] = {}
+    files: dict[str, ContentId] = {}
     done = weight_bytes
     for path in others:
         files[path.relative_to(directory).as_posix()] = file_content_id(path)

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import Record
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, parse_content_id, parse_record_id, to_hex
 from ..errors import NotFoundError, ServiceError
 from ..records.disputes import find_disputes, priority_key
 from .model_files import ModelFiles
@@ -27,7 +27,7 @@ class ClaimReader(Protocol):
 
     def read_records(self, ids: Sequence[bytes]) -> list[Record | None]: ...
 
-    def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]: ...
+    def claims_of(self, content_ids: Iterable[Any]) -> dict[ContentId, list[Record]]: ...
 
     def license_terms(self, license_id: int) -> LicenseTerms | None: ...
 
@@ -116,7 +116,7 @@ def attribute(verifier: ClaimReader, model: ModelFiles, reference: ClaimCheck | 
     elif verifier.index is not None:
         matched_records = {s.record_id for r in results if r.status == "match" for s in r.sources}
         gone: dict[str, TensorResult] = {}
-        for rows in verifier.index.tensors_of([parse_bytes32(r, "id") for r in matched_records]).values():
+        for rows in verifier.index.tensors_of([parse_record_id(r, "id") for r in matched_records]).values():
             for row in rows:
                 if row.name in entries or row.name in renamed_from:
                     continue
@@ -140,13 +140,14 @@ def _every_claim(verifier: ClaimReader, results: Sequence[TensorResult]) -> None
     every = [record for found in claims.values() for record in found]
     disputes = find_disputes(every, verifier.license_terms)
     for result in results:
-        known = {s.record_id for s in result.sources}
-        tensor = {s.content_id: s.tensor for s in result.sources}
-        extra = [Source(to_hex(r.record_id), r.publisher, to_hex(r.content_id), tensor.get(to_hex(r.content_id)),
+        # A Source holds its ids as the report's text: compared here as ids, not as text.
+        known = {parse_record_id(s.record_id, "id") for s in result.sources if s.record_id}
+        tensor = {parse_content_id(s.content_id, "id"): s.tensor for s in result.sources if s.content_id}
+        extra = [Source(to_hex(r.record_id), r.publisher, to_hex(r.content_id), tensor.get(r.content_id),
                         None, r.block_number, r.yanked)
-                 for cid in dict.fromkeys(s.content_id for s in result.sources if s.content_id)
-                 for r in claims[parse_bytes32(cid, "id")] if to_hex(r.record_id) not in known]
-        result.sources = [replace(s, disputes=tuple(disputes.get(parse_bytes32(s.record_id, "id"), ()))) if s.record_id else s
+                 for cid in dict.fromkeys(parse_content_id(s.content_id, "id") for s in result.sources if s.content_id)
+                 for r in claims[cid] if r.record_id not in known]
+        result.sources = [replace(s, disputes=tuple(disputes.get(parse_record_id(s.record_id, "id"), ()))) if s.record_id else s
                           for s in [*result.sources, *extra]]
 
 

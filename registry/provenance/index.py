@@ -55,6 +55,7 @@ from typing import Any, Iterable, Sequence
 from ..chain.cids import join_cid
 from ..chain.registry import Record, Registry
 from ..chain.scan import scan_parts
+from ..digest import ContentId, RecordId
 from ..formats.recipe import Recipe
 from ..formats.content_id import Manifest, TensorEntry
 from ..errors import ElementsError, NotFoundError, ServiceError
@@ -96,9 +97,9 @@ _RECORD_INDEXES = {statement.split()[5]: statement.strip() for statement in _SCH
 class Hit:
     """A tensor of a published element (role ``element``) or composition output (``output``)."""
 
-    record_id: bytes
+    record_id: RecordId
     publisher: str
-    content_id: bytes
+    content_id: ContentId
     block: int
     log_index: int
     priority_block: int
@@ -292,7 +293,7 @@ class ElementIndex:
                 cid = join_cid(codec, bytes(digest))
             except ElementsError as exc:  # a codec the registry never accepts: nothing to fetch
                 return bytes(record_id), "invalid", str(exc), None
-            record = Record(bytes(record_id), publisher, bytes(content_id), cid, codec, bytes(digest), 0, kind, (), block, False, b"",
+            record = Record(RecordId(record_id), publisher, ContentId(content_id), cid, codec, bytes(digest), 0, kind, (), block, False, b"",
                             log_index)
             try:
                 return bytes(record_id), "indexed", None, documents.of(record)
@@ -334,7 +335,7 @@ class ElementIndex:
             part = list(values[start : start + _CHUNK])
             marks = ",".join("?" * len(part))
             rows = self._db.execute(self._HIT_SQL + where.format(marks=marks) + " ORDER BY r.priority_block, r.block, r.log_index", part).fetchall()
-            out += [Hit(bytes(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), bytes(r[10])) for r in rows]
+            out += [Hit(RecordId(r[0]), r[1], ContentId(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), bytes(r[10])) for r in rows]
         return out
 
     def by_digest(self, digests: Iterable[bytes]) -> dict[bytes, list[Hit]]:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
+from ..digest import to_hex
 from ..records.disputes import Dispute, block_text
 from .verify import AncestorNode, ClaimCheck, DisputeCheck, FileResult, Report, TensorResult
 
@@ -79,7 +80,7 @@ def render(report: Report, console: Console | None = None) -> None:
         if lic is not None and lic.attribution:
             groups: dict[tuple[str, str], list[str]] = {}
             for item in lic.attribution:
-                groups.setdefault((item.publisher, item.spdx_id), []).append(item.name or _short(item.content_id))
+                groups.setdefault((item.publisher, item.spdx_id), []).append(item.name or _short(to_hex(item.content_id)))
             console.print(f"[bold]Attribution required[/] ({len(lic.attribution)} record(s); --json lists each)")
             for (publisher, spdx), names in groups.items():
                 listed = ", ".join(names[:6]) + (f", … ({len(names)} in all)" if len(names) > 6 else "")
@@ -142,7 +143,7 @@ def _node_line(node: AncestorNode) -> str:
         return f"[red]{node.record_id} does not exist[/]" + (f" ({escape(node.name)})" if node.name else "")
     lic = node.license.spdx_id if node.license else f"unknown licence {record.license_id}"
     label = f"[bold]{escape(node.name)}[/] " if node.name else ""
-    text = (f"{label}{node.kind} {_short('0x' + record.content_id.hex())} record {_short(node.record_id)} "
+    text = (f"{label}{node.kind} {_short(to_hex(record.content_id))} record {_short(node.record_id)} "
             f"by {record.publisher}, {block_text(record)}, {escape(lic)}{_trust_mark(node.trusted)}")
     if record.yanked:
         text += " [red]YANKED[/]"

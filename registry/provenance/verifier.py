@@ -17,7 +17,7 @@ from ..compose.outputs import output_table_problems, patched_json
 from ..compose.plan import plan_tensors
 from ..compose.tensor_plans import CompositionIntegrityError
 from ..compose.readers import FileElement, TensorElement
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, parse_bytes32, parse_content_id, parse_record_id, to_hex
 from ..errors import NotFoundError, ServiceError
 from ..formats.content_id import Manifest, bytes_content_id
 from ..formats.recipe import InputRef, Recipe, RecipeError
@@ -57,7 +57,7 @@ class Verifier:
         self.documents = Documents(sources, data_dir)
         self.index = index
         self._records: dict[bytes, Record | None] = {}
-        self._claims: dict[bytes, list[Record]] = {}  # content id -> every claim, earliest first
+        self._claims: dict[ContentId, list[Record]] = {}  # content id -> every claim, earliest first
 
     def open_index(self, home: Path | None = None) -> Any:
         """Attach the attribution index: cached under ``home`` (in memory without one, or on the
@@ -95,8 +95,8 @@ class Verifier:
         self._claims = {}  # claims are read afresh for each model: new ones may have appeared
         ids = [model.content_id, *model.files.values()]
         found = self.claims_of(ids)  # the one call: the weights' and every file's claims
-        weight_claims = found[parse_bytes32(model.content_id, "id")]
-        file_claims = {path_: found[parse_bytes32(fid, "id")] for path_, fid in model.files.items()}
+        weight_claims = found[parse_content_id(model.content_id, "id")]
+        file_claims = {path_: found[parse_content_id(fid, "id")] for path_, fid in model.files.items()}
 
         if options.claim:
             targets = self._named_claim(options.claim)
@@ -139,7 +139,7 @@ class Verifier:
         (record,) = self.read_records([wanted])
         if record is not None:
             return [record]
-        claims = [r for r in self.claims_of([wanted])[wanted] if r.kind == Kind.COMPOSITION]
+        claims = [r for r in self.claims_of([wanted])[ContentId(wanted)] if r.kind == Kind.COMPOSITION]
         if not claims:
             raise NotFoundError(
                 f"{value} is neither a record nor the content id of a composition on this registry "
@@ -181,7 +181,7 @@ class Verifier:
         except _UNAVAILABLE as exc:
             check.status, check.error = "unavailable", exc
             check.problems.append(f"an input cannot be fetched: {exc}")
-        if check.status == "verified" and record.content_id != parse_bytes32(model.content_id, "id"):
+        if check.status == "verified" and record.content_id != parse_content_id(model.content_id, "id"):
             check.status = "mismatch"
         self._disputes(check, trust, accept_disputed)
         check.effective_license = effective_license(
@@ -190,7 +190,7 @@ class Verifier:
                      for d in check.disputes],
             claim=record.record_id,
             # The ancestry's links as walked (recipe inputs too, even one the record does not name on chain).
-            parents={parse_bytes32(rid): [parse_bytes32(p) for p in node.children] for rid, node in check.nodes.items()},
+            parents={parse_record_id(rid, None): [parse_record_id(p, None) for p in node.children] for rid, node in check.nodes.items()},
         )
         return check
 
@@ -213,10 +213,10 @@ class Verifier:
                     item.accepted_by = "trust"
                 node.disputes.append(item)
 
-    def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
+    def claims_of(self, content_ids: Iterable[Any]) -> dict[ContentId, list[Record]]:
         """Every claim of each content id, earliest first; read once per verifier (one call for
         all the ids not read yet)."""
-        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_content_id(c) for c in content_ids))
         wanted = [i for i in ids if i not in self._claims]
         if wanted:
             # The resolver's read: hand-decoded events, each re-hashed to its id and checked
@@ -301,7 +301,7 @@ class Verifier:
             if record is None:
                 check.problems.append(f"input {label!r}: record {ref.record} does not exist on this registry")
                 continue
-            if to_hex(record.content_id) != ref.content_id:
+            if record.content_id != parse_content_id(ref.content_id):
                 check.problems.append(
                     f"input {label!r}: record {ref.record} claims content {to_hex(record.content_id)}, the recipe pins {ref.content_id}"
                 )
@@ -378,7 +378,7 @@ class Verifier:
         node = check.nodes.get(record_id)
         if node is not None:
             return node.record
-        (record,) = self.read_records([parse_bytes32(record_id, "id")])
+        (record,) = self.read_records([parse_record_id(record_id, "id")])
         return record
 
     def _recipe_files(self, recipe: Recipe, elements: Mapping[str, Any], model: ModelFiles,
@@ -453,7 +453,7 @@ class Verifier:
             if len(nodes) + len(wanted) > _MAX_ANCESTORS:
                 check.problems.append(f"the ancestry has more than {_MAX_ANCESTORS} records; only the first were checked")
                 wanted = wanted[: max(0, _MAX_ANCESTORS - len(nodes))]
-            records = self.read_records([parse_bytes32(w, "id") for w in wanted])
+            records = self.read_records([parse_record_id(w, "id") for w in wanted])
             names = {parent: name for _, parent, via, name in batch if name}
             for rid, record in zip(wanted, records):
                 reached_by = {v for _, parent, v, _ in batch if parent == rid}

@@ -19,7 +19,7 @@ from ..chain.errors import RecordNotFoundError, make_error
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import Kind, Registry, record_id_of
 from ..chain.inputs import RecordInput
-from ..digest import Bytes32, parse_bytes32, to_hex
+from ..digest import RecordId, parse_record_id, to_hex
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
 from .prepare import PreparedElement, Progress, prepare_elements
@@ -80,7 +80,7 @@ class Claim:
 
     label: str
     record: RecordInput
-    record_id: bytes
+    record_id: RecordId
     publisher: str
     data_cid: str | None = None
     size: int = 0
@@ -189,7 +189,7 @@ def element_claims(
 
 
 def claim_terms(registry: Registry, *, license: str | int, parents: Sequence[Any] = (),
-                resolver: Any = None) -> tuple[LicenseTerms, list[Bytes32]]:
+                resolver: Any = None) -> tuple[LicenseTerms, list[RecordId]]:
     """The checks :func:`element_claims` makes before anything is stored: an account, the licence,
     the parents (existence, count, every ancestor's terms with ``resolver``); the terms and the
     sorted parent ids.
@@ -199,11 +199,11 @@ def claim_terms(registry: Registry, *, license: str | int, parents: Sequence[Any
     """
     publisher = signing_account(registry).address
     terms = resolve_license(registry, license)
-    parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
+    parent_ids = sorted({parse_record_id(p, "parent record id") for p in parents})
     check_parent_count(registry, len(parent_ids), "each element")
     for parent, exists in zip(parent_ids, registry.exists(parent_ids) if parent_ids else []):
         if not exists:
-            raise make_error("UnknownParent", {"parentId": to_hex(parent)})
+            raise make_error("UnknownParent", {"parentId": str(parent)})
     if parent_ids and resolver is not None:
         from ..records.licensing import check_license_against_ancestors
 

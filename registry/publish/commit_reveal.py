@@ -49,7 +49,7 @@ from ..chain.errors import CommitmentError
 from ..errors import ChainError
 from ..chain.registry import COMMITMENT_EXPIRY, Registry
 from ..chain.inputs import RecordInput, commitment_of
-from ..digest import parse_bytes32, to_hex
+from ..digest import RecordId, parse_bytes32, parse_record_id, to_hex
 from ..limits import CONFIG_BYTES, load_json_file
 from .claims import signing_account
 
@@ -109,7 +109,7 @@ class PendingCommitment:
     registry: str
     publisher: str
     salt: bytes
-    record_ids: tuple[bytes, ...]
+    record_ids: tuple[RecordId, ...]
     commitment: bytes
 
     def to_json(self) -> dict:
@@ -233,7 +233,7 @@ def load_pending(state_dir: Path, registry: Registry, publisher: str) -> Pending
         data = load_json_file(path, CONFIG_BYTES, f"the commitment state {path}")
         pending = PendingCommitment(
             int(data["chain_id"]), to_checksum_address(data["registry"]), to_checksum_address(data["publisher"]),
-            parse_bytes32(data["salt"], "salt"), tuple(parse_bytes32(r, "record id") for r in data["records"]),
+            parse_bytes32(data["salt"], "salt"), tuple(parse_record_id(r) for r in data["records"]),
             parse_bytes32(data["commitment"], "commitment"),
         )
     except (OSError, ValueError, KeyError, TypeError):  # LimitExceededError and NotJSONError are ValueErrors
@@ -292,7 +292,7 @@ def publish_committed(registry: Registry, records: Sequence[RecordInput], option
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def _commitment_for(registry: Registry, ids: tuple[bytes, ...], options: CommitReveal, *, fresh: bool):
+def _commitment_for(registry: Registry, ids: tuple[RecordId, ...], options: CommitReveal, *, fresh: bool):
     """The live commitment to ``ids`` (the pending one, if the chain still holds it), else a new one."""
     publisher = signing_account(registry).address
     pending = None if fresh else load_pending(options.state_dir, registry, publisher)

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..digest import RecordId, to_hex
 from ..chain.registry import Registry
 from ..compose.delta import DeltaPlan, plan_delta
 from ..formats.recipe import Recipe, with_record_ids
@@ -40,14 +41,14 @@ class DeltaReport:
 
     @property
     def record_id(self) -> str:
-        return "0x" + self.element.results[0].claim.record_id.hex()
+        return to_hex(self.element.results[0].claim.record_id)
 
 
 def publish_delta(
     registry: Registry,
     resolver: Any,
     base: Recipe,
-    base_record: bytes,
+    base_record: RecordId,
     finetuned: str | os.PathLike,
     *,
     license: str | int,
@@ -68,7 +69,7 @@ def publish_delta(
         was streamed), what :func:`publish_claims` and :func:`publish_composition` raise.
     """
     plan = plan_delta(base, finetuned, name)
-    parents: Sequence[str] = ["0x" + base_record.hex()]
+    parents: Sequence[RecordId] = [base_record]
     terms, parent_ids = claim_terms(registry, license=license, parents=parents, resolver=resolver)
     sources = resolver.need_sources("publishing a delta")
     store = sources.store
@@ -77,7 +78,7 @@ def publish_delta(
     claim = element_claim(prepared, signing_account(registry).address, terms.license_id, parent_ids)
     element = publish_claims(registry, [claim], sources=sources, license=terms, upload_progress=upload_progress,
                              commit_reveal=commit_reveal)
-    recipe = with_record_ids(plan.recipe, {name: "0x" + element.results[0].claim.record_id.hex()})
+    recipe = with_record_ids(plan.recipe, {name: to_hex(element.results[0].claim.record_id)})
     composition = publish_composition(registry, resolver, recipe, license=license, work_dir=work_dir,
                                       fetch_progress=fetch_progress, progress=progress, commit_reveal=commit_reveal)
     return DeltaReport(plan, element, composition)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from ..chain.inputs import RecordInput
 from ..chain.registry import Kind, Registry, record_id_of
-from ..digest import parse_bytes32, to_hex
+from ..digest import parse_record_id, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license, signing_account
 from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
@@ -106,7 +106,7 @@ def composition_claim(recipe: Recipe, content_id: Any, publisher: str, license_i
             "(`elements publish FILE`), or publish a whole model with `elements publish-model`"
         )
     cid = str(store_document(recipe.canonical_json(), store))
-    parents = tuple(sorted({parse_bytes32(ref.record, "record id") for ref in recipe.inputs.values()}))
+    parents = tuple(sorted({parse_record_id(ref.record) for ref in recipe.inputs.values()}))
     record = RecordInput(content_id, cid, license_id, Kind.COMPOSITION, parents)
     claim = Claim(label, record, record_id_of(publisher, record), publisher, None, 0, None, (cid,))
     return claim, cid
@@ -149,14 +149,14 @@ def publish_composition(
     # Everything that can be refused is refused before the assembly's work.
     if not recipe.publishable:
         composition_claim(recipe, b"\1" * 32, publisher, 0, None, label)  # raises the message
-    parents = sorted({parse_bytes32(ref.record, "record id") for ref in recipe.inputs.values()})
+    parents = sorted({parse_record_id(ref.record) for ref in recipe.inputs.values()})
     check_parent_count(registry, len(parents), f"recipe {label!r} ({len(recipe.inputs)} inputs)")
     terms = resolve_license(registry, license)
     for parent, exists in zip(parents, registry.exists(parents)):
         if not exists:
-            names = sorted(n for n, ref in recipe.inputs.items() if parse_bytes32(ref.record, "id") == parent)
+            names = sorted(n for n, ref in recipe.inputs.items() if parse_record_id(ref.record, "id") == parent)
             raise RecipeError(
-                f"input {', '.join(names)} names record 0x{parent.hex()}, which does not exist on {registry.chain.name}; "
+                f"input {', '.join(names)} names record {parent}, which does not exist on {registry.chain.name}; "
                 "publish that element first (or fix the record id)"
             )
     graph = resolver.graph(parents, documents=True, strict=True)

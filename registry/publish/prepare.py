@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..chain.registry import Kind
+from ..digest import ContentId
 from ..errors import InputError, UnsafeFileError
 from ..formats.content_id import Manifest, manifest_of
 from ..formats.checkpoint import INDEX_SUFFIX
@@ -67,8 +68,8 @@ class PreparedElement:
     cid: CID
 
     @property
-    def content_id(self) -> bytes:
-        return bytes(self.manifest.content_id)
+    def content_id(self) -> ContentId:
+        return self.manifest.content_id
 
     @property
     def data_cid(self) -> CID:

@@ -22,7 +22,7 @@ from eth_utils import to_checksum_address
 from ..files import atomic_write
 from ..chain.registry import Registry, record_id_of
 from ..chain.inputs import Commitment, RecordInput, SignedCommit, SignedPublish, commitment_of
-from ..digest import parse_bytes32, to_hex
+from ..digest import parse_bytes32, parse_record_id, to_hex
 from ..errors import InputError
 from ..limits import DOCUMENT_BYTES, NotJSONError, load_json_file
 from ..storage.blockstore import BlockStore
@@ -184,9 +184,9 @@ def _committed_claim(document: dict, entry: dict) -> Claim:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"a record of the signed-publish file is malformed ({type(exc).__name__}: {exc})") from None
     record_id = record_id_of(publisher, record)
-    if entry.get("record_id") and parse_bytes32(entry["record_id"], "id") != record_id:
-        raise InputError(f"record {entry.get('name')!r}: its fields hash to 0x{record_id.hex()}, not the record id the file states")
-    return Claim(entry.get("name") or "0x" + record_id.hex()[:12], record, record_id, publisher,
+    if entry.get("record_id") and parse_record_id(entry["record_id"], "id") != record_id:
+        raise InputError(f"record {entry.get('name')!r}: its fields hash to {record_id}, not the record id the file states")
+    return Claim(entry.get("name") or str(record_id)[:14], record, record_id, publisher,
                  entry.get("data_cid"), size, entry.get("path"))
 
 
@@ -268,8 +268,8 @@ def _signed_entry(registry: Registry, document: dict, entry: dict) -> tuple[Clai
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"a record of the signed-publish file is malformed ({type(exc).__name__}: {exc})") from None
     record_id = record_id_of(publisher, record)
-    if entry.get("record_id") and parse_bytes32(entry["record_id"], "id") != record_id:
-        raise InputError(f"record {entry.get('name')!r}: its fields hash to 0x{record_id.hex()}, not the record id the file states")
+    if entry.get("record_id") and parse_record_id(entry["record_id"], "id") != record_id:
+        raise InputError(f"record {entry.get('name')!r}: its fields hash to {record_id}, not the record id the file states")
     message = registry.typed_data(record, publisher, nonce, deadline)
     try:
         signer = Account.recover_message(encode_typed_data(full_message=message), signature=signature)
@@ -280,7 +280,7 @@ def _signed_entry(registry: Registry, document: dict, entry: dict) -> tuple[Clai
             f"record {entry.get('name')!r}: the signature was made by {signer}, not the publisher {publisher} "
             f"(or for another chain/registry than {registry.chain.chain_id}/{registry.address}); ask the publisher to sign again"
         )
-    claim = Claim(entry.get("name") or "0x" + record_id.hex()[:12], record, record_id, publisher,
+    claim = Claim(entry.get("name") or str(record_id)[:14], record, record_id, publisher,
                   entry.get("data_cid"), size, entry.get("path"))
     return claim, SignedPublish(record, publisher, nonce, deadline, signature, record_id)
 

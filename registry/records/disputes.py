@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 
 from ..chain.licenses import LicenseTerms
 from ..chain.registry import Record, claim_order
-from ..digest import to_hex
+from ..digest import ContentId, RecordId, to_hex
 
 __all__ = [
     "MAX_DISPUTES_PER_CLAIM",
@@ -165,13 +165,13 @@ class Dispute:
 
 
 def find_disputes(claims: Iterable[Record], terms_of: Callable[[int], LicenseTerms | None],
-                  *, limit: int = MAX_DISPUTES_PER_CLAIM) -> dict[bytes, list[Dispute]]:
+                  *, limit: int = MAX_DISPUTES_PER_CLAIM) -> dict[RecordId, list[Dispute]]:
     """Every disputed claim among ``claims`` (give every claim of each content id concerned).
 
     Returns ``{record id: [Dispute, ...]}`` for the disputed records only, each list earliest
     first and at most ``limit`` long. ``terms_of(licence id)`` gives a record's term set.
     """
-    by_content: dict[bytes, dict[bytes, Record]] = {}
+    by_content: dict[ContentId, dict[RecordId, Record]] = {}
     for record in claims:
         by_content.setdefault(record.content_id, {}).setdefault(record.record_id, record)
     terms_cache: dict[int, LicenseTerms | None] = {}
@@ -183,7 +183,7 @@ def find_disputes(claims: Iterable[Record], terms_of: Callable[[int], LicenseTer
 
     # Whether every term set of a group is stricter than a licence: asked once per pair.
     disputing: dict[tuple[frozenset[int], int], bool] = {}
-    out: dict[bytes, list[Dispute]] = {}
+    out: dict[RecordId, list[Dispute]] = {}
     for records in by_content.values():
         # Publishers grouped by the licence ids they claimed this content under so far (one
         # check per group and claim, not per publisher): ids -> {publisher: earliest claim}.

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..files import install
 from ..chain.cids import split_cid
 from ..chain.reader import Kind, Record
-from ..digest import parse_bytes32, to_hex
+from ..digest import parse_content_id, parse_record_id, to_hex
 from ..errors import ElementsError, InputError, IntegrityError
 from ..formats.content_id import MANIFEST_FORMAT, Manifest, tensor_set_content_id
 from ..formats.recipe import FORMAT as RECIPE_FORMAT
@@ -118,20 +118,20 @@ def check_record_document(record: Record, raw: bytes, parse: Callable[[Any], Rec
             raise DocumentError(f"the recipe {record.cid} of composition {rid} is not in canonical form; it cannot be the published one")
         if not recipe.publishable:
             raise DocumentError(f"the recipe of composition {rid} has inputs without record ids; a published recipe pins every input")
-        if recipe.output.content_id and recipe.output.content_id != to_hex(record.content_id):
+        if recipe.output.content_id and parse_content_id(recipe.output.content_id) != record.content_id:
             raise DocumentError(
                 f"composition {rid} claims content id {to_hex(record.content_id)} but its recipe builds {recipe.output.content_id}"
             )
         parents = set(record.parents)
         for name, ref in recipe.inputs.items():
-            if parse_bytes32(ref.record, "id") not in parents:
+            if parse_record_id(ref.record, "id") not in parents:
                 raise DocumentError(f"the recipe of composition {rid} uses record {ref.record} (input {name!r}), which is not a parent of the record")
         return recipe
     try:
         manifest = Manifest.from_json(raw, require_canonical=True)
     except ElementsError as exc:
         raise DocumentError(f"the manifest {record.cid} of record {rid} is invalid: {exc}") from None
-    if bytes(manifest.content_id) != record.content_id:
+    if manifest.content_id != record.content_id:
         raise DocumentError(
             f"record {rid} claims content id {to_hex(record.content_id)} but its manifest {record.cid} states {manifest.content_id}"
         )
@@ -206,7 +206,7 @@ class Documents:
                 parsed: Manifest | Recipe = Manifest.from_json(document)
             except (InputError, IntegrityError) as exc:  # malformed, over a limit, or another id
                 raise DocumentError(f"record {label}: its manifest {record.cid} is invalid: {exc}") from None
-            if str(parsed.content_id) != claimed:
+            if parsed.content_id != record.content_id:
                 raise DocumentError(
                     f"record {label} claims content {claimed} but its manifest {record.cid} describes {parsed.content_id}"
                 )
@@ -215,16 +215,16 @@ class Documents:
                 parsed = parse_recipe(document)
             except InputError as exc:  # a RecipeError, or a limit of registry.limits
                 raise DocumentError(f"record {label}: its recipe {record.cid} is invalid: {exc}") from None
-            if parsed.output.content_id and parsed.output.content_id != claimed:
+            if parsed.output.content_id and parse_content_id(parsed.output.content_id) != record.content_id:
                 raise DocumentError(
                     f"record {label} claims content {claimed} but its recipe {record.cid} says it builds {parsed.output.content_id}"
                 )
             if parsed.output.tensors:
                 try:
-                    table = str(tensor_set_content_id(parsed.output.entries()))
+                    table = tensor_set_content_id(parsed.output.entries())
                 except InputError as exc:
                     raise DocumentError(f"record {label}: the output table of its recipe {record.cid} is invalid: {exc}") from None
-                if table != claimed:
+                if table != record.content_id:
                     raise DocumentError(
                         f"record {label} claims content {claimed} but the output table of its recipe {record.cid} hashes to {table}"
                     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..digest import RecordId
 from ..chain.licenses import INHERITS_NON_COMMERCIAL, LicenseTerms
 from ..chain.registry import Record
 
@@ -56,7 +57,7 @@ class RecordFilter:
     kind: int | None = None
     license_ids: frozenset[int] | None = None
     commercial: bool = False
-    parent: bytes | None = None
+    parent: RecordId | None = None
     yanked: bool | None = None
     name: str | None = None
 
@@ -75,7 +76,7 @@ class RecordFilter:
             return False
         if self.commercial and not usable_commercially(record, terms):
             return False
-        if self.parent is not None and bytes(self.parent) not in {bytes(p) for p in record.parents}:
+        if self.parent is not None and self.parent not in record.parents:
             return False
         if self.yanked is not None and bool(record.yanked) != self.yanked:
             return False

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from ..chain.licenses import LicenseTerms
 from ..chain.reader import Kind, Record, kind_name
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, RecordId, parse_record_id, to_hex
 from ..formats.content_id import Manifest
 from .disputes import Dispute, priority_key
 
@@ -43,11 +43,11 @@ class ResolvedRecord:
     disputes: tuple[Dispute, ...] | None = None
 
     @property
-    def record_id(self) -> bytes:
+    def record_id(self) -> RecordId:
         return self.record.record_id
 
     @property
-    def content_id(self) -> bytes:
+    def content_id(self) -> ContentId:
         return self.record.content_id
 
     @property
@@ -103,8 +103,8 @@ class Graph:
     """
 
     query: str
-    roots: list[bytes]
-    nodes: dict[bytes, ResolvedRecord]
+    roots: list[RecordId]
+    nodes: dict[RecordId, ResolvedRecord]
     round_trips: int = 0
     chain_id: int = 0
     registry: str = ""
@@ -120,7 +120,7 @@ class Graph:
         return record_id in self.nodes
 
     def __getitem__(self, record_id: Any) -> ResolvedRecord:
-        return self.nodes[parse_bytes32(record_id, "record id")]
+        return self.nodes[parse_record_id(record_id)]
 
     @property
     def root(self) -> ResolvedRecord:
@@ -137,7 +137,7 @@ class Graph:
     def records(self) -> list[Record]:
         return [n.record for n in self]
 
-    def add_disputes(self, disputes: dict[bytes, list[Dispute]]) -> None:
+    def add_disputes(self, disputes: dict[RecordId, list[Dispute]]) -> None:
         """Note on each node the disputes of its record (from :meth:`Resolver.disputes`, which
         was asked about every node: a node it does not name is not disputed)."""
         for rid, node in list(self.nodes.items()):
@@ -148,14 +148,14 @@ class Graph:
         """Every dispute of the graph's records, roots first."""
         return [d for node in self for d in node.disputes or ()]
 
-    def input_names(self) -> dict[bytes, str]:
+    def input_names(self) -> dict[RecordId, str]:
         """Each record's input name in the graph's recipes (the nearest composition's wins)."""
-        names: dict[bytes, str] = {}
+        names: dict[RecordId, str] = {}
         for node in self:
             if node.is_composition and node.document is not None:
                 for name, ref in sorted(node.document.inputs.items()):
                     if ref.record:
-                        names.setdefault(parse_bytes32(ref.record, "record id"), name)
+                        names.setdefault(parse_record_id(ref.record), name)
         return names
 
     def disputes_json(self) -> list[dict[str, Any]]:
@@ -165,12 +165,12 @@ class Graph:
 
     def ancestors(self, record_id: Any) -> list[ResolvedRecord]:
         """Every ancestor of a record (not itself), nearest first."""
-        start: bytes = parse_bytes32(record_id, "record id")
-        seen: set[bytes] = {start}
+        start = parse_record_id(record_id)
+        seen: set[RecordId] = {start}
         order: list[ResolvedRecord] = []
-        frontier: list[bytes] = [start]
+        frontier: list[RecordId] = [start]
         while frontier:
-            following: list[bytes] = []
+            following: list[RecordId] = []
             for rid in frontier:
                 for parent in self.nodes[rid].record.parents:
                     if parent not in seen:

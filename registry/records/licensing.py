@@ -43,7 +43,7 @@ from ..chain.abi import checksum_address as to_checksum_address
 from ..chain.errors import LicenseViolationError, make_error
 from ..chain.licenses import LicenseTerms, ParentTerms, check_derivative, describe_flags, inherited_restrictions
 from ..chain.registry import Record
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, RecordId, parse_record_id, to_hex
 from ..errors import IntegrityError
 from .graph import Graph
 
@@ -54,14 +54,14 @@ __all__ = ["Attribution", "EffectiveLicense", "check_license_against_ancestors",
 class Attribution:
     """One ancestor that must be attributed."""
 
-    record_id: str
+    record_id: RecordId
     publisher: str
-    content_id: str
+    content_id: ContentId
     spdx_id: str
     name: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "publisher": self.publisher, "content_id": self.content_id,
+        return {"record_id": to_hex(self.record_id), "publisher": self.publisher, "content_id": to_hex(self.content_id),
                 "spdx_id": self.spdx_id, "name": self.name}
 
 
@@ -155,7 +155,7 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
             if terms is None or not (terms.commercial_use and terms.derivatives and not terms.share_alike):
                 relicensed.append(rid)
             if terms is not None and terms.attribution:
-                attribution.append(Attribution(rid, record.publisher, to_hex(record.content_id), terms.spdx_id, name))
+                attribution.append(Attribution(record.record_id, record.publisher, record.content_id, terms.spdx_id, name))
             continue
         if terms is None:
             unknown.append(rid)
@@ -174,7 +174,7 @@ def effective_license(ancestry: Iterable[tuple[Record, LicenseTerms | None, str 
         if terms.share_alike and terms.spdx_id not in share_alike:
             share_alike.append(terms.spdx_id)
         if terms.attribution:
-            attribution.append(Attribution(rid, record.publisher, to_hex(record.content_id), terms.spdx_id, name))
+            attribution.append(Attribution(record.record_id, record.publisher, record.content_id, terms.spdx_id, name))
     return EffectiveLicense(
         licenses=tuple(licenses),
         commercial_use=commercial,
@@ -228,12 +228,12 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         IntegrityError: a record of the ancestry names a licence the registry does not list.
     """
     publisher = to_checksum_address(publisher)
-    parent_ids = sorted({parse_bytes32(p, "parent record id") for p in parents})
+    parent_ids = sorted({parse_record_id(p, "parent record id") for p in parents})
     for pid in parent_ids:
         if pid not in graph.nodes:
-            raise make_error("UnknownParent", {"parentId": to_hex(pid)})
+            raise make_error("UnknownParent", {"parentId": str(pid)})
     names: dict[int, str] = {}
-    terms: dict[bytes, LicenseTerms] = {}
+    terms: dict[RecordId, LicenseTerms] = {}
     for rid, node in graph.nodes.items():
         if node.license is None:
             raise IntegrityError(f"ancestor {to_hex(rid)} has licence {node.record.license_id}, which the registry does not list")
@@ -241,16 +241,16 @@ def check_license_against_ancestors(publisher: str, child: LicenseTerms, graph: 
         names[node.license.license_id] = node.license.spdx_id
     names[child.license_id] = child.spdx_id
     carried = inherited_restrictions({rid: (n.record.publisher, terms[rid], n.record.parents) for rid, n in graph.nodes.items()})
-    entries: list[ParentTerms] = [(to_hex(pid), graph.nodes[pid].record.publisher, terms[pid], carried[pid]) for pid in parent_ids]
+    entries: list[ParentTerms] = [(pid, graph.nodes[pid].record.publisher, terms[pid], carried[pid]) for pid in parent_ids]
     try:
         check_derivative(publisher, child, entries, names)
     except LicenseViolationError as error:
         if error.error.startswith("Inherited"):
-            _explain_inherited(error, publisher, child, graph, parse_bytes32(error.parent_id, "id"), names)
+            _explain_inherited(error, publisher, child, graph, parse_record_id(error.parent_id, "id"), names)
         raise
 
 
-def _explain_inherited(error: LicenseViolationError, publisher: str, child: LicenseTerms, graph: Graph, start: bytes,
+def _explain_inherited(error: LicenseViolationError, publisher: str, child: LicenseTerms, graph: Graph, start: RecordId,
                        names: dict[int, str]) -> None:
     """Name, in ``error``, the record of another publisher that a restriction inherited through the
     publisher's own record ``start`` comes from: the nearest one whose terms it breaks and that binds
@@ -262,12 +262,12 @@ def _explain_inherited(error: LicenseViolationError, publisher: str, child: Lice
             return terms.share_alike and terms.license_id != child.license_id
         return not terms.commercial_use and child.commercial_use
 
-    found: list[tuple[list[bytes], LicenseTerms]] = []  # a path to a record whose terms bind the child, and those terms
+    found: list[tuple[list[RecordId], LicenseTerms]] = []  # a path to a record whose terms bind the child, and those terms
     for owner in {n.record.publisher for n in graph.nodes.values()} - {publisher}:
-        frontier: list[list[bytes]] = [[start]]
-        seen: set[bytes] = set()
+        frontier: list[list[RecordId]] = [[start]]
+        seen: set[RecordId] = set()
         while frontier:
-            following: list[list[bytes]] = []
+            following: list[list[RecordId]] = []
             for path in frontier:
                 rid = path[-1]
                 if rid in seen or rid not in graph.nodes:

@@ -62,7 +62,7 @@ from ..chain.reader import (
     records_call,
 )
 from ..chain.registry import Registry
-from ..digest import parse_bytes32, to_hex
+from ..digest import ContentId, RecordId, parse_bytes32, parse_content_id, parse_record_id, to_hex
 from ..errors import ChainError, InputError, IntegrityError, NotFoundError, ServiceError
 from ..formats.content_id import Manifest
 from ..formats.recipe import Recipe, parse_recipe
@@ -159,25 +159,25 @@ class Resolver:
 
     def claims(self, content_id: Any) -> list[Record]:
         """Every claim of a content id, earliest first (empty when none)."""
-        cid = parse_bytes32(content_id, "content id")
+        cid = parse_content_id(content_id)
         records = self._run_levels([], claims_of=[cid], follow=False)[1]
         return earliest_first(r for r in records.values() if r.content_id == cid)
 
-    def claims_of(self, content_ids: Iterable[Any]) -> dict[bytes, list[Record]]:
+    def claims_of(self, content_ids: Iterable[Any]) -> dict[ContentId, list[Record]]:
         """Every claim of several content ids, each list earliest first (an empty list for an id
         nothing claims): two round trips, the logs (one query per 256 ids) then the records'
         storage, every event re-hashed to its id."""
-        ids = list(dict.fromkeys(parse_bytes32(c, "content id") for c in content_ids))
+        ids = list(dict.fromkeys(parse_content_id(c) for c in content_ids))
         if not ids:
             return {}
         records = self._run_levels([], claims_of=ids, follow=False)[1]
-        out: dict[bytes, list[Record]] = {cid: [] for cid in ids}
+        out: dict[ContentId, list[Record]] = {cid: [] for cid in ids}
         for record in records.values():
             if record.content_id in out:
                 out[record.content_id].append(record)
         return {cid: earliest_first(found) for cid, found in out.items()}
 
-    def disputes(self, records: Iterable[Record]) -> dict[bytes, list[Dispute]]:
+    def disputes(self, records: Iterable[Record]) -> dict[RecordId, list[Dispute]]:
         """The disputes of ``records``: for each, the earlier claims of its content by other
         publishers under stricter terms (:func:`registry.records.disputes.find_disputes`).
 
@@ -195,7 +195,7 @@ class Resolver:
 
     def records(self, record_ids: Iterable[Any]) -> list[Record | None]:
         """Many records in one round trip (``None`` for an unknown id)."""
-        ids = [parse_bytes32(r, "record id") for r in record_ids]
+        ids = [parse_record_id(r) for r in record_ids]
         found = self._run_levels(ids, follow=False)[1]
         return [found.get(rid) for rid in ids]
 
@@ -256,10 +256,10 @@ class Resolver:
         missing = [i for i in licences if i not in self._licenses]
         if missing:
             self._read_licenses(missing)
-        nodes = {rid: ResolvedRecord(r, self._licenses.get(r.license_id), None, depth[rid]) for rid, r in records.items()}
+        nodes = {r.record_id: ResolvedRecord(r, self._licenses.get(r.license_id), None, depth[rid]) for rid, r in records.items()}
         graph = Graph(
             query if isinstance(query, str) else ",".join(to_hex(parse_bytes32(q, "id")) for q in ([query] if isinstance(query, bytes) else query)),
-            roots, nodes, 0, self.registry.chain.chain_id, self.registry.address,
+            [records[rid].record_id for rid in roots], nodes, 0, self.registry.chain.chain_id, self.registry.address,
         )
         if documents:
             self._attach_documents(graph, strict)
@@ -293,7 +293,7 @@ class Resolver:
     def _roots(self, query: str | bytes | Sequence[Any], *, follow: bool,
                yanked: bool = True) -> tuple[list[bytes], dict[bytes, Record], dict[bytes, int]]:
         if isinstance(query, (list, tuple)):
-            asked: list[bytes] = [parse_bytes32(q, "record id") for q in query]
+            asked: list[bytes] = [parse_record_id(q) for q in query]
             if not asked:
                 raise InputError("no record ids to resolve")
             depth, records, _ = self._run_levels(asked, follow=follow)
@@ -645,7 +645,7 @@ class Resolver:
         records = [n.record for n in graph.nodes.values()]
         remote = self.sources is not None and (getattr(self.sources, "kubo", None) is not None or getattr(self.sources, "gateways", None))
 
-        def one(record: Record) -> tuple[bytes, Manifest | Recipe | None, Exception | None]:
+        def one(record: Record) -> tuple[RecordId, Manifest | Recipe | None, Exception | None]:
             try:
                 return record.record_id, self.document(record), None
             except (NotFoundError, ServiceError, IntegrityError) as exc:
@@ -670,9 +670,9 @@ class Resolver:
             recipe = node.document
             if node.is_composition and recipe is not None:
                 for name, ref in recipe.inputs.items():
-                    parent = graph.nodes.get(parse_bytes32(ref.record, "id"))
+                    parent = graph.nodes.get(parse_record_id(ref.record, "id"))
                     error = None
-                    if parent is not None and to_hex(parent.content_id) != ref.content_id:
+                    if parent is not None and parent.content_id != parse_content_id(ref.content_id):
                         error = DocumentError(
                             f"the recipe of composition {to_hex(node.record_id)} pins input {name!r} to content id {ref.content_id}, "
                             f"but record {ref.record} claims {to_hex(parent.content_id)}"
