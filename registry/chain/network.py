@@ -297,6 +297,8 @@ class Chain:
         """
         if self.tester_failed is not None and isinstance(exc, self.tester_failed):
             call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+            if isinstance(call.get("data"), (bytes, bytearray)):
+                call["data"] = "0x" + bytes(call["data"]).hex()  # eth-tester takes call data only as hex text
             try:
                 self.provider.ethereum_tester.call(call, block)  # memory: the provider is eth-tester's
             except self.tester_failed as replayed:
@@ -372,13 +374,13 @@ class Chain:
                          self.request("eth_getTransactionCount", [to_checksum_address(address), block], "reading the nonce"))
 
     def estimate_gas(self, tx: dict[str, Any], namer: LicenseNamer | None = None) -> int:
-        """``eth_estimateGas`` of ``tx``. Over JSON-RPC a revert raises the decoded error and a refusal
+        """``eth_estimateGas`` of ``tx`` at the latest block (as web3 asks). Over JSON-RPC a revert raises the decoded error and a refusal
         :class:`TransactionFailedError` (:class:`InsufficientFundsError` for funds); on ``memory`` web3's
         exceptions pass through for the caller to decode (eth-tester needs the call replayed)."""
         if self.is_memory:
             return int(self.w3.eth.estimate_gas(cast("TxParams", tx)))
         try:
-            answer = self._write_request("eth_estimateGas", [json_tx(tx)], "estimating gas", tx, namer)
+            answer = self._write_request("eth_estimateGas", [json_tx(tx), "latest"], "estimating gas", tx, namer)
         except _NodeRefusal as exc:
             raise self._refused(str(tx.get("from", "the sender")), exc) from None
         return quantity(self.rpc_url, "eth_estimateGas", answer)
