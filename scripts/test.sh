@@ -9,11 +9,12 @@
 # Services (anvil, Kubo daemons, hostile gateways) are started and stopped by pytest fixtures.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k storage -x`.
 # `scripts/test.sh --fast` is the fast lane: every test but those marked `slow` (stateful property
-# runs, fuzzing, the demo, devnet processes, many processes at once, real-process smoke tests); it
+# runs, fuzzing, the demo, devnet processes, many processes at once, real-process smoke tests, mypy,
+# the gas snapshots re-measured, CycloneDX validation of the real model's BOMs); it
 # still runs each job (publish, resolve and assemble, verify) end to end. CI (.ci/run) runs everything.
 # The tests run on two pytest-xdist workers, each test file on one worker (`-n 2 --dist loadfile`:
 # a file's module-scoped chains and services are set up once), handed out in the order of
-# tests/conftest.py's SLOWEST_FILES (`--no-loadscope-reorder`: xdist would otherwise hand out the
+# tests/conftest.py's FILE_COSTS (`--no-loadscope-reorder`: xdist would otherwise hand out the
 # files with the most tests first, whatever they cost); each worker has its own session
 # fixtures (anvil, Kubo, the in-process chain) and temp dir. `--serial` runs them in this process
 # (for --pdb, or to compare); an explicit `-n N` / `--numprocesses N` replaces the default.
