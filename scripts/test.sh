@@ -9,10 +9,13 @@
 # Services (anvil, Kubo daemons, hostile gateways) are started and stopped by pytest fixtures.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k storage -x`.
 # `scripts/test.sh --fast` is the fast lane: every test but those marked `slow` (stateful property
-# runs, fuzzing, the demo, devnet processes, many processes at once, real-process smoke tests); it
+# runs, fuzzing, the demo, devnet processes, many processes at once, real-process smoke tests, mypy,
+# the gas snapshots re-measured, CycloneDX validation of the real model's BOMs); it
 # still runs each job (publish, resolve and assemble, verify) end to end. CI (.ci/run) runs everything.
 # The tests run on two pytest-xdist workers, each test file on one worker (`-n 2 --dist loadfile`:
-# a file's module-scoped chains and services are set up once); each worker has its own session
+# a file's module-scoped chains and services are set up once), handed out in the order of
+# tests/conftest.py's FILE_COSTS (`--no-loadscope-reorder`: xdist would otherwise hand out the
+# files with the most tests first, whatever they cost); each worker has its own session
 # fixtures (anvil, Kubo, the in-process chain) and temp dir. `--serial` runs them in this process
 # (for --pdb, or to compare); an explicit `-n N` / `--numprocesses N` replaces the default.
 set -euo pipefail
@@ -20,7 +23,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 args=()
 workers=(-n 2)
-dist=(--dist loadfile)
+dist=(--dist loadfile --no-loadscope-reorder)
 serial=0
 for arg in "$@"; do
     case "$arg" in

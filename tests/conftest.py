@@ -32,16 +32,36 @@ pytest_plugins = [
 #: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
 LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
 
-#: The test files that take longest (`--durations` of a full run, slowest first). Under xdist they
-#: are handed out first, so that no worker is left running one long file while the other idles at
-#: the end (`--dist loadfile` gives out files in collection order). Order only; a file not listed
-#: runs after them, in its usual place.
-SLOWEST_FILES = (
-    "test_hostile_corpus.py", "test_storage_car_conformance.py", "test_contracts_licence_ancestry.py",
-    "test_provenance_bom.py", "test_publish_model.py", "test_provenance_verify_disputes.py",
-    "test_provenance_verify.py", "test_records_resolve_assemble.py", "test_storage_blockstore.py",
-    "test_provenance_verify_nested.py", "test_contracts_properties.py", "test_publish_claims.py", "test_lint.py",
-)
+#: What each of the costliest test files takes (seconds of a full run's `--durations` on a loaded
+#: machine, so relative: the whole run, then the fast lane `-m "not slow"`). Under xdist the files
+#: are handed out costliest first for the lane being run (`scripts/test.sh` passes
+#: `--no-loadscope-reorder` so that xdist keeps this order), so that no worker is left running one
+#: long file while the other idles at the end: `--dist loadfile` gives out files in collection
+#: order. Order only; a file not listed runs after them, in its usual place.
+FILE_COSTS: dict[str, tuple[int, int]] = {
+    "test_contracts_licence_ancestry.py": (389, 71), "test_contracts_properties.py": (252, 0),
+    "test_cli_footprint.py": (186, 0), "test_provenance_bom.py": (169, 4),
+    "test_hostile_corpus.py": (164, 80), "test_provenance_verify.py": (157, 157),
+    "test_cli_jobs.py": (144, 34), "test_storage_blockstore.py": (133, 7),
+    "test_storage_car_conformance.py": (127, 40), "test_records_resolve_assemble.py": (125, 125),
+    "test_cli_progress.py": (124, 0), "test_publish_model.py": (121, 103), "test_cli_imports.py": (107, 31),
+    "test_provenance_verify_disputes.py": (90, 72), "test_contracts_commit_reveal.py": (87, 19),
+    "test_publish_claims.py": (85, 85), "test_compose_nested.py": (82, 82), "test_cli_errors.py": (79, 79),
+    "test_fuzz_parsers.py": (78, 0), "test_provenance_verify_nested.py": (76, 76),
+    "test_cli_devnet_flow.py": (69, 0), "test_lint.py": (69, 1), "test_contracts_registry.py": (66, 66),
+    "test_chain_accounts.py": (64, 35), "test_chain_gas.py": (52, 0), "test_cli_pinning.py": (51, 51),
+    "test_cli_demo.py": (51, 0), "test_records_resolve_nested.py": (51, 51),
+    "test_chain_connection.py": (49, 2), "test_publish_delta.py": (48, 48),
+    "test_storage_unixfs.py": (45, 45), "test_provenance_cli.py": (44, 21), "test_chain_gas_l2.py": (42, 2),
+    "test_contracts_artifacts.py": (42, 4), "test_conventions.py": (41, 41),
+    "test_publish_commit_reveal.py": (40, 40), "test_formats_split.py": (32, 32),
+    "test_compose_engine.py": (31, 31), "test_api.py": (31, 31), "test_chain_cli.py": (30, 30),
+    "test_chain_eth_account_import.py": (29, 29), "test_provenance_index.py": (28, 28),
+    "test_storage_limits.py": (27, 27), "test_records_resolve.py": (25, 25),
+    "test_chain_crosscheck.py": (24, 24), "test_compose_plan.py": (24, 24), "test_cli_json.py": (23, 23),
+    "test_storage_dagfile.py": (23, 23), "test_provenance_report.py": (22, 22),
+    "test_compose_merges_oracle.py": (21, 21), "test_cli_disputes.py": (20, 20),
+}
 
 _private_tmp: Path | None = None
 _first_seen: dict[str, str] = {}
@@ -64,8 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not hasattr(config, "workerinput"):  # one process: the usual order
         return
-    rank = {name: at for at, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+    lane = 1 if config.getoption("markexpr", "") == "not slow" else 0
+    items.sort(key=lambda item: -FILE_COSTS.get(item.path.name, (0, 0))[lane])  # stable: a file's tests keep their order
 
 
 def _entries() -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from eth_account import Account
 
 from registry.chain import MAX_PARENTS, Kind, RecordInput
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = json.loads((ROOT / "gas-snapshot.json").read_text())
 
 
+@pytest.mark.slow  # every operation of the snapshot run again on py-evm (1,000-parent records included)
 def test_the_gas_snapshot_is_current():
     fresh = gas_snapshot.measure("memory")
     assert gas_snapshot.render(fresh) == (ROOT / "gas-snapshot.json").read_text(), "stale: run scripts/gas_snapshot.py"

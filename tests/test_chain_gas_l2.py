@@ -32,11 +32,13 @@ def test_the_l2_gas_snapshot_is_current(anvil_binary):
     assert gas_snapshot_l2.render(fresh) == (ROOT / "gas-snapshot-l2.json").read_text(), "stale: run scripts/gas_snapshot_l2.py"
 
 
+@pytest.mark.slow  # the gas snapshot's scenario run again on py-evm (the module's in_process world)
 def test_every_transaction_of_the_gas_snapshot_is_in_the_l2_snapshot(in_process):
     _, _, txs = in_process
     assert set(txs) | {f"{case}, per record" for case in gas_snapshot_l2.PER_RECORD} == set(OPERATIONS)
 
 
+@pytest.mark.slow  # the gas snapshot's scenario run again on py-evm and on anvil --optimism
 def test_anvil_in_optimism_mode_charges_the_execution_of_the_in_process_evm_calldata_apart(in_process):
     # The accounts differ (py-evm's and anvil's dev keys), so do record ids and signatures, and with
     # them how many calldata bytes are zero; everything else costs the same, except that a

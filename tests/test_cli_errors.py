@@ -99,6 +99,7 @@ def test_a_common_failure_is_one_line_exit_2_with_the_next_step(world, name, tmp
         assert text in line, line
 
 
+@pytest.mark.slow  # real processes; every case runs in process in the fast lane above
 def test_bad_input_to_a_real_process_is_one_line_exit_2_with_the_next_step(tmp_path):
     # The cases above run the command line in process; this one is `python -m registry` itself.
     line = one_line_error(elements_process(tmp_path / "home", "resolve", "hello"))
@@ -163,6 +164,7 @@ def test_ctrl_c_at_a_prompt_exits_130_without_a_traceback(tmp_path):
     assert not (tmp_path / "keystores" / "alice.json").exists()
 
 
+@pytest.mark.slow  # a real process verifying the real model into a pipe closed early
 @pytest.mark.parametrize("mode", ["human", "--json"])
 def test_a_reader_that_leaves_early_does_not_change_the_verdicts_exit_code(tmp_path, mode):
     """`elements verify M | head -1` (or `| grep -q`): the exit code is still the verdict's, never 0 for a failure."""

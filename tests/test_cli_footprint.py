@@ -23,6 +23,11 @@ from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "0x" + anvil_dev_accounts()[0].key.hex()
 
+#: slow: whole processes publishing, assembling and collecting the real model, two of them killed
+#: (`scripts/test.sh --fast` leaves them out; in process, test_records_resolve_assemble.py and
+#: test_storage_gc.py check that assembly writes no second copy and that gc keeps what is needed)
+pytestmark = pytest.mark.slow
+
 
 def disk_bytes(*paths: Path) -> int:
     """Bytes of every file under ``paths`` (apparent sizes; a missing path holds nothing)."""

@@ -118,11 +118,13 @@ def test_verify_on_the_in_process_chain_loads_the_chain_but_not_the_bom_validato
     assert modules & (BOM | {"httpx"}) == set()
 
 
+@pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
 def test_verify_json_loads_no_rich(tmp_path, weights):
     modules = loaded(tmp_path, tmp_path / "home", "verify", weights, "--json", code=1)
     assert modules & (BOM | {"httpx", "rich"}) == set()
 
 
+@pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
 def test_verify_with_bom_loads_the_validator(tmp_path, weights):
     """The other side of the cases above: the probe sees the validator when it is used."""
     bom = tmp_path / "small.cdx.json"
@@ -144,6 +146,7 @@ def test_verify_over_json_rpc_loads_neither_web3_nor_py_evm_nor_the_bom_validato
     assert modules & (CHAIN | BOM | HTTP) == set(), sorted(modules & (CHAIN | HTTP))
 
 
+@pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
 def test_verify_of_a_published_plain_checkpoint_loads_no_numpy(tmp_path, weights, anvil_registry, anvil):
     """publish-model claims the checkpoint as a composition whose tensors are all plain copies: verifying
     it compares content ids and never computes a tensor, so numpy (and the merge code) stays unloaded."""
@@ -159,6 +162,7 @@ def test_verify_of_a_published_plain_checkpoint_loads_no_numpy(tmp_path, weights
     assert modules & ({"numpy"} | CHAIN | BOM | HTTP) == set(), sorted(modules & ({"numpy"} | CHAIN | HTTP))
 
 
+@pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
 def test_publish_on_anvil_signs_with_eth_account_and_sends_without_web3_or_py_eccs_bls_modules(tmp_path, anvil_registry, anvil):
     """eth-account is loaded to sign; the transaction goes out through the in-house JSON-RPC client
     (registry.chain.network), so web3 is not loaded; the BLS12-381 pairing tables eth-keyfile imports
@@ -174,6 +178,7 @@ def test_publish_on_anvil_signs_with_eth_account_and_sends_without_web3_or_py_ec
     assert {m for m in modules if m.startswith(("py_ecc.bls", "py_ecc.optimized_bls12_381"))} == set()
 
 
+@pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
 def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil_registry, anvil):
     home = tmp_path / "home"
     env = {"ELEMENTS_RPC_URL": anvil.url}

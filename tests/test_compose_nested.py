@@ -373,6 +373,7 @@ def test_a_composition_record_used_as_an_element_is_refused_with_the_fix(story):
         compose_as(story.carol, story.store, {**document, "inputs": {"bob": element_input}}, CAROL_LICENSE, dry_run=True)
 
 
+@pytest.mark.slow  # imports transformers; the bit-identity tests above check the same model in the fast lane
 def test_carols_model_loads_in_transformers(story, tmp_path):
     torch = pytest.importorskip("torch", reason="torch is optional (not installed in CI)")
     transformers = pytest.importorskip("transformers")

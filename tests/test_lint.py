@@ -30,6 +30,7 @@ def test_ruff_finds_nothing():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # the whole package type-checked from scratch, a minute of work (ruff above stays in the fast lane)
 def test_mypy_finds_nothing_in_the_checked_layers():
     result = subprocess.run([_tool("mypy"), "--no-incremental", "--cache-dir", "/dev/null"], cwd=ROOT,
                             capture_output=True, text=True, timeout=900)

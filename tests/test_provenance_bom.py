@@ -34,6 +34,13 @@ def report_for(world, path, **options):
     return verify_model(path, registry.with_account(None), Sources(store), VerifyOptions(**options))
 
 
+@pytest.fixture(scope="module")
+def weights_report(world):
+    """The verification of the original weights, made once: three tests read their BOM from it
+    (verifying the real model is most of each test's time; making a BOM reads the report only)."""
+    return report_for(world, WEIGHTS)
+
+
 def valid(text: str) -> dict:
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
     return json.loads(text)
@@ -43,9 +50,10 @@ def props(component: dict) -> dict[str, str]:
     return {p["name"]: p["value"] for p in component.get("properties", [])}
 
 
-def test_the_bom_of_a_verified_file_is_valid_and_describes_the_model(world):
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
+def test_the_bom_of_a_verified_file_is_valid_and_describes_the_model(world, weights_report):
     _, _, published = world
-    document = valid(bom_json(report_for(world, WEIGHTS)))
+    document = valid(bom_json(weights_report))
     assert document["bomFormat"] == "CycloneDX" and document["specVersion"] == "1.6"
     model = document["metadata"]["component"]
     assert model["type"] == "machine-learning-model" and model["name"] == "model.safetensors"
@@ -56,9 +64,10 @@ def test_the_bom_of_a_verified_file_is_valid_and_describes_the_model(world):
     assert props(model)["elements:claim"] == published.composition and props(model)["elements:verdict"] == "verified"
 
 
-def test_every_ancestor_is_a_component_and_in_the_pedigree(world):
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
+def test_every_ancestor_is_a_component_and_in_the_pedigree(world, weights_report):
     _, _, published = world
-    document = valid(bom_json(report_for(world, WEIGHTS)))
+    document = valid(bom_json(weights_report))
     components = {props(c)["elements:record_id"]: c for c in document["components"]}
     assert set(components) == {published.composition, *published.records.values()}
     layer = components[published.records["encoder.layer.3"]]
@@ -72,6 +81,7 @@ def test_every_ancestor_is_a_component_and_in_the_pedigree(world):
     assert len(dependencies[f"record:{published.composition}"]) == len(published.records)
 
 
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
 def test_a_directory_bom_lists_each_file_with_its_hashes(world, tmp_path):
     document = valid(bom_json(report_for(world, MODEL)))
     files = {c["name"]: c for c in document["metadata"]["component"]["components"]}
@@ -80,6 +90,7 @@ def test_a_directory_bom_lists_each_file_with_its_hashes(world, tmp_path):
     assert {h["alg"]: h["content"] for h in files["config.json"]["hashes"]}["SHA-256"] == hashlib.sha256(config).hexdigest()
 
 
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
 def test_a_variant_names_only_the_elements_it_uses_as_ancestors(world, tmp_path):
     registry, store, published = world
     out = tmp_path / "small"
@@ -97,8 +108,9 @@ def test_an_unverified_model_still_gets_a_valid_bom_without_licence(world, tmp_p
     assert props(model)["elements:verdict"] == "unknown" and "licenses" not in model and "components" not in document
 
 
-def test_write_bom_is_atomic_and_validation_errors_are_named(world, tmp_path):
-    target = write_bom(report_for(world, WEIGHTS), tmp_path / "out" / "model.cdx.json")
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
+def test_write_bom_is_atomic_and_validation_errors_are_named(weights_report, tmp_path):
+    target = write_bom(weights_report, tmp_path / "out" / "model.cdx.json")
     valid(target.read_text())
     assert [p.name for p in target.parent.iterdir()] == ["model.cdx.json"]
     with pytest.raises(BomInvalidError, match="CycloneDX 1.6"):

@@ -143,6 +143,7 @@ def test_the_attribution_index_is_cached_under_the_home_and_updated_incrementall
     assert [t["name"] for t in again["attribution"]["missing"]] == ["pooler.dense.bias"]
 
 
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
 def test_bom_is_written_and_validates_against_cyclonedx_1_6(capsys, devnet, tmp_path):
     bom = tmp_path / "model.cdx.json"
     code, data = verify_json(capsys, devnet, MODEL, "--bom", bom)

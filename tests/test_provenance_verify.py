@@ -555,6 +555,7 @@ def test_a_corrupted_cached_config_is_fetched_again(fresh, store, tmp_path):
     again.close()
 
 
+@pytest.mark.slow  # recomputes a DARE-TIES merge of the real model's layers; the LoRA test above covers recomputed tensors in the fast lane
 def test_a_dare_ties_merge_verifies_by_recomputing_its_random_drops(fresh, store, tmp_path):
     registry, published = fresh
     layer = {n: v for n, v in safetensors.numpy.load_file(str(WEIGHTS)).items() if n.startswith("encoder.layer.3.")}

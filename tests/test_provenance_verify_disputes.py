@@ -142,6 +142,7 @@ def test_the_report_json_lists_the_disputes_of_a_refused_claim(copied, store):
 # ------------------------------------------------------------------------------ the BOM
 
 
+@pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
 def test_the_bom_records_the_earlier_claims_and_their_terms(copied, store):
     alice, a, mallory, m = copied
     document = json.loads(bom_json(verify(alice, store, WEIGHTS, trust=(m.publisher,), accept_disputed=("all",))))

@@ -224,6 +224,7 @@ def test_publish_model_names_the_composition_as_asked_without_changing_its_conte
     assert stored.name == "all-MiniLM-L6-v2"
 
 
+@pytest.mark.slow  # a real process publishing the real model, killed, then run again
 def test_a_publish_model_killed_midway_leaves_no_split_and_only_whole_blocks_and_the_next_run_publishes(tmp_path):
     import os
     import signal
