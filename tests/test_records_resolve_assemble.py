@@ -256,6 +256,20 @@ def test_an_assembly_that_hashed_every_tensor_of_an_element_notes_it_and_the_nex
     assert not (tmp_path / "third").exists() and not store.has(middle)
 
 
+def test_hashing_again_with_verify_blocks_leaves_the_notes_of_elements_checked_before_as_they_were(env, tmp_path):
+    from registry.storage.checked import CHECKED
+
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    rid = "0x" + report.composition.record_id.hex()
+    assemble_composition(resolver, rid, tmp_path / "first", verify_blocks=True)
+    notes = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / CHECKED).iterdir()}
+    assert len(notes) == len(tensors_elements(report))
+    again = assemble_composition(resolver, rid, tmp_path / "again", verify_blocks=True)
+    assert again.result.content_id == MODEL_CONTENT_ID
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / CHECKED).iterdir()} == notes
+
+
 def test_an_element_only_part_of_which_was_copied_is_not_noted_as_checked(env, tmp_path):
     from registry.storage.checked import is_checked
 

@@ -46,7 +46,7 @@ from ..records.resolve import Resolver
 from ..records.graph import Graph, ResolvedRecord
 from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
-from ..storage.checked import is_checked, note_checked
+from ..storage.checked import is_checked, note_all_checked
 from ..storage.dagfile import DagFile
 from ..storage.errors import BlockIntegrityError, DAGError
 from ..storage.gc import store_lock
@@ -199,13 +199,13 @@ class ChainElementSource(ElementSource):
         """After a successful assembly: note each element of the main store whose every tensor was
         hashed and matched its manifest here (:mod:`registry.storage.checked`), so that later
         assemblies copy it without hashing; returns how many were noted."""
-        noted = 0
-        for element in self._hashed:
-            if element.matched == set(element.entries):
-                note_checked(self.home, element.ref.content_id, element.data.root, element.data.block_paths())
-                noted += 1
+        # An element noted before and hashed again (--verify-blocks) needs no new note, nor the
+        # flush of its blocks that a note is written after.
+        matched = [element for element in self._hashed if element.matched == set(element.entries)
+                   and not is_checked(self.home, element.ref.content_id, element.data.root)]
         self._hashed = []
-        return noted
+        return note_all_checked(self.home, [(e.ref.content_id, e.data.root) for e in matched],
+                                (path for e in matched for path in e.data.block_paths()))
 
     def composition_cache(self) -> Path:
         return self.composition_dir
