@@ -92,8 +92,11 @@ def test_a_small_compressed_answer_is_read():
 
 
 def test_json_nested_deeper_than_the_limit_is_refused_before_parsing():
-    # py-evm (imported with the chain layer) raises the recursion limit so far that json.loads
-    # would overflow the C stack on this instead of raising.
+    # py-evm (imported with the in-process chain) raises the recursion limit so far that json.loads
+    # would overflow the C stack on this instead of raising. Imported here, so the test does not
+    # depend on which test of this worker imported it first.
+    import eth  # noqa: F401
+
     assert sys.getrecursionlimit() >= 100_000
     deep = b"[" * 200_000 + b"]" * 200_000
 
