@@ -31,7 +31,7 @@ from .errors import (
     decode_revert,
 )
 from .rpc import public_url, web3_provider
-from .wire import BLOCK_NUMBERS, error_data, hex_answer, json_tx, quantity, receipt_of
+from .wire import BLOCK_NUMBERS, check_receipt, error_data, hex_answer, json_tx, quantity, receipt_of
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -551,22 +551,11 @@ class Chain:
         except Exception as exc:
             if _is_connection_error(exc):
                 raise RpcUnavailableError(f"lost {self.rpc_url} while waiting for a receipt; the transaction may still land") from None
-            from web3.exceptions import TimeExhausted
-
-            if not self.is_memory and not isinstance(exc, TimeExhausted):  # web3 could not read the receipt it got
-                raise RpcResponseError(f"{self.rpc_url} answered a malformed receipt for 0x{bytes(tx_hash).hex()} ({type(exc).__name__}); "
-                                       "check the node (the transaction may have landed: check it before retrying)") from None
             raise TransactionFailedError(
                 f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "
                 "check it before retrying (a retried publish is harmless)"
             ) from None
-        # web3 formats the fields a node sends and leaves out the ones it does not: every reader
-        # of a receipt relies on these
-        fields = {"status": int, "blockNumber": int, "gasUsed": int, "transactionHash": bytes, "logs": list}
-        if any(not isinstance(receipt.get(k), t) or isinstance(receipt.get(k), bool) for k, t in fields.items()):
-            raise RpcResponseError(f"{self.rpc_url} answered a malformed receipt for 0x{bytes(tx_hash).hex()}; check the node "
-                                   "(the transaction may have landed: check it before retrying)")
-        return receipt
+        return check_receipt(self.rpc_url, receipt, tx_hash)
 
     def _poll_receipt(self, tx_hash: bytes, poll: float) -> dict[str, Any]:
         """``eth_getTransactionReceipt`` until the node has one (within ``receipt_timeout``), its
@@ -579,7 +568,7 @@ class Chain:
             if receipt is not None:
                 if not isinstance(receipt, dict):
                     raise RpcResponseError(f"{self.rpc_url} answered eth_getTransactionReceipt with {type(receipt).__name__}; check the node")
-                return receipt_of(self.rpc_url, receipt)
+                return check_receipt(self.rpc_url, receipt_of(self.rpc_url, receipt), tx_hash)
             if time.monotonic() >= deadline:
                 raise TransactionFailedError(
                     f"no receipt for 0x{bytes(tx_hash).hex()} after {self.receipt_timeout:.0f}s; it may still be mined, "

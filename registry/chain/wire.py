@@ -12,7 +12,7 @@ from .abi import checksum_address as to_checksum_address
 from .errors import RpcResponseError
 from .rpc import public_url
 
-__all__ = ["BLOCK_NUMBERS", "error_data", "hex_answer", "json_tx", "quantity", "receipt_of"]
+__all__ = ["BLOCK_NUMBERS", "check_receipt", "error_data", "hex_answer", "json_tx", "quantity", "receipt_of"]
 
 
 def hex_answer(url: str, method: str, result: Any) -> bytes:
@@ -101,9 +101,16 @@ def receipt_of(url: str, receipt: dict[str, Any]) -> dict[str, Any]:
         entry = convert(log, _LOG_NUMBERS)
         entry["topics"] = [HexBytes(hex_answer(url, "eth_getTransactionReceipt", t)) for t in log["topics"]]
         result["logs"].append(entry)
-    # every reader of a receipt relies on these (a hostile node may leave any of them out)
-    fields = {"status": int, "blockNumber": int, "gasUsed": int, "transactionHash": bytes}
-    if any(not isinstance(result.get(k), t) or isinstance(result.get(k), bool) for k, t in fields.items()):
-        raise RpcResponseError(f"{public_url(url)} answered a malformed receipt (status, block, gas used or hash missing); "
-                               "check the node (the transaction may have landed: check it before retrying)")
     return result
+
+
+#: The fields of a receipt every reader relies on, with their types in web3's shape.
+_RECEIPT_FIELDS = {"status": int, "blockNumber": int, "gasUsed": int, "transactionHash": bytes, "logs": list}
+
+
+def check_receipt(url: str, receipt: dict[str, Any], tx_hash: bytes) -> dict[str, Any]:
+    """``receipt`` (web3's shape) if it has every field its readers rely on; a node may leave any out."""
+    if any(not isinstance(receipt.get(k), t) or isinstance(receipt.get(k), bool) for k, t in _RECEIPT_FIELDS.items()):
+        raise RpcResponseError(f"{public_url(url)} answered a malformed receipt for 0x{bytes(tx_hash).hex()}; check the node "
+                               "(the transaction may have landed: check it before retrying)")
+    return receipt
