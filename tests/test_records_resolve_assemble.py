@@ -159,21 +159,27 @@ def test_a_rotten_block_is_fetched_again_from_kubo_and_the_assembly_succeeds(mem
     assert store.get(leaf) == good and store.missing(data_cid) == []
 
 
-def test_element_data_that_does_not_match_its_manifest_is_caught_before_the_output_appears(env, tmp_path):
-    registry, store, sources, resolver = env
+def lying_composition(registry, store, tmp_path, seed: int) -> bytes:
+    """A composition over tensor "b" of an element whose data is not its manifest's: other bytes,
+    same header, so the data's CID is right for them but its tensor digests are the manifest's."""
     from registry.formats.content_id import manifest_of, tensor_entries, tensor_set_content_id
 
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     honest = tmp_path / "honest.safetensors"
     write_raw_safetensors(honest, random_tensors(rng, ["a", "b"]), None)
     lying = tmp_path / "lying.safetensors"
     data = bytearray(honest.read_bytes())
-    data[-5] ^= 0xFF  # other bytes, same header: data whose CID is right for them but not for the manifest
+    data[-5] ^= 0xFF
     lying.write_bytes(bytes(data))
     element = prepare_element(lying, store, manifest=manifest_of(honest))
     [leaf] = publish_claims(registry, [element_claim(element, registry.account.address, 2)]).results
     only_b = tensor_set_content_id([e for e in tensor_entries(honest) if e.name == "b"])  # the last tensor: the byte changed
-    rid = composition_over(registry, store, element, leaf.claim, bytes(only_b), select="b")
+    return composition_over(registry, store, element, leaf.claim, bytes(only_b), select="b")
+
+
+def test_element_data_that_does_not_match_its_manifest_is_caught_before_the_output_appears(env, tmp_path):
+    registry, store, sources, resolver = env
+    rid = lying_composition(registry, store, tmp_path, seed=11)
     out = tmp_path / "out"
     with pytest.raises(ElementIntegrityError, match="does not match its digest"):
         assemble_composition(resolver, "0x" + rid.hex(), out)
@@ -285,20 +291,8 @@ def test_an_element_only_part_of_which_was_copied_is_not_noted_as_checked(env, t
 
 
 def test_data_that_does_not_match_its_manifest_is_caught_without_verify_blocks_too(env, tmp_path):
-    from registry.formats.content_id import manifest_of, tensor_entries, tensor_set_content_id
-
     registry, store, sources, resolver = env
-    rng = np.random.default_rng(12)
-    honest = tmp_path / "honest.safetensors"
-    write_raw_safetensors(honest, random_tensors(rng, ["a", "b"]), None)
-    lying = tmp_path / "lying.safetensors"
-    data = bytearray(honest.read_bytes())
-    data[-5] ^= 0xFF
-    lying.write_bytes(bytes(data))
-    element = prepare_element(lying, store, manifest=manifest_of(honest))
-    [leaf] = publish_claims(registry, [element_claim(element, registry.account.address, 2)]).results
-    only_b = tensor_set_content_id([e for e in tensor_entries(honest) if e.name == "b"])
-    rid = composition_over(registry, store, element, leaf.claim, bytes(only_b), select="b")
+    rid = lying_composition(registry, store, tmp_path, seed=12)
     for _ in range(2):  # never noted as checked, so hashed every time
         with pytest.raises(ElementIntegrityError, match="does not match its digest"):
             assemble_composition(resolver, "0x" + rid.hex(), tmp_path / "out", verify_blocks=False)
