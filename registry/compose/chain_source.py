@@ -48,7 +48,7 @@ from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
 from ..storage.checked import is_checked, note_all_checked
 from ..storage.dagfile import DagFile
-from ..storage.errors import BlockIntegrityError, DAGError
+from ..storage.errors import BlockIntegrityError, BlockNotFoundError, DAGError
 from ..storage.gc import store_lock
 from ..storage.scratch import ScratchArea, make_area
 from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExistsError, assemble
@@ -103,6 +103,8 @@ class ChainElementSource(ElementSource):
         self.verify_blocks = verify_blocks
         #: data CID -> the sources whose store holds its DAG (the main one, or the scratch one).
         self._holders: dict[str, Any] = {}
+        #: data CID -> the file its completeness check read (its nodes decoded), for open_data to use
+        self._checked_files: dict[str, DagFile] = {}
         #: data CIDs some of whose blocks were fetched in this run (their tensors are always hashed)
         self._fetched: set[str] = set()
         #: the tensors elements opened from the main store and hashed in this run (noted once all matched)
@@ -123,11 +125,14 @@ class ChainElementSource(ElementSource):
         if holder is not None:
             return holder
         sources = self.resolver.need_sources("assembling")
-        if sources.store.missing(cid):  # one walk of the DAG when it is complete (ensure would walk it again)
+        data = _complete_file(cid, sources.store)
+        if data is None:  # one walk of the DAG when it is complete (ensure would walk it again)
             self._fetched.add(cid)
             if not self.keep:
                 sources = self._fetch_store()
             sources.ensure(cid)
+        else:
+            self._checked_files[cid] = data
         self._holders[cid] = sources
         return sources
 
@@ -143,6 +148,9 @@ class ChainElementSource(ElementSource):
 
     def close(self) -> None:
         """Remove the scratch store of ``keep=False`` (the blocks fetched only for this assembly)."""
+        for data in self._checked_files.values():
+            data.close()
+        self._checked_files = {}
         if self._scratch is not None:
             self._scratch.close()
             self._scratch = None
@@ -152,7 +160,8 @@ class ChainElementSource(ElementSource):
     def open_data(self, cid: str, size: int, name: str) -> DagFile:
         """The data file ``cid`` read in place from its blocks, its size checked against ``size``."""
         sources = self._sources_for(cid)
-        data = DagFile(cid, sources.store)
+        # The file the completeness check opened, nodes decoded (used once: each input closes its own)
+        data = self._checked_files.pop(cid, None) or DagFile(cid, sources.store)
         if data.size != size:
             raise ElementIntegrityError(f"input {name!r}: data {cid} has {data.size:,} bytes, its manifest says {size:,}")
         return data
@@ -309,6 +318,19 @@ class ChainElementSource(ElementSource):
             if progress:
                 progress(done, total)
         return total
+
+
+def _complete_file(cid: str, store: BlockStore) -> DagFile | None:
+    """The file ``cid`` of ``store`` when its whole DAG is there (its nodes read and checked once,
+    kept for reading it), else None (a block absent, or corrupt and removed: fetch it)."""
+    try:
+        data = DagFile(cid, store)
+    except (BlockNotFoundError, BlockIntegrityError):
+        return None
+    if data.missing():
+        data.close()
+        return None
+    return data
 
 
 def _stored_data(manifest: Manifest, ref: InputRef) -> dict[str, Any]:

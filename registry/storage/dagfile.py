@@ -147,7 +147,7 @@ class DagFile(io.RawIOBase):
                 on_bytes(want)
 
     def _kernel_copy(self, cid: CID, length: int, within: int, dst_fd: int, dst_offset: int, count: int) -> None:
-        path = self.store.path_of(cid)
+        path = self.store.file_of(cid)
         try:
             src = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -164,6 +164,35 @@ class DagFile(io.RawIOBase):
                 done += moved
         finally:
             os.close(src)
+
+    def missing(self) -> list[CID]:
+        """The blocks of the DAG that the store lacks (empty when the file is complete), as
+        :meth:`BlockStore.missing` answers, from this file's own nodes: each inner node is read,
+        checked and kept for the reads that follow (so the DAG is decoded once, not once to check
+        it and once to read it); raw leaves are only looked up (they are checked when read). A
+        corrupt node is removed from the store and counted as missing.
+        """
+        missing: list[CID] = []
+        seen: set[CID] = set()
+        stack: list[tuple[CID, int | None, int]] = [(self.root, None, 0)]
+        while stack:
+            cid, expected, depth = stack.pop()
+            if cid in seen or cid.hash_code == IDENTITY:
+                continue
+            seen.add(cid)
+            if depth > MAX_DEPTH:
+                raise DAGError(f"DAG {self.root} is deeper than {MAX_DEPTH} levels; refusing it")
+            if cid.codec == RAW:
+                if not os.path.isfile(self.store.file_of(cid)):
+                    missing.append(cid)
+                continue
+            try:
+                node = self._node(cid, expected)
+            except (BlockNotFoundError, BlockIntegrityError):
+                missing.append(cid)
+                continue
+            stack.extend(reversed([(child, size, depth + 1) for child, size in zip(node.children, node.sizes)]))
+        return missing
 
     def block_paths(self) -> Iterator[Path]:
         """The store's file of every block of the DAG (inner nodes read and checked as they are
