@@ -39,7 +39,7 @@ from ..files import install
 from ..chain.registry import Kind, Record, kind_name
 from ..digest import blake3_hasher, parse_content_id, parse_record_id, to_hex
 from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
-from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, TruncatedFileError, parse_header_bytes
+from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, SafetensorsError, TruncatedFileError, parse_header_bytes
 from ..limits import MODEL_JSON_BYTES
 from ..records.disputes import Dispute
 from ..records.resolve import Resolver
@@ -341,10 +341,13 @@ def _stored_data(manifest: Manifest, ref: InputRef) -> dict[str, Any]:
     return manifest.data
 
 
-def _dag_header(data: DagFile, where: str):
-    """The safetensors header at the start of ``data``, parsed strictly (as ``read_header`` does a file's)."""
+def _dag_header(data: DagFile, where: str, *, trusted: bool = False):
+    """The safetensors header at the start of ``data``, parsed strictly (as ``read_header`` does a
+    file's); ``trusted``: read without hashing its leaf (data checked before, see
+    :meth:`DagFile.pread_trusted`)."""
+    pread = data.pread_trusted if trusted else data.pread
     prefix = bytearray(8)
-    if data.pread(prefix, 0) < 8:
+    if pread(prefix, 0) < 8:
         raise TruncatedFileError(where, f"file is {data.size} bytes, shorter than the 8-byte header length")
     (header_size,) = struct.unpack("<Q", prefix)
     if header_size > MAX_HEADER_SIZE:
@@ -352,7 +355,7 @@ def _dag_header(data: DagFile, where: str):
     if 8 + header_size > data.size:
         raise TruncatedFileError(where, f"header length {header_size} runs past the end of the file ({data.size} bytes)")
     raw = bytearray(header_size)
-    data.pread(raw, 8)
+    pread(raw, 8)
     return parse_header_bytes(where, bytes(raw), data.size)
 
 
@@ -368,6 +371,16 @@ class BlockTensorElement(TensorElement):
         where = f"data {data.root}"
         # ``where`` names the DAG in messages where TensorElement has a local path; the header given
         # means no file is opened, and every method that would read one is overridden below.
+        if checked:
+            # Checked data is copied without hashing, so its header is read the same way (a few
+            # bytes instead of a MiB hashed). Should it not parse or not list the manifest's
+            # tensors, it is read again through verified reads: a rotted leaf is then caught,
+            # removed and fetched again (the assembly's retry), as it would have been.
+            try:
+                super().__init__(ref, manifest, where, header=_dag_header(data, where, trusted=True))  # type: ignore[arg-type]
+                return
+            except (SafetensorsError, ElementIntegrityError):
+                pass
         super().__init__(ref, manifest, where, header=_dag_header(data, where))  # type: ignore[arg-type]
 
     def data_paths(self) -> Iterator[Path]:
