@@ -76,7 +76,9 @@ class DagFile(io.RawIOBase):
         self._leaf: tuple[CID, bytes] | None = None
         self._position = 0
         if self.root.codec == RAW or self.root.hash_code == IDENTITY:
-            self.size = len(self._block(self.root))
+            data = self._block(self.root)
+            self.size = len(data)
+            self._leaf = (self.root, data)  # read and checked: the first read takes it from here
         else:
             self.size = self._node(self.root, None).total
 
