@@ -368,7 +368,7 @@ class _CopyVerifier:
 
         self.fd = fd
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-copy")
-        self.buffer = memoryview(bytearray(_VERIFY_STEP))
+        self.buffer: memoryview | None = None  # made by the first hashing step (16 MiB zeroed: none when all is checked)
         self.pending: list[tuple[str | None, Any]] = []  # (tensor name, its check) or (None, a hashing step)
         self.finished: list[tuple[str | None, Any]] = []
 
@@ -411,6 +411,8 @@ class _CopyVerifier:
 
     def _hash(self, hasher: Any, offset: int, count: int) -> None:
         while count:
+            if self.buffer is None:
+                self.buffer = memoryview(bytearray(_VERIFY_STEP))
             view = self.buffer[:min(count, len(self.buffer))]
             got = os.preadv(self.fd, [view], offset)
             if got <= 0:
