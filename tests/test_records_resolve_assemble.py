@@ -297,3 +297,37 @@ def test_data_that_does_not_match_its_manifest_is_caught_without_verify_blocks_t
         with pytest.raises(ElementIntegrityError, match="does not match its digest"):
             assemble_composition(resolver, "0x" + rid.hex(), tmp_path / "out", verify_blocks=False)
         assert not (tmp_path / "out").exists()
+
+
+def test_each_element_s_data_is_read_from_its_root_once_per_assembly(env, tmp_path, monkeypatch):
+    # The completeness check opens the file the assembly then reads: its nodes are decoded once.
+    registry, store, sources, resolver = env
+    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    rid = "0x" + report.composition.record_id.hex()
+    roots = {str(c.data_cid) for c in report.elements if c.data_cid}
+    reads: list[str] = []
+    real_get = BlockStore.get
+    monkeypatch.setattr(BlockStore, "get", lambda self, cid: reads.append(str(cid)) or real_get(self, cid))
+    for out in ("first", "second"):  # hashing every tensor, then copying the elements checked by the first
+        reads.clear()
+        outcome = assemble_composition(resolver, rid, tmp_path / out, verify_blocks=False)
+        assert outcome.result.content_id == MODEL_CONTENT_ID
+        assert {root: reads.count(root) for root in roots} == {root: 1 for root in roots}
+
+
+def test_a_checked_element_whose_header_leaf_rotted_is_read_again_verified_and_fetched_again(memory_registry, kubo_node, tmp_path):
+    registry = registry_for("memory", memory_registry=memory_registry)
+    store = BlockStore(tmp_path / "blocks")
+    with Sources(store, kubo_node.api_url) as sources:
+        report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+        rid = "0x" + report.composition.record_id.hex()
+        resolver = Resolver(registry, sources)
+        assemble_composition(resolver, rid, tmp_path / "first", verify_blocks=False)  # notes the elements checked
+        data_cid, _ = largest_data(store, report)
+        first_leaf = [c for c, _ in store.blocks(data_cid) if c.codec == 0x55][0]
+        good = store.get(first_leaf)
+        store.path_of(first_leaf).write_bytes(b"\0" * len(good))  # the header's length is now 0
+        outcome = assemble_composition(resolver, rid, tmp_path / "second", verify_blocks=False)
+    assert outcome.result.content_id == MODEL_CONTENT_ID
+    assert tensors_equal(tmp_path / "second" / "model.safetensors", MODEL / "model.safetensors")
+    assert store.get(first_leaf) == good

@@ -86,3 +86,78 @@ def test_reading_holds_one_leaf_and_the_inner_nodes_not_the_file(store):
     assert reader.read() == data
     inner = [c for c, _ in store.blocks(reader.root) if c.codec != RAW]
     assert set(reader._nodes) == set(inner) and len(reader._leaf[1]) == 1000  # the inner nodes and one leaf, no more
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p if isinstance(p, str) else p.name)
+def test_a_complete_file_misses_nothing_as_the_store_says(store, profile):
+    for size in (0, 1, 3001, 27001):
+        cid = store.add_file(random.Random(size).randbytes(size), profile)
+        assert DagFile(cid, store).missing() == store.missing(cid) == []
+
+
+def test_a_file_missing_a_leaf_or_an_inner_node_names_what_the_store_would(store):
+    data = random.Random(5).randbytes(27_001)
+    cid = store.add_file(data, Profile("tiny", 1, True, 1000, 3))
+    blocks = [c for c, _ in store.blocks(cid)]
+    leaf = [c for c in blocks if c.codec == RAW][4]
+    inner = [c for c in blocks if c.codec != RAW and c != cid][1]
+    store.delete(leaf)
+    store.path_of(inner).write_bytes(b"rot")  # corrupt: removed when read, and counted as missing
+    reader = DagFile(cid, store)
+    found = reader.missing()
+    assert inner in found and not store.has(inner)
+    assert sorted(map(str, found)) == sorted(map(str, store.missing(cid)))
+
+
+def test_the_completeness_check_reads_each_inner_node_once_for_every_read_after_it(store, monkeypatch):
+    data = random.Random(6).randbytes(27_001)
+    cid = store.add_file(data, Profile("tiny", 1, True, 1000, 3))
+    reads: list = []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda c: reads.append(c) or real_get(c))
+    reader = DagFile(cid, store)
+    assert reader.missing() == []
+    inner = [c for c, _ in BlockStore(store.root).blocks(cid) if c.codec != RAW]
+    assert sorted(map(str, reads)) == sorted(map(str, inner))  # each inner node once, no leaf hashed
+    reads.clear()
+    assert reader.read() == data
+    assert all(c.codec == RAW for c in reads)  # reading decodes no node again
+
+
+def test_a_trusted_read_gives_the_bytes_of_a_verified_one_without_hashing_a_leaf(store, monkeypatch):
+    data = random.Random(7).randbytes(27_001)
+    cid = store.add_file(data, Profile("tiny", 1, True, 1000, 3))
+    reader = DagFile(cid, store)
+    reader.missing()  # the inner nodes, read and checked
+    hashed: list = []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda c: hashed.append(c) or real_get(c))
+    rng = random.Random(8)
+    for _ in range(30):
+        start = rng.randrange(0, len(data) + 1)
+        end = rng.randrange(start, len(data) + 1)
+        buffer = bytearray(end - start + 5)
+        assert reader.pread_trusted(buffer, start) == min(len(buffer), len(data) - start)
+        assert bytes(buffer[:end - start]) == data[start:end]
+    assert hashed == []
+
+
+def test_a_trusted_read_takes_a_rotten_leaf_as_it_is_but_not_a_missing_or_short_one(store):
+    # The checked trade: bytes of the right length are not hashed here (the verified read and
+    # `elements assemble --verify-blocks` catch them); an absent or resized block is still refused.
+    data = random.Random(9).randbytes(5000)
+    cid = store.add_file(data, Profile("tiny", 1, True, 1000, 3))
+    leaves = [c for c, _ in store.blocks(cid) if c.codec == RAW]
+    reader = DagFile(cid, store)
+    store.path_of(leaves[1]).write_bytes(b"\1" * 1000)
+    buffer = bytearray(10)
+    reader.pread_trusted(buffer, 1000)
+    assert bytes(buffer) == b"\1" * 10
+    with pytest.raises(BlockIntegrityError, match=str(leaves[1])):
+        reader.pread(buffer, 1000)
+    store.path_of(leaves[2]).write_bytes(b"short")
+    with pytest.raises(BlockIntegrityError, match="parent says 1,000"):
+        reader.pread_trusted(buffer, 2000)
+    store.delete(leaves[3])
+    with pytest.raises(BlockNotFoundError):
+        reader.pread_trusted(buffer, 3000)

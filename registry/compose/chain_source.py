@@ -39,7 +39,7 @@ from ..files import install
 from ..chain.registry import Kind, Record, kind_name
 from ..digest import blake3_hasher, parse_content_id, parse_record_id, to_hex
 from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
-from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, TruncatedFileError, parse_header_bytes
+from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, SafetensorsError, TruncatedFileError, parse_header_bytes
 from ..limits import MODEL_JSON_BYTES
 from ..records.disputes import Dispute
 from ..records.resolve import Resolver
@@ -48,7 +48,7 @@ from ..errors import InputError, NotFoundError, ServiceError
 from ..storage.blockstore import BlockStore
 from ..storage.checked import is_checked, note_all_checked
 from ..storage.dagfile import DagFile
-from ..storage.errors import BlockIntegrityError, DAGError
+from ..storage.errors import BlockIntegrityError, BlockNotFoundError, DAGError
 from ..storage.gc import store_lock
 from ..storage.scratch import ScratchArea, make_area
 from .engine import DEFAULT_MAX_SHARD_SIZE, AssemblyResult, OutputExistsError, assemble
@@ -103,6 +103,8 @@ class ChainElementSource(ElementSource):
         self.verify_blocks = verify_blocks
         #: data CID -> the sources whose store holds its DAG (the main one, or the scratch one).
         self._holders: dict[str, Any] = {}
+        #: data CID -> the file its completeness check read (its nodes decoded), for open_data to use
+        self._checked_files: dict[str, DagFile] = {}
         #: data CIDs some of whose blocks were fetched in this run (their tensors are always hashed)
         self._fetched: set[str] = set()
         #: the tensors elements opened from the main store and hashed in this run (noted once all matched)
@@ -123,11 +125,14 @@ class ChainElementSource(ElementSource):
         if holder is not None:
             return holder
         sources = self.resolver.need_sources("assembling")
-        if sources.store.missing(cid):  # one walk of the DAG when it is complete (ensure would walk it again)
+        data = _complete_file(cid, sources.store)
+        if data is None:  # one walk of the DAG when it is complete (ensure would walk it again)
             self._fetched.add(cid)
             if not self.keep:
                 sources = self._fetch_store()
             sources.ensure(cid)
+        else:
+            self._checked_files[cid] = data
         self._holders[cid] = sources
         return sources
 
@@ -143,6 +148,9 @@ class ChainElementSource(ElementSource):
 
     def close(self) -> None:
         """Remove the scratch store of ``keep=False`` (the blocks fetched only for this assembly)."""
+        for data in self._checked_files.values():
+            data.close()
+        self._checked_files = {}
         if self._scratch is not None:
             self._scratch.close()
             self._scratch = None
@@ -152,7 +160,8 @@ class ChainElementSource(ElementSource):
     def open_data(self, cid: str, size: int, name: str) -> DagFile:
         """The data file ``cid`` read in place from its blocks, its size checked against ``size``."""
         sources = self._sources_for(cid)
-        data = DagFile(cid, sources.store)
+        # The file the completeness check opened, nodes decoded (used once: each input closes its own)
+        data = self._checked_files.pop(cid, None) or DagFile(cid, sources.store)
         if data.size != size:
             raise ElementIntegrityError(f"input {name!r}: data {cid} has {data.size:,} bytes, its manifest says {size:,}")
         return data
@@ -311,6 +320,19 @@ class ChainElementSource(ElementSource):
         return total
 
 
+def _complete_file(cid: str, store: BlockStore) -> DagFile | None:
+    """The file ``cid`` of ``store`` when its whole DAG is there (its nodes read and checked once,
+    kept for reading it), else None (a block absent, or corrupt and removed: fetch it)."""
+    try:
+        data = DagFile(cid, store)
+    except (BlockNotFoundError, BlockIntegrityError):
+        return None
+    if data.missing():
+        data.close()
+        return None
+    return data
+
+
 def _stored_data(manifest: Manifest, ref: InputRef) -> dict[str, Any]:
     """The manifest's data reference (``cid``, ``size``, ``name``); the resolver refuses a record's
     manifest without one, so this only catches a manifest from another source."""
@@ -319,10 +341,13 @@ def _stored_data(manifest: Manifest, ref: InputRef) -> dict[str, Any]:
     return manifest.data
 
 
-def _dag_header(data: DagFile, where: str):
-    """The safetensors header at the start of ``data``, parsed strictly (as ``read_header`` does a file's)."""
+def _dag_header(data: DagFile, where: str, *, trusted: bool = False):
+    """The safetensors header at the start of ``data``, parsed strictly (as ``read_header`` does a
+    file's); ``trusted``: read without hashing its leaf (data checked before, see
+    :meth:`DagFile.pread_trusted`)."""
+    pread = data.pread_trusted if trusted else data.pread
     prefix = bytearray(8)
-    if data.pread(prefix, 0) < 8:
+    if pread(prefix, 0) < 8:
         raise TruncatedFileError(where, f"file is {data.size} bytes, shorter than the 8-byte header length")
     (header_size,) = struct.unpack("<Q", prefix)
     if header_size > MAX_HEADER_SIZE:
@@ -330,7 +355,7 @@ def _dag_header(data: DagFile, where: str):
     if 8 + header_size > data.size:
         raise TruncatedFileError(where, f"header length {header_size} runs past the end of the file ({data.size} bytes)")
     raw = bytearray(header_size)
-    data.pread(raw, 8)
+    pread(raw, 8)
     return parse_header_bytes(where, bytes(raw), data.size)
 
 
@@ -346,6 +371,16 @@ class BlockTensorElement(TensorElement):
         where = f"data {data.root}"
         # ``where`` names the DAG in messages where TensorElement has a local path; the header given
         # means no file is opened, and every method that would read one is overridden below.
+        if checked:
+            # Checked data is copied without hashing, so its header is read the same way (a few
+            # bytes instead of a MiB hashed). Should it not parse or not list the manifest's
+            # tensors, it is read again through verified reads: a rotted leaf is then caught,
+            # removed and fetched again (the assembly's retry), as it would have been.
+            try:
+                super().__init__(ref, manifest, where, header=_dag_header(data, where, trusted=True))  # type: ignore[arg-type]
+                return
+            except (SafetensorsError, ElementIntegrityError):
+                pass
         super().__init__(ref, manifest, where, header=_dag_header(data, where))  # type: ignore[arg-type]
 
     def data_paths(self) -> Iterator[Path]:

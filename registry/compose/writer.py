@@ -15,8 +15,8 @@ from. So the output's content id is computed from what was written, in one pass 
 shard is not read again), and its structure is checked at the end (the file's size, the header's
 offsets). The one exception is an element marked :attr:`TensorElement.checked` (its data was
 hashed against this manifest by an earlier assembly from the same block store, and nothing of it
-was fetched since: :mod:`registry.storage.checked`): its tensors are copied by the kernel in
-32 MiB parts on every core and carry their manifest digests unhashed. With ``durable`` (the
+was fetched since: :mod:`registry.storage.checked`): its tensors are copied by the kernel and
+carry their manifest digests unhashed. With ``durable`` (the
 default) the disk writes a shard back while it is being written (an ``fdatasync`` in the
 background after each tensor), each shard is fsynced once as soon as it is complete, and the
 directory is renamed into place only when every file is on disk. The bytes are the same
@@ -349,10 +349,11 @@ def _write_shard(path: Path, names: list[str], plan: Plan, metadata: dict[str, s
 
 #: Copied bytes are hashed back from the output in steps of this size, each as soon as it is written.
 _VERIFY_STEP = 16 << 20
-#: A checked element's tensors are copied in parts of this size by this many threads (the kernel
-#: copies; each thread keeps a core busy, and 2 is this project's reference box).
+#: A checked element's tensors are copied in parts of this size, so that progress follows the copy.
+#: One thread copies: ext4 (like most file systems) takes the output file's lock for every write,
+#: so a second copying thread waits on it (spinning part of the time) and adds CPU without adding
+#: speed (README, "Where issue 12 stands").
 _COPY_PART = 32 << 20
-_COPY_THREADS = max(2, min(4, os.cpu_count() or 2))
 
 
 class _CopyVerifier:
@@ -367,9 +368,7 @@ class _CopyVerifier:
 
         self.fd = fd
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-copy")
-        self.copies: ThreadPoolExecutor | None = None  # for checked elements' copies, made on first use
-        self.parts: list[tuple[int, Any, Callable[[int], None]]] = []  # (bytes, the copy of a part, its progress)
-        self.buffer = memoryview(bytearray(_VERIFY_STEP))
+        self.buffer: memoryview | None = None  # made by the first hashing step (16 MiB zeroed: none when all is checked)
         self.pending: list[tuple[str | None, Any]] = []  # (tensor name, its check) or (None, a hashing step)
         self.finished: list[tuple[str | None, Any]] = []
 
@@ -399,28 +398,21 @@ class _CopyVerifier:
     def _copy_checked(self, name: str, tensor: CopyPlan, offset: int, advance: Callable[[int], None]) -> None:
         """An element whose data was checked against its manifest before, read from the local
         block store (:mod:`registry.storage.checked`): its digests are the manifest's, so nothing
-        is hashed and the kernel copies it in parts on every core (``cp`` copies on one)."""
-        from concurrent.futures import Future, ThreadPoolExecutor
+        is hashed and the kernel copies it, in this thread, as ``cp`` does."""
+        from concurrent.futures import Future
 
-        if self.copies is None:
-            self.copies = ThreadPoolExecutor(max_workers=_COPY_THREADS, thread_name_prefix="copy")
         for start in range(0, tensor.nbytes, _COPY_PART):
             count = min(_COPY_PART, tensor.nbytes - start)
-            part = self.copies.submit(tensor.element.copy_part, tensor.name, start, count, self.fd, offset + start)
-            self.parts.append((count, part, advance))
-            self._drain_parts(keep=2 * _COPY_THREADS)  # a bounded queue: progress follows the copy
+            tensor.element.copy_part(tensor.name, start, count, self.fd, offset + start)
+            advance(count)
         digest: Future = Future()
         digest.set_result(tensor.element.entries[tensor.name].digest)
         self.pending.append((name, digest))
 
-    def _drain_parts(self, keep: int = 0) -> None:
-        while len(self.parts) > keep or (self.parts and self.parts[0][1].done()):
-            count, part, advance = self.parts.pop(0)
-            part.result()
-            advance(count)
-
     def _hash(self, hasher: Any, offset: int, count: int) -> None:
         while count:
+            if self.buffer is None:
+                self.buffer = memoryview(bytearray(_VERIFY_STEP))
             view = self.buffer[:min(count, len(self.buffer))]
             got = os.preadv(self.fd, [view], offset)
             if got <= 0:
@@ -442,14 +434,11 @@ class _CopyVerifier:
             self.finished.append(self.pending.pop(0))
 
     def finish(self) -> dict[str, Bytes32]:
-        self._drain_parts()
         results = [(name, future.result()) for name, future in [*self.finished, *self.pending]]
         return {name: digest for name, digest in results if name is not None}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.copies is not None:
-            self.copies.shutdown(wait=True, cancel_futures=True)
 
 
 def _pwrite_all(fd: int, data, offset: int) -> int:

@@ -76,7 +76,9 @@ class DagFile(io.RawIOBase):
         self._leaf: tuple[CID, bytes] | None = None
         self._position = 0
         if self.root.codec == RAW or self.root.hash_code == IDENTITY:
-            self.size = len(self._block(self.root))
+            data = self._block(self.root)
+            self.size = len(data)
+            self._leaf = (self.root, data)  # read and checked: the first read takes it from here
         else:
             self.size = self._node(self.root, None).total
 
@@ -120,6 +122,47 @@ class DagFile(io.RawIOBase):
             done += count
         return done
 
+    def pread_trusted(self, buffer, offset: int) -> int:
+        """:meth:`pread` for data whose every byte was checked before (:mod:`registry.storage.checked`):
+        raw leaves are read from their block files without hashing them, as :meth:`copy_to` copies
+        them, so reading a few bytes costs a few bytes, not a MiB hashed (inner nodes are checked as
+        ever). The caller takes the checked trade for these bytes: a block that rotted since is not
+        caught here. Returns the count (short only at the end).
+
+        Raises:
+            BlockNotFoundError / BlockIntegrityError: a block absent, or not the size its parent says.
+        """
+        view = memoryview(buffer).cast("B")
+        done = 0
+        while done < len(view) and offset + done < self.size:
+            cid, start, length = self._locate(offset + done)
+            within = offset + done - start
+            count = min(len(view) - done, length - within)
+            if cid is None or cid.codec != RAW or cid.hash_code == IDENTITY:
+                count = self.pread(view[done:done + count], offset + done)
+            else:
+                self._read_leaf(cid, length, within, view[done:done + count])
+            done += count
+        return done
+
+    def _read_leaf(self, cid: CID, length: int, within: int, view: memoryview) -> None:
+        path = self.store.file_of(cid)
+        try:
+            src = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlockNotFoundError(cid) from None
+        try:
+            if os.fstat(src).st_size != length:
+                raise BlockIntegrityError(cid, f"the local block store ({path})", f"it holds {os.fstat(src).st_size:,} bytes, its parent says {length:,}")
+            done = 0
+            while done < len(view):
+                got = os.preadv(src, [view[done:]], within + done)
+                if got == 0:
+                    raise BlockIntegrityError(cid, f"the local block store ({path})", "it shrank while being read")
+                done += got
+        finally:
+            os.close(src)
+
     def copy_to(self, dst_fd: int, dst_offset: int, offset: int, count: int,
                 on_bytes: Callable[[int], None] | None = None) -> None:
         """Copy ``count`` bytes from ``offset`` to ``dst_fd`` at ``dst_offset``, raw leaves in the
@@ -147,7 +190,7 @@ class DagFile(io.RawIOBase):
                 on_bytes(want)
 
     def _kernel_copy(self, cid: CID, length: int, within: int, dst_fd: int, dst_offset: int, count: int) -> None:
-        path = self.store.path_of(cid)
+        path = self.store.file_of(cid)
         try:
             src = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -164,6 +207,35 @@ class DagFile(io.RawIOBase):
                 done += moved
         finally:
             os.close(src)
+
+    def missing(self) -> list[CID]:
+        """The blocks of the DAG that the store lacks (empty when the file is complete), as
+        :meth:`BlockStore.missing` answers, from this file's own nodes: each inner node is read,
+        checked and kept for the reads that follow (so the DAG is decoded once, not once to check
+        it and once to read it); raw leaves are only looked up (they are checked when read). A
+        corrupt node is removed from the store and counted as missing.
+        """
+        missing: list[CID] = []
+        seen: set[CID] = set()
+        stack: list[tuple[CID, int | None, int]] = [(self.root, None, 0)]
+        while stack:
+            cid, expected, depth = stack.pop()
+            if cid in seen or cid.hash_code == IDENTITY:
+                continue
+            seen.add(cid)
+            if depth > MAX_DEPTH:
+                raise DAGError(f"DAG {self.root} is deeper than {MAX_DEPTH} levels; refusing it")
+            if cid.codec == RAW:
+                if not os.path.isfile(self.store.file_of(cid)):
+                    missing.append(cid)
+                continue
+            try:
+                node = self._node(cid, expected)
+            except (BlockNotFoundError, BlockIntegrityError):
+                missing.append(cid)
+                continue
+            stack.extend(reversed([(child, size, depth + 1) for child, size in zip(node.children, node.sizes)]))
+        return missing
 
     def block_paths(self) -> Iterator[Path]:
         """The store's file of every block of the DAG (inner nodes read and checked as they are
