@@ -50,9 +50,9 @@ def test_what_loading_the_account_raised_is_raised_where_the_account_is_used():
 
     pending = PendingAccount(refuse)
     with pytest.raises(AccountError, match="could not be loaded"):
-        pending.address
+        _ = pending.address
     with pytest.raises(AttributeError):
-        pending._private  # its own fields are never passed on to the account
+        _ = pending._private  # its own fields are never passed on to the account
 
 
 def test_a_deferred_key_on_anvil_binds_a_pending_account_of_that_key(anvil, anvil_registry, tmp_path):
