@@ -20,7 +20,7 @@ against the goal, plus the in-process figure where the library has one:
   the one against plain ``cp -r``.
 
 Run: ``.venv/bin/python scripts/bench.py`` (1 GiB, 2 GiB; a few minutes) or ``--quick`` (64 MiB,
-128 MiB). The anchors are benchmark-only packages: ``pip install -e '.[bench]'`` (huggingface_hub,
+128 MiB); ``--only publish-model`` (repeatable) runs one job. The anchors are benchmark-only packages: ``pip install -e '.[bench]'`` (huggingface_hub,
 model-signing, blake3); anvil from ``npm ci``; Kubo at ``.tools/bin/ipfs``. A missing anchor is
 reported as missing, never guessed. Times are the median of ``--repeat`` runs; verify and its
 model-signing anchor run in turns, and each publish-model round publishes a new model (a second
@@ -192,6 +192,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each timed process, median kept (default 3)")
     parser.add_argument("--work", type=Path, help="work in this directory and keep it (default: a temporary one)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--only", action="append", choices=JOBS, metavar="JOB",
+                        help=f"run only this job (repeatable; one of {', '.join(JOBS)}; default: all)")
     args = parser.parse_args()
     size = 64 * MiB if args.quick else args.size
     repeat = 1 if args.quick else args.repeat
@@ -199,7 +201,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     table = Table()
     try:
-        bench(table, work, size, repeat)
+        bench(table, work, size, repeat, frozenset(args.only or JOBS))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -207,34 +209,42 @@ def main() -> int:
     return 0
 
 
-def bench(table: Table, work: Path, size: int, repeat: int) -> None:
+#: The jobs ``--only`` picks from, in the order they run.
+JOBS = ("start-up", "id", "publish-model", "verify", "assemble")
+
+
+def bench(table: Table, work: Path, size: int, repeat: int, jobs: frozenset[str] = frozenset(JOBS)) -> None:
     home = work / "home"
     env = environment(home)
     compile_checkout(env)
     gib = f"{size / (1 << 30):g} GiB" if size >= 1 << 30 else f"{size // MiB} MiB"
 
     # -- start-up -----------------------------------------------------------------------------
-    small = make_model(work / "small", 1 * MiB, seed=1) / "model.safetensors"
-    hf = tool("hf")
-    hf_s = run([hf, "--help"], env, max(repeat, 5))[0] if hf else None
-    for label, argv in (("--help", elements("--help")), ("id small", elements("id", small)), ("cid small", elements("cid", small))):
-        table.add("start-up", f"elements {label}", run(argv, env, max(repeat, 5))[0], "`hf --help`", hf_s, 0.35)
+    if "start-up" in jobs:
+        small = make_model(work / "small", 1 * MiB, seed=1) / "model.safetensors"
+        hf = tool("hf")
+        hf_s = run([hf, "--help"], env, max(repeat, 5))[0] if hf else None
+        for label, argv in (("--help", elements("--help")), ("id small", elements("id", small)), ("cid small", elements("cid", small))):
+            table.add("start-up", f"elements {label}", run(argv, env, max(repeat, 5))[0], "`hf --help`", hf_s, 0.35)
 
     # -- id of a checkpoint ---------------------------------------------------------------------
     model = make_model(work / "model", size, seed=2)
     weights = model / "model.safetensors"
     subprocess.run(["cat", str(weights)], stdout=subprocess.DEVNULL, check=True)  # page cache warm for every contender alike
-    from registry.formats.content_id import content_id
+    b3_s = run(python(BLAKE3, model), env, repeat)[0] if _has("blake3") and jobs & {"id", "verify"} else None
+    if "id" in jobs:
+        from registry.formats.content_id import content_id
 
-    os.sync()
-    start = time.perf_counter()
-    content_id(weights)
-    in_process = time.perf_counter() - start
-    id_s = run(elements("id", weights), env, repeat)[0]
-    sha_s = run(python(SHA256, weights), env, repeat)[0]
-    b3_s = run(python(BLAKE3, model), env, repeat)[0] if _has("blake3") else None
-    table.add(f"id of {gib}", "elements id model.safetensors", id_s, "SHA-256 process", sha_s, 0.5, in_process)
-    table.add(f"id of {gib}", "elements id model.safetensors", id_s, "raw BLAKE3 process", b3_s, 2.0, in_process)
+        os.sync()
+        start = time.perf_counter()
+        content_id(weights)
+        in_process = time.perf_counter() - start
+        id_s = run(elements("id", weights), env, repeat)[0]
+        sha_s = run(python(SHA256, weights), env, repeat)[0]
+        table.add(f"id of {gib}", "elements id model.safetensors", id_s, "SHA-256 process", sha_s, 0.5, in_process)
+        table.add(f"id of {gib}", "elements id model.safetensors", id_s, "raw BLAKE3 process", b3_s, 2.0, in_process)
+    if not jobs & {"publish-model", "verify", "assemble"}:
+        return
 
     # -- publish-model and verify on anvil --------------------------------------------------------
     from registry.chain.devnet import Anvil, find_anvil
@@ -252,18 +262,22 @@ def bench(table: Table, work: Path, size: int, repeat: int) -> None:
         chain = anvil.connect()
         Registry.deploy(chain, chain.dev_accounts[0], home)
         chain_env = environment(home, ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=ANVIL_KEY)
-        publish_s, ipfs_s = publish_rounds(work, size, repeat, chain_env, env)
-        run(elements("publish-model", model, "--license", "Apache-2.0", "--json"), chain_env)  # what verify checks
-        table.add(f"publish-model of {gib}", "elements publish-model DIR", publish_s, "`ipfs add -r DIR` (fresh repo)", ipfs_s, 1.5)
+        if "publish-model" in jobs:
+            publish_s, ipfs_s = publish_rounds(work, size, repeat, chain_env, env)
+            table.add(f"publish-model of {gib}", "elements publish-model DIR", publish_s, "`ipfs add -r DIR` (fresh repo)", ipfs_s, 1.5)
 
         verify_env = environment(home, ELEMENTS_RPC_URL=anvil.url)
-        verify_argv = elements("verify", model, "--json")
-        if _has("model_signing"):
-            verify_s, ms_s = alternate(verify_argv, verify_env, python(MODEL_SIGNING, model), env, repeat)
-        else:
-            verify_s, ms_s = run(verify_argv, verify_env, repeat)[0], None
-        table.add(f"verify of {gib}", "elements verify DIR", verify_s, "model-signing (BLAKE3, shards)", ms_s, 0.8)
-        table.add(f"verify of {gib}", "elements verify DIR", verify_s, "raw BLAKE3 process", b3_s, 3.0)
+        if "verify" in jobs:
+            run(elements("publish-model", model, "--license", "Apache-2.0", "--json"), chain_env)  # what verify checks
+            verify_argv = elements("verify", model, "--json")
+            if _has("model_signing"):
+                verify_s, ms_s = alternate(verify_argv, verify_env, python(MODEL_SIGNING, model), env, repeat)
+            else:
+                verify_s, ms_s = run(verify_argv, verify_env, repeat)[0], None
+            table.add(f"verify of {gib}", "elements verify DIR", verify_s, "model-signing (BLAKE3, shards)", ms_s, 0.8)
+            table.add(f"verify of {gib}", "elements verify DIR", verify_s, "raw BLAKE3 process", b3_s, 3.0)
+        if "assemble" not in jobs:
+            return  # the finally below stops anvil
 
         # -- assemble a composition twice the size from the local store ----------------------------
         big = make_model(work / "big", 2 * size, seed=3)
