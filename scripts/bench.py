@@ -20,7 +20,7 @@ against the goal, plus the in-process figure where the library has one:
   the one against plain ``cp -r``.
 
 Run: ``.venv/bin/python scripts/bench.py`` (1 GiB, 2 GiB; a few minutes) or ``--quick`` (64 MiB,
-128 MiB); ``--only assemble`` (or any of startup, id, publish, verify) runs only those jobs. The anchors are benchmark-only packages: ``pip install -e '.[bench]'`` (huggingface_hub,
+128 MiB); ``--only assemble`` (or any of startup, id, publish-model, verify) runs only those jobs. The anchors are benchmark-only packages: ``pip install -e '.[bench]'`` (huggingface_hub,
 model-signing, blake3); anvil from ``npm ci``; Kubo at ``.tools/bin/ipfs``. A missing anchor is
 reported as missing, never guessed. Times are the median of ``--repeat`` runs; verify and its
 model-signing anchor run in turns, and each publish-model round publishes a new model (a second
@@ -53,7 +53,7 @@ IPFS = ROOT / ".tools" / "bin" / "ipfs"
 
 
 #: The jobs ``--only`` can choose.
-JOBS = ("startup", "id", "publish", "verify", "assemble")
+JOBS = ("startup", "id", "publish-model", "verify", "assemble")
 
 
 def tool(name: str) -> str | None:
@@ -246,7 +246,7 @@ def bench(table: Table, work: Path, size: int, repeat: int, jobs: frozenset[str]
         sha_s = run(python(SHA256, weights), env, repeat)[0]
         table.add(f"id of {gib}", "elements id model.safetensors", id_s, "SHA-256 process", sha_s, 0.5, in_process)
         table.add(f"id of {gib}", "elements id model.safetensors", id_s, "raw BLAKE3 process", b3_s, 2.0, in_process)
-    if not jobs & {"publish", "verify", "assemble"}:
+    if not jobs & {"publish-model", "verify", "assemble"}:
         return
 
     # -- publish-model and verify on anvil --------------------------------------------------------
@@ -266,7 +266,7 @@ def bench(table: Table, work: Path, size: int, repeat: int, jobs: frozenset[str]
         Registry.deploy(chain, chain.dev_accounts[0], home)
         chain_env = environment(home, ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=ANVIL_KEY)
         verify_env = environment(home, ELEMENTS_RPC_URL=anvil.url)
-        if "publish" in jobs:
+        if "publish-model" in jobs:
             publish_s, ipfs_s = publish_rounds(work, size, repeat, chain_env, env)
             table.add(f"publish-model of {gib}", "elements publish-model DIR", publish_s, "`ipfs add -r DIR` (fresh repo)", ipfs_s, 1.5)
         if "verify" in jobs:

@@ -179,6 +179,21 @@ def test_publish_on_anvil_signs_with_eth_account_and_sends_without_web3_or_py_ec
 
 
 @pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
+def test_publish_model_on_anvil_signs_with_eth_account_and_opens_no_attribution_index(tmp_path, anvil_registry, anvil):
+    """publish-model resolves nothing, so the attribution index (registry.provenance.index, sqlite)
+    is neither imported nor opened; eth-account is loaded (in a background thread) and signs."""
+    path = tmp_path / "model-dir" / "model.safetensors"
+    path.parent.mkdir()
+    rng = np.random.default_rng(20261132)  # content nothing else publishes (the anvil chain is shared)
+    write_safetensors(path, {"dense.weight": rng.standard_normal((4, 4)).astype(np.float32)})
+    modules = loaded_modules(tmp_path, tmp_path / "home", "publish-model", path.parent, "--license", "MIT", "--json",
+                             ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=DEV_KEYS[6])
+    assert {"eth_account", "eth_keyfile.keyfile"} <= modules  # it did sign
+    assert {m for m in modules if m == "web3" or m.startswith(("web3.", "aiohttp"))} == set()
+    assert {"registry.provenance.index", "sqlite3"} & modules == set()
+
+
+@pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
 def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil_registry, anvil):
     home = tmp_path / "home"
     env = {"ELEMENTS_RPC_URL": anvil.url}

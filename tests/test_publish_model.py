@@ -298,3 +298,41 @@ def test_the_model_assembled_by_hash_embeds_sentences_bit_for_bit_as_the_origina
     assert np.allclose(np.linalg.norm(original, axis=1), 1.0, atol=1e-5)  # the model's Normalize module ran
     assert len({row.tobytes() for row in original}) == 4
     assert assembled.tobytes() == original.tobytes()
+
+
+def test_publish_model_first_uses_the_account_and_takes_the_sending_lock_after_the_blocks_are_written(anvil_registry, tmp_path):
+    # The account's loading (eth-account's import, in publish-model a PendingAccount's thread) and
+    # the publishing lock wait for the split: the account here cannot load before the last block is
+    # stored, so using it any earlier would leave the split waiting until the deadline and fail.
+    import contextlib
+    import threading
+
+    from registry.chain.pending_account import PendingAccount
+
+    account = registry_for("anvil", anvil_registry).account
+    split_done = threading.Event()
+    events: list[str] = []
+
+    def load():
+        if not split_done.wait(timeout=120):
+            raise AssertionError("the account was asked for before the model's blocks were written")
+        events.append("account loaded")
+        return account
+
+    def split_progress(done: int, total: int) -> None:
+        if done == total:
+            events.append("blocks written")
+            split_done.set()
+
+    @contextlib.contextmanager
+    def sending():
+        events.append("lock taken")
+        yield
+        events.append("lock released")
+
+    registry = anvil_registry.with_account(PendingAccount(load))
+    store = BlockStore(tmp_path / "blocks")
+    report = publish_model(registry, store, MODEL, license="Apache-2.0", split_progress=split_progress, sending=sending(),
+                           on_transaction=lambda info: events.append("sent"))
+    assert events == ["blocks written", "account loaded", "lock taken", "sent", "lock released"]
+    assert report.publish.publisher == account.address and len(report.publish.published) == 20

@@ -31,6 +31,7 @@ from ..limits import (
 )
 from .errors import AccountError
 from .eth_account_import import load_eth_account
+from .pending_account import private_key_bytes
 
 Account = load_eth_account().Account  # without py_ecc's BLS tables (see eth_account_import)
 
@@ -49,14 +50,7 @@ def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> 
     Raises:
         AccountError: not 32 bytes of hex, or not a valid secp256k1 key (the key is not echoed).
     """
-    text = private_key.strip()
-    body = text[2:] if text[:2].lower() == "0x" else text
-    if len(body) != 64:
-        raise AccountError(f"{source} is not a private key: expected 0x + 64 hex digits, got {len(body)} characters")
-    try:
-        key = bytes.fromhex(body)
-    except ValueError:
-        raise AccountError(f"{source} is not a private key: it holds non-hex characters") from None
+    key = private_key_bytes(private_key, source)
     try:
         account: LocalAccount = Account.from_key(key)  # eth-account's Account is untyped
         return account

@@ -236,18 +236,25 @@ def sending_lock(settings: Settings, registry, skip: bool = False):
 
 
 @contextlib.contextmanager
-def session(settings: Settings, *, write: bool = False):
-    """The registry (bound to the configured key when ``write``), the sources, a resolver (its
-    log queries narrowed by the attribution index under the home, when there is one)."""
+def session(settings: Settings, *, write: bool = False, defer_key: bool = False, resolver: bool = True):
+    """The registry (bound to the configured key when ``write``; ``defer_key``: see
+    :func:`registry.chain.session.open_registry`), the sources, a resolver (its log queries
+    narrowed by the attribution index under the home, when there is one; ``None`` when the
+    command resolves nothing, ``resolver=False``: the index is then neither imported nor opened)."""
     from ..chain.session import open_registry
-    from ..provenance.index import open_hints
-    from ..records.resolve import Resolver
     from ..storage.fetch import Sources
 
-    registry = open_registry(settings, write=write)
+    registry = open_registry(settings, write=write, defer_key=defer_key)
     sources = Sources.from_settings(settings)
-    hints = open_hints(registry, settings.home)
+    hints = None
     try:
+        if not resolver:
+            yield registry, sources, None
+            return
+        from ..provenance.index import open_hints
+        from ..records.resolve import Resolver
+
+        hints = open_hints(registry, settings.home)
         yield registry, sources, Resolver(registry, sources, hints=hints)
     finally:
         sources.close()
@@ -374,14 +381,15 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..publish.model import publish_model
 
     pin = check_pinning(args, settings)
-    with session(settings, write=True) as (registry, sources, _), progress_bars(settings) as bars:
-        with sending_lock(settings, registry, args.dry_run):
-            report = publish_model(
-                registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
-                name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
-                split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
-                commit_reveal=commit_reveal_for(args, settings, registry, bars),
-            )
+    # The key's account loads in a background thread during the split (defer_key), and the
+    # account's lock is taken after it, for planning and sending.
+    with session(settings, write=True, defer_key=True, resolver=False) as (registry, sources, _), progress_bars(settings) as bars:
+        report = publish_model(
+            registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
+            name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",
+            split_progress=bars.bar("splitting"), hash_progress=bars.bar("hashing"), upload_progress=bars.bar("uploading"),
+            commit_reveal=commit_reveal_for(args, settings, registry, bars), sending=sending_lock(settings, registry, args.dry_run),
+        )
         pinned = pin_published(pin, settings, sources, [report.publish], bars)
 
     def human() -> None:

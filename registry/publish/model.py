@@ -20,10 +20,11 @@ Both are idempotent (see :mod:`registry.publish.send`): a re-run sends only what
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 from ..chain.inputs import RecordInput
 from ..chain.registry import Kind, Registry, record_id_of
@@ -195,6 +196,7 @@ def publish_model(
     hash_progress: Progress | None = None,
     upload_progress: Progress | None = None,
     commit_reveal: CommitReveal | None = None,
+    sending: ContextManager[Any] | None = None,
 ) -> ModelReport:
     """Split a model, publish every element and the composition that reassembles it exactly.
 
@@ -207,12 +209,16 @@ def publish_model(
 
     Args:
         name: the composition's name in its recipe (default: the model's directory or file name).
+        sending: a context held from planning to the last receipt, entered after the split (the
+            CLI's publishing lock of the account: a second process splits meanwhile, then waits).
 
     Raises:
         UnknownLicenseNameError; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
         what :func:`split_model` and :func:`publish_claims` raise.
     """
-    publisher = signing_account(registry).address
+    # The account is checked to be there, but its address is read only once the blocks are written:
+    # a PendingAccount (registry.chain.pending_account) loads eth-account meanwhile.
+    account = signing_account(registry)
     terms = resolve_license(registry, license)
     model = Path(model)
     if not model.exists():
@@ -228,6 +234,7 @@ def publish_model(
     plan, prepared_all = _stream_elements(layout, target, split_progress, hash_progress)
     if name:
         plan.recipe["name"] = name
+    publisher = account.address
     claims: list[Claim] = []
     record_ids: dict[str, str] = {}
     for element, prepared in zip(plan.elements, prepared_all):
@@ -237,11 +244,12 @@ def publish_model(
     recipe = with_record_ids(load_recipe(plan.recipe), record_ids)
     composition, cid = composition_claim(recipe, plan.content_id, publisher, terms.license_id, target, label)
     everything = [*claims, composition]
-    report = publish_claims(
-        registry, everything, sources=sources, dry_run=dry_run,
-        batch_size=max(batch_size, len(everything)) if commit_reveal is not None else batch_size,
-        on_transaction=on_transaction, license=terms, upload_progress=upload_progress, commit_reveal=commit_reveal,
-    )
+    with sending if sending is not None else contextlib.nullcontext():
+        report = publish_claims(
+            registry, everything, sources=sources, dry_run=dry_run,
+            batch_size=max(batch_size, len(everything)) if commit_reveal is not None else batch_size,
+            on_transaction=on_transaction, license=terms, upload_progress=upload_progress, commit_reveal=commit_reveal,
+        )
     return ModelReport(report, composition, claims, recipe, cid, str(model))
 
 
