@@ -740,12 +740,43 @@ def command_cases() -> list[Hostile]:
     ]
 
 
+def endless_cases() -> list[Hostile]:
+    """Documents that never end: a path (or a symlink) to ``/dev/zero`` has no size to check, so a
+    reader that trusts ``stat`` reads until memory runs out (each once a hang)."""
+    def zero(ws: Workspace, name: str) -> Path:
+        link = ws.root / "in" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/dev/zero")
+        return link
+
+    def recipe(ws: Workspace) -> list[str]:
+        ws.elements()
+        return ["assemble-local", zero(ws, "recipe.json"), "--elements", ws.root / "in" / "elements", "-o", ws.out]
+
+    def config(ws: Workspace) -> list[str]:
+        return ["convert-mergekit", zero(ws, "config.yml"), "--mergekit-models", ws.input("models.json", "{}"), "-o", ws.out]
+
+    def models(ws: Workspace) -> list[str]:
+        config = "merge_method: linear\nmodels:\n  - model: org/base\n"
+        return ["convert-mergekit", ws.input("config.yml", config), "--mergekit-models", zero(ws, "models.json"), "-o", ws.out]
+
+    def index(ws: Workspace) -> list[str]:
+        return ["id", zero(ws, "ckpt/model.safetensors.index.json")]
+
+    return [
+        Hostile("recipe/dev-zero", recipe, "DOCUMENT_BYTES"),
+        Hostile("mergekit/config-dev-zero", config, "DOCUMENT_BYTES"),
+        Hostile("mergekit/models-dev-zero", models, "DOCUMENT_BYTES"),
+        Hostile("safetensors/index-dev-zero", index, "limit"),
+    ]
+
+
 def corpus() -> list[Hostile]:
     """Every command-line case, in a stable order."""
     cases = [
         *safetensors_cases(), *index_cases(), *recipe_cases(), *local_manifest_cases(), *car_cases(),
         *dagpb_cases(), *cid_cases(), *config_cases(), *keystore_cases(), keys_list_case(), *signed_cases(),
-        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(),
+        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(), *endless_cases(),
     ]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "case ids must be unique"
