@@ -740,6 +740,33 @@ def command_cases() -> list[Hostile]:
     ]
 
 
+def url_cases() -> list[Hostile]:
+    """Endpoint URLs that do not parse, from a flag or the config file (each once a ValueError or
+    httpx.InvalidURL as an internal error)."""
+    cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+    def flag(name: str, argv: list[str]) -> Hostile:
+        return Hostile(f"url/{name}", lambda ws: [*argv, "-o", ws.out] if argv[0] == "car" else argv, "not a valid URL")
+
+    def network(ws: Workspace) -> list[str]:
+        ws.setup()
+        (ws.home / "config.json").write_text(json.dumps({"networks": {"lab": {"rpc_url": "http://127.0.0.1:99999"}}}))
+        return ["ls", "--network", "lab"]
+
+    return [
+        flag("rpc-url-ipv6-unclosed", ["ls", "--rpc-url", "http://[::1"]),
+        flag("rpc-url-port-99999", ["ls", "--rpc-url", "http://127.0.0.1:99999"]),
+        flag("rpc-url-port-word", ["ls", "--rpc-url", "http://127.0.0.1:abc"]),
+        flag("rpc-url-host-not-an-address", ["ls", "--rpc-url", "http://[zz]:5"]),
+        flag("rpc-url-second-of-two", ["ls", "--rpc-url", "http://127.0.0.1:1", "--rpc-url", "http://127.0.0.1:-1"]),
+        flag("ipfs-api-ipv6-unclosed", ["car", "export", cid, "--ipfs-api", "http://[::1"]),
+        flag("gateway-port-word", ["car", "export", cid, "--gateway", "http://127.0.0.1:abc"]),
+        Hostile("url/rpc-url-password-not-echoed", lambda ws: ["ls", "--rpc-url", "http://user:hunter2@127.0.0.1:abc"],
+                "^(?!.*hunter2).*not a valid URL"),
+        Hostile("url/network-rpc-url-port-99999", network, "not a valid URL"),
+    ]
+
+
 def endless_cases() -> list[Hostile]:
     """Documents that never end: a path (or a symlink) to ``/dev/zero`` has no size to check, so a
     reader that trusts ``stat`` reads until memory runs out (each once a hang)."""
@@ -776,7 +803,7 @@ def corpus() -> list[Hostile]:
     cases = [
         *safetensors_cases(), *index_cases(), *recipe_cases(), *local_manifest_cases(), *car_cases(),
         *dagpb_cases(), *cid_cases(), *config_cases(), *keystore_cases(), keys_list_case(), *signed_cases(),
-        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(), *endless_cases(),
+        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(), *endless_cases(), *url_cases(),
     ]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "case ids must be unique"
