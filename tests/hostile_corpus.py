@@ -740,6 +740,29 @@ def command_cases() -> list[Hostile]:
     ]
 
 
+def option_cases() -> list[Hostile]:
+    """Option values that are numbers no computer holds (each once an OverflowError or a
+    ValueError from int() as an internal error)."""
+    def assemble(size: str) -> Callable[[Workspace], list[str]]:
+        def build(ws: Workspace) -> list[str]:
+            recipe = ws.input("recipe.json", json.dumps(_recipe(ws)))
+            return ["assemble-local", recipe, "--elements", ws.root / "in" / "elements", "-o", ws.out, "--max-shard-size", size]
+        return build
+
+    def sign(hours: str) -> Callable[[Workspace], list[str]]:
+        return lambda ws: ["publish", ws.input("notes.txt", "notes"), "--license", "MIT", "--sign-only", ws.out, "--valid-for", hours]
+
+    key = {"ELEMENTS_PRIVATE_KEY": DEV_KEY}
+    return [
+        *(Hostile(f"option/max-shard-size-{name}", assemble(size), "not a size")
+          for name, size in [("inf", "inf"), ("1e999", "1e999"), ("400-digits", "9" * 400), ("inf-gb", "infGB")]),
+        *(Hostile(f"option/cache-limit-{name}", lambda ws, size=size: ["config", "set", "cache_limit", size], "not a size")
+          for name, size in [("inf", "inf"), ("400-digits", "9" * 400)]),
+        *(Hostile(f"option/valid-for-{name}", sign(hours), "--valid-for", env=key)
+          for name, hours in [("nan", "nan"), ("inf", "inf"), ("400-digits", "9" * 400), ("zero", "0"), ("negative", "-1")]),
+    ]
+
+
 def url_cases() -> list[Hostile]:
     """Endpoint URLs that do not parse, from a flag or the config file (each once a ValueError or
     httpx.InvalidURL as an internal error)."""
@@ -803,7 +826,7 @@ def corpus() -> list[Hostile]:
     cases = [
         *safetensors_cases(), *index_cases(), *recipe_cases(), *local_manifest_cases(), *car_cases(),
         *dagpb_cases(), *cid_cases(), *config_cases(), *keystore_cases(), keys_list_case(), *signed_cases(),
-        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(), *endless_cases(), *url_cases(),
+        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(), *endless_cases(), *url_cases(), *option_cases(),
     ]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "case ids must be unique"
