@@ -333,3 +333,13 @@ def test_a_layout_is_not_planned_without_every_digest_nor_streamed_without_somew
         layout.plan(table)
     with open_tensors(layout.checkpoint) as views, pytest.raises(SplitError, match="pass digests"):
         ElementStream(layout.groups[0], views)
+
+
+def test_a_model_whose_header_metadata_would_make_an_unreadable_recipe_is_refused_with_nothing_written(tmp_path):
+    import numpy as np
+
+    model = tmp_path / "model.safetensors"
+    write_safetensors(model, [("layers.0.w", "F32", (1,), np.ones(1, dtype=np.float32))], metadata={"notes": "x" * (17 * 1024 * 1024)})
+    with pytest.raises(SplitError, match="DOCUMENT_BYTES"):
+        split_model(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
-from ..limits import check_output_path
+from ..limits import DOCUMENT_BYTES, check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
 from .recipe.values import RecipeError, as_regex
@@ -303,7 +303,11 @@ def split_model(
         inputs.update(file_inputs)
         recipe = _recipe(model, inputs, steps, table, model_content_id, file_specs, metadata)
         recipe_path = temporary / "recipe.json"
-        recipe_path.write_text(json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = (json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        if len(text) > DOCUMENT_BYTES:  # a recipe no reader would take (the header's __metadata__ is copied into it)
+            raise SplitError(DOCUMENT_BYTES.describe(f"the recipe of {model}", len(text))
+                             + "; remove the large __metadata__ from its safetensors header")
+        recipe_path.write_bytes(text)
         replace_directory(temporary, out, replace=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
