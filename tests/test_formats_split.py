@@ -343,3 +343,13 @@ def test_a_model_whose_header_metadata_would_make_an_unreadable_recipe_is_refuse
     with pytest.raises(SplitError, match="DOCUMENT_BYTES"):
         split_model(model, tmp_path / "out")
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_a_split_into_more_elements_than_a_recipe_may_have_inputs_is_refused_before_writing_any(tmp_path):
+    import numpy as np
+
+    model = tmp_path / "model.safetensors"
+    write_safetensors(model, [(f"t{i}.w", "F32", (0,), np.zeros(0, dtype=np.float32)) for i in range(4097)])
+    with pytest.raises(SplitError, match="RECIPE_INPUTS"):
+        split_model(model, tmp_path / "out", by="module")
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
-from ..limits import DOCUMENT_BYTES, check_output_path
+from ..limits import DOCUMENT_BYTES, RECIPE_INPUTS, check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
 from .recipe.values import RecipeError, as_regex
@@ -287,6 +287,7 @@ def split_model(
     if not names:
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
     groups = _group(names, by, rules)
+    _check_element_count(model, len(groups) + len(files))
 
     table = {entry.name: entry for entry in tensor_entries(checkpoint)}
     model_content_id = str(tensor_set_content_id(table.values()))
@@ -313,6 +314,13 @@ def split_model(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return SplitResult(out, model_content_id, elements, out / "recipe.json", recipe, skipped)
+
+
+def _check_element_count(model: Path, count: int) -> None:
+    """Refuse a split whose recipe its own reader would refuse: one input per element."""
+    if count > RECIPE_INPUTS:
+        raise SplitError(RECIPE_INPUTS.describe(f"the split of {model} into elements", count)
+                         + "; group coarser (--by layer, --by none, or --rule with fewer groups)")
 
 
 def _group(names: list[str], by: str, rules: list[str] | None) -> dict[str, list[str]]:
@@ -530,7 +538,9 @@ def plan_layout(model: str | os.PathLike[str], *, by: str = "layer", rules: list
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
     taken: set[str] = set()
     groups = []
-    for group, members in _group(names, by, rules).items():
+    grouped = _group(names, by, rules)
+    _check_element_count(model, len(grouped) + len(files))
+    for group, members in grouped.items():
         name = _unique(_safe_group(group), taken)
         groups.append(TensorGroup(name, f"elements/{name}.safetensors", tuple(sorted(members, key=lambda t: t.encode("utf-8")))))
     return SplitLayout(model, checkpoint, groups, files, skipped)
