@@ -353,3 +353,16 @@ def test_a_split_into_more_elements_than_a_recipe_may_have_inputs_is_refused_bef
     with pytest.raises(SplitError, match="RECIPE_INPUTS"):
         split_model(model, tmp_path / "out", by="module")
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("name", ["a:b.json", "a\\b.txt", "tab\tx.txt", "line\nx.txt"])
+def test_a_model_file_whose_name_no_recipe_can_carry_is_refused_before_writing_anything(tmp_path, name):
+    import numpy as np
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_safetensors(model / "model.safetensors", [("layers.0.w", "F32", (1,), np.ones(1, dtype=np.float32))])
+    (model / name).write_text("{}")
+    with pytest.raises(SplitError, match="rename it"):
+        split_model(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

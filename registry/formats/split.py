@@ -39,7 +39,7 @@ from ..files import replace_directory, temporary_sibling
 from ..limits import DOCUMENT_BYTES, RECIPE_INPUTS, check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
-from .recipe.values import RecipeError, as_regex
+from .recipe.values import RecipeError, as_regex, check_relative_path
 from .safetensors_writer import write_safetensors
 
 __all__ = [
@@ -233,6 +233,10 @@ def _model_parts(model: Path) -> tuple[Checkpoint, list[tuple[str, Path]], list[
             if name.lower().endswith(SKIPPED_SUFFIXES) or name.endswith(INDEX_SUFFIX):
                 skipped.append(relative)
                 continue
+            try:
+                check_relative_path(relative, "the path")
+            except RecipeError as exc:  # the recipe would carry a path its own reader refuses
+                raise SplitError(f"model file {relative!r} cannot be carried by a recipe ({exc}); rename it or move it out of {model}") from None
             files.append((relative, path))
     return checkpoint, files, skipped
 
