@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from .files import atomic_write
 from .errors import ConfigError
@@ -87,6 +89,19 @@ def url_list(value: Any) -> list[str]:
     values = value if isinstance(value, (list, tuple)) else [value]
     urls = [part.strip() for item in values if item for part in str(item).split(",") if part.strip()]
     return list(dict.fromkeys(urls))
+
+
+def _check_url(url: str, what: str) -> None:
+    """Refuse a URL whose host or port does not parse (an unclosed IPv6 bracket, port 99999 or
+    'abc'): every client would raise its own ValueError on it."""
+    if "://" not in url:
+        return  # 'memory', a network name, a multiaddr: each is checked where it is used
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        shown = re.sub(r"//[^/@]*@", "//***@", url)[:200]  # never the password in an error
+        raise ConfigError(f"the {what} {shown!r} is not a valid URL ({exc}); give one such as http://127.0.0.1:8545") from None
 
 
 def load_config_file(home: Path) -> dict[str, Any]:
@@ -308,6 +323,11 @@ class Settings:
             if use_network:
                 raise
             fetch = FetchLimits()  # `elements config` must still run to fix the bad value
+        if use_network:  # `elements config` must still run to fix a bad URL too
+            for url in rpc_urls:
+                _check_url(url, "JSON-RPC URL")
+            for url in [*url_list(gateways), *url_list(pick("ipfs_api", "ELEMENTS_IPFS_API"))]:
+                _check_url(url, "gateway or Kubo API URL")
         return cls(
             home=home,
             rpc_url=rpc_urls[0] if rpc_urls else "memory",

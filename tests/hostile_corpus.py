@@ -740,12 +740,96 @@ def command_cases() -> list[Hostile]:
     ]
 
 
+def option_cases() -> list[Hostile]:
+    """Option values that are numbers no computer holds (each once an OverflowError or a
+    ValueError from int() as an internal error)."""
+    def assemble(size: str) -> Callable[[Workspace], list[str]]:
+        def build(ws: Workspace) -> list[str]:
+            recipe = ws.input("recipe.json", json.dumps(_recipe(ws)))
+            return ["assemble-local", recipe, "--elements", ws.root / "in" / "elements", "-o", ws.out, "--max-shard-size", size]
+        return build
+
+    def sign(hours: str) -> Callable[[Workspace], list[str]]:
+        return lambda ws: ["publish", ws.input("notes.txt", "notes"), "--license", "MIT", "--sign-only", ws.out, "--valid-for", hours]
+
+    key = {"ELEMENTS_PRIVATE_KEY": DEV_KEY}
+    return [
+        *(Hostile(f"option/max-shard-size-{name}", assemble(size), "not a size")
+          for name, size in [("inf", "inf"), ("1e999", "1e999"), ("400-digits", "9" * 400), ("inf-gb", "infGB")]),
+        *(Hostile(f"option/cache-limit-{name}", lambda ws, size=size: ["config", "set", "cache_limit", size], "not a size")
+          for name, size in [("inf", "inf"), ("400-digits", "9" * 400)]),
+        *(Hostile(f"option/valid-for-{name}", sign(hours), "--valid-for", env=key)
+          for name, hours in [("nan", "nan"), ("inf", "inf"), ("400-digits", "9" * 400), ("zero", "0"), ("negative", "-1")]),
+    ]
+
+
+def url_cases() -> list[Hostile]:
+    """Endpoint URLs that do not parse, from a flag or the config file (each once a ValueError or
+    httpx.InvalidURL as an internal error)."""
+    cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+    def flag(name: str, argv: list[str]) -> Hostile:
+        return Hostile(f"url/{name}", lambda ws: [*argv, "-o", ws.out] if argv[0] == "car" else argv, "not a valid URL")
+
+    def network(ws: Workspace) -> list[str]:
+        ws.setup()
+        (ws.home / "config.json").write_text(json.dumps({"networks": {"lab": {"rpc_url": "http://127.0.0.1:99999"}}}))
+        return ["ls", "--network", "lab"]
+
+    return [
+        flag("rpc-url-ipv6-unclosed", ["ls", "--rpc-url", "http://[::1"]),
+        flag("rpc-url-port-99999", ["ls", "--rpc-url", "http://127.0.0.1:99999"]),
+        flag("rpc-url-port-word", ["ls", "--rpc-url", "http://127.0.0.1:abc"]),
+        flag("rpc-url-host-not-an-address", ["ls", "--rpc-url", "http://[zz]:5"]),
+        flag("rpc-url-second-of-two", ["ls", "--rpc-url", "http://127.0.0.1:1", "--rpc-url", "http://127.0.0.1:-1"]),
+        flag("ipfs-api-ipv6-unclosed", ["car", "export", cid, "--ipfs-api", "http://[::1"]),
+        flag("gateway-port-word", ["car", "export", cid, "--gateway", "http://127.0.0.1:abc"]),
+        flag("gateway-ipv4-999", ["car", "export", cid, "--gateway", "http://999.0.0.1"]),
+        flag("ipfs-api-ipv4-999", ["car", "export", cid, "--ipfs-api", "http://999.0.0.1:5001"]),
+        flag("ipfs-api-multiaddr-ipv4-999", ["car", "export", cid, "--ipfs-api", "/ip4/999.0.0.1/tcp/5001"]),
+        Hostile("url/rpc-url-password-not-echoed", lambda ws: ["ls", "--rpc-url", "http://user:hunter2@127.0.0.1:abc"],
+                "^(?!.*hunter2).*not a valid URL"),
+        Hostile("url/network-rpc-url-port-99999", network, "not a valid URL"),
+    ]
+
+
+def endless_cases() -> list[Hostile]:
+    """Documents that never end: a path (or a symlink) to ``/dev/zero`` has no size to check, so a
+    reader that trusts ``stat`` reads until memory runs out (each once a hang)."""
+    def zero(ws: Workspace, name: str) -> Path:
+        link = ws.root / "in" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/dev/zero")
+        return link
+
+    def recipe(ws: Workspace) -> list[str]:
+        ws.elements()
+        return ["assemble-local", zero(ws, "recipe.json"), "--elements", ws.root / "in" / "elements", "-o", ws.out]
+
+    def config(ws: Workspace) -> list[str]:
+        return ["convert-mergekit", zero(ws, "config.yml"), "--mergekit-models", ws.input("models.json", "{}"), "-o", ws.out]
+
+    def models(ws: Workspace) -> list[str]:
+        config = "merge_method: linear\nmodels:\n  - model: org/base\n"
+        return ["convert-mergekit", ws.input("config.yml", config), "--mergekit-models", zero(ws, "models.json"), "-o", ws.out]
+
+    def index(ws: Workspace) -> list[str]:
+        return ["id", zero(ws, "ckpt/model.safetensors.index.json")]
+
+    return [
+        Hostile("recipe/dev-zero", recipe, "DOCUMENT_BYTES"),
+        Hostile("mergekit/config-dev-zero", config, "DOCUMENT_BYTES"),
+        Hostile("mergekit/models-dev-zero", models, "DOCUMENT_BYTES"),
+        Hostile("safetensors/index-dev-zero", index, "limit"),
+    ]
+
+
 def corpus() -> list[Hostile]:
     """Every command-line case, in a stable order."""
     cases = [
         *safetensors_cases(), *index_cases(), *recipe_cases(), *local_manifest_cases(), *car_cases(),
         *dagpb_cases(), *cid_cases(), *config_cases(), *keystore_cases(), keys_list_case(), *signed_cases(),
-        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(),
+        *output_path_cases(), *command_cases(), *mergekit_cases(), *split_rule_cases(), *endless_cases(), *url_cases(), *option_cases(),
     ]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "case ids must be unique"

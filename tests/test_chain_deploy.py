@@ -139,3 +139,18 @@ def test_a_malformed_registry_address_or_deployments_file_is_a_config_error(tmp_
     (tmp_path / "deployments.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError):
         load_deployments(tmp_path)
+
+
+@pytest.mark.parametrize("entry", [
+    ["ElementRegistry"],  # the chain's entry is not an object
+    {"ElementRegistry": {"address": "0x" + "11" * 20, "block": "abc"}},
+    {"ElementRegistry": {"address": "0x" + "11" * 20, "block": [1]}},
+    {"ElementRegistry": {"address": "0x" + "11" * 20, "block": None}},
+    {"ElementRegistry": {"address": "0x" + "11" * 20, "block": {"a": 1}}},
+    {"ElementRegistry": {"address": "0x" + "11" * 20, "block": -5}},
+], ids=["chain-entry-list", "block-word", "block-list", "block-null", "block-object", "block-negative"])
+def test_a_tampered_deployments_entry_for_the_chain_is_a_config_error_naming_the_file(tmp_path, entry):
+    chain = connect("memory")
+    (tmp_path / "deployments.json").write_text(json.dumps({str(chain.chain_id): entry}))
+    with pytest.raises(ConfigError, match="deployments.json"):
+        find_registry(chain, home=tmp_path)

@@ -99,3 +99,42 @@ def test_a_log_of_another_contract_or_event_is_skipped_and_a_malformed_one_refus
                    {**log, "topics": [*topics[:3], "0x" + "ff" * 32]}):
         with pytest.raises(IntegrityError):
             decode_raw_log(broken, address, "node")
+
+
+class ForgedEvents(Lie):
+    """Answers every log query with 257 forged ``RecordPublished`` events (one more than one
+    ``records(ids)`` call reads, so storage is read in a JSON-RPC batch) and every ``records``
+    call with storage that agrees with them, except for ``garble``'s rewrite of its hex."""
+
+    COUNT = 257
+
+    def __init__(self, publisher_hex: str, garble) -> None:
+        self.publisher_hex, self.garble = publisher_hex, garble
+
+    def answer(self, call, answer, upstream):
+        params = call.get("params") or [{}]
+        if call.get("method") == "eth_getLogs":
+            query = params[0]
+            data = "0x" + "".join(f"{v:064x}" for v in (0x55, 1, 2, 0, 160, 0))
+            logs = [{"address": query["address"], "blockNumber": query["fromBlock"], "logIndex": hex(n), "data": data,
+                     "topics": ["0x" + RECORD_PUBLISHED_TOPIC.hex(), f"0x{n + 1:064x}", "0x" + "bb" * 32, "0x" + "00" * 12 + self.publisher_hex]}
+                    for n in range(self.COUNT)]
+            self.block = int(query["fromBlock"], 16)
+            return {**answer, "result": logs}
+        if call.get("method") == "eth_call" and str(params[0].get("data", "")).startswith(RECORDS_SELECTOR):
+            count = (len(params[0]["data"]) - 2 - 8 - 128) // 64
+            row = "00" * 12 + self.publisher_hex + f"{0:064x}" + f"{self.block:064x}" + f"{0:064x}" * 5 + f"{self.block:064x}"
+            return {"jsonrpc": "2.0", "id": call["id"], "result": self.garble("0x" + f"{32:064x}{count:064x}" + row * count)}
+        return answer
+
+
+@pytest.mark.parametrize("publisher_hex, garble", [
+    ("cc" * 20, lambda result: result[:300] + "zz" + result[302:]),  # storage (a block number) that is not hex
+    ("zz" * 20, lambda result: result),  # a publisher topic that is not hex, storage agreeing with it
+], ids=["storage-not-hex", "publisher-not-hex"])
+def test_a_node_answering_events_or_batched_storage_that_are_not_hex_is_refused(anvil, published, publisher_hex, garble):
+    registry, start, end = published
+    with RpcProxy(anvil.url, ForgedEvents(publisher_hex, garble)) as proxy:
+        lying = Registry(connect(proxy.url), registry.address, None, registry.deploy_block)
+        with pytest.raises(IntegrityError, match="malformed"):
+            scan_records(lying.reader, start, start)

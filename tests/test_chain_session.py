@@ -63,3 +63,12 @@ def test_a_named_network_checks_its_chain_id_and_finds_the_registry(tmp_path, an
     assert "ELEMENTS_PRIVATE_KEY" in str(info.value)
     with pytest.raises(AccountError):
         plain.publish(RecordInput(os.urandom(32), CID, 2))
+
+
+@pytest.mark.parametrize("address", ["nan", "0x", "0x" + "g" * 40, "memory"])
+def test_a_registry_address_that_is_not_an_address_is_a_config_error_on_the_throw_away_chain(tmp_path, address):
+    from registry.errors import ConfigError
+
+    settings = Settings.resolve({"home": str(tmp_path), "rpc_url": "memory", "registry": address}, environ={})
+    with pytest.raises(ConfigError, match="not an address"):
+        open_registry(settings)

@@ -205,3 +205,14 @@ def test_a_disk_that_fills_up_mid_write_is_one_line_exit_2_naming_the_fix(tmp_pa
     assert done.returncode == 2
     assert "No space left on device while writing; free some disk space" in line
     assert "internal error" not in line
+
+
+def test_a_file_output_that_is_a_directory_is_named_as_given_not_by_its_temporary(tmp_path, capsys, monkeypatch):
+    from registry.cli import main
+
+    monkeypatch.setenv("ELEMENTS_HOME", str(tmp_path / "home"))
+    (tmp_path / "bom").mkdir()
+    code = main(["verify", str(MODEL / "model.safetensors"), "--bom", str(tmp_path / "bom")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{tmp_path / 'bom'}:" in err and ".incomplete" not in err and "it is a directory; give a file" in err, err

@@ -165,3 +165,15 @@ def test_assemble_local_saves_the_recipe_pinned_to_its_output(split_dir, tmp_pat
     assert {t["name"]: t["dtype"] for t in pinned["output"]["tensors"]}["pooler.dense.weight"] == "F16"
     code, _, err = run(capsys, "assemble-local", tmp_path / "pinned.json", "--elements", split_dir, "-o", tmp_path / "b")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("where", ["the-output-directory", "an-existing-directory", "the-recipe-itself"])
+def test_a_save_recipe_path_that_cannot_take_the_recipe_is_refused_before_anything_is_assembled(split_dir, tmp_path, capsys, where):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("# my notes\n" + json.dumps(reassembly_recipe(split_dir)))
+    out = tmp_path / "out"
+    (tmp_path / "dir").mkdir()
+    target = {"the-output-directory": out, "an-existing-directory": tmp_path / "dir", "the-recipe-itself": recipe}[where]
+    code, _, err = run(capsys, "assemble-local", recipe, "--elements", split_dir, "-o", out, "--save-recipe", target)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--save-recipe" in err and ".incomplete" not in err, err
+    assert not out.exists() and recipe.read_text().startswith("# my notes\n")

@@ -333,3 +333,36 @@ def test_a_layout_is_not_planned_without_every_digest_nor_streamed_without_somew
         layout.plan(table)
     with open_tensors(layout.checkpoint) as views, pytest.raises(SplitError, match="pass digests"):
         ElementStream(layout.groups[0], views)
+
+
+def test_a_model_whose_header_metadata_would_make_an_unreadable_recipe_is_refused_with_nothing_written(tmp_path):
+    import numpy as np
+
+    model = tmp_path / "model.safetensors"
+    write_safetensors(model, [("layers.0.w", "F32", (1,), np.ones(1, dtype=np.float32))], metadata={"notes": "x" * (17 * 1024 * 1024)})
+    with pytest.raises(SplitError, match="DOCUMENT_BYTES"):
+        split_model(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_a_split_into_more_elements_than_a_recipe_may_have_inputs_is_refused_before_writing_any(tmp_path):
+    import numpy as np
+
+    model = tmp_path / "model.safetensors"
+    write_safetensors(model, [(f"t{i}.w", "F32", (0,), np.zeros(0, dtype=np.float32)) for i in range(4097)])
+    with pytest.raises(SplitError, match="RECIPE_INPUTS"):
+        split_model(model, tmp_path / "out", by="module")
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("name", ["a:b.json", "a\\b.txt", "tab\tx.txt", "line\nx.txt"])
+def test_a_model_file_whose_name_no_recipe_can_carry_is_refused_before_writing_anything(tmp_path, name):
+    import numpy as np
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_safetensors(model / "model.safetensors", [("layers.0.w", "F32", (1,), np.ones(1, dtype=np.float32))])
+    (model / name).write_text("{}")
+    with pytest.raises(SplitError, match="rename it"):
+        split_model(model, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]

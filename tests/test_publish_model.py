@@ -336,3 +336,19 @@ def test_publish_model_first_uses_the_account_and_takes_the_sending_lock_after_t
                            on_transaction=lambda info: events.append("sent"))
     assert events == ["blocks written", "account loaded", "lock taken", "sent", "lock released"]
     assert report.publish.publisher == account.address and len(report.publish.published) == 20
+
+
+def test_a_model_whose_recipe_no_reader_would_take_is_refused_before_anything_is_stored_or_sent(memory_registry, tmp_path):
+    import numpy as np
+
+    from registry.errors import InputError
+    from registry.formats.safetensors_writer import write_safetensors
+
+    registry = registry_for("memory", memory_registry=memory_registry)
+    model = tmp_path / "model.safetensors"
+    write_safetensors(model, [("layers.0.w", "F32", (1,), np.ones(1, dtype=np.float32))], metadata={"notes": "x" * (17 * 1024 * 1024)})
+    store = BlockStore(tmp_path / "blocks")
+    before = registry.chain.block_number()
+    with pytest.raises(InputError, match="DOCUMENT_BYTES"):
+        publish_model(registry, store, model, license="MIT")
+    assert registry.chain.block_number() == before  # no element went out without its composition

@@ -212,3 +212,26 @@ def test_a_node_that_caps_log_ranges_is_read_through_exact_blocks(anvil, anvil_r
     assert {n.record.record_id for n in graph} == {c.record_id for c in claims.values()}
     assert all(isinstance(n.document, Manifest) for n in graph)
     assert graph.round_trips > 4  # the fallback costs calls, not correctness
+
+
+@pytest.mark.parametrize("head", ["0xzz", "0x+1", "0x 1"])
+def test_a_node_whose_batched_head_is_not_hex_still_resolves_the_graph(anvil, anvil_registry, tmp_path, head):
+    registry = registry_for("anvil", anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    [result] = publish_claims(registry, [element_claim(prepare_element(small_file(tmp_path, "e.txt"), store), registry.account.address, 2)]).results
+
+    def garble_head(methods, answer):
+        document = json.loads(answer)
+        if isinstance(document, list):
+            for method, item in zip(methods, document):
+                if method == "eth_blockNumber":
+                    item["result"] = head
+        return json.dumps(document).encode()
+
+    proxy = DroppingProxy(anvil.url, "none", 0, rewrite=garble_head)
+    try:
+        lying = Registry(connect(proxy.url), registry.address, None, registry.deploy_block)
+        graph = Resolver(lying).graph([result.claim.record_id], documents=False)
+    finally:
+        proxy.close()
+    assert [n.record.record_id for n in graph] == [result.claim.record_id]

@@ -224,3 +224,19 @@ def test_gc_max_size_and_the_cache_limit_config_as_a_user_runs_them(tmp_path):
     assert all(p.is_file() for p in new_files) and not any(p.exists() for p in old_files)
     unlimited = json.loads(elements(home, "gc", "--no-chain", "--max-size", "none", "--json").stdout)
     assert unlimited["max_size"] is None and not any(p.exists() for p in new_files)
+
+
+def test_gc_never_follows_a_symlinked_shard_out_of_the_store(home, store, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").write_bytes(b"someone else's file")
+    old = time.time() - 7 * 86400
+    os.utime(victim / "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", (old, old))
+    (victim / "draft.tmp").write_bytes(b"their draft")  # what clean_incomplete removes from a shard
+    os.utime(victim / "draft.tmp", (old, old))
+    store.root.mkdir(parents=True, exist_ok=True)
+    (store.root / "zz").symlink_to(victim)  # placed by another user of a shared home
+    with store_lock(store, exclusive=True):
+        run_gc(plan_gc(home, store, grace=0))
+    assert (victim / "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").read_bytes() == b"someone else's file"
+    assert (victim / "draft.tmp").read_bytes() == b"their draft"

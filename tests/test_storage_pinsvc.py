@@ -146,7 +146,7 @@ def test_a_token_with_a_line_break_is_refused_before_any_request(hostile_server)
     assert hostile_server.requests == []
 
 
-@pytest.mark.parametrize("url", ["ftp://host/psa", "no-scheme", "http://", "http://a b"])
+@pytest.mark.parametrize("url", ["ftp://host/psa", "no-scheme", "http://", "http://a b", "http://[::1", "https://x:abc", "http://127.0.0.1:99999"])
 def test_urls_that_are_not_http_endpoints_are_refused(url):
     with pytest.raises(PinServiceError, match="not a pinning service URL"):
         PinService(url)

@@ -230,6 +230,25 @@ def record_deployment(home: Path, deployment: Deployment, rpc_url: str | None = 
     return atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def _deployment_entry(home: Path, chain_id: int) -> dict[str, Any] | None:
+    """The registry's entry for ``chain_id`` in the deployments file, its block checked (a
+    hand-edited file is outside input too); ``None`` when it names none.
+
+    Raises:
+        ConfigError: the file, the chain's entry or its block is malformed.
+    """
+    chain_entry = load_deployments(home).get(str(chain_id), {})
+    entry = chain_entry.get(CONTRACT_NAME) if isinstance(chain_entry, dict) else None
+    if not isinstance(chain_entry, dict) or (entry is not None and not isinstance(entry, dict)):
+        raise ConfigError(f"{_deployments_path(home)}: the entry of chain {chain_id} must be an object; "
+                          "fix or delete the file, then run `elements deploy`")
+    block = entry.get("block", 0) if entry else 0
+    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < 1 << 63:
+        raise ConfigError(f"{_deployments_path(home)}: the registry's block on chain {chain_id} must be a block number; "
+                          "fix or delete the file, then run `elements deploy`")
+    return entry
+
+
 def find_registry(chain: Chain, address: str | None = None, home: Path | None = None) -> Deployment:
     """Locate the registry on a chain: the given address, else the deployments file, else CREATE2.
 
@@ -242,18 +261,16 @@ def find_registry(chain: Chain, address: str | None = None, home: Path | None = 
     entry: Any = None
     if home is not None:
         try:
-            entry = load_deployments(home).get(str(chain.chain_id), {}).get(CONTRACT_NAME)
-        except (ConfigError, AttributeError):
+            entry = _deployment_entry(home, chain.chain_id)
+        except ConfigError:
             if not address:
                 raise
-        if entry is not None and not isinstance(entry, dict):
-            entry = None
     if address:
         source = "the address given"
         if entry and str(entry.get("address", "")).lower() == str(address).lower():
-            block = int(entry.get("block", 0))  # learnt before: no bisection
+            block = entry.get("block", 0)  # learnt before: no bisection
     elif entry:
-        address, block, source = entry["address"], int(entry.get("block", 0)), f"{home}/deployments.json"
+        address, block, source = entry["address"], entry.get("block", 0), f"{home}/deployments.json"
     if not address:
         address = registry_address()
     try:

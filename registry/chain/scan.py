@@ -17,6 +17,7 @@ lying node can hide or invent a candidate but not a statement.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -37,6 +38,8 @@ _CALLS_PER_BATCH = 40  # records(ids) calls in one JSON-RPC batch: 10,240 record
 _MAX_PARENTS = 127
 _TOPIC0 = "0x" + RECORD_PUBLISHED_TOPIC.hex()
 _STATE_HEX = 9 * 64  # one RecordState: nine words
+_TOPIC = re.compile(r"0x[0-9a-fA-F]{64}")
+_HEX = re.compile(r"[0-9a-fA-F]*")  # int(..., 16) alone would take "_", "+" and spaces, and raise on the rest
 
 
 class ScannedRecord(NamedTuple):
@@ -74,7 +77,7 @@ def decode_raw_log(log: Any, address: str, where: str) -> tuple[Any, ...] | None
         if len(topics) != 4 or topics[0].lower() != _TOPIC0 or log.get("removed") or log["address"].lower() != address:
             return None
         record_hex, content_hex, publisher_hex, data = topics[1], topics[2], topics[3], log["data"]
-        if not (len(record_hex) == len(content_hex) == len(publisher_hex) == 66) or data[:2] != "0x":
+        if not all(isinstance(t, str) and _TOPIC.fullmatch(t) for t in (record_hex, content_hex, publisher_hex)) or data[:2] != "0x":
             raise ValueError("topic size")
         body = data[2:]
         size = len(body)
@@ -125,6 +128,8 @@ def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> 
     for n, answer in enumerate(answers):
         chunk = events[n * READ_CHUNK : (n + 1) * READ_CHUNK]
         body = answer[2:] if answer[:2] == "0x" else ""
+        if not _HEX.fullmatch(body):
+            raise IntegrityError(f"{reader.where} answered records() with malformed storage (not hex); is this the registry?")
         if len(body) != 128 + _STATE_HEX * len(chunk) or _word(body, 0) != 32 or _word(body, 1) != len(chunk):
             raise IntegrityError(f"{reader.where} answered records() with {len(body) // 2} bytes for {len(chunk)} ids; is this the registry?")
         for i, event in enumerate(chunk):

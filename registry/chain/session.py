@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from ..errors import ConfigError
 from .abi import checksum_address as to_checksum_address
 from .errors import AccountError, NoRegistryError
 from .connection import connect
@@ -96,7 +97,11 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
         if account is not None and chain.balance(account.address) == 0:
             # A configured key on the throw-away in-process chain: give it ether to pay for gas.
             chain.transact(chain.dev_accounts[0], {"to": account.address, "value": 1000 * 10**18}, gas=21_000)
-        if settings.registry and to_checksum_address(settings.registry) != registry.address:
+        try:
+            given = to_checksum_address(settings.registry) if settings.registry else None
+        except ValueError:
+            raise ConfigError(f"{settings.registry!r} is not an address; check --registry / ELEMENTS_REGISTRY") from None
+        if given and given != registry.address:
             raise NoRegistryError(
                 f"the in-process chain has the registry at {registry.address}, not {settings.registry}; drop --registry"
             )

@@ -258,7 +258,9 @@ def _path_problem(exc: OSError) -> str:
         errno.ENOENT: "check the path",
     }
     fix = "check the path" if exc.errno is None else fixes.get(exc.errno, "check the path")
-    return f"cannot use {exc.filename}: {exc.strerror or exc}; {fix}"
+    # A rename names both paths; the second is the one the user gave (the first a temporary).
+    name = exc.filename2 if exc.filename2 is not None else exc.filename
+    return f"cannot use {name}: {exc.strerror or exc}; {fix}"
 
 
 def _disk_full(exc: OSError) -> bool:

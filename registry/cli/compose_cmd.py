@@ -62,12 +62,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     _mergekit_options(assemble_local)
     assemble_local.add_argument("--elements", required=True, metavar="DIR", help="directory holding the recipe's element files")
     assemble_local.add_argument("-o", "--out", metavar="OUT", help="output model directory (must not exist unless --force)")
-    assemble_local.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    assemble_local.add_argument("--force", action="store_true", help="replace OUT (and the --save-recipe file) if it exists")
     assemble_local.add_argument("--max-shard-size", default=str(DEFAULT_MAX_SHARD_SIZE), metavar="SIZE",
                                 help="shard the weights above SIZE (default 5GB, as Hugging Face; e.g. 500MB, 64MiB)")
     assemble_local.add_argument("--dry-run", action="store_true", help="plan and check only; print the output table")
     assemble_local.add_argument("--save-recipe", metavar="FILE",
-                                help="also write the recipe with its output (content id, tensor table, files) pinned to this result")
+                                help="also write the recipe with its output (content id, tensor table, files) pinned to this result "
+                                     "(must not exist unless --force)")
 
     extract = add_command(
         sub,
@@ -212,6 +213,12 @@ def cmd_assemble_local(args: argparse.Namespace, settings: Settings) -> Result:
         return Result(data=report, human=f"{report['tensor_count']} tensors, {report['total_bytes']:,} bytes; content id {predicted}")
     if not args.out:
         raise InputError("assemble-local needs -o OUT (or --dry-run)")
+    if args.save_recipe:  # checked before the work, not after it
+        saved = Path(args.save_recipe)
+        if saved.is_dir() or saved.resolve() == Path(args.out).resolve():
+            raise InputError(f"--save-recipe {saved} is a directory (or the -o directory); give a file such as {saved}.json")
+        if saved.exists() and not args.force:
+            raise InputError(f"--save-recipe {saved} exists; choose another file or pass --force to replace it")
     with progress(settings, "assembling") as bar:
         result = assemble(recipe, source, args.out, force=args.force, max_shard_size=max_shard_size, progress=bar)
     if args.save_recipe:

@@ -314,6 +314,8 @@ def print_report(report: PublishReport, what: str = "record") -> None:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     if args.sign_only and args.dry_run:
         raise InputError("--sign-only and --dry-run exclude each other")
+    if args.sign_only and not 0 < args.valid_for < 1e6:  # NaN fails too; a million hours is over a century
+        raise InputError(f"--valid-for {args.valid_for:g} is not a number of hours above 0 (and under a million); give e.g. --valid-for 24")
     from ..publish.send import publish_elements
 
     pin = check_pinning(args, settings)

@@ -31,6 +31,7 @@ from ..digest import parse_content_id
 from ..errors import IntegrityError, NotFoundError
 from ..formats.content_id import Manifest, ManifestError, file_content_id, manifest_of
 from ..formats.recipe import InputRef, Recipe, RecipeError, load_recipe
+from ..limits import DOCUMENT_BYTES, LimitExceededError, read_bounded
 from .nested import open_composition
 from .readers import ElementIntegrityError, FileElement, TensorElement
 from .writer import assemble_elements
@@ -164,7 +165,7 @@ class LocalElementSource(ElementSource):
                 if not data.is_file():
                     continue
                 try:
-                    manifest = Manifest.from_json(manifest_path.read_bytes())
+                    manifest = Manifest.from_json(_read_manifest(manifest_path))
                 except (ManifestError, IntegrityError, OSError):
                     continue  # not ours to judge here; a recipe naming it fails on its own
                 found.setdefault(str(manifest.content_id), data)
@@ -193,7 +194,7 @@ class LocalElementSource(ElementSource):
         manifest_path = path.with_name(path.name + MANIFEST_SUFFIX)
         if manifest_path.is_file():
             try:
-                manifest = Manifest.from_json(manifest_path.read_bytes())
+                manifest = Manifest.from_json(_read_manifest(manifest_path))
             except IntegrityError as exc:
                 raise ElementIntegrityError(f"input {ref.name!r}: {manifest_path}: {exc}") from None
         elif ref.kind == "file":
@@ -202,3 +203,12 @@ class LocalElementSource(ElementSource):
             manifest = manifest_of(path)
         self._manifests[path] = manifest
         return manifest
+
+
+def _read_manifest(path: Path) -> bytes:
+    """A manifest file's bytes, read no further than a manifest may be (a sparse file of
+    gigabytes would otherwise be held whole before its size is checked)."""
+    try:
+        return read_bounded(path, DOCUMENT_BYTES, f"the manifest {path}")
+    except LimitExceededError as exc:
+        raise ManifestError(str(exc)) from None

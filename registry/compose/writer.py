@@ -129,7 +129,7 @@ def parse_size(text: str | int) -> int:
         unit = raw[len(number):]
         try:
             value = int(float(number) * _UNITS[unit])
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, OverflowError):  # OverflowError: 'inf', '1e999'
             raise InputError(f"size {text!r} is not a size; write e.g. 5GB, 500MB, 64MiB or a byte count") from None
     if value <= 0:
         raise InputError(f"size {text!r} must be positive")

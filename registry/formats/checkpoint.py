@@ -131,10 +131,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if not path.name.endswith(INDEX_SUFFIX):
         return _single(read_header(path))
     try:
-        size = path.stat().st_size
-        if size > MAX_HEADER_SIZE:
-            raise ShardIndexError(path, f"index is {size} bytes, over the {MAX_HEADER_SIZE}-byte limit")
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:  # bounded while read: /dev/zero has no size
+            raw = handle.read(MAX_HEADER_SIZE + 1)
+        if len(raw) > MAX_HEADER_SIZE:
+            raise ShardIndexError(path, f"index is over the {MAX_HEADER_SIZE}-byte limit")
         raw.decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None

@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..limits import DOCUMENT_BYTES, LAYER_NUMBER, LimitExceededError, NotJSONError, loads_json, loads_yaml
-from .recipe import MERGE_METHODS, Recipe, RecipeError, RecipeLimitError, over_limit as _over, parse_recipe
+from ..limits import DOCUMENT_BYTES, LAYER_NUMBER, LimitExceededError, NotJSONError, loads_json, loads_yaml, read_bounded
+from .recipe import MERGE_METHODS, Recipe, RecipeError, over_limit as _over, parse_recipe
 
 __all__ = ["recipe_from_mergekit", "mergekit_document", "load_mergekit", "MERGEKIT_DTYPES"]
 
@@ -301,10 +301,9 @@ def _sliced_merge_steps(method: str, slices: list[Any], base_name: str | None, p
 
 def _read_document(path: Path, what: str) -> Any:
     try:
-        size = path.stat().st_size
-        if size > DOCUMENT_BYTES:
-            raise DOCUMENT_BYTES.exceeded(what, size, RecipeLimitError)
-        raw = path.read_bytes()
+        raw = read_bounded(path, DOCUMENT_BYTES, what)  # bounded while read: /dev/zero has no size
+    except LimitExceededError as exc:
+        raise _over(exc.limit, exc.what, exc.value) from None
     except OSError as exc:
         raise RecipeError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:

@@ -36,10 +36,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError
 from ..files import replace_directory, temporary_sibling
-from ..limits import check_output_path
+from ..limits import DOCUMENT_BYTES, RECIPE_INPUTS, check_output_path
 from .content_id import Manifest, TensorEntry, file_content_id, tensor_entries, tensor_set_content_id
 from .checkpoint import INDEX_SUFFIX, Checkpoint, open_tensors, read_checkpoint
-from .recipe.values import RecipeError, as_regex
+from .recipe.values import RecipeError, as_regex, check_relative_path
 from .safetensors_writer import write_safetensors
 
 __all__ = [
@@ -233,6 +233,10 @@ def _model_parts(model: Path) -> tuple[Checkpoint, list[tuple[str, Path]], list[
             if name.lower().endswith(SKIPPED_SUFFIXES) or name.endswith(INDEX_SUFFIX):
                 skipped.append(relative)
                 continue
+            try:
+                check_relative_path(relative, "the path")
+            except RecipeError as exc:  # the recipe would carry a path its own reader refuses
+                raise SplitError(f"model file {relative!r} cannot be carried by a recipe ({exc}); rename it or move it out of {model}") from None
             files.append((relative, path))
     return checkpoint, files, skipped
 
@@ -287,6 +291,7 @@ def split_model(
     if not names:
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
     groups = _group(names, by, rules)
+    _check_element_count(model, len(groups) + len(files))
 
     table = {entry.name: entry for entry in tensor_entries(checkpoint)}
     model_content_id = str(tensor_set_content_id(table.values()))
@@ -303,12 +308,23 @@ def split_model(
         inputs.update(file_inputs)
         recipe = _recipe(model, inputs, steps, table, model_content_id, file_specs, metadata)
         recipe_path = temporary / "recipe.json"
-        recipe_path.write_text(json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        text = (json.dumps(recipe, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        if len(text) > DOCUMENT_BYTES:  # a recipe no reader would take (the header's __metadata__ is copied into it)
+            raise SplitError(DOCUMENT_BYTES.describe(f"the recipe of {model}", len(text))
+                             + "; remove the large __metadata__ from its safetensors header")
+        recipe_path.write_bytes(text)
         replace_directory(temporary, out, replace=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return SplitResult(out, model_content_id, elements, out / "recipe.json", recipe, skipped)
+
+
+def _check_element_count(model: Path, count: int) -> None:
+    """Refuse a split whose recipe its own reader would refuse: one input per element."""
+    if count > RECIPE_INPUTS:
+        raise SplitError(RECIPE_INPUTS.describe(f"the split of {model} into elements", count)
+                         + "; group coarser (--by layer, --by none, or --rule with fewer groups)")
 
 
 def _group(names: list[str], by: str, rules: list[str] | None) -> dict[str, list[str]]:
@@ -526,7 +542,9 @@ def plan_layout(model: str | os.PathLike[str], *, by: str = "layer", rules: list
         raise SplitError(f"{model} holds no tensors; there is nothing to split")
     taken: set[str] = set()
     groups = []
-    for group, members in _group(names, by, rules).items():
+    grouped = _group(names, by, rules)
+    _check_element_count(model, len(grouped) + len(files))
+    for group, members in grouped.items():
         name = _unique(_safe_group(group), taken)
         groups.append(TensorGroup(name, f"elements/{name}.safetensors", tuple(sorted(members, key=lambda t: t.encode("utf-8")))))
     return SplitLayout(model, checkpoint, groups, files, skipped)

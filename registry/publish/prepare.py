@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from ..chain.registry import Kind
 from ..digest import ContentId
 from ..errors import InputError, UnsafeFileError
+from ..limits import DOCUMENT_BYTES
 from ..formats.content_id import Manifest, manifest_of
 from ..formats.checkpoint import INDEX_SUFFIX
 from ..formats.element_stream import ElementStream
@@ -268,5 +269,13 @@ def prepared_tensors(element: PlannedElement, data_cid: CID, size: int, source: 
 
 
 def store_document(document: bytes, store: BlockStore | None) -> CID:
-    """Put a small document (a manifest, a canonical recipe) in the store as a UnixFS file."""
+    """Put a small document (a manifest, a canonical recipe) in the store as a UnixFS file.
+
+    Raises:
+        InputError: the document is over DOCUMENT_BYTES, which every reader refuses: its claim
+            could never be resolved, assembled or verified.
+    """
+    if len(document) > DOCUMENT_BYTES:
+        raise InputError(DOCUMENT_BYTES.describe("the document to publish", len(document))
+                         + "; no reader would take it: remove the large __metadata__ from the safetensors header, or split finer")
     return add_file(document, store)

@@ -155,7 +155,10 @@ class LevelReader:
                         return None
                     self._hints_checked = True
                 elif call.kind == "head":
-                    head = int(result, 16) if isinstance(result, str) and result[:2] == "0x" and 2 < len(result) <= 18 else None
+                    try:
+                        head = int(result, 16) if isinstance(result, str) and result[:2] == "0x" and 2 < len(result) <= 18 else None
+                    except ValueError:  # "0xzz": not hex
+                        head = None
                     self._head = head  # a malformed head only costs the range cut: log queries stay whole
                 elif call.kind == "licenses":
                     rows = decode_licenses(self._bytes(result, "licenses()"), len(call.ids), self._where)

@@ -299,7 +299,7 @@ class BlockStore:
         removed = sweep(self.root / ".staging")
         cutoff = time.time() - older_than
         for shard in self.root.iterdir():
-            if not shard.is_dir() or shard.name.startswith("."):
+            if shard.is_symlink() or not shard.is_dir() or shard.name.startswith("."):  # a symlink leads out of the store
                 continue
             for entry in shard.iterdir():
                 try:

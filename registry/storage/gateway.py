@@ -41,7 +41,8 @@ class Gateway:
         self.url = url
         limits = limits or FetchLimits()
         self.limits = replace(limits, timeout=timeout) if timeout is not None else limits
-        self._client = http_client(self.limits, transport=transport, follow_redirects=True)
+        # base_url only for its check (requests name their whole URL): http_client refuses an invalid one
+        self._client = http_client(self.limits, transport=transport, follow_redirects=True, base_url=url)
 
     def __repr__(self) -> str:
         return f"Gateway({self.url!r})"

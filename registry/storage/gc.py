@@ -275,8 +275,8 @@ def plan_gc(home: Path, store: BlockStore, published: Iterable[CID | str] = (), 
     unneeded: list[tuple[Path, os.stat_result]] = []
     if store.root.is_dir():
         for shard in sorted(store.root.iterdir()):
-            if not shard.is_dir() or shard.name.startswith("."):
-                continue
+            if shard.is_symlink() or not shard.is_dir() or shard.name.startswith("."):
+                continue  # a symlinked shard leads out of the store: its files are not ours to remove
             for entry in shard.iterdir():
                 if entry.name.startswith("."):
                     continue  # a temporary of an older writer: clean_incomplete's business

@@ -20,12 +20,14 @@ and with ``Accept-Encoding: identity``, so a byte counted is a byte that came ov
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..config import FetchLimits
+from ..errors import ConfigError
 from ..limits import BLOCK_BYTES, SERVICE_ANSWER_BYTES
 from .cid import CID, DAG_PB, IDENTITY, RAW
 from .dagpb import decode_node
@@ -51,13 +53,17 @@ def http_client(limits: FetchLimits, *, transport: httpx.BaseTransport | None = 
     """An httpx client whose requests can be watched: limits' timeouts, no keep-alive, no compression."""
     import httpx  # a tenth of a second: only the commands that reach Kubo or a gateway pay it
 
-    return httpx.Client(
-        timeout=httpx.Timeout(limits.timeout, connect=min(limits.timeout, 10.0)),
-        limits=httpx.Limits(max_keepalive_connections=0),
-        headers={"Accept-Encoding": "identity"},
-        transport=transport,
-        **options,
-    )
+    try:
+        return httpx.Client(
+            timeout=httpx.Timeout(limits.timeout, connect=min(limits.timeout, 10.0)),
+            limits=httpx.Limits(max_keepalive_connections=0),
+            headers={"Accept-Encoding": "identity"},
+            transport=transport,
+            **options,
+        )
+    except httpx.InvalidURL as exc:  # http://999.0.0.1: httpx checks hosts more strictly than urlsplit
+        shown = re.sub(r"//[^/@]*@", "//***@", str(options.get("base_url", "")))[:200]  # never a password
+        raise ConfigError(f"the URL {shown!r} is not a valid URL ({exc}); check --ipfs-api / --gateway and the config") from None
 
 
 class Budget:

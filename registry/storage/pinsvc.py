@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
+from urllib.parse import urlsplit
 
 from ..config import FetchLimits
 from ..limits import SERVICE_ANSWER_BYTES, LimitExceededError, NotJSONError, loads_json
@@ -299,6 +300,10 @@ def normalize_url(url: str) -> str:
     if text.endswith("/pins"):
         text = text[: -len("/pins")]
     scheme, sep, rest = text.partition("://")
+    try:
+        urlsplit(text).port  # noqa: B018 - an unclosed IPv6 bracket or a port of 99999 raises here, not at each request
+    except ValueError:
+        sep = ""
     if not sep or scheme.lower() not in ("http", "https") or not rest or any(c.isspace() for c in text):
         raise PinServiceError(f"{url!r} is not a pinning service URL; give http(s)://HOST[:PORT][/PATH] "
                               "(the endpoint under which the service serves /pins)")

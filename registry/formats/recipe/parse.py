@@ -23,6 +23,7 @@ from ...limits import (
     NotJSONError,
     loads_json,
     loads_yaml,
+    read_bounded,
 )
 from .canonical import check_finite
 from .merge_params import MERGE_METHODS, REQUIRED, freeze, is_gradient, parse_setting
@@ -531,10 +532,9 @@ def load_recipe(source: str | Path | bytes | Mapping[str, Any]) -> Recipe:
         path = Path(source)
         what = f"the recipe {path}"
         try:
-            size = path.stat().st_size
-            if size > DOCUMENT_BYTES:
-                raise over_limit(DOCUMENT_BYTES, what, size)
-            text = path.read_bytes()
+            text = read_bounded(path, DOCUMENT_BYTES, what)  # bounded while read: /dev/zero has no size
+        except LimitExceededError as exc:
+            raise over_limit(exc.limit, exc.what, exc.value) from None
         except OSError as exc:
             raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
     else:
