@@ -211,3 +211,43 @@ def test_what_builds_on_a_record_comes_from_the_index_and_a_forged_row_is_droppe
     assert set(on_disk.children(pooler)) == {composition, other}
     assert [r.record_id for r in on_disk.builds_on(pooler)] == [composition]
     on_disk.close()
+
+
+def test_a_yank_after_the_last_sync_is_seen_by_the_next_sync_from_its_event(world, store):
+    registry, published = world
+    index = open_index(registry, store)
+    index.sync()
+    pooler = bytes.fromhex(published.records["pooler"][2:])
+    assert index.select(yanked=True) == []
+    assert registry.yank(pooler)
+    assert index.select(yanked=True) == []  # the index knows only what it synced
+    second = index.sync()
+    assert second["new"] == 0
+    assert index.select(yanked=True) == [pooler]
+    live = index.select(yanked=False)
+    assert pooler not in live and len(live) == len(published.records)  # the others and the composition
+
+
+def test_a_first_sync_reads_yanks_from_storage_with_each_record(world, store):
+    registry, published = world
+    pooler = bytes.fromhex(published.records["pooler"][2:])
+    assert registry.yank(pooler)
+    index = open_index(registry, store)
+    index.sync()
+    assert index.select(yanked=True) == [pooler]
+
+
+def test_a_name_the_index_knows_narrows_the_selection_and_an_unknown_one_never_hides_a_record(world, store):
+    registry, published = world
+    index = open_index(registry, store)
+    index.sync()
+    every = index.select()
+    assert index.select(name="pooler") == every  # no document read yet: every record may match
+    pooler, composition = bytes.fromhex(published.records["pooler"][2:]), bytes.fromhex(published.composition[2:])
+    index.remember_names({pooler: "The Pooler", composition: None})
+    chosen = index.select(name="POOLER")
+    assert pooler in chosen and composition not in chosen and len(chosen) == len(every) - 1
+    assert pooler not in index.select(name="encoder")
+    index.update()  # reads every document: every name is known now, so none is selected blindly
+    assert index.select(name="no document is called this") == []
+    assert index.select(name="pooler") == [pooler]

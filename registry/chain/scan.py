@@ -24,9 +24,9 @@ from ..digest import ContentId, RecordId
 from ..errors import IntegrityError
 from .abi import checksum_address
 from .logs import block_ranges
-from .reader import COMMITMENT_EXPIRY, READ_CHUNK, RECORD_PUBLISHED_TOPIC, ChainReader, records_call
+from .reader import COMMITMENT_EXPIRY, READ_CHUNK, RECORD_PUBLISHED_TOPIC, RECORD_YANKED_TOPIC, ChainReader, decode_yank, records_call
 
-__all__ = ["ScannedRecord", "scan_records", "scan_parts", "decode_raw_log"]
+__all__ = ["ScannedRecord", "scan_records", "scan_parts", "scan_yanks", "decode_raw_log"]
 
 _PARTS = 4  # block ranges read at once
 # Each part starts small and sizes its next query from what the last one returned, so a node with
@@ -37,10 +37,12 @@ _CALLS_PER_BATCH = 40  # records(ids) calls in one JSON-RPC batch: 10,240 record
 _MAX_PARENTS = 127
 _TOPIC0 = "0x" + RECORD_PUBLISHED_TOPIC.hex()
 _STATE_HEX = 9 * 64  # one RecordState: nine words
+_FALSE = "0" * 64
 
 
 class ScannedRecord(NamedTuple):
-    """One ``RecordPublished`` event and its record's priority block."""
+    """One ``RecordPublished`` event, its record's priority block and whether it was yanked when
+    storage was read."""
 
     record_id: RecordId
     content_id: ContentId
@@ -53,6 +55,7 @@ class ScannedRecord(NamedTuple):
     block_number: int
     log_index: int
     priority_block: int
+    yanked: bool
 
 
 def _word(body: str, index: int) -> int:
@@ -103,8 +106,8 @@ def decode_raw_log(log: Any, address: str, where: str) -> tuple[Any, ...] | None
         raise IntegrityError(f"{where} answered eth_getLogs with a malformed log; check the node") from None
 
 
-def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> list[int]:
-    """Each event's priority block from storage, storage checked against the event."""
+def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> list[tuple[int, bool]]:
+    """Each event's priority block and yanked flag from storage, storage checked against the event."""
     ids = [e[0] for e in events]
     calls: list[tuple[str, list[Any]]] = [("eth_call", [{"to": reader.address, "data": "0x" + records_call(ids[i : i + READ_CHUNK]).hex()}, "latest"])
              for i in range(0, len(ids), READ_CHUNK)]
@@ -121,7 +124,7 @@ def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> 
             if not isinstance(result, str):
                 raise IntegrityError(f"{reader.where} refused a records() call in a batch; check the node")
             answers.append(result)
-    out: list[int] = []
+    out: list[tuple[int, bool]] = []
     for n, answer in enumerate(answers):
         chunk = events[n * READ_CHUNK : (n + 1) * READ_CHUNK]
         body = answer[2:] if answer[:2] == "0x" else ""
@@ -132,7 +135,7 @@ def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> 
             publisher, block, priority = body[base + 24 : base + 64], int(body[base + 128 : base + 192], 16), int(body[base + 512 : base + 576], 16)
             if publisher.lower() != event[2] or block != event[8] or not 0 <= block - priority <= COMMITMENT_EXPIRY:
                 raise IntegrityError(f"storage and event disagree for record {event[0]} at {reader.where}")
-            out.append(priority)
+            out.append((priority, body[base + 384 : base + 448] != _FALSE))
     return out
 
 
@@ -187,7 +190,7 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
         # The in-process chain hands web3 objects, not JSON: read it the checked, slower way.
         return [ScannedRecord(r.record_id, r.content_id, r.publisher, r.cid_codec, r.cid_digest, r.license_id, int(r.kind),
                               tuple(r.parents), r.block_number, r.log_index,
-                              r.block_number if r.priority_block is None else r.priority_block)
+                              r.block_number if r.priority_block is None else r.priority_block, bool(r.yanked))
                 for r in reader.from_logs(reader.logs([RECORD_PUBLISHED_TOPIC], start, end))]
     address = reader.address.lower()
     seen: set[bytes] = set()
@@ -200,9 +203,25 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
     priorities = _priority_blocks(reader, events) if events else []
     names: dict[str, str] = {}
     out = []
-    for event, priority in zip(events, priorities):
+    for event, (priority, yanked) in zip(events, priorities):
         publisher = names.get(event[2])
         if publisher is None:
             publisher = names[event[2]] = checksum_address("0x" + event[2])
-        out.append(ScannedRecord(event[0], event[1], publisher, event[3], event[4], event[5], event[6], event[7], event[8], event[9], priority))
+        out.append(ScannedRecord(event[0], event[1], publisher, event[3], event[4], event[5], event[6], event[7], event[8], event[9], priority,
+                                 yanked))
     return out
+
+
+def scan_yanks(reader: ChainReader, start: int, end: int) -> list[RecordId]:
+    """The record ids of every ``RecordYanked`` of blocks ``start..end`` (within the network's
+    log caps), each once: how an index learns that a record it holds was yanked since.
+
+    Raises:
+        IntegrityError: a malformed log.
+        ChainError / ServiceError: the node refused or is unreachable.
+    """
+    if start > end:
+        return []
+    address = bytes.fromhex(reader.address[2:])
+    found = (decode_yank(log, address, reader.where) for log in reader.logs([RECORD_YANKED_TOPIC], start, end))
+    return list(dict.fromkeys(rid for rid in found if rid is not None))

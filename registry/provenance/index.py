@@ -11,11 +11,14 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
                                           last indexed block and its hash, the
                                           endpoints every indexed block was read from
         records   (record_id PK, publisher, content_id, kind, license_id, block,
-                   log_index, priority_block, cid_codec, cid_digest, role, status,
-                   error)
-                                          every RecordPublished event; role element | output |
-                                          file once its document is read; status pending |
-                                          indexed | invalid
+                   log_index, priority_block, cid_codec, cid_digest, yanked, name,
+                   role, status, error)
+                                          every RecordPublished event; yanked as storage said
+                                          when the record was indexed, then set by the
+                                          RecordYanked events of later syncs; name the one its
+                                          document gives once that is read and checked (NULL:
+                                          not known yet); role element | output | file once its
+                                          document is read; status pending | indexed | invalid
         parents   (parent_id, record_id)  one row per parent a record names: what builds on a
                                           record (``children``), without a scan of the events
         tensors   (content_id, role, name, dtype, shape, digest)
@@ -50,23 +53,26 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..chain.cids import join_cid
 from ..chain.registry import Record, Registry
-from ..chain.scan import scan_parts
+from ..chain.scan import scan_parts, scan_yanks
 from ..digest import ContentId, RecordId
 from ..formats.recipe import Recipe
 from ..formats.content_id import Manifest, TensorEntry
 from ..errors import ElementsError, NotFoundError, ServiceError
 from ..records.documents import DocumentError, Documents
+from ..records.filters import document_name
 from ..records.resolve import Resolver
 
-__all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "IndexHints", "index_path", "builds_on", "open_hints", "indexed_records"]
+__all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "IndexHints", "index_path", "builds_on", "open_hints", "indexed_records",
+           "remember_names"]
 
-INDEX_FORMAT = "elements.provenance-index/3"
+INDEX_FORMAT = "elements.provenance-index/4"
 _TABLES = ("meta", "records", "parents", "tensors")
 _CHUNK = 500
+_READ_BACK = 2_000  # records read back in one JSON-RPC batch (~2 MB of logs)
 _FETCH_THREADS = 8
 
 _SCHEMA = """
@@ -74,12 +80,13 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     record_id BLOB PRIMARY KEY, publisher TEXT NOT NULL, content_id BLOB NOT NULL, kind INTEGER NOT NULL,
     license_id INTEGER NOT NULL, block INTEGER NOT NULL, log_index INTEGER NOT NULL, priority_block INTEGER NOT NULL,
-    cid_codec INTEGER NOT NULL, cid_digest BLOB NOT NULL,
+    cid_codec INTEGER NOT NULL, cid_digest BLOB NOT NULL, yanked INTEGER NOT NULL DEFAULT 0, name TEXT,
     role TEXT, status TEXT NOT NULL DEFAULT 'pending', error TEXT);
 CREATE INDEX IF NOT EXISTS records_content ON records (content_id, role);
 CREATE INDEX IF NOT EXISTS records_status ON records (status);
 CREATE INDEX IF NOT EXISTS records_publisher ON records (publisher, kind);
 CREATE INDEX IF NOT EXISTS records_cid ON records (cid_digest);
+CREATE INDEX IF NOT EXISTS records_yanked ON records (block, log_index) WHERE yanked;
 CREATE TABLE IF NOT EXISTS parents (
     parent_id BLOB NOT NULL, record_id BLOB NOT NULL, PRIMARY KEY (parent_id, record_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tensors (
@@ -251,6 +258,10 @@ class ElementIndex:
             last = None
         start = self.registry.deploy_block if last is None else last + 1
         first = self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+        # A yank is a change of state after publication: a first sync reads it from storage with
+        # each record (read after the head block was taken), a later one from the RecordYanked
+        # events of its new blocks, which may name records indexed long before.
+        yanks = scan_yanks(self.registry.reader, start, latest) if last is not None else []
         seen: set[bytes] = set()
         with self._db:
             if first:
@@ -263,12 +274,13 @@ class ElementIndex:
                 seen.update(r.record_id for r in part)
                 self._db.executemany(
                     "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, license_id, block, log_index, priority_block, "
-                    "cid_codec, cid_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "cid_codec, cid_digest, yanked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(r.record_id, r.publisher, r.content_id, r.kind, r.license_id, r.block_number, r.log_index, r.priority_block,
-                      r.cid_codec, r.cid_digest) for r in part],
+                      r.cid_codec, r.cid_digest, int(r.yanked)) for r in part],
                 )
                 self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
                                      sorted((bytes(p), r.record_id) for r in part for p in r.parents))
+            self._db.executemany("UPDATE records SET yanked = 1 WHERE record_id = ?", [(bytes(rid),) for rid in yanks])
             if first:
                 for statement in _RECORD_INDEXES.values():
                     self._db.execute(statement)
@@ -318,8 +330,9 @@ class ElementIndex:
                         )
                         known.add((content_id, role))
                     indexed += 1
-                self._db.execute("UPDATE records SET status = ?, error = ?, role = ? WHERE record_id = ?",
-                                 (status, error, role, bytes(record_id)))
+                name = None if document is None else (document_name(document) or "")
+                self._db.execute("UPDATE records SET status = ?, error = ?, role = ?, name = COALESCE(?, name) WHERE record_id = ?",
+                                 (status, error, role, name, bytes(record_id)))
         return indexed
 
     # -- queries -----------------------------------------------------------------------------
@@ -377,12 +390,16 @@ class ElementIndex:
         kept = [r for r in records if r is not None and bytes(parent_id) in {bytes(p) for p in r.parents}]
         return sorted(kept, key=lambda r: (r.block_number, r.log_index))
 
-    def select(self, *, publisher: str | None = None, kind: int | None = None,
-               license_ids: Iterable[int] | None = None) -> list[bytes]:
-        """The record ids of a publisher (checksummed), kind and licence ids (each ``None``: any),
-        in publication order: as the index holds them, to be read back from the chain."""
+    def select(self, *, publisher: str | None = None, kind: int | None = None, license_ids: Iterable[int] | None = None,
+               yanked: bool | None = None, name: str | None = None) -> list[bytes]:
+        """The record ids of a publisher (checksummed), kind, licence ids, yanked or live, and
+        name (each ``None``: any), in publication order: as the index holds them, to be read back
+        from the chain. A name is text the document's name contains (case-insensitively): a record
+        whose name the index does not know yet (its document not read) is selected too."""
         where: list[str] = []
         values: list[Any] = []
+        if yanked is not None:
+            where.append("yanked != 0" if yanked else "yanked = 0")
         if publisher is not None:
             where.append("publisher = ?")
             values.append(publisher)
@@ -395,8 +412,19 @@ class ElementIndex:
                 return []
             where.append(f"license_id IN ({','.join('?' * len(wanted))})")
             values += wanted
-        sql = "SELECT record_id FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY block, log_index"
-        return [bytes(row[0]) for row in self._db.execute(sql, values).fetchall()]
+        sql = "SELECT record_id, name FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY block, log_index"
+        rows = self._db.execute(sql, values).fetchall()
+        if name is None:
+            return [bytes(row[0]) for row in rows]
+        wanted = name.casefold()
+        # '' is a document read without a name: it matches nothing, as in RecordFilter.matches.
+        return [bytes(rid) for rid, known in rows if known is None or (known and wanted in str(known).casefold())]
+
+    def remember_names(self, names: Mapping[bytes, str | None]) -> None:
+        """Keep the names checked documents gave (``None``: the document has none), so that a
+        later :meth:`select` by name reads back only the records that may match."""
+        with self._lock, self._db:
+            self._db.executemany("UPDATE records SET name = ? WHERE record_id = ?", [(n or "", bytes(r)) for r, n in names.items()])
 
     def hints(self) -> "IndexHints | None":
         """Where the indexed records are, for the resolver (:mod:`registry.records.hints`);
@@ -496,21 +524,31 @@ def _hints_of(db: sqlite3.Connection, registry: Registry, *, owned: bool = False
 
 
 def indexed_records(registry: Registry, home: Path, resolver: Resolver, *, publisher: str | None = None, kind: int | None = None,
-                    license_ids: Iterable[int] | None = None) -> list[Record] | None:
-    """The records of a publisher / kind / licence ids, in publication order, from the index
-    under ``home`` (synced first: only blocks after its last one are read) and read back through
-    ``resolver`` (checked, with the index's blocks as hints), instead of a scan of the events.
-    ``None`` when the index cannot be opened or written (the caller then reads the events)."""
+                    license_ids: Iterable[int] | None = None, yanked: bool | None = None,
+                    name: str | None = None) -> list[Record] | None:
+    """The records of a publisher / kind / licence ids / yanked or live (each ``None``: any), in
+    publication order, from the index under ``home`` (synced first: only blocks after its last
+    one are read) and read back through ``resolver`` (checked, with the index's blocks as hints),
+    instead of a scan of the events. Yanked ones are taken from the yanks the index holds; live
+    ones are every candidate read back, less what storage says is yanked. With ``name``, the records whose document may give that name
+    (:meth:`ElementIndex.select`): the caller still reads each document, and hands the names it
+    read to :func:`remember_names`. ``None`` when the index cannot be opened or written (the
+    caller then reads the events)."""
     try:
         index = ElementIndex.for_home(registry, None, home)
     except (sqlite3.Error, OSError):
         return None
     try:
         index.sync()
-        ids = index.select(publisher=publisher, kind=kind, license_ids=license_ids)
+        # Only --yanked narrows by the index's yanks: a live listing must not lose a record to a
+        # yank event a node forged (it reads them all back; storage says which are yanked).
+        ids = index.select(publisher=publisher, kind=kind, license_ids=license_ids, yanked=True if yanked else None, name=name)
         previous, resolver.hints = resolver.hints, index.hints()
+        found: list[Record | None] = []
         try:
-            found = resolver.records(ids) if ids else []
+            # One JSON-RPC batch per slice: an answer stays far below a node's (and our) size caps.
+            for start in range(0, len(ids), _READ_BACK):
+                found += resolver.records(ids[start : start + _READ_BACK])
         finally:
             resolver.hints = previous
     except (sqlite3.Error, OSError):
@@ -518,10 +556,29 @@ def indexed_records(registry: Registry, home: Path, resolver: Resolver, *, publi
     finally:
         index.close()
     licences = None if license_ids is None else set(license_ids)
-    # The index proposes; the chain decides: a row a tampered cache relabelled is dropped here.
+    # The index proposes; the chain decides: a row a tampered cache relabelled, or a record yanked
+    # since the sync, is dropped here.
     kept = [r for r in found if r is not None and (publisher is None or r.publisher.lower() == publisher.lower())
-            and (kind is None or int(r.kind) == int(kind)) and (licences is None or r.license_id in licences)]
+            and (kind is None or int(r.kind) == int(kind)) and (licences is None or r.license_id in licences)
+            and (yanked is None or bool(r.yanked) == yanked)]
     return sorted(kept, key=lambda r: (r.block_number, r.log_index))
+
+
+def remember_names(registry: Registry, home: Path, names: Mapping[bytes, str | None]) -> None:
+    """:meth:`ElementIndex.remember_names` on the index under ``home``; nothing when it cannot be
+    written (the names are only a cache: the next listing reads those documents again)."""
+    if not names:
+        return
+    try:
+        index = ElementIndex.for_home(registry, None, home)
+    except (sqlite3.Error, OSError):
+        return
+    try:
+        index.remember_names(names)
+    except (sqlite3.Error, OSError):
+        pass
+    finally:
+        index.close()
 
 
 def _table_of(document: Manifest | Recipe) -> tuple[str, list[TensorEntry]]:
