@@ -212,13 +212,15 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
             events.append(event)
     priorities = _priority_blocks(reader, events) if events else []
     names: dict[str, str] = {}
-    out = []
+    out: list[ScannedRecord] = []
+    make = tuple.__new__
     for event, (priority, yanked) in zip(events, priorities):
         publisher = names.get(event[2])
         if publisher is None:
             publisher = names[event[2]] = checksum_address("0x" + event[2])
-        out.append(ScannedRecord(event[0], event[1], publisher, event[3], event[4], event[5], event[6], event[8], event[9], priority, yanked,
-                                 event[7]))
+        # tuple.__new__: a named tuple's own constructor is a Python call per record.
+        out.append(make(ScannedRecord, (event[0], event[1], publisher, event[3], event[4], event[5], event[6], event[8], event[9], priority,
+                                        yanked, event[7])))
     return out
 
 

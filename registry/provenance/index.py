@@ -291,6 +291,7 @@ class ElementIndex:
             if first:
                 for name in _RECORD_INDEXES:
                     self._db.execute(f"DROP INDEX IF EXISTS {name}")
+            links: list[tuple[bytes, bytes]] = []
             # Each part is stored while the node answers the others.
             for part in scan_parts(self.registry.reader, start, latest):
                 fresh = [r for r in part if r.record_id not in seen]  # a node repeating a log across parts
@@ -299,8 +300,10 @@ class ElementIndex:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO records (record_id, content_id, publisher, cid_codec, cid_digest, license_id, kind, block, log_index, "
                     "priority_block, yanked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [r[:-1] for r in fresh])
-                self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
-                                     sorted((p, r.record_id) for r in fresh for p in r.parents))
+                links += [(p, r.record_id) for r in fresh if r.parents for p in r.parents]
+            # In key order, all at once: the parents table's B-tree is appended to, not split at random.
+            links.sort()
+            self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)", links)
             self._db.executemany("UPDATE records SET yanked = 1 WHERE record_id = ?", [(bytes(rid),) for rid in yanks])
             if first:
                 for statement in _RECORD_INDEXES.values():
