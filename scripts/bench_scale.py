@@ -325,7 +325,7 @@ def main() -> None:
             f"verify --no-index {last['verify_cold_s'] / first['verify_cold_s']:.2f}x")
         say(f"goal: index first sync ≥ 20,000 records/s: {rate:,.0f} ({'met' if rate >= 20_000 else 'MISSED'}); incremental sync reads only new blocks: "
             f"{'met' if all(r['index_incr_from'] == r['index_first_to'] + 1 for r in rows) else 'MISSED'}")
-        say(f"ls --yanked (from the index): " + ", ".join(f"{r['ls_yanked_s'] * 1000:.0f} ms at {r['records']:,} ({r['ls_yanked_n']} listed)" for r in rows))
+        say("ls --yanked (from the index): " + ", ".join(f"{r['ls_yanked_s'] * 1000:.0f} ms at {r['records']:,} ({r['ls_yanked_n']} listed)" for r in rows))
         say(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {filler.transactions} fill transactions, {filler.yanked} yanks")
 
 

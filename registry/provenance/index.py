@@ -440,9 +440,9 @@ class ElementIndex:
         rows = self._db.execute(sql, values).fetchall()
         if name is None:
             return [bytes(row[0]) for row in rows]
-        wanted = name.casefold()
+        text = name.casefold()
         # '' is a document read without a name: it matches nothing, as in RecordFilter.matches.
-        return [bytes(rid) for rid, known in rows if known is None or (known and wanted in str(known).casefold())]
+        return [bytes(rid) for rid, known in rows if known is None or (known and text in str(known).casefold())]
 
     def remember_names(self, names: Mapping[bytes, str | None]) -> None:
         """Keep the names checked documents gave (``None``: the document has none), so that a
