@@ -251,3 +251,38 @@ def test_a_name_the_index_knows_narrows_the_selection_and_an_unknown_one_never_h
     index.update()  # reads every document: every name is known now, so none is selected blindly
     assert index.select(name="no document is called this") == []
     assert index.select(name="pooler") == [pooler]
+
+
+def test_a_sync_pauses_the_cyclic_collector_and_restores_it_also_when_the_node_lies(anvil, anvil_registry, tmp_path):
+    import gc
+
+    from registry.errors import IntegrityError
+    from tests.rpc_support import Lie, RpcProxy
+
+    class TruncatedLogs(Lie):
+        def answer(self, call, answer, upstream):
+            if call.get("method") == "eth_getLogs" and isinstance(answer.get("result"), list):
+                answer = {**answer, "result": [{**log, "data": log["data"][:-64]} for log in answer["result"]]}
+            return answer
+
+    writer = anvil_registry.with_account(anvil_registry.chain.dev_accounts[0])
+    writer.publish(RecordInput(os.urandom(32), "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am", 2, Kind.ELEMENT))
+    honest = ElementIndex(anvil_registry, None, tmp_path / "honest.sqlite")
+    assert honest.sync()["new"] >= 1 and gc.isenabled()
+    honest.close()
+    with RpcProxy(anvil.url, TruncatedLogs()) as proxy:
+        lying = ElementIndex(Registry(connect(proxy.url), anvil_registry.address, None, anvil_registry.deploy_block), None,
+                             tmp_path / "lying.sqlite")
+        with pytest.raises(IntegrityError, match="malformed"):
+            lying.sync()
+        assert gc.isenabled()
+        assert lying.state()["records"] == 0  # nothing half-written: the transaction was rolled back
+        lying.close()
+    gc.disable()
+    try:
+        again = ElementIndex(anvil_registry, None, tmp_path / "again.sqlite")
+        again.sync()
+        again.close()
+        assert not gc.isenabled()  # a caller's own choice is left as it was
+    finally:
+        gc.enable()
