@@ -423,7 +423,7 @@ class ElementIndex:
         where: list[str] = []
         values: list[Any] = []
         if yanked is not None:
-            where.append("yanked != 0" if yanked else "yanked = 0")
+            where.append("yanked" if yanked else "NOT yanked")  # "yanked": the partial index's own term
         if publisher is not None:
             where.append("publisher = ?")
             values.append(publisher)
