@@ -101,6 +101,22 @@ def test_a_log_of_another_contract_or_event_is_skipped_and_a_malformed_one_refus
             decode_raw_log(broken, address, "node")
 
 
+@pytest.mark.parametrize("word, text", [
+    (0, "-" + "0" * 62 + "1"),  # a negative codec, which int(..., 16) reads as -1
+    (5, "+" + "0" * 63),  # a parent count with a sign
+    (2, "0" * 62 + "_1"),  # a licence with an underscore, which int(..., 16) reads as 1
+    (1, "0" * 62 + " 1"),  # a digest with a space, which bytes.fromhex skips
+], ids=["negative-codec", "signed-count", "underscore-licence", "spaced-digest"])
+def test_an_event_word_that_is_not_plain_hex_digits_is_refused(word, text):
+    address = "0x" + "11" * 20
+    topics = ["0x" + RECORD_PUBLISHED_TOPIC.hex(), "0x" + "aa" * 32, "0x" + "bb" * 32, "0x" + "00" * 12 + "cc" * 20]
+    words = [f"{v:064x}" for v in (0x55, 1, 2, 0, 160, 0)]
+    words[word] = text
+    log = {"address": address, "topics": topics, "data": "0x" + "".join(words), "blockNumber": "0x5", "logIndex": "0x0"}
+    with pytest.raises(IntegrityError):
+        decode_raw_log(log, address, "node")
+
+
 class ForgedEvents(Lie):
     """Answers every log query with 257 forged ``RecordPublished`` events (one more than one
     ``records(ids)`` call reads, so storage is read in a JSON-RPC batch) and every ``records``

@@ -211,3 +211,78 @@ def test_what_builds_on_a_record_comes_from_the_index_and_a_forged_row_is_droppe
     assert set(on_disk.children(pooler)) == {composition, other}
     assert [r.record_id for r in on_disk.builds_on(pooler)] == [composition]
     on_disk.close()
+
+
+def test_a_yank_after_the_last_sync_is_seen_by_the_next_sync_from_its_event(world, store):
+    registry, published = world
+    index = open_index(registry, store)
+    index.sync()
+    pooler = bytes.fromhex(published.records["pooler"][2:])
+    assert index.select(yanked=True) == []
+    assert registry.yank(pooler)
+    assert index.select(yanked=True) == []  # the index knows only what it synced
+    second = index.sync()
+    assert second["new"] == 0
+    assert index.select(yanked=True) == [pooler]
+    live = index.select(yanked=False)
+    assert pooler not in live and len(live) == len(published.records)  # the others and the composition
+
+
+def test_a_first_sync_reads_yanks_from_storage_with_each_record(world, store):
+    registry, published = world
+    pooler = bytes.fromhex(published.records["pooler"][2:])
+    assert registry.yank(pooler)
+    index = open_index(registry, store)
+    index.sync()
+    assert index.select(yanked=True) == [pooler]
+
+
+def test_a_name_the_index_knows_narrows_the_selection_and_an_unknown_one_never_hides_a_record(world, store):
+    registry, published = world
+    index = open_index(registry, store)
+    index.sync()
+    every = index.select()
+    assert index.select(name="pooler") == every  # no document read yet: every record may match
+    pooler, composition = bytes.fromhex(published.records["pooler"][2:]), bytes.fromhex(published.composition[2:])
+    index.remember_names({pooler: "The Pooler", composition: None})
+    chosen = index.select(name="POOLER")
+    assert pooler in chosen and composition not in chosen and len(chosen) == len(every) - 1
+    assert pooler not in index.select(name="encoder")
+    index.update()  # reads every document: every name is known now, so none is selected blindly
+    assert index.select(name="no document is called this") == []
+    assert index.select(name="pooler") == [pooler]
+
+
+def test_a_sync_pauses_the_cyclic_collector_and_restores_it_also_when_the_node_lies(anvil, anvil_registry, tmp_path):
+    import gc
+
+    from registry.errors import IntegrityError
+    from tests.rpc_support import Lie, RpcProxy
+
+    class TruncatedLogs(Lie):
+        def answer(self, call, answer, upstream):
+            if call.get("method") == "eth_getLogs" and isinstance(answer.get("result"), list):
+                answer = {**answer, "result": [{**log, "data": log["data"][:-64]} for log in answer["result"]]}
+            return answer
+
+    writer = anvil_registry.with_account(anvil_registry.chain.dev_accounts[0])
+    writer.publish(RecordInput(os.urandom(32), "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am", 2, Kind.ELEMENT))
+    honest = ElementIndex(anvil_registry, None, tmp_path / "honest.sqlite")
+    assert honest.sync()["new"] >= 1 and gc.isenabled()
+    honest.close()
+    with RpcProxy(anvil.url, TruncatedLogs()) as proxy:
+        lying = ElementIndex(Registry(connect(proxy.url), anvil_registry.address, None, anvil_registry.deploy_block), None,
+                             tmp_path / "lying.sqlite")
+        with pytest.raises(IntegrityError, match="malformed"):
+            lying.sync()
+        assert gc.isenabled()
+        assert lying.state()["records"] == 0  # nothing half-written: the transaction was rolled back
+        lying.close()
+    gc.disable()
+    try:
+        again = ElementIndex(anvil_registry, None, tmp_path / "again.sqlite")
+        again.sync()
+        again.close()
+        assert not gc.isenabled()  # a caller's own choice is left as it was
+    finally:
+        gc.enable()

@@ -184,3 +184,20 @@ def test_ls_by_parent_reads_the_events_when_the_index_cannot_be_kept(world, devn
     (home / "cache").mkdir(parents=True)
     (home / "cache" / "provenance").write_text("a file where the index directory goes\n")
     assert [r["record_id"] for r in ls({"home": home}, devnet, "--parent", world["element"])] == [world["composition"]]
+
+
+def test_ls_yanked_comes_from_the_index_and_sees_a_yank_made_after_its_last_sync(world, devnet, tmp_path):  # noqa: F811
+    # (It yanks a new record of the module's chain: this test stays after those that count every record.)
+    home = tmp_path / "reader"
+    assert {r["record_id"] for r in ls({"home": home}, devnet, "--yanked")} == {world["old"]}
+    assert list((home / "cache" / "provenance").glob("index-*.sqlite"))  # the listing synced an index
+    (tmp_path / "later.txt").write_text("later notes\n")
+    later = _publish(world["home"], devnet, tmp_path / "later.txt", "--license", "MIT", "--name", "later notes", key=KEYS[1])
+    assert elements(world["home"], devnet, "yank", later, key=KEYS[1]).returncode == 0
+    assert {r["record_id"] for r in ls({"home": home}, devnet, "--yanked")} == {world["old"], later}
+    assert later not in {r["record_id"] for r in ls({"home": home}, devnet, "--live")}
+    # Names learnt by one --name listing (from the home that holds the documents) narrow the next;
+    # the answer is the same.
+    first = ls(world, devnet, "--name", "notes", "--yanked")
+    assert {r["record_id"] for r in first} == {world["old"], later}
+    assert ls(world, devnet, "--name", "notes", "--yanked") == first

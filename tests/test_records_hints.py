@@ -252,3 +252,72 @@ def test_hints_are_checked_also_on_a_node_that_does_not_batch(anvil, anvil_regis
             assert (resolver.hints is not None) == kept
     finally:
         proxy.close()
+
+
+def _yanked_by_scan(registry, publisher):
+    return [r.record_id for r in registry.records_by(publisher) if r.yanked]
+
+
+def test_a_listing_of_yanked_records_from_the_index_equals_the_event_scan_also_after_a_later_yank(anvil_registry, tmp_path):
+    registry = registry_for("anvil", anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    claims = _publish(registry, store, tmp_path)
+    home = tmp_path / "home"
+    resolver = Resolver(registry, Sources(store))
+    me = registry.account.address
+    assert registry.yank(claims["B"].record_id)
+    yanked = indexed_records(registry, home, resolver, publisher=me, yanked=True)  # the first sync: yanks from storage
+    assert [r.record_id for r in yanked] == _yanked_by_scan(registry, me) == [claims["B"].record_id]
+    assert registry.yank(claims["M"].record_id)  # after the last sync: the next one reads its event
+    yanked = indexed_records(registry, home, resolver, publisher=me, yanked=True)
+    assert [r.record_id for r in yanked] == _yanked_by_scan(registry, me) == [claims["B"].record_id, claims["M"].record_id]
+    live = indexed_records(registry, home, resolver, publisher=me, yanked=False)
+    assert [r.record_id for r in live] == [claims[n].record_id for n in ["A", "C", "T"]]
+    assert all(r.yanked for r in yanked) and not any(r.yanked for r in live)
+
+
+class _ForgedYank:
+    """A node that adds a RecordYanked log of a live record to every answer about yanks."""
+
+    def __init__(self, record_id, address):
+        self.record_id, self.address = record_id, address
+
+    def call(self, call, upstream):
+        return call
+
+    def answer(self, call, answer, upstream):
+        from registry.chain.reader import RECORD_YANKED_TOPIC
+
+        topics = ((call.get("params") or [{}])[0] or {}).get("topics") or [] if call.get("method") == "eth_getLogs" else []
+        if topics and str(topics[0]).lower() == "0x" + RECORD_YANKED_TOPIC.hex() and isinstance(answer.get("result"), list):
+            forged = {"address": self.address.lower(), "topics": ["0x" + RECORD_YANKED_TOPIC.hex(), "0x" + self.record_id.hex(), "0x" + "00" * 32],
+                      "data": "0x", "blockNumber": call["params"][0]["toBlock"], "logIndex": "0x3e7", "removed": False}
+            answer = {**answer, "result": [*answer["result"], forged]}
+        return answer
+
+
+def test_a_yank_a_node_forged_reaches_the_index_but_neither_the_yanked_nor_the_live_listing(anvil, anvil_registry, tmp_path):
+    from registry.chain.connection import connect
+    from registry.chain.registry import Registry
+    from tests.rpc_support import RpcProxy
+
+    registry = registry_for("anvil", anvil_registry)
+    store = BlockStore(tmp_path / "blocks")
+    claims = _publish(registry, store, tmp_path)
+    home = tmp_path / "home"
+    me = registry.account.address
+    with RpcProxy(anvil.url, _ForgedYank(claims["A"].record_id, registry.address)) as proxy:
+        lying = Registry(connect(proxy.url), registry.address, None, registry.deploy_block)
+        resolver = Resolver(lying, Sources(store))
+        assert indexed_records(lying, home, resolver, publisher=me, yanked=True) == []  # first sync: storage says live
+        assert registry.yank(claims["C"].record_id)
+        # The next sync reads the yank events: the forged one marks A in the index, the chain's storage does not.
+        yanked = indexed_records(lying, home, resolver, publisher=me, yanked=True)
+        assert [r.record_id for r in yanked] == [claims["C"].record_id]
+        index = ElementIndex(lying, None, next((home / "cache" / "provenance").glob("index-*.sqlite")))
+        try:
+            assert set(index.select(publisher=me, yanked=True)) == {claims["A"].record_id, claims["C"].record_id}
+        finally:
+            index.close()
+        live = indexed_records(lying, home, resolver, publisher=me, yanked=False)
+        assert [r.record_id for r in live] == [claims[n].record_id for n in ["A", "B", "M", "T"]]

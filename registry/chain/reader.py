@@ -45,6 +45,8 @@ __all__ = [
     "RECORD_TYPE",
     "RECORD_TYPEHASH",
     "RECORD_PUBLISHED_TOPIC",
+    "RECORD_YANKED_TOPIC",
+    "decode_yank",
     "ZERO_ADDRESS",
     "record_id_of",
     "encode_topics",
@@ -65,6 +67,7 @@ RECORD_TYPE = (
 RECORD_TYPEHASH = keccak(RECORD_TYPE.encode())
 #: topics[0] of the registry's RecordPublished event (topics[1..3]: record id, content id, publisher).
 RECORD_PUBLISHED_TOPIC = keccak(text="RecordPublished(bytes32,bytes32,address,uint8,bytes32,uint32,uint8,bytes32[])")
+RECORD_YANKED_TOPIC = keccak(text="RecordYanked(bytes32,address)")
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 _STATE_WORDS = 9  # the words of one RecordState in records()' answer
@@ -301,6 +304,26 @@ def _hex_bytes(value: Any, what: str, size: int | None = None) -> bytes:
     if size is not None and len(raw) != size:
         raise IntegrityError(f"{what} has {len(raw)} bytes, not {size}")
     return raw
+
+
+def decode_yank(log: Any, address: bytes, where: str) -> RecordId | None:
+    """The record id of one ``RecordYanked`` log of the registry at ``address``; ``None`` for
+    another contract's or event's log, or a removed one.
+
+    Raises:
+        IntegrityError: a malformed log.
+    """
+    if not isinstance(log, dict) and not hasattr(log, "get"):
+        raise IntegrityError(f"{where} answered eth_getLogs with a log that is not an object")
+    topics_value = log.get("topics")
+    if not isinstance(topics_value, (list, tuple)) or len(topics_value) > 4:
+        raise IntegrityError(f"{where} answered eth_getLogs with a malformed log (topics)")
+    topics = [_hex_bytes(t, f"a log topic from {where}", 32) for t in topics_value]
+    if log.get("removed") or len(topics) != 3 or topics[0] != RECORD_YANKED_TOPIC:
+        return None
+    if _hex_bytes(log.get("address"), f"a log address from {where}", 20) != address:
+        return None
+    return RecordId(topics[1])
 
 
 def _quantity(value: Any, what: str) -> int:

@@ -25,9 +25,9 @@ from ..digest import ContentId, RecordId
 from ..errors import IntegrityError
 from .abi import checksum_address
 from .logs import block_ranges
-from .reader import COMMITMENT_EXPIRY, READ_CHUNK, RECORD_PUBLISHED_TOPIC, ChainReader, records_call
+from .reader import COMMITMENT_EXPIRY, READ_CHUNK, RECORD_PUBLISHED_TOPIC, RECORD_YANKED_TOPIC, ChainReader, decode_yank, records_call
 
-__all__ = ["ScannedRecord", "scan_records", "scan_parts", "decode_raw_log"]
+__all__ = ["ScannedRecord", "scan_records", "scan_parts", "scan_yanks", "decode_raw_log"]
 
 _PARTS = 4  # block ranges read at once
 # Each part starts small and sizes its next query from what the last one returned, so a node with
@@ -38,12 +38,19 @@ _CALLS_PER_BATCH = 40  # records(ids) calls in one JSON-RPC batch: 10,240 record
 _MAX_PARENTS = 127
 _TOPIC0 = "0x" + RECORD_PUBLISHED_TOPIC.hex()
 _STATE_HEX = 9 * 64  # one RecordState: nine words
-_TOPIC = re.compile(r"0x[0-9a-fA-F]{64}")
 _HEX = re.compile(r"[0-9a-fA-F]*")  # int(..., 16) alone would take "_", "+" and spaces, and raise on the rest
+_PARENTS_OFFSET = f"{160:064x}"
+_ADDRESS_PAD = "0" * 24
+# A typed id from 32 bytes whose length is checked here, without Bytes32's own checks (a Python
+# call per id: a tenth of a 100,000-record scan).
+_typed = bytes.__new__
+_FALSE = "0" * 64
 
 
 class ScannedRecord(NamedTuple):
-    """One ``RecordPublished`` event and its record's priority block."""
+    """One ``RecordPublished`` event, its record's priority block and whether it was yanked when
+    storage was read. The parents come last: ``record[:-1]`` is a row of plain values (what the
+    attribution index stores, without a tuple built per record)."""
 
     record_id: RecordId
     content_id: ContentId
@@ -52,10 +59,11 @@ class ScannedRecord(NamedTuple):
     cid_digest: bytes
     license_id: int
     kind: int
-    parents: tuple[RecordId, ...]
     block_number: int
     log_index: int
     priority_block: int
+    yanked: bool
+    parents: tuple[RecordId, ...]
 
 
 def _word(body: str, index: int) -> int:
@@ -72,31 +80,38 @@ def decode_raw_log(log: Any, address: str, where: str) -> tuple[Any, ...] | None
     """
     try:
         topics = log["topics"]
-        if not isinstance(topics, list) or len(topics) > 4:
+        if type(topics) is not list or len(topics) > 4:
             raise ValueError("topics")
         if len(topics) != 4 or topics[0].lower() != _TOPIC0 or log.get("removed") or log["address"].lower() != address:
             return None
-        record_hex, content_hex, publisher_hex, data = topics[1], topics[2], topics[3], log["data"]
-        if not all(isinstance(t, str) and _TOPIC.fullmatch(t) for t in (record_hex, content_hex, publisher_hex)) or data[:2] != "0x":
-            raise ValueError("topic size")
-        body = data[2:]
-        size = len(body)
-        count = int(body[320:384], 16)
-        if size < 384 or (size - 384) % 64 or int(body[256:320], 16) != 160 or count != (size - 384) // 64:
+        record_hex, content_hex, publisher_hex, body = topics[1], topics[2], topics[3], log["data"]
+        size = len(body) - 2
+        # The layout is fixed (codec, digest, licence, kind, the parents' offset 0xa0, their count,
+        # the ids): compared as text where a word has one right value, parsed where it has several.
+        if (len(record_hex) != 66 or len(content_hex) != 66 or len(publisher_hex) != 66 or body[:2] != "0x" or size < 384
+                or size % 64 or body[258:322].lower() != _PARENTS_OFFSET):
             raise IntegrityError(f"{where} returned a malformed RecordPublished event (record {record_hex})")
-        codec, license_id, kind = int(body[0:64], 16), int(body[128:192], 16), int(body[192:256], 16)
-        if count > _MAX_PARENTS or codec > 0xFF or kind > 0xFF or license_id >= 2**32 or publisher_hex[2:26].strip("0"):
+        # Two hex decodings, the topics' and the data's; their lengths show every digit was hex
+        # (bytes.fromhex skips spaces, which a shorter result shows; int(..., 16) would take "-", "+" and "_").
+        ids = bytes.fromhex(record_hex[2:] + content_hex[2:] + publisher_hex[26:])
+        words = bytes.fromhex(body[2:])
+        if len(ids) != 84 or len(words) != size >> 1:
+            raise ValueError("not hex")
+        count = int.from_bytes(words[160:192], "big")
+        codec, license_id, kind = int.from_bytes(words[0:32], "big"), int.from_bytes(words[64:96], "big"), int.from_bytes(words[96:128], "big")
+        if count != (size - 384) >> 6:
+            raise IntegrityError(f"{where} returned a malformed RecordPublished event (record {record_hex})")
+        if count > _MAX_PARENTS or codec > 0xFF or kind > 0xFF or license_id >= 2**32 or publisher_hex[2:26] != _ADDRESS_PAD:
             raise IntegrityError(f"{where} returned an out-of-range RecordPublished event (record {record_hex})")
-        parents_raw = bytes.fromhex(body[384:])
         return (
-            RecordId.fromhex(record_hex[2:]),
-            ContentId.fromhex(content_hex[2:]),
+            _typed(RecordId, ids[:32]),
+            _typed(ContentId, ids[32:64]),
             publisher_hex[26:].lower(),
             codec,
-            bytes.fromhex(body[64:128]),
+            words[32:64],
             license_id,
             kind,
-            tuple(RecordId(parents_raw[i : i + 32]) for i in range(0, len(parents_raw), 32)),
+            tuple([_typed(RecordId, words[i : i + 32]) for i in range(192, len(words), 32)]) if count else (),
             int(log["blockNumber"], 16),
             int(log["logIndex"], 16),
         )
@@ -106,8 +121,8 @@ def decode_raw_log(log: Any, address: str, where: str) -> tuple[Any, ...] | None
         raise IntegrityError(f"{where} answered eth_getLogs with a malformed log; check the node") from None
 
 
-def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> list[int]:
-    """Each event's priority block from storage, storage checked against the event."""
+def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> list[tuple[int, bool]]:
+    """Each event's priority block and yanked flag from storage, storage checked against the event."""
     ids = [e[0] for e in events]
     calls: list[tuple[str, list[Any]]] = [("eth_call", [{"to": reader.address, "data": "0x" + records_call(ids[i : i + READ_CHUNK]).hex()}, "latest"])
              for i in range(0, len(ids), READ_CHUNK)]
@@ -124,7 +139,7 @@ def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> 
             if not isinstance(result, str):
                 raise IntegrityError(f"{reader.where} refused a records() call in a batch; check the node")
             answers.append(result)
-    out: list[int] = []
+    out: list[tuple[int, bool]] = []
     for n, answer in enumerate(answers):
         chunk = events[n * READ_CHUNK : (n + 1) * READ_CHUNK]
         body = answer[2:] if answer[:2] == "0x" else ""
@@ -137,7 +152,7 @@ def _priority_blocks(reader: ChainReader, events: Sequence[tuple[Any, ...]]) -> 
             publisher, block, priority = body[base + 24 : base + 64], int(body[base + 128 : base + 192], 16), int(body[base + 512 : base + 576], 16)
             if publisher.lower() != event[2] or block != event[8] or not 0 <= block - priority <= COMMITMENT_EXPIRY:
                 raise IntegrityError(f"storage and event disagree for record {event[0]} at {reader.where}")
-            out.append(priority)
+            out.append((priority, body[base + 384 : base + 448] != _FALSE))
     return out
 
 
@@ -191,8 +206,8 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
     if reader.chain.is_memory:
         # The in-process chain hands web3 objects, not JSON: read it the checked, slower way.
         return [ScannedRecord(r.record_id, r.content_id, r.publisher, r.cid_codec, r.cid_digest, r.license_id, int(r.kind),
-                              tuple(r.parents), r.block_number, r.log_index,
-                              r.block_number if r.priority_block is None else r.priority_block)
+                              r.block_number, r.log_index, r.block_number if r.priority_block is None else r.priority_block,
+                              bool(r.yanked), tuple(r.parents))
                 for r in reader.from_logs(reader.logs([RECORD_PUBLISHED_TOPIC], start, end))]
     address = reader.address.lower()
     seen: set[bytes] = set()
@@ -204,10 +219,28 @@ def _scan(reader: ChainReader, start: int, end: int) -> list[ScannedRecord]:
             events.append(event)
     priorities = _priority_blocks(reader, events) if events else []
     names: dict[str, str] = {}
-    out = []
-    for event, priority in zip(events, priorities):
+    out: list[ScannedRecord] = []
+    make = tuple.__new__
+    for event, (priority, yanked) in zip(events, priorities):
         publisher = names.get(event[2])
         if publisher is None:
             publisher = names[event[2]] = checksum_address("0x" + event[2])
-        out.append(ScannedRecord(event[0], event[1], publisher, event[3], event[4], event[5], event[6], event[7], event[8], event[9], priority))
+        # tuple.__new__: a named tuple's own constructor is a Python call per record.
+        out.append(make(ScannedRecord, (event[0], event[1], publisher, event[3], event[4], event[5], event[6], event[8], event[9], priority,
+                                        yanked, event[7])))
     return out
+
+
+def scan_yanks(reader: ChainReader, start: int, end: int) -> list[RecordId]:
+    """The record ids of every ``RecordYanked`` of blocks ``start..end`` (within the network's
+    log caps), each once: how an index learns that a record it holds was yanked since.
+
+    Raises:
+        IntegrityError: a malformed log.
+        ChainError / ServiceError: the node refused or is unreachable.
+    """
+    if start > end:
+        return []
+    address = bytes.fromhex(reader.address[2:])
+    found = (decode_yank(log, address, reader.where) for log in reader.logs([RECORD_YANKED_TOPIC], start, end))
+    return list(dict.fromkeys(rid for rid in found if rid is not None))

@@ -243,19 +243,26 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
             commercial=args.commercial, parent=parent, yanked=args.yanked, name=args.name,
         )
         records = None
+        indexed = False
         if parent is not None:
             # What builds on a record: from the attribution index, not a scan of every event.
             from ..provenance.index import builds_on
 
             records = builds_on(registry, settings.home, parent)
-        elif publisher is not None or terms.kind is not None or license_ids is not None or args.commercial:
+        elif (publisher is not None or terms.kind is not None or license_ids is not None or args.commercial
+              or args.yanked or args.name is not None):
             # The index narrows the candidates; the chain decides each one (read back, checked).
+            # A listing of (nearly) everything, no filter or only --live, reads the events: the
+            # index would not narrow it, and the read-back costs what the scan does.
             from ..provenance.index import indexed_records
 
             wanted = license_ids
             if args.commercial:
                 wanted = frozenset(i for i in (license_ids or licences) if licences[i].commercial_use)
-            records = indexed_records(registry, settings.home, resolver, publisher=publisher, kind=terms.kind, license_ids=wanted)
+            records = indexed_records(registry, settings.home, resolver, publisher=publisher, kind=terms.kind, license_ids=wanted,
+                                      yanked=args.yanked, name=args.name)
+            indexed = records is not None
+        names: dict[bytes, str | None] = {}
         if records is None:
             records = registry.records_by(publisher) if publisher else registry.all_records()
         nodes, skipped = [], 0
@@ -271,9 +278,15 @@ def cmd_ls(args: argparse.Namespace, settings: Settings) -> Result:
                 except ElementsError:
                     skipped += 1
                     continue
+                names[record.record_id] = document_name(document)
                 if not terms.matches(record, licence, document_name(document)):
                     continue
             nodes.append(ResolvedRecord(record, licence, document))
+        if indexed and names:
+            # Checked documents' names: the next `ls --name` reads back only records that may match.
+            from ..provenance.index import remember_names
+
+            remember_names(registry, settings.home, names)
     if skipped:
         print(f"WARNING: {skipped} record(s) skipped: their document could not be fetched or checked "
               "(`elements show RECORD` says why)", file=sys.stderr)

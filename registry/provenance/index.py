@@ -10,12 +10,15 @@ point to, and keeps it under ``$ELEMENTS_HOME/cache``::
         meta      (key, value)            format, chain id, registry, genesis hash,
                                           last indexed block and its hash, the
                                           endpoints every indexed block was read from
-        records   (record_id PK, publisher, content_id, kind, license_id, block,
-                   log_index, priority_block, cid_codec, cid_digest, role, status,
-                   error)
-                                          every RecordPublished event; role element | output |
-                                          file once its document is read; status pending |
-                                          indexed | invalid
+        records   (record_id UNIQUE, publisher, content_id, kind, license_id, block,
+                   log_index, priority_block, cid_codec, cid_digest, yanked, name,
+                   role, status, error)
+                                          every RecordPublished event; yanked as storage said
+                                          when the record was indexed, then set by the
+                                          RecordYanked events of later syncs; name the one its
+                                          document gives once that is read and checked (NULL:
+                                          not known yet); role element | output | file once its
+                                          document is read; status pending | indexed | invalid
         parents   (parent_id, record_id)  one row per parent a record names: what builds on a
                                           record (``children``), without a scan of the events
         tensors   (content_id, role, name, dtype, shape, digest)
@@ -44,42 +47,49 @@ verified like any claim, from its documents.
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from ..chain.cids import join_cid
 from ..chain.registry import Record, Registry
-from ..chain.scan import scan_parts
+from ..chain.scan import scan_parts, scan_yanks
 from ..digest import ContentId, RecordId
 from ..formats.recipe import Recipe
 from ..formats.content_id import Manifest, TensorEntry
 from ..errors import ElementsError, NotFoundError, ServiceError
 from ..records.documents import DocumentError, Documents
+from ..records.filters import document_name
 from ..records.resolve import Resolver
 
-__all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "IndexHints", "index_path", "builds_on", "open_hints", "indexed_records"]
+__all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "IndexHints", "index_path", "builds_on", "open_hints", "indexed_records",
+           "remember_names"]
 
-INDEX_FORMAT = "elements.provenance-index/3"
+INDEX_FORMAT = "elements.provenance-index/4"
 _TABLES = ("meta", "records", "parents", "tensors")
 _CHUNK = 500
+_READ_BACK = 2_000  # records read back in one JSON-RPC batch (~2 MB of logs)
 _FETCH_THREADS = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
-    record_id BLOB PRIMARY KEY, publisher TEXT NOT NULL, content_id BLOB NOT NULL, kind INTEGER NOT NULL,
+    record_id BLOB NOT NULL, publisher TEXT NOT NULL, content_id BLOB NOT NULL, kind INTEGER NOT NULL,
     license_id INTEGER NOT NULL, block INTEGER NOT NULL, log_index INTEGER NOT NULL, priority_block INTEGER NOT NULL,
-    cid_codec INTEGER NOT NULL, cid_digest BLOB NOT NULL,
+    cid_codec INTEGER NOT NULL, cid_digest BLOB NOT NULL, yanked INTEGER NOT NULL DEFAULT 0, name TEXT,
     role TEXT, status TEXT NOT NULL DEFAULT 'pending', error TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS records_id ON records (record_id);
 CREATE INDEX IF NOT EXISTS records_content ON records (content_id, role);
 CREATE INDEX IF NOT EXISTS records_status ON records (status);
 CREATE INDEX IF NOT EXISTS records_publisher ON records (publisher, kind);
 CREATE INDEX IF NOT EXISTS records_cid ON records (cid_digest);
+CREATE INDEX IF NOT EXISTS records_yanked ON records (block, log_index) WHERE yanked;
 CREATE TABLE IF NOT EXISTS parents (
     parent_id BLOB NOT NULL, record_id BLOB NOT NULL, PRIMARY KEY (parent_id, record_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tensors (
@@ -88,9 +98,10 @@ CREATE TABLE IF NOT EXISTS tensors (
 CREATE INDEX IF NOT EXISTS tensors_digest ON tensors (digest);
 CREATE INDEX IF NOT EXISTS tensors_name ON tensors (name);
 """
-# The secondary indexes of ``records``: a first sync builds them after its inserts (one sort each,
-# instead of a random B-tree insert per row: half the CPU of a 100,000-record sync).
-_RECORD_INDEXES = {statement.split()[5]: statement.strip() for statement in _SCHEMA.split(";") if " ON records " in statement}
+# The indexes of ``records``, its record ids' too (a unique index, not a primary key, for that
+# reason): a first sync builds them after its inserts, which then append rows in the order they
+# come (one sort per index, instead of a random B-tree insert per row and index).
+_RECORD_INDEXES = {statement.split(" ON ")[0].split()[-1]: statement.strip() for statement in _SCHEMA.split(";") if " ON records " in statement}
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,22 @@ class Hit:
     dtype: str
     shape: tuple[int, ...]
     digest: bytes
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the duration (restored as it was): a sync makes
+    millions of acyclic containers (parsed logs, rows), each allocation counts towards a
+    collection that walks every live one, which cost more than parsing itself (measured: JSON
+    parsing of 100,000 logs 1.05 s with it, 0.40 s without). Reference counting still frees
+    everything; the answers it parses are bounded by the byte budgets."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _endpoint_keys(chain: Any) -> set[str]:
@@ -236,6 +263,10 @@ class ElementIndex:
 
     def _sync(self) -> tuple[int, int, int]:
         """The records of new blocks into ``records`` and ``parents``: (how many, first block, last block)."""
+        with _collector_paused():
+            return self._sync_blocks()
+
+    def _sync_blocks(self) -> tuple[int, int, int]:
         identity = self._identity()
         meta = self._meta()
         if any(meta.get(k) != v for k, v in identity.items()):
@@ -251,24 +282,29 @@ class ElementIndex:
             last = None
         start = self.registry.deploy_block if last is None else last + 1
         first = self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone() is None
+        # A yank is a change of state after publication: a first sync reads it from storage with
+        # each record (read after the head block was taken), a later one from the RecordYanked
+        # events of its new blocks, which may name records indexed long before.
+        yanks = scan_yanks(self.registry.reader, start, latest) if last is not None else []
         seen: set[bytes] = set()
         with self._db:
             if first:
                 for name in _RECORD_INDEXES:
                     self._db.execute(f"DROP INDEX IF EXISTS {name}")
-            # Each part is stored while the node answers the others; in key order, so primary
-            # keys are appended, not inserted at random.
+            links: list[tuple[bytes, bytes]] = []
+            # Each part is stored while the node answers the others.
             for part in scan_parts(self.registry.reader, start, latest):
-                part = sorted((r for r in part if r.record_id not in seen), key=lambda r: r.record_id)
-                seen.update(r.record_id for r in part)
+                fresh = [r for r in part if r.record_id not in seen]  # a node repeating a log across parts
+                seen.update(r.record_id for r in fresh)
+                # record[:-1] is the row (the parents come last): no tuple is built per record.
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO records (record_id, publisher, content_id, kind, license_id, block, log_index, priority_block, "
-                    "cid_codec, cid_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(r.record_id, r.publisher, r.content_id, r.kind, r.license_id, r.block_number, r.log_index, r.priority_block,
-                      r.cid_codec, r.cid_digest) for r in part],
-                )
-                self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)",
-                                     sorted((bytes(p), r.record_id) for r in part for p in r.parents))
+                    "INSERT OR IGNORE INTO records (record_id, content_id, publisher, cid_codec, cid_digest, license_id, kind, block, log_index, "
+                    "priority_block, yanked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [r[:-1] for r in fresh])
+                links += [(p, r.record_id) for r in fresh if r.parents for p in r.parents]
+            # In key order, all at once: the parents table's B-tree is appended to, not split at random.
+            links.sort()
+            self._db.executemany("INSERT OR IGNORE INTO parents (parent_id, record_id) VALUES (?, ?)", links)
+            self._db.executemany("UPDATE records SET yanked = 1 WHERE record_id = ?", [(bytes(rid),) for rid in yanks])
             if first:
                 for statement in _RECORD_INDEXES.values():
                     self._db.execute(statement)
@@ -318,8 +354,9 @@ class ElementIndex:
                         )
                         known.add((content_id, role))
                     indexed += 1
-                self._db.execute("UPDATE records SET status = ?, error = ?, role = ? WHERE record_id = ?",
-                                 (status, error, role, bytes(record_id)))
+                name = None if document is None else (document_name(document) or "")
+                self._db.execute("UPDATE records SET status = ?, error = ?, role = ?, name = COALESCE(?, name) WHERE record_id = ?",
+                                 (status, error, role, name, bytes(record_id)))
         return indexed
 
     # -- queries -----------------------------------------------------------------------------
@@ -377,12 +414,16 @@ class ElementIndex:
         kept = [r for r in records if r is not None and bytes(parent_id) in {bytes(p) for p in r.parents}]
         return sorted(kept, key=lambda r: (r.block_number, r.log_index))
 
-    def select(self, *, publisher: str | None = None, kind: int | None = None,
-               license_ids: Iterable[int] | None = None) -> list[bytes]:
-        """The record ids of a publisher (checksummed), kind and licence ids (each ``None``: any),
-        in publication order: as the index holds them, to be read back from the chain."""
+    def select(self, *, publisher: str | None = None, kind: int | None = None, license_ids: Iterable[int] | None = None,
+               yanked: bool | None = None, name: str | None = None) -> list[bytes]:
+        """The record ids of a publisher (checksummed), kind, licence ids, yanked or live, and
+        name (each ``None``: any), in publication order: as the index holds them, to be read back
+        from the chain. A name is text the document's name contains (case-insensitively): a record
+        whose name the index does not know yet (its document not read) is selected too."""
         where: list[str] = []
         values: list[Any] = []
+        if yanked is not None:
+            where.append("yanked" if yanked else "NOT yanked")  # "yanked": the partial index's own term
         if publisher is not None:
             where.append("publisher = ?")
             values.append(publisher)
@@ -395,8 +436,19 @@ class ElementIndex:
                 return []
             where.append(f"license_id IN ({','.join('?' * len(wanted))})")
             values += wanted
-        sql = "SELECT record_id FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY block, log_index"
-        return [bytes(row[0]) for row in self._db.execute(sql, values).fetchall()]
+        sql = "SELECT record_id, name FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY block, log_index"
+        rows = self._db.execute(sql, values).fetchall()
+        if name is None:
+            return [bytes(row[0]) for row in rows]
+        text = name.casefold()
+        # '' is a document read without a name: it matches nothing, as in RecordFilter.matches.
+        return [bytes(rid) for rid, known in rows if known is None or (known and text in str(known).casefold())]
+
+    def remember_names(self, names: Mapping[bytes, str | None]) -> None:
+        """Keep the names checked documents gave (``None``: the document has none), so that a
+        later :meth:`select` by name reads back only the records that may match."""
+        with self._lock, self._db:
+            self._db.executemany("UPDATE records SET name = ? WHERE record_id = ?", [(n or "", bytes(r)) for r, n in names.items()])
 
     def hints(self) -> "IndexHints | None":
         """Where the indexed records are, for the resolver (:mod:`registry.records.hints`);
@@ -496,21 +548,31 @@ def _hints_of(db: sqlite3.Connection, registry: Registry, *, owned: bool = False
 
 
 def indexed_records(registry: Registry, home: Path, resolver: Resolver, *, publisher: str | None = None, kind: int | None = None,
-                    license_ids: Iterable[int] | None = None) -> list[Record] | None:
-    """The records of a publisher / kind / licence ids, in publication order, from the index
-    under ``home`` (synced first: only blocks after its last one are read) and read back through
-    ``resolver`` (checked, with the index's blocks as hints), instead of a scan of the events.
-    ``None`` when the index cannot be opened or written (the caller then reads the events)."""
+                    license_ids: Iterable[int] | None = None, yanked: bool | None = None,
+                    name: str | None = None) -> list[Record] | None:
+    """The records of a publisher / kind / licence ids / yanked or live (each ``None``: any), in
+    publication order, from the index under ``home`` (synced first: only blocks after its last
+    one are read) and read back through ``resolver`` (checked, with the index's blocks as hints),
+    instead of a scan of the events. Yanked ones are taken from the yanks the index holds; live
+    ones are every candidate read back, less what storage says is yanked. With ``name``, the records whose document may give that name
+    (:meth:`ElementIndex.select`): the caller still reads each document, and hands the names it
+    read to :func:`remember_names`. ``None`` when the index cannot be opened or written (the
+    caller then reads the events)."""
     try:
         index = ElementIndex.for_home(registry, None, home)
     except (sqlite3.Error, OSError):
         return None
     try:
         index.sync()
-        ids = index.select(publisher=publisher, kind=kind, license_ids=license_ids)
+        # Only --yanked narrows by the index's yanks: a live listing must not lose a record to a
+        # yank event a node forged (it reads them all back; storage says which are yanked).
+        ids = index.select(publisher=publisher, kind=kind, license_ids=license_ids, yanked=True if yanked else None, name=name)
         previous, resolver.hints = resolver.hints, index.hints()
+        found: list[Record | None] = []
         try:
-            found = resolver.records(ids) if ids else []
+            # One JSON-RPC batch per slice: an answer stays far below a node's (and our) size caps.
+            for start in range(0, len(ids), _READ_BACK):
+                found += resolver.records(ids[start : start + _READ_BACK])
         finally:
             resolver.hints = previous
     except (sqlite3.Error, OSError):
@@ -518,10 +580,29 @@ def indexed_records(registry: Registry, home: Path, resolver: Resolver, *, publi
     finally:
         index.close()
     licences = None if license_ids is None else set(license_ids)
-    # The index proposes; the chain decides: a row a tampered cache relabelled is dropped here.
+    # The index proposes; the chain decides: a row a tampered cache relabelled, or a record yanked
+    # since the sync, is dropped here.
     kept = [r for r in found if r is not None and (publisher is None or r.publisher.lower() == publisher.lower())
-            and (kind is None or int(r.kind) == int(kind)) and (licences is None or r.license_id in licences)]
+            and (kind is None or int(r.kind) == int(kind)) and (licences is None or r.license_id in licences)
+            and (yanked is None or bool(r.yanked) == yanked)]
     return sorted(kept, key=lambda r: (r.block_number, r.log_index))
+
+
+def remember_names(registry: Registry, home: Path, names: Mapping[bytes, str | None]) -> None:
+    """:meth:`ElementIndex.remember_names` on the index under ``home``; nothing when it cannot be
+    written (the names are only a cache: the next listing reads those documents again)."""
+    if not names:
+        return
+    try:
+        index = ElementIndex.for_home(registry, None, home)
+    except (sqlite3.Error, OSError):
+        return
+    try:
+        index.remember_names(names)
+    except (sqlite3.Error, OSError):
+        pass
+    finally:
+        index.close()
 
 
 def _table_of(document: Manifest | Recipe) -> tuple[str, list[TensorEntry]]:
