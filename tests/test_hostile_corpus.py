@@ -262,6 +262,11 @@ def nested_claim_on_anvil(anvil_registry, tmp_path_factory):
     mit = mallory.license_by_spdx("MIT").license_id
     hostile = "0x" + mallory.publish(RecordInput(content_id, str(cid), mit, Kind.COMPOSITION, ())).hex()
     base = ["--rpc-url", anvil_registry.chain.rpc_url, "--registry", anvil_registry.address, "--home", str(home)]
+    # The first command given --registry notes the registry's creation block in the home's
+    # deployments.json (a cache of chain facts); noted here, so that "nothing written" below means
+    # the same whichever of this module's tests runs first.
+    assert main([*base, "resolve", honest, "--json"]) == 0
+    assert (home / "deployments.json").exists()
     return {"base": base, "home": home, "model": model, "honest": honest, "hostile": hostile,
             "content_id": "0x" + content_id.hex(), "mallory": mallory.account.address}
 
