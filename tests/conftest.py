@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -71,6 +72,11 @@ _workers_left: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     global _private_tmp
+    # A shell's background job (`scripts/test.sh &`, nohup) starts with SIGINT ignored, and every
+    # process inherits that: the tests that stop a command with Ctrl-C (a prompt, devnet) would then
+    # wait for it forever. A Python handler here makes the processes the tests start get the default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if _private_tmp is not None:
         return
     system_tmp = tempfile.gettempdir()

@@ -141,11 +141,6 @@ def test_ctrl_c_at_a_prompt_exits_130_without_a_traceback(tmp_path):
 
     import select
 
-    def default_interrupt() -> None:
-        # A shell's background job (`scripts/test.sh &`) starts with SIGINT ignored, which every
-        # child inherits: a terminal's Ctrl-C must reach the command as it does in a foreground shell.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     def read(fd: int) -> bytes:
         # Never wait forever on a terminal: a command that neither writes nor exits fails the test.
         assert select.select([fd], [], [], 60)[0], f"no output from the command in 60 s: {shown!r}"
@@ -153,7 +148,7 @@ def test_ctrl_c_at_a_prompt_exits_130_without_a_traceback(tmp_path):
 
     master, slave = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "registry", "keys", "new", "alice"], cwd=ROOT, env=clean_env(tmp_path),
-                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=default_interrupt)
+                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
     shown = b""
     try:
