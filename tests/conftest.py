@@ -64,6 +64,15 @@ FILE_COSTS: dict[str, tuple[int, int]] = {
     "test_compose_merges_oracle.py": (21, 21), "test_cli_disputes.py": (20, 20),
 }
 
+#: Files that import torch and transformers (with peft, through mergekit's config), about 5 s of
+#: imports on a quiet machine and more under load, paid once per worker process: under xdist they go
+#: to one worker as one unit (``pytest_xdist_make_scheduler``), costing the sum of their
+#: FILE_COSTS, instead of each worker importing them for one of these files.
+SHARED_IMPORTS = {
+    name: "tests/[torch and transformers]"
+    for name in ("test_compose_engine.py", "test_compose_merges_oracle.py", "test_formats_moe.py", "test_compose_extract_lora.py")
+}
+
 _private_tmp: Path | None = None
 _first_seen: dict[str, str] = {}
 #: What the xdist workers reported left behind (the controller's list; empty when not distributed).
@@ -91,7 +100,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not hasattr(config, "workerinput"):  # one process: the usual order
         return
     lane = 1 if config.getoption("markexpr", "") == "not slow" else 0
-    items.sort(key=lambda item: -FILE_COSTS.get(item.path.name, (0, 0))[lane])  # stable: a file's tests keep their order
+    group_costs: dict[str, int] = {}
+    for name, group in SHARED_IMPORTS.items():
+        group_costs[group] = group_costs.get(group, 0) + FILE_COSTS.get(name, (0, 0))[lane]
+
+    def cost(item: pytest.Item) -> int:
+        group = SHARED_IMPORTS.get(item.path.name)
+        return group_costs[group] if group else FILE_COSTS.get(item.path.name, (0, 0))[lane]
+
+    items.sort(key=lambda item: -cost(item))  # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile`` with the files of SHARED_IMPORTS as one unit; other modes as xdist has them."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileWithSharedImports(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_IMPORTS.get(Path(path).name, path)
+
+    return LoadFileWithSharedImports(config, log)
 
 
 def _entries() -> set[str]:
