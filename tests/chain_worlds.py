@@ -11,6 +11,9 @@ chain runs inside :func:`rolled_back`, so the next test sees the chain exactly a
 * ``memory_world`` (session fixture): the registry deployed on one in-process chain.
 * ``memory_registry`` (fixture): a registry on ``memory_world``, bound to dev account 0, rolled
   back after the test (what ``connect("memory")`` + ``Registry.deploy`` gave, in 0.2 s).
+* ``nested_story`` (module fixture): Alice's, Bob's and Carol's nested compositions of
+  ``tests/nested_support.py`` on an in-process chain and a copy of their block store, published once
+  per worker (``nested_story_world``), the chain rolled back when the module ends.
 * ``real_model_module`` (module fixture): an in-process chain on which dev account 0 ran
   publish-model on the real model, and a copy of the block store it filled (what
   ``new_registry()`` + ``publish_real_model`` gave a module); published once per worker
@@ -22,6 +25,7 @@ cache would otherwise remember a licence a rolled-back test added.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -134,3 +138,24 @@ def real_model_module(real_model_world: tuple[World, Path, Any], tmp_path_factor
     store = copy_store(template, tmp_path_factory.mktemp("blocks"))
     with rolled_back(world.chain):
         yield fresh_binding(world.registry), store, published
+
+
+@pytest.fixture(scope="session")
+def nested_story_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """The nested-composition story (``tests.nested_support.publish_story``) on a fresh in-process
+    chain, and the block store it filled (the template ``nested_story`` copies)."""
+    from tests.nested_support import publish_story
+
+    template = tmp_path_factory.mktemp("story-blocks")
+    return template, publish_story(BlockStore(template))
+
+
+@pytest.fixture(scope="module")
+def nested_story(nested_story_world: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The story as just published, for one module: fresh bindings of its registries, a copy of its
+    block store; whatever the module sends is rolled back when it ends."""
+    template, story = nested_story_world
+    store = copy_store(template, tmp_path_factory.mktemp("nested") / "blocks")
+    with rolled_back(story.base.chain):
+        yield dataclasses.replace(story, base=fresh_binding(story.base), alice=fresh_binding(story.alice),
+                                  bob=fresh_binding(story.bob), carol=fresh_binding(story.carol), store=store)
