@@ -86,6 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # wait for it forever. A Python handler here makes the processes the tests start get the default.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    from tests import lanes
+
+    lanes.FAST = config.getoption("markexpr", "") == "not slow"
     if _private_tmp is not None:
         return
     system_tmp = tempfile.gettempdir()
@@ -99,7 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not hasattr(config, "workerinput"):  # one process: the usual order
         return
-    lane = 1 if config.getoption("markexpr", "") == "not slow" else 0
+    from tests import lanes
+
+    lane = 1 if lanes.FAST else 0
     group_costs: dict[str, int] = {}
     for name, group in SHARED_IMPORTS.items():
         group_costs[group] = group_costs.get(group, 0) + FILE_COSTS.get(name, (0, 0))[lane]

@@ -334,8 +334,10 @@ def test_walk_visits_each_block_once_depth_first():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
+from tests.lanes import examples  # noqa: E402
 
-@settings(max_examples=60, deadline=None)
+
+@settings(max_examples=examples(60), deadline=None)
 @given(
     data=st.binary(max_size=6000),
     chunk=st.integers(min_value=1, max_value=700),
