@@ -33,35 +33,37 @@ pytest_plugins = [
 #: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
 LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
 
-#: What each of the costliest test files takes (seconds of a full run's `--durations` on a loaded
-#: machine, so relative: the whole run, then the fast lane `-m "not slow"`). Under xdist the files
+#: What each of the costliest test files takes (seconds of setup, call and teardown summed from
+#: `--durations=0` on a loaded machine, load average 8-11, so relative: the whole run, then the fast
+#: lane `-m "not slow"`; a session fixture's cost lands on the first file of a worker to use it). Under xdist the files
 #: are handed out costliest first for the lane being run (`scripts/test.sh` passes
 #: `--no-loadscope-reorder` so that xdist keeps this order), so that no worker is left running one
 #: long file while the other idles at the end: `--dist loadfile` gives out files in collection
 #: order. Order only; a file not listed runs after them, in its usual place.
 FILE_COSTS: dict[str, tuple[int, int]] = {
-    "test_contracts_licence_ancestry.py": (389, 71), "test_contracts_properties.py": (252, 0),
-    "test_cli_footprint.py": (186, 0), "test_provenance_bom.py": (169, 4),
-    "test_hostile_corpus.py": (164, 80), "test_provenance_verify.py": (157, 157),
-    "test_cli_jobs.py": (144, 34), "test_storage_blockstore.py": (133, 7),
-    "test_storage_car_conformance.py": (127, 40), "test_records_resolve_assemble.py": (125, 125),
-    "test_cli_progress.py": (124, 0), "test_publish_model.py": (121, 103), "test_cli_imports.py": (107, 31),
-    "test_provenance_verify_disputes.py": (90, 72), "test_contracts_commit_reveal.py": (87, 19),
-    "test_publish_claims.py": (85, 85), "test_compose_nested.py": (82, 82), "test_cli_errors.py": (79, 79),
-    "test_fuzz_parsers.py": (78, 0), "test_provenance_verify_nested.py": (76, 76),
-    "test_cli_devnet_flow.py": (69, 0), "test_lint.py": (69, 1), "test_contracts_registry.py": (66, 66),
-    "test_chain_accounts.py": (64, 35), "test_chain_gas.py": (52, 0), "test_cli_pinning.py": (51, 51),
-    "test_cli_demo.py": (51, 0), "test_records_resolve_nested.py": (51, 51),
-    "test_chain_connection.py": (49, 2), "test_publish_delta.py": (48, 48),
-    "test_storage_unixfs.py": (45, 45), "test_provenance_cli.py": (44, 21), "test_chain_gas_l2.py": (42, 2),
-    "test_contracts_artifacts.py": (42, 4), "test_conventions.py": (41, 41),
-    "test_publish_commit_reveal.py": (40, 40), "test_formats_split.py": (32, 32),
-    "test_compose_engine.py": (31, 31), "test_api.py": (31, 31), "test_chain_cli.py": (30, 30),
-    "test_chain_eth_account_import.py": (29, 29), "test_provenance_index.py": (28, 28),
-    "test_storage_limits.py": (27, 27), "test_records_resolve.py": (25, 25),
-    "test_chain_crosscheck.py": (24, 24), "test_compose_plan.py": (24, 24), "test_cli_json.py": (23, 23),
-    "test_storage_dagfile.py": (23, 23), "test_provenance_report.py": (22, 22),
-    "test_compose_merges_oracle.py": (21, 21), "test_cli_disputes.py": (20, 20),
+    "test_contracts_licence_ancestry.py": (389, 56), "test_contracts_properties.py": (252, 0),
+    "test_cli_footprint.py": (186, 0), "test_provenance_bom.py": (169, 2),
+    "test_hostile_corpus.py": (164, 81), "test_provenance_verify.py": (157, 82),
+    "test_cli_jobs.py": (144, 26), "test_storage_blockstore.py": (133, 4),
+    "test_storage_car_conformance.py": (127, 42), "test_records_resolve_assemble.py": (125, 63),
+    "test_cli_progress.py": (124, 0), "test_publish_model.py": (121, 70), "test_cli_imports.py": (107, 20),
+    "test_provenance_verify_disputes.py": (90, 57), "test_contracts_commit_reveal.py": (87, 13),
+    "test_publish_claims.py": (85, 47), "test_compose_nested.py": (82, 34), "test_cli_errors.py": (79, 29),
+    "test_fuzz_parsers.py": (78, 0), "test_provenance_verify_nested.py": (76, 46),
+    "test_cli_devnet_flow.py": (69, 0), "test_lint.py": (69, 0), "test_contracts_registry.py": (66, 38),
+    "test_chain_accounts.py": (64, 15), "test_chain_gas.py": (52, 0), "test_cli_pinning.py": (51, 35),
+    "test_records_resolve_nested.py": (51, 9), "test_cli_demo.py": (51, 0),
+    "test_chain_connection.py": (49, 1), "test_publish_delta.py": (48, 21),
+    "test_storage_unixfs.py": (45, 26), "test_provenance_cli.py": (44, 10),
+    "test_contracts_artifacts.py": (42, 1), "test_chain_gas_l2.py": (42, 2), "test_conventions.py": (41, 8),
+    "test_publish_commit_reveal.py": (40, 30), "test_formats_split.py": (32, 21),
+    "test_compose_engine.py": (31, 25), "test_api.py": (31, 20), "test_chain_cli.py": (30, 16),
+    "test_chain_eth_account_import.py": (29, 16), "test_provenance_index.py": (28, 11),
+    "test_storage_limits.py": (27, 17), "test_records_resolve.py": (25, 8),
+    "test_chain_crosscheck.py": (24, 16), "test_compose_plan.py": (24, 11),
+    "test_storage_dagfile.py": (23, 23), "test_cli_json.py": (23, 8), "test_provenance_report.py": (22, 7),
+    "test_compose_merges_oracle.py": (21, 1), "test_cli_disputes.py": (20, 5),
+    "test_compose_merges_streamed.py": (0, 23),
 }
 
 #: Files that import torch and transformers (with peft, through mergekit's config), about 5 s of
