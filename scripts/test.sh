@@ -39,4 +39,10 @@ if [ "$serial" = 1 ]; then
     dist=()
 fi
 "$root/scripts/setup.sh" test
+# Bytecode: the checkout is compiled once here (into the git-ignored __pycache__), and the run may
+# write what it compiles (pytest's rewritten test modules) even where the environment says not to
+# (PYTHONDONTWRITEBYTECODE=1, which some sandboxes set): otherwise each worker and every
+# `python -m registry` a test starts compiles the package's ~100 modules from source again.
+"$root/.venv/bin/python" -m compileall -q -j 0 registry tests scripts >/dev/null || true
+unset PYTHONDONTWRITEBYTECODE
 exec "$root/.venv/bin/python" -m pytest ${workers[@]+"${workers[@]}"} ${dist[@]+"${dist[@]}"} ${args[@]+"${args[@]}"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -32,35 +33,38 @@ pytest_plugins = [
 #: compile cache, py-solc-x's install lock): removed with the rest, but not a leak of a test.
 LIBRARY_CACHES = ("torchinductor_", ".solcx-lock-")
 
-#: What each of the costliest test files takes (seconds of a full run's `--durations` on a loaded
-#: machine, so relative: the whole run, then the fast lane `-m "not slow"`). Under xdist the files
+#: What each of the costliest test files takes (seconds of setup, call and teardown summed from
+#: `--durations=0` on a loaded machine, load average 8-11, so relative: the whole run, then the fast
+#: lane `-m "not slow"`; a session fixture's cost lands on the first file of a worker to use it). Under xdist the files
 #: are handed out costliest first for the lane being run (`scripts/test.sh` passes
 #: `--no-loadscope-reorder` so that xdist keeps this order), so that no worker is left running one
 #: long file while the other idles at the end: `--dist loadfile` gives out files in collection
 #: order. Order only; a file not listed runs after them, in its usual place.
 FILE_COSTS: dict[str, tuple[int, int]] = {
-    "test_contracts_licence_ancestry.py": (389, 71), "test_contracts_properties.py": (252, 0),
-    "test_cli_footprint.py": (186, 0), "test_provenance_bom.py": (169, 4),
-    "test_hostile_corpus.py": (164, 80), "test_provenance_verify.py": (157, 157),
-    "test_cli_jobs.py": (144, 34), "test_storage_blockstore.py": (133, 7),
-    "test_storage_car_conformance.py": (127, 40), "test_records_resolve_assemble.py": (125, 125),
-    "test_cli_progress.py": (124, 0), "test_publish_model.py": (121, 103), "test_cli_imports.py": (107, 31),
-    "test_provenance_verify_disputes.py": (90, 72), "test_contracts_commit_reveal.py": (87, 19),
-    "test_publish_claims.py": (85, 85), "test_compose_nested.py": (82, 82), "test_cli_errors.py": (79, 79),
-    "test_fuzz_parsers.py": (78, 0), "test_provenance_verify_nested.py": (76, 76),
-    "test_cli_devnet_flow.py": (69, 0), "test_lint.py": (69, 1), "test_contracts_registry.py": (66, 66),
-    "test_chain_accounts.py": (64, 35), "test_chain_gas.py": (52, 0), "test_cli_pinning.py": (51, 51),
-    "test_cli_demo.py": (51, 0), "test_records_resolve_nested.py": (51, 51),
-    "test_chain_connection.py": (49, 2), "test_publish_delta.py": (48, 48),
-    "test_storage_unixfs.py": (45, 45), "test_provenance_cli.py": (44, 21), "test_chain_gas_l2.py": (42, 2),
-    "test_contracts_artifacts.py": (42, 4), "test_conventions.py": (41, 41),
-    "test_publish_commit_reveal.py": (40, 40), "test_formats_split.py": (32, 32),
-    "test_compose_engine.py": (31, 31), "test_api.py": (31, 31), "test_chain_cli.py": (30, 30),
-    "test_chain_eth_account_import.py": (29, 29), "test_provenance_index.py": (28, 28),
-    "test_storage_limits.py": (27, 27), "test_records_resolve.py": (25, 25),
-    "test_chain_crosscheck.py": (24, 24), "test_compose_plan.py": (24, 24), "test_cli_json.py": (23, 23),
-    "test_storage_dagfile.py": (23, 23), "test_provenance_report.py": (22, 22),
-    "test_compose_merges_oracle.py": (21, 21), "test_cli_disputes.py": (20, 20),
+    "test_contracts_licence_ancestry.py": (229, 34), "test_contracts_properties.py": (210, 0),
+    "test_hostile_corpus.py": (147, 101), "test_fuzz_mutations.py": (128, 9),
+    "test_cli_footprint.py": (97, 0), "test_storage_car_conformance.py": (82, 33),
+    "test_provenance_bom.py": (82, 3), "test_provenance_verify.py": (81, 109),
+    "test_contracts_registry.py": (72, 23), "test_cli_jobs.py": (67, 24), "test_publish_model.py": (60, 54),
+    "test_storage_blockstore.py": (50, 2), "test_records_resolve_assemble.py": (45, 81),
+    "test_cli_progress.py": (44, 0), "test_lint.py": (42, 0), "test_chain_accounts.py": (38, 10),
+    "test_provenance_verify_disputes.py": (38, 35), "test_storage_unixfs.py": (37, 24),
+    "test_provenance_verify_nested.py": (35, 51), "test_cli_errors.py": (34, 30),
+    "test_compose_engine.py": (34, 38), "test_contracts_commit_reveal.py": (33, 14),
+    "test_cli_pinning.py": (33, 39), "test_compose_nested.py": (31, 25), "test_publish_claims.py": (30, 33),
+    "test_chain_gas_l2.py": (30, 2), "test_cli_imports.py": (28, 19), "test_provenance_cli.py": (28, 3),
+    "test_fuzz_parsers.py": (26, 0), "test_cli_demo.py": (25, 0), "test_publish_commit_reveal.py": (24, 32),
+    "test_chain_gas.py": (23, 0), "test_chain_connection.py": (22, 2), "test_cli_devnet_flow.py": (22, 0),
+    "test_contracts_artifacts.py": (21, 2), "test_publish_delta.py": (20, 24),
+}
+
+#: Files that import torch and transformers (with peft, through mergekit's config), about 5 s of
+#: imports on a quiet machine and more under load, paid once per worker process: under xdist they go
+#: to one worker as one unit (``pytest_xdist_make_scheduler``), costing the sum of their
+#: FILE_COSTS, instead of each worker importing them for one of these files.
+SHARED_IMPORTS = {
+    name: "tests/[torch and transformers]"
+    for name in ("test_compose_engine.py", "test_compose_merges_oracle.py", "test_formats_moe.py", "test_compose_extract_lora.py")
 }
 
 _private_tmp: Path | None = None
@@ -71,6 +75,14 @@ _workers_left: list[str] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     global _private_tmp
+    # A shell's background job (`scripts/test.sh &`, nohup) starts with SIGINT ignored, and every
+    # process inherits that: the tests that stop a command with Ctrl-C (a prompt, devnet) would then
+    # wait for it forever. A Python handler here makes the processes the tests start get the default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    from tests import lanes
+
+    lanes.FAST = config.getoption("markexpr", "") == "not slow"
     if _private_tmp is not None:
         return
     system_tmp = tempfile.gettempdir()
@@ -84,8 +96,33 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not hasattr(config, "workerinput"):  # one process: the usual order
         return
-    lane = 1 if config.getoption("markexpr", "") == "not slow" else 0
-    items.sort(key=lambda item: -FILE_COSTS.get(item.path.name, (0, 0))[lane])  # stable: a file's tests keep their order
+    from tests import lanes
+
+    lane = 1 if lanes.FAST else 0
+    group_costs: dict[str, int] = {}
+    for name, group in SHARED_IMPORTS.items():
+        group_costs[group] = group_costs.get(group, 0) + FILE_COSTS.get(name, (0, 0))[lane]
+
+    def cost(item: pytest.Item) -> int:
+        group = SHARED_IMPORTS.get(item.path.name)
+        return group_costs[group] if group else FILE_COSTS.get(item.path.name, (0, 0))[lane]
+
+    items.sort(key=lambda item: -cost(item))  # stable: a file's tests keep their order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile`` with the files of SHARED_IMPORTS as one unit; other modes as xdist has them."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileWithSharedImports(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_IMPORTS.get(Path(path).name, path)
+
+    return LoadFileWithSharedImports(config, log)
 
 
 def _entries() -> set[str]:

@@ -139,19 +139,32 @@ def test_ctrl_c_at_a_prompt_exits_130_without_a_traceback(tmp_path):
 
     from tests.cli_support import ROOT, clean_env
 
+    import select
+
+    def read(fd: int) -> bytes:
+        # Never wait forever on a terminal: a command that neither writes nor exits fails the test.
+        assert select.select([fd], [], [], 60)[0], f"no output from the command in 60 s: {shown!r}"
+        return os.read(fd, 4096)
+
     master, slave = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "registry", "keys", "new", "alice"], cwd=ROOT, env=clean_env(tmp_path),
                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
     shown = b""
-    while b"keystore password:" not in shown:  # it asks on the terminal: Ctrl-C there
-        chunk = os.read(master, 4096)
-        assert chunk, shown
-        shown += chunk
+    try:
+        while b"keystore password:" not in shown:  # it asks on the terminal: Ctrl-C there
+            chunk = read(master)
+            assert chunk, shown
+            shown += chunk
+    except BaseException:
+        process.kill()
+        process.wait()
+        os.close(master)
+        raise
     process.send_signal(signal.SIGINT)
     while True:
         try:
-            chunk = os.read(master, 4096)
+            chunk = read(master)
         except OSError:
             break
         if not chunk:

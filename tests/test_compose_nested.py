@@ -30,7 +30,6 @@ from tests.nested_support import (
     composition_input,
     hostile_variant_doc,
     publish_raw_composition,
-    publish_story,
 )
 from tests.publish_support import funded_account, tensors_equal
 
@@ -265,8 +264,9 @@ def test_compositions_nested_deeper_than_the_limit_are_refused(local, tmp_path, 
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory):
-    return publish_story(BlockStore(tmp_path_factory.mktemp("nested") / "blocks"))
+def story(nested_story):
+    """The nested story as just published (tests/chain_worlds.py: published once per worker)."""
+    return nested_story
 
 
 def test_carols_model_on_bobs_composition_assembles_bit_identically_twice(story, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -82,6 +83,14 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+@functools.cache
+def _nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of a file's syntax tree (``ast.walk`` order), parsed once per run: a dozen rules
+    read each file, and parsing and walking all of them again took each rule 1-2 s. The rules only
+    read the trees, and the files do not change while the tests run."""
+    return tuple(ast.walk(ast.parse(path.read_text(), str(path.relative_to(ROOT)))))
+
+
 def _rank(module: str) -> int | None:
     """The layer's position (``None`` for the base, which every layer may import)."""
     if module in BASE or module.startswith(("registry.errors.", "registry.config.")):
@@ -93,7 +102,7 @@ def _imports(module: str, path: Path) -> list[tuple[int, str]]:
     """(line, imported module) for every import of ``registry`` modules, function-level ones too."""
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _nodes(path):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -139,13 +148,12 @@ def test_every_listed_upward_import_still_exists():
 def _environment_reads(path: Path) -> list[int]:
     """Lines that read the environment, except an environment handed to a subprocess (``env=``),
     which passes configuration on instead of reading it."""
-    tree = ast.parse(path.read_text(), str(path))
     handed_on: set[int] = set()
-    for node in ast.walk(tree):
+    for node in _nodes(path):
         if isinstance(node, ast.keyword) and node.arg == "env":
             handed_on |= {id(inner) for inner in ast.walk(node.value)}
     lines = []
-    for node in ast.walk(tree):
+    for node in _nodes(path):
         if id(node) in handed_on:
             continue
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "getenvb"):
@@ -237,7 +245,7 @@ def test_nothing_prints_outside_the_command_line_and_scripts():
         relative = path.relative_to(ROOT).as_posix()
         if relative.startswith(PRINTING):
             continue
-        for node in ast.walk(ast.parse(path.read_text(), relative)):
+        for node in _nodes(path):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 printing.append(f"{relative}:{node.lineno}")
     assert printing == [], "print( outside registry/cli and scripts (return data; the CLI prints it)"
@@ -275,7 +283,7 @@ def _import_graph() -> dict[str, dict[str, list[str]]]:
     for module, path in modules.items():
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
         where = str(path.relative_to(ROOT))
-        for node in ast.walk(ast.parse(path.read_text(), where)):
+        for node in _nodes(path):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -384,7 +392,7 @@ def _private_imports() -> dict[tuple[str, str], list[str]]:
     for module, path in _modules().items():
         package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
         where = str(path.relative_to(ROOT))
-        for node in ast.walk(ast.parse(path.read_text(), where)):
+        for node in _nodes(path):
             if not isinstance(node, ast.ImportFrom):
                 continue
             if node.level:
@@ -434,7 +442,7 @@ def _renames(path: Path) -> list[tuple[int, str]]:
     source = path.read_text()
     lines = source.splitlines()
     found = []
-    for node in ast.walk(ast.parse(source, str(path))):
+    for node in _nodes(path):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         name, owner = node.func.attr, node.func.value
@@ -562,7 +570,7 @@ def _untyped_id_fields() -> dict[str, list[str]]:
     """"module.Class" -> its id fields declared as text or untyped bytes (``name: annotation``)."""
     out: dict[str, list[str]] = {}
     for module, path in _modules().items():
-        for cls in ast.walk(ast.parse(path.read_text(), str(path))):
+        for cls in _nodes(path):
             if not isinstance(cls, ast.ClassDef):
                 continue
             for node in cls.body:

@@ -35,6 +35,7 @@ from registry.formats.content_id import (
     tensor_entries_of_data,
     tensor_set_content_id,
 )
+from tests.lanes import examples
 from registry.formats.safetensors import DuplicateTensorError, dtype_of_numpy
 from registry.formats.safetensors_writer import write_safetensors
 from registry.errors import InputError, IntegrityError
@@ -349,7 +350,7 @@ def tensor_sets(draw):
     return arrays
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(arrays=tensor_sets(), order_seed=st.integers(0, 2**32 - 1), metadata=st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3))
 def test_random_tensor_sets_in_random_orders_keep_one_id(tmp_path_factory, arrays, order_seed, metadata):
     directory = tmp_path_factory.mktemp("prop")

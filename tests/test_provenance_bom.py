@@ -12,21 +12,16 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from registry.chain.connection import connect
-from registry.chain.registry import Registry
 from registry.provenance.bom import BomInvalidError, bom_json, validate_bom_json, write_bom
 from registry.provenance.verify import VerifyOptions, verify_model
-from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
-from tests.provenance_support import MODEL, WEIGHTS, changed_weights, compose, publish_real_model, three_layer_doc
+from tests.provenance_support import MODEL, WEIGHTS, changed_weights, compose, three_layer_doc
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    store = BlockStore(tmp_path_factory.mktemp("blocks"))
-    return registry, store, publish_real_model(registry, store)
+def world(real_model_module):
+    """A chain where dev account 0 ran publish-model on the real model, and its block store."""
+    return real_model_module
 
 
 def report_for(world, path, **options):

@@ -19,22 +19,21 @@ from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
 from registry.storage.unixfs import add_file
 from tests.chain_worlds import fresh_binding, rolled_back
-from tests.provenance_support import WEIGHTS, compose, publish_real_model, three_layer_doc
+from tests.provenance_support import WEIGHTS, compose, three_layer_doc
 
 QUERY3 = "encoder.layer.3.attention.self.query.weight"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return BlockStore(tmp_path_factory.mktemp("blocks"))
+def store(real_model_module):
+    return real_model_module[1]
 
 
 @pytest.fixture(scope="module")
-def published(store):
+def published(real_model_module):
     """One chain where account 0 ran publish-model, for the module."""
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    return registry, publish_real_model(registry, store)
+    registry, _, model = real_model_module
+    return registry, model
 
 
 @pytest.fixture

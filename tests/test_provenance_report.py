@@ -6,23 +6,18 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from registry.chain.connection import connect
-from registry.chain.registry import Registry
 from registry.provenance.report import render
 from registry.provenance.verify import VerifyOptions, verify_model
-from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
-from tests.provenance_support import WEIGHTS, changed_weights, compose, publish_real_model
+from tests.provenance_support import WEIGHTS, changed_weights, compose
 
 QUERY3 = "encoder.layer.3.attention.self.query.weight"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    chain = connect("memory")
-    registry = Registry.deploy(chain, chain.dev_accounts[0])
-    store = BlockStore(tmp_path_factory.mktemp("blocks"))
-    published = publish_real_model(registry, store)
+def world(real_model_module):
+    registry, store, published = real_model_module  # dev account 0 ran publish-model
+    chain = registry.chain
     later = compose(registry.with_account(chain.dev_accounts[1]), store, published.recipe)
     registry.yank(published.records["encoder.layer.4"])
     return registry, store, published, later

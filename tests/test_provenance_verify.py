@@ -36,7 +36,6 @@ from tests.provenance_support import (
     compose,
     lora_adapter,
     lora_doc,
-    new_registry,
     publish_files,
     publish_real_model,
     read_tensors,
@@ -47,15 +46,15 @@ from tests.provenance_support import (
 )
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return BlockStore(tmp_path_factory.mktemp("blocks"))
+def store(real_model_module):
+    return real_model_module[1]
 
 
 @pytest.fixture(scope="module")
-def world(store):
+def world(real_model_module):
     """A chain where dev account 0 ran publish-model on the real model."""
-    registry = new_registry()
-    return registry, publish_real_model(registry, store)
+    registry, _, published = real_model_module
+    return registry, published
 
 
 @pytest.fixture

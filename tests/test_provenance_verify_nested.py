@@ -19,14 +19,12 @@ from registry.records.documents import Documents
 from registry.provenance.index import ElementIndex
 from registry.provenance.report import render
 from registry.provenance.verify import VerifyOptions, verify_model
-from registry.storage.blockstore import BlockStore
 from tests.nested_support import (
     CAROL_LICENSE,
     carol_doc,
     compose_as,
     hostile_variant_doc,
     publish_raw_composition,
-    publish_story,
 )
 from tests.provenance_support import read_tensors, rewrite, shapes_of
 from tests.publish_support import funded_account
@@ -35,8 +33,9 @@ QUERY = "encoder.layer.{}.attention.self.query.weight"
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory):
-    return publish_story(BlockStore(tmp_path_factory.mktemp("nested-verify") / "blocks"))
+def story(nested_story):
+    """The nested story as just published (tests/chain_worlds.py: published once per worker)."""
+    return nested_story
 
 
 @pytest.fixture(scope="module")

@@ -21,19 +21,36 @@ from registry.publish.prepare import prepare_element, prepare_planned
 from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
+from tests.chain_worlds import deployed_memory_world
 from tests.publish_support import MODEL, registry_for
 
 CHANGED = ["encoder.layer.1.output.dense.bias", "pooler.dense.weight"]
 
 
+@pytest.fixture(scope="module")
+def published_world(tmp_path_factory):
+    """``publish_model`` of the real model, once for the module, on an in-process chain of its own
+    by a fresh funded account, into a home kept as the template each test copies."""
+    world = deployed_memory_world()
+    home = tmp_path_factory.mktemp("published-home")
+    registry = registry_for("memory", memory_registry=world.registry)
+    store = BlockStore(home / "blocks")
+    report = publish_model(registry, store, MODEL, license="MIT", sources=Sources(store))
+    return world, registry.account, home, report.composition.record_id
+
+
 @pytest.fixture
-def world(memory_registry, tmp_path):
-    registry = registry_for("memory", memory_registry=memory_registry)
-    store = BlockStore(tmp_path / "blocks")
-    sources = Sources(store)
-    resolver = Resolver(registry, sources)
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
-    record = report.composition.record_id
+def world(published_world, tmp_path):
+    """The real model as just published (a copy of the publisher's home; the chain rolled back
+    after the test), its base recipe, and a fine-tune of it with two tensors changed."""
+    chain_world, account, home, record = published_world
+    shutil.copytree(home, tmp_path, dirs_exist_ok=True)
+    with chain_world.test(account) as registry:
+        yield _tuned_world(registry, BlockStore(tmp_path / "blocks"), record, tmp_path)
+
+
+def _tuned_world(registry, store, record, tmp_path):
+    resolver = Resolver(registry, Sources(store))
     base = resolver.graph([record], documents=True, strict=True).nodes[record].document
     tuned = tmp_path / "tuned"
     shutil.copytree(MODEL, tuned)

@@ -4,6 +4,7 @@ by hash (registry.compose.chain_source), on the in-process chain and on anvil.""
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 
 import pytest
 
@@ -21,18 +22,56 @@ from registry.records.resolve import Resolver
 from registry.formats.split import split_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
+from tests.chain_worlds import copy_store, deployed_memory_world, fresh_binding, rolled_back
 from tests.compose_support import three_layer_steps
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, raw_tensors, registry_for, tensors_equal
 
 
 @pytest.fixture
 def env(chain_backend, request, tmp_path):
+    """A registry bound to a fresh funded account on the backend, a block store, its sources and a
+    resolver. For a test that also takes ``published_model``: the account that ran publish-model
+    on the real model and a copy of the store it filled (``published_templates``), the chain rolled
+    back after the test."""
     anvil_registry = request.getfixturevalue("anvil_registry") if chain_backend == "anvil" else None
+    if "published_model" in request.fixturenames:
+        publisher, template, _ = request.getfixturevalue("published_templates")(chain_backend, anvil_registry)
+        store = copy_store(template, tmp_path / "blocks")
+        with rolled_back(publisher.chain):
+            registry = fresh_binding(publisher)
+            sources = Sources(store)
+            yield registry, store, sources, Resolver(registry, sources)
+        return
     memory_registry = request.getfixturevalue("memory_registry") if chain_backend == "memory" else None
     registry = registry_for(chain_backend, anvil_registry, memory_registry)
     store = BlockStore(tmp_path / "blocks")
     sources = Sources(store)
-    return registry, store, sources, Resolver(registry, sources)
+    yield registry, store, sources, Resolver(registry, sources)
+
+
+@pytest.fixture(scope="module")
+def published_templates(tmp_path_factory):
+    """publish-model of the real model by a fresh funded account, once per backend for the module
+    (on an in-process chain of its own; on the session's anvil, rolled back when the module ends):
+    ``get(backend, anvil_registry)`` gives the publisher's registry, its block store (the template
+    each test copies) and the published elements by label."""
+    made: dict[str, tuple] = {}
+    with ExitStack() as undo:
+        def get(backend, anvil_registry):
+            if backend not in made:
+                if backend == "memory":
+                    base = deployed_memory_world().registry
+                else:
+                    base = anvil_registry
+                    undo.enter_context(rolled_back(base.chain))
+                publisher = registry_for(backend, base, base)
+                template = tmp_path_factory.mktemp(f"published-{backend}")
+                store = BlockStore(template)
+                report = publish_model(publisher, store, MODEL, license="Apache-2.0", sources=Sources(store))
+                made[backend] = (publisher, template, {c.label: c for c in report.elements})
+            return made[backend]
+
+        yield get
 
 
 def model_files():
@@ -109,10 +148,9 @@ def _layer_file(split, n: int):
 
 
 @pytest.fixture
-def published_model(env, tmp_path):
-    registry, store, sources, _ = env
-    report = publish_model(registry, store, MODEL, license="Apache-2.0", sources=sources)
-    return {c.label: c for c in report.elements}
+def published_model(env, chain_backend, published_templates):
+    """The real model's elements by label, as ``env``'s account published them into ``env``'s store."""
+    return published_templates(chain_backend, None)[2]
 
 
 def test_a_three_layer_variant_is_composed_with_every_input_as_parent_and_assembles_by_hash(env, published_model, tmp_path):

@@ -4,6 +4,7 @@ output must be, elements come from the store or Kubo and are verified, failures 
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import CID
 from registry.storage.fetch import Sources
+from tests.chain_worlds import deployed_memory_world
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, random_tensors, registry_for, tensors_equal, write_raw_safetensors
 
 
@@ -31,6 +33,32 @@ def env(memory_registry, tmp_path):
     store = BlockStore(tmp_path / "blocks")
     sources = Sources(store)
     return registry, store, sources, Resolver(registry, sources)
+
+
+@pytest.fixture(scope="module")
+def published_world(tmp_path_factory):
+    """``publish_model`` of the real model, once for the module, on an in-process chain of its own
+    (the session's must stay as deployed for the tests that look up every claim of the model),
+    by a fresh funded account, into a home kept as the template the tests copy."""
+    world = deployed_memory_world()
+    home = tmp_path_factory.mktemp("published-home")
+    registry = registry_for("memory", memory_registry=world.registry)
+    store = BlockStore(home / "blocks")
+    report = publish_model(registry, store, MODEL, license="MIT", sources=Sources(store))
+    return world, registry.account, home, report
+
+
+@pytest.fixture
+def published(published_world, tmp_path):
+    """What ``env`` plus ``publish_model`` of the real model gave each test, without publishing
+    again: a copy of the publisher's home (blocks and all) in ``tmp_path``, and the chain as
+    published, rolled back after the test. The tests rot blocks of their copy and send more."""
+    world, account, home, report = published_world
+    shutil.copytree(home, tmp_path, dirs_exist_ok=True)
+    with world.test(account) as registry:
+        store = BlockStore(tmp_path / "blocks")
+        sources = Sources(store)
+        yield registry, store, sources, Resolver(registry, sources), report
 
 
 def published_pair(registry, store, tmp_path):
@@ -101,9 +129,8 @@ def largest_data(store, report):
     return cid, [c for c, _ in store.blocks(cid) if c.codec == 0x55][-1]
 
 
-def test_elements_are_read_from_their_blocks_and_no_second_copy_is_written(env, tmp_path):
-    registry, store, sources, resolver = env
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+def test_elements_are_read_from_their_blocks_and_no_second_copy_is_written(published, tmp_path):
+    registry, store, sources, resolver, report = published
     blocks_before = sorted(p.name for p in store.root.rglob("*") if p.is_file())
     outcome = assemble_composition(resolver, "0x" + report.composition.record_id.hex(), tmp_path / "out")
     assert outcome.result.content_id == MODEL_CONTENT_ID
@@ -113,9 +140,8 @@ def test_elements_are_read_from_their_blocks_and_no_second_copy_is_written(env, 
     assert sorted(outcome.opened) == sorted(c.data_cid for c in report.elements if c.data_cid)  # every element's data, read in place
 
 
-def test_a_rotten_block_with_no_source_to_fetch_it_again_fails_naming_it_and_leaves_nothing(env, tmp_path):
-    registry, store, sources, resolver = env
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+def test_a_rotten_block_with_no_source_to_fetch_it_again_fails_naming_it_and_leaves_nothing(published, tmp_path):
+    registry, store, sources, resolver, report = published
     rid = "0x" + report.composition.record_id.hex()
     data_cid, leaf = largest_data(store, report)
     store.path_of(leaf).write_bytes(b"\0" * store.path_of(leaf).stat().st_size)  # same size, other bytes
@@ -127,11 +153,10 @@ def test_a_rotten_block_with_no_source_to_fetch_it_again_fails_naming_it_and_lea
     assert not store.has(leaf)  # the rotten copy is gone, so a later fetch can heal it
 
 
-def test_a_leaf_rotted_in_the_middle_of_the_largest_tensor_fails_the_kernel_copied_assembly(env, tmp_path):
+def test_a_leaf_rotted_in_the_middle_of_the_largest_tensor_fails_the_kernel_copied_assembly(published, tmp_path):
     # The copy is moved by the kernel from the leaf files and hashed from the output as it is
     # written (one pass): a leaf 20 MiB into the word embeddings, past the first hashing step.
-    registry, store, sources, resolver = env
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    registry, store, sources, resolver, report = published
     data_cid, _ = largest_data(store, report)
     leaves = [c for c, _ in store.blocks(data_cid) if c.codec == 0x55]
     middle = leaves[20]
@@ -217,11 +242,10 @@ def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(memory_registry
     assert not source.cache_dir.exists()  # read from the fetched blocks, not exported again
 
 
-def test_a_half_written_output_a_killed_assembly_left_beside_out_is_removed_by_the_next(env, tmp_path):
+def test_a_half_written_output_a_killed_assembly_left_beside_out_is_removed_by_the_next(published, tmp_path):
     import subprocess
 
-    registry, store, sources, resolver = env
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    registry, store, sources, resolver, report = published
     gone = subprocess.Popen(["true"])
     gone.wait()  # a process id that has ended: what kill -9 leaves behind
     leftover = tmp_path / f".out.incomplete-{gone.pid}-0123abcd"
@@ -238,11 +262,10 @@ def tensors_elements(report):
     return [c for c in report.elements if c.data_cid and c.record.kind == Kind.ELEMENT]
 
 
-def test_an_assembly_that_hashed_every_tensor_of_an_element_notes_it_and_the_next_copies_it_without_hashing(env, tmp_path):
+def test_an_assembly_that_hashed_every_tensor_of_an_element_notes_it_and_the_next_copies_it_without_hashing(published, tmp_path):
     from registry.storage.checked import is_checked
 
-    registry, store, sources, resolver = env
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    registry, store, sources, resolver, report = published
     rid = "0x" + report.composition.record_id.hex()
     first = assemble_composition(resolver, rid, tmp_path / "first", verify_blocks=False)
     assert first.result.content_id == MODEL_CONTENT_ID
@@ -262,11 +285,10 @@ def test_an_assembly_that_hashed_every_tensor_of_an_element_notes_it_and_the_nex
     assert not (tmp_path / "third").exists() and not store.has(middle)
 
 
-def test_hashing_again_with_verify_blocks_leaves_the_notes_of_elements_checked_before_as_they_were(env, tmp_path):
+def test_hashing_again_with_verify_blocks_leaves_the_notes_of_elements_checked_before_as_they_were(published, tmp_path):
     from registry.storage.checked import CHECKED
 
-    registry, store, sources, resolver = env
-    report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
+    registry, store, sources, resolver, report = published
     rid = "0x" + report.composition.record_id.hex()
     assemble_composition(resolver, rid, tmp_path / "first", verify_blocks=True)
     notes = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / CHECKED).iterdir()}

@@ -18,8 +18,9 @@ from tests.publish_support import CountingProvider, funded_account
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory):
-    return publish_story(BlockStore(tmp_path_factory.mktemp("nested-resolve") / "blocks"))
+def story(nested_story):
+    """The nested story as just published (tests/chain_worlds.py: published once per worker)."""
+    return nested_story
 
 
 def test_the_graph_of_carols_model_reaches_alices_elements_through_bob(story):

@@ -41,8 +41,9 @@ from tests.hostile_peers import (
 from tests.kubo_fixtures import free_port
 
 TINY = Profile("tiny", 1, True, 1000, 3)
-# Small enough that a test spends seconds, not minutes, on a hostile peer.
-FAST = FetchLimits(timeout=2.0, deadline=6.0, min_rate=1000)
+# Small enough that a test spends a second, not minutes, on each hostile peer it waits out (the
+# watch looks every `timeout` seconds); an honest peer on loopback sends its 9 KB well within one.
+FAST = FetchLimits(timeout=1.0, deadline=6.0, min_rate=1000)
 
 
 @pytest.fixture
@@ -151,9 +152,9 @@ def test_the_deadline_ends_a_source_that_keeps_above_the_minimum_rate(tmp_path):
     source = BlockStore(tmp_path / "source")
     root = source.add_file(random.Random("deadline").randbytes(200_000), profile=TINY)
     car = car_of(source, root)
-    limits = FetchLimits(timeout=2.0, deadline=3.0, min_rate=1000)
+    limits = FetchLimits(timeout=1.0, deadline=1.5, min_rate=1000)
     with ScriptedServer(steady(car, piece=400, every=0.1)) as plodder:  # 4,000 bytes/s: a minute for the CAR
-        with pytest.raises(GatewayLimitError, match="within the deadline of 3s"):
+        with pytest.raises(GatewayLimitError, match="within the deadline of 1.5s"):
             Gateway(plodder.url, limits=limits).fetch_dag(root, BlockStore(tmp_path / "blocks"))
         assert plodder.sent < len(car) // 2
 
@@ -208,7 +209,7 @@ def test_the_cli_names_every_source_in_one_line_and_logs_each_with_debug(dag, tm
     from tests.cli_support import elements, one_line_error
 
     _, root, _, car = dag
-    limits = {"ELEMENTS_FETCH_TIMEOUT": "2", "ELEMENTS_FETCH_DEADLINE": "6", "ELEMENTS_FETCH_MIN_RATE": "1000"}
+    limits = {"ELEMENTS_FETCH_TIMEOUT": "1", "ELEMENTS_FETCH_DEADLINE": "6", "ELEMENTS_FETCH_MIN_RATE": "1000"}
     with ScriptedServer(trickling(car)) as slow, ScriptedServer(huge_length()) as liar:
         gateways = f"{slow.url},{liar.url}"
         result = elements(tmp_path / "home", "car", "export", str(root), "-o", str(tmp_path / "x.car"),
