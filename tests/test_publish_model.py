@@ -339,20 +339,17 @@ def test_the_model_assembled_by_hash_embeds_sentences_bit_for_bit_as_the_origina
 
 
 def test_publish_model_first_uses_the_account_and_takes_the_sending_lock_after_the_blocks_are_written(anvil_registry, tmp_path):
-    # The account's loading (eth-account's import, in publish-model a PendingAccount's thread) and
-    # the publishing lock wait for the split: the account here cannot load before the last block is
-    # stored, so using it any earlier would leave the split waiting until the deadline and fail.
+    # The account's first use and the publishing lock wait for the split: the account here refuses to
+    # load before the last block is stored.
     import contextlib
     import threading
-
-    from registry.chain.pending_account import PendingAccount
 
     account = registry_for("anvil", anvil_registry).account
     split_done = threading.Event()
     events: list[str] = []
 
     def load():
-        if not split_done.wait(timeout=120):
+        if not split_done.is_set():
             raise AssertionError("the account was asked for before the model's blocks were written")
         events.append("account loaded")
         return account
@@ -368,7 +365,16 @@ def test_publish_model_first_uses_the_account_and_takes_the_sending_lock_after_t
         yield
         events.append("lock released")
 
-    registry = anvil_registry.with_account(PendingAccount(load))
+    class LateAccount:
+        """The account, built by ``load`` on first use of any of its attributes."""
+
+        def __getattr__(self, name):
+            if name.startswith("_"):
+                raise AttributeError(name)
+            self.__dict__["_account"] = self.__dict__.get("_account") or load()
+            return getattr(self.__dict__["_account"], name)
+
+    registry = anvil_registry.with_account(LateAccount())
     store = BlockStore(tmp_path / "blocks")
     report = publish_model(registry, store, MODEL, license="Apache-2.0", split_progress=split_progress, sending=sending(),
                            on_transaction=lambda info: events.append("sent"))

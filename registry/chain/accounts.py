@@ -31,7 +31,6 @@ from ..limits import (
 )
 from .errors import AccountError
 from .eth_account_import import load_eth_account
-from .pending_account import private_key_bytes
 
 Account = load_eth_account().Account  # without py_ecc's BLS tables (see eth_account_import)
 
@@ -41,7 +40,30 @@ if TYPE_CHECKING:
     from ..config import Settings
     from .network import Chain
 
-__all__ = ["account_from_key", "account_from_keystore", "create_keystore", "keystore_path", "load_account"]
+__all__ = ["SECP256K1_ORDER", "account_from_key", "account_from_keystore", "create_keystore", "keystore_path", "load_account", "private_key_bytes"]
+
+
+#: The order n of secp256k1's group: a private key is an integer in [1, n - 1].
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def private_key_bytes(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> bytes:
+    """The 32 bytes of a hex private key (``0x`` optional), checked as eth-account would check it.
+
+    Raises:
+        AccountError: not 32 bytes of hex, or zero or above the curve order (the key is not echoed).
+    """
+    text = private_key.strip()
+    body = text[2:] if text[:2].lower() == "0x" else text
+    if len(body) != 64:
+        raise AccountError(f"{source} is not a private key: expected 0x + 64 hex digits, got {len(body)} characters")
+    try:
+        key = bytes.fromhex(body)
+    except ValueError:
+        raise AccountError(f"{source} is not a private key: it holds non-hex characters") from None
+    if not 0 < int.from_bytes(key, "big") < SECP256K1_ORDER:
+        raise AccountError(f"{source} is not a valid secp256k1 private key (zero or above the curve order)")
+    return key
 
 
 def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> LocalAccount:

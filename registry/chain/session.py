@@ -15,7 +15,7 @@ This is what commands and the upper layers call::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .abi import checksum_address as to_checksum_address
@@ -27,8 +27,6 @@ from .network import Chain
 from .registry import Registry
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
     from ..config import Settings
 
 __all__ = ["network_entry", "open_chain", "open_registry", "require_account"]
@@ -62,16 +60,13 @@ def open_chain(settings: "Settings") -> Chain:
     return chain
 
 
-def open_registry(settings: "Settings", chain: Chain | None = None, write: bool = False, defer_key: bool = False) -> Registry:
+def open_registry(settings: "Settings", chain: Chain | None = None, write: bool = False) -> Registry:
     """The registry the settings point at, bound to the configured account.
 
     Args:
         settings: resolved settings.
         chain: an already connected chain (default: :func:`open_chain`).
         write: require an account (raise :class:`AccountError` if none is configured).
-        defer_key: an ELEMENTS_PRIVATE_KEY on a JSON-RPC chain is checked now and its account
-            built in a background thread (a :class:`~registry.chain.pending_account.PendingAccount`:
-            eth-account's import overlaps the caller's work until the account is first used).
 
     Raises:
         NoRegistryError: nothing deployed there (run `elements deploy`).
@@ -82,16 +77,9 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
     if settings.private_key or settings.keystore or chain.is_memory or chain.has_dev_accounts:
         # eth-account (over a second to import) only when there is a key to load: a read over
         # JSON-RPC without one stays on plain JSON-RPC (registry.chain.reader).
-        if defer_key and settings.private_key and not chain.is_memory:
-            from .pending_account import PendingAccount, private_key_bytes
+        from .accounts import load_account
 
-            key = settings.private_key
-            private_key_bytes(key)  # every error the key can have, before the caller's work
-            account = cast("LocalAccount", PendingAccount(lambda: _account_from_key(key)))
-        else:
-            from .accounts import load_account
-
-            account = load_account(settings, chain)
+        account = load_account(settings, chain)
     if chain.is_memory:
         registry = Registry.deploy(chain, chain.dev_accounts[0]).with_account(account)
         if account is not None and chain.balance(account.address) == 0:
@@ -114,12 +102,6 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
     if write:
         require_account(registry)
     return registry
-
-
-def _account_from_key(key: str) -> "LocalAccount":
-    from .accounts import account_from_key  # eth-account: imported in the PendingAccount's thread
-
-    return account_from_key(key)
 
 
 def require_account(registry: Registry) -> None:

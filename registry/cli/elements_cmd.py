@@ -236,15 +236,14 @@ def sending_lock(settings: Settings, registry, skip: bool = False):
 
 
 @contextlib.contextmanager
-def session(settings: Settings, *, write: bool = False, defer_key: bool = False, resolver: bool = True):
-    """The registry (bound to the configured key when ``write``; ``defer_key``: see
-    :func:`registry.chain.session.open_registry`), the sources, a resolver (its log queries
+def session(settings: Settings, *, write: bool = False, resolver: bool = True):
+    """The registry (bound to the configured key when ``write``), the sources, a resolver (its log queries
     narrowed by the attribution index under the home, when there is one; ``None`` when the
     command resolves nothing, ``resolver=False``: the index is then neither imported nor opened)."""
     from ..chain.session import open_registry
     from ..storage.fetch import Sources
 
-    registry = open_registry(settings, write=write, defer_key=defer_key)
+    registry = open_registry(settings, write=write)
     sources = Sources.from_settings(settings)
     hints = None
     try:
@@ -383,9 +382,8 @@ def cmd_publish_model(args: argparse.Namespace, settings: Settings) -> Result:
     from ..publish.model import publish_model
 
     pin = check_pinning(args, settings)
-    # The key's account loads in a background thread during the split (defer_key), and the
-    # account's lock is taken after it, for planning and sending.
-    with session(settings, write=True, defer_key=True, resolver=False) as (registry, sources, _), progress_bars(settings) as bars:
+    # The account's lock is taken after the split, for planning and sending.
+    with session(settings, write=True, resolver=False) as (registry, sources, _), progress_bars(settings) as bars:
         report = publish_model(
             registry, sources.store, args.model, license=args.license, sources=sources, by=args.by, rules=args.rule,
             name=args.name, dry_run=args.dry_run, batch_size=args.batch_size, work_dir=settings.home / "tmp",

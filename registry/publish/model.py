@@ -216,8 +216,7 @@ def publish_model(
         UnknownLicenseNameError; TooManyParentsError (more elements than MAX_PARENTS: split coarser);
         what :func:`split_model` and :func:`publish_claims` raise.
     """
-    # The account is checked to be there, but its address is read only once the blocks are written:
-    # a PendingAccount (registry.chain.pending_account) loads eth-account meanwhile.
+    # The account is checked to be there, but used only once the blocks are written.
     account = signing_account(registry)
     terms = resolve_license(registry, license)
     model = Path(model)
