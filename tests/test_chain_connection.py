@@ -11,7 +11,7 @@ import pytest
 
 from registry.chain import Kind, RecordInput, Registry, connect
 from registry.chain.devnet import ANVIL_CHAIN_ID, free_port
-from registry.chain.errors import RpcUnavailableError, UnknownNetworkError, WrongChainError
+from registry.chain.errors import RpcUnavailableError, UnknownNetworkError, UnknownParentError, WrongChainError
 
 CID = "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
 
@@ -99,3 +99,19 @@ def test_the_in_process_chain_serves_many_threads_without_a_nonce_clash():
             t.join()
         assert errors == []
         assert all(reg.exists([r.record_id(reg.account.address) for r in inputs]))
+
+
+def test_the_in_process_chains_gas_estimate_is_one_run_enough_to_send_with_and_refusals_are_decoded():
+    # py-evm bisected the gas limit (about a dozen runs of each transaction); the estimate is now one
+    # run's intrinsic gas plus what it used before refunds: never below what the transaction uses,
+    # and enough as a limit by itself for a publish, whose code makes no call.
+    chain = connect("memory")
+    reg = Registry.deploy(chain, chain.dev_accounts[0])
+    record = RecordInput(os.urandom(32), CID, 2, Kind.ELEMENT)
+    tx = {"from": chain.dev_accounts[0].address, "to": reg.address, "value": 0, "data": reg.calldata("publish", [record.as_abi()])}
+    estimate = chain.estimate_gas(tx)
+    receipt = reg.transact("publish", [record.as_abi()], gas=estimate)
+    assert receipt["status"] == 1 and receipt["gasUsed"] <= estimate < receipt["gasUsed"] + 21_000
+    unknown_parent = RecordInput(os.urandom(32), CID, 2, Kind.ELEMENT, (os.urandom(32),))
+    with pytest.raises(UnknownParentError):
+        reg.publish(unknown_parent)

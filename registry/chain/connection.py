@@ -93,7 +93,9 @@ def connect(
 
         from web3 import Web3
 
-        w3 = Web3(SerialTesterProvider(EthereumTester(PyEVMBackend())))
+        backend = PyEVMBackend()
+        backend.chain.gas_estimator = _one_run_gas_estimate
+        w3 = Web3(SerialTesterProvider(EthereumTester(backend)))
         chain = Chain(w3=w3, chain_id=int(w3.eth.chain_id), rpc_url=MEMORY, dev_accounts=memory_dev_accounts(),
                       tester_failed=tester_failed)
     else:
@@ -162,3 +164,22 @@ def wait_for_rpc(rpc_url: str, timeout: float = 20.0) -> int:
             last = exc
             time.sleep(0.1)
     raise RpcUnavailableError(f"no JSON-RPC node answered at {rpc_url} within {timeout:.0f}s ({last})")
+
+
+def _one_run_gas_estimate(state: Any, transaction: Any) -> int:
+    """py-evm's gas estimate from one run of the transaction at the block's gas limit: its intrinsic
+    gas plus what the run used before refunds (py-evm's default bisects the limit, a dozen runs of
+    the same transaction). Not the least limit that succeeds: a call inside gets 63/64 of what is
+    left, so it can need a little more than it used, which the margin ``Chain.transact`` adds (1.2x +
+    10,000) covers. A run that fails raises its error, as the bisection does at the gas limit."""
+    from eth.vm.spoof import SpoofTransaction
+
+    snapshot = state.snapshot()
+    try:
+        computation = state.apply_transaction(SpoofTransaction(transaction, gas=state.gas_limit, gas_price=0))
+        if computation.is_error:
+            raise computation.error
+        return int(transaction.intrinsic_gas + computation.get_gas_used())
+    finally:
+        state.revert(snapshot)
+
