@@ -40,18 +40,14 @@ if TYPE_CHECKING:
     from ..config import Settings
     from .network import Chain
 
-__all__ = ["SECP256K1_ORDER", "account_from_key", "account_from_keystore", "create_keystore", "keystore_path", "load_account", "private_key_bytes"]
+__all__ = ["account_from_key", "account_from_keystore", "create_keystore", "keystore_path", "load_account"]
 
 
-#: The order n of secp256k1's group: a private key is an integer in [1, n - 1].
-SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
-def private_key_bytes(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> bytes:
-    """The 32 bytes of a hex private key (``0x`` optional), checked as eth-account would check it.
+def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> LocalAccount:
+    """An account from a hex private key (``0x`` optional).
 
     Raises:
-        AccountError: not 32 bytes of hex, or zero or above the curve order (the key is not echoed).
+        AccountError: not 32 bytes of hex, or not a valid secp256k1 key (the key is not echoed).
     """
     text = private_key.strip()
     body = text[2:] if text[:2].lower() == "0x" else text
@@ -61,18 +57,6 @@ def private_key_bytes(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") ->
         key = bytes.fromhex(body)
     except ValueError:
         raise AccountError(f"{source} is not a private key: it holds non-hex characters") from None
-    if not 0 < int.from_bytes(key, "big") < SECP256K1_ORDER:
-        raise AccountError(f"{source} is not a valid secp256k1 private key (zero or above the curve order)")
-    return key
-
-
-def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> LocalAccount:
-    """An account from a hex private key (``0x`` optional).
-
-    Raises:
-        AccountError: not 32 bytes of hex, or not a valid secp256k1 key (the key is not echoed).
-    """
-    key = private_key_bytes(private_key, source)
     try:
         account: LocalAccount = Account.from_key(key)  # eth-account's Account is untyped
         return account
