@@ -145,15 +145,23 @@ class DagFile(io.RawIOBase):
             done += count
         return done
 
-    def _read_leaf(self, cid: CID, length: int, within: int, view: memoryview) -> None:
+    def _open_leaf(self, cid: CID, length: int) -> tuple[int, str]:
+        """An open descriptor of a raw leaf's block file and its path, the file checked to hold
+        ``length`` bytes, as the leaf's parent says (the caller closes it)."""
         path = self.store.file_of(cid)
         try:
             src = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise BlockNotFoundError(cid) from None
+        size = os.fstat(src).st_size
+        if size != length:
+            os.close(src)
+            raise BlockIntegrityError(cid, f"the local block store ({path})", f"it holds {size:,} bytes, its parent says {length:,}")
+        return src, path
+
+    def _read_leaf(self, cid: CID, length: int, within: int, view: memoryview) -> None:
+        src, path = self._open_leaf(cid, length)
         try:
-            if os.fstat(src).st_size != length:
-                raise BlockIntegrityError(cid, f"the local block store ({path})", f"it holds {os.fstat(src).st_size:,} bytes, its parent says {length:,}")
             done = 0
             while done < len(view):
                 got = os.preadv(src, [view[done:]], within + done)
@@ -190,14 +198,8 @@ class DagFile(io.RawIOBase):
                 on_bytes(want)
 
     def _kernel_copy(self, cid: CID, length: int, within: int, dst_fd: int, dst_offset: int, count: int) -> None:
-        path = self.store.file_of(cid)
+        src, path = self._open_leaf(cid, length)
         try:
-            src = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise BlockNotFoundError(cid) from None
-        try:
-            if os.fstat(src).st_size != length:
-                raise BlockIntegrityError(cid, f"the local block store ({path})", f"it holds {os.fstat(src).st_size:,} bytes, its parent says {length:,}")
             done = 0
             while done < count:
                 step = min(count - done, _COPY_STEP)
