@@ -313,17 +313,28 @@ def decode_yank(log: Any, address: bytes, where: str) -> RecordId | None:
     Raises:
         IntegrityError: a malformed log.
     """
+    topics = _event_topics(log, address, where, RECORD_YANKED_TOPIC, 3)
+    return None if topics is None else RecordId(topics[1])
+
+
+def _event_topics(log: Any, address: bytes, where: str, event: bytes, count: int) -> list[bytes] | None:
+    """The ``count`` topics of ``log`` when it is the registry's event ``event`` (its topic 0);
+    ``None`` for another contract's or event's log, or a removed one.
+
+    Raises:
+        IntegrityError: a log that is not an object, or topics that are not 32-byte hex words.
+    """
     if not isinstance(log, dict) and not hasattr(log, "get"):
         raise IntegrityError(f"{where} answered eth_getLogs with a log that is not an object")
     topics_value = log.get("topics")
     if not isinstance(topics_value, (list, tuple)) or len(topics_value) > 4:
         raise IntegrityError(f"{where} answered eth_getLogs with a malformed log (topics)")
     topics = [_hex_bytes(t, f"a log topic from {where}", 32) for t in topics_value]
-    if log.get("removed") or len(topics) != 3 or topics[0] != RECORD_YANKED_TOPIC:
+    if log.get("removed") or len(topics) != count or topics[0] != event:
         return None
     if _hex_bytes(log.get("address"), f"a log address from {where}", 20) != address:
         return None
-    return RecordId(topics[1])
+    return topics
 
 
 def _quantity(value: Any, what: str) -> int:
@@ -345,15 +356,8 @@ def decode_event(log: Any, address: bytes, where: str) -> RecordEvent | None:
         IntegrityError: a malformed log, or a ``RecordPublished`` whose data does not decode
         within the event's bounds (a forged but well-formed one fails :func:`make_record`).
     """
-    if not isinstance(log, dict) and not hasattr(log, "get"):
-        raise IntegrityError(f"{where} answered eth_getLogs with a log that is not an object")
-    topics_value = log.get("topics")
-    if not isinstance(topics_value, (list, tuple)) or len(topics_value) > 4:
-        raise IntegrityError(f"{where} answered eth_getLogs with a malformed log (topics)")
-    topics = [_hex_bytes(t, f"a log topic from {where}", 32) for t in topics_value]
-    if log.get("removed") or len(topics) != 4 or topics[0] != RECORD_PUBLISHED_TOPIC:
-        return None
-    if _hex_bytes(log.get("address"), f"a log address from {where}", 20) != address:
+    topics = _event_topics(log, address, where, RECORD_PUBLISHED_TOPIC, 4)
+    if topics is None:
         return None
     data = _hex_bytes(log.get("data"), f"the data of a log from {where}")
     record = f"record {to_hex(topics[1])}"
