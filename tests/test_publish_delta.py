@@ -16,13 +16,12 @@ from registry.formats.checkpoint import open_tensors
 from registry.formats.split import SplitError
 from registry.publish.claims import element_claim
 from registry.publish.delta import publish_delta
-from registry.publish.model import publish_model
 from registry.publish.prepare import prepare_element, prepare_planned
 from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
-from tests.chain_worlds import deployed_memory_world
-from tests.publish_support import MODEL, registry_for
+from tests.chain_worlds import model_published_in_a_home
+from tests.publish_support import MODEL
 
 CHANGED = ["encoder.layer.1.output.dense.bias", "pooler.dense.weight"]
 
@@ -31,12 +30,9 @@ CHANGED = ["encoder.layer.1.output.dense.bias", "pooler.dense.weight"]
 def published_world(tmp_path_factory):
     """``publish_model`` of the real model, once for the module, on an in-process chain of its own
     by a fresh funded account, into a home kept as the template each test copies."""
-    world = deployed_memory_world()
     home = tmp_path_factory.mktemp("published-home")
-    registry = registry_for("memory", memory_registry=world.registry)
-    store = BlockStore(home / "blocks")
-    report = publish_model(registry, store, MODEL, license="MIT", sources=Sources(store))
-    return world, registry.account, home, report.composition.record_id
+    world, account, report = model_published_in_a_home(home)
+    return world, account, home, report.composition.record_id
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from registry.records.resolve import Resolver
 from registry.storage.blockstore import BlockStore
 from registry.storage.cid import CID
 from registry.storage.fetch import Sources
-from tests.chain_worlds import deployed_memory_world
+from tests.chain_worlds import model_published_in_a_home
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, funded_account, random_tensors, registry_for, tensors_equal, write_raw_safetensors
 
 
@@ -40,12 +40,9 @@ def published_world(tmp_path_factory):
     """``publish_model`` of the real model, once for the module, on an in-process chain of its own
     (the session's must stay as deployed for the tests that look up every claim of the model),
     by a fresh funded account, into a home kept as the template the tests copy."""
-    world = deployed_memory_world()
     home = tmp_path_factory.mktemp("published-home")
-    registry = registry_for("memory", memory_registry=world.registry)
-    store = BlockStore(home / "blocks")
-    report = publish_model(registry, store, MODEL, license="MIT", sources=Sources(store))
-    return world, registry.account, home, report
+    world, account, report = model_published_in_a_home(home)
+    return world, account, home, report
 
 
 @pytest.fixture
