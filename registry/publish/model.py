@@ -24,7 +24,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
 
 from ..chain.inputs import RecordInput
 from ..chain.registry import Kind, Registry, record_id_of
@@ -34,16 +34,16 @@ from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
 from .prepare import PreparedElement, prepared_tensors, store_document, store_stream
 from .send import PublishReport, publish_claims
-from ..records.resolve import Resolver
-from ..records.licensing import check_license_against_ancestors
 from ..formats.element_stream import ElementStream
 from ..formats.split import SplitLayout, SplitPlan, plan_layout
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
-from ..compose.chain_source import ChainElementSource
-from ..compose.engine import AssemblyResult, assemble, check_recipe
 from ..formats.content_id import TensorEntry
 from ..formats.recipe import Recipe, RecipeError, load_recipe, with_record_ids
+
+if TYPE_CHECKING:  # publish-model resolves and assembles nothing: these load with publish_composition
+    from ..compose.engine import AssemblyResult
+    from ..records.resolve import Resolver
 
 __all__ = ["CompositionReport", "ModelReport", "composition_claim", "publish_composition", "publish_model"]
 
@@ -143,6 +143,10 @@ def publish_composition(
             CompositionIntegrityError (a composition input does not build what it claims);
             OutputMismatchError; what :func:`publish_claims` raises.
     """
+    from ..compose.chain_source import ChainElementSource
+    from ..compose.engine import assemble, check_recipe
+    from ..records.licensing import check_license_against_ancestors
+
     publisher = signing_account(registry).address
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(Path(recipe))
