@@ -5,22 +5,19 @@ eth-account to do it costs 0.25 to 0.3 s of a quiet core before the first block 
 (eth-keys, eth-utils and its pydantic models, eth-keyfile, rlp), about an eighth of the whole
 command; eth-keys and rlp alone import eth-utils, so they save nothing. What signing needs is
 small: Keccak-256 (:func:`registry.chain.abi.keccak`, pycryptodome's compiled code), RLP of nine
-fields, and one secp256k1 ECDSA signature. This module does exactly what eth-account does with
-eth-keys' own pure-Python backend (the one it uses when coincurve is not installed):
-RFC 6979 nonces with HMAC-SHA256 over the key and the hash reduced mod n, the low-``s`` form of
-EIP-2 with the y parity flipped to match. ``tests/test_chain_keysign.py`` checks the signed bytes
-against eth-account's for many random keys, nonces, fees and calldata.
+fields, and one secp256k1 ECDSA signature, which libsecp256k1 makes through coincurve (the
+backend eth-keys itself prefers; imported in about 15 ms): constant-time, RFC 6979 nonces, the
+low-``s`` form of EIP-2, so the same signature eth-account gives. ``tests/test_chain_keysign.py``
+checks the signed bytes against eth-account's for many random keys, nonces, fees and calldata.
 
 :class:`KeyAccount` signs by hand only the shape the registry sends (a type-2 transaction with
 ``to``, no access list, integers in range, calldata as bytes); any other transaction, a message,
 typed data, a keystore export, goes to eth-account's ``LocalAccount`` for the same key, imported
-then. Like eth-keys' pure-Python backend, the arithmetic here is not constant-time.
+then.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -29,88 +26,30 @@ from .abi import checksum_address, is_address, keccak
 
 __all__ = ["SECP256K1_ORDER", "KeyAccount", "SignedTransaction", "public_key", "rlp_encode", "sign_hash"]
 
-#: The field prime p and the group order n of secp256k1, and its generator G.
-_P = 2**256 - 2**32 - 977
+#: The group order n of secp256k1: a private key is an integer in [1, n - 1].
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-_G = (0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798,
-      0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8, 1)
 _UINT256 = 2**256
 
 
 # ----------------------------------------------------------------------------------------------
-# secp256k1 (Jacobian coordinates; a point with y = 0 is the identity, as on a curve of odd order)
-
-
-def _double(point: tuple[int, int, int]) -> tuple[int, int, int]:
-    x, y, z = point
-    if not y:
-        return 0, 0, 0
-    ysq = y * y % _P
-    s = 4 * x * ysq % _P
-    m = 3 * x * x % _P
-    nx = (m * m - 2 * s) % _P
-    return nx, (m * (s - nx) - 8 * ysq * ysq) % _P, 2 * y * z % _P
-
-
-def _add(p: tuple[int, int, int], q: tuple[int, int, int]) -> tuple[int, int, int]:
-    x1, y1, z1 = p
-    x2, y2, z2 = q
-    if not y1:
-        return q
-    if not y2:
-        return p
-    z1s, z2s = z1 * z1 % _P, z2 * z2 % _P
-    u1, u2 = x1 * z2s % _P, x2 * z1s % _P
-    s1, s2 = y1 * z2s * z2 % _P, y2 * z1s * z1 % _P
-    if u1 == u2:
-        return _double(p) if s1 == s2 else (0, 0, 1)
-    h, r = u2 - u1, s2 - s1
-    h2 = h * h % _P
-    h3 = h * h2 % _P
-    u1h2 = u1 * h2 % _P
-    nx = (r * r - h3 - 2 * u1h2) % _P
-    return nx, (r * (u1h2 - nx) - s1 * h3) % _P, h * z1 * z2 % _P
-
-
-def _multiply(k: int) -> tuple[int, int]:
-    """k·G in affine coordinates (1 <= k < n, so never the identity)."""
-    acc = (0, 0, 1)
-    for bit in bin(k)[2:]:
-        acc = _double(acc)
-        if bit == "1":
-            acc = _add(acc, _G)
-    x, y, z = acc
-    zi = pow(z, -1, _P)
-    zi2 = zi * zi % _P
-    return x * zi2 % _P, y * zi2 * zi % _P
+# secp256k1, by libsecp256k1 (coincurve): constant-time, RFC 6979 nonces, low s
 
 
 def public_key(secret: int) -> bytes:
     """The 64-byte uncompressed public key (x ‖ y) of a private key 1 <= ``secret`` < n."""
-    x, y = _multiply(secret)
-    return x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    from coincurve import PublicKey
 
-
-def _nonce(digest: bytes, key: bytes) -> int:
-    """RFC 6979's first candidate k (HMAC-SHA256), as eth-keys computes it: ``digest`` is the
-    hash already reduced mod n, 32 bytes."""
-    v, k = b"\x01" * 32, b"\x00" * 32
-    k = hmac.new(k, v + b"\x00" + key + digest, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    k = hmac.new(k, v + b"\x01" + key + digest, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    return int.from_bytes(hmac.new(k, v, hashlib.sha256).digest(), "big")
+    return PublicKey.from_secret(secret.to_bytes(32, "big")).format(compressed=False)[1:]
 
 
 def sign_hash(message_hash: bytes, key: bytes) -> tuple[int, int, int]:
     """The ECDSA signature (y parity, r, s) of a 32-byte hash with a 32-byte private key, ``s`` in
-    its low form (EIP-2), bit for bit as eth-keys' ``ecdsa_raw_sign``."""
-    z = int.from_bytes(message_hash, "big")
-    k = _nonce((z % SECP256K1_ORDER).to_bytes(32, "big"), key)
-    r, y = _multiply(k)
-    s = pow(k, -1, SECP256K1_ORDER) * (z + r * int.from_bytes(key, "big")) % SECP256K1_ORDER
-    high = s * 2 >= SECP256K1_ORDER
-    return (y & 1) ^ high, r, SECP256K1_ORDER - s if high else s
+    its low form (EIP-2): libsecp256k1's recoverable signature with its RFC 6979 nonce, the
+    signature eth-keys gives with either of its backends."""
+    from coincurve import PrivateKey
+
+    signature = PrivateKey(key).sign_recoverable(message_hash, hasher=None)
+    return signature[64], int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
 
 
 # ----------------------------------------------------------------------------------------------
