@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -107,25 +108,52 @@ def alternate(a: list[str], a_env: dict[str, str], b: list[str], b_env: dict[str
 
 def publish_rounds(work: Path, size: int, repeat: int, chain_env: dict[str, str], env: dict[str, str]) -> tuple[float, float | None]:
     """Median seconds of ``elements publish-model`` and of ``ipfs add -r`` into a fresh Kubo repo,
-    in turns, each round on a new model of ``size`` bytes (a model published once is found on
-    chain the next time, and nothing is sent): the page cache warm for both alike."""
+    in turns (which goes first alternates between rounds), each round on a new model of ``size``
+    bytes (a model published once is found on chain the next time, and nothing is sent): the page
+    cache warm for both alike. The median CPU seconds (user + system) of each are printed on
+    stderr: on a shared machine they move less than the wall times."""
     publish, ipfs = [], []
+    publish_cpu, ipfs_cpu = [], []
     for i in range(repeat):
         model = make_model(work / f"publish-{i}", size, seed=10 + i)
         subprocess.run(["cat", str(model / "model.safetensors")], stdout=subprocess.DEVNULL, check=True)
-        # A copy of the home as deployed, removed after the round: its blocks do not pile up on the shared disk.
-        home = work / f"publish-home-{i}"
-        shutil.copytree(chain_env["ELEMENTS_HOME"], home)
-        publish.append(run(elements("publish-model", model, "--license", "Apache-2.0", "--json"), {**chain_env, "ELEMENTS_HOME": str(home)})[0])
-        shutil.rmtree(home)
-        if IPFS.exists():
+
+        def publish_round() -> None:
+            # A copy of the home as deployed, removed after the round: its blocks do not pile up on the shared disk.
+            home = work / f"publish-home-{i}"
+            shutil.copytree(chain_env["ELEMENTS_HOME"], home)
+            seconds, cpu = cpu_of(lambda: run(elements("publish-model", model, "--license", "Apache-2.0", "--json"),
+                                              {**chain_env, "ELEMENTS_HOME": str(home)})[0])
+            publish.append(seconds)
+            publish_cpu.append(cpu)
+            shutil.rmtree(home)
+
+        def ipfs_round() -> None:
             repo = work / f"ipfs-{i}"
             ipfs_env = {**env, "IPFS_PATH": str(repo)}
             subprocess.run([str(IPFS), "init", "-e", "--profile", "unixfs-v1-2025"], env=ipfs_env, capture_output=True, check=True)
-            ipfs.append(run([str(IPFS), "add", "-r", "-Q", str(model)], ipfs_env)[0])
+            seconds, cpu = cpu_of(lambda: run([str(IPFS), "add", "-r", "-Q", str(model)], ipfs_env)[0])
+            ipfs.append(seconds)
+            ipfs_cpu.append(cpu)
             shutil.rmtree(repo)
+
+        rounds = [publish_round, ipfs_round] if IPFS.exists() else [publish_round]
+        for step in rounds if i % 2 == 0 else rounds[::-1]:
+            step()
         shutil.rmtree(model)
+    anchor = f", ipfs add -r {statistics.median(ipfs_cpu):.2f} s" if ipfs_cpu else ""
+    print(f"publish-model CPU (user + system, median): elements {statistics.median(publish_cpu):.2f} s{anchor}", file=sys.stderr)
     return statistics.median(publish), statistics.median(ipfs) if ipfs else None
+
+
+def cpu_of(timed: Callable[[], float]) -> tuple[float, float]:
+    """``timed()``'s result and the CPU seconds (user + system) of the child processes it waited for."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = timed()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def elements(*args: object) -> list[str]:

@@ -21,13 +21,18 @@ def run_python(code: str) -> dict:
 
 
 def test_loading_the_accounts_module_leaves_py_ecc_bls_and_bls12_381_unloaded():
+    # A hex key signs without eth-account (registry.chain.keysign); anything else it is asked for
+    # (here its LocalAccount's key object) loads eth-account, still without the BLS tables.
     seen = run_python(
         "import json, sys\n"
         "from registry.chain.accounts import account_from_key\n"
         "account = account_from_key('0x' + '11' * 32)\n"
-        "print(json.dumps({'address': account.address, 'eth_account': 'eth_account' in sys.modules,\n"
+        "before = 'eth_account' in sys.modules\n"
+        "account._key_obj\n"
+        "print(json.dumps({'address': account.address, 'before': before, 'eth_account': 'eth_account' in sys.modules,\n"
         "  'bls': sorted(m for m in sys.modules if m.startswith(('py_ecc.bls', 'py_ecc.bls12_381', 'py_ecc.optimized_bls12_381')))}))"
     )
+    assert seen["before"] is False
     assert seen["eth_account"] is True
     assert seen["bls"] == []
     # the key's address as eth-account derives it (private key 0x11...11)

@@ -163,32 +163,34 @@ def test_verify_of_a_published_plain_checkpoint_loads_no_numpy(tmp_path, weights
 
 
 @pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
-def test_publish_on_anvil_signs_with_eth_account_and_sends_without_web3_or_py_eccs_bls_modules(tmp_path, anvil_registry, anvil):
-    """eth-account is loaded to sign; the transaction goes out through the in-house JSON-RPC client
-    (registry.chain.network), so web3 is not loaded; the BLS12-381 pairing tables eth-keyfile imports
-    for BLS keystores (registry.chain.eth_account_import) are not computed."""
+def test_publish_on_anvil_signs_without_eth_account_and_sends_without_web3_or_py_eccs_bls_modules(tmp_path, anvil_registry, anvil):
+    """A hex key signs by hand (registry.chain.keysign: eth-account's bytes without its import); the
+    transaction goes out through the in-house JSON-RPC client (registry.chain.network), so web3 is
+    not loaded; the BLS12-381 pairing tables eth-keyfile imports for BLS keystores are not computed."""
     path = tmp_path / "signed" / "model.safetensors"
     path.parent.mkdir()
     rng = np.random.default_rng(20261131)  # content nothing else publishes (the anvil chain is shared)
     write_safetensors(path, {"dense.weight": rng.standard_normal((4, 4)).astype(np.float32)})
     modules = loaded_modules(tmp_path, tmp_path / "home", "publish", path, "--license", "MIT", "--json",
                              ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=DEV_KEYS[5])
-    assert {"eth_account", "eth_keyfile.keyfile"} <= modules  # it did sign
+    assert "registry.chain.keysign" in modules  # it did sign (exit 0: the record is on chain)
+    assert {m.partition(".")[0] for m in modules} & {"eth_account", "eth_keyfile", "eth_keys", "eth_utils", "rlp"} == set()
     assert {m for m in modules if m == "web3" or m.startswith(("web3.", "aiohttp"))} == set()
     assert {m for m in modules if m.startswith(("py_ecc.bls", "py_ecc.optimized_bls12_381"))} == set()
 
 
 @pytest.mark.slow  # more chain commands as processes; verify on each kind of chain stays in the fast lane
-def test_publish_model_on_anvil_signs_with_eth_account_and_opens_no_attribution_index(tmp_path, anvil_registry, anvil):
+def test_publish_model_on_anvil_signs_without_eth_account_and_opens_no_attribution_index(tmp_path, anvil_registry, anvil):
     """publish-model resolves nothing, so the attribution index (registry.provenance.index, sqlite)
-    is neither imported nor opened; eth-account is loaded (in a background thread) and signs."""
+    is neither imported nor opened; a hex key signs by hand, so eth-account is not imported either."""
     path = tmp_path / "model-dir" / "model.safetensors"
     path.parent.mkdir()
     rng = np.random.default_rng(20261132)  # content nothing else publishes (the anvil chain is shared)
     write_safetensors(path, {"dense.weight": rng.standard_normal((4, 4)).astype(np.float32)})
     modules = loaded_modules(tmp_path, tmp_path / "home", "publish-model", path.parent, "--license", "MIT", "--json",
                              ELEMENTS_RPC_URL=anvil.url, ELEMENTS_PRIVATE_KEY=DEV_KEYS[6])
-    assert {"eth_account", "eth_keyfile.keyfile"} <= modules  # it did sign
+    assert "registry.chain.keysign" in modules  # it did sign (exit 0: the records are on chain)
+    assert {m.partition(".")[0] for m in modules} & {"eth_account", "eth_keyfile", "eth_keys", "eth_utils", "rlp"} == set()
     assert {m for m in modules if m == "web3" or m.startswith(("web3.", "aiohttp"))} == set()
     assert {"registry.provenance.index", "sqlite3"} & modules == set()
 

@@ -8,7 +8,10 @@ Where a key comes from, first match wins:
    its password comes from ``ELEMENTS_KEYSTORE_PASSWORD`` or, on a terminal, a prompt;
 3. on the in-process chain and on a devnet, the chain's first funded dev account.
 
-Keys are never printed, logged or put in exception messages.
+Keys are never printed, logged or put in exception messages. A hex key gives a
+:class:`~registry.chain.keysign.KeyAccount`, which signs the registry's transactions without
+importing eth-account (issue 12: that import was an eighth of ``publish-model``); eth-account is
+imported when a keystore is read or written, or when such an account is asked for anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ..files import atomic_write
 from ..limits import (
@@ -31,8 +34,7 @@ from ..limits import (
 )
 from .errors import AccountError
 from .eth_account_import import load_eth_account
-
-Account = load_eth_account().Account  # without py_ecc's BLS tables (see eth_account_import)
+from .keysign import KeyAccount
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -58,10 +60,18 @@ def account_from_key(private_key: str, source: str = "ELEMENTS_PRIVATE_KEY") -> 
     except ValueError:
         raise AccountError(f"{source} is not a private key: it holds non-hex characters") from None
     try:
-        account: LocalAccount = Account.from_key(key)  # eth-account's Account is untyped
-        return account
-    except Exception:
+        account = KeyAccount(key)
+    except ValueError:
         raise AccountError(f"{source} is not a valid secp256k1 private key (zero or above the curve order)") from None
+    # Typed as what it stands for: it has LocalAccount's address, key and sign_transaction, and
+    # hands every other attribute to a LocalAccount of the same key.
+    return cast("LocalAccount", account)
+
+
+def _eth_account() -> Any:
+    """eth-account's ``Account`` (without py_ecc's BLS tables, see eth_account_import), imported
+    by the keystore functions only."""
+    return load_eth_account().Account
 
 
 def keystore_path(keystore: str, home: Path | None = None) -> Path:
@@ -107,12 +117,12 @@ def account_from_keystore(keystore: str, password: str | None, home: Path | None
         else:
             raise AccountError(f"keystore {path} needs a password: set ELEMENTS_KEYSTORE_PASSWORD (or run on a terminal)")
     try:
-        key = Account.decrypt(encrypted, password)
+        key = _eth_account().decrypt(encrypted, password)
     except ValueError:
         raise AccountError(f"wrong password for keystore {path} (or a corrupt file)") from None
     except Exception as exc:
         raise AccountError(f"keystore {path} is not an eth-account keystore ({type(exc).__name__})") from None
-    account: LocalAccount = Account.from_key(key)  # eth-account's Account is untyped
+    account: LocalAccount = _eth_account().from_key(key)  # eth-account's Account is untyped
     return account
 
 
@@ -153,7 +163,7 @@ def create_keystore(home: Path, name: str, password: str, private_key: str | Non
     Raises:
         AccountError: the keystore exists already, or the key is malformed.
     """
-    account = account_from_key(private_key, "the private key") if private_key else Account.create()
+    account = account_from_key(private_key, "the private key") if private_key else _eth_account().create()
     directory = Path(home) / "keystores"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
@@ -163,7 +173,7 @@ def create_keystore(home: Path, name: str, password: str, private_key: str | Non
     # Written whole under a name of its own, then linked to its name (atomic_write's exclusive
     # mode): a link never replaces a file, so of two runs creating the same name at once one
     # gets it and the other an error.
-    document = json.dumps(Account.encrypt(account.key, password)).encode()
+    document = json.dumps(_eth_account().encrypt(account.key, password)).encode()
     try:
         atomic_write(path, document, exclusive=True, mode=0o600)
     except FileExistsError:

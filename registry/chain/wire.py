@@ -75,7 +75,7 @@ def error_data(error: Any) -> bytes | None:
 
 def receipt_of(url: str, receipt: dict[str, Any]) -> dict[str, Any]:
     """A JSON-RPC receipt in web3's shape: numbers as ints, hashes and data as bytes, topics as bytes."""
-    from hexbytes import HexBytes  # eth-account's own dependency, already loaded to sign
+    from hexbytes import HexBytes  # eth-account's own dependency (a few ms; web3's receipts hold it)
 
     def convert(fields: dict[str, Any], numbers: frozenset[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}

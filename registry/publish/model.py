@@ -24,7 +24,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
 from ..chain.inputs import RecordInput
 from ..chain.registry import Kind, Registry, record_id_of
@@ -32,18 +32,18 @@ from ..digest import parse_record_id, to_hex
 from .claims import Claim, check_parent_count, element_claim, resolve_license, signing_account
 from .commit_reveal import CommitReveal
 from .plan import DEFAULT_BATCH_SIZE
-from .prepare import PreparedElement, prepared_tensors, store_document, store_stream
+from .prepare import PreparedElement, prepared_tensors, store_document, store_stream, store_streams
 from .send import PublishReport, publish_claims
-from ..records.resolve import Resolver
-from ..records.licensing import check_license_against_ancestors
 from ..formats.element_stream import ElementStream
 from ..formats.split import SplitLayout, SplitPlan, plan_layout
 from ..errors import InputError
 from ..storage.blockstore import BlockStore
-from ..compose.chain_source import ChainElementSource
-from ..compose.engine import AssemblyResult, assemble, check_recipe
 from ..formats.content_id import TensorEntry
 from ..formats.recipe import Recipe, RecipeError, load_recipe, with_record_ids
+
+if TYPE_CHECKING:  # publish-model resolves and assembles nothing: these load with publish_composition
+    from ..compose.engine import AssemblyResult
+    from ..records.resolve import Resolver
 
 __all__ = ["CompositionReport", "ModelReport", "composition_claim", "publish_composition", "publish_model"]
 
@@ -143,6 +143,10 @@ def publish_composition(
             CompositionIntegrityError (a composition input does not build what it claims);
             OutputMismatchError; what :func:`publish_claims` raises.
     """
+    from ..compose.chain_source import ChainElementSource
+    from ..compose.engine import assemble, check_recipe
+    from ..records.licensing import check_license_against_ancestors
+
     publisher = signing_account(registry).address
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(Path(recipe))
@@ -264,14 +268,25 @@ def _stream_elements(layout: SplitLayout, store: BlockStore | None, split_progre
     passed = 0
     digests: dict[str, Any] = {}
     data: dict[str, tuple[Any, int]] = {}
-    with open_tensors(layout.checkpoint) as views:
+    streams: list[ElementStream] = []
+
+    def each() -> Iterator[ElementStream]:
         for group in layout.groups:
-            stream = ElementStream(group, views, digests=digests)
-            data[group.name] = (store_stream(stream, store), stream.size)
-            passed += sum(infos[t].size for t in group.members)
-            for report in (split_progress, hash_progress):
-                if report:
-                    report(passed, total)
+            streams.append(ElementStream(group, views, digests=digests))
+            yield streams[-1]
+
+    def stored(index: int, cid: Any) -> None:
+        nonlocal passed
+        group = layout.groups[index]
+        data[group.name] = (cid, streams[index].size)
+        passed += sum(infos[t].size for t in group.members)
+        for report in (split_progress, hash_progress):
+            if report:
+                report(passed, total)
+
+    with open_tensors(layout.checkpoint) as views:
+        # One importer pool for every group: no core waits at the end of each (issue 12).
+        store_streams(each(), store, done=stored)
     plan = layout.plan({name: TensorEntry(name, info.dtype, info.shape, digests[name], info.size) for name, info in infos.items()})
     prepared: list[PreparedElement] = []
     for element in plan.elements:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..chain.registry import Kind
 from ..digest import ContentId
@@ -27,7 +27,7 @@ from ..formats.element_stream import ElementStream
 from ..formats.split import PlannedElement
 from ..storage.blockstore import BlockStore
 from ..storage.cid import CID
-from ..storage.unixfs import add_file
+from ..storage.unixfs import add_file, add_files
 
 __all__ = [
     "KINDS",
@@ -40,6 +40,7 @@ __all__ = [
     "prepared_tensors",
     "store_document",
     "store_stream",
+    "store_streams",
 ]
 
 #: ``--kind`` names and the registry kinds they stand for.
@@ -258,6 +259,29 @@ def store_stream(stream: ElementStream, store: BlockStore | None, progress: Call
     finally:
         stream.close()
     return data_cid
+
+
+def store_streams(streams: Iterable[ElementStream], store: BlockStore | None,
+                  done: Callable[[int, CID], None] | None = None) -> list[CID]:
+    """Element streams read into ``store`` one after another, each as :func:`store_stream` reads
+    one, through one importer pool (:func:`registry.storage.unixfs.add_files`: the next stream is
+    read while the last batches of the one before are hashed and stored). ``streams`` is taken
+    lazily; ``done(index, cid)`` as each is stored. Returns the data CIDs in order."""
+    opened: list[ElementStream] = []
+
+    def each() -> Iterator[ElementStream]:
+        for stream in streams:
+            opened.append(stream)
+            yield stream
+
+    try:
+        cids = add_files(each(), store, done=done)
+        for stream in opened:
+            stream.read(1)  # on to its end: its last tensors (empty ones included) checked
+    finally:
+        for stream in opened:
+            stream.close()
+    return cids
 
 
 def prepared_tensors(element: PlannedElement, data_cid: CID, size: int, source: str | os.PathLike, kind: int,

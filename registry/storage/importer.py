@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Protocol, Sequence, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 from ..errors import InputError
 from . import multihash as mh
@@ -29,7 +29,7 @@ from .dagpb import FILE, encode_link, encode_node, encode_unixfs
 from .errors import CIDError
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 
-__all__ = ["BATCH_BYTES", "BlockSink", "Readable", "Source", "add_file"]
+__all__ = ["BATCH_BYTES", "BlockSink", "Readable", "Source", "add_file", "add_files"]
 
 
 class Readable(Protocol):
@@ -188,48 +188,100 @@ def add_file(
     Raises:
         InputError: unknown profile, unreadable path.
     """
+    return add_files([source], store, profile, workers=workers, progress=progress)[0]
+
+
+def add_files(
+    sources: Iterable[Source],
+    store: BlockSink | None = None,
+    profile: str | Profile = DEFAULT_PROFILE,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    done: Callable[[int, CID], None] | None = None,
+) -> list[CID]:
+    """Import files one after another, each exactly as :func:`add_file` does, through one pool:
+    the first batches of a file are read (by the calling thread) while the pool still hashes and
+    stores the last ones of the file before, so no core waits at each file's end. ``sources`` is
+    read lazily, one source once the one before has been read to its end; ``done(index, cid)`` is
+    called as each file's root is stored, in order. Returns the CIDs in order.
+
+    Raises:
+        InputError: unknown profile, unreadable path.
+    """
     prof = get_profile(profile)
     leaves = _Leaves(prof, store)
-    tree = _Tree(prof, store)
     workers = workers or min(os.cpu_count() or 1, 8)
     batch = max(1, BATCH_BYTES // prof.chunk_size) * prof.chunk_size
-    with _Reader(source) as reader:
-        any_leaf = False
-        pending: deque[Future] = deque()
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="unixfs") if workers > 1 and reader.large(batch) else None
-        try:
-            for view, release in reader.batches(batch):
-                if pool is None:
-                    entries = leaves.batch(view, release)
-                    any_leaf |= bool(entries)
-                    for entry in entries:
-                        tree.add(entry)
-                    if progress:
-                        progress(sum(e[2] for e in entries))
+    cids: list[CID] = []
+    # In file order: a batch being hashed (its future and its file) or a file's end (None).
+    pending: deque[tuple[Future | None, _FileImport]] = deque()
+    in_flight = 0
+    pool: ThreadPoolExecutor | None = None
+    imports: list[_FileImport] = []
+
+    def drain_one() -> None:
+        nonlocal in_flight
+        future, file = pending.popleft()
+        if future is None:
+            cids.append(file.finish(leaves))
+            if done:
+                done(len(cids) - 1, cids[-1])
+            return
+        in_flight -= 1
+        file.add(future.result(), progress)
+
+    try:
+        for source in sources:
+            file = _FileImport(_Reader(source), _Tree(prof, store))
+            imports.append(file)
+            if pool is None and workers > 1 and file.reader.large(batch):
+                pool = ThreadPoolExecutor(workers, thread_name_prefix="unixfs")
+            for view, release in file.reader.batches(batch):
+                if pool is None:  # nothing in flight: the file's leaves in order, on this thread
+                    file.add(leaves.batch(view, release), progress)
                     continue
-                pending.append(pool.submit(leaves.batch, view, release))
+                pending.append((pool.submit(leaves.batch, view, release), file))
+                in_flight += 1
                 # A bounded window keeps memory flat on streams and page-dropping on maps.
-                while len(pending) > workers * 2:
-                    any_leaf |= _drain_one(pending, tree, progress)
-            while pending:
-                any_leaf |= _drain_one(pending, tree, progress)
-        finally:
-            for future in pending:
+                while in_flight > workers * 2:
+                    drain_one()
+            pending.append((None, file))
+            while pending and pending[0][0] is None:
+                drain_one()
+        while pending:
+            drain_one()
+    finally:
+        for future, _ in pending:
+            if future is not None:
                 future.cancel()
-            if pool is not None:
-                pool.shutdown(wait=True)
-        if not any_leaf:
-            tree.add(leaves.leaf(b""))
-    return CID.parse(tree.finish()[0])
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for file in imports:
+            file.reader.close()
+    return cids
 
 
-def _drain_one(pending: deque, tree: _Tree, progress: Callable[[int], None] | None) -> bool:
-    entries = pending.popleft().result()
-    for entry in entries:
-        tree.add(entry)
-    if progress:
-        progress(sum(e[2] for e in entries))
-    return bool(entries)
+class _FileImport:
+    """One file of :func:`add_files`: its reader and its tree, the leaves added in order."""
+
+    def __init__(self, reader: "_Reader", tree: _Tree) -> None:
+        self.reader = reader
+        self.tree = tree
+        self.any_leaf = False
+
+    def add(self, entries: list[_Entry], progress: Callable[[int], None] | None) -> None:
+        self.any_leaf |= bool(entries)
+        for entry in entries:
+            self.tree.add(entry)
+        if progress:
+            progress(sum(e[2] for e in entries))
+
+    def finish(self, leaves: _Leaves) -> CID:
+        if not self.any_leaf:
+            self.tree.add(leaves.leaf(b""))
+        self.reader.close()  # every batch of it is hashed: its map (if any) can go
+        return CID.parse(self.tree.finish()[0])
 
 
 class _Reader:

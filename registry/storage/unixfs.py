@@ -25,7 +25,7 @@ function's, at its default length.
 The work is cut by job, and this module is their front (import from here):
 
 - :mod:`.profiles`: :class:`Profile`, :data:`PROFILES`, :func:`get_profile`;
-- :mod:`.importer`: :func:`add_file`, the streaming importer (threads, buffers, block sink);
+- :mod:`.importer`: :func:`add_file` and :func:`add_files`, the streaming importer (threads, buffers, block sink);
 - :mod:`.exporter`: :func:`read_file`, :func:`walk_dag`, :func:`file_matches`, :func:`file_size`,
   :func:`file_node`, :func:`links_of`: DAGs read back, every block and size checked.
 """
@@ -33,7 +33,7 @@ The work is cut by job, and this module is their front (import from here):
 from __future__ import annotations
 
 from .exporter import MAX_DEPTH, GetBlock, file_matches, file_node, file_size, links_of, read_file, walk_dag
-from .importer import BATCH_BYTES, BlockSink, Readable, Source, add_file
+from .importer import BATCH_BYTES, BlockSink, Readable, Source, add_file, add_files
 from .profiles import DEFAULT_PROFILE, MAX_CHUNK_SIZE, PROFILES, Profile, get_profile
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "Readable",
     "Source",
     "add_file",
+    "add_files",
     "file_matches",
     "file_node",
     "file_size",
