@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 
 from registry.chain.devnet import Anvil, free_port
-from registry.chain.connection import anvil_dev_accounts
-from tests.cli_support import run_main
+from tests.cli_support import DEV_ADDRESSES, DEV_KEYS, run_main
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = ["0x" + a.key.hex() for a in anvil_dev_accounts()]
-ADDRESSES = [a.address for a in anvil_dev_accounts()]
+KEYS = DEV_KEYS
+ADDRESSES = DEV_ADDRESSES
 
 
 @pytest.fixture(scope="module")
