@@ -40,6 +40,13 @@ def cluster_env(path: Path) -> dict[str, str]:
     return env
 
 
+def begin_init(path: Path) -> subprocess.Popen:
+    """Start ``ipfs-cluster-service init`` (its identity and default configuration, about a second)
+    for a peer at ``path``: it needs no Kubo, so it runs while the Kubo daemons start."""
+    return subprocess.Popen([str(SERVICE), "-c", str(path), "init", "--consensus", "crdt"], env=cluster_env(path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 @dataclass
 class ClusterPeer:
     """One ``ipfs-cluster-service daemon`` and the Kubo node it drives."""
@@ -66,9 +73,12 @@ class ClusterPeer:
         return subprocess.run([str(CTL), "--host", f"/ip4/127.0.0.1/tcp/{self.rest_port}", *args],
                               capture_output=True, text=True, timeout=120, check=check)
 
-    def init(self, secret: str, *, pinsvc: bool) -> "ClusterPeer":
-        subprocess.run([str(SERVICE), "-c", str(self.path), "init", "--consensus", "crdt"], env=cluster_env(self.path),
-                       capture_output=True, check=True, timeout=120)
+    def init(self, secret: str, *, pinsvc: bool, begun: subprocess.Popen | None = None) -> "ClusterPeer":
+        """Write the peer's configuration; ``begun`` is its ``init`` already started by :func:`begin_init`."""
+        initialised = begun or begin_init(self.path)
+        _, err = initialised.communicate(timeout=120)
+        if initialised.returncode != 0:
+            raise RuntimeError(f"ipfs-cluster-service init of {self.name} failed: {err.decode(errors='replace')[-2000:]}")
         config_path = self.path / "service.json"
         config = json.loads(config_path.read_text())
         cluster = config["cluster"]
@@ -196,6 +206,7 @@ def cluster_bin(kubo_bin: Path) -> Path:
 def cluster(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("cluster")
     started: list = []
+    inits = [begin_init(base / f"peer-{i + 1}") for i in range(2)]
     try:
         kubos = []
         for name in ("kubo-1", "kubo-2"):
@@ -209,13 +220,17 @@ def cluster(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         secret = secrets.token_hex(32)
         peers = [ClusterPeer(f"peer-{i + 1}", base / f"peer-{i + 1}", kubo, free_port(), free_port(), free_port())
                  for i, kubo in enumerate(kubos)]
-        peers[0].init(secret, pinsvc=True).start()
+        peers[0].init(secret, pinsvc=True, begun=inits[0]).start()
         started.append(peers[0])
-        peers[1].init(secret, pinsvc=False).start(bootstrap=peers[0].address)
+        peers[1].init(secret, pinsvc=False, begun=inits[1]).start(bootstrap=peers[0].address)
         started.append(peers[1])
         _wait_for_peers(peers[0], 2)
         cluster = Cluster(peers, publisher)
     except BaseException:
+        for initialising in inits:
+            if initialising.poll() is None:
+                initialising.kill()
+            initialising.communicate()
         for thing in reversed(started):
             thing.stop()
         raise
