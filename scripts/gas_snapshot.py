@@ -171,6 +171,22 @@ def render(gas: dict[str, int]) -> str:
     return json.dumps(dict(sorted(gas.items())), indent=2) + "\n"
 
 
+def write_or_check(snapshot: Path, text: str, check: bool, script: str) -> int:
+    """The end of a snapshot script (``script``: this one, gas_snapshot_l2): with ``check``, exit
+    status 0 when ``snapshot`` holds ``text`` and 1, naming the script to run, when it is stale;
+    otherwise write ``text`` to it and print it."""
+    if check:
+        current = snapshot.read_text() if snapshot.exists() else ""
+        if current != text:
+            print(f"{script}: {snapshot.name} is stale; run scripts/{script}.py", file=sys.stderr)
+            return 1
+        print(f"{script}: {snapshot.name} is current")
+        return 0
+    atomic_write(snapshot, text)
+    sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if gas-snapshot.json differs from a fresh measurement")
@@ -181,18 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rpc_url != "memory":
         sys.stdout.write(text)
         return 0
-    if args.check:
-        current = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
-        if current != text:
-            print("gas_snapshot: gas-snapshot.json is stale; run scripts/gas_snapshot.py", file=sys.stderr)
-            return 1
-        print("gas_snapshot: gas-snapshot.json is current")
-        return 0
-    atomic_write(SNAPSHOT, text)
-    sys.stdout.write(text)
-    for name, goal in GOALS.items():
-        print(f"goal {name}: {gas[name]:,} <= {goal:,} {'ok' if gas[name] <= goal else 'MISSED'}", file=sys.stderr)
-    return 0
+    status = write_or_check(SNAPSHOT, text, args.check, "gas_snapshot")
+    if not args.check:
+        for name, goal in GOALS.items():
+            print(f"goal {name}: {gas[name]:,} <= {goal:,} {'ok' if gas[name] <= goal else 'MISSED'}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

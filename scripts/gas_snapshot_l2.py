@@ -37,8 +37,7 @@ from eth_utils import keccak  # noqa: E402
 
 from registry.chain.devnet import Anvil  # noqa: E402
 from registry.chain.network import Chain  # noqa: E402
-from registry.files import atomic_write  # noqa: E402
-from scripts.gas_snapshot import BATCH, run_scenario  # noqa: E402
+from scripts.gas_snapshot import BATCH, run_scenario, write_or_check  # noqa: E402
 from scripts.op_fees import REFERENCE_L2, L1Data, OpFeeParams, calldata_gas, l1_data  # noqa: E402
 
 SNAPSHOT = ROOT / "gas-snapshot-l2.json"
@@ -155,17 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if gas-snapshot-l2.json differs from a fresh measurement")
     args = parser.parse_args(argv)
-    text = render(measure_l2())
-    if args.check:
-        current = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
-        if current != text:
-            print("gas_snapshot_l2: gas-snapshot-l2.json is stale; run scripts/gas_snapshot_l2.py", file=sys.stderr)
-            return 1
-        print("gas_snapshot_l2: gas-snapshot-l2.json is current")
-        return 0
-    atomic_write(SNAPSHOT, text)
-    sys.stdout.write(text)
-    return 0
+    return write_or_check(SNAPSHOT, render(measure_l2()), args.check, "gas_snapshot_l2")
 
 
 if __name__ == "__main__":

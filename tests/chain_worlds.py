@@ -122,10 +122,11 @@ def real_model_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, P
     return world, template, publish_real_model(world.registry, BlockStore(template))
 
 
-def model_published_in_a_home(home: Path, license: str = "MIT") -> tuple[World, Any, Any]:
+def model_published_in_a_home(home: Path, license: str = "MIT", kubo_api: str | None = None) -> tuple[World, Any, Any]:
     """``publish_model`` of the real model on an in-process chain of its own by a fresh funded
-    account, into ``home`` (its ``blocks``, kept as the template a module's tests copy): the world,
-    the publishing account and the report."""
+    account, into ``home`` (its ``blocks``, kept as the template a module's tests copy) and, given
+    ``kubo_api``, into that Kubo node too (every DAG put and pinned): the world, the publishing
+    account and the report."""
     from registry.publish.model import publish_model
     from registry.storage.fetch import Sources
     from tests.publish_support import MODEL, registry_for
@@ -133,7 +134,8 @@ def model_published_in_a_home(home: Path, license: str = "MIT") -> tuple[World, 
     world = deployed_memory_world()
     registry = registry_for("memory", memory_registry=world.registry)
     store = BlockStore(home / "blocks")
-    return world, registry.account, publish_model(registry, store, MODEL, license=license, sources=Sources(store))
+    with (Sources(store, kubo_api) if kubo_api else Sources(store)) as sources:
+        return world, registry.account, publish_model(registry, store, MODEL, license=license, sources=sources)
 
 
 def copy_store(template: Path, directory: Path) -> BlockStore:

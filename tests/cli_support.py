@@ -29,8 +29,11 @@ from typing import Iterator
 from registry.chain.connection import anvil_dev_accounts
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_KEYS = ["0x" + a.key.hex() for a in anvil_dev_accounts()]
-DEV_ADDRESSES = [a.address for a in anvil_dev_accounts()]
+# Derived once, here (each derivation from the mnemonic is tens of milliseconds, and every xdist
+# worker imports this module at collection): the test modules take them from here.
+_DEV_ACCOUNTS = anvil_dev_accounts()
+DEV_KEYS = ["0x" + a.key.hex() for a in _DEV_ACCOUNTS]
+DEV_ADDRESSES = [a.address for a in _DEV_ACCOUNTS]
 
 
 def clean_env(home: Path | None = None, **extra: str) -> dict[str, str]:

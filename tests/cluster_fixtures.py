@@ -40,6 +40,13 @@ def cluster_env(path: Path) -> dict[str, str]:
     return env
 
 
+def begin_init(path: Path) -> subprocess.Popen:
+    """Start ``ipfs-cluster-service init`` (its identity and default configuration, about a second)
+    for a peer at ``path``: it needs no Kubo, so it runs while the Kubo daemons start."""
+    return subprocess.Popen([str(SERVICE), "-c", str(path), "init", "--consensus", "crdt"], env=cluster_env(path),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 @dataclass
 class ClusterPeer:
     """One ``ipfs-cluster-service daemon`` and the Kubo node it drives."""
@@ -66,9 +73,16 @@ class ClusterPeer:
         return subprocess.run([str(CTL), "--host", f"/ip4/127.0.0.1/tcp/{self.rest_port}", *args],
                               capture_output=True, text=True, timeout=120, check=check)
 
-    def init(self, secret: str, *, pinsvc: bool) -> "ClusterPeer":
-        subprocess.run([str(SERVICE), "-c", str(self.path), "init", "--consensus", "crdt"], env=cluster_env(self.path),
-                       capture_output=True, check=True, timeout=120)
+    def init(self, secret: str, *, pinsvc: bool, begun: subprocess.Popen | None = None) -> "ClusterPeer":
+        """Write the peer's configuration; ``begun`` is its ``init`` already started by :func:`begin_init`."""
+        initialised = begun or begin_init(self.path)
+        _, err = initialised.communicate(timeout=120)
+        if initialised.returncode != 0:
+            raise RuntimeError(f"ipfs-cluster-service init of {self.name} failed: {err.decode(errors='replace')[-2000:]}")
+        return self.configure(secret, pinsvc=pinsvc)
+
+    def configure(self, secret: str, *, pinsvc: bool) -> "ClusterPeer":
+        """Write the ports, the secret and the test's timings into the initialised configuration."""
         config_path = self.path / "service.json"
         config = json.loads(config_path.read_text())
         cluster = config["cluster"]
@@ -85,7 +99,7 @@ class ClusterPeer:
             api["pinsvcapi"]["http_listen_multiaddress"] = f"/ip4/127.0.0.1/tcp/{self.pinsvc_port}"
             api["pinsvcapi"]["basic_auth_credentials"] = {USER: PASSWORD}
         else:
-            del api["pinsvcapi"]
+            api.pop("pinsvcapi", None)
         connector = config["ipfs_connector"]["ipfshttp"]
         connector.update(node_multiaddress=f"/ip4/127.0.0.1/tcp/{self.kubo.api_port}", connect_swarms_delay="1s",
                          pin_timeout="2m0s")
@@ -111,6 +125,19 @@ class ClusterPeer:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"cluster peer {self.name} did not start in {START_TIMEOUT:.0f}s: {self.log.read_text()[-2000:]}")
+
+    def start_on_free_ports(self, secret: str, *, pinsvc: bool, bootstrap: str | None = None) -> "ClusterPeer":
+        """:meth:`start`, on new ports when one picked free was taken before the daemon bound it
+        (every daemon of the run, and of other runs on the machine, takes ports too)."""
+        for attempt in range(3):
+            try:
+                return self.start(bootstrap)
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+            self.cluster_port, self.rest_port, self.pinsvc_port = free_port(), free_port(), free_port()
+            self.configure(secret, pinsvc=pinsvc)
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -196,6 +223,7 @@ def cluster_bin(kubo_bin: Path) -> Path:
 def cluster(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("cluster")
     started: list = []
+    inits = [begin_init(base / f"peer-{i + 1}") for i in range(2)]
     try:
         kubos = []
         for name in ("kubo-1", "kubo-2"):
@@ -209,13 +237,17 @@ def cluster(cluster_bin: Path, tmp_path_factory: pytest.TempPathFactory):
         secret = secrets.token_hex(32)
         peers = [ClusterPeer(f"peer-{i + 1}", base / f"peer-{i + 1}", kubo, free_port(), free_port(), free_port())
                  for i, kubo in enumerate(kubos)]
-        peers[0].init(secret, pinsvc=True).start()
+        peers[0].init(secret, pinsvc=True, begun=inits[0]).start_on_free_ports(secret, pinsvc=True)
         started.append(peers[0])
-        peers[1].init(secret, pinsvc=False).start(bootstrap=peers[0].address)
+        peers[1].init(secret, pinsvc=False, begun=inits[1]).start_on_free_ports(secret, pinsvc=False, bootstrap=peers[0].address)
         started.append(peers[1])
         _wait_for_peers(peers[0], 2)
         cluster = Cluster(peers, publisher)
     except BaseException:
+        for initialising in inits:
+            if initialising.poll() is None:
+                initialising.kill()
+            initialising.communicate()
         for thing in reversed(started):
             thing.stop()
         raise

@@ -232,7 +232,9 @@ class RpcProxy:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # Polled every 20 ms, not socketserver's default 500 ms: shutdown() waits for the next poll,
+        # and the tests start and stop proxies by the hundred.
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:

@@ -13,6 +13,7 @@ from registry.chain import connect
 from registry.chain.accounts import account_from_key, account_from_keystore, create_keystore, load_account
 from registry.chain.errors import AccountError
 from registry.config import Settings
+from tests.keystore_support import write_keystore
 
 KEY = "0x" + "4c" * 32
 
@@ -34,12 +35,14 @@ def test_a_malformed_key_is_refused_without_echoing_it(bad):
 
 
 def test_the_environment_key_wins_over_a_keystore(tmp_path):
-    path, ks_account = create_keystore(tmp_path, "alice", "pw")
+    path, ks_account = write_keystore(tmp_path, "alice", "pw")
     s = settings(tmp_path, ELEMENTS_PRIVATE_KEY=KEY, ELEMENTS_KEYSTORE=str(path), ELEMENTS_KEYSTORE_PASSWORD="pw")
     assert load_account(s).address == account_from_key(KEY).address != ks_account.address
 
 
 def test_a_keystore_round_trips_by_name_and_by_path_and_is_private(tmp_path):
+    # create_keystore's own parameters (eth-account's default scrypt): the other tests here write
+    # lighter keystores (tests/keystore_support.py) where the key derivation is not what they test.
     path, account = create_keystore(tmp_path, "alice", "correct horse", KEY)
     assert path == tmp_path / "keystores" / "alice.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -52,7 +55,7 @@ def test_a_keystore_round_trips_by_name_and_by_path_and_is_private(tmp_path):
 
 
 def test_keystore_failures_say_what_to_do(tmp_path):
-    create_keystore(tmp_path, "alice", "pw")
+    write_keystore(tmp_path, "alice", "pw")
     with pytest.raises(AccountError) as info:
         account_from_keystore("alice", "wrong", tmp_path)
     assert "wrong password" in str(info.value)

@@ -52,7 +52,7 @@ def test_a_server_that_does_not_speak_json_rpc_is_reported():
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), NotRpc)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)  # shutdown() waits for a poll
     thread.start()
     try:
         with pytest.raises(RpcUnavailableError) as info:

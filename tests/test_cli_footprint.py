@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from registry.chain.devnet import Anvil
-from registry.chain.connection import anvil_dev_accounts
 from registry.storage.blockstore import BlockStore
+from tests.cli_support import DEV_KEYS
 from tests.publish_support import MODEL, MODEL_CONTENT_ID, tensors_equal
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "0x" + anvil_dev_accounts()[0].key.hex()
+KEY = DEV_KEYS[0]
 
 #: slow: whole processes publishing, assembling and collecting the real model, two of them killed
 #: (`scripts/test.sh --fast` leaves them out; in process, test_records_resolve_assemble.py and

@@ -19,19 +19,28 @@ import itertools
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="torch is installed by scripts/setup.sh test (the [test] extra)")
-pytest.importorskip("mergekit", reason="mergekit is installed by scripts/setup.sh test (the [test] extra)")
+from registry.compose import merges
+from registry.compose.engine import assemble
+from registry.compose.sources import LocalElementSource
+from registry.formats.recipe import parse_recipe
+from tests.compose_support import read_tensors, write_element
 
-from mergekit.merge_methods import registry as mergekit_methods  # noqa: E402
-from mergekit.merge_methods.base import PerNonBase, TensorGroup  # noqa: E402
-from mergekit.merge_methods.slerp import slerp as mergekit_slerp  # noqa: E402
-import mergekit.sparsify as mergekit_sparsify  # noqa: E402
+# torch and mergekit, bound by _torch_and_mergekit when the file's first test runs.
+torch = mergekit_methods = PerNonBase = TensorGroup = mergekit_slerp = mergekit_sparsify = None
 
-from registry.compose import merges  # noqa: E402
-from registry.compose.engine import assemble  # noqa: E402
-from registry.compose.sources import LocalElementSource  # noqa: E402
-from registry.formats.recipe import parse_recipe  # noqa: E402
-from tests.compose_support import read_tensors, write_element  # noqa: E402
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_and_mergekit():
+    """Imported when this file runs, not when it is collected: every xdist worker collects every
+    file, and torch alone takes seconds to import, which the worker that never runs these tests
+    (tests/conftest.py's SHARED_IMPORTS sends them all to one) would pay for nothing."""
+    global torch, mergekit_methods, PerNonBase, TensorGroup, mergekit_slerp, mergekit_sparsify
+    torch = pytest.importorskip("torch", reason="torch is installed by scripts/setup.sh test (the [test] extra)")
+    pytest.importorskip("mergekit", reason="mergekit is installed by scripts/setup.sh test (the [test] extra)")
+    from mergekit.merge_methods import registry as mergekit_methods
+    from mergekit.merge_methods.base import PerNonBase, TensorGroup
+    from mergekit.merge_methods.slerp import slerp as mergekit_slerp
+    import mergekit.sparsify as mergekit_sparsify
 
 NAME = "model.layers.0.mlp.weight"
 SHAPE = (24, 40)

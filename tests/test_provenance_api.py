@@ -14,7 +14,7 @@ from registry.provenance.verify import TENSOR_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["registry.provenance", "registry.provenance.verify", "registry.records.documents",
-           "registry.records.licensing", "registry.provenance.index", "registry.provenance.report",
+           "registry.records.licensing", "registry.provenance.index", "registry.provenance.index_hints", "registry.provenance.report",
            "registry.provenance.bom", "registry.provenance.model_files", "registry.provenance.results",
            "registry.provenance.manifest_elements", "registry.provenance.compare", "registry.provenance.decision",
            "registry.provenance.attribution", "registry.provenance.verifier"]

@@ -9,13 +9,22 @@ import json
 
 import blake3
 import pytest
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 
-from registry.provenance.bom import BomInvalidError, bom_json, validate_bom_json, write_bom
 from registry.provenance.verify import VerifyOptions, verify_model
 from registry.storage.fetch import Sources
 from tests.provenance_support import MODEL, WEIGHTS, changed_weights, compose, three_layer_doc
+
+# registry.provenance.bom, bound by _bom when the file's first test runs.
+BomInvalidError = bom_json = validate_bom_json = write_bom = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _bom():
+    """Imported when this file runs, not when it is collected: the BOM module loads CycloneDX's
+    validator, whose jsonschema builds its URI grammars on import (seconds), and every xdist worker
+    collects every file."""
+    global BomInvalidError, bom_json, validate_bom_json, write_bom
+    from registry.provenance.bom import BomInvalidError, bom_json, validate_bom_json, write_bom
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +46,9 @@ def weights_report(world):
 
 
 def valid(text: str) -> dict:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
     return json.loads(text)
 

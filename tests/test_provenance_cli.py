@@ -15,8 +15,6 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 
 from registry.chain.devnet import Anvil
 from registry.chain.connection import anvil_dev_accounts
@@ -149,6 +147,11 @@ def test_bom_is_written_and_validates_against_cyclonedx_1_6(capsys, devnet, tmp_
     code, data = verify_json(capsys, devnet, MODEL, "--bom", bom)
     assert code == 0 and data["bom"] == str(bom)
     text = bom.read_text()
+    # Imported here: jsonschema builds its URI grammars on import (seconds), which every xdist
+    # worker would otherwise pay when it collects this file.
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
     document = json.loads(text)
     assert document["specVersion"] == "1.6" and document["metadata"]["component"]["type"] == "machine-learning-model"

@@ -14,7 +14,6 @@ import pytest
 from registry.compose.chain_source import assemble_composition
 from registry.records.resolve import Resolver
 from registry.errors import InputError
-from registry.provenance.bom import bom_json
 from registry.provenance.verify import Verifier, VerifyOptions, verify_model
 from registry.storage.blockstore import BlockStore
 from registry.storage.fetch import Sources
@@ -144,6 +143,10 @@ def test_the_report_json_lists_the_disputes_of_a_refused_claim(copied, store):
 
 @pytest.mark.slow  # CycloneDX's strict validation of the real model's BOM: an Earley parse per IRI, about a second each here
 def test_the_bom_records_the_earlier_claims_and_their_terms(copied, store):
+    # Imported here: the BOM module loads CycloneDX's validator, whose jsonschema builds its URI
+    # grammars on import (seconds), which every xdist worker would pay when it collects this file.
+    from registry.provenance.bom import bom_json
+
     alice, a, mallory, m = copied
     document = json.loads(bom_json(verify(alice, store, WEIGHTS, trust=(m.publisher,), accept_disputed=("all",))))
     components = {c["bom-ref"]: c for c in document["components"]}

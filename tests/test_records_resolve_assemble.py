@@ -45,17 +45,36 @@ def published_world(tmp_path_factory):
     return world, account, home, report
 
 
-@pytest.fixture
-def published(published_world, tmp_path):
-    """What ``env`` plus ``publish_model`` of the real model gave each test, without publishing
-    again: a copy of the publisher's home (blocks and all) in ``tmp_path``, and the chain as
-    published, rolled back after the test. The tests rot blocks of their copy and send more."""
+@pytest.fixture(scope="module")
+def kubo_published_world(kubo_node, tmp_path_factory):
+    """``published_world``, published into the session's Kubo node too (every DAG put and
+    pinned there), once for the tests that fetch from Kubo."""
+    home = tmp_path_factory.mktemp("kubo-published-home")
+    world, account, report = model_published_in_a_home(home, kubo_api=kubo_node.api_url)
+    return world, account, home, report
+
+
+def _published(published_world, tmp_path):
     world, account, home, report = published_world
     shutil.copytree(home, tmp_path, dirs_exist_ok=True)
     with world.test(account) as registry:
         store = BlockStore(tmp_path / "blocks")
         sources = Sources(store)
         yield registry, store, sources, Resolver(registry, sources), report
+
+
+@pytest.fixture
+def published(published_world, tmp_path):
+    """What ``env`` plus ``publish_model`` of the real model gave each test, without publishing
+    again: a copy of the publisher's home (blocks and all) in ``tmp_path``, and the chain as
+    published, rolled back after the test. The tests rot blocks of their copy and send more."""
+    yield from _published(published_world, tmp_path)
+
+
+@pytest.fixture
+def kubo_published(kubo_published_world, tmp_path):
+    """``published``, where the session's Kubo node holds every block too."""
+    yield from _published(kubo_published_world, tmp_path)
 
 
 def published_pair(registry, store, tmp_path):
@@ -166,15 +185,13 @@ def test_a_leaf_rotted_in_the_middle_of_the_largest_tensor_fails_the_kernel_copi
     assert not store.has(middle)
 
 
-def test_a_rotten_block_is_fetched_again_from_kubo_and_the_assembly_succeeds(memory_registry, kubo_node, tmp_path):
-    registry = registry_for("memory", memory_registry=memory_registry)
-    store = BlockStore(tmp_path / "blocks")
+def test_a_rotten_block_is_fetched_again_from_kubo_and_the_assembly_succeeds(kubo_published, kubo_node, tmp_path):
+    registry, store, _, _, report = kubo_published
+    rid = "0x" + report.composition.record_id.hex()
+    data_cid, leaf = largest_data(store, report)
+    good = store.get(leaf)
+    store.path_of(leaf).write_bytes(b"\0" * len(good))  # the store's copy of one leaf rotted
     with Sources(store, kubo_node.api_url) as sources:
-        report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
-        rid = "0x" + report.composition.record_id.hex()
-        data_cid, leaf = largest_data(store, report)
-        good = store.get(leaf)
-        store.path_of(leaf).write_bytes(b"\0" * len(good))  # the store's copy of one leaf rotted
         outcome = assemble_composition(Resolver(registry, sources), rid, tmp_path / "second")
     assert outcome.result.content_id == MODEL_CONTENT_ID
     assert tensors_equal(tmp_path / "second" / "model.safetensors", MODEL / "model.safetensors")
@@ -223,11 +240,8 @@ def test_choosing_among_claims_prefers_trusted_then_live_then_earliest(env, tmp_
     assert choose_composition(Resolver(registry).lookup(MODEL_CONTENT_ID)).record_id == second.record_id
 
 
-def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(memory_registry, kubo_node, tmp_path):
-    registry = registry_for("memory", memory_registry=memory_registry)
-    publisher_store = BlockStore(tmp_path / "publisher" / "blocks")
-    with Sources(publisher_store, kubo_node.api_url) as sources:
-        report = publish_model(registry, publisher_store, MODEL, license="Apache-2.0", sources=sources)
+def test_a_fresh_store_with_only_a_kubo_node_assembles_the_model(kubo_published, kubo_node, tmp_path):
+    registry, _, _, _, report = kubo_published  # the publisher's store is not this reader's
     reader_store = BlockStore(tmp_path / "reader" / "blocks")
     with Sources(reader_store, kubo_node.api_url) as sources:
         resolver = Resolver(registry, sources)
@@ -334,11 +348,9 @@ def test_each_element_s_data_is_read_from_its_root_once_per_assembly(env, tmp_pa
         assert {root: reads.count(root) for root in roots} == {root: 1 for root in roots}
 
 
-def test_a_checked_element_whose_header_leaf_rotted_is_read_again_verified_and_fetched_again(memory_registry, kubo_node, tmp_path):
-    registry = registry_for("memory", memory_registry=memory_registry)
-    store = BlockStore(tmp_path / "blocks")
+def test_a_checked_element_whose_header_leaf_rotted_is_read_again_verified_and_fetched_again(kubo_published, kubo_node, tmp_path):
+    registry, store, _, _, report = kubo_published
     with Sources(store, kubo_node.api_url) as sources:
-        report = publish_model(registry, store, MODEL, license="MIT", sources=sources)
         rid = "0x" + report.composition.record_id.hex()
         resolver = Resolver(registry, sources)
         assemble_composition(resolver, rid, tmp_path / "first", verify_blocks=False)  # notes the elements checked

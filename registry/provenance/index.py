@@ -67,13 +67,14 @@ from ..errors import ElementsError, NotFoundError, ServiceError
 from ..records.documents import DocumentError, Documents
 from ..records.filters import document_name
 from ..records.resolve import Resolver
+from .index_hints import INDEX_FORMAT, SQL_CHUNK, IndexHints, endpoint_keys, hints_of, index_path, open_hints
 
+# INDEX_FORMAT, IndexHints, index_path and open_hints are registry.provenance.index_hints' (the
+# index read as the resolver's hints, without a sync), named here too: the index's one import path.
 __all__ = ["INDEX_FORMAT", "Hit", "ElementIndex", "IndexHints", "index_path", "builds_on", "open_hints", "indexed_records",
            "remember_names"]
 
-INDEX_FORMAT = "elements.provenance-index/4"
 _TABLES = ("meta", "records", "parents", "tensors")
-_CHUNK = 500
 _READ_BACK = 2_000  # records read back in one JSON-RPC batch (~2 MB of logs)
 _FETCH_THREADS = 8
 
@@ -135,18 +136,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _endpoint_keys(chain: Any) -> set[str]:
-    """The endpoints a chain reads from, as short hashes (a URL may hold an API key)."""
-    import hashlib
-
-    return {hashlib.sha256(url.encode()).hexdigest()[:16] for url in chain.endpoints}
-
-
-def index_path(home: Path, chain_id: int, registry_address: str) -> Path:
-    """Where the index of one registry lives under ``ELEMENTS_HOME``."""
-    return home / "cache" / "provenance" / f"index-{chain_id}-{registry_address.lower()}.sqlite"
 
 
 class ElementIndex:
@@ -274,7 +263,7 @@ class ElementIndex:
             meta = self._meta()
         latest = self.registry.chain.block_number()
         last = int(meta["last_block"]) if "last_block" in meta else None
-        endpoints = _endpoint_keys(self.registry.chain)
+        endpoints = endpoint_keys(self.registry.chain)
         # An index from before endpoints were recorded was read through one endpoint: taken as this one.
         read_by = set(json.loads(meta["endpoints"])) if "endpoints" in meta else (endpoints if len(endpoints) == 1 else set())
         if last is not None and (last > latest or self._block_hash(last) != meta.get("last_hash") or not endpoints <= read_by):
@@ -368,8 +357,8 @@ class ElementIndex:
 
     def _hits(self, where: str, values: Sequence[Any]) -> list[Hit]:
         out: list[Hit] = []
-        for start in range(0, len(values), _CHUNK):
-            part = list(values[start : start + _CHUNK])
+        for start in range(0, len(values), SQL_CHUNK):
+            part = list(values[start : start + SQL_CHUNK])
             marks = ",".join("?" * len(part))
             rows = self._db.execute(self._HIT_SQL + where.format(marks=marks) + " ORDER BY r.priority_block, r.block, r.log_index", part).fetchall()
             out += [Hit(RecordId(r[0]), r[1], ContentId(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], tuple(json.loads(r[9])), bytes(r[10])) for r in rows]
@@ -454,7 +443,7 @@ class ElementIndex:
         """Where the indexed records are, for the resolver (:mod:`registry.records.hints`);
         ``None`` before a first sync, or when this run reads through endpoints the index was not
         read from."""
-        return _hints_of(self._db, self.registry)
+        return hints_of(self._db, self.registry)
 
     def closest_compositions(self, entries: Iterable[TensorEntry], limit: int = 3) -> list[bytes]:
         """Composition records whose output shares the most (name, digest) pairs with ``entries``.
@@ -475,76 +464,6 @@ class ElementIndex:
             "SELECT content_id, COUNT(*) FROM tensors WHERE role = 'output' GROUP BY content_id").fetchall())
         ranked = sorted(scores.items(), key=lambda item: (-item[1][0], -item[1][1], sizes.get(item[1][3], 0), item[1][2]))
         return [record_id for record_id, _ in ranked[:limit]]
-
-
-class IndexHints:
-    """:class:`registry.records.hints.BlockHints` read from an index's ``records`` table."""
-
-    def __init__(self, db: sqlite3.Connection, last_block: int, last_hash: bytes, *, owned: bool = False) -> None:
-        self._db = db
-        self._owned = owned
-        self.last_block = last_block
-        self.last_hash = last_hash
-
-    def close(self) -> None:
-        """Close the connection these hints opened (one borrowed from an index stays open)."""
-        if self._owned:
-            self._db.close()
-
-    def _pairs(self, column: str, keys: Sequence[bytes]) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
-        unique = list(dict.fromkeys(bytes(k) for k in keys))
-        for start in range(0, len(unique), _CHUNK):
-            part = unique[start : start + _CHUNK]
-            sql = f"SELECT {column}, block FROM records WHERE {column} IN ({','.join('?' * len(part))})"
-            out += [(bytes(key), int(block)) for key, block in self._db.execute(sql, part).fetchall()]
-        return out
-
-    def record_blocks(self, record_ids: Sequence[bytes]) -> dict[bytes, int]:
-        return dict(self._pairs("record_id", record_ids))
-
-    def claim_blocks(self, content_ids: Sequence[bytes]) -> dict[bytes, list[int]]:
-        out: dict[bytes, list[int]] = {}
-        for content_id, block in self._pairs("content_id", content_ids):
-            out.setdefault(content_id, []).append(block)
-        return out
-
-    def records_with_cid(self, codec: int, digest: bytes) -> list[bytes]:
-        rows = self._db.execute("SELECT record_id FROM records WHERE cid_digest = ? AND cid_codec = ? ORDER BY block, log_index",
-                                (bytes(digest), int(codec))).fetchall()
-        return [bytes(row[0]) for row in rows]
-
-
-def open_hints(registry: Registry, home: Path) -> IndexHints | None:
-    """The hints of the index under ``home`` as it stands (not synced, never created: a
-    read-only look), or ``None`` when there is none or it cannot be read."""
-    if registry.chain.is_memory:
-        return None
-    path = index_path(home, registry.chain.chain_id, registry.address)
-    if not path.is_file():
-        return None
-    try:
-        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
-    except (sqlite3.Error, OSError, ValueError):
-        return None
-    try:
-        hints = _hints_of(db, registry, owned=True)
-    except (sqlite3.Error, ValueError):
-        hints = None
-    if hints is None:
-        db.close()
-    return hints
-
-
-def _hints_of(db: sqlite3.Connection, registry: Registry, *, owned: bool = False) -> IndexHints | None:
-    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-    if "last_block" not in meta or "last_hash" not in meta or meta.get("format") != INDEX_FORMAT:
-        return None
-    if meta.get("registry") != registry.address.lower() or meta.get("chain_id") != str(registry.chain.chain_id):
-        return None
-    if not _endpoint_keys(registry.chain) <= set(json.loads(meta.get("endpoints", "[]"))):
-        return None  # read through other endpoints than this run's: it must not bypass their comparison
-    return IndexHints(db, int(meta["last_block"]), bytes.fromhex(meta["last_hash"]), owned=owned)
 
 
 def indexed_records(registry: Registry, home: Path, resolver: Resolver, *, publisher: str | None = None, kind: int | None = None,
