@@ -352,7 +352,7 @@ _VERIFY_STEP = 16 << 20
 #: A checked element's tensors are copied in parts of this size, so that progress follows the copy.
 #: One thread copies: ext4 (like most file systems) takes the output file's lock for every write,
 #: so a second copying thread waits on it (spinning part of the time) and adds CPU without adding
-#: speed (README, "Where issue 12 stands").
+#: speed (docs/benchmarks.md, "Where the floor is").
 _COPY_PART = 32 << 20
 
 
