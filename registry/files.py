@@ -72,9 +72,11 @@ def install(temporary: str | os.PathLike[str], path: str | os.PathLike[str], *, 
         FileExistsError: ``exclusive`` and ``path`` exists (nothing of it was touched).
     """
     temporary, path = Path(temporary), Path(path)
+    renamed = False  # a rename leaves nothing to remove (a block import installs a thousand files)
     try:
         if not exclusive:
             os.replace(temporary, path)
+            renamed = True
         else:
             try:
                 os.link(temporary, path)
@@ -83,7 +85,8 @@ def install(temporary: str | os.PathLike[str], path: str | os.PathLike[str], *, 
             except OSError:  # a file system without hard links: exclusive creation of the name itself
                 _copy_exclusive(temporary, path, fsync)
     finally:
-        temporary.unlink(missing_ok=True)
+        if not renamed:
+            temporary.unlink(missing_ok=True)
     if fsync:
         fsync_directory(path.parent)
     return path

@@ -82,6 +82,18 @@ def test_install_moves_a_file_from_a_scratch_directory_and_exclusive_refuses_a_t
     assert list(scratch.iterdir()) == []  # the temporary is gone either way
 
 
+def test_install_removes_the_temporary_when_the_rename_fails(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "a").write_bytes(b"data")
+    (tmp_path / "taken").mkdir()  # a directory: os.replace of a file onto it fails
+    (tmp_path / "taken" / "keep").write_bytes(b"")
+    with pytest.raises(OSError):
+        install(scratch / "a", tmp_path / "taken")
+    assert list(scratch.iterdir()) == []
+    assert (tmp_path / "taken" / "keep").exists()
+
+
 def test_replace_directory_swaps_a_whole_output_or_refuses_without_replace(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
