@@ -16,8 +16,7 @@ import struct
 from pathlib import Path
 from typing import Iterator
 
-from ..digest import blake3_hasher
-from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
+from ..formats.content_id import Manifest, bytes_content_id
 from ..formats.recipe import InputRef, RecipeLimitError
 from ..formats.safetensors import MAX_HEADER_SIZE, HeaderTooLargeError, SafetensorsError, TruncatedFileError, parse_header_bytes
 from ..limits import MODEL_JSON_BYTES
@@ -115,18 +114,4 @@ class BlockFileElement(FileElement):
         return data
 
     def stream(self, chunk_bytes: int = 8 << 20) -> Iterator[memoryview]:
-        size = self.data.size
-        hasher = blake3_hasher(size)
-        hasher.update(FILE_DOMAIN)
-        buffer = memoryview(bytearray(max(1, min(chunk_bytes, size))))
-        if size == 0:
-            self._check(hasher.digest())
-        done = 0
-        while done < size:
-            count = self.data.pread(buffer[: min(len(buffer), size - done)], done)
-            view = buffer[:count]
-            hasher.update(view)
-            done += count
-            if done == size:
-                self._check(hasher.digest())
-            yield view
+        return self._verified_chunks(self.data.size, self.data.pread, chunk_bytes)

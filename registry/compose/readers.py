@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..digest import Bytes32, blake3_hasher
 from ..errors import IntegrityError
@@ -228,24 +228,29 @@ class FileElement:
 
     def stream(self, chunk_bytes: int = 8 << 20) -> Iterator[memoryview]:
         """The file's bytes in chunks (one reused buffer), verified before the last chunk."""
-        size = self.path.stat().st_size
+        with open(self.path, "rb", buffering=0) as handle:
+            yield from self._verified_chunks(self.path.stat().st_size, lambda view, _offset: handle.readinto(view), chunk_bytes)
+
+    def _verified_chunks(self, size: int, read: Callable[[memoryview, int], int | None],
+                         chunk_bytes: int) -> Iterator[memoryview]:
+        """``size`` bytes in chunks from ``read(view, offset)`` (the count it filled), hashed as they
+        go and checked against the content id before the last chunk is given out."""
         hasher = blake3_hasher(size)
         hasher.update(FILE_DOMAIN)
         buffer = memoryview(bytearray(max(1, min(chunk_bytes, size))))
-        with open(self.path, "rb", buffering=0) as handle:
-            if size == 0:
+        if size == 0:
+            self._check(hasher.digest())
+        done = 0
+        while done < size:
+            count = read(buffer[: min(len(buffer), size - done)], done)
+            if not count:
+                raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} shrank while being read; the file changed")
+            view = buffer[:count]
+            hasher.update(view)
+            done += count
+            if done == size:
                 self._check(hasher.digest())
-            done = 0
-            while done < size:
-                count = handle.readinto(buffer[: min(len(buffer), size - done)])
-                if not count:
-                    raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} shrank while being read; the file changed")
-                view = buffer[:count]
-                hasher.update(view)
-                done += count
-                if done == size:
-                    self._check(hasher.digest())
-                yield view
+            yield view
 
     def _check(self, actual: bytes) -> None:
         if bytes(actual) != bytes(self.manifest.content_id):
