@@ -26,6 +26,13 @@ def both(home: Path, *args: str) -> tuple[subprocess.CompletedProcess, subproces
     return fast, plain
 
 
+def run_snippet(tmp_path: Path, code: str, small: Path) -> None:
+    """``python -c CODE SMALL``, which must exit 0."""
+    done = subprocess.run([sys.executable, "-c", code, str(small)], env=clean_env(tmp_path / "home"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture
 def small(tmp_path: Path) -> Path:
     path = tmp_path / "small.safetensors"
@@ -49,9 +56,7 @@ def test_an_atexit_handler_registered_by_a_command_still_runs(tmp_path, small):
             f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
             "sys.argv = ['elements', 'id', sys.argv[1]]\n"
             "runpy.run_module('registry', run_name='__main__', alter_sys=True)")
-    done = subprocess.run([sys.executable, "-c", code, str(small)], env=clean_env(tmp_path / "home"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    run_snippet(tmp_path, code, small)
     assert marker.read_text() == "yes"
 
 
@@ -69,9 +74,7 @@ def test_a_thread_still_working_when_main_returns_is_waited_for(tmp_path, small)
             "cli.main = main_leaving_a_thread\n"
             "sys.argv = ['elements', 'id', sys.argv[1]]\n"
             "cli.run()")
-    done = subprocess.run([sys.executable, "-c", code, str(small)], env=clean_env(tmp_path / "home"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    run_snippet(tmp_path, code, small)
     assert marker.read_text() == "done"
 
 
