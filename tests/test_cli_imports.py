@@ -211,6 +211,26 @@ def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil
         assert modules & (CHAIN | BOM | HTTP) == set(), (args, sorted(modules & (CHAIN | HTTP)))
 
 
+def test_a_read_on_a_network_with_dev_accounts_derives_none(tmp_path, weights, anvil_registry, anvil):
+    """`elements devnet` configures its network with ``dev_accounts``: a command that only reads
+    (resolve, assemble, show, ls) binds no account, so it neither imports eth-account nor derives
+    the ten dev keys from their mnemonic (about 0.2 s of every such command)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    network = {"rpc_url": anvil.url, "chain_id": anvil_registry.chain.chain_id, "registry": anvil_registry.address,
+               "dev_accounts": True}
+    (home / "config.json").write_text(json.dumps({"networks": {"devnet": network}}))
+    published = subprocess.run([sys.executable, "-m", "registry", "publish", str(weights), "--license", "MIT", "--json"],
+                               env=clean_env(home, ELEMENTS_PRIVATE_KEY=DEV_KEYS[4], ELEMENTS_NETWORK="devnet"), cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+    from registry.formats.content_id import content_id
+
+    modules = loaded(tmp_path, home, "resolve", str(content_id(weights)), "--json", ELEMENTS_NETWORK="devnet")
+    assert "registry" in modules and "http" in modules  # exit 0: it did resolve over JSON-RPC
+    assert modules & {"eth_account", "eth_keyfile", "eth_keys", "web3"} == set(), sorted(modules & CHAIN)
+
+
 def test_the_cli_copies_of_library_defaults_agree_with_the_library():
     from registry.compose.engine import DEFAULT_MAX_SHARD_SIZE
     from registry.publish.plan import DEFAULT_BATCH_SIZE

@@ -13,7 +13,6 @@ writer (:mod:`registry.compose.writer`) read through these classes only.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -24,6 +23,7 @@ from ..formats.content_id import FILE_DOMAIN, Manifest, bytes_content_id
 from ..formats.recipe import InputRef, RecipeLimitError
 from ..formats.safetensors import SafetensorsHeader, read_header
 from ..limits import MODEL_JSON_BYTES
+from ..storage.splice import OutputCopy
 
 if TYPE_CHECKING:  # numpy loads only where tensors are computed (a plain copy verifies without it)
     import numpy as np
@@ -126,22 +126,14 @@ class TensorElement:
 
     def copy_unverified(self, name: str, dst_fd: int, dst_offset: int, on_bytes=None) -> None:
         """Copy the tensor's raw bytes into ``dst_fd`` at ``dst_offset`` in the kernel
-        (``copy_file_range``; a pread/pwrite loop where the kernel cannot).
+        (:class:`registry.storage.splice.OutputCopy`: spliced in aligned windows, or
+        ``copy_file_range``, or a pread/pwrite loop where the kernel cannot).
 
         The bytes are NOT verified here: the caller must hash what it wrote and compare with
         ``self.entries[name].digest`` before using the output (the engine does, for every copy).
         """
         info = self.header.tensors[name]
-        position, target, end = info.start, dst_offset, info.end
-        while position < end:
-            count = min(end - position, _COPY_STEP)
-            done = _copy_range(self._open_fd(), position, dst_fd, target, count)
-            if done == 0:
-                raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while copying tensor {name!r}; the file changed")
-            position += done
-            target += done
-            if on_bytes:
-                on_bytes(done)
+        self._copy(name, info.start, info.size, dst_fd, dst_offset, on_bytes)
 
     def copy_part(self, name: str, start: int, count: int, dst_fd: int, dst_offset: int) -> None:
         """Copy ``count`` bytes of the tensor from its byte ``start`` into ``dst_fd`` at
@@ -150,13 +142,12 @@ class TensorElement:
         info = self.header.tensors[name]
         if start < 0 or count < 0 or start + count > info.size:  # pragma: no cover - the writer's parts lie within
             raise ValueError(f"bytes [{start}, {start + count}) are not within tensor {name!r} ({info.size} bytes)")
-        position, target, end = info.start + start, dst_offset, info.start + start + count
-        while position < end:
-            done = _copy_range(self._open_fd(), position, dst_fd, target, min(end - position, _COPY_STEP))
-            if done == 0:
+        self._copy(name, info.start + start, count, dst_fd, dst_offset)
+
+    def _copy(self, name: str, position: int, count: int, dst_fd: int, dst_offset: int, on_bytes=None) -> None:
+        with OutputCopy(dst_fd, dst_offset, on_bytes) as out:
+            if out.copy(self._open_fd(), position, count) != count:
                 raise ElementIntegrityError(f"input {self.ref.name!r}: {self.path} ended while copying tensor {name!r}; the file changed")
-            position += done
-            target += done
 
     def check_digest(self, name: str, actual: bytes) -> None:
         """Raise ElementIntegrityError unless ``actual`` is the manifest's digest of ``name``."""
@@ -183,27 +174,6 @@ class TensorElement:
                 f"input {self.ref.name!r}: tensor {name!r} in {self.path} does not match its digest in the manifest "
                 f"(0x{bytes(actual).hex()} != {expected}); the element file is corrupt, fetch or split it again"
             )
-
-
-_COPY_STEP = 64 << 20
-_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
-
-
-def _copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, count: int) -> int:
-    """Copy up to ``count`` bytes between file offsets; returns how many were copied (0 at EOF)."""
-    if hasattr(os, "copy_file_range"):
-        try:
-            return os.copy_file_range(src_fd, dst_fd, count, src_offset, dst_offset)
-        except OSError as exc:
-            if exc.errno not in _NO_KERNEL_COPY:
-                raise
-            # another filesystem or an old kernel: copy through a buffer instead
-    data = os.pread(src_fd, min(count, 8 << 20), src_offset)
-    view = memoryview(data)
-    written = 0
-    while written < len(view):
-        written += os.pwrite(dst_fd, view[written:], dst_offset + written)
-    return len(data)
 
 
 class FileElement:

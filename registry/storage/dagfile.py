@@ -25,7 +25,6 @@ a byte offset maps onto one leaf through the ``blocksizes`` of the inner nodes a
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 from bisect import bisect_right
@@ -36,12 +35,10 @@ from typing import Callable, Iterator
 from .blockstore import BlockStore
 from .cid import CID, DAG_PB, IDENTITY, RAW
 from .errors import BlockIntegrityError, BlockNotFoundError, DAGError
+from .splice import OutputCopy
 from .unixfs import MAX_DEPTH, file_node
 
 __all__ = ["DagFile"]
-
-_COPY_STEP = 64 << 20
-_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
 
 
 @dataclass(frozen=True)
@@ -183,32 +180,19 @@ class DagFile(io.RawIOBase):
         if offset + count > self.size:
             raise DAGError(f"{self.root} holds {self.size:,} bytes; cannot copy [{offset:,}, {offset + count:,})")
         end = offset + count
-        while offset < end:
-            cid, start, length = self._locate(offset)
-            want = min(end - offset, start + length - offset)
-            if cid is not None and cid.codec == RAW and cid.hash_code != IDENTITY:
-                self._kernel_copy(cid, length, offset - start, dst_fd, dst_offset, want)
-            else:
-                piece = bytearray(want)
-                self.pread(piece, offset)
-                _pwrite_all(dst_fd, piece, dst_offset)
-            offset += want
-            dst_offset += want
-            if on_bytes:
-                on_bytes(want)
-
-    def _kernel_copy(self, cid: CID, length: int, within: int, dst_fd: int, dst_offset: int, count: int) -> None:
-        src, path = self._open_leaf(cid, length)
-        try:
-            done = 0
-            while done < count:
-                step = min(count - done, _COPY_STEP)
-                moved = _copy_range(src, within + done, dst_fd, dst_offset + done, step)
-                if moved == 0:
-                    raise BlockIntegrityError(cid, f"the local block store ({path})", "it shrank while being copied")
-                done += moved
-        finally:
-            os.close(src)
+        with OutputCopy(dst_fd, dst_offset, on_bytes) as out:
+            while offset < end:
+                cid, start, length = self._locate(offset)
+                want = min(end - offset, start + length - offset)
+                if cid is not None and cid.codec == RAW and cid.hash_code != IDENTITY:
+                    src, path = self._open_leaf(cid, length)
+                    if out.copy(src, offset - start, want, close=True) != want:
+                        raise BlockIntegrityError(cid, f"the local block store ({path})", "it shrank while being copied")
+                else:
+                    piece = bytearray(want)
+                    self.pread(piece, offset)
+                    out.write(piece)
+                offset += want
 
     def missing(self) -> list[CID]:
         """The blocks of the DAG that the store lacks (empty when the file is complete), as
@@ -323,21 +307,3 @@ class DagFile(io.RawIOBase):
             index = bisect_right(node.starts, within) - 1
             cid, base = node.children[index], base + node.starts[index]
 
-
-def _copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, count: int) -> int:
-    if hasattr(os, "copy_file_range"):
-        try:
-            return os.copy_file_range(src_fd, dst_fd, count, src_offset, dst_offset)
-        except OSError as exc:
-            if exc.errno not in _NO_KERNEL_COPY:
-                raise
-    data = os.pread(src_fd, min(count, 8 << 20), src_offset)
-    _pwrite_all(dst_fd, data, dst_offset)
-    return len(data)
-
-
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    view = memoryview(data).cast("B")
-    written = 0
-    while written < len(view):
-        written += os.pwrite(fd, view[written:], offset + written)
