@@ -3,7 +3,7 @@
 (:class:`registry.storage.dagfile.DagFile`), so no second copy of an element is written anywhere.
 
 The safetensors header and every tensor a derived step reads come through verified block reads; a
-copied tensor is moved by the kernel from the leaf files into the output (``copy_file_range``) and
+copied tensor is moved by the kernel from the leaf files into the output (:mod:`registry.storage.splice`) and
 hashed from the output as it is written, against its manifest digest, unless the element was
 checked before (:mod:`registry.storage.checked`: its tensors and header are read unhashed). A file
 element is hashed against its content id before use. :mod:`registry.compose.chain_source` makes

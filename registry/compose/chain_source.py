@@ -8,7 +8,7 @@ every block checked against its CID). The engine then reads the element **in pla
 blocks** (:class:`registry.storage.dagfile.DagFile`, read by the elements of
 :mod:`registry.compose.block_elements`): the safetensors header and every tensor a
 derived step reads come through verified block reads; a copied tensor is moved by the kernel from
-the leaf files into the output (``copy_file_range``: a reflink where the file system shares extents)
+the leaf files into the output (spliced in aligned windows: :mod:`registry.storage.splice`)
 and hashed from the output as it is written, against its manifest digest, as every copy is. No second copy of
 an element is written anywhere (issue 17). A digest that does not match makes the source scrub the
 element's DAG (every block re-hashed, the corrupt ones removed and fetched again) and the assembly

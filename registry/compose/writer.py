@@ -8,7 +8,7 @@ Output directory (written under a temporary name beside it, moved into place at 
     └── elements-provenance.json          recipe content id and document, inputs, output ids
 
 Every tensor is hashed once, from the bytes that go into the output: a copied tensor is moved by
-the kernel (``copy_file_range``, or a reflink) and a worker thread hashes each 16 MiB of it from
+the kernel (:mod:`registry.storage.splice`) and a worker thread hashes each 16 MiB of it from
 the output file as soon as it is written, while the copy goes on (:class:`_CopyVerifier`), and it
 must carry its input's manifest digest; a derived tensor is hashed from the buffer it is written
 from. So the output's content id is computed from what was written, in one pass (the finished
@@ -358,7 +358,7 @@ _COPY_PART = 32 << 20
 
 class _CopyVerifier:
     """Checks every copied tensor against its input's manifest digest from the bytes in the
-    output file, in one pass: the kernel copies (``copy_file_range``, or a reflink), and one
+    output file, in one pass: the kernel copies (:mod:`registry.storage.splice`), and one
     worker thread hashes each 16 MiB the moment it is written, while the copy goes on, so the
     hash follows the copy instead of being a second read of the finished shard. Memory: one step
     buffer."""

@@ -16,8 +16,9 @@ a byte offset maps onto one leaf through the ``blocksizes`` of the inner nodes a
   check its length against its parent's ``blocksizes``; at most one leaf is held, so memory is one
   block whatever the file's size.
 - :meth:`DagFile.copy_to` moves a byte range into another file in the kernel: for raw leaves the
-  block file *is* the range, so ``os.copy_file_range`` copies (or reflinks, on file systems that
-  share extents) from the block files without the bytes entering the process. Those bytes are
+  block file *is* the range, so the kernel moves it from the block files without the bytes
+  entering the process (:class:`registry.storage.splice.OutputCopy`: spliced through a pipe and
+  written in windows aligned in the output, each leaf file open until its bytes are written). Those bytes are
   **not** hashed here; the caller must hash what it wrote (the assembly engine hashes every
   copied tensor from the output as it is written and checks it against its manifest digest) and,
   on a mismatch, :meth:`BlockStore.scrub` the DAG.

@@ -14,14 +14,19 @@ kernel moves them, in the first of these ways that works:
 
 Why windows: the page cache backs a file with folios of up to 2^k pages only where a write starts
 at a multiple of 2^k pages, and a safetensors shard puts its tensor data after a header of any
-length, so a copy leaf by leaf starts every MiB of the output off alignment and fills the cache
-with small folios, each of which costs the kernel the same bookkeeping as a large one. Measured on
-ext4 (Linux 6.18, 2 cores): 2 GiB from 2,048 files of 1 MiB into an output 100 bytes on took
-0.77 to 0.80 s of CPU with ``copy_file_range`` per file, 0.59 s at offset 0, and ``cp`` of the
-same 2 GiB 0.59 s; spliced in 256 KiB windows, 0.58 s at offset 100 (64 KiB windows 0.68 s,
-128 KiB 0.61 s). See docs/benchmarks.md, "assemble: writes in aligned windows".
+length, so a copy leaf by leaf starts every MiB of the output off alignment and the kernel fills
+the output with small folios (163,847 for a 2 GiB assembly; ``cp`` of the result makes 37,876,
+the 64 KiB windows 33,031), each costing the same bookkeeping as a large one. Measured on ext4
+(Linux 6.18, 2 cores), copying the 2,048 leaf files of a published 2 GiB model into an output
+2,816 bytes on, as assembly does, in CPU seconds of the kernel: ``copy_file_range`` per leaf 0.75
+to 0.79 s, 64 KiB windows 0.65 to 0.68 s, ``cp`` of the assembled file 0.60 s. Larger windows
+were faster at best (128 KiB 0.60 s, 256 KiB 0.57 s) but not every time: on this virtual machine
+a large folio is often carved from memory the host had taken back, and the copy then takes two to
+three times as long (128 KiB: 0.77 and 1.27 s in six rounds; 256 KiB: 1.1 to 1.65 s in six of
+eight), while 64 KiB folios, ``cp``'s size, showed it once in six rounds (0.91 s; docs/benchmarks.md, "assemble: the copy in
+aligned windows").
 
-Only bytes written to the output are reported (``on_bytes``), so a caller that hashes the output
+Only bytes written to the output are reported (``on_bytes``, at least every MiB and at the end), so a caller that hashes the output
 as it grows (the assembly's copy check) never reads a byte still in the pipe. Nothing read is
 verified here: the caller hashes what was written.
 """
@@ -34,13 +39,15 @@ from typing import Callable
 
 __all__ = ["WINDOW", "OutputCopy", "copy_range"]
 
-#: The output is written in windows of this size, each starting at a multiple of it.
-WINDOW = 256 << 10
+#: The output is written in windows of this size, each starting at a multiple of it (``cp``'s write size).
+WINDOW = 64 << 10
 #: The pipe holds one window and the partial pages at its ends (the kernel rounds up to a power of two pages).
 _PIPE_BYTES = 2 * WINDOW
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: Each ``copy_file_range`` / buffered step moves at most this much (progress follows the copy).
 _STEP = 64 << 20
+#: Bytes written are reported in steps of at least this (a window each would be 16,384 calls per GiB).
+_REPORT = 1 << 20
 #: Errors that mean "the kernel cannot do this copy here", not "the copy failed".
 _NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
 
@@ -110,6 +117,7 @@ class OutputCopy:
         self._pipe: tuple[int, int, int] | None = _open_pipe()
         self._pages = 0  # pipe buffers in use (one per source page a splice touched)
         self._held: list[int] = []  # source descriptors to close once their pages are written
+        self._unreported = 0  # bytes written and not yet given to on_bytes
 
     def __enter__(self) -> "OutputCopy":
         return self
@@ -163,8 +171,9 @@ class OutputCopy:
         self._written(len(view))
 
     def finish(self) -> None:
-        """Write whatever the pipe still holds."""
+        """Write whatever the pipe still holds (and report every byte written)."""
         self.flush()
+        self._report()
 
     def close(self) -> None:
         """Release the pipe and every source descriptor held (bytes still in the pipe are dropped)."""
@@ -257,5 +266,11 @@ class OutputCopy:
         self._held = []
 
     def _written(self, count: int) -> None:
-        if self.on_bytes is not None and count:
-            self.on_bytes(count)
+        self._unreported += count
+        if self._unreported >= _REPORT:
+            self._report()
+
+    def _report(self) -> None:
+        if self.on_bytes is not None and self._unreported:
+            self.on_bytes(self._unreported)
+        self._unreported = 0
