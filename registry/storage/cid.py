@@ -76,6 +76,8 @@ def decode_varint(buf: bytes | memoryview, offset: int = 0) -> tuple[int, int]:
     Raises:
         ValueError: truncated, over 9 bytes or not minimally encoded.
     """
+    if 0 <= offset < len(buf) and buf[offset] < 0x80:  # one byte: tags, codecs, lengths under 128
+        return buf[offset], offset + 1
     value = 0
     shift = 0
     for i in range(offset, min(len(buf), offset + 9)):
