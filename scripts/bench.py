@@ -329,28 +329,32 @@ def bench(table: Table, work: Path, size: int, repeat: int, jobs: frozenset[str]
         cp_sync_times: list[float] = []
         anchors = ((["cp", "-r", str(reference), "{copied}"], cp_times), (CP_SYNC + [str(reference), "{copied}"], cp_sync_times))
 
-        def one_round(label: str, timed: bool) -> None:
+        def one_round(label: str, timed: bool, turn: int = 0) -> None:
             # cp as is (the anchor), and cp followed by a flush of what it wrote (``sync`` of
-            # its files and directory: what a durable assembly does before its rename).
+            # its files and directory: what a durable assembly does before its rename). Each round
+            # starts the turn one contender later: on this VM the process that runs right after a
+            # given one can find its memory slow to touch (docs/benchmarks.md), so every contender
+            # takes every place in the order across the rounds.
+            contenders: list[tuple[list[str], list[float], dict[str, str]]] = []
             for flag, times in variants.items():
                 out = work / f"assembled-{label}"
-                seconds = run(elements("assemble", composition, "-o", out, *([flag] if flag else [])), verify_env)[0]
-                shutil.rmtree(out)  # each output removed before the next (the disk is shared)
+                contenders.append((elements("assemble", composition, "-o", out, *([flag] if flag else [])), times, verify_env))
+            for argv, into in anchors:
+                contenders.append(([a.replace("{copied}", str(work / f"copied-{label}")) for a in argv], into, env))
+            turn %= len(contenders)
+            for argv, times, run_env in contenders[turn:] + contenders[:turn]:
+                seconds = run(argv, run_env)[0]
+                shutil.rmtree(argv[argv.index("-o") + 1] if "-o" in argv else argv[-1])  # each output removed before the next
                 if timed:
                     times.append(seconds)
-                if not flag:
-                    for argv, into in anchors:
-                        copied = work / f"copied-{label}"
-                        seconds = run([a.replace("{copied}", str(copied)) for a in argv], env)[0]
-                        shutil.rmtree(copied)
-                        if timed:
-                            into.append(seconds)
+                    name = " ".join(a for a in argv[-2:] if a.startswith("--")) or ("cp -r + sync" if argv[0] == "sh" else "cp -r" if argv[0] == "cp" else "default")
+                    print(f"assemble round {label}: {name} {seconds:.2f} s", file=sys.stderr)
 
         # One untimed round of every contender first (whichever ran first would pay for the memory
         # the publish and the first assembly left), then the timed rounds in turns.
         one_round("warm", timed=False)
         for i in range(repeat):
-            one_round(str(i), timed=True)
+            one_round(str(i), timed=True, turn=i)
         shutil.rmtree(reference)
         cp_s, cp_sync_s = statistics.median(cp_times), statistics.median(cp_sync_times)
         size2 = f"{2 * size / (1 << 30):g} GiB" if size >= 1 << 29 else f"{2 * size // MiB} MiB"
