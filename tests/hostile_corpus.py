@@ -565,7 +565,8 @@ def keystore_cases() -> list[Hostile]:
     def case(name: str, content: str | bytes, match: str) -> Hostile:
         def build(ws: Workspace) -> list[str]:
             path = ws.input("key.json", content)
-            return ["--keystore", path, "resolve", "0x" + "00" * 32]
+            # A command that signs: a read (resolve, show, ls, assemble, verify) loads no key at all.
+            return ["--keystore", path, "yank", "0x" + "00" * 32]
         return Hostile(f"keystore/{name}", build, match, env={"ELEMENTS_KEYSTORE_PASSWORD": "pw"})
 
     return [
