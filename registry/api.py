@@ -53,7 +53,7 @@ def _context(settings: Settings | None, registry: Registry | None, write: bool) 
 
     resolved = _settings(settings)
     if registry is None:
-        registry = open_registry(resolved, write=write)
+        registry = open_registry(resolved, write=write, bind=write)  # a read loads no key
     elif write:
         from .chain.session import require_account
 
