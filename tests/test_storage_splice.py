@@ -227,3 +227,21 @@ def test_copiers_in_many_threads_write_disjoint_ranges_of_one_output(tmp_path):
         os.close(fd)
         assert not errors, errors
         assert out.read_bytes()[2904:] == whole, f"round {round_}"
+
+
+def test_a_closed_copier_takes_nothing_more(tmp_path):
+    """Bytes still in the pipe at close are dropped, so anything appended after would land past a hole."""
+    (path, data), = sources(tmp_path, [5000], seed=11)
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o644)
+    src = os.open(path, os.O_RDONLY)
+    try:
+        copier = OutputCopy(fd, 0)
+        copier.copy(src, 0, 100)
+        copier.close()
+        with pytest.raises(ValueError, match="closed"):
+            copier.copy(src, 100, 100)
+        with pytest.raises(ValueError, match="closed"):
+            copier.write(b"x")
+    finally:
+        os.close(src)
+        os.close(fd)

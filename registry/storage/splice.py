@@ -8,7 +8,8 @@ kernel moves them, in the first of these ways that works:
 1. ``splice``: each range is spliced into a pipe (the pipe takes references to the source's
    cached pages, no copy) and the pipe is spliced into the output whenever the output's position
    reaches a multiple of :data:`WINDOW`, so every write but a copy's first and last covers one
-   whole aligned window of the output, whatever the sources' boundaries;
+   whole aligned window of the output, whatever the sources' boundaries (bytes from memory, a
+   source that ends early, or dozens of tiny ranges in one window write a part of one early);
 2. ``copy_file_range`` range by range (another system, or a pipe the kernel would not enlarge);
 3. ``pread`` / ``pwrite`` through a buffer (a file system the kernel cannot copy between).
 
@@ -118,6 +119,7 @@ class OutputCopy:
         self._pages = 0  # pipe buffers in use (one per source page a splice touched)
         self._held: list[int] = []  # source descriptors to close once their pages are written
         self._unreported = 0  # bytes written and not yet given to on_bytes
+        self._closed = False
 
     def __enter__(self) -> "OutputCopy":
         return self
@@ -139,6 +141,7 @@ class OutputCopy:
         fewer only where the source ends. ``close``: this copier closes ``src_fd`` once its bytes
         are in the output (a spliced page must stay referenced through an open file until then),
         or at :meth:`close`."""
+        self._check_open()
         try:
             done = self._splice(src_fd, src_offset, count) if self._pipe is not None else 0
             while done < count:  # no pipe (or no longer): range by range, written at once
@@ -163,6 +166,7 @@ class OutputCopy:
 
     def write(self, data) -> None:
         """Append bytes from memory (a piece the kernel cannot copy, such as data inlined in a DAG node)."""
+        self._check_open()
         self.flush()
         view = memoryview(data).cast("B")
         _pwrite_all(self.dst_fd, view, self.position)
@@ -176,7 +180,9 @@ class OutputCopy:
         self._report()
 
     def close(self) -> None:
-        """Release the pipe and every source descriptor held (bytes still in the pipe are dropped)."""
+        """Release the pipe and every source descriptor held (bytes still in the pipe are dropped:
+        the copier takes nothing more)."""
+        self._closed = True
         for fd in self._held:
             os.close(fd)
         self._held = []
@@ -184,6 +190,10 @@ class OutputCopy:
             os.close(self._pipe[0])
             os.close(self._pipe[1])
             self._pipe = None
+
+    def _check_open(self) -> None:
+        if self._closed:  # bytes dropped at close would leave a hole before anything appended now
+            raise ValueError("this OutputCopy is closed; make another")
 
     def _splice(self, src_fd: int, src_offset: int, count: int) -> int:
         done = 0
