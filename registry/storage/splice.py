@@ -16,20 +16,20 @@ kernel moves them, in the first of these ways that works:
 Why windows: the page cache backs a file with folios of up to 2^k pages only where a write starts
 at a multiple of 2^k pages, and a safetensors shard puts its tensor data after a header of any
 length, so a copy leaf by leaf starts every MiB of the output off alignment and the kernel fills
-the output with small folios (163,847 for a 2 GiB assembly; ``cp`` of the result makes 37,876,
-the 64 KiB windows 33,031), each costing the same bookkeeping as a large one. Measured on ext4
-(Linux 6.18, 2 cores), copying the 2,048 leaf files of a published 2 GiB model into an output
-2,816 bytes on, as assembly does, in CPU seconds of the kernel: ``copy_file_range`` per leaf 0.75
-to 0.79 s, 64 KiB windows 0.65 to 0.68 s, ``cp`` of the assembled file 0.60 s. Larger windows
-were faster at best (128 KiB 0.60 s, 256 KiB 0.57 s) but not every time: on this virtual machine
-a large folio is often carved from memory the host had taken back, and the copy then takes two to
-three times as long (128 KiB: 0.77 and 1.27 s in six rounds; 256 KiB: 1.1 to 1.65 s in six of
-eight), while 64 KiB folios, ``cp``'s size, showed it once in six rounds (0.91 s; docs/benchmarks.md, "assemble: the copy in
+the output with small folios (163,847 for a 2 GiB assembly; ``cp`` of the result makes 37,876, the
+64 KiB windows 33,031), each costing the same bookkeeping as a large one. Measured on ext4 (Linux
+6.18, 2 cores), copying the 2,048 leaf files of a published 2 GiB model into an output 2,816 bytes
+on, as assembly does, in CPU seconds of the kernel: ``copy_file_range`` per leaf 0.75 to 0.79 s, 64
+KiB windows 0.65 to 0.68 s, ``cp`` of the assembled file 0.60 s. Larger windows were faster at best
+(128 KiB 0.60 s, 256 KiB 0.57 s) but not every time: on this virtual machine a large folio is often
+carved from memory the host had taken back, and the copy then takes two to three times as long (128
+KiB: 0.77 and 1.27 s in six rounds; 256 KiB: 1.1 to 1.65 s in six of eight), while 64 KiB folios,
+``cp``'s size, showed it once in six rounds (0.91 s; docs/benchmarks.md, "assemble: the copy in
 aligned windows").
 
-Only bytes written to the output are reported (``on_bytes``, at least every MiB and at the end), so a caller that hashes the output
-as it grows (the assembly's copy check) never reads a byte still in the pipe. Nothing read is
-verified here: the caller hashes what was written.
+Only bytes written to the output are reported (``on_bytes``, at least every MiB and at the end), so
+a caller that hashes the output as it grows (the assembly's copy check) never reads a byte still in
+the pipe. Nothing read is verified here: the caller hashes what was written.
 """
 
 from __future__ import annotations
