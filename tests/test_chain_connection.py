@@ -70,6 +70,24 @@ def test_a_node_on_another_chain_is_refused(anvil):
     assert connect(anvil.url, expected_chain_id=ANVIL_CHAIN_ID).chain_id == ANVIL_CHAIN_ID
 
 
+def test_the_written_out_anvil_keys_are_those_its_mnemonic_derives():
+    """ANVIL_KEYS spare every devnet command eth-account's HD derivation: derived here again, by
+    eth-account from the mnemonic, they must be the same keys and addresses."""
+    from registry.chain.connection import ANVIL_KEYS, ANVIL_MNEMONIC, anvil_dev_accounts
+    from registry.chain.eth_account_import import load_eth_account
+
+    Account = load_eth_account().Account
+    Account.enable_unaudited_hdwallet_features()
+    derived = [Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(len(ANVIL_KEYS))]
+    written = anvil_dev_accounts()
+    assert [bytes(a.key).hex() for a in derived] == list(ANVIL_KEYS)
+    assert [a.address for a in written] == [a.address for a in derived]
+    assert [bytes(a.key) for a in anvil_dev_accounts(3)] == [bytes(a.key) for a in derived[:3]]
+    # Another mnemonic is derived, as before.
+    other = anvil_dev_accounts(1, mnemonic="abandon " * 11 + "about")
+    assert other[0].address == Account.from_mnemonic("abandon " * 11 + "about", account_path="m/44'/60'/0'/0/0").address
+
+
 def test_anvil_dev_accounts_are_the_funded_ones(anvil):
     chain = anvil.connect()
     assert chain.dev_accounts[0].address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

@@ -11,6 +11,7 @@ measures what this keeps.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -228,6 +229,14 @@ def test_a_read_on_a_network_with_dev_accounts_derives_none(tmp_path, weights, a
 
     modules = loaded(tmp_path, home, "resolve", str(content_id(weights)), "--json", ELEMENTS_NETWORK="devnet")
     assert "registry" in modules and "http" in modules  # exit 0: it did resolve over JSON-RPC
+    assert modules & {"eth_account", "eth_keyfile", "eth_keys", "web3"} == set(), sorted(modules & CHAIN)
+    # A command that sends, with no key configured, signs as dev account 0: its key is written out
+    # (registry.chain.connection.ANVIL_KEYS), not derived from the mnemonic by eth-account.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"elements_test": "dev-account-publish", "salt": os.urandom(8).hex()}))
+    dotted = loaded_modules(tmp_path, home, "publish", str(config), "--license", "MIT", "--json", ELEMENTS_NETWORK="devnet")
+    modules = {m.partition(".")[0] for m in dotted}
+    assert "registry.chain.keysign" in dotted  # exit 0: it signed and sent
     assert modules & {"eth_account", "eth_keyfile", "eth_keys", "web3"} == set(), sorted(modules & CHAIN)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence, cast
 from urllib.parse import urlparse
 
 from ..config import url_list
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .crosscheck import CrossCheckProvider
 
-__all__ = ["ANVIL_MNEMONIC", "anvil_dev_accounts", "connect", "memory_dev_accounts", "wait_for_rpc"]
+__all__ = ["ANVIL_KEYS", "ANVIL_MNEMONIC", "anvil_dev_accounts", "connect", "memory_dev_accounts", "wait_for_rpc"]
 
 #: The mnemonic anvil funds its ten dev accounts from by default (public: never use it for value).
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -37,8 +37,32 @@ def memory_dev_accounts() -> list[LocalAccount]:
     return [Account.from_key(i.to_bytes(32, "big")) for i in range(1, 11)]
 
 
+#: The private keys of anvil's ten dev accounts, ``ANVIL_MNEMONIC`` at m/44'/60'/0'/0/0 to /9 (public
+#: test keys, which anvil prints at start: never use them for value). Written out so that a command
+#: on a devnet neither imports eth-account nor runs its HD derivation (about 0.27 s); the test
+#: derives them again with eth-account and compares (tests/test_chain_connection.py).
+ANVIL_KEYS = (
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",  # 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",  # 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",  # 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
+    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",  # 0x90F79bf6EB2c4f870365E785982E1f101E93b906
+    "47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",  # 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65
+    "8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",  # 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc
+    "92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",  # 0x976EA74026E726554dB657fA54763abd0C3a0aa9
+    "4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",  # 0x14dC79964da2C08b23698B3D3cc7Ca32193d9955
+    "dbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",  # 0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f
+    "2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",  # 0xa0Ee7A142d267C1f36714E4a8F75612F20a79720
+)
+
+
 def anvil_dev_accounts(count: int = 10, mnemonic: str = ANVIL_MNEMONIC) -> list[LocalAccount]:
-    """The accounts anvil funds by default (derived from its public mnemonic)."""
+    """The accounts anvil funds by default (derived from its public mnemonic): for anvil's own
+    mnemonic, from :data:`ANVIL_KEYS` as light accounts (:class:`registry.chain.keysign.KeyAccount`,
+    which sign the registry's transactions without eth-account and hand anything else to it)."""
+    if mnemonic == ANVIL_MNEMONIC and count <= len(ANVIL_KEYS):
+        from .keysign import KeyAccount
+
+        return [cast("LocalAccount", KeyAccount(bytes.fromhex(key))) for key in ANVIL_KEYS[:count]]
     from .eth_account_import import load_eth_account
 
     Account = load_eth_account().Account
