@@ -212,10 +212,11 @@ def test_resolve_show_and_ls_over_json_rpc_load_no_web3(tmp_path, weights, anvil
         assert modules & (CHAIN | BOM | HTTP) == set(), (args, sorted(modules & (CHAIN | HTTP)))
 
 
-def test_a_read_on_a_network_with_dev_accounts_derives_none(tmp_path, weights, anvil_registry, anvil):
+def test_commands_on_a_network_with_dev_accounts_derive_no_key(tmp_path, weights, anvil_registry, anvil):
     """`elements devnet` configures its network with ``dev_accounts``: a command that only reads
-    (resolve, assemble, show, ls) binds no account, so it neither imports eth-account nor derives
-    the ten dev keys from their mnemonic (about 0.2 s of every such command)."""
+    (resolve, assemble, show, ls) binds no account, and one that sends with no key configured signs
+    as dev account 0 from its written-out key, so neither imports eth-account nor derives the ten dev
+    keys from their mnemonic (about 0.27 s of every such command)."""
     home = tmp_path / "home"
     home.mkdir()
     network = {"rpc_url": anvil.url, "chain_id": anvil_registry.chain.chain_id, "registry": anvil_registry.address,
