@@ -105,6 +105,20 @@ def test_cid_of_a_file_loads_nothing_beyond_the_standard_library(tmp_path, weigh
     assert third_party(modules) - LIGHT == set()
 
 
+def test_keys_list_reads_the_addresses_without_the_chain_packages(tmp_path):
+    """A keystore names its address: `keys list` checksums it with the in-house EIP-55
+    (registry.chain.abi), not eth-utils (whose import, pydantic's models with it, is 0.13 s)."""
+    from tests.keystore_support import write_keystore
+
+    home = tmp_path / "home"
+    _, account = write_keystore(home, "alice", "pw")
+    modules = loaded(tmp_path, home, "keys", "list")
+    assert modules & (CHAIN | {"pydantic", "numpy"}) == set(), sorted(modules & (CHAIN | {"pydantic"}))
+    listed = subprocess.run([sys.executable, "-m", "registry", "keys", "list", "--json"], env=clean_env(home), cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert [(k["name"], k["address"]) for k in json.loads(listed.stdout)] == [("alice", account.address)]
+
+
 def test_pin_service_commands_load_neither_the_chain_nor_an_http_client(tmp_path):
     home = tmp_path / "home"
     assert loaded(tmp_path, home, "pin-service", "add", "svc", "https://pins.example.org", "--token-env", "T") & (CHAIN | HTTP) == set()

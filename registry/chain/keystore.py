@@ -18,9 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from eth_utils import to_checksum_address
-
 from ..limits import CONFIG_BYTES, load_json_file
+from .abi import checksum_address
 from .accounts import account_from_keystore, create_keystore
 from .errors import AccountError
 
@@ -62,7 +61,7 @@ def check_key_name(name: str) -> str:
 def _address_of(path: Path) -> str | None:
     try:
         document = load_json_file(path, CONFIG_BYTES)
-        return to_checksum_address("0x" + str(document["address"]).removeprefix("0x"))
+        return checksum_address("0x" + str(document["address"]).removeprefix("0x"))
     except Exception:
         return None
 
