@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ConfigError, InputError
-from ..storage.car import IterStream, export_car, import_car
 from ..storage.cid import CID
 from ..storage.errors import CIDError
-from ..storage.unixfs import DEFAULT_PROFILE, PROFILES, add_file, get_profile
+from ..storage.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from ._app import Result, add_command, add_group, progress
 
 if TYPE_CHECKING:
@@ -20,8 +19,10 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-# The storage modules above are the standard library's and ours; the ones that speak HTTP (fetch,
-# kubo, gateway: httpx) are imported by the handlers that reach a node, so `elements cid` does not.
+# The storage modules above are the standard library's and ours, and light; the importer and the CAR
+# codec (thread pools, logging) are imported by the handlers that use them, since every command
+# loads this module to build the parser; the ones that speak HTTP (fetch, kubo, gateway: httpx) by
+# the handlers that reach a node, so `elements cid` does not.
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -267,6 +268,8 @@ def cmd_gc(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..storage.unixfs import add_file
+
     profile = get_profile(args.profile)
     if args.hash != profile.hash:
         profile = profile.with_hash(args.hash)
@@ -298,6 +301,7 @@ def cmd_cid(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_car_export(args: argparse.Namespace, settings: Settings) -> Result:
     from ..records.resolve import parse_hash
+    from ..storage.car import export_car
     from ..storage.fetch import Sources
 
     kind, _ = parse_hash(args.hash) if args.hash.strip()[:2].lower() == "0x" else ("cid", b"")
@@ -358,6 +362,7 @@ def _roots_behind(hash_: str, settings: Settings, sources: Sources) -> tuple[lis
 
 
 def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
+    from ..storage.car import import_car
     from ..storage.fetch import open_store
 
     path = Path(args.file)
@@ -383,6 +388,8 @@ def cmd_car_import(args: argparse.Namespace, settings: Settings) -> Result:
 def _kubo_import(kubo: Kubo, path: Path, result) -> list[CID]:
     """Import the CAR into Kubo too; a CAR read up to a zero-length section goes without that
     section and what follows (Kubo refuses the section), as the CAR v1 payload it holds."""
+    from ..storage.car import IterStream
+
     if result.ended_at is None:
         return kubo.dag_import(path, pin_roots=True)
     with open(path, "rb") as f:
