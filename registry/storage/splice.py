@@ -183,13 +183,8 @@ class OutputCopy:
         """Release the pipe and every source descriptor held (bytes still in the pipe are dropped:
         the copier takes nothing more)."""
         self._closed = True
-        for fd in self._held:
-            os.close(fd)
-        self._held = []
-        if self._pipe is not None:
-            os.close(self._pipe[0])
-            os.close(self._pipe[1])
-            self._pipe = None
+        self._release()
+        self._close_pipe()
 
     def _check_open(self) -> None:
         if self._closed:  # bytes dropped at close would leave a hole before anything appended now
@@ -265,6 +260,9 @@ class OutputCopy:
 
     def _stop_splicing(self) -> None:
         self.flush()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
         if self._pipe is not None:
             os.close(self._pipe[0])
             os.close(self._pipe[1])
