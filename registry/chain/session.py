@@ -67,8 +67,8 @@ def open_registry(settings: "Settings", chain: Chain | None = None, write: bool 
         settings: resolved settings.
         chain: an already connected chain (default: :func:`open_chain`).
         write: require an account (raise :class:`AccountError` if none is configured).
-        bind: load the configured account at all; False for a command that only reads (on a
-            chain with dev accounts, deriving them costs about 0.2 s of eth-account).
+        bind: load the configured account at all; False for a command that only reads (no
+            keystore decrypted, a second of scrypt or a password prompt; no key parsed).
 
     Raises:
         NoRegistryError: nothing deployed there (run `elements deploy`).

@@ -243,7 +243,7 @@ def session(settings: Settings, *, write: bool = False, resolver: bool = True):
     from ..chain.session import open_registry
     from ..storage.fetch import Sources
 
-    registry = open_registry(settings, write=write, bind=write)  # a read loads no key (nor derives dev accounts)
+    registry = open_registry(settings, write=write, bind=write)  # a read loads no key (nor decrypts a keystore)
     sources = Sources.from_settings(settings)
     hints = None
     try:
