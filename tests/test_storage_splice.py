@@ -143,17 +143,13 @@ def test_descriptors_given_to_the_copier_and_its_pipe_are_closed_on_success_and_
         os.close(fd)
 
 
-def real_splice():
-    return os.splice
-
-
 @pytest.mark.skipif(not hasattr(os, "splice"), reason="os.splice is Linux-only")
 @pytest.mark.parametrize("refuses", ["source", "output", "both"])
 def test_a_file_the_kernel_cannot_splice_is_copied_another_way(tmp_path, monkeypatch, refuses):
     """A source whose file system has no splice_read, or an output without splice_write, answers
     EINVAL: the copier writes what the pipe holds (read back through memory if the output refused
     it) and copies the rest with copy_file_range."""
-    splice_call = real_splice()
+    splice_call = os.splice  # the real one, called by the stand-in below
     pipes = set()
 
     def refusing(src, dst, count, offset_src=None, offset_dst=None, flags=0):
